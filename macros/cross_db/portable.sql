@@ -1,0 +1,92 @@
+{#-
+  Everything that differs between DuckDB (the local target) and Athena goes
+  through these dispatch macros, so staging and segment models carry no
+  engine-specific SQL. `default__` is the DuckDB spelling; `athena__` is
+  Trino's. Struct fields (`client.client_id`) and `timestamp '...'` literals
+  read the same on both engines and need no macro.
+-#}
+
+{% macro epoch_ms_to_timestamp(expr) -%}
+  {{ return(adapter.dispatch('epoch_ms_to_timestamp', 'lakeseg')(expr)) }}
+{%- endmacro %}
+
+{% macro default__epoch_ms_to_timestamp(expr) -%}
+  epoch_ms(cast({{ expr }} as bigint))
+{%- endmacro %}
+
+{% macro athena__epoch_ms_to_timestamp(expr) -%}
+  cast(from_unixtime(cast({{ expr }} as double) / 1000.0) as timestamp)
+{%- endmacro %}
+
+
+{#- timestamp_add('day', -30, ts): unit is one of second, minute, hour, day, month, year. -#}
+{% macro timestamp_add(unit, amount, expr) -%}
+  {%- if unit not in ['second', 'minute', 'hour', 'day', 'month', 'year'] -%}
+    {{ exceptions.raise_compiler_error("timestamp_add: unsupported unit '" ~ unit ~ "'") }}
+  {%- endif -%}
+  {{ return(adapter.dispatch('timestamp_add', 'lakeseg')(unit, amount, expr)) }}
+{%- endmacro %}
+
+{% macro default__timestamp_add(unit, amount, expr) -%}
+  ({{ expr }} + to_{{ unit }}s(cast({{ amount }} as integer)))
+{%- endmacro %}
+
+{% macro athena__timestamp_add(unit, amount, expr) -%}
+  date_add('{{ unit }}', {{ amount }}, {{ expr }})
+{%- endmacro %}
+
+
+{#- map_value(attributes, 'campaign_id'): the value for a key, null when absent. -#}
+{% macro map_value(map_expr, key) -%}
+  {{ return(adapter.dispatch('map_value', 'lakeseg')(map_expr, key)) }}
+{%- endmacro %}
+
+{% macro default__map_value(map_expr, key) -%}
+  map_extract_value({{ map_expr }}, '{{ key }}')
+{%- endmacro %}
+
+{% macro athena__map_value(map_expr, key) -%}
+  element_at({{ map_expr }}, '{{ key }}')
+{%- endmacro %}
+
+
+{#- now_utc(): the current instant as a plain (zone-less) UTC timestamp. -#}
+{% macro now_utc() -%}
+  {{ return(adapter.dispatch('now_utc', 'lakeseg')()) }}
+{%- endmacro %}
+
+{% macro default__now_utc() -%}
+  cast(timezone('UTC', current_timestamp) as timestamp)
+{%- endmacro %}
+
+{% macro athena__now_utc() -%}
+  cast(at_timezone(current_timestamp, 'UTC') as timestamp)
+{%- endmacro %}
+
+
+{#- contains_any(expr, chars): true when the string holds any of the given characters. -#}
+{% macro contains_control_chars(expr) -%}
+  {{ return(adapter.dispatch('contains_control_chars', 'lakeseg')(expr)) }}
+{%- endmacro %}
+
+{% macro default__contains_control_chars(expr) -%}
+  regexp_matches({{ expr }}, '[\r\n\t]')
+{%- endmacro %}
+
+{% macro athena__contains_control_chars(expr) -%}
+  regexp_like({{ expr }}, '[\r\n\t]')
+{%- endmacro %}
+
+
+{#- try_to_double(expr): the value as a double, null when it is not a number. -#}
+{% macro try_to_double(expr) -%}
+  {{ return(adapter.dispatch('try_to_double', 'lakeseg')(expr)) }}
+{%- endmacro %}
+
+{% macro default__try_to_double(expr) -%}
+  try_cast(cast({{ expr }} as varchar) as double)
+{%- endmacro %}
+
+{% macro athena__try_to_double(expr) -%}
+  try_cast(cast({{ expr }} as varchar) as double)
+{%- endmacro %}

@@ -1,0 +1,40 @@
+{#-
+  Generic tests for Amazon Pinpoint's data rules. Each returns the failing
+  rows (the id and the offending value), so a failure names the model, the
+  column and the rule, and `dbt test --store-failures` keeps the evidence.
+-#}
+
+{#- Pinpoint: an attribute value is at most 100 characters. -#}
+{% test pinpoint_max_length(model, column_name, max_length=100) %}
+select {{ column_name }} as failing_value, length(cast({{ column_name }} as varchar)) as value_length
+from {{ model }}
+where length(cast({{ column_name }} as varchar)) > {{ max_length }}
+{% endtest %}
+
+
+{#- Pinpoint's user guide: line breaks and tabs in a value make an import fail. -#}
+{% test pinpoint_no_control_chars(model, column_name) %}
+select {{ column_name }} as failing_value
+from {{ model }}
+where {{ lakeseg.contains_control_chars('cast(' ~ column_name ~ ' as varchar)') }}
+{% endtest %}
+
+
+{#- Pinpoint: Metrics.* values are numbers. -#}
+{% test pinpoint_numeric(model, column_name) %}
+select {{ column_name }} as failing_value
+from {{ model }}
+where {{ column_name }} is not null
+  and {{ lakeseg.try_to_double(column_name) }} is null
+{% endtest %}
+
+
+{#- Pinpoint: ChannelType and OptOut take a fixed set of values. -#}
+{% test pinpoint_accepted_values(model, column_name, values) %}
+select {{ column_name }} as failing_value
+from {{ model }}
+where {{ column_name }} is not null
+  and cast({{ column_name }} as varchar) not in (
+    {%- for v in values %}'{{ v }}'{{ ", " if not loop.last }}{% endfor -%}
+  )
+{% endtest %}

@@ -1,0 +1,1 @@
+{{ due_event_view('_session.stop') }}

@@ -1,0 +1,1 @@
+"""lakeseg: segments as dbt models, synced into an engagement platform."""

@@ -1,0 +1,252 @@
+"""A deterministic, synthetic customer data lake shaped like the real thing.
+
+Tables (Parquet, under one root directory):
+
+``due/all_events/ingest_timestamp=YYYY-MM-DD/*.parquet``
+    Shaped like the Digital User Engagement (DUE) Events Database's
+    ``all_events``: ``event_type`` (``_email.send``, ``_email.open``, ...),
+    epoch-ms ``event_timestamp`` / ``arrival_timestamp``, ``client.client_id``
+    (the endpoint id), an ``attributes`` map and email ``facets``. Partitioned
+    by ingest day (the real database projects hourly ``yyyy/MM/dd/HH``).
+``crm/contacts``, ``crm/subscriptions``, ``crm/app_logins``, ``crm/web_sessions``
+    CRM-style tables keyed by the contact id, which is the endpoint id.
+
+Every value comes from a hash of (seed, row, column), so the same parameters
+give the same lake on any machine and any number of threads.  All of it is
+generated inside DuckDB; nothing is materialised in Python.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+
+DEFAULT_END = "2026-11-01T00:00:00"
+MANIFEST = "_lake.json"
+
+# Share of events per type, in basis points (sum 10000).
+EVENT_MIX = (
+    ("_email.send", 2900),
+    ("_email.delivered", 2500),
+    ("_email.open", 1500),
+    ("_email.click", 500),
+    ("_email.unsubscribe", 50),
+    ("_email.hardbounce", 50),
+    ("_session.start", 1250),
+    ("_session.stop", 1250),
+)
+
+US_STATES = (
+    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO "
+    "MT NE NV NH NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY"
+).split()
+
+# Names that exercise CSV quoting and non-ASCII text downstream.
+FIRST_NAMES = ("Ana", "José", "Zoë", "Björn", "Chloé", "Li", "Ngozi", "Søren", "Amélie", "Ravi", "Ютта", "María")
+LAST_NAMES = ("Smith", "O'Brien", "Nguyễn", "García", "Müller", "Smith, Jr.", "Okafor", 'Dee "DJ"', "Kowalski", "田中")
+
+
+@dataclass(frozen=True)
+class LakeSpec:
+    """Parameters of a sample lake. The defaults generate in seconds."""
+
+    endpoints: int = 50_000
+    events_per_endpoint: int = 20
+    days: int = 200
+    end: str = DEFAULT_END  # exclusive end of the event window, UTC
+    seed: int = 42
+
+    @property
+    def events(self) -> int:
+        return self.endpoints * self.events_per_endpoint
+
+    @property
+    def end_dt(self) -> datetime:
+        return datetime.fromisoformat(self.end).replace(tzinfo=timezone.utc)
+
+    @property
+    def start_dt(self) -> datetime:
+        return self.end_dt - timedelta(days=self.days)
+
+
+def _sql_list(values) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+def _macros(con: duckdb.DuckDBPyConnection, spec: LakeSpec) -> None:
+    seed = int(spec.seed)
+    # u(i, salt): a deterministic uniform number in [0, 1) for row i.
+    con.execute(f"create or replace macro u(i, salt) as (hash({seed}, i, salt) % 1000000007) / 1000000007.0")
+    # Skewed pick in [0, n): low indexes are picked far more often, so a few
+    # endpoints are very active and a long tail is nearly silent.
+    con.execute("create or replace macro skewed(i, salt, n) as least(n - 1, cast(floor(n * pow(u(i, salt), 2.2)) as bigint))")
+    con.execute(
+        f"""create or replace macro endpoint_id(i) as (
+            with h as (select md5('lakeseg-{seed}-' || i::varchar) as m)
+            select substr(m, 1, 8) || '-' || substr(m, 9, 4) || '-' || substr(m, 13, 4) || '-'
+                   || substr(m, 17, 4) || '-' || substr(m, 21, 12) from h)"""
+    )
+
+
+def _event_type_case() -> str:
+    parts, upper = [], 0
+    for name, share in EVENT_MIX:
+        upper += share
+        parts.append(f"when r < {upper} then '{name}'")
+    return "case " + " ".join(parts) + " end"
+
+
+def _write_events(con, spec: LakeSpec, root: Path) -> None:
+    start_ms = int(spec.start_dt.timestamp() * 1000)
+    span_ms = spec.days * 86_400_000
+    n = spec.endpoints
+    out = root / "due" / "all_events"
+    con.execute(
+        f"""
+        copy (
+          with base as (
+            select i,
+                   skewed(i, 1, {n}) as ep,
+                   cast(floor(u(i, 2) * 10000) as integer) as r,
+                   {start_ms} + cast(floor(u(i, 3) * {span_ms}) as bigint) as ts
+            from range({spec.events}) t(i)
+          ), typed as (
+            select *, {_event_type_case()} as event_type,
+                   'cmp-' || (hash(i, 7) % 12)::varchar as campaign_id,
+                   'msg-' || md5(i::varchar) as message_id
+            from base
+          ), shaped as (
+            select
+              event_type,
+              ts as event_timestamp,
+              least(ts + cast(u(i, 4) * 120000 as bigint), {start_ms + span_ms - 1}) as arrival_timestamp,
+              '3.1' as event_version,
+              {{'app_id': 'a1b2c3d4e5f6lakeseg', 'cognito_identity_pool_id': null::varchar}} as application,
+              {{'client_id': endpoint_id(ep), 'cognito_id': null::varchar}} as client,
+              {{'platform': {{'name': case when event_type like '_session%' then 'android' else 'email' end}}}} as device,
+              case when event_type like '_session%'
+                   then {{'session_id': 'ses-' || md5((i // 2)::varchar), 'start_timestamp': ts}}
+              end as session,
+              case when event_type like '_email%'
+                   then map {{'campaign_id': campaign_id, 'treatment_id': '0', 'campaign_send_status': 'SUCCESS'}}
+                   else map {{'screen': 'home'}}
+              end as attributes,
+              case when event_type like '_email%' then {{'email_channel': {{'mail_event': {{
+                  'mail': {{'message_id': message_id,
+                           'from_address': 'news@example.com',
+                           'destination': [ 'user' || ep::varchar || '@example.com' ],
+                           'common_headers': {{'subject': 'Your November update'}}}},
+                  'click': case when event_type = '_email.click'
+                                then {{'link': 'https://example.com/offer?c=' || campaign_id, 'user_agent': 'Mozilla/5.0'}} end,
+                  'open': case when event_type = '_email.open'
+                               then {{'user_agent': 'Mozilla/5.0', 'ip_address': '192.0.2.1'}} end
+                }}}}}} end as facets,
+              strftime(make_timestamp(arrival_timestamp * 1000), '%Y-%m-%d') as ingest_timestamp
+            from typed
+          )
+          select * from shaped
+        ) to '{out}' (format parquet, partition_by (ingest_timestamp), compression zstd)
+        """
+    )
+
+
+def _write_crm(con, spec: LakeSpec, root: Path) -> None:
+    n = spec.endpoints
+    end = spec.end_dt.strftime("%Y-%m-%d %H:%M:%S")
+    start = spec.start_dt.strftime("%Y-%m-%d %H:%M:%S")
+    span_s = spec.days * 86_400
+    crm = root / "crm"
+    for sub in ("contacts", "subscriptions", "app_logins", "web_sessions"):
+        (crm / sub).mkdir(parents=True, exist_ok=True)
+    # 97% of endpoints belong to a known contact; the id is the endpoint id.
+    con.execute(
+        f"""
+        copy (
+          select endpoint_id(i) as id,
+                 'user' || i::varchar as username,
+                 'user' || i::varchar || '@example.com' as email,
+                 list_extract({_sql_list(FIRST_NAMES)}, 1 + (hash(i, 11) % {len(FIRST_NAMES)})::integer) as first_name,
+                 list_extract({_sql_list(LAST_NAMES)}, 1 + (hash(i, 12) % {len(LAST_NAMES)})::integer) as last_name,
+                 list_extract({_sql_list(US_STATES)}, 1 + (hash(i, 13) % {len(US_STATES)})::integer) as state,
+                 timestamp '{start}' - to_days(cast(u(i, 14) * 900 as integer)) as created_at
+          from range({n}) t(i)
+          where u(i, 10) < 0.97
+          order by i
+        ) to '{crm / "contacts" / "contacts.parquet"}' (format parquet)
+        """
+    )
+    con.execute(
+        f"""
+        copy (
+          select 'sub-' || i::varchar as subscription_id,
+                 endpoint_id(i) as contact_id,
+                 list_extract(['basic', 'plus', 'pro'], 1 + (hash(i, 21) % 3)::integer) as plan,
+                 cast(timestamp '{end}' - to_days(cast(u(i, 22) * 600 as integer) + 30) as date) as start_date,
+                 cast(timestamp '{end}' + to_days(cast(u(i, 23) * 400 as integer) - 100) as date) as end_date,
+                 u(i, 24) < 0.6 as auto_renewal,
+                 case when u(i, 25) < 0.8 then 0 else 1 + (hash(i, 26) % 3)::integer end as missed_payments
+          from range({n}) t(i)
+          where u(i, 10) < 0.97 and u(i, 20) < 0.7
+          order by i
+        ) to '{crm / "subscriptions" / "subscriptions.parquet"}' (format parquet)
+        """
+    )
+    con.execute(
+        f"""
+        copy (
+          select 'login-' || i::varchar as login_id,
+                 'user' || skewed(i, 31, {n})::varchar as username,
+                 timestamp '{start}' + to_seconds(cast(floor(u(i, 32) * {span_s}) as bigint)) as login_timestamp,
+                 list_extract(['ios', 'android', 'web'], 1 + (hash(i, 33) % 3)::integer) as client
+          from range({n * 4}) t(i)
+          order by login_timestamp
+        ) to '{crm / "app_logins" / "app_logins.parquet"}' (format parquet)
+        """
+    )
+    con.execute(
+        f"""
+        copy (
+          select 'ga-' || i::varchar as session_id,
+                 endpoint_id(skewed(i, 41, {n})) as user_id,
+                 timestamp '{start}' + to_seconds(cast(floor(u(i, 42) * {span_s}) as bigint)) as session_timestamp,
+                 1 + (hash(i, 43) % 12)::integer as page_views,
+                 list_extract(['organic', 'paid', 'email', 'direct'], 1 + (hash(i, 44) % 4)::integer) as traffic_source
+          from range({n * 4}) t(i)
+          order by session_timestamp
+        ) to '{crm / "web_sessions" / "web_sessions.parquet"}' (format parquet)
+        """
+    )
+
+
+def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = None) -> dict:
+    """Write the sample lake under ``root`` (replacing it) and return its manifest."""
+    root = Path(root)
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "due").mkdir(parents=True)
+    con = duckdb.connect()
+    try:
+        if threads:
+            con.execute(f"set threads = {int(threads)}")
+        con.execute("set preserve_insertion_order = false")
+        con.execute("set enable_progress_bar = false")
+        _macros(con, spec)
+        _write_events(con, spec, root)
+        _write_crm(con, spec, root)
+        counts = {
+            "all_events": con.sql(f"select count(*) from read_parquet('{root}/due/all_events/**/*.parquet')").fetchall()[0][0],
+            **{
+                t: con.sql(f"select count(*) from read_parquet('{root}/crm/{t}/*.parquet')").fetchall()[0][0]
+                for t in ("contacts", "subscriptions", "app_logins", "web_sessions")
+            },
+        }
+    finally:
+        con.close()
+    manifest = {"spec": asdict(spec), "end": spec.end, "rows": counts}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
