@@ -250,3 +250,11 @@ def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = N
     manifest = {"spec": asdict(spec), "end": spec.end, "rows": counts}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def read_manifest(root: Path) -> dict | None:
+    """The manifest of an existing lake, or None when there is none."""
+    try:
+        return json.loads((Path(root) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None

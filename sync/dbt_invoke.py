@@ -1,0 +1,58 @@
+"""Running dbt from lakeseg (``lakeseg check`` parses, ``lakeseg run`` builds).
+
+dbt runs in-process through its programmatic entry point, so a scheduler
+needs one process and one exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DbtProject:
+    """Where the dbt project and its profile live, and which target to use."""
+
+    project_dir: Path = Path(".")
+    profiles_dir: Path | None = None
+    target: str | None = None
+
+    def common_args(self) -> list[str]:
+        args = ["--project-dir", str(self.project_dir)]
+        profiles = self.profiles_dir or _default_profiles_dir(self.project_dir)
+        if profiles is not None:
+            args += ["--profiles-dir", str(profiles)]
+        if self.target:
+            args += ["--target", self.target]
+        return args
+
+
+def _default_profiles_dir(project_dir: Path) -> Path | None:
+    if os.environ.get("DBT_PROFILES_DIR"):
+        return Path(os.environ["DBT_PROFILES_DIR"])
+    for candidate in (project_dir, Path.cwd()):
+        if (candidate / "profiles.yml").exists():
+            return candidate
+    return None  # dbt falls back to ~/.dbt
+
+
+def invoke(command: str, project: DbtProject, extra: Sequence[str] = ()) -> bool:
+    """Run ``dbt <command>``; True when dbt reports success."""
+    try:
+        from dbt.cli.main import dbtRunner
+    except ImportError as exc:  # pragma: no cover - dbt is a hard dependency
+        raise ConfigError(f"dbt-core is not installed: {exc}") from exc
+    args = [command, *project.common_args(), *extra]
+    log.info("running dbt %s", " ".join(args))
+    result = dbtRunner().invoke(args)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise ConfigError(f"dbt {command} could not run: {result.exception}")
+    return bool(result.success)
