@@ -94,6 +94,175 @@ def check(project_dir, profiles_dir, target, no_parse, target_path, as_json):
     sys.exit(EXIT_FAILED if problems else EXIT_OK)
 
 
+# --------------------------------------------------------------------------- sync
+
+def sync_options(fn):
+    """Options shared by plan, sync and run."""
+    opts = [
+        click.option("--target-path", default=None,
+                     help="dbt target path (default: $DBT_TARGET_PATH, dbt_project.yml, target)."),
+        click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="lakeseg settings file (default: lakeseg.yml in the project)."),
+        click.option("--select", "-s", multiple=True, help="Segments by model name, glob or tag:<tag>. Repeatable."),
+        click.option("--exclude", multiple=True, help="Segments to leave out (same forms as --select)."),
+        click.option("--full-refresh", is_flag=True, help="Send every row, not only the change."),
+        click.option("--max-exit-share", type=click.FloatRange(0, 1), default=None,
+                     help="Mass-exit guard: refuse a segment whose run exits more than this share (default 0.3)."),
+        click.option("--state", default=None, help="State location: a directory or s3://bucket/prefix."),
+        click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return project_options(fn)
+
+
+def _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
+             max_exit_share, state, allow_mass_exit=False):
+    from .dbt_invoke import DbtProject
+    from .runtime import SyncRequest
+
+    return SyncRequest(
+        project=DbtProject(project_dir, profiles_dir, target), target_path=target_path,
+        settings_file=settings_file, select=tuple(select), exclude=tuple(exclude), full_refresh=full_refresh,
+        allow_mass_exit=allow_mass_exit, max_exit_share=max_exit_share, state=state,
+    )
+
+
+def _finish(report, as_json: bool) -> None:
+    from .report import render
+
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2, default=str))
+    else:
+        click.echo(render(report))
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+
+def _execute(req, command: str, dry_run: bool, as_json: bool) -> None:
+    from .report import Progress
+    from .runtime import run_sync
+
+    progress = Progress(enabled=None if not as_json else False)
+    try:
+        report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
+    finally:
+        progress.close()
+    _finish(report, as_json)
+
+
+@main.command()
+@sync_options
+@handle_errors
+def plan(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
+         max_exit_share, state, as_json):
+    """Show what a sync would send, per segment. Reads only; writes and sends nothing.
+
+    \b
+    Example:
+      lakeseg plan --select seg_email_clickers --json
+    """
+    req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
+                   full_refresh, max_exit_share, state)
+    _execute(req, "plan", True, as_json)
+
+
+@main.command("sync")
+@sync_options
+@click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
+@handle_errors
+def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
+             max_exit_share, state, as_json, allow_mass_exit):
+    """Send what changed in each segment since the last successful sync.
+
+    Reads dbt's artifacts: a segment is synced only if its model and every
+    test attached to it passed in the latest dbt invocation.
+
+    \b
+    Example:
+      dbt build && lakeseg sync --select tag:daily
+    """
+    req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
+                   full_refresh, max_exit_share, state, allow_mass_exit)
+    _execute(req, "sync", False, as_json)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@sync_options
+@click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
+@click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
+@handle_errors
+def run(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
+        max_exit_share, state, as_json, allow_mass_exit, dbt_args):
+    """`dbt build`, then sync, in one process: the unit a scheduler calls.
+
+    Arguments after `--` go to dbt build. Only segments whose model and tests
+    passed in this build are synced.
+
+    \b
+    Example:
+      lakeseg run -- --vars '{as_of: "2026-11-01 00:00:00"}'
+    """
+    from .dbt_invoke import DbtProject, invoke
+    from .artifacts import resolve_target_path
+
+    extra = list(dbt_args)
+    if target_path:
+        extra += ["--target-path", str(resolve_target_path(project_dir, target_path))]
+    ok = invoke("build", DbtProject(project_dir, profiles_dir, target), extra)
+    if not ok:
+        click.echo("dbt build reported failures; syncing only the segments whose model and tests passed.", err=True)
+    req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
+                   full_refresh, max_exit_share, state, allow_mass_exit)
+    _execute(req, "run", False, as_json)
+
+
+@main.command()
+@project_options
+@click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--state", default=None, help="State location: a directory or s3://bucket/prefix.")
+@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--run-id", default=None, help="Show one run in full.")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def history(project_dir, profiles_dir, target, settings_file, state, limit, run_id, as_json):
+    """Past runs: per segment, counts, files, job ids, status, errors, durations.
+
+    \b
+    Example:
+      lakeseg history --limit 5
+    """
+    from .history import history_lines, load_history
+
+    runs = load_history(project_dir, profiles_dir, target, settings_file, state, limit, run_id)
+    if as_json:
+        click.echo(json.dumps(runs if run_id is None else (runs[0] if runs else None), indent=2, default=str))
+        return
+    click.echo("\n".join(history_lines(runs, detailed=run_id is not None)) or "No runs recorded yet.")
+
+
+@main.command()
+@project_options
+@click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--state", default=None, help="State location: a directory or s3://bucket/prefix.")
+@click.option("--destination", "destination_key", required=True, help="Destination key (as shown by `lakeseg history`).")
+@click.option("--segment", required=True)
+@handle_errors
+def unlock(project_dir, profiles_dir, target, settings_file, state, destination_key, segment):
+    """Remove a (destination, segment) lock left by a run that died.
+
+    Check first that the run holding it is really gone: two syncs delivering
+    the same segment at once can import it twice.
+    """
+    from .history import force_unlock
+
+    info = force_unlock(project_dir, profiles_dir, target, settings_file, state, destination_key, segment)
+    if info is None:
+        click.echo(f"No lock held for {destination_key}/{segment}.")
+    else:
+        click.echo(f"Removed the lock on {destination_key}/{segment} held by {info.owner} "
+                   f"for {info.age_seconds / 60:.0f} min.")
+
+
 # --------------------------------------------------------------------------- lake
 
 @main.group()

@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "destination": {"type": "files", "path": "build/exports"},
     "state": "build/state",
     "guard": {"max_exit_share": 0.30},
-    "files": {"max_file_mb": 100, "max_job_mb": 1024},
+    "files": {"max_file_mb": 100},
     "memory_limit": "1GB",
     "work_dir": "build/work",
 }
@@ -75,7 +75,6 @@ class Settings:
     state: str
     max_exit_share: float
     max_file_bytes: int
-    max_job_bytes: int
     memory_limit: str
     work_dir: Path
     source: str = "defaults"
@@ -107,13 +106,12 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
     try:
         share = float(merged["guard"]["max_exit_share"])
         max_file = int(float(merged["files"]["max_file_mb"]) * 1024 * 1024)
-        max_job = int(float(merged["files"]["max_job_mb"]) * 1024 * 1024)
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"invalid guard/files settings in {source}: {exc}") from exc
     if not 0 <= share <= 1:
         raise ConfigError(f"guard.max_exit_share must be between 0 and 1, got {share}")
-    if max_file <= 0 or max_job < max_file:
-        raise ConfigError("files.max_file_mb must be positive and at most files.max_job_mb")
+    if not 0 < max_file <= 1024 ** 3:
+        raise ConfigError("files.max_file_mb must be positive and at most 1024 (Pinpoint's 1 GB per import job)")
     dest = merged["destination"]
     if not isinstance(dest, dict) or not dest.get("type"):
         raise ConfigError(f"destination.type is not set for target '{target}' in {source}")
@@ -123,7 +121,6 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
         state=str(merged["state"]),
         max_exit_share=share,
         max_file_bytes=max_file,
-        max_job_bytes=max_job,
         memory_limit=str(merged["memory_limit"]),
         work_dir=Path(str(merged["work_dir"])),
         source=source,

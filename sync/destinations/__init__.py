@@ -1,0 +1,36 @@
+"""Destination plugins, chosen by ``destination.type`` in lakeseg.yml.
+
+Adding a destination (next: Amazon Connect Customer Profiles) means one module
+implementing ``base.Destination`` and one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import ConfigError
+from .base import DeliveryResult, Destination, JobRecord, SegmentDelivery
+
+REGISTRY = {
+    "files": "sync.destinations.files:FilesDestination",
+    "pinpoint": "sync.destinations.pinpoint:PinpointDestination",
+}
+
+
+def build_destination(settings: dict, session=None) -> Destination:
+    kind = settings.get("type")
+    if kind not in REGISTRY:
+        raise ConfigError(f"destination.type '{kind}' is unknown; choose one of: {', '.join(sorted(REGISTRY))}")
+    module, _, cls = REGISTRY[kind].partition(":")
+    return getattr(importlib.import_module(module), cls).from_settings(settings, session)
+
+
+def state_key(destination: Destination, settings: dict) -> str:
+    """The name the state store keeps this destination's snapshots under."""
+    if settings.get("name"):
+        return str(settings["name"])
+    key = getattr(destination, "state_key", None)
+    return str(key or destination.name)
+
+
+__all__ = ["DeliveryResult", "Destination", "JobRecord", "SegmentDelivery", "build_destination", "state_key"]

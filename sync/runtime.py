@@ -1,0 +1,110 @@
+"""Wiring: from a dbt project, its profile and lakeseg.yml to a ready SyncRun.
+
+The CLI calls these; tests call them too, passing their own boto3 session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .artifacts import load_artifacts
+from .dbt_invoke import DbtProject
+from .destinations import build_destination, state_key
+from .engine import Progress, RunReport, SyncOptions, SyncRun
+from .errors import ConfigError
+from .profile import Target, load_target
+from .settings import Settings, load_settings
+
+
+@dataclass
+class SyncRequest:
+    """Everything a sync/plan/run invocation asks for (CLI flags, env)."""
+
+    project: DbtProject
+    target_path: str | None = None
+    settings_file: Path | None = None
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    full_refresh: bool = False
+    allow_mass_exit: bool = False
+    max_exit_share: float | None = None
+    destination_path: str | None = None  # files destination override
+    state: str | None = None
+
+
+def _boto_session(region: str | None = None):
+    import boto3
+
+    return boto3.Session(region_name=region) if region else boto3.Session()
+
+
+def build_reader(target: Target, project_dir: Path, session=None):
+    if target.type == "duckdb":
+        from .readers.duckdb import DuckDBReader
+
+        path = Path(str(target.config.get("path", "")))
+        if not path.is_absolute():
+            path = Path(project_dir) / path
+        return DuckDBReader(path)
+    if target.type == "athena":
+        from .readers.athena import AthenaReader
+
+        return AthenaReader.from_profile(target.config, session or _boto_session(target.config.get("region_name")))
+    raise ConfigError(f"dbt target '{target.name}' uses adapter '{target.type}'; lakeseg reads duckdb and athena")
+
+
+def build_state(url: str, session=None, kms_key_id: str | None = None):
+    from .state import open_state_store
+
+    if url.startswith("s3://"):
+        return open_state_store(url, s3_client=(session or _boto_session()).client("s3"), kms_key_id=kms_key_id)
+    return open_state_store(url)
+
+
+def load_context(req: SyncRequest) -> tuple[Target, Settings]:
+    project_dir = Path(req.project.project_dir)
+    target = load_target(project_dir, req.project.profiles_dir, req.project.target)
+    overrides: dict = {}
+    if req.max_exit_share is not None:
+        overrides["guard"] = {"max_exit_share": req.max_exit_share}
+    if req.state:
+        overrides["state"] = req.state
+    if req.destination_path:
+        overrides["destination"] = {"path": req.destination_path}
+    settings = load_settings(project_dir, target.name, path=req.settings_file, overrides=overrides)
+    # Local paths in lakeseg.yml are relative to the dbt project.
+    if not settings.state.startswith("s3://") and not Path(settings.state).is_absolute():
+        settings.state = str(project_dir / settings.state)
+    dest_path = settings.destination.get("path")
+    if dest_path and not Path(str(dest_path)).is_absolute():
+        settings.destination = {**settings.destination, "path": str(project_dir / str(dest_path))}
+    return target, settings
+
+
+def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, session=None,
+                progress: Progress | None = None) -> SyncRun:
+    target, settings = load_context(req)
+    project_dir = Path(req.project.project_dir)
+    artifacts = load_artifacts(project_dir, req.target_path)
+    if session is None and (settings.destination.get("type") != "files" or settings.state.startswith("s3://")
+                            or target.type != "duckdb"):
+        session = _boto_session(settings.destination.get("region") or target.config.get("region_name"))
+    destination = build_destination(settings.destination, session)
+    state = build_state(settings.state, session, settings.raw.get("state_kms_key_id"))
+    options = SyncOptions(
+        select=req.select, exclude=req.exclude, full_refresh=req.full_refresh,
+        allow_mass_exit=req.allow_mass_exit, max_exit_share=settings.max_exit_share,
+        max_file_bytes=settings.max_file_bytes, memory_limit=settings.memory_limit, dry_run=dry_run,
+    )
+    work_dir = settings.work_dir if settings.work_dir.is_absolute() else project_dir / settings.work_dir
+    return SyncRun(
+        artifacts=artifacts, reader=build_reader(target, project_dir, session), destination=destination,
+        destination_key=state_key(destination, settings.destination), state=state, options=options,
+        target=target.name, work_dir=work_dir, command=command, progress=progress,
+    )
+
+
+def run_sync(req: SyncRequest, *, command: str = "sync", dry_run: bool = False, session=None,
+             progress: Progress | None = None) -> RunReport:
+    return prepare_run(req, command=command, dry_run=dry_run, session=session, progress=progress).execute()
