@@ -242,7 +242,7 @@ class SyncRun:
                 stack.close()
                 return SegmentReport(seg.name, PLANNED, plan.full_refresh_reason, plan.as_dict())
             if plan.to_send == 0:
-                if previous is None or previous.mapping_hash != seg.mapping_hash:
+                if previous is None or previous.mapping_hash != prepared.mapping_hash:
                     self._commit(con, prepared, DeliveryResult(confirmed=True))
                 stack.close()
                 return SegmentReport(seg.name, UNCHANGED, "nothing changed", plan.as_dict())
@@ -302,4 +302,4 @@ class SyncRun:
         path = snapshot_to_commit(con, prepared, result.rejected_ids)
         rows = con.execute(f"select count(*) from read_parquet('{path}')").fetchall()[0][0]
         self.state.commit_snapshot(self.destination_key, seg.name, path, fields=seg.fields,
-                                   mapping_hash=seg.mapping_hash, rows=rows, run_id=self.run_id)
+                                   mapping_hash=prepared.mapping_hash, rows=rows, run_id=self.run_id)

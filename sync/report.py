@@ -39,7 +39,7 @@ def render(report: RunReport) -> str:
     verb = {"plan": "Plan", "sync": "Sync", "run": "Run"}.get(report.command, report.command)
     out = [f"{verb} {report.run_id} · target {report.target} → {report.destination} · state {report.state}", "",
            summary_table(report)]
-    notes = [f"  {s.segment}: {s.reason}" for s in report.segments if s.reason and s.status != "planned"]
+    notes = [f"  {s.segment}: {s.reason}" for s in report.segments if s.reason and s.status not in ("planned", "unchanged")]
     notes += [f"  {s.segment}: full send ({s.reason})" for s in report.segments if s.status == "planned" and s.reason]
     if notes:
         out += ["", *notes]
