@@ -36,6 +36,7 @@ import duckdb
 
 from . import failpoints
 from .artifacts import Artifacts
+from .check import check_manifest
 from .contract import Segment, load_segments
 from .destinations.base import DeliveryResult, Destination, SegmentDelivery
 from .diff import Plan, PreparedSegment, changes_sql, prepare, snapshot_to_commit
@@ -152,6 +153,10 @@ class SyncRun:
     def execute(self) -> RunReport:
         opts = self.options
         segments = select_segments(load_segments(self.artifacts.manifest), opts.select, opts.exclude)
+        # The static contract is enforced here too, whether or not anyone ran `lakeseg check`.
+        self._contract_problems: dict[str, list[str]] = {}
+        for problem in check_manifest(self.artifacts.manifest)[1]:
+            self._contract_problems.setdefault(problem.model, []).append(str(problem))
         if not opts.dry_run:
             # Fail before anything is delivered: the state store must take the
             # commit, and the destination must be reachable and configured.
@@ -223,6 +228,10 @@ class SyncRun:
         eligible = self.artifacts.eligibility(seg)
         if not eligible.ok:
             return SegmentReport(seg.name, SKIPPED, eligible.reason)
+        problems = self._contract_problems.get(seg.name)
+        if problems:
+            return SegmentReport(seg.name, REFUSED, "breaks the segment contract (see `lakeseg check`): "
+                                 + "; ".join(problems))
         stack = contextlib.ExitStack()
         try:
             if not opts.dry_run:
