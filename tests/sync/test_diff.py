@@ -1,0 +1,170 @@
+"""The diff engine: entered / changed / exited / unchanged, exit rows, full sends."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sync.contract import FieldMapping, Segment
+from sync.diff import changes_sql, prepare, snapshot_to_commit
+from sync.errors import SegmentRefused
+from sync.import_files import write_import_files
+from sync.readers.base import RelationRef
+
+
+def make_segment(exit="keep", fields=("Id", "User.UserAttributes.Tier")) -> Segment:
+    columns = ("endpoint_id", "tier", "score")[: len(fields)]
+    return Segment(
+        unique_id="model.t.seg_t", name="seg_t", relation=RelationRef(None, "main", "seg_t"),
+        mappings=tuple(FieldMapping(c, f) for c, f in zip(columns, fields)), exit=exit,
+        segment_name=None, tags=(), path="",
+    )
+
+
+@dataclass
+class Snap:
+    path: Path
+    rows: int
+    mapping_hash: str
+
+
+@pytest.fixture
+def con():
+    c = duckdb.connect()
+    yield c
+    c.close()
+
+
+def load(con, name: str, rows: list[tuple]) -> str:
+    con.execute(f"create or replace table {name} (endpoint_id varchar, tier varchar)")
+    if rows:
+        con.executemany(f"insert into {name} values (?, ?)", rows)
+    return name
+
+
+def sync_once(con, seg, rows, previous, tmp_path: Path, tag: str, **kw):
+    """Plan + files for one run; returns (prepared, rows sent as dicts, committed Snap)."""
+    src = load(con, f"src_{tag}", rows)
+    prepared = prepare(con, seg, src, previous=previous, workdir=tmp_path / tag, **kw)
+    files = write_import_files(con, changes_sql(prepared), tmp_path / tag / "out", 1_000_000)
+    sent = []
+    for f in files:
+        with f.open(newline="", encoding="utf-8") as fh:
+            sent.extend(csv.DictReader(fh))
+    snap = Snap(prepared.new_snapshot, prepared.plan.rows, prepared.mapping_hash)
+    return prepared, sent, snap
+
+
+def test_first_sync_sends_every_member(con, tmp_path):
+    # Given a segment never synced before
+    seg = make_segment()
+    # When it is planned
+    prepared, sent, _ = sync_once(con, seg, [("a", "gold"), ("b", "silver")], None, tmp_path, "r1")
+    # Then every member is entered and sent, with the declared header
+    assert prepared.plan.entered == 2 and prepared.plan.first_sync and prepared.plan.full_refresh
+    assert sorted(sent, key=lambda r: r["Id"]) == [
+        {"Id": "a", "User.UserAttributes.Tier": "gold"}, {"Id": "b", "User.UserAttributes.Tier": "silver"}]
+
+
+def test_second_sync_classifies_and_sends_only_the_change(con, tmp_path):
+    # Given a committed snapshot of a, b, c
+    seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
+    _, _, snap = sync_once(con, seg, [("a", "gold"), ("b", "silver"), ("c", "bronze")], None, tmp_path, "r1")
+    # When b changes, c leaves and d enters
+    prepared, sent, _ = sync_once(con, seg, [("a", "gold"), ("b", "gold"), ("d", "new")], snap, tmp_path, "r2")
+    plan = prepared.plan
+    # Then the plan counts each kind and the files hold exactly those rows
+    assert (plan.entered, plan.changed, plan.exited, plan.unchanged) == (1, 1, 1, 1)
+    assert plan.to_send == 3 and not plan.full_refresh
+    assert sorted((r["Id"], r["User.UserAttributes.Tier"]) for r in sent) == [
+        ("b", "gold"), ("c", "none"), ("d", "new")]
+
+
+def test_keep_sends_no_exit_rows(con, tmp_path):
+    # Given a segment whose exit is `keep`
+    seg = make_segment(exit="keep")
+    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y"), ("c", "z")], None, tmp_path, "r1")
+    # When c leaves
+    prepared, sent, _ = sync_once(con, seg, [("a", "x"), ("b", "y")], snap, tmp_path, "r2")
+    # Then the exit is counted but nothing is sent for it
+    assert prepared.plan.exited == 1 and prepared.plan.exit_rows == 0
+    assert sent == []
+
+
+def test_unchanged_segment_sends_nothing(con, tmp_path):
+    seg = make_segment()
+    rows = [("a", "x"), ("b", None)]
+    _, _, snap = sync_once(con, seg, rows, None, tmp_path, "r1")
+    prepared, sent, _ = sync_once(con, seg, rows, snap, tmp_path, "r2")
+    assert prepared.plan.to_send == 0 and prepared.plan.unchanged == 2 and sent == []
+
+
+@pytest.mark.parametrize("before,after", [
+    pytest.param(None, "", id="null-to-empty"),
+    pytest.param("", None, id="empty-to-null"),
+    pytest.param("a", "a ", id="trailing-space"),
+    pytest.param("José", "Jose", id="accent"),
+])
+def test_any_value_difference_is_a_change(con, tmp_path, before, after):
+    seg = make_segment()
+    _, _, snap = sync_once(con, seg, [("a", before)], None, tmp_path, "r1")
+    prepared, sent, _ = sync_once(con, seg, [("a", after)], snap, tmp_path, "r2")
+    assert prepared.plan.changed == 1 and len(sent) == 1
+
+
+def test_full_refresh_sends_every_row(con, tmp_path):
+    seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
+    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y")], None, tmp_path, "r1")
+    prepared, sent, _ = sync_once(con, seg, [("a", "x")], snap, tmp_path, "r2", full_refresh=True)
+    # every current row plus the exit row for b
+    assert sorted(r["Id"] for r in sent) == ["a", "b"]
+    assert prepared.plan.full_refresh_reason == "--full-refresh"
+
+
+def test_changed_mapping_forces_a_full_send(con, tmp_path):
+    # Given a snapshot made under one exit declaration
+    _, _, snap = sync_once(con, make_segment(exit="keep"), [("a", "x"), ("b", "y")], None, tmp_path, "r1")
+    # When the segment's declaration changes (exit value added)
+    changed = make_segment(exit={"User.UserAttributes.Tier": "none"})
+    prepared, sent, _ = sync_once(con, changed, [("a", "x"), ("b", "y")], snap, tmp_path, "r2")
+    # Then every row is sent again
+    assert prepared.plan.full_refresh and "mapping" in prepared.plan.full_refresh_reason
+    assert sorted(r["Id"] for r in sent) == ["a", "b"]
+
+
+@pytest.mark.parametrize("rows,rule", [
+    pytest.param([("a", "x"), ("a", "y")], "unique", id="duplicate-id-first-sync"),
+    pytest.param([("a", "x"), (None, "y")], "not_null", id="null-id"),
+])
+def test_broken_ids_are_refused(con, tmp_path, rows, rule):
+    with pytest.raises(SegmentRefused, match=rf"seg_t: .*\(rule: {rule}\)"):
+        sync_once(con, make_segment(), rows, None, tmp_path, "r1")
+
+
+@pytest.mark.parametrize("rows", [
+    pytest.param([("a", "x"), ("b", "y"), ("b", "y")], id="duplicate-unchanged"),
+    pytest.param([("a", "x"), ("b", "z"), ("b", "w")], id="duplicate-changed"),
+    pytest.param([("a", "x"), ("b", "y"), ("c", "1"), ("c", "2")], id="duplicate-entered"),
+])
+def test_duplicate_ids_are_refused_against_a_snapshot(con, tmp_path, rows):
+    seg = make_segment()
+    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y")], None, tmp_path, "r1")
+    with pytest.raises(SegmentRefused, match="unique"):
+        sync_once(con, seg, rows, snap, tmp_path, "r2")
+
+
+def test_rejected_rows_keep_their_previous_state(con, tmp_path):
+    # Given a committed a=x, b=y and a run changing both
+    seg = make_segment()
+    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y")], None, tmp_path, "r1")
+    prepared, _, _ = sync_once(con, seg, [("a", "x2"), ("b", "y2"), ("c", "z")], snap, tmp_path, "r2")
+    # When the destination rejects b and c
+    committed = snapshot_to_commit(con, prepared, frozenset({"b", "c"}))
+    # Then the next run sends b and c again, but not a
+    nxt, sent, _ = sync_once(con, seg, [("a", "x2"), ("b", "y2"), ("c", "z")],
+                             Snap(committed, 2, prepared.mapping_hash), tmp_path, "r3")
+    assert sorted(r["Id"] for r in sent) == ["b", "c"]

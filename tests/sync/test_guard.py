@@ -1,0 +1,31 @@
+"""The mass-exit guard."""
+
+import pytest
+
+from sync.diff import Plan
+from sync.guard import mass_exit_refusal
+
+
+@pytest.mark.parametrize("previous,rows,exited,refused", [
+    pytest.param(1000, 700, 300, False, id="exactly-30pct-allowed"),
+    pytest.param(1000, 699, 301, True, id="just-over-30pct-refused"),
+    pytest.param(1000, 0, 1000, True, id="emptied-refused"),
+    pytest.param(0, 0, 0, False, id="new-empty-segment-allowed"),
+    pytest.param(0, 50, 0, False, id="first-sync-allowed"),
+])
+def test_guard_threshold(previous, rows, exited, refused):
+    plan = Plan("seg_x", rows=rows, previous_rows=previous, exited=exited)
+    message = mass_exit_refusal(plan, 0.30)
+    assert (message is not None) == refused
+    if refused:
+        assert "--allow-mass-exit" in message and f"{previous:,}" in message
+
+
+def test_guard_can_be_overridden():
+    plan = Plan("seg_x", rows=0, previous_rows=10, exited=10)
+    assert mass_exit_refusal(plan, 0.3, allow=True) is None
+
+
+def test_refusal_says_how_many_would_exit():
+    plan = Plan("seg_x", rows=500, previous_rows=1000, exited=500)
+    assert "500 of 1,000" in mass_exit_refusal(plan, 0.3)

@@ -1,0 +1,45 @@
+"""lakeseg.yml: per-target settings, env interpolation, flag overrides."""
+
+import pytest
+
+from sync.errors import ConfigError
+from sync.settings import interpolate, load_settings
+
+
+def test_defaults_without_a_file(tmp_path):
+    s = load_settings(tmp_path, "local")
+    assert s.destination == {"type": "files", "path": "build/exports"} and s.max_exit_share == 0.30
+    assert s.max_file_bytes == 100 * 1024 * 1024
+
+
+def test_file_interpolates_env_and_flags_override(tmp_path, monkeypatch):
+    (tmp_path / "lakeseg.yml").write_text(
+        "targets:\n  prod:\n    destination: {type: pinpoint, application_id: '${APP}'}\n"
+        "    state: s3://${BUCKET:-fallback}/state\n    guard: {max_exit_share: 0.1}\n")
+    monkeypatch.setenv("APP", "abc123")
+    monkeypatch.delenv("BUCKET", raising=False)
+    s = load_settings(tmp_path, "prod", overrides={"guard": {"max_exit_share": 0.5}})
+    assert s.destination["application_id"] == "abc123"
+    assert s.state == "s3://fallback/state"
+    assert s.max_exit_share == 0.5
+
+
+def test_missing_variable_is_named(monkeypatch):
+    monkeypatch.delenv("NOPE", raising=False)
+    with pytest.raises(ConfigError, match=r"\$\{NOPE\}"):
+        interpolate({"a": ["x ${NOPE}"]})
+
+
+@pytest.mark.parametrize("yaml_text,match", [
+    pytest.param("targets:\n  local:\n    guard: {max_exit_share: 2}\n", "between 0 and 1", id="share-out-of-range"),
+    pytest.param("targets:\n  local:\n    files: {max_file_mb: 2048}\n", "1024", id="file-over-1GB"),
+    pytest.param("targets:\n  local:\n    destination: {path: x}\n", None, id="type-defaults-merge"),
+    pytest.param("targets: [\n", "not valid YAML", id="bad-yaml"),
+])
+def test_invalid_settings(tmp_path, yaml_text, match):
+    (tmp_path / "lakeseg.yml").write_text(yaml_text)
+    if match is None:
+        assert load_settings(tmp_path, "local").destination == {"type": "files", "path": "x"}
+    else:
+        with pytest.raises(ConfigError, match=match):
+            load_settings(tmp_path, "local")
