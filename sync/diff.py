@@ -102,6 +102,7 @@ class PreparedSegment:
     previous_snapshot: Path | None
     workdir: Path
     mapping_hash: str  # the segment's mapping hash plus DuckDB's hash signature
+    previous_sql: str = ""  # relation over the previous snapshot, keys as this run computes them
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple:
@@ -181,7 +182,7 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
         )
     if segment.exit_values:
         plan.exit_rows = plan.exited
-    return PreparedSegment(segment, plan, current_sql, new_snapshot, prev_path, workdir, mapping_hash)
+    return PreparedSegment(segment, plan, current_sql, new_snapshot, prev_path, workdir, mapping_hash, prev_rel)
 
 
 def changes_sql(prepared: PreparedSegment) -> str:
@@ -191,10 +192,11 @@ def changes_sql(prepared: PreparedSegment) -> str:
     if plan.full_refresh:
         upserts = f"select {cols} from {prepared.current_sql}"
     else:
+        # Join on k1 alone and check k2 on the few matches: one hash per row, not two.
         upserts = (
-            f"select {cols} from {prepared.current_sql} c "
-            f"semi join (select k1, k2 from _delta where kind <> 'x') d "
-            f"on d.k1 = hash(c.{qi(ID_FIELD)}) and d.k2 = hash(c.{qi(ID_FIELD)}, {ql(KEY_SALT)})"
+            f"select {', '.join('c.' + qi(f) for f in seg.fields)} from {prepared.current_sql} c "
+            f"join (select k1, k2 from _delta where kind <> 'x') d on d.k1 = hash(c.{qi(ID_FIELD)}) "
+            f"where d.k2 = hash(c.{qi(ID_FIELD)}, {ql(KEY_SALT)})"
         )
     if not plan.exit_rows:
         return upserts
@@ -203,9 +205,8 @@ def changes_sql(prepared: PreparedSegment) -> str:
         f"p.{SNAPSHOT_ID} as {qi(f)}" if f == ID_FIELD else f"{ql(exit_values[f])} as {qi(f)}" for f in seg.fields
     )
     exits = (
-        f"select {exit_cols} from {_parquet(prepared.previous_snapshot)} p "
-        f"semi join (select k1, k2 from _delta where kind = 'x') d "
-        f"on d.k1 = hash(p.{SNAPSHOT_ID}) and d.k2 = hash(p.{SNAPSHOT_ID}, {ql(KEY_SALT)})"
+        f"select {exit_cols} from {prepared.previous_sql} p "
+        f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and d.k2 = p.k2"
     )
     return f"{upserts}\nunion all\n{exits}"
 

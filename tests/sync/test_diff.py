@@ -168,3 +168,20 @@ def test_rejected_rows_keep_their_previous_state(con, tmp_path):
     nxt, sent, _ = sync_once(con, seg, [("a", "x2"), ("b", "y2"), ("c", "z")],
                              Snap(committed, 2, prepared.mapping_hash), tmp_path, "r3")
     assert sorted(r["Id"] for r in sent) == ["b", "c"]
+
+
+def test_snapshot_from_another_hash_function_is_rekeyed_not_mass_exited(con, tmp_path):
+    # Given a snapshot whose keys and digests came from a different hash
+    # function (as after a DuckDB upgrade), recorded under another signature
+    seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
+    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y"), ("c", "z")], None, tmp_path, "r1")
+    foreign = tmp_path / "foreign.parquet"
+    con.execute(f"copy (select Id, k1 + 1 as k1, k2 + 1 as k2, digest + 1 as digest from read_parquet('{snap.path}')) "
+                f"to '{foreign}' (format parquet)")
+    old = Snap(foreign, 3, snap.mapping_hash.split("-")[0] + "-other-signature")
+    # When the segment is synced with c gone
+    prepared, sent, _ = sync_once(con, seg, [("a", "x"), ("b", "y")], old, tmp_path, "r2")
+    # Then members are matched by Id: a full send of a and b, one exit row for c
+    assert prepared.plan.full_refresh
+    assert (prepared.plan.entered, prepared.plan.exited) == (0, 1)
+    assert sorted((r["Id"], r["User.UserAttributes.Tier"]) for r in sent) == [("a", "x"), ("b", "y"), ("c", "none")]
