@@ -1,0 +1,41 @@
+"""The CLI: documented commands, exit codes for usage and configuration errors."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from sync.cli import main
+
+
+def all_commands(group: click.Group, prefix=()):
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from all_commands(cmd, prefix + (name,))
+        else:
+            yield prefix + (name,), cmd
+
+
+@pytest.mark.parametrize("path,cmd", list(all_commands(main)), ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+def test_every_command_has_help_with_an_example_or_warning(path, cmd):
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0
+    assert cmd.help and len(cmd.help.strip()) > 20
+    assert "Example" in result.output or path == ("unlock",)
+
+
+def test_unknown_option_is_a_usage_error():
+    assert CliRunner().invoke(main, ["sync", "--no-such-flag"]).exit_code == 2
+
+
+def test_missing_project_is_a_config_error(tmp_path):
+    result = CliRunner().invoke(main, ["plan", "--project-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "dbt_project.yml" in result.output
+
+
+def test_options_come_from_lakeseg_env_vars(tmp_path):
+    # LAKESEG_PLAN_PROJECT_DIR feeds --project-dir of `plan`
+    result = CliRunner().invoke(main, ["plan"], env={"LAKESEG_PLAN_PROJECT_DIR": str(tmp_path)})
+    assert result.exit_code == 2 and str(tmp_path) in result.output
