@@ -15,7 +15,9 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 LAKE ?= build/lake
 ENDPOINTS ?= 50000
 
-.PHONY: install lake build sync demo test lint bench clean
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+
+.PHONY: install tools lake demo test bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -28,6 +30,15 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 profiles.yml:
 	cp profiles.yml.example profiles.yml
 
+# checkov (CloudFormation security scan) pins libraries the project also uses,
+# so it lives in a tool environment of its own, locked in tools/.
+$(CHECKOV): tools/checkov-requirements.txt | $(UV)
+	$(UV) venv --quiet --allow-existing $(TOOLS)/checkov
+	$(UV) pip install --quiet --python $(TOOLS)/checkov/bin/python -r tools/checkov-requirements.txt
+	@touch $@
+
+tools: $(CHECKOV) ## linters that live outside the project's environment
+
 install: $(VENV)/.installed profiles.yml ## install the locked dependency set
 
 lake: install ## generate the sample data lake (ENDPOINTS=50000)
@@ -37,8 +48,8 @@ demo: install ## sample lake -> dbt build on DuckDB -> sync to local files
 	$(BIN)/lakeseg lake generate --path $(LAKE) --endpoints $(ENDPOINTS) --if-missing
 	$(BIN)/lakeseg run
 
-test: install ## every test: unit, end-to-end (dbt on DuckDB, sync against moto), linters
-	$(BIN)/pytest
+test: install tools ## every test: unit, end-to-end (dbt on DuckDB, sync against moto), linters
+	LAKESEG_CHECKOV=$(CURDIR)/$(CHECKOV) $(BIN)/pytest
 
 bench: install ## benchmarks (not part of the test suite)
 	$(BIN)/python -m benchmarks.sync_bench
