@@ -205,6 +205,9 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
     from .dbt_invoke import DbtProject, invoke
     from .artifacts import resolve_target_path
 
+    from .runtime import prepare_local_database
+
+    prepare_local_database(DbtProject(project_dir, profiles_dir, target))
     extra = list(dbt_args)
     if target_path:
         extra += ["--target-path", str(resolve_target_path(project_dir, target_path))]

@@ -6,6 +6,7 @@ needs one process and one exit code.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -52,7 +53,27 @@ def invoke(command: str, project: DbtProject, extra: Sequence[str] = ()) -> bool
         raise ConfigError(f"dbt-core is not installed: {exc}") from exc
     args = [command, *project.common_args(), *extra]
     log.info("running dbt %s", " ".join(args))
-    result = dbtRunner().invoke(args)
+    try:
+        result = dbtRunner().invoke(args)
+    finally:
+        _release_duckdb()
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise ConfigError(f"dbt {command} could not run: {result.exception}")
     return bool(result.success)
+
+
+def _release_duckdb() -> None:
+    """dbt-duckdb keeps its database open for the life of the process; close it,
+    so the sync (same process, in ``lakeseg run``) can attach the file."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # pragma: no cover - the duckdb adapter is a dependency
+        return
+    env = DuckDBConnectionManager._ENV
+    if env is not None:
+        try:
+            env.close()
+        except Exception as exc:  # noqa: BLE001 - best effort
+            log.debug("closing dbt-duckdb's environment failed: %s", exc)
+    DuckDBConnectionManager.close_all_connections()
+    gc.collect()

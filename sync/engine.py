@@ -40,7 +40,7 @@ from .check import check_manifest
 from .contract import Segment, load_segments
 from .destinations.base import DeliveryResult, Destination, SegmentDelivery
 from .diff import Plan, PreparedSegment, changes_sql, prepare, snapshot_to_commit
-from .errors import ConfigError, LakesegError, SegmentRefused
+from .errors import ConfigError, LakesegError, LockHeld, SegmentRefused
 from .guard import mass_exit_refusal
 from .import_files import write_import_files
 from .readers.base import SegmentReader
@@ -56,8 +56,22 @@ Progress = Callable[[str, str, int, int], None]  # (segment, stage, done, total)
 
 
 def new_run_id(now: datetime | None = None) -> str:
+    """Sortable by start time (to the millisecond), unique, safe in paths and execution names."""
     now = now or datetime.now(timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + uuid.uuid4().hex[:6]
+
+
+def _owner_is_dead_here(owner: dict) -> bool:
+    """True only when the lock owner ran on this host and its process is gone."""
+    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+        return False
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _now() -> str:
@@ -88,6 +102,7 @@ class SegmentReport:
     location: str | None = None
     started_at: str = ""
     duration_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -186,9 +201,9 @@ class SyncRun:
             raise
         finally:
             pool.shutdown(wait=True)
-            con.close()
             with contextlib.suppress(Exception):
                 self.reader.cleanup()
+            con.close()
             shutil.rmtree(workdir, ignore_errors=True)
             self.report.finished_at = _now()
             self.report.status = "succeeded" if self.report.ok else "failed"
@@ -233,9 +248,10 @@ class SyncRun:
             return SegmentReport(seg.name, REFUSED, "breaks the segment contract (see `lakeseg check`): "
                                  + "; ".join(problems))
         stack = contextlib.ExitStack()
+        notes: list[str] = []
         try:
             if not opts.dry_run:
-                stack.enter_context(self.state.lock(self.destination_key, seg.name, self._owner()))
+                self._acquire_lock(stack, seg.name, notes)
             self.progress(seg.name, "reading", 0, 1)
             previous = self.state.load_snapshot(self.destination_key, seg.name, workdir / "previous")
             source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
@@ -246,15 +262,15 @@ class SyncRun:
             refusal = mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
             if refusal:
                 stack.close()
-                return SegmentReport(seg.name, REFUSED, refusal, plan.as_dict())
+                return SegmentReport(seg.name, REFUSED, refusal, plan.as_dict(), notes=notes)
             if opts.dry_run:
                 stack.close()
-                return SegmentReport(seg.name, PLANNED, plan.full_refresh_reason, plan.as_dict())
+                return SegmentReport(seg.name, PLANNED, plan.full_refresh_reason, plan.as_dict(), notes=notes)
             if plan.to_send == 0:
                 if previous is None or previous.mapping_hash != prepared.mapping_hash:
                     self._commit(con, prepared, DeliveryResult(confirmed=True))
                 stack.close()
-                return SegmentReport(seg.name, UNCHANGED, "nothing changed", plan.as_dict())
+                return SegmentReport(seg.name, UNCHANGED, "nothing changed", plan.as_dict(), notes=notes)
             self.progress(seg.name, "writing files", 0, 1)
             files = write_import_files(con, changes_sql(prepared), workdir / "import", opts.max_file_bytes)
             failpoints.hit("after-files")
@@ -265,20 +281,41 @@ class SyncRun:
             )
         except LakesegError as exc:
             stack.close()
-            status = REFUSED if isinstance(exc, SegmentRefused) else FAILED
-            return SegmentReport(seg.name, status, str(exc))
+            status = REFUSED if isinstance(exc, (SegmentRefused, LockHeld)) else FAILED
+            return SegmentReport(seg.name, status, str(exc), notes=notes)
         except BaseException:
             stack.close()
             raise
         # Delivery waits on the platform: run it in the pool, commit when confirmed.
         t0, started = time.monotonic(), _now()
-        pending.append(pool.submit(self._deliver_and_commit, con.cursor(), prepared, delivery, stack, t0, started))
+        pending.append(pool.submit(self._deliver_and_commit, con.cursor(), prepared, delivery, stack, t0, started,
+                                   notes))
         return None
 
+    def _acquire_lock(self, stack: contextlib.ExitStack, segment: str, notes: list[str]) -> None:
+        """Take the (destination, segment) lock.
+
+        A lock whose owner is a process on this host that no longer runs (a
+        killed sync) is taken over, and the run says so; any other held lock
+        refuses the segment with its owner and age.
+        """
+        try:
+            stack.enter_context(self.state.lock(self.destination_key, segment, self._owner()))
+            return
+        except LockHeld:
+            held = self.state.read_lock(self.destination_key, segment)
+            if held is None or not _owner_is_dead_here(held.owner):
+                raise
+        self.state.force_unlock(self.destination_key, segment)
+        log.warning("took over the lock on %s/%s from dead %s", self.destination_key, segment, held.describe())
+        notes.append(f"took over the lock left by a dead run ({held.describe()})")
+        stack.enter_context(self.state.lock(self.destination_key, segment, self._owner()))
+
     def _deliver_and_commit(self, con, prepared: PreparedSegment, delivery: SegmentDelivery,
-                            stack: contextlib.ExitStack, t0: float, started: str) -> SegmentReport:
+                            stack: contextlib.ExitStack, t0: float, started: str,
+                            notes: list[str]) -> SegmentReport:
         seg, plan = prepared.segment, prepared.plan
-        rep = SegmentReport(seg.name, FAILED, plan=plan.as_dict(), started_at=started,
+        rep = SegmentReport(seg.name, FAILED, plan=plan.as_dict(), started_at=started, notes=notes,
                             files=[p.name for p in delivery.files],
                             bytes=sum(p.stat().st_size for p in delivery.files))
         try:

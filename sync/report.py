@@ -41,6 +41,7 @@ def render(report: RunReport) -> str:
            summary_table(report)]
     notes = [f"  {s.segment}: {s.reason}" for s in report.segments if s.reason and s.status not in ("planned", "unchanged")]
     notes += [f"  {s.segment}: full send ({s.reason})" for s in report.segments if s.status == "planned" and s.reason]
+    notes += [f"  {s.segment}: {n}" for s in report.segments for n in s.notes]
     if notes:
         out += ["", *notes]
     delivered = [s for s in report.segments if s.location]

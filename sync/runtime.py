@@ -43,10 +43,8 @@ def build_reader(target: Target, project_dir: Path, session=None):
     if target.type == "duckdb":
         from .readers.duckdb import DuckDBReader
 
-        path = Path(str(target.config.get("path", "")))
-        if not path.is_absolute():
-            path = Path(project_dir) / path
-        return DuckDBReader(path)
+        # Relative to the working directory, as dbt-duckdb resolves it.
+        return DuckDBReader(Path(str(target.config.get("path", ""))))
     if target.type == "athena":
         from .readers.athena import AthenaReader
 
@@ -60,6 +58,14 @@ def build_state(url: str, session=None, kms_key_id: str | None = None):
     if url.startswith("s3://"):
         return open_state_store(url, s3_client=(session or _boto_session()).client("s3"), kms_key_id=kms_key_id)
     return open_state_store(url)
+
+
+def prepare_local_database(project: DbtProject) -> None:
+    """dbt-duckdb cannot create its database file in a missing directory: make it."""
+    target = load_target(Path(project.project_dir), project.profiles_dir, project.target)
+    if target.type == "duckdb" and target.config.get("path") not in (None, "", ":memory:"):
+        # dbt-duckdb resolves a relative path against the working directory; so do we.
+        Path(str(target.config["path"])).parent.mkdir(parents=True, exist_ok=True)
 
 
 def load_context(req: SyncRequest) -> tuple[Target, Settings]:

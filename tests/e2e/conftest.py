@@ -99,12 +99,14 @@ class Lakeseg:
         return {**build.env(), "LAKESEG_STATE_DIR": str(self.state), "LAKESEG_EXPORT_DIR": str(self.exports),
                 "LAKESEG_WORK_DIR": str(self.work)}
 
-    def args(self, build: Build) -> list[str]:
-        return ["--project-dir", str(PROJECT), "--profiles-dir", str(self.profiles),
-                "--target-path", str(build.target_path)]
+    def args(self, build: Build, command: str = "sync") -> list[str]:
+        args = ["--project-dir", str(PROJECT), "--profiles-dir", str(self.profiles)]
+        if command not in ("history", "unlock"):
+            args += ["--target-path", str(build.target_path)]
+        return args
 
     def __call__(self, command: str, build: Build, *extra: str):
-        result = CliRunner().invoke(cli, [command, *self.args(build), *extra], env=self.env(build),
+        result = CliRunner().invoke(cli, [command, *self.args(build, command), *extra], env=self.env(build),
                                     catch_exceptions=False)
         return result
 

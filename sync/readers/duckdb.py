@@ -1,0 +1,71 @@
+"""Reading segments built by dbt-duckdb: attach the database file read-only."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Sequence
+
+import duckdb
+
+from ..errors import ConfigError
+from .base import RelationRef
+
+_aliases = itertools.count()
+
+
+def _qi(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _ql(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class DuckDBReader:
+    """Reads from the DuckDB file of the dbt profile's target."""
+
+    def __init__(self, database_path: str | Path):
+        self.database_path = Path(database_path)
+        self._attached: dict[int, str] = {}  # id(connection's database) -> alias
+
+    def _alias(self, con: duckdb.DuckDBPyConnection) -> str:
+        key = id(con)
+        if key not in self._attached:
+            if not self.database_path.exists():
+                raise ConfigError(
+                    f"DuckDB database {self.database_path} does not exist: run `dbt build` (or `lakeseg run`) first"
+                )
+            alias = f"lakeseg_src_{next(_aliases)}"
+            con.execute(f"attach {_ql(str(self.database_path))} as {alias} (read_only)")
+            self._attached[key] = alias
+            self._con = con
+        return self._attached[key]
+
+    def stage(self, con: duckdb.DuckDBPyConnection, relation: RelationRef, columns: Sequence[str],
+              workdir: Path) -> str:
+        alias = self._alias(con)
+        actual = [r[0] for r in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_catalog = ? and table_schema = ? and table_name = ? order by ordinal_position",
+            [alias, relation.schema, relation.identifier],
+        ).fetchall()]
+        if not actual:
+            raise ConfigError(f"{relation} is not in {self.database_path}: run `dbt build` for this segment")
+        by_lower = {c.lower(): c for c in actual}
+        picked = []
+        for col in columns:
+            found = by_lower.get(col.lower())
+            if found is None:
+                raise ConfigError(f"{relation} has no column '{col}' (has: {', '.join(actual)})")
+            picked.append(f"{_qi(found)} as {_qi(col)}")
+        table = f"{alias}.{_qi(relation.schema)}.{_qi(relation.identifier)}"
+        return f"(select {', '.join(picked)} from {table})"
+
+    def cleanup(self) -> None:
+        for alias in self._attached.values():
+            try:
+                self._con.execute(f"detach {alias}")
+            except duckdb.Error:
+                pass  # the connection may be closed already
+        self._attached.clear()

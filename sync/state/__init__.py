@@ -1,0 +1,22 @@
+"""State: committed snapshots, locks and run history, locally or on S3."""
+
+from __future__ import annotations
+
+from .base import LockInfo, Snapshot, StateStore
+from .local import LocalStateStore
+
+
+def open_state_store(url: str, *, s3_client=None, kms_key_id: str | None = None) -> StateStore:
+    """``build/state``, ``/abs/dir`` or ``s3://bucket/prefix``."""
+    if str(url).startswith("s3://"):
+        from .s3 import S3StateStore
+
+        if s3_client is None:
+            import boto3
+
+            s3_client = boto3.client("s3")
+        return S3StateStore(str(url), s3_client, kms_key_id)
+    return LocalStateStore(url)
+
+
+__all__ = ["LockInfo", "Snapshot", "StateStore", "open_state_store"]
