@@ -12,8 +12,8 @@
   {%- if pinned -%}
     timestamp '{{ pinned | replace("T", " ") | replace("Z", "") }}'
   {%- elif target.type == 'duckdb' -%}
-    (select {{ lakeseg.epoch_ms_to_timestamp('max(arrival_timestamp)') }} from {{ source('due', 'all_events') }})
+    (select {{ epoch_ms_to_timestamp('max(arrival_timestamp)') }} from {{ source('due', 'all_events') }})
   {%- else -%}
-    {{ lakeseg.now_utc() }}
+    {{ now_utc() }}
   {%- endif -%}
 {%- endmacro %}

@@ -7,7 +7,7 @@
 -#}
 
 {% macro epoch_ms_to_timestamp(expr) -%}
-  {{ return(adapter.dispatch('epoch_ms_to_timestamp', 'lakeseg')(expr)) }}
+  {{ return(adapter.dispatch('epoch_ms_to_timestamp')(expr)) }}
 {%- endmacro %}
 
 {% macro default__epoch_ms_to_timestamp(expr) -%}
@@ -24,7 +24,7 @@
   {%- if unit not in ['second', 'minute', 'hour', 'day', 'month', 'year'] -%}
     {{ exceptions.raise_compiler_error("timestamp_add: unsupported unit '" ~ unit ~ "'") }}
   {%- endif -%}
-  {{ return(adapter.dispatch('timestamp_add', 'lakeseg')(unit, amount, expr)) }}
+  {{ return(adapter.dispatch('timestamp_add')(unit, amount, expr)) }}
 {%- endmacro %}
 
 {% macro default__timestamp_add(unit, amount, expr) -%}
@@ -38,7 +38,7 @@
 
 {#- map_value(attributes, 'campaign_id'): the value for a key, null when absent. -#}
 {% macro map_value(map_expr, key) -%}
-  {{ return(adapter.dispatch('map_value', 'lakeseg')(map_expr, key)) }}
+  {{ return(adapter.dispatch('map_value')(map_expr, key)) }}
 {%- endmacro %}
 
 {% macro default__map_value(map_expr, key) -%}
@@ -52,7 +52,7 @@
 
 {#- now_utc(): the current instant as a plain (zone-less) UTC timestamp. -#}
 {% macro now_utc() -%}
-  {{ return(adapter.dispatch('now_utc', 'lakeseg')()) }}
+  {{ return(adapter.dispatch('now_utc')()) }}
 {%- endmacro %}
 
 {% macro default__now_utc() -%}
@@ -66,7 +66,7 @@
 
 {#- contains_any(expr, chars): true when the string holds any of the given characters. -#}
 {% macro contains_control_chars(expr) -%}
-  {{ return(adapter.dispatch('contains_control_chars', 'lakeseg')(expr)) }}
+  {{ return(adapter.dispatch('contains_control_chars')(expr)) }}
 {%- endmacro %}
 
 {% macro default__contains_control_chars(expr) -%}
@@ -80,7 +80,7 @@
 
 {#- try_to_double(expr): the value as a double, null when it is not a number. -#}
 {% macro try_to_double(expr) -%}
-  {{ return(adapter.dispatch('try_to_double', 'lakeseg')(expr)) }}
+  {{ return(adapter.dispatch('try_to_double')(expr)) }}
 {%- endmacro %}
 
 {% macro default__try_to_double(expr) -%}

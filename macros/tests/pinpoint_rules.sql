@@ -16,7 +16,7 @@ where length(cast({{ column_name }} as varchar)) > {{ max_length }}
 {% test pinpoint_no_control_chars(model, column_name) %}
 select {{ column_name }} as failing_value
 from {{ model }}
-where {{ lakeseg.contains_control_chars('cast(' ~ column_name ~ ' as varchar)') }}
+where {{ contains_control_chars('cast(' ~ column_name ~ ' as varchar)') }}
 {% endtest %}
 
 
@@ -25,7 +25,7 @@ where {{ lakeseg.contains_control_chars('cast(' ~ column_name ~ ' as varchar)') 
 select {{ column_name }} as failing_value
 from {{ model }}
 where {{ column_name }} is not null
-  and {{ lakeseg.try_to_double(column_name) }} is null
+  and {{ try_to_double(column_name) }} is null
 {% endtest %}
 
 

@@ -1,8 +1,8 @@
 -- Seed example 4: endpoints that started a session in the last 24 hours.
 with window_bounds as (
     select
-        {{ lakeseg.timestamp_add('hour', -24, lakeseg.as_of()) }} as starts_at,
-        {{ lakeseg.as_of() }} as ends_at
+        {{ timestamp_add('hour', -24, as_of()) }} as starts_at,
+        {{ as_of() }} as ends_at
 ),
 
 sessions as (

@@ -1,8 +1,8 @@
 -- A metric: how many emails each endpoint opened in the last 30 days.
 with window_bounds as (
     select
-        {{ lakeseg.timestamp_add('day', -30, lakeseg.as_of()) }} as starts_at,
-        {{ lakeseg.as_of() }} as ends_at
+        {{ timestamp_add('day', -30, as_of()) }} as starts_at,
+        {{ as_of() }} as ends_at
 ),
 
 opens as (

@@ -3,7 +3,7 @@
 -- and has no missed payments. (The seed's `end_date > now - 30 days` would
 -- also match subscriptions that ended last month; this is what it means.)
 with as_of as (
-    select cast({{ lakeseg.as_of() }} as date) as as_of_date
+    select cast({{ as_of() }} as date) as as_of_date
 ),
 
 renewals as (
@@ -11,7 +11,7 @@ renewals as (
     from {{ ref('stg_crm__subscriptions') }} as subscriptions
     cross join as_of
     where subscriptions.end_date >= as_of.as_of_date
-      and subscriptions.end_date < cast({{ lakeseg.timestamp_add('day', 30, 'as_of.as_of_date') }} as date)
+      and subscriptions.end_date < cast({{ timestamp_add('day', 30, 'as_of.as_of_date') }} as date)
       and not subscriptions.is_auto_renewal
       and subscriptions.missed_payments = 0
 ),

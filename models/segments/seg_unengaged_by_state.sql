@@ -6,8 +6,8 @@
 -- with none counts 0.
 with window_bounds as (
     select
-        {{ lakeseg.timestamp_add('month', -6, lakeseg.as_of()) }} as starts_at,
-        {{ lakeseg.as_of() }} as ends_at
+        {{ timestamp_add('month', -6, as_of()) }} as starts_at,
+        {{ as_of() }} as ends_at
 ),
 
 contacts as (
