@@ -1,0 +1,156 @@
+"""Reading segments built on Athena.
+
+``stage`` runs ``UNLOAD (SELECT <mapped columns> FROM <table>) TO '<prefix>'
+WITH (format = 'PARQUET')`` into a run-specific prefix under the profile's
+``s3_staging_dir``, waits for it (polling with backoff), downloads the Parquet
+files with boto3 and hands them to DuckDB. Parquet keeps every value exact --
+commas, quotes, non-ASCII text -- where Athena's CSV output would not quote.
+``cleanup`` deletes the prefix and the local copies.
+
+Athena lowercases identifiers, so declared column names are matched
+case-insensitively and the declared case is restored in DuckDB.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Sequence
+
+import duckdb
+
+from ..errors import ConfigError, LakesegError
+from .base import RelationRef
+
+log = logging.getLogger(__name__)
+
+DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+class AthenaQueryFailed(LakesegError):
+    """An Athena query ended FAILED or CANCELLED (or timed out)."""
+
+
+def _qi(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _ql(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _split_s3(url: str) -> tuple[str, str]:
+    if not url.startswith("s3://"):
+        raise ConfigError(f"s3_staging_dir {url!r} is not an s3:// URL")
+    bucket, _, key = url[5:].partition("/")
+    return bucket, key.strip("/")
+
+
+class AthenaReader:
+    def __init__(self, athena_client, s3_client, *, s3_staging_dir: str, work_group: str | None = None,
+                 catalog: str = "awsdatacatalog", poll_seconds: float = 0.5, max_poll_seconds: float = 10.0,
+                 timeout_seconds: float = 3600.0, sleep: Callable[[float], None] = time.sleep,
+                 new_id: Callable[[], str] = lambda: uuid.uuid4().hex):
+        if not s3_staging_dir:
+            raise ConfigError("the athena target has no s3_staging_dir (profiles.yml): lakeseg unloads segments there")
+        self.athena = athena_client
+        self.s3 = s3_client
+        self.bucket, base = _split_s3(s3_staging_dir)
+        self.base = base
+        self.work_group = work_group
+        self.catalog = catalog
+        self.poll_seconds = poll_seconds
+        self.max_poll_seconds = max_poll_seconds
+        self.timeout_seconds = timeout_seconds
+        self.sleep = sleep
+        self.new_id = new_id
+        self._prefixes: list[str] = []
+        self._dirs: list[Path] = []
+
+    @classmethod
+    def from_profile(cls, target: dict, session) -> "AthenaReader":
+        region = target.get("region_name")
+        return cls(
+            session.client("athena", region_name=region), session.client("s3", region_name=region),
+            s3_staging_dir=target.get("s3_staging_dir", ""), work_group=target.get("work_group"),
+            catalog=target.get("database") or "awsdatacatalog",
+            poll_seconds=float(target.get("poll_interval", 0.5)),
+        )
+
+    # ------------------------------------------------------------------ query
+    def run_query(self, sql: str) -> str:
+        """Start a query and wait until it ends; return its id or raise AthenaQueryFailed."""
+        args = {"QueryString": sql, "QueryExecutionContext": {"Catalog": self.catalog}}
+        if self.work_group:
+            args["WorkGroup"] = self.work_group
+        else:
+            args["ResultConfiguration"] = {"OutputLocation": f"s3://{self.bucket}/{self.base}/"}
+        query_id = self.athena.start_query_execution(**args)["QueryExecutionId"]
+        log.info("athena query %s started", query_id)
+        waited, delay = 0.0, self.poll_seconds
+        while True:
+            status = self.athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]
+            state = status["State"]
+            if state in DONE:
+                break
+            if waited >= self.timeout_seconds:
+                self.athena.stop_query_execution(QueryExecutionId=query_id)
+                raise AthenaQueryFailed(f"Athena query {query_id} did not finish in {self.timeout_seconds:.0f}s; stopped it")
+            self.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, self.max_poll_seconds)
+        if state != "SUCCEEDED":
+            reason = status.get("StateChangeReason") or (status.get("AthenaError") or {}).get("ErrorMessage") or "no reason given"
+            raise AthenaQueryFailed(f"Athena query {query_id} {state}: {reason}")
+        return query_id
+
+    # ----------------------------------------------------------------- reader
+    def stage(self, con: duckdb.DuckDBPyConnection, relation: RelationRef, columns: Sequence[str],
+              workdir: Path) -> str:
+        prefix = f"{self.base}/lakeseg-unload/{self.new_id()}".lstrip("/")
+        self._prefixes.append(prefix)
+        select = ", ".join(_qi(c.lower()) for c in columns)
+        table = f"{_qi(relation.schema)}.{_qi(relation.identifier)}"
+        self.run_query(f"UNLOAD (SELECT {select} FROM {table}) "
+                       f"TO {_ql(f's3://{self.bucket}/{prefix}/')} WITH (format = 'PARQUET', compression = 'SNAPPY')")
+        local = Path(workdir) / "athena"
+        local.mkdir(parents=True, exist_ok=True)
+        self._dirs.append(local)
+        files = []
+        for n, key in enumerate(self._list(prefix)):
+            dest = local / f"part-{n:05d}.parquet"
+            self.s3.download_file(self.bucket, key, str(dest))
+            files.append(dest)
+        if not files:  # UNLOAD of zero rows writes no file
+            cols = ", ".join(f"cast(null as varchar) as {_qi(c)}" for c in columns)
+            return f"(select {cols} where false)"
+        listing = "[" + ", ".join(_ql(str(f)) for f in files) + "]"
+        actual = [r[0] for r in con.execute(f"describe select * from read_parquet({listing})").fetchall()]
+        by_lower = {a.lower(): a for a in actual}
+        picked = []
+        for col in columns:
+            found = by_lower.get(col.lower())
+            if found is None:
+                raise ConfigError(f"{relation}: Athena returned no column matching '{col}' (got {', '.join(actual)})")
+            picked.append(f"{_qi(found)} as {_qi(col)}")
+        return f"(select {', '.join(picked)} from read_parquet({listing}))"
+
+    def _list(self, prefix: str) -> list[str]:
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix + "/"):
+            keys.extend(o["Key"] for o in page.get("Contents", []) if o.get("Size", 1) > 0)
+        return sorted(keys)
+
+    def cleanup(self) -> None:
+        for prefix in self._prefixes:
+            keys = self._list(prefix)
+            for i in range(0, len(keys), 1000):
+                self.s3.delete_objects(Bucket=self.bucket,
+                                       Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True})
+        self._prefixes.clear()
+        for d in self._dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self._dirs.clear()

@@ -1,0 +1,170 @@
+"""The Athena reader against moto (Athena + S3), feeding the diff engine.
+
+moto's Athena accepts queries but does not execute them, so the fixture plays
+the engine for UNLOAD: it writes, into moto's S3 at the UNLOAD target, the
+Parquet files Athena would write -- lowercase column names, as Athena does.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import boto3
+import duckdb
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from sync.contract import FieldMapping, Segment
+from sync.diff import changes_sql, prepare
+from sync.errors import ConfigError
+from sync.import_files import write_import_files
+from sync.readers.athena import AthenaQueryFailed, AthenaReader
+from sync.readers.base import RelationRef
+
+REGION = "us-east-1"
+BUCKET = "athena-results"
+ROWS = [
+    ("ep-1", "Smith, Jr.", 'say "hi"'),
+    ("ep-2", "José Nguyễn", "plain"),
+    ("ep-3", "田中", "a,b,c"),
+    ("ep-4", None, ""),
+]
+UNLOAD = re.compile(r"UNLOAD \(SELECT (?P<cols>.+) FROM \"(?P<schema>[^\"]+)\"\.\"(?P<table>[^\"]+)\"\) TO '(?P<to>[^']+)'")
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        yield boto3.client("athena", region_name=REGION), s3
+
+
+class FakeAthenaEngine:
+    """Executes the reader's UNLOAD against a local DuckDB table, into moto S3."""
+
+    def __init__(self, s3, tmp: Path, tables: dict[str, list[tuple]], columns=("endpoint_id", "full_name", "note")):
+        self.s3, self.tmp, self.tables, self.columns = s3, tmp, tables, columns
+        self.queries: list[str] = []
+
+    def __call__(self, reader: AthenaReader):
+        original = reader.run_query
+
+        def run_query(sql: str) -> str:
+            query_id = original(sql)  # moto: start + poll (SUCCEEDED at once)
+            self.queries.append(sql)
+            m = UNLOAD.match(sql)
+            assert m, sql
+            rows = self.tables[m["table"]]
+            if rows:
+                con = duckdb.connect()
+                con.execute(f"create table t ({', '.join(c + ' varchar' for c in self.columns)})")
+                con.executemany(f"insert into t values ({', '.join('?' for _ in self.columns)})", rows)
+                local = self.tmp / f"{query_id}.parquet"
+                con.execute(f"copy (select {m['cols']} from t) to '{local}' (format parquet)")
+                bucket, _, prefix = m["to"][5:].partition("/")
+                self.s3.upload_file(str(local), bucket, f"{prefix}{query_id}_00000")
+            return query_id
+
+        reader.run_query = run_query
+        return reader
+
+
+def segment(columns=("endpoint_id", "full_name", "note")) -> Segment:
+    fields = ("Id", "User.UserAttributes.FullName", "Attributes.Note")
+    return Segment("model.p.seg_people", "seg_people", RelationRef("awsdatacatalog", "lakeseg_segments", "seg_people"),
+                   tuple(FieldMapping(c, f) for c, f in zip(columns, fields)), "keep", None, (), "")
+
+
+def make_reader(athena, s3, **kw) -> AthenaReader:
+    return AthenaReader(athena, s3, s3_staging_dir=f"s3://{BUCKET}/lakeseg/", work_group="primary",
+                        sleep=lambda s: None, **kw)
+
+
+def test_reader_feeds_the_diff_engine_with_exact_values(aws, tmp_path):
+    # Given a segment table on "Athena" with commas, quotes and non-ASCII text,
+    # declared with mixed-case column names
+    athena, s3 = aws
+    engine = FakeAthenaEngine(s3, tmp_path, {"seg_people": ROWS})
+    reader = engine(make_reader(athena, s3))
+    seg = segment(columns=("Endpoint_ID", "Full_Name", "NOTE"))
+    con = duckdb.connect()
+    # When the reader stages it and the diff writes import files
+    source = reader.stage(con, seg.relation, seg.columns, tmp_path / "work")
+    prepared = prepare(con, seg, source, previous=None, workdir=tmp_path / "work")
+    files = write_import_files(con, changes_sql(prepared), tmp_path / "out", 1_000_000)
+    # Then Athena was asked for lowercase columns, and every value comes back exact
+    assert 'SELECT "endpoint_id", "full_name", "note" FROM "lakeseg_segments"."seg_people"' in engine.queries[0]
+    assert "format = 'PARQUET'" in engine.queries[0]
+    with files[0].open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh, strict=True))
+    assert rows[0] == ["Id", "User.UserAttributes.FullName", "Attributes.Note"]
+    assert sorted(rows[1:]) == sorted([a, b or "", c] for a, b, c in ROWS)
+    # And cleanup removes what it wrote, in S3 and locally
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="lakeseg/lakeseg-unload/").get("KeyCount", 0) == 1
+    reader.cleanup()
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="lakeseg/lakeseg-unload/").get("KeyCount", 0) == 0
+    assert not (tmp_path / "work" / "athena").exists()
+
+
+def test_empty_segment_yields_an_empty_relation_with_the_columns(aws, tmp_path):
+    athena, s3 = aws
+    reader = FakeAthenaEngine(s3, tmp_path, {"seg_people": []})(make_reader(athena, s3))
+    con = duckdb.connect()
+    source = reader.stage(con, segment().relation, segment().columns, tmp_path / "w")
+    assert con.execute(f"select count(*) from {source}").fetchall() == [(0,)]
+    assert [d[0] for d in con.execute(f"select * from {source}").description] == list(segment().columns)
+
+
+def test_missing_column_is_named(aws, tmp_path):
+    athena, s3 = aws
+    engine = FakeAthenaEngine(s3, tmp_path, {"seg_people": ROWS})
+    reader = engine(make_reader(athena, s3))
+    original = reader.run_query
+    # Athena "returns" a table without the note column
+    reader.run_query = lambda sql: original(sql.replace(', "note"', ""))
+    with pytest.raises(ConfigError, match="no column matching 'note'"):
+        reader.stage(duckdb.connect(), segment().relation, segment().columns, tmp_path / "w")
+
+
+def test_failed_query_reports_id_and_athena_message(tmp_path):
+    # Given Athena answering FAILED (served by Stubber, validated against Athena's model)
+    athena = boto3.client("athena", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(athena)
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q-123"})
+    stub.add_response("get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-123",
+                                                                 "Status": {"State": "RUNNING"}}})
+    stub.add_response("get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-123", "Status": {
+        "State": "FAILED", "StateChangeReason": "TABLE_NOT_FOUND: line 1:28: Table 'seg_people' does not exist"}}})
+    sleeps = []
+    reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", work_group="primary", sleep=sleeps.append)
+    with stub, pytest.raises(AthenaQueryFailed, match=r"q-123 FAILED: TABLE_NOT_FOUND"):
+        reader.run_query("select 1")
+    assert sleeps == [0.5]  # polled with a pause, not a busy loop
+
+
+def test_polling_backs_off_and_times_out(tmp_path):
+    athena = boto3.client("athena", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(athena)
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q-9"})
+    for _ in range(5):
+        stub.add_response("get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-9",
+                                                                     "Status": {"State": "RUNNING"}}})
+    stub.add_response("stop_query_execution", {})
+    sleeps = []
+    reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=sleeps.append,
+                          poll_seconds=1, max_poll_seconds=4, timeout_seconds=10)
+    with stub, pytest.raises(AthenaQueryFailed, match="q-9 did not finish"):
+        reader.run_query("select 1")
+    assert sleeps == [1, 2, 4, 4]
+
+
+def test_profile_without_staging_dir_is_a_config_error():
+    with pytest.raises(ConfigError, match="s3_staging_dir"):
+        AthenaReader.from_profile({"type": "athena", "region_name": REGION}, boto3.Session(region_name=REGION))
