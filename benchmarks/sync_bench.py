@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--work", type=Path, default=Path("build/bench"))
-    ap.add_argument("--repeat", type=int, default=3, help="runs of copy and lakeseg (best counts); python runs once")
+    ap.add_argument("--repeat", type=int, default=5, help="runs of copy and lakeseg (best counts); python runs once")
     ap.add_argument("--skip-python", action="store_true")
     ap.add_argument("--child", choices=sorted(RUNNERS) + ["setup"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
