@@ -19,6 +19,12 @@ fake, never the ASL:
    and keeps it as a literal key instead of a path; AWS resolves it like any
    other ``.$`` key. We resolve such keys as AWS does.
 
+For speed only: the ANTLR parse tree of a definition is reused (moto parses
+the definition on create and again on every execution, ~0.5 s each; the
+evaluation components are still built fresh for every execution), and the
+clients moto's interpreter builds for SNS come from one session per test run
+instead of a fresh one (and fresh service models) per mock.
+
 Loaded by path from both tests/infra and tests/destinations conftests.
 """
 
@@ -40,6 +46,7 @@ from unittest import mock
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from botocore.config import Config
 from botocore.validate import validate_parameters
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,6 +67,27 @@ FAKE_ENV = {
 }
 
 
+# --------------------------------------------------------------------------- clients
+_SESSION: list = []
+
+
+def session() -> boto3.Session:
+    """One boto3 session for the test run: service models load once, not per test.
+
+    Created only after moto is imported, so moto's interception is part of it.
+    """
+    import moto  # noqa: F401  (registers moto's request interception for new sessions)
+
+    if not _SESSION:
+        _SESSION.append(boto3.Session(region_name=REGION, aws_access_key_id="testing",
+                                      aws_secret_access_key="testing"))
+    return _SESSION[0]
+
+
+def client(service: str):
+    return session().client(service, region_name=REGION)
+
+
 # --------------------------------------------------------------------------- the ASL
 def asl_placeholders(text: str) -> set[str]:
     return set(PLACEHOLDER.findall(text))
@@ -75,6 +103,9 @@ def render_asl(text: str | None = None, **subs) -> str:
 
 
 # --------------------------------------------------------------------------- moto fidelity
+_PARSE_TREES: dict[str, object] = {}  # definition -> ANTLR tree (read-only once built)
+
+
 @contextmanager
 def moto_fidelity(pinpoint_client):
     """Make moto's ASL interpreter call ``pinpoint_client`` and behave like AWS (see module doc)."""
@@ -91,14 +122,26 @@ def moto_fidelity(pinpoint_client):
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_aws_sdk as aws_sdk,
     )
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
     from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
-    real_client_for = aws_sdk.boto_client_for
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_sns as sns_task,
+    )
+
+    clients: dict[tuple[str, str], object] = {}
+    lock = threading.Lock()
+    config = Config(parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1})
 
     def client_for(region, service, state_credentials=None):
         if service == "pinpoint":
             return pinpoint_client
-        return real_client_for(region=region, service=service, state_credentials=state_credentials)
+        # What moto builds (no retries, no validation), from the run's session: models load once.
+        with lock:
+            key = (region, service)
+            if key not in clients:
+                clients[key] = session().client(service, region_name=region, config=config)
+            return clients[key]
 
     real_binding = Preprocessor.visitPayload_binding_value
 
@@ -116,8 +159,20 @@ def moto_fidelity(pinpoint_client):
             return PayloadBindingStringExpressionSimple(field=bound.field[:-2], string_expression_simple=expr)
         return bound
 
+    real_parse = AmazonStateLanguageParser.parse
+
+    def parse(definition: str):
+        tree = _PARSE_TREES.get(definition)
+        if tree is None:
+            program, tree = real_parse(definition)
+            _PARSE_TREES[definition] = tree
+            return program, tree
+        return Preprocessor().visit(tree), tree
+
     with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(parse)))
         stack.enter_context(mock.patch.object(aws_sdk, "boto_client_for", client_for))
+        stack.enter_context(mock.patch.object(sns_task, "boto_client_for", client_for))
         stack.enter_context(mock.patch.dict(aws_sdk._SERVICE_ERROR_NAMES, {"pinpoint": "Pinpoint"}))
         stack.enter_context(mock.patch.object(Preprocessor, "visitPayload_binding_value", binding))
         yield
@@ -126,7 +181,7 @@ def moto_fidelity(pinpoint_client):
 # --------------------------------------------------------------------------- Pinpoint fakes
 def pinpoint_client():
     """A real Pinpoint client (parameter validation on) for a Stubber or FakePinpoint."""
-    return boto3.client("pinpoint", region_name=REGION)
+    return client("pinpoint")
 
 
 def job_response(job_id: str, status: str, s3_url: str = "s3://bucket/prefix/", **extra) -> dict:
@@ -317,9 +372,7 @@ class ImportTail:
 
 def deploy_import_tail(poll_seconds: int = 0, max_polls: int = 1000, name: str = "lakeseg-import-tail") -> ImportTail:
     """Create what the stack creates for the tail (inside an active mock_aws)."""
-    sns = boto3.client("sns", region_name=REGION)
-    sqs = boto3.client("sqs", region_name=REGION)
-    sfn = boto3.client("stepfunctions", region_name=REGION)
+    sns, sqs, sfn = client("sns"), client("sqs"), client("stepfunctions")
     topic_arn = sns.create_topic(Name=f"{name}-topic", Attributes={"KmsMasterKeyId": "alias/aws/sns"})["TopicArn"]
     queue_url = sqs.create_queue(QueueName=f"{name}-oncall")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

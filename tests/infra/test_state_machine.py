@@ -180,9 +180,7 @@ def test_a_job_that_never_finishes_is_reported_after_max_polls(tail, pinpoint):
 def test_an_unreachable_topic_fails_the_execution_with_the_report(aws, pinpoint):
     # given a tail whose topic does not exist
     tail = h.deploy_import_tail(name="lakeseg-no-topic")
-    import boto3
-
-    boto3.client("sns", region_name=h.REGION).delete_topic(TopicArn=tail.topic_arn)
+    h.client("sns").delete_topic(TopicArn=tail.topic_arn)
     expect_create(pinpoint)
     expect_get(pinpoint, "COMPLETED", TotalProcessed=3, TotalFailures=0, Failures=[])
 

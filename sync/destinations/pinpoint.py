@@ -1,0 +1,646 @@
+"""The ``pinpoint`` destination: S3 upload, then Amazon Pinpoint import jobs.
+
+One delivery (one segment in one run) becomes one or more import jobs:
+
+1. the files are grouped into jobs of at most 1 GB (Pinpoint's per-job limit);
+   a job imports a whole S3 folder, so each group gets its own folder
+   ``<import_s3_url>/<run_id>/<segment>/part-<n>/``;
+2. each group's files are uploaded there, encrypted at rest (SSE-S3, or SSE-KMS
+   with ``kms_key_id``), multipart above a size threshold;
+3. each job runs either
+   - ``mode: stack`` (default): through the import tail state machine
+     (``infra/import_tail.asl.json``), one execution per job, named from run
+     id + segment + part so a retry attaches to the execution it already
+     started instead of importing twice; or
+   - ``mode: direct``: ``CreateImportJob``/``GetImportJob`` from this process;
+     the job id is written next to the folder (``_jobs/part-<n>.json``, outside
+     the imported folder) so a retry attaches to the job instead of creating
+     another;
+4. the delivery is confirmed only when every job COMPLETED with no rejected
+   endpoint.
+
+At most ``max_concurrent_jobs`` jobs run at once across every delivery this
+destination handles (Pinpoint limits concurrent import jobs per account).
+
+Attribute values are personal data: nothing here logs them above debug level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from ..errors import ConfigError
+from .base import DeliveryResult, JobRecord, Progress, SegmentDelivery
+
+log = logging.getLogger(__name__)
+
+GB = 1024**3
+MAX_JOB_BYTES = GB  # Pinpoint: 1 GB per import job
+MAX_EXECUTION_NAME = 80
+MODES = ("stack", "direct")
+TERMINAL_JOB_STATES = {"COMPLETED", "FAILED"}
+THROTTLING = {"TooManyRequestsException", "ThrottlingException", "Throttling", "TooManyRequests"}
+TRANSIENT = {"InternalServerErrorException", "ServiceUnavailable", "ServiceUnavailableException",
+             "InternalFailure", "InternalServerError"}
+NOT_FOUND = {"NoSuchBucket", "404", "NotFound", "NoSuchKey"}
+DENIED = {"AccessDenied", "AccessDeniedException", "403", "Forbidden", "ForbiddenException",
+          "UnauthorizedOperation", "AllAccessDisabled"}
+
+SETTINGS = {
+    "type": "pinpoint",
+    "name": "the key state is kept under (read by the sync, not here)",
+    "application_id": "the Pinpoint project id",
+    "import_s3_url": "s3://bucket/prefix for import files",
+    "mode": "stack (default) or direct",
+    "state_machine_arn": "stack mode: the import tail (stack output StateMachineArn)",
+    "import_role_arn": "direct mode: the role Pinpoint assumes (stack output ImportRoleArn); "
+                       "stack mode: overrides the stack's role",
+    "segment_name_prefix": "prefix for segment names defined by imports",
+    "poll_seconds": "seconds between status checks",
+    "max_concurrent_jobs": "import jobs running at once (default 2)",
+    "kms_key_id": "KMS key for SSE-KMS uploads (default SSE-S3)",
+    "timeout": "seconds to wait for one import job (default 21600)",
+    "max_job_mb": "largest import job in MiB (default and maximum 1024)",
+    "region": "AWS region of the project, bucket and state machine",
+}
+
+
+# --------------------------------------------------------------------------- helpers
+def parse_s3_url(url: str, setting: str = "destination.import_s3_url") -> tuple[str, str]:
+    if not isinstance(url, str) or not url.startswith("s3://"):
+        raise ConfigError(f"{setting} must be an s3://bucket/prefix URL, got {url!r}")
+    bucket, _, prefix = url[5:].partition("/")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
+        raise ConfigError(f"{setting} names no valid bucket: {url!r}")
+    return bucket, prefix.strip("/")
+
+
+_NAME_OK = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def execution_name(run_id: str, segment: str, part: int) -> str:
+    """A valid, deterministic Step Functions execution name for one import job.
+
+    Names allow at most 80 characters; we keep to ``[A-Za-z0-9_-]`` (what
+    CloudWatch Logs also accepts). When the plain name would be too long or
+    needs characters replaced, a hash of the exact run id and segment keeps
+    names of different jobs apart.
+    """
+    tail = f"-p{part}"
+    plain = f"{run_id}-{segment}"
+    if _NAME_OK.fullmatch(plain) and len(plain) + len(tail) <= MAX_EXECUTION_NAME:
+        return plain + tail
+    digest = hashlib.sha256(f"{run_id}\0{segment}".encode()).hexdigest()[:12]
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", plain)
+    room = MAX_EXECUTION_NAME - len(tail) - len(digest) - 1
+    return f"{safe[:room]}-{digest}{tail}"
+
+
+def group_files(files: tuple[Path, ...] | list[Path], max_bytes: int) -> list[list[Path]]:
+    """Split files, in order, into groups of at most ``max_bytes`` each."""
+    groups: list[list[Path]] = []
+    size = 0
+    for path in files:
+        n = path.stat().st_size
+        if n > max_bytes:
+            raise ValueError(f"import file {path.name} has {n} bytes, more than one import job takes ({max_bytes})")
+        if not groups or size + n > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(path)
+        size += n
+    return groups
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+@dataclass
+class _Job:
+    part: int
+    files: list[Path]
+    folder_key: str  # ends with "/"
+
+
+# --------------------------------------------------------------------------- destination
+class PinpointDestination:
+    name = "pinpoint"
+
+    def __init__(self, *, application_id: str | None, import_s3_url: str | None, s3,
+                 stepfunctions=None, pinpoint=None, mode: str = "stack",
+                 state_machine_arn: str | None = None, import_role_arn: str | None = None,
+                 segment_name_prefix: str | None = None, poll_seconds: float | None = None,
+                 max_concurrent_jobs: int = 2, kms_key_id: str | None = None,
+                 timeout: float = 6 * 3600, max_job_bytes: int = MAX_JOB_BYTES,
+                 multipart_threshold: int = 64 * 1024**2, multipart_chunksize: int = 16 * 1024**2,
+                 retry_base_seconds: float = 0.5, max_retries: int = 8,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.application_id = application_id
+        self.import_s3_url = import_s3_url
+        self.mode = mode
+        self.state_machine_arn = state_machine_arn
+        self.import_role_arn = import_role_arn
+        self.segment_name_prefix = segment_name_prefix or ""
+        self.poll_seconds = poll_seconds
+        self.kms_key_id = kms_key_id
+        self.timeout = float(timeout)
+        self.max_job_bytes = int(max_job_bytes)
+        self.multipart_threshold = int(multipart_threshold)
+        self.multipart_chunksize = int(multipart_chunksize)
+        self.retry_base_seconds = float(retry_base_seconds)
+        self.max_retries = int(max_retries)
+        self._sleep = sleep
+        self.s3 = s3
+        self.stepfunctions = stepfunctions
+        self.pinpoint = pinpoint
+        try:
+            self.max_concurrent_jobs = int(max_concurrent_jobs)
+        except (TypeError, ValueError):
+            raise ConfigError(f"destination.max_concurrent_jobs must be a whole number, got {max_concurrent_jobs!r}")
+        if not 1 <= self.max_concurrent_jobs <= 10:
+            raise ConfigError("destination.max_concurrent_jobs must be between 1 and 10 "
+                              f"(Pinpoint runs at most 10 import jobs per account), got {self.max_concurrent_jobs}")
+        self.max_parallel = self.max_concurrent_jobs
+        # One semaphore for every deliver() on this destination, whatever thread calls it.
+        self._slots = threading.BoundedSemaphore(self.max_concurrent_jobs)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_settings(cls, settings: dict, session=None) -> "PinpointDestination":
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise ConfigError(f"destination.{unknown[0]} is not a pinpoint setting; known: "
+                              + ", ".join(k for k in SETTINGS if k != "type"))
+        mode = str(settings.get("mode") or "stack")
+        if mode not in MODES:
+            raise ConfigError(f"destination.mode must be 'stack' or 'direct', got {mode!r}")
+        if session is None:
+            import boto3
+
+            session = boto3.Session()
+        from botocore.config import Config
+
+        config = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="lakeseg")
+        region = settings.get("region") or None
+
+        def client(service: str):
+            return session.client(service, region_name=region, config=config)
+
+        def number(key: str, default, kind=float):
+            value = settings.get(key)
+            if value is None or value == "":
+                return default
+            try:
+                out = kind(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"destination.{key} must be a number, got {value!r}") from None
+            if out < 0:
+                raise ConfigError(f"destination.{key} must not be negative, got {value!r}")
+            return out
+
+        max_job_mb = number("max_job_mb", 1024)
+        if not 0 < max_job_mb <= 1024:
+            raise ConfigError("destination.max_job_mb must be above 0 and at most 1024 (Pinpoint's 1 GB per import job)")
+        return cls(
+            application_id=settings.get("application_id"),
+            import_s3_url=settings.get("import_s3_url"),
+            mode=mode,
+            state_machine_arn=settings.get("state_machine_arn"),
+            import_role_arn=settings.get("import_role_arn"),
+            segment_name_prefix=settings.get("segment_name_prefix"),
+            poll_seconds=number("poll_seconds", None),
+            max_concurrent_jobs=settings.get("max_concurrent_jobs", 2),
+            kms_key_id=settings.get("kms_key_id"),
+            timeout=number("timeout", 6 * 3600),
+            max_job_bytes=int(max_job_mb * 1024 * 1024),
+            s3=client("s3"),
+            stepfunctions=client("stepfunctions") if mode == "stack" else None,
+            pinpoint=client("pinpoint") if mode == "direct" else None,
+        )
+
+    # ------------------------------------------------------------------ preflight
+    def preflight(self) -> None:
+        """Check every setting and permission the delivery needs; upload nothing."""
+        if not self.application_id or not str(self.application_id).strip():
+            raise ConfigError("destination.application_id is not set: the Pinpoint project id "
+                              "(stack output ApplicationId)")
+        if not self.import_s3_url:
+            raise ConfigError("destination.import_s3_url is not set: s3://bucket/prefix for import files "
+                              "(stack output ImportS3Url)")
+        bucket, prefix = parse_s3_url(self.import_s3_url)
+        if self.mode not in MODES:
+            raise ConfigError(f"destination.mode must be 'stack' or 'direct', got {self.mode!r}")
+        if self.mode == "stack":
+            if not self.state_machine_arn:
+                raise ConfigError("destination.state_machine_arn is not set (stack output StateMachineArn); "
+                                  "or use mode: direct")
+            if self.stepfunctions is None:
+                raise ConfigError("destination.mode is stack but no Step Functions client was given")
+        else:
+            if not self.import_role_arn:
+                raise ConfigError("destination.import_role_arn is not set: direct mode passes the role Pinpoint "
+                                  "assumes to read the files (stack output ImportRoleArn)")
+            if self.pinpoint is None:
+                raise ConfigError("destination.mode is direct but no Pinpoint client was given")
+        self._check_bucket(bucket, prefix)
+        if self.mode == "stack":
+            self._check_state_machine()
+        else:
+            self._check_project()
+
+    def _check_bucket(self, bucket: str, prefix: str) -> None:
+        # ListObjectsV2 on the prefix rather than HeadBucket: it needs only s3:ListBucket
+        # for that prefix, which is what the stack's runner policy grants.
+        where = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        try:
+            self.s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
+        except ClientError as exc:
+            code = _code(exc)
+            if code in NOT_FOUND:
+                raise ConfigError(f"destination.import_s3_url: bucket {bucket} does not exist ({where})") from exc
+            if code in DENIED or _status(exc) == 403:
+                raise ConfigError(f"destination.import_s3_url: access denied to {where}; the caller needs "
+                                  f"s3:ListBucket on arn:aws:s3:::{bucket} and s3:PutObject on {where}/*") from exc
+            raise ConfigError(f"destination.import_s3_url: cannot reach {where}: {code or exc}") from exc
+        except NoCredentialsError as exc:
+            raise ConfigError("no AWS credentials for the pinpoint destination (set a profile, role or "
+                              "AWS_* environment variables)") from exc
+        except BotoCoreError as exc:
+            raise ConfigError(f"destination.import_s3_url: cannot reach {where}: {exc}") from exc
+
+    def _check_state_machine(self) -> None:
+        arn = self.state_machine_arn
+        try:
+            self.stepfunctions.describe_state_machine(stateMachineArn=arn)
+        except ClientError as exc:
+            code = _code(exc)
+            if code in {"StateMachineDoesNotExist", "InvalidArn", "ResourceNotFound"}:
+                raise ConfigError(f"destination.state_machine_arn: no state machine {arn} ({code}); "
+                                  "use the stack output StateMachineArn") from exc
+            if code in DENIED or _status(exc) == 403:
+                raise ConfigError(f"destination.state_machine_arn: access denied to {arn}; the caller needs "
+                                  "states:DescribeStateMachine and states:StartExecution on it and "
+                                  "states:DescribeExecution on its executions") from exc
+            raise ConfigError(f"destination.state_machine_arn: cannot describe {arn}: {code or exc}") from exc
+        except NoCredentialsError as exc:
+            raise ConfigError("no AWS credentials for the pinpoint destination") from exc
+        except BotoCoreError as exc:
+            raise ConfigError(f"destination.state_machine_arn: cannot reach Step Functions: {exc}") from exc
+
+    def _check_project(self) -> None:
+        app = self.application_id
+        try:
+            self.pinpoint.get_import_jobs(ApplicationId=app, PageSize="1")
+        except ClientError as exc:
+            code = _code(exc)
+            if code in {"NotFoundException", "BadRequestException"}:
+                raise ConfigError(f"destination.application_id: Pinpoint has no project {app} ({code})") from exc
+            if code in DENIED or _status(exc) == 403:
+                raise ConfigError(f"destination.application_id: access denied to project {app}; direct mode needs "
+                                  "mobiletargeting:GetImportJobs, mobiletargeting:CreateImportJob and "
+                                  "mobiletargeting:GetImportJob on it, and iam:PassRole on "
+                                  "destination.import_role_arn") from exc
+            raise ConfigError(f"destination.application_id: cannot reach Pinpoint: {code or exc}") from exc
+        except NoCredentialsError as exc:
+            raise ConfigError("no AWS credentials for the pinpoint destination") from exc
+        except BotoCoreError as exc:
+            raise ConfigError(f"destination.application_id: cannot reach Pinpoint: {exc}") from exc
+
+    # ------------------------------------------------------------------ delivery
+    def deliver(self, delivery: SegmentDelivery, progress: Progress | None = None) -> DeliveryResult:
+        bucket, prefix = parse_s3_url(self.import_s3_url or "")
+        base = "/".join(p for p in (prefix, delivery.run_id, delivery.segment) if p)
+        location = f"s3://{bucket}/{base}/"
+        if not delivery.files:
+            return DeliveryResult(confirmed=True, location=location)
+        try:
+            groups = group_files(delivery.files, self.max_job_bytes)
+        except ValueError as exc:
+            return DeliveryResult(confirmed=False, errors=[str(exc)], location=location)
+        jobs = [_Job(n, files, f"{base}/part-{n}/") for n, files in enumerate(groups, start=1)]
+        tracker = _Progress(progress, delivery.segment, len(delivery.files), len(jobs))
+        segment_name = self._segment_name(delivery, len(jobs))
+
+        def run(job: _Job) -> tuple[JobRecord, str | None]:
+            try:
+                if self.mode == "stack":
+                    return self._run_stack_job(delivery, job, bucket, len(jobs), segment_name, tracker)
+                return self._run_direct_job(delivery, job, bucket, base, segment_name, tracker)
+            except ClientError as exc:
+                log.warning("pinpoint: %s part %d failed: %s", delivery.segment, job.part, _code(exc))
+                return JobRecord(job_id="", status="ERROR"), f"{_code(exc)}: {exc}"
+            except BotoCoreError as exc:
+                return JobRecord(job_id="", status="ERROR"), str(exc)
+
+        if len(jobs) == 1:
+            outcomes = [run(jobs[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=min(len(jobs), self.max_concurrent_jobs),
+                                    thread_name_prefix="lakeseg-pinpoint") as pool:
+                outcomes = list(pool.map(run, jobs))
+        records = [r for r, _ in outcomes]
+        errors = []
+        for job, (record, error) in zip(jobs, outcomes):
+            if error is None and not _job_ok(record):
+                error = _describe(record)
+            if error:
+                errors.append(f"{delivery.segment} part {job.part}/{len(jobs)}: {error}")
+        confirmed = not errors and all(_job_ok(r) for r in records)
+        return DeliveryResult(confirmed=confirmed, jobs=records, errors=errors, location=location)
+
+    def _segment_name(self, delivery: SegmentDelivery, n_jobs: int) -> str | None:
+        if not delivery.segment_name:
+            return None
+        if n_jobs > 1:
+            # Each import job defines its own segment: a split delivery would leave several
+            # partial segments of the same name, so define none.
+            log.warning("pinpoint: %s is split into %d import jobs (over 1 GB); segment %r is not defined "
+                        "by this import", delivery.segment, n_jobs, delivery.segment_name)
+            return None
+        return f"{self.segment_name_prefix}{delivery.segment_name}"
+
+    def _upload(self, bucket: str, job: _Job, tracker: "_Progress") -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(multipart_threshold=self.multipart_threshold,
+                                multipart_chunksize=self.multipart_chunksize)
+        extra: dict[str, Any] = {"ContentType": "text/csv; charset=utf-8"}
+        if self.kms_key_id:
+            extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key_id)
+        else:
+            extra["ServerSideEncryption"] = "AES256"
+        for path in job.files:
+            self.s3.upload_file(str(path), bucket, job.folder_key + path.name, ExtraArgs=extra, Config=config)
+            tracker.uploaded()
+
+    # ------------------------------------------------------------------ stack mode
+    def _execution_arn(self, name: str) -> str:
+        head, sep, sm_name = self.state_machine_arn.rpartition(":stateMachine:")
+        if not sep:
+            raise ConfigError(f"destination.state_machine_arn is not a state machine ARN: {self.state_machine_arn}")
+        return f"{head}:execution:{sm_name.split(':')[0]}:{name}"
+
+    def _run_stack_job(self, delivery: SegmentDelivery, job: _Job, bucket: str, n_jobs: int,
+                       segment_name: str | None, tracker: "_Progress") -> tuple[JobRecord, str | None]:
+        name = execution_name(delivery.run_id, delivery.segment, job.part)
+        arn = self._execution_arn(name)
+        existing = self._describe_if_exists(arn)
+        if existing is not None:
+            log.info("pinpoint: %s part %d/%d: attaching to execution %s (%s), not importing again",
+                     delivery.segment, job.part, n_jobs, name, existing["status"])
+            tracker.uploaded(len(job.files))
+        else:
+            self._upload(bucket, job, tracker)
+        with self._slots:  # an import job is in flight from here until its execution ends
+            if existing is None:
+                arn = self._start_execution(delivery, job, bucket, n_jobs, segment_name, name, arn)
+            described = self._wait_execution(arn, tracker)
+        return self._record_from_execution(arn, described)
+
+    def _start_execution(self, delivery: SegmentDelivery, job: _Job, bucket: str, n_jobs: int,
+                         segment_name: str | None, name: str, arn: str) -> str:
+        payload: dict[str, Any] = {
+            "ApplicationId": self.application_id,
+            "S3Url": f"s3://{bucket}/{job.folder_key}",
+            "RunId": delivery.run_id,
+            "Segment": delivery.segment,
+            "Counts": dict(delivery.counts),
+            "Part": job.part,
+            "Parts": n_jobs,
+        }
+        if segment_name:
+            payload["SegmentName"] = segment_name
+        if self.import_role_arn:
+            payload["RoleArn"] = self.import_role_arn
+        if self.poll_seconds is not None:
+            payload["PollSeconds"] = int(math.ceil(self.poll_seconds))
+        try:
+            arn = self.stepfunctions.start_execution(
+                stateMachineArn=self.state_machine_arn, name=name,
+                input=json.dumps(payload, sort_keys=True))["executionArn"]
+            log.info("pinpoint: %s part %d/%d: started execution %s", delivery.segment, job.part, n_jobs, name)
+        except ClientError as exc:
+            if _code(exc) != "ExecutionAlreadyExists":
+                raise
+            # Another attempt started it between our check and our start: attach to it.
+            log.info("pinpoint: %s part %d/%d: execution %s already exists; attaching",
+                     delivery.segment, job.part, n_jobs, name)
+        return arn
+
+    def _describe_if_exists(self, arn: str) -> dict | None:
+        try:
+            return self.stepfunctions.describe_execution(executionArn=arn)
+        except ClientError as exc:
+            if _code(exc) in {"ExecutionDoesNotExist", "ResourceNotFound"}:
+                return None
+            raise
+
+    def _wait_execution(self, arn: str, tracker: "_Progress") -> dict:
+        interval = max(0.02, min(self.poll_seconds if self.poll_seconds is not None else 15.0, 60.0))
+        deadline = time.monotonic() + self.timeout
+        while True:
+            described = self._retrying(self.stepfunctions.describe_execution, executionArn=arn)
+            if described["status"] != "RUNNING":
+                tracker.job_done()
+                return described
+            tracker.tick()
+            if time.monotonic() >= deadline:
+                return {**described, "status": "WAIT_TIMEOUT"}
+            self._sleep(interval)
+
+    def _record_from_execution(self, arn: str, described: dict) -> tuple[JobRecord, str | None]:
+        status = described["status"]
+        report: dict = {}
+        raw = described.get("output") if status == "SUCCEEDED" else described.get("cause")
+        if raw:
+            try:
+                parsed = json.loads(raw)
+                report = parsed if isinstance(parsed, dict) else {}
+            except ValueError:
+                report = {}
+        record = JobRecord(
+            job_id=str(report.get("JobId") or ""),
+            status=str(report.get("JobStatus") or f"EXECUTION_{status}"),
+            total_processed=report.get("TotalProcessed"),
+            total_failures=report.get("TotalFailures"),
+            failures=[str(f) for f in (report.get("Failures") or [])],
+            execution_arn=arn,
+        )
+        log.debug("pinpoint: execution %s report: %s", arn, report)
+        if status == "WAIT_TIMEOUT":
+            return record, (f"import tail execution {arn} still running after {self.timeout:.0f} s; "
+                            "it may still import (the rows are resent next run)")
+        if status == "SUCCEEDED":
+            return record, None
+        if described.get("error") == "Lakeseg.NotificationFailed" and report.get("Outcome") == "SUCCEEDED":
+            log.warning("pinpoint: import job %s completed but the SNS notification failed (%s)",
+                        record.job_id, (report.get("NotifyError") or {}).get("Error"))
+            return record, None
+        if not report:
+            detail = " ".join(str(x) for x in (described.get("error"), described.get("cause")) if x)
+            return record, f"import tail execution {arn} ended {status}" + (f": {detail}" if detail else "")
+        error = report.get("Error") if isinstance(report.get("Error"), dict) else {}
+        reason = ": ".join(str(x) for x in (error.get("Error"), error.get("Cause")) if x)
+        if _job_ok(record) or not record.job_id:
+            return record, f"import tail execution {arn} ended {status}" + (f" ({reason})" if reason else "")
+        return record, _describe(record) + (f" ({error.get('Error')})" if error.get("Error") else "")
+
+    # ------------------------------------------------------------------ direct mode
+    def _run_direct_job(self, delivery: SegmentDelivery, job: _Job, bucket: str, base: str,
+                        segment_name: str | None, tracker: "_Progress") -> tuple[JobRecord, str | None]:
+        marker_key = f"{base}/_jobs/part-{job.part}.json"
+        job_id = self._read_marker(bucket, marker_key)
+        if job_id:
+            log.info("pinpoint: %s part %d: attaching to import job %s, not importing again",
+                     delivery.segment, job.part, job_id)
+            tracker.uploaded(len(job.files))
+        else:
+            self._upload(bucket, job, tracker)
+        with self._slots:  # an import job is in flight from here until it ends
+            if not job_id:
+                request: dict[str, Any] = {
+                    "S3Url": f"s3://{bucket}/{job.folder_key}",
+                    "RoleArn": self.import_role_arn,
+                    "Format": "CSV",
+                    "RegisterEndpoints": True,
+                    "DefineSegment": bool(segment_name),
+                }
+                if segment_name:
+                    request["SegmentName"] = segment_name
+                created = self._retrying(self.pinpoint.create_import_job, ApplicationId=self.application_id,
+                                         ImportJobRequest=request, retry_transient=False)
+                job_id = created["ImportJobResponse"]["Id"]
+                self._write_marker(bucket, marker_key, job_id, delivery, job)
+                log.info("pinpoint: %s part %d: created import job %s", delivery.segment, job.part, job_id)
+            response = self._wait_import_job(job_id, tracker)
+        record = JobRecord(
+            job_id=job_id,
+            status=str(response.get("JobStatus") or "UNKNOWN"),
+            total_processed=response.get("TotalProcessed"),
+            total_failures=response.get("TotalFailures"),
+            failures=[str(f) for f in (response.get("Failures") or [])],
+        )
+        if record.status not in TERMINAL_JOB_STATES:
+            return record, (f"import job {job_id} still {record.status} after "
+                            f"{self.timeout:.0f} s; it may still import (the rows are resent next run)")
+        return record, None
+
+    def _read_marker(self, bucket: str, key: str) -> str | None:
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if _code(exc) in NOT_FOUND:
+                return None
+            raise
+        try:
+            return str(json.loads(body)["JobId"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _write_marker(self, bucket: str, key: str, job_id: str, delivery: SegmentDelivery, job: _Job) -> None:
+        body = json.dumps({"JobId": job_id, "ApplicationId": self.application_id, "RunId": delivery.run_id,
+                           "Segment": delivery.segment, "Part": job.part,
+                           "S3Url": f"s3://{bucket}/{job.folder_key}"}).encode()
+        sse = ({"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id} if self.kms_key_id
+               else {"ServerSideEncryption": "AES256"})
+        self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **sse)
+
+    def _wait_import_job(self, job_id: str, tracker: "_Progress") -> dict:
+        interval = self.poll_seconds if self.poll_seconds is not None else 15.0
+        deadline = time.monotonic() + self.timeout
+        while True:
+            response = self._retrying(self.pinpoint.get_import_job, ApplicationId=self.application_id,
+                                      JobId=job_id)["ImportJobResponse"]
+            if response.get("JobStatus") in TERMINAL_JOB_STATES:
+                tracker.job_done()
+                return response
+            tracker.tick()
+            if time.monotonic() >= deadline:
+                return response
+            self._sleep(interval)
+
+    # ------------------------------------------------------------------ retries
+    def _retrying(self, call: Callable[..., dict], retry_transient: bool = True, **kwargs) -> dict:
+        """Call with exponential backoff and full jitter on throttling (and 5xx if safe to repeat).
+
+        CreateImportJob is not retried on server errors: Pinpoint has no
+        idempotency token, so a failed-looking call may have created a job.
+        """
+        attempt = 0
+        while True:
+            try:
+                return call(**kwargs)
+            except ClientError as exc:
+                code = _code(exc)
+                retryable = code in THROTTLING or _status(exc) == 429 or (
+                    retry_transient and (code in TRANSIENT or _status(exc) >= 500))
+                attempt += 1
+                if not retryable or attempt > self.max_retries:
+                    raise
+                delay = random.uniform(0, min(30.0, self.retry_base_seconds * 2 ** (attempt - 1)))
+                log.info("pinpoint: %s (%s); retry %d/%d in %.1f s", getattr(call, "__name__", "call"), code,
+                         attempt, self.max_retries, delay)
+                self._sleep(delay)
+
+
+# --------------------------------------------------------------------------- verdicts
+def _job_ok(record: JobRecord) -> bool:
+    return record.status == "COMPLETED" and not (record.total_failures or 0)
+
+
+def _describe(record: JobRecord) -> str:
+    where = f" (execution {record.execution_arn})" if record.execution_arn else ""
+    if record.status == "COMPLETED":
+        return (f"import job {record.job_id} completed but rejected {record.total_failures} endpoint(s) "
+                f"of {record.total_processed}{where}; see the job's failures in `lakeseg history`")
+    return f"import job {record.job_id or '(none)'} {record.status}{where}"
+
+
+class _Progress:
+    """Reports uploads (files) then imports (jobs) through the sync's progress callback."""
+
+    def __init__(self, progress: Progress | None, segment: str, files: int, jobs: int):
+        self._progress = progress
+        self._segment = segment
+        self._files, self._jobs = files, jobs
+        self._uploaded = self._done = 0
+        self._lock = threading.Lock()
+
+    def _emit(self, label: str, done: int, total: int) -> None:
+        if self._progress:
+            self._progress(label, done, total)
+
+    def uploaded(self, n: int = 1) -> None:
+        with self._lock:
+            self._uploaded += n
+            done = self._uploaded
+        self._emit(f"{self._segment}: uploading", done, self._files)
+
+    def tick(self) -> None:
+        with self._lock:
+            done = self._done
+        self._emit(f"{self._segment}: importing", done, self._jobs)
+
+    def job_done(self) -> None:
+        with self._lock:
+            self._done += 1
+            done = self._done
+        self._emit(f"{self._segment}: importing", done, self._jobs)

@@ -1,0 +1,86 @@
+"""Fixtures for the Pinpoint destination: moto S3 + Step Functions executing the
+real import tail, Pinpoint faked (FakePinpoint or botocore's Stubber)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def load_harness():
+    """The shared harness, loaded by path so tests/infra can use it too."""
+    name = "lakeseg_pinpoint_harness"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("pinpoint_harness.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+h = load_harness()
+
+BUCKET = "lakeseg-test-imports"
+IMPORT_URL = f"s3://{BUCKET}/lakeseg/imports"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """Fake credentials and region, and moto (executing state machines) for everything."""
+    from moto import mock_aws
+
+    for key, value in h.FAKE_ENV.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        yield
+
+
+@pytest.fixture
+def s3(aws):
+    client = h.client("s3")
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture
+def bucket_keys(s3):
+    def keys() -> list[str]:
+        out = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            out.extend(o["Key"] for o in page.get("Contents", []))
+        return sorted(out)
+
+    return keys
+
+
+@pytest.fixture
+def fake_pinpoint(s3):
+    """A stateful, model-validated Pinpoint that reads the import folders from moto S3."""
+    return h.FakePinpoint(h.pinpoint_client(), s3=s3, polls=2)
+
+
+@pytest.fixture
+def tail(aws, fake_pinpoint):
+    """The import tail deployed in moto, its Pinpoint calls served by fake_pinpoint.
+
+    The template's default poll interval (30 s) is deployed on purpose: the
+    destination passes PollSeconds in each execution's input, so tests stay fast
+    only if that override works.
+    """
+    with h.moto_fidelity(fake_pinpoint.client):
+        deployed = h.deploy_import_tail(poll_seconds=30)
+        yield deployed
+        _stop_running(deployed)
+
+
+def _stop_running(tail) -> None:
+    """Leave no execution looping in moto's worker threads after a test."""
+    for page in tail.sfn.get_paginator("list_executions").paginate(stateMachineArn=tail.state_machine_arn,
+                                                                    statusFilter="RUNNING"):
+        for ex in page["executions"]:
+            tail.sfn.stop_execution(executionArn=ex["executionArn"])
