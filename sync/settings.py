@@ -94,7 +94,12 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
             raise ConfigError(f"{file} is not valid YAML: {exc}") from exc
         targets = doc.get("targets") or {}
         if target in targets:
-            merged = _merge(merged, interpolate(targets[target] or {}, where=f"{file} (target {target})"))
+            block = interpolate(targets[target] or {}, where=f"{file} (target {target})")
+            # A destination block replaces the default one whole: another
+            # destination type shares none of the files destination's keys.
+            if isinstance(block.get("destination"), dict) and block["destination"].get("type"):
+                merged["destination"] = {}
+            merged = _merge(merged, block)
             source = str(file)
         elif path:
             raise ConfigError(f"{file} has no settings for dbt target '{target}' (has: {', '.join(targets) or 'none'})")

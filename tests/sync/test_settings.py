@@ -43,3 +43,8 @@ def test_invalid_settings(tmp_path, yaml_text, match):
     else:
         with pytest.raises(ConfigError, match=match):
             load_settings(tmp_path, "local")
+
+
+def test_another_destination_type_does_not_inherit_files_keys(tmp_path):
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  prod:\n    destination: {type: pinpoint, application_id: x}\n")
+    assert load_settings(tmp_path, "prod").destination == {"type": "pinpoint", "application_id": "x"}
