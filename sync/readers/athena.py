@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import duckdb
 
 from ..errors import ConfigError, LakesegError
-from .base import RelationRef
+from .base import RelationRef, select_declared
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +129,7 @@ class AthenaReader:
             return f"(select {cols} where false)"
         listing = "[" + ", ".join(_ql(str(f)) for f in files) + "]"
         actual = [r[0] for r in con.execute(f"describe select * from read_parquet({listing})").fetchall()]
-        by_lower = {a.lower(): a for a in actual}
-        picked = []
-        for col in columns:
-            found = by_lower.get(col.lower())
-            if found is None:
-                raise ConfigError(f"{relation}: Athena returned no column matching '{col}' (got {', '.join(actual)})")
-            picked.append(f"{_qi(found)} as {_qi(col)}")
-        return f"(select {', '.join(picked)} from read_parquet({listing}))"
+        return f"(select {select_declared(actual, columns, f'{relation} (as unloaded by Athena)')} from read_parquet({listing}))"
 
     def _list(self, prefix: str) -> list[str]:
         keys = []

@@ -14,6 +14,8 @@ from typing import Protocol, Sequence
 
 import duckdb
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class RelationRef:
@@ -50,3 +52,20 @@ class SegmentReader(Protocol):
 
     def cleanup(self) -> None:
         """Remove whatever ``stage`` wrote (temporary files, S3 prefixes)."""
+
+
+def select_declared(actual: Sequence[str], columns: Sequence[str], relation: RelationRef | str) -> str:
+    """A select list yielding ``columns`` (declared names) from a relation whose
+    columns are ``actual``, matched case-insensitively."""
+    by_lower = {a.lower(): a for a in actual}
+    picked = []
+    for col in columns:
+        found = by_lower.get(col.lower())
+        if found is None:
+            raise ConfigError(f"{relation} has no column matching '{col}' (has: {', '.join(actual)})")
+        picked.append(f"{_qi(found)} as {_qi(col)}")
+    return ", ".join(picked)
+
+
+def _qi(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -9,7 +9,7 @@ from typing import Sequence
 import duckdb
 
 from ..errors import ConfigError
-from .base import RelationRef
+from .base import RelationRef, select_declared
 
 _aliases = itertools.count()
 
@@ -52,15 +52,8 @@ class DuckDBReader:
         ).fetchall()]
         if not actual:
             raise ConfigError(f"{relation} is not in {self.database_path}: run `dbt build` for this segment")
-        by_lower = {c.lower(): c for c in actual}
-        picked = []
-        for col in columns:
-            found = by_lower.get(col.lower())
-            if found is None:
-                raise ConfigError(f"{relation} has no column '{col}' (has: {', '.join(actual)})")
-            picked.append(f"{_qi(found)} as {_qi(col)}")
         table = f"{alias}.{_qi(relation.schema)}.{_qi(relation.identifier)}"
-        return f"(select {', '.join(picked)} from {table})"
+        return f"(select {select_declared(actual, columns, relation)} from {table})"
 
     def cleanup(self) -> None:
         for alias in self._attached.values():
