@@ -1,43 +1,15 @@
 """Fixtures for the Pinpoint destination: moto S3 + Step Functions executing the
-real import tail, Pinpoint faked (FakePinpoint or botocore's Stubber)."""
+real import tail, Pinpoint faked (FakePinpoint or botocore's Stubber); `aws` comes
+from tests/conftest.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-
-def load_harness():
-    """The shared harness, loaded by path so tests/infra can use it too."""
-    name = "lakeseg_pinpoint_harness"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("pinpoint_harness.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-h = load_harness()
+from tests.destinations import pinpoint_harness as h
 
 BUCKET = "lakeseg-test-imports"
 IMPORT_URL = f"s3://{BUCKET}/lakeseg/imports"
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    """Fake credentials and region, and moto (executing state machines) for everything."""
-    from moto import mock_aws
-
-    for key, value in h.FAKE_ENV.items():
-        monkeypatch.setenv(key, value)
-    for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(key, raising=False)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        yield
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ evaluation components are still built fresh for every execution), and the
 clients moto's interpreter builds for SNS come from one session per test run
 instead of a fresh one (and fresh service models) per mock.
 
-Loaded by path from both tests/infra and tests/destinations conftests.
+Imported as tests.destinations.pinpoint_harness by tests/infra, tests/destinations and tests/e2e.
 """
 
 from __future__ import annotations

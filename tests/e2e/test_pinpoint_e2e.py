@@ -4,15 +4,14 @@ import-tail state machine executing in moto → Pinpoint (model-validated fake)
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from sync.cli import main as cli
+from tests.destinations import pinpoint_harness as h
 from tests.e2e.conftest import PROJECT
 
 pytestmark = pytest.mark.e2e
@@ -21,30 +20,11 @@ BUCKET = "lakeseg-e2e"
 SELECTED = ["--select", "seg_lifecycle_stage", "--select", "seg_active_last_24h"]
 
 
-def _harness():
-    name = "lakeseg_pinpoint_harness"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "destinations" / "pinpoint_harness.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-h = _harness()
-
-
 @pytest.fixture
-def cloud(monkeypatch):
-    from moto import mock_aws
-
-    for key, value in h.FAKE_ENV.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        s3 = h.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        yield s3
+def cloud(aws):
+    s3 = h.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    return s3
 
 
 def settings_file(tmp_path: Path, state_machine_arn: str) -> Path:

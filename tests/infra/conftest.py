@@ -1,39 +1,11 @@
 """Fixtures for the import tail and the stack: the harness lives next to the
-destination tests (tests/destinations/pinpoint_harness.py) and is loaded by path."""
+destination tests (tests/destinations/pinpoint_harness.py); `aws` comes from tests/conftest.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-
-def load_harness():
-    name = "lakeseg_pinpoint_harness"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "destinations" / "pinpoint_harness.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-h = load_harness()
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    from moto import mock_aws
-
-    for key, value in h.FAKE_ENV.items():
-        monkeypatch.setenv(key, value)
-    for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(key, raising=False)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        yield
+from tests.destinations import pinpoint_harness as h
 
 
 @pytest.fixture
