@@ -1,0 +1,148 @@
+"""The state store, on both backends: a local directory and S3 (moto)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import duckdb
+import pytest
+
+from sync.errors import ConfigError, LockHeld, SegmentRefused
+from sync.state import open_state_store
+from sync.state.local import LocalStateStore
+
+BUCKET = "lakeseg-state"
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        yield open_state_store(str(tmp_path / "state"))
+    else:
+        aws = request.getfixturevalue("aws")  # moto, fake credentials (tests/conftest.py)
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        yield open_state_store(f"s3://{BUCKET}/prod/lakeseg", s3_client=s3)
+
+
+def parquet(tmp_path: Path, ids: list[str], name="snap.parquet") -> Path:
+    path = tmp_path / name
+    con = duckdb.connect()
+    con.execute("create table t (Id varchar, k1 ubigint, k2 ubigint, digest ubigint)")
+    con.executemany("insert into t values (?, 1, 2, 3)", [(i,) for i in ids])
+    con.execute(f"copy t to '{path}' (format parquet)")
+    return path
+
+
+def commit(store, tmp_path, ids, run_id="run-1"):
+    return store.commit_snapshot("files", "seg_a", parquet(tmp_path, ids, f"{run_id}.parquet"),
+                                 fields=("Id", "Attributes.A"), mapping_hash="m1", rows=len(ids), run_id=run_id)
+
+
+def test_snapshot_round_trip_and_replacement(store, tmp_path):
+    # Given nothing committed
+    assert store.load_snapshot("files", "seg_a", tmp_path / "w0") is None
+    # When two snapshots are committed in turn
+    commit(store, tmp_path, ["a", "b"], "run-1")
+    commit(store, tmp_path, ["a", "b", "c"], "run-2")
+    # Then the latest is loaded, with its metadata
+    snap = store.load_snapshot("files", "seg_a", tmp_path / "w1")
+    assert (snap.rows, snap.run_id, snap.mapping_hash, snap.fields) == (3, "run-2", "m1", ("Id", "Attributes.A"))
+    assert duckdb.connect().execute(f"select count(*) from read_parquet('{snap.path}')").fetchall() == [(3,)]
+
+
+def test_crash_before_the_pointer_moves_keeps_the_old_snapshot(store, tmp_path, monkeypatch):
+    commit(store, tmp_path, ["a"], "run-1")
+
+    def crash(key, data):
+        raise KeyboardInterrupt("killed before the pointer was replaced")
+
+    monkeypatch.setattr(store, "_write", crash)
+    with pytest.raises(KeyboardInterrupt):
+        commit(store, tmp_path, ["a", "b"], "run-2")
+    monkeypatch.undo()
+    assert store.load_snapshot("files", "seg_a", tmp_path / "w").run_id == "run-1"
+
+
+@pytest.mark.parametrize("damage", ["garbage-pointer", "missing-data", "truncated-data", "checksum"])
+def test_corrupt_snapshot_is_refused_never_empty(store, tmp_path, damage):
+    commit(store, tmp_path, ["a", "b"])
+    pointer_key = "snapshots/files/seg_a/current.json"
+    meta = json.loads(store._read(pointer_key))
+    if damage == "garbage-pointer":
+        store._write(pointer_key, b"{not json")
+    elif damage == "missing-data":
+        store._delete(meta["file"])
+    elif damage == "truncated-data":
+        store._write(meta["file"], store._read(meta["file"])[:40])
+    else:
+        meta["sha256"] = "0" * 64
+        store._write(pointer_key, json.dumps(meta).encode())
+    with pytest.raises(SegmentRefused, match="files/seg_a"):
+        store.load_snapshot("files", "seg_a", tmp_path / "w")
+
+
+def test_lock_is_exclusive_names_its_owner_and_is_released(store):
+    owner = {"run_id": "run-1", "host": "host-a", "pid": 42}
+    with store.lock("files", "seg_a", owner):
+        with pytest.raises(LockHeld, match=r"run run-1 on host-a \(pid 42\).*lakeseg unlock"):
+            with store.lock("files", "seg_a", {"run_id": "run-2", "host": "host-b", "pid": 7}):
+                pass
+        assert store.read_lock("files", "seg_a").owner == owner
+        # other segments are independent
+        with store.lock("files", "seg_b", owner):
+            pass
+    assert store.read_lock("files", "seg_a") is None
+    with pytest.raises(RuntimeError):
+        with store.lock("files", "seg_a", owner):
+            raise RuntimeError("boom")
+    assert store.read_lock("files", "seg_a") is None
+
+
+def test_force_unlock(store):
+    cm = store.lock("files", "seg_a", {"run_id": "dead"})
+    cm.__enter__()  # a run that died holding it
+    info = store.force_unlock("files", "seg_a")
+    assert info.owner["run_id"] == "dead" and info.age_seconds >= 0
+    assert store.read_lock("files", "seg_a") is None
+
+
+def test_history_newest_first(store):
+    store.write_run({"run_id": "r1", "started_at": "2026-11-25T01:00:00+00:00", "status": "running"})
+    store.write_run({"run_id": "r2", "started_at": "2026-11-25T02:00:00+00:00", "status": "succeeded"})
+    store.write_run({"run_id": "r1", "started_at": "2026-11-25T01:00:00+00:00", "status": "failed"})
+    assert [(r["run_id"], r["status"]) for r in store.list_runs()] == [("r2", "succeeded"), ("r1", "failed")]
+    assert store.get_run("r1")["status"] == "failed" and store.get_run("nope") is None
+
+
+@pytest.mark.parametrize("name", ["../etc", "a/b", "", "seg a"])
+def test_unsafe_names_are_refused(store, tmp_path, name):
+    with pytest.raises(ConfigError):
+        store.load_snapshot("files", name, tmp_path)
+
+
+def test_unwritable_local_store(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="not writable"):
+        LocalStateStore(blocker / "state").check_writable()
+
+
+def test_missing_bucket_is_not_writable(aws):
+    store = open_state_store("s3://no-such-bucket/x", s3_client=boto3.client("s3", region_name="us-east-1"))
+    with pytest.raises(ConfigError, match="s3://no-such-bucket/x is not writable"):
+        store.check_writable()
+
+
+def test_s3_objects_are_encrypted(aws, tmp_path):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    store = open_state_store(f"s3://{BUCKET}/p", s3_client=s3)
+    commit(store, tmp_path, ["a"])
+    with store.lock("files", "seg_a", {"run_id": "r"}):
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+        assert keys
+        for key in keys:
+            assert s3.head_object(Bucket=BUCKET, Key=key)["ServerSideEncryption"] == "AES256"
