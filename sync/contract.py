@@ -82,6 +82,22 @@ class Segment:
         return {f: _as_text(v) for f, v in self.exit.items()}
 
     @property
+    def segment_filter(self) -> dict[str, tuple[str, ...]]:
+        """``meta.lakeseg.segment_values``: owned field → the values that mean "in the segment".
+
+        A platform segment named by ``segment_name`` selects endpoints whose
+        field holds one of these values (e.g. HasClicked = Yes).
+        """
+        raw = self.raw_meta.get("segment_values")
+        if not isinstance(raw, dict):
+            return {}
+        out = {}
+        for f, values in raw.items():
+            values = values if isinstance(values, list) else [values]
+            out[str(f)] = tuple(_as_text(v) for v in values if v is not None and not isinstance(v, bool))
+        return out
+
+    @property
     def mapping_hash(self) -> str:
         """Changes whenever the exported fields or exit values change (forces a full send)."""
         payload = json.dumps(

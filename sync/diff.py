@@ -80,13 +80,16 @@ class Plan:
     exited: int = 0
     unchanged: int = 0
     exit_rows: int = 0  # exit rows sent (0 for `keep`)
+    dirty: int = 0  # ids in doubt or quarantined, resent whatever the snapshot says
+    resent: int = 0  # of those, current members sent again though unchanged since the snapshot
+    resent_exits: int = 0  # of those, ids that left and were never in the snapshot: exit rows
     full_refresh: bool = False
     full_refresh_reason: str = ""
     first_sync: bool = False
 
     @property
     def to_send(self) -> int:
-        sent = self.rows if self.full_refresh else self.entered + self.changed
+        sent = self.rows if self.full_refresh else self.entered + self.changed + self.resent
         return sent + self.exit_rows
 
     def as_dict(self) -> dict:
@@ -120,13 +123,18 @@ def effective_mapping_hash(con: duckdb.DuckDBPyConnection, segment: Segment) -> 
 
 
 def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *,
-            previous: "object | None", workdir: Path, full_refresh: bool = False) -> PreparedSegment:
+            previous: "object | None", workdir: Path, full_refresh: bool = False,
+            dirty: Path | None = None) -> PreparedSegment:
     """Read the segment once into a new snapshot and classify every member.
 
     ``source_sql`` is a relation (from a reader) with the segment's declared
-    columns; ``previous`` is a ``sync.state.Snapshot`` or None. Leaves a temp
-    table ``_delta(k1, k2, kind)`` of entered ('e'), changed ('c') and exited
-    ('x') members for ``changes_sql``.
+    columns; ``previous`` is a ``sync.state.Snapshot`` or None; ``dirty`` is a
+    Parquet file of Ids whose state at the destination is unknown (an
+    unconfirmed delivery, quarantined rows): each is sent again -- its current
+    values, or an exit row if it left -- whatever the snapshot says. Leaves a
+    temp table ``_delta(k1, k2, kind)`` of entered ('e'), changed ('c'),
+    exited ('x'), dirty members resent ('r') and dirty leavers absent from the
+    snapshot ('q') for ``changes_sql``, and ``_dirty(Id, k1, k2)``.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     renamed = ", ".join(f"cast({qi(m.column)} as varchar) as {qi(m.field)}" for m in segment.mappings)
@@ -182,9 +190,35 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
             f"{segment.name}: duplicate Id values (rule: unique) -- {rows:,} rows do not match "
             f"{plan.entered + plan.changed + plan.unchanged:,} distinct members; nothing was sent"
         )
+    _add_dirty(con, plan, new_snapshot, prev_rel, dirty)
     if segment.exit_values:
-        plan.exit_rows = plan.exited
+        plan.exit_rows = plan.exited + plan.resent_exits
     return PreparedSegment(segment, plan, current_sql, new_snapshot, prev_path, workdir, mapping_hash, prev_rel)
+
+
+def _add_dirty(con: duckdb.DuckDBPyConnection, plan: Plan, new_snapshot: Path, prev_rel: str,
+               dirty: Path | None) -> None:
+    """Mark ids in doubt as to-send: members as 'r', leavers the snapshot does not know as 'q'."""
+    source = (f"(select distinct {SNAPSHOT_ID} from {_parquet(dirty)} where {SNAPSHOT_ID} is not null)"
+              if dirty is not None else f"(select cast(null as varchar) as {SNAPSHOT_ID} where false)")
+    con.execute(f"create or replace temp table _dirty as select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)} from {source}")
+    plan.dirty = _one(con, "select count(*) from _dirty")[0]
+    if not plan.dirty:
+        return
+    con.execute(
+        f"""
+        insert into _delta
+        select d.k1, d.k2, case when c.k1 is not null then 'r' else 'q' end
+        from _dirty d
+        left join (select k1, k2 from {_parquet(new_snapshot)}) c on c.k1 = d.k1 and c.k2 = d.k2
+        left join (select k1, k2 from {prev_rel}) p on p.k1 = d.k1 and p.k2 = d.k2
+        anti join _delta x on x.k1 = d.k1 and x.k2 = d.k2
+        where c.k1 is not null or p.k1 is null
+        """
+    )
+    counts = dict(con.execute("select kind, count(*) from _delta where kind in ('r', 'q') group by kind").fetchall())
+    plan.resent, plan.resent_exits = counts.get("r", 0), counts.get("q", 0)
+    plan.unchanged -= plan.resent
 
 
 def changes_sql(prepared: PreparedSegment) -> str:
@@ -197,7 +231,7 @@ def changes_sql(prepared: PreparedSegment) -> str:
         # Join on k1 alone and check k2 on the few matches: one hash per row, not two.
         upserts = (
             f"select {', '.join('c.' + qi(f) for f in seg.fields)} from {prepared.current_sql} c "
-            f"join (select k1, k2 from _delta where kind <> 'x') d on d.k1 = hash(c.{qi(ID_FIELD)}) "
+            f"join (select k1, k2 from _delta where kind in ('e', 'c', 'r')) d on d.k1 = hash(c.{qi(ID_FIELD)}) "
             f"where d.k2 = hash(c.{qi(ID_FIELD)}, {ql(KEY_SALT)})"
         )
     if not plan.exit_rows:
@@ -210,7 +244,24 @@ def changes_sql(prepared: PreparedSegment) -> str:
         f"select {exit_cols} from {prepared.previous_sql} p "
         f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and d.k2 = p.k2"
     )
+    if plan.resent_exits:
+        exits += (f"\nunion all\nselect {exit_cols} from _dirty p "
+                  f"semi join (select k1, k2 from _delta where kind = 'q') d on d.k1 = p.k1 and d.k2 = p.k2")
     return f"{upserts}\nunion all\n{exits}"
+
+
+def sent_ids_sql(prepared: PreparedSegment) -> str:
+    """The Ids a delivery of ``changes_sql`` carries (for the in-doubt record), without reading the source."""
+    plan = prepared.plan
+    members = (f"select {SNAPSHOT_ID} from {_parquet(prepared.new_snapshot)}" if plan.full_refresh else
+               f"select s.{SNAPSHOT_ID} from {_parquet(prepared.new_snapshot)} s "
+               f"semi join (select k1, k2 from _delta where kind in ('e', 'c', 'r')) d on d.k1 = s.k1 and d.k2 = s.k2")
+    if not plan.exit_rows:
+        return members
+    return (f"{members}\nunion all\nselect p.{SNAPSHOT_ID} from {prepared.previous_sql} p "
+            f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and d.k2 = p.k2"
+            f"\nunion all\nselect p.{SNAPSHOT_ID} from _dirty p "
+            f"semi join (select k1, k2 from _delta where kind = 'q') d on d.k1 = p.k1 and d.k2 = p.k2")
 
 
 def snapshot_to_commit(con: duckdb.DuckDBPyConnection, prepared: PreparedSegment, rejected_ids: frozenset[str]) -> Path:

@@ -11,8 +11,14 @@ For each selected segment:
 5. write the import files, hand them to the destination;
 6. commit the new snapshot only if the destination confirmed; release the lock.
 
-A failure or a kill anywhere before step 6 leaves the old snapshot, so the
-next run sends the same change again. Run history is written as the run goes.
+Before step 5 hands anything over, the Ids the delivery carries are recorded
+as *in doubt* in the state store. A failure or a kill anywhere before step 6
+leaves the old snapshot and that record, so the next run sends the change
+again and also resends every in-doubt Id (current values, or an exit row if it
+left since): the destination converges to the last built segment even when
+upstream moved back in between. Rows the platform rejects are quarantined:
+listed with the platform's message, resent every run, never blocking the rest.
+Run history is written as the run goes.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import contextlib
 import fnmatch
 import logging
 import os
+import re
 import shutil
 import socket
 import threading
@@ -39,18 +46,24 @@ from .artifacts import Artifacts
 from .check import check_manifest
 from .contract import Segment, load_segments
 from .destinations.base import DeliveryResult, Destination, SegmentDelivery
-from .diff import Plan, PreparedSegment, changes_sql, prepare, snapshot_to_commit
+from .diff import (Plan, PreparedSegment, SNAPSHOT_ID, changes_sql, prepare, ql, sent_ids_sql,
+                   snapshot_to_commit)
 from .errors import ConfigError, LakesegError, LockHeld, SegmentRefused
 from .guard import mass_exit_refusal
 from .import_files import write_import_files
+from .pinpoint_fields import ID_FIELD
 from .readers.base import SegmentReader
+from .state.base import QuarantinedRow
 
 log = logging.getLogger(__name__)
 
 # Segment outcomes. The first three are success; the rest make the run exit 1.
+# PARTIAL: delivered and committed, but some rows are quarantined (rejected by the platform).
 SYNCED, UNCHANGED, PLANNED = "synced", "unchanged", "planned"
-SKIPPED, REFUSED, FAILED = "skipped", "refused", "failed"
+PARTIAL, SKIPPED, REFUSED, FAILED = "partial", "skipped", "refused", "failed"
 OK_STATUSES = {SYNCED, UNCHANGED, PLANNED}
+INTERRUPTED = "interrupted"  # a run whose process died before it finished (history only)
+_MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 Progress = Callable[[str, str, int, int], None]  # (segment, stage, done, total)
 
@@ -78,6 +91,25 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def mark_interrupted(run: dict, max_age: timedelta = timedelta(days=2)) -> dict:
+    """A history document still 'running' whose process is gone reads as 'interrupted'.
+
+    Dead means: it ran on this host and its pid no longer runs, or it started
+    longer ago than any run may last.
+    """
+    if run.get("status") != "running":
+        return run
+    dead = _owner_is_dead_here({"host": run.get("host"), "pid": run.get("pid")})
+    try:
+        started = datetime.fromisoformat(str(run.get("started_at")))
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=timezone.utc)
+        dead = dead or datetime.now(timezone.utc) - started > max_age
+    except ValueError:
+        pass
+    return {**run, "status": INTERRUPTED} if dead else run
+
+
 @dataclass
 class SyncOptions:
     select: tuple[str, ...] = ()
@@ -103,6 +135,7 @@ class SegmentReport:
     started_at: str = ""
     duration_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    quarantined: list[dict] = field(default_factory=list)  # {id, message, attempts, first_run_id}
 
     @property
     def ok(self) -> bool:
@@ -121,6 +154,8 @@ class RunReport:
     status: str = "running"
     segments: list[SegmentReport] = field(default_factory=list)
     error: str | None = None
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
 
     @property
     def ok(self) -> bool:
@@ -167,7 +202,8 @@ class SyncRun:
     # ------------------------------------------------------------------ public
     def execute(self) -> RunReport:
         opts = self.options
-        segments = select_segments(load_segments(self.artifacts.manifest), opts.select, opts.exclude)
+        self._segments = load_segments(self.artifacts.manifest)
+        segments = select_segments(self._segments, opts.select, opts.exclude)
         # The static contract is enforced here too, whether or not anyone ran `lakeseg check`.
         self._contract_problems: dict[str, list[str]] = {}
         for problem in check_manifest(self.artifacts.manifest)[1]:
@@ -180,9 +216,12 @@ class SyncRun:
             self._clean_old_work()
             self._write_history()
         workdir = self.work_root / self.run_id
+        if not _MEMORY_LIMIT.match(str(opts.memory_limit)):
+            raise ConfigError(f"memory_limit must be a size like 1GB or 512MiB, got {opts.memory_limit!r}")
         con = duckdb.connect()
-        con.execute(f"set memory_limit = '{opts.memory_limit}'")
-        con.execute(f"set temp_directory = '{workdir / 'spill'}'")
+        # Settings are quoted literals, never pasted SQL.
+        con.execute(f"set memory_limit = {ql(opts.memory_limit)}")
+        con.execute(f"set temp_directory = {ql(str(workdir / 'spill'))}")
         con.execute("set preserve_insertion_order = false")
         con.execute("set enable_progress_bar = false")
         pool = ThreadPoolExecutor(max_workers=max(1, int(getattr(self.destination, "max_parallel", 1))))
@@ -190,7 +229,11 @@ class SyncRun:
         try:
             for seg in segments:
                 started, t0 = _now(), time.monotonic()
-                rep = self._prepare_and_submit(con, seg, workdir / seg.name, pool, pending)
+                try:
+                    rep = self._prepare_and_submit(con, seg, workdir / seg.name, pool, pending)
+                except Exception as exc:  # one segment's bug or I/O error fails that segment, not the run
+                    log.debug("segment %s failed", seg.name, exc_info=True)
+                    rep = SegmentReport(seg.name, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0])
                 if rep is not None:
                     rep.started_at, rep.duration_s = started, round(time.monotonic() - t0, 3)
                     self._record(rep)
@@ -238,46 +281,78 @@ class SyncRun:
     def _owner(self) -> dict:
         return {"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "command": self.report.command}
 
+    def _ownership_problems_waived(self, seg: Segment, problems: list[str]) -> bool:
+        """A field claimed by two segments refuses only the one without committed state for it.
+
+        The incumbent (its committed snapshot already writes the field) keeps
+        syncing; the newcomer is refused until the conflict is resolved.
+        """
+        if not problems or not all("[field-ownership]" in p for p in problems):
+            return False
+        try:
+            committed = self.state.committed_fields(self.destination_key, seg.name)
+        except Exception:  # noqa: BLE001 - unreadable state: do not waive
+            return False
+        contested = {f for other in self._segments if other.name != seg.name for f in other.fields} & set(seg.fields)
+        contested.discard(ID_FIELD)
+        return bool(contested) and contested <= set(committed)
+
     def _prepare_and_submit(self, con, seg: Segment, workdir: Path, pool, pending) -> SegmentReport | None:
         opts = self.options
         eligible = self.artifacts.eligibility(seg)
         if not eligible.ok:
             return SegmentReport(seg.name, SKIPPED, eligible.reason)
         problems = self._contract_problems.get(seg.name)
+        notes: list[str] = []
+        if problems and self._ownership_problems_waived(seg, problems):
+            notes.append("keeps its fields although another segment claims them: " + "; ".join(problems))
+            problems = None
         if problems:
             return SegmentReport(seg.name, REFUSED, "breaks the segment contract (see `lakeseg check`): "
                                  + "; ".join(problems))
         stack = contextlib.ExitStack()
-        notes: list[str] = []
         try:
             if not opts.dry_run:
                 self._acquire_lock(stack, seg.name, notes)
             self.progress(seg.name, "reading", 0, 1)
             previous = self.state.load_snapshot(self.destination_key, seg.name, workdir / "previous")
+            in_doubt = self.state.load_in_doubt(self.destination_key, seg.name, workdir / "in-doubt",
+                                                committed_run_id=previous.run_id if previous else None)
+            quarantine = {q.id: q for q in (previous.quarantine if previous else ())}
+            dirty = self._dirty_ids(con, workdir, in_doubt, quarantine)
+            if in_doubt is not None:
+                notes.append(f"{in_doubt.rows:,} id(s) in doubt from run {in_doubt.run_id} (never confirmed): resent")
             source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
             prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
-                               full_refresh=opts.full_refresh)
+                               full_refresh=opts.full_refresh, dirty=dirty)
             failpoints.hit("after-read")
             plan = prepared.plan
             refusal = mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
             if refusal:
                 stack.close()
-                return SegmentReport(seg.name, REFUSED, refusal, plan.as_dict(), notes=notes)
+                return SegmentReport(seg.name, REFUSED, refusal, plan.as_dict(), notes=notes,
+                                     quarantined=[asdict(q) for q in quarantine.values()])
             if opts.dry_run:
                 stack.close()
-                return SegmentReport(seg.name, PLANNED, plan.full_refresh_reason, plan.as_dict(), notes=notes)
+                return SegmentReport(seg.name, PLANNED, plan.full_refresh_reason, plan.as_dict(), notes=notes,
+                                     quarantined=[asdict(q) for q in quarantine.values()])
             if plan.to_send == 0:
-                if previous is None or previous.mapping_hash != prepared.mapping_hash:
-                    self._commit(con, prepared, DeliveryResult(confirmed=True))
+                if (previous is None or previous.mapping_hash != prepared.mapping_hash or in_doubt is not None
+                        or quarantine):
+                    # Nothing left to send for what was in doubt or quarantined (e.g. leavers of a
+                    # `keep` segment): the commit supersedes those records.
+                    self._commit(con, prepared, DeliveryResult(confirmed=True), {})
                 stack.close()
                 return SegmentReport(seg.name, UNCHANGED, "nothing changed", plan.as_dict(), notes=notes)
             self.progress(seg.name, "writing files", 0, 1)
             files = write_import_files(con, changes_sql(prepared), workdir / "import", opts.max_file_bytes)
             failpoints.hit("after-files")
+            self._record_in_doubt(con, prepared)
+            failpoints.hit("after-in-doubt")
             delivery = SegmentDelivery(
                 run_id=self.run_id, segment=seg.name, files=tuple(files), fields=seg.fields,
                 counts={k: v for k, v in plan.as_dict().items() if isinstance(v, int) and not isinstance(v, bool)},
-                segment_name=seg.segment_name,
+                segment_name=seg.segment_name, segment_filter=seg.segment_filter,
             )
         except LakesegError as exc:
             stack.close()
@@ -289,15 +364,39 @@ class SyncRun:
         # Delivery waits on the platform: run it in the pool, commit when confirmed.
         t0, started = time.monotonic(), _now()
         pending.append(pool.submit(self._deliver_and_commit, con.cursor(), prepared, delivery, stack, t0, started,
-                                   notes))
+                                   notes, quarantine))
         return None
+
+    def _dirty_ids(self, con, workdir: Path, in_doubt, quarantine: dict[str, QuarantinedRow]) -> Path | None:
+        """One Parquet file of every Id to resend whatever the snapshot says: in doubt or quarantined."""
+        if in_doubt is None and not quarantine:
+            return None
+        out = workdir / "dirty.parquet"
+        con.execute(f"create or replace temp table _quarantined ({SNAPSHOT_ID} varchar)")
+        if quarantine:
+            con.executemany("insert into _quarantined values (?)", [(i,) for i in sorted(quarantine)])
+        parts = ["select * from _quarantined"]
+        if in_doubt is not None:
+            parts.append(f"select {SNAPSHOT_ID} from read_parquet({ql(str(in_doubt.path))})")
+        con.execute(f"copy ({' union '.join(parts)}) to {ql(str(out))} (format parquet)")
+        return out
+
+    def _record_in_doubt(self, con, prepared: PreparedSegment) -> None:
+        """Durably record every Id this delivery carries, plus those still in doubt, before handing over."""
+        out = prepared.workdir / "in-doubt.parquet"
+        con.execute(f"copy (select distinct {SNAPSHOT_ID} from ({sent_ids_sql(prepared)} union all "
+                    f"select {SNAPSHOT_ID} from _dirty)) to {ql(str(out))} (format parquet)")
+        rows = con.execute(f"select count(*) from read_parquet({ql(str(out))})").fetchall()[0][0]
+        self.state.record_in_doubt(self.destination_key, prepared.segment.name, out, rows=rows, run_id=self.run_id)
 
     def _acquire_lock(self, stack: contextlib.ExitStack, segment: str, notes: list[str]) -> None:
         """Take the (destination, segment) lock.
 
         A lock whose owner is a process on this host that no longer runs (a
         killed sync) is taken over, and the run says so; any other held lock
-        refuses the segment with its owner and age.
+        refuses the segment with its owner and age. The takeover deletes only
+        the lock it judged dead (compare-and-delete on its token), so two runs
+        that judged it dead at once cannot both end up holding it.
         """
         try:
             stack.enter_context(self.state.lock(self.destination_key, segment, self._owner()))
@@ -306,14 +405,14 @@ class SyncRun:
             held = self.state.read_lock(self.destination_key, segment)
             if held is None or not _owner_is_dead_here(held.owner):
                 raise
-        self.state.force_unlock(self.destination_key, segment)
+        self.state.force_unlock(self.destination_key, segment, token=held.token)
         log.warning("took over the lock on %s/%s from dead %s", self.destination_key, segment, held.describe())
         notes.append(f"took over the lock left by a dead run ({held.describe()})")
         stack.enter_context(self.state.lock(self.destination_key, segment, self._owner()))
 
     def _deliver_and_commit(self, con, prepared: PreparedSegment, delivery: SegmentDelivery,
                             stack: contextlib.ExitStack, t0: float, started: str,
-                            notes: list[str]) -> SegmentReport:
+                            notes: list[str], quarantine: dict[str, QuarantinedRow]) -> SegmentReport:
         seg, plan = prepared.segment, prepared.plan
         rep = SegmentReport(seg.name, FAILED, plan=plan.as_dict(), started_at=started, notes=notes,
                             files=[p.name for p in delivery.files],
@@ -326,26 +425,43 @@ class SyncRun:
                 rep.jobs = [asdict(j) for j in result.jobs]
                 rep.location = result.location
                 if not result.confirmed:
-                    rep.reason = "; ".join(result.errors) or "the destination did not confirm the delivery"
+                    rep.reason = ("; ".join(result.errors) or "the destination did not confirm the delivery") + \
+                        "; the rows stay in doubt and are resent next run"
+                    rep.quarantined = [{"id": i, "message": m} for i, m in sorted(result.rejected.items())]
                     return rep
                 failpoints.hit("before-commit")
-                self._commit(con, prepared, result)
-                rep.status = SYNCED
-                if result.rejected_ids:
-                    rep.reason = f"{len(result.rejected_ids)} row(s) rejected by the destination; resent next run"
+                kept = self._commit(con, prepared, result, quarantine)
+                rep.quarantined = [asdict(q) for q in kept]
+                if kept:
+                    rep.status = PARTIAL
+                    rep.reason = (f"{len(kept)} row(s) rejected by the destination are quarantined (resent next run); "
+                                  "the rest is committed")
+                else:
+                    rep.status = SYNCED
         except LakesegError as exc:
             rep.reason = str(exc)
         except Exception as exc:  # a destination bug must not lose the report
-            log.exception("delivery of %s failed", seg.name)
-            rep.reason = f"{type(exc).__name__}: {exc}"
+            log.debug("delivery of %s failed", seg.name, exc_info=True)
+            log.warning("delivery of %s failed: %s: %s", seg.name, type(exc).__name__, exc)
+            rep.reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         finally:
             con.close()
             rep.duration_s = round(time.monotonic() - t0, 3)
         return rep
 
-    def _commit(self, con, prepared: PreparedSegment, result: DeliveryResult) -> None:
+    def _commit(self, con, prepared: PreparedSegment, result: DeliveryResult,
+                quarantine: dict[str, QuarantinedRow]) -> list[QuarantinedRow]:
+        """Commit the new snapshot with the rows the platform rejected quarantined; returns them."""
         seg = prepared.segment
-        path = snapshot_to_commit(con, prepared, result.rejected_ids)
-        rows = con.execute(f"select count(*) from read_parquet('{path}')").fetchall()[0][0]
+        rejected = dict(result.rejected)
+        kept = []
+        for rid, message in sorted(rejected.items()):
+            old = quarantine.get(rid)
+            kept.append(QuarantinedRow(rid, message[:300], old.first_run_id if old else self.run_id, self.run_id,
+                                       (old.attempts + 1) if old else 1))
+        path = snapshot_to_commit(con, prepared, frozenset(rejected))
+        rows = con.execute(f"select count(*) from read_parquet({ql(str(path))})").fetchall()[0][0]
         self.state.commit_snapshot(self.destination_key, seg.name, path, fields=seg.fields,
-                                   mapping_hash=prepared.mapping_hash, rows=rows, run_id=self.run_id)
+                                   mapping_hash=prepared.mapping_hash, rows=rows, run_id=self.run_id,
+                                   quarantine=tuple(kept))
+        return kept

@@ -27,6 +27,7 @@ class SegmentDelivery:
     fields: tuple[str, ...]  # header, Pinpoint field names, declared case
     counts: dict[str, int]  # rows, entered, changed, exited, unchanged
     segment_name: str | None = None  # optional platform segment to define/update
+    segment_filter: dict[str, tuple[str, ...]] = field(default_factory=dict)  # field -> in-segment values
 
 
 @dataclass
@@ -45,16 +46,23 @@ class JobRecord:
 class DeliveryResult:
     """The destination's verdict on one SegmentDelivery.
 
-    ``confirmed`` is True only when the platform accepted every row.  Row-level
-    rejections the destination can attribute to an id go in ``rejected_ids``:
-    the sync leaves those rows out of the committed snapshot so they are resent.
+    ``confirmed`` is True when the platform took the delivery: every row, or
+    all but ``rejected`` -- rows it refused, by Id, with its message -- as long
+    as those stay within the destination's ``max_rejected_rows``. The sync
+    commits a confirmed delivery and quarantines the rejected rows (kept out of
+    the snapshot, resent every run, listed until accepted). Anything else is
+    unconfirmed: nothing is committed and every row stays in doubt.
     """
 
     confirmed: bool
     jobs: list[JobRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    rejected_ids: frozenset[str] = frozenset()
+    rejected: dict[str, str] = field(default_factory=dict)  # Id -> the platform's message
     location: str | None = None  # where the files went (directory, s3:// URL)
+
+    @property
+    def rejected_ids(self) -> frozenset[str]:
+        return frozenset(self.rejected)
 
 
 Progress = Callable[[str, int, int], None]

@@ -1,16 +1,27 @@
-"""The state store: committed snapshots, locks and run history.
+"""The state store: committed snapshots, in-doubt records, locks and run history.
 
 Layout under the store's root (a directory, or an S3 prefix):
 
-    snapshots/<destination>/<segment>/current.json      pointer: file, sha256, rows, fields, ...
-    snapshots/<destination>/<segment>/<run_id>-<uuid>.parquet
-    locks/<destination>/<segment>.json                  owner: run id, host, pid, acquired_at
-    history/<started_at>-<run_id>.json                  one document per run
+    snapshots/<destination>/<segment>/current.json      pointer: file, sha256, rows, fields, quarantine, ...
+    snapshots/<destination>/<segment>/<run_id>-<uuid>.parquet      Id, k1, k2, digest per member
+    snapshots/<destination>/<segment>/in_doubt.json     pointer to the ids of an unconfirmed delivery
+    snapshots/<destination>/<segment>/in-doubt-<run_id>-<uuid>.parquet   Id per row handed over
+    locks/<destination>/<segment>.json                  owner: run id, host, pid, acquired_at, token
+    history/<started_at>-<run_id>.json                  one document per run (one line of JSON)
 
 A commit writes the data file under a fresh name, then replaces the pointer in
 one atomic step (``os.replace`` locally, a single PutObject on S3). Until the
 pointer moves, every reader sees the previous snapshot; a crash in between
 leaves an orphan data file, never a half-committed state.
+
+The in-doubt record is written the same way *before* files are handed to a
+destination. It names every Id the delivery carries (plus those of earlier
+unconfirmed deliveries), so the next run resends them whatever the committed
+snapshot says. A commit by the same run supersedes it: a record whose run id
+is the committed snapshot's is void, so commit-then-crash is harmless.
+
+Every pointer is schema-checked and may only name a data file in its own
+folder; a corrupt one refuses its segment, never the run.
 """
 
 from __future__ import annotations
@@ -31,11 +42,16 @@ import duckdb
 from ..errors import ConfigError, LockHeld, SegmentRefused
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 POINTER = "current.json"
+IN_DOUBT = "in_doubt.json"
+SNAPSHOT_SCHEMA = {"Id": "VARCHAR", "k1": "UBIGINT", "k2": "UBIGINT", "digest": "UBIGINT"}
+IN_DOUBT_SCHEMA = {"Id": "VARCHAR"}
+MAX_QUARANTINE_MESSAGE = 300  # platform messages are kept short: they may quote values
 
 
 def safe_name(kind: str, value: str) -> str:
-    if not value or not _SAFE.match(value) or value in (".", ".."):
+    if not isinstance(value, str) or not value or not _SAFE.match(value) or value in (".", ".."):
         raise ConfigError(f"{kind} name {value!r} cannot be used in state keys (letters, digits, _ . - only)")
     return value
 
@@ -52,6 +68,33 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def parquet_schema(path: Path) -> dict[str, str]:
+    con = duckdb.connect()
+    try:
+        rows = con.execute("describe select * from read_parquet(?)", [str(path)]).fetchall()
+    finally:
+        con.close()
+    return {r[0]: r[1] for r in rows}
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    """A row the platform keeps rejecting: resent every run, listed until accepted."""
+
+    id: str
+    message: str
+    first_run_id: str
+    last_run_id: str
+    attempts: int = 1
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "QuarantinedRow":
+        if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
+            raise ValueError(f"quarantine entry {doc!r} has no id")
+        return cls(doc["id"], str(doc.get("message", ""))[:MAX_QUARANTINE_MESSAGE], str(doc.get("first_run_id", "")),
+                   str(doc.get("last_run_id", "")), int(doc.get("attempts", 1)))
+
+
 @dataclass(frozen=True)
 class Snapshot:
     path: Path
@@ -60,6 +103,17 @@ class Snapshot:
     rows: int
     run_id: str
     committed_at: str
+    quarantine: tuple[QuarantinedRow, ...] = ()
+
+
+@dataclass(frozen=True)
+class InDoubt:
+    """Ids handed to the destination by a run that never confirmed."""
+
+    path: Path  # Parquet: Id
+    rows: int
+    run_id: str
+    recorded_at: str
 
 
 @dataclass
@@ -70,6 +124,7 @@ class LockInfo:
     acquired_at: str = ""
     age_seconds: float = 0.0
     location: str = ""
+    token: str = ""
 
     def is_stale(self, max_age_seconds: float) -> bool:
         return self.age_seconds > max_age_seconds
@@ -80,6 +135,16 @@ class LockInfo:
         mins = self.age_seconds / 60
         age = f"{mins:.0f} min" if mins < 120 else f"{mins / 60:.1f} h"
         return f"held by {who} for {age}"
+
+
+def _age_seconds(stamp: str) -> float:
+    try:
+        when = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return 0.0
+    if when.tzinfo is None:  # a naive stamp is taken as UTC, never compared with an aware one
+        when = when.replace(tzinfo=timezone.utc)
+    return (utcnow() - when).total_seconds()
 
 
 class StateStore(abc.ABC):
@@ -99,6 +164,10 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     def _delete(self, key: str) -> None: ...
+
+    @abc.abstractmethod
+    def _delete_if_unchanged(self, key: str, expected: bytes) -> bool:
+        """Delete ``key`` only if it still holds exactly ``expected`` (compare-and-delete)."""
 
     @abc.abstractmethod
     def _list(self, prefix: str) -> list[str]: ...
@@ -121,61 +190,155 @@ class StateStore(abc.ABC):
         except Exception as exc:  # noqa: BLE001 - any failure means "not writable"
             raise ConfigError(f"state store {self.url} is not writable: {exc}") from exc
 
-    def _pointer_key(self, destination: str, segment: str) -> str:
-        return f"snapshots/{safe_name('destination', destination)}/{safe_name('segment', segment)}/{POINTER}"
+    def _folder(self, destination: str, segment: str) -> str:
+        return f"snapshots/{safe_name('destination', destination)}/{safe_name('segment', segment)}"
 
-    def load_snapshot(self, destination: str, segment: str, workdir: Path) -> Snapshot | None:
-        pointer_key = self._pointer_key(destination, segment)
+    def _pointer_key(self, destination: str, segment: str, name: str = POINTER) -> str:
+        return f"{self._folder(destination, segment)}/{name}"
+
+    # ---- pointed files: one mechanism for snapshots and in-doubt records -----
+    def _load_pointed(self, destination: str, segment: str, name: str, schema: dict[str, str],
+                      workdir: Path, what: str) -> tuple[dict, Path] | None:
+        """Read a pointer and the data file it names, checking everything it claims.
+
+        Any inconsistency raises SegmentRefused: a damaged record is never
+        read as "nothing there" (that would resend or forget a whole segment).
+        """
+        folder = self._folder(destination, segment)
+        pointer_key = f"{folder}/{name}"
         where = f"{destination}/{segment} at {self._location(pointer_key)}"
         raw = self._read(pointer_key)
         if raw is None:
             return None
+        hint = "Restore it, or delete it to resend the whole segment"
         try:
             meta = json.loads(raw)
-            data_key = meta["file"]
-            expected = meta["sha256"]
-            rows = int(meta["rows"])
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+            data_key, expected, rows = meta["file"], meta["sha256"], meta["rows"]
+            if not isinstance(data_key, str) or not isinstance(expected, str) or not _SHA256.match(expected):
+                raise ValueError("file and sha256 must be strings")
+            if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+                raise ValueError("rows must be a whole number")
+            if not isinstance(meta.get("run_id", ""), str):
+                raise ValueError("run_id must be a string")
         except (ValueError, KeyError, TypeError) as exc:
-            raise SegmentRefused(f"snapshot pointer for {where} is corrupt ({exc}); refusing to treat it as empty. "
-                                 "Restore it, or delete it to resend the whole segment") from exc
+            raise SegmentRefused(f"{what} pointer for {where} is corrupt ({exc}); refusing to treat it as empty. "
+                                 + hint) from exc
+        # Confined to its own folder: a tampered pointer can neither read nor, on
+        # the next commit, delete any other file.
+        leaf = data_key[len(folder) + 1:] if data_key.startswith(folder + "/") else ""
+        if not leaf or "/" in leaf or not _SAFE.match(leaf) or not leaf.endswith(".parquet"):
+            raise SegmentRefused(f"{what} pointer for {where} names {data_key!r}, outside its folder {folder}/; "
+                                 "refusing to read it. " + hint)
         workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        local = workdir / Path(data_key).name
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        local = workdir / leaf
         if not self._download(data_key, local):
-            raise SegmentRefused(f"snapshot data {self._location(data_key)} for {where} is missing; "
+            raise SegmentRefused(f"{what} data {self._location(data_key)} for {where} is missing; "
                                  "refusing to treat it as empty")
         if sha256_file(local) != expected:
-            raise SegmentRefused(f"snapshot data {self._location(data_key)} for {where} fails its checksum; "
+            raise SegmentRefused(f"{what} data {self._location(data_key)} for {where} fails its checksum; "
                                  "refusing to treat it as empty")
         try:
+            found = parquet_schema(local)
+            if found != schema:
+                raise SegmentRefused(f"{what} data for {where} has columns {found}, expected {schema}; "
+                                     "refusing to read it")
             con = duckdb.connect()
             actual = con.execute("select count(*) from read_parquet(?)", [str(local)]).fetchall()[0][0]
             con.close()
         except duckdb.Error as exc:
-            raise SegmentRefused(f"snapshot data for {where} is unreadable ({exc}); refusing to treat it as empty") from exc
+            raise SegmentRefused(f"{what} data for {where} is unreadable ({exc}); refusing to treat it as empty") from exc
         if actual != rows:
-            raise SegmentRefused(f"snapshot data for {where} has {actual} rows, its pointer says {rows}")
-        return Snapshot(local, tuple(meta.get("fields") or ()), meta.get("mapping_hash", ""), rows,
-                        meta.get("run_id", ""), meta.get("committed_at", ""))
+            raise SegmentRefused(f"{what} data for {where} has {actual} rows, its pointer says {rows}")
+        return meta, local
 
-    def commit_snapshot(self, destination: str, segment: str, parquet: Path, *, fields, mapping_hash: str,
-                        rows: int, run_id: str) -> Snapshot:
-        pointer_key = self._pointer_key(destination, segment)
-        folder = pointer_key.rsplit("/", 1)[0]
-        data_key = f"{folder}/{safe_name('run id', run_id)}-{uuid.uuid4().hex[:8]}.parquet"
+    def _point_to(self, destination: str, segment: str, name: str, parquet: Path, prefix: str,
+                  meta: dict) -> str:
+        """Store ``parquet`` under a fresh name, then move pointer ``name`` to it in one write."""
+        folder = self._folder(destination, segment)
+        pointer_key = f"{folder}/{name}"
+        data_key = f"{folder}/{prefix}{safe_name('run id', meta['run_id'])}-{uuid.uuid4().hex[:8]}.parquet"
         previous = self._read(pointer_key)
         self._upload(data_key, Path(parquet))
+        self._write(pointer_key, json.dumps({"file": data_key, "sha256": sha256_file(Path(parquet)), **meta},
+                                            indent=2).encode())
+        if previous:  # the pointer has moved: the superseded data file is garbage now
+            self._delete_data(folder, previous, keep=data_key)
+        return data_key
+
+    def _delete_data(self, folder: str, pointer_bytes: bytes, keep: str | None = None) -> None:
+        with contextlib.suppress(Exception):
+            old = json.loads(pointer_bytes)["file"]
+            if isinstance(old, str) and old != keep and old.startswith(folder + "/") and "/" not in old[len(folder) + 1:]:
+                self._delete(old)
+
+    # ---- snapshots -----------------------------------------------------------
+    def load_snapshot(self, destination: str, segment: str, workdir: Path) -> Snapshot | None:
+        found = self._load_pointed(destination, segment, POINTER, SNAPSHOT_SCHEMA, workdir, "snapshot")
+        if found is None:
+            return None
+        meta, local = found
+        try:
+            fields = tuple(meta.get("fields") or ())
+            if not all(isinstance(f, str) for f in fields) or not isinstance(meta.get("mapping_hash", ""), str):
+                raise ValueError("fields and mapping_hash must be strings")
+            quarantine = tuple(QuarantinedRow.from_dict(q) for q in meta.get("quarantine") or ())
+        except (ValueError, TypeError) as exc:
+            raise SegmentRefused(f"snapshot pointer for {destination}/{segment} is corrupt ({exc}); "
+                                 "refusing to treat it as empty") from exc
+        return Snapshot(local, fields, meta.get("mapping_hash", ""), meta["rows"], meta.get("run_id", ""),
+                        str(meta.get("committed_at", "")), quarantine)
+
+    def commit_snapshot(self, destination: str, segment: str, parquet: Path, *, fields, mapping_hash: str,
+                        rows: int, run_id: str, quarantine: tuple[QuarantinedRow, ...] = ()) -> Snapshot:
         committed_at = utcnow().isoformat(timespec="seconds")
-        meta = {"file": data_key, "sha256": sha256_file(Path(parquet)), "rows": rows, "fields": list(fields),
-                "mapping_hash": mapping_hash, "run_id": run_id, "committed_at": committed_at}
-        self._write(pointer_key, json.dumps(meta, indent=2).encode())
-        # The pointer has moved: the superseded data file is garbage now.
-        if previous:
-            with contextlib.suppress(Exception):
-                old = json.loads(previous)["file"]
-                if old != data_key:
-                    self._delete(old)
-        return Snapshot(Path(parquet), tuple(fields), mapping_hash, rows, run_id, committed_at)
+        meta = {"rows": rows, "fields": list(fields), "mapping_hash": mapping_hash, "run_id": run_id,
+                "committed_at": committed_at, "quarantine": [asdict(q) for q in quarantine]}
+        self._point_to(destination, segment, POINTER, parquet, "", meta)
+        # The commit supersedes this run's in-doubt record (see load_in_doubt); drop it now.
+        with contextlib.suppress(Exception):
+            self.clear_in_doubt(destination, segment, run_id)
+        return Snapshot(Path(parquet), tuple(fields), mapping_hash, rows, run_id, committed_at, tuple(quarantine))
+
+    def committed_fields(self, destination: str, segment: str) -> tuple[str, ...]:
+        """The fields of the committed snapshot (read from its pointer only), or () if none."""
+        raw = self._read(self._pointer_key(destination, segment))
+        if raw is None:
+            return ()
+        fields = json.loads(raw).get("fields") or ()
+        return tuple(f for f in fields if isinstance(f, str))
+
+    # ---- in-doubt records ----------------------------------------------------
+    def record_in_doubt(self, destination: str, segment: str, parquet: Path, *, rows: int, run_id: str) -> None:
+        """Durably note the Ids a delivery is about to carry, before it starts."""
+        meta = {"rows": rows, "run_id": run_id, "recorded_at": utcnow().isoformat(timespec="seconds")}
+        self._point_to(destination, segment, IN_DOUBT, parquet, "in-doubt-", meta)
+
+    def load_in_doubt(self, destination: str, segment: str, workdir: Path,
+                      committed_run_id: str | None = None) -> InDoubt | None:
+        """The open in-doubt record, or None (none, or superseded by a commit of the same run)."""
+        found = self._load_pointed(destination, segment, IN_DOUBT, IN_DOUBT_SCHEMA, workdir, "in-doubt")
+        if found is None:
+            return None
+        meta, local = found
+        if committed_run_id and meta.get("run_id") == committed_run_id:
+            return None
+        return InDoubt(local, meta["rows"], str(meta.get("run_id", "")), str(meta.get("recorded_at", "")))
+
+    def clear_in_doubt(self, destination: str, segment: str, run_id: str) -> None:
+        """Remove the in-doubt record if ``run_id`` wrote it (a newer one is left alone)."""
+        key = self._pointer_key(destination, segment, IN_DOUBT)
+        raw = self._read(key)
+        if raw is None:
+            return
+        try:
+            owner = json.loads(raw).get("run_id")
+        except (ValueError, AttributeError):
+            return
+        if owner == run_id and self._delete_if_unchanged(key, raw):
+            self._delete_data(self._folder(destination, segment), raw)
 
     # ---- locks ---------------------------------------------------------------
     def _lock_key(self, destination: str, segment: str) -> str:
@@ -188,43 +351,50 @@ class StateStore(abc.ABC):
             return None
         try:
             doc = json.loads(raw)
+            if not isinstance(doc, dict):
+                raise ValueError
         except ValueError:
             doc = {"owner": {"note": "unreadable lock file"}, "acquired_at": ""}
-        acquired = doc.get("acquired_at", "")
-        try:
-            age = (utcnow() - datetime.fromisoformat(acquired)).total_seconds()
-        except ValueError:
-            age = 0.0
-        return LockInfo(destination, segment, doc.get("owner") or {}, acquired, age, self._location(key))
+        acquired = str(doc.get("acquired_at", ""))
+        owner = doc.get("owner") if isinstance(doc.get("owner"), dict) else {}
+        return LockInfo(destination, segment, owner, acquired, _age_seconds(acquired), self._location(key),
+                        str(doc.get("token", "")))
 
     @contextlib.contextmanager
     def lock(self, destination: str, segment: str, owner: dict) -> Iterator[LockInfo]:
         key = self._lock_key(destination, segment)
         token = uuid.uuid4().hex
         now = utcnow().isoformat(timespec="seconds")
-        doc = {"owner": owner, "acquired_at": now, "token": token}
-        if not self._create(key, json.dumps(doc).encode()):
+        data = json.dumps({"owner": owner, "acquired_at": now, "token": token}).encode()
+        if not self._create(key, data):
             held = self.read_lock(destination, segment)
             desc = held.describe() if held else "held by another run"
             raise LockHeld(
                 f"{destination}/{segment} is locked ({desc}, {self._location(key)}). If that run is dead, "
                 f"remove the lock with `lakeseg unlock --destination {destination} --segment {segment}`"
             )
-        info = LockInfo(destination, segment, owner, now, 0.0, self._location(key))
+        info = LockInfo(destination, segment, owner, now, 0.0, self._location(key), token)
         try:
             yield info
         finally:
-            # Release only a lock that is still ours.
-            raw = self._read(key)
-            with contextlib.suppress(ValueError, TypeError):
-                if raw is not None and json.loads(raw).get("token") == token:
-                    self._delete(key)
+            # Release only a lock that is still ours: compare-and-delete on its exact content.
+            with contextlib.suppress(Exception):
+                self._delete_if_unchanged(key, data)
 
-    def force_unlock(self, destination: str, segment: str) -> LockInfo | None:
+    def force_unlock(self, destination: str, segment: str, token: str | None = None) -> LockInfo | None:
+        """Remove the lock; with ``token``, only if it is still that lock (compare-and-delete).
+
+        Two runs that both judged the same lock dead cannot both take it: the
+        second one's delete finds the first one's new lock and leaves it.
+        """
+        key = self._lock_key(destination, segment)
+        raw = self._read(key)
+        if raw is None:
+            return None
         info = self.read_lock(destination, segment)
-        if info is not None:
-            self._delete(self._lock_key(destination, segment))
-        return info
+        if token is not None and (info is None or info.token != token):
+            return None
+        return info if self._delete_if_unchanged(key, raw) else None
 
     # ---- history -------------------------------------------------------------
     @staticmethod
@@ -233,24 +403,28 @@ class StateStore(abc.ABC):
         return f"history/{started}-{safe_name('run id', run['run_id'])}.json"
 
     def write_run(self, run: dict) -> None:
-        self._write(self._history_key(run), json.dumps(run, indent=2, default=str).encode())
+        # One line of JSON per document: Athena's JSON SerDe reads the history as a table.
+        self._write(self._history_key(run), json.dumps(run, default=str, separators=(",", ":")).encode() + b"\n")
+
+    def _read_run(self, key: str) -> dict | None:
+        raw = self._read(key)
+        if not raw:
+            return None
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) and isinstance(doc.get("run_id"), str) else None
 
     def list_runs(self, limit: int = 20) -> list[dict]:
         keys = sorted(self._list("history/"), reverse=True)[:limit]
-        runs = []
-        for key in keys:
-            raw = self._read(key)
-            if raw:
-                with contextlib.suppress(ValueError):
-                    runs.append(json.loads(raw))
-        return runs
+        return [run for run in (self._read_run(k) for k in keys) if run is not None]
 
     def get_run(self, run_id: str) -> dict | None:
         for key in self._list("history/"):
             if key.endswith(f"-{run_id}.json"):
-                raw = self._read(key)
-                return json.loads(raw) if raw else None
+                return self._read_run(key)
         return None
 
 
-__all__ = ["LockInfo", "Snapshot", "StateStore", "asdict", "safe_name"]
+__all__ = ["InDoubt", "LockInfo", "QuarantinedRow", "Snapshot", "StateStore", "asdict", "safe_name"]

@@ -1,8 +1,11 @@
 """State in a local directory (the default). Atomic replace via os.replace;
-locks via O_CREAT|O_EXCL, which the filesystem guarantees only one creator wins."""
+locks via O_CREAT|O_EXCL, which the filesystem guarantees only one creator wins;
+compare-and-delete under an flock of a sidecar file. Files are 0600 in 0700
+directories: snapshots hold endpoint ids."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -31,7 +34,7 @@ class LocalStateStore(StateStore):
 
     def _write(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._mkdir(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -45,7 +48,7 @@ class LocalStateStore(StateStore):
 
     def _create(self, key: str, data: bytes) -> bool:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._mkdir(path.parent)
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
@@ -59,6 +62,27 @@ class LocalStateStore(StateStore):
     def _delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def _delete_if_unchanged(self, key: str, expected: bytes) -> bool:
+        path = self._path(key)
+        if not path.parent.exists():
+            return False
+        mutex = path.with_name(f".{path.name}.mutex")
+        fd = os.open(mutex, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if path.read_bytes() != expected:
+                    return False
+            except FileNotFoundError:
+                return False
+            path.unlink()
+            return True
+        finally:
+            os.close(fd)
+
+    def _mkdir(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
     def _list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
         if not base.exists():
@@ -67,9 +91,10 @@ class LocalStateStore(StateStore):
 
     def _upload(self, key: str, path: Path) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._mkdir(dest.parent)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:6]}.tmp")
         shutil.copyfile(path, tmp)
+        os.chmod(tmp, 0o600)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, dest)
@@ -79,4 +104,5 @@ class LocalStateStore(StateStore):
         if not src.exists():
             return False
         shutil.copyfile(src, path)
+        os.chmod(path, 0o600)
         return True

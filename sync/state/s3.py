@@ -66,6 +66,23 @@ class S3StateStore(StateStore):
     def _delete(self, key: str) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
 
+    def _delete_if_unchanged(self, key: str, expected: bytes) -> bool:
+        try:
+            got = self.s3.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING:
+                return False
+            raise
+        if got["Body"].read() != expected:
+            return False
+        try:  # conditional delete: only the exact object we compared
+            self.s3.delete_object(Bucket=self.bucket, Key=self._key(key), IfMatch=got["ETag"])
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _EXISTS | _MISSING:
+                return False
+            raise
+
     def _list(self, prefix: str) -> list[str]:
         out = []
         start = len(self.prefix) + 1 if self.prefix else 0
