@@ -15,11 +15,13 @@ def _state(project_dir, profiles_dir, target, settings_file, state):
 
 
 def load_history(project_dir: Path, profiles_dir, target, settings_file, state, limit: int, run_id: str | None):
+    from .engine import mark_interrupted
+
     store = _state(project_dir, profiles_dir, target, settings_file, state)
     if run_id:
         run = store.get_run(run_id)
-        return [run] if run else []
-    return store.list_runs(limit)
+        return [mark_interrupted(run)] if run else []
+    return [mark_interrupted(run) for run in store.list_runs(limit)]
 
 
 def force_unlock(project_dir, profiles_dir, target, settings_file, state, destination: str, segment: str):

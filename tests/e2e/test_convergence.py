@@ -115,3 +115,14 @@ def test_s3_state_kill_then_upstream_change_converges(aws, lakeseg, build_now, b
     # Then the destination converges to `now`
     assert result.exit_code == 0, result.output
     assert_converged(lakeseg.applied(), build_now)
+
+
+def test_a_killed_run_shows_as_interrupted_in_history(lakeseg, build_now):
+    # Given a sync killed mid-way (its history document still says "running")
+    killed = lakeseg.subprocess("sync", build_now, env={"LAKESEG_FAILPOINTS": "after-files"})
+    assert killed.returncode == KILLED_EXIT_CODE
+    # When the history is read
+    code, runs = lakeseg.json("history", build_now)
+    # Then that run reads as interrupted, not running forever
+    assert code == 0
+    assert [r["status"] for r in runs] == ["interrupted"]
