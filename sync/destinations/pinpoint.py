@@ -16,11 +16,22 @@ One delivery (one segment in one run) becomes one or more import jobs:
      the job id is written next to the folder (``_jobs/part-<n>.json``, outside
      the imported folder) so a retry attaches to the job instead of creating
      another;
-4. the delivery is confirmed only when every job COMPLETED with no rejected
-   endpoint.
+4. the verdicts go through the shared platform layer (``jobs.py``): a job
+   that refused some endpoints has them isolated and quarantined, any other
+   failure leaves the delivery unconfirmed.
 
-At most ``max_concurrent_jobs`` jobs run at once across every delivery this
-destination handles (Pinpoint limits concurrent import jobs per account).
+Import jobs are started at most once: no SDK-level retries on create calls
+(only throttling, which Pinpoint answers before creating anything), and a job
+is looked up by its S3 URL before one is created and after a create call
+failed. Before a segment imports, jobs and executions of earlier runs still in
+flight for it are waited for, so imports of one segment are strictly ordered.
+At most ``max_concurrent_jobs`` import jobs run at once, counting the
+project's running jobs from any process, not just this one's.
+
+``segment_name`` keeps one *dynamic* Pinpoint segment per segment model: its
+filter selects the owned attribute's in-segment values
+(``meta.lakeseg.segment_values``), created once and updated when the mapping
+changes. Imports define no segments of their own.
 
 Attribute values are personal data: nothing here logs them above debug level.
 """
@@ -44,12 +55,15 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ..errors import ConfigError
 from .base import DeliveryResult, JobRecord, Progress, SegmentDelivery
+from .jobs import (ISOLATION_SETTINGS, Job, JobOutcome, JobProgress, deliver_in_jobs, group_files,
+                   isolation_limits)
 
 log = logging.getLogger(__name__)
 
 GB = 1024**3
 MAX_JOB_BYTES = GB  # Pinpoint: 1 GB per import job
 MAX_EXECUTION_NAME = 80
+EXECUTION_LIMIT_SECONDS = 172800  # the import tail's TimeoutSeconds
 MODES = ("stack", "direct")
 TERMINAL_JOB_STATES = {"COMPLETED", "FAILED"}
 THROTTLING = {"TooManyRequestsException", "ThrottlingException", "Throttling", "TooManyRequests"}
@@ -68,14 +82,16 @@ SETTINGS = {
     "state_machine_arn": "stack mode: the import tail (stack output StateMachineArn)",
     "import_role_arn": "direct mode: the role Pinpoint assumes (stack output ImportRoleArn); "
                        "stack mode: overrides the stack's role",
-    "segment_name_prefix": "prefix for segment names defined by imports",
+    "segment_name_prefix": "prefix for the dynamic segments named by segment_name",
     "poll_seconds": "seconds between status checks",
     "max_concurrent_jobs": "import jobs running at once (default 2)",
-    "kms_key_id": "KMS key for SSE-KMS uploads (default SSE-S3)",
+    "kms_key_id": "KMS key for SSE-KMS uploads (default: the bucket's default encryption)",
     "timeout": "seconds to wait for one import job (default 21600)",
     "max_job_mb": "largest import job in MiB (default and maximum 1024)",
     "region": "AWS region of the project, bucket and state machine",
+    **ISOLATION_SETTINGS,
 }
+MAX_LISTED_PAGES = 20  # GetImportJobs pages read when looking for a job (100 jobs a page)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -91,7 +107,7 @@ def parse_s3_url(url: str, setting: str = "destination.import_s3_url") -> tuple[
 _NAME_OK = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def execution_name(run_id: str, segment: str, part: int) -> str:
+def execution_name(run_id: str, segment: str, part: int | str) -> str:
     """A valid, deterministic Step Functions execution name for one import job.
 
     Names allow at most 80 characters; we keep to ``[A-Za-z0-9_-]`` (what
@@ -109,35 +125,12 @@ def execution_name(run_id: str, segment: str, part: int) -> str:
     return f"{safe[:room]}-{digest}{tail}"
 
 
-def group_files(files: tuple[Path, ...] | list[Path], max_bytes: int) -> list[list[Path]]:
-    """Split files, in order, into groups of at most ``max_bytes`` each."""
-    groups: list[list[Path]] = []
-    size = 0
-    for path in files:
-        n = path.stat().st_size
-        if n > max_bytes:
-            raise ValueError(f"import file {path.name} has {n} bytes, more than one import job takes ({max_bytes})")
-        if not groups or size + n > max_bytes:
-            groups.append([])
-            size = 0
-        groups[-1].append(path)
-        size += n
-    return groups
-
-
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-
-
-@dataclass
-class _Job:
-    part: int
-    files: list[Path]
-    folder_key: str  # ends with "/"
 
 
 # --------------------------------------------------------------------------- destination
@@ -152,6 +145,7 @@ class PinpointDestination:
                  timeout: float = 6 * 3600, max_job_bytes: int = MAX_JOB_BYTES,
                  multipart_threshold: int = 64 * 1024**2, multipart_chunksize: int = 16 * 1024**2,
                  retry_base_seconds: float = 0.5, max_retries: int = 8,
+                 max_rejected_rows: int = 100, max_isolation_jobs: int = 16,
                  sleep: Callable[[float], None] = time.sleep):
         self.application_id = application_id
         self.import_s3_url = import_s3_url
@@ -167,6 +161,8 @@ class PinpointDestination:
         self.multipart_chunksize = int(multipart_chunksize)
         self.retry_base_seconds = float(retry_base_seconds)
         self.max_retries = int(max_retries)
+        self.max_rejected_rows = int(max_rejected_rows)
+        self.max_isolation_jobs = int(max_isolation_jobs)
         self._sleep = sleep
         self.s3 = s3
         self.stepfunctions = stepfunctions
@@ -198,7 +194,9 @@ class PinpointDestination:
             session = boto3.Session()
         from botocore.config import Config
 
-        config = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="lakeseg")
+        # No SDK-level retries: a create call repeated after a 5xx could start a second import.
+        # Calls that are safe to repeat go through _retrying (backoff with jitter) instead.
+        config = Config(retries={"mode": "standard", "total_max_attempts": 1}, user_agent_extra="lakeseg")
         region = settings.get("region") or None
 
         def client(service: str):
@@ -216,6 +214,11 @@ class PinpointDestination:
                 raise ConfigError(f"destination.{key} must not be negative, got {value!r}")
             return out
 
+        max_rejected_rows, max_isolation_jobs = isolation_limits(settings)
+        poll_seconds = number("poll_seconds", None)
+        if poll_seconds is not None and (poll_seconds != int(poll_seconds) or not 0 <= poll_seconds <= 3600):
+            raise ConfigError(f"destination.poll_seconds must be a whole number of seconds from 0 to 3600, "
+                              f"got {settings.get('poll_seconds')!r}")
         max_job_mb = number("max_job_mb", 1024)
         if not 0 < max_job_mb <= 1024:
             raise ConfigError("destination.max_job_mb must be above 0 and at most 1024 (Pinpoint's 1 GB per import job)")
@@ -226,14 +229,16 @@ class PinpointDestination:
             state_machine_arn=settings.get("state_machine_arn"),
             import_role_arn=settings.get("import_role_arn"),
             segment_name_prefix=settings.get("segment_name_prefix"),
-            poll_seconds=number("poll_seconds", None),
+            poll_seconds=poll_seconds,
+            max_rejected_rows=max_rejected_rows,
+            max_isolation_jobs=max_isolation_jobs,
             max_concurrent_jobs=settings.get("max_concurrent_jobs", 2),
             kms_key_id=settings.get("kms_key_id"),
             timeout=number("timeout", 6 * 3600),
             max_job_bytes=int(max_job_mb * 1024 * 1024),
             s3=client("s3"),
             stepfunctions=client("stepfunctions") if mode == "stack" else None,
-            pinpoint=client("pinpoint") if mode == "direct" else None,
+            pinpoint=client("pinpoint"),
         )
 
     # ------------------------------------------------------------------ preflight
@@ -329,67 +334,203 @@ class PinpointDestination:
         bucket, prefix = parse_s3_url(self.import_s3_url or "")
         base = "/".join(p for p in (prefix, delivery.run_id, delivery.segment) if p)
         location = f"s3://{bucket}/{base}/"
-        if not delivery.files:
-            return DeliveryResult(confirmed=True, location=location)
-        try:
-            groups = group_files(delivery.files, self.max_job_bytes)
-        except ValueError as exc:
-            return DeliveryResult(confirmed=False, errors=[str(exc)], location=location)
-        jobs = [_Job(n, files, f"{base}/part-{n}/") for n, files in enumerate(groups, start=1)]
-        tracker = _Progress(progress, delivery.segment, len(delivery.files), len(jobs))
-        segment_name = self._segment_name(delivery, len(jobs))
-
-        def run(job: _Job) -> tuple[JobRecord, str | None]:
-            try:
-                if self.mode == "stack":
-                    return self._run_stack_job(delivery, job, bucket, len(jobs), segment_name, tracker)
-                return self._run_direct_job(delivery, job, bucket, base, segment_name, tracker)
-            except ClientError as exc:
-                log.warning("pinpoint: %s part %d failed: %s", delivery.segment, job.part, _code(exc))
-                return JobRecord(job_id="", status="ERROR"), f"{_code(exc)}: {exc}"
-            except BotoCoreError as exc:
-                return JobRecord(job_id="", status="ERROR"), str(exc)
-
-        if len(jobs) == 1:
-            outcomes = [run(jobs[0])]
-        else:
-            with ThreadPoolExecutor(max_workers=min(len(jobs), self.max_concurrent_jobs),
-                                    thread_name_prefix="lakeseg-pinpoint") as pool:
-                outcomes = list(pool.map(run, jobs))
-        records = [r for r, _ in outcomes]
-        errors = []
-        for job, (record, error) in zip(jobs, outcomes):
-            if error is None and not _job_ok(record):
-                error = _describe(record)
+        if delivery.files:
+            waiting = self._settle_in_flight(delivery, bucket, prefix)
+            if waiting:
+                return DeliveryResult(confirmed=False, errors=[waiting], location=location)
+        result = deliver_in_jobs(self, delivery, progress, max_job_bytes=self.max_job_bytes,
+                                 max_concurrent=self.max_concurrent_jobs, max_rejected_rows=self.max_rejected_rows,
+                                 max_isolation_jobs=self.max_isolation_jobs, location=location)
+        if result.confirmed and delivery.segment_name:
+            error = self._keep_segment(delivery)
             if error:
-                errors.append(f"{delivery.segment} part {job.part}/{len(jobs)}: {error}")
-        confirmed = not errors and all(_job_ok(r) for r in records)
-        return DeliveryResult(confirmed=confirmed, jobs=records, errors=errors, location=location)
+                result.errors.append(error)
+                result.confirmed = False
+        return result
 
-    def _segment_name(self, delivery: SegmentDelivery, n_jobs: int) -> str | None:
-        if not delivery.segment_name:
-            return None
-        if n_jobs > 1:
-            # Each import job defines its own segment: a split delivery would leave several
-            # partial segments of the same name, so define none.
-            log.warning("pinpoint: %s is split into %d import jobs (over 1 GB); segment %r is not defined "
-                        "by this import", delivery.segment, n_jobs, delivery.segment_name)
-            return None
-        return f"{self.segment_name_prefix}{delivery.segment_name}"
+    def run_job(self, delivery: SegmentDelivery, job: Job, tracker: JobProgress) -> JobOutcome:
+        """One import job through the shared layer: upload, start at most once, wait, read the verdict."""
+        bucket, prefix = parse_s3_url(self.import_s3_url or "")
+        base = "/".join(p for p in (prefix, delivery.run_id, delivery.segment) if p)
+        folder_key = f"{base}/part-{job.label}/"
+        try:
+            if self.mode == "stack":
+                record, error = self._run_stack_job(delivery, job, bucket, folder_key, tracker)
+            else:
+                record, error = self._run_direct_job(delivery, job, bucket, base, folder_key, tracker)
+        except ClientError as exc:
+            log.warning("pinpoint: %s part %s failed: %s", delivery.segment, job.label, _code(exc))
+            return JobOutcome(JobRecord(job_id="", status="ERROR"), error=f"{_code(exc)}: {exc}")
+        except BotoCoreError as exc:
+            return JobOutcome(JobRecord(job_id="", status="ERROR"), error=str(exc))
+        return _outcome(record, error)
 
-    def _upload(self, bucket: str, job: _Job, tracker: "_Progress") -> None:
+    # ------------------------------------------------------------------ earlier runs, other processes
+    def _list_jobs(self) -> list[dict]:
+        """The project's import jobs (newest pages first), as Pinpoint lists them."""
+        jobs: list[dict] = []
+        token = None
+        for _ in range(MAX_LISTED_PAGES):
+            kwargs = {"ApplicationId": self.application_id, "PageSize": "100"}
+            if token:
+                kwargs["Token"] = token
+            page = self._retrying(self.pinpoint.get_import_jobs, **kwargs)["ImportJobsResponse"]
+            jobs.extend(page.get("Item") or [])
+            token = page.get("NextToken")
+            if not token:
+                break
+        return jobs
+
+    def _running_jobs(self) -> list[dict]:
+        return [j for j in self._list_jobs() if j.get("JobStatus") not in TERMINAL_JOB_STATES]
+
+    def _settle_in_flight(self, delivery: SegmentDelivery, bucket: str, prefix: str) -> str | None:
+        """Wait for imports of this segment that earlier runs left in flight; an error if they outlive the timeout.
+
+        Found by their S3 folder (``<import_s3_url>/<run_id>/<segment>/``) in the
+        project's job list, and, in stack mode, by the Segment of running executions.
+        """
+        root = f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
+        mine = f"{root}{delivery.run_id}/"
+        deadline = time.monotonic() + self.timeout
+
+        def earlier() -> list[str]:
+            found = []
+            if self.pinpoint is not None:
+                try:
+                    for j in self._running_jobs():
+                        url = (j.get("Definition") or {}).get("S3Url", "")
+                        parts = url[len(root):].split("/") if url.startswith(root) else []
+                        if len(parts) > 1 and parts[1] == delivery.segment and not url.startswith(mine):
+                            found.append(f"import job {j.get('Id')} ({url})")
+                except (ClientError, BotoCoreError) as exc:
+                    if self.mode == "direct":
+                        raise
+                    log.warning("pinpoint: cannot list import jobs (%s); in-flight imports of earlier runs "
+                                "are not waited for (grant mobiletargeting:GetImportJobs)", exc)
+            if self.mode == "stack":
+                for arn in self._running_executions(delivery.segment):
+                    if not arn.rsplit(":", 1)[-1].startswith(delivery.run_id):
+                        found.append(f"execution {arn}")
+            return found
+
+        while True:
+            pending = earlier()
+            if not pending:
+                return None
+            if time.monotonic() >= deadline:
+                return (f"{delivery.segment}: an import of an earlier run is still in flight ({pending[0]}); "
+                        "nothing was imported so that imports stay in order; the rows are resent next run")
+            log.info("pinpoint: %s waits for %d in-flight import(s) of earlier runs", delivery.segment, len(pending))
+            self._sleep(self._interval())
+
+    def _running_executions(self, segment: str) -> list[str]:
+        arns = []
+        pages = self.stepfunctions.get_paginator("list_executions").paginate(
+            stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")
+        for page in pages:
+            for ex in page.get("executions", []):
+                described = self._retrying(self.stepfunctions.describe_execution, executionArn=ex["executionArn"])
+                try:
+                    payload = json.loads(described.get("input") or "{}")
+                except ValueError:
+                    payload = {}
+                if payload.get("Segment") == segment:
+                    arns.append(ex["executionArn"])
+        return arns
+
+    def _wait_for_a_free_job_slot(self, find: str | None = None) -> str | None:
+        """Hold back while the project already runs max_concurrent_jobs import jobs (any process's).
+
+        With ``find``, the same listing looks for a job already created for that
+        S3 folder and returns its id (find before create) instead of waiting.
+        """
+        if self.pinpoint is None:
+            return None
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                listed = self._list_jobs()
+            except (ClientError, BotoCoreError) as exc:
+                if self.mode == "direct":
+                    raise
+                log.warning("pinpoint: cannot count running import jobs (%s)", exc)
+                return None
+            if find:
+                found = next((j for j in listed if (j.get("Definition") or {}).get("S3Url") == find), None)
+                if found is not None:
+                    log.info("pinpoint: an import job for %s exists already (%s); attaching", find, found["Id"])
+                    return str(found["Id"])
+            running = sum(1 for j in listed if j.get("JobStatus") not in TERMINAL_JOB_STATES)
+            if running < self.max_concurrent_jobs:
+                return None
+            log.info("pinpoint: %d import jobs running in the project (limit %d); waiting", running,
+                     self.max_concurrent_jobs)
+            self._sleep(self._interval())
+        return None
+
+    def _interval(self) -> float:
+        return max(0.02, min(self.poll_seconds if self.poll_seconds is not None else 15.0, 60.0))
+
+    def _find_job(self, s3_url: str) -> str | None:
+        """An import job already created for exactly this folder (find before create)."""
+        for j in self._list_jobs():
+            if (j.get("Definition") or {}).get("S3Url") == s3_url:
+                return str(j["Id"])
+        return None
+
+    # ------------------------------------------------------------------ dynamic segments
+    def _keep_segment(self, delivery: SegmentDelivery) -> str | None:
+        """Create or update the one dynamic segment of ``segment_name``: endpoints holding an in-segment value."""
+        if self.pinpoint is None:
+            return "segment_name needs a Pinpoint client"
+        if not delivery.segment_filter:
+            return (f"{delivery.segment}: segment_name is set but meta.lakeseg.segment_values is not: the dynamic "
+                    "segment needs the values that mean \"in the segment\" (e.g. {HasClicked: [\"Yes\"]})")
+        name = f"{self.segment_name_prefix}{delivery.segment_name}"
+        try:
+            dimensions = segment_dimensions(delivery.segment_filter)
+        except ValueError as exc:
+            return f"{delivery.segment}: {exc}"
+        request = {"Name": name, "Dimensions": dimensions,
+                   "tags": {"lakeseg:segment": delivery.segment}}
+        try:
+            existing = None
+            token = None
+            for _ in range(MAX_LISTED_PAGES):
+                kwargs = {"ApplicationId": self.application_id, "PageSize": "100"}
+                if token:
+                    kwargs["Token"] = token
+                page = self._retrying(self.pinpoint.get_segments, **kwargs)["SegmentsResponse"]
+                existing = next((s for s in page.get("Item") or [] if s.get("Name") == name), None)
+                token = page.get("NextToken")
+                if existing or not token:
+                    break
+            if existing is None:
+                self._retrying(self.pinpoint.create_segment, ApplicationId=self.application_id,
+                               WriteSegmentRequest=request, retry_transient=False)
+                log.info("pinpoint: created dynamic segment %r", name)
+            elif existing.get("Dimensions") != dimensions:
+                self._retrying(self.pinpoint.update_segment, ApplicationId=self.application_id,
+                               SegmentId=existing["Id"], WriteSegmentRequest={"Name": name, "Dimensions": dimensions})
+                log.info("pinpoint: updated dynamic segment %r", name)
+        except ClientError as exc:
+            return f"{delivery.segment}: cannot keep segment {name!r}: {_code(exc)}"
+        return None
+
+    def _upload(self, bucket: str, job: Job, folder_key: str, tracker: JobProgress) -> None:
         from boto3.s3.transfer import TransferConfig
 
         config = TransferConfig(multipart_threshold=self.multipart_threshold,
                                 multipart_chunksize=self.multipart_chunksize)
-        extra: dict[str, Any] = {"ContentType": "text/csv; charset=utf-8"}
-        if self.kms_key_id:
-            extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key_id)
-        else:
-            extra["ServerSideEncryption"] = "AES256"
         for path in job.files:
-            self.s3.upload_file(str(path), bucket, job.folder_key + path.name, ExtraArgs=extra, Config=config)
+            self.s3.upload_file(str(path), bucket, folder_key + path.name, Config=config,
+                                ExtraArgs={"ContentType": "text/csv; charset=utf-8", **self._sse()})
             tracker.uploaded()
+
+    def _sse(self) -> dict:
+        """SSE-KMS with the configured key; otherwise the bucket's default encryption decides (SSE-S3 or its CMK)."""
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id} if self.kms_key_id else {}
 
     # ------------------------------------------------------------------ stack mode
     def _execution_arn(self, name: str) -> str:
@@ -398,51 +539,52 @@ class PinpointDestination:
             raise ConfigError(f"destination.state_machine_arn is not a state machine ARN: {self.state_machine_arn}")
         return f"{head}:execution:{sm_name.split(':')[0]}:{name}"
 
-    def _run_stack_job(self, delivery: SegmentDelivery, job: _Job, bucket: str, n_jobs: int,
-                       segment_name: str | None, tracker: "_Progress") -> tuple[JobRecord, str | None]:
-        name = execution_name(delivery.run_id, delivery.segment, job.part)
+    def _run_stack_job(self, delivery: SegmentDelivery, job: Job, bucket: str, folder_key: str,
+                       tracker: JobProgress) -> tuple[JobRecord, str | None]:
+        # The execution name is the job's identity: Step Functions starts one execution per
+        # name, and the execution calls CreateImportJob once (never retried on server errors).
+        name = execution_name(delivery.run_id, delivery.segment, job.label)
         arn = self._execution_arn(name)
         existing = self._describe_if_exists(arn)
         if existing is not None:
-            log.info("pinpoint: %s part %d/%d: attaching to execution %s (%s), not importing again",
-                     delivery.segment, job.part, n_jobs, name, existing["status"])
+            log.info("pinpoint: %s part %s: attaching to execution %s (%s), not importing again",
+                     delivery.segment, job.label, name, existing["status"])
             tracker.uploaded(len(job.files))
         else:
-            self._upload(bucket, job, tracker)
+            self._upload(bucket, job, folder_key, tracker)
         with self._slots:  # an import job is in flight from here until its execution ends
             if existing is None:
-                arn = self._start_execution(delivery, job, bucket, n_jobs, segment_name, name, arn)
+                self._wait_for_a_free_job_slot()
+                arn = self._start_execution(delivery, job, f"s3://{bucket}/{folder_key}", name, arn)
             described = self._wait_execution(arn, tracker)
         return self._record_from_execution(arn, described)
 
-    def _start_execution(self, delivery: SegmentDelivery, job: _Job, bucket: str, n_jobs: int,
-                         segment_name: str | None, name: str, arn: str) -> str:
+    def _start_execution(self, delivery: SegmentDelivery, job: Job, s3_url: str, name: str, arn: str) -> str:
         payload: dict[str, Any] = {
             "ApplicationId": self.application_id,
-            "S3Url": f"s3://{bucket}/{job.folder_key}",
+            "S3Url": s3_url,
             "RunId": delivery.run_id,
             "Segment": delivery.segment,
             "Counts": dict(delivery.counts),
-            "Part": job.part,
-            "Parts": n_jobs,
+            "Part": job.label,
         }
-        if segment_name:
-            payload["SegmentName"] = segment_name
         if self.import_role_arn:
             payload["RoleArn"] = self.import_role_arn
         if self.poll_seconds is not None:
-            payload["PollSeconds"] = int(math.ceil(self.poll_seconds))
+            # The execution gives up when lakeseg does, and always within its 48 h limit.
+            poll = int(self.poll_seconds)
+            payload["PollSeconds"] = poll
+            payload["MaxPolls"] = max(1, min(math.ceil(self.timeout / max(poll, 1)),
+                                             (EXECUTION_LIMIT_SECONDS - 3600) // max(poll, 1)))
         try:
-            arn = self.stepfunctions.start_execution(
-                stateMachineArn=self.state_machine_arn, name=name,
-                input=json.dumps(payload, sort_keys=True))["executionArn"]
-            log.info("pinpoint: %s part %d/%d: started execution %s", delivery.segment, job.part, n_jobs, name)
+            arn = self._retrying(self.stepfunctions.start_execution, stateMachineArn=self.state_machine_arn,
+                                 name=name, input=json.dumps(payload, sort_keys=True))["executionArn"]
+            log.info("pinpoint: %s part %s: started execution %s", delivery.segment, job.label, name)
         except ClientError as exc:
             if _code(exc) != "ExecutionAlreadyExists":
                 raise
             # Another attempt started it between our check and our start: attach to it.
-            log.info("pinpoint: %s part %d/%d: execution %s already exists; attaching",
-                     delivery.segment, job.part, n_jobs, name)
+            log.info("pinpoint: %s part %s: execution %s already exists; attaching", delivery.segment, job.label, name)
         return arn
 
     def _describe_if_exists(self, arn: str) -> dict | None:
@@ -453,7 +595,7 @@ class PinpointDestination:
                 return None
             raise
 
-    def _wait_execution(self, arn: str, tracker: "_Progress") -> dict:
+    def _wait_execution(self, arn: str, tracker: JobProgress) -> dict:
         interval = max(0.02, min(self.poll_seconds if self.poll_seconds is not None else 15.0, 60.0))
         deadline = time.monotonic() + self.timeout
         while True:
@@ -504,32 +646,28 @@ class PinpointDestination:
         return record, _describe(record) + (f" ({error.get('Error')})" if error.get("Error") else "")
 
     # ------------------------------------------------------------------ direct mode
-    def _run_direct_job(self, delivery: SegmentDelivery, job: _Job, bucket: str, base: str,
-                        segment_name: str | None, tracker: "_Progress") -> tuple[JobRecord, str | None]:
-        marker_key = f"{base}/_jobs/part-{job.part}.json"
+    def _run_direct_job(self, delivery: SegmentDelivery, job: Job, bucket: str, base: str, folder_key: str,
+                        tracker: JobProgress) -> tuple[JobRecord, str | None]:
+        marker_key = f"{base}/_jobs/part-{job.label}.json"
+        s3_url = f"s3://{bucket}/{folder_key}"
         job_id = self._read_marker(bucket, marker_key)
         if job_id:
-            log.info("pinpoint: %s part %d: attaching to import job %s, not importing again",
-                     delivery.segment, job.part, job_id)
+            log.info("pinpoint: %s part %s: attaching to import job %s, not importing again",
+                     delivery.segment, job.label, job_id)
             tracker.uploaded(len(job.files))
         else:
-            self._upload(bucket, job, tracker)
+            self._upload(bucket, job, folder_key, tracker)
         with self._slots:  # an import job is in flight from here until it ends
             if not job_id:
-                request: dict[str, Any] = {
-                    "S3Url": f"s3://{bucket}/{job.folder_key}",
-                    "RoleArn": self.import_role_arn,
-                    "Format": "CSV",
-                    "RegisterEndpoints": True,
-                    "DefineSegment": bool(segment_name),
-                }
-                if segment_name:
-                    request["SegmentName"] = segment_name
-                created = self._retrying(self.pinpoint.create_import_job, ApplicationId=self.application_id,
-                                         ImportJobRequest=request, retry_transient=False)
-                job_id = created["ImportJobResponse"]["Id"]
-                self._write_marker(bucket, marker_key, job_id, delivery, job)
-                log.info("pinpoint: %s part %d: created import job %s", delivery.segment, job.part, job_id)
+                # Find before create (a job for this folder may exist), and wait for a free slot.
+                job_id = self._wait_for_a_free_job_slot(find=s3_url)
+            if not job_id:
+                job_id = self._create_import_job(delivery, job, s3_url)
+                if job_id is None:
+                    return JobRecord(job_id="", status="NOT_CREATED"), (
+                        f"CreateImportJob for {s3_url} failed on the server and no job for that folder exists; "
+                        "the rows are resent next run")
+            self._write_marker(bucket, marker_key, job_id, delivery, job, s3_url)
             response = self._wait_import_job(job_id, tracker)
         record = JobRecord(
             job_id=job_id,
@@ -543,6 +681,23 @@ class PinpointDestination:
                             f"{self.timeout:.0f} s; it may still import (the rows are resent next run)")
         return record, None
 
+    def _create_import_job(self, delivery: SegmentDelivery, job: Job, s3_url: str) -> str | None:
+        """CreateImportJob at most once; after a server error, look for the job it may have created."""
+        request: dict[str, Any] = {"S3Url": s3_url, "RoleArn": self.import_role_arn, "Format": "CSV",
+                                   "RegisterEndpoints": True, "DefineSegment": False}
+        try:
+            created = self._retrying(self.pinpoint.create_import_job, ApplicationId=self.application_id,
+                                     ImportJobRequest=request, retry_transient=False)
+        except ClientError as exc:
+            if not (_code(exc) in TRANSIENT or _status(exc) >= 500):
+                raise
+            log.warning("pinpoint: %s part %s: CreateImportJob answered %s; looking for the job before anything else",
+                        delivery.segment, job.label, _code(exc))
+            return self._find_job(s3_url)
+        job_id = created["ImportJobResponse"]["Id"]
+        log.info("pinpoint: %s part %s: created import job %s", delivery.segment, job.label, job_id)
+        return job_id
+
     def _read_marker(self, bucket: str, key: str) -> str | None:
         try:
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -555,15 +710,13 @@ class PinpointDestination:
         except (ValueError, KeyError, TypeError):
             return None
 
-    def _write_marker(self, bucket: str, key: str, job_id: str, delivery: SegmentDelivery, job: _Job) -> None:
+    def _write_marker(self, bucket: str, key: str, job_id: str, delivery: SegmentDelivery, job: Job,
+                      s3_url: str) -> None:
         body = json.dumps({"JobId": job_id, "ApplicationId": self.application_id, "RunId": delivery.run_id,
-                           "Segment": delivery.segment, "Part": job.part,
-                           "S3Url": f"s3://{bucket}/{job.folder_key}"}).encode()
-        sse = ({"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id} if self.kms_key_id
-               else {"ServerSideEncryption": "AES256"})
-        self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **sse)
+                           "Segment": delivery.segment, "Part": job.label, "S3Url": s3_url}).encode()
+        self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **self._sse())
 
-    def _wait_import_job(self, job_id: str, tracker: "_Progress") -> dict:
+    def _wait_import_job(self, job_id: str, tracker: JobProgress) -> dict:
         interval = self.poll_seconds if self.poll_seconds is not None else 15.0
         deadline = time.monotonic() + self.timeout
         while True:
@@ -602,6 +755,41 @@ class PinpointDestination:
 
 
 # --------------------------------------------------------------------------- verdicts
+def _outcome(record: JobRecord, error: str | None) -> JobOutcome:
+    """Pinpoint's verdict in the shared layer's terms.
+
+    COMPLETED with no failures: accepted. COMPLETED or FAILED with
+    ``TotalFailures`` > 0: those endpoints were refused (Pinpoint fails a job
+    when any piece failed; the rest may be imported) -- isolated and
+    quarantined. FAILED with no failures, a timeout, an error: the job failed.
+    """
+    if error is not None:
+        return JobOutcome(record, error=error)
+    if _job_ok(record):
+        return JobOutcome(record, ok=True)
+    if record.status in TERMINAL_JOB_STATES and (record.total_failures or 0) > 0:
+        return JobOutcome(record, refused_rows=int(record.total_failures), messages=list(record.failures))
+    return JobOutcome(record, error=_describe(record))
+
+
+def segment_dimensions(segment_filter: dict[str, tuple[str, ...]]) -> dict:
+    """Pinpoint SegmentDimensions selecting endpoints whose owned fields hold an in-segment value."""
+    dims: dict[str, Any] = {}
+    for f, values in segment_filter.items():
+        kind, _, name = f.partition(".")
+        if f.startswith("User.UserAttributes."):
+            dims.setdefault("UserAttributes", {})[f[len("User.UserAttributes."):]] = {
+                "AttributeType": "INCLUSIVE", "Values": list(values)}
+        elif kind == "Attributes" and name:
+            dims.setdefault("Attributes", {})[name] = {"AttributeType": "INCLUSIVE", "Values": list(values)}
+        else:
+            raise ValueError(f"segment_values: {f} cannot select a dynamic segment (use a User.UserAttributes.* "
+                             "or Attributes.* field)")
+        if not values:
+            raise ValueError(f"segment_values: {f} lists no value")
+    return dims
+
+
 def _job_ok(record: JobRecord) -> bool:
     return record.status == "COMPLETED" and not (record.total_failures or 0)
 
@@ -612,35 +800,3 @@ def _describe(record: JobRecord) -> str:
         return (f"import job {record.job_id} completed but rejected {record.total_failures} endpoint(s) "
                 f"of {record.total_processed}{where}; see the job's failures in `lakeseg history`")
     return f"import job {record.job_id or '(none)'} {record.status}{where}"
-
-
-class _Progress:
-    """Reports uploads (files) then imports (jobs) through the sync's progress callback."""
-
-    def __init__(self, progress: Progress | None, segment: str, files: int, jobs: int):
-        self._progress = progress
-        self._segment = segment
-        self._files, self._jobs = files, jobs
-        self._uploaded = self._done = 0
-        self._lock = threading.Lock()
-
-    def _emit(self, label: str, done: int, total: int) -> None:
-        if self._progress:
-            self._progress(label, done, total)
-
-    def uploaded(self, n: int = 1) -> None:
-        with self._lock:
-            self._uploaded += n
-            done = self._uploaded
-        self._emit(f"{self._segment}: uploading", done, self._files)
-
-    def tick(self) -> None:
-        with self._lock:
-            done = self._done
-        self._emit(f"{self._segment}: importing", done, self._jobs)
-
-    def job_done(self) -> None:
-        with self._lock:
-            self._done += 1
-            done = self._done
-        self._emit(f"{self._segment}: importing", done, self._jobs)

@@ -16,6 +16,9 @@ IMPORT_URL = f"s3://{BUCKET}/lakeseg/imports"
 def s3(aws):
     client = h.client("s3")
     client.create_bucket(Bucket=BUCKET)
+    # As the stack creates it: default encryption on the bucket (uploads do not override it).
+    client.put_bucket_encryption(Bucket=BUCKET, ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
     return client
 
 

@@ -244,8 +244,9 @@ class FakePinpoint:
         self._throttle: Counter = Counter()
         self._lock = threading.Lock()
         model = client.meta.service_model
-        self._shapes = {op: model.operation_model(op).output_shape for op in ("CreateImportJob", "GetImportJob",
-                                                                              "GetImportJobs")}
+        self._shapes = {op: model.operation_model(op).output_shape for op in (
+            "CreateImportJob", "GetImportJob", "GetImportJobs", "GetSegments", "CreateSegment", "UpdateSegment")}
+        self.segments: dict[str, dict] = {}
         client.meta.events.register("before-parameter-build.pinpoint.*", self._keep_params)
         client.meta.events.register("before-call.pinpoint.*", self._answer)
 
@@ -313,7 +314,30 @@ class FakePinpoint:
     def _GetImportJobs(self, params: dict):
         if params["ApplicationId"] != APP_ID:
             return self._error(404, "NotFoundException", "Resource not found")
-        return {"ImportJobsResponse": {"Item": []}}
+        items = []
+        for job in sorted(self.jobs.values(), key=lambda j: -j.created):
+            state = dict(job.final or {"JobStatus": "PROCESSING"})
+            status = state.pop("JobStatus")
+            items.append(job_response(job.id, status, job.request["S3Url"], **state))
+        return {"ImportJobsResponse": {"Item": items}}
+
+    def _segment(self, seg_id: str, request: dict) -> dict:
+        return {"ApplicationId": APP_ID, "Arn": f"arn:aws:mobiletargeting:{REGION}:{ACCOUNT}:apps/{APP_ID}/segments/"
+                f"{seg_id}", "CreationDate": "2026-11-25T03:00:00.000Z", "Id": seg_id, "Name": request["Name"],
+                "Dimensions": request["Dimensions"], "SegmentType": "DIMENSIONAL", "Version": 1}
+
+    def _GetSegments(self, params: dict):
+        return {"SegmentsResponse": {"Item": list(self.segments.values())}}
+
+    def _CreateSegment(self, params: dict):
+        seg = self._segment(uuid.uuid4().hex, params["WriteSegmentRequest"])
+        self.segments[seg["Id"]] = seg
+        return {"SegmentResponse": seg}
+
+    def _UpdateSegment(self, params: dict):
+        seg = self._segment(params["SegmentId"], params["WriteSegmentRequest"])
+        self.segments[seg["Id"]] = {**seg, "Version": self.segments[seg["Id"]]["Version"] + 1}
+        return {"SegmentResponse": self.segments[seg["Id"]]}
 
     def _read_folder(self, s3_url: str) -> tuple[list[str], int]:
         if self.s3 is None:

@@ -33,19 +33,21 @@ def write_csv(path: Path, rows: int, pad: int = 0) -> Path:
     return path
 
 
-def delivery(files, segment="seg_email_clickers", run_id=RUN_ID, segment_name=None) -> SegmentDelivery:
+def delivery(files, segment="seg_email_clickers", run_id=RUN_ID, segment_name=None,
+             segment_filter=None) -> SegmentDelivery:
     return SegmentDelivery(run_id=run_id, segment=segment, files=tuple(files),
                            fields=("Id", "Address", "ChannelType", "User.UserAttributes.HasClicked"),
                            counts={"rows": 10, "entered": 3, "changed": 1, "exited": 0, "unchanged": 6},
-                           segment_name=segment_name)
+                           segment_name=segment_name, segment_filter=segment_filter or {})
 
 
 def stack_destination(tail, **overrides) -> PinpointDestination:
     settings = dict(application_id=h.APP_ID, import_s3_url=IMPORT_URL, mode="stack",
                     state_machine_arn=tail.state_machine_arn, poll_seconds=0, retry_base_seconds=0)
     settings.update(overrides)
-    return PinpointDestination(s3=h.client("s3"),
-                               stepfunctions=h.client("stepfunctions"), **settings)
+    pinpoint = settings.pop("pinpoint", None)  # stack mode lists jobs and keeps segments with it
+    return PinpointDestination(s3=h.client("s3"), stepfunctions=h.client("stepfunctions"), pinpoint=pinpoint,
+                               **settings)
 
 
 def direct_destination(pinpoint_client, **overrides) -> PinpointDestination:
@@ -160,7 +162,7 @@ def test_group_files_keeps_order_and_never_exceeds_the_limit(tmp_path):
     groups = group_files(files, limit)
     assert [p for g in groups for p in g] == files
     assert all(sum(p.stat().st_size for p in g) <= limit for g in groups)
-    with pytest.raises(ValueError, match="more than one import job takes"):
+    with pytest.raises(ValueError, match="more than one job takes"):
         group_files(files, 10)
 
 
@@ -270,12 +272,27 @@ def test_throttled_pinpoint_calls_are_retried_by_the_state_machine(tail, fake_pi
     assert len(fake_pinpoint.jobs) == 1
 
 
-def test_a_segment_name_defines_a_segment_with_the_prefix(tail, fake_pinpoint, tmp_path):
-    dest = stack_destination(tail, segment_name_prefix="lakeseg ")
+def test_a_segment_name_keeps_one_dynamic_segment_not_one_per_import(tail, fake_pinpoint, tmp_path):
+    # given a segment model with segment_name and its in-segment values
+    dest = stack_destination(tail, segment_name_prefix="lakeseg ", pinpoint=fake_pinpoint.client)
+    in_segment = {"User.UserAttributes.HasClicked": ("Yes",)}
+    # when it is delivered twice (two runs)
+    for run in (RUN_ID, RUN_ID.replace("abc", "abd")):
+        result = dest.deliver(delivery([write_csv(tmp_path / f"{run}.csv", rows=1)], run_id=run,
+                                       segment_name="Email clickers", segment_filter=in_segment))
+        assert result.confirmed, result.errors
+    # then the imports define no segment, and one dynamic segment selects HasClicked = Yes
+    assert [j.request["DefineSegment"] for j in fake_pinpoint.created()] == [False, False]
+    (seg,) = fake_pinpoint.segments.values()
+    assert seg["Name"] == "lakeseg Email clickers"
+    assert seg["Dimensions"] == {"UserAttributes": {"HasClicked": {"AttributeType": "INCLUSIVE", "Values": ["Yes"]}}}
+    assert [op for op, _ in fake_pinpoint.calls].count("CreateSegment") == 1
+
+
+def test_a_segment_name_without_in_segment_values_is_not_confirmed(tail, fake_pinpoint, tmp_path):
+    dest = stack_destination(tail, pinpoint=fake_pinpoint.client)
     result = dest.deliver(delivery([write_csv(tmp_path / "p.csv", rows=1)], segment_name="Email clickers"))
-    assert result.confirmed
-    (job,) = fake_pinpoint.created()
-    assert (job.request["DefineSegment"], job.request["SegmentName"]) == (True, "lakeseg Email clickers")
+    assert not result.confirmed and "segment_values" in result.errors[0]
 
 
 def test_progress_reports_uploads_then_imports(tail, tmp_path):
@@ -317,6 +334,12 @@ def expect_direct_create(stubber, folder: str, job_id: str = "job-d1") -> None:
                              "RegisterEndpoints": True, "DefineSegment": False}})
 
 
+def expect_list(stubber, *items) -> None:
+    """GetImportJobs: before importing (earlier runs' jobs in flight) and before creating (find before create)."""
+    stubber.add_response("get_import_jobs", {"ImportJobsResponse": {"Item": list(items)}},
+                         expected_params={"ApplicationId": h.APP_ID, "PageSize": "100"})
+
+
 def expect_direct_get(stubber, status: str, job_id: str = "job-d1", **extra) -> None:
     stubber.add_response("get_import_job", {"ImportJobResponse": h.job_response(job_id, status, **extra)},
                          expected_params={"ApplicationId": h.APP_ID, "JobId": job_id})
@@ -329,6 +352,8 @@ FOLDER = f"s3://{BUCKET}/lakeseg/imports/{RUN_ID}/seg_email_clickers/part-1/"
 def test_direct_mode_creates_polls_and_confirms(s3, stubbed_pinpoint, bucket_keys, tmp_path, throttled):
     # given Pinpoint (optionally throttling each call once) creates and completes the job
     client, stubber = stubbed_pinpoint
+    expect_list(stubber)
+    expect_list(stubber)
     if throttled:
         h.stub_error(stubber, "create_import_job", "TooManyRequestsException", 429)
     expect_direct_create(stubber, FOLDER)
@@ -353,12 +378,15 @@ def test_direct_mode_creates_polls_and_confirms(s3, stubbed_pinpoint, bucket_key
 def test_direct_mode_redelivery_attaches_to_the_job(s3, stubbed_pinpoint, tmp_path):
     # given a delivery whose import job was created
     client, stubber = stubbed_pinpoint
+    expect_list(stubber)
+    expect_list(stubber)
     expect_direct_create(stubber, FOLDER)
     expect_direct_get(stubber, "COMPLETED", TotalProcessed=3, TotalFailures=0, Failures=[])
     d = delivery([write_csv(tmp_path / "part-00001.csv", rows=3)])
     direct_destination(client).deliver(d)
 
     # when delivered again: only a status call is expected (a create would find no stubbed response)
+    expect_list(stubber)
     expect_direct_get(stubber, "COMPLETED", TotalProcessed=3, TotalFailures=0, Failures=[])
     result = direct_destination(client).deliver(d)
 
@@ -367,18 +395,24 @@ def test_direct_mode_redelivery_attaches_to_the_job(s3, stubbed_pinpoint, tmp_pa
     assert result.jobs[0].job_id == "job-d1"
 
 
-def test_direct_mode_failed_job_is_not_confirmed(s3, stubbed_pinpoint, tmp_path):
+def test_direct_mode_failed_job_with_no_row_failures_is_not_confirmed(s3, stubbed_pinpoint, tmp_path):
+    # given a job that FAILED as a whole (no endpoint refused: a bad file, a role it could not assume)
     client, stubber = stubbed_pinpoint
+    expect_list(stubber)
+    expect_list(stubber)
     expect_direct_create(stubber, FOLDER)
-    expect_direct_get(stubber, "FAILED", TotalProcessed=3, TotalFailures=3, Failures=["a", "b", "c"])
+    expect_direct_get(stubber, "FAILED", TotalProcessed=0, TotalFailures=0, Failures=[])
+    # when delivered
     result = direct_destination(client).deliver(delivery([write_csv(tmp_path / "part-00001.csv", rows=3)]))
-    assert not result.confirmed
-    assert result.jobs[0].failures == ["a", "b", "c"]
+    # then it is not confirmed, nothing is quarantined, and the counters say what Pinpoint said
+    assert not result.confirmed and not result.rejected
+    assert [(r.status, r.total_processed, r.total_failures) for r in result.jobs] == [("FAILED", 0, 0)]
     assert "job-d1 FAILED" in result.errors[0]
 
 
 def test_direct_mode_gives_up_waiting_after_the_timeout(s3, stubbed_pinpoint, tmp_path):
     client, stubber = stubbed_pinpoint
+    expect_list(stubber)
     expect_direct_create(stubber, FOLDER)
     expect_direct_get(stubber, "PROCESSING")
     result = direct_destination(client, timeout=0).deliver(delivery([write_csv(tmp_path / "p.csv", rows=1)]))
@@ -387,14 +421,55 @@ def test_direct_mode_gives_up_waiting_after_the_timeout(s3, stubbed_pinpoint, tm
 
 
 def test_direct_mode_does_not_repeat_a_create_that_failed_on_the_server(s3, stubbed_pinpoint, tmp_path):
-    # given Pinpoint answers CreateImportJob with a 500 (the job may or may not exist)
+    # given Pinpoint answers CreateImportJob with a 500 and no job was created
     client, stubber = stubbed_pinpoint
+    expect_list(stubber)
+    expect_list(stubber)
     h.stub_error(stubber, "create_import_job", "InternalServerErrorException", 500)
+    expect_list(stubber)  # looked for, not created again
 
     # when delivered, then it is not retried (no idempotency token) and not confirmed
     result = direct_destination(client).deliver(delivery([write_csv(tmp_path / "p.csv", rows=1)]))
     assert not result.confirmed
-    assert "InternalServerErrorException" in result.errors[0]
+    assert "failed on the server and no job for that folder exists" in result.errors[0]
+
+
+def test_direct_mode_a_500_on_create_that_did_create_a_job_attaches_to_it(s3, stubbed_pinpoint, tmp_path):
+    # given Pinpoint created the job but answered CreateImportJob with a 500
+    client, stubber = stubbed_pinpoint
+    expect_list(stubber)
+    expect_list(stubber)
+    h.stub_error(stubber, "create_import_job", "InternalServerErrorException", 500)
+    expect_list(stubber, h.job_response("job-d1", "PROCESSING", FOLDER))
+    expect_direct_get(stubber, "COMPLETED", TotalProcessed=1, TotalFailures=0, Failures=[])
+    # when delivered
+    result = direct_destination(client).deliver(delivery([write_csv(tmp_path / "part-00001.csv", rows=1)]))
+    # then exactly one job exists for the folder: the one Pinpoint created, found and waited for
+    assert result.confirmed, result.errors
+    assert [r.job_id for r in result.jobs] == ["job-d1"]
+
+
+def test_direct_mode_waits_for_an_earlier_runs_import_of_the_segment(s3, stubbed_pinpoint, tmp_path):
+    # given an import of this segment left in flight by an earlier (killed) run
+    client, stubber = stubbed_pinpoint
+    old = FOLDER.replace(RUN_ID, "20261124T030000000Z-000000")
+    expect_list(stubber, h.job_response("job-old", "PROCESSING", old))
+    expect_list(stubber, h.job_response("job-old", "COMPLETED", old))
+    expect_list(stubber, h.job_response("job-old", "COMPLETED", old))
+    expect_direct_create(stubber, FOLDER)
+    expect_direct_get(stubber, "COMPLETED", TotalProcessed=1, TotalFailures=0, Failures=[])
+    # when this run delivers
+    result = direct_destination(client).deliver(delivery([write_csv(tmp_path / "part-00001.csv", rows=1)]))
+    # then it waited for the old import to end before creating its own (imports of a segment stay ordered)
+    assert result.confirmed, result.errors
+
+
+def test_direct_mode_gives_up_when_an_earlier_import_outlives_the_timeout(s3, stubbed_pinpoint, tmp_path):
+    client, stubber = stubbed_pinpoint
+    old = FOLDER.replace(RUN_ID, "20261124T030000000Z-000000")
+    expect_list(stubber, h.job_response("job-old", "PROCESSING", old))
+    result = direct_destination(client, timeout=0).deliver(delivery([write_csv(tmp_path / "p.csv", rows=1)]))
+    assert not result.confirmed and "still in flight" in result.errors[0]
 
 
 # --------------------------------------------------------------------------- preflight
@@ -503,7 +578,8 @@ def test_defaults(aws):
     dest = PinpointDestination.from_settings({"type": "pinpoint", "application_id": h.APP_ID,
                                               "import_s3_url": IMPORT_URL}, h.session())
     assert (dest.mode, dest.max_parallel, dest.kms_key_id, dest.max_job_bytes) == ("stack", 2, None, 1024 ** 3)
-    assert dest.pinpoint is None and dest.stepfunctions is not None
+    # stack mode lists the project's import jobs too (earlier runs' imports, the account's running jobs)
+    assert dest.pinpoint is not None and dest.stepfunctions is not None
 
 
 VALID_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")

@@ -31,10 +31,9 @@ def tail_input(**overrides) -> dict:
 
 
 def expect_create(stubber, *, segment_name: str | None = None, job_id: str = "job-1") -> None:
+    # Imports never define a segment (a static segment of one run's changes is not the segment).
     request = {"S3Url": S3_URL, "RoleArn": h.IMPORT_ROLE_ARN, "Format": "CSV", "RegisterEndpoints": True,
-               "DefineSegment": segment_name is not None}
-    if segment_name is not None:
-        request["SegmentName"] = segment_name
+               "DefineSegment": False}
     stubber.add_response("create_import_job", {"ImportJobResponse": h.job_response(job_id, "CREATED", S3_URL)},
                          expected_params={"ApplicationId": h.APP_ID, "ImportJobRequest": request})
 
@@ -53,7 +52,7 @@ def task_errors(tail, execution_arn: str) -> list[str]:
     return [e["taskFailedEventDetails"]["error"] for e in tail.history(execution_arn) if e["type"] == "TaskFailed"]
 
 
-@pytest.mark.parametrize("segment_name", [None, "Email clickers"], ids=["endpoints-only", "defines-segment"])
+@pytest.mark.parametrize("segment_name", [None, "Email clickers"], ids=["endpoints-only", "segment-name-ignored"])
 def test_completed_job_succeeds_and_notifies_once(tail, pinpoint, segment_name):
     # given Pinpoint creates the job, reports it PROCESSING, then COMPLETED with no failures
     expect_create(pinpoint, segment_name=segment_name)
@@ -168,8 +167,8 @@ def test_a_job_that_never_finishes_is_reported_after_max_polls(tail, pinpoint):
     for _ in range(3):
         expect_get(pinpoint, "PROCESSING")
 
-    # when the tail may poll only three times
-    report = failed_report(tail.wait(tail.start("run-1-seg-p1", tail_input(MaxPolls=2))))
+    # when the tail may poll only three times (MaxPolls is the number of status checks)
+    report = failed_report(tail.wait(tail.start("run-1-seg-p1", tail_input(MaxPolls=3))))
 
     # then it stops waiting and says so
     assert report["Error"]["Error"] == "Lakeseg.ImportStillRunning"

@@ -1,0 +1,84 @@
+"""Refused rows converge: isolated, quarantined, and never blocking the rest (the shared platform layer).
+
+Pinpoint reports refused endpoints as a count plus up to 100 free-text
+messages; when those name no Ids, lakeseg finds the refused rows by importing
+the failing job's rows again in halves. The fake is model-validated (every
+request and response checked against the Pinpoint service model) and reads
+the CSV rows it is given, refusing the ones whose Id is in BAD.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from tests.destinations import pinpoint_harness as h
+from tests.destinations.test_pinpoint import delivery, direct_destination, write_csv
+
+BAD = {"ep-13", "ep-77"}
+
+
+def refuse_bad(fake: h.FakePinpoint, name_ids: bool):
+    def verdict(job: h.FakeJob) -> dict:
+        bucket, _, prefix = job.request["S3Url"][5:].partition("/")
+        refused = []
+        for key in job.files:
+            body = fake.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+            refused += [r["Id"] for r in csv.DictReader(io.StringIO(body)) if r["Id"] in BAD]
+        messages = [f"Endpoint {i} rejected: invalid attribute" if name_ids else "Invalid endpoint in file"
+                    for i in refused]
+        status = "FAILED" if refused else "COMPLETED"
+        return {"JobStatus": status, "TotalProcessed": job.rows, "TotalFailures": len(refused), "Failures": messages,
+                "TotalPieces": 1, "CompletedPieces": 0 if refused else 1, "FailedPieces": 1 if refused else 0}
+    return verdict
+
+
+@pytest.fixture
+def direct_fake(s3):
+    client = h.pinpoint_client()
+    return h.FakePinpoint(client, s3=h.client("s3"))
+
+
+@pytest.mark.parametrize("name_ids", [True, False], ids=["messages-name-ids", "anonymous-messages"])
+def test_refused_rows_are_isolated_and_the_rest_is_confirmed(direct_fake, tmp_path, name_ids):
+    # given a platform that refuses two of 100 endpoints
+    direct_fake.verdict = refuse_bad(direct_fake, name_ids)
+    dest = direct_destination(direct_fake.client, max_isolation_jobs=40)
+    # when a delivery carries them
+    result = dest.deliver(delivery([write_csv(tmp_path / "import" / "part-00000.csv", rows=100)]))
+    # then exactly those two are quarantined with the platform's message, and the delivery is confirmed
+    assert result.confirmed, result.errors
+    assert set(result.rejected) == BAD
+    creates = [p for op, p in direct_fake.calls if op == "CreateImportJob"]
+    if name_ids:
+        assert len(creates) == 1  # the messages named them: no extra job
+    else:
+        # halving: every extra job imports a half of a failing chunk; bounded by max_isolation_jobs
+        assert 1 < len(creates) <= 1 + 40
+        assert all(r.startswith("Invalid endpoint") for r in result.rejected.values())
+    # and every S3 folder was imported at most once
+    urls = [p["ImportJobRequest"]["S3Url"] for p in creates]
+    assert len(urls) == len(set(urls))
+
+
+def test_more_refused_rows_than_allowed_fail_the_delivery(direct_fake, tmp_path):
+    # given max_rejected_rows below the number of refused rows
+    direct_fake.verdict = refuse_bad(direct_fake, name_ids=True)
+    dest = direct_destination(direct_fake.client, max_rejected_rows=1)
+    result = dest.deliver(delivery([write_csv(tmp_path / "import" / "part-00000.csv", rows=100)]))
+    # then nothing is confirmed (the rows stay in doubt) and the reason names the setting
+    assert not result.confirmed
+    assert "max_rejected_rows" in result.errors[-1]
+
+
+def test_an_exhausted_isolation_budget_quarantines_the_whole_failing_chunk(direct_fake, tmp_path):
+    # given no budget for extra jobs and anonymous messages
+    direct_fake.verdict = refuse_bad(direct_fake, name_ids=False)
+    dest = direct_destination(direct_fake.client, max_isolation_jobs=0, max_rejected_rows=1000)
+    result = dest.deliver(delivery([write_csv(tmp_path / "import" / "part-00000.csv", rows=20)]))
+    # then the failing job's rows are all quarantined, said so, and the delivery is confirmed
+    assert result.confirmed
+    assert set(result.rejected) == {f"ep-{i}" for i in range(20)}
+    assert "not isolated further" in result.rejected["ep-13"]
