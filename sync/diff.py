@@ -6,7 +6,8 @@ a 10M-row segment needs neither Python loops nor the whole table in memory.
 A snapshot holds one row per member endpoint: its ``Id`` and a 64-bit digest
 of its exported values. That is all the diff needs (entered / changed / exited
 / unchanged), and it keeps attribute values -- personal data -- out of the
-state store.
+state store. The digest is keyed (see ``digest_key.py``): without the key, a
+snapshot's digests cannot be matched against guessed values.
 """
 
 from __future__ import annotations
@@ -48,18 +49,26 @@ def key_sql(id_expr: str) -> str:
     return f"hash({id_expr}) as k1, hash({id_expr}, {ql(KEY_SALT)}) as k2"
 
 
-def digest_sql(fields: tuple[str, ...], alias: str = "") -> str:
+DIGEST_KEY_VARIABLE = "lakeseg_digest_key"
+
+
+def digest_sql(fields: tuple[str, ...], alias: str = "", keyed: bool = False) -> str:
     """SQL for the 64-bit digest of a row's exported values (Id excluded).
 
-    DuckDB's ``hash`` is positional and tells NULL from ''. It is not
-    guaranteed stable across DuckDB releases, so ``hash_signature`` goes into
-    every segment's mapping hash: after an upgrade that changes it, the next
-    sync is a full send and Ids are re-keyed, never misread as exits.
+    Keyed: MD5 over the secret key (a DuckDB session variable, so it never
+    appears in SQL text) and every value length-prefixed, NULL marked apart
+    from '' -- lower 64 bits. Unkeyed: DuckDB's positional ``hash``, which is
+    not guaranteed stable across DuckDB releases, so ``hash_signature`` goes
+    into every segment's mapping hash: after an upgrade that changes it, the
+    next sync is a full send and Ids are re-keyed, never misread as exits.
     """
     prefix = f"{alias}." if alias else ""
     cols = [f"{prefix}{qi(f)}" for f in fields if f != ID_FIELD]
     if not cols:
         return "cast(0 as ubigint)"
+    if keyed:
+        parts = " || ".join(f"coalesce(length({c})::varchar || ':' || {c}, '~')" for c in cols)
+        return f"md5_number_lower(getvariable('{DIGEST_KEY_VARIABLE}') || chr(0) || {parts})"
     return f"hash({', '.join(cols)})"
 
 
@@ -118,13 +127,23 @@ def _parquet(path: Path) -> str:
     return f"read_parquet({ql(str(path))})"
 
 
-def effective_mapping_hash(con: duckdb.DuckDBPyConnection, segment: Segment) -> str:
-    return f"{segment.mapping_hash}-{hash_signature(con)}"
+def effective_mapping_hash(con: duckdb.DuckDBPyConnection, segment: Segment, key_fingerprint: str = "") -> str:
+    """The segment's mapping hash, DuckDB's hash signature and the digest key's fingerprint."""
+    return f"{segment.mapping_hash}-{hash_signature(con)}-{key_fingerprint or 'unkeyed'}"
+
+
+def _full_send_reason(previous_hash: str, current_hash: str) -> str:
+    old, new = previous_hash.split("-"), current_hash.split("-")
+    if len(old) == 3 and old[:2] == new[:2]:
+        return "the digest key changed (digest_key): every member is sent again"
+    if old[:1] == new[:1] and len(old) >= 2 and old[1] != new[1]:
+        return "DuckDB's hash function changed (an upgrade): every member is sent again"
+    return "field mapping or exit values changed since the last sync"
 
 
 def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *,
             previous: "object | None", workdir: Path, full_refresh: bool = False,
-            dirty: Path | None = None) -> PreparedSegment:
+            dirty: Path | None = None, digest_key=None) -> PreparedSegment:
     """Read the segment once into a new snapshot and classify every member.
 
     ``source_sql`` is a relation (from a reader) with the segment's declared
@@ -140,16 +159,18 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
     renamed = ", ".join(f"cast({qi(m.column)} as varchar) as {qi(m.field)}" for m in segment.mappings)
     current_sql = f"(select {renamed} from {source_sql})"
     new_snapshot = workdir / "snapshot.parquet"
+    if digest_key is not None:
+        con.execute(f"set variable {DIGEST_KEY_VARIABLE} = ?", [digest_key.secret])
     con.execute(
         f"copy (select {qi(ID_FIELD)} as {SNAPSHOT_ID}, {key_sql(qi(ID_FIELD))}, "
-        f"{digest_sql(segment.fields)} as {SNAPSHOT_DIGEST} from {current_sql}) "
+        f"{digest_sql(segment.fields, keyed=digest_key is not None)} as {SNAPSHOT_DIGEST} from {current_sql}) "
         f"to {ql(str(new_snapshot))} ({SNAPSHOT_FORMAT})"
     )
     rows, null_ids = _one(con, f"select count(*), count(*) - count({SNAPSHOT_ID}) from {_parquet(new_snapshot)}")
     if null_ids:
         raise SegmentRefused(f"{segment.name}: {null_ids} row(s) have a null Id (rule: not_null); nothing was sent")
 
-    mapping_hash = effective_mapping_hash(con, segment)
+    mapping_hash = effective_mapping_hash(con, segment, digest_key.fingerprint if digest_key is not None else "")
     plan = Plan(segment=segment.name, rows=rows, full_refresh=full_refresh)
     prev_path = Path(previous.path) if previous is not None else None
     if previous is None:
@@ -162,7 +183,7 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
         prev_rel = _parquet(prev_path)
         if previous.mapping_hash != mapping_hash:
             plan.full_refresh = True
-            plan.full_refresh_reason = "field mapping or digest changed since the last sync"
+            plan.full_refresh_reason = _full_send_reason(previous.mapping_hash, mapping_hash)
             # Keys may come from another hash function: derive them afresh.
             prev_rel = f"(select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {SNAPSHOT_DIGEST} from {prev_rel})"
         elif full_refresh:

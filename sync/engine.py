@@ -120,6 +120,7 @@ class SyncOptions:
     max_file_bytes: int = 100 * 1024 * 1024
     memory_limit: str = "1GB"
     dry_run: bool = False  # plan: read and count, write and send nothing
+    digest_key: object | None = None  # sync.digest_key.DigestKey: the value digest's secret
 
 
 @dataclass
@@ -324,7 +325,7 @@ class SyncRun:
                 notes.append(f"{in_doubt.rows:,} id(s) in doubt from run {in_doubt.run_id} (never confirmed): resent")
             source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
             prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
-                               full_refresh=opts.full_refresh, dirty=dirty)
+                               full_refresh=opts.full_refresh, dirty=dirty, digest_key=opts.digest_key)
             failpoints.hit("after-read")
             plan = prepared.plan
             refusal = mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)

@@ -643,6 +643,8 @@ class PinpointDestination:
         reason = ": ".join(str(x) for x in (error.get("Error"), error.get("Cause")) if x)
         if _job_ok(record) or not record.job_id:
             return record, f"import tail execution {arn} ended {status}" + (f" ({reason})" if reason else "")
+        if record.status in TERMINAL_JOB_STATES and (record.total_failures or 0) > 0:
+            return record, None  # endpoints refused: the shared layer isolates and quarantines them
         return record, _describe(record) + (f" ({error.get('Error')})" if error.get("Error") else "")
 
     # ------------------------------------------------------------------ direct mode

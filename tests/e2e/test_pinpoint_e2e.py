@@ -104,8 +104,8 @@ def test_sync_through_the_import_tail_commits_only_what_pinpoint_confirmed(cloud
 def test_failed_import_leaves_state_and_is_visible_everywhere(cloud, build_now, profiles_dir, tmp_path):
     s3 = cloud
 
-    def reject(job):
-        return {"JobStatus": "FAILED", "TotalProcessed": job.rows, "TotalFailures": 1,
+    def reject(job):  # the job fails as a whole: no endpoint is named as refused
+        return {"JobStatus": "FAILED", "TotalProcessed": 0, "TotalFailures": 0,
                 "Failures": ["row 2: invalid attribute value"], "TotalPieces": 1, "CompletedPieces": 0,
                 "FailedPieces": 1}
 
@@ -119,7 +119,8 @@ def test_failed_import_leaves_state_and_is_visible_everywhere(cloud, build_now, 
         for seg in report["segments"]:
             assert seg["status"] == "failed"
             assert seg["jobs"][0]["failures"] == ["row 2: invalid attribute value"]
-        assert state_key_prefix(s3) == []
+        # (no snapshot: only the in-doubt records of what was handed over)
+        assert [k for k in state_key_prefix(s3) if not k.rsplit("/", 1)[-1].startswith(("in_doubt", "in-doubt"))] == []
         assert {m["body"]["Segment"] for m in tail.messages()} == set(SELECTED[1::2])
         history = CliRunner().invoke(cli, ["history", "--project-dir", str(PROJECT), "--profiles-dir",
                                            str(profiles_dir), "--settings", str(settings)], env=build_now.env())
@@ -141,3 +142,47 @@ def test_throttling_is_retried_not_reported(cloud, build_now, profiles_dir, tmp_
         code, report = sync(build_now, profiles_dir, settings_file(tmp_path, tail.state_machine_arn))
         assert code == 0, report
         assert {s["status"] for s in report["segments"]} == {"synced"}
+
+
+def test_refused_rows_are_quarantined_and_the_rest_committed(cloud, build_now, profiles_dir, tmp_path):
+    s3 = cloud
+    refused: set[str] = set()
+
+    def refuse_some(job):
+        # Pinpoint names the refused endpoints in its (free-text) Failures
+        bucket, _, prefix = job.request["S3Url"][5:].partition("/")
+        ids = []
+        for key in job.files:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+            ids += [line.split(",")[0] for line in body.splitlines()[1:]]
+        bad = sorted(ids)[:2]
+        refused.update(bad)
+        return {"JobStatus": "FAILED", "TotalProcessed": job.rows, "TotalFailures": len(bad),
+                "Failures": [f"Endpoint {i}: attribute value rejected" for i in bad], "TotalPieces": 1,
+                "CompletedPieces": 0, "FailedPieces": 1}
+
+    pinpoint = h.FakePinpoint(h.pinpoint_client(), s3=s3, polls=1, verdict=refuse_some)
+    with h.moto_fidelity(pinpoint.client):
+        tail = h.deploy_import_tail(poll_seconds=30)
+        settings = settings_file(tmp_path, tail.state_machine_arn)
+        # When Pinpoint refuses two endpoints of each segment
+        code, report = sync(build_now, profiles_dir, settings)
+        # Then each segment is committed without them, and they are quarantined with Pinpoint's message
+        assert code == 1
+        for seg in report["segments"]:
+            assert seg["status"] == "partial", seg
+            assert len(seg["quarantined"]) == 2
+            assert all("attribute value rejected" in q["message"] for q in seg["quarantined"])
+            p = pointer(s3, seg["segment"])
+            assert p is not None and {q["id"] for q in p["quarantine"]} == {q["id"] for q in seg["quarantined"]}
+            assert p["rows"] == seg["plan"]["rows"] - 2
+        # When Pinpoint accepts them next run
+        pinpoint.verdict = h.all_accepted
+        code, retry = sync(build_now, profiles_dir, settings)
+        # Then exactly the quarantined rows are resent, and the segment is clean
+        assert code == 0, retry
+        for seg in retry["segments"]:
+            assert seg["status"] == "synced" and seg["plan"]["to_send"] == 2 and seg["quarantined"] == []
+            assert pointer(s3, seg["segment"])["quarantine"] == []
+        code, again = sync(build_now, profiles_dir, settings)
+        assert code == 0 and {s["status"] for s in again["segments"]} == {"unchanged"}

@@ -70,7 +70,7 @@ def test_completed_job_succeeds_and_notifies_once(tail, pinpoint, segment_name):
     assert report == {
         "Outcome": "SUCCEEDED", "Segment": "seg_email_clickers", "RunId": "20261125T030000000Z-abc123",
         "Part": None, "Parts": None, "Counts": COUNTS, "ApplicationId": h.APP_ID, "S3Url": S3_URL,
-        "SegmentName": segment_name, "JobId": "job-1", "JobStatus": "COMPLETED", "TotalProcessed": 3,
+        "JobId": "job-1", "JobStatus": "COMPLETED", "TotalProcessed": 3,
         "TotalFailures": 0, "Failures": [], "TotalPieces": 1, "FailedPieces": 0, "Error": None,
         "ExecutionArn": arn,
     }
@@ -191,3 +191,33 @@ def test_an_unreachable_topic_fails_the_execution_with_the_report(aws, pinpoint)
     report = json.loads(described["cause"])
     assert (report["Outcome"], report["JobStatus"]) == ("SUCCEEDED", "COMPLETED")
     assert report["NotifyError"]["Error"]
+
+
+@pytest.mark.parametrize("code, status", [("InternalServerErrorException", 500), ("ServiceUnavailable", 503),
+                                          ("AccessDeniedException", 403)],
+                         ids=["500", "503-unmodelled", "access-denied"])
+def test_create_import_job_is_not_retried_after_an_error_that_may_have_created_a_job(tail, pinpoint, code, status):
+    # given CreateImportJob answers an error after which a job may exist
+    # (one stubbed answer: a second CreateImportJob would fail as "Unexpected API Call")
+    h.stub_error(pinpoint, "create_import_job", code, status)
+
+    # when the tail runs
+    report = failed_report(tail.wait(tail.start("run-1-seg-p1", tail_input())))
+
+    # then it called CreateImportJob exactly once: the failure is Pinpoint's own error, not a second call
+    assert report["Error"]["Error"].startswith("Pinpoint.") and "Unexpected API Call" not in json.dumps(report)
+    pinpoint.assert_no_pending_responses()
+    assert report["JobId"] is None
+    assert [m["attributes"]["outcome"] for m in tail.messages()] == ["FAILED"]
+
+
+@pytest.mark.parametrize("overrides", [{"PollSeconds": 1.5}, {"MaxPolls": 2.5}, {"MaxPolls": 0},
+                                       {"PollSeconds": -1}, {"PollSeconds": "30"}],
+                         ids=["fractional-poll", "fractional-max-polls", "zero-max-polls", "negative-poll",
+                              "poll-as-text"])
+def test_bad_numbers_are_refused_before_any_import(tail, pinpoint, overrides):
+    # given numbers a Wait state cannot use
+    report = failed_report(tail.wait(tail.start("run-1-seg-p1", tail_input(**overrides))))
+    # then nothing is imported (no Pinpoint call) and the failure is notified
+    assert report["Error"]["Error"] == "Lakeseg.InvalidInput"
+    assert [m["attributes"]["outcome"] for m in tail.messages()] == ["FAILED"]
