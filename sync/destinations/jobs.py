@@ -216,6 +216,10 @@ def deliver_in_jobs(platform: JobPlatform, delivery: SegmentDelivery, progress: 
         if not outcome.refused:
             errors.append(f"{delivery.segment} job {job.label}: {outcome.error or 'not accepted'}")
             continue
+        if max_rejected_rows == 0:  # no row may be refused: no point isolating them
+            errors.append(f"{delivery.segment} job {job.label}: {outcome.refused_rows} row(s) refused by the "
+                          f"platform (job {outcome.record.job_id}); destination.max_rejected_rows is 0")
+            continue
         _isolate(platform, delivery, job, outcome, tracker, workdir, budget, rejected, records, errors)
     if len(rejected) > max_rejected_rows:
         errors.append(f"{delivery.segment}: {len(rejected)} row(s) refused by the platform, more than "

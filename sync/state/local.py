@@ -47,17 +47,22 @@ class LocalStateStore(StateStore):
             raise
 
     def _create(self, key: str, data: bytes) -> bool:
+        # Written in full to a temp file, then linked into place: link() fails if the name
+        # exists, so one creator wins, and a kill can never leave an empty lock behind.
         path = self._path(key)
         self._mkdir(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)
+            return True
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        return True
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def _delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

@@ -241,18 +241,21 @@ def rejected_rows(job: h.FakeJob) -> dict:
 
 @pytest.mark.parametrize("verdict, status, failures", [(failed_job, "FAILED", 2), (rejected_rows, "COMPLETED", 1)],
                          ids=["job-failed", "completed-with-rejected-rows"])
-def test_a_job_that_is_not_clean_is_not_confirmed(tail, fake_pinpoint, tmp_path, verdict, status, failures):
-    # given Pinpoint fails the job, or completes it but rejects rows
+def test_refused_rows_fail_the_delivery_when_none_may_be_refused(tail, fake_pinpoint, tmp_path, verdict, status,
+                                                                  failures):
+    # given Pinpoint fails the job, or completes it but rejects rows, and max_rejected_rows is 0
     fake_pinpoint.verdict = verdict
 
     # when delivered
-    result = stack_destination(tail).deliver(delivery([write_csv(tmp_path / "part-00001.csv", rows=3)]))
+    result = stack_destination(tail, max_rejected_rows=0).deliver(
+        delivery([write_csv(tmp_path / "part-00001.csv", rows=3)]))
 
-    # then the delivery is not confirmed, and the job carries Pinpoint's failures
+    # then the delivery is not confirmed (no isolation job either), and the job carries Pinpoint's failures
     assert not result.confirmed
     (record,) = result.jobs
     assert (record.status, record.total_failures, len(record.failures)) == (status, failures, failures)
     assert len(result.errors) == 1 and record.job_id in result.errors[0]
+    assert "max_rejected_rows" in result.errors[0]
     assert "ChannelType" not in result.errors[0] and "Id is too long" not in result.errors[0]
     assert [m["attributes"]["outcome"] for m in tail.messages()] == ["FAILED"]
 
