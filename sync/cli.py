@@ -106,7 +106,7 @@ def sync_options(fn):
         click.option("--select", "-s", multiple=True, help="Segments by model name, glob or tag:<tag>. Repeatable."),
         click.option("--exclude", multiple=True, help="Segments to leave out (same forms as --select)."),
         click.option("--full-refresh", is_flag=True, help="Send every row, not only the change."),
-        click.option("--max-exit-share", type=click.FloatRange(0, 1), default=None,
+        click.option("--max-exit-share", type=click.FloatRange(0, 1, min_open=True), default=None,
                      help="Mass-exit guard: refuse a segment whose run exits more than this share (default 0.3)."),
         click.option("--state", default=None, help="State location: a directory or s3://bucket/prefix."),
         click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON."),
