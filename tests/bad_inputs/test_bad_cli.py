@@ -23,6 +23,7 @@ CLI_CASES = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args,code,words", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
 def test_bad_command_lines(corpus, args, code, words):
     out = corpus.invoke(*args)
