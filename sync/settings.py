@@ -255,7 +255,7 @@ def _read(file: Path) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"settings file {file} cannot be read: {exc}") from exc
     if doc is None:
-        return {}
+        return {"targets": {}}
     if not isinstance(doc, dict):
         raise ConfigError(f"{file} must be a mapping with a 'targets:' key, got a YAML {type(doc).__name__}")
     try:

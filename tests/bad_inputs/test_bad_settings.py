@@ -45,6 +45,13 @@ SETTINGS_CASES = [
     ("env-var-unset", B.replace("state: STATE", "state: ${LAKESEG_CORPUS_UNSET}"),
      ["${LAKESEG_CORPUS_UNSET}", "at state", "not set"]),
     ("no-block-for-target", "targets:\n  athena: {}\n", ["no settings for dbt target 'local'", "athena"]),
+    ("empty-file", "", ["no settings for dbt target 'local'"]),
+    ("destination-type-null", B.replace("type: files", "type: ~"), ["destination.type", "files, pinpoint"]),
+    ("guard-null", B + "    guard: ~\n", ["guard", "null"]),
+    ("target-name-not-text", "targets:\n  1: {}\n", ["targets.1", "valid string"]),
+    ("work-dir-control-character", B.replace("work_dir: WORK", 'work_dir: "a\\0b"'), ["work_dir", "control characters"]),
+    ("poll-seconds-negative", B.replace("{type: files, path: EXPORTS}", "{type: pinpoint, poll_seconds: -1}"),
+     ["destination.poll_seconds", "greater than or equal to 0"]),
 ]
 
 
