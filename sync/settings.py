@@ -204,10 +204,9 @@ def _describe(err: dict, known: dict[tuple, list[str]]) -> tuple[str, str]:
         return key, f"unknown key; {_nearest(loc[-1], known.get(parent, []))}"
     if kind == "missing":
         return key, "is required"
-    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
-        return key + ".type" if kind == "union_tag_invalid" else key, \
-            f"must be one of: {', '.join(sorted(_TAGS))}" + (
-                f", got {value.get('type')!r}" if isinstance(value, dict) else "")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        got = f", got {value.get('type')!r}" if isinstance(value, dict) and "type" in value else ""
+        return f"{key}.type", f"must be one of: {', '.join(sorted(_TAGS))}{got}"
     if value is None:
         return key, "is empty (null); give a value, or remove the key to use the default"
     message = err["msg"].removeprefix("Value error, ")
