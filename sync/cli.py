@@ -235,8 +235,11 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
     from .dbt_invoke import DbtProject, invoke
     from .artifacts import resolve_target_path
 
-    from .runtime import prepare_local_database
+    from .runtime import load_context, prepare_local_database
 
+    # Settings first: a typo in lakeseg.yml must not cost a whole dbt build.
+    load_context(_request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
+                          full_refresh, max_exit_share, state, allow_mass_exit))
     prepare_local_database(DbtProject(project_dir, profiles_dir, target))
     extra = list(dbt_args)
     if target_path:

@@ -109,3 +109,15 @@ def test_max_exit_share_flag_of_zero_is_a_usage_error(unbuilt):
     out = unbuilt.sync("seg_ok", extra=("--max-exit-share", "0"))
     assert out.exit_code == 2 and "--max-exit-share" in out.stderr
     unbuilt.assert_nothing_sent()
+
+
+def test_run_checks_settings_before_building(unbuilt, tmp_path):
+    # given a settings typo
+    unbuilt.write_settings(B + "    gaurd: {max_exit_share: 0.2}\n")
+    target = tmp_path / "target"
+    # when running `lakeseg run` (dbt build, then sync)
+    out = unbuilt.invoke("run", target_path=target)
+    # then it stops on the setting before dbt builds anything
+    assert out.exit_code == 2 and "did you mean 'guard'" in out.stderr, out.output
+    assert not target.exists()
+    unbuilt.assert_nothing_sent()
