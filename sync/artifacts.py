@@ -9,14 +9,20 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
-from .contract import Segment, tests_by_model, test_name
+from .contract import Segment, is_segment_node, tests_by_model, test_name
 from .errors import ArtifactError
 
 BUILD_HINT = "run `dbt build` (or `lakeseg run`)"
+PARSE_HINT = "run `dbt parse` or `dbt build`"
+# Project folders whose files shape the manifest (dbt_project.yml keys and dbt's defaults).
+PROJECT_PATHS = {"model-paths": ["models"], "macro-paths": ["macros"], "test-paths": ["tests"],
+                 "seed-paths": ["seeds"], "snapshot-paths": ["snapshots"], "analysis-paths": ["analyses"]}
+SHAPING_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".py"}
 
 
 def resolve_target_path(project_dir: Path, target_path: str | os.PathLike | None = None) -> Path:
@@ -34,16 +40,50 @@ def resolve_target_path(project_dir: Path, target_path: str | os.PathLike | None
 
 
 def _load(path: Path, what: str, hint: str) -> dict:
-    if not path.exists():
+    if not path.is_file():
         raise ArtifactError(f"{what} not found at {path}: {hint}")
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{what} at {path} is unreadable ({exc}): {hint}") from exc
+    if not isinstance(doc, dict):
+        raise ArtifactError(f"{what} at {path} is not a dbt artifact (a JSON {type(doc).__name__}, "
+                            f"expected an object): {hint}")
+    return doc
 
 
 def load_manifest(target_dir: Path) -> dict:
-    return _load(target_dir / "manifest.json", "dbt manifest", "run `dbt parse` or `dbt build`")
+    path = target_dir / "manifest.json"
+    manifest = _load(path, "dbt manifest", PARSE_HINT)
+    nodes = manifest.get("nodes")
+    if not isinstance(nodes, dict) or not nodes:
+        raise ArtifactError(f"dbt manifest at {path} has no nodes (is it a dbt manifest of this project?): "
+                            f"{PARSE_HINT}")
+    broken = [key for key, node in nodes.items()
+              if not isinstance(node, dict) or not isinstance(node.get("unique_id"), str)
+              or not isinstance(node.get("resource_type"), str)]
+    if broken:
+        raise ArtifactError(f"dbt manifest at {path} has malformed nodes ({', '.join(map(str, broken[:3]))}): "
+                            f"{PARSE_HINT}")
+    return manifest
+
+
+def _check_run_results(path: Path, run_results: dict) -> None:
+    results = run_results.get("results")
+    if not isinstance(results, list):
+        raise ArtifactError(f"dbt run results at {path} have no 'results' list: {BUILD_HINT}")
+    for i, result in enumerate(results):
+        if not isinstance(result, dict) or not isinstance(result.get("unique_id"), str) \
+                or not isinstance(result.get("status"), str):
+            raise ArtifactError(f"dbt run results at {path}: result #{i + 1} has no unique_id/status "
+                                f"(not written by dbt?): {BUILD_HINT}")
+
+
+def require_segments(manifest: dict, where: Path) -> None:
+    """A manifest without a single segment model is the wrong project or target path."""
+    if not any(isinstance(n, dict) and is_segment_node(n) for n in (manifest.get("nodes") or {}).values()):
+        raise ArtifactError(f"dbt manifest at {where} declares no segment models (models in models/segments/ "
+                            f"or with config.meta.lakeseg): check --project-dir / --target-path, then {PARSE_HINT}")
 
 
 @dataclass
@@ -100,7 +140,9 @@ def load_artifacts(project_dir: Path, target_path: str | None = None) -> Artifac
     """Load manifest + run_results and check they belong together."""
     target_dir = resolve_target_path(project_dir, target_path)
     manifest = load_manifest(target_dir)
+    require_segments(manifest, target_dir / "manifest.json")
     run_results = _load(target_dir / "run_results.json", "dbt run results", BUILD_HINT)
+    _check_run_results(target_dir / "run_results.json", run_results)
     m_inv = (manifest.get("metadata") or {}).get("invocation_id")
     r_inv = (run_results.get("metadata") or {}).get("invocation_id")
     if m_inv and r_inv and m_inv != r_inv:
@@ -113,21 +155,54 @@ def load_artifacts(project_dir: Path, target_path: str | None = None) -> Artifac
     return artifacts
 
 
+def _built_at(artifacts: Artifacts) -> float:
+    """When dbt read the project: the earliest of the manifest's generated_at and the artifacts' mtimes."""
+    times = [(artifacts.target_dir / name).stat().st_mtime for name in ("manifest.json", "run_results.json")]
+    stamp = (artifacts.manifest.get("metadata") or {}).get("generated_at")
+    if isinstance(stamp, str):
+        try:
+            parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            times.append((parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp())
+        except ValueError:
+            pass
+    return min(times)
+
+
+def shaping_files(project_dir: Path) -> list[Path]:
+    """Every file that shapes the manifest: dbt_project.yml and the SQL/YAML/CSV under the project's paths."""
+    root = Path(project_dir)
+    project_file = root / "dbt_project.yml"
+    files = [project_file] if project_file.exists() else []
+    try:
+        config = (yaml.safe_load(project_file.read_text()) if files else None) or {}
+    except (OSError, yaml.YAMLError):
+        config = {}
+    for key, default in PROJECT_PATHS.items():
+        folders = config.get(key, default) if isinstance(config, dict) else default
+        for folder in folders if isinstance(folders, list) else default:
+            base = root / str(folder)
+            if base.is_dir():
+                files.extend(p for p in base.rglob("*") if p.suffix in SHAPING_SUFFIXES and p.is_file())
+    return files
+
+
 def _check_fresh(project_dir: Path, artifacts: Artifacts) -> None:
-    """Refuse artifacts older than the model files they describe."""
-    built = (artifacts.target_dir / "run_results.json").stat().st_mtime
+    """Refuse artifacts older than any file that shapes the manifest: models' SQL and YAML, macros,
+    tests, seeds, snapshots and dbt_project.yml (mtime against when dbt read the project)."""
+    built = _built_at(artifacts)
     root = Path(project_dir)
     stale = []
-    for node in (artifacts.manifest.get("nodes") or {}).values():
-        if node.get("resource_type") != "model" or not node.get("original_file_path"):
+    for path in shaping_files(root):
+        try:
+            if path.stat().st_mtime > built:
+                stale.append(path.relative_to(root).as_posix())
+        except OSError:
             continue
-        src = root / node["original_file_path"]
-        if src.exists() and src.stat().st_mtime > built:
-            stale.append(node["original_file_path"])
     if stale:
         raise ArtifactError(
             f"dbt artifacts in {artifacts.target_dir} are older than {', '.join(sorted(stale)[:3])}"
-            + (" and others" if len(stale) > 3 else "") + f": {BUILD_HINT}"
+            + (f" and {len(stale) - 3} other file(s)" if len(stale) > 3 else "")
+            + f" (edited after the last dbt build): {BUILD_HINT}"
         )
 
 

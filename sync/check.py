@@ -48,6 +48,48 @@ def _accepted_values(test: dict) -> list | None:
     return values
 
 
+# Test configs that keep a required test from checking every row at error severity.
+_DEFAULT_ERROR_IF = {"!=0", ">0", ">=1"}
+
+
+def neutralised(test: dict) -> str | None:
+    """Why a test does not really guard the data (it filters rows, only warns, ...), or None."""
+    config = test.get("config") or {}
+    if str(config.get("severity") or "error").strip().lower() != "error":
+        return f"severity: {config.get('severity')}"
+    if config.get("where") not in (None, ""):
+        return f"where: {config.get('where')!r}"
+    if config.get("limit") is not None:
+        return f"limit: {config.get('limit')!r}"
+    error_if = str(config.get("error_if") or "!= 0").replace(" ", "")
+    if error_if not in _DEFAULT_ERROR_IF:
+        return f"error_if: {config.get('error_if')!r}"
+    fail_calc = str(config.get("fail_calc") or "count(*)").replace(" ", "").lower()
+    if fail_calc != "count(*)":
+        return f"fail_calc: {config.get('fail_calc')!r}"
+    kwargs = (test.get("test_metadata") or {}).get("kwargs") or {}
+    max_length = kwargs.get("max_length", (kwargs.get("arguments") or {}).get("max_length"))
+    if test_name(test) == "pinpoint_max_length" and max_length is not None:
+        try:
+            if float(max_length) > pf.MAX_VALUE_LENGTH:
+                return f"max_length: {max_length} (Pinpoint allows {pf.MAX_VALUE_LENGTH})"
+        except (TypeError, ValueError):
+            return f"max_length: {max_length!r}"
+    return None
+
+
+def _exit_value_problem(value) -> str | None:
+    """Exit values are strings or numbers exactly as written; YAML null and booleans are refused."""
+    if value is None:
+        return "is null (YAML ~, null or nothing); write the value in quotes, e.g. 'None'"
+    if isinstance(value, bool):
+        return (f"is the YAML boolean {str(value).lower()} (an unquoted yes/no/true/false/on/off); "
+                f"quote it, e.g. 'No'")
+    if not isinstance(value, (str, int, float)):
+        return f"must be a string or a number, got a {type(value).__name__}"
+    return None
+
+
 def check_segment(seg: Segment, tests: list[dict]) -> list[Problem]:
     problems: list[Problem] = []
 
@@ -88,6 +130,10 @@ def check_segment(seg: Segment, tests: list[dict]) -> list[Problem]:
             if f not in seg.owned_fields:
                 add(None, "exit", f"exit names {f}, which this segment does not export")
                 continue
+            bad = _exit_value_problem(v)
+            if bad:
+                add(None, "exit-value", f"exit value for {f} {bad}")
+                continue
             for fp in pf.validate_value(f, v):
                 add(None, f"exit-{fp.rule}", f"exit value for {f}: {fp.message}")
     else:
@@ -105,6 +151,9 @@ def check_segment(seg: Segment, tests: list[dict]) -> list[Problem]:
         for rule in required:
             if rule not in have:
                 add(m.column, "required-test", f"{m.field} needs the '{rule}' test")
+            elif (why := neutralised(have[rule])) is not None:
+                add(m.column, "required-test", f"{m.field}'s '{rule}' test does not count with {why}: "
+                                               "required tests run at error severity on every row")
         allowed = pf.ACCEPTED_VALUES.get(m.field)
         if allowed is not None:
             found = [have[n] for n in ACCEPTED_VALUES_TESTS if n in have]
@@ -128,12 +177,9 @@ def check_manifest(manifest: dict) -> tuple[list[Segment], list[Problem]]:
         problems.extend(check_segment(seg, tests.get(seg.unique_id, [])))
 
     owners: dict[str, list[str]] = defaultdict(list)
-    custom: set[str] = set()
     for seg in segments:
         for f in set(seg.owned_fields):
             owners[f].append(seg.name)
-            if pf.custom_name(f) is not None:
-                custom.add(f)
     for f, models in sorted(owners.items()):
         if len(models) > 1:
             for model in sorted(models):
@@ -141,8 +187,28 @@ def check_manifest(manifest: dict) -> tuple[list[Segment], list[Problem]]:
                 col = next(m.column for s in segments if s.name == model for m in s.mappings if m.field == f)
                 problems.append(Problem(model, col, "field-ownership",
                                         f"{f} is also written by {others}; each field has exactly one owner"))
-    if len(custom) > pf.MAX_CUSTOM_ATTRIBUTES:
-        problems.append(Problem("(project)", None, "custom-attribute-quota",
-                                f"{len(custom)} custom attributes across all segments; Pinpoint allows "
-                                f"{pf.MAX_CUSTOM_ATTRIBUTES} per project"))
+    problems.extend(_quota_problems(segments))
     return segments, problems
+
+
+def _quota_problems(segments: list[Segment]) -> list[Problem]:
+    """Pinpoint's 250 custom attributes per project, attached to the segments that push past it.
+
+    Segments are counted in name order; a segment whose new custom attributes
+    would take the project past the quota is refused whole (its fields
+    all-or-nothing), and the count goes on with the next one.
+    """
+    counted: set[str] = set()
+    total = len({f for s in segments for f in s.owned_fields if pf.custom_name(f) is not None})
+    problems = []
+    for seg in sorted(segments, key=lambda s: s.name):
+        new = sorted({f for f in seg.owned_fields if pf.custom_name(f) is not None} - counted)
+        if len(counted) + len(new) > pf.MAX_CUSTOM_ATTRIBUTES:
+            problems.append(Problem(seg.name, None, "custom-attribute-quota",
+                                    f"its {len(new)} custom attribute(s) ({', '.join(new[:3])}"
+                                    + (", ..." if len(new) > 3 else "") + f") would take the project past "
+                                    f"Pinpoint's {pf.MAX_CUSTOM_ATTRIBUTES} per project ({total} declared "
+                                    f"across all segments; counted in segment name order)"))
+            continue
+        counted.update(new)
+    return problems

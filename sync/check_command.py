@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifacts import load_manifest, resolve_target_path
+from .artifacts import load_manifest, require_segments, resolve_target_path
 from .check import Problem, check_manifest
 from .contract import Segment
 from .dbt_invoke import DbtProject, invoke
@@ -21,4 +21,6 @@ def run_check(project_dir: Path, profiles_dir: Path | None = None, target: str |
         extra = ["--target-path", str(target_dir)]
         if not invoke("parse", DbtProject(Path(project_dir), profiles_dir, target), extra):
             raise ConfigError("`dbt parse` failed; fix the errors dbt printed above, then run lakeseg check again")
-    return check_manifest(load_manifest(target_dir))
+    manifest = load_manifest(target_dir)
+    require_segments(manifest, target_dir / "manifest.json")
+    return check_manifest(manifest)

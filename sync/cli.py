@@ -1,7 +1,8 @@
 """The ``lakeseg`` command. It only parses options and calls the library.
 
 Exit codes: 0 all selected segments synced (or nothing to do); 1 a segment
-failed, was skipped or refused; 2 usage or configuration error.
+failed, was skipped or refused, ``check`` found a problem, or an unexpected
+error (one line; the traceback with ``-v``); 2 usage or configuration error.
 Every option can also come from a ``LAKESEG_<OPTION>`` environment variable.
 """
 
@@ -10,24 +11,47 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from functools import wraps
 from pathlib import Path
 
 import click
 
 from . import __version__
+from . import logs
 from .errors import ConfigError, LakesegError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+log = logging.getLogger("sync.cli")
+
+
+def _verbosity() -> int:
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx else None
+    return int((root.params.get("verbose") if root else 0) or 0)
 
 
 def _fail(exc: LakesegError) -> None:
+    if _verbosity() > 0:
+        click.echo(traceback.format_exc().rstrip(), err=True)
     click.echo(f"Error: {exc}", err=True)
     sys.exit(exc.exit_code)
 
 
+def _crash(exc: Exception) -> None:
+    """The boundary for what nobody foresaw: one line, the traceback only with -v."""
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    if _verbosity() > 0:
+        click.echo(logs.redact(traceback.format_exc().rstrip()), err=True)
+        hint = ""
+    else:
+        hint = " (run with -v for the traceback)"
+    click.echo(f"Error: unexpected {type(exc).__name__}: {logs.redact(first)}{hint}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
 def handle_errors(fn):
-    """Turn library errors into a message and the documented exit code."""
+    """Turn library errors into a message and the documented exit code; nothing else escapes."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
@@ -35,6 +59,10 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except LakesegError as exc:
             _fail(exc)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 -- the top-level boundary
+            _crash(exc)
 
     return wrapper
 
@@ -51,8 +79,11 @@ def project_options(fn):
 
 @click.group(context_settings={"auto_envvar_prefix": "LAKESEG", "help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lakeseg")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv: debug, which may include values).")
-def main(verbose: int) -> None:
+@click.option("-v", "--verbose", count=True,
+              help="More of lakeseg's own log output (-vv: debug, which may include values); tracebacks on errors.")
+@click.option("--debug-aws", is_flag=True,
+              help="Also log the AWS SDK's requests (botocore wire logs), credentials masked.")
+def main(verbose: int, debug_aws: bool) -> None:
     """lakeseg: customer segments as dbt models, synced into an engagement platform.
 
     \b
@@ -60,8 +91,7 @@ def main(verbose: int) -> None:
       dbt build && lakeseg sync     # or, for a scheduler: lakeseg run
       lakeseg plan                  # what would be sent, writes nothing
     """
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(verbose, debug_aws)
 
 
 # --------------------------------------------------------------------------- check
@@ -106,7 +136,7 @@ def sync_options(fn):
         click.option("--select", "-s", multiple=True, help="Segments by model name, glob or tag:<tag>. Repeatable."),
         click.option("--exclude", multiple=True, help="Segments to leave out (same forms as --select)."),
         click.option("--full-refresh", is_flag=True, help="Send every row, not only the change."),
-        click.option("--max-exit-share", type=click.FloatRange(0, 1), default=None,
+        click.option("--max-exit-share", type=click.FloatRange(0, 1, min_open=True), default=None,
                      help="Mass-exit guard: refuse a segment whose run exits more than this share (default 0.3)."),
         click.option("--state", default=None, help="State location: a directory or s3://bucket/prefix."),
         click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON."),
@@ -205,8 +235,11 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
     from .dbt_invoke import DbtProject, invoke
     from .artifacts import resolve_target_path
 
-    from .runtime import prepare_local_database
+    from .runtime import load_context, prepare_local_database
 
+    # Settings first: a typo in lakeseg.yml must not cost a whole dbt build.
+    load_context(_request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
+                          full_refresh, max_exit_share, state, allow_mass_exit))
     prepare_local_database(DbtProject(project_dir, profiles_dir, target))
     extra = list(dbt_args)
     if target_path:

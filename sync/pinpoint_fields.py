@@ -32,7 +32,13 @@ MAX_NAME_LENGTH = 50
 MAX_VALUE_LENGTH = 100
 MAX_CUSTOM_ATTRIBUTES = 250
 FORBIDDEN_NAME_CHARS = "#:?\\/"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Every C0 and C1 control character (NEL U+0085 among them), DEL, and the Unicode
+# line and paragraph separators: each can break a CSV line or an import.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def has_control_chars(text: str) -> bool:
+    return _CONTROL.search(text) is not None
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,9 @@ def validate_value(field: str, value: object) -> list[FieldProblem]:
     problems = []
     if len(text) > MAX_VALUE_LENGTH:
         problems.append(FieldProblem("max-length", f"value is {len(text)} characters; Pinpoint allows {MAX_VALUE_LENGTH}"))
-    if any(c in text for c in "\r\n\t"):
-        problems.append(FieldProblem("no-control-chars", "value holds a line break or tab"))
+    if has_control_chars(text):
+        problems.append(FieldProblem("no-control-chars", "value holds a control character (line break, tab, "
+                                                         "NUL, U+0085, U+2028/U+2029, ...)"))
     if is_metric(field):
         try:
             float(text)

@@ -14,25 +14,38 @@ targets:
     guard: {max_exit_share: 0.2}
 ```
 
-``${NAME}`` and ``${NAME:-default}`` are replaced from the environment; a
-missing variable without a default is an error naming it. Command-line flags
-(and their ``LAKESEG_*`` environment variables) override the file.
+``${NAME}`` and ``${NAME:-default}`` are replaced from the environment (the
+default, possibly empty, applies when the variable is unset or empty, as in a
+shell); a missing variable without a default is an error naming it.
+Command-line flags (and their ``LAKESEG_*`` environment variables) override
+the file.
+
+The file is a schema (pydantic): an unknown key is refused with the nearest
+valid name, every value is type- and range-checked, and every error names the
+file, the target and the key. No value is ever pasted into SQL unchecked:
+``memory_limit`` must be a plain size such as ``1GB``.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 import yaml
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr,
+                      ValidationError)
 
 from .errors import ConfigError
 
 SETTINGS_FILE = "lakeseg.yml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+MIN_FILE_MB = 1
+MAX_FILE_MB = 1024  # Pinpoint: 1 GB per import job
 
 DEFAULTS: dict[str, Any] = {
     "destination": {"type": "files", "path": "build/exports"},
@@ -44,22 +57,174 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def interpolate(value: Any, *, where: str = SETTINGS_FILE) -> Any:
+# --------------------------------------------------------------------------- interpolation
+
+def interpolate(value: Any, *, where: str = SETTINGS_FILE, key: str = "") -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string, naming the key on error."""
     if isinstance(value, str):
         def sub(m: re.Match) -> str:
             name, default = m.group(1), m.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return default
-            raise ConfigError(f"{where} uses ${{{name}}}, which is not set (export it or write ${{{name}:-default}})")
+            current = os.environ.get(name)
+            if default is not None:  # ${NAME:-default}: unset or empty takes the default (maybe "")
+                return current if current else default
+            if current is not None:
+                return current
+            at = f" at {key}" if key else ""
+            raise ConfigError(f"{where}{at} uses ${{{name}}}, which is not set "
+                              f"(export it or write ${{{name}:-default}})")
         return _VAR.sub(sub, value)
     if isinstance(value, dict):
-        return {k: interpolate(v, where=where) for k, v in value.items()}
+        return {k: interpolate(v, where=where, key=f"{key}.{k}" if key else str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, where=where) for v in value]
+        return [interpolate(v, where=where, key=f"{key}[{i}]") for i, v in enumerate(value)]
     return value
 
+
+# --------------------------------------------------------------------------- the schema
+
+def _no_bool(value: Any) -> Any:
+    """YAML ``yes``/``true`` is not a number: refuse it before pydantic's lax coercion."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got the YAML boolean {value!r}")
+    return value
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _memory_limit(value: str) -> str:
+    if not MEMORY_LIMIT.match(value):
+        raise ValueError(f"must be a size such as 1GB, 512MB or 2.5GiB, got {value!r}")
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_text)]
+Number = Annotated[float, BeforeValidator(_no_bool)]
+Whole = Annotated[int, BeforeValidator(_no_bool)]
+Strict = ConfigDict(extra="forbid")
+
+
+class FilesDestinationSettings(BaseModel):
+    model_config = Strict
+    type: Literal["files"]
+    path: Text
+    name: Text | None = None
+
+
+class PinpointDestinationSettings(BaseModel):
+    """Types only; the destination's preflight says which missing value it needs."""
+
+    model_config = Strict
+    type: Literal["pinpoint"]
+    name: Text | None = None
+    application_id: StrictStr | None = None
+    import_s3_url: Annotated[StrictStr, Field(pattern=r"^(s3://.+)?$")] | None = None
+    mode: Literal["stack", "direct"] | None = None
+    state_machine_arn: StrictStr | None = None
+    import_role_arn: StrictStr | None = None
+    segment_name_prefix: StrictStr | None = None
+    poll_seconds: Annotated[Number, Field(ge=0)] | None = None
+    max_concurrent_jobs: Annotated[Whole, Field(ge=1, le=10)] | None = None
+    kms_key_id: StrictStr | None = None
+    timeout: Annotated[Number, Field(gt=0)] | None = None
+    max_job_mb: Annotated[Number, Field(gt=0, le=1024)] | None = None
+    region: StrictStr | None = None
+
+
+class GuardSettings(BaseModel):
+    model_config = Strict
+    max_exit_share: Annotated[Number, Field(gt=0, le=1)]
+
+
+class FilesSettings(BaseModel):
+    model_config = Strict
+    max_file_mb: Annotated[Number, Field(ge=MIN_FILE_MB, le=MAX_FILE_MB)]
+
+
+Destination = Annotated[Union[FilesDestinationSettings, PinpointDestinationSettings], Field(discriminator="type")]
+
+
+class TargetSettings(BaseModel):
+    """One block under ``targets:``, merged over the defaults."""
+
+    model_config = Strict
+    destination: Destination
+    state: Text
+    guard: GuardSettings
+    files: FilesSettings
+    memory_limit: Annotated[StrictStr, AfterValidator(_memory_limit)]
+    work_dir: Text
+    state_kms_key_id: Text | None = None
+
+
+class SettingsFile(BaseModel):
+    model_config = Strict
+    targets: dict[StrictStr, dict | None] | None = None
+
+
+# Valid keys at each level, for "did you mean" (the destination level per type).
+_KNOWN: dict[tuple, list[str]] = {
+    (): list(TargetSettings.model_fields),
+    ("guard",): list(GuardSettings.model_fields),
+    ("files",): list(FilesSettings.model_fields),
+    ("destination", "files"): list(FilesDestinationSettings.model_fields),
+    ("destination", "pinpoint"): list(PinpointDestinationSettings.model_fields),
+}
+_TAGS = {"files", "pinpoint"}
+
+_HINTS = {
+    "max_exit_share": "must be above 0 and at most 1 (a share: between 0 and 1)",
+    "max_file_mb": f"must be between {MIN_FILE_MB} and {MAX_FILE_MB} (MiB; Pinpoint takes 1 GB per import job)",
+    "max_concurrent_jobs": "must be a whole number between 1 and 10 (Pinpoint runs at most 10 import jobs)",
+    "max_job_mb": "must be above 0 and at most 1024 (Pinpoint's 1 GB per import job)",
+}
+
+
+def _nearest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "valid keys: " + ", ".join(choices)
+
+
+def _describe(err: dict, known: dict[tuple, list[str]]) -> tuple[str, str]:
+    """(dotted key, message) for one pydantic error, in a user's words."""
+    loc = tuple(err["loc"])
+    shown = tuple(str(p) for p in loc if not (len(loc) > 1 and loc[0] == "destination" and p in _TAGS
+                                              and p == loc[1]))
+    key = ".".join(shown) or "(top level)"
+    kind, value = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        parent = tuple(str(p) for p in loc[:-1])
+        return key, f"unknown key; {_nearest(loc[-1], known.get(parent, []))}"
+    if kind == "missing":
+        return key, "is required"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        got = f", got {value.get('type')!r}" if isinstance(value, dict) and "type" in value else ""
+        return f"{key}.type", f"must be one of: {', '.join(sorted(_TAGS))}{got}"
+    if value is None:
+        return key, "is empty (null); give a value, or remove the key to use the default"
+    message = err["msg"].removeprefix("Value error, ")
+    if shown and shown[-1] in _HINTS and kind.startswith(("greater_than", "less_than")):
+        message = _HINTS[shown[-1]]
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        message = "must be a mapping (key: value lines)"
+    return key, f"{message}, got {value!r}" if "got" not in message else message
+
+
+def _raise(where: str, exc: ValidationError, known: dict[tuple, list[str]] = _KNOWN) -> None:
+    lines = [f"{key}: {msg}" for key, msg in (_describe(e, known) for e in exc.errors())]
+    if len(lines) == 1:
+        raise ConfigError(f"{where}: {lines[0]}") from None
+    raise ConfigError(f"{where}: {len(lines)} problems:\n  " + "\n  ".join(lines)) from None
+
+
+# --------------------------------------------------------------------------- loading
 
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
@@ -81,20 +246,38 @@ class Settings:
     raw: dict = field(default_factory=dict, repr=False)
 
 
+def _read(file: Path) -> dict:
+    try:
+        doc = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"settings file {file} cannot be read: {exc}") from exc
+    if doc is None:
+        return {"targets": {}}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{file} must be a mapping with a 'targets:' key, got a YAML {type(doc).__name__}")
+    try:
+        return {"targets": SettingsFile.model_validate(doc).targets or {}}
+    except ValidationError as exc:
+        _raise(str(file), exc, {(): list(SettingsFile.model_fields)})
+    raise AssertionError  # unreachable
+
+
 def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
                   overrides: dict | None = None) -> Settings:
     """Settings for one dbt target: defaults < lakeseg.yml < overrides (flags)."""
     file = Path(path) if path else Path(project_dir) / SETTINGS_FILE
     merged = dict(DEFAULTS)
-    source = "defaults"
+    source, where = "defaults", f"settings (target {target})"
+    if file.is_dir():
+        raise ConfigError(f"settings file {file} is a directory")
     if file.exists():
-        try:
-            doc = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file} is not valid YAML: {exc}") from exc
-        targets = doc.get("targets") or {}
+        targets = _read(file)["targets"]
+        where = f"{file} (target {target})"
         if target in targets:
-            block = interpolate(targets[target] or {}, where=f"{file} (target {target})")
+            block = targets[target] or {}
+            block = interpolate(block, where=where)
             # A destination block replaces the default one whole: another
             # destination type shares none of the files destination's keys.
             if isinstance(block.get("destination"), dict) and block["destination"].get("type"):
@@ -109,25 +292,17 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
         if value is not None:
             merged = _merge(merged, {key: value}) if isinstance(value, dict) else {**merged, key: value}
     try:
-        share = float(merged["guard"]["max_exit_share"])
-        max_file = int(float(merged["files"]["max_file_mb"]) * 1024 * 1024)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid guard/files settings in {source}: {exc}") from exc
-    if not 0 <= share <= 1:
-        raise ConfigError(f"guard.max_exit_share must be between 0 and 1, got {share}")
-    if not 0 < max_file <= 1024 ** 3:
-        raise ConfigError("files.max_file_mb must be positive and at most 1024 (Pinpoint's 1 GB per import job)")
-    dest = merged["destination"]
-    if not isinstance(dest, dict) or not dest.get("type"):
-        raise ConfigError(f"destination.type is not set for target '{target}' in {source}")
+        valid = TargetSettings.model_validate(merged)
+    except ValidationError as exc:
+        _raise(where, exc)
     return Settings(
         target=target,
-        destination=dest,
-        state=str(merged["state"]),
-        max_exit_share=share,
-        max_file_bytes=max_file,
-        memory_limit=str(merged["memory_limit"]),
-        work_dir=Path(str(merged["work_dir"])),
+        destination=valid.destination.model_dump(exclude_unset=True),
+        state=valid.state,
+        max_exit_share=valid.guard.max_exit_share,
+        max_file_bytes=int(valid.files.max_file_mb * 1024 * 1024),
+        memory_limit=valid.memory_limit,
+        work_dir=Path(valid.work_dir),
         source=source,
-        raw=merged,
+        raw=valid.model_dump(),
     )

@@ -64,17 +64,24 @@
 {%- endmacro %}
 
 
-{#- contains_any(expr, chars): true when the string holds any of the given characters. -#}
+{#- contains_control_chars(expr): true when the string holds a character Pinpoint imports cannot carry. -#}
 {% macro contains_control_chars(expr) -%}
   {{ return(adapter.dispatch('contains_control_chars')(expr)) }}
 {%- endmacro %}
 
+{#- Every C0/C1 control character (tab, line breaks, NUL, vertical tab, NEL U+0085, ...), DEL,
+    and the Unicode line/paragraph separators U+2028/U+2029. RE2 (DuckDB) and Athena's regex
+    engines (Joni, RE2J) all read \x.. and \x{....} escapes. -#}
+{% macro control_chars_class() -%}
+  [\x00-\x1F\x7F-\x9F\x{2028}\x{2029}]
+{%- endmacro %}
+
 {% macro default__contains_control_chars(expr) -%}
-  regexp_matches({{ expr }}, '[\r\n\t]')
+  regexp_matches({{ expr }}, '{{ control_chars_class() }}')
 {%- endmacro %}
 
 {% macro athena__contains_control_chars(expr) -%}
-  regexp_like({{ expr }}, '[\r\n\t]')
+  regexp_like({{ expr }}, '{{ control_chars_class() }}')
 {%- endmacro %}
 
 

@@ -12,7 +12,8 @@ where length(cast({{ column_name }} as varchar)) > {{ max_length }}
 {% endtest %}
 
 
-{#- Pinpoint's user guide: line breaks and tabs in a value make an import fail. -#}
+{#- Pinpoint's user guide: line breaks and tabs in a value make an import fail. Refused: every
+    C0/C1 control character (NUL, vertical tab, NEL, ...), DEL and U+2028/U+2029. -#}
 {% test pinpoint_no_control_chars(model, column_name) %}
 select {{ column_name }} as failing_value
 from {{ model }}

@@ -82,7 +82,9 @@ def test_sources_resolve_to_glue_tables_and_filter_partitions(athena_compiled):
     ("epoch_ms_to_timestamp", "cast(from_unixtime(cast(1776273651267 as double) / 1000.0) as timestamp)"),
     ("timestamp_add", "date_add('month', -6, timestamp '2026-08-31 12:00:00')"),
     ("map_value", "element_at(map(array['campaign_id'], array['cmp-1']), 'campaign_id')"),
-    ("contains_control_chars", "regexp_like('a' || chr(9) || 'b', '[\\r\\n\\t]')"),
+    ("contains_control_chars", "regexp_like('a' || chr(9) || 'b', '[\\x00-\\x1F\\x7F-\\x9F\\x{2028}\\x{2029}]')"),
+    ("contains_control_chars", "regexp_like('a' || chr(0) || 'b', '[\\x00-\\x1F\\x7F-\\x9F\\x{2028}\\x{2029}]')"),
+    ("contains_control_chars", "regexp_like('a' || chr(8232) || 'b', '[\\x00-\\x1F\\x7F-\\x9F\\x{2028}\\x{2029}]')"),
     ("try_to_double", "try_cast(cast('3.5' as varchar) as double)"),
 ], ids=lambda v: v if "(" not in v else "")
 def test_dispatch_macros_render_athena_branches(athena_compiled, macro, expected):

@@ -23,6 +23,17 @@ with cases as (
            case when {{ contains_control_chars("'a' || chr(9) || 'b'") }} then 'yes' else 'no' end, 'yes'
     union all
     select 'contains_control_chars plain', case when {{ contains_control_chars("'a, \"b\" José'") }} then 'yes' else 'no' end, 'no'
+    {%- for name, codepoint in [('NUL', 0), ('vertical tab', 11), ('unit separator', 31), ('DEL', 127),
+                                ('NEL U+0085', 133), ('C1 U+009F', 159), ('U+2028', 8232), ('U+2029', 8233)] %}
+    union all
+    select 'contains_control_chars {{ name }}',
+           case when {{ contains_control_chars("'a' || chr(" ~ codepoint ~ ") || 'b'") }} then 'yes' else 'no' end, 'yes'
+    {%- endfor %}
+    {%- for name, codepoint in [('no-break space', 160), ('emoji', 128512)] %}
+    union all
+    select 'contains_control_chars {{ name }} is text',
+           case when {{ contains_control_chars("'a' || chr(" ~ codepoint ~ ") || 'b'") }} then 'yes' else 'no' end, 'no'
+    {%- endfor %}
     union all
     select 'try_to_double number', cast({{ try_to_double("'3.5'") }} as varchar), cast(cast(3.5 as double) as varchar)
     union all

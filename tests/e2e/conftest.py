@@ -34,6 +34,10 @@ class Build:
     def env(self) -> dict:
         return {"LAKESEG_BUILD_DIR": str(self.build_dir)}
 
+    def results(self) -> list[dict]:
+        """The results of dbt's run_results.json."""
+        return json.loads((self.target_path / "run_results.json").read_text())["results"]
+
 
 def dbt_build(root: Path, name: str, lake: Path, profiles: Path, *extra: str, project: Path = PROJECT) -> Build:
     build_dir = root / name

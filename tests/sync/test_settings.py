@@ -48,3 +48,29 @@ def test_invalid_settings(tmp_path, yaml_text, match):
 def test_another_destination_type_does_not_inherit_files_keys(tmp_path):
     (tmp_path / "lakeseg.yml").write_text("targets:\n  prod:\n    destination: {type: pinpoint, application_id: x}\n")
     assert load_settings(tmp_path, "prod").destination == {"type": "pinpoint", "application_id": "x"}
+
+
+@pytest.mark.parametrize("env,text,expected", [
+    pytest.param({}, "${LS_T:-}", "", id="unset-empty-default-is-empty"),
+    pytest.param({"LS_T": ""}, "${LS_T:-d}", "d", id="empty-takes-default-like-a-shell"),
+    pytest.param({"LS_T": "v"}, "${LS_T:-d}", "v", id="set-wins"),
+    pytest.param({"LS_T": ""}, "${LS_T}", "", id="set-empty-without-default"),
+])
+def test_interpolation_defaults(monkeypatch, env, text, expected):
+    monkeypatch.delenv("LS_T", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert interpolate(text) == expected
+
+
+def test_empty_default_is_accepted_where_empty_is_valid(tmp_path, monkeypatch):
+    monkeypatch.delenv("LS_PREFIX", raising=False)
+    (tmp_path / "lakeseg.yml").write_text(
+        "targets:\n  prod:\n    destination: {type: pinpoint, segment_name_prefix: '${LS_PREFIX:-}'}\n")
+    assert load_settings(tmp_path, "prod").destination["segment_name_prefix"] == ""
+
+
+def test_unknown_key_names_the_nearest_valid_one(tmp_path):
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    memroy_limit: 1GB\n")
+    with pytest.raises(ConfigError, match=r"lakeseg.yml \(target local\): memroy_limit: unknown key; did you mean 'memory_limit'"):
+        load_settings(tmp_path, "local")
