@@ -11,6 +11,7 @@ from pathlib import Path
 from .artifacts import load_artifacts
 from .dbt_invoke import DbtProject
 from .destinations import build_destination, state_key
+from .digest_key import resolve_digest_key
 from .engine import Progress, RunReport, SyncOptions, SyncRun
 from .errors import ConfigError
 from .profile import Target, load_target
@@ -82,6 +83,8 @@ def load_context(req: SyncRequest) -> tuple[Target, Settings]:
     # Local paths in lakeseg.yml are relative to the dbt project.
     if not settings.state.startswith("s3://") and not Path(settings.state).is_absolute():
         settings.state = str(project_dir / settings.state)
+    if settings.digest_key.startswith("file:") and not Path(settings.digest_key[5:]).is_absolute():
+        settings.digest_key = f"file:{project_dir / settings.digest_key[5:]}"
     dest_path = settings.destination.get("path")
     if dest_path and not Path(str(dest_path)).is_absolute():
         settings.destination = {**settings.destination, "path": str(project_dir / str(dest_path))}
@@ -102,6 +105,7 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
         select=req.select, exclude=req.exclude, full_refresh=req.full_refresh,
         allow_mass_exit=req.allow_mass_exit, max_exit_share=settings.max_exit_share,
         max_file_bytes=settings.max_file_bytes, memory_limit=settings.memory_limit, dry_run=dry_run,
+        digest_key=resolve_digest_key(settings.digest_key, session),
     )
     work_dir = settings.work_dir if settings.work_dir.is_absolute() else project_dir / settings.work_dir
     return SyncRun(

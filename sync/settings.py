@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "files": {"max_file_mb": 100},
     "memory_limit": "1GB",
     "work_dir": "build/work",
+    # The value digest's secret (sync/digest_key.py): by default a random key in a 0600 file
+    # beside the build, outside the state store.
+    "digest_key": "file:build/digest.key",
 }
 
 
@@ -134,6 +137,8 @@ class PinpointDestinationSettings(BaseModel):
     timeout: Annotated[Number, Field(gt=0)] | None = None
     max_job_mb: Annotated[Number, Field(gt=0, le=1024)] | None = None
     region: StrictStr | None = None
+    max_rejected_rows: Annotated[Whole, Field(ge=0)] | None = None
+    max_isolation_jobs: Annotated[Whole, Field(ge=0)] | None = None
 
 
 class GuardSettings(BaseModel):
@@ -160,6 +165,7 @@ class TargetSettings(BaseModel):
     memory_limit: Annotated[StrictStr, AfterValidator(_memory_limit)]
     work_dir: Text
     state_kms_key_id: Text | None = None
+    digest_key: Text
 
 
 class SettingsFile(BaseModel):
@@ -242,6 +248,7 @@ class Settings:
     max_file_bytes: int
     memory_limit: str
     work_dir: Path
+    digest_key: str = field(default="", repr=False)  # where the digest's secret comes from, or the secret itself
     source: str = "defaults"
     raw: dict = field(default_factory=dict, repr=False)
 
@@ -303,6 +310,7 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
         max_file_bytes=int(valid.files.max_file_mb * 1024 * 1024),
         memory_limit=valid.memory_limit,
         work_dir=Path(valid.work_dir),
+        digest_key=valid.digest_key,
         source=source,
         raw=valid.model_dump(),
     )

@@ -30,6 +30,7 @@ import abc
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,8 @@ from typing import Iterator
 import duckdb
 
 from ..errors import ConfigError, LockHeld, SegmentRefused
+
+log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -243,8 +246,8 @@ class StateStore(abc.ABC):
         try:
             found = parquet_schema(local)
             if found != schema:
-                raise SegmentRefused(f"{what} data for {where} has columns {found}, expected {schema}; "
-                                     "refusing to read it")
+                raise SegmentRefused(f"{what} data {self._location(data_key)} for {where} has columns {found}, "
+                                     f"expected {schema}; refusing to read it")
             con = duckdb.connect()
             actual = con.execute("select count(*) from read_parquet(?)", [str(local)]).fetchall()[0][0]
             con.close()
@@ -406,19 +409,25 @@ class StateStore(abc.ABC):
         # One line of JSON per document: Athena's JSON SerDe reads the history as a table.
         self._write(self._history_key(run), json.dumps(run, default=str, separators=(",", ":")).encode() + b"\n")
 
-    def _read_run(self, key: str) -> dict | None:
+    def _read_run(self, key: str) -> dict:
         raw = self._read(key)
-        if not raw:
-            return None
         try:
-            doc = json.loads(raw)
+            doc = json.loads(raw or b"")
         except ValueError:
-            return None
-        return doc if isinstance(doc, dict) and isinstance(doc.get("run_id"), str) else None
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("run_id"), str):
+            raise ConfigError(f"history document {self._location(key)} is corrupt; move it away to read the rest")
+        return doc
 
     def list_runs(self, limit: int = 20) -> list[dict]:
-        keys = sorted(self._list("history/"), reverse=True)[:limit]
-        return [run for run in (self._read_run(k) for k in keys) if run is not None]
+        """The newest runs; a corrupt document is skipped with a warning (it names the file)."""
+        runs = []
+        for key in sorted(self._list("history/"), reverse=True)[:limit]:
+            try:
+                runs.append(self._read_run(key))
+            except ConfigError as exc:
+                log.warning("%s", exc)
+        return runs
 
     def get_run(self, run_id: str) -> dict | None:
         for key in self._list("history/"):
