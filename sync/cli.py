@@ -110,6 +110,11 @@ def sync_options(fn):
                      help="Mass-exit guard: refuse a segment whose run exits more than this share (default 0.3)."),
         click.option("--state", default=None, help="State location: a directory or s3://bucket/prefix."),
         click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON."),
+        click.option("--report-path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     envvar="LAKESEG_REPORT_PATH",
+                     help="Where sync and run write the HTML report (default: build/report/index.html "
+                          "in the project)."),
+        click.option("--no-report", is_flag=True, help="Do not write the HTML report after the run."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -138,7 +143,8 @@ def _finish(report, as_json: bool) -> None:
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
-def _execute(req, command: str, dry_run: bool, as_json: bool) -> None:
+def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path | None = None,
+             no_report: bool = False) -> None:
     from .report import Progress
     from .runtime import run_sync
 
@@ -147,14 +153,28 @@ def _execute(req, command: str, dry_run: bool, as_json: bool) -> None:
         report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
     finally:
         progress.close()
+        if not dry_run and not no_report:
+            _write_html_report(req, report_path)
     _finish(report, as_json)
+
+
+def _write_html_report(req, report_path: Path | None) -> None:
+    """The HTML report after a sync or run; a failure to write it never changes the run's outcome."""
+    from .runtime import write_html_report
+
+    try:
+        written = write_html_report(req, report_path)
+    except Exception as exc:  # noqa: BLE001 - the run's own result matters more
+        logging.getLogger(__name__).warning("could not write the HTML report: %s", exc)
+        return
+    click.echo(f"Report: {written.path} ({written.bytes / 1e6:.1f} MB, {written.seconds:.1f} s)", err=True)
 
 
 @main.command()
 @sync_options
 @handle_errors
 def plan(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-         max_exit_share, state, as_json):
+         max_exit_share, state, as_json, report_path, no_report):
     """Show what a sync would send, per segment. Reads only; writes and sends nothing.
 
     \b
@@ -171,7 +191,7 @@ def plan(project_dir, profiles_dir, target, target_path, settings_file, select, 
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
 @handle_errors
 def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-             max_exit_share, state, as_json, allow_mass_exit):
+             max_exit_share, state, as_json, report_path, no_report, allow_mass_exit):
     """Send what changed in each segment since the last successful sync.
 
     Reads dbt's artifacts: a segment is synced only if its model and every
@@ -183,7 +203,7 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
     """
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
                    full_refresh, max_exit_share, state, allow_mass_exit)
-    _execute(req, "sync", False, as_json)
+    _execute(req, "sync", False, as_json, report_path, no_report)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -192,7 +212,7 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def run(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-        max_exit_share, state, as_json, allow_mass_exit, dbt_args):
+        max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, dbt_args):
     """`dbt build`, then sync, in one process: the unit a scheduler calls.
 
     Arguments after `--` go to dbt build. Only segments whose model and tests
@@ -216,7 +236,7 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
         click.echo("dbt build reported failures; syncing only the segments whose model and tests passed.", err=True)
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
                    full_refresh, max_exit_share, state, allow_mass_exit)
-    _execute(req, "run", False, as_json)
+    _execute(req, "run", False, as_json, report_path, no_report)
 
 
 @main.command()
@@ -241,6 +261,33 @@ def history(project_dir, profiles_dir, target, settings_file, state, limit, run_
         click.echo(json.dumps(runs if run_id is None else (runs[0] if runs else None), indent=2, default=str))
         return
     click.echo("\n".join(history_lines(runs, detailed=run_id is not None)) or "No runs recorded yet.")
+
+
+@main.command()
+@project_options
+@click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--state", default=None, help="State location: a directory or s3://bucket/prefix.")
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="LAKESEG_REPORT_PATH", help="HTML file to write (default: build/report/index.html in the project).")
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True, help="Runs of history to read.")
+@handle_errors
+def report(project_dir, profiles_dir, target, settings_file, state, output, limit):
+    """Write the HTML report: segments over time, refusals, skips, quarantine, deliveries.
+
+    One self-contained file (charts included, no network needed to view it),
+    built from run history. `lakeseg sync` and `lakeseg run` also write it.
+
+    \b
+    Example:
+      lakeseg report -o /tmp/segments.html
+    """
+    from .dbt_invoke import DbtProject
+    from .runtime import SyncRequest, write_html_report
+
+    req = SyncRequest(project=DbtProject(project_dir, profiles_dir, target), settings_file=settings_file, state=state)
+    written = write_html_report(req, output, limit=limit)
+    click.echo(f"Wrote {written.path}: {written.runs} run(s), {written.segments} segment(s), "
+               f"{written.bytes / 1e6:.1f} MB in {written.seconds:.1f} s.")
 
 
 @main.command()

@@ -114,3 +114,16 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
 def run_sync(req: SyncRequest, *, command: str = "sync", dry_run: bool = False, session=None,
              progress: Progress | None = None) -> RunReport:
     return prepare_run(req, command=command, dry_run=dry_run, session=session, progress=progress).execute()
+
+
+def write_html_report(req: SyncRequest, path: Path | None = None, *, limit: int | None = None, session=None):
+    """Write the HTML report from the run history in the request's state store.
+
+    ``path`` defaults to ``build/report/index.html`` in the dbt project.
+    """
+    from .report_html import DEFAULT_REPORT_PATH, DEFAULT_RUNS, write_report
+
+    _, settings = load_context(req)
+    state = build_state(settings.state, session, settings.raw.get("state_kms_key_id"))
+    out = Path(path) if path else Path(req.project.project_dir) / DEFAULT_REPORT_PATH
+    return write_report(state, out, limit=limit or DEFAULT_RUNS)
