@@ -134,10 +134,12 @@ def _request(project_dir, profiles_dir, target, target_path, settings_file, sele
 
 
 def _finish(report, as_json: bool) -> None:
-    from .report import render
+    from .report import print_rich, render
 
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
+    elif sys.stdout.isatty():
+        print_rich(report)
     else:
         click.echo(render(report))
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
