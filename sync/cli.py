@@ -103,8 +103,14 @@ def sync_options(fn):
                      help="dbt target path (default: $DBT_TARGET_PATH, dbt_project.yml, target)."),
         click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="lakeseg settings file (default: lakeseg.yml in the project)."),
-        click.option("--select", "-s", multiple=True, help="Segments by model name, glob or tag:<tag>. Repeatable."),
-        click.option("--exclude", multiple=True, help="Segments to leave out (same forms as --select)."),
+        click.option("--select", "-s", multiple=True,
+                     help="dbt selector syntax, resolved by dbt (seg_x, seg_email_*, tag:daily, +seg_x, "
+                          "path:models/segments/crm, config.materialized:table, state:modified); only "
+                          "segment models are synced. Repeatable."),
+        click.option("--exclude", multiple=True, help="dbt selectors to leave out (same syntax as --select)."),
+        click.option("--dbt-state", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="dbt artifacts to compare with for state:modified selectors (dbt's own --state; "
+                          "lakeseg's --state is where sync state lives)."),
         click.option("--full-refresh", is_flag=True, help="Send every row, not only the change."),
         click.option("--max-exit-share", type=click.FloatRange(0, 1), default=None,
                      help="Mass-exit guard: refuse a segment whose run exits more than this share (default 0.3)."),
@@ -122,14 +128,14 @@ def sync_options(fn):
 
 
 def _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-             max_exit_share, state, allow_mass_exit=False):
+             max_exit_share, state, allow_mass_exit=False, dbt_state=None):
     from .dbt_invoke import DbtProject
     from .runtime import SyncRequest
 
     return SyncRequest(
         project=DbtProject(project_dir, profiles_dir, target), target_path=target_path,
         settings_file=settings_file, select=tuple(select), exclude=tuple(exclude), full_refresh=full_refresh,
-        allow_mass_exit=allow_mass_exit, max_exit_share=max_exit_share, state=state,
+        allow_mass_exit=allow_mass_exit, max_exit_share=max_exit_share, state=state, dbt_state=dbt_state,
     )
 
 
@@ -175,7 +181,7 @@ def _write_html_report(req, report_path: Path | None) -> None:
 @main.command()
 @sync_options
 @handle_errors
-def plan(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
+def plan(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
          max_exit_share, state, as_json, report_path, no_report):
     """Show what a sync would send, per segment. Reads only; writes and sends nothing.
 
@@ -184,7 +190,7 @@ def plan(project_dir, profiles_dir, target, target_path, settings_file, select, 
       lakeseg plan --select seg_email_clickers --json
     """
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state)
+                   full_refresh, max_exit_share, state, dbt_state=dbt_state)
     _execute(req, "plan", True, as_json)
 
 
@@ -192,7 +198,7 @@ def plan(project_dir, profiles_dir, target, target_path, settings_file, select, 
 @sync_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
 @handle_errors
-def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
+def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
              max_exit_share, state, as_json, report_path, no_report, allow_mass_exit):
     """Send what changed in each segment since the last successful sync.
 
@@ -204,7 +210,7 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
       dbt build && lakeseg sync --select tag:daily
     """
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit)
+                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
     _execute(req, "sync", False, as_json, report_path, no_report)
 
 
@@ -213,7 +219,7 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
-def run(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
+def run(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
         max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, dbt_args):
     """`dbt build`, then sync, in one process: the unit a scheduler calls.
 
@@ -237,7 +243,7 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
     if not ok:
         click.echo("dbt build reported failures; syncing only the segments whose model and tests passed.", err=True)
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit)
+                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
     _execute(req, "run", False, as_json, report_path, no_report)
 
 

@@ -18,7 +18,6 @@ next run sends the same change again. Run history is written as the run goes.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import logging
 import os
 import shutil
@@ -44,6 +43,7 @@ from .errors import ConfigError, LakesegError, LockHeld, SegmentRefused
 from .guard import mass_exit_refusal
 from .import_files import write_import_files
 from .readers.base import SegmentReader
+from .selection import Resolver, choose_segments
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class SyncOptions:
     max_file_bytes: int = 100 * 1024 * 1024
     memory_limit: str = "1GB"
     dry_run: bool = False  # plan: read and count, write and send nothing
+    selector: Resolver | None = None  # resolves select/exclude (dbt's selection; see selection.py)
 
 
 @dataclass
@@ -130,22 +131,6 @@ class RunReport:
         return asdict(self)
 
 
-def select_segments(segments: list[Segment], select=(), exclude=()) -> list[Segment]:
-    """--select/--exclude by model name, glob (``seg_email_*``) or ``tag:<name>``."""
-
-    def matches(seg: Segment, pattern: str) -> bool:
-        if pattern.startswith("tag:"):
-            return pattern[4:] in seg.tags
-        return fnmatch.fnmatchcase(seg.name, pattern)
-
-    chosen = [s for s in segments if not select or any(matches(s, p) for p in select)]
-    chosen = [s for s in chosen if not any(matches(s, p) for p in exclude)]
-    if select and not chosen:
-        raise ConfigError(f"--select {' '.join(select)} matches no segment "
-                          f"(segments: {', '.join(s.name for s in segments) or 'none'})")
-    return chosen
-
-
 class SyncRun:
     """Carries one run's collaborators; ``execute`` does the work."""
 
@@ -167,7 +152,8 @@ class SyncRun:
     # ------------------------------------------------------------------ public
     def execute(self) -> RunReport:
         opts = self.options
-        segments = select_segments(load_segments(self.artifacts.manifest), opts.select, opts.exclude)
+        segments = choose_segments(load_segments(self.artifacts.manifest), opts.select, opts.exclude,
+                                   opts.selector)
         # The static contract is enforced here too, whether or not anyone ran `lakeseg check`.
         self._contract_problems: dict[str, list[str]] = {}
         for problem in check_manifest(self.artifacts.manifest)[1]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import load_artifacts
+from .artifacts import load_artifacts, resolve_target_path
 from .dbt_invoke import DbtProject
 from .destinations import build_destination, state_key
 from .engine import Progress, RunReport, SyncOptions, SyncRun
 from .errors import ConfigError
 from .profile import Target, load_target
+from .selection import DbtSelector
 from .settings import Settings, load_settings
 
 
@@ -31,6 +32,7 @@ class SyncRequest:
     max_exit_share: float | None = None
     destination_path: str | None = None  # files destination override
     state: str | None = None
+    dbt_state: Path | None = None  # dbt artifacts to compare with, for state:modified selectors
 
 
 def _boto_session(region: str | None = None):
@@ -102,6 +104,8 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
         select=req.select, exclude=req.exclude, full_refresh=req.full_refresh,
         allow_mass_exit=req.allow_mass_exit, max_exit_share=settings.max_exit_share,
         max_file_bytes=settings.max_file_bytes, memory_limit=settings.memory_limit, dry_run=dry_run,
+        selector=DbtSelector(req.project, resolve_target_path(project_dir, req.target_path) / "lakeseg-select",
+                             req.dbt_state),
     )
     work_dir = settings.work_dir if settings.work_dir.is_absolute() else project_dir / settings.work_dir
     return SyncRun(
