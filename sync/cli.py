@@ -71,17 +71,27 @@ def main(verbose: int) -> None:
 @click.option("--no-parse", is_flag=True, help="Use the existing target/manifest.json instead of running `dbt parse`.")
 @click.option("--target-path", default=None, help="dbt target path (default: $DBT_TARGET_PATH, dbt_project.yml, target).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--exposures", type=click.Choice(["write", "check", "off"]), default="write", show_default=True,
+              help="Keep models/segments/_segments__exposures.yml (dbt lineage: where segments go) in step: "
+                   "write it, only check it is current (CI), or leave it alone.")
+@click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="lakeseg settings file (default: lakeseg.yml in the project): destination and owner.")
 @handle_errors
-def check(project_dir, profiles_dir, target, no_parse, target_path, as_json):
+def check(project_dir, profiles_dir, target, no_parse, target_path, as_json, exposures, settings_file):
     """Validate segment declarations: field names, id column, exits, tests, ownership.
+
+    Also writes one dbt exposure per segment (its destination and owner from
+    lakeseg.yml), so `dbt docs` lineage shows where each segment goes.
 
     \b
     Example:
       lakeseg check
+      lakeseg check --exposures check   # in CI: fail if the exposures are stale
     """
     from .check_command import run_check
 
-    segments, problems = run_check(project_dir, profiles_dir, target, parse=not no_parse, target_path=target_path)
+    segments, problems = run_check(project_dir, profiles_dir, target, parse=not no_parse, target_path=target_path,
+                                   exposures=exposures, settings_file=settings_file)
     if as_json:
         click.echo(json.dumps({
             "segments": [s.name for s in segments],
