@@ -104,6 +104,32 @@ def check(project_dir, profiles_dir, target, no_parse, target_path, as_json, exp
     sys.exit(EXIT_FAILED if problems else EXIT_OK)
 
 
+@main.command()
+@click.argument("name")
+@click.option("--project-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="The dbt project.")
+@click.option("--field", default=None,
+              help="The custom attribute it exports (default: User.UserAttributes.<Name> from the segment name).")
+@click.option("--exit-value", default="No", show_default=True, help="The value written when an endpoint leaves.")
+@click.option("--description", default=None, help="What the audience is (the model's description).")
+@handle_errors
+def new(name, project_dir, field, exit_value, description):
+    """Scaffold a segment: models/segments/NAME.sql plus its YAML (field, exit, required tests).
+
+    It passes `lakeseg check` as generated and is empty until you write the audience.
+
+    \b
+    Example:
+      lakeseg new seg_high_value --description "Customers with 3+ orders in 90 days."
+    """
+    from .scaffold import new_segment
+
+    made = new_segment(project_dir, name, field=field, exit_value=exit_value, description=description)
+    click.echo(f"Created {made.sql} and added {name} to {made.properties}: column {made.column} -> {made.field} "
+               f"(exit value {exit_value!r}).\nNext: write the audience in {made.sql.name}, then `lakeseg check` "
+               "and `dbt build --select " + name + "`.")
+
+
 # --------------------------------------------------------------------------- sync
 
 def sync_options(fn):

@@ -13,6 +13,7 @@ from sync.failpoints import KILLED_EXIT_CODE, STAGES
 pytestmark = pytest.mark.e2e
 
 SEGMENTS = ["seg_active_last_24h", "seg_email_clickers", "seg_email_opens_30d", "seg_lifecycle_stage",
+            "seg_newsletter_split",
             "seg_unengaged_by_state"]
 
 
