@@ -96,9 +96,13 @@ def print_rich(report: RunReport, console=None) -> None:
     console = console or Console()
     console.print(_header(report), highlight=False)
     table = Table(show_edge=False, header_style="bold", pad_edge=False)
-    for col in COLUMNS:
-        table.add_column(col, justify="right" if col in NUMERIC else "left",
-                         style="dim" if col == "full send" else None)
+    rows = [_row(seg) for seg in report.segments]
+    for i, col in enumerate(COLUMNS):
+        widest = max([len(col)] + [len(r[i]) for r in rows])
+        # Names, statuses and counts never wrap or truncate; only the reason column folds.
+        fixed = col != "full send"
+        table.add_column(col, justify="right" if col in NUMERIC else "left", no_wrap=fixed,
+                         min_width=widest if fixed else None, style="dim" if not fixed else None)
     for seg in report.segments:
         cells = _row(seg)
         cells[1] = Text(cells[1], style=STYLES.get(seg.status, ""))
