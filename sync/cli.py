@@ -197,8 +197,8 @@ def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path 
         report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
     finally:
         progress.close()
-        if not dry_run and not no_report:
-            _write_html_report(req, report_path)
+    if not dry_run and not no_report:
+        _write_html_report(req, report_path)
     _finish(report, as_json)
 
 
