@@ -221,6 +221,9 @@ def plan(project_dir, profiles_dir, target, target_path, settings_file, select, 
          max_exit_share, state, as_json, report_path, no_report):
     """Show what a sync would send, per segment. Reads only; writes and sends nothing.
 
+    It compares the tables of the last dbt build (not the lake itself) with
+    the last committed sync: run `dbt build` first to plan from fresh data.
+
     \b
     Example:
       lakeseg plan --select seg_email_clickers --json

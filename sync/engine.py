@@ -39,7 +39,7 @@ from .check import check_manifest
 from .contract import Segment, load_segments
 from .destinations.base import DeliveryResult, Destination, SegmentDelivery
 from .diff import Plan, PreparedSegment, changes_sql, prepare, snapshot_to_commit
-from .errors import ConfigError, LakesegError, LockHeld, SegmentRefused
+from .errors import LakesegError, LockHeld, SegmentRefused
 from .guard import mass_exit_refusal
 from .import_files import write_import_files
 from .readers.base import SegmentReader
