@@ -17,7 +17,7 @@ ENDPOINTS ?= 50000
 
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 
-.PHONY: install tools lake demo test bench clean
+.PHONY: install tools browser lake demo test bench clean report-screenshot
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -41,6 +41,15 @@ tools: $(CHECKOV) ## linters that live outside the project's environment
 
 install: $(VENV)/.installed profiles.yml ## install the locked dependency set
 
+# Headless Chromium for the report's browser test (Debian's package; no browser
+# download). Installed when missing and apt-get may run; otherwise the browser
+# test skips and says which command installs it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
+	  echo "Chromium is missing and could not be installed here: the report's browser test will skip. Install it with: apt-get install -y chromium"
+
 lake: install ## generate the sample data lake (ENDPOINTS=50000)
 	$(BIN)/lakeseg lake generate --path $(LAKE) --endpoints $(ENDPOINTS)
 
@@ -48,8 +57,11 @@ demo: install ## sample lake -> dbt build on DuckDB -> sync to local files
 	$(BIN)/lakeseg lake generate --path $(LAKE) --endpoints $(ENDPOINTS) --if-missing
 	$(BIN)/lakeseg run
 
-test: install tools ## every test: unit, end-to-end (dbt on DuckDB, sync against moto), linters
+test: install tools browser ## every test: unit, end-to-end (dbt on DuckDB, sync against moto), linters
 	LAKESEG_CHECKOV=$(CURDIR)/$(CHECKOV) $(BIN)/pytest
+
+report-screenshot: install browser ## docs/report.png: the demo lake's report, as headless Chromium draws it
+	$(BIN)/python -m tools.report_screenshot build/report/index.html docs/report.png
 
 bench: install ## benchmarks (not part of the test suite)
 	$(BIN)/python -m benchmarks.sync_bench

@@ -1,4 +1,4 @@
-"""``lakeseg check`` as a library call: parse the project, then check the manifest."""
+"""``lakeseg check`` as a library call: parse the project, check the manifest, keep the exposures in step."""
 
 from __future__ import annotations
 
@@ -10,11 +10,19 @@ from .contract import Segment
 from .dbt_invoke import DbtProject, invoke
 from .errors import ConfigError
 
+EXPOSURE_MODES = ("write", "check", "off")
+
 
 def run_check(project_dir: Path, profiles_dir: Path | None = None, target: str | None = None, *,
-              parse: bool = True, target_path: str | None = None) -> tuple[list[Segment], list[Problem]]:
+              parse: bool = True, target_path: str | None = None, exposures: str = "off",
+              settings_file: Path | None = None) -> tuple[list[Segment], list[Problem]]:
+    """Check the segment contract; ``exposures``: 'write' the exposures file, 'check' it is current, or 'off'."""
+    from .exposures import prune_missing_models
+
     target_dir = resolve_target_path(Path(project_dir), target_path)
     if parse:
+        if exposures == "write":
+            prune_missing_models(Path(project_dir))
         # Parse into a directory of our own: replacing target/manifest.json would
         # separate it from the run_results.json of the last `dbt build`.
         target_dir = target_dir / "lakeseg-check"
@@ -23,4 +31,16 @@ def run_check(project_dir: Path, profiles_dir: Path | None = None, target: str |
             raise ConfigError("`dbt parse` failed; fix the errors dbt printed above, then run lakeseg check again")
     manifest = load_manifest(target_dir)
     require_segments(manifest, target_dir / "manifest.json")
-    return check_manifest(manifest)
+    segments, problems = check_manifest(manifest)
+    if exposures != "off":
+        problems += _exposures(Path(project_dir), profiles_dir, target, settings_file, segments, exposures == "write")
+    return segments, problems
+
+
+def _exposures(project_dir, profiles_dir, target, settings_file, segments, write: bool) -> list[Problem]:
+    from .exposures import Destination, sync_exposures
+    from .runtime import SyncRequest, load_context
+
+    _, settings = load_context(SyncRequest(project=DbtProject(project_dir, profiles_dir, target),
+                                           settings_file=settings_file))
+    return sync_exposures(project_dir, segments, Destination.from_settings(settings), write=write)

@@ -101,17 +101,27 @@ def main(verbose: int, debug_aws: bool) -> None:
 @click.option("--no-parse", is_flag=True, help="Use the existing target/manifest.json instead of running `dbt parse`.")
 @click.option("--target-path", default=None, help="dbt target path (default: $DBT_TARGET_PATH, dbt_project.yml, target).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--exposures", type=click.Choice(["write", "check", "off"]), default="write", show_default=True,
+              help="Keep models/segments/_segments__exposures.yml (dbt lineage: where segments go) in step: "
+                   "write it, only check it is current (CI), or leave it alone.")
+@click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="lakeseg settings file (default: lakeseg.yml in the project): destination and owner.")
 @handle_errors
-def check(project_dir, profiles_dir, target, no_parse, target_path, as_json):
+def check(project_dir, profiles_dir, target, no_parse, target_path, as_json, exposures, settings_file):
     """Validate segment declarations: field names, id column, exits, tests, ownership.
+
+    Also writes one dbt exposure per segment (its destination and owner from
+    lakeseg.yml), so `dbt docs` lineage shows where each segment goes.
 
     \b
     Example:
       lakeseg check
+      lakeseg check --exposures check   # in CI: fail if the exposures are stale
     """
     from .check_command import run_check
 
-    segments, problems = run_check(project_dir, profiles_dir, target, parse=not no_parse, target_path=target_path)
+    segments, problems = run_check(project_dir, profiles_dir, target, parse=not no_parse, target_path=target_path,
+                                   exposures=exposures, settings_file=settings_file)
     if as_json:
         click.echo(json.dumps({
             "segments": [s.name for s in segments],
@@ -124,6 +134,32 @@ def check(project_dir, profiles_dir, target, no_parse, target_path, as_json):
     sys.exit(EXIT_FAILED if problems else EXIT_OK)
 
 
+@main.command()
+@click.argument("name")
+@click.option("--project-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="The dbt project.")
+@click.option("--field", default=None,
+              help="The custom attribute it exports (default: User.UserAttributes.<Name> from the segment name).")
+@click.option("--exit-value", default="No", show_default=True, help="The value written when an endpoint leaves.")
+@click.option("--description", default=None, help="What the audience is (the model's description).")
+@handle_errors
+def new(name, project_dir, field, exit_value, description):
+    """Scaffold a segment: models/segments/NAME.sql plus its YAML (field, exit, required tests).
+
+    It passes `lakeseg check` as generated and is empty until you write the audience.
+
+    \b
+    Example:
+      lakeseg new seg_high_value --description "Customers with 3+ orders in 90 days."
+    """
+    from .scaffold import new_segment
+
+    made = new_segment(project_dir, name, field=field, exit_value=exit_value, description=description)
+    click.echo(f"Created {made.sql} and added {name} to {made.properties}: column {made.column} -> {made.field} "
+               f"(exit value {exit_value!r}).\nNext: write the audience in {made.sql.name}, then `lakeseg check` "
+               "and `dbt build --select " + name + "`.")
+
+
 # --------------------------------------------------------------------------- sync
 
 def sync_options(fn):
@@ -133,13 +169,24 @@ def sync_options(fn):
                      help="dbt target path (default: $DBT_TARGET_PATH, dbt_project.yml, target)."),
         click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="lakeseg settings file (default: lakeseg.yml in the project)."),
-        click.option("--select", "-s", multiple=True, help="Segments by model name, glob or tag:<tag>. Repeatable."),
-        click.option("--exclude", multiple=True, help="Segments to leave out (same forms as --select)."),
+        click.option("--select", "-s", multiple=True,
+                     help="dbt selector syntax, resolved by dbt (seg_x, seg_email_*, tag:daily, +seg_x, "
+                          "path:models/segments/crm, config.materialized:table, state:modified); only "
+                          "segment models are synced. Repeatable."),
+        click.option("--exclude", multiple=True, help="dbt selectors to leave out (same syntax as --select)."),
+        click.option("--dbt-state", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="dbt artifacts to compare with for state:modified selectors (dbt's own --state; "
+                          "lakeseg's --state is where sync state lives)."),
         click.option("--full-refresh", is_flag=True, help="Send every row, not only the change."),
         click.option("--max-exit-share", type=click.FloatRange(0, 1, min_open=True), default=None,
                      help="Mass-exit guard: refuse a segment whose run exits more than this share (default 0.3)."),
         click.option("--state", default=None, help="State location: a directory or s3://bucket/prefix."),
         click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON."),
+        click.option("--report-path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     envvar="LAKESEG_REPORT_PATH",
+                     help="Where sync and run write the HTML report (default: build/report/index.html "
+                          "in the project)."),
+        click.option("--no-report", is_flag=True, help="Do not write the HTML report after the run."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -147,28 +194,31 @@ def sync_options(fn):
 
 
 def _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-             max_exit_share, state, allow_mass_exit=False):
+             max_exit_share, state, allow_mass_exit=False, dbt_state=None):
     from .dbt_invoke import DbtProject
     from .runtime import SyncRequest
 
     return SyncRequest(
         project=DbtProject(project_dir, profiles_dir, target), target_path=target_path,
         settings_file=settings_file, select=tuple(select), exclude=tuple(exclude), full_refresh=full_refresh,
-        allow_mass_exit=allow_mass_exit, max_exit_share=max_exit_share, state=state,
+        allow_mass_exit=allow_mass_exit, max_exit_share=max_exit_share, state=state, dbt_state=dbt_state,
     )
 
 
 def _finish(report, as_json: bool) -> None:
-    from .report import render
+    from .report import print_rich, render
 
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
+    elif sys.stdout.isatty():
+        print_rich(report)
     else:
         click.echo(render(report))
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
-def _execute(req, command: str, dry_run: bool, as_json: bool) -> None:
+def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path | None = None,
+             no_report: bool = False) -> None:
     from .report import Progress
     from .runtime import run_sync
 
@@ -177,22 +227,39 @@ def _execute(req, command: str, dry_run: bool, as_json: bool) -> None:
         report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
     finally:
         progress.close()
+    if not dry_run and not no_report:
+        _write_html_report(req, report_path)
     _finish(report, as_json)
+
+
+def _write_html_report(req, report_path: Path | None) -> None:
+    """The HTML report after a sync or run; a failure to write it never changes the run's outcome."""
+    from .runtime import write_html_report
+
+    try:
+        written = write_html_report(req, report_path)
+    except Exception as exc:  # noqa: BLE001 - the run's own result matters more
+        logging.getLogger(__name__).warning("could not write the HTML report: %s", exc)
+        return
+    click.echo(f"Report: {written.path} ({written.bytes / 1e6:.1f} MB, {written.seconds:.1f} s)", err=True)
 
 
 @main.command()
 @sync_options
 @handle_errors
-def plan(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-         max_exit_share, state, as_json):
+def plan(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
+         max_exit_share, state, as_json, report_path, no_report):
     """Show what a sync would send, per segment. Reads only; writes and sends nothing.
+
+    It compares the tables of the last dbt build (not the lake itself) with
+    the last committed sync: run `dbt build` first to plan from fresh data.
 
     \b
     Example:
       lakeseg plan --select seg_email_clickers --json
     """
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state)
+                   full_refresh, max_exit_share, state, dbt_state=dbt_state)
     _execute(req, "plan", True, as_json)
 
 
@@ -200,8 +267,8 @@ def plan(project_dir, profiles_dir, target, target_path, settings_file, select, 
 @sync_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
 @handle_errors
-def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-             max_exit_share, state, as_json, allow_mass_exit):
+def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
+             max_exit_share, state, as_json, report_path, no_report, allow_mass_exit):
     """Send what changed in each segment since the last successful sync.
 
     Reads dbt's artifacts: a segment is synced only if its model and every
@@ -212,8 +279,8 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
       dbt build && lakeseg sync --select tag:daily
     """
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit)
-    _execute(req, "sync", False, as_json)
+                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
+    _execute(req, "sync", False, as_json, report_path, no_report)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -221,8 +288,8 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
-def run(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-        max_exit_share, state, as_json, allow_mass_exit, dbt_args):
+def run(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
+        max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, dbt_args):
     """`dbt build`, then sync, in one process: the unit a scheduler calls.
 
     Arguments after `--` go to dbt build. Only segments whose model and tests
@@ -248,8 +315,8 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
     if not ok:
         click.echo("dbt build reported failures; syncing only the segments whose model and tests passed.", err=True)
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit)
-    _execute(req, "run", False, as_json)
+                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
+    _execute(req, "run", False, as_json, report_path, no_report)
 
 
 @main.command()
@@ -274,6 +341,33 @@ def history(project_dir, profiles_dir, target, settings_file, state, limit, run_
         click.echo(json.dumps(runs if run_id is None else (runs[0] if runs else None), indent=2, default=str))
         return
     click.echo("\n".join(history_lines(runs, detailed=run_id is not None)) or "No runs recorded yet.")
+
+
+@main.command()
+@project_options
+@click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--state", default=None, help="State location: a directory or s3://bucket/prefix.")
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="LAKESEG_REPORT_PATH", help="HTML file to write (default: build/report/index.html in the project).")
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True, help="Runs of history to read.")
+@handle_errors
+def report(project_dir, profiles_dir, target, settings_file, state, output, limit):
+    """Write the HTML report: segments over time, refusals, skips, quarantine, deliveries.
+
+    One self-contained file (charts included, no network needed to view it),
+    built from run history. `lakeseg sync` and `lakeseg run` also write it.
+
+    \b
+    Example:
+      lakeseg report -o /tmp/segments.html
+    """
+    from .dbt_invoke import DbtProject
+    from .runtime import SyncRequest, write_html_report
+
+    req = SyncRequest(project=DbtProject(project_dir, profiles_dir, target), settings_file=settings_file, state=state)
+    written = write_html_report(req, output, limit=limit)
+    click.echo(f"Wrote {written.path}: {written.runs} run(s), {written.segments} segment(s), "
+               f"{written.bytes / 1e6:.1f} MB in {written.seconds:.1f} s.")
 
 
 @main.command()

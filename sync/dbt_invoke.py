@@ -62,6 +62,21 @@ def invoke(command: str, project: DbtProject, extra: Sequence[str] = ()) -> bool
     return bool(result.success)
 
 
+def run_dbt(args: Sequence[str], *, quiet: bool = False):
+    """Run dbt with exactly ``args``; dbt's result object (``.success``, ``.result``, ``.exception``).
+
+    ``quiet`` silences dbt's own output (its answer is in ``.result``).
+    """
+    from dbt.cli.main import dbtRunner
+
+    full = (["--log-level", "none"] if quiet else []) + list(args)
+    log.info("running dbt %s", " ".join(full))
+    try:
+        return dbtRunner().invoke(full)
+    finally:
+        _release_duckdb()
+
+
 def _release_duckdb() -> None:
     """dbt-duckdb keeps its database open for the life of the process; close it,
     so the sync (same process, in ``lakeseg run``) can attach the file."""

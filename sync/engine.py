@@ -24,7 +24,6 @@ Run history is written as the run goes.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import logging
 import os
 import re
@@ -53,6 +52,7 @@ from .guard import mass_exit_refusal
 from .import_files import write_import_files
 from .pinpoint_fields import ID_FIELD
 from .readers.base import SegmentReader
+from .selection import Resolver, choose_segments
 from .state.base import QuarantinedRow
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ class SyncOptions:
     memory_limit: str = "1GB"
     dry_run: bool = False  # plan: read and count, write and send nothing
     digest_key: object | None = None  # sync.digest_key.DigestKey: the value digest's secret
+    selector: Resolver | None = None  # resolves select/exclude (dbt's selection; see selection.py)
 
 
 @dataclass
@@ -166,22 +167,6 @@ class RunReport:
         return asdict(self)
 
 
-def select_segments(segments: list[Segment], select=(), exclude=()) -> list[Segment]:
-    """--select/--exclude by model name, glob (``seg_email_*``) or ``tag:<name>``."""
-
-    def matches(seg: Segment, pattern: str) -> bool:
-        if pattern.startswith("tag:"):
-            return pattern[4:] in seg.tags
-        return fnmatch.fnmatchcase(seg.name, pattern)
-
-    chosen = [s for s in segments if not select or any(matches(s, p) for p in select)]
-    chosen = [s for s in chosen if not any(matches(s, p) for p in exclude)]
-    if select and not chosen:
-        raise ConfigError(f"--select {' '.join(select)} matches no segment "
-                          f"(segments: {', '.join(s.name for s in segments) or 'none'})")
-    return chosen
-
-
 class SyncRun:
     """Carries one run's collaborators; ``execute`` does the work."""
 
@@ -204,7 +189,7 @@ class SyncRun:
     def execute(self) -> RunReport:
         opts = self.options
         self._segments = load_segments(self.artifacts.manifest)
-        segments = select_segments(self._segments, opts.select, opts.exclude)
+        segments = choose_segments(self._segments, opts.select, opts.exclude, opts.selector)
         # The static contract is enforced here too, whether or not anyone ran `lakeseg check`.
         self._contract_problems: dict[str, list[str]] = {}
         for problem in check_manifest(self.artifacts.manifest)[1]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .dbt_invoke import DbtProject
+from .report import full_send_reason
+from .report_html import run_outcome
 from .runtime import SyncRequest, build_state, load_context
 
 
@@ -36,17 +38,24 @@ def history_lines(runs: list[dict], detailed: bool = False) -> list[str]:
         for s in segs:
             by_status[s["status"]] = by_status.get(s["status"], 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in sorted(by_status.items())) or "no segments"
-        lines.append(f"{run['run_id']}  {run.get('command', '?'):<4}  {run.get('status', '?'):<9}  "
+        outcome = run_outcome(run)
+        lines.append(f"{run['run_id']}  {run.get('command', '?'):<4}  {outcome:<11}  "
                      f"{run.get('started_at', '')}  {run.get('destination', '')}  {summary}")
+        if outcome == "interrupted":
+            lines.append("    interrupted: the run never finished (killed or crashed); segments it had not "
+                         "committed are sent again by the next run")
         if run.get("error"):
             lines.append(f"    error: {run['error']}")
         for s in segs:
-            if not detailed and s["status"] in ("synced", "unchanged"):
-                continue
             plan = s.get("plan") or {}
+            full = full_send_reason(plan)
+            if not detailed and s["status"] in ("synced", "unchanged") and not full:
+                continue
             counts = ", ".join(f"{k} {plan[k]:,}" for k in ("rows", "entered", "changed", "exited") if k in plan)
+            reason = s.get("reason") if s.get("reason") != full else ""
             lines.append(f"    {s['segment']}: {s['status']}" + (f" ({counts})" if counts else "")
-                         + (f" - {s['reason']}" if s.get("reason") else ""))
+                         + (f" - full send: {full}" if full else "")
+                         + (f" - {reason}" if reason else ""))
             for job in s.get("jobs") or []:
                 lines.append(f"      job {job.get('job_id')}: {job.get('status')} processed={job.get('total_processed')} "
                              f"failures={job.get('total_failures')}")

@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import load_artifacts
+from .artifacts import load_artifacts, resolve_target_path
 from .dbt_invoke import DbtProject
 from .destinations import build_destination, state_key
 from .digest_key import resolve_digest_key
 from .engine import Progress, RunReport, SyncOptions, SyncRun
 from .errors import ConfigError
 from .profile import Target, load_target
+from .selection import DbtSelector
 from .settings import Settings, load_settings
 
 
@@ -32,6 +33,7 @@ class SyncRequest:
     max_exit_share: float | None = None
     destination_path: str | None = None  # files destination override
     state: str | None = None
+    dbt_state: Path | None = None  # dbt artifacts to compare with, for state:modified selectors
 
 
 def _boto_session(region: str | None = None):
@@ -106,6 +108,8 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
         allow_mass_exit=req.allow_mass_exit, max_exit_share=settings.max_exit_share,
         max_file_bytes=settings.max_file_bytes, memory_limit=settings.memory_limit, dry_run=dry_run,
         digest_key=resolve_digest_key(settings.digest_key, session),
+        selector=DbtSelector(req.project, resolve_target_path(project_dir, req.target_path) / "lakeseg-select",
+                             req.dbt_state),
     )
     work_dir = settings.work_dir if settings.work_dir.is_absolute() else project_dir / settings.work_dir
     return SyncRun(
@@ -118,3 +122,16 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
 def run_sync(req: SyncRequest, *, command: str = "sync", dry_run: bool = False, session=None,
              progress: Progress | None = None) -> RunReport:
     return prepare_run(req, command=command, dry_run=dry_run, session=session, progress=progress).execute()
+
+
+def write_html_report(req: SyncRequest, path: Path | None = None, *, limit: int | None = None, session=None):
+    """Write the HTML report from the run history in the request's state store.
+
+    ``path`` defaults to ``build/report/index.html`` in the dbt project.
+    """
+    from .report_html import DEFAULT_REPORT_PATH, DEFAULT_RUNS, write_report
+
+    _, settings = load_context(req)
+    state = build_state(settings.state, session, settings.raw.get("state_kms_key_id"))
+    out = Path(path) if path else Path(req.project.project_dir) / DEFAULT_REPORT_PATH
+    return write_report(state, out, limit=limit or DEFAULT_RUNS)

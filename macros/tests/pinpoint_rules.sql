@@ -39,3 +39,31 @@ where {{ column_name }} is not null
     {%- for v in values %}'{{ v }}'{{ ", " if not loop.last }}{% endfor -%}
   )
 {% endtest %}
+
+
+{#- Splits: the realised share of each group (percent of rows) is within `tolerance` percentage points of
+    `shares` ({A: 45, B: 45, holdout: 10}); a group that should exist but has no rows, or a value that is
+    not a group, fails too. Returns one row per group out of tolerance. -#}
+{% test split_shares(model, column_name, shares, tolerance=2) %}
+with expected as (
+    {%- for name, pct in shares.items() %}
+    select '{{ name }}' as split_group, cast({{ pct }} as double) as expected_pct
+    {%- if not loop.last %} union all{% endif %}
+    {%- endfor %}
+),
+
+realised as (
+    select cast({{ column_name }} as varchar) as split_group,
+           100.0 * count(*) / sum(count(*)) over () as realised_pct
+    from {{ model }}
+    group by 1
+)
+
+select coalesce(expected.split_group, realised.split_group) as split_group,
+       expected.expected_pct,
+       coalesce(realised.realised_pct, 0) as realised_pct
+from expected
+full outer join realised on realised.split_group = expected.split_group
+where expected.split_group is null
+   or abs(coalesce(realised.realised_pct, 0) - expected.expected_pct) > {{ tolerance }}
+{% endtest %}

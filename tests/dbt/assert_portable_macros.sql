@@ -1,5 +1,8 @@
 -- The portable-SQL macros, checked on literal values on whichever engine runs
 -- `dbt build` (DuckDB locally, Athena in production). Returns failing cases.
+-- The split cases' expected buckets and groups come from Python's hashlib
+-- (tests/sync/test_split_literals.py recomputes them), so passing here on
+-- either engine means the engine assigns ids exactly as Python does.
 with cases as (
     select
         'epoch_ms_to_timestamp' as macro_name,
@@ -38,6 +41,36 @@ with cases as (
     select 'try_to_double number', cast({{ try_to_double("'3.5'") }} as varchar), cast(cast(3.5 as double) as varchar)
     union all
     select 'try_to_double text', coalesce(cast({{ try_to_double("'many'") }} as varchar), '<null>'), '<null>'
+    union all
+    select 'split ep-000001',
+           cast({{ split_bucket("'ep-000001'", 'winback-2026-11') }} as varchar) || ' '
+           || {{ split_group("'ep-000001'", 'winback-2026-11', [['A', 45], ['B', 45], ['holdout', 10]]) }},
+           '4399 A'
+    union all
+    select 'split ep-000002',
+           cast({{ split_bucket("'ep-000002'", 'winback-2026-11') }} as varchar) || ' '
+           || {{ split_group("'ep-000002'", 'winback-2026-11', [['A', 45], ['B', 45], ['holdout', 10]]) }},
+           '9054 holdout'
+    union all
+    select 'split ep-000004',
+           cast({{ split_bucket("'ep-000004'", 'winback-2026-11') }} as varchar) || ' '
+           || {{ split_group("'ep-000004'", 'winback-2026-11', [['A', 45], ['B', 45], ['holdout', 10]]) }},
+           '5607 B'
+    union all
+    select 'split 42',
+           cast({{ split_bucket("'42'", 'winback-2026-11') }} as varchar) || ' '
+           || {{ split_group("'42'", 'winback-2026-11', [['A', 45], ['B', 45], ['holdout', 10]]) }},
+           '4098 A'
+    union all
+    select 'split José',
+           cast({{ split_bucket("'José'", 'winback-2026-11') }} as varchar) || ' '
+           || {{ split_group("'José'", 'winback-2026-11', [['A', 45], ['B', 45], ['holdout', 10]]) }},
+           '536 A'
+    union all
+    select 'split a:b,c',
+           cast({{ split_bucket("'a:b,c'", 'winback-2026-11') }} as varchar) || ' '
+           || {{ split_group("'a:b,c'", 'winback-2026-11', [['A', 45], ['B', 45], ['holdout', 10]]) }},
+           '7927 B'
 )
 
 select * from cases where got is distinct from expected

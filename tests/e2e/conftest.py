@@ -98,14 +98,15 @@ class Lakeseg:
         self.state = root / "state"
         self.exports = root / "exports"
         self.work = root / "work"
+        self.report = root / "report" / "index.html"
 
     def env(self, build: Build) -> dict:
         return {**build.env(), "LAKESEG_STATE_DIR": str(self.state), "LAKESEG_EXPORT_DIR": str(self.exports),
-                "LAKESEG_WORK_DIR": str(self.work)}
+                "LAKESEG_WORK_DIR": str(self.work), "LAKESEG_REPORT_PATH": str(self.report)}
 
     def args(self, build: Build, command: str = "sync") -> list[str]:
         args = ["--project-dir", str(PROJECT), "--profiles-dir", str(self.profiles)]
-        if command not in ("history", "unlock"):
+        if command not in ("history", "unlock", "report"):
             args += ["--target-path", str(build.target_path)]
         return args
 

@@ -26,6 +26,7 @@ DATA_RULES = [  # (model, failing test -- names the rule, the model and the colu
     ("seg_newline_value", "pinpoint_no_control_chars_seg_newline_value_newline_note"),
     ("seg_tab_value", "pinpoint_no_control_chars_seg_tab_value_tab_note"),
     ("seg_bad_channel", "pinpoint_accepted_values_seg_bad_channel_channel__EMAIL__SMS__PUSH"),
+    ("seg_bad_split", "split_shares_seg_bad_split_grp__80__10__10__3"),
 ]
 
 METADATA_RULES = [  # (model, column, rule, words the message must contain)
@@ -104,7 +105,7 @@ def test_check_text_names_model_column_and_rule(bad_project, profiles_dir):
 def test_the_real_project_passes_check(profiles_dir):
     result = CliRunner().invoke(cli, ["check", "--project-dir", str(PROJECT), "--profiles-dir", str(profiles_dir)])
     assert result.exit_code == 0, result.output
-    assert "5 segment(s) checked, 0 problem(s)." in result.output
+    assert "6 segment(s) checked, 0 problem(s)." in result.output
 
 
 def test_nothing_of_a_broken_segment_is_sent(bad_project, bad_build, profiles_dir, tmp_path):

@@ -7,6 +7,7 @@ models' SQL. DuckDB is used only to read the Parquet rows.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import date, datetime, timedelta
 
@@ -78,6 +79,13 @@ class Lake:
         return {cid: state for cid, username, state in self.contacts
                 if state is not None and clicks[cid] < 2 and logins[username] < 2 and sessions[cid] < 2}
 
+    def newsletter_split(self, as_of):
+        """A 45 / B 45 / holdout 10 by md5(salt:id) with hashlib: the macro must agree on every contact."""
+        def group(cid):
+            bucket = int(hashlib.md5(f"newsletter-2026-11:{cid}".encode()).hexdigest()[:8], 16) % 10000
+            return "A" if bucket < 4500 else "B" if bucket < 9000 else "holdout"
+        return {cid: group(cid) for cid, _, _ in self.contacts if cid is not None}
+
 
 @pytest.fixture(scope="module")
 def raw(lake) -> Lake:
@@ -98,6 +106,7 @@ CASES = [
     ("seg_email_opens_30d", "emails_opened_30d", "email_opens_30d"),
     ("seg_lifecycle_stage", "lifecycle_stage", "lifecycle_renewal"),
     ("seg_unengaged_by_state", "unengaged_state", "unengaged_by_state"),
+    ("seg_newsletter_split", "newsletter_group", "newsletter_split"),
 ]
 
 

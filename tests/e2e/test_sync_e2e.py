@@ -13,6 +13,7 @@ from sync.failpoints import KILLED_EXIT_CODE, STAGES
 pytestmark = pytest.mark.e2e
 
 SEGMENTS = ["seg_active_last_24h", "seg_email_clickers", "seg_email_opens_30d", "seg_lifecycle_stage",
+            "seg_newsletter_split",
             "seg_unengaged_by_state"]
 
 
@@ -168,13 +169,46 @@ def test_history_records_each_run(lakeseg, build_now):
     assert first["run_id"] in text
 
 
-def test_select_and_exclude(lakeseg, build_now):
-    code, report = lakeseg.json("plan", build_now, "--select", "seg_email_*", "--exclude", "seg_email_opens_30d")
-    assert code == 0 and [s["segment"] for s in report["segments"]] == ["seg_email_clickers"]
-    code, report = lakeseg.json("plan", build_now, "--select", "tag:segment")
-    assert len(report["segments"]) == len(SEGMENTS)
+def selected(lakeseg, build, *args) -> list[str]:
+    code, report = lakeseg.json("plan", build, *args)
+    assert code == 0, report
+    return [s["segment"] for s in report["segments"]]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--select", "seg_email_*", "--exclude", "seg_email_opens_30d"], ["seg_email_clickers"]),
+    (["--select", "tag:segment"], SEGMENTS),
+    # graph operator: everything downstream of a staging view, of which only segments are synced
+    (["--select", "stg_due__email_click+"], ["seg_email_clickers", "seg_unengaged_by_state"]),
+    (["--select", "path:models/segments", "--exclude", "tag:segment"], None),
+], ids=["wildcard-and-exclude", "tag", "graph-operator", "nothing-left"])
+def test_select_and_exclude_use_dbt_selection(lakeseg, build_now, args, expected):
+    if expected is None:
+        result = lakeseg("plan", build_now, *args)
+        assert result.exit_code == 2 and "matches no segment" in result.output
+    else:
+        assert selected(lakeseg, build_now, *args) == expected
+
+
+def test_select_that_matches_nothing_is_a_config_error(lakeseg, build_now):
     result = lakeseg("plan", build_now, "--select", "nothing_like_this")
     assert result.exit_code == 2 and "matches no segment" in result.output
+    result = lakeseg("plan", build_now, "--select", "no_such_method:x")
+    assert result.exit_code == 2 and "dbt could not resolve --select no_such_method:x" in result.output
+
+
+def test_state_modified_selects_segments_changed_since_the_given_artifacts(lakeseg, build_now, tmp_path):
+    # Given the artifacts of an earlier build in which seg_email_clickers had other SQL
+    manifest = json.loads((build_now.target_path / "manifest.json").read_text())
+    node = manifest["nodes"]["model.lakeseg.seg_email_clickers"]
+    node["raw_code"] = node["raw_code"].replace("select", "select /* earlier */", 1)
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "manifest.json").write_text(json.dumps(manifest))
+    # When plan selects state:modified against them
+    # Then dbt finds exactly that segment modified
+    assert selected(lakeseg, build_now, "--select", "state:modified", "--dbt-state", str(earlier)) == [
+        "seg_email_clickers"]
 
 
 def test_missing_artifacts_name_the_dbt_command(lakeseg, build_now, tmp_path):
