@@ -189,10 +189,14 @@ def shaping_files(project_dir: Path) -> list[Path]:
 def _check_fresh(project_dir: Path, artifacts: Artifacts) -> None:
     """Refuse artifacts older than any file that shapes the manifest: models' SQL and YAML, macros,
     tests, seeds, snapshots and dbt_project.yml (mtime against when dbt read the project)."""
+    from .exposures import EXPOSURES_FILE
+
     built = _built_at(artifacts)
     root = Path(project_dir)
     stale = []
     for path in shaping_files(root):
+        if path == root / EXPOSURES_FILE:
+            continue  # written by `lakeseg check` itself; exposures say where segments go, not what they hold
         try:
             if path.stat().st_mtime > built:
                 stale.append(path.relative_to(root).as_posix())

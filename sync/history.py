@@ -30,6 +30,11 @@ def force_unlock(project_dir, profiles_dir, target, settings_file, state, destin
     return _state(project_dir, profiles_dir, target, settings_file, state).force_unlock(destination, segment)
 
 
+def quarantined_rows(segment: dict) -> list[dict]:
+    rows = segment.get("quarantined")
+    return [q for q in rows if isinstance(q, dict)] if isinstance(rows, list) else []
+
+
 def history_lines(runs: list[dict], detailed: bool = False) -> list[str]:
     lines = []
     for run in runs:
@@ -49,13 +54,21 @@ def history_lines(runs: list[dict], detailed: bool = False) -> list[str]:
         for s in segs:
             plan = s.get("plan") or {}
             full = full_send_reason(plan)
-            if not detailed and s["status"] in ("synced", "unchanged") and not full:
+            if not detailed and s["status"] in ("synced", "unchanged") and not full and not quarantined_rows(s):
                 continue
             counts = ", ".join(f"{k} {plan[k]:,}" for k in ("rows", "entered", "changed", "exited") if k in plan)
             reason = s.get("reason") if s.get("reason") != full else ""
             lines.append(f"    {s['segment']}: {s['status']}" + (f" ({counts})" if counts else "")
                          + (f" - full send: {full}" if full else "")
                          + (f" - {reason}" if reason else ""))
+            for note in s.get("notes") or []:
+                lines.append(f"      note: {note}")
+            quarantined = quarantined_rows(s)
+            if quarantined:
+                lines.append(f"      quarantined: {len(quarantined)} row(s) the platform refused, resent every run")
+                for q in quarantined[:5]:
+                    tries = f", {q['attempts']} attempt(s)" if q.get("attempts") else ""
+                    lines.append(f"        {q.get('id')}{tries}: {q.get('message', '')}")
             for job in s.get("jobs") or []:
                 lines.append(f"      job {job.get('job_id')}: {job.get('status')} processed={job.get('total_processed')} "
                              f"failures={job.get('total_failures')}")

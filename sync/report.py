@@ -12,9 +12,11 @@ import sys
 
 from .engine import RunReport
 
-COLUMNS = ("segment", "status", "rows", "entered", "changed", "exited", "unchanged", "sent", "files", "full send")
-NUMERIC = {"rows", "entered", "changed", "exited", "unchanged", "sent", "files"}
+COLUMNS = ("segment", "status", "rows", "entered", "changed", "exited", "unchanged", "resent", "sent", "quarantined",
+           "files", "full send")
+NUMERIC = {"rows", "entered", "changed", "exited", "unchanged", "resent", "sent", "quarantined", "files"}
 STYLES = {"synced": "green", "unchanged": "green", "planned": "cyan", "skipped": "yellow", "refused": "yellow",
+          "partial": "yellow",
           "failed": "bold red", "succeeded": "green", "interrupted": "yellow"}
 
 
@@ -32,10 +34,14 @@ def _row(seg) -> list[str]:
     def n(key):
         return f"{plan[key]:,}" if key in plan else "-"
 
-    sent = f"{plan['to_send']:,}" if seg.status in ("synced", "planned") and "to_send" in plan else "0" if plan else "-"
-    full = full_send_reason(plan) if seg.status in ("synced", "planned", "failed") else ""
+    sent = (f"{plan['to_send']:,}" if seg.status in ("synced", "planned", "partial") and "to_send" in plan
+            else "0" if plan else "-")
+    full = full_send_reason(plan) if seg.status in ("synced", "planned", "failed", "partial") else ""
+    # resent: ids in doubt (an unconfirmed delivery) or quarantined, sent again whatever the snapshot says
+    resent = f"{plan.get('resent', 0) + plan.get('resent_exits', 0):,}" if plan else "-"
+    quarantined = f"{len(seg.quarantined):,}" if seg.quarantined else "-"
     return [seg.segment, seg.status, n("rows"), n("entered"), n("changed"), n("exited"), n("unchanged"),
-            sent, str(len(seg.files)) if seg.files else "-", full or "-"]
+            resent, sent, quarantined, str(len(seg.files)) if seg.files else "-", full or "-"]
 
 
 def summary_table(report: RunReport) -> str:

@@ -154,6 +154,14 @@ class FilesSettings(BaseModel):
 Destination = Annotated[Union[FilesDestinationSettings, PinpointDestinationSettings], Field(discriminator="type")]
 
 
+class OwnerSettings(BaseModel):
+    """Who answers for the synced segments (the owner of their dbt exposures)."""
+
+    model_config = Strict
+    name: Text | None = None
+    email: Text | None = None
+
+
 class TargetSettings(BaseModel):
     """One block under ``targets:``, merged over the defaults."""
 
@@ -166,6 +174,7 @@ class TargetSettings(BaseModel):
     work_dir: Text
     state_kms_key_id: Text | None = None
     digest_key: Text
+    owner: OwnerSettings | None = None
 
 
 class SettingsFile(BaseModel):
@@ -178,6 +187,7 @@ _KNOWN: dict[tuple, list[str]] = {
     (): list(TargetSettings.model_fields),
     ("guard",): list(GuardSettings.model_fields),
     ("files",): list(FilesSettings.model_fields),
+    ("owner",): list(OwnerSettings.model_fields),
     ("destination", "files"): list(FilesDestinationSettings.model_fields),
     ("destination", "pinpoint"): list(PinpointDestinationSettings.model_fields),
 }

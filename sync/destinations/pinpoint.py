@@ -63,7 +63,8 @@ log = logging.getLogger(__name__)
 GB = 1024**3
 MAX_JOB_BYTES = GB  # Pinpoint: 1 GB per import job
 MAX_EXECUTION_NAME = 80
-EXECUTION_LIMIT_SECONDS = 172800  # the import tail's TimeoutSeconds
+EXECUTION_LIMIT_SECONDS = 365 * 24 * 3600  # the import tail's TimeoutSeconds
+MAX_POLLS = 8700  # the import tail's bound on MaxPolls (8700 x 3600 s fits in the limit)
 MODES = ("stack", "direct")
 TERMINAL_JOB_STATES = {"COMPLETED", "FAILED"}
 THROTTLING = {"TooManyRequestsException", "ThrottlingException", "Throttling", "TooManyRequests"}
@@ -571,10 +572,10 @@ class PinpointDestination:
         if self.import_role_arn:
             payload["RoleArn"] = self.import_role_arn
         if self.poll_seconds is not None:
-            # The execution gives up when lakeseg does, and always within its 48 h limit.
+            # The execution gives up when lakeseg does, and always within its time limit.
             poll = int(self.poll_seconds)
             payload["PollSeconds"] = poll
-            payload["MaxPolls"] = max(1, min(math.ceil(self.timeout / max(poll, 1)),
+            payload["MaxPolls"] = max(1, min(math.ceil(self.timeout / max(poll, 1)), MAX_POLLS,
                                              (EXECUTION_LIMIT_SECONDS - 3600) // max(poll, 1)))
         try:
             arn = self._retrying(self.stepfunctions.start_execution, stateMachineArn=self.state_machine_arn,

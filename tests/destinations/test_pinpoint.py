@@ -600,3 +600,46 @@ def test_execution_names_are_valid_deterministic_and_distinct(segment):
 
 def test_names_that_differ_only_in_replaced_characters_stay_distinct():
     assert execution_name(RUN_ID, "seg.a", 1) != execution_name(RUN_ID, "seg_a", 1)
+
+
+OLD_RUN = "20261124T030000000Z-000000"
+
+
+def start_orphan(tail, segment="seg_email_clickers") -> str:
+    """An execution of an earlier (killed) run for the segment, still importing."""
+    return tail.start(execution_name(OLD_RUN, segment, 1), {
+        "ApplicationId": h.APP_ID, "S3Url": f"s3://{BUCKET}/lakeseg/imports/{OLD_RUN}/{segment}/part-1/",
+        "RunId": OLD_RUN, "Segment": segment, "PollSeconds": 0})
+
+
+@pytest.mark.parametrize("lists_jobs", [True, False], ids=["job-list-and-executions", "executions-only"])
+def test_an_orphaned_import_of_the_segment_is_waited_for(tail, fake_pinpoint, tmp_path, lists_jobs):
+    # given an earlier run's execution for this segment, its job still PROCESSING for a while
+    fake_pinpoint.hold = 0.6
+    orphan = start_orphan(tail)
+    dest = stack_destination(tail, pinpoint=fake_pinpoint.client if lists_jobs else None)
+    # when this run delivers the segment
+    result = dest.deliver(delivery([write_csv(tmp_path / "part-00001.csv", rows=2)]))
+    # then it waited: the old import ended before the new one started (never two in flight)
+    assert result.confirmed, result.errors
+    assert tail.sfn.describe_execution(executionArn=orphan)["status"] == "SUCCEEDED"
+    assert fake_pinpoint.max_in_flight == 1 and len(fake_pinpoint.jobs) == 2
+
+
+def test_an_orphan_that_outlives_the_timeout_stops_the_delivery(tail, fake_pinpoint, tmp_path):
+    fake_pinpoint.hold = 30
+    start_orphan(tail)
+    dest = stack_destination(tail, pinpoint=fake_pinpoint.client, timeout=0.3)
+    result = dest.deliver(delivery([write_csv(tmp_path / "part-00001.csv", rows=2)]))
+    # then nothing of this run was imported, and the reason says why
+    assert not result.confirmed and "still in flight" in result.errors[0]
+    assert len(fake_pinpoint.jobs) == 1
+
+
+def test_an_orphan_of_another_segment_does_not_hold_this_one(tail, fake_pinpoint, tmp_path):
+    fake_pinpoint.hold = 30
+    start_orphan(tail, segment="seg_other")
+    dest = stack_destination(tail, pinpoint=fake_pinpoint.client, timeout=5)
+    fake_pinpoint.hold = 0
+    result = dest.deliver(delivery([write_csv(tmp_path / "part-00001.csv", rows=2)]))
+    assert result.confirmed, result.errors

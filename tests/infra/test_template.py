@@ -149,3 +149,27 @@ def test_the_topic_is_encrypted_and_the_state_machine_logs_no_execution_data(res
     assert props["StateMachineType"] == "STANDARD"  # execution names are unique for 90 days
     assert props["LoggingConfiguration"]["IncludeExecutionData"] is False
     assert props["TracingConfiguration"] == {"Enabled": True}
+
+
+def test_polling_always_ends_inside_the_execution_limit(template):
+    # Given the stack's bounds on the poll interval and the poll count, and the ASL's own bounds
+    asl = json.loads(h.ASL_PATH.read_text())
+    params = template["Parameters"]
+    longest = params["PollIntervalSeconds"]["MaxValue"] * params["MaxPolls"]["MaxValue"]
+    bounds = {c["Variable"].rsplit(".", 1)[-1]: c["NumericLessThanEquals"]
+              for c in asl["States"]["ValidateInput"]["Choices"][0]["And"] if "NumericLessThanEquals" in c}
+    # Then the longest polling any allowed value permits ends before the execution times out
+    assert longest < asl["TimeoutSeconds"]
+    assert bounds["PollSeconds"] * bounds["MaxPolls"] < asl["TimeoutSeconds"]
+    # and the defaults wait a day
+    assert params["PollIntervalSeconds"]["Default"] * params["MaxPolls"]["Default"] == 24 * 3600
+
+
+def test_lakeseg_asks_for_no_more_polls_than_the_tail_allows():
+    from sync.destinations.pinpoint import EXECUTION_LIMIT_SECONDS, MAX_POLLS
+
+    asl = json.loads(h.ASL_PATH.read_text())
+    assert EXECUTION_LIMIT_SECONDS == asl["TimeoutSeconds"]
+    bounds = {c["Variable"].rsplit(".", 1)[-1]: c["NumericLessThanEquals"]
+              for c in asl["States"]["ValidateInput"]["Choices"][0]["And"] if "NumericLessThanEquals" in c}
+    assert MAX_POLLS == bounds["MaxPolls"]

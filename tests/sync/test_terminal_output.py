@@ -28,8 +28,8 @@ def a_run(command="sync") -> RunReport:
 def test_plain_table_shows_why_a_segment_had_a_full_send():
     text = render(a_run())
     header, rule, new, old = text.splitlines()[2:6]
-    assert header.split() == ["segment", "status", "rows", "entered", "changed", "exited", "unchanged", "sent",
-                              "files", "full", "send"]
+    assert header.split() == ["segment", "status", "rows", "entered", "changed", "exited", "unchanged", "resent",
+                              "sent", "quarantined", "files", "full", "send"]
     assert new.endswith("first sync") and old.endswith("-")
     assert "\x1b[" not in text  # no terminal escapes in plain output
 
