@@ -58,7 +58,7 @@ demo: install ## sample lake -> dbt build on DuckDB -> sync to local files
 	$(BIN)/lakeseg run
 
 test: install tools browser ## every test: unit, end-to-end (dbt on DuckDB, sync against moto), linters
-	LAKESEG_CHECKOV=$(CURDIR)/$(CHECKOV) $(BIN)/pytest
+	LAKESEG_CHECKOV=$(CURDIR)/$(CHECKOV) $(BIN)/pytest -n 2
 
 report-screenshot: install browser ## docs/report.png: the demo lake's report, as headless Chromium draws it
 	$(BIN)/python -m tools.report_screenshot build/report/index.html docs/report.png

@@ -91,7 +91,7 @@ class _Killed(BaseException):
     """Stands in for a kill in-process (moto lives in this process): no except clause catches it."""
 
 
-@pytest.mark.parametrize("stage", ["after-in-doubt", "during-delivery", "before-commit"])
+@pytest.mark.parametrize("stage", STAGES)
 def test_s3_state_kill_then_upstream_change_converges(aws, lakeseg, build_now, build_later, stage, monkeypatch):
     # Given state under an S3 prefix (moto) and a committed sync of `now`
     s3 = h.client("s3")
