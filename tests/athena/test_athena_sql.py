@@ -73,7 +73,11 @@ def test_sources_resolve_to_glue_tables_and_filter_partitions(athena_compiled):
     _, _, root = athena_compiled
     sql = (root / "models" / "staging" / "stg_due__all_events.sql").read_text()
     assert '"awsdatacatalog"."due_eventdb"."all_events"' in sql
-    assert re.search(r"where ingest_timestamp >= date_add\('day', -190, ", sql)
+    # constant bounds on the partition column: lookback + 24 h slack before as_of, and as_of itself
+    assert re.search(r"where ingest_timestamp >= timestamp '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d' "
+                     r"and ingest_timestamp <= timestamp '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d'", sql)
+    assert "element_at(session, 'session_id')" in sql
+    assert "session.session_id" not in sql
     contacts = (root / "models" / "staging" / "stg_crm__contacts.sql").read_text()
     assert '"awsdatacatalog"."crm"."contacts"' in contacts
 
@@ -91,7 +95,12 @@ def test_dispatch_macros_render_athena_branches(athena_compiled, macro, expected
     assert expected in sql
 
 
-def test_as_of_is_now_on_athena_unless_pinned(athena_compiled):
+def test_as_of_is_one_constant_per_invocation_on_athena_unless_pinned(athena_compiled):
+    # Given no pinned as_of, as_of is dbt's run_started_at: one literal, the same in every model
     _, _, root = athena_compiled
-    sql = (root / "models" / "segments" / "seg_active_last_24h.sql").read_text()
-    assert "date_add('hour', -24, cast(at_timezone(current_timestamp, 'UTC') as timestamp))" in sql
+    literals = set()
+    for path in compiled_models(root):
+        sql = path.read_text()
+        assert "current_timestamp" not in sql, f"{path.name} reads the clock per query"
+        literals |= set(re.findall(r"timestamp '(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})'", sql))
+    assert len(literals) == 1, literals
