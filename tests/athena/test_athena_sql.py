@@ -3,16 +3,11 @@ target (AWS faked by moto), and the rendered SQL is Athena's dialect only."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 
-PROJECT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 # Functions and syntax that exist in DuckDB but not in Athena (Trino).
@@ -21,32 +16,8 @@ DUCKDB_ONLY = [r"\bepoch_ms\(", r"\bto_(seconds|minutes|hours|days|months|years)
 
 
 @pytest.fixture(scope="module")
-def athena_compiled(tmp_path_factory):
-    root = tmp_path_factory.mktemp("athena")
-    profiles = root / "profiles"
-    profiles.mkdir()
-    shutil.copy(PROJECT / "profiles.yml.example", profiles / "profiles.yml")
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "LAKESEG_ATHENA_STAGING_DIR": "s3://athena-results/lakeseg/", "LAKESEG_ATHENA_DATA_DIR": "s3://lake/tables/",
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        from dbt.cli.main import dbtRunner
-
-        with mock_aws():
-            boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="athena-results")
-            common = ["--project-dir", str(PROJECT), "--profiles-dir", str(profiles), "--target", "athena",
-                      "--target-path", str(root / "target"), "--log-path", str(root / "logs")]
-            parsed = dbtRunner().invoke(["parse", *common])
-            compiled = dbtRunner().invoke(["compile", *common])
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return parsed, compiled, root / "target" / "compiled" / "lakeseg"
+def athena_compiled(athena_build):
+    return athena_build.parsed, athena_build.compiled, athena_build.models
 
 
 def test_parse_and_compile_succeed_on_the_athena_target(athena_compiled):
