@@ -121,6 +121,7 @@ class RunReport:
     status: str = "running"
     segments: list[SegmentReport] = field(default_factory=list)
     error: str | None = None
+    as_of: str | None = None  # the dbt var the segments were built with (run_results.json)
 
     @property
     def ok(self) -> bool:

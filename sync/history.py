@@ -35,7 +35,8 @@ def history_lines(runs: list[dict], detailed: bool = False) -> list[str]:
             by_status[s["status"]] = by_status.get(s["status"], 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in sorted(by_status.items())) or "no segments"
         lines.append(f"{run['run_id']}  {run.get('command', '?'):<4}  {run.get('status', '?'):<9}  "
-                     f"{run.get('started_at', '')}  {run.get('destination', '')}  {summary}")
+                     f"{run.get('started_at', '')}  {run.get('destination', '')}  {summary}"
+                     + (f"  as_of {run['as_of']}" if run.get("as_of") else ""))
         if run.get("error"):
             lines.append(f"    error: {run['error']}")
         for s in segs:

@@ -37,7 +37,8 @@ def summary_table(report: RunReport) -> str:
 
 def render(report: RunReport) -> str:
     verb = {"plan": "Plan", "sync": "Sync", "run": "Run"}.get(report.command, report.command)
-    out = [f"{verb} {report.run_id} · target {report.target} → {report.destination} · state {report.state}", "",
+    as_of = f" · as_of {report.as_of}" if report.as_of else ""
+    out = [f"{verb} {report.run_id} · target {report.target}{as_of} → {report.destination} · state {report.state}", "",
            summary_table(report)]
     notes = [f"  {s.segment}: {s.reason}" for s in report.segments if s.reason and s.status not in ("planned", "unchanged")]
     notes += [f"  {s.segment}: full send ({s.reason})" for s in report.segments if s.status == "planned" and s.reason]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import load_artifacts
+from .as_of import as_of_of_invocation
 from .dbt_invoke import DbtProject
 from .destinations import build_destination, state_key
 from .engine import Progress, RunReport, SyncOptions, SyncRun
@@ -104,11 +105,13 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
         max_file_bytes=settings.max_file_bytes, memory_limit=settings.memory_limit, dry_run=dry_run,
     )
     work_dir = settings.work_dir if settings.work_dir.is_absolute() else project_dir / settings.work_dir
-    return SyncRun(
+    run = SyncRun(
         artifacts=artifacts, reader=build_reader(target, project_dir, session), destination=destination,
         destination_key=state_key(destination, settings.destination), state=state, options=options,
         target=target.name, work_dir=work_dir, command=command, progress=progress,
     )
+    run.report.as_of = as_of_of_invocation(artifacts.run_results)
+    return run
 
 
 def run_sync(req: SyncRequest, *, command: str = "sync", dry_run: bool = False, session=None,
