@@ -256,6 +256,7 @@ class SyncRun:
             self.progress(seg.name, "reading", 0, 1)
             previous = self.state.load_snapshot(self.destination_key, seg.name, workdir / "previous")
             source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
+            notes.extend(getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation))  # Athena: query id, bytes
             prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
                                full_refresh=opts.full_refresh)
             failpoints.hit("after-read")
