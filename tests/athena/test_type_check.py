@@ -141,3 +141,34 @@ def test_checker_resolves_map_values_and_upstream_model_outputs():
     # the downstream model sees the upstream model's output types
     problems = checker.check_model("down", '"cat"."s"."down"', "select sid from \"cat\".\"s\".\"up\" where sid = 1")
     assert [p.message for p in problems] == ["compares VARCHAR with INTEGER"]
+
+
+# ------------------------------------------------ string-partitioned layouts
+
+@pytest.fixture(scope="module")
+def string_partitioned(tmp_path_factory):
+    return compile_for_athena(tmp_path_factory.mktemp("strpart"), PROJECT,
+                              "--vars", '{ingest_partition_format: "%Y/%m/%d/%H", as_of: "2026-10-31 12:30:00"}')
+
+
+def test_string_partitioned_layout_compiles_with_string_bounds_and_type_checks(string_partitioned):
+    # Given a lake whose ingest partition is a 'yyyy/MM/dd/HH' string (var ingest_partition_format)
+    assert string_partitioned.compiled.success
+    sql = (string_partitioned.models / "models" / "segments" / "seg_active_last_24h.sql").read_text()
+    # Then the partition bounds are strings of that layout, constant, around as_of
+    assert "ingest_timestamp >= '2026/10/29/12' and session_start.ingest_timestamp <= '2026/10/31/12'" in sql
+    # and the whole project type-checks with the partition declared as a string
+    manifest = json.loads((string_partitioned.target / "manifest.json").read_text())
+    assert manifest["sources"]["source.lakeseg.due.all_events"]["columns"]["ingest_timestamp"]["data_type"] == "string"
+    assert check_manifest(manifest) == []
+
+
+def test_partition_layout_not_matching_the_declared_type_is_named(string_partitioned):
+    # Given the string layout's SQL checked against a timestamp partition (the var and the lake disagree)
+    manifest = json.loads((string_partitioned.target / "manifest.json").read_text())
+    manifest["sources"]["source.lakeseg.due.all_events"]["columns"]["ingest_timestamp"]["data_type"] = "timestamp"
+    problems = check_manifest(manifest)
+    # Then the type check names the model, the column, and both types
+    assert problems and problems[0].model == "stg_due__all_events"
+    assert "ingest_timestamp" in problems[0].column
+    assert "compares TIMESTAMP with VARCHAR" in problems[0].message
