@@ -43,6 +43,7 @@ from .diff import Plan, PreparedSegment, changes_sql, prepare, snapshot_to_commi
 from .errors import ConfigError, LakesegError, LockHeld, SegmentRefused
 from .guard import mass_exit_refusal
 from .import_files import write_import_files
+from .imports_table import register_all as register_imports
 from .readers.base import SegmentReader
 
 log = logging.getLogger(__name__)
@@ -333,6 +334,7 @@ class SyncRun:
                 failpoints.hit("before-commit")
                 self._commit(con, prepared, result)
                 rep.status = SYNCED
+                register_imports(getattr(self, "imports_table", None), seg, self.run_id, result.location, notes)
                 if result.rejected_ids:
                     rep.reason = f"{len(result.rejected_ids)} row(s) rejected by the destination; resent next run"
         except LakesegError as exc:

@@ -111,7 +111,22 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
         target=target.name, work_dir=work_dir, command=command, progress=progress,
     )
     run.report.as_of = as_of_of_invocation(artifacts.run_results)
+    run.imports_table = build_imports_table(target, settings, session)
     return run
+
+
+def build_imports_table(target: Target, settings: Settings, session=None):
+    """Where confirmed deliveries are registered: Glue on Athena with an S3 destination, DuckDB views locally."""
+    from .imports_table import DuckDBImportsViews, GlueImportsTable
+
+    kind = settings.destination.get("type")
+    if kind == "files" and settings.destination.get("path"):
+        return DuckDBImportsViews(Path(str(settings.destination["path"])))
+    if kind == "pinpoint" and target.type == "athena":
+        region = target.config.get("region_name")
+        glue = (session or _boto_session(region)).client("glue", region_name=region)
+        return GlueImportsTable(glue, f"{target.config.get('schema', 'lakeseg')}_imports")
+    return None
 
 
 def run_sync(req: SyncRequest, *, command: str = "sync", dry_run: bool = False, session=None,
