@@ -27,6 +27,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 import duckdb
 
@@ -34,6 +35,7 @@ from .lake_schema import ALL_EVENTS, CRM, duckdb_type
 
 DEFAULT_END = "2026-11-01T00:00:00"
 MANIFEST = "_lake.json"
+CHUNK_EVENTS = 2_000_000  # events per COPY: bounds memory, amortises per-query cost
 
 # Share of events per type, in basis points (sum 10000).
 EVENT_MIX = (
@@ -123,12 +125,12 @@ def _write_events(con, spec: LakeSpec, root: Path) -> None:
     total = spec.events
     out = root / "due" / "all_events"
     start_ms = int(spec.start_dt.timestamp() * 1000)
-    for day in range(spec.days):
-        lo, hi = total * day // spec.days, total * (day + 1) // spec.days
-        day_ms = start_ms + day * 86_400_000
-        stamp = (spec.start_dt + timedelta(days=day)).strftime("%Y-%m-%d %H:%M:%S")
-        folder = out / f"ingest_timestamp={stamp}"
-        folder.mkdir(parents=True, exist_ok=True)
+    per_day = max(1, total // spec.days)
+    chunk = max(1, min(spec.days, CHUNK_EVENTS // per_day))  # ingest days per COPY
+    first = lambda day: -(-day * total // spec.days)  # noqa: E731 -- first row of an ingest day
+    staging = root / ".staging"
+    for d0 in range(0, spec.days, chunk):
+        d1 = min(spec.days, d0 + chunk)
         con.execute(
             f"""
             copy (
@@ -136,8 +138,10 @@ def _write_events(con, spec: LakeSpec, root: Path) -> None:
                 select i,
                        skewed(i, 1, {n}) as ep,
                        cast(floor(u(i, 2) * 10000) as integer) as r,
-                       {day_ms} + cast(floor(u(i, 3) * 86400000) as bigint) as arrival_timestamp
-                from range({lo}, {hi}) t(i)
+                       (i * {spec.days}) // {total} as day,
+                       {start_ms} + ((i * {spec.days}) // {total}) * 86400000
+                         + cast(floor(u(i, 3) * 86400000) as bigint) as arrival_timestamp
+                from range({first(d0)}, {first(d1)}) t(i)
               ), typed as (
                 select *, {_event_type_case()} as event_type,
                        arrival_timestamp - cast(u(i, 4) * 120000 as bigint) as event_timestamp,
@@ -174,14 +178,24 @@ def _write_events(con, spec: LakeSpec, root: Path) -> None:
                       'open': case when event_type = '_email.open'
                                    then {{'user_agent': 'Mozilla/5.0', 'ip_address': '192.0.2.1'}} end
                     }}}}}} end as facets,
-                  null as metrics
+                  null as metrics,
+                  day
                 from typed
               )
-              select {_cast_columns(ALL_EVENTS)}
+              select {_cast_columns(ALL_EVENTS)},
+                     make_timestamp(({start_ms} + day * 86400000) * 1000) as ingest_timestamp
               from shaped
-            ) to '{folder / "part-00000.parquet"}' (format parquet, compression zstd)
+            ) to '{staging}' (format parquet, compression zstd, partition_by (ingest_timestamp), overwrite_or_ignore)
             """
         )
+        # DuckDB escapes the folder names (%20, %3A); give them the plain Hive form.
+        for folder in sorted(staging.iterdir()):
+            target = out / unquote(folder.name)
+            target.mkdir(parents=True, exist_ok=True)
+            for n, f in enumerate(sorted(folder.glob("*.parquet"))):
+                f.rename(target / f"part-{n:05d}.parquet")
+            folder.rmdir()
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_crm(con, spec: LakeSpec, root: Path) -> None:
