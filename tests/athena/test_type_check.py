@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import jinja2
 import pytest
 import yaml
 from sqlglot import exp
@@ -22,8 +23,11 @@ SOURCES = PROJECT / "models" / "staging" / "_staging__sources.yml"
 
 
 def declared_sources() -> dict[tuple[str, str], dict[str, str]]:
+    """The declared data_types, rendered as dbt renders them with the default vars."""
     doc = yaml.safe_load(SOURCES.read_text())
-    return {(src["name"], t["name"]): {c["name"]: c.get("data_type") for c in t.get("columns", [])}
+    render = lambda text: jinja2.Template(text).render(var=lambda name, default=None: default)  # noqa: E731
+    return {(src["name"], t["name"]): {c["name"]: render(c["data_type"]) if c.get("data_type") else None
+                                       for c in t.get("columns", [])}
             for src in doc["sources"] for t in src["tables"]}
 
 
