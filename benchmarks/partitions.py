@@ -69,14 +69,15 @@ def files_read(con: duckdb.DuckDBPyConnection, sql: str, profile: Path) -> int:
     return total
 
 
-def measure(lake: Path, build: Path, as_of: str | None = None, slack_hours: float = 24) -> list[dict]:
+def measure(lake: Path, build: Path, as_of: str | None = None, slack_hours: float = 24,
+            project: Path = PROJECT) -> list[dict]:
     """Build the project over ``lake`` into ``build``; one row per DUE-reading model."""
     env = {**os.environ, "LAKESEG_LAKE_PATH": str(lake), "LAKESEG_BUILD_DIR": str(build),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     profiles = build / "profiles"
     profiles.mkdir(parents=True, exist_ok=True)
     shutil.copy(PROJECT / "profiles.yml.example", profiles / "profiles.yml")
-    args = [str(Path(sys.executable).parent / "dbt"), "run", "--project-dir", str(PROJECT), "--profiles-dir",
+    args = [str(Path(sys.executable).parent / "dbt"), "run", "--project-dir", str(project), "--profiles-dir",
             str(profiles), "--target-path", str(build / "target"), "--log-path", str(build / "logs"), "--target", "local"]
     if as_of:
         args += ["--vars", json.dumps({"as_of": as_of})]
@@ -103,13 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lake", type=Path, default=PROJECT / "build" / "lake")
     parser.add_argument("--endpoints", type=int, default=50_000, help="when the lake must be generated")
     parser.add_argument("--as-of", default=None)
+    parser.add_argument("--project", type=Path, default=PROJECT, help="another copy of the dbt project")
     opts = parser.parse_args(argv)
     from sync.sample_lake import LakeSpec, generate, read_manifest
 
     if read_manifest(opts.lake) is None:
         generate(opts.lake, LakeSpec(endpoints=opts.endpoints))
     with tempfile.TemporaryDirectory(prefix="lakeseg-partitions-") as tmp:
-        rows = measure(opts.lake, Path(tmp), opts.as_of)
+        rows = measure(opts.lake, Path(tmp), opts.as_of, project=opts.project)
     print(f"{'model':28} {'window (days)':>14} {'partitions read':>16} {'of':>5}  limit (window + 2 d)")
     ok = True
     for r in rows:
