@@ -215,3 +215,37 @@ def check_target(target_path: Path) -> None:
     problems = check_manifest(manifest)
     if problems:
         raise TypeCheckFailed(problems)
+
+
+# ------------------------------------------------- declared vs found source types
+
+def _normal(dtype: exp.DataType) -> str:
+    return dtype.sql(DIALECT).lower().replace('"', "")
+
+
+def compare_source_types(source: str, declared: dict[str, str], found: dict[str, exp.DataType]) -> list[Problem]:
+    """Problems where a declared column (Athena type) is missing from, or typed otherwise in, the real table."""
+    problems = []
+    actual = {k.lower(): v for k, v in found.items()}
+    for column, data_type in declared.items():
+        want = exp.DataType.build(data_type, dialect="hive")
+        got = actual.get(column.lower())
+        if got is None:
+            problems.append(Problem(f"source {source}", column, f"declared {data_type}, but the table has no such column"))
+        elif _normal(got) != _normal(want):
+            problems.append(Problem(f"source {source}", column,
+                                    f"declared {_normal(want)}, found {_normal(got)} in the table"))
+    return problems
+
+
+def glue_column_types(glue_client, database: str, table: str) -> dict[str, exp.DataType]:
+    """A Glue table's columns and partition keys with their (Hive DDL) types."""
+    got = glue_client.get_table(DatabaseName=database, Name=table)["Table"]
+    cols = got.get("StorageDescriptor", {}).get("Columns", []) + got.get("PartitionKeys", [])
+    return {c["Name"]: exp.DataType.build(c["Type"], dialect="hive") for c in cols}
+
+
+def parquet_column_types(con, relation_sql: str) -> dict[str, exp.DataType]:
+    """Columns of a DuckDB relation (e.g. read_parquet(...) of the local lake) with their types."""
+    return {name: exp.DataType.build(dtype, dialect="duckdb")
+            for name, dtype, *_ in con.execute(f"describe select * from {relation_sql}").fetchall()}

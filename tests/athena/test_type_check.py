@@ -176,3 +176,44 @@ def test_partition_layout_not_matching_the_declared_type_is_named(string_partiti
     assert problems and problems[0].model == "stg_due__all_events"
     assert "ingest_timestamp" in problems[0].column
     assert "compares TIMESTAMP with VARCHAR" in problems[0].message
+
+
+# ------------------------------------------------ declared vs found in the real table
+
+def test_a_real_table_whose_type_differs_from_the_declared_one_is_named(monkeypatch):
+    # Given a Glue table where session is a struct (as the old sample lake had it), in moto's Glue
+    import boto3
+    from moto import mock_aws
+
+    from sync.type_check import compare_source_types, glue_column_types
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    columns = [{"Name": n, "Type": t} for n, t in lake_schema.ALL_EVENTS if n != "awsaccountid"]
+    columns[[c["Name"] for c in columns].index("session")]["Type"] = "struct<session_id:string,start_timestamp:bigint>"
+    with mock_aws():
+        glue = boto3.client("glue", region_name="us-east-1")
+        glue.create_database(DatabaseInput={"Name": "due_eventdb"})
+        glue.create_table(DatabaseName="due_eventdb", TableInput={
+            "Name": "all_events", "StorageDescriptor": {"Columns": columns},
+            "PartitionKeys": [{"Name": "ingest_timestamp", "Type": "timestamp"}]})
+        found = glue_column_types(glue, "due_eventdb", "all_events")
+    declared = declared_sources()[("due", "all_events")]
+    # When the declared types are compared with it
+    problems = compare_source_types("due.all_events", declared, found)
+    # Then exactly the session column is named, with both types
+    assert [(p.model, p.column) for p in problems] == [("source due.all_events", "session")]
+    assert problems[0].message == ("declared map(varchar, varchar), found "
+                                   "row(session_id varchar, start_timestamp bigint) in the table")
+
+
+def test_the_sample_lake_matches_every_declared_source(tmp_path):
+    from sync.type_check import compare_source_types, parquet_column_types
+
+    generate(tmp_path / "lake", LakeSpec(endpoints=40, events_per_endpoint=5, days=3))
+    con = duckdb.connect()
+    for (source, table), declared in declared_sources().items():
+        glob = "**/*.parquet" if source == "due" else "*.parquet"
+        found = parquet_column_types(con, f"read_parquet('{tmp_path}/lake/{source}/{table}/{glob}', "
+                                          "hive_partitioning = true)")
+        assert compare_source_types(f"{source}.{table}", declared, found) == [], (source, table)
