@@ -20,7 +20,8 @@ shows exactly what the platform imported in that run.
   as its comment. The SerDe reads every value as a ``string``, and an empty
   cell as ``NULL`` (an exit value of ``""`` reads back as NULL).
 * **Local** (``DuckDBImportsViews``): a DuckDB view ``imports.<segment>`` per
-  segment, in ``lakeseg_imports.duckdb`` beside the export folders, over every run's
+  segment, in ``lakeseg_imports.duckdb`` beside the export folder
+  (``build/lakeseg_imports.duckdb`` for ``build/exports``), over every run's
   CSV files (all values as text, the same columns, ``run_id`` from the folder).
 """
 
@@ -168,11 +169,12 @@ def view_sql(segment: Segment, exports: Path) -> str:
 
 
 class DuckDBImportsViews:
-    """The local counterpart: views in ``<exports>/lakeseg_imports.duckdb``."""
+    """The local counterpart: views in ``lakeseg_imports.duckdb`` next to the export folder."""
 
     def __init__(self, exports: Path, database: Path | None = None):
         self.exports = Path(exports)
-        self.database = Path(database) if database else self.exports / "lakeseg_imports.duckdb"
+        # Beside the export folder, never inside it: that holds only <run_id>/<segment>/ folders.
+        self.database = Path(database) if database else self.exports.parent / "lakeseg_imports.duckdb"
         self._lock = threading.Lock()
 
     def register(self, segment: Segment, run_id: str, location: str) -> None:

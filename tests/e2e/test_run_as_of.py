@@ -52,7 +52,7 @@ def test_run_registers_each_delivery_in_the_local_imports_views(lake, profiles_d
     result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output[-2000:]
     report = json.loads(result.stdout[result.stdout.index("{\n"):])
-    con = duckdb.connect(str(tmp_path / "exports" / "lakeseg_imports.duckdb"), read_only=True)
+    con = duckdb.connect(str(tmp_path / "lakeseg_imports.duckdb"), read_only=True)
     synced = [s for s in report["segments"] if s["status"] == "synced"]
     assert len(synced) == 5
     for seg in synced:

@@ -153,7 +153,7 @@ def test_local_view_reads_every_run_with_run_id(tmp_path):
     views = DuckDBImportsViews(exports)
     views.register(segment(), "run-2", str(exports / "run-2" / "seg_people"))
     # Then the view shows exactly what each run delivered, as text, by the model's column names
-    con = duckdb.connect(str(exports / "lakeseg_imports.duckdb"), read_only=True)
+    con = duckdb.connect(str(tmp_path / "lakeseg_imports.duckdb"), read_only=True)
     got = con.execute("select endpoint_id, full_name, score from imports.seg_people where run_id = 'run-2' "
                       "order by endpoint_id").fetchall()
     assert got == [("ep-1", 'Smith, Jr. says "hi"', "3"), ("ep-2", "José Nguyễn 田中", "0"), ("ep-3", None, "1")]
