@@ -293,7 +293,9 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
     """`dbt build`, then sync, in one process: the unit a scheduler calls.
 
     Arguments after `--` go to dbt build. Only segments whose model and tests
-    passed in this build are synced.
+    passed in this build are synced. as_of is fixed once at the start (the
+    lake's end on a local DuckDB lake, now elsewhere) unless pinned with
+    --vars, passed to dbt and recorded in run history.
 
     \b
     Example:
@@ -304,11 +306,15 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
 
     from .runtime import load_context, prepare_local_database
 
+    from .as_of import fix_as_of
+    from .profile import load_target
+
     # Settings first: a typo in lakeseg.yml must not cost a whole dbt build.
     load_context(_request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
                           full_refresh, max_exit_share, state, allow_mass_exit))
     prepare_local_database(DbtProject(project_dir, profiles_dir, target))
-    extra = list(dbt_args)
+    # One as_of for the whole run (unless pinned): every model sees the same instant.
+    _, extra = fix_as_of(load_target(Path(project_dir), profiles_dir, target).type, list(dbt_args))
     if target_path:
         extra += ["--target-path", str(resolve_target_path(project_dir, target_path))]
     ok = invoke("build", DbtProject(project_dir, profiles_dir, target), extra)

@@ -50,6 +50,7 @@ from .diff import (Plan, PreparedSegment, SNAPSHOT_ID, changes_sql, prepare, ql,
 from .errors import ConfigError, LakesegError, LockHeld, SegmentRefused
 from .guard import mass_exit_refusal
 from .import_files import write_import_files
+from .imports_table import register_all as register_imports
 from .pinpoint_fields import ID_FIELD
 from .readers.base import SegmentReader
 from .selection import Resolver, choose_segments
@@ -158,6 +159,7 @@ class RunReport:
     error: str | None = None
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
+    as_of: str | None = None  # the dbt var the segments were built with (run_results.json)
 
     @property
     def ok(self) -> bool:
@@ -309,6 +311,7 @@ class SyncRun:
             if in_doubt is not None:
                 notes.append(f"{in_doubt.rows:,} id(s) in doubt from run {in_doubt.run_id} (never confirmed): resent")
             source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
+            notes.extend(getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation))  # Athena: query id, bytes
             prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
                                full_refresh=opts.full_refresh, dirty=dirty, digest_key=opts.digest_key)
             failpoints.hit("after-read")
@@ -424,6 +427,7 @@ class SyncRun:
                                   "the rest is committed")
                 else:
                     rep.status = SYNCED
+                register_imports(getattr(self, "imports_table", None), seg, self.run_id, result.location, notes)
         except LakesegError as exc:
             rep.reason = str(exc)
         except Exception as exc:  # a destination bug must not lose the report

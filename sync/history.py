@@ -45,7 +45,8 @@ def history_lines(runs: list[dict], detailed: bool = False) -> list[str]:
         summary = ", ".join(f"{n} {k}" for k, n in sorted(by_status.items())) or "no segments"
         outcome = run_outcome(run)
         lines.append(f"{run['run_id']}  {run.get('command', '?'):<4}  {outcome:<11}  "
-                     f"{run.get('started_at', '')}  {run.get('destination', '')}  {summary}")
+                     f"{run.get('started_at', '')}  {run.get('destination', '')}  {summary}"
+                     + (f"  as_of {run['as_of']}" if run.get("as_of") else ""))
         if outcome == "interrupted":
             lines.append("    interrupted: the run never finished (killed or crashed); segments it had not "
                          "committed are sent again by the next run")

@@ -58,7 +58,8 @@ def summary_table(report: RunReport) -> str:
 
 def _header(report: RunReport) -> str:
     verb = {"plan": "Plan", "sync": "Sync", "run": "Run"}.get(report.command, report.command)
-    return f"{verb} {report.run_id} · target {report.target} → {report.destination} · state {report.state}"
+    as_of = f" · as_of {report.as_of}" if report.as_of else ""
+    return f"{verb} {report.run_id} · target {report.target}{as_of} → {report.destination} · state {report.state}"
 
 
 def _notes(report: RunReport) -> list[str]:

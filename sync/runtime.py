@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import load_artifacts, resolve_target_path
+from .as_of import as_of_of_invocation
 from .dbt_invoke import DbtProject
 from .destinations import build_destination, state_key
 from .digest_key import resolve_digest_key
@@ -112,11 +113,28 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
                              req.dbt_state),
     )
     work_dir = settings.work_dir if settings.work_dir.is_absolute() else project_dir / settings.work_dir
-    return SyncRun(
+    run = SyncRun(
         artifacts=artifacts, reader=build_reader(target, project_dir, session), destination=destination,
         destination_key=state_key(destination, settings.destination), state=state, options=options,
         target=target.name, work_dir=work_dir, command=command, progress=progress,
     )
+    run.report.as_of = as_of_of_invocation(artifacts.run_results)
+    run.imports_table = build_imports_table(target, settings, session)
+    return run
+
+
+def build_imports_table(target: Target, settings: Settings, session=None):
+    """Where confirmed deliveries are registered: Glue on Athena with an S3 destination, DuckDB views locally."""
+    from .imports_table import DuckDBImportsViews, GlueImportsTable
+
+    kind = settings.destination.get("type")
+    if kind == "files" and settings.destination.get("path"):
+        return DuckDBImportsViews(Path(str(settings.destination["path"])))
+    if kind == "pinpoint" and target.type == "athena":
+        region = target.config.get("region_name")
+        glue = (session or _boto_session(region)).client("glue", region_name=region)
+        return GlueImportsTable(glue, f"{target.config.get('schema', 'lakeseg')}_imports")
+    return None
 
 
 def run_sync(req: SyncRequest, *, command: str = "sync", dry_run: bool = False, session=None,

@@ -2,18 +2,22 @@
 
 Tables (Parquet, under one root directory):
 
-``due/all_events/ingest_timestamp=YYYY-MM-DD/*.parquet``
-    Shaped like the Digital User Engagement (DUE) Events Database's
-    ``all_events``: ``event_type`` (``_email.send``, ``_email.open``, ...),
+``due/all_events/ingest_timestamp=YYYY-MM-DD 00:00:00/part-00000.parquet``
+    The Digital User Engagement (DUE) Events Database's ``all_events`` with
+    exactly the real Glue table's columns and types (see ``lake_schema``, which
+    cites the source): ``event_type`` (``_email.send``, ``_email.open``, ...),
     epoch-ms ``event_timestamp`` / ``arrival_timestamp``, ``client.client_id``
-    (the endpoint id), an ``attributes`` map and email ``facets``. Partitioned
-    by ingest day (the real database projects hourly ``yyyy/MM/dd/HH``).
+    (the endpoint id), ``session`` and ``attributes`` maps, email ``facets``.
+    ``ingest_timestamp`` is the ``timestamp`` partition column; the sample lake
+    has one partition per ingest day (the real database adds one per hour --
+    the models filter on the column's value and work with either).
 ``crm/contacts``, ``crm/subscriptions``, ``crm/app_logins``, ``crm/web_sessions``
     CRM-style tables keyed by the contact id, which is the endpoint id.
 
 Every value comes from a hash of (seed, row, column), so the same parameters
 give the same lake on any machine and any number of threads.  All of it is
-generated inside DuckDB; nothing is materialised in Python.
+generated inside DuckDB; nothing is materialised in Python. Events are written
+one ingest day at a time, so memory is bounded by a day's events.
 """
 
 from __future__ import annotations
@@ -23,11 +27,15 @@ import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 import duckdb
 
+from .lake_schema import ALL_EVENTS, CRM, duckdb_type
+
 DEFAULT_END = "2026-11-01T00:00:00"
 MANIFEST = "_lake.json"
+CHUNK_EVENTS = 2_000_000  # events per COPY: bounds memory, amortises per-query cost
 
 # Share of events per type, in basis points (sum 10000).
 EVENT_MIX = (
@@ -101,58 +109,93 @@ def _event_type_case() -> str:
     return "case " + " ".join(parts) + " end"
 
 
+def _cast_columns(columns) -> str:
+    """The select list casting each shaped column to its declared type, in declared order."""
+    return ",\n              ".join(f"cast({name} as {duckdb_type(t)}) as {name}" for name, t in columns)
+
+
 def _write_events(con, spec: LakeSpec, root: Path) -> None:
-    start_ms = int(spec.start_dt.timestamp() * 1000)
-    span_ms = spec.days * 86_400_000
+    """One Parquet file per ingest day, written day by day: memory stays bounded
+    by one day's events whatever the lake's size.
+
+    Events arrive uniformly over the day of their partition; each happened up to
+    two minutes before it arrived (so an event can belong to the previous day's
+    event time: the late-arrival slack the models allow for)."""
     n = spec.endpoints
+    total = spec.events
     out = root / "due" / "all_events"
-    con.execute(
-        f"""
-        copy (
-          with base as (
-            select i,
-                   skewed(i, 1, {n}) as ep,
-                   cast(floor(u(i, 2) * 10000) as integer) as r,
-                   {start_ms} + cast(floor(u(i, 3) * {span_ms}) as bigint) as ts
-            from range({spec.events}) t(i)
-          ), typed as (
-            select *, {_event_type_case()} as event_type,
-                   'cmp-' || (hash(i, 7) % 12)::varchar as campaign_id,
-                   'msg-' || md5(i::varchar) as message_id
-            from base
-          ), shaped as (
-            select
-              event_type,
-              ts as event_timestamp,
-              least(ts + cast(u(i, 4) * 120000 as bigint), {start_ms + span_ms - 1}) as arrival_timestamp,
-              '3.1' as event_version,
-              {{'app_id': 'a1b2c3d4e5f6lakeseg', 'cognito_identity_pool_id': null::varchar}} as application,
-              {{'client_id': endpoint_id(ep), 'cognito_id': null::varchar}} as client,
-              {{'platform': {{'name': case when event_type like '_session%' then 'android' else 'email' end}}}} as device,
-              case when event_type like '_session%'
-                   then {{'session_id': 'ses-' || md5((i // 2)::varchar), 'start_timestamp': ts}}
-              end as session,
-              case when event_type like '_email%'
-                   then map {{'campaign_id': campaign_id, 'treatment_id': '0', 'campaign_send_status': 'SUCCESS'}}
-                   else map {{'screen': 'home'}}
-              end as attributes,
-              case when event_type like '_email%' then {{'email_channel': {{'mail_event': {{
-                  'mail': {{'message_id': message_id,
-                           'from_address': 'news@example.com',
-                           'destination': [ 'user' || ep::varchar || '@example.com' ],
-                           'common_headers': {{'subject': 'Your November update'}}}},
-                  'click': case when event_type = '_email.click'
-                                then {{'link': 'https://example.com/offer?c=' || campaign_id, 'user_agent': 'Mozilla/5.0'}} end,
-                  'open': case when event_type = '_email.open'
-                               then {{'user_agent': 'Mozilla/5.0', 'ip_address': '192.0.2.1'}} end
-                }}}}}} end as facets,
-              strftime(make_timestamp(arrival_timestamp * 1000), '%Y-%m-%d') as ingest_timestamp
-            from typed
-          )
-          select * from shaped
-        ) to '{out}' (format parquet, partition_by (ingest_timestamp), compression zstd)
-        """
-    )
+    start_ms = int(spec.start_dt.timestamp() * 1000)
+    per_day = max(1, total // spec.days)
+    chunk = max(1, min(spec.days, CHUNK_EVENTS // per_day))  # ingest days per COPY
+    first = lambda day: -(-day * total // spec.days)  # noqa: E731 -- first row of an ingest day
+    staging = root / ".staging"
+    for d0 in range(0, spec.days, chunk):
+        d1 = min(spec.days, d0 + chunk)
+        con.execute(
+            f"""
+            copy (
+              with base as (
+                select i,
+                       skewed(i, 1, {n}) as ep,
+                       cast(floor(u(i, 2) * 10000) as integer) as r,
+                       (i * {spec.days}) // {total} as day,
+                       {start_ms} + ((i * {spec.days}) // {total}) * 86400000
+                         + cast(floor(u(i, 3) * 86400000) as bigint) as arrival_timestamp
+                from range({first(d0)}, {first(d1)}) t(i)
+              ), typed as (
+                select *, {_event_type_case()} as event_type,
+                       arrival_timestamp - cast(u(i, 4) * 120000 as bigint) as event_timestamp,
+                       'cmp-' || (hash(i, 7) % 12)::varchar as campaign_id,
+                       'msg-' || md5(i::varchar) as message_id
+                from base
+              ), shaped as (
+                select
+                  event_type,
+                  event_timestamp,
+                  arrival_timestamp,
+                  '3.1' as event_version,
+                  {{'app_id': 'a1b2c3d4e5f6lakeseg'}} as application,
+                  {{'client_id': endpoint_id(ep)}} as client,
+                  {{'platform': map {{'name': case when event_type like '_session%' then 'android' else 'email' end}}}} as device,
+                  case when event_type like '_session%'
+                       then map {{'session_id': 'ses-' || md5((i // 2)::varchar),
+                                  'start_timestamp': event_timestamp::varchar}}
+                  end as session,
+                  case when event_type like '_email%'
+                       then map {{'campaign_id': campaign_id, 'treatment_id': '0', 'campaign_send_status': 'SUCCESS'}}
+                       else map {{'screen': 'home'}}
+                  end as attributes,
+                  null as client_context,
+                  '123456789012' as awsaccountid,
+                  case when event_type like '_email%' then {{'email_channel': {{'mail_event': {{
+                      'mail': {{'message_id': message_id,
+                               'message_send_timestamp': event_timestamp,
+                               'from_address': 'news@example.com',
+                               'destination': [ 'user' || ep::varchar || '@example.com' ],
+                               'common_headers': {{'subject': 'Your November update'}}}},
+                      'click': case when event_type = '_email.click'
+                                    then {{'link': 'https://example.com/offer?c=' || campaign_id, 'user_agent': 'Mozilla/5.0'}} end,
+                      'open': case when event_type = '_email.open'
+                                   then {{'user_agent': 'Mozilla/5.0', 'ip_address': '192.0.2.1'}} end
+                    }}}}}} end as facets,
+                  null as metrics,
+                  day
+                from typed
+              )
+              select {_cast_columns(ALL_EVENTS)},
+                     make_timestamp(({start_ms} + day * 86400000) * 1000) as ingest_timestamp
+              from shaped
+            ) to '{staging}' (format parquet, compression zstd, partition_by (ingest_timestamp), overwrite_or_ignore)
+            """
+        )
+        # DuckDB escapes the folder names (%20, %3A); give them the plain Hive form.
+        for folder in sorted(staging.iterdir()):
+            target = out / unquote(folder.name)
+            target.mkdir(parents=True, exist_ok=True)
+            for n, f in enumerate(sorted(folder.glob("*.parquet"))):
+                f.rename(target / f"part-{n:05d}.parquet")
+            folder.rmdir()
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_crm(con, spec: LakeSpec, root: Path) -> None:
@@ -166,7 +209,7 @@ def _write_crm(con, spec: LakeSpec, root: Path) -> None:
     # 97% of endpoints belong to a known contact; the id is the endpoint id.
     con.execute(
         f"""
-        copy (
+        copy (select {_cast_columns(CRM["contacts"])} from (
           select endpoint_id(i) as id,
                  'user' || i::varchar as username,
                  'user' || i::varchar || '@example.com' as email,
@@ -177,12 +220,12 @@ def _write_crm(con, spec: LakeSpec, root: Path) -> None:
           from range({n}) t(i)
           where u(i, 10) < 0.97
           order by i
-        ) to '{crm / "contacts" / "contacts.parquet"}' (format parquet)
+        )) to '{crm / "contacts" / "contacts.parquet"}' (format parquet)
         """
     )
     con.execute(
         f"""
-        copy (
+        copy (select {_cast_columns(CRM["subscriptions"])} from (
           select 'sub-' || i::varchar as subscription_id,
                  endpoint_id(i) as contact_id,
                  list_extract(['basic', 'plus', 'pro'], 1 + (hash(i, 21) % 3)::integer) as plan,
@@ -193,24 +236,24 @@ def _write_crm(con, spec: LakeSpec, root: Path) -> None:
           from range({n}) t(i)
           where u(i, 10) < 0.97 and u(i, 20) < 0.7
           order by i
-        ) to '{crm / "subscriptions" / "subscriptions.parquet"}' (format parquet)
+        )) to '{crm / "subscriptions" / "subscriptions.parquet"}' (format parquet)
         """
     )
     con.execute(
         f"""
-        copy (
+        copy (select {_cast_columns(CRM["app_logins"])} from (
           select 'login-' || i::varchar as login_id,
                  'user' || skewed(i, 31, {n})::varchar as username,
                  timestamp '{start}' + to_seconds(cast(floor(u(i, 32) * {span_s}) as bigint)) as login_timestamp,
                  list_extract(['ios', 'android', 'web'], 1 + (hash(i, 33) % 3)::integer) as client
           from range({n * 4}) t(i)
           order by login_timestamp
-        ) to '{crm / "app_logins" / "app_logins.parquet"}' (format parquet)
+        )) to '{crm / "app_logins" / "app_logins.parquet"}' (format parquet)
         """
     )
     con.execute(
         f"""
-        copy (
+        copy (select {_cast_columns(CRM["web_sessions"])} from (
           select 'ga-' || i::varchar as session_id,
                  endpoint_id(skewed(i, 41, {n})) as user_id,
                  timestamp '{start}' + to_seconds(cast(floor(u(i, 42) * {span_s}) as bigint)) as session_timestamp,
@@ -218,12 +261,12 @@ def _write_crm(con, spec: LakeSpec, root: Path) -> None:
                  list_extract(['organic', 'paid', 'email', 'direct'], 1 + (hash(i, 44) % 4)::integer) as traffic_source
           from range({n * 4}) t(i)
           order by session_timestamp
-        ) to '{crm / "web_sessions" / "web_sessions.parquet"}' (format parquet)
+        )) to '{crm / "web_sessions" / "web_sessions.parquet"}' (format parquet)
         """
     )
 
 
-def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = None) -> dict:
+def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = None, memory_limit: str = "1GB") -> dict:
     """Write the sample lake under ``root`` (replacing it) and return its manifest."""
     root = Path(root)
     if root.exists():
@@ -234,6 +277,9 @@ def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = N
         if threads:
             con.execute(f"set threads = {int(threads)}")
         con.execute("set preserve_insertion_order = false")
+        # Sorting the CRM tables of a large lake spills to disk instead of growing.
+        con.execute(f"set memory_limit = '{memory_limit}'")
+        con.execute(f"set temp_directory = '{root / '.tmp'}'")
         con.execute("set enable_progress_bar = false")
         _macros(con, spec)
         _write_events(con, spec, root)
@@ -247,6 +293,7 @@ def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = N
         }
     finally:
         con.close()
+        shutil.rmtree(root / ".tmp", ignore_errors=True)
     manifest = {"spec": asdict(spec), "end": spec.end, "rows": counts}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -9,7 +9,8 @@ sessions as (
     select session_start.endpoint_id
     from {{ ref('stg_due__session_start') }} as session_start
     cross join window_bounds
-    where session_start.event_timestamp > window_bounds.starts_at
+    where {{ ingest_window(hours=24, column='session_start.ingest_timestamp') }}
+      and session_start.event_timestamp > window_bounds.starts_at
       and session_start.event_timestamp <= window_bounds.ends_at
 ),
 

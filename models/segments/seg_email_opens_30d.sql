@@ -9,7 +9,8 @@ opens as (
     select email_open.endpoint_id
     from {{ ref('stg_due__email_open') }} as email_open
     cross join window_bounds
-    where email_open.event_timestamp > window_bounds.starts_at
+    where {{ ingest_window(days=30, column='email_open.ingest_timestamp') }}
+      and email_open.event_timestamp > window_bounds.starts_at
       and email_open.event_timestamp <= window_bounds.ends_at
       and email_open.endpoint_id is not null
 ),

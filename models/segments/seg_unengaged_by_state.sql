@@ -19,7 +19,8 @@ clicks as (
     select endpoint_id, count(*) as n
     from {{ ref('stg_due__email_click') }}
     cross join window_bounds
-    where event_timestamp > window_bounds.starts_at
+    where {{ ingest_window(months=6) }}
+      and event_timestamp > window_bounds.starts_at
       and event_timestamp <= window_bounds.ends_at
     group by endpoint_id
 ),

@@ -5,7 +5,16 @@ WITH (format = 'PARQUET')`` into a run-specific prefix under the profile's
 ``s3_staging_dir``, waits for it (polling with backoff), downloads the Parquet
 files with boto3 and hands them to DuckDB. Parquet keeps every value exact --
 commas, quotes, non-ASCII text -- where Athena's CSV output would not quote.
-``cleanup`` deletes the prefix and the local copies.
+``cleanup`` deletes the prefix and the local copies; a run killed before
+``cleanup`` leaves the prefix to the staging bucket's lifecycle rule (the
+stack's bucket expires ``<AthenaStagingPrefix>/`` after a day).
+
+Every query sends ``ResultConfiguration`` (a work group that enforces its own
+settings overrides it; one that does not, such as a fresh ``primary``, would
+otherwise reject the query). Each segment's query id and bytes scanned
+(``DataScannedInBytes``, what Athena bills) are kept in ``stats`` for the run
+report. A query that runs longer than ``timeout_seconds``
+(``$LAKESEG_ATHENA_QUERY_TIMEOUT``, default 3600) is stopped.
 
 Athena lowercases identifiers, so declared column names are matched
 case-insensitively and the declared case is restored in DuckDB.
@@ -14,6 +23,7 @@ case-insensitively and the declared case is restored in DuckDB.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 import uuid
@@ -43,10 +53,30 @@ def _ql(value: str) -> str:
 
 
 def _split_s3(url: str) -> tuple[str, str]:
+    """(bucket, key prefix) with redundant slashes removed: 's3://b//x/' -> ('b', 'x')."""
     if not url.startswith("s3://"):
         raise ConfigError(f"s3_staging_dir {url!r} is not an s3:// URL")
     bucket, _, key = url[5:].partition("/")
-    return bucket, key.strip("/")
+    if not bucket:
+        raise ConfigError(f"s3_staging_dir {url!r} names no bucket")
+    return bucket, "/".join(part for part in key.split("/") if part)
+
+
+def _key(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+def _timeout_from_env(default: float = 3600.0) -> float:
+    raw = os.environ.get("LAKESEG_ATHENA_QUERY_TIMEOUT")
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise ConfigError(f"LAKESEG_ATHENA_QUERY_TIMEOUT={raw!r}: give the query timeout in seconds (a positive number)")
+    return value
 
 
 class AthenaReader:
@@ -69,6 +99,8 @@ class AthenaReader:
         self.new_id = new_id
         self._prefixes: list[str] = []
         self._dirs: list[Path] = []
+        self.stats: dict[str, dict] = {}  # str(relation) -> {query_id, data_scanned_bytes}
+        self._queries: dict[str, dict] = {}
 
     @classmethod
     def from_profile(cls, target: dict, session) -> "AthenaReader":
@@ -77,22 +109,22 @@ class AthenaReader:
             session.client("athena", region_name=region), session.client("s3", region_name=region),
             s3_staging_dir=target.get("s3_staging_dir", ""), work_group=target.get("work_group"),
             catalog=target.get("database") or "awsdatacatalog",
-            poll_seconds=float(target.get("poll_interval", 0.5)),
+            poll_seconds=float(target.get("poll_interval", 0.5)), timeout_seconds=_timeout_from_env(),
         )
 
     # ------------------------------------------------------------------ query
     def run_query(self, sql: str) -> str:
         """Start a query and wait until it ends; return its id or raise AthenaQueryFailed."""
-        args = {"QueryString": sql, "QueryExecutionContext": {"Catalog": self.catalog}}
+        args = {"QueryString": sql, "QueryExecutionContext": {"Catalog": self.catalog},
+                "ResultConfiguration": {"OutputLocation": self.output_location}}
         if self.work_group:
             args["WorkGroup"] = self.work_group
-        else:
-            args["ResultConfiguration"] = {"OutputLocation": f"s3://{self.bucket}/{self.base}/"}
         query_id = self.athena.start_query_execution(**args)["QueryExecutionId"]
         log.info("athena query %s started", query_id)
         waited, delay = 0.0, self.poll_seconds
         while True:
-            status = self.athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]
+            execution = self.athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+            status = execution["Status"]
             state = status["State"]
             if state in DONE:
                 break
@@ -105,17 +137,32 @@ class AthenaReader:
         if state != "SUCCEEDED":
             reason = status.get("StateChangeReason") or (status.get("AthenaError") or {}).get("ErrorMessage") or "no reason given"
             raise AthenaQueryFailed(f"Athena query {query_id} {state}: {reason}")
+        scanned = (execution.get("Statistics") or {}).get("DataScannedInBytes")
+        self._queries[query_id] = {"query_id": query_id, "data_scanned_bytes": scanned}
+        log.info("athena query %s succeeded, scanned %s bytes", query_id, scanned)
         return query_id
+
+    @property
+    def output_location(self) -> str:
+        return f"s3://{_key(self.bucket, self.base)}/"
+
+    def notes_for(self, relation: RelationRef) -> list[str]:
+        """One line for the run report: the segment's Athena query id and bytes scanned."""
+        got = self.stats.get(str(relation))
+        if not got:
+            return []
+        return [f"athena query {got['query_id']} scanned {got['data_scanned_bytes']} bytes"]
 
     # ----------------------------------------------------------------- reader
     def stage(self, con: duckdb.DuckDBPyConnection, relation: RelationRef, columns: Sequence[str],
               workdir: Path) -> str:
-        prefix = f"{self.base}/lakeseg-unload/{self.new_id()}".lstrip("/")
+        prefix = _key(self.base, "lakeseg-unload", self.new_id())
         self._prefixes.append(prefix)
         select = ", ".join(_qi(c.lower()) for c in columns)
         table = f"{_qi(relation.schema)}.{_qi(relation.identifier)}"
-        self.run_query(f"UNLOAD (SELECT {select} FROM {table}) "
-                       f"TO {_ql(f's3://{self.bucket}/{prefix}/')} WITH (format = 'PARQUET', compression = 'SNAPPY')")
+        query_id = self.run_query(f"UNLOAD (SELECT {select} FROM {table}) TO {_ql(f's3://{self.bucket}/{prefix}/')} "
+                                  "WITH (format = 'PARQUET', compression = 'SNAPPY')")
+        self.stats[str(relation)] = self._queries.get(query_id, {"query_id": query_id, "data_scanned_bytes": None})
         local = Path(workdir) / "athena"
         local.mkdir(parents=True, exist_ok=True)
         self._dirs.append(local)

@@ -168,3 +168,81 @@ def test_polling_backs_off_and_times_out(tmp_path):
 def test_profile_without_staging_dir_is_a_config_error():
     with pytest.raises(ConfigError, match="s3_staging_dir"):
         AthenaReader.from_profile({"type": "athena", "region_name": REGION}, boto3.Session(region_name=REGION))
+
+
+# ------------------------------------------------- request shape (botocore Stubber)
+
+def stubbed_athena():
+    athena = boto3.client("athena", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    return athena, Stubber(athena)
+
+
+@pytest.mark.parametrize("staging,expected", [
+    ("s3://athena-results/lakeseg/", "s3://athena-results/lakeseg/"),
+    ("s3://athena-results//lakeseg//x/", "s3://athena-results/lakeseg/x/"),
+    ("s3://athena-results", "s3://athena-results/"),
+    ("s3://athena-results/", "s3://athena-results/"),
+], ids=["plain", "double-slashes", "bucket-only", "bucket-slash"])
+def test_every_query_sends_the_result_location_with_the_work_group(staging, expected):
+    # Given a work group that may not have a result location of its own
+    athena, stub = stubbed_athena()
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q-1"}, {
+        "QueryString": "select 1", "QueryExecutionContext": {"Catalog": "awsdatacatalog"},
+        "ResultConfiguration": {"OutputLocation": expected}, "WorkGroup": "primary"})
+    stub.add_response("get_query_execution", {"QueryExecution": {
+        "QueryExecutionId": "q-1", "Status": {"State": "SUCCEEDED"}, "Statistics": {"DataScannedInBytes": 1234}}})
+    reader = AthenaReader(athena, None, s3_staging_dir=staging, work_group="primary", sleep=lambda s: None)
+    # When a query runs, then the request (checked against Athena's model) carries both, without '//'
+    with stub:
+        assert reader.run_query("select 1") == "q-1"
+    stub.assert_no_pending_responses()
+
+
+def test_unload_prefix_has_no_double_slash(aws, tmp_path):
+    athena, s3 = aws
+    engine = FakeAthenaEngine(s3, tmp_path, {"seg_people": ROWS})
+    reader = engine(AthenaReader(athena, s3, s3_staging_dir=f"s3://{BUCKET}//lakeseg//", work_group="primary",
+                                 sleep=lambda s: None, new_id=lambda: "run1"))
+    reader.stage(duckdb.connect(), segment().relation, segment().columns, tmp_path / "w")
+    assert f"TO 's3://{BUCKET}/lakeseg/lakeseg-unload/run1/'" in engine.queries[0]
+
+
+def test_each_segment_records_its_query_id_and_bytes_scanned(aws, tmp_path):
+    # Given Athena reporting what the UNLOAD scanned
+    athena, s3 = aws
+    engine = FakeAthenaEngine(s3, tmp_path, {"seg_people": ROWS})
+    reader = engine(make_reader(athena, s3))
+    real_get = athena.get_query_execution
+
+    def get_query_execution(**kw):
+        out = real_get(**kw)
+        out["QueryExecution"]["Statistics"] = {"DataScannedInBytes": 4096}
+        return out
+
+    athena.get_query_execution = get_query_execution
+    # When a segment is staged
+    seg = segment()
+    reader.stage(duckdb.connect(), seg.relation, seg.columns, tmp_path / "w")
+    # Then its query id and bytes scanned are kept, and make a note for the run report
+    got = reader.stats[str(seg.relation)]
+    assert got["data_scanned_bytes"] == 4096 and got["query_id"]
+    assert reader.notes_for(seg.relation) == [f"athena query {got['query_id']} scanned 4096 bytes"]
+
+
+@pytest.mark.parametrize("value,expected", [("120", 120.0), ("", 3600.0), (None, 3600.0)], ids=["set", "empty", "unset"])
+def test_query_timeout_comes_from_the_environment(monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv("LAKESEG_ATHENA_QUERY_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("LAKESEG_ATHENA_QUERY_TIMEOUT", value)
+    reader = AthenaReader.from_profile({"type": "athena", "region_name": REGION, "s3_staging_dir": "s3://b/x/"},
+                                       boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"))
+    assert reader.timeout_seconds == expected
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5"])
+def test_bad_query_timeout_is_named(monkeypatch, value):
+    monkeypatch.setenv("LAKESEG_ATHENA_QUERY_TIMEOUT", value)
+    with pytest.raises(ConfigError, match="LAKESEG_ATHENA_QUERY_TIMEOUT"):
+        AthenaReader.from_profile({"type": "athena", "region_name": REGION, "s3_staging_dir": "s3://b/x/"},
+                                  boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"))

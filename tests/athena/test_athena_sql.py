@@ -3,16 +3,11 @@ target (AWS faked by moto), and the rendered SQL is Athena's dialect only."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 
-PROJECT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 # Functions and syntax that exist in DuckDB but not in Athena (Trino).
@@ -21,32 +16,8 @@ DUCKDB_ONLY = [r"\bepoch_ms\(", r"\bto_(seconds|minutes|hours|days|months|years)
 
 
 @pytest.fixture(scope="module")
-def athena_compiled(tmp_path_factory):
-    root = tmp_path_factory.mktemp("athena")
-    profiles = root / "profiles"
-    profiles.mkdir()
-    shutil.copy(PROJECT / "profiles.yml.example", profiles / "profiles.yml")
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "LAKESEG_ATHENA_STAGING_DIR": "s3://athena-results/lakeseg/", "LAKESEG_ATHENA_DATA_DIR": "s3://lake/tables/",
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        from dbt.cli.main import dbtRunner
-
-        with mock_aws():
-            boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="athena-results")
-            common = ["--project-dir", str(PROJECT), "--profiles-dir", str(profiles), "--target", "athena",
-                      "--target-path", str(root / "target"), "--log-path", str(root / "logs")]
-            parsed = dbtRunner().invoke(["parse", *common])
-            compiled = dbtRunner().invoke(["compile", *common])
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return parsed, compiled, root / "target" / "compiled" / "lakeseg"
+def athena_compiled(athena_build):
+    return athena_build.parsed, athena_build.compiled, athena_build.models
 
 
 def test_parse_and_compile_succeed_on_the_athena_target(athena_compiled):
@@ -73,7 +44,11 @@ def test_sources_resolve_to_glue_tables_and_filter_partitions(athena_compiled):
     _, _, root = athena_compiled
     sql = (root / "models" / "staging" / "stg_due__all_events.sql").read_text()
     assert '"awsdatacatalog"."due_eventdb"."all_events"' in sql
-    assert re.search(r"where ingest_timestamp >= date_add\('day', -190, ", sql)
+    # constant bounds on the partition column: lookback + 24 h slack before as_of, and as_of itself
+    assert re.search(r"where ingest_timestamp >= timestamp '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d' "
+                     r"and ingest_timestamp <= timestamp '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d'", sql)
+    assert "element_at(session, 'session_id')" in sql
+    assert "session.session_id" not in sql
     contacts = (root / "models" / "staging" / "stg_crm__contacts.sql").read_text()
     assert '"awsdatacatalog"."crm"."contacts"' in contacts
 
@@ -95,7 +70,25 @@ def test_dispatch_macros_render_athena_branches(athena_compiled, macro, expected
     assert expected in sql
 
 
-def test_as_of_is_now_on_athena_unless_pinned(athena_compiled):
+def test_as_of_is_one_constant_per_invocation_on_athena_unless_pinned(athena_compiled):
+    # Given no pinned as_of, as_of is dbt's run_started_at: one literal, the same in every model
     _, _, root = athena_compiled
-    sql = (root / "models" / "segments" / "seg_active_last_24h.sql").read_text()
-    assert "date_add('hour', -24, cast(at_timezone(current_timestamp, 'UTC') as timestamp))" in sql
+    literals = set()
+    for path in compiled_models(root):
+        sql = path.read_text()
+        assert "current_timestamp" not in sql, f"{path.name} reads the clock per query"
+        literals |= set(re.findall(r"timestamp '(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})'", sql))
+    assert len(literals) == 1, literals
+
+
+def test_segment_tables_rebuild_without_disappearing(athena_build):
+    # Given the segment models as compiled for Athena
+    import json
+
+    manifest = json.loads((athena_build.target / "manifest.json").read_text())
+    segments = [n for n in manifest["nodes"].values() if n["resource_type"] == "model" and "segment" in n["tags"]]
+    assert len(segments) == 5
+    for node in segments:
+        # Then each is a Parquet hive table built with ha (new location, then swap)
+        assert node["config"].get("ha") is True, node["name"]
+        assert node["config"].get("table_type") == "hive" and node["config"].get("format") == "parquet"

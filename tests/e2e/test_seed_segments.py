@@ -3,6 +3,10 @@
 The expected sets are computed here in plain Python -- datetime arithmetic,
 dicts and counters over the raw rows of the sample lake -- not with the
 models' SQL. DuckDB is used only to read the Parquet rows.
+
+The rule the segments state: an event counts when it happened in the window
+(as_of - window, as_of] and was ingested by as_of (its ingest partition starts
+no later than as_of). Nothing after as_of counts, whatever the window.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from datetime import date, datetime, timedelta
 import duckdb
 import pytest
 from dateutil.relativedelta import relativedelta
+
+from tests.e2e.conftest import dbt_build
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +37,7 @@ class Lake:
     def __init__(self, path):
         con = duckdb.connect()
         self.events = [
-            (etype, ms(ets), ms(ats), client_id, datetime.combine(ingest, datetime.min.time()))
+            (etype, ms(ets), ms(ats), client_id, ingest)
             for etype, ets, ats, client_id, ingest in con.execute(
                 f"select event_type, event_timestamp, arrival_timestamp, client.client_id, ingest_timestamp "
                 f"from read_parquet('{path}/due/all_events/**/*.parquet', hive_partitioning = true)"
@@ -47,21 +53,21 @@ class Lake:
     def lake_end(self) -> datetime:
         return max(e[2] for e in self.events)
 
-    def events_in_lookback(self, as_of: datetime, event_type: str):
-        start = as_of - timedelta(days=LOOKBACK_DAYS)
-        return [e for e in self.events if e[0] == event_type and e[4] >= start]
+    def events_in(self, event_type: str, start: datetime, as_of: datetime):
+        """Events of a type that happened in (start, as_of] and were ingested by as_of."""
+        return [e for e in self.events if e[0] == event_type and start < e[1] <= as_of and e[4] <= as_of]
 
     # ---- the segments, as the issue states them -----------------------------
     def email_clickers(self, as_of):
-        return {e[3]: "Yes" for e in self.events_in_lookback(as_of, "_email.click") if e[3]}
+        start = as_of - timedelta(days=LOOKBACK_DAYS)
+        return {e[3]: "Yes" for e in self.events_in("_email.click", start, as_of) if e[3]}
 
     def active_last_24h(self, as_of):
         start = as_of - timedelta(hours=24)
-        return {e[3]: "Yes" for e in self.events_in_lookback(as_of, "_session.start") if start < e[1] <= as_of}
+        return {e[3]: "Yes" for e in self.events_in("_session.start", start, as_of)}
 
     def email_opens_30d(self, as_of):
-        start = as_of - timedelta(days=30)
-        opens = Counter(e[3] for e in self.events_in_lookback(as_of, "_email.open") if start < e[1] <= as_of)
+        opens = Counter(e[3] for e in self.events_in("_email.open", as_of - timedelta(days=30), as_of))
         return {k: str(v) for k, v in opens.items()}
 
     def lifecycle_renewal(self, as_of):
@@ -73,7 +79,7 @@ class Lake:
     def unengaged_by_state(self, as_of):
         start = as_of - relativedelta(months=6)
         within = lambda t: start < t <= as_of  # noqa: E731
-        clicks = Counter(e[3] for e in self.events_in_lookback(as_of, "_email.click") if within(e[1]))
+        clicks = Counter(e[3] for e in self.events_in("_email.click", start, as_of))
         logins = Counter(u for u, t in self.logins if within(t))
         sessions = Counter(c for c, t in self.web_sessions if within(t))
         return {cid: state for cid, username, state in self.contacts
@@ -128,3 +134,33 @@ def test_pinned_as_of_moves_every_window(raw, build_later, model, column, method
     expected = getattr(raw, method)(as_of)
     assert expected
     assert built(build_later, model, column) == expected
+
+
+@pytest.fixture(scope="module")
+def build_backfill(e2e_root, lake, profiles_dir):
+    """Built as of two months before the lake's end: a backfill."""
+    b = dbt_build(e2e_root, "backfill", lake, profiles_dir, "--vars", '{as_of: "2026-09-01 00:00:00"}')
+    assert b.ok, (b.build_dir / "logs" / "dbt.log").read_text()[-3000:]
+    return b
+
+
+@pytest.mark.parametrize("model,column,method", CASES, ids=[c[0] for c in CASES])
+def test_backfill_before_the_lakes_end_ignores_everything_after_as_of(raw, build_backfill, model, column, method):
+    # Given as_of pinned two months before the lake's end
+    as_of = datetime(2026, 9, 1)
+    # When the expected members are computed from the raw rows
+    expected = getattr(raw, method)(as_of)
+    assert expected
+    # Then the built segment has exactly those: nothing that happened (or arrived) later counts
+    assert built(build_backfill, model, column) == expected
+
+
+def test_backfill_clickers_exclude_endpoints_whose_clicks_all_came_later(raw, build_backfill):
+    # Given endpoints whose only clicks in the lake happened after as_of
+    as_of = datetime(2026, 9, 1)
+    clicked_before = set(raw.email_clickers(as_of))
+    clicked_ever = {e[3] for e in raw.events if e[0] == "_email.click"}
+    later_only = clicked_ever - clicked_before
+    assert later_only, "the lake must have clicks after as_of, or the test proves nothing"
+    # Then none of them is in the backfilled segment
+    assert not later_only & set(built(build_backfill, "seg_email_clickers", "has_clicked"))

@@ -1,0 +1,194 @@
+"""The imports table: a CSV-backed Glue table per segment (Athena) or a DuckDB
+view (local) over the delivered import files, partitioned by run id."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import boto3
+import duckdb
+import pytest
+from moto import mock_aws
+
+from sync.contract import FieldMapping, Segment
+from sync.errors import ConfigError
+from sync.import_files import write_import_files
+from sync.imports_table import (SERDE, DuckDBImportsViews, GlueImportsTable, athena_ddl, register_all,
+                                table_input)
+from sync.readers.base import RelationRef
+
+REGION = "us-east-1"
+BUCKET = "imports"
+ROWS = [("ep-1", 'Smith, Jr. says "hi"', "3"), ("ep-2", "José Nguyễn 田中", "0"), ("ep-3", "", "1")]
+
+
+def segment(fields=("Id", "User.UserAttributes.FullName", "Metrics.Score")) -> Segment:
+    cols = ("endpoint_id", "full_name", "score")
+    return Segment("model.p.seg_people", "seg_people", RelationRef(None, "s", "seg_people"),
+                   tuple(FieldMapping(c, f) for c, f in zip(cols, fields)), "keep", None, (), "")
+
+
+def import_files(tmp_path, seg=None, rows=ROWS):
+    """Import files written by the real writer: header of field names, RFC-4180."""
+    seg = seg or segment()
+    con = duckdb.connect()
+    con.execute("create table t (a varchar, b varchar, c varchar)")
+    con.executemany("insert into t values (?, ?, ?)", rows)
+    select = ", ".join(f'{c} as "{m.field}"' for c, m in zip("abc", seg.mappings))
+    return write_import_files(con, f"select {select} from t order by a", tmp_path, 1_000_000)
+
+
+@pytest.fixture
+def glue_s3(monkeypatch):
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        yield boto3.client("glue", region_name=REGION), s3
+
+
+def deliver(s3, files, run_id: str) -> str:
+    """Upload as the Pinpoint destination lays files out: <prefix>/<run>/<segment>/part-<job>/..."""
+    for f in files:
+        s3.upload_file(str(f), BUCKET, f"lakeseg/imports/{run_id}/seg_people/part-1/{f.name}")
+    return f"s3://{BUCKET}/lakeseg/imports/{run_id}/seg_people/"
+
+
+def test_glue_table_is_csv_backed_partitioned_by_run_and_mapped_by_position(glue_s3, tmp_path):
+    glue, s3 = glue_s3
+    # Given a confirmed delivery of import files to S3
+    location = deliver(s3, import_files(tmp_path / "f"), "20261126T030000Z-abc")
+    # When it is registered
+    GlueImportsTable(glue, "lakeseg_imports").register(segment(), "20261126T030000Z-abc", location)
+    # Then Glue (moto, requests validated against Glue's model) holds a CSV-backed table
+    table = glue.get_table(DatabaseName="lakeseg_imports", Name="seg_people")["Table"]
+    sd = table["StorageDescriptor"]
+    assert sd["SerdeInfo"]["SerializationLibrary"] == SERDE == "org.apache.hadoop.hive.serde2.OpenCSVSerde"
+    assert sd["SerdeInfo"]["Parameters"] == {"separatorChar": ",", "quoteChar": '"', "escapeChar": '"'}
+    assert table["Parameters"]["skip.header.line.count"] == "1"
+    assert table["PartitionKeys"] == [{"Name": "run_id", "Type": "string"}]
+    # columns by position: warehouse names, every one a string, the Pinpoint field as comment
+    assert [(c["Name"], c["Type"], c["Comment"]) for c in sd["Columns"]] == [
+        ("endpoint_id", "string", "Id"), ("full_name", "string", "User.UserAttributes.FullName"),
+        ("score", "string", "Metrics.Score")]
+    [partition] = glue.get_partitions(DatabaseName="lakeseg_imports", TableName="seg_people")["Partitions"]
+    assert partition["Values"] == ["20261126T030000Z-abc"]
+    assert partition["StorageDescriptor"]["Location"] == location
+
+
+def read_partition_as_the_serde_does(glue, s3, run_id: str) -> list[dict]:
+    """Read a partition's files the way its Glue definition says: separator, quote, header lines, positions."""
+    table = glue.get_table(DatabaseName="lakeseg_imports", Name="seg_people")["Table"]
+    [part] = [p for p in glue.get_partitions(DatabaseName="lakeseg_imports", TableName="seg_people")["Partitions"]
+              if p["Values"] == [run_id]]
+    serde = part["StorageDescriptor"]["SerdeInfo"]["Parameters"]
+    skip = int(table["Parameters"]["skip.header.line.count"])
+    names = [c["Name"] for c in part["StorageDescriptor"]["Columns"]]
+    bucket, _, prefix = part["StorageDescriptor"]["Location"][5:].partition("/")
+    rows = []
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+        text = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8")
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=serde["separatorChar"],
+                            quotechar=serde["quoteChar"], doublequote=serde["escapeChar"] == serde["quoteChar"],
+                            strict=True)
+        for record in list(reader)[skip:]:
+            rows.append({n: (v if v != "" else None) for n, v in zip(names, record)})  # empty cell = NULL
+    return rows
+
+
+def test_comma_quote_and_non_ascii_values_read_back_through_the_table_definition(glue_s3, tmp_path):
+    glue, s3 = glue_s3
+    table = GlueImportsTable(glue, "lakeseg_imports")
+    table.register(segment(), "run-1", deliver(s3, import_files(tmp_path / "1", rows=ROWS[:1]), "run-1"))
+    table.register(segment(), "run-2", deliver(s3, import_files(tmp_path / "2"), "run-2"))
+    got = read_partition_as_the_serde_does(glue, s3, "run-2")
+    assert sorted(got, key=lambda r: r["endpoint_id"]) == [
+        {"endpoint_id": "ep-1", "full_name": 'Smith, Jr. says "hi"', "score": "3"},
+        {"endpoint_id": "ep-2", "full_name": "José Nguyễn 田中", "score": "0"},
+        {"endpoint_id": "ep-3", "full_name": None, "score": "1"}]
+    assert len(read_partition_as_the_serde_does(glue, s3, "run-1")) == 1
+
+
+def test_registering_again_updates_table_and_partition(glue_s3, tmp_path):
+    glue, s3 = glue_s3
+    table = GlueImportsTable(glue, "lakeseg_imports")
+    location = deliver(s3, import_files(tmp_path / "f"), "run-1")
+    table.register(segment(), "run-1", location)
+    # a new mapping: the table takes the latest columns, the partition is replaced, not duplicated
+    renamed = segment(fields=("Id", "User.UserAttributes.Name", "Metrics.Score"))
+    table.register(renamed, "run-1", location)
+    cols = glue.get_table(DatabaseName="lakeseg_imports", Name="seg_people")["Table"]["StorageDescriptor"]["Columns"]
+    assert cols[1]["Comment"] == "User.UserAttributes.Name"
+    assert len(glue.get_partitions(DatabaseName="lakeseg_imports", TableName="seg_people")["Partitions"]) == 1
+
+
+def test_ddl_spells_the_same_table(tmp_path):
+    ddl = athena_ddl("lakeseg_imports", segment(), "s3://imports/lakeseg/imports/")
+    assert "ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.OpenCSVSerde'" in ddl
+    assert "'quoteChar' = '\"', 'escapeChar' = '\"'" in ddl
+    assert "PARTITIONED BY (`run_id` string)" in ddl and "'skip.header.line.count' = '1'" in ddl
+    assert "`full_name` string COMMENT 'User.UserAttributes.FullName'" in ddl
+    assert table_input(segment(), "s3://x/y")["StorageDescriptor"]["Location"] == "s3://x/y/"
+
+
+def test_a_column_athena_cannot_name_is_refused():
+    bad = Segment("model.p.seg", "seg", RelationRef(None, "s", "seg"), (FieldMapping("Full Name", "Id"),),
+                  "keep", None, (), "")
+    with pytest.raises(ConfigError, match="'full name' cannot name an Athena table or column"):
+        table_input(bad, "s3://x/y")
+
+
+def test_local_view_reads_every_run_with_run_id(tmp_path):
+    # Given two runs delivered by the files destination: <exports>/<run_id>/<segment>/part-*.csv
+    exports = tmp_path / "exports"
+    for run, rows in (("run-1", ROWS[:1]), ("run-2", ROWS)):
+        for f in import_files(tmp_path / run, rows=rows):
+            dest = exports / run / "seg_people"
+            dest.mkdir(parents=True, exist_ok=True)
+            f.rename(dest / f.name)
+    (exports / "run-2" / "seg_people" / "_delivery.json").write_text("{}")
+    # When the delivery is registered locally
+    views = DuckDBImportsViews(exports)
+    views.register(segment(), "run-2", str(exports / "run-2" / "seg_people"))
+    # Then the view shows exactly what each run delivered, as text, by the model's column names
+    con = duckdb.connect(str(tmp_path / "lakeseg_imports.duckdb"), read_only=True)
+    got = con.execute("select endpoint_id, full_name, score from imports.seg_people where run_id = 'run-2' "
+                      "order by endpoint_id").fetchall()
+    assert got == [("ep-1", 'Smith, Jr. says "hi"', "3"), ("ep-2", "José Nguyễn 田中", "0"), ("ep-3", None, "1")]
+    assert con.execute("select count(*) from imports.seg_people where run_id = 'run-1'").fetchall() == [(1,)]
+
+
+def test_a_failed_registration_is_a_note_not_a_failed_delivery():
+    class Broken:
+        def register(self, *a):
+            raise RuntimeError("glue is down")
+
+    notes: list[str] = []
+    register_all(Broken(), segment(), "run-1", "s3://b/p/", notes)
+    assert notes == ["imports table not updated: RuntimeError: glue is down"]
+    register_all(None, segment(), "run-1", "s3://b/p/", notes)
+    assert len(notes) == 1
+
+
+@pytest.mark.parametrize("target_type,dest,expected", [
+    ("athena", {"type": "pinpoint"}, "GlueImportsTable"),
+    ("duckdb", {"type": "files", "path": "/tmp/exports"}, "DuckDBImportsViews"),
+    ("athena", {"type": "files", "path": "/tmp/exports"}, "DuckDBImportsViews"),
+    ("duckdb", {"type": "pinpoint"}, "NoneType"),
+], ids=["athena-pinpoint", "local-files", "athena-files", "local-pinpoint"])
+def test_the_run_registers_where_the_files_went(target_type, dest, expected):
+    from pathlib import Path
+
+    from sync.profile import Target
+    from sync.runtime import build_imports_table
+    from sync.settings import Settings
+
+    target = Target("lakeseg", "t", {"type": target_type, "schema": "lakeseg", "region_name": REGION})
+    settings = Settings("t", dest, "state", 0.3, 1, "1GB", Path("w"))
+    session = boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    table = build_imports_table(target, settings, session)
+    assert type(table).__name__ == expected
+    if expected == "GlueImportsTable":
+        assert table.database == "lakeseg_imports"
