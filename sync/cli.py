@@ -9,6 +9,7 @@ Every option can also come from a ``LAKESEG_<OPTION>`` environment variable.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import sys
 import traceback
@@ -92,6 +93,9 @@ def main(verbose: int, debug_aws: bool) -> None:
       lakeseg plan                  # what would be sent, writes nothing
     """
     logs.configure(verbose, debug_aws)
+    # Everything lakeseg writes may hold personal data (import files, snapshots, work folders):
+    # readable by the owner only.
+    os.umask(0o077)
 
 
 # --------------------------------------------------------------------------- check

@@ -24,6 +24,7 @@ Run history is written as the run goes.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -64,6 +65,7 @@ SYNCED, UNCHANGED, PLANNED = "synced", "unchanged", "planned"
 PARTIAL, SKIPPED, REFUSED, FAILED = "partial", "skipped", "refused", "failed"
 OK_STATUSES = {SYNCED, UNCHANGED, PLANNED}
 INTERRUPTED = "interrupted"  # a run whose process died before it finished (history only)
+OWNER_FILE = ".owner.json"  # in a run's work folder: host and pid, so a later run can clean up after a kill
 _MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 Progress = Callable[[str, str, int, int], None]  # (segment, stage, done, total)
@@ -204,6 +206,7 @@ class SyncRun:
             self._clean_old_work()
             self._write_history()
         workdir = self.work_root / self.run_id
+        self._make_workdir(workdir)
         if not _MEMORY_LIMIT.match(str(opts.memory_limit)):
             raise ConfigError(f"memory_limit must be a size like 1GB or 512MiB, got {opts.memory_limit!r}")
         con = duckdb.connect()
@@ -257,14 +260,29 @@ class SyncRun:
             log.warning("could not write run history: %s", exc)
 
     def _clean_old_work(self) -> None:
-        """Remove work folders (they hold personal data) left by runs killed over a day ago."""
+        """Remove work folders (they hold personal data) left by killed runs.
+
+        A folder whose run ran on this host and is gone is removed at once;
+        any other folder (a run elsewhere that shares the disk) after a day.
+        """
         if not self.work_root.exists():
             return
         cutoff = time.time() - timedelta(days=1).total_seconds()
         for child in self.work_root.iterdir():
-            with contextlib.suppress(OSError):
-                if child.is_dir() and child.stat().st_mtime < cutoff:
+            with contextlib.suppress(OSError, ValueError):
+                if not child.is_dir():
+                    continue
+                owner_file = child / OWNER_FILE
+                owner = json.loads(owner_file.read_text()) if owner_file.exists() else {}
+                if _owner_is_dead_here(owner) or child.stat().st_mtime < cutoff:
                     shutil.rmtree(child, ignore_errors=True)
+
+    def _make_workdir(self, workdir: Path) -> None:
+        """The run's private scratch folder (0700), marked with its owner for _clean_old_work."""
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(workdir, 0o700)
+        (workdir / OWNER_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                                      "run_id": self.run_id}))
 
     def _owner(self) -> dict:
         return {"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "command": self.report.command}
