@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sized
 
 DEFAULT_NAMESPACE = "lakeseg"
 OK_STATUSES = {"synced", "unchanged", "planned"}
+DELIVERED_STATUSES = {"synced", "partial"}
 
 # Metric name, EMF unit, and how to read it from a segment's report.
 SEGMENT_METRICS: tuple[tuple[str, str], ...] = (
@@ -71,7 +72,8 @@ def segment_values(segment: Mapping) -> dict[str, float]:
         values["Entered"] = _count(plan.get("entered", 0))
         values["Changed"] = _count(plan.get("changed", 0))
         values["Exited"] = _count(plan.get("exited", 0))
-        values["Sent"] = _count(plan.get("to_send", 0)) if status == "synced" else 0
+        # Delivered and committed: synced, or partial (committed, some rows quarantined).
+        values["Sent"] = _count(plan.get("to_send", 0)) if status in DELIVERED_STATUSES else 0
     values["Quarantined"] = _count(segment.get("quarantined", 0))
     values["DurationSeconds"] = round(float(segment.get("duration_s") or 0.0), 3)
     values["SegmentFailed"] = 0 if status in OK_STATUSES else 1

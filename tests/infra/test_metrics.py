@@ -95,6 +95,7 @@ def test_every_segment_gets_one_valid_emf_document_with_its_figures():
     pytest.param(None, 0, id="field-missing"),
     pytest.param(7, 7, id="a-count"),
     pytest.param(["id-1", "id-2"], 2, id="a-list-of-ids"),
+    pytest.param([{"id": "a", "message": "m", "attempts": 1, "first_run_id": "r"}], 1, id="a-list-of-rows"),
 ])
 def test_quarantined_is_read_from_the_segment_report_or_taken_as_zero(quarantined, expected):
     seg = {"segment": "s", "status": "synced", "plan": plan(10, 1, 0, 0, 1), "duration_s": 1}
@@ -237,3 +238,12 @@ def test_without_metrics_nothing_extra_is_printed(monkeypatch, tmp_path):
     monkeypatch.delenv("LAKESEG_METRICS", raising=False)
     result = CliRunner().invoke(cli.main, ["sync", "--project-dir", str(tmp_path)], catch_exceptions=False)
     assert '"_aws"' not in result.output + result.stderr
+
+
+def test_a_partial_segment_counts_as_sent_and_failed_with_its_quarantined_rows():
+    # given a segment delivered and committed with two rows quarantined (status partial)
+    seg = {"segment": "s", "status": "partial", "plan": plan(10, 4, 0, 0, 4), "duration_s": 2,
+           "quarantined": [{"id": "a", "message": "bad"}, {"id": "b", "message": "bad"}]}
+    values = metrics.segment_values(seg)
+    # then what was sent counts, the rejected rows are quarantined, and the segment needs attention
+    assert (values["Sent"], values["Quarantined"], values["SegmentFailed"]) == (4, 2, 1)

@@ -418,6 +418,44 @@ def test_the_dashboard_is_valid_json_and_shows_the_metrics_the_run_publishes(res
     assert "{lakeseg,Destination,Segment}" in text and MACHINE_ARN in text
 
 
+SCALARS = {"string": "VARCHAR", "bigint": "BIGINT", "int": "INTEGER", "boolean": "BOOLEAN", "double": "DOUBLE"}
+
+
+def duck(hive: str) -> str:
+    """A Hive/Glue column type (string, bigint, array<...>, struct<name:type,...>) as a DuckDB type."""
+    tokens = re.findall(r"[A-Za-z_][A-Za-z0-9_]*|[<>,:]", hive)
+    pos = 0
+
+    def take(expected: str | None = None) -> str:
+        nonlocal pos
+        token = tokens[pos]
+        assert expected is None or token == expected, (hive, pos, token)
+        pos += 1
+        return token
+
+    def parse() -> str:
+        name = take()
+        if name == "array":
+            take("<")
+            inner = parse()
+            take(">")
+            return f"{inner}[]"
+        if name == "struct":
+            take("<")
+            fields = []
+            while True:
+                field = take()
+                take(":")
+                fields.append(f"{field} {parse()}")
+                if take() == ">":
+                    return f"STRUCT({', '.join(fields)})"
+        return SCALARS[name]
+
+    out = parse()
+    assert pos == len(tokens), hive
+    return out
+
+
 def test_the_history_table_reads_compact_json_lines_of_real_run_reports(resources, tmp_path):
     # given the table's columns and history documents written as compact JSON lines
     import duckdb
@@ -430,27 +468,25 @@ def test_the_history_table_reads_compact_json_lines_of_real_run_reports(resource
     assert sd["Location"] == {"Fn::Sub": "s3://${BucketName}/${StatePrefix}/history/"}
     columns = {c["Name"]: c["Type"] for c in sd["Columns"]}
     report = sample_report().as_dict()
-    assert set(columns) == set(report)  # every field of a run report is a column, and nothing else
+    # the host and pid of the run, and each segment's quarantined rows, as the engine records them
+    report.setdefault("host", "ip-10-0-0-1")
+    report.setdefault("pid", 4242)
+    report["segments"][0].setdefault("quarantined", [
+        {"id": "ep-9", "message": "invalid ChannelType", "attempts": 2, "first_run_id": "r0"}])
+    assert set(report) <= set(columns), set(report) - set(columns)  # every field of a run report is a column
+    assert set(columns) <= set(report) | {"host", "pid"}, set(columns) - set(report)
 
     # when DuckDB reads them with the declared Hive types (one object per line, as the SerDe does)
     runs = [report, {**copy.deepcopy(report), "run_id": "r2", "status": "succeeded"}]
     path = tmp_path / "history.json"
     path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in runs))
 
-    def duck(hive: str) -> str:
-        t = re.sub(r"\bstring\b", "VARCHAR", hive)
-        t = re.sub(r"\bbigint\b", "BIGINT", t).replace("boolean", "BOOLEAN").replace("double", "DOUBLE")
-        t = re.sub(r"array<(.*)>", r"\1[]", t) if t.startswith("array<") else t
-        t = re.sub(r"struct<", "STRUCT(", t).replace(">", ")")
-        t = re.sub(r"(\w+):", r"\1 ", t)
-        t = re.sub(r"(\w+) array<(\w+)\)", r"\1 \2[]", t)
-        return t
-
     spec = ", ".join(f"'{k}': '{duck(v)}'" for k, v in columns.items())
     con = duckdb.connect()
-    rows = con.execute(f"select run_id, status, len(segments), segments[1].plan.entered "
+    rows = con.execute(f"select run_id, status, len(segments), segments[1].plan.entered, "
+                       f"segments[1].quarantined[1].id, pid "
                        f"from read_json('{path}', format='newline_delimited', columns={{{spec}}}) "
                        f"where status = 'failed'").fetchall()
 
     # then the query the README promises works
-    assert rows == [("20261126T050000123Z-abc123", "failed", 4, 40)]
+    assert rows == [("20261126T050000123Z-abc123", "failed", 4, 40, "ep-9", 4242)]
