@@ -416,6 +416,15 @@ def test_the_dashboard_is_valid_json_and_shows_the_metrics_the_run_publishes(res
         if name != "Changed":  # shown through the segment totals, not a widget of its own
             assert name in text, name
     assert "{lakeseg,Destination,Segment}" in text and MACHINE_ARN in text
+    # every metric a search names is one the run publishes, and each search is well formed
+    names = {n for n, _ in metrics.SEGMENT_METRICS}
+    for widget in body["widgets"]:
+        for row in widget["properties"]["metrics"]:
+            for item in row:
+                if isinstance(item, dict) and "expression" in item:
+                    expr = item["expression"]
+                    assert expr.count("(") == expr.count(")") and expr.count("'") == 4, expr
+                    assert set(re.findall(r'MetricName="([^"]+)"', expr)) <= names, expr
 
 
 SCALARS = {"string": "VARCHAR", "bigint": "BIGINT", "int": "INTEGER", "boolean": "BOOLEAN", "double": "DOUBLE"}
