@@ -478,10 +478,9 @@ def test_the_history_table_reads_compact_json_lines_of_real_run_reports(resource
     columns = {c["Name"]: c["Type"] for c in sd["Columns"]}
     report = sample_report().as_dict()
     # the host and pid of the run, and each segment's quarantined rows, as the engine records them
-    report.setdefault("host", "ip-10-0-0-1")
-    report.setdefault("pid", 4242)
-    report["segments"][0].setdefault("quarantined", [
-        {"id": "ep-9", "message": "invalid ChannelType", "attempts": 2, "first_run_id": "r0"}])
+    report["host"], report["pid"] = "ip-10-0-0-1", 4242
+    report["segments"][0]["quarantined"] = [
+        {"id": "ep-9", "message": "invalid ChannelType", "attempts": 2, "first_run_id": "r0"}]
     assert set(report) <= set(columns), set(report) - set(columns)  # every field of a run report is a column
     assert set(columns) <= set(report) | {"host", "pid"}, set(columns) - set(report)
 
