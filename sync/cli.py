@@ -166,16 +166,10 @@ def _emit_metrics(report) -> None:
     metrics, metrics_file, namespace = (ctx.meta.get("lakeseg.metrics") if ctx else None) or ("none", None, "")
     if metrics != "emf":
         return
-    from .metrics import emf_lines, segment_documents
+    from .metrics import emit_segment_metrics
 
-    lines = emf_lines(segment_documents(report.as_dict(), namespace=namespace))
-    if metrics_file is None:
-        for line in lines:
-            click.echo(line, err=True)
-        return
-    metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(metrics_file, "a", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in lines)
+    emit_segment_metrics(report.as_dict(), namespace=namespace, path=metrics_file,
+                         stream=sys.stderr)
 
 
 def _execute(req, command: str, dry_run: bool, as_json: bool) -> None:

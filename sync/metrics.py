@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sized
+from pathlib import Path
+from typing import TextIO
 
 DEFAULT_NAMESPACE = "lakeseg"
 OK_STATUSES = {"synced", "unchanged", "planned"}
@@ -128,3 +130,16 @@ def run_document(exit_code: int, *, run_id: str | None = None, failed_segments: 
 def emf_lines(docs: Iterable[Mapping]) -> list[str]:
     """Each document on one line: CloudWatch Logs reads one log event per line."""
     return [json.dumps(d, separators=(",", ":"), sort_keys=False, default=str) for d in docs]
+
+
+def emit_segment_metrics(report: Mapping, *, namespace: str, path: Path | None, stream: TextIO) -> int:
+    """Write the report's segment documents to ``stream``, or append them to ``path``; returns the count."""
+    lines = emf_lines(segment_documents(report, namespace=namespace))
+    if path is None:
+        stream.writelines(line + "\n" for line in lines)
+        stream.flush()
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in lines)
+    return len(lines)
