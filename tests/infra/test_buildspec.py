@@ -246,12 +246,14 @@ def test_the_runner_build_syncs_a_bundle_version_and_alerts_with_run_id_and_segm
     seg_docs = [d for d in first.emf() if "Segment" in d]
     [beat] = [d for d in first.emf() if "RunsFinished" in d]
     assert all(emf_problems(d) == [] for d in first.emf())
-    assert len(seg_docs) == 5 and all(d["SegmentFailed"] == 0 and d["Members"] > 0 for d in seg_docs)
+    seeds = sorted(f.stem for f in (h.REPO / "models" / "segments").glob("seg_*.sql"))
+    assert sorted(d["Segment"] for d in seg_docs) == seeds
+    assert all(d["SegmentFailed"] == 0 and d["Members"] > 0 for d in seg_docs)
     assert (beat["RunsFinished"], beat["RunsFailed"], beat["ExitCode"]) == (1, 0, 0)
     assert sqs.receive_message(QueueUrl=queue).get("Messages") is None
     # and the state (snapshots, run history) is in the stack's bucket
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="lakeseg/state/")["Contents"]]
-    assert sum(k.endswith("/current.json") for k in keys) == 5
+    assert sum(k.endswith("/current.json") for k in keys) == len(seeds)
     [history_key] = [k for k in keys if k.startswith("lakeseg/state/history/")]
     assert beat["RunId"] in history_key
 
