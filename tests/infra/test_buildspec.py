@@ -223,6 +223,9 @@ def test_the_runner_build_syncs_a_bundle_version_and_alerts_with_run_id_and_segm
         "LAKESEG_TARGET": "local",
         "LAKESEG_LAKE_PATH": str(lake),
         "LAKESEG_EXPORT_DIR": str(tmp_path / "exports"),
+        # what CodeBuild puts in the SECRETS_MANAGER variable: the same key for every build, so a
+        # fresh bundle does not look like a new key (which would send every member again)
+        "LAKESEG_DIGEST_KEY": "k3y-fr0m-secrets-manager-0123456789",
     })
     project_env["LAKESEG_STATE_DIR"] = project_env["LAKESEG_STATE_URL"]  # the local target's state setting
     assert project_env["LAKESEG_STATE_DIR"] == f"s3://{BUCKET}/lakeseg/state"

@@ -137,6 +137,11 @@ def test_the_digest_key_comes_from_secrets_manager_never_in_plain_text(resources
     secret = [s for s in statements if s["Sid"] == "DigestKey"]
     assert secret == [{"Sid": "DigestKey", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
                        "Resource": "arn:secret"}]
+    # without one, the secret lakeseg.yml's athena target falls back to, and no other
+    statements = resolve(resources["RunnerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"],
+                         {**REFS, "BucketName": "b", "BundleKey": "k.zip", "RunnerLogGroup.Arn": "arn:lg"}, OFF)
+    [secret] = [s for s in statements if s["Sid"] == "DigestKey"]
+    assert secret["Resource"] == f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:lakeseg/digest-key-??????"
 
 
 @pytest.mark.parametrize("role", ["RunnerRole", "GitHubRunnerRole"])
