@@ -16,8 +16,9 @@ LAKE ?= build/lake
 ENDPOINTS ?= 50000
 
 CHECKOV := $(TOOLS)/checkov/bin/checkov
+ACTIONLINT := $(TOOLS)/actionlint/bin/actionlint
 
-.PHONY: install tools browser lake demo test bench clean report-screenshot
+.PHONY: install tools browser lake demo test bench bundle clean report-screenshot
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -37,7 +38,15 @@ $(CHECKOV): tools/checkov-requirements.txt | $(UV)
 	$(UV) pip install --quiet --python $(TOOLS)/checkov/bin/python -r tools/checkov-requirements.txt
 	@touch $@
 
-tools: $(CHECKOV) ## linters that live outside the project's environment
+# actionlint (GitHub Actions workflows, with shellcheck for run: scripts): a tool environment
+# of its own too, locked in tools/ (regenerate with
+# `uv pip compile --python-version 3.11 --only-binary :all: tools/actionlint.in -o tools/actionlint-requirements.txt`).
+$(ACTIONLINT): tools/actionlint-requirements.txt | $(UV)
+	$(UV) venv --quiet --allow-existing $(TOOLS)/actionlint
+	$(UV) pip install --quiet --only-binary :all: --python $(TOOLS)/actionlint/bin/python -r tools/actionlint-requirements.txt
+	@touch $@
+
+tools: $(CHECKOV) $(ACTIONLINT) ## linters that live outside the project's environment
 
 install: $(VENV)/.installed profiles.yml ## install the locked dependency set
 
@@ -58,13 +67,18 @@ demo: install ## sample lake -> dbt build on DuckDB -> sync to local files
 	$(BIN)/lakeseg run
 
 test: install tools browser ## every test: unit, end-to-end (dbt on DuckDB, sync against moto), linters
-	LAKESEG_CHECKOV=$(CURDIR)/$(CHECKOV) $(BIN)/pytest -n 2
+	LAKESEG_CHECKOV=$(CURDIR)/$(CHECKOV) LAKESEG_ACTIONLINT=$(CURDIR)/$(ACTIONLINT) $(BIN)/pytest -n 2
 
 report-screenshot: install browser ## docs/report.png: the demo lake's report, as headless Chromium draws it
 	$(BIN)/python -m tools.report_screenshot build/report/index.html docs/report.png
 
 bench: install ## benchmarks (not part of the test suite)
 	$(BIN)/python -m benchmarks.sync_bench
+
+bundle: ## the scheduled runner's project bundle (build/lakeseg-bundle.zip) from the committed HEAD
+	mkdir -p build
+	git archive --format=zip --output=build/lakeseg-bundle.zip HEAD
+	@echo "upload: aws s3 cp build/lakeseg-bundle.zip s3://<BucketName>/<BundleKey>  (the bucket keeps each version)"
 
 clean:
 	rm -rf build target logs

@@ -221,6 +221,40 @@ def _finish(report, as_json: bool) -> None:
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
+def metrics_options(fn):
+    """--metrics emf: one Embedded Metric Format line per segment after the run (see sync/metrics.py).
+
+    The options are kept out of the command's signature: they reach ``_execute``
+    through the click context.
+    """
+
+    @wraps(fn)
+    def wrapper(*args, metrics, metrics_file, metrics_namespace, **kwargs):
+        click.get_current_context().meta["lakeseg.metrics"] = (metrics, metrics_file, metrics_namespace)
+        return fn(*args, **kwargs)
+
+    wrapper = click.option("--metrics-namespace", envvar="LAKESEG_METRICS_NAMESPACE", default="lakeseg",
+                           show_default=True, help="CloudWatch namespace of the metrics.")(wrapper)
+    wrapper = click.option("--metrics-file", envvar="LAKESEG_METRICS_FILE", default=None,
+                           type=click.Path(dir_okay=False, path_type=Path),
+                           help="Append the metric lines to this file instead of stderr.")(wrapper)
+    wrapper = click.option("--metrics", envvar="LAKESEG_METRICS", type=click.Choice(["none", "emf"]),
+                           default="none", show_default=True,
+                           help="Also print per-segment figures as CloudWatch Embedded Metric Format lines.")(wrapper)
+    return wrapper
+
+
+def _emit_metrics(report) -> None:
+    ctx = click.get_current_context(silent=True)
+    metrics, metrics_file, namespace = (ctx.meta.get("lakeseg.metrics") if ctx else None) or ("none", None, "")
+    if metrics != "emf":
+        return
+    from .metrics import emit_segment_metrics
+
+    emit_segment_metrics(report.as_dict(), namespace=namespace, path=metrics_file,
+                         stream=sys.stderr)
+
+
 def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path | None = None,
              no_report: bool = False) -> None:
     from .report import Progress
@@ -231,6 +265,7 @@ def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path 
         report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
     finally:
         progress.close()
+    _emit_metrics(report)
     if not dry_run and not no_report:
         _write_html_report(req, report_path)
     _finish(report, as_json)
@@ -250,6 +285,7 @@ def _write_html_report(req, report_path: Path | None) -> None:
 
 @main.command()
 @sync_options
+@metrics_options
 @handle_errors
 def plan(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
          max_exit_share, state, as_json, report_path, no_report):
@@ -269,6 +305,7 @@ def plan(project_dir, profiles_dir, target, target_path, settings_file, select, 
 
 @main.command("sync")
 @sync_options
+@metrics_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
 @handle_errors
 def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
@@ -289,6 +326,7 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @sync_options
+@metrics_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors

@@ -69,6 +69,37 @@ def test_cfn_lint_accepts_the_template_and_rejects_a_broken_copy(tmp_path):
     assert any("NoSuchRole" in line for line in findings), out
 
 
+def runner_on(text: str) -> str:
+    """The template with the scheduled runner, the GitHub role and the digest key secret on."""
+    out = re.sub(r'(  ScheduledRunner:\n(?:    .*\n)*?    Default: )"false"', r'\1"true"', text)
+    out = re.sub(r'(  GitHubRepository:\n(?:    .*\n)*?    Default: )""', r'\1"octo/segments"', out)
+    out = re.sub(r'(  DigestKeySecretArn:\n(?:    .*\n)*?    Default: )""',
+                 r'\1"arn:aws:secretsmanager:us-east-1:123456789012:secret:lakeseg/digest-AbCdEf"', out)
+    out = re.sub(r'(  RunnerExtraPolicyArns:\n(?:    .*\n)*?    Default: )""',
+                 r'\1"arn:aws:iam::123456789012:policy/athena-lake"', out)
+    assert re.search(r'  ScheduledRunner:\n(?:    .*\n)*?    Default: "true"', out)
+    assert "octo/segments" in out and "athena-lake" in out and "lakeseg/digest" in out
+    return out
+
+
+def test_cfn_lint_accepts_the_template_with_the_runners_on_and_rejects_a_broken_runner(tmp_path):
+    # given the template with every runner on, and a copy whose schedule starts a project that does not exist
+    on = runner_on(h.TEMPLATE_PATH.read_text())
+    (tmp_path / "runners_on.yaml").write_text(on)
+    broken = on.replace("Action: codebuild:StartBuild\n                Resource: !GetAtt RunnerProject.Arn",
+                        "Action: codebuild:StartBuild\n                Resource: !GetAtt NoSuchProject.Arn")
+    assert broken != on
+    (tmp_path / "broken_runner.yaml").write_text(broken)
+
+    # when cfn-lint checks both
+    proc = run(BIN / "cfn-lint", "--format", "parseable", tmp_path / "runners_on.yaml", tmp_path / "broken_runner.yaml")
+    findings = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+
+    # then only the broken copy has findings, naming the missing resource
+    assert findings and all("broken_runner.yaml" in line for line in findings), findings
+    assert any("NoSuchProject" in line for line in findings), findings
+
+
 def _checkov_variants(tmp_path: Path) -> dict[str, Path]:
     """The template as shipped, with every option on, and a copy that breaks a rule."""
     text = h.TEMPLATE_PATH.read_text()
@@ -76,7 +107,8 @@ def _checkov_variants(tmp_path: Path) -> dict[str, Path]:
                           '    AllowedValues: ["true", "false"]\n    Default: "true"')
     all_on = re.sub(r'(  KmsKeyArn:\n(?:    .*\n)*?    Default: )""',
                     r'\1"arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"', all_on)
-    broken = text.replace("      KmsMasterKeyId: !If [UseCmk, !Ref KmsKeyArn, alias/aws/sns]\n", "")
+    all_on = runner_on(all_on)
+    broken = text.replace("      KmsMasterKeyId: !If [UseCmk, !Ref KmsKeyArn, !Ref TopicKey]\n", "")
     assert all_on != text and broken != text
     out = {}
     for name, body in {"shipped": text, "all_options": all_on, "broken": broken}.items():
@@ -105,5 +137,9 @@ def test_checkov_passes_the_template_and_catches_a_broken_copy(tmp_path):
     assert ("all_options", "AWS::S3::Bucket.ImportBucket") in scanned
     for resource in ("AWS::SNS::Topic.Topic", "AWS::IAM::Role.ImportRole", "AWS::IAM::ManagedPolicy.RunnerPolicy"):
         assert ("shipped", resource) in scanned
+    for resource in ("AWS::CodeBuild::Project.RunnerProject", "AWS::IAM::Role.RunnerRole",
+                     "AWS::IAM::Role.GitHubRunnerRole", "AWS::Logs::LogGroup.RunnerLogGroup"):
+        assert ("all_options", resource) in scanned or ("all_options", resource) in {
+            (Path(r["file_path"]).stem, r["resource"]) for r in report["results"]["skipped_checks"]}, resource
     skipped = {(Path(r["file_path"]).stem, r["check_id"]) for r in report["results"]["skipped_checks"]}
     assert ("all_options", "CKV_AWS_18") in skipped  # justified inline in the template

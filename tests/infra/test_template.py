@@ -143,8 +143,10 @@ def test_the_optional_bucket_is_private_encrypted_tls_only_and_forgets_import_fi
 
 
 def test_the_topic_is_encrypted_and_the_state_machine_logs_no_execution_data(resources):
+    # A key alarms and EventBridge rules may use (they cannot use alias/aws/sns): the given CMK or the stack's.
     assert plain(resources["Topic"]["Properties"]["KmsMasterKeyId"]) == {
-        "Fn::If": ["UseCmk", {"Ref": "KmsKeyArn"}, "alias/aws/sns"]}
+        "Fn::If": ["UseCmk", {"Ref": "KmsKeyArn"}, {"Ref": "TopicKey"}]}
+    assert resources["TopicKey"]["Properties"]["EnableKeyRotation"] is True
     props = plain(resources["ImportTail"]["Properties"])
     assert props["StateMachineType"] == "STANDARD"  # execution names are unique for 90 days
     assert props["LoggingConfiguration"]["IncludeExecutionData"] is False
