@@ -98,6 +98,20 @@ def isolation_limits(settings: dict) -> tuple[int, int]:
     return out[0], out[1]
 
 
+def number_setting(settings: dict, key: str, default, kind=float):
+    """A non-negative number from a destination block (``destination.<key>``), or ``default`` when unset."""
+    value = settings.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"destination.{key} must be a number, got {value!r}") from None
+    if out < 0:
+        raise ConfigError(f"destination.{key} must not be negative, got {value!r}")
+    return out
+
+
 class JobProgress:
     """Reports uploads (files) then jobs through the sync's progress callback."""
 
