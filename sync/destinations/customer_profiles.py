@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import re
 import threading
 import time
@@ -182,6 +183,7 @@ class CustomerProfilesDestination:
             max_job_bytes=int(max_job_mb * 1000 * 1000),
             max_rejected_rows=max_rejected_rows,
             max_isolation_jobs=max_isolation_jobs,
+            verify=_ca_bundle(session),
         )
 
     # ------------------------------------------------------------------ what the sync asks
@@ -453,6 +455,16 @@ class CustomerProfilesDestination:
         except ClientError as exc:
             return f"{delivery.segment}: cannot keep segment definition {name!r}: {error_code(exc)}"
         return None
+
+
+def _ca_bundle(session) -> bool | str:
+    """The upload trusts what the AWS clients trust: ``ca_bundle`` in the AWS config or AWS_CA_BUNDLE."""
+    core = getattr(session, "_session", session)
+    try:
+        bundle = core.get_config_variable("ca_bundle")
+    except AttributeError:
+        bundle = None
+    return bundle or os.environ.get("AWS_CA_BUNDLE") or True
 
 
 # --------------------------------------------------------------------------- verdicts

@@ -226,7 +226,9 @@ class FakeCustomerProfiles:
     OPS = ("GetDomain", "ListUploadJobs", "CreateUploadJob", "GetUploadJobPath", "StartUploadJob", "GetUploadJob",
            "StopUploadJob", "GetSegmentDefinition", "CreateSegmentDefinition", "DeleteSegmentDefinition")
 
-    def __init__(self, client, server: UploadServer, clock: Clock, *, polls: int = 1, verdict: Verdict = accept_all):
+    def __init__(self, client, server: UploadServer, clock: Clock, *, polls: int = 1, verdict: Verdict = accept_all,
+                 events=None):
+        """Answer ``client``; with ``events`` (a boto3 Session's), every client made from it afterwards."""
         self.client = client
         self.server = server
         self.clock = clock
@@ -246,8 +248,9 @@ class FakeCustomerProfiles:
         self._lock = threading.RLock()
         model = client.meta.service_model
         self._shapes = {op: model.operation_model(op).output_shape for op in self.OPS}
-        client.meta.events.register("before-parameter-build.customer-profiles.*", self._keep_params)
-        client.meta.events.register("before-call.customer-profiles.*", self._answer)
+        events = events or client.meta.events
+        events.register("before-parameter-build.customer-profiles.*", self._keep_params)
+        events.register("before-call.customer-profiles.*", self._answer)
 
     def throttle(self, operation: str, times: int) -> None:
         self._throttle[operation] += times
