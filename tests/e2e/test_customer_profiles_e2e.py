@@ -187,3 +187,27 @@ def test_three_weeks_of_daily_runs_refresh_members_before_they_expire(cloud, bui
     assert refresh_days and min(refresh_days) == EXPIRY - MARGIN
     assert all(d["rows"] == 0 for d in schedule if d["day"] not in (0, 5, 6, *refresh_days))
     assert sum(d["refresh"] for d in schedule) >= sum(len(m) for m in members(builds["now"]).values()) // 2
+
+
+def test_check_reports_fields_without_a_target_and_the_limits(builds, tmp_path):
+    from sync.check_command import destination_problems
+    from sync.contract import FieldMapping, Segment
+    from sync.readers.base import RelationRef
+
+    build = builds["now"]
+    settings = settings_file(tmp_path)
+    # The real project's segments all map to Customer Profiles; check lists the destination's limits
+    args = ["check", "--project-dir", str(PROJECT), "--profiles-dir", str(build.profiles_dir), "--no-parse",
+            "--target-path", str(build.target_path), "--settings", str(settings), "--exposures", "off"]
+    result = CliRunner().invoke(cli, args + ["--json"], env=build.env(), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["problems"] == [] and "under 1 GB" in out["destination_limits"]["file"]
+    text = CliRunner().invoke(cli, args, env=build.env(), catch_exceptions=False)
+    assert "Destination limits:" in text.output and "1-64 characters" in text.output
+    # A segment exporting a field with no target is named, with its column and the rule
+    seg = Segment("model.p.seg_tz", "seg_tz", RelationRef(None, "main", "seg_tz"),
+                  (FieldMapping("endpoint_id", "Id"), FieldMapping("tz", "Demographic.Timezone")), {}, None, (), "")
+    (problem,) = destination_problems(PROJECT, build.profiles_dir, None, settings, [seg])
+    assert (problem.model, problem.column, problem.rule) == ("seg_tz", "tz", "customer-profiles-field")
+    assert "Demographic.Timezone" in str(problem)
