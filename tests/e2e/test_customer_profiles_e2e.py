@@ -211,3 +211,46 @@ def test_check_reports_fields_without_a_target_and_the_limits(builds, tmp_path):
     (problem,) = destination_problems(PROJECT, build.profiles_dir, None, settings, [seg])
     assert (problem.model, problem.column, problem.rule) == ("seg_tz", "tz", "customer-profiles-field")
     assert "Demographic.Timezone" in str(problem)
+
+
+def test_partially_succeeded_rows_are_quarantined_and_resent(cloud, builds, tmp_path):
+    build = builds["now"]
+    settings = settings_file(tmp_path)
+    want = members(build)
+    bad = {sorted(want["seg_lifecycle_stage"])[0]}
+
+    def refuse(job):  # Customer Profiles counts the failed records; it does not name them
+        return "SUCCEEDED", bad & {r["AccountNumber"] for r in job.rows}
+
+    cloud.fake.verdict = refuse
+    code, report = lakeseg("sync", build, settings)
+    by_name = {s["segment"]: s for s in report["segments"]}
+    # Then the refused row is isolated by halving and quarantined; the rest is committed
+    assert code == 1
+    assert by_name["seg_active_last_24h"]["status"] == "synced"
+    partial = by_name["seg_lifecycle_stage"]
+    assert partial["status"] == "partial" and [q["id"] for q in partial["quarantined"]] == sorted(bad)
+    assert partial["jobs"][0]["status"] == "PARTIALLY_SUCCEEDED"
+    assert not bad & set(cloud.fake.profiles)
+    # When the service accepts it next run, exactly that row is resent and the segment is clean
+    cloud.fake.verdict = ph.accept_all
+    cloud.clock.advance(hours=1)
+    code, retry = lakeseg("sync", build, settings)
+    assert code == 0
+    seg = {s["segment"]: s for s in retry["segments"]}["seg_lifecycle_stage"]
+    assert seg["status"] == "synced" and seg["plan"]["to_send"] == 1 and seg["quarantined"] == []
+    assert bad <= set(cloud.fake.profiles)
+
+
+def test_failed_upload_commits_nothing_and_is_resent(cloud, builds, tmp_path):
+    build = builds["now"]
+    settings = settings_file(tmp_path)
+    cloud.fake.verdict = lambda job: ("FAILED", set())
+    code, report = lakeseg("sync", build, settings)
+    assert code == 1 and {s["status"] for s in report["segments"]} == {"failed"}
+    assert all("FAILED (INTERNAL_FAILURE)" in s["reason"] for s in report["segments"])
+    assert not (tmp_path / "state" / "snapshots" / "customer_profiles" / "seg_lifecycle_stage" / "current.json").exists()
+    cloud.fake.verdict = ph.accept_all
+    code, retry = lakeseg("sync", build, settings)
+    assert code == 0
+    assert [s["plan"]["to_send"] for s in retry["segments"]] == [s["plan"]["to_send"] for s in report["segments"]]
