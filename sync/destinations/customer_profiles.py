@@ -54,7 +54,8 @@ from ..errors import ConfigError
 from . import profile_fields as pf
 from .aws_calls import Retrier, client_config, error_code, is_transient, poll, preflight_error
 from .base import DeliveryResult, JobRecord, Progress, SegmentDelivery
-from .jobs import ISOLATION_SETTINGS, Job, JobOutcome, JobProgress, deliver_in_jobs, isolation_limits, number_setting
+from .jobs import (ISOLATION_SETTINGS, Job, JobOutcome, JobProgress, deliver_in_jobs, isolation_limits, job_slots,
+                   number_setting, settle_earlier_runs)
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +145,9 @@ class CustomerProfilesDestination:
         if not 0 <= self.refresh_before_expiry_days < self.data_expiry_days:
             raise ConfigError("destination.refresh_before_expiry_days must be at least 0 and less than "
                               f"destination.data_expiry_days ({self.data_expiry_days}), got {refresh_before_expiry_days!r}")
-        if not isinstance(max_concurrent_jobs, int) or isinstance(max_concurrent_jobs, bool) or \
-                not 1 <= max_concurrent_jobs <= 10:
-            raise ConfigError(f"destination.max_concurrent_jobs must be a whole number from 1 to 10, "
-                              f"got {max_concurrent_jobs!r}")
-        self.max_concurrent_jobs = max_concurrent_jobs
-        self.max_parallel = max_concurrent_jobs
-        self._slots = threading.BoundedSemaphore(max_concurrent_jobs)
+        self.max_concurrent_jobs, self._slots = job_slots(
+            max_concurrent_jobs, why="lakeseg's bound on upload jobs at once")
+        self.max_parallel = self.max_concurrent_jobs
         self._http = None
         self._http_lock = threading.Lock()
 
@@ -405,7 +402,7 @@ class CustomerProfilesDestination:
 
     # ------------------------------------------------------------------ earlier runs
     def _settle_in_flight(self, delivery: SegmentDelivery) -> str | None:
-        """Wait for upload jobs of earlier runs of this segment still in progress (imports stay in order)."""
+        """Wait for upload jobs of earlier runs of this segment still in progress (uploads stay in order)."""
         def earlier() -> list[str]:
             found = []
             for j in self._list_jobs():
@@ -415,12 +412,9 @@ class CustomerProfilesDestination:
                     found.append(f"upload job {j.get('JobId')} ({j.get('DisplayName')})")
             return found
 
-        pending, done = poll(earlier, lambda found: not found, interval=max(0.02, min(self.poll_seconds, 60.0)),
-                             timeout=self.timeout, sleep=self._sleep)
-        if done:
-            return None
-        return (f"{delivery.segment}: an upload of an earlier run is still in progress ({pending[0]}); nothing was "
-                "uploaded so that uploads stay in order; the rows are resent next run")
+        return settle_earlier_runs(delivery.segment, earlier, platform="customer_profiles",
+                                   interval=max(0.02, min(self.poll_seconds, 60.0)), timeout=self.timeout,
+                                   sleep=self._sleep)
 
     # ------------------------------------------------------------------ segment definitions
     def _keep_segment_definition(self, delivery: SegmentDelivery, mapping: pf.ProfileMapping) -> str | None:

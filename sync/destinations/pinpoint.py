@@ -43,7 +43,6 @@ import json
 import logging
 import math
 import re
-import threading
 import time
 from typing import Any, Callable
 
@@ -54,7 +53,7 @@ from .aws_calls import NOT_FOUND, Retrier, client_config, is_transient, poll, pr
 from .aws_calls import error_code as _code
 from .base import DeliveryResult, JobRecord, Progress, SegmentDelivery
 from .jobs import (ISOLATION_SETTINGS, Job, JobOutcome, JobProgress, deliver_in_jobs, group_files,  # noqa: F401
-                   isolation_limits, number_setting)
+                   isolation_limits, job_slots, number_setting, settle_earlier_runs)
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +152,9 @@ class PinpointDestination:
         self.s3 = s3
         self.stepfunctions = stepfunctions
         self.pinpoint = pinpoint
-        try:
-            self.max_concurrent_jobs = int(max_concurrent_jobs)
-        except (TypeError, ValueError):
-            raise ConfigError(f"destination.max_concurrent_jobs must be a whole number, got {max_concurrent_jobs!r}")
-        if not 1 <= self.max_concurrent_jobs <= 10:
-            raise ConfigError("destination.max_concurrent_jobs must be between 1 and 10 "
-                              f"(Pinpoint runs at most 10 import jobs per account), got {self.max_concurrent_jobs}")
+        self.max_concurrent_jobs, self._slots = job_slots(
+            max_concurrent_jobs, why="Pinpoint runs at most 10 import jobs per account")
         self.max_parallel = self.max_concurrent_jobs
-        # One semaphore for every deliver() on this destination, whatever thread calls it.
-        self._slots = threading.BoundedSemaphore(self.max_concurrent_jobs)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -346,7 +338,6 @@ class PinpointDestination:
         """
         root = f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
         mine = f"{root}{delivery.run_id}/"
-        deadline = time.monotonic() + self.timeout
 
         def earlier() -> list[str]:
             found = []
@@ -368,15 +359,8 @@ class PinpointDestination:
                         found.append(f"execution {arn}")
             return found
 
-        while True:
-            pending = earlier()
-            if not pending:
-                return None
-            if time.monotonic() >= deadline:
-                return (f"{delivery.segment}: an import of an earlier run is still in flight ({pending[0]}); "
-                        "nothing was imported so that imports stay in order; the rows are resent next run")
-            log.info("pinpoint: %s waits for %d in-flight import(s) of earlier runs", delivery.segment, len(pending))
-            self._sleep(self._interval())
+        return settle_earlier_runs(delivery.segment, earlier, platform="pinpoint", interval=self._interval(),
+                                   timeout=self.timeout, sleep=self._sleep)
 
     def _running_executions(self, segment: str) -> list[str]:
         arns = []

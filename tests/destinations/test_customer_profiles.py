@@ -272,7 +272,7 @@ def test_an_earlier_runs_job_in_progress_is_waited_for(fake, server, clock, tmp_
     # When a later run delivers
     result = dest.deliver(delivery([write_csv(tmp_path / "b" / "part-00000.csv", 3)]))
     # Then it uploads nothing and says why
-    assert not result.confirmed and "earlier run is still in progress" in result.errors[0]
+    assert not result.confirmed and "earlier run is still in flight" in result.errors[0]
     assert len(fake.jobs) == 1
 
 
@@ -304,7 +304,7 @@ def test_preflight_names_the_iam_actions_when_denied(fake, server, clock, op):
 @pytest.mark.parametrize("settings, message", [
     ({"data_expiry_days": 0}, "data_expiry_days must be between 1 and 1098"),
     ({"refresh_before_expiry_days": 14}, "refresh_before_expiry_days must be at least 0 and less than"),
-    ({"max_concurrent_jobs": 11}, "max_concurrent_jobs must be a whole number from 1 to 10"),
+    ({"max_concurrent_jobs": 11}, "max_concurrent_jobs must be between 1 and 10"),
     ({"max_job_mb": 1001}, "max_job_mb must be above 0 and at most 1000"),
     ({"domain": "x"}, "destination.domain is not a customer_profiles setting"),
 ], ids=["expiry", "margin", "concurrency", "job-size", "unknown-key"])

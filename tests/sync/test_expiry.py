@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from sync.diff import Expiry, snapshot_to_commit
-from tests.sync.test_diff import load, make_segment, sync_once  # noqa: F401  (con fixture below)
+from tests.sync.test_diff import make_segment, sync_once
 
 DAY0 = datetime(2026, 11, 2, 3, 0, tzinfo=timezone.utc)
 REFRESH_AFTER = timedelta(days=11)
