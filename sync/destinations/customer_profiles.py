@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import os
 import re
@@ -437,14 +438,18 @@ class CustomerProfilesDestination:
                 if error_code(exc) != "ResourceNotFoundException":
                     raise
                 existing = None
-            if existing is not None and existing.get("SegmentGroups") == groups:
+            # The definition's fingerprint rides in its Description: the service may echo SegmentGroups
+            # back normalised, and a definition must not be replaced on every run.
+            fingerprint = hashlib.sha256(json.dumps(groups, sort_keys=True).encode()).hexdigest()[:16]
+            description = f"lakeseg segment {delivery.segment} (definition {fingerprint})"
+            if existing is not None and existing.get("Description") == description:
                 return None
             if existing is not None:  # definitions cannot be updated: replace it
                 self._retrying(self.profiles.delete_segment_definition, DomainName=self.domain_name,
                                SegmentDefinitionName=name)
             self._retrying(self.profiles.create_segment_definition, retry_transient=False,
                            DomainName=self.domain_name, SegmentDefinitionName=name, DisplayName=name,
-                           SegmentGroups=groups, Tags={"lakeseg:segment": delivery.segment})
+                           Description=description, SegmentGroups=groups, Tags={"lakeseg:segment": delivery.segment})
             log.info("customer_profiles: %s segment definition %r", "replaced" if existing else "created", name)
         except ClientError as exc:
             return f"{delivery.segment}: cannot keep segment definition {name!r}: {error_code(exc)}"

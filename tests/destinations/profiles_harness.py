@@ -417,6 +417,7 @@ class FakeCustomerProfiles:
         self.definitions[name] = {
             "SegmentDefinitionName": name, "DisplayName": params["DisplayName"],
             "SegmentGroups": params["SegmentGroups"], "CreatedAt": self.clock(), "Tags": params.get("Tags", {}),
+            **({"Description": params["Description"]} if "Description" in params else {}),
             "SegmentDefinitionArn": f"arn:aws:profile:{REGION}:{ACCOUNT}:domains/{self.domain}/"
                                     f"segment-definitions/{name}"}
         return {k: v for k, v in self.definitions[name].items() if k != "SegmentGroups"}

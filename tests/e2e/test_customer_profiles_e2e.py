@@ -254,3 +254,19 @@ def test_failed_upload_commits_nothing_and_is_resent(cloud, builds, tmp_path):
     code, retry = lakeseg("sync", build, settings)
     assert code == 0
     assert [s["plan"]["to_send"] for s in retry["segments"]] == [s["plan"]["to_send"] for s in report["segments"]]
+
+
+def test_sync_refuses_a_segment_the_destination_cannot_map(cloud, builds, tmp_path):
+    # Given a unique key target that lands on the same column as seg_lifecycle_stage's attribute
+    settings = settings_file(tmp_path)
+    settings.write_text(settings.read_text().replace(
+        "      poll_seconds: 0\n", "      poll_seconds: 0\n      unique_key_target: _profile.Attributes.LifecycleStage\n"))
+    code, report = lakeseg("sync", builds["now"], settings)
+    by_name = {s["segment"]: s for s in report["segments"]}
+    # Then that segment is refused, naming the field and the rule, and nothing of it is uploaded
+    assert code == 1
+    refused = by_name["seg_lifecycle_stage"]
+    assert refused["status"] == "refused"
+    assert "[customer-profiles-field]" in refused["reason"] and "User.UserAttributes.LifecycleStage" in refused["reason"]
+    assert by_name["seg_active_last_24h"]["status"] == "synced"
+    assert [j.name for j in cloud.fake.jobs.values() if "seg_lifecycle_stage" in j.name] == []
