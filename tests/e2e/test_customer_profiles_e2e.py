@@ -270,3 +270,21 @@ def test_sync_refuses_a_segment_the_destination_cannot_map(cloud, builds, tmp_pa
     assert "[customer-profiles-field]" in refused["reason"] and "User.UserAttributes.LifecycleStage" in refused["reason"]
     assert by_name["seg_active_last_24h"]["status"] == "synced"
     assert [j.name for j in cloud.fake.jobs.values() if "seg_lifecycle_stage" in j.name] == []
+
+
+def test_lakeseg_run_builds_and_syncs_every_segment_to_customer_profiles(cloud, lake, profiles_dir, tmp_path):
+    """`lakeseg run` (dbt build on DuckDB, then sync) with destination.type customer_profiles."""
+    env = {"LAKESEG_LAKE_PATH": str(lake), "LAKESEG_BUILD_DIR": str(tmp_path / "build"),
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    args = ["run", "--project-dir", str(PROJECT), "--profiles-dir", str(profiles_dir), "--settings",
+            str(settings_file(tmp_path)), "--target-path", str(tmp_path / "build" / "target"), "--json",
+            "--no-report", "--", "--log-path", str(tmp_path / "logs")]
+    result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output[-2000:]
+    report = json.loads(result.stdout[result.stdout.index("{\n"):])
+    assert report["destination"] == "customer_profiles" and len(report["segments"]) >= 6
+    assert {s["status"] for s in report["segments"]} == {"synced"}
+    sent = sum(s["plan"]["to_send"] for s in report["segments"])
+    assert len(cloud.fake.jobs) == len(report["segments"])
+    assert sum(len(j.rows) for j in cloud.fake.jobs.values()) == sent
+    assert all(j.status == "SUCCEEDED" for j in cloud.fake.jobs.values())
