@@ -384,3 +384,19 @@ def test_segment_definition_needs_an_attribute_filter(fake, server, clock, tmp_p
     result = destination(fake, server, clock).deliver(delivery([src], segment_name="clickers",
                                                                segment_filter={"Address": ("x",)}))
     assert not result.confirmed and "is not a profile attribute" in result.errors[0]
+
+
+@pytest.mark.parametrize("block, words", [
+    ("domain_nam: x", ["destination.domain_nam", "did you mean 'domain_name'"]),
+    ("data_expiry_days: 2000", ["destination.data_expiry_days"]),
+    ("domain_name: 'a b'", ["destination.domain_name"]),
+    ("unique_key_target: AccountNumber", ["destination.unique_key_target"]),
+], ids=["typo", "expiry-range", "domain-pattern", "key-target"])
+def test_lakeseg_yml_schema_names_the_key(tmp_path, block, words):
+    from sync.settings import load_settings
+
+    (tmp_path / "lakeseg.yml").write_text(f"targets:\n  local:\n    destination:\n      type: customer_profiles\n"
+                                          f"      {block}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, "local")
+    assert all(w in str(err.value) for w in words), str(err.value)
