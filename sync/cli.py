@@ -122,18 +122,24 @@ def check(project_dir, profiles_dir, target, no_parse, target_path, as_json, exp
       lakeseg check
       lakeseg check --exposures check   # in CI: fail if the exposures are stale
     """
-    from .check_command import run_check
+    from .check_command import destination_limits, run_check
 
     segments, problems = run_check(project_dir, profiles_dir, target, parse=not no_parse, target_path=target_path,
                                    exposures=exposures, settings_file=settings_file)
+    limits = destination_limits(project_dir, profiles_dir, target, settings_file)
     if as_json:
         click.echo(json.dumps({
             "segments": [s.name for s in segments],
             "problems": [p.__dict__ for p in problems],
+            **({"destination_limits": limits} if limits else {}),
         }, indent=2))
     else:
         for p in problems:
             click.echo(str(p), err=True)
+        if limits:
+            click.echo("Destination limits:")
+            for what, limit in limits.items():
+                click.echo(f"  {what}: {limit}")
         click.echo(f"{len(segments)} segment(s) checked, {len(problems)} problem(s).")
     sys.exit(EXIT_FAILED if problems else EXIT_OK)
 

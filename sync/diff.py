@@ -13,6 +13,7 @@ snapshot's digests cannot be matched against guessed values.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -23,6 +24,9 @@ from .pinpoint_fields import ID_FIELD
 
 SNAPSHOT_ID = "Id"
 SNAPSHOT_DIGEST = "digest"
+# Destinations whose data expires (Customer Profiles upload jobs) keep, per member, when the
+# platform last confirmed it (UTC): members confirmed before a cutoff are sent again.
+SNAPSHOT_CONFIRMED = "confirmed_at"
 # Ids are matched on a 128-bit key (two 64-bit hashes of the Id) stored in the
 # snapshot: joining two 10M-row snapshots on integers is several times faster
 # than on strings, and carrying the strings through the join is slower still.
@@ -92,13 +96,14 @@ class Plan:
     dirty: int = 0  # ids in doubt or quarantined, resent whatever the snapshot says
     resent: int = 0  # of those, current members sent again though unchanged since the snapshot
     resent_exits: int = 0  # of those, ids that left and were never in the snapshot: exit rows
+    refresh: int = 0  # unchanged members sent again because their last confirmation is about to expire
     full_refresh: bool = False
     full_refresh_reason: str = ""
     first_sync: bool = False
 
     @property
     def to_send(self) -> int:
-        sent = self.rows if self.full_refresh else self.entered + self.changed + self.resent
+        sent = self.rows if self.full_refresh else self.entered + self.changed + self.resent + self.refresh
         return sent + self.exit_rows
 
     def as_dict(self) -> dict:
@@ -117,6 +122,7 @@ class PreparedSegment:
     workdir: Path
     mapping_hash: str  # the segment's mapping hash plus DuckDB's hash signature
     previous_sql: str = ""  # relation over the previous snapshot, keys as this run computes them
+    tracks_confirmation: bool = False  # snapshots carry confirmed_at (see Expiry)
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple:
@@ -143,7 +149,7 @@ def _full_send_reason(previous_hash: str, current_hash: str) -> str:
 
 def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *,
             previous: "object | None", workdir: Path, full_refresh: bool = False,
-            dirty: Path | None = None, digest_key=None) -> PreparedSegment:
+            dirty: Path | None = None, digest_key=None, expiry: "Expiry | None" = None) -> PreparedSegment:
     """Read the segment once into a new snapshot and classify every member.
 
     ``source_sql`` is a relation (from a reader) with the segment's declared
@@ -214,7 +220,62 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
     _add_dirty(con, plan, new_snapshot, prev_rel, dirty)
     if segment.exit_values:
         plan.exit_rows = plan.exited + plan.resent_exits
-    return PreparedSegment(segment, plan, current_sql, new_snapshot, prev_path, workdir, mapping_hash, prev_rel)
+    if expiry is not None:
+        prev_confirmed = _parquet(prev_path) if previous is not None and getattr(previous, "confirmed", False) \
+            and not (plan.full_refresh and previous.mapping_hash != mapping_hash) else None
+        new_snapshot = _stamp(con, plan, new_snapshot, prev_rel, prev_confirmed, expiry, workdir)
+    return PreparedSegment(segment, plan, current_sql, new_snapshot, prev_path, workdir, mapping_hash, prev_rel,
+                           tracks_confirmation=expiry is not None)
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """For destinations whose data expires: now, and the cutoff before which a confirmation is due again."""
+
+    now: datetime  # UTC; stamped on every member this delivery sends
+    due_before: datetime  # members last confirmed at or before this (or never) are sent again
+
+
+def _ts(value: datetime) -> str:
+    return f"timestamp {ql(value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=' '))}"
+
+
+def _stamp(con: duckdb.DuckDBPyConnection, plan: Plan, new_snapshot: Path, prev_rel: str, prev_confirmed: str | None,
+           expiry: Expiry, workdir: Path) -> Path:
+    """Mark members due for a refresh ('f' in _delta) and write the snapshot with each member's confirmed_at.
+
+    A member sent now is stamped ``expiry.now``; an unchanged member keeps its
+    previous stamp. A previous snapshot without stamps makes every member due.
+    """
+    confirmed = (f"(select k1, k2, {SNAPSHOT_CONFIRMED} from {prev_confirmed})" if prev_confirmed else
+                 f"(select k1, k2, cast(null as timestamp) as {SNAPSHOT_CONFIRMED} from {prev_rel})")
+    if not plan.full_refresh:
+        con.execute(
+            f"""
+            insert into _delta
+            select c.k1, c.k2, 'f'
+            from (select k1, k2 from {_parquet(new_snapshot)}) c
+            join {confirmed} p on p.k1 = c.k1 and p.k2 = c.k2
+            anti join _delta x on x.k1 = c.k1 and x.k2 = c.k2
+            where p.{SNAPSHOT_CONFIRMED} is null or p.{SNAPSHOT_CONFIRMED} <= {_ts(expiry.due_before)}
+            """
+        )
+        plan.refresh = _one(con, "select count(*) from _delta where kind = 'f'")[0]
+        plan.unchanged -= plan.refresh
+    out = workdir / "snapshot-confirmed.parquet"
+    sent = ("true" if plan.full_refresh else
+            "exists (select 1 from _delta d where d.k1 = s.k1 and d.k2 = s.k2 and d.kind in ('e', 'c', 'r', 'f'))")
+    con.execute(
+        f"""
+        copy (
+          select s.{SNAPSHOT_ID}, s.k1, s.k2, s.{SNAPSHOT_DIGEST},
+                 case when {sent} then {_ts(expiry.now)} else p.{SNAPSHOT_CONFIRMED} end as {SNAPSHOT_CONFIRMED}
+          from {_parquet(new_snapshot)} s
+          left join {confirmed} p on p.k1 = s.k1 and p.k2 = s.k2
+        ) to {ql(str(out))} ({SNAPSHOT_FORMAT})
+        """
+    )
+    return out
 
 
 def _add_dirty(con: duckdb.DuckDBPyConnection, plan: Plan, new_snapshot: Path, prev_rel: str,
@@ -252,7 +313,7 @@ def changes_sql(prepared: PreparedSegment) -> str:
         # Join on k1 alone and check k2 on the few matches: one hash per row, not two.
         upserts = (
             f"select {', '.join('c.' + qi(f) for f in seg.fields)} from {prepared.current_sql} c "
-            f"join (select k1, k2 from _delta where kind in ('e', 'c', 'r')) d on d.k1 = hash(c.{qi(ID_FIELD)}) "
+            f"join (select k1, k2 from _delta where kind in ('e', 'c', 'r', 'f')) d on d.k1 = hash(c.{qi(ID_FIELD)}) "
             f"where d.k2 = hash(c.{qi(ID_FIELD)}, {ql(KEY_SALT)})"
         )
     if not plan.exit_rows:
@@ -276,13 +337,18 @@ def sent_ids_sql(prepared: PreparedSegment) -> str:
     plan = prepared.plan
     members = (f"select {SNAPSHOT_ID} from {_parquet(prepared.new_snapshot)}" if plan.full_refresh else
                f"select s.{SNAPSHOT_ID} from {_parquet(prepared.new_snapshot)} s "
-               f"semi join (select k1, k2 from _delta where kind in ('e', 'c', 'r')) d on d.k1 = s.k1 and d.k2 = s.k2")
+               f"semi join (select k1, k2 from _delta where kind in ('e', 'c', 'r', 'f')) d on d.k1 = s.k1 "
+               f"and d.k2 = s.k2")
     if not plan.exit_rows:
         return members
     return (f"{members}\nunion all\nselect p.{SNAPSHOT_ID} from {prepared.previous_sql} p "
             f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and d.k2 = p.k2"
             f"\nunion all\nselect p.{SNAPSHOT_ID} from _dirty p "
             f"semi join (select k1, k2 from _delta where kind = 'q') d on d.k1 = p.k1 and d.k2 = p.k2")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, path: Path) -> set[str]:
+    return {r[0] for r in con.execute(f"describe select * from {_parquet(path)}").fetchall()}
 
 
 def snapshot_to_commit(con: duckdb.DuckDBPyConnection, prepared: PreparedSegment, rejected_ids: frozenset[str]) -> Path:
@@ -296,8 +362,13 @@ def snapshot_to_commit(con: duckdb.DuckDBPyConnection, prepared: PreparedSegment
     out = prepared.workdir / "snapshot-committed.parquet"
     con.execute("create or replace temp table _rejected (id varchar)")
     con.executemany("insert into _rejected values (?)", [(i,) for i in sorted(rejected_ids)])
+    # A rejected member keeps its previous row -- and its previous confirmation time, if any.
+    confirmed = ""
+    if prepared.tracks_confirmation and prepared.previous_snapshot and SNAPSHOT_CONFIRMED in _columns(
+            con, prepared.previous_snapshot):
+        confirmed = f", {SNAPSHOT_CONFIRMED}"
     keep_previous = (
-        f"union all by name select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {SNAPSHOT_DIGEST} "
+        f"union all by name select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {SNAPSHOT_DIGEST}{confirmed} "
         f"from {_parquet(prepared.previous_snapshot)} where {SNAPSHOT_ID} in (select id from _rejected)"
         if prepared.previous_snapshot else ""
     )

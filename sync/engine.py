@@ -46,7 +46,7 @@ from .artifacts import Artifacts
 from .check import check_manifest
 from .contract import Segment, load_segments
 from .destinations.base import DeliveryResult, Destination, SegmentDelivery
-from .diff import (Plan, PreparedSegment, SNAPSHOT_ID, changes_sql, prepare, ql, sent_ids_sql,
+from .diff import (Expiry, Plan, PreparedSegment, SNAPSHOT_ID, changes_sql, prepare, ql, sent_ids_sql,
                    snapshot_to_commit)
 from .errors import ConfigError, LakesegError, LockHeld, SegmentRefused
 from .guard import mass_exit_refusal
@@ -92,6 +92,11 @@ def _owner_is_dead_here(owner: dict) -> bool:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def wall_clock() -> datetime:
+    """UTC now: when members are confirmed, for destinations whose data expires (tests replace it)."""
+    return datetime.now(timezone.utc)
 
 
 def mark_interrupted(run: dict, max_age: timedelta = timedelta(days=2)) -> dict:
@@ -176,7 +181,9 @@ class SyncRun:
 
     def __init__(self, *, artifacts: Artifacts, reader: SegmentReader, destination: Destination,
                  destination_key: str, state, options: SyncOptions, target: str, work_dir: Path,
-                 command: str = "sync", progress: Progress | None = None):
+                 command: str = "sync", progress: Progress | None = None,
+                 clock: Callable[[], datetime] | None = None):
+        self.clock = clock or wall_clock
         self.artifacts = artifacts
         self.reader = reader
         self.destination = destination
@@ -198,6 +205,16 @@ class SyncRun:
         self._contract_problems: dict[str, list[str]] = {}
         for problem in check_manifest(self.artifacts.manifest)[1]:
             self._contract_problems.setdefault(problem.model, []).append(str(problem))
+        # What this destination cannot take (e.g. a field with no Customer Profiles target).
+        destination_check = getattr(self.destination, "check_segment", None)
+        if destination_check is not None:
+            for seg in self._segments:
+                for problem in destination_check(seg):
+                    self._contract_problems.setdefault(seg.name, []).append(f"{seg.name}.{problem}")
+        # Destinations whose data expires: members confirmed before the cutoff are sent again.
+        refresh_after = getattr(self.destination, "refresh_after", None)
+        now = self.clock()
+        self._expiry = Expiry(now, now - refresh_after) if refresh_after is not None else None
         if not opts.dry_run:
             # Fail before anything is delivered: the state store must take the
             # commit, and the destination must be reachable and configured.
@@ -331,9 +348,13 @@ class SyncRun:
             source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
             notes.extend(getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation))  # Athena: query id, bytes
             prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
-                               full_refresh=opts.full_refresh, dirty=dirty, digest_key=opts.digest_key)
+                               full_refresh=opts.full_refresh, dirty=dirty, digest_key=opts.digest_key,
+                               expiry=self._expiry)
             failpoints.hit("after-read")
             plan = prepared.plan
+            if plan.refresh:
+                notes.append(f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
+                             f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent")
             refusal = mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
             if refusal:
                 stack.close()

@@ -141,6 +141,26 @@ class PinpointDestinationSettings(BaseModel):
     max_isolation_jobs: Annotated[Whole, Field(ge=0)] | None = None
 
 
+class CustomerProfilesDestinationSettings(BaseModel):
+    """Types only; the destination's preflight says which missing value it needs."""
+
+    model_config = Strict
+    type: Literal["customer_profiles"]
+    name: Text | None = None
+    domain_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")] | None = None
+    region: StrictStr | None = None
+    data_expiry_days: Annotated[Whole, Field(ge=1, le=1098)] | None = None
+    refresh_before_expiry_days: Annotated[Whole, Field(ge=0)] | None = None
+    unique_key_target: Annotated[StrictStr, Field(pattern=r"^_profile\.[A-Za-z0-9_.]+$")] | None = None
+    segment_name_prefix: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9_-]*$")] | None = None
+    poll_seconds: Annotated[Number, Field(ge=0, le=3600)] | None = None
+    timeout: Annotated[Number, Field(gt=0)] | None = None
+    max_concurrent_jobs: Annotated[Whole, Field(ge=1, le=10)] | None = None
+    max_job_mb: Annotated[Number, Field(gt=0, le=1000)] | None = None
+    max_rejected_rows: Annotated[Whole, Field(ge=0)] | None = None
+    max_isolation_jobs: Annotated[Whole, Field(ge=0)] | None = None
+
+
 class GuardSettings(BaseModel):
     model_config = Strict
     max_exit_share: Annotated[Number, Field(gt=0, le=1)]
@@ -151,7 +171,8 @@ class FilesSettings(BaseModel):
     max_file_mb: Annotated[Number, Field(ge=MIN_FILE_MB, le=MAX_FILE_MB)]
 
 
-Destination = Annotated[Union[FilesDestinationSettings, PinpointDestinationSettings], Field(discriminator="type")]
+Destination = Annotated[Union[FilesDestinationSettings, PinpointDestinationSettings,
+                              CustomerProfilesDestinationSettings], Field(discriminator="type")]
 
 
 class OwnerSettings(BaseModel):
@@ -190,14 +211,16 @@ _KNOWN: dict[tuple, list[str]] = {
     ("owner",): list(OwnerSettings.model_fields),
     ("destination", "files"): list(FilesDestinationSettings.model_fields),
     ("destination", "pinpoint"): list(PinpointDestinationSettings.model_fields),
+    ("destination", "customer_profiles"): list(CustomerProfilesDestinationSettings.model_fields),
 }
-_TAGS = {"files", "pinpoint"}
+_TAGS = {"files", "pinpoint", "customer_profiles"}
 
 _HINTS = {
     "max_exit_share": "must be above 0 and at most 1 (a share: between 0 and 1)",
     "max_file_mb": f"must be between {MIN_FILE_MB} and {MAX_FILE_MB} (MiB; Pinpoint takes 1 GB per import job)",
     "max_concurrent_jobs": "must be a whole number between 1 and 10 (Pinpoint runs at most 10 import jobs)",
-    "max_job_mb": "must be above 0 and at most 1024 (Pinpoint's 1 GB per import job)",
+    "max_job_mb": "must be above 0 and at most 1024 for pinpoint (1 GB per import job) or 1000 for "
+                  "customer_profiles (an upload stays under 1 GB)",
 }
 
 

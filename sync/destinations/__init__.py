@@ -1,7 +1,8 @@
 """Destination plugins, chosen by ``destination.type`` in lakeseg.yml.
 
-Adding a destination (next: Amazon Connect Customer Profiles) means one module
-implementing ``base.Destination`` and one line here.
+Adding a destination means one module implementing ``base.Destination`` (a
+job platform implements ``jobs.JobPlatform.run_job`` and uses ``aws_calls``)
+and one line here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .base import DeliveryResult, Destination, JobRecord, SegmentDelivery
 REGISTRY = {
     "files": "sync.destinations.files:FilesDestination",
     "pinpoint": "sync.destinations.pinpoint:PinpointDestination",
+    "customer_profiles": "sync.destinations.customer_profiles:CustomerProfilesDestination",
 }
 
 

@@ -27,9 +27,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..errors import ConfigError
+from .aws_calls import poll
 from ..import_files import _encode_row
 from .base import DeliveryResult, JobRecord, Progress, SegmentDelivery
 
@@ -96,6 +97,54 @@ def isolation_limits(settings: dict) -> tuple[int, int]:
             raise ConfigError(f"destination.{key} must be a whole number of 0 or more, got {value!r}")
         out.append(value)
     return out[0], out[1]
+
+
+def number_setting(settings: dict, key: str, default, kind=float):
+    """A non-negative number from a destination block (``destination.<key>``), or ``default`` when unset."""
+    value = settings.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"destination.{key} must be a number, got {value!r}") from None
+    if out < 0:
+        raise ConfigError(f"destination.{key} must not be negative, got {value!r}")
+    return out
+
+
+def job_slots(value, *, why: str, limit: int = 10) -> tuple[int, threading.BoundedSemaphore]:
+    """``destination.max_concurrent_jobs`` checked, and the semaphore every deliver() of a destination shares.
+
+    A platform job holds a slot from the moment it is created until it ends, whatever thread runs it.
+    """
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"destination.max_concurrent_jobs must be a whole number, got {value!r}") from None
+    if isinstance(value, bool) or n != value or not 1 <= n <= limit:
+        raise ConfigError(f"destination.max_concurrent_jobs must be between 1 and {limit} ({why}), got {value!r}")
+    return n, threading.BoundedSemaphore(n)
+
+
+def settle_earlier_runs(segment: str, pending: Callable[[], list[str]], *, platform: str, interval: float,
+                        timeout: float, sleep: Callable[[float], None]) -> str | None:
+    """Wait until ``pending()`` (jobs of earlier runs of this segment still running) is empty.
+
+    Imports of one segment stay in order: a later run does not start while an
+    earlier one may still write. Returns an error when they outlive ``timeout``.
+    """
+    def still() -> list[str]:
+        found = pending()
+        if found:
+            log.info("%s: %s waits for %d in-flight job(s) of earlier runs", platform, segment, len(found))
+        return found
+
+    found, done = poll(still, lambda found: not found, interval=interval, timeout=timeout, sleep=sleep)
+    if done:
+        return None
+    return (f"{segment}: an import of an earlier run is still in flight ({found[0]}); nothing was imported so that "
+            "imports stay in order; the rows are resent next run")
 
 
 class JobProgress:

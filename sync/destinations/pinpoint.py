@@ -42,21 +42,18 @@ import hashlib
 import json
 import logging
 import math
-import random
 import re
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import ConfigError
+from .aws_calls import NOT_FOUND, Retrier, client_config, is_transient, poll, preflight_error
+from .aws_calls import error_code as _code
 from .base import DeliveryResult, JobRecord, Progress, SegmentDelivery
-from .jobs import (ISOLATION_SETTINGS, Job, JobOutcome, JobProgress, deliver_in_jobs, group_files,
-                   isolation_limits)
+from .jobs import (ISOLATION_SETTINGS, Job, JobOutcome, JobProgress, deliver_in_jobs, group_files,  # noqa: F401
+                   isolation_limits, job_slots, number_setting, settle_earlier_runs)
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +64,6 @@ EXECUTION_LIMIT_SECONDS = 365 * 24 * 3600  # the import tail's TimeoutSeconds
 MAX_POLLS = 8700  # the import tail's bound on MaxPolls (8700 x 3600 s fits in the limit)
 MODES = ("stack", "direct")
 TERMINAL_JOB_STATES = {"COMPLETED", "FAILED"}
-THROTTLING = {"TooManyRequestsException", "ThrottlingException", "Throttling", "TooManyRequests"}
-TRANSIENT = {"InternalServerErrorException", "ServiceUnavailable", "ServiceUnavailableException",
-             "InternalFailure", "InternalServerError"}
-NOT_FOUND = {"NoSuchBucket", "404", "NotFound", "NoSuchKey"}
-DENIED = {"AccessDenied", "AccessDeniedException", "403", "Forbidden", "ForbiddenException",
-          "UnauthorizedOperation", "AllAccessDisabled"}
 
 SETTINGS = {
     "type": "pinpoint",
@@ -126,14 +117,6 @@ def execution_name(run_id: str, segment: str, part: int | str) -> str:
     return f"{safe[:room]}-{digest}{tail}"
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-
-
 # --------------------------------------------------------------------------- destination
 class PinpointDestination:
     name = "pinpoint"
@@ -165,19 +148,14 @@ class PinpointDestination:
         self.max_rejected_rows = int(max_rejected_rows)
         self.max_isolation_jobs = int(max_isolation_jobs)
         self._sleep = sleep
+        self._retrying = Retrier(label="pinpoint", max_retries=self.max_retries,
+                                 base_seconds=self.retry_base_seconds, sleep=sleep)
         self.s3 = s3
         self.stepfunctions = stepfunctions
         self.pinpoint = pinpoint
-        try:
-            self.max_concurrent_jobs = int(max_concurrent_jobs)
-        except (TypeError, ValueError):
-            raise ConfigError(f"destination.max_concurrent_jobs must be a whole number, got {max_concurrent_jobs!r}")
-        if not 1 <= self.max_concurrent_jobs <= 10:
-            raise ConfigError("destination.max_concurrent_jobs must be between 1 and 10 "
-                              f"(Pinpoint runs at most 10 import jobs per account), got {self.max_concurrent_jobs}")
+        self.max_concurrent_jobs, self._slots = job_slots(
+            max_concurrent_jobs, why="Pinpoint runs at most 10 import jobs per account")
         self.max_parallel = self.max_concurrent_jobs
-        # One semaphore for every deliver() on this destination, whatever thread calls it.
-        self._slots = threading.BoundedSemaphore(self.max_concurrent_jobs)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -193,27 +171,16 @@ class PinpointDestination:
             import boto3
 
             session = boto3.Session()
-        from botocore.config import Config
-
         # No SDK-level retries: a create call repeated after a 5xx could start a second import.
         # Calls that are safe to repeat go through _retrying (backoff with jitter) instead.
-        config = Config(retries={"mode": "standard", "total_max_attempts": 1}, user_agent_extra="lakeseg")
+        config = client_config()
         region = settings.get("region") or None
 
         def client(service: str):
             return session.client(service, region_name=region, config=config)
 
-        def number(key: str, default, kind=float):
-            value = settings.get(key)
-            if value is None or value == "":
-                return default
-            try:
-                out = kind(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"destination.{key} must be a number, got {value!r}") from None
-            if out < 0:
-                raise ConfigError(f"destination.{key} must not be negative, got {value!r}")
-            return out
+        def number(key: str, default):
+            return number_setting(settings, key, default)
 
         max_rejected_rows, max_isolation_jobs = isolation_limits(settings)
         poll_seconds = number("poll_seconds", None)
@@ -278,57 +245,36 @@ class PinpointDestination:
         where = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         try:
             self.s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
-        except ClientError as exc:
-            code = _code(exc)
-            if code in NOT_FOUND:
-                raise ConfigError(f"destination.import_s3_url: bucket {bucket} does not exist ({where})") from exc
-            if code in DENIED or _status(exc) == 403:
-                raise ConfigError(f"destination.import_s3_url: access denied to {where}; the caller needs "
-                                  f"s3:ListBucket on arn:aws:s3:::{bucket} and s3:PutObject on {where}/*") from exc
-            raise ConfigError(f"destination.import_s3_url: cannot reach {where}: {code or exc}") from exc
-        except NoCredentialsError as exc:
-            raise ConfigError("no AWS credentials for the pinpoint destination (set a profile, role or "
-                              "AWS_* environment variables)") from exc
-        except BotoCoreError as exc:
-            raise ConfigError(f"destination.import_s3_url: cannot reach {where}: {exc}") from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise preflight_error(exc, setting="import_s3_url", what=f"bucket {bucket} ({where})", platform="pinpoint",
+                                  missing={"NoSuchBucket", "404", "NotFound"},
+                                  missing_message=f"bucket {bucket} does not exist ({where})",
+                                  actions=f"s3:ListBucket on arn:aws:s3:::{bucket} and s3:PutObject on {where}/*"
+                                  ) from exc
 
     def _check_state_machine(self) -> None:
         arn = self.state_machine_arn
         try:
             self.stepfunctions.describe_state_machine(stateMachineArn=arn)
-        except ClientError as exc:
-            code = _code(exc)
-            if code in {"StateMachineDoesNotExist", "InvalidArn", "ResourceNotFound"}:
-                raise ConfigError(f"destination.state_machine_arn: no state machine {arn} ({code}); "
-                                  "use the stack output StateMachineArn") from exc
-            if code in DENIED or _status(exc) == 403:
-                raise ConfigError(f"destination.state_machine_arn: access denied to {arn}; the caller needs "
-                                  "states:DescribeStateMachine and states:StartExecution on it and "
-                                  "states:DescribeExecution on its executions") from exc
-            raise ConfigError(f"destination.state_machine_arn: cannot describe {arn}: {code or exc}") from exc
-        except NoCredentialsError as exc:
-            raise ConfigError("no AWS credentials for the pinpoint destination") from exc
-        except BotoCoreError as exc:
-            raise ConfigError(f"destination.state_machine_arn: cannot reach Step Functions: {exc}") from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise preflight_error(exc, setting="state_machine_arn", what=f"state machine {arn}", platform="pinpoint",
+                                  missing={"StateMachineDoesNotExist", "InvalidArn", "ResourceNotFound"},
+                                  missing_message=f"no state machine {arn} ({{code}}); use the stack output "
+                                                  "StateMachineArn",
+                                  actions="states:DescribeStateMachine and states:StartExecution on it and "
+                                          "states:DescribeExecution on its executions") from exc
 
     def _check_project(self) -> None:
         app = self.application_id
         try:
             self.pinpoint.get_import_jobs(ApplicationId=app, PageSize="1")
-        except ClientError as exc:
-            code = _code(exc)
-            if code in {"NotFoundException", "BadRequestException"}:
-                raise ConfigError(f"destination.application_id: Pinpoint has no project {app} ({code})") from exc
-            if code in DENIED or _status(exc) == 403:
-                raise ConfigError(f"destination.application_id: access denied to project {app}; direct mode needs "
-                                  "mobiletargeting:GetImportJobs, mobiletargeting:CreateImportJob and "
-                                  "mobiletargeting:GetImportJob on it, and iam:PassRole on "
-                                  "destination.import_role_arn") from exc
-            raise ConfigError(f"destination.application_id: cannot reach Pinpoint: {code or exc}") from exc
-        except NoCredentialsError as exc:
-            raise ConfigError("no AWS credentials for the pinpoint destination") from exc
-        except BotoCoreError as exc:
-            raise ConfigError(f"destination.application_id: cannot reach Pinpoint: {exc}") from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise preflight_error(exc, setting="application_id", what=f"Pinpoint project {app}", platform="pinpoint",
+                                  missing={"NotFoundException", "BadRequestException"},
+                                  missing_message=f"Pinpoint has no project {app} ({{code}})",
+                                  actions="mobiletargeting:GetImportJobs, mobiletargeting:CreateImportJob and "
+                                          "mobiletargeting:GetImportJob on it, and iam:PassRole on "
+                                          "destination.import_role_arn") from exc
 
     # ------------------------------------------------------------------ delivery
     def deliver(self, delivery: SegmentDelivery, progress: Progress | None = None) -> DeliveryResult:
@@ -393,7 +339,6 @@ class PinpointDestination:
         """
         root = f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
         mine = f"{root}{delivery.run_id}/"
-        deadline = time.monotonic() + self.timeout
 
         def earlier() -> list[str]:
             found = []
@@ -415,15 +360,8 @@ class PinpointDestination:
                         found.append(f"execution {arn}")
             return found
 
-        while True:
-            pending = earlier()
-            if not pending:
-                return None
-            if time.monotonic() >= deadline:
-                return (f"{delivery.segment}: an import of an earlier run is still in flight ({pending[0]}); "
-                        "nothing was imported so that imports stay in order; the rows are resent next run")
-            log.info("pinpoint: %s waits for %d in-flight import(s) of earlier runs", delivery.segment, len(pending))
-            self._sleep(self._interval())
+        return settle_earlier_runs(delivery.segment, earlier, platform="pinpoint", interval=self._interval(),
+                                   timeout=self.timeout, sleep=self._sleep)
 
     def _running_executions(self, segment: str) -> list[str]:
         arns = []
@@ -597,17 +535,13 @@ class PinpointDestination:
             raise
 
     def _wait_execution(self, arn: str, tracker: JobProgress) -> dict:
-        interval = max(0.02, min(self.poll_seconds if self.poll_seconds is not None else 15.0, 60.0))
-        deadline = time.monotonic() + self.timeout
-        while True:
-            described = self._retrying(self.stepfunctions.describe_execution, executionArn=arn)
-            if described["status"] != "RUNNING":
-                tracker.job_done()
-                return described
-            tracker.tick()
-            if time.monotonic() >= deadline:
-                return {**described, "status": "WAIT_TIMEOUT"}
-            self._sleep(interval)
+        described, done = poll(lambda: self._retrying(self.stepfunctions.describe_execution, executionArn=arn),
+                               lambda d: d["status"] != "RUNNING", interval=self._interval(), timeout=self.timeout,
+                               sleep=self._sleep, tick=tracker.tick)
+        if not done:
+            return {**described, "status": "WAIT_TIMEOUT"}
+        tracker.job_done()
+        return described
 
     def _record_from_execution(self, arn: str, described: dict) -> tuple[JobRecord, str | None]:
         status = described["status"]
@@ -692,7 +626,7 @@ class PinpointDestination:
             created = self._retrying(self.pinpoint.create_import_job, ApplicationId=self.application_id,
                                      ImportJobRequest=request, retry_transient=False)
         except ClientError as exc:
-            if not (_code(exc) in TRANSIENT or _status(exc) >= 500):
+            if not is_transient(exc):
                 raise
             log.warning("pinpoint: %s part %s: CreateImportJob answered %s; looking for the job before anything else",
                         delivery.segment, job.label, _code(exc))
@@ -720,41 +654,14 @@ class PinpointDestination:
         self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **self._sse())
 
     def _wait_import_job(self, job_id: str, tracker: JobProgress) -> dict:
-        interval = self.poll_seconds if self.poll_seconds is not None else 15.0
-        deadline = time.monotonic() + self.timeout
-        while True:
-            response = self._retrying(self.pinpoint.get_import_job, ApplicationId=self.application_id,
-                                      JobId=job_id)["ImportJobResponse"]
-            if response.get("JobStatus") in TERMINAL_JOB_STATES:
-                tracker.job_done()
-                return response
-            tracker.tick()
-            if time.monotonic() >= deadline:
-                return response
-            self._sleep(interval)
-
-    # ------------------------------------------------------------------ retries
-    def _retrying(self, call: Callable[..., dict], retry_transient: bool = True, **kwargs) -> dict:
-        """Call with exponential backoff and full jitter on throttling (and 5xx if safe to repeat).
-
-        CreateImportJob is not retried on server errors: Pinpoint has no
-        idempotency token, so a failed-looking call may have created a job.
-        """
-        attempt = 0
-        while True:
-            try:
-                return call(**kwargs)
-            except ClientError as exc:
-                code = _code(exc)
-                retryable = code in THROTTLING or _status(exc) == 429 or (
-                    retry_transient and (code in TRANSIENT or _status(exc) >= 500))
-                attempt += 1
-                if not retryable or attempt > self.max_retries:
-                    raise
-                delay = random.uniform(0, min(30.0, self.retry_base_seconds * 2 ** (attempt - 1)))
-                log.info("pinpoint: %s (%s); retry %d/%d in %.1f s", getattr(call, "__name__", "call"), code,
-                         attempt, self.max_retries, delay)
-                self._sleep(delay)
+        response, done = poll(lambda: self._retrying(self.pinpoint.get_import_job, ApplicationId=self.application_id,
+                                                     JobId=job_id)["ImportJobResponse"],
+                              lambda r: r.get("JobStatus") in TERMINAL_JOB_STATES,
+                              interval=self.poll_seconds if self.poll_seconds is not None else 15.0,
+                              timeout=self.timeout, sleep=self._sleep, tick=tracker.tick)
+        if done:
+            tracker.job_done()
+        return response
 
 
 # --------------------------------------------------------------------------- verdicts

@@ -49,6 +49,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 POINTER = "current.json"
 IN_DOUBT = "in_doubt.json"
 SNAPSHOT_SCHEMA = {"Id": "VARCHAR", "k1": "UBIGINT", "k2": "UBIGINT", "digest": "UBIGINT"}
+# Destinations whose data expires also keep when each member was last confirmed (UTC).
+SNAPSHOT_SCHEMA_CONFIRMED = {**SNAPSHOT_SCHEMA, "confirmed_at": "TIMESTAMP"}
 IN_DOUBT_SCHEMA = {"Id": "VARCHAR"}
 MAX_QUARANTINE_MESSAGE = 300  # platform messages are kept short: they may quote values
 
@@ -107,6 +109,7 @@ class Snapshot:
     run_id: str
     committed_at: str
     quarantine: tuple[QuarantinedRow, ...] = ()
+    confirmed: bool = False  # the data file has confirmed_at per member
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,7 @@ class StateStore(abc.ABC):
         return f"{self._folder(destination, segment)}/{name}"
 
     # ---- pointed files: one mechanism for snapshots and in-doubt records -----
-    def _load_pointed(self, destination: str, segment: str, name: str, schema: dict[str, str],
+    def _load_pointed(self, destination: str, segment: str, name: str, schema: dict[str, str] | tuple[dict, ...],
                       workdir: Path, what: str) -> tuple[dict, Path] | None:
         """Read a pointer and the data file it names, checking everything it claims.
 
@@ -245,9 +248,10 @@ class StateStore(abc.ABC):
                                  "refusing to treat it as empty")
         try:
             found = parquet_schema(local)
-            if found != schema:
+            schemas = schema if isinstance(schema, tuple) else (schema,)
+            if found not in schemas:
                 raise SegmentRefused(f"{what} data {self._location(data_key)} for {where} has columns {found}, "
-                                     f"expected {schema}; refusing to read it")
+                                     f"expected {' or '.join(str(s) for s in schemas)}; refusing to read it")
             con = duckdb.connect()
             actual = con.execute("select count(*) from read_parquet(?)", [str(local)]).fetchall()[0][0]
             con.close()
@@ -279,7 +283,8 @@ class StateStore(abc.ABC):
 
     # ---- snapshots -----------------------------------------------------------
     def load_snapshot(self, destination: str, segment: str, workdir: Path) -> Snapshot | None:
-        found = self._load_pointed(destination, segment, POINTER, SNAPSHOT_SCHEMA, workdir, "snapshot")
+        found = self._load_pointed(destination, segment, POINTER, (SNAPSHOT_SCHEMA, SNAPSHOT_SCHEMA_CONFIRMED),
+                                   workdir, "snapshot")
         if found is None:
             return None
         meta, local = found
@@ -292,7 +297,8 @@ class StateStore(abc.ABC):
             raise SegmentRefused(f"snapshot pointer for {destination}/{segment} is corrupt ({exc}); "
                                  "refusing to treat it as empty") from exc
         return Snapshot(local, fields, meta.get("mapping_hash", ""), meta["rows"], meta.get("run_id", ""),
-                        str(meta.get("committed_at", "")), quarantine)
+                        str(meta.get("committed_at", "")), quarantine,
+                        confirmed=parquet_schema(local) == SNAPSHOT_SCHEMA_CONFIRMED)
 
     def commit_snapshot(self, destination: str, segment: str, parquet: Path, *, fields, mapping_hash: str,
                         rows: int, run_id: str, quarantine: tuple[QuarantinedRow, ...] = ()) -> Snapshot:

@@ -1,0 +1,497 @@
+"""The ``customer_profiles`` destination: Amazon Connect Customer Profiles upload jobs (Pinpoint's successor).
+
+One delivery (one segment in one run) becomes one or more upload jobs through
+the shared platform layer (``jobs.py``). Each job:
+
+1. its files (Pinpoint header) are written as one CSV with the mapped columns
+   (``profile_fields.py``);
+2. find before create: an upload job named ``lakeseg-<run id>-<segment>-p<part>``
+   (ListUploadJobs) is attached to, never created twice; otherwise
+   ``CreateUploadJob`` (Fields, UniqueKey, DataExpiry) -- at most once: not
+   retried after a server error, looked up by name instead;
+3. ``GetUploadJobPath`` -> HTTPS ``PUT`` of the CSV to the pre-signed URL with
+   the SSE-C headers (the ClientToken as key, its MD5, AES256). A URL at or
+   past ``ValidUntil`` is fetched again, never used;
+4. ``StartUploadJob``, then ``GetUploadJob`` polled with backoff until
+   SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED or STOPPED; past ``timeout``
+   lakeseg gives up and calls ``StopUploadJob``;
+5. the verdict: SUCCEEDED is confirmed; PARTIALLY_SUCCEEDED (or failed
+   records) hands ``ResultsSummary.FailedRecords`` to the shared isolation and
+   quarantine; FAILED, STOPPED and giving up leave the rows in doubt.
+
+At most ``max_concurrent_jobs`` upload jobs run at once from this process,
+and a segment's upload waits for upload jobs of earlier runs still in progress.
+
+**Expiry.** Profiles from upload jobs expire ``data_expiry_days`` after they
+were last ingested. The destination tells the sync ``refresh_after``: members
+confirmed longer ago than ``data_expiry_days - refresh_before_expiry_days``
+are sent again even when unchanged (the engine keeps per-member confirmation
+times in the snapshot).
+
+``segment_name`` keeps one segment definition per segment model (profiles
+whose owned attributes hold an in-segment value), created once and recreated
+only when its definition changes.
+
+Attribute values are personal data: nothing here logs them above debug level.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..errors import ConfigError
+from . import profile_fields as pf
+from .aws_calls import Retrier, client_config, error_code, is_transient, poll, preflight_error
+from .base import DeliveryResult, JobRecord, Progress, SegmentDelivery
+from .jobs import (ISOLATION_SETTINGS, Job, JobOutcome, JobProgress, deliver_in_jobs, isolation_limits, job_slots,
+                   number_setting, settle_earlier_runs)
+
+log = logging.getLogger(__name__)
+
+TERMINAL = {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "STOPPED"}
+RUNNING = {"IN_PROGRESS"}
+URL_MARGIN = timedelta(seconds=60)  # a pre-signed URL valid for less than this is fetched again
+MAX_URL_FETCHES = 3
+MAX_LISTED_PAGES = 20
+DOMAIN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_NAME = re.compile(r"^lakeseg-(?P<run>\d{8}T\d{9}Z-[0-9a-f]{6})-(?P<segment>.+)-p(?P<part>[0-9ab]+)$")
+
+SETTINGS = {
+    "type": "customer_profiles",
+    "name": "the key state is kept under (read by the sync, not here)",
+    "domain_name": "the Customer Profiles domain",
+    "region": "AWS region of the domain",
+    "data_expiry_days": "days profiles from upload jobs live (DataExpiry, default 14)",
+    "refresh_before_expiry_days": "unchanged members are sent again this many days before they expire (default 3)",
+    "unique_key_target": "the profile field the Id goes to (default _profile.AccountNumber)",
+    "segment_name_prefix": "prefix for the segment definitions named by segment_name",
+    "poll_seconds": "seconds between status checks (default 15)",
+    "timeout": "seconds to wait for one upload job before stopping it (default 21600)",
+    "max_concurrent_jobs": "upload jobs running at once (default 2)",
+    "max_job_mb": "largest upload in MB (default and maximum 1000: under 1 GB)",
+    **ISOLATION_SETTINGS,
+}
+
+
+def sse_c_headers(client_token: str) -> dict[str, str]:
+    """The SSE-C headers for a pre-signed PUT: the ClientToken (a base64 AES-256 key), its MD5, AES256."""
+    try:
+        key = base64.b64decode(client_token, validate=True)
+    except (ValueError, TypeError):
+        key = b""
+    if len(key) != 32:
+        raise ValueError("GetUploadJobPath returned a ClientToken that is not a base64 256-bit key")
+    return {
+        "x-amz-server-side-encryption-customer-algorithm": "AES256",
+        "x-amz-server-side-encryption-customer-key": client_token,
+        "x-amz-server-side-encryption-customer-key-MD5": base64.b64encode(hashlib.md5(key).digest()).decode(),
+    }
+
+
+def display_name(run_id: str, segment: str, part: str) -> str:
+    name = f"lakeseg-{run_id}-{segment}-p{part}"
+    if len(name) > pf.MAX_DISPLAY_NAME:
+        name = f"lakeseg-{run_id}-{hashlib.sha256(segment.encode()).hexdigest()[:16]}-p{part}"
+    return name
+
+
+class UploadFailed(Exception):
+    """The pre-signed PUT did not store the file."""
+
+
+class CustomerProfilesDestination:
+    name = "customer_profiles"
+
+    def __init__(self, *, domain_name: str | None, profiles, data_expiry_days: int = 14,
+                 refresh_before_expiry_days: int = 3, unique_key_target: str = pf.DEFAULT_UNIQUE_KEY_TARGET,
+                 segment_name_prefix: str | None = None, poll_seconds: float = 15.0, timeout: float = 6 * 3600,
+                 max_concurrent_jobs: int = 2, max_job_bytes: int = pf.MAX_JOB_BYTES,
+                 max_rejected_rows: int = 100, max_isolation_jobs: int = 16, verify: bool | str = True,
+                 http_timeout: float = 300.0, retry_base_seconds: float = 0.5, max_retries: int = 8,
+                 sleep: Callable[[float], None] = time.sleep,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.domain_name = domain_name
+        self.profiles = profiles
+        self.data_expiry_days = int(data_expiry_days)
+        self.refresh_before_expiry_days = int(refresh_before_expiry_days)
+        self.unique_key_target = unique_key_target
+        self.segment_name_prefix = segment_name_prefix or ""
+        self.poll_seconds = float(poll_seconds)
+        self.timeout = float(timeout)
+        self.max_job_bytes = int(max_job_bytes)
+        self.max_rejected_rows = int(max_rejected_rows)
+        self.max_isolation_jobs = int(max_isolation_jobs)
+        self.verify = verify
+        self.http_timeout = float(http_timeout)
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._retrying = Retrier(label="customer_profiles", max_retries=max_retries,
+                                 base_seconds=retry_base_seconds, sleep=sleep)
+        lo, hi = pf.DATA_EXPIRY_RANGE
+        if not lo <= self.data_expiry_days <= hi:
+            raise ConfigError(f"destination.data_expiry_days must be between {lo} and {hi} (CreateUploadJob's "
+                              f"DataExpiry), got {data_expiry_days!r}")
+        if not 0 <= self.refresh_before_expiry_days < self.data_expiry_days:
+            raise ConfigError("destination.refresh_before_expiry_days must be at least 0 and less than "
+                              f"destination.data_expiry_days ({self.data_expiry_days}), got {refresh_before_expiry_days!r}")
+        self.max_concurrent_jobs, self._slots = job_slots(
+            max_concurrent_jobs, why="lakeseg's bound on upload jobs at once")
+        self.max_parallel = self.max_concurrent_jobs
+        self._http = None
+        self._http_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_settings(cls, settings: dict, session=None) -> "CustomerProfilesDestination":
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise ConfigError(f"destination.{unknown[0]} is not a customer_profiles setting; known: "
+                              + ", ".join(k for k in SETTINGS if k != "type"))
+        if session is None:
+            import boto3
+
+            session = boto3.Session()
+        max_rejected_rows, max_isolation_jobs = isolation_limits(settings)
+        max_job_mb = number_setting(settings, "max_job_mb", 1000)
+        if not 0 < max_job_mb <= 1000:
+            raise ConfigError("destination.max_job_mb must be above 0 and at most 1000 (an upload must stay under 1 GB)")
+        return cls(
+            domain_name=settings.get("domain_name"),
+            profiles=session.client("customer-profiles", region_name=settings.get("region") or None,
+                                    config=client_config()),
+            data_expiry_days=settings.get("data_expiry_days", 14),
+            refresh_before_expiry_days=settings.get("refresh_before_expiry_days", 3),
+            unique_key_target=settings.get("unique_key_target") or pf.DEFAULT_UNIQUE_KEY_TARGET,
+            segment_name_prefix=settings.get("segment_name_prefix"),
+            poll_seconds=number_setting(settings, "poll_seconds", 15.0),
+            timeout=number_setting(settings, "timeout", 6 * 3600),
+            max_concurrent_jobs=settings.get("max_concurrent_jobs", 2),
+            max_job_bytes=int(max_job_mb * 1000 * 1000),
+            max_rejected_rows=max_rejected_rows,
+            max_isolation_jobs=max_isolation_jobs,
+            verify=_ca_bundle(session),
+        )
+
+    # ------------------------------------------------------------------ what the sync asks
+    @property
+    def refresh_after(self) -> timedelta:
+        """Members confirmed longer ago than this are sent again, changed or not (before DataExpiry)."""
+        return timedelta(days=self.data_expiry_days - self.refresh_before_expiry_days)
+
+    def check_segment(self, segment) -> list[str]:
+        """Why this segment cannot go to Customer Profiles (fields with no target, names), or nothing."""
+        mapping = pf.map_fields(segment.fields, self.unique_key_target)
+        out = [f"{f}: [customer-profiles-field] {why}" for f, why in mapping.problems]
+        if segment.segment_name:
+            name = f"{self.segment_name_prefix}{segment.segment_name}"
+            if not pf.SEGMENT_DEFINITION_NAME.match(name):
+                out.append(f"segment_name: [customer-profiles-name] {name!r} must be 1-64 letters, digits, _ or -")
+        return out
+
+    # ------------------------------------------------------------------ preflight
+    def preflight(self) -> None:
+        if not self.domain_name or not str(self.domain_name).strip():
+            raise ConfigError("destination.domain_name is not set: the Customer Profiles domain to upload to")
+        if not DOMAIN.match(str(self.domain_name)):
+            raise ConfigError(f"destination.domain_name {self.domain_name!r} is not a domain name (1-64 letters, "
+                              "digits, _ or -)")
+        if not self.unique_key_target.startswith("_profile."):
+            raise ConfigError("destination.unique_key_target must name a profile field such as "
+                              f"_profile.AccountNumber, got {self.unique_key_target!r}")
+        actions = (f"profile:GetDomain, profile:ListUploadJobs, profile:CreateUploadJob, profile:GetUploadJobPath, "
+                   f"profile:StartUploadJob, profile:GetUploadJob and profile:StopUploadJob on "
+                   f"arn:aws:profile:<region>:<account>:domains/{self.domain_name} and its upload jobs "
+                   "(the stack's CustomerProfilesRunnerPolicy)")
+        for call, kwargs in ((self.profiles.get_domain, {}), (self.profiles.list_upload_jobs, {"MaxResults": 1})):
+            try:
+                self._retrying(call, DomainName=self.domain_name, **kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise preflight_error(exc, setting="domain_name", what=f"Customer Profiles domain {self.domain_name}",
+                                      platform="customer_profiles", missing={"ResourceNotFoundException"},
+                                      missing_message=f"no Customer Profiles domain {self.domain_name} in this "
+                                                      "region ({code}); create it or fix destination.region",
+                                      actions=actions) from exc
+
+    # ------------------------------------------------------------------ delivery
+    def deliver(self, delivery: SegmentDelivery, progress: Progress | None = None) -> DeliveryResult:
+        location = f"customer-profiles://{self.domain_name}/{delivery.segment}"
+        mapping = pf.map_fields(delivery.fields, self.unique_key_target)
+        if mapping.problems:
+            return DeliveryResult(confirmed=False, location=location, errors=[
+                f"{delivery.segment}: {f} has no Customer Profiles target: {why}" for f, why in mapping.problems])
+        if delivery.files:
+            waiting = self._settle_in_flight(delivery)
+            if waiting:
+                return DeliveryResult(confirmed=False, errors=[waiting], location=location)
+        result = deliver_in_jobs(self, delivery, progress, max_job_bytes=self.max_job_bytes,
+                                 max_concurrent=self.max_concurrent_jobs, max_rejected_rows=self.max_rejected_rows,
+                                 max_isolation_jobs=self.max_isolation_jobs, location=location)
+        if result.confirmed and delivery.segment_name:
+            error = self._keep_segment_definition(delivery, mapping)
+            if error:
+                result.errors.append(error)
+                result.confirmed = False
+        return result
+
+    def run_job(self, delivery: SegmentDelivery, job: Job, tracker: JobProgress) -> JobOutcome:
+        """One upload job: translate, find or create, upload, start (each at most once), wait, read the verdict."""
+        name = display_name(delivery.run_id, delivery.segment, job.label)
+        mapping = pf.map_fields(delivery.fields, self.unique_key_target)
+        csv_path = Path(job.files[0]).parent / f"profiles-{job.label}.csv"
+        job_id = ""
+        try:
+            rows = pf.translate(job.files, csv_path, mapping)
+            with self._slots:  # an upload job is in flight from here until it ends
+                existing = self._find_job(name)
+                if existing is None:
+                    job_id = self._create_job(name, mapping)
+                    if job_id is None:
+                        return JobOutcome(JobRecord(job_id="", status="NOT_CREATED"), error=(
+                            f"CreateUploadJob {name} failed on the server and no job of that name exists; "
+                            "the rows are resent next run"))
+                    status = "CREATED"
+                else:
+                    job_id, status = existing["JobId"], existing.get("Status", "CREATED")
+                    log.info("customer_profiles: %s part %s: attaching to upload job %s (%s), not creating another",
+                             delivery.segment, job.label, job_id, status)
+                if status == "CREATED":
+                    self._upload(job_id, csv_path)
+                    tracker.uploaded(len(job.files))
+                    self._start(job_id)
+                else:
+                    tracker.uploaded(len(job.files))
+                response, done = poll(
+                    lambda: self._retrying(self.profiles.get_upload_job, DomainName=self.domain_name, JobId=job_id),
+                    lambda r: r.get("Status") in TERMINAL, interval=self.poll_seconds, timeout=self.timeout,
+                    sleep=self._sleep, tick=tracker.tick)
+                if not done:
+                    return self._give_up(job_id, response)
+                tracker.job_done()
+        except UploadFailed as exc:
+            return JobOutcome(JobRecord(job_id=job_id, status="UPLOAD_FAILED"), error=str(exc))
+        except ClientError as exc:
+            log.warning("customer_profiles: %s part %s failed: %s", delivery.segment, job.label, error_code(exc))
+            return JobOutcome(JobRecord(job_id=job_id, status="ERROR"),
+                              error=f"{error_code(exc)}: {exc}")
+        except BotoCoreError as exc:
+            return JobOutcome(JobRecord(job_id=job_id, status="ERROR"), error=str(exc))
+        finally:
+            csv_path.unlink(missing_ok=True)
+        return verdict(response, rows)
+
+    # ------------------------------------------------------------------ the job's calls
+    def _list_jobs(self) -> list[dict]:
+        items: list[dict] = []
+        token = None
+        for _ in range(MAX_LISTED_PAGES):
+            kwargs = {"DomainName": self.domain_name, "MaxResults": 100}
+            if token:
+                kwargs["NextToken"] = token
+            page = self._retrying(self.profiles.list_upload_jobs, **kwargs)
+            items.extend(page.get("Items") or [])
+            token = page.get("NextToken")
+            if not token:
+                break
+        return items
+
+    def _find_job(self, name: str) -> dict | None:
+        return next((j for j in self._list_jobs() if j.get("DisplayName") == name), None)
+
+    def _create_job(self, name: str, mapping: pf.ProfileMapping) -> str | None:
+        try:
+            created = self._retrying(self.profiles.create_upload_job, retry_transient=False,
+                                     DomainName=self.domain_name, DisplayName=name, Fields=mapping.fields(),
+                                     UniqueKey=mapping.unique_key, DataExpiry=self.data_expiry_days)
+        except ClientError as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("customer_profiles: CreateUploadJob %s answered %s; looking for the job before anything else",
+                        name, error_code(exc))
+            found = self._find_job(name)
+            return found["JobId"] if found else None
+        log.info("customer_profiles: created upload job %s (%s)", created["JobId"], name)
+        return created["JobId"]
+
+    def _upload_path(self, job_id: str) -> dict:
+        """A pre-signed URL valid for at least URL_MARGIN; one closer to or past ValidUntil is fetched again."""
+        for _ in range(MAX_URL_FETCHES):
+            path = self._retrying(self.profiles.get_upload_job_path, DomainName=self.domain_name, JobId=job_id)
+            valid_until = path.get("ValidUntil")
+            if valid_until is not None and valid_until.tzinfo is None:
+                valid_until = valid_until.replace(tzinfo=timezone.utc)
+            if valid_until is None or valid_until - self._wall_clock() > URL_MARGIN:
+                return path
+            log.info("customer_profiles: upload URL of job %s is valid only until %s; fetching another",
+                     job_id, valid_until.isoformat())
+        raise UploadFailed(f"upload job {job_id}: GetUploadJobPath returned {MAX_URL_FETCHES} URLs that had expired "
+                           "or were about to; nothing was uploaded (check the clock of this machine)")
+
+    def _session(self):
+        from botocore.httpsession import URLLib3Session
+
+        with self._http_lock:
+            if self._http is None:
+                self._http = URLLib3Session(verify=self.verify, timeout=self.http_timeout)
+            return self._http
+
+    def _upload(self, job_id: str, csv_path: Path) -> None:
+        """PUT the CSV to the job's pre-signed URL with the SSE-C headers; an expired URL is fetched again once."""
+        from botocore.awsrequest import AWSRequest
+
+        for attempt in (1, 2):
+            path = self._upload_path(job_id)
+            url = str(path.get("Url") or "")
+            if not url.lower().startswith("https://"):
+                raise UploadFailed(f"upload job {job_id}: the pre-signed URL is not HTTPS; refusing to send the file")
+            try:
+                headers = sse_c_headers(str(path.get("ClientToken") or ""))
+            except ValueError as exc:
+                raise UploadFailed(f"upload job {job_id}: {exc}") from None
+            size = csv_path.stat().st_size
+            with open(csv_path, "rb") as body:
+                request = AWSRequest(method="PUT", url=url, data=body,
+                                     headers={**headers, "Content-Type": "text/csv", "Content-Length": str(size)})
+                try:
+                    response = self._session().send(request.prepare())
+                except BotoCoreError as exc:
+                    raise UploadFailed(f"upload job {job_id}: the upload failed: {exc}") from None
+            if response.status_code in (200, 201, 204):
+                log.info("customer_profiles: uploaded %d bytes for upload job %s", size, job_id)
+                return
+            expired = response.status_code == 403 and b"expired" in (response.content or b"").lower()
+            if expired and attempt == 1:
+                log.info("customer_profiles: the upload URL of job %s expired on the way; fetching another", job_id)
+                continue
+            raise UploadFailed(f"upload job {job_id}: the upload answered HTTP {response.status_code}; nothing was "
+                               "started (the rows are resent next run)")
+
+    def _start(self, job_id: str) -> None:
+        try:
+            self._retrying(self.profiles.start_upload_job, retry_transient=False, DomainName=self.domain_name,
+                           JobId=job_id)
+        except ClientError as exc:
+            if not is_transient(exc):
+                raise
+            # The start may have happened: start again only if the job still waits.
+            status = self._retrying(self.profiles.get_upload_job, DomainName=self.domain_name, JobId=job_id)
+            if status.get("Status") == "CREATED":
+                self._retrying(self.profiles.start_upload_job, retry_transient=False, DomainName=self.domain_name,
+                               JobId=job_id)
+        log.info("customer_profiles: started upload job %s", job_id)
+
+    def _give_up(self, job_id: str, response: dict) -> JobOutcome:
+        record = _record(job_id, response)
+        try:
+            self._retrying(self.profiles.stop_upload_job, DomainName=self.domain_name, JobId=job_id)
+            stopped = "stopped it"
+        except (ClientError, BotoCoreError) as exc:
+            stopped = f"could not stop it ({exc})"
+        return JobOutcome(record, error=(f"upload job {job_id} still {response.get('Status')} after "
+                                         f"{self.timeout:.0f} s; lakeseg {stopped}; the rows are resent next run"))
+
+    # ------------------------------------------------------------------ earlier runs
+    def _settle_in_flight(self, delivery: SegmentDelivery) -> str | None:
+        """Wait for upload jobs of earlier runs of this segment still in progress (uploads stay in order)."""
+        def earlier() -> list[str]:
+            found = []
+            for j in self._list_jobs():
+                m = _NAME.match(str(j.get("DisplayName") or ""))
+                if (m and m["segment"] == delivery.segment and m["run"] != delivery.run_id
+                        and j.get("Status") in RUNNING):
+                    found.append(f"upload job {j.get('JobId')} ({j.get('DisplayName')})")
+            return found
+
+        return settle_earlier_runs(delivery.segment, earlier, platform="customer_profiles",
+                                   interval=max(0.02, min(self.poll_seconds, 60.0)), timeout=self.timeout,
+                                   sleep=self._sleep)
+
+    # ------------------------------------------------------------------ segment definitions
+    def _keep_segment_definition(self, delivery: SegmentDelivery, mapping: pf.ProfileMapping) -> str | None:
+        """Create the segment definition of ``segment_name``, or recreate it when its groups changed."""
+        name = f"{self.segment_name_prefix}{delivery.segment_name}"
+        if not pf.SEGMENT_DEFINITION_NAME.match(name):
+            return f"{delivery.segment}: segment definition name {name!r} must be 1-64 letters, digits, _ or -"
+        if not delivery.segment_filter:
+            return (f"{delivery.segment}: segment_name is set but meta.lakeseg.segment_values is not: the segment "
+                    "definition needs the values that mean \"in the segment\" (e.g. {HasClicked: [\"Yes\"]})")
+        try:
+            groups = pf.segment_groups(delivery.segment_filter, mapping)
+        except ValueError as exc:
+            return f"{delivery.segment}: {exc}"
+        try:
+            try:
+                existing = self._retrying(self.profiles.get_segment_definition, DomainName=self.domain_name,
+                                          SegmentDefinitionName=name)
+            except ClientError as exc:
+                if error_code(exc) != "ResourceNotFoundException":
+                    raise
+                existing = None
+            # The definition's fingerprint rides in its Description: the service may echo SegmentGroups
+            # back normalised, and a definition must not be replaced on every run.
+            fingerprint = hashlib.sha256(json.dumps(groups, sort_keys=True).encode()).hexdigest()[:16]
+            description = f"lakeseg segment {delivery.segment} (definition {fingerprint})"
+            if existing is not None and existing.get("Description") == description:
+                return None
+            if existing is not None:  # definitions cannot be updated: replace it
+                self._retrying(self.profiles.delete_segment_definition, DomainName=self.domain_name,
+                               SegmentDefinitionName=name)
+            self._retrying(self.profiles.create_segment_definition, retry_transient=False,
+                           DomainName=self.domain_name, SegmentDefinitionName=name, DisplayName=name,
+                           Description=description, SegmentGroups=groups, Tags={"lakeseg:segment": delivery.segment})
+            log.info("customer_profiles: %s segment definition %r", "replaced" if existing else "created", name)
+        except ClientError as exc:
+            return f"{delivery.segment}: cannot keep segment definition {name!r}: {error_code(exc)}"
+        return None
+
+
+def _ca_bundle(session) -> bool | str:
+    """The upload trusts what the AWS clients trust: ``ca_bundle`` in the AWS config or AWS_CA_BUNDLE."""
+    core = getattr(session, "_session", session)
+    try:
+        bundle = core.get_config_variable("ca_bundle")
+    except AttributeError:
+        bundle = None
+    return bundle or os.environ.get("AWS_CA_BUNDLE") or True
+
+
+# --------------------------------------------------------------------------- verdicts
+def _record(job_id: str, response: dict) -> JobRecord:
+    summary = response.get("ResultsSummary") or {}
+    created, updated = summary.get("CreatedRecords"), summary.get("UpdatedRecords")
+    processed = None if created is None and updated is None else int(created or 0) + int(updated or 0)
+    reason = response.get("StatusReason")
+    return JobRecord(job_id=job_id, status=str(response.get("Status") or "UNKNOWN"), total_processed=processed,
+                     total_failures=summary.get("FailedRecords"), failures=[str(reason)] if reason else [])
+
+
+def verdict(response: dict, rows: int) -> JobOutcome:
+    """Customer Profiles' verdict in the shared layer's terms.
+
+    SUCCEEDED with no failed record: accepted. PARTIALLY_SUCCEEDED, or any
+    FailedRecords: those rows were refused -- isolated and quarantined.
+    FAILED, STOPPED: the job failed; its rows stay in doubt.
+    """
+    record = _record(str(response.get("JobId") or ""), response)
+    failed = int(record.total_failures or 0)
+    status = record.status
+    if status == "SUCCEEDED" and not failed:
+        return JobOutcome(record, ok=True)
+    if status in ("SUCCEEDED", "PARTIALLY_SUCCEEDED") and failed:
+        return JobOutcome(record, refused_rows=min(failed, rows) or failed)
+    if status == "PARTIALLY_SUCCEEDED":
+        return JobOutcome(record, error=f"upload job {record.job_id} partially succeeded but reports no failed record "
+                                        "count; not confirmed")
+    reason = f" ({record.failures[0]})" if record.failures else ""
+    return JobOutcome(record, error=f"upload job {record.job_id} {status}{reason}")

@@ -1,0 +1,83 @@
+"""Per-member confirmation times for destinations whose data expires (Customer Profiles)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sync.diff import Expiry, snapshot_to_commit
+from tests.sync.test_diff import make_segment, sync_once
+
+DAY0 = datetime(2026, 11, 2, 3, 0, tzinfo=timezone.utc)
+REFRESH_AFTER = timedelta(days=11)
+
+
+@dataclass
+class Snap:
+    path: Path
+    rows: int
+    mapping_hash: str
+    confirmed: bool = True
+
+
+@pytest.fixture
+def con():
+    c = duckdb.connect()
+    yield c
+    c.close()
+
+
+def expiry(day: int) -> Expiry:
+    now = DAY0 + timedelta(days=day)
+    return Expiry(now, now - REFRESH_AFTER)
+
+
+def stamps(con, path: Path) -> dict[str, datetime]:
+    return dict(con.execute(f"select Id, confirmed_at from read_parquet('{path}')").fetchall())
+
+
+def run(con, seg, rows, previous, tmp_path, day, **kw):
+    prepared, sent, snap = sync_once(con, seg, rows, previous, tmp_path, f"d{day}", expiry=expiry(day), **kw)
+    return prepared, sorted(r["Id"] for r in sent), Snap(snap.path, snap.rows, snap.mapping_hash)
+
+
+def test_unchanged_members_are_resent_only_when_due(con, tmp_path):
+    seg = make_segment()
+    rows = [("a", "Gold"), ("b", "Gold"), ("c", "Silver")]
+    # Given day 0: everyone sent and stamped
+    p0, sent, snap = run(con, seg, rows, None, tmp_path, 0)
+    assert sent == ["a", "b", "c"] and set(stamps(con, snap.path).values()) == {DAY0.replace(tzinfo=None)}
+    # When c changes on day 4
+    p4, sent, snap = run(con, seg, [("a", "Gold"), ("b", "Gold"), ("c", "Gold")], snap, tmp_path, 4)
+    assert sent == ["c"] and p4.plan.refresh == 0
+    # Then on day 10 nothing is due, on day 11 a and b are (their stamp is 11 days old), c is not
+    p10, sent, snap10 = run(con, seg, [("a", "Gold"), ("b", "Gold"), ("c", "Gold")], snap, tmp_path, 10)
+    assert sent == [] and p10.plan.refresh == 0 and p10.plan.to_send == 0
+    p11, sent, snap11 = run(con, seg, [("a", "Gold"), ("b", "Gold"), ("c", "Gold")], snap10, tmp_path, 11)
+    assert sent == ["a", "b"] and p11.plan.refresh == 2 and p11.plan.unchanged == 1 and p11.plan.to_send == 2
+    day11, day4 = (DAY0 + timedelta(days=11)).replace(tzinfo=None), (DAY0 + timedelta(days=4)).replace(tzinfo=None)
+    assert stamps(con, snap11.path) == {"a": day11, "b": day11, "c": day4}
+
+
+def test_a_snapshot_without_stamps_makes_every_member_due(con, tmp_path):
+    seg = make_segment()
+    rows = [("a", "Gold"), ("b", "Gold")]
+    _, _, plain = sync_once(con, seg, rows, None, tmp_path, "plain")  # no expiry: no confirmed_at column
+    prepared, sent, _ = run(con, seg, rows, Snap(plain.path, plain.rows, plain.mapping_hash, confirmed=False),
+                            tmp_path, 1)
+    assert sent == ["a", "b"] and prepared.plan.refresh == 2
+
+
+def test_a_rejected_member_keeps_its_previous_stamp(con, tmp_path):
+    seg = make_segment()
+    rows = [("a", "Gold"), ("b", "Gold")]
+    _, _, snap = run(con, seg, rows, None, tmp_path, 0)
+    prepared, sent, _ = run(con, seg, rows, snap, tmp_path, 11)
+    assert sent == ["a", "b"]
+    committed = snapshot_to_commit(con, prepared, frozenset({"b"}))
+    got = stamps(con, committed)
+    assert got["a"] == (DAY0 + timedelta(days=11)).replace(tzinfo=None) and got["b"] == DAY0.replace(tzinfo=None)
