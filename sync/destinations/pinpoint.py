@@ -580,6 +580,9 @@ class PinpointDestination:
             return record, f"import tail execution {arn} ended {status}" + (f" ({reason})" if reason else "")
         if record.status in TERMINAL_JOB_STATES and (record.total_failures or 0) > 0:
             return record, None  # endpoints refused: the shared layer isolates and quarantines them
+        if error.get("Error") == "Lakeseg.ImportStillRunning":
+            return record, (f"import job {record.job_id} still running when its execution {arn} stopped polling "
+                            "(MaxPolls); it may still import (the rows are resent next run)")
         return record, _describe(record) + (f" ({error.get('Error')})" if error.get("Error") else "")
 
     # ------------------------------------------------------------------ direct mode
