@@ -36,6 +36,14 @@ COLUMNS = ("endpoint_id", "state", "plan", "tier", "score")
 EXIT = {"User.UserAttributes.State": "None", "User.UserAttributes.Plan": "None", "Attributes.Tier": "None",
         "Metrics.Score": "0"}
 MEMORY_LIMIT = "1GB"
+# A fixed test key: the bench runs the keyed digest, as every real sync does.
+BENCH_KEY_SECRET = "lakeseg-bench-key-not-a-secret-0123456789"
+
+
+def _key():
+    from sync.digest_key import DigestKey
+
+    return DigestKey(BENCH_KEY_SECRET, "bench")
 
 
 def _segment():
@@ -85,7 +93,7 @@ def setup(work: Path, rows: int) -> None:
     seg = _segment()
     con = duckdb.connect()
     con.execute(f"attach '{work / 'segment.duckdb'}' as seg (read_only)")
-    prepared = prepare(con, seg, "seg.main.previous", previous=None, workdir=work / "prev")
+    prepared = prepare(con, seg, "seg.main.previous", previous=None, workdir=work / "prev", digest_key=_key())
     shutil.move(prepared.new_snapshot, work / "previous.parquet")
     con.close()
     marker.write_text(json.dumps({"rows": rows}))
@@ -104,25 +112,29 @@ def run_copy(work: Path) -> dict:
     return {"seconds": time.perf_counter() - t0}
 
 
-def run_lakeseg(work: Path) -> dict:
+def lakeseg_sync(con: duckdb.DuckDBPyConnection, work: Path, out: Path):
+    """lakeseg's plan + import files for the bench segment against the previous snapshot."""
     from sync.diff import changes_sql, effective_mapping_hash, prepare
     from sync.import_files import write_import_files
 
-    seg = _segment()
-    out = work / "out-lakeseg"
+    seg, key = _segment(), _key()
     shutil.rmtree(out, ignore_errors=True)
+    prev_rows = con.execute(f"select count(*) from read_parquet('{work / 'previous.parquet'}')").fetchall()[0][0]
+    previous = _Snapshot(work / "previous.parquet", prev_rows, effective_mapping_hash(con, seg, key.fingerprint))
+    prepared = prepare(con, seg, "seg.main.segment", previous=previous, workdir=out, digest_key=key)
+    files = write_import_files(con, changes_sql(prepared), out / "import", 100 * 1024 * 1024)
+    return prepared.plan, files
+
+
+def run_lakeseg(work: Path) -> dict:
     con = duckdb.connect()
     con.execute(f"set memory_limit = '{MEMORY_LIMIT}'")
     con.execute(f"set temp_directory = '{work / 'spill'}'")
     con.execute("set preserve_insertion_order = false")
     con.execute(f"attach '{work / 'segment.duckdb'}' as seg (read_only)")
-    prev_rows = con.execute(f"select count(*) from read_parquet('{work / 'previous.parquet'}')").fetchall()[0][0]
-    previous = _Snapshot(work / "previous.parquet", prev_rows, effective_mapping_hash(con, seg))
     t0 = time.perf_counter()
-    prepared = prepare(con, seg, "seg.main.segment", previous=previous, workdir=out)
-    files = write_import_files(con, changes_sql(prepared), out / "import", 100 * 1024 * 1024)
+    plan, files = lakeseg_sync(con, work, work / "out-lakeseg")
     seconds = time.perf_counter() - t0
-    plan = prepared.plan
     sent = sum(sum(1 for _ in f.open("rb")) - 1 for f in files)
     return {"seconds": seconds, "entered": plan.entered, "changed": plan.changed, "exited": plan.exited,
             "unchanged": plan.unchanged, "rows_sent": sent, "files": len(files)}
