@@ -41,7 +41,7 @@ FIELDS = ("Id", "User.UserAttributes.State", "User.UserAttributes.Plan", "Attrib
 COLUMNS = ("endpoint_id", "state", "plan", "tier", "score")
 EXIT = {"User.UserAttributes.State": "None", "User.UserAttributes.Plan": "None", "Attributes.Tier": "None",
         "Metrics.Score": "0"}
-MEMORY_LIMIT = "1GB"
+MEMORY_LIMIT = "256MB"  # the diff spills past it; keeps the process under 400 MB at 10M
 TARGET_RATIO = 1.0  # lakeseg / copy
 TARGET_PEAK_MB = 400
 DRT = Path(".tools/drt/bin/drt")
