@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from benchmarks.sync_bench import _key, _segment, lakeseg_sync, setup
+from benchmarks.sync_bench import _key, _segment, expected_churn, lakeseg_sync, setup
 from sync.diff import changes_sql, prepare
 from sync.import_files import write_import_files
 
@@ -64,6 +64,7 @@ def test_given_one_thread_when_synced_then_counts_and_bytes_match_the_recorded_o
     con.close()
     # Then the classification and every byte sent are as recorded
     assert (plan.entered, plan.changed, plan.exited, plan.unchanged) == SECOND_SYNC
+    assert expected_churn(ROWS) == (plan.entered, plan.changed, plan.exited)  # what `make bench` checks against
     assert [hashlib.sha256(f.read_bytes()).hexdigest() for f in files] == [SECOND_SYNC_FILE]
     assert [hashlib.sha256(f.read_bytes()).hexdigest() for f in first] == [FIRST_SYNC_FILE]
 
