@@ -17,6 +17,7 @@ ENDPOINTS ?= 50000
 
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 ACTIONLINT := $(TOOLS)/actionlint/bin/actionlint
+DRT := $(TOOLS)/drt/bin/drt
 
 .PHONY: install tools browser lake demo test bench bundle clean report-screenshot
 
@@ -48,6 +49,14 @@ $(ACTIONLINT): tools/actionlint-requirements.txt | $(UV)
 
 tools: $(CHECKOV) $(ACTIONLINT) ## linters that live outside the project's environment
 
+# drt-core, the peer `make bench` compares against: a tool environment of its
+# own (pinned in tools/drt.in, locked in tools/drt-requirements.txt), never in
+# the project's uv.lock.
+$(DRT): tools/drt-requirements.txt | $(UV)
+	$(UV) venv --quiet --allow-existing $(TOOLS)/drt
+	$(UV) pip install --quiet --python $(TOOLS)/drt/bin/python -r tools/drt-requirements.txt
+	@touch $@
+
 install: $(VENV)/.installed profiles.yml ## install the locked dependency set
 
 # Headless Chromium for the report's browser test (Debian's package; no browser
@@ -72,8 +81,12 @@ test: install tools browser ## every test: unit, end-to-end (dbt on DuckDB, sync
 report-screenshot: install browser ## docs/report.png: the demo lake's report, as headless Chromium draws it
 	$(BIN)/python -m tools.report_screenshot build/report/index.html docs/report.png
 
-bench: install ## benchmarks (not part of the test suite)
-	$(BIN)/python -m benchmarks.sync_bench
+BENCH_ROWS ?= 10000000
+
+bench: install $(DRT) ## benchmarks (not part of the test suite): BENCH_ROWS=1000000 for a quick look
+	$(BIN)/python -m benchmarks.sync_bench --rows $(BENCH_ROWS)
+	$(BIN)/lakeseg lake generate --path $(LAKE) --endpoints $(ENDPOINTS) --if-missing
+	$(BIN)/python -m benchmarks.partitions --lake $(LAKE)
 
 bundle: ## the scheduled runner's project bundle (build/lakeseg-bundle.zip) from the committed HEAD
 	mkdir -p build

@@ -46,7 +46,7 @@ from .artifacts import Artifacts
 from .check import check_manifest
 from .contract import Segment, load_segments
 from .destinations.base import DeliveryResult, Destination, SegmentDelivery
-from .diff import (Expiry, Plan, PreparedSegment, SNAPSHOT_ID, changes_sql, prepare, ql, sent_ids_sql,
+from .diff import (Expiry, Plan, PreparedSegment, SNAPSHOT_ID, changes_sql, configure, prepare, ql, sent_ids_sql,
                    snapshot_to_commit)
 from .errors import ConfigError, LakesegError, LockHeld, SegmentRefused
 from .guard import mass_exit_refusal
@@ -227,10 +227,7 @@ class SyncRun:
         if not _MEMORY_LIMIT.match(str(opts.memory_limit)):
             raise ConfigError(f"memory_limit must be a size like 1GB or 512MiB, got {opts.memory_limit!r}")
         con = duckdb.connect()
-        # Settings are quoted literals, never pasted SQL.
-        con.execute(f"set memory_limit = {ql(opts.memory_limit)}")
-        con.execute(f"set temp_directory = {ql(str(workdir / 'spill'))}")
-        con.execute("set preserve_insertion_order = false")
+        configure(con, opts.memory_limit, workdir / "spill")  # settings are quoted literals, never pasted SQL
         con.execute("set enable_progress_bar = false")
         pool = ThreadPoolExecutor(max_workers=max(1, int(getattr(self.destination, "max_parallel", 1))))
         pending = []
