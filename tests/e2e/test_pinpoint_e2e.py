@@ -47,8 +47,8 @@ targets:
     return path
 
 
-def sync(build, profiles_dir, settings: Path, *extra):
-    args = ["sync", "--project-dir", str(PROJECT), "--profiles-dir", str(profiles_dir),
+def sync(build, profiles_dir, settings: Path, *extra, command: str = "sync"):
+    args = [command, "--project-dir", str(PROJECT), "--profiles-dir", str(profiles_dir),
             "--target-path", str(build.target_path), "--settings", str(settings), "--json", *SELECTED, *extra]
     result = CliRunner().invoke(cli, args, env=build.env(), catch_exceptions=False)
     assert result.stdout.startswith("{"), result.output
@@ -176,6 +176,11 @@ def test_refused_rows_are_quarantined_and_the_rest_committed(cloud, build_now, p
             p = pointer(s3, seg["segment"])
             assert p is not None and {q["id"] for q in p["quarantine"]} == {q["id"] for q in seg["quarantined"]}
             assert p["rows"] == seg["plan"]["rows"] - 2
+        # And `plan` lists them and counts them as to be resent
+        code, plan = sync(build_now, profiles_dir, settings, command="plan")
+        for seg in plan["segments"]:
+            assert seg["status"] == "planned" and len(seg["quarantined"]) == 2
+            assert seg["plan"]["dirty"] == 2 and seg["plan"]["to_send"] == 2
         # When Pinpoint accepts them next run
         pinpoint.verdict = h.all_accepted
         code, retry = sync(build_now, profiles_dir, settings)
