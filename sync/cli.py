@@ -462,7 +462,8 @@ def lake() -> None:
 @click.option("--days", type=click.IntRange(min=1), default=200, show_default=True, help="Days of events.")
 @click.option("--end", default=None, help="Exclusive end of the event window, UTC (default 2026-11-01T00:00:00).")
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--if-missing", is_flag=True, help="Do nothing when a lake with the same parameters exists.")
+@click.option("--if-missing", is_flag=True,
+              help="Do nothing when a lake with the same parameters and format exists (an older format is rewritten).")
 @handle_errors
 def lake_generate(path, endpoints, events_per_endpoint, days, end, seed, if_missing):
     """Write the sample lake: DUE all_events + CRM tables as Parquet.
@@ -477,7 +478,10 @@ def lake_generate(path, endpoints, events_per_endpoint, days, end, seed, if_miss
 
     spec = LakeSpec(endpoints=endpoints, events_per_endpoint=events_per_endpoint, days=days,
                     end=end or DEFAULT_END, seed=seed)
-    if if_missing and (existing := read_manifest(path)) and existing.get("spec") == spec.__dict__:
+    from .sample_lake import LAKE_FORMAT
+
+    if (if_missing and (existing := read_manifest(path)) and existing.get("spec") == spec.__dict__
+            and existing.get("format") == LAKE_FORMAT):
         click.echo(f"Sample lake at {path} is up to date ({existing['rows']['all_events']:,} events).")
         return
     started = time.monotonic()

@@ -35,6 +35,9 @@ from .lake_schema import ALL_EVENTS, CRM, duckdb_type
 
 DEFAULT_END = "2026-11-01T00:00:00"
 MANIFEST = "_lake.json"
+# Bumped whenever the lake's tables change shape: a lake written by an older lakeseg is written
+# again by `lake generate --if-missing` instead of being read with the wrong types.
+LAKE_FORMAT = 2  # 2: the real DUE schema (session/attributes maps, timestamp ingest partition)
 CHUNK_EVENTS = 2_000_000  # events per COPY: bounds memory, amortises per-query cost
 
 # Share of events per type, in basis points (sum 10000).
@@ -294,7 +297,7 @@ def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = N
     finally:
         con.close()
         shutil.rmtree(root / ".tmp", ignore_errors=True)
-    manifest = {"spec": asdict(spec), "end": spec.end, "rows": counts}
+    manifest = {"format": LAKE_FORMAT, "spec": asdict(spec), "end": spec.end, "rows": counts}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

@@ -39,3 +39,23 @@ def test_options_come_from_lakeseg_env_vars(tmp_path):
     # LAKESEG_PLAN_PROJECT_DIR feeds --project-dir of `plan`
     result = CliRunner().invoke(main, ["plan"], env={"LAKESEG_PLAN_PROJECT_DIR": str(tmp_path)})
     assert result.exit_code == 2 and str(tmp_path) in result.output
+
+
+def test_lake_generate_if_missing_rewrites_a_lake_of_an_older_format(tmp_path):
+    from click.testing import CliRunner
+
+    from sync.cli import main
+    from sync.sample_lake import LAKE_FORMAT, read_manifest
+
+    args = ["lake", "generate", "--path", str(tmp_path / "lake"), "--endpoints", "50", "--days", "3", "--if-missing"]
+    # Given a lake written by this version, then marked as an older format
+    assert CliRunner().invoke(main, args).exit_code == 0
+    manifest = read_manifest(tmp_path / "lake")
+    assert manifest["format"] == LAKE_FORMAT
+    again = CliRunner().invoke(main, args)
+    assert "up to date" in again.output
+    (tmp_path / "lake" / "_lake.json").write_text(__import__("json").dumps({**manifest, "format": 1}))
+    # When --if-missing runs again, then the lake is written anew in the current format
+    rewritten = CliRunner().invoke(main, args)
+    assert rewritten.exit_code == 0 and "written to" in rewritten.output
+    assert read_manifest(tmp_path / "lake")["format"] == LAKE_FORMAT
