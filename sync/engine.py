@@ -367,6 +367,8 @@ class SyncRun:
                     # Nothing left to send for what was in doubt or quarantined (e.g. leavers of a
                     # `keep` segment): the commit supersedes those records.
                     self._commit(con, prepared, DeliveryResult(confirmed=True), {})
+                    if in_doubt is not None:
+                        self.state.clear_in_doubt(self.destination_key, seg.name, in_doubt.run_id)
                 stack.close()
                 return SegmentReport(seg.name, UNCHANGED, "nothing changed", plan.as_dict(), notes=notes)
             self.progress(seg.name, "writing files", 0, 1)

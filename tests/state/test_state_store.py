@@ -146,3 +146,40 @@ def test_s3_objects_are_encrypted(aws, tmp_path):
         assert keys
         for key in keys:
             assert s3.head_object(Bucket=BUCKET, Key=key)["ServerSideEncryption"] == "AES256"
+
+
+def ids_parquet(tmp_path: Path, ids: list[str], name: str) -> Path:
+    path = tmp_path / name
+    con = duckdb.connect()
+    con.execute("create table t (Id varchar)")
+    con.executemany("insert into t values (?)", [(i,) for i in ids])
+    con.execute(f"copy t to '{path}' (format parquet)")
+    return path
+
+
+def test_in_doubt_record_round_trip_supersede_and_clear(store, tmp_path):
+    # Given a committed snapshot and an in-doubt record of a later, unconfirmed run
+    commit(store, tmp_path, ["a"], "run-1")
+    store.record_in_doubt("files", "seg_a", ids_parquet(tmp_path, ["a", "g"], "d.parquet"), rows=2, run_id="run-2")
+    # Then it is open while the snapshot is older
+    rec = store.load_in_doubt("files", "seg_a", tmp_path / "w1", committed_run_id="run-1")
+    assert (rec.rows, rec.run_id) == (2, "run-2")
+    # and void once a commit of the same run exists (commit-then-crash is harmless)
+    assert store.load_in_doubt("files", "seg_a", tmp_path / "w2", committed_run_id="run-2") is None
+    # When another run tries to clear it, it stays; when its own run id clears it, it is gone
+    store.clear_in_doubt("files", "seg_a", "run-3")
+    assert store.load_in_doubt("files", "seg_a", tmp_path / "w3") is not None
+    store.clear_in_doubt("files", "seg_a", "run-2")
+    assert store.load_in_doubt("files", "seg_a", tmp_path / "w4") is None
+
+
+def test_lock_takeover_deletes_only_the_lock_judged_dead(store):
+    # Given a lock held by run A, whose token a second run read as dead
+    with store.lock("files", "seg_a", {"run_id": "A"}):
+        stale = store.read_lock("files", "seg_a").token
+    # and a new run B that already took the lock in between
+    with store.lock("files", "seg_a", {"run_id": "B"}):
+        # When a third run removes "the dead lock" by its token
+        assert store.force_unlock("files", "seg_a", token=stale) is None
+        # Then B's lock is still there
+        assert store.read_lock("files", "seg_a").owner == {"run_id": "B"}
