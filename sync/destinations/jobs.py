@@ -179,16 +179,6 @@ class JobProgress:
         self._emit(f"{self._segment}: importing", done, total)
 
 
-def _rows(files) -> tuple[list[str], int]:
-    header, n = [], 0
-    for path in files:
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, header)
-            n += sum(1 for _ in reader)
-    return header, n
-
-
 def _ids(files) -> list[str]:
     out = []
     for path in files:
@@ -199,23 +189,22 @@ def _ids(files) -> list[str]:
     return out
 
 
-def _attribute(job: Job, outcome: JobOutcome) -> dict[str, str] | None:
-    """Refused Ids named in the platform's messages, if they account for every refused row."""
+def _attribute(ids: list[str], outcome: JobOutcome) -> dict[str, str] | None:
+    """Refused Ids (of the job's ``ids``) named in the platform's messages, if they account for every refused row."""
     if not outcome.messages:
         return None
     text = "\n".join(outcome.messages)
     found = {}
-    for rid in _ids(job.files):
+    for rid in ids:
         if rid and re.search(rf"(?<![\w.-]){re.escape(rid)}(?![\w.-])", text):
             message = next(m for m in outcome.messages if rid in m)
             found[rid] = message
     return found if len(found) == outcome.refused_rows else None
 
 
-def _halves(job: Job, workdir: Path) -> tuple[Job, Job]:
-    """Write the job's rows as two jobs of (about) half the rows each, with the header, streaming."""
-    header, n = _rows(job.files)
-    first = n // 2
+def _halves(job: Job, workdir: Path, rows: int) -> tuple[Job, Job]:
+    """Write the job's ``rows`` rows as two jobs of (about) half each, with the header, streaming."""
+    first = rows // 2
     out = []
     for suffix in "ab":
         folder = workdir / f"part-{job.label}{suffix}"
@@ -223,13 +212,13 @@ def _halves(job: Job, workdir: Path) -> tuple[Job, Job]:
         out.append(folder / "part-00000.csv")
     written = 0
     with open(out[0], "wb") as a, open(out[1], "wb") as b:
-        head = _encode_row(header)
-        a.write(head)
-        b.write(head)
-        for path in job.files:
+        for n, path in enumerate(job.files):
             with open(path, newline="", encoding="utf-8") as fh:
                 reader = csv.reader(fh)
-                next(reader)
+                header = next(reader)
+                if n == 0:
+                    a.write(_encode_row(header))
+                    b.write(_encode_row(header))
                 for row in reader:
                     (a if written < first else b).write(_encode_row(row))
                     written += 1
@@ -280,11 +269,11 @@ def deliver_in_jobs(platform: JobPlatform, delivery: SegmentDelivery, progress: 
 def _isolate(platform, delivery, job: Job, outcome: JobOutcome, tracker, workdir: Path, budget: list[int],
              rejected: dict[str, str], records: list[JobRecord], errors: list[str]) -> None:
     """Find the rows a job refused: from the platform's messages, or by importing halves."""
-    named = _attribute(job, outcome)
+    ids = _ids(job.files)  # one read of the job's files: attribution, the fallback and the halving use it
+    named = _attribute(ids, outcome)
     if named is not None:
         rejected.update(named)
         return
-    ids = _ids(job.files)
     message = "; ".join(outcome.messages)[:300] or f"refused by the platform (job {outcome.record.job_id})"
     if len(ids) <= 1 or budget[0] < 2:
         if len(ids) > 1:
@@ -293,7 +282,7 @@ def _isolate(platform, delivery, job: Job, outcome: JobOutcome, tracker, workdir
         rejected.update({rid: message for rid in ids})
         return
     budget[0] -= 2
-    for half in _halves(job, workdir):
+    for half in _halves(job, workdir, len(ids)):
         result = platform.run_job(delivery, half, tracker)
         records.append(result.record)
         if result.ok:

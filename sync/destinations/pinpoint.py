@@ -329,7 +329,7 @@ class PinpointDestination:
         return jobs
 
     def _running_jobs(self) -> list[dict]:
-        return [j for j in self._list_jobs() if j.get("JobStatus") not in TERMINAL_JOB_STATES]
+        return [j for j in self._list_jobs() if _running(j)]
 
     def _settle_in_flight(self, delivery: SegmentDelivery, bucket: str, prefix: str) -> str | None:
         """Wait for imports of this segment that earlier runs left in flight; an error if they outlive the timeout.
@@ -395,12 +395,11 @@ class PinpointDestination:
                     raise
                 log.warning("pinpoint: cannot count running import jobs (%s)", exc)
                 return None
-            if find:
-                found = next((j for j in listed if (j.get("Definition") or {}).get("S3Url") == find), None)
-                if found is not None:
-                    log.info("pinpoint: an import job for %s exists already (%s); attaching", find, found["Id"])
-                    return str(found["Id"])
-            running = sum(1 for j in listed if j.get("JobStatus") not in TERMINAL_JOB_STATES)
+            found = _job_for(listed, find) if find else None
+            if found is not None:
+                log.info("pinpoint: an import job for %s exists already (%s); attaching", find, found)
+                return found
+            running = sum(1 for j in listed if _running(j))
             if running < self.max_concurrent_jobs:
                 return None
             log.info("pinpoint: %d import jobs running in the project (limit %d); waiting", running,
@@ -413,10 +412,7 @@ class PinpointDestination:
 
     def _find_job(self, s3_url: str) -> str | None:
         """An import job already created for exactly this folder (find before create)."""
-        for j in self._list_jobs():
-            if (j.get("Definition") or {}).get("S3Url") == s3_url:
-                return str(j["Id"])
-        return None
+        return _job_for(self._list_jobs(), s3_url)
 
     # ------------------------------------------------------------------ dynamic segments
     def _keep_segment(self, delivery: SegmentDelivery) -> str | None:
@@ -665,6 +661,16 @@ class PinpointDestination:
         if done:
             tracker.job_done()
         return response
+
+
+# --------------------------------------------------------------------------- job lists
+def _running(job: dict) -> bool:
+    return job.get("JobStatus") not in TERMINAL_JOB_STATES
+
+
+def _job_for(jobs: list[dict], s3_url: str) -> str | None:
+    """The id of the listed import job created for exactly this S3 folder, if any."""
+    return next((str(j["Id"]) for j in jobs if (j.get("Definition") or {}).get("S3Url") == s3_url), None)
 
 
 # --------------------------------------------------------------------------- verdicts
