@@ -242,31 +242,52 @@ def _write_crm(con, spec: LakeSpec, root: Path) -> None:
         )) to '{crm / "subscriptions" / "subscriptions.parquet"}' (format parquet)
         """
     )
-    con.execute(
+    _write_in_time_order(
+        con, crm / "app_logins", CRM["app_logins"], n * 4, "login_timestamp",
         f"""
-        copy (select {_cast_columns(CRM["app_logins"])} from (
           select 'login-' || i::varchar as login_id,
                  'user' || skewed(i, 31, {n})::varchar as username,
                  timestamp '{start}' + to_seconds(cast(floor(u(i, 32) * {span_s}) as bigint)) as login_timestamp,
                  list_extract(['ios', 'android', 'web'], 1 + (hash(i, 33) % 3)::integer) as client
-          from range({n * 4}) t(i)
-          order by login_timestamp
-        )) to '{crm / "app_logins" / "app_logins.parquet"}' (format parquet)
-        """
+        """,
     )
-    con.execute(
+    _write_in_time_order(
+        con, crm / "web_sessions", CRM["web_sessions"], n * 4, "session_timestamp",
         f"""
-        copy (select {_cast_columns(CRM["web_sessions"])} from (
           select 'ga-' || i::varchar as session_id,
                  endpoint_id(skewed(i, 41, {n})) as user_id,
                  timestamp '{start}' + to_seconds(cast(floor(u(i, 42) * {span_s}) as bigint)) as session_timestamp,
                  1 + (hash(i, 43) % 12)::integer as page_views,
                  list_extract(['organic', 'paid', 'email', 'direct'], 1 + (hash(i, 44) % 4)::integer) as traffic_source
-          from range({n * 4}) t(i)
-          order by session_timestamp
-        )) to '{crm / "web_sessions" / "web_sessions.parquet"}' (format parquet)
-        """
+        """,
     )
+
+
+# Rows per file of the large CRM tables: one file up to a 1M-endpoint lake,
+# so the sort of each file stays well inside DuckDB's memory limit.
+CRM_ROWS_PER_FILE = 4_000_000
+
+
+def _write_in_time_order(con, folder: Path, columns, rows: int, order_by: str, select: str) -> None:
+    """Write ``rows`` generated rows (``select`` reads ``i`` from a ``range``) as
+    Parquet files of at most ``CRM_ROWS_PER_FILE`` rows, each sorted by time.
+
+    A single global sort of 40M rows (a 10M-endpoint lake) outgrows the memory
+    limit; per-file sorts do not, and keep each file's row groups narrow in time.
+    """
+    files = max(1, -(-rows // CRM_ROWS_PER_FILE))
+    for k in range(files):
+        lo, hi = k * CRM_ROWS_PER_FILE, min(rows, (k + 1) * CRM_ROWS_PER_FILE)
+        name = f"{folder.name}.parquet" if files == 1 else f"{folder.name}-{k:04d}.parquet"
+        con.execute(
+            f"""
+            copy (select {_cast_columns(columns)} from (
+              {select}
+              from range({lo}, {hi}) t(i)
+              order by {order_by}
+            )) to '{folder / name}' (format parquet)
+            """
+        )
 
 
 def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = None, memory_limit: str = "1GB") -> dict:
