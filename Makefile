@@ -19,7 +19,7 @@ CHECKOV := $(TOOLS)/checkov/bin/checkov
 ACTIONLINT := $(TOOLS)/actionlint/bin/actionlint
 DRT := $(TOOLS)/drt/bin/drt
 
-.PHONY: install tools browser lake demo test bench bundle clean report-screenshot
+.PHONY: install tools browser lake demo test bench mutation bundle clean report-screenshot
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -77,6 +77,15 @@ demo: install ## sample lake -> dbt build on DuckDB -> sync to local files
 
 test: install tools browser ## every test: unit, end-to-end (dbt on DuckDB, sync against moto), linters
 	LAKESEG_CHECKOV=$(CURDIR)/$(CHECKOV) LAKESEG_ACTIONLINT=$(CURDIR)/$(ACTIONLINT) $(BIN)/pytest -n 2
+
+# Mutation testing of the modules that carry the sync's guarantees (see
+# [tool.mutmut] in pyproject.toml): mutmut mutates them one change at a time and
+# runs the tests that reach each change. Not part of `make test` (it takes far
+# longer); prints the kill rate per module and every survivor.
+mutation: install ## mutation testing: kill rate per module, survivors (tools/mutation-equivalents.txt)
+	rm -rf mutants && mkdir -p build
+	$(BIN)/mutmut run --max-children 2 > build/mutation.log 2>&1 || { tail -n 40 build/mutation.log; exit 1; }
+	$(BIN)/python tools/mutation_report.py
 
 report-screenshot: install browser ## docs/report.png: the demo lake's report, as headless Chromium draws it
 	$(BIN)/python -m tools.report_screenshot build/report/index.html docs/report.png

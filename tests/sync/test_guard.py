@@ -21,6 +21,14 @@ def test_guard_threshold(previous, rows, exited, refused):
         assert "--allow-mass-exit" in message and f"{previous:,}" in message
 
 
+def test_one_member_left_is_a_share_not_an_emptied_segment():
+    # Given a segment of 3 shrinking to 1 member, under a 70% limit
+    plan = Plan("seg_x", rows=1, previous_rows=3, exited=2)
+    # Then it passes: only an empty segment is refused outright
+    assert mass_exit_refusal(plan, 0.70) is None
+    assert "would empty" in mass_exit_refusal(Plan("seg_x", rows=0, previous_rows=3, exited=3), 1.0)
+
+
 def test_guard_can_be_overridden():
     plan = Plan("seg_x", rows=0, previous_rows=10, exited=10)
     assert mass_exit_refusal(plan, 0.3, allow=True) is None

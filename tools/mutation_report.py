@@ -1,0 +1,133 @@
+"""Per-module kill rate of the last `mutmut run`, with its survivors.
+
+Run from the project root after `mutmut run` (``make mutation`` does both).
+Reads mutmut's result files under ``mutants/``; survivors listed in
+``tools/mutation-equivalents.txt`` (an equivalent mutant: no test can tell it
+from the original) count as such only while their mutated line still matches
+what the file recorded. Exits 1 when any module's kill rate is below the
+target (``--target``, 90%).
+
+    python tools/mutation_report.py [--target 90] [--show-diffs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from mutmut.mutation.data import SourceFileMutationData
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+from mutmut.stats import status_by_exit_code
+from mutmut.utils.file_utils import walk_mutatable_files
+from rich.console import Console
+from rich.table import Table
+
+EQUIVALENTS = Path(__file__).with_name("mutation-equivalents.txt")
+KILLED = {"killed", "timeout", "caught by type check", "segfault"}
+
+
+def changed_lines(diff: str) -> str:
+    """The mutated line(s) of a mutant's diff: its ``+`` lines, stripped."""
+    return " / ".join(
+        line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")
+    )
+
+
+def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, tuple[str, str]]:
+    """``name -> (mutated line, reason)`` from lines ``name | mutated line | reason``."""
+    entries: dict[str, tuple[str, str]] = {}
+    if not path.exists():
+        return entries
+    for n, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = [p.strip() for p in line.split(" | ")]
+        if len(parts) != 3 or not all(parts):
+            sys.exit(f"{path}:{n}: expected 'mutant name | mutated line | reason', got {raw!r}")
+        entries[parts[0]] = (parts[1], parts[2])
+    return entries
+
+
+def collect() -> dict[str, dict[str, str]]:
+    """``module path -> {mutant name: status}`` for every mutated module."""
+    by_module: dict[str, dict[str, str]] = {}
+    for path in walk_mutatable_files():
+        data = SourceFileMutationData(path=path)
+        data.load()
+        if data.exit_code_by_key:
+            by_module[str(path)] = {k: status_by_exit_code[v] for k, v in data.exit_code_by_key.items()}
+    return by_module
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", type=float, default=90.0, help="minimum kill rate per module, percent")
+    parser.add_argument("--show-diffs", action="store_true", help="print each survivor's diff")
+    args = parser.parse_args(argv)
+
+    by_module = collect()
+    if not by_module:
+        print("No mutation results under mutants/: run `make mutation`.", file=sys.stderr)
+        return 2
+    equivalents = load_equivalents()
+    seen_equivalents: set[str] = set()
+    survivors: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    table = Table(title="Mutation testing: killed / (mutants - equivalent)")
+    for col in ("module", "mutants", "killed", "survived", "equivalent", "no tests", "not checked", "kill rate"):
+        table.add_column(col, justify="left" if col == "module" else "right")
+    total = Counter()
+    failing = []
+    for module, statuses in sorted(by_module.items()):
+        counts = Counter()
+        for name, status in sorted(statuses.items()):
+            if status in KILLED:
+                counts["killed"] += 1
+                continue
+            if status == "not checked":
+                counts["not checked"] += 1
+                continue
+            diff = get_diff_for_mutant(name, path=module)
+            line = changed_lines(diff)
+            if name in equivalents and equivalents[name][0] == line:
+                counts["equivalent"] += 1
+                seen_equivalents.add(name)
+                continue
+            counts["no tests" if status == "no tests" else "survived"] += 1
+            survivors[module].append((name, status, diff if args.show_diffs else line))
+        mutants = len(statuses)
+        scored = mutants - counts["equivalent"] - counts["not checked"]
+        rate = 100.0 * counts["killed"] / scored if scored else 100.0
+        if rate < args.target:
+            failing.append(module)
+        total.update(counts)
+        total["mutants"] += mutants
+        table.add_row(module, str(mutants), str(counts["killed"]), str(counts["survived"]),
+                      str(counts["equivalent"]), str(counts["no tests"]), str(counts["not checked"]), f"{rate:.1f}%")
+    scored = total["mutants"] - total["equivalent"] - total["not checked"]
+    table.add_row("all", str(total["mutants"]), str(total["killed"]), str(total["survived"]),
+                  str(total["equivalent"]), str(total["no tests"]), str(total["not checked"]),
+                  f"{100.0 * total['killed'] / scored if scored else 100.0:.1f}%", style="bold")
+
+    console = Console(width=160)
+    for module, rows in survivors.items():
+        console.print(f"[bold]{module}[/]: {len(rows)} not killed")
+        for name, status, text in rows:
+            console.print(f"  {name} ({status}): {text}", markup=False, highlight=False)
+    stale = sorted(set(equivalents) - seen_equivalents)
+    if stale:
+        console.print(f"{len(stale)} entries of {EQUIVALENTS.name} match no surviving mutant (stale):")
+        for name in stale:
+            console.print(f"  {name}", markup=False)
+    console.print(table)
+    if failing:
+        console.print(f"Below the {args.target:.0f}% target: {', '.join(failing)}")
+        return 1
+    console.print(f"Every module at or above the {args.target:.0f}% target.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
