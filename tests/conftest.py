@@ -18,3 +18,15 @@ def aws(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         yield
+
+
+# Session fixtures that run `dbt build` (seconds each). Tests that use one, or
+# that run dbt themselves, are marked `dbt`: `make mutation` leaves them out,
+# since every mutant would rebuild the project in its own process.
+DBT_FIXTURES = {"corpus_build", "build_now", "build_later", "bad_build"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if DBT_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.dbt)
