@@ -363,9 +363,10 @@ class SyncRun:
                                      quarantined=[asdict(q) for q in quarantine.values()])
             if plan.to_send == 0:
                 if (previous is None or previous.mapping_hash != prepared.mapping_hash or in_doubt is not None
-                        or quarantine):
-                    # Nothing left to send for what was in doubt or quarantined (e.g. leavers of a
-                    # `keep` segment): the commit supersedes those records.
+                        or quarantine or plan.exited):
+                    # Nothing left to send for what was in doubt or quarantined, or for leavers of a
+                    # `keep` segment: the commit supersedes those records, and a leaver is counted
+                    # once (an uncommitted one would count again every run, towards the guard).
                     self._commit(con, prepared, DeliveryResult(confirmed=True), {})
                     if in_doubt is not None:
                         self.state.clear_in_doubt(self.destination_key, seg.name, in_doubt.run_id)
