@@ -1,0 +1,159 @@
+"""Deliveries that fail, half-succeed or crash: nothing is lost, nothing is committed early."""
+
+from __future__ import annotations
+
+import pytest
+
+from sync.destinations.base import DeliveryResult, JobRecord
+from sync.destinations.files import FilesDestination
+from sync.state import open_state_store
+from tests.engine.harness import EngineHarness, by_segment
+
+COLS = {"endpoint_id": "Id", "plan": "Attributes.Plan"}
+
+
+@pytest.fixture
+def h(tmp_path) -> EngineHarness:
+    return EngineHarness(tmp_path)
+
+
+class Scripted(FilesDestination):
+    """The files destination with a scripted verdict: confirm, refuse, reject some rows, or raise."""
+
+    def __init__(self, path, verdict="confirm", rejected=None, check=None):
+        super().__init__(path)
+        self.verdict, self.rejected, self.check = verdict, dict(rejected or {}), check
+        self.deliveries = []
+
+    def deliver(self, delivery, progress=None):
+        self.deliveries.append(delivery)
+        if self.check:
+            self.check(delivery)
+        if self.verdict == "raise":
+            raise RuntimeError("connection reset")
+        result = super().deliver(delivery, progress)
+        if self.verdict == "unconfirmed":
+            return DeliveryResult(confirmed=False, errors=["import job FAILED"],
+                                  jobs=[JobRecord("job-1", "FAILED", 3, 3)], location=result.location)
+        return DeliveryResult(confirmed=True, rejected=self.rejected, location=result.location,
+                              jobs=[JobRecord("job-1", "COMPLETED", 3, len(self.rejected))])
+
+
+@pytest.mark.parametrize("verdict", ["unconfirmed", "raise"])
+def test_a_failed_delivery_commits_nothing_and_the_next_run_resends_it(h, verdict):
+    # Given a synced segment whose next delivery fails
+    h.segment("seg_a", COLS, [("e1", "pro"), ("e2", "basic")])
+    h.run()
+    h.rebuild("seg_a", [("e1", "pro"), ("e2", "plus"), ("e3", "pro")])
+    failed = by_segment(h.run(destination=Scripted(h.exports, verdict)))["seg_a"]
+    # Then the segment failed, saying so, and the exit code will be 1
+    assert failed.status == "failed"
+    assert ("resent next run" in failed.reason) if verdict == "unconfirmed" else ("connection reset" in failed.reason)
+    # And the next run sends the same rows again
+    again = h.run()
+    assert sorted(r["Id"] for r in h.delivered(again, "seg_a")) == ["e2", "e3"]
+    assert by_segment(h.run())["seg_a"].status == "unchanged"
+
+
+def test_rows_in_doubt_are_resent_even_when_upstream_moved_back(h):
+    # Given e2 was 'basic' (committed), then 'plus' was delivered but never confirmed
+    h.segment("seg_a", COLS, [("e1", "pro"), ("e2", "basic")])
+    h.run()
+    h.rebuild("seg_a", [("e1", "pro"), ("e2", "plus")])
+    h.run(destination=Scripted(h.exports, "unconfirmed"))
+    # When upstream goes back to 'basic' (equal to the committed snapshot)
+    h.rebuild("seg_a", [("e1", "pro"), ("e2", "basic")])
+    report = h.run()
+    # Then e2 is resent anyway: the platform may hold 'plus'
+    seg = by_segment(report)["seg_a"]
+    assert h.delivered(report, "seg_a") == [{"Id": "e2", "Attributes.Plan": "basic"}]
+    assert any("in doubt" in n for n in seg.notes)
+    assert by_segment(h.run())["seg_a"].status == "unchanged"
+
+
+def test_rejected_rows_are_quarantined_and_resent_until_accepted(h):
+    h.segment("seg_a", COLS, [("e1", "pro"), ("e2", "basic"), ("e3", "pro")])
+    # When the platform refuses e2
+    partial = by_segment(h.run(destination=Scripted(h.exports, rejected={"e2": "bad value"})))["seg_a"]
+    # Then the rest is committed, e2 is quarantined with the message, and the run is not ok
+    assert partial.status == "partial" and "1 row(s)" in partial.reason
+    assert [(q["id"], q["message"], q["attempts"]) for q in partial.quarantined] == [("e2", "bad value", 1)]
+    # And the next run resends only e2; refused again, its attempts grow
+    again = h.run(destination=Scripted(h.exports, rejected={"e2": "bad value"}))
+    assert [r["Id"] for r in h.delivered(again, "seg_a")] == ["e2"]
+    assert by_segment(again)["seg_a"].quarantined[0]["attempts"] == 2
+    # And once accepted, the segment is clean
+    accepted = h.run()
+    assert by_segment(accepted)["seg_a"].status == "synced" and by_segment(accepted)["seg_a"].quarantined == []
+    assert by_segment(h.run())["seg_a"].status == "unchanged"
+
+
+def test_the_lock_is_held_from_delivery_through_the_commit(h):
+    # Given a state store that checks the segment's lock whenever a snapshot is committed
+    store = open_state_store(str(h.state_dir))
+    seen = []
+    original = store.commit_snapshot
+
+    def commit(destination, segment, *a, **kw):
+        seen.append(("commit", store.read_lock(destination, segment) is not None))
+        return original(destination, segment, *a, **kw)
+
+    store.commit_snapshot = commit
+    h.segment("seg_a", COLS, [("e1", "pro")])
+    dest = Scripted(h.exports, check=lambda d: seen.append(("deliver", store.read_lock("files", d.segment) is not None)))
+    h.run(destination=dest, state=store)
+    # Then both happened under the lock, and it is released afterwards
+    assert seen == [("deliver", True), ("commit", True)]
+    assert store.read_lock("files", "seg_a") is None
+
+
+def test_a_segment_locked_by_a_live_run_is_refused_and_the_others_proceed(h):
+    import socket
+
+    store = open_state_store(str(h.state_dir))
+    h.segment("seg_a", COLS, [("e1", "pro")])
+    h.segment("seg_b", {"endpoint_id": "Id", "tier": "Attributes.Tier"}, [("e1", "gold")])
+    # Given another live process (this one) holds seg_a's lock
+    with store.lock("files", "seg_a", {"run_id": "other", "host": socket.gethostname(), "pid": 1}):
+        report = h.run(state=store)
+    seg = by_segment(report)["seg_a"]
+    assert seg.status == "refused" and "other" in seg.reason
+    assert by_segment(report)["seg_b"].status == "synced"
+    # And seg_a syncs once the lock is free
+    assert by_segment(h.run(state=store))["seg_a"].status == "synced"
+
+
+def test_a_lock_left_by_a_dead_process_here_is_taken_over(h):
+    import socket
+
+    store = open_state_store(str(h.state_dir))
+    h.segment("seg_a", COLS, [("e1", "pro")])
+    dead_pid = 2 ** 22 + 12345  # above pid_max: no such process
+    cm = store.lock("files", "seg_a", {"run_id": "killed", "host": socket.gethostname(), "pid": dead_pid})
+    cm.__enter__()  # never released: the process "died"
+    seg = by_segment(h.run(state=store))["seg_a"]
+    assert seg.status == "synced" and any("took over the lock" in n for n in seg.notes)
+
+
+def test_a_lock_left_on_another_host_is_not_taken_over(h):
+    store = open_state_store(str(h.state_dir))
+    h.segment("seg_a", COLS, [("e1", "pro")])
+    cm = store.lock("files", "seg_a", {"run_id": "elsewhere", "host": "another-host.example", "pid": 2 ** 22 + 7})
+    cm.__enter__()
+    seg = by_segment(h.run(state=store))["seg_a"]
+    assert seg.status == "refused" and "elsewhere" in seg.reason
+    assert store.read_lock("files", "seg_a").owner["run_id"] == "elsewhere"
+
+
+def test_one_segments_crash_fails_only_that_segment(h):
+    h.segment("seg_a", COLS, [("e1", "pro")])
+    h.segment("seg_b", {"endpoint_id": "Id", "tier": "Attributes.Tier"}, [("e1", "gold")])
+
+    def boom(delivery):
+        if delivery.segment == "seg_a":
+            raise ValueError("a bug")
+
+    report = h.run(destination=Scripted(h.exports, check=boom))
+    assert by_segment(report)["seg_a"].status == "failed" and "ValueError: a bug" in by_segment(report)["seg_a"].reason
+    assert by_segment(report)["seg_b"].status == "synced"
+    assert report.status == "failed" and not report.ok

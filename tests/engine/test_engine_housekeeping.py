@@ -1,0 +1,96 @@
+"""The engine's housekeeping: run ids, dead owners, interrupted runs, private work folders, field ownership."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from sync.engine import OWNER_FILE, mark_interrupted, new_run_id
+from tests.engine.harness import EngineHarness, by_segment
+
+HERE = socket.gethostname()
+GONE = 2 ** 22 + 4321  # above Linux's pid_max: no such process
+
+
+def test_run_ids_sort_by_start_to_the_millisecond_and_are_unique():
+    t = datetime(2026, 11, 26, 6, 7, 8, 912345, tzinfo=timezone.utc)
+    a, b = new_run_id(t), new_run_id(t)
+    assert a.startswith("20261126T060708912Z-") and len(a) == len("20261126T060708912Z-") + 6
+    assert a != b
+    assert new_run_id(t) < new_run_id(t + timedelta(milliseconds=1))
+
+
+@pytest.mark.parametrize("run,status", [
+    pytest.param({"status": "running", "host": HERE, "pid": GONE}, "interrupted", id="dead-pid-here"),
+    pytest.param({"status": "running", "host": HERE, "pid": os.getpid()}, "running", id="live-pid-here"),
+    pytest.param({"status": "running", "host": "elsewhere", "pid": GONE}, "running", id="other-host-recent"),
+    pytest.param({"status": "running", "host": "elsewhere", "pid": 1,
+                  "started_at": "2020-01-01T00:00:00+00:00"}, "interrupted", id="other-host-days-old"),
+    pytest.param({"status": "running", "host": "elsewhere", "pid": 1,
+                  "started_at": "2020-01-01T00:00:00"}, "interrupted", id="naive-timestamp-days-old"),
+    pytest.param({"status": "running", "host": HERE, "pid": "12"}, "running", id="pid-not-a-number"),
+    pytest.param({"status": "succeeded", "host": HERE, "pid": GONE}, "succeeded", id="finished-kept"),
+])
+def test_a_running_run_whose_process_is_gone_reads_as_interrupted(run, status):
+    run = {"started_at": datetime.now(timezone.utc).isoformat(), **run}
+    assert mark_interrupted(run)["status"] == status
+
+
+def test_work_folders_of_dead_runs_here_are_removed_and_live_ones_kept(tmp_path):
+    # Given work folders left by a dead run here, a live run here, another host (recent and old)
+    h = EngineHarness(tmp_path)
+    h.segment("seg_a", {"endpoint_id": "Id", "plan": "Attributes.Plan"}, [("e1", "pro")])
+    folders = {}
+    for name, owner in {"dead": {"host": HERE, "pid": GONE}, "live": {"host": HERE, "pid": os.getpid()},
+                        "remote": {"host": "elsewhere", "pid": 1}, "remote-old": {"host": "elsewhere", "pid": 1}}.items():
+        d = h.work / name
+        d.mkdir(parents=True)
+        (d / OWNER_FILE).write_text(json.dumps(owner))
+        folders[name] = d
+    old = time.time() - 2 * 86400
+    os.utime(folders["remote-old"], (old, old))
+    # When a sync runs
+    h.run()
+    # Then only the dead run's and the day-old folder are gone
+    assert sorted(p.name for p in h.work.iterdir()) == ["live", "remote"]
+
+
+def test_the_runs_work_folder_is_private_while_it_runs_and_removed_after(tmp_path):
+    from sync.destinations.files import FilesDestination
+
+    h = EngineHarness(tmp_path)
+    h.segment("seg_a", {"endpoint_id": "Id", "plan": "Attributes.Plan"}, [("e1", "pro")])
+    seen = {}
+
+    class Peek(FilesDestination):
+        def deliver(self, delivery, progress=None):
+            run_dir = h.work / os.listdir(h.work)[0]
+            seen["mode"] = stat.S_IMODE(run_dir.stat().st_mode)
+            seen["owner"] = json.loads((run_dir / OWNER_FILE).read_text())
+            return super().deliver(delivery, progress)
+
+    report = h.run(destination=Peek(h.exports))
+    assert seen["mode"] == 0o700
+    assert seen["owner"] == {"host": HERE, "pid": os.getpid(), "run_id": report.run_id}
+    assert list(h.work.iterdir()) == []
+
+
+def test_a_field_claimed_by_two_segments_refuses_only_the_newcomer(tmp_path):
+    # Given seg_a synced Attributes.Plan first
+    h = EngineHarness(tmp_path)
+    h.segment("seg_a", {"endpoint_id": "Id", "plan": "Attributes.Plan"}, [("e1", "pro")])
+    h.run()
+    # When seg_b claims the same field
+    h.segment("seg_b", {"endpoint_id": "Id", "plan2": "Attributes.Plan"}, [("e2", "basic")])
+    h.rebuild("seg_a", [("e1", "plus")])
+    report = h.run()
+    # Then seg_a keeps syncing (with a note) and seg_b is refused naming the rule
+    a, b = by_segment(report)["seg_a"], by_segment(report)["seg_b"]
+    assert a.status == "synced" and any("another segment claims" in n for n in a.notes)
+    assert b.status == "refused" and "[field-ownership]" in b.reason
