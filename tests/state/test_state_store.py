@@ -10,6 +10,8 @@ from pathlib import Path
 import boto3
 import duckdb
 import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 
 from sync.errors import ConfigError, LockHeld, SegmentRefused
 from sync.state import open_state_store
@@ -265,3 +267,21 @@ def test_a_crash_while_storing_the_data_keeps_the_old_snapshot(store, tmp_path, 
     # Then the pointer still names the previous snapshot, whose data is whole
     snap = store.load_snapshot("files", "seg_a", tmp_path / "w")
     assert (snap.run_id, snap.rows) == ("run-1", 1)
+
+
+@pytest.mark.parametrize("code,status", [("AccessDenied", 403), ("InternalError", 500)], ids=["denied", "server-error"])
+def test_an_s3_error_reading_the_pointer_is_not_a_first_sync(aws, tmp_path, code, status):
+    """Guards issue 15 behaviour 15: only a missing pointer means "no snapshot"; any other S3 error must surface;
+    verified to fail on a broken copy (sync/state/s3.py:S3StateStore._read returning None on every ClientError)."""
+    # Given a state bucket whose pointer cannot be read (a policy denies it, or S3 fails)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    store = open_state_store(f"s3://{BUCKET}/prod/lakeseg", s3_client=s3)
+    with Stubber(s3) as stubber:
+        stubber.add_client_error("get_object", service_error_code=code, http_status_code=status,
+                                 expected_params={"Bucket": BUCKET,
+                                                  "Key": "prod/lakeseg/snapshots/files/seg_a/current.json"})
+        # When the committed snapshot is loaded
+        # Then the error is raised: it is never read as "nothing committed" (a full resend)
+        with pytest.raises(ClientError, match=code):
+            store.load_snapshot("files", "seg_a", tmp_path / "w")
+        stubber.assert_no_pending_responses()
