@@ -100,3 +100,20 @@ def test_messages_naming_only_some_refused_rows_do_not_confirm_the_rest(direct_f
     # and the first job's counters are Pinpoint's own
     first = result.jobs[0]
     assert (first.status, first.total_processed, first.total_failures, len(first.failures)) == ("FAILED", 100, 2, 1)
+
+
+def test_each_refused_row_keeps_the_message_that_names_it(direct_fake, tmp_path):
+    # Given Pinpoint refuses ep-1 and ep-13, naming ep-13 first (an Id that contains the other one)
+    def verdict(job: h.FakeJob) -> dict:
+        return {"JobStatus": "FAILED", "TotalProcessed": job.rows, "TotalFailures": 2, "TotalPieces": 1,
+                "CompletedPieces": 0, "FailedPieces": 1,
+                "Failures": ["Endpoint ep-13 rejected: Tier too long", "Endpoint ep-1 rejected: Address missing"]}
+
+    direct_fake.verdict = verdict
+    # When a delivery carries them
+    result = direct_destination(direct_fake.client).deliver(
+        delivery([write_csv(tmp_path / "import" / "part-00000.csv", rows=20)]))
+    # Then each is quarantined with its own message
+    assert result.confirmed, result.errors
+    assert result.rejected == {"ep-1": "Endpoint ep-1 rejected: Address missing",
+                               "ep-13": "Endpoint ep-13 rejected: Tier too long"}
