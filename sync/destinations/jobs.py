@@ -193,11 +193,14 @@ def _attribute(ids: list[str], outcome: JobOutcome) -> dict[str, str] | None:
     """Refused Ids (of the job's ``ids``) named in the platform's messages, if they account for every refused row."""
     if not outcome.messages:
         return None
-    text = "\n".join(outcome.messages)
     found = {}
     for rid in ids:
-        if rid and re.search(rf"(?<![\w.-]){re.escape(rid)}(?![\w.-])", text):
-            message = next(m for m in outcome.messages if rid in m)
+        if not rid:
+            continue
+        # The whole Id, not part of a longer one (ep-1 is not named by a message about ep-13).
+        named = re.compile(rf"(?<![\w.-]){re.escape(rid)}(?![\w.-])")
+        message = next((m for m in outcome.messages if named.search(m)), None)
+        if message is not None:
             found[rid] = message
     return found if len(found) == outcome.refused_rows else None
 

@@ -20,7 +20,8 @@ from tests.destinations.test_pinpoint import delivery, direct_destination, write
 BAD = {"ep-13", "ep-77"}
 
 
-def refuse_bad(fake: h.FakePinpoint, name_ids: bool):
+def refuse_bad(fake: h.FakePinpoint, name_ids: bool, listed: int | None = None):
+    """Refuse the rows whose Id is in BAD; Pinpoint's Failures list only the first ``listed`` (all by default)."""
     def verdict(job: h.FakeJob) -> dict:
         bucket, _, prefix = job.request["S3Url"][5:].partition("/")
         refused = []
@@ -28,7 +29,7 @@ def refuse_bad(fake: h.FakePinpoint, name_ids: bool):
             body = fake.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
             refused += [r["Id"] for r in csv.DictReader(io.StringIO(body)) if r["Id"] in BAD]
         messages = [f"Endpoint {i} rejected: invalid attribute" if name_ids else "Invalid endpoint in file"
-                    for i in refused]
+                    for i in refused][:listed]
         status = "FAILED" if refused else "COMPLETED"
         return {"JobStatus": status, "TotalProcessed": job.rows, "TotalFailures": len(refused), "Failures": messages,
                 "TotalPieces": 1, "CompletedPieces": 0 if refused else 1, "FailedPieces": 1 if refused else 0}
@@ -82,3 +83,37 @@ def test_an_exhausted_isolation_budget_quarantines_the_whole_failing_chunk(direc
     assert result.confirmed
     assert set(result.rejected) == {f"ep-{i}" for i in range(20)}
     assert "not isolated further" in result.rejected["ep-13"]
+
+
+def test_messages_naming_only_some_refused_rows_do_not_confirm_the_rest(direct_fake, tmp_path):
+    """Guards issue 15 behaviour 17: a job's TotalFailures must be accounted for, not just the Ids its Failures name;
+    verified to fail on a broken copy (sync/destinations/jobs.py:_attribute accepting a partial attribution)."""
+    # Given Pinpoint refuses two endpoints but its Failures name only one of them (it lists a sample)
+    direct_fake.verdict = refuse_bad(direct_fake, name_ids=True, listed=1)
+    dest = direct_destination(direct_fake.client, max_isolation_jobs=40)
+    # When a delivery carries them
+    result = dest.deliver(delivery([write_csv(tmp_path / "import" / "part-00000.csv", rows=100)]))
+    # Then both are found (by halving: the messages did not account for TotalFailures) and quarantined
+    assert result.confirmed, result.errors
+    assert set(result.rejected) == BAD
+    assert len([op for op, _ in direct_fake.calls if op == "CreateImportJob"]) > 1
+    # and the first job's counters are Pinpoint's own
+    first = result.jobs[0]
+    assert (first.status, first.total_processed, first.total_failures, len(first.failures)) == ("FAILED", 100, 2, 1)
+
+
+def test_each_refused_row_keeps_the_message_that_names_it(direct_fake, tmp_path):
+    # Given Pinpoint refuses ep-1 and ep-13, naming ep-13 first (an Id that contains the other one)
+    def verdict(job: h.FakeJob) -> dict:
+        return {"JobStatus": "FAILED", "TotalProcessed": job.rows, "TotalFailures": 2, "TotalPieces": 1,
+                "CompletedPieces": 0, "FailedPieces": 1,
+                "Failures": ["Endpoint ep-13 rejected: Tier too long", "Endpoint ep-1 rejected: Address missing"]}
+
+    direct_fake.verdict = verdict
+    # When a delivery carries them
+    result = direct_destination(direct_fake.client).deliver(
+        delivery([write_csv(tmp_path / "import" / "part-00000.csv", rows=20)]))
+    # Then each is quarantined with its own message
+    assert result.confirmed, result.errors
+    assert result.rejected == {"ep-1": "Endpoint ep-1 rejected: Address missing",
+                               "ep-13": "Endpoint ep-13 rejected: Tier too long"}

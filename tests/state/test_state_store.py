@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 from pathlib import Path
 
 import boto3
 import duckdb
 import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 
 from sync.errors import ConfigError, LockHeld, SegmentRefused
 from sync.state import open_state_store
@@ -183,3 +187,101 @@ def test_lock_takeover_deletes_only_the_lock_judged_dead(store):
         assert store.force_unlock("files", "seg_a", token=stale) is None
         # Then B's lock is still there
         assert store.read_lock("files", "seg_a").owner == {"run_id": "B"}
+
+
+def test_a_run_whose_lock_was_taken_over_leaves_the_new_owners_lock_in_place(store):
+    """Guards issue 15 behaviour 7: releasing a lock must delete only the run's own lock (owner token);
+    verified to fail on a broken copy (sync/state/base.py:StateStore.lock releasing with a plain _delete)."""
+    # Given run A holds the lock, and while it is (wrongly) judged dead the lock is removed and run B takes it
+    lock_a = store.lock("files", "seg_a", {"run_id": "A"})
+    lock_a.__enter__()
+    store.force_unlock("files", "seg_a")
+    with store.lock("files", "seg_a", {"run_id": "B"}):
+        # When run A finishes and releases its lock
+        lock_a.__exit__(None, None, None)
+        # Then B still holds the lock, so a third run is refused
+        assert store.read_lock("files", "seg_a").owner == {"run_id": "B"}
+        with pytest.raises(LockHeld, match="run B"):
+            with store.lock("files", "seg_a", {"run_id": "C"}):
+                pass
+    assert store.read_lock("files", "seg_a") is None
+
+
+class _DiskFullHalfway:
+    """A file whose first write stores half the bytes, then fails as a full disk does."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, data):
+        self._f.write(data[: len(data) // 2])
+        self._f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+def test_a_pointer_write_that_fails_part_way_keeps_the_old_snapshot(tmp_path, monkeypatch):
+    """Guards issue 15 behaviour 9: the pointer is replaced atomically (temp file + rename), never written in place;
+    verified to fail on a broken copy (sync/state/local.py:LocalStateStore._write as path.write_bytes(data))."""
+    # Given a committed snapshot in a local store
+    store = LocalStateStore(tmp_path / "state")
+    commit(store, tmp_path, ["a"], "run-1")
+    # When the next commit's pointer write fills the disk half way through
+    real_open = io.open
+
+    def open_disk_full(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return _DiskFullHalfway(f) if "w" in mode else f
+
+    with monkeypatch.context() as m:
+        m.setattr(io, "open", open_disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            commit(store, tmp_path, ["a", "b"], "run-2")
+    # Then the previous snapshot is still whole and committed
+    snap = store.load_snapshot("files", "seg_a", tmp_path / "w")
+    assert (snap.run_id, snap.rows) == ("run-1", 1)
+
+
+def test_a_crash_while_storing_the_data_keeps_the_old_snapshot(store, tmp_path, monkeypatch):
+    """Guards issue 15 behaviour 10: the pointer moves only after the new snapshot data is stored;
+    verified to fail on a broken copy (sync/state/base.py:StateStore._point_to writing the pointer before _upload)."""
+    # Given a committed snapshot
+    commit(store, tmp_path, ["a"], "run-1")
+
+    def crash(key, path):
+        raise KeyboardInterrupt("killed while the data file was uploading")
+
+    # When the next commit is killed while its data file is stored
+    monkeypatch.setattr(store, "_upload", crash)
+    with pytest.raises(KeyboardInterrupt):
+        commit(store, tmp_path, ["a", "b"], "run-2")
+    monkeypatch.undo()
+    # Then the pointer still names the previous snapshot, whose data is whole
+    snap = store.load_snapshot("files", "seg_a", tmp_path / "w")
+    assert (snap.run_id, snap.rows) == ("run-1", 1)
+
+
+@pytest.mark.parametrize("code,status", [("AccessDenied", 403), ("InternalError", 500)], ids=["denied", "server-error"])
+def test_an_s3_error_reading_the_pointer_is_not_a_first_sync(aws, tmp_path, code, status):
+    """Guards issue 15 behaviour 15: only a missing pointer means "no snapshot"; any other S3 error must surface;
+    verified to fail on a broken copy (sync/state/s3.py:S3StateStore._read returning None on every ClientError)."""
+    # Given a state bucket whose pointer cannot be read (a policy denies it, or S3 fails)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    store = open_state_store(f"s3://{BUCKET}/prod/lakeseg", s3_client=s3)
+    with Stubber(s3) as stubber:
+        stubber.add_client_error("get_object", service_error_code=code, http_status_code=status,
+                                 expected_params={"Bucket": BUCKET,
+                                                  "Key": "prod/lakeseg/snapshots/files/seg_a/current.json"})
+        # When the committed snapshot is loaded
+        # Then the error is raised: it is never read as "nothing committed" (a full resend)
+        with pytest.raises(ClientError, match=code):
+            store.load_snapshot("files", "seg_a", tmp_path / "w")
+        stubber.assert_no_pending_responses()

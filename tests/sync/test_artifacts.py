@@ -113,3 +113,17 @@ def test_model_absent_from_results_is_not_built(project):
     write(project, manifest(), r)
     art = load_artifacts(project)
     assert "not built in the latest dbt invocation" in art.eligibility(load_segments(art.manifest)[0]).reason
+
+
+def test_a_test_that_errored_is_not_a_pass(project):
+    """Guards issue 15 behaviour 6: a test whose SQL errored in dbt (status `error`) must not count as passed;
+    verified to fail on a broken copy (sync/artifacts.py:Artifacts.eligibility refusing only `fail`/`warn`)."""
+    # Given a build whose model succeeded but whose attached test errored (it never checked a row)
+    write(project, manifest(), results(model="success", test="error"))
+    art = load_artifacts(project)
+    # When the segment's eligibility is decided
+    verdict = art.eligibility(load_segments(art.manifest)[0])
+    # Then it is not synced, and the reason names the test and its status
+    assert not verdict.ok
+    assert "unique_seg_a_endpoint_id (error)" in verdict.reason
+    assert verdict.failed_tests == ["unique_seg_a_endpoint_id (error)"]

@@ -11,6 +11,7 @@ import pytest
 
 from sync.contract import FieldMapping, Segment
 from sync.diff import changes_sql, prepare, snapshot_to_commit
+from sync.digest_key import DigestKey
 from sync.errors import SegmentRefused
 from sync.import_files import write_import_files
 from sync.readers.base import RelationRef
@@ -40,9 +41,11 @@ def con():
 
 
 def load(con, name: str, rows: list[tuple]) -> str:
-    con.execute(f"create or replace table {name} (endpoint_id varchar, tier varchar)")
+    """A source table of (endpoint_id, tier), or (endpoint_id, tier, score) when the rows have three values."""
+    columns = ("endpoint_id", "tier", "score")[: len(rows[0]) if rows else 2]
+    con.execute(f"create or replace table {name} ({', '.join(c + ' varchar' for c in columns)})")
     if rows:
-        con.executemany(f"insert into {name} values (?, ?)", rows)
+        con.executemany(f"insert into {name} values ({', '.join('?' for _ in columns)})", rows)
     return name
 
 
@@ -114,6 +117,38 @@ def test_any_value_difference_is_a_change(con, tmp_path, before, after):
     _, _, snap = sync_once(con, seg, [("a", before)], None, tmp_path, "r1")
     prepared, sent, _ = sync_once(con, seg, [("a", after)], snap, tmp_path, "r2")
     assert prepared.plan.changed == 1 and len(sent) == 1
+
+
+THREE_FIELDS = ("Id", "User.UserAttributes.Tier", "Metrics.Score")
+
+
+def test_exit_rows_put_each_exit_value_under_its_own_header_column(con, tmp_path):
+    """Guards issue 15 behaviour 2: exit values follow the header's column order, not the YAML exit mapping's;
+    verified to fail on a broken copy (sync/diff.py:changes_sql building exit columns in exit_values order)."""
+    # Given a segment whose exit mapping lists its fields in another order than its columns
+    seg = make_segment(exit={"Metrics.Score": 0, "User.UserAttributes.Tier": "none"}, fields=THREE_FIELDS)
+    _, _, snap = sync_once(con, seg, [("a", "gold", "7"), ("b", "silver", "3")], None, tmp_path, "r1")
+    # When b leaves
+    prepared, sent, _ = sync_once(con, seg, [("a", "gold", "7")], snap, tmp_path, "r2")
+    # Then b's exit row carries each exit value under the header of its own field
+    assert prepared.plan.exit_rows == 1
+    assert sent == [{"Id": "b", "User.UserAttributes.Tier": "none", "Metrics.Score": "0"}]
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["unkeyed-digest", "keyed-digest"])
+def test_a_change_in_the_second_attribute_alone_is_a_change(con, tmp_path, keyed):
+    """Guards issue 15 behaviour 4: the value digest covers every exported attribute, not just the first;
+    verified to fail on a broken copy (sync/diff.py:digest_sql hashing only the first value column)."""
+    # Given a committed snapshot of a segment with two attributes
+    seg = make_segment(exit="keep", fields=THREE_FIELDS)
+    key = DigestKey("a-test-secret-of-enough-length-0123456789", "test") if keyed else None
+    _, _, snap = sync_once(con, seg, [("a", "gold", "7"), ("b", "silver", "3")], None, tmp_path, "r1", digest_key=key)
+    # When only b's second attribute changes
+    prepared, sent, _ = sync_once(con, seg, [("a", "gold", "7"), ("b", "silver", "4")], snap, tmp_path, "r2",
+                                  digest_key=key)
+    # Then b is a change, and is sent with its new value
+    assert (prepared.plan.changed, prepared.plan.unchanged) == (1, 1)
+    assert sent == [{"Id": "b", "User.UserAttributes.Tier": "silver", "Metrics.Score": "4"}]
 
 
 def test_full_refresh_sends_every_row(con, tmp_path):
