@@ -88,25 +88,6 @@ def test_rejected_rows_are_quarantined_and_resent_until_accepted(h):
     assert by_segment(h.run())["seg_a"].status == "unchanged"
 
 
-def test_the_lock_is_held_from_delivery_through_the_commit(h):
-    # Given a state store that checks the segment's lock whenever a snapshot is committed
-    store = open_state_store(str(h.state_dir))
-    seen = []
-    original = store.commit_snapshot
-
-    def commit(destination, segment, *a, **kw):
-        seen.append(("commit", store.read_lock(destination, segment) is not None))
-        return original(destination, segment, *a, **kw)
-
-    store.commit_snapshot = commit
-    h.segment("seg_a", COLS, [("e1", "pro")])
-    dest = Scripted(h.exports, check=lambda d: seen.append(("deliver", store.read_lock("files", d.segment) is not None)))
-    h.run(destination=dest, state=store)
-    # Then both happened under the lock, and it is released afterwards
-    assert seen == [("deliver", True), ("commit", True)]
-    assert store.read_lock("files", "seg_a") is None
-
-
 def test_a_segment_locked_by_a_live_run_is_refused_and_the_others_proceed(h):
     import socket
 
@@ -121,28 +102,6 @@ def test_a_segment_locked_by_a_live_run_is_refused_and_the_others_proceed(h):
     assert by_segment(report)["seg_b"].status == "synced"
     # And seg_a syncs once the lock is free
     assert by_segment(h.run(state=store))["seg_a"].status == "synced"
-
-
-def test_a_lock_left_by_a_dead_process_here_is_taken_over(h):
-    import socket
-
-    store = open_state_store(str(h.state_dir))
-    h.segment("seg_a", COLS, [("e1", "pro")])
-    dead_pid = 2 ** 22 + 12345  # above pid_max: no such process
-    cm = store.lock("files", "seg_a", {"run_id": "killed", "host": socket.gethostname(), "pid": dead_pid})
-    cm.__enter__()  # never released: the process "died"
-    seg = by_segment(h.run(state=store))["seg_a"]
-    assert seg.status == "synced" and any("took over the lock" in n for n in seg.notes)
-
-
-def test_a_lock_left_on_another_host_is_not_taken_over(h):
-    store = open_state_store(str(h.state_dir))
-    h.segment("seg_a", COLS, [("e1", "pro")])
-    cm = store.lock("files", "seg_a", {"run_id": "elsewhere", "host": "another-host.example", "pid": 2 ** 22 + 7})
-    cm.__enter__()
-    seg = by_segment(h.run(state=store))["seg_a"]
-    assert seg.status == "refused" and "elsewhere" in seg.reason
-    assert store.read_lock("files", "seg_a").owner["run_id"] == "elsewhere"
 
 
 def test_one_segments_crash_fails_only_that_segment(h):
