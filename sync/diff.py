@@ -31,8 +31,12 @@ SNAPSHOT_CONFIRMED = "confirmed_at"
 # Ids are matched on a 128-bit key (two 64-bit hashes of the Id) stored in the
 # snapshot: joining two 10M-row snapshots on integers is several times faster
 # than on strings, and carrying the strings through the join is slower still.
+# k2 hashes the Id's bytes with a suffix. (Before key scheme "k2v2" it was
+# hash(Id, salt), which DuckDB computes by combining hash(Id) -- that is, k1 --
+# with the salt's hash: a function of k1, so the key held only 64 bits.)
 KEY_COLUMNS = ("k1", "k2")
 KEY_SALT = "lakeseg"
+KEY_SCHEME = "k2v2"
 # Parquet settings for snapshots: Ids are unique and their hashes random, so
 # neither dictionary encoding nor a codec shrinks them (measured: lz4 made a
 # 10M-row snapshot larger, zstd halved it at 1.7x the write time); both only
@@ -50,8 +54,13 @@ def ql(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def k2_sql(id_expr: str) -> str:
+    """The key's second half: a hash of other bytes than k1's, so not a function of k1."""
+    return f"hash({id_expr} || chr(0) || {ql(KEY_SALT)})"
+
+
 def key_sql(id_expr: str) -> str:
-    return f"hash({id_expr}) as k1, hash({id_expr}, {ql(KEY_SALT)}) as k2"
+    return f"hash({id_expr}) as k1, {k2_sql(id_expr)} as k2"
 
 
 DIGEST_KEY_VARIABLE = "lakeseg_digest_key"
@@ -169,8 +178,15 @@ def _parquet(path: Path) -> str:
 
 
 def effective_mapping_hash(con: duckdb.DuckDBPyConnection, segment: Segment, key_fingerprint: str = "") -> str:
-    """The segment's mapping hash, DuckDB's hash signature, the digest key's fingerprint and the digest scheme."""
-    return f"{segment.mapping_hash}-{hash_signature(con)}-{key_fingerprint or 'unkeyed'}-{DIGEST_SCHEME}"
+    """The segment's mapping hash, DuckDB's hash signature, the digest key's fingerprint, the digest scheme
+    and the key scheme."""
+    return (f"{segment.mapping_hash}-{hash_signature(con)}-{key_fingerprint or 'unkeyed'}-{DIGEST_SCHEME}"
+            f"-{KEY_SCHEME}")
+
+
+def _only_keys_differ(previous_hash: str, current_hash: str) -> bool:
+    """True when a snapshot differs from now only in how Ids are keyed: re-key it, send nothing more."""
+    return previous_hash.split("-")[:4] == current_hash.split("-")[:4]
 
 
 def _full_send_reason(previous_hash: str, current_hash: str) -> str:
@@ -224,13 +240,16 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
     else:
         plan.previous_rows = previous.rows
         prev_rel = _parquet(prev_path)
-        if previous.mapping_hash != mapping_hash:
+        rekey = previous.mapping_hash != mapping_hash
+        if rekey and not _only_keys_differ(previous.mapping_hash, mapping_hash):
             plan.full_refresh = True
             plan.full_refresh_reason = _full_send_reason(previous.mapping_hash, mapping_hash)
-            # Keys may come from another hash function: derive them afresh.
-            prev_rel = f"(select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {SNAPSHOT_DIGEST} from {prev_rel})"
         elif full_refresh:
             plan.full_refresh_reason = "--full-refresh"
+        if rekey:
+            # Keys may come from another hash function or key scheme: derive them afresh.
+            confirmed = f", {SNAPSHOT_CONFIRMED}" if getattr(previous, "confirmed", False) else ""
+            prev_rel = f"(select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {SNAPSHOT_DIGEST}{confirmed} from {prev_rel})"
     con.execute(
         f"""
         create or replace temp table _delta as
@@ -258,7 +277,7 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
     if segment.exit_values:
         plan.exit_rows = plan.exited + plan.resent_exits
     if expiry is not None:
-        prev_confirmed = _parquet(prev_path) if previous is not None and getattr(previous, "confirmed", False) \
+        prev_confirmed = prev_rel if previous is not None and getattr(previous, "confirmed", False) \
             and not (plan.full_refresh and previous.mapping_hash != mapping_hash) else None
         new_snapshot = _stamp(con, plan, new_snapshot, prev_rel, prev_confirmed, expiry, workdir)
     return PreparedSegment(segment, plan, current_sql, new_snapshot, prev_path, workdir, mapping_hash, prev_rel,
@@ -351,7 +370,7 @@ def changes_sql(prepared: PreparedSegment) -> str:
         upserts = (
             f"select {', '.join('c.' + qi(f) for f in seg.fields)} from {prepared.current_sql} c "
             f"join (select k1, k2 from _delta where kind in ('e', 'c', 'r', 'f')) d on d.k1 = hash(c.{qi(ID_FIELD)}) "
-            f"where d.k2 = hash(c.{qi(ID_FIELD)}, {ql(KEY_SALT)})"
+            f"where d.k2 = {k2_sql('c.' + qi(ID_FIELD))}"
         )
     if not plan.exit_rows:
         return upserts
