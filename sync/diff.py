@@ -13,6 +13,7 @@ snapshot's digests cannot be matched against guessed values.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -231,17 +232,7 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
             prev_rel = f"(select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {SNAPSHOT_DIGEST} from {prev_rel})"
         elif full_refresh:
             plan.full_refresh_reason = "--full-refresh"
-    con.execute(
-        f"""
-        create or replace temp table _delta as
-        select coalesce(c.k1, p.k1) as k1, coalesce(c.k2, p.k2) as k2,
-               case when p.k1 is null then 'e' when c.k1 is null then 'x' else 'c' end as kind
-        from (select k1, k2, {SNAPSHOT_DIGEST} from {_parquet(new_snapshot)}) c
-        full outer join (select k1, k2, {SNAPSHOT_DIGEST} from {prev_rel}) p
-          on c.k1 = p.k1 and c.k2 = p.k2
-        where c.{SNAPSHOT_DIGEST} is distinct from p.{SNAPSHOT_DIGEST} or c.k1 is null or p.k1 is null
-        """
-    )
+    _classify(con, new_snapshot, prev_rel, max(rows, plan.previous_rows))
     counts = dict(con.execute("select kind, count(*) from _delta group by kind").fetchall())
     plan.entered, plan.changed, plan.exited = counts.get("e", 0), counts.get("c", 0), counts.get("x", 0)
     plan.unchanged = rows - plan.entered - plan.changed
@@ -263,6 +254,58 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
         new_snapshot = _stamp(con, plan, new_snapshot, prev_rel, prev_confirmed, expiry, workdir)
     return PreparedSegment(segment, plan, current_sql, new_snapshot, prev_path, workdir, mapping_hash, prev_rel,
                            tracks_confirmation=expiry is not None)
+
+
+# Bytes of memory one member takes in the classifying join (a hash table of
+# k1, k2, digest on the build side), measured: a 10M-member join peaks at
+# about 730 MB. Past the memory limit DuckDB's join spills both sides to disk,
+# which at 10M and 256 MB doubled the join's time; splitting the members into
+# ranges of k1 that each fit keeps every join in memory (see _classify).
+JOIN_BYTES_PER_MEMBER = 100
+_SIZE = re.compile(r"^\s*([\d.]+)\s*([KMGT]?i?B|bytes)\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "bytes": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int | None:
+    """DuckDB's memory limit in bytes, or None if it cannot be read."""
+    found = _SIZE.match(str(_one(con, "select current_setting('memory_limit')")[0]))
+    return int(float(found.group(1)) * _UNITS[found.group(2).lower()]) if found else None
+
+
+def join_ranges(members: int, memory_limit: int | None) -> int:
+    """How many ranges of k1 to classify members in, so each range's join fits in memory."""
+    if not memory_limit or members <= 0:
+        return 1
+    return max(1, -(-members * JOIN_BYTES_PER_MEMBER // memory_limit))
+
+
+def _classify(con: duckdb.DuckDBPyConnection, new_snapshot: Path, prev_rel: str, members: int) -> None:
+    """Fill ``_delta`` with the entered ('e'), changed ('c') and exited ('x') members.
+
+    One full outer join of the new and previous snapshots on the 128-bit key,
+    run once per range of k1 (a member's k1 is the same in both snapshots, so
+    no member is split across ranges): each range's hash table fits in
+    DuckDB's memory limit and nothing spills. Reading the two snapshots' key
+    and digest columns once per range costs less than spilling.
+    """
+    con.execute("create or replace temp table _delta (k1 ubigint, k2 ubigint, kind varchar)")
+    ranges = join_ranges(members, memory_limit_bytes(con))
+    step = (1 << 64) // ranges
+    for n in range(ranges):
+        lo, hi = n * step, (1 << 64) - 1 if n == ranges - 1 else (n + 1) * step - 1
+        where = "" if ranges == 1 else f"where k1 between {lo} and {hi}"
+        con.execute(
+            f"""
+            insert into _delta
+            select coalesce(c.k1, p.k1) as k1, coalesce(c.k2, p.k2) as k2,
+                   case when p.k1 is null then 'e' when c.k1 is null then 'x' else 'c' end as kind
+            from (select k1, k2, {SNAPSHOT_DIGEST} from {_parquet(new_snapshot)} {where}) c
+            full outer join (select k1, k2, {SNAPSHOT_DIGEST} from {prev_rel} {where}) p
+              on c.k1 = p.k1 and c.k2 = p.k2
+            where c.{SNAPSHOT_DIGEST} is distinct from p.{SNAPSHOT_DIGEST} or c.k1 is null or p.k1 is null
+            """
+        )
 
 
 @dataclass(frozen=True)
@@ -340,6 +383,16 @@ def _add_dirty(con: duckdb.DuckDBPyConnection, plan: Plan, new_snapshot: Path, p
     plan.unchanged -= plan.resent
 
 
+def _k2_matches(a: str, b: str) -> str:
+    """k2 equality as a condition the hash join checks on k1's matches only.
+
+    Written as ``a = b``, DuckDB makes it a second hash key: every probed row
+    then pays a second hash of its Id (the segment's) or a wider key (the
+    previous snapshot's), for the 1-in-2^64 chance that k1 alone is wrong.
+    """
+    return f"xor({a}, {b}) = 0"
+
+
 def changes_sql(prepared: PreparedSegment) -> str:
     """The rows to send, in the header order of the segment's fields."""
     seg, plan = prepared.segment, prepared.plan
@@ -351,7 +404,7 @@ def changes_sql(prepared: PreparedSegment) -> str:
         upserts = (
             f"select {', '.join('c.' + qi(f) for f in seg.fields)} from {prepared.current_sql} c "
             f"join (select k1, k2 from _delta where kind in ('e', 'c', 'r', 'f')) d on d.k1 = hash(c.{qi(ID_FIELD)}) "
-            f"where d.k2 = hash(c.{qi(ID_FIELD)}, {ql(KEY_SALT)})"
+            f"and {_k2_matches(f'hash(c.{qi(ID_FIELD)}, {ql(KEY_SALT)})', 'd.k2')}"
         )
     if not plan.exit_rows:
         return upserts
@@ -361,7 +414,7 @@ def changes_sql(prepared: PreparedSegment) -> str:
     )
     exits = (
         f"select {exit_cols} from {prepared.previous_sql} p "
-        f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and d.k2 = p.k2"
+        f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and {_k2_matches('p.k2', 'd.k2')}"
     )
     if plan.resent_exits:
         exits += (f"\nunion all\nselect {exit_cols} from _dirty p "
@@ -375,11 +428,11 @@ def sent_ids_sql(prepared: PreparedSegment) -> str:
     members = (f"select {SNAPSHOT_ID} from {_parquet(prepared.new_snapshot)}" if plan.full_refresh else
                f"select s.{SNAPSHOT_ID} from {_parquet(prepared.new_snapshot)} s "
                f"semi join (select k1, k2 from _delta where kind in ('e', 'c', 'r', 'f')) d on d.k1 = s.k1 "
-               f"and d.k2 = s.k2")
+               f"and {_k2_matches('d.k2', 's.k2')}")
     if not plan.exit_rows:
         return members
     return (f"{members}\nunion all\nselect p.{SNAPSHOT_ID} from {prepared.previous_sql} p "
-            f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and d.k2 = p.k2"
+            f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and {_k2_matches('p.k2', 'd.k2')}"
             f"\nunion all\nselect p.{SNAPSHOT_ID} from _dirty p "
             f"semi join (select k1, k2 from _delta where kind = 'q') d on d.k1 = p.k1 and d.k2 = p.k2")
 
