@@ -256,12 +256,16 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
                            tracks_confirmation=expiry is not None)
 
 
-# Bytes of memory one member takes in the classifying join (a hash table of
-# k1, k2, digest on the build side), measured: a 10M-member join peaks at
-# about 730 MB. Past the memory limit DuckDB's join spills both sides to disk,
-# which at 10M and 256 MB doubled the join's time; splitting the members into
-# ranges of k1 that each fit keeps every join in memory (see _classify).
-JOIN_BYTES_PER_MEMBER = 100
+# Memory budget per member for the classifying join (a hash table of k1, k2
+# and digest on the build side). Measured at 10M members: one join peaks at
+# about 730 MB of RSS; past DuckDB's memory limit it spills both sides to
+# disk, which at 256 MB cost 1.3-2x its CPU time and 1.3-2.2x its wall time (against
+# the same join at 1-2 GB). Splitting
+# the members into ranges of k1 keeps each join in memory (see _classify), at
+# the price of reading both snapshots' key columns once per range. At 256 MB
+# this makes 5 ranges of 2M members: 4 peaked at 380-399 MB, too near P3's
+# 400 MB, 5 at 350-355 MB; 10 cost more CPU than the spill saved.
+JOIN_BYTES_PER_MEMBER = 125
 _SIZE = re.compile(r"^\s*([\d.]+)\s*([KMGT]?i?B|bytes)\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "bytes": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
           "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}

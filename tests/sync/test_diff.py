@@ -188,7 +188,7 @@ def test_snapshot_from_another_hash_function_is_rekeyed_not_mass_exited(con, tmp
 
 
 @pytest.mark.parametrize("members, limit, ranges", [
-    pytest.param(10_000_000, 256_000_000, 4, id="10M-at-256MB"),
+    pytest.param(10_000_000, 256_000_000, 5, id="10M-at-256MB"),
     pytest.param(10_000_000, 2_000_000_000, 1, id="10M-at-2GB"),
     pytest.param(0, 256_000_000, 1, id="empty"),
     pytest.param(10_000_000, None, 1, id="limit-unknown"),
