@@ -13,7 +13,6 @@ snapshot's digests cannot be matched against guessed values.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -232,7 +231,7 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
             prev_rel = f"(select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {SNAPSHOT_DIGEST} from {prev_rel})"
         elif full_refresh:
             plan.full_refresh_reason = "--full-refresh"
-    _classify(con, new_snapshot, prev_rel, max(rows, plan.previous_rows))
+    _classify(con, new_snapshot, prev_rel)
     counts = dict(con.execute("select kind, count(*) from _delta group by kind").fetchall())
     plan.entered, plan.changed, plan.exited = counts.get("e", 0), counts.get("c", 0), counts.get("x", 0)
     plan.unchanged = rows - plan.entered - plan.changed
@@ -256,60 +255,26 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
                            tracks_confirmation=expiry is not None)
 
 
-# Memory budget per member for the classifying join (a hash table of k1, k2
-# and digest on the build side). Measured at 10M members: one join peaks at
-# about 730 MB of RSS; past DuckDB's memory limit it spills both sides to
-# disk, which at 256 MB cost 1.3-2x its CPU time and 1.3-2.2x its wall time (against
-# the same join at 1-2 GB). Splitting
-# the members into ranges of k1 keeps each join in memory (see _classify), at
-# the price of reading both snapshots' key columns once per range. At 256 MB
-# this makes 5 ranges of 2M members: 4 peaked at 380-399 MB, too near P3's
-# 400 MB, 5 at 350-355 MB; 10 cost more CPU than the spill saved.
-JOIN_BYTES_PER_MEMBER = 125
-_SIZE = re.compile(r"^\s*([\d.]+)\s*([KMGT]?i?B|bytes)\s*$", re.IGNORECASE)
-_UNITS = {"b": 1, "bytes": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
-
-
-def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int | None:
-    """DuckDB's memory limit in bytes, or None if it cannot be read."""
-    found = _SIZE.match(str(_one(con, "select current_setting('memory_limit')")[0]))
-    return int(float(found.group(1)) * _UNITS[found.group(2).lower()]) if found else None
-
-
-def join_ranges(members: int, memory_limit: int | None) -> int:
-    """How many ranges of k1 to classify members in, so each range's join fits in memory."""
-    if not memory_limit or members <= 0:
-        return 1
-    return max(1, -(-members * JOIN_BYTES_PER_MEMBER // memory_limit))
-
-
-def _classify(con: duckdb.DuckDBPyConnection, new_snapshot: Path, prev_rel: str, members: int) -> None:
+def _classify(con: duckdb.DuckDBPyConnection, new_snapshot: Path, prev_rel: str) -> None:
     """Fill ``_delta`` with the entered ('e'), changed ('c') and exited ('x') members.
 
-    One full outer join of the new and previous snapshots on the 128-bit key,
-    run once per range of k1 (a member's k1 is the same in both snapshots, so
-    no member is split across ranges): each range's hash table fits in
-    DuckDB's memory limit and nothing spills. Reading the two snapshots' key
-    and digest columns once per range costs less than spilling.
+    One full outer join of the new and previous snapshots' keys and digests.
+    Past DuckDB's memory limit (a 10M-member join needs about 730 MB) it
+    spills. Splitting it into ranges of k1 that each fit in memory was
+    measured (issue 14: 5 ranges at 10M and 256 MB) and was no faster in the
+    whole sync: reading both snapshots once per range cost what spilling did.
     """
-    con.execute("create or replace temp table _delta (k1 ubigint, k2 ubigint, kind varchar)")
-    ranges = join_ranges(members, memory_limit_bytes(con))
-    step = (1 << 64) // ranges
-    for n in range(ranges):
-        lo, hi = n * step, (1 << 64) - 1 if n == ranges - 1 else (n + 1) * step - 1
-        where = "" if ranges == 1 else f"where k1 between {lo} and {hi}"
-        con.execute(
-            f"""
-            insert into _delta
-            select coalesce(c.k1, p.k1) as k1, coalesce(c.k2, p.k2) as k2,
-                   case when p.k1 is null then 'e' when c.k1 is null then 'x' else 'c' end as kind
-            from (select k1, k2, {SNAPSHOT_DIGEST} from {_parquet(new_snapshot)} {where}) c
-            full outer join (select k1, k2, {SNAPSHOT_DIGEST} from {prev_rel} {where}) p
-              on c.k1 = p.k1 and c.k2 = p.k2
-            where c.{SNAPSHOT_DIGEST} is distinct from p.{SNAPSHOT_DIGEST} or c.k1 is null or p.k1 is null
-            """
-        )
+    con.execute(
+        f"""
+        create or replace temp table _delta as
+        select coalesce(c.k1, p.k1) as k1, coalesce(c.k2, p.k2) as k2,
+               case when p.k1 is null then 'e' when c.k1 is null then 'x' else 'c' end as kind
+        from (select k1, k2, {SNAPSHOT_DIGEST} from {_parquet(new_snapshot)}) c
+        full outer join (select k1, k2, {SNAPSHOT_DIGEST} from {prev_rel}) p
+          on c.k1 = p.k1 and c.k2 = p.k2
+        where c.{SNAPSHOT_DIGEST} is distinct from p.{SNAPSHOT_DIGEST} or c.k1 is null or p.k1 is null
+        """
+    )
 
 
 @dataclass(frozen=True)

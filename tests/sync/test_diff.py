@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from sync.contract import FieldMapping, Segment
-from sync.diff import changes_sql, join_ranges, memory_limit_bytes, prepare, snapshot_to_commit
+from sync.diff import changes_sql, prepare, snapshot_to_commit
 from sync.errors import SegmentRefused
 from sync.import_files import write_import_files
 from sync.readers.base import RelationRef
@@ -185,54 +185,3 @@ def test_snapshot_from_another_hash_function_is_rekeyed_not_mass_exited(con, tmp
     assert prepared.plan.full_refresh
     assert (prepared.plan.entered, prepared.plan.exited) == (0, 1)
     assert sorted((r["Id"], r["User.UserAttributes.Tier"]) for r in sent) == [("a", "x"), ("b", "y"), ("c", "none")]
-
-
-@pytest.mark.parametrize("members, limit, ranges", [
-    pytest.param(10_000_000, 256_000_000, 5, id="10M-at-256MB"),
-    pytest.param(10_000_000, 2_000_000_000, 1, id="10M-at-2GB"),
-    pytest.param(0, 256_000_000, 1, id="empty"),
-    pytest.param(10_000_000, None, 1, id="limit-unknown"),
-])
-def test_members_are_classified_in_as_many_k1_ranges_as_memory_needs(members, limit, ranges):
-    assert join_ranges(members, limit) == ranges
-
-
-@pytest.mark.parametrize("memory_limit", ["256MB", "3GiB", "512KB"])
-def test_the_memory_limit_is_read_back_from_duckdb(con, memory_limit):
-    # Given a connection with a memory limit
-    con.execute(f"set memory_limit = '{memory_limit}'")
-    # Then it is read back within DuckDB's display rounding (one decimal of its unit)
-    expected = {"256MB": 256e6, "3GiB": 3 * 1024**3, "512KB": 512e3}[memory_limit]
-    assert abs(memory_limit_bytes(con) - expected) / expected < 0.05
-
-
-def test_classifying_in_many_ranges_equals_one_join(con, tmp_path, monkeypatch):
-    # Given a committed snapshot of 2,000 members and a run where some change, enter and leave
-    seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
-    before = [(f"id-{i}", f"v{i % 7}") for i in range(2000)]
-    after = [(f"id-{i}", f"v{(i + (i % 11 == 0)) % 7}") for i in range(100, 2100)]
-    _, _, snap = sync_once(con, seg, before, None, tmp_path, "r1")
-    one, one_sent, _ = sync_once(con, seg, after, snap, tmp_path, "one")
-    # When a tiny memory budget splits the classifying join into many k1 ranges
-    monkeypatch.setattr("sync.diff.JOIN_BYTES_PER_MEMBER", 10**9)
-    con.execute("set memory_limit = '100GB'")
-    assert join_ranges(2000, memory_limit_bytes(con)) > 16
-    many, many_sent, _ = sync_once(con, seg, after, snap, tmp_path, "many")
-    # Then the plan and the rows sent are the same
-    assert (many.plan.entered, many.plan.changed, many.plan.exited, many.plan.unchanged) == \
-        (one.plan.entered, one.plan.changed, one.plan.exited, one.plan.unchanged) == (100, 172, 100, 1728)
-    key = lambda r: (r["Id"], r["User.UserAttributes.Tier"])  # noqa: E731
-    assert sorted(many_sent, key=key) == sorted(one_sent, key=key)
-
-
-def test_duplicate_ids_are_refused_when_classified_in_ranges(con, tmp_path, monkeypatch):
-    # Given a committed snapshot and a classifying join split into k1 ranges
-    seg = make_segment()
-    _, _, snap = sync_once(con, seg, [(f"id-{i}", "x") for i in range(50)], None, tmp_path, "r1")
-    monkeypatch.setattr("sync.diff.JOIN_BYTES_PER_MEMBER", 10**9)
-    con.execute("set memory_limit = '10GB'")
-    # When an Id appears twice (one copy changed)
-    rows = [(f"id-{i}", "x") for i in range(50)] + [("id-7", "y")]
-    # Then the segment is refused, as with one join
-    with pytest.raises(SegmentRefused, match="unique"):
-        sync_once(con, seg, rows, snap, tmp_path, "r2")
