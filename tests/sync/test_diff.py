@@ -220,3 +220,20 @@ def test_snapshot_from_another_hash_function_is_rekeyed_not_mass_exited(con, tmp
     assert prepared.plan.full_refresh
     assert (prepared.plan.entered, prepared.plan.exited) == (0, 1)
     assert sorted((r["Id"], r["User.UserAttributes.Tier"]) for r in sent) == [("a", "x"), ("b", "y"), ("c", "none")]
+
+
+def test_rows_to_send_match_on_both_halves_of_the_key(con, tmp_path):
+    # Given a committed a, b, c and a run where only b changes
+    seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
+    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y"), ("c", "z")], None, tmp_path, "r1")
+    prepared = prepare(con, seg, load(con, "src_r2", [("a", "x"), ("b", "y2"), ("c", "z")]), previous=snap,
+                       workdir=tmp_path / "r2")
+    # When the delta also holds keys that agree with a's and c's on k1 but not on k2 (a 64-bit collision)
+    con.execute("insert into _delta select hash('a'), hash('a', 'lakeseg') + 1, 'c'")
+    con.execute("insert into _delta select hash('c'), hash('c', 'lakeseg') + 1, 'x'")
+    prepared.plan.exit_rows = 1
+    files = write_import_files(con, changes_sql(prepared), tmp_path / "r2" / "out", 1_000_000)
+    with files[0].open(newline="", encoding="utf-8") as fh:
+        sent = [(r["Id"], r["User.UserAttributes.Tier"]) for r in csv.DictReader(fh)]
+    # Then neither a nor an exit row for c is sent: k2 is still checked
+    assert sent == [("b", "y2")]
