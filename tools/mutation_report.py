@@ -75,11 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     equivalents = load_equivalents()
     seen_equivalents: set[str] = set()
     survivors: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    table = Table(title="Mutation testing: killed / (mutants - equivalent)")
+    table = Table(title="Mutation testing: kill rate = killed / (mutants - equivalent - not checked)")
     for col in ("module", "mutants", "killed", "survived", "equivalent", "no tests", "not checked", "kill rate"):
         table.add_column(col, justify="left" if col == "module" else "right")
     total = Counter()
-    failing = []
+    failing: list[str] = []
+    not_run: list[str] = []
     for module, statuses in sorted(by_module.items()):
         counts = Counter()
         for name, status in sorted(statuses.items()):
@@ -99,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             survivors[module].append((name, status, diff if args.show_diffs else line))
         mutants = len(statuses)
         scored = mutants - counts["equivalent"] - counts["not checked"]
+        if counts["not checked"] == mutants:
+            not_run.append(module)  # left out of this run (`mutmut run <names>`)
+            continue
         rate = 100.0 * counts["killed"] / scored if scored else 100.0
-        if rate < args.target:
+        if rate < args.target or counts["not checked"]:
             failing.append(module)
         total.update(counts)
         total["mutants"] += mutants
@@ -122,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in stale:
             console.print(f"  {name}", markup=False)
     console.print(table)
+    if not_run:
+        console.print(f"Not run (every mutant unchecked): {', '.join(not_run)}")
     if failing:
         console.print(f"Below the {args.target:.0f}% target: {', '.join(failing)}")
         return 1

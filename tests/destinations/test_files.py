@@ -44,3 +44,53 @@ def test_an_interrupted_copy_leaves_no_half_delivery_in_sight(tmp_path, monkeypa
     assert result.confirmed and result.location == str(final)
     assert sorted(p.name for p in final.iterdir()) == ["_delivery.json", *(f.name for f in files)]
     assert all((final / f.name).read_bytes() == f.read_bytes() for f in files)
+
+
+def test_a_delivery_reports_progress_per_file_and_a_receipt_naming_every_file(tmp_path):
+    import json
+
+    # Given two import files and a destination folder nobody prepared (no preflight)
+    files = [write_csv(tmp_path / "import" / f"part-{n:05d}.csv", rows=3) for n in range(2)]
+    dest = FilesDestination(tmp_path / "new" / "exports")
+    calls = []
+    # When they are delivered
+    result = dest.deliver(delivery(files, segment=SEGMENT), progress=lambda *a: calls.append(a))
+    # Then progress counts the files one by one, and the receipt says what arrived
+    assert calls == [(SEGMENT, 1, 2), (SEGMENT, 2, 2)]
+    receipt = json.loads((tmp_path / "new" / "exports" / RUN_ID / SEGMENT / "_delivery.json").read_text())
+    assert receipt["files"] == ["part-00000.csv", "part-00001.csv"]
+    assert (receipt["run_id"], receipt["segment"]) == (RUN_ID, SEGMENT)
+    assert receipt["fields"] == ["Id", "Address", "ChannelType", "User.UserAttributes.HasClicked"]
+    assert receipt["counts"]["entered"] == 3
+    assert result.confirmed and result.jobs == [] and result.rejected == {}
+
+
+def test_a_leftover_staging_folder_of_the_same_delivery_is_replaced(tmp_path):
+    files = [write_csv(tmp_path / "import" / "part-00000.csv", rows=2)]
+    dest = FilesDestination(tmp_path / "exports")
+    stale = tmp_path / "exports" / ".incoming" / f"{RUN_ID}-{SEGMENT}"
+    stale.mkdir(parents=True)
+    (stale / "part-00009.csv").write_text("half")
+    dest.deliver(delivery(files, segment=SEGMENT))
+    assert sorted(p.name for p in (tmp_path / "exports" / RUN_ID / SEGMENT).iterdir()) == ["_delivery.json", "part-00000.csv"]
+
+
+@pytest.mark.parametrize("settings,message", [({}, "destination.path is not set"), ({"path": ""}, "destination.path")],
+                         ids=["missing", "empty"])
+def test_from_settings_needs_a_path(settings, message):
+    from sync.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        FilesDestination.from_settings(settings)
+    assert FilesDestination.from_settings({"path": "x"}).path.name == "x"
+
+
+def test_preflight_names_a_path_it_cannot_write(tmp_path):
+    from sync.errors import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match=f"destination.path {blocker} is not writable"):
+        FilesDestination(blocker).preflight()
+    FilesDestination(tmp_path / "ok").preflight()
+    assert list((tmp_path / "ok" / ".incoming").iterdir()) == []

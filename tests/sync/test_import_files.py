@@ -117,3 +117,53 @@ def test_a_file_just_over_the_limit_is_split_again(tmp_path, monkeypatch):
     assert len(files) == 2
     assert all(f.stat().st_size <= limit for f in files)
     assert sum(len(read_back([f])) - 1 for f in files) == 3000
+
+
+def _csv_file(path, rows) -> bytes:
+    from sync.import_files import _encode_row
+
+    data = _encode_row(["Id", "Attributes.Note"]) + b"".join(_encode_row(r) for r in rows)
+    path.write_bytes(data)
+    return data
+
+
+def test_a_split_keeps_every_byte_of_every_record_even_line_breaks_inside_values(tmp_path):
+    from sync.import_files import _encode_row, _split
+
+    # Given records whose values hold CRLF, LF, quotes and commas
+    rows = [[f"ep-{i}", f'line one\r\nline "two", {i}\nthree'] for i in range(30)]
+    original = _csv_file(tmp_path / "part-0.csv", rows)
+    # When split into pieces of at most 300 bytes
+    pieces = _split(tmp_path / "part-0.csv", 300)
+    # Then each piece starts with the header, and without it they add up to the original, byte for byte
+    header = _encode_row(["Id", "Attributes.Note"])
+    assert len(pieces) > 2 and all(p.read_bytes().startswith(header) for p in pieces)
+    assert header + b"".join(p.read_bytes()[len(header):] for p in pieces) == original
+    assert not (tmp_path / "part-0.csv").exists()
+
+
+def test_a_piece_may_fill_the_limit_exactly(tmp_path):
+    from sync.import_files import _encode_row, _split
+
+    # Given a header and records sized so that two records fill a piece to exactly the limit
+    header = _encode_row(["Id", "Attributes.Note"])
+    row = ["ep-1", "x" * 20]
+    limit = len(header) + 2 * len(_encode_row(row))
+    _csv_file(tmp_path / "part-0.csv", [row] * 4)
+    # When split at that limit, then each piece holds two records and is exactly the limit
+    pieces = _split(tmp_path / "part-0.csv", limit)
+    assert [p.stat().st_size for p in pieces] == [limit, limit]
+
+
+def test_a_record_that_fits_the_limit_only_alone_is_accepted_and_a_larger_one_is_refused(tmp_path):
+    from sync.import_files import _encode_row, _split
+
+    header = _encode_row(["Id", "Attributes.Note"])
+    row = ["ep-1", "y" * 50]
+    exact = len(header) + len(_encode_row(row))
+    _csv_file(tmp_path / "part-0.csv", [row, row])
+    assert [p.stat().st_size for p in _split(tmp_path / "part-0.csv", exact)] == [exact, exact]
+    _csv_file(tmp_path / "part-1.csv", [row])
+    with pytest.raises(ValueError, match=r"one record of part-1.csv is larger than the file size limit \(%d bytes\)"
+                       % (exact - 1)):
+        _split(tmp_path / "part-1.csv", exact - 1)

@@ -1,0 +1,28 @@
+"""The local state store's own plumbing: listing skips its hidden temp files; downloads are private."""
+
+from __future__ import annotations
+
+import stat
+
+from sync.state.local import LocalStateStore
+
+
+def test_listing_skips_hidden_temp_files_and_folders(tmp_path):
+    # Given a data file, a temp file of an interrupted write and a nested folder
+    store = LocalStateStore(tmp_path / "state")
+    store._write("snapshots/files/seg/current.json", b"{}")
+    (tmp_path / "state" / "snapshots" / "files" / "seg" / ".current.json.abc123.tmp").write_bytes(b"{")
+    # Then only the data file is listed, relative to the root
+    assert store._list("snapshots/") == ["snapshots/files/seg/current.json"]
+    assert store._list("nothing-here/") == []
+
+
+def test_a_downloaded_copy_is_readable_by_its_owner_only(tmp_path):
+    store = LocalStateStore(tmp_path / "state")
+    src = tmp_path / "data.parquet"
+    src.write_bytes(b"PAR1")
+    store._upload("snapshots/files/seg/x.parquet", src)
+    out = tmp_path / "copy.parquet"
+    assert store._download("snapshots/files/seg/x.parquet", out) is True
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600 and out.read_bytes() == b"PAR1"
+    assert store._download("snapshots/files/seg/missing.parquet", tmp_path / "no") is False
