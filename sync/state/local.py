@@ -86,7 +86,13 @@ class LocalStateStore(StateStore):
             os.close(fd)
 
     def _mkdir(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Make ``path`` and every missing parent 0700 (``mkdir(parents=True)`` gives parents the umask's mode)."""
+        missing = []
+        while not path.exists():
+            missing.append(path)
+            path = path.parent
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
 
     def _list(self, prefix: str) -> list[str]:
         base = self._path(prefix)

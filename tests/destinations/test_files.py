@@ -62,7 +62,13 @@ def test_a_delivery_reports_progress_per_file_and_a_receipt_naming_every_file(tm
     assert (receipt["run_id"], receipt["segment"]) == (RUN_ID, SEGMENT)
     assert receipt["fields"] == ["Id", "Address", "ChannelType", "User.UserAttributes.HasClicked"]
     assert receipt["counts"]["entered"] == 3
+    assert receipt["delivered_at"].endswith("+00:00") and len(receipt["delivered_at"]) == len("2026-11-26T06:00:00+00:00")
+    text = (tmp_path / "new" / "exports" / RUN_ID / SEGMENT / "_delivery.json").read_text()
+    assert text == json.dumps(receipt, indent=2) + "\n"
     assert result.confirmed and result.jobs == [] and result.rejected == {}
+    # And a second segment of the same run lands beside the first
+    dest.deliver(delivery(files, segment="seg_other"))
+    assert sorted(p.name for p in (tmp_path / "new" / "exports" / RUN_ID).iterdir()) == [SEGMENT, "seg_other"]
 
 
 def test_a_leftover_staging_folder_of_the_same_delivery_is_replaced(tmp_path):
@@ -75,7 +81,8 @@ def test_a_leftover_staging_folder_of_the_same_delivery_is_replaced(tmp_path):
     assert sorted(p.name for p in (tmp_path / "exports" / RUN_ID / SEGMENT).iterdir()) == ["_delivery.json", "part-00000.csv"]
 
 
-@pytest.mark.parametrize("settings,message", [({}, "destination.path is not set"), ({"path": ""}, "destination.path")],
+@pytest.mark.parametrize("settings,message", [({}, "^destination.path is not set for the files destination$"),
+                                              ({"path": ""}, "^destination.path is not set")],
                          ids=["missing", "empty"])
 def test_from_settings_needs_a_path(settings, message):
     from sync.errors import ConfigError

@@ -26,3 +26,31 @@ def test_a_downloaded_copy_is_readable_by_its_owner_only(tmp_path):
     assert store._download("snapshots/files/seg/x.parquet", out) is True
     assert stat.S_IMODE(out.stat().st_mode) == 0o600 and out.read_bytes() == b"PAR1"
     assert store._download("snapshots/files/seg/missing.parquet", tmp_path / "no") is False
+
+
+def test_folders_and_files_it_writes_are_private(tmp_path):
+    # Given the default umask (group and others may read), when the store writes a pointer and uploads data
+    store = LocalStateStore(tmp_path / "state")
+    store._write("snapshots/files/seg/current.json", b"{}")
+    src = tmp_path / "data.parquet"
+    src.write_bytes(b"PAR1")
+    store._upload("snapshots/files/seg/x.parquet", src)
+    # Then every folder it made is 0700 and the uploaded file 0600
+    for folder in ("snapshots", "snapshots/files", "snapshots/files/seg"):
+        assert stat.S_IMODE((tmp_path / "state" / folder).stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE((tmp_path / "state" / "snapshots/files/seg/x.parquet").stat().st_mode) == 0o600
+    assert store.url == str(tmp_path / "state")
+    assert store._location("snapshots/files/seg/x.parquet") == str(tmp_path / "state" / "snapshots/files/seg/x.parquet")
+
+
+def test_compare_and_delete_deletes_only_what_it_compared(tmp_path):
+    store = LocalStateStore(tmp_path / "state")
+    assert store._delete_if_unchanged("locks/files/seg.json", b"mine") is False  # no folder
+    store._write("locks/files/other.json", b"x")
+    assert store._delete_if_unchanged("locks/files/seg.json", b"mine") is False  # no file
+    store._write("locks/files/seg.json", b"theirs")
+    assert store._delete_if_unchanged("locks/files/seg.json", b"mine") is False
+    assert store._read("locks/files/seg.json") == b"theirs"
+    assert store._delete_if_unchanged("locks/files/seg.json", b"theirs") is True
+    assert store._read("locks/files/seg.json") is None
+    store._delete("locks/files/seg.json")  # deleting what is gone is not an error

@@ -33,7 +33,8 @@ def body(data: bytes) -> StreamingBody:
     ("s3://b/pre/fix/", "b", "pre/fix", "pre/fix/k.json", "s3://b/pre/fix/k.json"),
     ("s3://b/", "b", "", "k.json", "s3://b/k.json"),
     ("s3://b", "b", "", "k.json", "s3://b/k.json"),
-], ids=["prefix-with-slashes", "bucket-slash", "bucket"])
+    ("s3://b/XpreX/", "b", "XpreX", "XpreX/k.json", "s3://b/XpreX/k.json"),
+], ids=["prefix-with-slashes", "bucket-slash", "bucket", "only-slashes-trimmed"])
 def test_the_url_names_bucket_and_prefix(url, bucket, prefix, key, location):
     store = S3StateStore(url, s3_client=None)
     assert (store.bucket, store.prefix, store._key("k.json"), store._location("k.json")) == (bucket, prefix, key, location)

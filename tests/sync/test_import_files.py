@@ -167,3 +167,13 @@ def test_a_record_that_fits_the_limit_only_alone_is_accepted_and_a_larger_one_is
     with pytest.raises(ValueError, match=r"one record of part-1.csv is larger than the file size limit \(%d bytes\)"
                        % (exact - 1)):
         _split(tmp_path / "part-1.csv", exact - 1)
+
+
+def test_the_output_folder_may_be_nested_and_new_or_already_there(tmp_path):
+    con = duckdb.connect()
+    sql = "select * from (values ('ep-1', 'a')) t(\"Id\", \"Attributes.X\")"
+    nested = tmp_path / "run" / "seg" / "import"
+    first = write_import_files(con, sql, nested, 1_000_000)
+    assert [f.name for f in first] == ["part-00000.csv"]
+    (nested / "part-00000.csv").unlink()
+    assert [f.name for f in write_import_files(con, sql, nested, 1_000_000)] == ["part-00000.csv"]
