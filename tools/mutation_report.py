@@ -45,9 +45,10 @@ def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, tuple[str, str]]:
         if not line or line.startswith("#"):
             continue
         parts = [p.strip() for p in line.split(" | ")]
-        if len(parts) != 3 or not all(parts):
+        # The mutated line may itself hold " | " (a set union); the name and the reason never do.
+        if len(parts) < 3 or not all(parts):
             sys.exit(f"{path}:{n}: expected 'mutant name | mutated line | reason', got {raw!r}")
-        entries[parts[0]] = (parts[1], parts[2])
+        entries[parts[0]] = (" | ".join(parts[1:-1]), parts[-1])
     return entries
 
 

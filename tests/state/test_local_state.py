@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+
+import pytest
 
 from sync.state.local import LocalStateStore
 
@@ -28,8 +31,16 @@ def test_a_downloaded_copy_is_readable_by_its_owner_only(tmp_path):
     assert store._download("snapshots/files/seg/missing.parquet", tmp_path / "no") is False
 
 
-def test_folders_and_files_it_writes_are_private(tmp_path):
-    # Given the default umask (group and others may read), when the store writes a pointer and uploads data
+@pytest.fixture
+def open_umask():
+    """A umask that lets group and others read (the CLI sets 077 for the whole process; tests must not rely on it)."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_folders_and_files_it_writes_are_private(tmp_path, open_umask):
+    # Given a umask under which group and others may read, when the store writes a pointer and uploads data
     store = LocalStateStore(tmp_path / "state")
     store._write("snapshots/files/seg/current.json", b"{}")
     src = tmp_path / "data.parquet"
@@ -43,7 +54,7 @@ def test_folders_and_files_it_writes_are_private(tmp_path):
     assert store._location("snapshots/files/seg/x.parquet") == str(tmp_path / "state" / "snapshots/files/seg/x.parquet")
 
 
-def test_compare_and_delete_deletes_only_what_it_compared(tmp_path):
+def test_compare_and_delete_deletes_only_what_it_compared(tmp_path, open_umask):
     store = LocalStateStore(tmp_path / "state")
     assert store._delete_if_unchanged("locks/files/seg.json", b"mine") is False  # no folder
     store._write("locks/files/other.json", b"x")
@@ -54,3 +65,5 @@ def test_compare_and_delete_deletes_only_what_it_compared(tmp_path):
     assert store._delete_if_unchanged("locks/files/seg.json", b"theirs") is True
     assert store._read("locks/files/seg.json") is None
     store._delete("locks/files/seg.json")  # deleting what is gone is not an error
+    # And the mutex file it locks on is private too
+    assert stat.S_IMODE((tmp_path / "state" / "locks/files/.seg.json.mutex").stat().st_mode) == 0o600
