@@ -33,6 +33,7 @@ def test_columns_map_to_fields_with_the_id_first_then_declaration_order():
 def test_the_original_file_path_and_tags_are_kept():
     seg = segment_from_node(node(original_file_path="models/segments/seg_a.sql", tags=["daily"]))
     assert seg.path == "models/segments/seg_a.sql" and seg.tags == ("daily",)
+    assert segment_from_node(node(path=None)).path == ""
 
 
 def test_config_meta_wins_over_meta_and_a_non_mapping_namespace_is_marked_invalid():
