@@ -101,3 +101,44 @@ def test_each_settings_error_reads_exactly_as_documented(tmp_path, text, message
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path, "local")
     assert str(err.value) == f"{tmp_path / 'lakeseg.yml'} {message}".replace(" :", ":")
+
+
+def test_an_explicit_settings_file_must_have_the_target_and_exist(tmp_path):
+    f = tmp_path / "lakeseg.yml"
+    f.write_text("targets:\n  prod: {}\n  dev: {}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, "local", path=f)
+    assert str(err.value) == f"{f} has no settings for dbt target 'local' (has: prod, dev)"
+    f.write_text("targets: {}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, "local", path=f)
+    assert str(err.value) == f"{f} has no settings for dbt target 'local' (has: none)"
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, "local", path=tmp_path / "nope.yml")
+    assert str(err.value) == f"settings file {tmp_path / 'nope.yml'} does not exist"
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, "local", path=tmp_path)
+    assert str(err.value) == f"settings file {tmp_path} is a directory"
+
+
+def test_settings_say_where_they_came_from_and_flags_merge_into_them(tmp_path):
+    # Given a file without a block for this target: the defaults apply, and say so
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  prod: {}\n")
+    assert load_settings(tmp_path, "local").source == "defaults"
+    # Given a block for it, and flags: mappings merge key by key, plain values replace
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    memory_limit: 2GB\n    guard: {max_exit_share: 0.4}\n")
+    s = load_settings(tmp_path, "local", overrides={"guard": {"max_exit_share": 0.5}, "memory_limit": "3GB",
+                                                     "work_dir": None})
+    assert s.source == str(tmp_path / "lakeseg.yml")
+    assert (s.max_exit_share, s.memory_limit, s.work_dir) == (0.5, "3GB", load_settings(tmp_path, "local").work_dir)
+    assert s.destination == {"type": "files", "path": "build/exports"}
+
+
+def test_an_unset_variable_names_the_key_path_it_was_found_at(monkeypatch):
+    monkeypatch.delenv("LAKESEG_NOPE", raising=False)
+    with pytest.raises(ConfigError) as err:
+        interpolate({"a": [{"b": "${LAKESEG_NOPE}"}]}, where="W")
+    assert str(err.value) == "W at a[0].b uses ${LAKESEG_NOPE}, which is not set (export it or write ${LAKESEG_NOPE:-default})"
+    with pytest.raises(ConfigError) as err:
+        interpolate("${LAKESEG_NOPE}", where="W")
+    assert str(err.value).startswith("W uses ${LAKESEG_NOPE}, which is not set")
