@@ -148,3 +148,15 @@ def test_a_download_is_missing_only_on_404(s3, tmp_path, code, status, result):
             store._download("x.parquet", tmp_path / "x")
     else:
         assert store._download("x.parquet", tmp_path / "x") is False
+
+
+def test_opening_s3_state_without_a_client_makes_an_s3_client_and_keeps_the_kms_key(monkeypatch):
+    from sync.state import open_state_store
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    store = open_state_store("s3://b/p", kms_key_id="alias/state")
+    assert isinstance(store, S3StateStore)
+    assert store.s3.meta.service_model.service_name == "s3" and store.kms_key_id == "alias/state"
+    assert (store.bucket, store.prefix) == ("b", "p")
