@@ -19,9 +19,11 @@ from pathlib import Path
 import duckdb
 
 from sync.artifacts import Artifacts
+from sync.check import REQUIRED_ID_TESTS, REQUIRED_VALUE_TESTS
 from sync.destinations.files import FilesDestination
 from sync.digest_key import DigestKey
 from sync.engine import RunReport, SyncOptions, SyncRun
+from sync.pinpoint_fields import ID_FIELD
 from sync.readers.duckdb import DuckDBReader
 from sync.state import open_state_store
 
@@ -47,8 +49,8 @@ class Model:
     def tests(self) -> dict[tuple[str, str], str]:
         """The tests the contract requires, each ``pass`` unless ``test_status`` says otherwise."""
         out = {}
-        for n, column in enumerate(self.columns):
-            rules = (("unique", "not_null") if n == 0 else ()) + ("pinpoint_max_length", "pinpoint_no_control_chars")
+        for column, field_name in self.columns.items():
+            rules = (REQUIRED_ID_TESTS if field_name == ID_FIELD else ()) + REQUIRED_VALUE_TESTS
             out.update({(rule, column): "pass" for rule in rules})
         return {**out, **self.test_status}
 
