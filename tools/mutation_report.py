@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 from mutmut.mutation.data import SourceFileMutationData
 from mutmut.mutation.diff_apply import get_diff_for_mutant
@@ -63,6 +64,35 @@ def collect() -> dict[str, dict[str, str]]:
     return by_module
 
 
+def tally(statuses: dict[str, str], equivalents: dict[str, tuple[str, str]],
+          diff_of: Callable[[str], str]) -> tuple[Counter, list[tuple[str, str, str]], set[str]]:
+    """One module's counts, its survivors ``(name, status, diff)`` and the equivalents it matched.
+
+    A listed equivalent counts only while its mutant still changes the line the
+    file recorded; a killed or unchecked mutant's diff is never read.
+    """
+    counts: Counter = Counter()
+    survivors, matched = [], set()
+    for name, status in sorted(statuses.items()):
+        if status in KILLED or status == "not checked":
+            counts["killed" if status in KILLED else "not checked"] += 1
+            continue
+        diff = diff_of(name)
+        if name in equivalents and equivalents[name][0] == changed_lines(diff):
+            counts["equivalent"] += 1
+            matched.add(name)
+            continue
+        counts["no tests" if status == "no tests" else "survived"] += 1
+        survivors.append((name, status, diff))
+    return counts, survivors, matched
+
+
+def kill_rate(counts: Counter, mutants: int) -> float:
+    """killed / (mutants - equivalent - not checked), in percent (100 when nothing is scored)."""
+    scored = mutants - counts["equivalent"] - counts["not checked"]
+    return 100.0 * counts["killed"] / scored if scored else 100.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=90.0, help="minimum kill rate per module, percent")
@@ -74,54 +104,47 @@ def main(argv: list[str] | None = None) -> int:
         print("No mutation results under mutants/: run `make mutation`.", file=sys.stderr)
         return 2
     equivalents = load_equivalents()
-    seen_equivalents: set[str] = set()
-    survivors: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     table = Table(title="Mutation testing: kill rate = killed / (mutants - equivalent - not checked)")
     for col in ("module", "mutants", "killed", "survived", "equivalent", "no tests", "not checked", "kill rate"):
         table.add_column(col, justify="left" if col == "module" else "right")
-    total = Counter()
+
+    def add_row(label: str, counts: Counter, mutants: int, **style) -> None:
+        table.add_row(label, str(mutants), *(str(counts[k]) for k in ("killed", "survived", "equivalent", "no tests",
+                                                                        "not checked")),
+                      f"{kill_rate(counts, mutants):.1f}%", **style)
+
+    total: Counter = Counter()
     failing: list[str] = []
     not_run: list[str] = []
+    run_names: set[str] = set()
+    matched: set[str] = set()
+    survivors: dict[str, list[tuple[str, str, str]]] = {}
     for module, statuses in sorted(by_module.items()):
-        counts = Counter()
-        for name, status in sorted(statuses.items()):
-            if status in KILLED:
-                counts["killed"] += 1
-                continue
-            if status == "not checked":
-                counts["not checked"] += 1
-                continue
-            diff = get_diff_for_mutant(name, path=module)
-            line = changed_lines(diff)
-            if name in equivalents and equivalents[name][0] == line:
-                counts["equivalent"] += 1
-                seen_equivalents.add(name)
-                continue
-            counts["no tests" if status == "no tests" else "survived"] += 1
-            survivors[module].append((name, status, diff if args.show_diffs else line))
-        mutants = len(statuses)
-        scored = mutants - counts["equivalent"] - counts["not checked"]
-        if counts["not checked"] == mutants:
+        if all(status == "not checked" for status in statuses.values()):
             not_run.append(module)  # left out of this run (`mutmut run <names>`)
             continue
-        rate = 100.0 * counts["killed"] / scored if scored else 100.0
-        if rate < args.target or counts["not checked"]:
+        counts, module_survivors, module_matched = tally(
+            statuses, equivalents, lambda name, module=module: get_diff_for_mutant(name, path=module))
+        run_names.update(statuses)
+        matched |= module_matched
+        survivors[module] = module_survivors
+        if kill_rate(counts, len(statuses)) < args.target or counts["not checked"]:
             failing.append(module)
         total.update(counts)
-        total["mutants"] += mutants
-        table.add_row(module, str(mutants), str(counts["killed"]), str(counts["survived"]),
-                      str(counts["equivalent"]), str(counts["no tests"]), str(counts["not checked"]), f"{rate:.1f}%")
-    scored = total["mutants"] - total["equivalent"] - total["not checked"]
-    table.add_row("all", str(total["mutants"]), str(total["killed"]), str(total["survived"]),
-                  str(total["equivalent"]), str(total["no tests"]), str(total["not checked"]),
-                  f"{100.0 * total['killed'] / scored if scored else 100.0:.1f}%", style="bold")
+        total["mutants"] += len(statuses)
+        add_row(module, counts, len(statuses))
+    add_row("all", total, total["mutants"], style="bold")
 
     console = Console(width=160)
     for module, rows in survivors.items():
-        console.print(f"[bold]{module}[/]: {len(rows)} not killed")
-        for name, status, text in rows:
+        if rows:
+            console.print(f"[bold]{module}[/]: {len(rows)} not killed")
+        for name, status, diff in rows:
+            text = diff if args.show_diffs else changed_lines(diff)
             console.print(f"  {name} ({status}): {text}", markup=False, highlight=False)
-    stale = sorted(set(equivalents) - seen_equivalents)
+    # Stale: listed for a module this run checked, but no longer a surviving mutant with that line.
+    stale = sorted(name for name in equivalents if name not in matched
+                   and (name in run_names or not any(name in s for s in by_module.values())))
     if stale:
         console.print(f"{len(stale)} entries of {EQUIVALENTS.name} match no surviving mutant (stale):")
         for name in stale:
