@@ -7,6 +7,17 @@ import pytest
 from tests.destinations import pinpoint_harness as h
 
 
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path_factory, monkeypatch):
+    """Every test runs in an empty folder of its own.
+
+    Code that writes to a relative path by mistake then writes there, not into
+    the checkout -- where, under `make mutation`, one mutant's stray file
+    (a parquet named ``None``) was read by the next mutant and hid it.
+    """
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture
 def aws(monkeypatch):
     """Fake credentials and region, and moto for every AWS service -- Step Functions executing state machines."""

@@ -6,12 +6,14 @@ import json
 import os
 import socket
 import stat
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sync.engine import OWNER_FILE, mark_interrupted, new_run_id
+from sync.engine import OWNER_FILE, _owner_is_dead_here, mark_interrupted, new_run_id
+from sync.state import open_state_store
 from tests.engine.harness import EngineHarness, by_segment
 
 HERE = socket.gethostname()
@@ -94,3 +96,87 @@ def test_a_field_claimed_by_two_segments_refuses_only_the_newcomer(tmp_path):
     a, b = by_segment(report)["seg_a"], by_segment(report)["seg_b"]
     assert a.status == "synced" and any("another segment claims" in n for n in a.notes)
     assert b.status == "refused" and "[field-ownership]" in b.reason
+
+
+def test_asking_whether_a_live_owner_is_dead_does_not_signal_it():
+    # Given a live process on this host
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        # When its liveness is checked
+        dead = _owner_is_dead_here({"host": HERE, "pid": child.pid})
+        # Then it is alive, and still running afterwards (the check sends no signal)
+        assert dead is False
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.3)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_an_owner_this_user_may_not_signal_is_not_dead(monkeypatch):
+    # Given a pid that belongs to another user (kill answers EPERM)
+    def refuse(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", refuse)
+    # Then it is taken as alive: its lock and work folder are left alone
+    assert _owner_is_dead_here({"host": HERE, "pid": 12345}) is False
+
+
+PLAN_COLS = {"endpoint_id": "Id", "plan": "Attributes.Plan"}
+
+
+def _incumbent_and_newcomer(h: EngineHarness, newcomer_columns: dict) -> None:
+    """seg_a committed Attributes.Plan; then seg_b claims it too and seg_a changes."""
+    h.segment("seg_a", PLAN_COLS, [("e1", "pro")])
+    h.run()
+    h.segment("seg_b", newcomer_columns, [("e2", "basic", "gold")[:len(newcomer_columns)]])
+    h.rebuild("seg_a", [("e1", "plus")])
+
+
+def test_the_incumbent_keeps_its_field_when_the_newcomer_also_exports_fields_of_its_own(tmp_path):
+    # Given seg_b claims seg_a's committed field and exports one only it has
+    h = EngineHarness(tmp_path)
+    _incumbent_and_newcomer(h, {"endpoint_id": "Id", "plan2": "Attributes.Plan", "tier": "Attributes.Tier"})
+    # When both sync
+    report = by_segment(h.run())
+    # Then only the shared field is contested: seg_a syncs, seg_b is refused
+    assert report["seg_a"].status == "synced"
+    assert report["seg_b"].status == "refused"
+
+
+def test_the_incumbent_keeps_its_field_after_adding_an_uncontested_one(tmp_path):
+    # Given seg_b claims seg_a's field, and seg_a now also exports a field nobody else has (not yet committed)
+    h = EngineHarness(tmp_path)
+    _incumbent_and_newcomer(h, {"endpoint_id": "Id", "plan2": "Attributes.Plan"})
+    h.rebuild("seg_a", [("e1", "plus", "gold")], columns={**PLAN_COLS, "tier": "Attributes.Tier"})
+    # Then seg_a still syncs: only its contested field must be committed
+    report = by_segment(h.run())
+    assert report["seg_a"].status == "synced"
+    assert report["seg_b"].status == "refused"
+
+
+def test_an_incumbent_with_another_contract_problem_is_refused(tmp_path):
+    # Given seg_a holds the contested field but also breaks another rule (an exit choice that is not one)
+    h = EngineHarness(tmp_path)
+    _incumbent_and_newcomer(h, {"endpoint_id": "Id", "plan2": "Attributes.Plan"})
+    h.rebuild("seg_a", exit="drop")
+    # Then the ownership waiver does not cover the other problem
+    rep = by_segment(h.run())["seg_a"]
+    assert rep.status == "refused"
+    assert "[field-ownership]" in rep.reason and "[exit]" in rep.reason
+
+
+def test_an_unreadable_state_waives_no_ownership_conflict(tmp_path, monkeypatch):
+    # Given the incumbent, whose committed fields cannot be read this time
+    h = EngineHarness(tmp_path)
+    _incumbent_and_newcomer(h, {"endpoint_id": "Id", "plan2": "Attributes.Plan"})
+    state = open_state_store(str(h.state_dir))
+
+    def unreadable(destination, segment):
+        raise OSError("state store unreachable")
+
+    monkeypatch.setattr(state, "committed_fields", unreadable)
+    # Then neither segment may write the contested field
+    report = by_segment(h.run(state=state))
+    assert report["seg_a"].status == "refused" and report["seg_b"].status == "refused"

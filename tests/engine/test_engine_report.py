@@ -1,0 +1,175 @@
+"""What a run tells its caller: progress, each segment's report, the imports table, the crash stages.
+
+The summary table, `--json`, `history` and the HTML report are built from
+these fields, so each is pinned to its exact value here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from sync import failpoints
+from sync.destinations.base import DeliveryResult, JobRecord
+from sync.destinations.files import FilesDestination
+from tests.engine.harness import EngineHarness, by_segment
+
+COLS = {"endpoint_id": "Id", "plan": "Attributes.Plan"}
+ROWS = [("e1", "pro"), ("e2", "basic"), ("e3", "plus")]
+
+
+@pytest.fixture
+def h(tmp_path) -> EngineHarness:
+    return EngineHarness(tmp_path)
+
+
+class Verdict(FilesDestination):
+    """The files destination, then a scripted answer: confirmed or not, with errors, rejected rows, jobs."""
+
+    def __init__(self, path, *, confirmed=True, errors=(), rejected=None, jobs=()):
+        super().__init__(path)
+        self.confirmed, self.errors, self.rejected, self.jobs = confirmed, list(errors), dict(rejected or {}), jobs
+
+    def deliver(self, delivery, progress=None):
+        location = super().deliver(delivery, progress).location
+        return DeliveryResult(confirmed=self.confirmed, errors=self.errors, rejected=self.rejected,
+                              location=location, jobs=list(self.jobs))
+
+
+def _export_folder(h: EngineHarness, report, segment: str):
+    return h.exports / report.run_id / segment
+
+
+def test_progress_names_the_segment_and_each_stage_in_order(h):
+    # Given a segment whose changes fill three import files
+    h.segment("seg_a", COLS, [(f"e{i:03d}", "x" * 40) for i in range(300)])
+    calls = []
+    # When it syncs
+    report = h.run(progress=lambda *call: calls.append(call), max_file_bytes=4096)
+    # Then progress went reading, writing files, then delivering file by file, all under the segment's name
+    files = by_segment(report)["seg_a"].files
+    assert len(files) >= 3
+    assert calls == [("seg_a", "reading", 0, 1), ("seg_a", "writing files", 0, 1),
+                     ("seg_a", "delivering", 0, len(files))] + \
+        [("seg_a", "delivering", n, len(files)) for n in range(1, len(files) + 1)]
+
+
+def test_a_synced_segment_reports_its_files_bytes_location_jobs_and_start(h):
+    # Given a destination that reports a job
+    h.segment("seg_a", COLS, ROWS)
+    job = JobRecord("job-7", "COMPLETED", 3, 0)
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    # When the segment syncs
+    report = h.run(destination=Verdict(h.exports, jobs=[job]))
+    # Then its report names what was sent, where, by which job, and when it started
+    rep = by_segment(report)["seg_a"]
+    folder = _export_folder(h, report, "seg_a")
+    parts = sorted(folder.glob("part-*.csv"))
+    assert rep.status == "synced" and rep.reason == ""
+    assert rep.files == [p.name for p in parts]
+    assert rep.bytes == sum(p.stat().st_size for p in parts) > 0
+    assert rep.location == str(folder)
+    assert rep.jobs == [{"job_id": "job-7", "status": "COMPLETED", "total_processed": 3, "total_failures": 0,
+                         "failures": [], "execution_arn": None}]
+    started = datetime.fromisoformat(rep.started_at)
+    assert before <= started <= datetime.now(timezone.utc)
+    assert rep.duration_s >= 0
+
+
+@pytest.mark.parametrize("errors, reason", [
+    (["import job FAILED", "3 rows refused"],
+     "import job FAILED; 3 rows refused; the rows stay in doubt and are resent next run"),
+    ([], "the destination did not confirm the delivery; the rows stay in doubt and are resent next run"),
+], ids=["platform-errors", "no-error-given"])
+def test_an_unconfirmed_delivery_reports_why_and_what_was_sent(h, errors, reason):
+    # Given a destination that does not confirm, naming a refused row
+    h.segment("seg_a", COLS, ROWS)
+    destination = Verdict(h.exports, confirmed=False, errors=errors, rejected={"e2": "bad plan"},
+                          jobs=[JobRecord("job-1", "FAILED", 3, 3)])
+    # When the segment syncs
+    report = h.run(destination=destination)
+    # Then it failed with the platform's words, and its report still says what was sent, where and when
+    rep = by_segment(report)["seg_a"]
+    folder = _export_folder(h, report, "seg_a")
+    assert rep.status == "failed"
+    assert rep.reason == reason
+    assert rep.quarantined == [{"id": "e2", "message": "bad plan"}]
+    assert rep.files == [p.name for p in sorted(folder.glob("part-*.csv"))]
+    assert rep.bytes == sum(p.stat().st_size for p in folder.glob("part-*.csv")) > 0
+    assert rep.location == str(folder)
+    assert [j["job_id"] for j in rep.jobs] == ["job-1"]
+    assert rep.plan["entered"] == 3 and rep.started_at
+
+
+def test_rows_the_platform_rejected_make_the_segment_partial_with_a_count(h):
+    # Given a destination that takes the delivery but rejects two rows
+    h.segment("seg_a", COLS, ROWS)
+    report = h.run(destination=Verdict(h.exports, rejected={"e1": "too long", "e3": "bad"}))
+    # Then the segment is partial, says how many rows are quarantined, and lists them
+    rep = by_segment(report)["seg_a"]
+    assert rep.status == "partial"
+    assert rep.reason == "2 row(s) rejected by the destination are quarantined (resent next run); the rest is committed"
+    assert [(q["id"], q["message"], q["attempts"]) for q in rep.quarantined] == [("e1", "too long", 1),
+                                                                              ("e3", "bad", 1)]
+
+
+class Recorder:
+    def __init__(self, fail: bool = False):
+        self.calls, self.fail = [], fail
+
+    def register(self, segment, run_id, location):
+        self.calls.append((segment.name, run_id, location))
+        if self.fail:
+            raise OSError("glue is down")
+
+
+def test_a_confirmed_delivery_is_registered_in_the_imports_table(h):
+    # Given an imports table
+    h.segment("seg_a", COLS, ROWS)
+    table = Recorder()
+    # When the segment syncs
+    report = h.run(imports_table=table)
+    # Then the delivery is registered under its segment, run and location
+    assert table.calls == [("seg_a", report.run_id, str(_export_folder(h, report, "seg_a")))]
+
+
+def test_an_unconfirmed_delivery_is_not_registered_and_a_failing_table_only_adds_a_note(h):
+    h.segment("seg_a", COLS, ROWS)
+    # Given a delivery the destination does not confirm
+    table = Recorder()
+    h.run(destination=Verdict(h.exports, confirmed=False), imports_table=table)
+    # Then nothing is registered
+    assert table.calls == []
+    # And when the table itself fails, the delivery still counts, with a note
+    failing = Recorder(fail=True)
+    rep = by_segment(h.run(imports_table=failing))["seg_a"]
+    assert rep.status == "synced"
+    assert "imports table not updated: OSError: glue is down" in rep.notes
+
+
+class Killed(BaseException):
+    """Stands in for the process exit a failpoint makes."""
+
+
+@pytest.mark.parametrize("stage", ["after-read", "after-files", "after-in-doubt", "before-commit"])
+def test_a_run_killed_at_each_stage_commits_nothing_and_the_next_run_sends_the_change(h, monkeypatch, stage):
+    # Given a synced segment, then a change, and a run killed at one stage
+    h.segment("seg_a", COLS, ROWS)
+    h.run()
+    h.rebuild("seg_a", [("e1", "pro"), ("e2", "plus"), ("e3", "plus")])
+
+    def exit_now(code):
+        raise Killed(code)
+
+    monkeypatch.setattr(failpoints.os, "_exit", exit_now)
+    monkeypatch.setenv("LAKESEG_FAILPOINTS", stage)
+    with pytest.raises(Killed):
+        h.run()
+    # When the next run starts (its lock is that of a dead run in this same process: take it over)
+    monkeypatch.delenv("LAKESEG_FAILPOINTS")
+    monkeypatch.setattr("sync.engine._owner_is_dead_here", lambda owner: True)
+    report = h.run()
+    # Then the change is sent, and then nothing is left to send
+    assert h.delivered(report, "seg_a") == [{"Id": "e2", "Attributes.Plan": "plus"}]
+    assert by_segment(h.run())["seg_a"].status == "unchanged"
