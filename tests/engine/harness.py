@@ -98,8 +98,10 @@ class EngineHarness:
             column_list = ", ".join(f'"{c}" varchar' for c in cols)
             con.execute(f'create table segments."{model.name}" ({column_list})')
             if model.rows:
-                con.executemany(f'insert into segments."{model.name}" values ({", ".join("?" for _ in cols)})',
-                                [tuple(None if v is None else str(v) for v in r) for r in model.rows])
+                # One multi-row insert: several times faster than executemany, and every test builds tables.
+                row = "(" + ", ".join("?" for _ in cols) + ")"
+                con.execute(f'insert into segments."{model.name}" values {", ".join(row for _ in model.rows)}',
+                            [None if v is None else str(v) for r in model.rows for v in r])
 
     # ------------------------------------------------------------- artifacts
     def manifest(self) -> dict:
