@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -99,9 +100,11 @@ def test_a_field_claimed_by_two_segments_refuses_only_the_newcomer(tmp_path):
 
 
 def test_asking_whether_a_live_owner_is_dead_does_not_signal_it():
-    # Given a live process on this host
-    child = subprocess.Popen(["sleep", "30"])
+    # Given a live process on this host, on which any signal would act (SIGHUP too, even under nohup)
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); "
+                              "print('ready', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout.readline().strip() == "ready"
         # When its liveness is checked
         dead = _owner_is_dead_here({"host": HERE, "pid": child.pid})
         # Then it is alive, and still running afterwards (the check sends no signal)

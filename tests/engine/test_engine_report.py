@@ -173,3 +173,44 @@ def test_a_run_killed_at_each_stage_commits_nothing_and_the_next_run_sends_the_c
     # Then the change is sent, and then nothing is left to send
     assert h.delivered(report, "seg_a") == [{"Id": "e2", "Attributes.Plan": "plus"}]
     assert by_segment(h.run())["seg_a"].status == "unchanged"
+
+
+def test_a_quarantined_row_keeps_its_first_run_counts_attempts_and_a_300_character_message(h):
+    # Given a platform that refuses e2 twice with a long message
+    h.segment("seg_a", COLS, ROWS)
+    message = "value too long: " + "x" * 400
+    first = h.run(destination=Verdict(h.exports, rejected={"e2": message}))
+    second = h.run(destination=Verdict(h.exports, rejected={"e2": message}))
+    # Then the second report names the run that first quarantined it, this run, two attempts and 300 characters
+    row = by_segment(second)["seg_a"].quarantined
+    assert row == [{"id": "e2", "message": message[:300], "first_run_id": first.run_id,
+                    "last_run_id": second.run_id, "attempts": 2}]
+
+
+def test_a_rejected_row_stays_out_of_the_committed_snapshot(h):
+    # Given a first sync whose platform rejects the entering e2
+    h.segment("seg_a", COLS, ROWS)
+    h.run(destination=Verdict(h.exports, rejected={"e2": "bad plan"}))
+    # When the next run plans
+    plan = by_segment(h.run(command="plan", dry_run=True))["seg_a"].plan
+    # Then e2 is still entering (the snapshot never took it), not an unchanged member resent
+    assert (plan["previous_rows"], plan["entered"], plan["resent"], plan["unchanged"]) == (2, 1, 0, 2)
+
+
+def test_a_run_that_started_exactly_max_age_ago_is_not_yet_interrupted(monkeypatch):
+    # Given a clock frozen exactly two days after a run on another host started
+    from sync import engine
+
+    start = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return start + timedelta(days=2)
+
+    monkeypatch.setattr(engine, "datetime", Frozen)
+    run = {"status": "running", "host": "elsewhere", "pid": 1, "started_at": start.isoformat()}
+    # Then it may still be running; a second later it is interrupted
+    assert engine.mark_interrupted(run)["status"] == "running"
+    assert engine.mark_interrupted({**run, "started_at": (start - timedelta(seconds=1)).isoformat()})["status"] \
+        == "interrupted"
