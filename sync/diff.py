@@ -259,9 +259,11 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
     repeated = _one(con, "select count(*) - count(distinct (k1, k2)) from _delta")[0]
     matched = plan.unchanged + plan.changed + plan.exited
     if plan.unchanged < 0 or repeated or (previous is not None and matched != plan.previous_rows):
+        # Only on refusal: count the distinct Ids, for a message that adds up.
+        distinct = _one(con, f"select count(distinct {SNAPSHOT_ID}) from {_parquet(new_snapshot)}")[0]
         raise SegmentRefused(
-            f"{segment.name}: duplicate Id values (rule: unique) -- {rows:,} rows do not match "
-            f"{plan.entered + plan.changed + plan.unchanged:,} distinct members; nothing was sent"
+            f"{segment.name}: duplicate Id values (rule: unique) -- {rows - distinct:,} of {rows:,} rows repeat "
+            f"an Id ({distinct:,} distinct); nothing was sent"
         )
     _add_dirty(con, plan, new_snapshot, prev_rel, dirty)
     if segment.exit_values:

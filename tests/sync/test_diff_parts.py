@@ -1,0 +1,147 @@
+"""The diff engine's parts, each pinned exactly: full-send reasons, mapping hashes, counts, quoting, messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sync.diff import (DIGEST_SCHEME, KEY_SCHEME, Plan, _full_send_reason, _only_keys_differ, configure,
+                       digest_sql, effective_mapping_hash, hash_signature, prepare, qi, ql, sent_ids_sql)
+from sync.errors import SegmentRefused
+from tests.sync.test_diff import Snap, load, make_segment, sync_once
+
+NOW = "map-111-fp-d2-k2v2"
+
+
+@pytest.fixture
+def con():
+    c = duckdb.connect()
+    yield c
+    c.close()
+
+
+@pytest.mark.parametrize("previous, reason", [
+    ("map-111-fp-d1-k2v2", "the value digest's construction changed (a lakeseg upgrade): every member is sent again"),
+    ("map-111-fp", "the value digest's construction changed (a lakeseg upgrade): every member is sent again"),
+    ("map-111-other-d2-k2v2", "the digest key changed (digest_key): every member is sent again"),
+    ("map-111-other", "the digest key changed (digest_key): every member is sent again"),
+    ("map-222-fp-d2-k2v2", "DuckDB's hash function changed (an upgrade): every member is sent again"),
+    ("map-222", "DuckDB's hash function changed (an upgrade): every member is sent again"),
+    ("other-111-fp-d2-k2v2", "field mapping or exit values changed since the last sync"),
+    ("map", "field mapping or exit values changed since the last sync"),
+], ids=["digest-scheme", "digest-scheme-three-parts", "digest-key", "digest-key-three-parts", "hash-function",
+        "hash-function-two-parts", "mapping", "mapping-only"])
+def test_a_full_send_names_what_changed_since_the_snapshot(previous, reason):
+    assert _full_send_reason(previous, NOW) == reason
+
+
+@pytest.mark.parametrize("previous, only_keys", [
+    ("map-111-fp-d2", True),
+    ("map-111-fp-d2-k2v1", True),
+    ("map-111-fp-d1", False),
+    ("map-111-other-d2-k2v2", False),
+    ("map-222-fp-d2-k2v2", False),
+], ids=["earlier-key-scheme", "other-key-scheme", "other-digest", "other-key", "other-hash"])
+def test_only_a_change_of_key_scheme_is_re_keyed_without_a_full_send(previous, only_keys):
+    assert _only_keys_differ(previous, NOW) is only_keys
+
+
+def test_the_effective_mapping_hash_joins_mapping_hash_signature_key_and_schemes(con):
+    seg = make_segment()
+    sig = hash_signature(con)
+    assert effective_mapping_hash(con, seg, "fp1") == f"{seg.mapping_hash}-{sig}-fp1-{DIGEST_SCHEME}-{KEY_SCHEME}"
+    assert effective_mapping_hash(con, seg) == f"{seg.mapping_hash}-{sig}-unkeyed-{DIGEST_SCHEME}-{KEY_SCHEME}"
+    assert (DIGEST_SCHEME, KEY_SCHEME) == ("d2", "k2v2")
+
+
+def test_the_hash_signature_is_duckdbs_hash_of_fixed_values(con):
+    sig = hash_signature(con)
+    assert sig == str(con.execute("select hash('lakeseg', 'sig', cast(null as varchar), '')").fetchall()[0][0])
+    with duckdb.connect() as other:
+        assert hash_signature(other) == sig
+
+
+@pytest.mark.parametrize("plan, to_send", [
+    (Plan("s", rows=10, entered=1, changed=2, resent=3, refresh=4, exit_rows=5), 15),
+    (Plan("s", rows=10, entered=1, changed=2, resent=3, refresh=4, exit_rows=5, full_refresh=True), 15),
+    (Plan("s", rows=7, entered=1, changed=0, exit_rows=0, full_refresh=True), 7),
+    (Plan("s", rows=7, entered=0, changed=1, resent=0, refresh=0, exit_rows=2), 3),
+], ids=["incremental", "full-equal-by-chance", "full", "changed-and-exits"])
+def test_rows_to_send_count_every_kind_once(plan, to_send):
+    assert plan.to_send == to_send
+    assert plan.as_dict()["to_send"] == to_send and plan.as_dict()["rows"] == plan.rows
+
+
+def test_identifiers_and_literals_are_quoted_with_their_quotes_doubled():
+    assert qi('Attributes."x"') == '"Attributes.""x"""'
+    assert ql("O'Hare") == "'O''Hare'"
+    assert ql(5) == "'5'"
+
+
+def test_the_digest_of_a_segment_without_attributes_is_a_constant_and_aliases_prefix_columns():
+    assert digest_sql(("Id",)) == "cast(0 as ubigint)"
+    assert digest_sql(("Id", "A.b", "C")) == 'hash("A.b", "C")'
+    assert digest_sql(("Id", "A.b"), alias="t") == 'hash(t."A.b")'
+
+
+def test_the_diff_settings_are_the_memory_limit_spill_folder_and_no_insertion_order(con, tmp_path):
+    configure(con, "300MB", tmp_path / "spill")
+    settings = dict(con.execute(
+        "select name, value from duckdb_settings() where name in "
+        "('memory_limit', 'temp_directory', 'preserve_insertion_order')").fetchall())
+    assert settings["temp_directory"] == str(tmp_path / "spill")
+    assert settings["preserve_insertion_order"] == "false"
+    assert settings["memory_limit"] == "286.1 MiB"  # how DuckDB shows 300MB
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([("a", "x"), (None, "y"), (None, "z")], "seg_t: 2 row(s) have a null Id (rule: not_null); nothing was sent"),
+    ([("a", "x"), ("a", "y"), ("b", "z")],
+     "seg_t: duplicate Id values (rule: unique) -- 1 of 3 rows repeat an Id (2 distinct); nothing was sent"),
+], ids=["null", "duplicate"])
+def test_broken_ids_are_refused_with_an_exact_message(con, tmp_path, rows, message):
+    with pytest.raises(SegmentRefused) as refused:
+        prepare(con, make_segment(), load(con, "src", rows), previous=None, workdir=tmp_path / "w")
+    assert str(refused.value) == message
+
+
+def test_a_duplicate_among_unchanged_members_is_counted_in_the_message(con, tmp_path):
+    seg = make_segment()
+    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y")], None, tmp_path, "r1")
+    with pytest.raises(SegmentRefused) as refused:
+        prepare(con, seg, load(con, "src2", [("a", "x"), ("b", "y"), ("b", "y")]), previous=snap,
+                workdir=tmp_path / "r2")
+    assert str(refused.value) == ("seg_t: duplicate Id values (rule: unique) -- 1 of 3 rows repeat an Id "
+                                  "(2 distinct); nothing was sent")
+
+
+def test_the_ids_a_delivery_carries_are_its_members_exits_and_dirty_leavers(con, tmp_path):
+    # Given a committed a, b, c, d and a run where b changes, c leaves, e enters; d left earlier but is in doubt
+    seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
+    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y"), ("c", "z")], None, tmp_path, "r1")
+    dirty = tmp_path / "dirty.parquet"
+    con.execute(f"copy (select 'd' as Id) to '{dirty}' (format parquet)")
+    prepared = prepare(con, seg, load(con, "src2", [("a", "x"), ("b", "y2"), ("e", "w")]), previous=snap,
+                       workdir=tmp_path / "r2", dirty=dirty)
+    # Then the delivery carries b and e (sent), c (exit) and d (exit for an id in doubt)
+    ids = sorted(r[0] for r in con.execute(sent_ids_sql(prepared)).fetchall())
+    assert ids == ["b", "c", "d", "e"]
+    plan = prepared.plan
+    assert (plan.entered, plan.changed, plan.exited, plan.resent_exits, plan.exit_rows) == (1, 1, 1, 1, 2)
+
+
+def test_a_full_send_carries_every_member(con, tmp_path):
+    seg = make_segment()
+    prepared = prepare(con, seg, load(con, "src", [("a", "x"), ("b", "y")]), previous=None, workdir=tmp_path / "w")
+    assert sorted(r[0] for r in con.execute(sent_ids_sql(prepared)).fetchall()) == ["a", "b"]
+
+
+def test_a_keep_segment_delivery_carries_no_leavers(con, tmp_path):
+    seg = make_segment()
+    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y")], None, tmp_path, "r1")
+    prepared = prepare(con, seg, load(con, "src2", [("a", "x2")]), previous=Snap(snap.path, 2, snap.mapping_hash),
+                       workdir=tmp_path / "r2")
+    assert [r[0] for r in con.execute(sent_ids_sql(prepared)).fetchall()] == ["a"]
+    assert Path(prepared.new_snapshot).exists()
