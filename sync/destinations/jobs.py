@@ -24,6 +24,7 @@ import csv
 import logging
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,8 @@ def job_slots(value, *, why: str, limit: int = 10) -> tuple[int, threading.Bound
 
 
 def settle_earlier_runs(segment: str, pending: Callable[[], list[str]], *, platform: str, interval: float,
-                        timeout: float, sleep: Callable[[float], None]) -> str | None:
+                        timeout: float, sleep: Callable[[float], None],
+                        clock: Callable[[], float] = time.monotonic) -> str | None:
     """Wait until ``pending()`` (jobs of earlier runs of this segment still running) is empty.
 
     Imports of one segment stay in order: a later run does not start while an
@@ -140,7 +142,8 @@ def settle_earlier_runs(segment: str, pending: Callable[[], list[str]], *, platf
             log.info("%s: %s waits for %d in-flight job(s) of earlier runs", platform, segment, len(found))
         return found
 
-    found, done = poll(still, lambda found: not found, interval=interval, timeout=timeout, sleep=sleep)
+    found, done = poll(still, lambda found: not found, interval=interval, timeout=timeout, sleep=sleep,
+                       clock=clock)
     if done:
         return None
     return (f"{segment}: an import of an earlier run is still in flight ({found[0]}); nothing was imported so that "
