@@ -214,3 +214,30 @@ def test_a_run_that_started_exactly_max_age_ago_is_not_yet_interrupted(monkeypat
     assert engine.mark_interrupted(run)["status"] == "running"
     assert engine.mark_interrupted({**run, "started_at": (start - timedelta(seconds=1)).isoformat()})["status"] \
         == "interrupted"
+
+
+class Raising(FilesDestination):
+    def __init__(self, path, exc):
+        super().__init__(path)
+        self.exc = exc
+
+    def deliver(self, delivery, progress=None):
+        raise self.exc
+
+
+def test_a_destination_that_refuses_with_a_lakeseg_error_gives_its_message_as_the_reason(h):
+    from sync.errors import ConfigError
+
+    h.segment("seg_a", COLS, ROWS)
+    rep = by_segment(h.run(destination=Raising(h.exports, ConfigError("destination.bucket: access denied"))))["seg_a"]
+    assert (rep.status, rep.reason) == ("failed", "destination.bucket: access denied")
+
+
+def test_a_destination_bug_is_reported_by_type_and_first_line_and_logged(h, caplog):
+    h.segment("seg_a", COLS, ROWS)
+    with caplog.at_level("DEBUG", logger="sync.engine"):
+        rep = by_segment(h.run(destination=Raising(h.exports, RuntimeError("connection reset\nby peer"))))["seg_a"]
+    assert (rep.status, rep.reason) == ("failed", "RuntimeError: connection reset")
+    debug = [r for r in caplog.records if r.levelname == "DEBUG" and r.getMessage() == "delivery of seg_a failed"]
+    assert len(debug) == 1 and debug[0].exc_info is not None
+    assert "delivery of seg_a failed: RuntimeError: connection reset\nby peer" in caplog.messages
