@@ -19,6 +19,16 @@ def _own_working_directory(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def open_umask():
+    """A umask that lets group and others read (the CLI sets 077 for the whole process; tests must not rely on it)."""
+    import os
+
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.fixture
 def aws(monkeypatch):
     """Fake credentials and region, and moto for every AWS service -- Step Functions executing state machines."""
     from moto import mock_aws

@@ -182,7 +182,8 @@ def fail(exc, **kw):
 def test_no_credentials_say_where_credentials_come_from():
     assert fail(NoCredentialsError()) == ("no AWS credentials for the pinpoint destination (set a profile, role or "
                                           "AWS_* environment variables)")
-    assert fail(NoCredentialsError(), platform="").startswith("no AWS credentials for the platform destination")
+    unnamed = preflight_error(NoCredentialsError(), setting="s", what="w", actions="a")
+    assert str(unnamed).startswith("no AWS credentials for the platform destination")
 
 
 def test_a_missing_resource_names_the_setting():

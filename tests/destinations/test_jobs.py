@@ -134,14 +134,21 @@ def test_refused_rows_are_quarantined_and_the_rest_confirmed(tmp_path, name_ids)
         assert len(result.jobs) == len(platform.jobs)
 
 
-def test_halves_keep_the_header_and_every_row_byte_for_byte(tmp_path):
+def test_halves_keep_the_header_and_every_row_byte_for_byte(tmp_path, open_umask):
     d = delivery_of(tmp_path, ["a", "b", "c"], ["d", "e"])
-    a, b = jobs._halves(Job("3", d.files), tmp_path / "iso", 5)
+    # A value with a line break and non-ASCII text inside its quotes must come through unchanged
+    with d.files[1].open("a", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\r\n").writerow(["Z\u00fcrich\r\nline 2", "f"])
+    a, b = jobs._halves(Job("3", d.files), tmp_path / "iso", 6)
     assert (a.label, b.label) == ("3a", "3b")
     header = b'Attributes.Plan,Id\r\n'
-    assert a.files[0].read_bytes() == header + b'"p,""x""",a\r\n"p,""x""",b\r\n'
-    assert b.files[0].read_bytes() == header + b'"p,""x""",c\r\n"p,""x""",d\r\n"p,""x""",e\r\n'
-    assert a.files[0].parent.name == "part-3a" and (a.files[0].parent.stat().st_mode & 0o777) == 0o700
+    assert a.files[0].read_bytes() == header + b'"p,""x""",a\r\n"p,""x""",b\r\n"p,""x""",c\r\n'
+    assert b.files[0].read_bytes() == header + b'"p,""x""",d\r\n"p,""x""",e\r\n' + \
+        '"Z\u00fcrich\r\nline 2",f\r\n'.encode("utf-8")
+    # Each half is an import file of its own (part-00000.csv) in a private folder
+    assert [(p.parent.name, p.name) for p in (a.files[0], b.files[0])] == [("part-3a", "part-00000.csv"),
+                                                                          ("part-3b", "part-00000.csv")]
+    assert all((p.parent.stat().st_mode & 0o777) == 0o700 for p in (a.files[0], b.files[0]))
 
 
 def test_more_refused_rows_than_allowed_fail_the_delivery(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 
 import pytest
@@ -29,14 +28,6 @@ def test_a_downloaded_copy_is_readable_by_its_owner_only(tmp_path):
     assert store._download("snapshots/files/seg/x.parquet", out) is True
     assert stat.S_IMODE(out.stat().st_mode) == 0o600 and out.read_bytes() == b"PAR1"
     assert store._download("snapshots/files/seg/missing.parquet", tmp_path / "no") is False
-
-
-@pytest.fixture
-def open_umask():
-    """A umask that lets group and others read (the CLI sets 077 for the whole process; tests must not rely on it)."""
-    old = os.umask(0o022)
-    yield
-    os.umask(old)
 
 
 def test_folders_and_files_it_writes_are_private(tmp_path, open_umask):
