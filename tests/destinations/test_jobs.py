@@ -50,12 +50,16 @@ class Platform:
     def __init__(self, bad=(), name_ids=False, fail=(), extra_messages=()):
         self.bad, self.name_ids, self.fail, self.extra = set(bad), name_ids, dict(fail), list(extra_messages)
         self.jobs: list[tuple[str, list[str]]] = []
+        self.files: dict[str, list[Path]] = {}
+        self.threads: set[str] = set()
         self.lock = threading.Lock()
 
     def run_job(self, delivery, job, tracker):
         ids = ids_of(job)
         with self.lock:
             self.jobs.append((job.label, ids))
+            self.files[job.label] = list(job.files)
+            self.threads.add(threading.current_thread().name)
         record = JobRecord(f"job-{job.label}", "COMPLETED", len(ids), 0)
         if job.label in self.fail:
             record.status = "FAILED"
@@ -94,7 +98,7 @@ def test_a_file_larger_than_a_job_fails_the_delivery_naming_it(tmp_path):
     d = delivery_of(tmp_path, ["a", "b", "c"])
     size = d.files[0].stat().st_size
     result = deliver(Platform(), d, max_job_bytes=size - 1)
-    assert not result.confirmed and result.location == "s3://b/p"
+    assert result.confirmed is False and result.location == "s3://b/p"
     assert result.errors == [f"import file part-00000.csv has {size} bytes, more than one job takes ({size - 1})"]
 
 
@@ -131,7 +135,10 @@ def test_refused_rows_are_quarantined_and_the_rest_confirmed(tmp_path, name_ids)
         assert platform.jobs[:2] == [("1", list("abcdefgh")), ("1a", list("abcd"))]
         assert ("1b", list("efgh")) in platform.jobs
         assert ("1aba", ["c"]) in platform.jobs and ("1bab", ["f"]) in platform.jobs
-        assert len(result.jobs) == len(platform.jobs)
+        # Every job run, halves included, is in the result's records
+        assert [r.job_id for r in result.jobs] == [f"job-{label}" for label, _ in platform.jobs]
+        # The halves are written inside the delivery's own folder (removed with the run's work folder)
+        assert platform.files["1a"] == [tmp_path / "import" / "isolate" / "part-1a" / "part-00000.csv"]
 
 
 def test_halves_keep_the_header_and_every_row_byte_for_byte(tmp_path, open_umask):
@@ -200,6 +207,49 @@ def test_a_long_platform_message_is_cut_to_300_characters(tmp_path):
     platform = Platform(bad={"a"}, extra_messages=["x" * 400])
     result = deliver(platform, delivery_of(tmp_path, ["a"]))
     assert result.rejected["a"] == ("some rows were bad; " + "x" * 400)[:300]
+
+
+def test_a_budget_for_two_pairs_isolates_a_row_two_levels_down(tmp_path):
+    platform = Platform(bad={"b"})
+    result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]), max_isolation_jobs=4)
+    assert [label for label, _ in platform.jobs] == ["1", "1a", "1aa", "1ab", "1b"]
+    assert result.rejected == {"b": "some rows were bad"}
+
+
+def test_a_half_two_levels_down_that_fails_outright_fails_the_delivery(tmp_path):
+    platform = Platform(bad={"a", "c"}, fail={"1ab": "throttled for good"})
+    result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d", "e", "f", "g", "h"]))
+    assert result.confirmed is False
+    assert result.errors == ["seg_a job 1ab (isolating refused rows): throttled for good"]
+
+
+class Gate(Platform):
+    """Holds each job until ``width`` jobs run at once (or a short wait passes), recording the most at once."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.width, self.active, self.most = width, 0, 0
+        self.cond = threading.Condition()
+
+    def run_job(self, delivery, job, tracker):
+        with self.cond:
+            self.active += 1
+            self.most = max(self.most, self.active)
+            self.cond.notify_all()
+            self.cond.wait_for(lambda: self.active >= self.width, timeout=0.2)
+        try:
+            return super().run_job(delivery, job, tracker)
+        finally:
+            with self.cond:
+                self.active -= 1
+
+
+def test_at_most_max_concurrent_jobs_run_at_once_on_threads_named_for_lakeseg(tmp_path):
+    platform = Gate(width=4)
+    result = deliver(platform, delivery_of(tmp_path, ["a"], ["b"], ["c"], ["d"]), max_job_bytes=40, max_concurrent=2)
+    assert result.confirmed and len(platform.jobs) == 4
+    assert platform.most == 2
+    assert platform.threads and all(t.startswith("lakeseg-jobs_") for t in platform.threads)
 
 
 def test_a_half_that_fails_outright_fails_the_delivery(tmp_path):
