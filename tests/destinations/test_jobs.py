@@ -110,6 +110,23 @@ def test_a_failed_job_fails_the_delivery_naming_job_and_error(tmp_path):
     assert [r.status for r in result.jobs] == ["COMPLETED", "FAILED"]
 
 
+def test_every_job_is_judged_after_one_failed(tmp_path):
+    # Given job 1 failed and job 2 refused a row
+    platform = Platform(bad={"c"}, fail={"1": "import job FAILED"})
+    result = deliver(platform, delivery_of(tmp_path, ["a"], ["b", "c"]), max_job_bytes=50)
+    # Then both verdicts count: job 1's error, and job 2's refused row found
+    assert result.errors == ["seg_a job 1: import job FAILED"]
+    assert result.rejected == {"c": "some rows were bad"}
+
+
+def test_with_no_refused_row_allowed_every_job_is_still_judged(tmp_path):
+    platform = Platform(bad={"a", "c"}, name_ids=True)
+    result = deliver(platform, delivery_of(tmp_path, ["a"], ["c"]), max_job_bytes=40, max_rejected_rows=0)
+    assert result.errors == [
+        "seg_a job 1: 1 row(s) refused by the platform (job job-1); destination.max_rejected_rows is 0",
+        "seg_a job 2: 1 row(s) refused by the platform (job job-2); destination.max_rejected_rows is 0"]
+
+
 def test_a_job_that_neither_succeeded_nor_refused_rows_is_not_accepted(tmp_path):
     class Silent(Platform):
         def run_job(self, delivery, job, tracker):
