@@ -212,3 +212,15 @@ def test_anything_else_is_not_a_configuration_error():
     with pytest.raises(KeyError):
         preflight_error(KeyError("bug"), setting="s", what="w", actions="a")
     assert isinstance(preflight_error(NoCredentialsError(), setting="s", what="w", actions="a"), ConfigError)
+
+
+def test_server_errors_are_retried_unless_the_caller_says_otherwise(upper_bound):
+    call = Calls(client_error("ServiceUnavailable", 503))
+    assert Retrier(label="x", sleep=lambda s: None)(call) == {"ok": True}
+    assert len(call.kwargs) == 2
+
+
+def test_a_retry_of_a_call_without_a_name_logs_it_as_call(upper_bound, caplog):
+    with caplog.at_level("INFO", logger="sync.destinations.aws_calls"):
+        Retrier(label="profiles", sleep=lambda s: None)(Calls(client_error("ThrottlingException")))
+    assert caplog.messages == ["profiles: call (ThrottlingException); retry 1/8 in 0.5 s"]
