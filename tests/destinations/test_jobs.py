@@ -365,12 +365,15 @@ def test_job_slots_take_their_own_limit():
 
 
 # ---- waiting for earlier runs ------------------------------------------------------------------------------------
-def test_earlier_runs_are_waited_for_until_none_is_left():
-    answers = [["job-old"], ["job-old"], []]
+def test_earlier_runs_are_waited_for_until_none_is_left_saying_so(caplog):
+    answers = [["job-old", "job-older"], ["job-old"], []]
     slept = []
-    error = settle_earlier_runs("seg_a", lambda: answers.pop(0), platform="pinpoint", interval=2.0, timeout=60,
-                                sleep=slept.append)
+    with caplog.at_level("INFO", logger="sync.destinations.jobs"):
+        error = settle_earlier_runs("seg_a", lambda: answers.pop(0), platform="pinpoint", interval=2.0, timeout=60,
+                                    sleep=slept.append)
     assert error is None and answers == [] and slept == [2.0, 2.0]
+    assert caplog.messages == ["pinpoint: seg_a waits for 2 in-flight job(s) of earlier runs",
+                               "pinpoint: seg_a waits for 1 in-flight job(s) of earlier runs"]
 
 
 def test_an_earlier_run_still_in_flight_at_the_timeout_stops_the_delivery():
