@@ -73,13 +73,15 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def parquet_schema(path: Path) -> dict[str, str]:
+def parquet_facts(path: Path) -> tuple[dict[str, str], int]:
+    """A Parquet file's columns (name -> type) and row count, read with one DuckDB connection."""
     con = duckdb.connect()
     try:
-        rows = con.execute("describe select * from read_parquet(?)", [str(path)]).fetchall()
+        columns = con.execute("describe select * from read_parquet(?)", [str(path)]).fetchall()
+        rows = con.execute("select count(*) from read_parquet(?)", [str(path)]).fetchall()[0][0]
     finally:
         con.close()
-    return {r[0]: r[1] for r in rows}
+    return {c[0]: c[1] for c in columns}, rows
 
 
 @dataclass(frozen=True)
@@ -204,8 +206,8 @@ class StateStore(abc.ABC):
 
     # ---- pointed files: one mechanism for snapshots and in-doubt records -----
     def _load_pointed(self, destination: str, segment: str, name: str, schema: dict[str, str] | tuple[dict, ...],
-                      workdir: Path, what: str) -> tuple[dict, Path] | None:
-        """Read a pointer and the data file it names, checking everything it claims.
+                      workdir: Path, what: str) -> tuple[dict, Path, dict[str, str]] | None:
+        """Read a pointer and the data file it names, checking everything it claims: (pointer, file, columns).
 
         Any inconsistency raises SegmentRefused: a damaged record is never
         read as "nothing there" (that would resend or forget a whole segment).
@@ -247,19 +249,16 @@ class StateStore(abc.ABC):
             raise SegmentRefused(f"{what} data {self._location(data_key)} for {where} fails its checksum; "
                                  "refusing to treat it as empty")
         try:
-            found = parquet_schema(local)
-            schemas = schema if isinstance(schema, tuple) else (schema,)
-            if found not in schemas:
-                raise SegmentRefused(f"{what} data {self._location(data_key)} for {where} has columns {found}, "
-                                     f"expected {' or '.join(str(s) for s in schemas)}; refusing to read it")
-            con = duckdb.connect()
-            actual = con.execute("select count(*) from read_parquet(?)", [str(local)]).fetchall()[0][0]
-            con.close()
+            found, actual = parquet_facts(local)
         except duckdb.Error as exc:
             raise SegmentRefused(f"{what} data for {where} is unreadable ({exc}); refusing to treat it as empty") from exc
+        schemas = schema if isinstance(schema, tuple) else (schema,)
+        if found not in schemas:
+            raise SegmentRefused(f"{what} data {self._location(data_key)} for {where} has columns {found}, "
+                                 f"expected {' or '.join(str(s) for s in schemas)}; refusing to read it")
         if actual != rows:
             raise SegmentRefused(f"{what} data for {where} has {actual} rows, its pointer says {rows}")
-        return meta, local
+        return meta, local, found
 
     def _point_to(self, destination: str, segment: str, name: str, parquet: Path, prefix: str,
                   meta: dict) -> str:
@@ -287,7 +286,7 @@ class StateStore(abc.ABC):
                                    workdir, "snapshot")
         if found is None:
             return None
-        meta, local = found
+        meta, local, columns = found
         try:
             fields = tuple(meta.get("fields") or ())
             if not all(isinstance(f, str) for f in fields) or not isinstance(meta.get("mapping_hash", ""), str):
@@ -298,7 +297,7 @@ class StateStore(abc.ABC):
                                  "refusing to treat it as empty") from exc
         return Snapshot(local, fields, meta.get("mapping_hash", ""), meta["rows"], meta.get("run_id", ""),
                         str(meta.get("committed_at", "")), quarantine,
-                        confirmed=parquet_schema(local) == SNAPSHOT_SCHEMA_CONFIRMED)
+                        confirmed=columns == SNAPSHOT_SCHEMA_CONFIRMED)
 
     def commit_snapshot(self, destination: str, segment: str, parquet: Path, *, fields, mapping_hash: str,
                         rows: int, run_id: str, quarantine: tuple[QuarantinedRow, ...] = ()) -> Snapshot:
@@ -331,7 +330,7 @@ class StateStore(abc.ABC):
         found = self._load_pointed(destination, segment, IN_DOUBT, IN_DOUBT_SCHEMA, workdir, "in-doubt")
         if found is None:
             return None
-        meta, local = found
+        meta, local, _columns = found
         if committed_run_id and meta.get("run_id") == committed_run_id:
             return None
         return InDoubt(local, meta["rows"], str(meta.get("run_id", "")), str(meta.get("recorded_at", "")))
