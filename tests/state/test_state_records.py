@@ -57,8 +57,9 @@ def test_a_quarantine_entry_without_an_id_is_refused(doc):
 
 
 # ---- locks ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("minutes, age", [(0, "0 min"), (119, "119 min"), (120, "2.0 h"), (150, "2.5 h")],
-                         ids=["new", "just-under-two-hours", "two-hours", "longer"])
+@pytest.mark.parametrize("minutes, age", [(0, "0 min"), (119, "119 min"), (120, "2.0 h"), (150, "2.5 h"),
+                                          (600, "10.0 h")],
+                         ids=["new", "just-under-two-hours", "two-hours", "longer", "ten-hours"])
 def test_a_lock_describes_its_owner_and_age(minutes, age):
     info = LockInfo("files", "seg_a", {"run_id": "r1", "host": "box", "pid": 42}, age_seconds=minutes * 60)
     assert info.describe() == f"held by run r1 on box (pid 42) for {age}"
@@ -117,6 +118,34 @@ def test_an_unreadable_lock_is_still_a_lock(store, content):
     with pytest.raises(LockHeld):
         with store.lock("files", "seg_a", {"run_id": "r2"}):
             pass
+
+
+def test_a_lock_read_back_names_destination_segment_and_its_age(store, frozen):
+    path = Path(store.root) / "locks/files/seg_a.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"owner": {"run_id": "r1"}, "acquired_at": "2026-11-26T07:00:00+00:00", "token": "t"}))
+    info = store.read_lock("files", "seg_a")
+    assert (info.destination, info.segment, info.age_seconds) == ("files", "seg_a", 3600.0)
+
+
+def test_a_lock_without_a_time_has_an_empty_one(store):
+    path = Path(store.root) / "locks/files/seg_a.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"owner": {"run_id": "r1"}}))
+    assert store.read_lock("files", "seg_a").acquired_at == ""
+
+
+def test_force_unlock_reports_nothing_when_the_lock_changed_under_it(store, monkeypatch):
+    with store.lock("files", "seg_a", {"run_id": "r1"}) as info:
+        monkeypatch.setattr(store, "_delete_if_unchanged", lambda key, expected: False)
+        assert store.force_unlock("files", "seg_a", token=info.token) is None
+
+
+def test_history_lists_twenty_runs_by_default(store):
+    for n in range(21):
+        store.write_run({"run_id": f"r{n:02d}", "started_at": f"2026-11-01T08:{n:02d}:00+00:00"})
+    runs = store.list_runs()
+    assert len(runs) == 20 and runs[0]["run_id"] == "r20" and runs[-1]["run_id"] == "r01"
 
 
 def test_a_lock_whose_owner_is_not_a_mapping_reads_as_no_owner(store):
@@ -360,7 +389,7 @@ def test_history_lists_the_newest_runs_up_to_the_limit_and_skips_a_corrupt_one(s
         runs = store.list_runs(limit=3)
     assert [r["run_id"] for r in runs] == ["r4", "r3"]
     bad = Path(store.root) / "history/20261125T090000Z-bad.json"
-    assert f"history document {bad} is corrupt; move it away to read the rest" in caplog.text
+    assert caplog.messages == [f"history document {bad} is corrupt; move it away to read the rest"]
     assert [r["run_id"] for r in store.list_runs()] == ["r4", "r3", "r2", "r1"]
 
 

@@ -31,8 +31,10 @@ def con():
     ("map-222", "DuckDB's hash function changed (an upgrade): every member is sent again"),
     ("other-111-fp-d2-k2v2", "field mapping or exit values changed since the last sync"),
     ("map", "field mapping or exit values changed since the last sync"),
+    ("map-fp", "DuckDB's hash function changed (an upgrade): every member is sent again"),
+    ("map-111", "field mapping or exit values changed since the last sync"),
 ], ids=["digest-scheme", "digest-scheme-three-parts", "digest-key", "digest-key-three-parts", "hash-function",
-        "hash-function-two-parts", "mapping", "mapping-only"])
+        "hash-function-two-parts", "mapping", "mapping-only", "signature-like-a-key", "same-signature-two-parts"])
 def test_a_full_send_names_what_changed_since_the_snapshot(previous, reason):
     assert _full_send_reason(previous, NOW) == reason
 

@@ -81,3 +81,27 @@ def test_a_rejected_member_keeps_its_previous_stamp(con, tmp_path):
     committed = snapshot_to_commit(con, prepared, frozenset({"b"}))
     got = stamps(con, committed)
     assert got["a"] == (DAY0 + timedelta(days=11)).replace(tzinfo=None) and got["b"] == DAY0.replace(tzinfo=None)
+
+
+def test_a_full_refresh_stamps_every_member_now(con, tmp_path):
+    seg = make_segment()
+    rows = [("a", "Gold"), ("b", "Gold")]
+    _, _, snap = run(con, seg, rows, None, tmp_path, 0)
+    # When day 3 is a --full-refresh of unchanged members
+    p3, sent, snap3 = run(con, seg, rows, snap, tmp_path, 3, full_refresh=True)
+    # Then both are sent and both carry day 3's stamp
+    day3 = (DAY0 + timedelta(days=3)).replace(tzinfo=None)
+    assert sent == ["a", "b"] and stamps(con, snap3.path) == {"a": day3, "b": day3}
+
+
+def test_stamps_are_utc_whatever_the_machines_time_zone(con, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        _, _, snap = run(con, make_segment(), [("a", "Gold")], None, tmp_path, 0)
+        assert stamps(con, snap.path) == {"a": DAY0.replace(tzinfo=None)}
+    finally:
+        monkeypatch.undo()
+        time.tzset()
