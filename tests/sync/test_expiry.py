@@ -105,3 +105,25 @@ def test_stamps_are_utc_whatever_the_machines_time_zone(con, tmp_path, monkeypat
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_a_rejected_member_of_a_snapshot_without_stamps_stays_due(con, tmp_path):
+    # Given a previous snapshot written without stamps, and a stamped run whose platform rejects b
+    seg = make_segment()
+    rows = [("a", "Gold"), ("b", "Gold")]
+    _, _, plain = sync_once(con, seg, rows, None, tmp_path, "plain")
+    prepared, sent, _ = run(con, seg, rows, Snap(plain.path, plain.rows, plain.mapping_hash, confirmed=False),
+                            tmp_path, 1)
+    committed = snapshot_to_commit(con, prepared, frozenset({"b"}))
+    # Then a is stamped now and b keeps no stamp: it is due again next run
+    assert stamps(con, committed) == {"a": (DAY0 + timedelta(days=1)).replace(tzinfo=None), "b": None}
+
+
+def test_a_destination_without_expiry_commits_no_stamps_even_over_a_stamped_snapshot(con, tmp_path):
+    seg = make_segment()
+    rows = [("a", "Gold"), ("b", "Gold")]
+    _, _, stamped = run(con, seg, rows, None, tmp_path, 0)
+    prepared, _, _ = sync_once(con, seg, [("a", "Gold"), ("b", "Silver")], stamped, tmp_path, "plain")
+    committed = snapshot_to_commit(con, prepared, frozenset({"b"}))
+    columns = [r[0] for r in con.execute(f"describe select * from read_parquet('{committed}')").fetchall()]
+    assert columns == ["Id", "k1", "k2", "digest"]
