@@ -89,6 +89,8 @@ def refusal(project: Path) -> str:
     pytest.param(None, None, None, "target", id="no-project-file"),
     pytest.param(None, None, "", "target", id="empty-project-file"),
     pytest.param(None, None, "name: p\ntarget-path: custom\n", "custom", id="project-file"),
+    pytest.param(None, None, "name: [unclosed\n", "target", id="project-file-not-yaml"),
+    pytest.param(None, None, "- target-path\n", "target", id="project-file-a-list"),
     pytest.param(None, "from_env", "name: p\ntarget-path: custom\n", "from_env", id="env-over-project-file"),
     pytest.param(None, "", "name: p\ntarget-path: custom\n", "custom", id="empty-env-is-unset"),
     pytest.param("opt", "from_env", "name: p\ntarget-path: custom\n", "opt", id="option-over-env"),
@@ -228,6 +230,16 @@ def test_artifacts_that_may_belong_together_load(project, m, r):
     assert (art.target_dir, art.manifest, art.run_results) == (target, m, r)
 
 
+def test_the_target_path_option_is_where_the_artifacts_are_read(project):
+    # Given artifacts in build/ only
+    target = write(project, manifest(), run_results())
+    target.rename(project / "build")
+    # When they are loaded with target path "build"
+    art = load_artifacts(project, "build")
+    # Then they are found there
+    assert art.target_dir == project / "build"
+
+
 @pytest.mark.parametrize("r,invocation,generated", [
     pytest.param({"metadata": {"invocation_id": "inv-1", "generated_at": "2026-01-02T03:04:05Z"}},
                  "inv-1", "2026-01-02T03:04:05Z", id="metadata"),
@@ -337,6 +349,17 @@ def test_the_exposures_file_lakeseg_writes_is_not_a_stale_source(project):
     # And any other newer YAML next to it is stale
     project_file(project, "models/segments/_segments.yml", T0 + 60)
     assert refusal(project) == stale(project, "models/segments/_segments.yml")
+
+
+def test_the_exposures_file_is_skipped_and_the_check_goes_on(project, monkeypatch):
+    # Given the exposures file listed first, then a newer model
+    write(project, manifest(), run_results())
+    exposures = project_file(project, "models/segments/_segments__exposures.yml", T0 + 60)
+    newer = project_file(project, "models/z.sql", T0 + 60)
+    monkeypatch.setattr(artifacts_module, "shaping_files", lambda root: [exposures, newer])
+    # When the artifacts are loaded
+    # Then the model after it is still found
+    assert refusal(project) == stale(project, "models/z.sql")
 
 
 def test_a_file_that_vanishes_while_checking_is_skipped(project, monkeypatch):
