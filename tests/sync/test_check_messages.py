@@ -193,6 +193,31 @@ def test_an_attribute_needs_no_id_tests_and_a_text_field_no_numeric_test():
     assert check(segment(columns={"endpoint_id": "Id", "tier": "Attributes.Tier"})) == []
 
 
+def test_a_segment_without_any_test_needs_them_all():
+    # Given a segment model with no test attached at all
+    nodes = {k: v for k, v in segment().items() if v["resource_type"] == "model"}
+    # When it is checked
+    # Then every required test is named, column by column
+    assert check(nodes) == [
+        "seg_a.endpoint_id: [required-test] Id needs the 'unique' test",
+        "seg_a.endpoint_id: [required-test] Id needs the 'not_null' test",
+        "seg_a.endpoint_id: [required-test] Id needs the 'pinpoint_max_length' test",
+        "seg_a.endpoint_id: [required-test] Id needs the 'pinpoint_no_control_chars' test",
+        "seg_a.tier: [required-test] Attributes.Tier needs the 'pinpoint_max_length' test",
+        "seg_a.tier: [required-test] Attributes.Tier needs the 'pinpoint_no_control_chars' test",
+    ]
+
+
+def test_a_singular_test_counts_for_no_column():
+    # Given a singular (SQL file) test on the model, named like a required test, with no metadata or column
+    nodes = segment(drop={("tier", "pinpoint_max_length")})
+    nodes["test.p.pinpoint_max_length"] = {"unique_id": "test.p.pinpoint_max_length", "resource_type": "test",
+                                           "name": "pinpoint_max_length",
+                                           "depends_on": {"nodes": ["model.p.seg_a"]}}
+    # When checked, Then tier still misses its max-length test
+    assert check(nodes) == ["seg_a.tier: [required-test] Attributes.Tier needs the 'pinpoint_max_length' test"]
+
+
 def test_a_neutralised_required_test_does_not_count():
     found = check(segment(tests={("tier", "pinpoint_max_length"): {"config": {"severity": "warn"}}}))
     assert found == ["seg_a.tier: [required-test] Attributes.Tier's 'pinpoint_max_length' test does not count with "
