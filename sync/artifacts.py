@@ -180,7 +180,7 @@ def shaping_files(project_dir: Path) -> list[Path]:
     files = [project_file] if project_file.exists() else []
     config = _project_config(root)
     for key, default in PROJECT_PATHS.items():
-        folders = config.get(key, default)
+        folders = config.get(key)
         for folder in folders if isinstance(folders, list) else default:
             base = root / str(folder)
             if base.is_dir():

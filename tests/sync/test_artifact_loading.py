@@ -272,6 +272,7 @@ def test_a_file_edited_at_the_build_instant_is_not_newer(project):
 
 @pytest.mark.parametrize("count,names", [
     pytest.param(3, "models/a0.sql, models/a1.sql, models/a2.sql", id="three-named"),
+    pytest.param(4, "models/a0.sql, models/a1.sql, models/a2.sql and 1 other file(s)", id="four-three-named"),
     pytest.param(5, "models/a0.sql, models/a1.sql, models/a2.sql and 2 other file(s)", id="five-three-named"),
 ])
 def test_the_stale_files_are_named_three_at_most(project, count, names):

@@ -135,6 +135,10 @@ TIER_AND_SCORE = {"endpoint_id": "Id", "tier": "Attributes.Tier", "score": "Metr
     pytest.param({"Attributes.Tier": "None", "Metrics.Score": 0, "Attributes.Gone": None},
                  ["seg_a: [exit] exit names Attributes.Gone, which this segment does not export"],
                  id="a-field-it-does-not-export"),
+    pytest.param({"Attributes.Gone": "x", "Attributes.Tier": None, "Metrics.Score": 0},
+                 ["seg_a: [exit] exit names Attributes.Gone, which this segment does not export",
+                  "seg_a: [exit-value] exit value for Attributes.Tier is null (YAML ~, null or nothing); write the "
+                  "value in quotes, e.g. 'None'"], id="the-fields-after-an-unknown-one-are-checked"),
     pytest.param({"Attributes.Tier": "None", "Metrics.Score": None},
                  ["seg_a: [exit-value] exit value for Metrics.Score is null (YAML ~, null or nothing); write the "
                   "value in quotes, e.g. 'None'"], id="null-and-nothing-else"),
