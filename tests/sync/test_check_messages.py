@@ -343,6 +343,34 @@ def test_a_channel_needs_a_test_of_pinpoint_values(tests, drop, expected):
     assert check(segment(columns=CHANNEL, tests=tests, drop=drop)) == expected
 
 
+@pytest.mark.parametrize("tests,drop,expected", [
+    pytest.param({("channel", "pinpoint_accepted_values"): {"config": {"where": "1=0"}}}, (),
+                 ["seg_a.channel: [required-test] ChannelType's 'pinpoint_accepted_values' test does not count with "
+                  "where: '1=0': required tests run at error severity on every row"], id="ours-filtered"),
+    pytest.param({("channel", "accepted_values"): {"config": {"error_if": ">1000"}, "test_metadata": {
+        "name": "accepted_values", "kwargs": {"values": ["SMS"]}}}}, {("channel", "pinpoint_accepted_values")},
+                 ["seg_a.channel: [required-test] ChannelType's 'accepted_values' test does not count with "
+                  "error_if: '>1000': required tests run at error severity on every row"], id="dbts-thresholded"),
+    pytest.param({("channel", "pinpoint_accepted_values"): {"config": {"limit": 10}, "test_metadata": {
+        "name": "pinpoint_accepted_values", "kwargs": {"values": ["SMS"]}}},
+                  ("channel", "accepted_values"): {"config": {}, "test_metadata": {
+                      "name": "accepted_values", "kwargs": {"values": ["SMS", "FAX"]}}}}, (),
+                 ["seg_a.channel: [accepted-values] ChannelType test accepts FAX, which Pinpoint does not"],
+                 id="the-guarding-one-is-read"),
+    pytest.param({("channel", "pinpoint_accepted_values"): {"config": {"limit": 10}},
+                  ("channel", "accepted_values"): {"config": {}, "test_metadata": {
+                      "name": "accepted_values", "kwargs": {"values": ["SMS"]}}}}, (), [],
+                 id="one-guarding-is-enough"),
+])
+def test_an_accepted_values_test_counts_only_on_every_row_at_error_severity(tests, drop, expected):
+    """The README's rule for required tests holds for the accepted-values one too (it used to be read
+    for its values only, so a `where: 1=0` passed check and let any channel type through)."""
+    # Given a ChannelType segment whose accepted-values test is filtered, limited or thresholded
+    # When it is checked
+    # Then that test does not count, unless another one guards every row
+    assert check(segment(columns=CHANNEL, tests=tests, drop=drop)) == expected
+
+
 def test_opt_out_takes_all_or_none():
     columns = {"endpoint_id": "Id", "opt_out": "OptOut"}
     assert check(segment(columns=columns)) == [
