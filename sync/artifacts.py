@@ -25,18 +25,23 @@ PROJECT_PATHS = {"model-paths": ["models"], "macro-paths": ["macros"], "test-pat
 SHAPING_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".py"}
 
 
+def _project_config(project_dir: Path) -> dict:
+    """dbt_project.yml as a mapping; empty when it is absent, unreadable or not a mapping (dbt reports those)."""
+    try:
+        config = yaml.safe_load((Path(project_dir) / "dbt_project.yml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def resolve_target_path(project_dir: Path, target_path: str | os.PathLike | None = None) -> Path:
     if target_path:
         path = Path(target_path)
     elif os.environ.get("DBT_TARGET_PATH"):
         path = Path(os.environ["DBT_TARGET_PATH"])
     else:
-        configured = None
-        project_file = Path(project_dir) / "dbt_project.yml"
-        if project_file.exists():
-            configured = (yaml.safe_load(project_file.read_text()) or {}).get("target-path")
-        path = Path(configured or "target")
-    return path if path.is_absolute() else Path(project_dir) / path
+        path = Path(_project_config(project_dir).get("target-path") or "target")
+    return Path(project_dir) / path  # an absolute path stays as it is
 
 
 def _load(path: Path, what: str, hint: str) -> dict:
@@ -161,7 +166,7 @@ def _built_at(artifacts: Artifacts) -> float:
     stamp = (artifacts.manifest.get("metadata") or {}).get("generated_at")
     if isinstance(stamp, str):
         try:
-            parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(stamp)  # reads dbt's trailing "Z" since Python 3.11
             times.append((parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp())
         except ValueError:
             pass
@@ -173,12 +178,9 @@ def shaping_files(project_dir: Path) -> list[Path]:
     root = Path(project_dir)
     project_file = root / "dbt_project.yml"
     files = [project_file] if project_file.exists() else []
-    try:
-        config = (yaml.safe_load(project_file.read_text()) if files else None) or {}
-    except (OSError, yaml.YAMLError):
-        config = {}
+    config = _project_config(root)
     for key, default in PROJECT_PATHS.items():
-        folders = config.get(key, default) if isinstance(config, dict) else default
+        folders = config.get(key)
         for folder in folders if isinstance(folders, list) else default:
             base = root / str(folder)
             if base.is_dir():

@@ -157,11 +157,16 @@ def check_segment(seg: Segment, tests: list[dict]) -> list[Problem]:
         allowed = pf.ACCEPTED_VALUES.get(m.field)
         if allowed is not None:
             found = [have[n] for n in ACCEPTED_VALUES_TESTS if n in have]
+            guarding = [t for t in found if neutralised(t) is None]
             if not found:
                 add(m.column, "required-test",
                     f"{m.field} needs a 'pinpoint_accepted_values' test with values from {', '.join(sorted(allowed))}")
+            elif not guarding:
+                add(m.column, "required-test", f"{m.field}'s '{test_name(found[0])}' test does not count with "
+                                               f"{neutralised(found[0])}: required tests run at error severity on "
+                                               "every row")
             else:
-                values = _accepted_values(found[0]) or []
+                values = _accepted_values(guarding[0]) or []
                 extra = sorted(set(map(str, values)) - allowed)
                 if extra:
                     add(m.column, "accepted-values", f"{m.field} test accepts {', '.join(extra)}, which Pinpoint does not")
