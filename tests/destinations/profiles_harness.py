@@ -269,9 +269,11 @@ class FakeCustomerProfiles:
     def throttle(self, operation: str, times: int) -> None:
         self._throttle[operation] += times
 
-    def fail(self, operation: str, status: int, code: str, *, times: int = 1, after: bool = False) -> None:
-        """Answer the next ``times`` calls of ``operation`` with an error; ``after``: do the call's work first."""
-        self.errors.setdefault(operation, []).extend([(status, code, after)] * times)
+    def fail(self, operation: str, status: int, code: str, *, times: int = 1, after: bool = False,
+             skip: int = 0) -> None:
+        """Answer ``times`` calls of ``operation`` (after ``skip`` normal ones) with an error; ``after``: do the
+        call's work first, as a server that fails after acting does."""
+        self.errors.setdefault(operation, []).extend([None] * skip + [(status, code, after)] * times)
 
     def ops(self) -> list[str]:
         return [op for op, _ in self.calls]
@@ -300,8 +302,9 @@ class FakeCustomerProfiles:
             if params.get("DomainName") != self.domain:
                 return self._error(404, "ResourceNotFoundException", "Domain not found")
             planned = self.errors.get(op)
-            if planned:
-                status, code, after = planned.pop(0)
+            error = planned.pop(0) if planned else None
+            if error is not None:
+                status, code, after = error
                 if after:
                     getattr(self, f"_{op}")(params)
                 return self._error(status, code, "injected")
