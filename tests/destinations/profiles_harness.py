@@ -519,8 +519,9 @@ def destination(fake, server, clock, **overrides):
     """The destination under test, talking to ``fake`` and trusting ``server``'s certificate; no real waits."""
     from sync.destinations.customer_profiles import CustomerProfilesDestination
 
+    # http_timeout: a local PUT takes milliseconds; an upload that hangs (a broken body) fails in seconds, not 5 min
     settings = dict(domain_name=DOMAIN, poll_seconds=0, retry_base_seconds=0, verify=str(server.cert),
-                    wall_clock=clock, sleep=Sleeps())
+                    wall_clock=clock, sleep=Sleeps(), http_timeout=10)
     settings.update(overrides)
     return CustomerProfilesDestination(profiles=fake.client, **settings)
 
