@@ -101,8 +101,16 @@ def test_every_setting_reaches_the_destination(plain_env):
     assert dest.verify == "/etc/lakeseg/ca.pem"
 
 
-def test_without_a_session_the_default_session_is_used(plain_env):
+def test_without_a_session_the_default_session_is_used(plain_env, monkeypatch):
     # Given no session: boto3's default one, from the environment (region ap-southeast-2 here)
+    real = boto3.Session
+
+    def sharing_models(*args, **kwargs):  # the real class, only sparing the test a second model load
+        made = real(*args, **kwargs)
+        made._session.register_component("data_loader", ph.session()._session.get_component("data_loader"))
+        return made
+
+    monkeypatch.setattr(boto3, "Session", sharing_models)
     dest = build({"domain_name": D})
     assert dest.profiles.meta.region_name == "ap-southeast-2"
 
