@@ -342,3 +342,14 @@ def test_a_failed_delivery_leaves_the_definition_alone(client, server, clock, sr
                                     jobs=[JobRecord(job_id, "FAILED", 0, 0, ["INTERNAL_FAILURE"])],
                                     errors=[f"{SEG} job 1: upload job {job_id} FAILED (INTERNAL_FAILURE)"])
     assert "GetSegmentDefinition" not in fake.ops()
+
+
+def test_an_upload_server_with_an_untrusted_certificate_gets_nothing(fake, server, clock, src):
+    # Given the system trust store, which does not hold the test server's self-signed certificate
+    result = destination(fake, server, clock, verify=True).deliver(delivery([src]))
+    job_id = only_job(fake)
+    # Then the TLS handshake fails and nothing is sent or started
+    assert result.jobs == [JobRecord(job_id, "UPLOAD_FAILED")]
+    assert result.errors[0].startswith(f"{SEG} job 1: upload job {job_id}: the upload failed: SSL validation failed "
+                                       f"for https://127.0.0.1:{server.port}/lakeseg-uploads/{job_id}/")
+    assert not server.puts and "StartUploadJob" not in fake.ops()
