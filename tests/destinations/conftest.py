@@ -1,12 +1,17 @@
-"""Fixtures for the Pinpoint destination: moto S3 + Step Functions executing the
-real import tail, Pinpoint faked (FakePinpoint or botocore's Stubber); `aws` comes
-from tests/conftest.py."""
+"""Fixtures for the destinations.
+
+Pinpoint: moto S3 + Step Functions executing the real import tail, Pinpoint
+faked (FakePinpoint or botocore's Stubber); `aws` comes from tests/conftest.py.
+Customer Profiles: a model-validated fake of the service and a real HTTPS
+upload server on 127.0.0.1 sharing one controllable clock (profiles_harness).
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.destinations import pinpoint_harness as h
+from tests.destinations import profiles_harness as ph
 
 BUCKET = "lakeseg-test-imports"
 IMPORT_URL = f"s3://{BUCKET}/lakeseg/imports"
@@ -59,3 +64,31 @@ def _stop_running(tail) -> None:
                                                                     statusFilter="RUNNING"):
         for ex in page["executions"]:
             tail.sfn.stop_execution(executionArn=ex["executionArn"])
+
+
+# --------------------------------------------------------------------------- Customer Profiles
+@pytest.fixture
+def clock():
+    return ph.Clock()
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory):
+    return ph.self_signed(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def server(tls, clock):
+    s = ph.UploadServer(tls, clock)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client():
+    return ph.client()
+
+
+@pytest.fixture
+def fake(client, server, clock):
+    return ph.FakeCustomerProfiles(client, server, clock, polls=2)

@@ -29,6 +29,7 @@ import json
 import os
 import ssl
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import EndpointConnectionError
 from botocore.validate import validate_parameters
 
 REGION = "us-east-1"
@@ -130,6 +132,8 @@ class UploadServer:
         self.puts: list[Put] = []
         self.fail_next: list[int] = []  # statuses to answer instead of storing, in order
         self.expire_in_transit = 0  # answer the next N uploads 403 "Request has expired"
+        self.ok_status = 200  # the status a stored upload is answered with (S3 answers 200)
+        self.delay = 0.0  # seconds to wait before answering a PUT (a slow network)
         self._lock = threading.Lock()
         self.cert, key = tls
         server = self
@@ -141,7 +145,7 @@ class UploadServer:
             def _answer(self, status: int, reason: str) -> None:
                 with server._lock:
                     server.puts.append(Put(self.path, status, reason, {k.lower(): v for k, v in self.headers.items()}))
-                body = f"<Error><Code>{reason}</Code></Error>".encode()
+                body = b"" if status == 204 else f"<Error><Code>{reason}</Code></Error>".encode()
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -155,6 +159,8 @@ class UploadServer:
             def do_PUT(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                if server.delay:
+                    time.sleep(server.delay)
                 issued = server.issued.get(self.path)
                 if issued is None:
                     return self._answer(403, "SignatureDoesNotMatch")
@@ -176,7 +182,7 @@ class UploadServer:
                     return self._answer(server.fail_next.pop(0), "InternalError")
                 with server._lock:
                     server.bodies[issued.job_id] = body
-                self._answer(200, "OK")
+                self._answer(server.ok_status, "OK")
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -243,6 +249,14 @@ class FakeCustomerProfiles:
         self.hang = False  # jobs never finish
         self.create_then_fail = 0  # the next N CreateUploadJob create a job, then answer 500
         self.denied: set[str] = set()  # operations answered AccessDeniedException
+        self.unreachable: set[str] = set()  # operations that fail to connect (EndpointConnectionError)
+        self.errors: dict[str, list[tuple[int, str, bool]]] = {}  # op -> (status, code, after doing it), in order
+        self.page_size = 100  # ListUploadJobs items per page (at most MaxResults)
+        self.list_without_status: set[str] = set()  # job ids listed without a Status
+        self.path_validity: list = []  # next GetUploadJobPath answers: ValidUntil - now (None: no ValidUntil)
+        self.naive_valid_until = False  # ValidUntil without a time zone (UTC)
+        self.path_url: str | None = None  # answer this Url instead of the upload server's
+        self.path_token: str | None = None  # answer this ClientToken instead of a fresh key
         self.in_flight = self.max_in_flight = 0
         self._throttle: Counter = Counter()
         self._lock = threading.RLock()
@@ -254,6 +268,12 @@ class FakeCustomerProfiles:
 
     def throttle(self, operation: str, times: int) -> None:
         self._throttle[operation] += times
+
+    def fail(self, operation: str, status: int, code: str, *, times: int = 1, after: bool = False,
+             skip: int = 0) -> None:
+        """Answer ``times`` calls of ``operation`` (after ``skip`` normal ones) with an error; ``after``: do the
+        call's work first, as a server that fails after acting does."""
+        self.errors.setdefault(operation, []).extend([None] * skip + [(status, code, after)] * times)
 
     def ops(self) -> list[str]:
         return [op for op, _ in self.calls]
@@ -275,10 +295,19 @@ class FakeCustomerProfiles:
             if self._throttle[op] > 0:
                 self._throttle[op] -= 1
                 return self._error(429, "ThrottlingException", "Rate exceeded")
+            if op in self.unreachable:
+                raise EndpointConnectionError(endpoint_url=f"https://profile.{REGION}.amazonaws.com/")
             if op in self.denied:
                 return self._error(403, "AccessDeniedException", "not authorized")
             if params.get("DomainName") != self.domain:
                 return self._error(404, "ResourceNotFoundException", "Domain not found")
+            planned = self.errors.get(op)
+            error = planned.pop(0) if planned else None
+            if error is not None:
+                status, code, after = error
+                if after:
+                    getattr(self, f"_{op}")(params)
+                return self._error(status, code, "injected")
             result = getattr(self, f"_{op}")(params)
         if isinstance(result, tuple):
             return result
@@ -301,13 +330,20 @@ class FakeCustomerProfiles:
     def _item(self, job: FakeUploadJob) -> dict:
         item = {"JobId": job.id, "DisplayName": job.name, "Status": job.status, "CreatedAt": job.created,
                 "DataExpiry": job.expiry}
+        if job.id in self.list_without_status:
+            del item["Status"]
         if job.reason:
             item["StatusReason"] = job.reason
         return item
 
     def _ListUploadJobs(self, params):
         jobs = sorted(self.jobs.values(), key=lambda j: j.created, reverse=True)
-        return {"Items": [self._item(j) for j in jobs]}
+        start = int(params.get("NextToken") or 0)
+        end = start + min(self.page_size, params.get("MaxResults", 20))
+        page = {"Items": [self._item(j) for j in jobs[start:end]]}
+        if end < len(jobs):
+            page["NextToken"] = str(end)
+        return page
 
     def _CreateUploadJob(self, params):
         job = FakeUploadJob(uuid.uuid4().hex, params["DisplayName"], params["Fields"], params["UniqueKey"],
@@ -327,11 +363,15 @@ class FakeCustomerProfiles:
             return self._error(404, "ResourceNotFoundException", "Job not found")
         if self.expired_paths:
             self.expired_paths -= 1
-            valid_until = self.clock() - dt.timedelta(seconds=1)
+            lifetime = dt.timedelta(seconds=-1)
         else:
-            valid_until = self.clock() + URL_LIFETIME
+            lifetime = self.path_validity.pop(0) if self.path_validity else URL_LIFETIME
+        valid_until = self.clock() + (lifetime if lifetime is not None else URL_LIFETIME)
         url, token = self.server.issue(job.id, valid_until)
-        return {"Url": url, "ClientToken": token, "ValidUntil": valid_until}
+        out = {"Url": self.path_url or url, "ClientToken": self.path_token or token}
+        if lifetime is not None:
+            out["ValidUntil"] = valid_until.replace(tzinfo=None) if self.naive_valid_until else valid_until
+        return out
 
     def _StartUploadJob(self, params):
         job = self._job(params)
@@ -426,3 +466,74 @@ class FakeCustomerProfiles:
         if self.definitions.pop(params["SegmentDefinitionName"], None) is None:
             return self._error(404, "ResourceNotFoundException", "Segment definition not found")
         return {"Message": "deleted"}
+
+
+# --------------------------------------------------------------------------- test helpers
+RUN_ID = "20261125T030000123Z-abc123"
+FIELDS = ("Id", "Address", "ChannelType", "User.UserAttributes.HasClicked", "Metrics.Opens")
+
+
+class Sleeps:
+    """The destination's ``sleep``: records each wait and never sleeps.
+
+    A wait that never ends (a poll whose job never finishes, when the code under
+    test is broken) fails the test after ``limit`` waits instead of looping until
+    the poll's deadline hours later.
+    """
+
+    def __init__(self, limit: int = 200, then: Callable[[int], None] | None = None):
+        self.calls: list[float] = []
+        self.limit = limit
+        self.then = then  # called with the number of waits so far: time passing, for the fake
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+        if len(self.calls) > self.limit:
+            raise AssertionError(f"more than {self.limit} waits: a wait that never ends")
+        if self.then:
+            self.then(len(self.calls))
+
+
+def write_csv(path: Path, rows: int, start: int = 0) -> Path:
+    """An import file as the sync writes it (Pinpoint header ``FIELDS``), ``rows`` rows from ep-<start>."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\r\n")
+        w.writerow(FIELDS)
+        for i in range(start, start + rows):
+            channel = "SMS" if i % 3 == 0 else "EMAIL"
+            address = f"+1555000{i:04d}" if channel == "SMS" else f"user{i}@example.com"
+            w.writerow([f"ep-{i}", address, channel, "Yes, really" if i % 2 else "Yes", str(i)])
+    return path
+
+
+def delivery(files, segment="seg_email_clickers", run_id=RUN_ID, segment_name=None, segment_filter=None):
+    from sync.destinations.base import SegmentDelivery
+
+    return SegmentDelivery(run_id=run_id, segment=segment, files=tuple(files), fields=FIELDS,
+                           counts={"rows": 10, "entered": 10, "changed": 0, "exited": 0, "unchanged": 0},
+                           segment_name=segment_name, segment_filter=segment_filter or {})
+
+
+def destination(fake, server, clock, **overrides):
+    """The destination under test, talking to ``fake`` and trusting ``server``'s certificate; no real waits."""
+    from sync.destinations.customer_profiles import CustomerProfilesDestination
+
+    # http_timeout: a local PUT takes milliseconds; an upload that hangs (a broken body) fails in seconds, not 5 min
+    settings = dict(domain_name=DOMAIN, poll_seconds=0, retry_base_seconds=0, verify=str(server.cert),
+                    wall_clock=clock, sleep=Sleeps(), http_timeout=10)
+    settings.update(overrides)
+    return CustomerProfilesDestination(profiles=fake.client, **settings)
+
+
+def expected_csv(path: Path) -> bytes:
+    """The upload the mapping promises, computed independently of the destination's code."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(["AccountNumber", "EmailAddress", "PhoneNumber", "HasClicked", "Opens"])
+    with path.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            email = row["Address"] if row["ChannelType"] == "EMAIL" else ""
+            phone = row["Address"] if row["ChannelType"] == "SMS" else ""
+            w.writerow([row["Id"], email, phone, row["User.UserAttributes.HasClicked"], row["Metrics.Opens"]])
+    return out.getvalue().encode()

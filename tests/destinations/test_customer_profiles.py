@@ -3,90 +3,20 @@ HTTPS server on 127.0.0.1 standing in for the pre-signed S3 URL (see profiles_ha
 
 from __future__ import annotations
 
-import csv
-import io
-from pathlib import Path
-
 import pytest
 
 from sync.contract import FieldMapping, RelationRef, Segment
 from sync.destinations import build_destination
 from sync.destinations.base import Destination, SegmentDelivery
-from sync.destinations.customer_profiles import CustomerProfilesDestination, display_name, verdict
+from sync.destinations.customer_profiles import display_name, verdict
 from sync.destinations.profile_fields import map_fields
 from sync.errors import ConfigError
 
 from . import profiles_harness as ph
+from .profiles_harness import RUN_ID, delivery, destination, expected_csv, write_csv
 
-RUN_ID = "20261125T030000123Z-abc123"
-FIELDS = ("Id", "Address", "ChannelType", "User.UserAttributes.HasClicked", "Metrics.Opens")
 CALL_ORDER = ["ListUploadJobs", "ListUploadJobs", "CreateUploadJob", "GetUploadJobPath", "StartUploadJob",
               "GetUploadJob"]
-
-
-def write_csv(path: Path, rows: int, start: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f, lineterminator="\r\n")
-        w.writerow(FIELDS)
-        for i in range(start, start + rows):
-            channel = "SMS" if i % 3 == 0 else "EMAIL"
-            address = f"+1555000{i:04d}" if channel == "SMS" else f"user{i}@example.com"
-            w.writerow([f"ep-{i}", address, channel, "Yes, really" if i % 2 else "Yes", str(i)])
-    return path
-
-
-def delivery(files, segment="seg_email_clickers", run_id=RUN_ID, segment_name=None, segment_filter=None):
-    return SegmentDelivery(run_id=run_id, segment=segment, files=tuple(files), fields=FIELDS,
-                           counts={"rows": 10, "entered": 10, "changed": 0, "exited": 0, "unchanged": 0},
-                           segment_name=segment_name, segment_filter=segment_filter or {})
-
-
-@pytest.fixture
-def clock():
-    return ph.Clock()
-
-
-@pytest.fixture(scope="session")
-def tls(tmp_path_factory):
-    return ph.self_signed(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def server(tls, clock):
-    s = ph.UploadServer(tls, clock)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def client():
-    return ph.client()
-
-
-@pytest.fixture
-def fake(client, server, clock):
-    return ph.FakeCustomerProfiles(client, server, clock, polls=2)
-
-
-def destination(fake, server, clock, **overrides) -> CustomerProfilesDestination:
-    settings = dict(domain_name=ph.DOMAIN, poll_seconds=0, retry_base_seconds=0, verify=str(server.cert),
-                    wall_clock=clock, sleep=lambda s: None)
-    settings.update(overrides)
-    return CustomerProfilesDestination(profiles=fake.client, **settings)
-
-
-def expected_csv(path: Path) -> bytes:
-    """The upload the mapping promises, computed independently of the destination's code."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\r\n")
-    w.writerow(["AccountNumber", "EmailAddress", "PhoneNumber", "HasClicked", "Opens"])
-    with path.open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            email = row["Address"] if row["ChannelType"] == "EMAIL" else ""
-            phone = row["Address"] if row["ChannelType"] == "SMS" else ""
-            w.writerow([row["Id"], email, phone, row["User.UserAttributes.HasClicked"], row["Metrics.Opens"]])
-    return out.getvalue().encode()
 
 
 # --------------------------------------------------------------------------- the happy path
