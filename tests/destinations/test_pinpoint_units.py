@@ -1,0 +1,342 @@
+"""The Pinpoint destination, one behaviour at a time and fast.
+
+Every AWS call goes to a real boto3 client answered by botocore's ``Stubber``,
+which checks each request's exact parameters (and each scripted response)
+against the service model; sleeps are recorded, never slept. The end-to-end
+tests against moto running the real import tail are in test_pinpoint.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from botocore.stub import ANY, Stubber
+
+from sync.destinations import pinpoint as pp
+from sync.destinations.base import JobRecord, SegmentDelivery
+from sync.destinations.pinpoint import PinpointDestination, execution_name, parse_s3_url, segment_dimensions
+from sync.errors import ConfigError
+
+from . import pinpoint_harness as h
+
+RUN = "20261125T030000123Z-abc123"
+OLD_RUN = "20261124T030000000Z-000000"
+SEG = "seg_email_clickers"
+BUCKET = "lakeseg-units"
+URL = f"s3://{BUCKET}/lakeseg/imports"
+BASE = f"lakeseg/imports/{RUN}/{SEG}"
+FOLDER = f"s3://{BUCKET}/{BASE}/part-1/"
+SM_ARN = f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:stateMachine:lakeseg-import-tail"
+EXEC_NAME = f"{RUN}-{SEG}-p1"
+EXEC_ARN = f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:execution:lakeseg-import-tail:{EXEC_NAME}"
+COUNTS = {"rows": 10, "entered": 3, "changed": 1, "exited": 0, "unchanged": 6}
+KNOWN = ("name, application_id, import_s3_url, mode, state_machine_arn, import_role_arn, segment_name_prefix, "
+         "poll_seconds, max_concurrent_jobs, kms_key_id, timeout, max_job_mb, region, max_rejected_rows, "
+         "max_isolation_jobs")
+
+
+@functools.cache
+def aws_client(service: str):
+    """One real client per service for the whole run (Stubbers are attached per test)."""
+    return h.client(service)
+
+
+@pytest.fixture
+def aws_stub():
+    """Stubbers on the s3, stepfunctions and pinpoint clients; every scripted call must have been made."""
+    stubs = {svc: Stubber(aws_client(svc)) for svc in ("s3", "stepfunctions", "pinpoint")}
+    for s in stubs.values():
+        s.activate()
+    yield SimpleNamespace(**{("sfn" if k == "stepfunctions" else k): v for k, v in stubs.items()})
+    for s in stubs.values():
+        s.deactivate()
+    for s in stubs.values():
+        s.assert_no_pending_responses()
+
+
+class Recorder:
+    """A client whose calls pass through to the stubbed one, with upload_file's arguments kept."""
+
+    def __init__(self, client, **raising):
+        self.client = client
+        self.uploads: list[tuple[tuple, dict]] = []
+        self.raising = raising
+
+    def upload_file(self, *args, **kwargs):
+        self.uploads.append((args, kwargs))
+        return self.client.upload_file(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if name in self.raising:
+            def fail(**kwargs):
+                raise self.raising[name]
+            return fail
+        return getattr(self.client, name)
+
+
+def make(mode: str = "stack", *, sleeps: list | None = None, **overrides) -> PinpointDestination:
+    settings = dict(application_id=h.APP_ID, import_s3_url=URL, mode=mode, s3=aws_client("s3"),
+                    stepfunctions=aws_client("stepfunctions") if mode == "stack" else None,
+                    pinpoint=aws_client("pinpoint"), state_machine_arn=SM_ARN if mode == "stack" else None,
+                    import_role_arn=h.IMPORT_ROLE_ARN if mode == "direct" else None, poll_seconds=0,
+                    retry_base_seconds=0, sleep=(sleeps if sleeps is not None else []).append)
+    settings.update(overrides)
+    return PinpointDestination(**settings)
+
+
+def csv_file(tmp_path: Path, name: str = "part-00001.csv", rows: int = 2) -> Path:
+    path = tmp_path / name
+    path.write_text("Id,Address,ChannelType\n" + "".join(f"ep-{i},u{i}@example.com,EMAIL\n" for i in range(rows)))
+    return path
+
+
+def delivery(files=(), *, run_id: str = RUN, segment: str = SEG, segment_name=None, segment_filter=None):
+    return SegmentDelivery(run_id=run_id, segment=segment, files=tuple(files),
+                           fields=("Id", "Address", "ChannelType"), counts=dict(COUNTS),
+                           segment_name=segment_name, segment_filter=segment_filter or {})
+
+
+def error(stub, method: str, code: str, status: int = 400, message: str = "m") -> None:
+    stub.add_client_error(method, service_error_code=code, service_message=message, http_status_code=status)
+
+
+# --------------------------------------------------------------------------- scripted AWS answers
+def expect_list_jobs(stub, *items, token=None, next_token=None) -> None:
+    params = {"ApplicationId": h.APP_ID, "PageSize": "100"}
+    if token:
+        params["Token"] = token
+    page = {"Item": list(items)}
+    if next_token:
+        page["NextToken"] = next_token
+    stub.add_response("get_import_jobs", {"ImportJobsResponse": page}, expected_params=params)
+
+
+def expect_no_execution(stub, arn: str = EXEC_ARN, code: str = "ExecutionDoesNotExist") -> None:
+    stub.add_client_error("describe_execution", service_error_code=code, http_status_code=400,
+                          expected_params={"executionArn": arn})
+
+
+def execution(status: str, arn: str = EXEC_ARN, **extra) -> dict:
+    return {"executionArn": arn, "stateMachineArn": SM_ARN, "status": status,
+            "startDate": "2026-11-25T03:00:00Z", **extra}
+
+
+def expect_execution(stub, status: str, arn: str = EXEC_ARN, **extra) -> None:
+    stub.add_response("describe_execution", execution(status, arn, **extra), expected_params={"executionArn": arn})
+
+
+def expect_put(stub, key: str, **extra) -> None:
+    stub.add_response("put_object", {}, expected_params={
+        "Bucket": BUCKET, "Key": key, "Body": ANY, "ChecksumAlgorithm": ANY,
+        "ContentType": "text/csv; charset=utf-8", **extra})
+
+
+def expect_running_executions(stub, *executions_: tuple[str, str | None]) -> None:
+    """ListExecutions (RUNNING) and DescribeExecution of each: (name, input)."""
+    listed = [{"executionArn": f"{SM_ARN.replace('stateMachine', 'execution')}:{name}", "stateMachineArn": SM_ARN,
+               "name": name, "status": "RUNNING", "startDate": "2026-11-25T03:00:00Z"} for name, _ in executions_]
+    stub.add_response("list_executions", {"executions": listed},
+                      expected_params={"stateMachineArn": SM_ARN, "statusFilter": "RUNNING"})
+    for item, (_, payload) in zip(listed, executions_):
+        extra = {"input": payload} if payload is not None else {}
+        expect_execution(stub, "RUNNING", item["executionArn"], **extra)
+
+
+def report(**fields) -> str:
+    return json.dumps(fields)
+
+
+def start_input(**extra) -> dict:
+    return {"ApplicationId": h.APP_ID, "S3Url": FOLDER, "RunId": RUN, "Segment": SEG, "Counts": COUNTS,
+            "Part": "1", **extra}
+
+
+def expect_start(stub, payload: dict, name: str = EXEC_NAME) -> None:
+    stub.add_response("start_execution", {"executionArn": EXEC_ARN, "startDate": "2026-11-25T03:00:00Z"},
+                      expected_params={"stateMachineArn": SM_ARN, "name": name,
+                                       "input": json.dumps(payload, sort_keys=True)})
+
+
+# --------------------------------------------------------------------------- parse_s3_url
+@pytest.mark.parametrize("url, expected", [
+    ("s3://lakeseg-units/lakeseg/imports", ("lakeseg-units", "lakeseg/imports")),
+    ("s3://lakeseg-units//a/b//", ("lakeseg-units", "a/b")),
+    ("s3://lakeseg-units/", ("lakeseg-units", "")),
+    ("s3://lakeseg-units", ("lakeseg-units", "")),
+    ("s3://abc/x", ("abc", "x")),
+    ("s3://a.b-c/x", ("a.b-c", "x")),
+    (f"s3://{'a' * 63}/x", ("a" * 63, "x")),
+], ids=["prefix", "slashes-stripped", "trailing-slash", "bucket-only", "shortest-bucket", "dots-and-hyphens",
+        "longest-bucket"])
+def test_an_s3_url_splits_into_bucket_and_prefix(url, expected):
+    assert parse_s3_url(url) == expected
+
+
+@pytest.mark.parametrize("url, message", [
+    (None, "destination.import_s3_url must be an s3://bucket/prefix URL, got None"),
+    (5, "destination.import_s3_url must be an s3://bucket/prefix URL, got 5"),
+    ("https://b/x", "destination.import_s3_url must be an s3://bucket/prefix URL, got 'https://b/x'"),
+    ("S3://bucket/x", "destination.import_s3_url must be an s3://bucket/prefix URL, got 'S3://bucket/x'"),
+    ("s3://ab/x", "destination.import_s3_url names no valid bucket: 's3://ab/x'"),
+    (f"s3://{'a' * 64}/x", f"destination.import_s3_url names no valid bucket: 's3://{'a' * 64}/x'"),
+    ("s3://Bucket/x", "destination.import_s3_url names no valid bucket: 's3://Bucket/x'"),
+    ("s3://-bucket/x", "destination.import_s3_url names no valid bucket: 's3://-bucket/x'"),
+    ("s3://bucket./x", "destination.import_s3_url names no valid bucket: 's3://bucket./x'"),
+    ("s3://buc_ket/x", "destination.import_s3_url names no valid bucket: 's3://buc_ket/x'"),
+    ("s3:///x", "destination.import_s3_url names no valid bucket: 's3:///x'"),
+], ids=["none", "not-text", "https", "upper-scheme", "bucket-too-short", "bucket-too-long", "upper-case",
+        "leading-hyphen", "trailing-dot", "underscore", "no-bucket"])
+def test_a_bad_s3_url_is_refused_by_setting_name(url, message):
+    with pytest.raises(ConfigError) as err:
+        parse_s3_url(url)
+    assert str(err.value) == message
+
+
+def test_a_bad_s3_url_names_the_setting_it_came_from():
+    with pytest.raises(ConfigError, match=r"^destination\.other must be an s3://"):
+        parse_s3_url("x", setting="destination.other")
+
+
+# --------------------------------------------------------------------------- execution names
+@pytest.mark.parametrize("segment, part, expected", [
+    (SEG, 1, f"{RUN}-{SEG}-p1"),
+    (SEG, "1a", f"{RUN}-{SEG}-p1a"),
+    ("s" * 50, 1, f"{RUN}-{'s' * 50}-p1"),  # 26 + 1 + 50 + 3 = 80 characters: still plain
+    ("seg.a", 1, f"{RUN}-seg_a-f989c7848fa0-p1"),
+    ("seg_" + "x" * 120, 2, f"{RUN}-seg_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-de000fd50205-p2"),
+], ids=["plain", "isolation-half", "exactly-80", "odd-character", "too-long"])
+def test_execution_names_are_exact(segment, part, expected):
+    name = execution_name(RUN, segment, part)
+    assert name == expected
+    assert len(name) <= 80
+
+
+def test_a_name_one_character_over_the_limit_is_hashed_to_exactly_80():
+    # given a plain name of 81 characters, then the name keeps the room a hash leaves and is exactly 80 long
+    name = execution_name(RUN, "s" * 51, 1)
+    assert len(name) == 80
+    assert re.fullmatch(rf"{RUN}-s{{37}}-[0-9a-f]{{12}}-p1", name)
+
+
+# --------------------------------------------------------------------------- construction
+class FakeSession:
+    """What from_settings asks a boto3 session for (no request is made while building)."""
+
+    def __init__(self):
+        self.asked: list[tuple[str, str | None, object]] = []
+
+    def client(self, service, region_name=None, config=None):
+        self.asked.append((service, region_name, config))
+        return f"<{service} client>"
+
+
+def build(settings: dict, session=None) -> PinpointDestination:
+    return PinpointDestination.from_settings({"type": "pinpoint", **settings},
+                                             FakeSession() if session is None else session)
+
+
+def test_from_settings_passes_every_setting_on():
+    # given a full destination block
+    session = FakeSession()
+    dest = build({"name": "prod", "application_id": "app", "import_s3_url": URL, "mode": "direct",
+                  "state_machine_arn": "sm", "import_role_arn": "role", "segment_name_prefix": "lakeseg ",
+                  "poll_seconds": "30", "max_concurrent_jobs": 3, "kms_key_id": "alias/k", "timeout": "120",
+                  "max_job_mb": 0.5, "region": "eu-west-1", "max_rejected_rows": 7, "max_isolation_jobs": 4},
+                 session)
+    # then each reaches the destination, and the clients come from the session, in the region, without SDK retries
+    assert (dest.application_id, dest.import_s3_url, dest.mode, dest.state_machine_arn, dest.import_role_arn,
+            dest.segment_name_prefix, dest.poll_seconds, dest.max_concurrent_jobs, dest.kms_key_id, dest.timeout,
+            dest.max_job_bytes, dest.max_rejected_rows, dest.max_isolation_jobs) == (
+        "app", URL, "direct", "sm", "role", "lakeseg ", 30.0, 3, "alias/k", 120.0, 512 * 1024, 7, 4)
+    assert [(service, region) for service, region, _ in session.asked] == [("s3", "eu-west-1"),
+                                                                          ("pinpoint", "eu-west-1")]
+    assert (dest.s3, dest.stepfunctions, dest.pinpoint) == ("<s3 client>", None, "<pinpoint client>")
+    config = session.asked[0][2]
+    assert config is session.asked[1][2]
+    assert config.retries == {"mode": "standard", "total_max_attempts": 1}
+
+
+def test_from_settings_defaults():
+    session = FakeSession()
+    dest = build({"region": ""}, session)
+    assert (dest.mode, dest.application_id, dest.import_s3_url, dest.state_machine_arn, dest.import_role_arn,
+            dest.segment_name_prefix, dest.poll_seconds, dest.max_concurrent_jobs, dest.kms_key_id, dest.timeout,
+            dest.max_job_bytes, dest.max_rejected_rows, dest.max_isolation_jobs) == (
+        "stack", None, None, None, None, "", None, 2, None, 21600.0, 1024 ** 3, 100, 16)
+    assert [(service, region) for service, region, _ in session.asked] == [
+        ("s3", None), ("stepfunctions", None), ("pinpoint", None)]
+    assert dest.stepfunctions == "<stepfunctions client>"
+
+
+def test_from_settings_without_a_session_uses_boto3s_default_one(aws):
+    dest = PinpointDestination.from_settings({"type": "pinpoint", "mode": "", "region": "eu-west-2"})
+    assert dest.mode == "stack"
+    assert dest.s3.meta.region_name == "eu-west-2"
+    assert dest.stepfunctions.meta.service_model.service_name == "stepfunctions"
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"aplication_id": "x"}, f"destination.aplication_id is not a pinpoint setting; known: {KNOWN}"),
+    ({"zz": 1, "aa": 2}, f"destination.aa is not a pinpoint setting; known: {KNOWN}"),
+    ({"mode": "lambda"}, "destination.mode must be 'stack' or 'direct', got 'lambda'"),
+    ({"poll_seconds": 1.5}, "destination.poll_seconds must be a whole number of seconds from 0 to 3600, got 1.5"),
+    ({"poll_seconds": "3601"},
+     "destination.poll_seconds must be a whole number of seconds from 0 to 3600, got '3601'"),
+    ({"max_job_mb": 0}, "destination.max_job_mb must be above 0 and at most 1024 (Pinpoint's 1 GB per import job)"),
+    ({"max_job_mb": 1024.5},
+     "destination.max_job_mb must be above 0 and at most 1024 (Pinpoint's 1 GB per import job)"),
+    ({"max_concurrent_jobs": 11},
+     "destination.max_concurrent_jobs must be between 1 and 10 (Pinpoint runs at most 10 import jobs per account), "
+     "got 11"),
+], ids=["unknown-key", "first-unknown-key-sorted", "mode", "poll-fraction", "poll-above-an-hour", "job-mb-zero",
+        "job-mb-above-1024", "too-many-jobs"])
+def test_from_settings_refuses_a_bad_setting_word_for_word(settings, message):
+    with pytest.raises(ConfigError) as err:
+        build(settings)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("poll, expected", [(0, 0.0), (3600, 3600.0), ("60", 60.0)], ids=["zero", "an-hour", "text"])
+def test_poll_seconds_accepts_whole_seconds_up_to_an_hour(poll, expected):
+    assert build({"poll_seconds": poll}).poll_seconds == expected
+
+
+def test_max_job_mb_of_1024_is_pinpoints_limit():
+    assert build({"max_job_mb": 1024}).max_job_bytes == 1024 ** 3
+
+
+def test_constructor_defaults():
+    dest = PinpointDestination(application_id="a", import_s3_url=URL, s3=None)
+    assert (dest.mode, dest.segment_name_prefix, dest.timeout, dest.max_job_bytes, dest.multipart_threshold,
+            dest.multipart_chunksize, dest.retry_base_seconds, dest.max_retries, dest.max_rejected_rows,
+            dest.max_isolation_jobs, dest.max_concurrent_jobs, dest.max_parallel, dest.poll_seconds) == (
+        "stack", "", 21600.0, 1024 ** 3, 64 * 1024 ** 2, 16 * 1024 ** 2, 0.5, 8, 100, 16, 2, 2, None)
+    assert (dest._retrying.label, dest._retrying.max_retries, dest._retrying.base_seconds) == ("pinpoint", 8, 0.5)
+    assert dest.name == "pinpoint"
+
+
+def test_constructor_converts_and_keeps_what_it_is_given():
+    sleeps: list = []
+    dest = PinpointDestination(application_id="a", import_s3_url=URL, s3="s3", stepfunctions="sfn",
+                               pinpoint="pp", timeout="1.5", max_job_bytes="10", multipart_threshold="11",
+                               multipart_chunksize="12", retry_base_seconds="0.25", max_retries="3",
+                               max_rejected_rows="4", max_isolation_jobs="5", max_concurrent_jobs=3,
+                               sleep=sleeps.append)
+    assert (dest.timeout, dest.max_job_bytes, dest.multipart_threshold, dest.multipart_chunksize,
+            dest.retry_base_seconds, dest.max_retries, dest.max_rejected_rows, dest.max_isolation_jobs) == (
+        1.5, 10, 11, 12, 0.25, 3, 4, 5)
+    assert (dest.s3, dest.stepfunctions, dest.pinpoint, dest.max_parallel) == ("s3", "sfn", "pp", 3)
+    assert (dest._retrying.max_retries, dest._retrying.base_seconds) == (3, 0.25)
+    dest._sleep(1)
+    dest._retrying.sleep(2)
+    assert sleeps == [1, 2]
+    # three job slots, shared by every delivery of the destination
+    assert all(dest._slots.acquire(blocking=False) for _ in range(3))
+    assert not dest._slots.acquire(blocking=False)
