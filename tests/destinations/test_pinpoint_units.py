@@ -340,3 +340,232 @@ def test_constructor_converts_and_keeps_what_it_is_given():
     # three job slots, shared by every delivery of the destination
     assert all(dest._slots.acquire(blocking=False) for _ in range(3))
     assert not dest._slots.acquire(blocking=False)
+
+
+# --------------------------------------------------------------------------- preflight: settings
+STACK_NOT_SET = {
+    "no-application-id": (dict(application_id=None),
+                          "destination.application_id is not set: the Pinpoint project id (stack output ApplicationId)"),
+    "blank-application-id": (dict(application_id=" "),
+                             "destination.application_id is not set: the Pinpoint project id (stack output "
+                             "ApplicationId)"),
+    "no-import-url": (dict(import_s3_url=""), "destination.import_s3_url is not set: s3://bucket/prefix for import "
+                                              "files (stack output ImportS3Url)"),
+    "bad-import-url": (dict(import_s3_url="s3://B"), "destination.import_s3_url names no valid bucket: 's3://B'"),
+    "bad-mode": (dict(mode="lambda"), "destination.mode must be 'stack' or 'direct', got 'lambda'"),
+    "no-state-machine": (dict(state_machine_arn=""), "destination.state_machine_arn is not set (stack output "
+                                                     "StateMachineArn); or use mode: direct"),
+    "no-sfn-client": (dict(stepfunctions=None), "destination.mode is stack but no Step Functions client was given"),
+}
+DIRECT_NOT_SET = {
+    "no-role": (dict(import_role_arn=None), "destination.import_role_arn is not set: direct mode passes the role "
+                                            "Pinpoint assumes to read the files (stack output ImportRoleArn)"),
+    "no-pinpoint-client": (dict(pinpoint=None), "destination.mode is direct but no Pinpoint client was given"),
+}
+
+
+@pytest.mark.parametrize("mode, overrides, message",
+                         [("stack", *c) for c in STACK_NOT_SET.values()]
+                         + [("direct", *c) for c in DIRECT_NOT_SET.values()],
+                         ids=[*STACK_NOT_SET, *DIRECT_NOT_SET])
+def test_preflight_refuses_a_missing_setting_before_any_call(aws_stub, mode, overrides, message):
+    overrides = dict(overrides)
+    # given a destination with one setting missing (the stubbers answer no call at all)
+    dest = make(overrides.pop("mode", mode), **overrides)
+    # when preflight runs, then it names the setting, word for word
+    with pytest.raises(ConfigError) as err:
+        dest.preflight()
+    assert str(err.value) == message
+
+
+def expect_bucket_listed(stub, prefix: str = "lakeseg/imports/") -> None:
+    stub.add_response("list_objects_v2", {"KeyCount": 0, "IsTruncated": False},
+                      expected_params={"Bucket": BUCKET, "Prefix": prefix, "MaxKeys": 1})
+
+
+def test_stack_preflight_lists_the_prefix_and_describes_the_state_machine(aws_stub):
+    # given a bucket and state machine that answer (a stack destination needs no Pinpoint client)
+    expect_bucket_listed(aws_stub.s3)
+    aws_stub.sfn.add_response("describe_state_machine", {
+        "stateMachineArn": SM_ARN, "name": "lakeseg-import-tail", "definition": "{}", "roleArn": h.SFN_ROLE_ARN,
+        "type": "STANDARD", "creationDate": "2026-11-25T03:00:00Z"}, expected_params={"stateMachineArn": SM_ARN})
+    # when preflight runs, then it passes having made exactly those calls
+    make("stack", pinpoint=None).preflight()
+
+
+def test_direct_preflight_lists_the_bucket_root_and_one_import_job(aws_stub):
+    expect_bucket_listed(aws_stub.s3, prefix="")
+    aws_stub.pinpoint.add_response("get_import_jobs", {"ImportJobsResponse": {"Item": []}},
+                                   expected_params={"ApplicationId": h.APP_ID, "PageSize": "1"})
+    make("direct", import_s3_url=f"s3://{BUCKET}", stepfunctions=None).preflight()
+
+
+WHERE = f"s3://{BUCKET}/lakeseg/imports"
+PREFLIGHT_ERRORS = {
+    "bucket-missing": ("s3", "list_objects_v2", "NoSuchBucket", 404,
+                       f"destination.import_s3_url: bucket {BUCKET} does not exist ({WHERE})"),
+    "bucket-404": ("s3", "list_objects_v2", "404", 404,
+                   f"destination.import_s3_url: bucket {BUCKET} does not exist ({WHERE})"),
+    "bucket-not-found": ("s3", "list_objects_v2", "NotFound", 404,
+                         f"destination.import_s3_url: bucket {BUCKET} does not exist ({WHERE})"),
+    "bucket-denied": ("s3", "list_objects_v2", "AccessDenied", 403,
+                      f"destination.import_s3_url: access denied to bucket {BUCKET} ({WHERE}); the caller needs "
+                      f"s3:ListBucket on arn:aws:s3:::{BUCKET} and s3:PutObject on {WHERE}/*"),
+    "bucket-other": ("s3", "list_objects_v2", "SlowDown", 400,
+                     f"destination.import_s3_url: cannot reach bucket {BUCKET} ({WHERE}): SlowDown"),
+    "sm-missing": ("sfn", "describe_state_machine", "StateMachineDoesNotExist", 400,
+                   f"destination.state_machine_arn: no state machine {SM_ARN} (StateMachineDoesNotExist); use the "
+                   "stack output StateMachineArn"),
+    "sm-invalid-arn": ("sfn", "describe_state_machine", "InvalidArn", 400,
+                       f"destination.state_machine_arn: no state machine {SM_ARN} (InvalidArn); use the stack output "
+                       "StateMachineArn"),
+    "sm-resource-not-found": ("sfn", "describe_state_machine", "ResourceNotFound", 400,
+                              f"destination.state_machine_arn: no state machine {SM_ARN} (ResourceNotFound); use the "
+                              "stack output StateMachineArn"),
+    "sm-denied": ("sfn", "describe_state_machine", "AccessDeniedException", 400,
+                  f"destination.state_machine_arn: access denied to state machine {SM_ARN}; the caller needs "
+                  "states:DescribeStateMachine and states:StartExecution on it and states:DescribeExecution on its "
+                  "executions"),
+    "sm-other": ("sfn", "describe_state_machine", "ThrottlingException", 400,
+                 f"destination.state_machine_arn: cannot reach state machine {SM_ARN}: ThrottlingException"),
+    "project-missing": ("pinpoint", "get_import_jobs", "NotFoundException", 404,
+                        f"destination.application_id: Pinpoint has no project {h.APP_ID} (NotFoundException)"),
+    "project-bad-request": ("pinpoint", "get_import_jobs", "BadRequestException", 400,
+                            f"destination.application_id: Pinpoint has no project {h.APP_ID} (BadRequestException)"),
+    "project-denied": ("pinpoint", "get_import_jobs", "ForbiddenException", 403,
+                       f"destination.application_id: access denied to Pinpoint project {h.APP_ID}; the caller needs "
+                       "mobiletargeting:GetImportJobs, mobiletargeting:CreateImportJob and "
+                       "mobiletargeting:GetImportJob on it, and iam:PassRole on destination.import_role_arn"),
+    "project-other": ("pinpoint", "get_import_jobs", "TooManyRequestsException", 429,
+                      f"destination.application_id: cannot reach Pinpoint project {h.APP_ID}: "
+                      "TooManyRequestsException"),
+}
+
+
+@pytest.mark.parametrize("service, method, code, status, message", PREFLIGHT_ERRORS.values(), ids=PREFLIGHT_ERRORS)
+def test_preflight_turns_a_failed_call_into_the_settings_error(aws_stub, service, method, code, status, message):
+    # given every call before the failing one answers
+    mode = "direct" if service == "pinpoint" else "stack"
+    if service != "s3":
+        expect_bucket_listed(aws_stub.s3)
+    error(getattr(aws_stub, service), method, code, status)
+    # when preflight runs, then the error names the setting, what failed and (when denied) the IAM actions
+    with pytest.raises(ConfigError) as err:
+        make(mode).preflight()
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("service", ["s3", "stepfunctions", "pinpoint"])
+def test_preflight_reports_an_unreachable_endpoint_by_setting(aws_stub, service):
+    # given the service cannot be reached at all
+    down = EndpointConnectionError(endpoint_url=f"https://{service}.example")
+    if service != "s3":
+        expect_bucket_listed(aws_stub.s3)
+    clients = {"s3": aws_client("s3"), "stepfunctions": aws_client("stepfunctions"), "pinpoint": aws_client("pinpoint")}
+    method = {"s3": "list_objects_v2", "stepfunctions": "describe_state_machine", "pinpoint": "get_import_jobs"}
+    clients[service] = Recorder(clients[service], **{method[service]: down})
+    setting = {"s3": "import_s3_url", "stepfunctions": "state_machine_arn", "pinpoint": "application_id"}[service]
+    dest = make("direct" if service == "pinpoint" else "stack", **clients)
+    # when preflight runs, then it names the setting and the endpoint
+    with pytest.raises(ConfigError) as err:
+        dest.preflight()
+    assert str(err.value).startswith(f"destination.{setting}: cannot reach ")
+    assert str(err.value).endswith(f'Could not connect to the endpoint URL: "https://{service}.example"')
+    assert isinstance(err.value.__cause__, EndpointConnectionError)
+
+
+# --------------------------------------------------------------------------- verdicts (no AWS)
+def rec(status="COMPLETED", failures=0, job_id="j1", processed=10, messages=(), arn=None) -> JobRecord:
+    return JobRecord(job_id=job_id, status=status, total_processed=processed, total_failures=failures,
+                     failures=list(messages), execution_arn=arn)
+
+
+@pytest.mark.parametrize("record, expected", [
+    (rec("COMPLETED", 0), True), (rec("COMPLETED", None), True), (rec("COMPLETED", 1), False),
+    (rec("FAILED", 0), False), (rec("PROCESSING", 0), False),
+], ids=["completed", "completed-no-count", "completed-with-failures", "failed", "processing"])
+def test_a_job_is_ok_only_completed_without_failures(record, expected):
+    assert pp._job_ok(record) is expected
+
+
+@pytest.mark.parametrize("record, text", [
+    (rec("COMPLETED", 2, processed=10),
+     "import job j1 completed but rejected 2 endpoint(s) of 10; see the job's failures in `lakeseg history`"),
+    (rec("COMPLETED", 2, processed=10, arn="arn:x"),
+     "import job j1 completed but rejected 2 endpoint(s) of 10 (execution arn:x); see the job's failures in "
+     "`lakeseg history`"),
+    (rec("FAILED", 0), "import job j1 FAILED"),
+    (rec("FAILED", 0, job_id="", arn="arn:x"), "import job (none) FAILED (execution arn:x)"),
+], ids=["completed-with-rejections", "with-execution", "failed", "no-job-id"])
+def test_a_job_is_described_in_one_line(record, text):
+    assert pp._describe(record) == text
+
+
+def test_outcome_of_an_error_is_that_error():
+    outcome = pp._outcome(rec("COMPLETED", 0), "boom")
+    assert (outcome.ok, outcome.error, outcome.refused_rows) == (False, "boom", 0)
+
+
+def test_outcome_of_a_clean_job_is_accepted():
+    outcome = pp._outcome(rec("COMPLETED", 0), None)
+    assert (outcome.ok, outcome.error, outcome.refused_rows, outcome.messages) == (True, None, 0, [])
+
+
+@pytest.mark.parametrize("status", ["COMPLETED", "FAILED"])
+def test_outcome_of_refused_endpoints_carries_their_count_and_messages(status):
+    record = rec(status, 2, messages=["line 2: bad", "line 3: bad"])
+    outcome = pp._outcome(record, None)
+    assert (outcome.ok, outcome.error, outcome.refused_rows, outcome.messages) == (
+        False, None, 2, ["line 2: bad", "line 3: bad"])
+    assert outcome.refused and outcome.record is record
+    assert outcome.messages is not record.failures
+
+
+@pytest.mark.parametrize("record, text", [
+    (rec("FAILED", 0), "import job j1 FAILED"),
+    (rec("FAILED", None), "import job j1 FAILED"),
+    (rec("PROCESSING", 3), "import job j1 PROCESSING"),
+], ids=["failed-no-failures", "failed-no-count", "not-terminal"])
+def test_outcome_of_a_failed_job_is_an_error(record, text):
+    outcome = pp._outcome(record, None)
+    assert (outcome.ok, outcome.error, outcome.refused_rows) == (False, text, 0)
+
+
+def test_segment_dimensions_select_in_segment_values():
+    dims = segment_dimensions({"User.UserAttributes.HasClicked": ("Yes",), "User.UserAttributes.Tier": ("a", "b"),
+                               "Attributes.Plan": ("gold",), "Attributes.Region": ("eu",)})
+    assert dims == {
+        "UserAttributes": {"HasClicked": {"AttributeType": "INCLUSIVE", "Values": ["Yes"]},
+                           "Tier": {"AttributeType": "INCLUSIVE", "Values": ["a", "b"]}},
+        "Attributes": {"Plan": {"AttributeType": "INCLUSIVE", "Values": ["gold"]},
+                       "Region": {"AttributeType": "INCLUSIVE", "Values": ["eu"]}},
+    }
+
+
+@pytest.mark.parametrize("field, values, message", [
+    ("Metrics.score", ("1",), "segment_values: Metrics.score cannot select a dynamic segment (use a "
+                              "User.UserAttributes.* or Attributes.* field)"),
+    ("Attributes.", ("1",), "segment_values: Attributes. cannot select a dynamic segment (use a "
+                            "User.UserAttributes.* or Attributes.* field)"),
+    ("User.Plan", ("1",), "segment_values: User.Plan cannot select a dynamic segment (use a "
+                          "User.UserAttributes.* or Attributes.* field)"),
+    ("Attributes.Plan", (), "segment_values: Attributes.Plan lists no value"),
+    ("User.UserAttributes.Plan", (), "segment_values: User.UserAttributes.Plan lists no value"),
+], ids=["metric", "attribute-without-name", "user-field", "no-attribute-value", "no-user-attribute-value"])
+def test_segment_dimensions_refuse_what_cannot_select(field, values, message):
+    with pytest.raises(ValueError) as err:
+        segment_dimensions({field: values})
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("status, running", [("CREATED", True), ("PROCESSING", True), ("INITIALIZING", True),
+                                             ("COMPLETED", False), ("FAILED", False)])
+def test_a_listed_job_runs_until_completed_or_failed(status, running):
+    assert pp._running({"JobStatus": status}) is running
+
+
+def test_the_job_for_a_folder_is_the_first_listed_for_exactly_that_url():
+    jobs = [{"Id": "a", "Definition": None}, {"Id": "b"}, {"Id": "c", "Definition": {"S3Url": FOLDER + "x/"}},
+            {"Id": 7, "Definition": {"S3Url": FOLDER}}, {"Id": "e", "Definition": {"S3Url": FOLDER}}]
+    assert pp._job_for(jobs, FOLDER) == "7"
+    assert pp._job_for(jobs[:3], FOLDER) is None
