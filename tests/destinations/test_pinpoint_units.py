@@ -569,3 +569,295 @@ def test_the_job_for_a_folder_is_the_first_listed_for_exactly_that_url():
             {"Id": 7, "Definition": {"S3Url": FOLDER}}, {"Id": "e", "Definition": {"S3Url": FOLDER}}]
     assert pp._job_for(jobs, FOLDER) == "7"
     assert pp._job_for(jobs[:3], FOLDER) is None
+
+
+# --------------------------------------------------------------------------- stack mode, request by request
+def progress_log() -> tuple[list, object]:
+    seen: list = []
+    return seen, lambda label, done, total: seen.append((label, done, total))
+
+
+def test_stack_delivery_uploads_starts_one_execution_and_reads_its_report(aws_stub, tmp_path, caplog):
+    # given no import in flight, no execution of this job yet, and an import tail that succeeds
+    caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
+    f = csv_file(tmp_path)
+    expect_list_jobs(aws_stub.pinpoint)                                     # earlier runs' jobs: none
+    expect_running_executions(aws_stub.sfn)                                 # earlier runs' executions: none
+    expect_no_execution(aws_stub.sfn)                                       # this job's: not started
+    expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")               # the bucket's default encryption
+    expect_list_jobs(aws_stub.pinpoint, h.job_response("other", "PROCESSING", "s3://x/y/"))  # a free slot
+    expect_start(aws_stub.sfn, start_input(PollSeconds=0, MaxPolls=8700))
+    expect_execution(aws_stub.sfn, "RUNNING")
+    expect_execution(aws_stub.sfn, "SUCCEEDED", output=report(
+        JobId="job-1", JobStatus="COMPLETED", TotalProcessed=2, TotalFailures=0, Failures=[]))
+    sleeps: list = []
+    s3 = Recorder(aws_client("s3"))
+    seen, progress = progress_log()
+    # when delivered
+    result = make("stack", s3=s3, sleeps=sleeps).deliver(delivery([f]), progress)
+    # then confirmed with the job's numbers, the execution named after run, segment and part
+    assert (result.confirmed, result.errors, result.location) == (True, [], f"s3://{BUCKET}/{BASE}/")
+    assert result.jobs == [JobRecord(job_id="job-1", status="COMPLETED", total_processed=2, total_failures=0,
+                                     failures=[], execution_arn=EXEC_ARN)]
+    # and it polled once at the shortest interval, reporting progress
+    assert sleeps == [0.02]
+    assert seen == [(f"{SEG}: uploading", 1, 1), (f"{SEG}: importing", 0, 1), (f"{SEG}: importing", 1, 1)]
+    (args, kwargs), = s3.uploads
+    assert args == (str(f), BUCKET, f"{BASE}/part-1/part-00001.csv")
+    assert kwargs["ExtraArgs"] == {"ContentType": "text/csv; charset=utf-8"}
+    assert (kwargs["Config"].multipart_threshold, kwargs["Config"].multipart_chunksize) == (64 * 1024 ** 2,
+                                                                                           16 * 1024 ** 2)
+    assert f"pinpoint: {SEG} part 1: started execution {EXEC_NAME}" in caplog.messages
+
+
+def test_uploads_use_the_kms_key_and_the_multipart_settings(aws_stub, tmp_path):
+    # given a KMS key and multipart settings, and two files
+    files = [csv_file(tmp_path, "part-00001.csv"), csv_file(tmp_path, "part-00002.csv")]
+    for f in files:
+        expect_put(aws_stub.s3, f"{BASE}/part-1/{f.name}", ServerSideEncryption="aws:kms", SSEKMSKeyId="alias/k")
+    s3 = Recorder(aws_client("s3"))
+    dest = make("stack", s3=s3, kms_key_id="alias/k", multipart_threshold=6 * 1024 ** 2,
+                multipart_chunksize=7 * 1024 ** 2)
+    seen, progress = progress_log()
+    tracker = pp.JobProgress(progress, SEG, 2, 1)
+    # when one job's files are uploaded
+    dest._upload(BUCKET, pp.Job("1", tuple(files)), f"{BASE}/part-1/", tracker)
+    # then each is encrypted with the key, uploaded with those settings, and counted
+    assert [kw["ExtraArgs"] for _, kw in s3.uploads] == [
+        {"ContentType": "text/csv; charset=utf-8", "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/k"}] * 2
+    assert {(kw["Config"].multipart_threshold, kw["Config"].multipart_chunksize) for _, kw in s3.uploads} == {
+        (6 * 1024 ** 2, 7 * 1024 ** 2)}
+    assert seen == [(f"{SEG}: uploading", 1, 2), (f"{SEG}: uploading", 2, 2)]
+
+
+@pytest.mark.parametrize("poll_seconds, timeout, extra", [
+    (None, 100, {}),
+    (30, 100, {"PollSeconds": 30, "MaxPolls": 4}),
+    (30, 90, {"PollSeconds": 30, "MaxPolls": 3}),
+    (0, 0, {"PollSeconds": 0, "MaxPolls": 1}),
+    (0, 5.5, {"PollSeconds": 0, "MaxPolls": 6}),
+    (1, 10 ** 9, {"PollSeconds": 1, "MaxPolls": 8700}),
+    (7200, 10 ** 9, {"PollSeconds": 7200, "MaxPolls": 4379}),
+], ids=["tail-default", "timeout-over-interval", "exact-multiple", "at-least-one-poll", "no-interval",
+        "tail-bound", "execution-time-limit"])
+def test_the_execution_polls_as_long_as_lakeseg_waits(aws_stub, poll_seconds, timeout, extra):
+    # given a poll interval and timeout, then the input tells the tail how often and how long to poll
+    expect_start(aws_stub.sfn, start_input(**extra))
+    dest = make("stack", poll_seconds=poll_seconds, timeout=timeout)
+    arn = dest._start_execution(delivery(), pp.Job("1", ()), FOLDER, EXEC_NAME, "arn:computed")
+    assert arn == EXEC_ARN
+
+
+def test_the_execution_input_carries_a_configured_role(aws_stub):
+    expect_start(aws_stub.sfn, start_input(RoleArn="arn:aws:iam::1:role/r"))
+    make("stack", import_role_arn="arn:aws:iam::1:role/r", poll_seconds=None)._start_execution(
+        delivery(), pp.Job("1", ()), FOLDER, EXEC_NAME, "arn:computed")
+
+
+def test_an_execution_started_meanwhile_is_attached_to(aws_stub, caplog):
+    # given another attempt started the execution between our check and our start
+    caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
+    error(aws_stub.sfn, "start_execution", "ExecutionAlreadyExists")
+    # when started, then the computed ARN of that execution is used, and the log says so
+    arn = make("stack", poll_seconds=None)._start_execution(delivery(), pp.Job("1", ()), FOLDER, EXEC_NAME,
+                                                            "arn:computed")
+    assert arn == "arn:computed"
+    assert caplog.messages == [f"pinpoint: {SEG} part 1: execution {EXEC_NAME} already exists; attaching"]
+
+
+def test_a_throttled_start_is_retried_after_a_backoff(aws_stub):
+    error(aws_stub.sfn, "start_execution", "ThrottlingException")
+    expect_start(aws_stub.sfn, start_input())
+    sleeps: list = []
+    assert make("stack", poll_seconds=None, sleeps=sleeps)._start_execution(
+        delivery(), pp.Job("1", ()), FOLDER, EXEC_NAME, "arn:computed") == EXEC_ARN
+    assert sleeps == [0]
+
+
+def test_a_start_refused_otherwise_fails_the_job(aws_stub, tmp_path):
+    # given the state machine is gone when the job starts
+    expect_no_execution(aws_stub.sfn)
+    expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")
+    error(aws_stub.sfn, "start_execution", "StateMachineDoesNotExist", message="gone")
+    dest = make("stack", pinpoint=None)
+    # when the job runs, then it fails with the code and the message, and no slot stays taken
+    outcome = dest.run_job(delivery(), pp.Job("1", (csv_file(tmp_path),)), pp.JobProgress(None, SEG, 1, 1))
+    assert outcome.error == ("StateMachineDoesNotExist: An error occurred (StateMachineDoesNotExist) when calling "
+                             "the StartExecution operation: gone")
+    assert (outcome.record.job_id, outcome.record.status, outcome.ok) == ("", "ERROR", False)
+    assert all(dest._slots.acquire(blocking=False) for _ in range(2))
+
+
+@pytest.mark.parametrize("status", ["RUNNING", "SUCCEEDED"])
+def test_an_existing_execution_is_attached_to_not_started_again(aws_stub, tmp_path, caplog, status):
+    # given this job's execution exists already (an earlier attempt of the same run started it)
+    caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
+    files = (csv_file(tmp_path, "a.csv"), csv_file(tmp_path, "b.csv"))
+    out = report(JobId="job-1", JobStatus="COMPLETED", TotalProcessed=4, TotalFailures=0)
+    expect_execution(aws_stub.sfn, status, **({"output": out} if status == "SUCCEEDED" else {}))
+    expect_execution(aws_stub.sfn, "SUCCEEDED", output=out)  # then waited for as any other
+    seen, progress = progress_log()
+    # when the job runs: no upload, no slot wait, no start (the stubbers would refuse them)
+    outcome = make("stack").run_job(delivery(), pp.Job("1", files), pp.JobProgress(progress, SEG, 2, 1))
+    # then its verdict is read, the files count as uploaded, and the log says why nothing was imported
+    assert outcome.ok and outcome.record.job_id == "job-1"
+    assert seen[0] == (f"{SEG}: uploading", 2, 2)
+    assert caplog.messages[0] == (f"pinpoint: {SEG} part 1: attaching to execution {EXEC_NAME} ({status}), "
+                                  "not importing again")
+
+
+@pytest.mark.parametrize("code", ["ExecutionDoesNotExist", "ResourceNotFound"])
+def test_an_execution_that_does_not_exist_is_none(aws_stub, code):
+    expect_no_execution(aws_stub.sfn, code=code)
+    assert make("stack")._describe_if_exists(EXEC_ARN) is None
+
+
+def test_a_describe_refused_otherwise_fails_the_job(aws_stub, tmp_path):
+    expect_no_execution(aws_stub.sfn, code="AccessDeniedException")
+    outcome = make("stack").run_job(delivery(), pp.Job("1", (csv_file(tmp_path),)), pp.JobProgress(None, SEG, 1, 1))
+    assert outcome.error.startswith("AccessDeniedException: An error occurred (AccessDeniedException) when calling "
+                                    "the DescribeExecution operation")
+
+
+def test_an_unreachable_service_fails_the_job_with_its_message(tmp_path):
+    down = EndpointConnectionError(endpoint_url="https://states.example")
+    dest = make("stack", stepfunctions=Recorder(aws_client("stepfunctions"), describe_execution=down))
+    outcome = dest.run_job(delivery(), pp.Job("1", (csv_file(tmp_path),)), pp.JobProgress(None, SEG, 1, 1))
+    assert outcome.error == 'Could not connect to the endpoint URL: "https://states.example"'
+    assert (outcome.record.job_id, outcome.record.status) == ("", "ERROR")
+
+
+def test_an_execution_still_running_at_the_timeout_is_not_confirmed(aws_stub):
+    # given an execution that keeps running, and a timeout of 0
+    expect_execution(aws_stub.sfn, "RUNNING")
+    seen, progress = progress_log()
+    dest = make("stack", timeout=0)
+    # when waited for, then it is reported as a timeout and not counted as done
+    described = dest._wait_execution(EXEC_ARN, pp.JobProgress(progress, SEG, 1, 1))
+    assert described["status"] == "WAIT_TIMEOUT" and described["executionArn"] == EXEC_ARN
+    assert seen == [(f"{SEG}: importing", 0, 1)]
+    record, err = dest._record_from_execution(EXEC_ARN, described)
+    assert err == (f"import tail execution {EXEC_ARN} still running after 0 s; it may still import (the rows are "
+                   "resent next run)")
+    assert (record.job_id, record.status) == ("", "EXECUTION_WAIT_TIMEOUT")
+
+
+@pytest.mark.parametrize("poll_seconds, interval", [(None, 15.0), (0, 0.02), (5, 5), (600, 60.0)],
+                         ids=["default", "floor", "configured", "ceiling"])
+def test_polls_wait_the_interval_between_status_checks(aws_stub, poll_seconds, interval):
+    expect_execution(aws_stub.sfn, "RUNNING")
+    expect_execution(aws_stub.sfn, "FAILED")
+    sleeps: list = []
+    make("stack", poll_seconds=poll_seconds, sleeps=sleeps)._wait_execution(EXEC_ARN, pp.JobProgress(None, SEG, 1, 1))
+    assert sleeps == [interval]
+
+
+def test_the_execution_arn_is_derived_from_the_state_machine_arn():
+    assert make("stack")._execution_arn("n") == f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:execution:lakeseg-import-tail:n"
+    assert make("stack", state_machine_arn=SM_ARN + ":live")._execution_arn("n").endswith(
+        ":execution:lakeseg-import-tail:n")
+    with pytest.raises(ConfigError) as err:
+        make("stack", state_machine_arn="arn:aws:lambda:x")._execution_arn("n")
+    assert str(err.value) == "destination.state_machine_arn is not a state machine ARN: arn:aws:lambda:x"
+
+
+# --------------------------------------------------------------------------- the import tail's report
+def verdict(status: str, raw: str | None = None, error_name: str | None = None, timeout: float = 21600) -> tuple:
+    described = {"status": status}
+    if raw is not None:
+        described["output" if status == "SUCCEEDED" else "cause"] = raw
+    if error_name is not None:
+        described["error"] = error_name
+    return make("stack", timeout=timeout)._record_from_execution(EXEC_ARN, described)
+
+
+def test_a_succeeded_execution_reports_the_job():
+    record, err = verdict("SUCCEEDED", report(JobId="j1", JobStatus="COMPLETED", TotalProcessed=5, TotalFailures=0,
+                                              Failures=["x", 3]))
+    assert err is None
+    assert record == JobRecord(job_id="j1", status="COMPLETED", total_processed=5, total_failures=0,
+                               failures=["x", "3"], execution_arn=EXEC_ARN)
+
+
+@pytest.mark.parametrize("raw", [None, "", "not json", "[1, 2]"], ids=["none", "empty", "not-json", "not-a-dict"])
+def test_a_succeeded_execution_without_a_report_is_accepted_as_such(raw):
+    record, err = verdict("SUCCEEDED", raw)
+    assert err is None
+    assert record == JobRecord(job_id="", status="EXECUTION_SUCCEEDED", total_processed=None, total_failures=None,
+                               failures=[], execution_arn=EXEC_ARN)
+
+
+def test_a_failed_execution_reads_its_report_from_the_cause_not_the_output():
+    record, err = make("stack")._record_from_execution(EXEC_ARN, {
+        "status": "FAILED", "output": report(JobId="wrong"), "cause": report(JobId="j1", JobStatus="FAILED",
+                                                                              TotalFailures=2, TotalProcessed=2)})
+    assert (record.job_id, record.total_failures, err) == ("j1", 2, None)
+
+
+def test_a_succeeded_execution_reads_its_output_not_the_cause():
+    record, _ = make("stack")._record_from_execution(EXEC_ARN, {
+        "status": "SUCCEEDED", "cause": report(JobId="wrong"), "output": report(JobId="j1", JobStatus="COMPLETED")})
+    assert record.job_id == "j1"
+
+
+@pytest.mark.parametrize("status, raw, error_name, message", [
+    ("FAILED", None, "States.Timeout", f"import tail execution {EXEC_ARN} ended FAILED: States.Timeout"),
+    ("FAILED", "oops", "States.TaskFailed", f"import tail execution {EXEC_ARN} ended FAILED: States.TaskFailed oops"),
+    ("ABORTED", None, None, f"import tail execution {EXEC_ARN} ended ABORTED"),
+    ("TIMED_OUT", "[]", None, f"import tail execution {EXEC_ARN} ended TIMED_OUT: []"),
+    ("FAILED", report(Error={"Error": "Pinpoint.BadRequestException", "Cause": "no role"}), None,
+     f"import tail execution {EXEC_ARN} ended FAILED (Pinpoint.BadRequestException: no role)"),
+    ("FAILED", report(Error={"Cause": "no role"}), None, f"import tail execution {EXEC_ARN} ended FAILED (no role)"),
+    ("FAILED", report(Error="flat", Outcome="FAILED"), None, f"import tail execution {EXEC_ARN} ended FAILED"),
+    ("FAILED", report(JobId="j1", JobStatus="COMPLETED", TotalFailures=0), "Lakeseg.Other",
+     f"import tail execution {EXEC_ARN} ended FAILED"),
+    ("FAILED", report(JobId="j1", JobStatus="FAILED", TotalFailures=0,
+                      Error={"Error": "Lakeseg.ImportStillRunning"}), None,
+     f"import job j1 still running when its execution {EXEC_ARN} stopped polling (MaxPolls); it may still import "
+     "(the rows are resent next run)"),
+    ("FAILED", report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Error={"Error": "Lakeseg.ImportFailed"}),
+     None, f"import job j1 FAILED (execution {EXEC_ARN}) (Lakeseg.ImportFailed)"),
+    ("FAILED", report(JobId="j1", JobStatus="PROCESSING", TotalFailures=3), None,
+     f"import job j1 PROCESSING (execution {EXEC_ARN})"),
+    ("FAILED", report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Error={"Cause": "c"}), None,
+     f"import job j1 FAILED (execution {EXEC_ARN})"),
+], ids=["no-report", "cause-not-json", "aborted", "report-not-a-dict", "no-job", "no-job-cause-only", "no-job-flat-error",
+        "job-ok-execution-failed", "still-running", "job-failed", "job-not-ended", "job-failed-unnamed-error"])
+def test_a_failed_execution_says_why(status, raw, error_name, message):
+    _, err = verdict(status, raw, error_name)
+    assert err == message
+
+
+@pytest.mark.parametrize("job_status, failures", [("FAILED", 2), ("COMPLETED", 1)])
+def test_refused_endpoints_are_left_to_the_shared_layer(job_status, failures):
+    record, err = verdict("FAILED", report(JobId="j1", JobStatus=job_status, TotalFailures=failures,
+                                           Failures=["line 2: bad"], Error={"Error": "Lakeseg.ImportFailed"}))
+    assert err is None and record.total_failures == failures and record.failures == ["line 2: bad"]
+
+
+def test_a_failed_notification_after_a_completed_import_is_accepted_with_a_warning(caplog):
+    caplog.set_level(logging.WARNING, logger="sync.destinations.pinpoint")
+    raw = report(JobId="j1", JobStatus="COMPLETED", TotalFailures=0, Outcome="SUCCEEDED",
+                 NotifyError={"Error": "SNS.AuthorizationError"})
+    record, err = verdict("FAILED", raw, "Lakeseg.NotificationFailed")
+    assert err is None and record.job_id == "j1"
+    assert caplog.messages == ["pinpoint: import job j1 completed but the SNS notification failed "
+                               "(SNS.AuthorizationError)"]
+    caplog.clear()
+    assert verdict("FAILED", report(JobId="j1", JobStatus="COMPLETED", Outcome="SUCCEEDED"),
+                   "Lakeseg.NotificationFailed")[1] is None
+    assert caplog.messages == ["pinpoint: import job j1 completed but the SNS notification failed (None)"]
+
+
+def test_a_failed_notification_of_a_failed_import_is_still_a_failure():
+    _, err = verdict("FAILED", report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Outcome="FAILED"),
+                     "Lakeseg.NotificationFailed")
+    assert err == f"import job j1 FAILED (execution {EXEC_ARN})"
+    _, err = verdict("FAILED", report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Outcome="SUCCEEDED"),
+                     "Lakeseg.Other")
+    assert err == f"import job j1 FAILED (execution {EXEC_ARN})"
+
+
+def test_the_timeout_is_reported_in_whole_seconds():
+    _, err = verdict("WAIT_TIMEOUT", timeout=21600.4)
+    assert "still running after 21600 s;" in err
