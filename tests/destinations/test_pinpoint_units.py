@@ -861,3 +861,200 @@ def test_a_failed_notification_of_a_failed_import_is_still_a_failure():
 def test_the_timeout_is_reported_in_whole_seconds():
     _, err = verdict("WAIT_TIMEOUT", timeout=21600.4)
     assert "still running after 21600 s;" in err
+
+
+# --------------------------------------------------------------------------- direct mode, request by request
+MARKER = f"{BASE}/_jobs/part-1.json"
+
+
+def expect_no_marker(stub, code: str = "NoSuchKey", status: int = 404) -> None:
+    stub.add_client_error("get_object", service_error_code=code, http_status_code=status,
+                          expected_params={"Bucket": BUCKET, "Key": MARKER})
+
+
+def expect_marker(stub, body: bytes) -> None:
+    import io
+
+    from botocore.response import StreamingBody
+
+    stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(body), len(body))},
+                      expected_params={"Bucket": BUCKET, "Key": MARKER})
+
+
+def marker_body(job_id: str = "job-d1") -> bytes:
+    return json.dumps({"JobId": job_id, "ApplicationId": h.APP_ID, "RunId": RUN, "Segment": SEG, "Part": "1",
+                       "S3Url": FOLDER}).encode()
+
+
+def expect_marker_written(stub, job_id: str = "job-d1", **sse) -> None:
+    stub.add_response("put_object", {}, expected_params={
+        "Bucket": BUCKET, "Key": MARKER, "Body": marker_body(job_id), "ContentType": "application/json", **sse})
+
+
+def expect_create(stub, job_id: str = "job-d1") -> None:
+    stub.add_response("create_import_job", {"ImportJobResponse": h.job_response(job_id, "CREATED", FOLDER)},
+                      expected_params={"ApplicationId": h.APP_ID, "ImportJobRequest": {
+                          "S3Url": FOLDER, "RoleArn": h.IMPORT_ROLE_ARN, "Format": "CSV",
+                          "RegisterEndpoints": True, "DefineSegment": False}})
+
+
+def expect_get(stub, status: str, job_id: str = "job-d1", **extra) -> None:
+    stub.add_response("get_import_job", {"ImportJobResponse": h.job_response(job_id, status, FOLDER, **extra)},
+                      expected_params={"ApplicationId": h.APP_ID, "JobId": job_id})
+
+
+def run_direct(dest, tmp_path, files=None, progress=None):
+    files = files or (csv_file(tmp_path),)
+    return dest.run_job(delivery(files), pp.Job("1", tuple(files)), pp.JobProgress(progress, SEG, len(files), 1))
+
+
+def test_direct_delivery_uploads_creates_once_records_the_job_and_waits(aws_stub, tmp_path, caplog):
+    # given no earlier import, no marker, a free slot, and a job that completes after one poll
+    caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
+    f = csv_file(tmp_path)
+    expect_list_jobs(aws_stub.pinpoint)
+    expect_no_marker(aws_stub.s3)
+    expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv", ServerSideEncryption="aws:kms", SSEKMSKeyId="k")
+    expect_list_jobs(aws_stub.pinpoint, h.job_response("other", "COMPLETED", "s3://x/y/"))
+    expect_create(aws_stub.pinpoint)
+    expect_marker_written(aws_stub.s3, ServerSideEncryption="aws:kms", SSEKMSKeyId="k")
+    expect_get(aws_stub.pinpoint, "PROCESSING")
+    expect_get(aws_stub.pinpoint, "COMPLETED", TotalProcessed=2, TotalFailures=0, Failures=[])
+    sleeps: list = []
+    seen, progress = progress_log()
+    # when delivered
+    result = make("direct", kms_key_id="k", poll_seconds=5, sleeps=sleeps).deliver(delivery([f]), progress)
+    # then confirmed with the job's numbers; the job id was kept next to the folder before waiting
+    assert (result.confirmed, result.errors) == (True, [])
+    assert result.jobs == [JobRecord(job_id="job-d1", status="COMPLETED", total_processed=2, total_failures=0,
+                                     failures=[])]
+    assert sleeps == [5]
+    assert seen == [(f"{SEG}: uploading", 1, 1), (f"{SEG}: importing", 0, 1), (f"{SEG}: importing", 1, 1)]
+    assert f"pinpoint: {SEG} part 1: created import job job-d1" in caplog.messages
+
+
+@pytest.mark.parametrize("poll_seconds, interval", [(None, 15.0), (0, 0)], ids=["default", "configured-zero"])
+def test_direct_polls_at_the_configured_interval(aws_stub, poll_seconds, interval):
+    expect_get(aws_stub.pinpoint, "PROCESSING")
+    expect_get(aws_stub.pinpoint, "FAILED")
+    sleeps: list = []
+    response = make("direct", poll_seconds=poll_seconds, sleeps=sleeps)._wait_import_job(
+        "job-d1", pp.JobProgress(None, SEG, 1, 1))
+    assert sleeps == [interval] and response["JobStatus"] == "FAILED"
+
+
+def test_direct_a_throttled_status_check_is_retried(aws_stub):
+    error(aws_stub.pinpoint, "get_import_job", "TooManyRequestsException", 429)
+    expect_get(aws_stub.pinpoint, "COMPLETED")
+    sleeps: list = []
+    assert make("direct", sleeps=sleeps)._wait_import_job("job-d1", pp.JobProgress(None, SEG, 1, 1))[
+        "JobStatus"] == "COMPLETED"
+    assert sleeps == [0]
+
+
+@pytest.mark.parametrize("status, failures, ok, refused", [("COMPLETED", 0, True, 0), ("FAILED", 3, False, 3),
+                                                            ("COMPLETED", 1, False, 1)],
+                         ids=["completed", "failed-with-refusals", "completed-with-refusals"])
+def test_direct_a_job_with_a_marker_is_attached_to(aws_stub, tmp_path, caplog, status, failures, ok, refused):
+    # given the marker of an earlier attempt of this run names the job
+    caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
+    files = (csv_file(tmp_path, "a.csv"), csv_file(tmp_path, "b.csv"))
+    expect_marker(aws_stub.s3, marker_body("job-9"))
+    expect_marker_written(aws_stub.s3, "job-9")
+    expect_get(aws_stub.pinpoint, status, "job-9", TotalProcessed=4, TotalFailures=failures, Failures=["x"] * failures)
+    seen, progress = progress_log()
+    # when the job runs: no upload, no listing, no create
+    outcome = run_direct(make("direct"), tmp_path, files, progress)
+    # then that job's verdict counts
+    assert (outcome.ok, outcome.refused_rows, outcome.error) == (ok, refused, None)
+    assert outcome.record == JobRecord(job_id="job-9", status=status, total_processed=4, total_failures=failures,
+                                       failures=["x"] * failures)
+    assert seen[0] == (f"{SEG}: uploading", 2, 2)
+    assert caplog.messages[0] == f"pinpoint: {SEG} part 1: attaching to import job job-9, not importing again"
+
+
+@pytest.mark.parametrize("body, job_id", [(b"not json", None), (b'{"Id": "x"}', None), (b'["JobId"]', None),
+                                          (b'{"JobId": ""}', "")],
+                         ids=["not-json", "no-job-id", "not-an-object", "empty-job-id"])
+def test_direct_an_unreadable_marker_means_no_job_yet(aws_stub, body, job_id):
+    expect_marker(aws_stub.s3, body)
+    assert make("direct")._read_marker(BUCKET, MARKER) == job_id
+
+
+@pytest.mark.parametrize("code, status", [("NoSuchKey", 404), ("404", 404), ("NotFound", 404)])
+def test_direct_a_missing_marker_means_no_job_yet(aws_stub, code, status):
+    expect_no_marker(aws_stub.s3, code, status)
+    assert make("direct")._read_marker(BUCKET, MARKER) is None
+
+
+def test_direct_a_marker_that_cannot_be_read_fails_the_job(aws_stub, tmp_path):
+    expect_list_jobs(aws_stub.pinpoint)
+    expect_no_marker(aws_stub.s3, "AccessDenied", 403)
+    result = make("direct").deliver(delivery([csv_file(tmp_path)]))
+    assert not result.confirmed
+    assert result.errors == [f"{SEG} job 1: AccessDenied: An error occurred (AccessDenied) when calling the "
+                             "GetObject operation: "]
+
+
+def test_direct_a_job_already_created_for_the_folder_is_found_not_created_again(aws_stub, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
+    expect_no_marker(aws_stub.s3)
+    expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")
+    expect_list_jobs(aws_stub.pinpoint, h.job_response("job-7", "PROCESSING", FOLDER))
+    expect_marker_written(aws_stub.s3, "job-7")
+    expect_get(aws_stub.pinpoint, "COMPLETED", "job-7", TotalFailures=0)
+    outcome = run_direct(make("direct", max_concurrent_jobs=1), tmp_path)
+    assert outcome.ok and outcome.record.job_id == "job-7"
+    assert f"pinpoint: an import job for {FOLDER} exists already (job-7); attaching" in caplog.messages
+
+
+def test_direct_a_create_that_failed_on_the_server_is_looked_for_not_repeated(aws_stub, tmp_path, caplog):
+    # given CreateImportJob answers 500 and no job for the folder exists
+    caplog.set_level(logging.WARNING, logger="sync.destinations.pinpoint")
+    expect_no_marker(aws_stub.s3)
+    expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")
+    expect_list_jobs(aws_stub.pinpoint)
+    error(aws_stub.pinpoint, "create_import_job", "InternalServerErrorException", 500)
+    expect_list_jobs(aws_stub.pinpoint, h.job_response("x", "PROCESSING", FOLDER + "other/"))
+    # when the job runs, then nothing is retried and the job is not created
+    outcome = run_direct(make("direct"), tmp_path)
+    assert outcome.error == (f"CreateImportJob for {FOLDER} failed on the server and no job for that folder "
+                             "exists; the rows are resent next run")
+    assert (outcome.record.job_id, outcome.record.status) == ("", "NOT_CREATED")
+    assert caplog.messages == [f"pinpoint: {SEG} part 1: CreateImportJob answered InternalServerErrorException; "
+                               "looking for the job before anything else"]
+
+
+def test_direct_a_create_refused_as_a_bad_request_fails_the_job(aws_stub, tmp_path):
+    expect_no_marker(aws_stub.s3)
+    expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")
+    expect_list_jobs(aws_stub.pinpoint)
+    error(aws_stub.pinpoint, "create_import_job", "BadRequestException", 400, message="bad role")
+    outcome = run_direct(make("direct"), tmp_path)
+    assert outcome.error == ("BadRequestException: An error occurred (BadRequestException) when calling the "
+                             "CreateImportJob operation: bad role")
+
+
+def test_direct_a_throttled_create_is_retried(aws_stub):
+    error(aws_stub.pinpoint, "create_import_job", "TooManyRequestsException", 429)
+    expect_create(aws_stub.pinpoint)
+    assert make("direct")._create_import_job(delivery(), pp.Job("1", ()), FOLDER) == "job-d1"
+
+
+def test_direct_a_job_still_running_at_the_timeout_is_not_confirmed(aws_stub, tmp_path):
+    # given a job that is still processing, and a timeout of 0 (one status check)
+    expect_marker(aws_stub.s3, marker_body())
+    expect_marker_written(aws_stub.s3)
+    expect_get(aws_stub.pinpoint, "PROCESSING")
+    seen, progress = progress_log()
+    # when the job runs, then lakeseg stops waiting, says the import may still happen, and counts no job done
+    outcome = run_direct(make("direct", timeout=0), tmp_path, progress=progress)
+    assert outcome.error == ("import job job-d1 still PROCESSING after 0 s; it may still import (the rows are "
+                             "resent next run)")
+    assert outcome.record.status == "PROCESSING"
+    assert seen == [(f"{SEG}: uploading", 1, 1), (f"{SEG}: importing", 0, 1)]
+
+
+def test_direct_a_marker_job_id_is_read_as_text(aws_stub):
+    expect_marker(aws_stub.s3, b'{"JobId": 12}')
+    assert make("direct")._read_marker(BUCKET, MARKER) == "12"
