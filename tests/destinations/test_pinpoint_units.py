@@ -1058,3 +1058,166 @@ def test_direct_a_job_still_running_at_the_timeout_is_not_confirmed(aws_stub, tm
 def test_direct_a_marker_job_id_is_read_as_text(aws_stub):
     expect_marker(aws_stub.s3, b'{"JobId": 12}')
     assert make("direct")._read_marker(BUCKET, MARKER) == "12"
+
+
+# --------------------------------------------------------------------------- the project's job list
+def test_the_job_list_follows_next_tokens(aws_stub):
+    a, b, c = (h.job_response(i, "PROCESSING", f"s3://x/{i}/") for i in "abc")
+    expect_list_jobs(aws_stub.pinpoint, a, next_token="t1")
+    expect_list_jobs(aws_stub.pinpoint, b, token="t1", next_token="t2")
+    expect_list_jobs(aws_stub.pinpoint, c, token="t2")
+    assert [j["Id"] for j in make("direct")._list_jobs()] == ["a", "b", "c"]
+
+
+def test_the_job_list_reads_at_most_20_pages(aws_stub):
+    expect_list_jobs(aws_stub.pinpoint, next_token="t1")
+    for n in range(1, 20):
+        expect_list_jobs(aws_stub.pinpoint, h.job_response(f"j{n}", "FAILED"), token=f"t{n}", next_token=f"t{n + 1}")
+    assert len(make("direct")._list_jobs()) == 19
+
+
+def test_a_throttled_job_list_is_retried(aws_stub):
+    error(aws_stub.pinpoint, "get_import_jobs", "TooManyRequestsException", 429)
+    expect_list_jobs(aws_stub.pinpoint, h.job_response("a", "CREATED"))
+    assert [j["Id"] for j in make("direct")._running_jobs()] == ["a"]
+
+
+# --------------------------------------------------------------------------- job slots
+def test_a_free_slot_needs_fewer_running_jobs_than_the_limit(aws_stub, caplog):
+    # given the project runs 2 jobs (one other is done) with a limit of 2, then 1 after a wait
+    caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
+    busy = [h.job_response("a", "PROCESSING"), h.job_response("b", "CREATED"), h.job_response("c", "COMPLETED")]
+    expect_list_jobs(aws_stub.pinpoint, *busy)
+    expect_list_jobs(aws_stub.pinpoint, *busy[1:])
+    sleeps: list = []
+    # when a job waits for a slot, then it waited one interval and found none for its folder
+    assert make("direct", poll_seconds=7, sleeps=sleeps)._wait_for_a_free_job_slot(find=FOLDER) is None
+    assert sleeps == [7]
+    assert caplog.messages == ["pinpoint: 2 import jobs running in the project (limit 2); waiting"]
+
+
+def test_no_slot_wait_without_a_pinpoint_client():
+    assert make("stack", pinpoint=None)._wait_for_a_free_job_slot() is None
+
+
+def test_waiting_for_a_slot_gives_up_at_the_timeout(aws_stub, monkeypatch):
+    # given a clock that passes the timeout after two listings, and a project that stays busy
+    ticks = iter([100.0, 100.0, 105.0, 111.0])
+    monkeypatch.setattr(pp, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
+    busy = [h.job_response("a", "PROCESSING"), h.job_response("b", "PROCESSING")]
+    expect_list_jobs(aws_stub.pinpoint, *busy)
+    expect_list_jobs(aws_stub.pinpoint, *busy)
+    sleeps: list = []
+    assert make("direct", timeout=10, poll_seconds=5, sleeps=sleeps)._wait_for_a_free_job_slot() is None
+    assert sleeps == [5, 5]
+
+
+def test_stack_mode_does_not_wait_for_a_slot_it_cannot_count(aws_stub, caplog):
+    caplog.set_level(logging.WARNING, logger="sync.destinations.pinpoint")
+    error(aws_stub.pinpoint, "get_import_jobs", "ForbiddenException", 403)
+    assert make("stack")._wait_for_a_free_job_slot() is None
+    assert caplog.messages == ["pinpoint: cannot count running import jobs (An error occurred (ForbiddenException) "
+                               "when calling the GetImportJobs operation: m)"]
+
+
+def test_direct_mode_fails_when_it_cannot_count_running_jobs(aws_stub):
+    error(aws_stub.pinpoint, "get_import_jobs", "ForbiddenException", 403)
+    with pytest.raises(pp.ClientError):
+        make("direct")._wait_for_a_free_job_slot(find=FOLDER)
+
+
+def test_an_unreachable_job_list_is_not_counted_in_stack_mode():
+    down = EndpointConnectionError(endpoint_url="https://pinpoint.example")
+    dest = make("stack", pinpoint=Recorder(aws_client("pinpoint"), get_import_jobs=down))
+    assert dest._wait_for_a_free_job_slot() is None
+
+
+# --------------------------------------------------------------------------- earlier runs still importing
+def earlier_job(status: str = "PROCESSING", run: str = OLD_RUN, segment: str = SEG, root: str = URL) -> dict:
+    return h.job_response(f"job-{run[-3:]}-{segment}", status, f"{root}/{run}/{segment}/part-1/")
+
+
+def settle(dest) -> str | None:
+    return dest._settle_in_flight(delivery([Path("x.csv")]), BUCKET, "lakeseg/imports")
+
+
+def test_an_earlier_runs_job_of_this_segment_holds_the_delivery(aws_stub):
+    # given the job list shows, besides jobs that do not matter, one earlier-run job of this segment in flight
+    expect_list_jobs(aws_stub.pinpoint, earlier_job("COMPLETED"), earlier_job(run=RUN),
+                     earlier_job(segment="seg_other"), earlier_job(root="s3://elsewhere/lakeseg/imports"),
+                     h.job_response("odd", "PROCESSING", f"{URL}/{OLD_RUN}"),
+                     earlier_job())
+    # when the timeout is 0, then the delivery names that job and imports nothing
+    message = settle(make("direct", timeout=0))
+    assert message == (f"{SEG}: an import of an earlier run is still in flight (import job job-000-{SEG} "
+                       f"({URL}/{OLD_RUN}/{SEG}/part-1/)); nothing was imported so that imports stay in order; the "
+                       "rows are resent next run")
+
+
+def test_the_delivery_goes_ahead_once_the_earlier_job_ended(aws_stub):
+    expect_list_jobs(aws_stub.pinpoint, earlier_job())
+    expect_list_jobs(aws_stub.pinpoint, earlier_job("FAILED"))
+    sleeps: list = []
+    assert settle(make("direct", poll_seconds=3, sleeps=sleeps)) is None
+    assert sleeps == [3]
+
+
+def test_earlier_jobs_are_found_under_a_bucket_without_prefix(aws_stub):
+    job = h.job_response("old", "PROCESSING", f"s3://{BUCKET}/{OLD_RUN}/{SEG}/part-1/")
+    expect_list_jobs(aws_stub.pinpoint, job)
+    message = make("direct", timeout=0)._settle_in_flight(delivery([Path("x.csv")]), BUCKET, "")
+    assert f"(import job old (s3://{BUCKET}/{OLD_RUN}/{SEG}/part-1/))" in message
+
+
+def test_earlier_executions_of_this_segment_hold_the_delivery(aws_stub):
+    # given running executions: this segment's of an earlier run, this run's own, another segment's, unreadable ones
+    expect_list_jobs(aws_stub.pinpoint)
+    mine = json.dumps({"Segment": SEG})
+    expect_running_executions(aws_stub.sfn, (execution_name(OLD_RUN, SEG, 1), mine), (EXEC_NAME, mine),
+                              ("other", json.dumps({"Segment": "seg_other"})), ("garbled", "{not json"),
+                              ("no-input", None))
+    # when the timeout is 0, then the earlier one is named
+    message = settle(make("stack", timeout=0))
+    arn = f"{SM_ARN.replace('stateMachine', 'execution')}:{execution_name(OLD_RUN, SEG, 1)}"
+    assert message.startswith(f"{SEG}: an import of an earlier run is still in flight (execution {arn}); ")
+
+
+def test_stack_mode_without_a_job_list_still_waits_for_executions(aws_stub, caplog):
+    # given the job list is denied (stack mode needs it only to see other processes' jobs)
+    caplog.set_level(logging.WARNING, logger="sync.destinations.pinpoint")
+    error(aws_stub.pinpoint, "get_import_jobs", "ForbiddenException", 403)
+    expect_running_executions(aws_stub.sfn)
+    # when settling, then nothing holds the delivery and the log says what is not waited for
+    assert settle(make("stack")) is None
+    assert caplog.messages == ["pinpoint: cannot list import jobs (An error occurred (ForbiddenException) when "
+                               "calling the GetImportJobs operation: m); in-flight imports of earlier runs are not "
+                               "waited for (grant mobiletargeting:GetImportJobs)"]
+
+
+def test_stack_mode_without_a_pinpoint_client_waits_for_executions_only(aws_stub):
+    expect_running_executions(aws_stub.sfn)
+    assert settle(make("stack", pinpoint=None)) is None
+
+
+def test_direct_mode_fails_when_it_cannot_list_earlier_jobs(aws_stub):
+    error(aws_stub.pinpoint, "get_import_jobs", "ForbiddenException", 403)
+    with pytest.raises(pp.ClientError):
+        settle(make("direct"))
+
+
+def test_an_unreachable_job_list_is_skipped_in_stack_mode(aws_stub):
+    expect_running_executions(aws_stub.sfn)
+    down = EndpointConnectionError(endpoint_url="https://pinpoint.example")
+    assert settle(make("stack", pinpoint=Recorder(aws_client("pinpoint"), get_import_jobs=down))) is None
+
+
+def test_a_delivery_held_by_an_earlier_import_is_not_confirmed(aws_stub, tmp_path):
+    expect_list_jobs(aws_stub.pinpoint, earlier_job())
+    result = make("direct", timeout=0).deliver(delivery([csv_file(tmp_path)]))
+    assert (result.confirmed, result.location, result.jobs) == (False, f"s3://{BUCKET}/{BASE}/", [])
+    assert result.errors[0].startswith(f"{SEG}: an import of an earlier run is still in flight")
+
+
+def test_a_delivery_without_files_is_confirmed_without_any_call(aws_stub):
+    result = make("direct", import_s3_url=f"s3://{BUCKET}").deliver(delivery())
+    assert (result.confirmed, result.errors, result.location) == (True, [], f"s3://{BUCKET}/{RUN}/{SEG}/")
