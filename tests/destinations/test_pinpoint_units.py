@@ -1221,3 +1221,142 @@ def test_a_delivery_held_by_an_earlier_import_is_not_confirmed(aws_stub, tmp_pat
 def test_a_delivery_without_files_is_confirmed_without_any_call(aws_stub):
     result = make("direct", import_s3_url=f"s3://{BUCKET}").deliver(delivery())
     assert (result.confirmed, result.errors, result.location) == (True, [], f"s3://{BUCKET}/{RUN}/{SEG}/")
+
+
+# --------------------------------------------------------------------------- the dynamic segment
+IN_SEGMENT = {"User.UserAttributes.HasClicked": ("Yes",)}
+DIMS = {"UserAttributes": {"HasClicked": {"AttributeType": "INCLUSIVE", "Values": ["Yes"]}}}
+
+
+def pinpoint_segment(seg_id: str, name: str, dims: dict) -> dict:
+    return {"ApplicationId": h.APP_ID, "Arn": f"arn:aws:mobiletargeting:{h.REGION}:{h.ACCOUNT}:apps/x/segments/"
+            f"{seg_id}", "CreationDate": "2026-11-25T03:00:00Z", "Id": seg_id, "Name": name, "Dimensions": dims,
+            "SegmentType": "DIMENSIONAL"}
+
+
+def expect_segments(stub, *items, token=None, next_token=None) -> None:
+    params = {"ApplicationId": h.APP_ID, "PageSize": "100"}
+    if token:
+        params["Token"] = token
+    page = {"Item": list(items)}
+    if next_token:
+        page["NextToken"] = next_token
+    stub.add_response("get_segments", {"SegmentsResponse": page}, expected_params=params)
+
+
+def segment_delivery(**kw):
+    return delivery(segment_name="Email clickers", segment_filter=kw.pop("segment_filter", IN_SEGMENT), **kw)
+
+
+def test_a_new_dynamic_segment_is_created_with_its_filter_and_tag(aws_stub, caplog):
+    # given no segment of that name (another segment on the first page, none on the second)
+    caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
+    expect_segments(aws_stub.pinpoint, pinpoint_segment("s0", "lakeseg Other", DIMS), next_token="t1")
+    expect_segments(aws_stub.pinpoint, token="t1")
+    aws_stub.pinpoint.add_response("create_segment", {"SegmentResponse": pinpoint_segment(
+        "s1", "lakeseg Email clickers", DIMS)}, expected_params={"ApplicationId": h.APP_ID, "WriteSegmentRequest": {
+            "Name": "lakeseg Email clickers", "Dimensions": DIMS, "tags": {"lakeseg:segment": SEG}}})
+    # when kept, then it is created once, named with the prefix
+    assert make("stack", segment_name_prefix="lakeseg ")._keep_segment(segment_delivery()) is None
+    assert caplog.messages == ["pinpoint: created dynamic segment 'lakeseg Email clickers'"]
+
+
+def test_a_dynamic_segment_whose_filter_changed_is_updated(aws_stub, caplog):
+    # given the segment exists on the second page with another filter
+    caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
+    old = {"UserAttributes": {"HasClicked": {"AttributeType": "INCLUSIVE", "Values": ["No"]}}}
+    expect_segments(aws_stub.pinpoint, pinpoint_segment("s0", "Other", DIMS), next_token="t1")
+    expect_segments(aws_stub.pinpoint, pinpoint_segment("s1", "Email clickers", old), token="t1", next_token="t2")
+    aws_stub.pinpoint.add_response("update_segment", {"SegmentResponse": pinpoint_segment(
+        "s1", "Email clickers", DIMS)}, expected_params={"ApplicationId": h.APP_ID, "SegmentId": "s1",
+                                                         "WriteSegmentRequest": {"Name": "Email clickers",
+                                                                                 "Dimensions": DIMS}})
+    assert make("stack")._keep_segment(segment_delivery()) is None
+    assert caplog.messages == ["pinpoint: updated dynamic segment 'Email clickers'"]
+
+
+def test_an_unchanged_dynamic_segment_is_left_alone(aws_stub):
+    expect_segments(aws_stub.pinpoint, pinpoint_segment("s1", "Email clickers", DIMS), next_token="t1")
+    assert make("stack")._keep_segment(segment_delivery()) is None
+
+
+def test_segments_are_looked_for_on_at_most_20_pages(aws_stub):
+    expect_segments(aws_stub.pinpoint, next_token="t1")
+    for n in range(1, 20):
+        expect_segments(aws_stub.pinpoint, token=f"t{n}", next_token=f"t{n + 1}")
+    aws_stub.pinpoint.add_response("create_segment", {"SegmentResponse": pinpoint_segment("s1", "Email clickers",
+                                                                                          DIMS)})
+    assert make("stack")._keep_segment(segment_delivery()) is None
+
+
+def test_a_throttled_segment_list_is_retried(aws_stub):
+    error(aws_stub.pinpoint, "get_segments", "TooManyRequestsException", 429)
+    expect_segments(aws_stub.pinpoint, pinpoint_segment("s1", "Email clickers", DIMS))
+    assert make("stack")._keep_segment(segment_delivery()) is None
+
+
+def test_a_segment_create_that_failed_on_the_server_is_not_repeated(aws_stub):
+    # given CreateSegment answers 500 (it may have created the segment)
+    expect_segments(aws_stub.pinpoint)
+    error(aws_stub.pinpoint, "create_segment", "InternalServerErrorException", 500)
+    # when kept, then the delivery says so (not retried: a second segment of that name could appear)
+    err = make("stack")._keep_segment(segment_delivery())
+    assert err == f"{SEG}: cannot keep segment 'Email clickers': InternalServerErrorException"
+
+
+def test_a_segment_update_that_failed_on_the_server_is_repeated(aws_stub):
+    # given UpdateSegment answers 500 once (an update is safe to repeat), then a refusal
+    old = {"Attributes": {"Plan": {"AttributeType": "INCLUSIVE", "Values": ["x"]}}}
+    expect_segments(aws_stub.pinpoint, pinpoint_segment("s1", "Email clickers", old))
+    error(aws_stub.pinpoint, "update_segment", "InternalServerErrorException", 500)
+    error(aws_stub.pinpoint, "update_segment", "BadRequestException", 400)
+    err = make("stack")._keep_segment(segment_delivery())
+    assert err == f"{SEG}: cannot keep segment 'Email clickers': BadRequestException"
+
+
+@pytest.mark.parametrize("dest_kw, kw, message", [
+    ({"pinpoint": None}, {}, "segment_name needs a Pinpoint client"),
+    ({}, {"segment_filter": {}}, f"{SEG}: segment_name is set but meta.lakeseg.segment_values is not: the dynamic "
+                                 "segment needs the values that mean \"in the segment\" (e.g. {HasClicked: [\"Yes\"]})"),
+    ({}, {"segment_filter": {"Metrics.x": ("1",)}},
+     f"{SEG}: segment_values: Metrics.x cannot select a dynamic segment (use a User.UserAttributes.* or Attributes.* "
+     "field)"),
+], ids=["no-client", "no-values", "bad-field"])
+def test_a_segment_that_cannot_be_kept_says_why_without_any_call(aws_stub, dest_kw, kw, message):
+    assert make("stack", **dest_kw)._keep_segment(segment_delivery(**kw)) == message
+
+
+def test_a_delivery_whose_segment_cannot_be_kept_is_not_confirmed(aws_stub, tmp_path):
+    # given a delivery whose one job is attached to and completed, and a segment_name without values
+    expect_list_jobs(aws_stub.pinpoint)
+    expect_marker(aws_stub.s3, marker_body())
+    expect_marker_written(aws_stub.s3)
+    expect_get(aws_stub.pinpoint, "COMPLETED", TotalFailures=0)
+    d = delivery([csv_file(tmp_path)], segment_name="Email clickers")
+    # when delivered, then the import counts but the delivery is not confirmed
+    result = make("direct").deliver(d)
+    assert result.confirmed is False
+    assert [r.job_id for r in result.jobs] == ["job-d1"]
+    assert result.errors == [f"{SEG}: segment_name is set but meta.lakeseg.segment_values is not: the dynamic "
+                             "segment needs the values that mean \"in the segment\" (e.g. {HasClicked: [\"Yes\"]})"]
+
+
+def test_a_failed_delivery_keeps_no_segment(aws_stub, tmp_path):
+    expect_list_jobs(aws_stub.pinpoint)
+    expect_marker(aws_stub.s3, marker_body())
+    expect_marker_written(aws_stub.s3)
+    expect_get(aws_stub.pinpoint, "FAILED", TotalFailures=0)
+    result = make("direct").deliver(delivery([csv_file(tmp_path)], segment_name="Email clickers",
+                                             segment_filter=IN_SEGMENT))
+    assert result.errors == [f"{SEG} job 1: import job job-d1 FAILED"]
+
+
+def test_a_confirmed_delivery_keeps_its_segment(aws_stub, tmp_path):
+    expect_list_jobs(aws_stub.pinpoint)
+    expect_marker(aws_stub.s3, marker_body())
+    expect_marker_written(aws_stub.s3)
+    expect_get(aws_stub.pinpoint, "COMPLETED", TotalFailures=0)
+    expect_segments(aws_stub.pinpoint, pinpoint_segment("s1", "Email clickers", DIMS))
+    result = make("direct").deliver(delivery([csv_file(tmp_path)], segment_name="Email clickers",
+                                             segment_filter=IN_SEGMENT))
+    assert (result.confirmed, result.errors) == (True, [])
