@@ -275,11 +275,17 @@ def test_from_settings_defaults():
     assert dest.stepfunctions == "<stepfunctions client>"
 
 
-def test_from_settings_without_a_session_uses_boto3s_default_one(aws):
+def test_from_settings_without_a_session_uses_boto3s_default_one(monkeypatch):
+    # given boto3's default session (stood in for: a real one loads every service model)
+    import boto3
+
+    default = FakeSession()
+    monkeypatch.setattr(boto3, "Session", lambda: default)
+    # when built without a session, then its clients come from the default one
     dest = PinpointDestination.from_settings({"type": "pinpoint", "mode": "", "region": "eu-west-2"})
     assert dest.mode == "stack"
-    assert dest.s3.meta.region_name == "eu-west-2"
-    assert dest.stepfunctions.meta.service_model.service_name == "stepfunctions"
+    assert [(service, region) for service, region, _ in default.asked] == [
+        ("s3", "eu-west-2"), ("stepfunctions", "eu-west-2"), ("pinpoint", "eu-west-2")]
 
 
 @pytest.mark.parametrize("settings, message", [
