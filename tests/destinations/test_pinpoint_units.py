@@ -461,6 +461,13 @@ def test_preflight_turns_a_failed_call_into_the_settings_error(aws_stub, service
     assert str(err.value) == message
 
 
+def test_preflight_names_a_missing_bucket_without_prefix(aws_stub):
+    error(aws_stub.s3, "list_objects_v2", "NoSuchBucket", 404)
+    with pytest.raises(ConfigError) as err:
+        make("stack", import_s3_url=f"s3://{BUCKET}/").preflight()
+    assert str(err.value) == f"destination.import_s3_url: bucket {BUCKET} does not exist (s3://{BUCKET})"
+
+
 @pytest.mark.parametrize("service", ["s3", "stepfunctions", "pinpoint"])
 def test_preflight_reports_an_unreachable_endpoint_by_setting(aws_stub, service):
     # given the service cannot be reached at all
@@ -680,8 +687,9 @@ def test_a_throttled_start_is_retried_after_a_backoff(aws_stub):
     assert sleeps == [0]
 
 
-def test_a_start_refused_otherwise_fails_the_job(aws_stub, tmp_path):
+def test_a_start_refused_otherwise_fails_the_job(aws_stub, tmp_path, caplog):
     # given the state machine is gone when the job starts
+    caplog.set_level(logging.WARNING, logger="sync.destinations.pinpoint")
     expect_no_execution(aws_stub.sfn)
     expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")
     error(aws_stub.sfn, "start_execution", "StateMachineDoesNotExist", message="gone")
@@ -692,6 +700,7 @@ def test_a_start_refused_otherwise_fails_the_job(aws_stub, tmp_path):
                              "the StartExecution operation: gone")
     assert (outcome.record.job_id, outcome.record.status, outcome.ok) == ("", "ERROR", False)
     assert all(dest._slots.acquire(blocking=False) for _ in range(2))
+    assert caplog.messages == [f"pinpoint: {SEG} part 1 failed: StateMachineDoesNotExist"]
 
 
 @pytest.mark.parametrize("status", ["RUNNING", "SUCCEEDED"])
@@ -777,12 +786,15 @@ def verdict(status: str, raw: str | None = None, error_name: str | None = None, 
     return make("stack", timeout=timeout)._record_from_execution(EXEC_ARN, described)
 
 
-def test_a_succeeded_execution_reports_the_job():
+def test_a_succeeded_execution_reports_the_job(caplog):
+    caplog.set_level(logging.DEBUG, logger="sync.destinations.pinpoint")
     record, err = verdict("SUCCEEDED", report(JobId="j1", JobStatus="COMPLETED", TotalProcessed=5, TotalFailures=0,
                                               Failures=["x", 3]))
     assert err is None
     assert record == JobRecord(job_id="j1", status="COMPLETED", total_processed=5, total_failures=0,
                                failures=["x", "3"], execution_arn=EXEC_ARN)
+    assert caplog.messages == [f"pinpoint: execution {EXEC_ARN} report: {{'JobId': 'j1', 'JobStatus': 'COMPLETED', "
+                               "'TotalProcessed': 5, 'TotalFailures': 0, 'Failures': ['x', 3]}"]
 
 
 @pytest.mark.parametrize("raw", [None, "", "not json", "[1, 2]"], ids=["none", "empty", "not-json", "not-a-dict"])
@@ -1107,15 +1119,14 @@ def test_no_slot_wait_without_a_pinpoint_client():
 
 
 def test_waiting_for_a_slot_gives_up_at_the_timeout(aws_stub, monkeypatch):
-    # given a clock that passes the timeout after two listings, and a project that stays busy
-    ticks = iter([100.0, 100.0, 105.0, 111.0])
+    # given a clock that reaches the timeout after one listing, and a busy project
+    ticks = iter([100.0, 100.0, 110.0])
     monkeypatch.setattr(pp, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
-    busy = [h.job_response("a", "PROCESSING"), h.job_response("b", "PROCESSING")]
-    expect_list_jobs(aws_stub.pinpoint, *busy)
-    expect_list_jobs(aws_stub.pinpoint, *busy)
+    expect_list_jobs(aws_stub.pinpoint, h.job_response("a", "PROCESSING"), h.job_response("b", "PROCESSING"))
     sleeps: list = []
+    # when a job waits for a slot, then it stops waiting at the deadline (and goes ahead)
     assert make("direct", timeout=10, poll_seconds=5, sleeps=sleeps)._wait_for_a_free_job_slot() is None
-    assert sleeps == [5, 5]
+    assert sleeps == [5]
 
 
 def test_stack_mode_does_not_wait_for_a_slot_it_cannot_count(aws_stub, caplog):
@@ -1166,6 +1177,11 @@ def test_the_delivery_goes_ahead_once_the_earlier_job_ended(aws_stub):
     sleeps: list = []
     assert settle(make("direct", poll_seconds=3, sleeps=sleeps)) is None
     assert sleeps == [3]
+
+
+def test_an_earlier_job_of_the_segment_folder_itself_holds_the_delivery(aws_stub):
+    expect_list_jobs(aws_stub.pinpoint, h.job_response("old", "PROCESSING", f"{URL}/{OLD_RUN}/{SEG}"))
+    assert f"(import job old ({URL}/{OLD_RUN}/{SEG}))" in settle(make("direct", timeout=0))
 
 
 def test_earlier_jobs_are_found_under_a_bucket_without_prefix(aws_stub):
