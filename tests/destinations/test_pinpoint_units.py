@@ -1382,3 +1382,15 @@ def test_a_confirmed_delivery_keeps_its_segment(aws_stub, tmp_path):
     result = make("direct").deliver(delivery([csv_file(tmp_path)], segment_name="Email clickers",
                                              segment_filter=IN_SEGMENT))
     assert (result.confirmed, result.errors) == (True, [])
+
+
+def test_a_delivery_without_an_import_url_is_refused_by_setting_name(tmp_path):
+    # given no import_s3_url (preflight would have said so), then deliver and run_job name it, calling nothing
+    dest = make("direct", import_s3_url=None)
+    message = "destination.import_s3_url must be an s3://bucket/prefix URL, got ''"
+    with pytest.raises(ConfigError) as err:
+        dest.deliver(delivery([csv_file(tmp_path)]))
+    assert str(err.value) == message
+    with pytest.raises(ConfigError) as err:
+        dest.run_job(delivery(), pp.Job("1", ()), pp.JobProgress(None, SEG, 1, 1))
+    assert str(err.value) == message
