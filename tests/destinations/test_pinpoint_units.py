@@ -651,8 +651,9 @@ def test_uploads_use_the_kms_key_and_the_multipart_settings(aws_stub, tmp_path):
     (0, 5.5, {"PollSeconds": 0, "MaxPolls": 6}),
     (1, 10 ** 9, {"PollSeconds": 1, "MaxPolls": 8700}),
     (7200, 10 ** 9, {"PollSeconds": 7200, "MaxPolls": 4379}),
+    (8759, 10 ** 9, {"PollSeconds": 8759, "MaxPolls": 3600}),  # (365 days - 1 hour) / 8759 s is exactly 3600
 ], ids=["tail-default", "timeout-over-interval", "exact-multiple", "at-least-one-poll", "no-interval",
-        "tail-bound", "execution-time-limit"])
+        "tail-bound", "execution-time-limit", "execution-time-limit-exactly"])
 def test_the_execution_polls_as_long_as_lakeseg_waits(aws_stub, poll_seconds, timeout, extra):
     # given a poll interval and timeout, then the input tells the tail how often and how long to poll
     expect_start(aws_stub.sfn, start_input(**extra))
