@@ -840,8 +840,10 @@ def test_a_succeeded_execution_reads_its_output_not_the_cause():
      f"import job j1 PROCESSING (execution {EXEC_ARN})"),
     ("FAILED", report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Error={"Cause": "c"}), None,
      f"import job j1 FAILED (execution {EXEC_ARN})"),
+    ("FAILED", report(JobId="j1", JobStatus="FAILED"), None, f"import job j1 FAILED (execution {EXEC_ARN})"),
 ], ids=["no-report", "cause-not-json", "aborted", "report-not-a-dict", "no-job", "no-job-cause-only", "no-job-flat-error",
-        "job-ok-execution-failed", "still-running", "job-failed", "job-not-ended", "job-failed-unnamed-error"])
+        "job-ok-execution-failed", "still-running", "job-failed", "job-not-ended", "job-failed-unnamed-error",
+        "job-failed-no-failure-count"])
 def test_a_failed_execution_says_why(status, raw, error_name, message):
     _, err = verdict(status, raw, error_name)
     assert err == message
