@@ -16,7 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 from botocore.stub import ANY, Stubber
 
 from sync.destinations import pinpoint as pp
@@ -466,6 +466,19 @@ def test_preflight_names_a_missing_bucket_without_prefix(aws_stub):
     with pytest.raises(ConfigError) as err:
         make("stack", import_s3_url=f"s3://{BUCKET}/").preflight()
     assert str(err.value) == f"destination.import_s3_url: bucket {BUCKET} does not exist (s3://{BUCKET})"
+
+
+@pytest.mark.parametrize("service", ["s3", "stepfunctions", "pinpoint"])
+def test_preflight_says_when_there_are_no_credentials(aws_stub, service):
+    if service != "s3":
+        expect_bucket_listed(aws_stub.s3)
+    clients = {"s3": aws_client("s3"), "stepfunctions": aws_client("stepfunctions"), "pinpoint": aws_client("pinpoint")}
+    method = {"s3": "list_objects_v2", "stepfunctions": "describe_state_machine", "pinpoint": "get_import_jobs"}
+    clients[service] = Recorder(clients[service], **{method[service]: NoCredentialsError()})
+    with pytest.raises(ConfigError) as err:
+        make("direct" if service == "pinpoint" else "stack", **clients).preflight()
+    assert str(err.value) == ("no AWS credentials for the pinpoint destination (set a profile, role or AWS_* "
+                              "environment variables)")
 
 
 @pytest.mark.parametrize("service", ["s3", "stepfunctions", "pinpoint"])
