@@ -568,6 +568,11 @@ def test_segment_dimensions_select_in_segment_values():
     }
 
 
+def test_an_attribute_name_is_everything_after_the_first_dot():
+    assert segment_dimensions({"Attributes.plan.tier": ("gold",)}) == {
+        "Attributes": {"plan.tier": {"AttributeType": "INCLUSIVE", "Values": ["gold"]}}}
+
+
 @pytest.mark.parametrize("field, values, message", [
     ("Metrics.score", ("1",), "segment_values: Metrics.score cannot select a dynamic segment (use a "
                               "User.UserAttributes.* or Attributes.* field)"),
