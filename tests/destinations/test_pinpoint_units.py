@@ -697,6 +697,18 @@ def test_an_execution_started_meanwhile_is_attached_to(aws_stub, caplog):
     assert caplog.messages == [f"pinpoint: {SEG} part 1: execution {EXEC_NAME} already exists; attaching"]
 
 
+def test_a_job_whose_execution_was_started_meanwhile_waits_for_that_execution(aws_stub, tmp_path):
+    # given no execution when checked, but another attempt starts it before ours
+    expect_no_execution(aws_stub.sfn)
+    expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")
+    error(aws_stub.sfn, "start_execution", "ExecutionAlreadyExists")
+    expect_execution(aws_stub.sfn, "SUCCEEDED", output=report(JobId="job-1", JobStatus="COMPLETED", TotalFailures=0))
+    # when the job runs, then it waits for that execution (by its ARN) and takes its verdict
+    outcome = make("stack", pinpoint=None).run_job(delivery(), pp.Job("1", (csv_file(tmp_path),)),
+                                                   pp.JobProgress(None, SEG, 1, 1))
+    assert outcome.ok and outcome.record.execution_arn == EXEC_ARN
+
+
 def test_a_throttled_start_is_retried_after_a_backoff(aws_stub):
     error(aws_stub.sfn, "start_execution", "ThrottlingException")
     expect_start(aws_stub.sfn, start_input())
@@ -790,6 +802,10 @@ def test_the_execution_arn_is_derived_from_the_state_machine_arn():
     assert make("stack")._execution_arn("n") == f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:execution:lakeseg-import-tail:n"
     assert make("stack", state_machine_arn=SM_ARN + ":live")._execution_arn("n").endswith(
         ":execution:lakeseg-import-tail:n")
+    # a state machine named "stateMachine", addressed through an alias
+    named = f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:stateMachine:stateMachine:live"
+    assert make("stack", state_machine_arn=named)._execution_arn("n") == (
+        f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:execution:stateMachine:n")
     with pytest.raises(ConfigError) as err:
         make("stack", state_machine_arn="arn:aws:lambda:x")._execution_arn("n")
     assert str(err.value) == "destination.state_machine_arn is not a state machine ARN: arn:aws:lambda:x"
