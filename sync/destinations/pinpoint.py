@@ -469,7 +469,8 @@ class PinpointDestination:
 
     # ------------------------------------------------------------------ stack mode
     def _execution_arn(self, name: str) -> str:
-        head, sep, sm_name = self.state_machine_arn.rpartition(":stateMachine:")
+        # The first ":stateMachine:" ends the resource type; a later one is the name (and a qualifier).
+        head, sep, sm_name = self.state_machine_arn.partition(":stateMachine:")
         if not sep:
             raise ConfigError(f"destination.state_machine_arn is not a state machine ARN: {self.state_machine_arn}")
         return f"{head}:execution:{sm_name.split(':')[0]}:{name}"

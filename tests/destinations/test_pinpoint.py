@@ -629,6 +629,10 @@ def test_an_orphaned_import_of_the_segment_is_waited_for(tail, fake_pinpoint, tm
 def test_an_orphan_that_outlives_the_timeout_stops_the_delivery(tail, fake_pinpoint, tmp_path):
     fake_pinpoint.hold = 30
     start_orphan(tail)
+    # (the orphan's job exists before this run starts: on a loaded machine moto's worker may take a while)
+    deadline = time.monotonic() + 20
+    while not fake_pinpoint.jobs and time.monotonic() < deadline:
+        time.sleep(0.02)
     dest = stack_destination(tail, pinpoint=fake_pinpoint.client, timeout=0.3)
     result = dest.deliver(delivery([write_csv(tmp_path / "part-00001.csv", rows=2)]))
     # then nothing of this run was imported, and the reason says why
