@@ -98,3 +98,37 @@ def test_a_dead_owners_lock_is_taken_over_only_on_its_own_host(h, host, taken_ov
     else:
         assert segment.status == "refused" and "run gone on another-host" in segment.reason
         assert deliveries(h) == [] and committed_run(h) is None
+
+
+def test_a_takeover_is_logged_naming_the_lock_and_its_dead_owner(h, caplog):
+    store = open_state_store(str(h.state_dir))
+    with contextlib.ExitStack() as held:
+        held.enter_context(store.lock("files", SEG, {"run_id": "gone", "host": socket.gethostname(),
+                                                    "pid": NO_SUCH_PID}))
+        with caplog.at_level("WARNING", logger="sync.engine"):
+            h.run(state=store)
+    assert (f"took over the lock on files/{SEG} from dead held by run gone on {socket.gethostname()} "
+            f"(pid {NO_SUCH_PID}) for 0 min") in caplog.messages
+
+
+def test_a_dead_lock_replaced_by_a_live_run_meanwhile_is_not_taken(h, monkeypatch):
+    """Two runs judged the same lock dead: the one whose takeover comes second must leave the other's new lock."""
+    store = open_state_store(str(h.state_dir))
+    real_force_unlock = store.force_unlock
+    live = {"run_id": "live", "host": "elsewhere", "pid": 1}
+
+    def raced(destination, segment, token=None):
+        # Meanwhile the other run deleted the dead lock and took its own
+        real_force_unlock(destination, segment)
+        stack.enter_context(store.lock(destination, segment, live))
+        return real_force_unlock(destination, segment, token=token)
+
+    monkeypatch.setattr(store, "force_unlock", raced)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(store.lock("files", SEG, {"run_id": "gone", "host": socket.gethostname(),
+                                                     "pid": NO_SUCH_PID}))
+        segment = by_segment(h.run(state=store))[SEG]
+        # Then this run is refused and the live run's lock is still there
+        assert segment.status == "refused" and "run live on elsewhere" in segment.reason
+        assert store.read_lock("files", SEG).owner == live
+    assert deliveries(h) == []

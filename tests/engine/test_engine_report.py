@@ -239,5 +239,40 @@ def test_a_destination_bug_is_reported_by_type_and_first_line_and_logged(h, capl
         rep = by_segment(h.run(destination=Raising(h.exports, RuntimeError("connection reset\nby peer"))))["seg_a"]
     assert (rep.status, rep.reason) == ("failed", "RuntimeError: connection reset")
     debug = [r for r in caplog.records if r.levelname == "DEBUG" and r.getMessage() == "delivery of seg_a failed"]
-    assert len(debug) == 1 and debug[0].exc_info is not None
+    assert len(debug) == 1 and debug[0].exc_info and debug[0].exc_info[0] is RuntimeError
     assert "delivery of seg_a failed: RuntimeError: connection reset\nby peer" in caplog.messages
+
+
+def test_durations_are_seconds_rounded_to_milliseconds(h, monkeypatch):
+    # Given a monotonic clock that moves 1.23456 s per reading
+    import types
+
+    from sync import engine
+
+    readings = iter(n * 1.23456 for n in range(1, 1000))
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(monotonic=lambda: next(readings),
+                                                              time=engine.time.time))
+    h.segment("seg_a", COLS, ROWS)
+    h.segment("seg_b", {"endpoint_id": "Id", "tier": "Attributes.Tier"}, [("e1", "gold")], status="error")
+    report = by_segment(h.run())
+    # Then each segment's duration is a whole number of readings apart, to the millisecond
+    allowed = {round(k * 1.23456, 3) for k in range(1, 20)}
+    assert report["seg_a"].duration_s in allowed and report["seg_b"].duration_s in allowed
+
+
+def test_the_lock_names_run_host_pid_and_command(h):
+    import os
+    import socket
+
+    h.segment("seg_a", COLS, ROWS)
+    seen = {}
+
+    class Peek(FilesDestination):
+        def deliver(self, delivery, progress=None):
+            import json
+
+            seen.update(json.loads((h.state_dir / "locks/files/seg_a.json").read_text())["owner"])
+            return super().deliver(delivery, progress)
+
+    report = h.run(destination=Peek(h.exports), command="run")
+    assert seen == {"run_id": report.run_id, "host": socket.gethostname(), "pid": os.getpid(), "command": "run"}
