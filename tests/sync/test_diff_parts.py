@@ -147,3 +147,11 @@ def test_a_keep_segment_delivery_carries_no_leavers(con, tmp_path):
                        workdir=tmp_path / "r2")
     assert [r[0] for r in con.execute(sent_ids_sql(prepared)).fetchall()] == ["a"]
     assert Path(prepared.new_snapshot).exists()
+
+
+def test_a_full_refresh_carries_unchanged_members_too(con, tmp_path):
+    seg = make_segment()
+    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y")], None, tmp_path, "r1")
+    prepared = prepare(con, seg, load(con, "src2", [("a", "x"), ("b", "y2")]), previous=snap,
+                       workdir=tmp_path / "r2", full_refresh=True)
+    assert sorted(r[0] for r in con.execute(sent_ids_sql(prepared)).fetchall()) == ["a", "b"]
