@@ -409,3 +409,27 @@ def test_a_run_started_at_a_naive_or_offset_time_keeps_only_digits_t_and_z_in_it
     assert base.StateStore._history_key({"run_id": "r2", "started_at": "2026-01-02T03:04:05+00:00"}) == \
         "history/20260102T030405Z-r2.json"
     assert base.StateStore._history_key({"run_id": "r3"}) == "history/-r3.json"
+
+
+@pytest.mark.parametrize("destination, segment, message", [
+    ("a b", "seg_a", "destination name 'a b' cannot be used in state keys (letters, digits, _ . - only)"),
+    ("files", "../x", "segment name '../x' cannot be used in state keys (letters, digits, _ . - only)"),
+], ids=["destination", "segment"])
+def test_a_lock_on_an_unsafe_name_is_refused_naming_which(store, destination, segment, message):
+    with pytest.raises(ConfigError) as refused:
+        with store.lock(destination, segment, {}):
+            pass
+    assert str(refused.value) == message
+    with pytest.raises(ConfigError) as again:
+        store.read_lock(destination, segment)
+    assert str(again.value) == message
+
+
+@pytest.mark.parametrize("destination, segment, message", [
+    ("a b", "seg_a", "destination name 'a b' cannot be used in state keys (letters, digits, _ . - only)"),
+    ("files", "../x", "segment name '../x' cannot be used in state keys (letters, digits, _ . - only)"),
+], ids=["destination", "segment"])
+def test_a_snapshot_of_an_unsafe_name_is_refused_naming_which(store, tmp_path, destination, segment, message):
+    with pytest.raises(ConfigError) as refused:
+        store.load_snapshot(destination, segment, tmp_path / "w")
+    assert str(refused.value) == message
