@@ -143,8 +143,11 @@ def test_the_incumbent_keeps_its_field_when_the_newcomer_also_exports_fields_of_
     _incumbent_and_newcomer(h, {"endpoint_id": "Id", "plan2": "Attributes.Plan", "tier": "Attributes.Tier"})
     # When both sync
     report = by_segment(h.run())
-    # Then only the shared field is contested: seg_a syncs, seg_b is refused
+    # Then only the shared field is contested: seg_a syncs, saying why, and seg_b is refused
     assert report["seg_a"].status == "synced"
+    assert report["seg_a"].notes == ["keeps its fields although another segment claims them: seg_a.plan: "
+                                     "[field-ownership] Attributes.Plan is also written by seg_b; each field has "
+                                     "exactly one owner"]
     assert report["seg_b"].status == "refused"
 
 

@@ -147,3 +147,85 @@ def test_a_destination_that_cannot_take_a_segment_refuses_only_that_one(h):
     assert report["seg_a"].status == "synced"
     assert report["seg_b"].reason == ("breaks the segment contract (see `lakeseg check`): "
                                       "seg_b.Attributes.Tier [no-target]: no profile field for it")
+
+
+def test_the_wall_clock_is_utc():
+    from datetime import timezone
+
+    from sync.engine import wall_clock
+
+    assert wall_clock().tzinfo is timezone.utc
+
+
+def test_a_segment_with_several_contract_problems_names_them_all(h):
+    h.segment("seg_a", {"endpoint_id": "Id", "plan": "Attributes.Plan", "plan2": "Attributes.Plan"},
+              [("e1", "pro", "pro")], exit="drop")
+    rep = by_segment(h.run())["seg_a"]
+    assert rep.reason == ("breaks the segment contract (see `lakeseg check`): "
+                          "seg_a.plan2: [one-column-per-field] Attributes.Plan is also mapped from column plan; "
+                          "seg_a: [exit] exit must be 'keep' or a mapping of field to value, got 'drop'")
+
+
+def test_an_in_doubt_record_of_the_run_that_committed_is_void(h):
+    # Given a committed run whose in-doubt record was left behind (a crash between commit and clean-up)
+    h.segment("seg_a", COLS, [("e1", "pro"), ("e2", "basic")])
+    first = h.run()
+    store = open_state_store(str(h.state_dir))
+    ids = h.root / "ids.parquet"
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.execute(f"copy (select 'e1' as Id) to '{ids}' (format parquet)")
+    store.record_in_doubt("files", "seg_a", ids, rows=1, run_id=first.run_id)
+    # Then the next run has nothing in doubt and nothing to send
+    rep = by_segment(h.run())["seg_a"]
+    assert (rep.status, rep.plan["dirty"]) == ("unchanged", 0)
+
+
+def test_a_quarantined_row_is_resent_even_when_upstream_moved_back(h):
+    from sync.destinations.base import DeliveryResult
+
+    class RejectE2(FilesDestination):
+        def deliver(self, delivery, progress=None):
+            location = super().deliver(delivery, progress).location
+            return DeliveryResult(confirmed=True, rejected={"e2": "bad plan"}, location=location)
+
+    # Given e2 committed as 'basic', then 'plus' refused by the platform (quarantined)
+    h.segment("seg_a", COLS, [("e1", "pro"), ("e2", "basic")])
+    h.run()
+    h.rebuild("seg_a", [("e1", "pro"), ("e2", "plus")])
+    assert by_segment(h.run(destination=RejectE2(h.exports)))["seg_a"].status == "partial"
+    # When upstream goes back to 'basic'
+    h.rebuild("seg_a", [("e1", "pro"), ("e2", "basic")])
+    report = h.run()
+    # Then e2 is still resent (quarantined rows are resent every run until accepted)
+    assert h.delivered(report, "seg_a") == [{"Id": "e2", "Attributes.Plan": "basic"}]
+    assert by_segment(report)["seg_a"].plan["resent"] == 1
+
+
+class NotingReader:
+    """The DuckDB reader, recording where it is asked to stage and adding a note per relation (as Athena does)."""
+
+    def __init__(self, inner):
+        self.inner, self.staged = inner, []
+
+    def stage(self, con, relation, columns, workdir):
+        self.staged.append(workdir)
+        return self.inner.stage(con, relation, columns, workdir)
+
+    def notes_for(self, relation):
+        return [f"read {relation.identifier} (query q-1, 1 MB scanned)"]
+
+    def cleanup(self):
+        self.inner.cleanup()
+
+
+def test_the_reader_stages_in_the_segments_folder_and_its_notes_reach_the_report(h):
+    from sync.readers.duckdb import DuckDBReader
+
+    h.segment("seg_a", COLS, [("e1", "pro")])
+    reader = NotingReader(DuckDBReader(h.database))
+    report = h.run(reader=reader)
+    (staged,) = reader.staged
+    assert staged == h.work / report.run_id / "seg_a" / "source"
+    assert "read seg_a (query q-1, 1 MB scanned)" in by_segment(report)["seg_a"].notes
