@@ -5,6 +5,7 @@ segment dimension), the CSV translation byte for byte, and the segment definitio
 
 from __future__ import annotations
 
+import locale
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,7 @@ def test_columns_follow_the_fields_order():
     pytest.param("_profile.AccountNumber", "AccountNumber", id="default"),
     pytest.param("_profile.Attributes.CustomerKey", "CustomerKey", id="custom-attribute"),
     pytest.param("_profile.a.b.c.Key", "Key", id="deep-path-last-part"),
+    pytest.param("AccountNumber", "AccountNumber", id="no-dot-is-its-own-last-part"),
 ])
 def test_the_id_goes_to_the_unique_key_target_named_after_its_last_part(target, column):
     mapping = map_fields(["Id"], target)
@@ -252,6 +254,24 @@ def test_translate_keeps_values_byte_for_byte(tmp_path):
     assert translate([src], out, map_fields(("Id", "User.UserAttributes.Note"))) == 3
     assert out.read_bytes() == ('AccountNumber,Note\r\nep-1,"Silver, ""B"""\r\nep-2,José\r\n'
                                 'ep-3,"two\r\nlines"\r\n').encode("utf-8")
+
+
+@pytest.fixture
+def ascii_locale():
+    """The process's LC_CTYPE set to "C" (an ASCII locale, as on a container with no UTF-8 locale), then restored."""
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    yield
+    locale.setlocale(locale.LC_CTYPE, before)
+
+
+def test_translate_reads_utf8_whatever_the_locale(tmp_path, ascii_locale):
+    # Given an import file with non-ASCII values, and a machine whose locale encoding is ASCII
+    src = write(tmp_path / "p.csv", "Id,Attributes.City\r\nep-1,Zürich\r\nep-2,東京\r\n")
+    out = tmp_path / "o.csv"
+    # When translated / Then the file is read as UTF-8 (the import files' encoding), not the locale's
+    assert translate([src], out, map_fields(("Id", "Attributes.City"))) == 2
+    assert out.read_bytes() == "AccountNumber,City\r\nep-1,Zürich\r\nep-2,東京\r\n".encode("utf-8")
 
 
 def test_translate_of_no_rows_writes_the_header_only(tmp_path):
