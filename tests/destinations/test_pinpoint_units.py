@@ -1241,6 +1241,14 @@ def test_earlier_executions_of_this_segment_hold_the_delivery(aws_stub):
     assert message.startswith(f"{SEG}: an import of an earlier run is still in flight (execution {arn}); ")
 
 
+def test_this_runs_own_executions_do_not_hold_the_delivery(aws_stub):
+    # given the only running execution of the segment is this run's (a retry of the same run)
+    expect_list_jobs(aws_stub.pinpoint)
+    expect_running_executions(aws_stub.sfn, (EXEC_NAME, json.dumps({"Segment": SEG})))
+    # then nothing holds the delivery: the retry attaches to it instead
+    assert settle(make("stack", timeout=0)) is None
+
+
 def test_stack_mode_without_a_job_list_still_waits_for_executions(aws_stub, caplog):
     # given the job list is denied (stack mode needs it only to see other processes' jobs)
     caplog.set_level(logging.WARNING, logger="sync.destinations.pinpoint")
