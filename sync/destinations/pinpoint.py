@@ -313,20 +313,19 @@ class PinpointDestination:
         return _outcome(record, error)
 
     # ------------------------------------------------------------------ earlier runs, other processes
+    def _listed(self, call: Callable[..., dict], response: str):
+        """The items of a paged Pinpoint listing, page by page as they are consumed (at most MAX_LISTED_PAGES)."""
+        kwargs = {"ApplicationId": self.application_id, "PageSize": "100"}
+        for _ in range(MAX_LISTED_PAGES):
+            page = self._retrying(call, **kwargs)[response]
+            yield from page["Item"]
+            if not page.get("NextToken"):
+                return
+            kwargs["Token"] = page["NextToken"]
+
     def _list_jobs(self) -> list[dict]:
         """The project's import jobs (newest pages first), as Pinpoint lists them."""
-        jobs: list[dict] = []
-        token = None
-        for _ in range(MAX_LISTED_PAGES):
-            kwargs = {"ApplicationId": self.application_id, "PageSize": "100"}
-            if token:
-                kwargs["Token"] = token
-            page = self._retrying(self.pinpoint.get_import_jobs, **kwargs)["ImportJobsResponse"]
-            jobs.extend(page.get("Item") or [])
-            token = page.get("NextToken")
-            if not token:
-                break
-        return jobs
+        return list(self._listed(self.pinpoint.get_import_jobs, "ImportJobsResponse"))
 
     def _running_jobs(self) -> list[dict]:
         return [j for j in self._list_jobs() if _running(j)]
@@ -345,7 +344,7 @@ class PinpointDestination:
             if self.pinpoint is not None:
                 try:
                     for j in self._running_jobs():
-                        url = (j.get("Definition") or {}).get("S3Url", "")
+                        url = j["Definition"]["S3Url"]  # both required in Pinpoint's model
                         parts = url[len(root):].split("/") if url.startswith(root) else []
                         if len(parts) > 1 and parts[1] == delivery.segment and not url.startswith(mine):
                             found.append(f"import job {j.get('Id')} ({url})")
@@ -356,7 +355,7 @@ class PinpointDestination:
                                 "are not waited for (grant mobiletargeting:GetImportJobs)", exc)
             if self.mode == "stack":
                 for arn in self._running_executions(delivery.segment):
-                    if not arn.rsplit(":", 1)[-1].startswith(delivery.run_id):
+                    if not arn[arn.rindex(":") + 1:].startswith(delivery.run_id):  # the execution's name
                         found.append(f"execution {arn}")
             return found
 
@@ -368,10 +367,11 @@ class PinpointDestination:
         pages = self.stepfunctions.get_paginator("list_executions").paginate(
             stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")
         for page in pages:
-            for ex in page.get("executions", []):
+            for ex in page["executions"]:
                 described = self._retrying(self.stepfunctions.describe_execution, executionArn=ex["executionArn"])
+                raw = described.get("input")
                 try:
-                    payload = json.loads(described.get("input") or "{}")
+                    payload = json.loads(raw) if raw else {}
                 except ValueError:
                     payload = {}
                 if payload.get("Segment") == segment:
@@ -395,7 +395,7 @@ class PinpointDestination:
                     raise
                 log.warning("pinpoint: cannot count running import jobs (%s)", exc)
                 return None
-            found = _job_for(listed, find) if find else None
+            found = _job_for(listed, find)  # None without find: every listed job has an S3Url
             if found is not None:
                 log.info("pinpoint: an import job for %s exists already (%s); attaching", find, found)
                 return found
@@ -430,17 +430,9 @@ class PinpointDestination:
         request = {"Name": name, "Dimensions": dimensions,
                    "tags": {"lakeseg:segment": delivery.segment}}
         try:
-            existing = None
-            token = None
-            for _ in range(MAX_LISTED_PAGES):
-                kwargs = {"ApplicationId": self.application_id, "PageSize": "100"}
-                if token:
-                    kwargs["Token"] = token
-                page = self._retrying(self.pinpoint.get_segments, **kwargs)["SegmentsResponse"]
-                existing = next((s for s in page.get("Item") or [] if s.get("Name") == name), None)
-                token = page.get("NextToken")
-                if existing or not token:
-                    break
+            # Pages are read only until the segment is found.
+            existing = next((s for s in self._listed(self.pinpoint.get_segments, "SegmentsResponse")
+                             if s.get("Name") == name), None)
             if existing is None:
                 self._retrying(self.pinpoint.create_segment, ApplicationId=self.application_id,
                                WriteSegmentRequest=request, retry_transient=False)
@@ -509,9 +501,10 @@ class PinpointDestination:
         if self.poll_seconds is not None:
             # The execution gives up when lakeseg does, and always within its time limit.
             poll = int(self.poll_seconds)
+            per = max(poll, 1)  # seconds a poll counts for (an interval of 0 still takes time)
             payload["PollSeconds"] = poll
-            payload["MaxPolls"] = max(1, min(math.ceil(self.timeout / max(poll, 1)), MAX_POLLS,
-                                             (EXECUTION_LIMIT_SECONDS - 3600) // max(poll, 1)))
+            payload["MaxPolls"] = max(1, min(math.ceil(self.timeout / per), MAX_POLLS,
+                                             (EXECUTION_LIMIT_SECONDS - 3600) // per))
         try:
             arn = self._retrying(self.stepfunctions.start_execution, stateMachineArn=self.state_machine_arn,
                                  name=name, input=json.dumps(payload, sort_keys=True))["executionArn"]
@@ -608,7 +601,7 @@ class PinpointDestination:
             response = self._wait_import_job(job_id, tracker)
         record = JobRecord(
             job_id=job_id,
-            status=str(response.get("JobStatus") or "UNKNOWN"),
+            status=str(response["JobStatus"]),  # required in Pinpoint's model
             total_processed=response.get("TotalProcessed"),
             total_failures=response.get("TotalFailures"),
             failures=[str(f) for f in (response.get("Failures") or [])],
@@ -669,7 +662,7 @@ def _running(job: dict) -> bool:
     return job.get("JobStatus") not in TERMINAL_JOB_STATES
 
 
-def _job_for(jobs: list[dict], s3_url: str) -> str | None:
+def _job_for(jobs: list[dict], s3_url: str | None) -> str | None:
     """The id of the listed import job created for exactly this S3 folder, if any."""
     return next((str(j["Id"]) for j in jobs if (j.get("Definition") or {}).get("S3Url") == s3_url), None)
 

@@ -168,12 +168,13 @@ def expect_start(stub, payload: dict, name: str = EXEC_NAME) -> None:
 @pytest.mark.parametrize("url, expected", [
     ("s3://lakeseg-units/lakeseg/imports", ("lakeseg-units", "lakeseg/imports")),
     ("s3://lakeseg-units//a/b//", ("lakeseg-units", "a/b")),
+    ("s3://lakeseg-units/X/Y/X/", ("lakeseg-units", "X/Y/X")),
     ("s3://lakeseg-units/", ("lakeseg-units", "")),
     ("s3://lakeseg-units", ("lakeseg-units", "")),
     ("s3://abc/x", ("abc", "x")),
     ("s3://a.b-c/x", ("a.b-c", "x")),
     (f"s3://{'a' * 63}/x", ("a" * 63, "x")),
-], ids=["prefix", "slashes-stripped", "trailing-slash", "bucket-only", "shortest-bucket", "dots-and-hyphens",
+], ids=["prefix", "slashes-stripped", "only-slashes-stripped", "trailing-slash", "bucket-only", "shortest-bucket", "dots-and-hyphens",
         "longest-bucket"])
 def test_an_s3_url_splits_into_bucket_and_prefix(url, expected):
     assert parse_s3_url(url) == expected
@@ -1208,12 +1209,14 @@ def test_an_earlier_runs_job_of_this_segment_holds_the_delivery(aws_stub):
                        "rows are resent next run")
 
 
-def test_the_delivery_goes_ahead_once_the_earlier_job_ended(aws_stub):
+def test_the_delivery_goes_ahead_once_the_earlier_job_ended(aws_stub, caplog):
+    caplog.set_level(logging.INFO, logger="sync.destinations.jobs")
     expect_list_jobs(aws_stub.pinpoint, earlier_job())
     expect_list_jobs(aws_stub.pinpoint, earlier_job("FAILED"))
     sleeps: list = []
     assert settle(make("direct", poll_seconds=3, sleeps=sleeps)) is None
     assert sleeps == [3]
+    assert caplog.messages == [f"pinpoint: {SEG} waits for 1 in-flight job(s) of earlier runs"]
 
 
 def test_an_earlier_job_of_the_segment_folder_itself_holds_the_delivery(aws_stub):
@@ -1239,6 +1242,14 @@ def test_earlier_executions_of_this_segment_hold_the_delivery(aws_stub):
     message = settle(make("stack", timeout=0))
     arn = f"{SM_ARN.replace('stateMachine', 'execution')}:{execution_name(OLD_RUN, SEG, 1)}"
     assert message.startswith(f"{SEG}: an import of an earlier run is still in flight (execution {arn}); ")
+
+
+def test_this_runs_own_executions_do_not_hold_the_delivery(aws_stub):
+    # given the only running execution of the segment is this run's (a retry of the same run)
+    expect_list_jobs(aws_stub.pinpoint)
+    expect_running_executions(aws_stub.sfn, (EXEC_NAME, json.dumps({"Segment": SEG})))
+    # then nothing holds the delivery: the retry attaches to it instead
+    assert settle(make("stack", timeout=0)) is None
 
 
 def test_stack_mode_without_a_job_list_still_waits_for_executions(aws_stub, caplog):
