@@ -433,3 +433,48 @@ def test_a_snapshot_of_an_unsafe_name_is_refused_naming_which(store, tmp_path, d
     with pytest.raises(ConfigError) as refused:
         store.load_snapshot(destination, segment, tmp_path / "w")
     assert str(refused.value) == message
+
+
+def test_a_commit_over_a_garbage_pointer_replaces_it(store, tmp_path):
+    write_pointer(store, "not json at all")
+    commit(store, tmp_path, ["a"], "run-1")
+    assert store.load_snapshot("files", "seg_a", tmp_path / "w").rows == 1
+
+
+@pytest.mark.parametrize("named", [f"{FOLDER}/sub/old.parquet", f"{FOLDER}//keep.parquet"],
+                         ids=["subfolder", "double-slash"])
+def test_a_superseded_pointer_naming_a_nested_path_gets_nothing_deleted(store, tmp_path, named):
+    # Given a pointer that names a path below the folder (or the folder's own file through "//")
+    for path in (Path(store.root) / FOLDER / "sub" / "old.parquet", Path(store.root) / FOLDER / "keep.parquet"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("keep me")
+    write_pointer(store, {"file": named, "sha256": "0" * 64, "rows": 1})
+    # When a commit moves the pointer
+    commit(store, tmp_path, ["a"], "run-2")
+    # Then neither file is deleted
+    assert (Path(store.root) / FOLDER / "sub" / "old.parquet").read_text() == "keep me"
+    assert (Path(store.root) / FOLDER / "keep.parquet").read_text() == "keep me"
+
+
+def test_a_corrupt_in_doubt_pointer_says_it_is_the_in_doubt_record(store, tmp_path):
+    path = write_pointer(store, "[1]", name="in_doubt.json")
+    with pytest.raises(SegmentRefused) as refused:
+        store.load_in_doubt("files", "seg_a", tmp_path / "w")
+    assert str(refused.value) == (f"in-doubt pointer for files/seg_a at {path} is corrupt (not a JSON object); "
+                                  "refusing to treat it as empty. Restore it, or delete it to resend the whole segment")
+
+
+def test_an_in_doubt_record_without_run_or_time_reads_them_as_empty(store, tmp_path):
+    store.record_in_doubt("files", "seg_a", ids_file(tmp_path, ["a"], "d.parquet"), rows=1, run_id="run-7")
+    pointer = Path(store.root) / FOLDER / "in_doubt.json"
+    doc = json.loads(pointer.read_text())
+    del doc["run_id"], doc["recorded_at"]
+    pointer.write_text(json.dumps(doc))
+    found = store.load_in_doubt("files", "seg_a", tmp_path / "w")
+    assert (found.run_id, found.recorded_at, found.rows) == ("", "", 1)
+
+
+def test_a_run_document_with_times_is_written_as_text(store):
+    store.write_run({"run_id": "r1", "started_at": "2026-11-26T08:00:00+00:00",
+                     "finished_at": datetime(2026, 11, 26, 8, 5, tzinfo=timezone.utc)})
+    assert store.get_run("r1")["finished_at"] == "2026-11-26 08:05:00+00:00"
