@@ -155,3 +155,14 @@ def test_a_full_refresh_carries_unchanged_members_too(con, tmp_path):
     prepared = prepare(con, seg, load(con, "src2", [("a", "x"), ("b", "y2")]), previous=snap,
                        workdir=tmp_path / "r2", full_refresh=True)
     assert sorted(r[0] for r in con.execute(sent_ids_sql(prepared)).fetchall()) == ["a", "b"]
+
+
+@pytest.mark.parametrize("secret, subkey", [
+    ("engine-test-key-0123456789abcdef", "5291fd7fd150b145f1eceff9a844517d"),
+    ("Zürich-key", "bc8cc61efdaa1f595f624122d5b12111"),
+], ids=["ascii", "non-ascii"])
+def test_the_digest_subkey_is_pinned(secret, subkey):
+    """Every committed snapshot's digests depend on it: a change must come with a new DIGEST_SCHEME."""
+    from sync.diff import digest_subkey
+
+    assert digest_subkey(secret) == subkey
