@@ -166,3 +166,35 @@ def test_the_digest_subkey_is_pinned(secret, subkey):
     from sync.diff import digest_subkey
 
     assert digest_subkey(secret) == subkey
+
+
+def test_exit_rows_go_to_normal_leavers_and_to_leavers_in_doubt_alike(con, tmp_path):
+    # Given a committed a, b, c; c leaves now, and d (never committed) is in doubt and gone
+    seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
+    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y"), ("c", "z")], None, tmp_path, "r1")
+    dirty = tmp_path / "dirty.parquet"
+    con.execute(f"copy (select 'd' as Id) to '{dirty}' (format parquet)")
+    prepared = prepare(con, seg, load(con, "src2", [("a", "x"), ("b", "y")]), previous=snap,
+                       workdir=tmp_path / "r2", dirty=dirty)
+    # Then both get an exit row
+    from sync.diff import changes_sql
+
+    rows = sorted(con.execute(changes_sql(prepared)).fetchall())
+    assert rows == [("c", "none"), ("d", "none")]
+
+
+def test_members_in_doubt_are_resent_and_no_longer_counted_unchanged(con, tmp_path):
+    seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
+    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y"), ("c", "z")], None, tmp_path, "r1")
+    dirty = tmp_path / "dirty.parquet"
+    con.execute(f"copy (select 'b' as Id) to '{dirty}' (format parquet)")
+    prepared = prepare(con, seg, load(con, "src2", [("a", "x"), ("b", "y"), ("c", "z")]), previous=snap,
+                       workdir=tmp_path / "r2", dirty=dirty)
+    plan = prepared.plan
+    assert (plan.dirty, plan.resent, plan.resent_exits, plan.unchanged, plan.exit_rows) == (1, 1, 0, 2, 0)
+
+
+def test_a_work_folder_is_made_with_its_parents(con, tmp_path):
+    prepared = prepare(con, make_segment(), load(con, "src", [("a", "x")]), previous=None,
+                       workdir=tmp_path / "runs" / "r1" / "seg_t")
+    assert prepared.new_snapshot.exists()
