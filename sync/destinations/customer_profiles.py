@@ -407,10 +407,12 @@ class CustomerProfilesDestination:
         def earlier() -> list[str]:
             found = []
             for j in self._list_jobs():
-                m = _NAME.match(str(j.get("DisplayName") or ""))
-                if (m and m["segment"] == delivery.segment and m["run"] != delivery.run_id
+                name = str(j.get("DisplayName") or "")
+                m = _NAME.match(name)
+                # The whole name is compared: a segment too long for DisplayName appears only as its hash.
+                if (m and m["run"] != delivery.run_id and name == display_name(m["run"], delivery.segment, m["part"])
                         and j.get("Status") in RUNNING):
-                    found.append(f"upload job {j.get('JobId')} ({j.get('DisplayName')})")
+                    found.append(f"upload job {j.get('JobId')} ({name})")
             return found
 
         return settle_earlier_runs(delivery.segment, earlier, platform="customer_profiles",

@@ -110,6 +110,18 @@ def test_a_segment_with_a_field_without_target_sends_nothing(fake, server, clock
     assert fake.calls == []
 
 
+def test_a_key_target_that_collides_with_an_attribute_column_sends_nothing(fake, server, clock, src):
+    # Given the Id sent to _profile.Attributes.HasClicked, where User.UserAttributes.HasClicked also goes
+    dest = destination(fake, server, clock, unique_key_target="_profile.Attributes.HasClicked")
+    # When the segment is delivered
+    result = dest.deliver(delivery([src]))
+    # Then it is refused before any call, naming the field
+    assert result == DeliveryResult(confirmed=False, location=LOCATION, errors=[
+        f"{SEG}: User.UserAttributes.HasClicked has no Customer Profiles target: maps to the same Customer Profiles "
+        "column 'HasClicked' as Id"])
+    assert fake.calls == []
+
+
 # --------------------------------------------------------------------------- find before create
 def test_a_listing_over_several_pages_is_read_to_the_end(fake, server, clock, src):
     # Given the job of this run listed on the third page of two

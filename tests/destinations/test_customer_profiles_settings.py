@@ -263,8 +263,10 @@ def test_preflight_without_credentials_says_so(plain_env, monkeypatch):
 def test_a_throttled_preflight_is_retried_and_logged(fake, server, clock, caplog):
     fake.throttle("GetDomain", 1)
     caplog.set_level(logging.INFO, logger="sync.destinations")
-    destination(fake, server, clock).preflight()
+    sleeps = ph.Sleeps()
+    destination(fake, server, clock, sleep=sleeps).preflight()
     assert fake.ops() == ["GetDomain", "GetDomain", "ListUploadJobs"]
+    assert sleeps.calls == [0.0]  # the backoff waits through the destination's sleep (base 0 s here)
     assert [r.getMessage() for r in caplog.records] == [
         "customer_profiles: get_domain (ThrottlingException); retry 1/8 in 0.0 s"]
 
@@ -296,3 +298,15 @@ def test_check_segment_names_fields_without_a_target_and_uses_the_key_target(fak
         "field-mapping table)",
         "Attributes.LoyaltyId: [customer-profiles-field] maps to the same Customer Profiles column 'LoyaltyId' as Id"]
     assert fake.calls == []
+
+
+def test_throttling_past_max_retries_gives_up(fake, server, clock):
+    # Given a destination allowed 2 retries and a domain read throttled 3 times
+    fake.throttle("GetDomain", 3)
+    sleeps = ph.Sleeps()
+    # When preflight runs
+    with pytest.raises(ConfigError) as err:
+        destination(fake, server, clock, max_retries=2, sleep=sleeps).preflight()
+    # Then it stops after the third answer and says why
+    assert str(err.value) == f"destination.domain_name: cannot reach Customer Profiles domain {D}: ThrottlingException"
+    assert fake.ops() == ["GetDomain"] * 3 and len(sleeps.calls) == 2

@@ -235,6 +235,22 @@ def test_jobs_that_do_not_hold_the_segment_back(fake, server, clock, src, name, 
     assert result.confirmed, result.errors
 
 
+def test_a_segment_named_past_the_display_name_limit_waits_for_its_earlier_run(fake, server, clock, tmp_path):
+    # Given a segment whose name is too long for DisplayName (its jobs carry a hash of it), with an earlier
+    # run's upload in progress -- and a running upload of another such segment
+    long_name = "seg_" + "x" * 230
+    earlier = listed_job(fake, display_name(EARLIER, long_name, "1"), "IN_PROGRESS")
+    listed_job(fake, display_name(EARLIER, long_name + "_other", "1"), "IN_PROGRESS")
+    # When this run delivers that segment
+    result = destination(fake, server, clock, timeout=0).deliver(
+        delivery([write_csv(tmp_path / "i" / "part-00000.csv", 3)], segment=long_name))
+    # Then it waits for the earlier run's upload only (and gives up at the timeout)
+    assert result.errors == [f"{long_name}: an import of an earlier run is still in flight (upload job {earlier} "
+                             f"({display_name(EARLIER, long_name, '1')})); nothing was imported so that imports stay "
+                             "in order; the rows are resent next run"]
+    assert "CreateUploadJob" not in fake.ops()
+
+
 def test_the_same_runs_job_in_progress_is_attached_to_not_waited_for(fake, server, clock, src):
     listed_job(fake, display_name(RUN_ID, SEG, "1"), "IN_PROGRESS")
     fake.polls = 1
