@@ -92,3 +92,9 @@ def client():
 @pytest.fixture
 def fake(client, server, clock):
     return ph.FakeCustomerProfiles(client, server, clock, polls=2)
+
+
+@pytest.fixture
+def src(tmp_path):
+    """One import file of four rows, as the sync writes it."""
+    return ph.write_csv(tmp_path / "import" / "part-00000.csv", 4)

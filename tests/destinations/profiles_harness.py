@@ -537,3 +537,14 @@ def expected_csv(path: Path) -> bytes:
             phone = row["Address"] if row["ChannelType"] == "SMS" else ""
             w.writerow([row["Id"], email, phone, row["User.UserAttributes.HasClicked"], row["Metrics.Opens"]])
     return out.getvalue().encode()
+
+
+def logs(caplog, logger: str = "sync.destinations.customer_profiles") -> list[tuple[str, str]]:
+    """The destination's log lines, (level, message), in order."""
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == logger]
+
+
+def only_job(fake) -> str:
+    """The id of the one upload job the fake holds (fails when there is not exactly one)."""
+    (job_id,) = fake.jobs
+    return job_id

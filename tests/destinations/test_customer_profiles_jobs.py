@@ -16,7 +16,7 @@ from sync.destinations.customer_profiles import display_name, verdict
 from sync.destinations.jobs import JobOutcome
 
 from . import profiles_harness as ph
-from .profiles_harness import RUN_ID, Sleeps, delivery, destination, expected_csv, write_csv
+from .profiles_harness import RUN_ID, Sleeps, delivery, destination, expected_csv, logs, only_job, write_csv
 
 D = ph.DOMAIN
 SEG = "seg_email_clickers"
@@ -30,20 +30,6 @@ FIELDS_SENT = {
     "HasClicked": {"Source": "_source.HasClicked", "Target": "_profile.Attributes.HasClicked", "ContentType": "STRING"},
     "Opens": {"Source": "_source.Opens", "Target": "_profile.Attributes.Opens", "ContentType": "NUMBER"},
 }
-
-
-def logs(caplog, logger: str = "sync.destinations.customer_profiles") -> list[tuple[str, str]]:
-    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == logger]
-
-
-def only_job(fake) -> str:
-    (job_id,) = fake.jobs
-    return job_id
-
-
-@pytest.fixture
-def src(tmp_path):
-    return write_csv(tmp_path / "import" / "part-00000.csv", 4)
 
 
 # --------------------------------------------------------------------------- the whole job

@@ -20,27 +20,13 @@ from sync.destinations.base import DeliveryResult, JobRecord
 from sync.destinations.customer_profiles import display_name, sse_c_headers
 
 from . import profiles_harness as ph
-from .profiles_harness import RUN_ID, Sleeps, delivery, destination, expected_csv, write_csv
+from .profiles_harness import RUN_ID, Sleeps, delivery, destination, expected_csv, logs, only_job, write_csv
 
 D = ph.DOMAIN
 SEG = "seg_email_clickers"
 LOCATION = f"customer-profiles://{D}/{SEG}"
 KEY = bytes(range(32))
 TOKEN = base64.b64encode(KEY).decode()
-
-
-def logs(caplog, logger: str = "sync.destinations.customer_profiles") -> list[tuple[str, str]]:
-    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == logger]
-
-
-def only_job(fake) -> str:
-    (job_id,) = fake.jobs
-    return job_id
-
-
-@pytest.fixture
-def src(tmp_path):
-    return write_csv(tmp_path / "import" / "part-00000.csv", 4)
 
 
 # --------------------------------------------------------------------------- SSE-C headers
