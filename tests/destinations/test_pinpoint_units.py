@@ -108,14 +108,19 @@ def error(stub, method: str, code: str, status: int = 400, message: str = "m") -
 
 
 # --------------------------------------------------------------------------- scripted AWS answers
-def expect_list_jobs(stub, *items, token=None, next_token=None) -> None:
+def expect_page(stub, method: str, response: str, items, token=None, next_token=None) -> None:
+    """One page of a paged Pinpoint listing (GetImportJobs, GetSegments), asked for exactly as lakeseg pages."""
     params = {"ApplicationId": h.APP_ID, "PageSize": "100"}
     if token:
         params["Token"] = token
     page = {"Item": list(items)}
     if next_token:
         page["NextToken"] = next_token
-    stub.add_response("get_import_jobs", {"ImportJobsResponse": page}, expected_params=params)
+    stub.add_response(method, {response: page}, expected_params=params)
+
+
+def expect_list_jobs(stub, *items, token=None, next_token=None) -> None:
+    expect_page(stub, "get_import_jobs", "ImportJobsResponse", items, token, next_token)
 
 
 def expect_no_execution(stub, arn: str = EXEC_ARN, code: str = "ExecutionDoesNotExist") -> None:
@@ -1305,13 +1310,7 @@ def pinpoint_segment(seg_id: str, name: str, dims: dict) -> dict:
 
 
 def expect_segments(stub, *items, token=None, next_token=None) -> None:
-    params = {"ApplicationId": h.APP_ID, "PageSize": "100"}
-    if token:
-        params["Token"] = token
-    page = {"Item": list(items)}
-    if next_token:
-        page["NextToken"] = next_token
-    stub.add_response("get_segments", {"SegmentsResponse": page}, expected_params=params)
+    expect_page(stub, "get_segments", "SegmentsResponse", items, token, next_token)
 
 
 def segment_delivery(**kw):
