@@ -119,14 +119,18 @@ def test_a_duplicate_among_unchanged_members_is_counted_in_the_message(con, tmp_
                                   "(2 distinct); nothing was sent")
 
 
-def test_the_ids_a_delivery_carries_are_its_members_exits_and_dirty_leavers(con, tmp_path):
-    # Given a committed a, b, c, d and a run where b changes, c leaves, e enters; d left earlier but is in doubt
+def after_abc_with_one_in_doubt(con, tmp_path, in_doubt: str, rows: list[tuple]):
+    """A segment with exit values that committed a, b, c; then a run over ``rows`` with ``in_doubt`` in doubt."""
     seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
     _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y"), ("c", "z")], None, tmp_path, "r1")
     dirty = tmp_path / "dirty.parquet"
-    con.execute(f"copy (select 'd' as Id) to '{dirty}' (format parquet)")
-    prepared = prepare(con, seg, load(con, "src2", [("a", "x"), ("b", "y2"), ("e", "w")]), previous=snap,
-                       workdir=tmp_path / "r2", dirty=dirty)
+    con.execute(f"copy (select ? as Id) to '{dirty}' (format parquet)", [in_doubt])
+    return prepare(con, seg, load(con, "src2", rows), previous=snap, workdir=tmp_path / "r2", dirty=dirty)
+
+
+def test_the_ids_a_delivery_carries_are_its_members_exits_and_dirty_leavers(con, tmp_path):
+    # Given a committed a, b, c and a run where b changes, c leaves, e enters; d left earlier but is in doubt
+    prepared = after_abc_with_one_in_doubt(con, tmp_path, "d", [("a", "x"), ("b", "y2"), ("e", "w")])
     # Then the delivery carries b and e (sent), c (exit) and d (exit for an id in doubt)
     ids = sorted(r[0] for r in con.execute(sent_ids_sql(prepared)).fetchall())
     assert ids == ["b", "c", "d", "e"]
@@ -170,12 +174,7 @@ def test_the_digest_subkey_is_pinned(secret, subkey):
 
 def test_exit_rows_go_to_normal_leavers_and_to_leavers_in_doubt_alike(con, tmp_path):
     # Given a committed a, b, c; c leaves now, and d (never committed) is in doubt and gone
-    seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
-    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y"), ("c", "z")], None, tmp_path, "r1")
-    dirty = tmp_path / "dirty.parquet"
-    con.execute(f"copy (select 'd' as Id) to '{dirty}' (format parquet)")
-    prepared = prepare(con, seg, load(con, "src2", [("a", "x"), ("b", "y")]), previous=snap,
-                       workdir=tmp_path / "r2", dirty=dirty)
+    prepared = after_abc_with_one_in_doubt(con, tmp_path, "d", [("a", "x"), ("b", "y")])
     # Then both get an exit row
     from sync.diff import changes_sql
 
@@ -184,12 +183,8 @@ def test_exit_rows_go_to_normal_leavers_and_to_leavers_in_doubt_alike(con, tmp_p
 
 
 def test_members_in_doubt_are_resent_and_no_longer_counted_unchanged(con, tmp_path):
-    seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
-    _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y"), ("c", "z")], None, tmp_path, "r1")
-    dirty = tmp_path / "dirty.parquet"
-    con.execute(f"copy (select 'b' as Id) to '{dirty}' (format parquet)")
-    prepared = prepare(con, seg, load(con, "src2", [("a", "x"), ("b", "y"), ("c", "z")]), previous=snap,
-                       workdir=tmp_path / "r2", dirty=dirty)
+    # Given a committed a, b, c, unchanged now, with b in doubt
+    prepared = after_abc_with_one_in_doubt(con, tmp_path, "b", [("a", "x"), ("b", "y"), ("c", "z")])
     plan = prepared.plan
     assert (plan.dirty, plan.resent, plan.resent_exits, plan.unchanged, plan.exit_rows) == (1, 1, 0, 2, 0)
 
