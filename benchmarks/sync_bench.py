@@ -118,11 +118,6 @@ def expected_churn(rows: int) -> tuple[int, int, int]:
     return churn, changed, churn
 
 
-class _Snapshot:
-    def __init__(self, path: Path, rows: int, mapping_hash: str):
-        self.path, self.rows, self.mapping_hash = path, rows, mapping_hash
-
-
 def run_copy(work: Path) -> dict:
     con = duckdb.connect()
     con.execute(f"attach '{work / 'segment.duckdb'}' as seg (read_only)")
@@ -145,11 +140,13 @@ def lakeseg_sync(con: duckdb.DuckDBPyConnection, work: Path, out: Path):
     """lakeseg's plan + import files for the bench segment against the previous snapshot."""
     from sync.diff import changes_sql, effective_mapping_hash, prepare
     from sync.import_files import write_import_files
+    from sync.state.base import Snapshot
 
     seg, key = _segment(), _key()
     shutil.rmtree(out, ignore_errors=True)
     prev_rows = con.execute(f"select count(*) from read_parquet('{work / 'previous.parquet'}')").fetchall()[0][0]
-    previous = _Snapshot(work / "previous.parquet", prev_rows, effective_mapping_hash(con, seg, key.fingerprint))
+    previous = Snapshot(work / "previous.parquet", seg.fields, effective_mapping_hash(con, seg, key.fingerprint),
+                        prev_rows, run_id="previous", committed_at="")
     prepared = prepare(con, seg, "seg.main.segment", previous=previous, workdir=out, digest_key=key)
     files = write_import_files(con, changes_sql(prepared), out / "import", 100 * 1024 * 1024)
     return prepared.plan, files

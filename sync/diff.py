@@ -248,7 +248,7 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
             plan.full_refresh_reason = "--full-refresh"
         if rekey:
             # Keys may come from another hash function or key scheme: derive them afresh.
-            confirmed = f", {SNAPSHOT_CONFIRMED}" if getattr(previous, "confirmed", False) else ""
+            confirmed = f", {SNAPSHOT_CONFIRMED}" if previous.confirmed else ""
             prev_rel = f"(select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {SNAPSHOT_DIGEST}{confirmed} from {prev_rel})"
     _classify(con, new_snapshot, prev_rel)
     counts = dict(con.execute("select kind, count(*) from _delta group by kind").fetchall())
@@ -269,8 +269,8 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
     if segment.exit_values:
         plan.exit_rows = plan.exited + plan.resent_exits
     if expiry is not None:
-        prev_confirmed = prev_rel if previous is not None and getattr(previous, "confirmed", False) \
-            and not (plan.full_refresh and previous.mapping_hash != mapping_hash) else None
+        # A full send stamps every member now, so the previous stamps matter only to an incremental run.
+        prev_confirmed = prev_rel if previous is not None and previous.confirmed else None
         new_snapshot = _stamp(con, plan, new_snapshot, prev_rel, prev_confirmed, expiry, workdir)
     return PreparedSegment(segment, plan, current_sql, new_snapshot, prev_path, workdir, mapping_hash, prev_rel,
                            tracks_confirmation=expiry is not None)

@@ -235,8 +235,9 @@ class StateStore(abc.ABC):
                                  + hint) from exc
         # Confined to its own folder: a tampered pointer can neither read nor, on
         # the next commit, delete any other file.
-        leaf = data_key[len(folder) + 1:] if data_key.startswith(folder + "/") else ""
-        if not leaf or "/" in leaf or not _SAFE.match(leaf) or not leaf.endswith(".parquet"):
+        # _SAFE admits no "/" and no empty name: the leaf is a file directly in the folder.
+        leaf = data_key.removeprefix(folder + "/")
+        if leaf == data_key or not _SAFE.match(leaf) or not leaf.endswith(".parquet"):
             raise SegmentRefused(f"{what} pointer for {where} names {data_key!r}, outside its folder {folder}/; "
                                  "refusing to read it. " + hint)
         workdir = Path(workdir)

@@ -20,6 +20,7 @@ import duckdb
 
 from sync.artifacts import Artifacts
 from sync.check import REQUIRED_ID_TESTS, REQUIRED_VALUE_TESTS
+from sync.destinations.base import DeliveryResult, JobRecord
 from sync.destinations.files import FilesDestination
 from sync.digest_key import DigestKey
 from sync.engine import RunReport, SyncOptions, SyncRun
@@ -171,3 +172,25 @@ class EngineHarness:
 
 def by_segment(report: RunReport) -> dict:
     return {s.segment: s for s in report.segments}
+
+
+class Scripted(FilesDestination):
+    """The files destination with a scripted verdict: confirm, refuse, reject some rows, or raise."""
+
+    def __init__(self, path, verdict="confirm", rejected=None, check=None):
+        super().__init__(path)
+        self.verdict, self.rejected, self.check = verdict, dict(rejected or {}), check
+        self.deliveries = []
+
+    def deliver(self, delivery, progress=None):
+        self.deliveries.append(delivery)
+        if self.check:
+            self.check(delivery)
+        if self.verdict == "raise":
+            raise RuntimeError("connection reset")
+        result = super().deliver(delivery, progress)
+        if self.verdict == "unconfirmed":
+            return DeliveryResult(confirmed=False, errors=["import job FAILED"],
+                                  jobs=[JobRecord("job-1", "FAILED", 3, 3)], location=result.location)
+        return DeliveryResult(confirmed=True, rejected=self.rejected, location=result.location,
+                              jobs=[JobRecord("job-1", "COMPLETED", 3, len(self.rejected))])

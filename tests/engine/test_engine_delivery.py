@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sync.destinations.base import DeliveryResult, JobRecord
-from sync.destinations.files import FilesDestination
 from sync.state import open_state_store
-from tests.engine.harness import EngineHarness, by_segment
+from tests.engine.harness import EngineHarness, Scripted, by_segment
 
 COLS = {"endpoint_id": "Id", "plan": "Attributes.Plan"}
 
@@ -15,28 +13,6 @@ COLS = {"endpoint_id": "Id", "plan": "Attributes.Plan"}
 @pytest.fixture
 def h(tmp_path) -> EngineHarness:
     return EngineHarness(tmp_path)
-
-
-class Scripted(FilesDestination):
-    """The files destination with a scripted verdict: confirm, refuse, reject some rows, or raise."""
-
-    def __init__(self, path, verdict="confirm", rejected=None, check=None):
-        super().__init__(path)
-        self.verdict, self.rejected, self.check = verdict, dict(rejected or {}), check
-        self.deliveries = []
-
-    def deliver(self, delivery, progress=None):
-        self.deliveries.append(delivery)
-        if self.check:
-            self.check(delivery)
-        if self.verdict == "raise":
-            raise RuntimeError("connection reset")
-        result = super().deliver(delivery, progress)
-        if self.verdict == "unconfirmed":
-            return DeliveryResult(confirmed=False, errors=["import job FAILED"],
-                                  jobs=[JobRecord("job-1", "FAILED", 3, 3)], location=result.location)
-        return DeliveryResult(confirmed=True, rejected=self.rejected, location=result.location,
-                              jobs=[JobRecord("job-1", "COMPLETED", 3, len(self.rejected))])
 
 
 @pytest.mark.parametrize("verdict", ["unconfirmed", "raise"])

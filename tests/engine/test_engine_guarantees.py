@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 
 import pytest
 
 from sync.errors import LockHeld
 from sync.state import open_state_store
-from tests.engine.harness import EngineHarness, by_segment
+from tests.engine.harness import EngineHarness, Scripted, by_segment
 
 SEG = "seg_a"
 COLUMNS = {"endpoint_id": "Id", "tier": "User.UserAttributes.Tier"}
@@ -98,6 +99,20 @@ def test_a_dead_owners_lock_is_taken_over_only_on_its_own_host(h, host, taken_ov
     else:
         assert segment.status == "refused" and "run gone on another-host" in segment.reason
         assert deliveries(h) == [] and committed_run(h) is None
+
+
+def test_a_taken_over_lock_is_held_in_this_runs_name(h):
+    store = open_state_store(str(h.state_dir))
+    owners = []
+    # Given a lock left by a dead run on this host, and a destination that looks at the lock while it delivers
+    with contextlib.ExitStack() as held:
+        held.enter_context(store.lock("files", SEG, {"run_id": "gone", "host": socket.gethostname(),
+                                                    "pid": NO_SUCH_PID}))
+        destination = Scripted(h.exports, check=lambda _d: owners.append(store.read_lock("files", SEG).owner))
+        # When the segment is synced
+        report = h.run(state=store, destination=destination)
+    # Then the lock it delivered under names this run, this host and this process
+    assert [(o["run_id"], o["host"], o["pid"]) for o in owners] == [(report.run_id, socket.gethostname(), os.getpid())]
 
 
 def test_a_takeover_is_logged_naming_the_lock_and_its_dead_owner(h, caplog):

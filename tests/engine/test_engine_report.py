@@ -244,12 +244,12 @@ def test_a_destination_bug_is_reported_by_type_and_first_line_and_logged(h, capl
 
 
 def test_durations_are_seconds_rounded_to_milliseconds(h, monkeypatch):
-    # Given a monotonic clock that moves 1.23456 s per reading
+    # Given a monotonic clock that moves 1.23456 s per reading (from an arbitrary start, as monotonic clocks do)
     import types
 
     from sync import engine
 
-    readings = iter(n * 1.23456 for n in range(1, 1000))
+    readings = iter(10_000 + n * 1.23456 for n in range(1, 1000))
     monkeypatch.setattr(engine, "time", types.SimpleNamespace(monotonic=lambda: next(readings),
                                                               time=engine.time.time))
     h.segment("seg_a", COLS, ROWS)

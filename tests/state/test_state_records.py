@@ -3,8 +3,10 @@ in-doubt records, locks, run history. (Both backends share this code; the local 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from sync.errors import ConfigError, LockHeld, SegmentRefused
 from sync.state import base, open_state_store
-from sync.state.base import LockInfo, QuarantinedRow, _age_seconds, safe_name
+from sync.state.base import LockInfo, QuarantinedRow, _age_seconds, safe_name, sha256_file
 from tests.state.test_state_store import commit, parquet
 
 FOLDER = "snapshots/files/seg_a"
@@ -195,10 +197,15 @@ def test_the_write_probe_leaves_nothing_behind(store):
 # ---- snapshots and their pointers -------------------------------------------------------------------------
 def test_a_commit_records_rows_fields_hash_run_time_and_quarantine(store, tmp_path, frozen):
     q = QuarantinedRow("e9", "bad", "r0", "run-1", 2)
-    snap = store.commit_snapshot("files", "seg_a", parquet(tmp_path, ["a", "b"]), fields=("Id", "A"),
+    data = parquet(tmp_path, ["a", "b"])
+    snap = store.commit_snapshot("files", "seg_a", data, fields=("Id", "A"),
                                  mapping_hash="m1", rows=2, run_id="run-1", quarantine=(q,))
-    pointer = json.loads((Path(store.root) / FOLDER / "current.json").read_text())
-    assert pointer["file"].startswith(f"{FOLDER}/run-1-") and pointer["file"].endswith(".parquet")
+    text = (Path(store.root) / FOLDER / "current.json").read_text()
+    pointer = json.loads(text)
+    # The pointer is indented JSON an operator can read; the data file is named by run and a random suffix
+    assert text == json.dumps(pointer, indent=2)
+    assert re.fullmatch(f"{FOLDER}/run-1-[0-9a-f]{{8}}\\.parquet", pointer["file"])
+    assert snap.path == data
     assert len(pointer["sha256"]) == 64
     assert {k: v for k, v in pointer.items() if k not in ("file", "sha256")} == {
         "rows": 2, "fields": ["Id", "A"], "mapping_hash": "m1", "run_id": "run-1",
@@ -478,3 +485,42 @@ def test_a_run_document_with_times_is_written_as_text(store):
     store.write_run({"run_id": "r1", "started_at": "2026-11-26T08:00:00+00:00",
                      "finished_at": datetime(2026, 11, 26, 8, 5, tzinfo=timezone.utc)})
     assert store.get_run("r1")["finished_at"] == "2026-11-26 08:05:00+00:00"
+
+
+def test_a_snapshot_pointer_without_hash_run_or_time_reads_them_as_empty(store, tmp_path):
+    commit(store, tmp_path, ["a"], "run-1")
+    pointer = Path(store.root) / FOLDER / "current.json"
+    doc = json.loads(pointer.read_text())
+    del doc["mapping_hash"], doc["run_id"], doc["committed_at"]
+    pointer.write_text(json.dumps(doc))
+    found = store.load_snapshot("files", "seg_a", tmp_path / "w")
+    assert (found.mapping_hash, found.run_id, found.committed_at, found.rows) == ("", "", "", 1)
+
+
+def test_a_commit_stands_when_clearing_its_in_doubt_record_fails(store, tmp_path, monkeypatch):
+    # Given a store that cannot clear in-doubt records
+    def fail(*args, **kwargs):
+        raise OSError("state store unreachable")
+
+    monkeypatch.setattr(store, "clear_in_doubt", fail)
+    # When a snapshot is committed
+    commit(store, tmp_path, ["a", "b"], "run-1")
+    # Then the commit stands (the record is superseded by the commit anyway)
+    assert store.load_snapshot("files", "seg_a", tmp_path / "w").run_id == "run-1"
+
+
+def test_an_unsafe_run_id_is_refused_naming_it(store, tmp_path):
+    message = "run id name 'a/b' cannot be used in state keys (letters, digits, _ . - only)"
+    with pytest.raises(ConfigError) as snapshot:
+        store.commit_snapshot("files", "seg_a", parquet(tmp_path, ["a"]), fields=("Id",), mapping_hash="m", rows=1,
+                              run_id="a/b")
+    with pytest.raises(ConfigError) as history:
+        store.write_run({"run_id": "a/b", "started_at": "2026-11-26T08:00:00+00:00"})
+    assert str(snapshot.value) == str(history.value) == message
+
+
+def test_a_file_checksum_covers_every_byte_of_a_file_larger_than_one_read(tmp_path):
+    data = bytes(range(256)) * (10 * 1024 + 7)  # about 2.5 MiB: more than one 1 MiB read
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()

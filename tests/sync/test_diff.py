@@ -31,6 +31,7 @@ class Snap:
     path: Path
     rows: int
     mapping_hash: str
+    confirmed: bool = False  # as sync.state.Snapshot: the data file has no confirmed_at
 
 
 @pytest.fixture

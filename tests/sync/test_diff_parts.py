@@ -193,3 +193,12 @@ def test_a_work_folder_is_made_with_its_parents(con, tmp_path):
     prepared = prepare(con, make_segment(), load(con, "src", [("a", "x")]), previous=None,
                        workdir=tmp_path / "runs" / "r1" / "seg_t")
     assert prepared.new_snapshot.exists()
+
+
+def test_an_unkeyed_plan_names_its_segment_and_says_unkeyed_in_its_mapping_hash(con, tmp_path):
+    # Given a segment prepared without a digest key
+    seg = make_segment()
+    prepared = prepare(con, seg, load(con, "src", [("a", "x")]), previous=None, workdir=tmp_path / "w")
+    # Then its plan names the segment, and its mapping hash says the digest is unkeyed
+    assert prepared.plan.segment == seg.name
+    assert prepared.mapping_hash.split("-")[2] == "unkeyed"

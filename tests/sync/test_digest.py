@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -13,6 +11,7 @@ from sync.contract import FieldMapping, Segment
 from sync.diff import (DIGEST_KEY_VARIABLE, digest_sql, digest_subkey, effective_mapping_hash, prepare)
 from sync.digest_key import DigestKey
 from sync.readers.base import RelationRef
+from tests.sync.test_diff import Snap
 
 SECRET = "a-test-secret-of-enough-length-0123456789"
 FIELDS = ("Id", "User.UserAttributes.Tier", "Attributes.Plan")
@@ -69,13 +68,6 @@ def test_given_another_key_then_the_same_values_digest_differently(con):
 def test_given_the_key_then_neither_it_nor_the_subkey_appears_in_sql():
     sql = digest_sql(FIELDS, keyed=True)
     assert SECRET not in sql and digest_subkey(SECRET) not in sql and "getvariable" in sql
-
-
-@dataclass
-class Snap:
-    path: Path
-    rows: int
-    mapping_hash: str
 
 
 def test_given_a_snapshot_of_the_earlier_digest_scheme_then_a_full_send_says_why(con, tmp_path):

@@ -127,3 +127,16 @@ def test_a_destination_without_expiry_commits_no_stamps_even_over_a_stamped_snap
     committed = snapshot_to_commit(con, prepared, frozenset({"b"}))
     columns = [r[0] for r in con.execute(f"describe select * from read_parquet('{committed}')").fetchall()]
     assert columns == ["Id", "k1", "k2", "digest"]
+
+
+def test_a_snapshot_keyed_the_old_way_keeps_its_stamps_when_re_keyed(con, tmp_path):
+    # Given members stamped on day 0 in a snapshot whose Ids were keyed by an older key scheme
+    seg = make_segment()
+    rows = [("a", "Gold"), ("b", "Silver")]
+    _, _, snap = run(con, seg, rows, None, tmp_path, 0)
+    old_scheme = Snap(snap.path, snap.rows, snap.mapping_hash.rsplit("-", 1)[0] + "-k2v1")
+    # When nothing changed on day 4
+    p4, sent, snap4 = run(con, seg, rows, old_scheme, tmp_path, 4)
+    # Then the snapshot is re-keyed without a full send, nothing is due, and the day-0 stamps are kept
+    assert (sent, p4.plan.full_refresh, p4.plan.refresh, p4.plan.unchanged) == ([], False, 0, 2)
+    assert stamps(con, snap4.path) == {"a": DAY0.replace(tzinfo=None), "b": DAY0.replace(tzinfo=None)}
