@@ -8,6 +8,7 @@ what the file recorded. Exits 1 when any module's kill rate is below the
 target (``--target``, 90%).
 
     python tools/mutation_report.py [--target 90] [--show-diffs]
+    python tools/mutation_report.py --to-run   # the mutants `make mutation` still runs
 """
 
 from __future__ import annotations
@@ -69,22 +70,47 @@ def tally(statuses: dict[str, str], equivalents: dict[str, tuple[str, str]],
     """One module's counts, its survivors ``(name, status, diff)`` and the equivalents it matched.
 
     A listed equivalent counts only while its mutant still changes the line the
-    file recorded; a killed or unchecked mutant's diff is never read.
+    file recorded, whether it survived or was left out of the run; the diff of
+    a killed mutant, or of an unchecked one not listed, is never read.
     """
     counts: Counter = Counter()
     survivors, matched = [], set()
     for name, status in sorted(statuses.items()):
-        if status in KILLED or status == "not checked":
-            counts["killed" if status in KILLED else "not checked"] += 1
+        if status in KILLED:
+            counts["killed"] += 1
+            continue
+        if status == "not checked" and name not in equivalents:
+            counts["not checked"] += 1
             continue
         diff = diff_of(name)
         if name in equivalents and equivalents[name][0] == changed_lines(diff):
-            counts["equivalent"] += 1
+            counts["equivalent"] += 1  # survived, or left out of the run as listed (see to_run)
             matched.add(name)
+            continue
+        if status == "not checked":
+            counts["not checked"] += 1
             continue
         counts["no tests" if status == "no tests" else "survived"] += 1
         survivors.append((name, status, diff))
     return counts, survivors, matched
+
+
+def to_run(by_module: dict[str, dict[str, str]], equivalents: dict[str, tuple[str, str]],
+           diff_of: Callable[[str, str], str]) -> list[str]:
+    """Every mutant still to run: not run yet, and not a listed equivalent whose mutated line still matches.
+
+    A listed equivalent was seen to survive when it was listed, and it costs
+    every test that reaches its function; once its line changes it runs again.
+    """
+    names = []
+    for module, statuses in sorted(by_module.items()):
+        for name, status in sorted(statuses.items()):
+            if status != "not checked":
+                continue
+            if name in equivalents and equivalents[name][0] == changed_lines(diff_of(name, module)):
+                continue
+            names.append(name)
+    return names
 
 
 def kill_rate(counts: Counter, mutants: int) -> float:
@@ -97,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=90.0, help="minimum kill rate per module, percent")
     parser.add_argument("--show-diffs", action="store_true", help="print each survivor's diff")
+    parser.add_argument("--to-run", action="store_true",
+                        help="print the mutants still to run, one per line, listed equivalents left out")
     args = parser.parse_args(argv)
 
     by_module = collect()
@@ -104,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         print("No mutation results under mutants/: run `make mutation`.", file=sys.stderr)
         return 2
     equivalents = load_equivalents()
+    if args.to_run:
+        print("\n".join(to_run(by_module, equivalents, lambda name, module: get_diff_for_mutant(name, path=module))))
+        return 0
     table = Table(title="Mutation testing: kill rate = killed / (mutants - equivalent - not checked)")
     for col in ("module", "mutants", "killed", "survived", "equivalent", "no tests", "not checked", "kill rate"):
         table.add_column(col, justify="left" if col == "module" else "right")

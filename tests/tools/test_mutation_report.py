@@ -50,3 +50,34 @@ def test_a_module_is_tallied_by_status_and_an_equivalent_counts_only_while_its_l
     # And the rate leaves out equivalents and unchecked mutants: 2 / (7 - 1 - 1)
     assert mr.kill_rate(counts, len(statuses)) == pytest.approx(40.0)
     assert mr.kill_rate(Counter({"not checked": 3}), 3) == 100.0
+
+
+def test_a_listed_equivalent_left_out_of_the_run_counts_as_one_only_while_its_line_matches():
+    # Given two listed equivalents not run (one whose line moved) and an unlisted mutant not run
+    statuses = {"m.e": "not checked", "m.moved": "not checked", "m.n": "not checked", "m.k": "killed"}
+    lines = {"m.e": "c = 3", "m.moved": "d = 5"}
+    equivalents = {"m.e": ("c = 3", "harmless"), "m.moved": ("d = 4", "was harmless")}
+    # When tallied
+    counts, survivors, matched = mr.tally(statuses, equivalents, lambda name: diff(lines[name]))
+    # Then the matching one is an equivalent, the moved one and the unlisted one are unchecked
+    assert counts == Counter({"killed": 1, "equivalent": 1, "not checked": 2})
+    assert matched == {"m.e"} and survivors == []
+
+
+def test_the_mutants_to_run_leave_out_those_run_and_the_listed_equivalents_whose_line_matches():
+    # Given a module with a run mutant, a matching and a moved listed equivalent, and two unrun mutants
+    by_module = {"sync/b.py": {"b.x": "not checked"},
+                 "sync/a.py": {"a.k": "killed", "a.e": "not checked", "a.moved": "not checked", "a.n": "not checked"}}
+    lines = {"a.e": "c = 3", "a.moved": "d = 5"}
+    equivalents = {"a.e": ("c = 3", "harmless"), "a.moved": ("d = 4", "was harmless")}
+    read = []
+
+    def diff_of(name, module):
+        read.append((name, module))
+        return diff(lines[name])
+
+    # When the mutants still to run are listed
+    names = mr.to_run(by_module, equivalents, diff_of)
+    # Then they are the unrun ones, the moved equivalent among them, module by module; only listed diffs are read
+    assert names == ["a.moved", "a.n", "b.x"]
+    assert sorted(read) == [("a.e", "sync/a.py"), ("a.moved", "sync/a.py")]
