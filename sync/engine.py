@@ -77,6 +77,10 @@ def new_run_id(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + uuid.uuid4().hex[:6]
 
 
+def _no_progress(*_args) -> None:
+    """Progress for a run nobody watches: nothing."""
+
+
 def _owner_is_dead_here(owner: dict) -> bool:
     """True only when the lock owner ran on this host and its process is gone."""
     if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
@@ -181,7 +185,7 @@ class SyncRun:
 
     def __init__(self, *, artifacts: Artifacts, reader: SegmentReader, destination: Destination,
                  destination_key: str, state, options: SyncOptions, target: str, work_dir: Path,
-                 command: str = "sync", progress: Progress | None = None,
+                 command: str, progress: Progress | None = None,
                  clock: Callable[[], datetime] | None = None):
         self.clock = clock or wall_clock
         self.artifacts = artifacts
@@ -190,10 +194,10 @@ class SyncRun:
         self.destination_key = destination_key
         self.state = state
         self.options = options
-        self.progress = progress or (lambda *a: None)
+        self.progress = progress or _no_progress
         self.run_id = new_run_id()
         self.work_root = Path(work_dir)
-        self.report = RunReport(self.run_id, command, target, destination_key, getattr(state, "url", str(state)), _now())
+        self.report = RunReport(self.run_id, command, target, destination_key, state.url, _now())
         self._history_lock = threading.Lock()
 
     # ------------------------------------------------------------------ public
@@ -283,17 +287,19 @@ class SyncRun:
             return
         cutoff = time.time() - timedelta(days=1).total_seconds()
         for child in self.work_root.iterdir():
-            with contextlib.suppress(OSError, ValueError):
-                if not child.is_dir():
-                    continue
-                owner_file = child / OWNER_FILE
-                owner = json.loads(owner_file.read_text()) if owner_file.exists() else {}
-                if _owner_is_dead_here(owner) or child.stat().st_mtime < cutoff:
+            if not child.is_dir():
+                continue
+            try:
+                owner = json.loads((child / OWNER_FILE).read_text())
+            except (OSError, ValueError):  # no owner file, or a damaged one: the folder's age alone decides
+                owner = {}
+            with contextlib.suppress(OSError):  # gone meanwhile: nothing to remove
+                if (isinstance(owner, dict) and _owner_is_dead_here(owner)) or child.stat().st_mtime < cutoff:
                     shutil.rmtree(child, ignore_errors=True)
 
     def _make_workdir(self, workdir: Path) -> None:
         """The run's private scratch folder (0700), marked with its owner for _clean_old_work."""
-        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        workdir.mkdir(parents=True, mode=0o700)  # the run id is new: so is its folder
         os.chmod(workdir, 0o700)
         (workdir / OWNER_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
                                                       "run_id": self.run_id}))

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+import types
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -62,6 +63,50 @@ def test_work_folders_of_dead_runs_here_are_removed_and_live_ones_kept(tmp_path)
     h.run()
     # Then only the dead run's and the day-old folder are gone
     assert sorted(p.name for p in h.work.iterdir()) == ["live", "remote"]
+
+
+@pytest.mark.parametrize(("owner_file", "age_days", "removed"), [
+    pytest.param(None, 1.5, True, id="no-owner-file-day-and-a-half-old"),
+    pytest.param("not json", 2, True, id="damaged-owner-file-old"),
+    pytest.param("[1, 2]", 2, True, id="owner-file-not-a-mapping-old"),
+    pytest.param("not json", 0, False, id="damaged-owner-file-recent"),
+    pytest.param(None, 0, False, id="no-owner-file-recent"),
+], )
+def test_a_work_folder_of_unknown_owner_is_removed_once_a_day_old(tmp_path, owner_file, age_days, removed):
+    # Given a work folder whose owner cannot be told, beside plain files (they are not work folders)
+    h = EngineHarness(tmp_path)
+    h.segment("seg_a", {"endpoint_id": "Id", "plan": "Attributes.Plan"}, [("e1", "pro")])
+    folder = h.work / "left"
+    folder.mkdir(parents=True)
+    if owner_file is not None:
+        (folder / OWNER_FILE).write_text(owner_file)
+    for n in range(5):
+        (h.work / f"note-{n}.txt").write_text("kept")
+    when = time.time() - age_days * 86400
+    os.utime(folder, (when, when))
+    # When a sync runs
+    assert h.run().status == "succeeded"
+    # Then the folder goes once it is over a day old, and the files stay
+    assert folder.exists() is not removed
+    assert sorted(p.name for p in h.work.iterdir()) == (["left"] if not removed else []) + [
+        f"note-{n}.txt" for n in range(5)]
+
+
+def test_a_work_folder_exactly_a_day_old_is_kept(tmp_path, monkeypatch):
+    from sync import engine
+
+    # Given a clock fixed at T and a folder of another host last touched at T minus exactly one day
+    now = 1_790_000_000
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(time=lambda: now, monotonic=time.monotonic))
+    h = EngineHarness(tmp_path)
+    h.segment("seg_a", {"endpoint_id": "Id", "plan": "Attributes.Plan"}, [("e1", "pro")])
+    folder = h.work / "remote"
+    folder.mkdir(parents=True)
+    (folder / OWNER_FILE).write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    os.utime(folder, ns=((now - 86400) * 10**9, (now - 86400) * 10**9))
+    # When a sync runs, then the folder stays: only older than a day is abandoned
+    h.run()
+    assert folder.exists()
 
 
 def test_the_runs_work_folder_is_private_while_it_runs_and_removed_after(tmp_path):

@@ -202,3 +202,14 @@ def test_an_unkeyed_plan_names_its_segment_and_says_unkeyed_in_its_mapping_hash(
     # Then its plan names the segment, and its mapping hash says the digest is unkeyed
     assert prepared.plan.segment == seg.name
     assert prepared.mapping_hash.split("-")[2] == "unkeyed"
+
+
+
+def test_the_second_half_of_a_key_hashes_the_id_a_zero_byte_and_the_salt(con):
+    # Given key scheme k2v2 (README "How a sync works"): k2 = hash(Id || chr(0) || salt), so not a function of k1
+    from sync.diff import KEY_SALT, k2_sql
+
+    # Then two Ids get different k2, each that very hash (a snapshot's keys must mean the same next run)
+    a, b = con.execute(f"select {k2_sql(chr(39) + 'a' + chr(39))}, {k2_sql(chr(39) + 'b' + chr(39))}").fetchone()
+    expected = [con.execute("select hash(? || chr(0) || ?)", [i, KEY_SALT]).fetchone()[0] for i in ("a", "b")]
+    assert [a, b] == expected and a != b
