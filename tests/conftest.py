@@ -29,6 +29,24 @@ def open_umask():
 
 
 @pytest.fixture
+def ascii_locale():
+    """A machine whose locale is not UTF-8 (LC_CTYPE "C": ASCII), as a host with LANG=C set after start-up or a
+    Latin-1 locale has: a file opened without an explicit encoding then decodes as ASCII. Python in UTF-8 mode
+    ignores the locale, so the test is skipped there (it could not fail)."""
+    import locale
+    import sys
+
+    if sys.flags.utf8_mode:
+        pytest.skip("Python runs in UTF-8 mode: the locale does not decide file encodings")
+    old = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, old)
+
+
+@pytest.fixture
 def aws(monkeypatch):
     """Fake credentials and region, and moto for every AWS service -- Step Functions executing state machines."""
     from moto import mock_aws

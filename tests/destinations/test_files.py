@@ -101,3 +101,30 @@ def test_preflight_names_a_path_it_cannot_write(tmp_path):
         FilesDestination(blocker).preflight()
     FilesDestination(tmp_path / "ok").preflight()
     assert list((tmp_path / "ok" / ".incoming").iterdir()) == []
+
+
+class Killed(BaseException):
+    """Stands in for the process exit a failpoint makes (in process, so that `make mutation` sees the test use
+    deliver; deliver has no cleanup an exit would skip)."""
+
+
+def test_a_run_killed_at_the_during_delivery_failpoint_leaves_only_the_staged_first_file(tmp_path, monkeypatch):
+    """The documented ``during-delivery`` failpoint (sync/failpoints.py) is what crash tests arm to kill a run in the
+    middle of a copy: armed, the process exits right after the first file is staged, and no segment folder appears."""
+    from sync import failpoints
+
+    def exit_now(code):
+        raise Killed(code)
+
+    # Given a delivery of two import files, and the during-delivery failpoint armed (in a list, as documented)
+    files = [write_csv(tmp_path / "import" / f"part-{n:05d}.csv", rows=2) for n in range(2)]
+    monkeypatch.setattr(failpoints.os, "_exit", exit_now)
+    monkeypatch.setenv("LAKESEG_FAILPOINTS", "after-read, during-delivery")
+    # When it is delivered
+    with pytest.raises(Killed) as killed:
+        FilesDestination(tmp_path / "exports").deliver(delivery(files, segment=SEGMENT))
+    # Then the process exits with the killed code after staging the first file; no segment folder is in sight
+    assert killed.value.args == (failpoints.KILLED_EXIT_CODE,)
+    assert not (tmp_path / "exports" / RUN_ID).exists()
+    staged = tmp_path / "exports" / ".incoming" / f"{RUN_ID}-{SEGMENT}"
+    assert [p.name for p in staged.iterdir()] == ["part-00000.csv"]

@@ -408,3 +408,16 @@ def test_progress_without_a_callback_is_silent():
     tracker.uploaded()
     tracker.tick()
     tracker.job_done()
+
+
+def test_refused_rows_are_isolated_on_a_machine_whose_locale_is_not_utf8(tmp_path, ascii_locale):
+    """Import files are UTF-8 whatever the host's locale: reading their ids and writing halves must not decode them
+    in the locale's encoding (under an ASCII locale that fails on the first non-ASCII id)."""
+    # Given a job whose ids are not all ASCII, one of them refused without being named, on a host with an ASCII locale
+    platform = Platform(bad={"田中"})
+    # When it is delivered
+    result = deliver(platform, delivery_of(tmp_path, ["Zoë", "田中", "José", "c"]))
+    # Then halving finds the refused row, and the rest is confirmed
+    assert result.confirmed and result.errors == []
+    assert result.rejected == {"田中": "some rows were bad"}
+    assert ("1ab", ["田中"]) in platform.jobs

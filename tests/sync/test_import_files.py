@@ -177,3 +177,23 @@ def test_the_output_folder_may_be_nested_and_new_or_already_there(tmp_path):
     assert [f.name for f in first] == ["part-00000.csv"]
     (nested / "part-00000.csv").unlink()
     assert [f.name for f in write_import_files(con, sql, nested, 1_000_000)] == ["part-00000.csv"]
+
+
+def test_files_split_again_on_a_machine_whose_locale_is_not_utf8_keep_their_text(tmp_path, monkeypatch, ascii_locale):
+    """Import files are UTF-8 whatever the host's locale: re-splitting reads them as UTF-8, not in the locale's
+    encoding (under an ASCII locale the split would otherwise fail on the first non-ASCII name)."""
+    # Given DuckDB's output overshooting the limit (simulated by aiming far above it), with non-ASCII names,
+    # on a host whose locale is ASCII
+    import sync.import_files as mod
+
+    monkeypatch.setattr(mod, "_TARGET_SHARE", 50.0)
+    con = duckdb.connect()
+    con.execute('create table t ("Id" varchar, "User.UserAttributes.Name" varchar)')
+    rows = [(f"{n:04d}", name) for n in range(100) for name in ("José Nguyễn", "田中", "Zoë 🎉")]
+    con.executemany("insert into t values (?, ?)", rows)
+    # When they are written as import files of at most 2 KiB
+    files = write_import_files(con, "select * from t order by 1, 2", tmp_path / "out", 2_048)
+    # Then they were split again, and every name reads back exactly as UTF-8
+    assert len(files) > 2 and all(f.stat().st_size <= 2_048 for f in files)
+    back = read_back(files)
+    assert [r for r in back if r != ["Id", "User.UserAttributes.Name"]] == [list(r) for r in sorted(rows)]

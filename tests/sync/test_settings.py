@@ -1,5 +1,7 @@
 """lakeseg.yml: per-target settings, env interpolation, flag overrides."""
 
+from pathlib import Path
+
 import pytest
 
 from sync.errors import ConfigError
@@ -92,8 +94,11 @@ def test_unknown_key_names_the_nearest_valid_one(tmp_path):
      "  guard.max_exit_share: must be above 0 and at most 1 (a share: between 0 and 1), got 3\n"
      "  memory_limit: must be a size such as 1GB, 512MB or 2.5GiB, got 'lots'"),
     ("targets:\n  local: [1, 2]\n", ": targets.local: must be a mapping (key: value lines), got [1, 2]"),
+    ('targets:\n  local:\n    work_dir: "a\\x7fb"\n',
+     " (target local): work_dir: must not contain control characters, got 'a\\x7fb'"),
+    ("targets:\n  local:\n    destination: {type: files}\n", " (target local): destination.path: is required"),
 ], ids=["unknown-nested-key", "unknown-top-key", "null", "unknown-destination-type", "empty-text", "control-character",
-        "two-problems", "not-a-mapping"])
+        "two-problems", "not-a-mapping", "delete-character", "missing-required-key"])
 def test_each_settings_error_reads_exactly_as_documented(tmp_path, text, message):
     # Given a lakeseg.yml with one kind of mistake
     (tmp_path / "lakeseg.yml").write_text(text)
@@ -142,3 +147,48 @@ def test_an_unset_variable_names_the_key_path_it_was_found_at(monkeypatch):
     with pytest.raises(ConfigError) as err:
         interpolate("${LAKESEG_NOPE}", where="W")
     assert str(err.value).startswith("W uses ${LAKESEG_NOPE}, which is not set")
+
+
+def test_every_value_of_a_target_block_reaches_the_run(tmp_path):
+    # Given a target block that sets the work folder and the digest's secret, besides the usual keys
+    (tmp_path / "lakeseg.yml").write_text(
+        "targets:\n  local:\n    work_dir: /var/tmp/lakeseg\n    digest_key: 'file:/etc/lakeseg/digest.key'\n"
+        "    state: build/other-state\n    files: {max_file_mb: 2}\n")
+    # When the target's settings are loaded
+    s = load_settings(tmp_path, "local")
+    # Then the run gets each of them as written (the work folder as a path)
+    assert (s.work_dir, s.digest_key, s.state, s.max_file_bytes) == (
+        Path("/var/tmp/lakeseg"), "file:/etc/lakeseg/digest.key", "build/other-state", 2 * 1024 * 1024)
+
+
+def test_without_a_file_the_work_folder_and_the_digest_secret_have_their_documented_defaults(tmp_path):
+    # Given no lakeseg.yml; when the settings are loaded
+    s = load_settings(tmp_path, "local")
+    # Then the work happens under build/work, and the digest's secret is a key file beside the build
+    assert (s.work_dir, s.digest_key) == (Path("build/work"), "file:build/digest.key")
+
+
+def test_a_destination_path_flag_changes_only_the_path_of_the_files_destination(tmp_path):
+    # Given a files destination with a name, and the --destination-path flag
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    destination: {type: files, path: a, name: shared}\n")
+    # When the settings are loaded with the flag
+    s = load_settings(tmp_path, "local", overrides={"destination": {"path": "elsewhere"}})
+    # Then the flag moves the deliveries; the type and the name stay as the file says
+    assert s.destination == {"type": "files", "path": "elsewhere", "name": "shared"}
+
+
+@pytest.mark.parametrize("text,message", [
+    pytest.param("targets:\n  local:\n    max_memory: 2GB\n",
+                 "max_memory: unknown key; did you mean 'memory_limit'?", id="max_memory-for-memory_limit"),
+    pytest.param("targets:\n  local:\n    tmp_dir: /tmp/x\n",
+                 "tmp_dir: unknown key; did you mean 'work_dir'?", id="tmp_dir-for-work_dir"),
+    pytest.param("targets:\n  local:\n    files: {size_mb: 10}\n",
+                 "files.size_mb: unknown key; did you mean 'max_file_mb'?", id="size_mb-for-max_file_mb"),
+])
+def test_a_loosely_remembered_key_still_gets_a_suggestion(tmp_path, text, message):
+    # Given a key that is a rough synonym of a valid one, not a one-letter typo
+    (tmp_path / "lakeseg.yml").write_text(text)
+    # When it is loaded, then the error suggests the key the user meant
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, "local")
+    assert str(err.value) == f"{tmp_path / 'lakeseg.yml'} (target local): {message}"
