@@ -30,9 +30,10 @@ def write_import_files(con: duckdb.DuckDBPyConnection, sql: str, out_dir: Path, 
     con.execute(
         f"copy ({sql}) to {ql(str(out_dir))} (format csv, header true, delimiter ',', quote '\"', "
         f"escape '\"', new_line '\r\n', null '', file_size_bytes {target}, "
-        f"filename_pattern 'part-{{i}}', overwrite_or_ignore true)"
+        f"filename_pattern 'raw-{{i}}', overwrite_or_ignore true)"
     )
-    raw = sorted(out_dir.glob("part-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
+    # DuckDB's own names (raw-<i>) never collide with the final ones (part-<nnnnn>) they are renamed to.
+    raw = sorted(out_dir.glob("raw-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
     files: list[Path] = []
     for path in raw:
         if path.stat().st_size > max_file_bytes:
