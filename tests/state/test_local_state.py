@@ -138,3 +138,80 @@ def test_two_runs_racing_on_a_fresh_store_both_get_past_making_folders(tmp_path,
                 assert store.read_lock("files", "seg").token == info.token
     assert raced == [root / "locks" / "files"]
     assert stat.S_IMODE((root / "locks" / "files").stat().st_mode) == 0o700
+
+
+def _record_syncs(monkeypatch, root: Path) -> list[tuple[str, str]]:
+    """Record, in order, every fsync (of which path) and every rename/link into place, relative to ``root``;
+    a hidden ``*.tmp`` name reads as "<temp>"."""
+    events = []
+
+    def name(path) -> str:
+        path = Path(path)
+        if path.name.startswith(".") and path.name.endswith(".tmp"):
+            return str(path.parent.relative_to(root) / "<temp>")
+        return str(path.relative_to(root))
+
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
+
+    def fsync(fd):
+        events.append(("fsync", name(os.readlink(f"/proc/self/fd/{fd}"))))
+        return real_fsync(fd)
+
+    def move(kind, real):
+        def spy(src, dst):
+            result = real(src, dst)
+            events.append((kind, name(dst)))
+            return result
+        return spy
+
+    monkeypatch.setattr(local.os, "fsync", fsync)
+    monkeypatch.setattr(local.os, "replace", move("replace", real_replace))
+    monkeypatch.setattr(local.os, "link", move("link", real_link))
+    return events
+
+
+def _upload(store, key):
+    src = store.root.parent / "data.parquet"
+    src.write_bytes(b"PAR1")
+    store._upload(key, src)
+
+
+@pytest.mark.parametrize(
+    "write, move",
+    [
+        pytest.param(lambda store, key: store._write(key, b"{}"), "replace", id="in-doubt-pointer-write"),
+        pytest.param(lambda store, key: store._create(key, b"{}"), "link", id="lock-create"),
+        pytest.param(_upload, "replace", id="snapshot-data-upload"),
+    ],
+)
+def test_what_is_written_reaches_the_disk_before_and_after_it_is_moved_into_place(tmp_path, monkeypatch, write, move):
+    # Given a store whose segment folder exists, and a record of what is synced to disk
+    store = LocalStateStore(tmp_path)
+    store._write("snapshots/files/seg/other.json", b"{}")
+    events = _record_syncs(monkeypatch, tmp_path)
+    # When it writes a file there
+    write(store, "snapshots/files/seg/in_doubt.json")
+    # Then the full temp file is synced, moved into place, and then the folder is synced, so after a power
+    # loss the new name is there with its content (an in-doubt record must be durable before delivery starts)
+    assert events == [
+        ("fsync", "snapshots/files/seg/<temp>"),
+        (move, "snapshots/files/seg/in_doubt.json"),
+        ("fsync", "snapshots/files/seg"),
+    ]
+
+
+def test_the_first_write_to_a_fresh_store_syncs_every_folder_it_makes(tmp_path, monkeypatch):
+    # Given no state directory yet, and a record of what is synced to disk
+    events = _record_syncs(monkeypatch, tmp_path)
+    # When the store writes its first pointer
+    LocalStateStore(tmp_path / "state")._write("snapshots/files/seg/current.json", b"{}")
+    # Then each new folder's name is synced in its parent before the file lands in the innermost one
+    assert events == [
+        ("fsync", "."),
+        ("fsync", "state"),
+        ("fsync", "state/snapshots"),
+        ("fsync", "state/snapshots/files"),
+        ("fsync", "state/snapshots/files/seg/<temp>"),
+        ("replace", "state/snapshots/files/seg/current.json"),
+        ("fsync", "state/snapshots/files/seg"),
+    ]
