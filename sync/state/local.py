@@ -1,7 +1,9 @@
 """State in a local directory (the default). Atomic replace via os.replace;
 locks via O_CREAT|O_EXCL, which the filesystem guarantees only one creator wins;
 compare-and-delete under an flock of a sidecar file. Files are 0600 in 0700
-directories: snapshots hold endpoint ids."""
+directories: snapshots hold endpoint ids. Durable: a file is fsynced before it is
+renamed or linked into place, and its folder after (and a new folder's parent),
+so a pointer or in-doubt record that was written survives a power loss."""
 
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class LocalStateStore(StateStore):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _fsync_dir(path.parent)
 
     def _create(self, key: str, data: bytes) -> bool:
         # Written in full to a temp file, then linked into place: link() fails if the name
@@ -58,11 +61,12 @@ class LocalStateStore(StateStore):
                 f.flush()
                 os.fsync(f.fileno())
             os.link(tmp, path)
-            return True
         except FileExistsError:
             return False
         finally:
             Path(tmp).unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+        return True
 
     def _delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -93,6 +97,7 @@ class LocalStateStore(StateStore):
             path = path.parent
         for folder in reversed(missing):
             folder.mkdir(mode=0o700, exist_ok=True)
+            _fsync_dir(folder.parent)
 
     def _list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
@@ -109,6 +114,7 @@ class LocalStateStore(StateStore):
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
 
     def _download(self, key: str, path: Path) -> bool:
         src = self._path(key)
@@ -117,3 +123,12 @@ class LocalStateStore(StateStore):
         shutil.copyfile(src, path)
         os.chmod(path, 0o600)
         return True
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the names in ``path`` (a rename, link or new folder in it) survive a power loss."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,11 +1,17 @@
-"""The local state store's own plumbing: listing skips its hidden temp files; downloads are private."""
+"""The local state store's own plumbing: listing skips its hidden temp files; downloads are private;
+files are written beside their target and renamed into place; racing runs share the folders they make."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import stat
+from pathlib import Path
 
 import pytest
 
+from sync.errors import LockHeld
+from sync.state import local
 from sync.state.local import LocalStateStore
 
 
@@ -58,3 +64,154 @@ def test_compare_and_delete_deletes_only_what_it_compared(tmp_path, open_umask):
     store._delete("locks/files/seg.json")  # deleting what is gone is not an error
     # And the mutex file it locks on is private too
     assert stat.S_IMODE((tmp_path / "state" / "locks/files/.seg.json.mutex").stat().st_mode) == 0o600
+
+
+RUN = {"run_id": "r1", "started_at": "2026-11-26T12:00:00+00:00", "status": "ok"}
+
+
+@pytest.mark.parametrize(
+    "write, rename, folder, key",
+    [
+        pytest.param(lambda store: store.write_run(RUN), "replace", "history/", "history/20261126T120000Z-r1.json",
+                     id="history-record-replaced-into-place"),
+        pytest.param(lambda store: store._create("locks/files/seg.json", b"{}"), "link", "locks/",
+                     "locks/files/seg.json", id="lock-linked-into-place"),
+    ],
+)
+def test_a_file_in_flight_sits_hidden_beside_its_target(tmp_path, monkeypatch, write, rename, folder, key):
+    # Given a store, and a spy that lists the folder at the moment the fully written temp file is moved into place
+    store = LocalStateStore(tmp_path / "state")
+    real = getattr(os, rename)
+    moves = []
+
+    def spy(src, dst):
+        moves.append((Path(src), Path(dst), store._list(folder), store.list_runs()))
+        return real(src, dst)
+
+    monkeypatch.setattr(local.os, rename, spy)
+    # When the store writes the history record (or creates the lock)
+    write(store)
+    # Then the temp file was in the target's own folder -- one filesystem, so the rename is atomic whatever
+    # TMPDIR is -- and hidden under its target's name, so a listing (`lakeseg history`) taken meanwhile saw nothing
+    [(src, dst, listed, runs)] = moves
+    assert dst == tmp_path / "state" / key
+    assert src.parent == dst.parent and src.name.startswith(f".{dst.name}.")
+    assert (listed, runs) == ([], [])
+    # And once in place, the file is listed exactly once
+    assert store._list(folder) == [key]
+
+
+@pytest.mark.parametrize(
+    "other_run_takes_the_lock", [pytest.param(False, id="other-run-made-the-folder"),
+                                 pytest.param(True, id="other-run-made-the-folder-and-took-the-lock")],
+)
+def test_two_runs_racing_on_a_fresh_store_both_get_past_making_folders(tmp_path, monkeypatch,
+                                                                       other_run_takes_the_lock):
+    # Given a fresh store, and another run that makes the lock folder just after this run saw it missing
+    root = tmp_path / "state"
+    store, other = LocalStateStore(root), LocalStateStore(root)
+    real_exists = Path.exists
+    raced = []
+    held = contextlib.ExitStack()
+
+    def exists(path):
+        found = real_exists(path)
+        if path == root / "locks" / "files" and not found and not raced:
+            raced.append(path)
+            if other_run_takes_the_lock:
+                held.enter_context(other.lock("files", "seg", {"run_id": "other", "host": "h", "pid": 7}))
+            else:
+                other._mkdir(path)
+        return found
+
+    monkeypatch.setattr(Path, "exists", exists)
+    # When this run takes the lock
+    with held:
+        if other_run_takes_the_lock:
+            # Then it is told who holds the lock, not crashed by the folder the other run made
+            with pytest.raises(LockHeld, match=r"files/seg is locked \(held by run other on h \(pid 7\)"):
+                with store.lock("files", "seg", {"run_id": "mine"}):
+                    pass
+        else:
+            # Then it gets the lock in the folder the other run made
+            with store.lock("files", "seg", {"run_id": "mine"}) as info:
+                assert store.read_lock("files", "seg").token == info.token
+    assert raced == [root / "locks" / "files"]
+    assert stat.S_IMODE((root / "locks" / "files").stat().st_mode) == 0o700
+
+
+def _record_syncs(monkeypatch, root: Path) -> list[tuple[str, str]]:
+    """Record, in order, every fsync (of which path) and every rename/link into place, relative to ``root``;
+    a hidden ``*.tmp`` name reads as "<temp>"."""
+    events = []
+
+    def name(path) -> str:
+        path = Path(path)
+        if path.name.startswith(".") and path.name.endswith(".tmp"):
+            return str(path.parent.relative_to(root) / "<temp>")
+        return str(path.relative_to(root))
+
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
+
+    def fsync(fd):
+        events.append(("fsync", name(os.readlink(f"/proc/self/fd/{fd}"))))
+        return real_fsync(fd)
+
+    def move(kind, real):
+        def spy(src, dst):
+            result = real(src, dst)
+            events.append((kind, name(dst)))
+            return result
+        return spy
+
+    monkeypatch.setattr(local.os, "fsync", fsync)
+    monkeypatch.setattr(local.os, "replace", move("replace", real_replace))
+    monkeypatch.setattr(local.os, "link", move("link", real_link))
+    return events
+
+
+def _upload(store, key):
+    src = store.root.parent / "data.parquet"
+    src.write_bytes(b"PAR1")
+    store._upload(key, src)
+
+
+@pytest.mark.parametrize(
+    "write, move",
+    [
+        pytest.param(lambda store, key: store._write(key, b"{}"), "replace", id="in-doubt-pointer-write"),
+        pytest.param(lambda store, key: store._create(key, b"{}"), "link", id="lock-create"),
+        pytest.param(_upload, "replace", id="snapshot-data-upload"),
+    ],
+)
+def test_what_is_written_reaches_the_disk_before_and_after_it_is_moved_into_place(tmp_path, monkeypatch, write, move):
+    # Given a store whose segment folder exists, and a record of what is synced to disk
+    store = LocalStateStore(tmp_path)
+    store._write("snapshots/files/seg/other.json", b"{}")
+    events = _record_syncs(monkeypatch, tmp_path)
+    # When it writes a file there
+    write(store, "snapshots/files/seg/in_doubt.json")
+    # Then the full temp file is synced, moved into place, and then the folder is synced, so after a power
+    # loss the new name is there with its content (an in-doubt record must be durable before delivery starts)
+    assert events == [
+        ("fsync", "snapshots/files/seg/<temp>"),
+        (move, "snapshots/files/seg/in_doubt.json"),
+        ("fsync", "snapshots/files/seg"),
+    ]
+
+
+def test_the_first_write_to_a_fresh_store_syncs_every_folder_it_makes(tmp_path, monkeypatch):
+    # Given no state directory yet, and a record of what is synced to disk
+    events = _record_syncs(monkeypatch, tmp_path)
+    # When the store writes its first pointer
+    LocalStateStore(tmp_path / "state")._write("snapshots/files/seg/current.json", b"{}")
+    # Then each new folder's name is synced in its parent before the file lands in the innermost one
+    assert events == [
+        ("fsync", "."),
+        ("fsync", "state"),
+        ("fsync", "state/snapshots"),
+        ("fsync", "state/snapshots/files"),
+        ("fsync", "state/snapshots/files/seg/<temp>"),
+        ("replace", "state/snapshots/files/seg/current.json"),
+        ("fsync", "state/snapshots/files/seg"),
+    ]
