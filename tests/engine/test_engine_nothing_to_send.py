@@ -130,3 +130,22 @@ def test_a_waiver_note_names_every_contested_field(h):
     assert rep.notes == ["keeps its fields although another segment claims them: "
                          f"seg_a.plan: [field-ownership] Attributes.Plan is also written by seg_b; {rule}; "
                          f"seg_a.tier: [field-ownership] Attributes.Tier is also written by seg_b; {rule}"]
+
+
+def test_a_segment_that_cannot_be_read_fails_and_keeps_the_notes_gathered_before(h):
+    import duckdb
+
+    # Given ids in doubt from an unconfirmed delivery, then the segment's table gone from the build
+    h.segment("seg_a", COLS, [("e1", "pro")])
+    h.run()
+    h.rebuild("seg_a", [("e1", "plus")])
+    unconfirmed = h.run(destination=Scripted(h.exports, "unconfirmed")).run_id
+    with duckdb.connect(str(h.database)) as con:
+        con.execute('drop table segments."seg_a"')
+    # When it syncs
+    rep = by_segment(h.run())["seg_a"]
+    # Then it failed (a build to fix, not a refusal of bad data), saying why and what was in doubt
+    assert rep.status == "failed"
+    assert rep.reason.startswith("lakeseg.segments.seg_a is not in ") and rep.reason.endswith(
+        ": run `dbt build` for this segment")
+    assert rep.notes == [f"1 id(s) in doubt from run {unconfirmed} (never confirmed): resent"]

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import re
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -168,7 +169,8 @@ def test_force_unlock_with_another_token_or_no_lock_removes_nothing(store):
 
 
 # ---- names -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("value", [".", "..", "", "a b", None], ids=["dot", "dotdot", "empty", "space", "none"])
+@pytest.mark.parametrize("value", [".", "..", "", "a b", None, 7], ids=["dot", "dotdot", "empty", "space", "none",
+                                                                      "a-number-not-text"])
 def test_unsafe_names_are_refused_with_their_kind(value):
     with pytest.raises(ConfigError) as refused:
         safe_name("segment", value)
@@ -524,3 +526,27 @@ def test_a_file_checksum_covers_every_byte_of_a_file_larger_than_one_read(tmp_pa
     path = tmp_path / "data.bin"
     path.write_bytes(data)
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_snapshot_data_that_is_not_parquet_is_refused_saying_it_is_unreadable(store, tmp_path):
+    # Given a data file replaced by other bytes, its pointer's checksum updated to match
+    garbage = b"not a parquet file"
+    pointer, data = _damage(store, tmp_path, sha256=hashlib.sha256(garbage).hexdigest())
+    data.write_bytes(garbage)
+    # Then loading it is refused as unreadable, naming where, with DuckDB's reason
+    with pytest.raises(SegmentRefused) as refused:
+        store.load_snapshot("files", "seg_a", tmp_path / "w")
+    message = str(refused.value)
+    assert message.startswith(f"snapshot data for files/seg_a at {pointer} is unreadable (")
+    assert message.endswith("); refusing to treat it as empty")
+
+
+def test_a_snapshot_is_read_into_a_private_folder_that_may_be_read_into_again(store, tmp_path, open_umask):
+    # Given a committed snapshot, read into a work folder under a umask that lets others read
+    commit(store, tmp_path, ["a", "b"], "run-1")
+    work = tmp_path / "w" / "previous"
+    first = store.load_snapshot("files", "seg_a", work)
+    # Then the folder holding the copy (endpoint ids) is the owner's alone, and a second read may reuse it
+    assert stat.S_IMODE(work.stat().st_mode) == 0o700
+    again = store.load_snapshot("files", "seg_a", work)
+    assert (again.rows, again.path) == (first.rows, first.path)
