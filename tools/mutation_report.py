@@ -65,6 +65,11 @@ def collect() -> dict[str, dict[str, str]]:
     return by_module
 
 
+def still_equivalent(name: str, equivalents: dict[str, tuple[str, str]], diff: str) -> bool:
+    """Whether ``name`` is listed as equivalent and its diff still changes the line the list recorded."""
+    return name in equivalents and equivalents[name][0] == changed_lines(diff)
+
+
 def tally(statuses: dict[str, str], equivalents: dict[str, tuple[str, str]],
           diff_of: Callable[[str], str]) -> tuple[Counter, list[tuple[str, str, str]], set[str]]:
     """One module's counts, its survivors ``(name, status, diff)`` and the equivalents it matched.
@@ -83,15 +88,14 @@ def tally(statuses: dict[str, str], equivalents: dict[str, tuple[str, str]],
             counts["not checked"] += 1
             continue
         diff = diff_of(name)
-        if name in equivalents and equivalents[name][0] == changed_lines(diff):
+        if still_equivalent(name, equivalents, diff):
             counts["equivalent"] += 1  # survived, or left out of the run as listed (see to_run)
             matched.add(name)
-            continue
-        if status == "not checked":
+        elif status == "not checked":
             counts["not checked"] += 1
-            continue
-        counts["no tests" if status == "no tests" else "survived"] += 1
-        survivors.append((name, status, diff))
+        else:
+            counts["no tests" if status == "no tests" else "survived"] += 1
+            survivors.append((name, status, diff))
     return counts, survivors, matched
 
 
@@ -107,9 +111,8 @@ def to_run(by_module: dict[str, dict[str, str]], equivalents: dict[str, tuple[st
         for name, status in sorted(statuses.items()):
             if status != "not checked":
                 continue
-            if name in equivalents and equivalents[name][0] == changed_lines(diff_of(name, module)):
-                continue
-            names.append(name)
+            if not (name in equivalents and still_equivalent(name, equivalents, diff_of(name, module))):
+                names.append(name)
     return names
 
 
