@@ -29,6 +29,18 @@ def open_umask():
 
 
 @pytest.fixture
+def new_york(monkeypatch):
+    """The process runs in a zone five hours behind UTC (in November): local time is not UTC."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
 def ascii_locale():
     """A machine whose locale is not UTF-8 (LC_CTYPE "C": ASCII), as a host with LANG=C set after start-up or a
     Latin-1 locale has: a file opened without an explicit encoding then decodes as ASCII. Python in UTF-8 mode

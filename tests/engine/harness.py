@@ -172,6 +172,11 @@ class EngineHarness:
         return run.execute()
 
     # --------------------------------------------------------------- read back
+    def pointer(self, segment: str) -> dict | None:
+        """The committed snapshot's pointer in the local state (run id, fields, rows, quarantine), or None."""
+        path = self.state_dir / "snapshots" / "files" / segment / "current.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
     def delivered(self, report: RunReport, segment: str) -> list[dict]:
         """The rows the files destination received for ``segment`` in ``report``'s run."""
         folder = self.exports / report.run_id / segment

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 
@@ -34,8 +33,8 @@ def deliveries(h: EngineHarness) -> list:
 
 
 def committed_run(h: EngineHarness) -> str | None:
-    pointer = h.state_dir / "snapshots" / "files" / SEG / "current.json"
-    return json.loads(pointer.read_text())["run_id"] if pointer.exists() else None
+    pointer = h.pointer(SEG)
+    return pointer["run_id"] if pointer else None
 
 
 def test_the_lock_is_held_until_the_snapshot_is_committed(h, monkeypatch):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from sync.state import open_state_store
@@ -18,12 +16,6 @@ def h(tmp_path) -> EngineHarness:
     return EngineHarness(tmp_path)
 
 
-def pointer(h: EngineHarness, segment: str = "seg_a") -> dict | None:
-    """The committed snapshot's pointer (run id, fields, rows, quarantine), or None before the first commit."""
-    path = h.state_dir / "snapshots" / "files" / segment / "current.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def test_an_unchanged_run_commits_nothing(h):
     # Given a synced segment
     h.segment("seg_a", COLS, [("e1", "pro")])
@@ -32,7 +24,7 @@ def test_an_unchanged_run_commits_nothing(h):
     again = by_segment(h.run())["seg_a"]
     # Then it is unchanged and the committed snapshot is still the first run's
     assert (again.status, again.reason, again.notes) == ("unchanged", "nothing changed", [])
-    assert pointer(h)["run_id"] == first.run_id
+    assert h.pointer("seg_a")["run_id"] == first.run_id
 
 
 def test_the_first_sync_of_an_empty_segment_commits_an_empty_snapshot(h):
@@ -42,7 +34,7 @@ def test_the_first_sync_of_an_empty_segment_commits_an_empty_snapshot(h):
     report = h.run()
     # Then nothing is sent, but an empty snapshot is committed: the next run is no longer a first sync
     assert by_segment(report)["seg_a"].status == "unchanged"
-    assert (pointer(h)["run_id"], pointer(h)["rows"]) == (report.run_id, 0)
+    assert (h.pointer("seg_a")["run_id"], h.pointer("seg_a")["rows"]) == (report.run_id, 0)
     h.rebuild("seg_a", [("e1", "pro")])
     assert by_segment(h.run())["seg_a"].reason != "first sync"
 
@@ -55,8 +47,8 @@ def test_a_mapping_change_of_an_empty_segment_is_committed(h):
     h.rebuild("seg_a", columns=TIER)
     report = h.run()
     # Then the new mapping is committed although nothing was sent
-    assert pointer(h)["run_id"] == report.run_id
-    assert pointer(h)["fields"] == ["Id", "Attributes.Tier"]
+    assert h.pointer("seg_a")["run_id"] == report.run_id
+    assert h.pointer("seg_a")["fields"] == ["Id", "Attributes.Tier"]
 
 
 def test_an_id_in_doubt_that_left_a_keep_segment_is_settled_by_a_commit(h):
@@ -72,7 +64,7 @@ def test_an_id_in_doubt_that_left_a_keep_segment_is_settled_by_a_commit(h):
     rep = by_segment(settled)["seg_a"]
     assert (rep.status, rep.reason) == ("unchanged", "nothing changed")
     assert rep.notes == [f"1 id(s) in doubt from run {failed.run_id} (never confirmed): resent"]
-    assert pointer(h)["run_id"] == settled.run_id
+    assert h.pointer("seg_a")["run_id"] == settled.run_id
     # And the record is cleared: the next run has nothing in doubt
     store = open_state_store(str(h.state_dir))
     assert store.load_in_doubt("files", "seg_a", h.root / "check") is None
@@ -83,13 +75,13 @@ def test_a_quarantined_id_that_left_a_keep_segment_is_released_by_a_commit(h):
     # Given e2 refused by the platform (quarantined) while e1 was committed
     h.segment("seg_a", COLS, [("e1", "pro"), ("e2", "basic")])
     h.run(destination=Scripted(h.exports, rejected={"e2": "bad value"}))
-    assert [q["id"] for q in pointer(h)["quarantine"]] == ["e2"]
+    assert [q["id"] for q in h.pointer("seg_a")["quarantine"]] == ["e2"]
     # When e2 leaves the segment
     h.rebuild("seg_a", [("e1", "pro")])
     report = h.run()
     # Then nothing is sent and the commit releases the quarantine
     assert by_segment(report)["seg_a"].status == "unchanged"
-    assert (pointer(h)["run_id"], pointer(h)["quarantine"]) == (report.run_id, [])
+    assert (h.pointer("seg_a")["run_id"], h.pointer("seg_a")["quarantine"]) == (report.run_id, [])
 
 
 def _quarantined_and_in_doubt(h: EngineHarness) -> str:

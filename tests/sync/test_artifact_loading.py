@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -308,16 +307,6 @@ def test_the_manifest_generation_time_counts_when_earlier(project, generated_at)
     # When they are loaded
     # Then the edit counts as after the build
     assert refusal(project) == stale(project, "models/x.sql")
-
-
-@pytest.fixture
-def new_york(monkeypatch):
-    """The process runs in a zone five hours behind UTC (in November)."""
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def test_a_generation_time_without_zone_is_utc(project, new_york):

@@ -94,17 +94,9 @@ def test_a_full_refresh_stamps_every_member_now(con, tmp_path):
     assert sent == ["a", "b"] and stamps(con, snap3.path) == {"a": day3, "b": day3}
 
 
-def test_stamps_are_utc_whatever_the_machines_time_zone(con, tmp_path, monkeypatch):
-    import time
-
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    try:
-        _, _, snap = run(con, make_segment(), [("a", "Gold")], None, tmp_path, 0)
-        assert stamps(con, snap.path) == {"a": DAY0.replace(tzinfo=None)}
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+def test_stamps_are_utc_whatever_the_machines_time_zone(con, tmp_path, new_york):
+    _, _, snap = run(con, make_segment(), [("a", "Gold")], None, tmp_path, 0)
+    assert stamps(con, snap.path) == {"a": DAY0.replace(tzinfo=None)}
 
 
 def test_a_rejected_member_of_a_snapshot_without_stamps_stays_due(con, tmp_path):
