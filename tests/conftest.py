@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+
 import pytest
 
 from tests.destinations import pinpoint_harness as h
@@ -18,11 +22,53 @@ def _own_working_directory(tmp_path_factory, monkeypatch):
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
+def _is_own_process(pid: int) -> bool:
+    """This test process or one it started (its descendants), read from /proc."""
+    me = os.getpid()
+    while pid > 1:
+        if pid == me:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                pid = int(stat.read().rsplit(b")", 1)[1].split()[1])  # field 4: the parent's pid
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _signals_only_for_own_processes(monkeypatch):
+    """No test may signal a process it does not own.
+
+    A mutant of the liveness check (``os.kill(pid, 0)`` -> ``os.kill(pid, 1)``) once sent SIGHUP to pid 1,
+    the machine's init, and ended ``make mutation`` part-way. A signal to any process outside this test's
+    own tree now fails the test instead (pytest's Failed is no ``Exception``, so no ``except`` swallows it).
+    A pid that runs nowhere is let through: the kernel answers ESRCH and nothing is signalled.
+    """
+    real_kill = os.kill
+
+    def guarded_kill(pid: int, sig: int) -> None:
+        if pid <= 0 or (os.path.exists(f"/proc/{pid}") and not _is_own_process(pid)):
+            pytest.fail(f"a test sent signal {sig} to pid {pid}, a process it does not own")
+        real_kill(pid, sig)
+
+    monkeypatch.setattr(os, "kill", guarded_kill)
+
+
+@pytest.fixture
+def live_pid():
+    """The pid of a live process this test started (and ends): a stand-in for another run's process."""
+    child = subprocess.Popen(["sleep", "600"], preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+    try:
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()
+
+
 @pytest.fixture
 def open_umask():
     """A umask that lets group and others read (the CLI sets 077 for the whole process; tests must not rely on it)."""
-    import os
-
     old = os.umask(0o022)
     yield
     os.umask(old)

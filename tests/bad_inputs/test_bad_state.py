@@ -116,7 +116,7 @@ def snapshot_wrong_schema(c):
 def lock_held_by_a_live_run(c):
     lock = c.state / "locks" / "files" / f"{SEG}.json"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(json.dumps({"owner": {"run_id": "r-live", "host": "another-host", "pid": 1},
+    lock.write_text(json.dumps({"owner": {"run_id": "r-live", "host": "another-host", "pid": 2**22 + 1},
                                 "acquired_at": "2026-11-26T00:00:00+00:00", "token": "t"}))
 
 
@@ -129,7 +129,7 @@ def lock_unreadable(c):
 def lock_naive_timestamp(c):
     lock = c.state / "locks" / "files" / f"{SEG}.json"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(json.dumps({"owner": {"run_id": "r-live", "host": "another-host", "pid": 1},
+    lock.write_text(json.dumps({"owner": {"run_id": "r-live", "host": "another-host", "pid": 2**22 + 1},
                                 "acquired_at": "2026-11-26T00:00:00", "token": "t"}))
 
 

@@ -147,7 +147,7 @@ def test_held_lock_refuses_with_owner_and_age(lakeseg, build_now):
     from sync.state import open_state_store
 
     store = open_state_store(str(lakeseg.state))
-    with store.lock("files", "seg_lifecycle_stage", {"run_id": "other-run", "host": "elsewhere", "pid": 1}):
+    with store.lock("files", "seg_lifecycle_stage", {"run_id": "other-run", "host": "elsewhere", "pid": 2**22 + 1}):
         code, report = lakeseg.json("sync", build_now)
     assert code == 1
     held = segment(report, "seg_lifecycle_stage")

@@ -64,14 +64,14 @@ def test_rejected_rows_are_quarantined_and_resent_until_accepted(h):
     assert by_segment(h.run())["seg_a"].status == "unchanged"
 
 
-def test_a_segment_locked_by_a_live_run_is_refused_and_the_others_proceed(h):
+def test_a_segment_locked_by_a_live_run_is_refused_and_the_others_proceed(h, live_pid):
     import socket
 
     store = open_state_store(str(h.state_dir))
     h.segment("seg_a", COLS, [("e1", "pro")])
     h.segment("seg_b", {"endpoint_id": "Id", "tier": "Attributes.Tier"}, [("e1", "gold")])
-    # Given another live process (this one) holds seg_a's lock
-    with store.lock("files", "seg_a", {"run_id": "other", "host": socket.gethostname(), "pid": 1}):
+    # Given another live process on this host holds seg_a's lock
+    with store.lock("files", "seg_a", {"run_id": "other", "host": socket.gethostname(), "pid": live_pid}):
         report = h.run(state=store)
     seg = by_segment(report)["seg_a"]
     assert seg.status == "refused" and "other" in seg.reason

@@ -125,11 +125,11 @@ def test_a_takeover_is_logged_naming_the_lock_and_its_dead_owner(h, caplog):
             f"(pid {NO_SUCH_PID}) for 0 min") in caplog.messages
 
 
-def test_a_dead_lock_replaced_by_a_live_run_meanwhile_is_not_taken(h, monkeypatch):
+def test_a_dead_lock_replaced_by_a_live_run_meanwhile_is_not_taken(h, monkeypatch, live_pid):
     """Two runs judged the same lock dead: the one whose takeover comes second must leave the other's new lock."""
     store = open_state_store(str(h.state_dir))
     real_force_unlock = store.force_unlock
-    live = {"run_id": "live", "host": "elsewhere", "pid": 1}
+    live = {"run_id": "live", "host": "elsewhere", "pid": live_pid}
 
     def raced(destination, segment, token=None):
         # Meanwhile the other run deleted the dead lock and took its own

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -32,27 +33,28 @@ def test_run_ids_sort_by_start_to_the_millisecond_and_are_unique():
 
 @pytest.mark.parametrize("run,status", [
     pytest.param({"status": "running", "host": HERE, "pid": GONE}, "interrupted", id="dead-pid-here"),
-    pytest.param({"status": "running", "host": HERE, "pid": os.getpid()}, "running", id="live-pid-here"),
+    pytest.param({"status": "running", "host": HERE, "pid": "<live>"}, "running", id="live-pid-here"),
     pytest.param({"status": "running", "host": "elsewhere", "pid": GONE}, "running", id="other-host-recent"),
-    pytest.param({"status": "running", "host": "elsewhere", "pid": 1,
+    pytest.param({"status": "running", "host": "elsewhere", "pid": GONE,
                   "started_at": "2020-01-01T00:00:00+00:00"}, "interrupted", id="other-host-days-old"),
-    pytest.param({"status": "running", "host": "elsewhere", "pid": 1,
+    pytest.param({"status": "running", "host": "elsewhere", "pid": GONE,
                   "started_at": "2020-01-01T00:00:00"}, "interrupted", id="naive-timestamp-days-old"),
     pytest.param({"status": "running", "host": HERE, "pid": "12"}, "running", id="pid-not-a-number"),
     pytest.param({"status": "succeeded", "host": HERE, "pid": GONE}, "succeeded", id="finished-kept"),
 ])
-def test_a_running_run_whose_process_is_gone_reads_as_interrupted(run, status):
+def test_a_running_run_whose_process_is_gone_reads_as_interrupted(run, status, live_pid):
     run = {"started_at": datetime.now(timezone.utc).isoformat(), **run}
+    run["pid"] = live_pid if run["pid"] == "<live>" else run["pid"]
     assert mark_interrupted(run)["status"] == status
 
 
-def test_work_folders_of_dead_runs_here_are_removed_and_live_ones_kept(tmp_path):
+def test_work_folders_of_dead_runs_here_are_removed_and_live_ones_kept(tmp_path, live_pid):
     # Given work folders left by a dead run here, a live run here, another host (recent and old)
     h = EngineHarness(tmp_path)
     h.segment("seg_a", {"endpoint_id": "Id", "plan": "Attributes.Plan"}, [("e1", "pro")])
     folders = {}
-    for name, owner in {"dead": {"host": HERE, "pid": GONE}, "live": {"host": HERE, "pid": os.getpid()},
-                        "remote": {"host": "elsewhere", "pid": 1}, "remote-old": {"host": "elsewhere", "pid": 1}}.items():
+    for name, owner in {"dead": {"host": HERE, "pid": GONE}, "live": {"host": HERE, "pid": live_pid},
+                        "remote": {"host": "elsewhere", "pid": GONE}, "remote-old": {"host": "elsewhere", "pid": GONE}}.items():
         d = h.work / name
         d.mkdir(parents=True)
         (d / OWNER_FILE).write_text(json.dumps(owner))
@@ -102,7 +104,7 @@ def test_a_work_folder_exactly_a_day_old_is_kept(tmp_path, monkeypatch):
     h.segment("seg_a", {"endpoint_id": "Id", "plan": "Attributes.Plan"}, [("e1", "pro")])
     folder = h.work / "remote"
     folder.mkdir(parents=True)
-    (folder / OWNER_FILE).write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    (folder / OWNER_FILE).write_text(json.dumps({"host": "elsewhere", "pid": GONE}))
     os.utime(folder, ns=((now - 86400) * 10**9, (now - 86400) * 10**9))
     # When a sync runs, then the folder stays: only older than a day is abandoned
     h.run()
@@ -231,3 +233,16 @@ def test_an_unreadable_state_waives_no_ownership_conflict(tmp_path, monkeypatch)
     # Then neither segment may write the contested field
     report = by_segment(h.run(state=state))
     assert report["seg_a"].status == "refused" and report["seg_b"].status == "refused"
+
+
+def test_a_test_that_signals_a_process_it_does_not_own_fails_without_signalling_it():
+    # Given the machine's init (pid 1), which no test owns
+    # When a test's code sends it a signal (as a mutant of the liveness check once did)
+    # Then the test fails before the signal is sent
+    with pytest.raises(pytest.fail.Exception, match="sent signal 1 to pid 1, a process it does not own"):
+        os.kill(1, signal.SIGHUP)
+
+
+def test_the_live_stand_in_is_this_tests_own_process_and_alive(live_pid):
+    # Given the stand-in for another run's live process, then it runs on this host and a check finds it alive
+    assert _owner_is_dead_here({"host": HERE, "pid": live_pid}) is False

@@ -209,7 +209,7 @@ def test_a_run_that_started_exactly_max_age_ago_is_not_yet_interrupted(monkeypat
             return start + timedelta(days=2)
 
     monkeypatch.setattr(engine, "datetime", Frozen)
-    run = {"status": "running", "host": "elsewhere", "pid": 1, "started_at": start.isoformat()}
+    run = {"status": "running", "host": "elsewhere", "pid": 2**22 + 1, "started_at": start.isoformat()}
     # Then it may still be running; a second later it is interrupted
     assert engine.mark_interrupted(run)["status"] == "running"
     assert engine.mark_interrupted({**run, "started_at": (start - timedelta(seconds=1)).isoformat()})["status"] \
