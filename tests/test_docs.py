@@ -18,8 +18,15 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 def mkdocs_build(project: Path, site: Path) -> subprocess.CompletedProcess:
     # the snippets' base path ("." in mkdocs.yml) is the project folder, so mkdocs runs there
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                          cwd=project, capture_output=True, text=True, env=env, check=False, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
 
 
 def github_anchors(markdown: str) -> set[str]:
@@ -75,7 +82,7 @@ def test_a_broken_link_an_unknown_anchor_or_a_page_missing_from_the_nav_fails_th
     assert "'no-such-page.md', but the target is not found" in output, output
     assert "does not contain an anchor '#no-such-heading'" in output, output
     assert "'/cli.md'" in output, output
-    assert "not included in the \"nav\"" in output and "orphan.md" in output, output
+    assert 'not included in the "nav"' in output and "orphan.md" in output, output
 
 
 def test_the_readme_links_resolve():
