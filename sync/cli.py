@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from sync import __version__
-from sync.core.errors import LakesegError
+from sync.core.errors import ConfigError, LakesegError
 from sync.output import logs
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -115,7 +115,8 @@ def check(project_dir, profiles_dir, target, no_parse, target_path, as_json, exp
     """Validate segment declarations: field names, id column, exits, tests, ownership.
 
     Also writes one dbt exposure per segment (its destination and owner from
-    lakeseg.yml), so `dbt docs` lineage shows where each segment goes.
+    lakeseg.yml), so the lineage of `dbt docs generate` shows where each
+    segment goes.
 
     \b
     Example:
@@ -167,7 +168,7 @@ def new(name, project_dir, field, exit_value, description):
     made = new_segment(project_dir, name, field=field, exit_value=exit_value, description=description)
     click.echo(f"Created {made.sql} and added {name} to {made.properties}: column {made.column} -> {made.field} "
                f"(exit value {exit_value!r}).\nNext: write the audience in {made.sql.name}, then `lakeseg check` "
-               "and `dbt build --select " + name + "`.")
+               f"and `lakeseg run --select {name}` (dbt build and sync of this segment alone).")
 
 
 # --------------------------------------------------------------------------- sync
@@ -262,13 +263,17 @@ def _emit_metrics(report) -> None:
 
 
 def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path | None = None,
-             no_report: bool = False) -> None:
+             no_report: bool = False, dbt_args: tuple[str, ...] | None = None) -> None:
+    from sync.app.run import build_then_sync
     from sync.app.wiring import run_sync
     from sync.output.terminal import Progress
 
     progress = Progress(enabled=None if not as_json else False)
     try:
-        report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
+        if dbt_args is not None:
+            report = build_then_sync(req, dbt_args, progress=progress)
+        else:
+            report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
     finally:
         progress.close()
     _emit_metrics(report)
@@ -340,8 +345,9 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
         max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, dbt_args):
     """`dbt build`, then sync, in one process: the unit a scheduler calls.
 
-    Arguments after `--` go to dbt build. Only segments whose model and tests
-    passed in this build are synced. as_of is fixed once at the start (the
+    --select/--exclude go to dbt build too: it builds what `dbt build -s X`
+    builds and syncs those segments. Arguments after `--` go to dbt build.
+    Only segments whose model and tests passed in this build are synced. as_of is fixed once at the start (the
     lake's end on a local DuckDB lake, now elsewhere) unless pinned with
     --vars, passed to dbt and recorded in run history.
 
@@ -349,26 +355,9 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
     Example:
       lakeseg run -- --vars '{as_of: "2026-11-01 00:00:00"}'
     """
-    from sync.app.wiring import load_context, prepare_local_database
-    from sync.dbt.artifacts import resolve_target_path
-    from sync.dbt.as_of import fix_as_of
-    from sync.dbt.invoke import DbtProject, invoke
-    from sync.dbt.profile import load_target
-
-    # Settings first: a typo in lakeseg.yml must not cost a whole dbt build.
-    load_context(_request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                          full_refresh, max_exit_share, state, allow_mass_exit))
-    prepare_local_database(DbtProject(project_dir, profiles_dir, target))
-    # One as_of for the whole run (unless pinned): every model sees the same instant.
-    _, extra = fix_as_of(load_target(Path(project_dir), profiles_dir, target).type, list(dbt_args))
-    if target_path:
-        extra += ["--target-path", str(resolve_target_path(project_dir, target_path))]
-    ok = invoke("build", DbtProject(project_dir, profiles_dir, target), extra)
-    if not ok:
-        click.echo("dbt build reported failures; syncing only the segments whose model and tests passed.", err=True)
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
                    full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
-    _execute(req, "run", False, as_json, report_path, no_report)
+    _execute(req, "run", False, as_json, report_path, no_report, dbt_args=dbt_args)
 
 
 @main.command()
@@ -389,8 +378,10 @@ def history(project_dir, profiles_dir, target, settings_file, state, limit, run_
     from sync.app.history import history_lines, load_history
 
     runs = load_history(project_dir, profiles_dir, target, settings_file, state, limit, run_id)
+    if run_id is not None and not runs:
+        raise ConfigError(f"no run {run_id!r} in the run history; `lakeseg history` lists the runs recorded")
     if as_json:
-        click.echo(json.dumps(runs if run_id is None else (runs[0] if runs else None), indent=2, default=str))
+        click.echo(json.dumps(runs if run_id is None else runs[0], indent=2, default=str))
         return
     click.echo("\n".join(history_lines(runs, detailed=run_id is not None)) or "No runs recorded yet.")
 
