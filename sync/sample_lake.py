@@ -195,8 +195,9 @@ def _write_events(con, spec: LakeSpec, root: Path) -> None:
         for folder in sorted(staging.iterdir()):
             target = out / unquote(folder.name)
             target.mkdir(parents=True, exist_ok=True)
-            for n, f in enumerate(sorted(folder.glob("*.parquet"))):
-                f.rename(target / f"part-{n:05d}.parquet")
+            # Not `n`: that is the endpoint count the next chunk's query reads.
+            for part, f in enumerate(sorted(folder.glob("*.parquet"))):
+                f.rename(target / f"part-{part:05d}.parquet")
             folder.rmdir()
     shutil.rmtree(staging, ignore_errors=True)
 
