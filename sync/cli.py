@@ -454,6 +454,35 @@ def lake() -> None:
     """The sample data lake (synthetic, deterministic)."""
 
 
+class LakeProgress:
+    """``lake generate``'s progress on stderr: a rich bar on a terminal, otherwise one
+    plain line at the start and at each further tenth of the write steps."""
+
+    def __init__(self, stream=None):
+        import time
+
+        from .report import Progress
+
+        self.stream = stream or sys.stderr
+        self.bars = Progress(self.stream, enabled=True) if self.stream.isatty() else None
+        self.started, self.clock = time.monotonic(), time.monotonic
+        self.shown = -1  # the last tenth a line was written for
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bars is not None:
+            self.bars("sample lake", "writing chunks", done, total)
+            return
+        tenth = done * 10 // max(1, total)
+        if tenth > self.shown:
+            self.shown = tenth
+            click.echo(f"lake generate: {done}/{total} chunks written ({done / max(1, total):.0%}) "
+                       f"after {self.clock() - self.started:.0f}s", file=self.stream)
+
+    def close(self) -> None:
+        if self.bars is not None:
+            self.bars.close()
+
+
 @lake.command("generate")
 @click.option("--path", type=click.Path(path_type=Path), default=Path("build/lake"), show_default=True,
               help="Directory to write the lake into (replaced).")
@@ -485,7 +514,11 @@ def lake_generate(path, endpoints, events_per_endpoint, days, end, seed, if_miss
         click.echo(f"Sample lake at {path} is up to date ({existing['rows']['all_events']:,} events).")
         return
     started = time.monotonic()
-    manifest = generate(path, spec)
+    progress = LakeProgress()
+    try:
+        manifest = generate(path, spec, progress=progress)
+    finally:
+        progress.close()
     rows = ", ".join(f"{k} {v:,}" for k, v in manifest["rows"].items())
     click.echo(f"Sample lake written to {path} in {time.monotonic() - started:.1f}s: {rows}.")
 

@@ -59,3 +59,55 @@ def test_lake_generate_if_missing_rewrites_a_lake_of_an_older_format(tmp_path):
     rewritten = CliRunner().invoke(main, args)
     assert rewritten.exit_code == 0 and "written to" in rewritten.output
     assert read_manifest(tmp_path / "lake")["format"] == LAKE_FORMAT
+
+
+def test_lake_generate_without_a_terminal_says_how_many_chunks_are_written(tmp_path):
+    # Given no terminal (CliRunner's streams are not ttys)
+    # When a small lake is generated (1 event chunk and 4 CRM files)
+    result = CliRunner().invoke(main, ["lake", "generate", "--path", str(tmp_path / "lake"), "--endpoints", "50",
+                                       "--days", "3"])
+    # Then stderr has a plain line from the start to the end, and stdout only the summary
+    assert result.exit_code == 0
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("lake generate: 0/5 chunks written (0%)")
+    assert lines[-1].startswith("lake generate: 5/5 chunks written (100%)")
+    assert "chunks" not in result.stdout and "written to" in result.stdout
+
+
+def test_lake_progress_without_a_terminal_writes_a_line_per_tenth_not_per_chunk():
+    import io
+
+    from sync.cli import LakeProgress
+
+    # Given a lake of 100 write steps, and no terminal
+    stream = io.StringIO()
+    progress = LakeProgress(stream)
+    # When every step is reported
+    for done in range(101):
+        progress(done, 100)
+    progress.close()
+    # Then it wrote 11 lines: 0%, 10%, ... 100%
+    shares = [line.split("(")[1].split(")")[0] for line in stream.getvalue().splitlines()]
+    assert shares == [f"{p}%" for p in range(0, 101, 10)]
+
+
+def test_lake_progress_on_a_terminal_draws_a_bar_instead_of_lines():
+    import io
+
+    from sync.cli import LakeProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    # Given a terminal
+    stream = Terminal()
+    progress = LakeProgress(stream)
+    # When steps are reported
+    for done in range(4):
+        progress(done, 3)
+    progress.close()
+    # Then rich drew the sample lake's bar, and no plain line
+    drawn = stream.getvalue()
+    assert "sample lake" in drawn and "3/3" in drawn
+    assert "lake generate:" not in drawn

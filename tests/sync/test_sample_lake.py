@@ -4,6 +4,7 @@ several chunks are the events of one chunk, with the same distributions in every
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace
 
 import duckdb
 import pytest
@@ -65,13 +66,23 @@ def events(root):
 
 @pytest.fixture(scope="module")
 def chunked_lake(tmp_path_factory):
-    """The same lake written in one chunk and in 5."""
+    """The same lake written in one chunk and in 5; the progress each reported, in ``steps``."""
     root = tmp_path_factory.mktemp("lakes")
-    generate(root / "one", CHUNKED)
+    steps = {"one": [], "chunked": []}
+    generate(root / "one", CHUNKED, progress=lambda done, total: steps["one"].append((done, total)))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sample_lake, "CHUNK_EVENTS", SMALL_CHUNK)
-        generate(root / "chunked", CHUNKED)
-    return root
+        generate(root / "chunked", CHUNKED, progress=lambda done, total: steps["chunked"].append((done, total)))
+    return SimpleNamespace(root=root, steps=steps)
+
+
+@pytest.mark.parametrize("lake,event_chunks", [pytest.param("one", 1, id="one-chunk"),
+                                               pytest.param("chunked", 5, id="five-chunks")])
+def test_generation_reports_progress_once_per_event_chunk_and_crm_file(chunked_lake, lake, event_chunks):
+    # Given a lake generated with a progress callback
+    # Then it heard 0 of the total first, then one step per event chunk and per CRM file (4), in order
+    total = event_chunks + 4
+    assert chunked_lake.steps[lake] == [(done, total) for done in range(total + 1)]
 
 
 def by_chunk(root, select: str) -> dict[int, tuple]:
@@ -85,7 +96,7 @@ def by_chunk(root, select: str) -> dict[int, tuple]:
 def test_a_lake_written_in_several_chunks_holds_the_same_events_as_one_written_in_one(chunked_lake):
     # Given the same lake generated in one chunk and in 5 chunks of 4 ingest days
     # Then both hold exactly the same events, row for row
-    one, chunked = events(chunked_lake / "one"), events(chunked_lake / "chunked")
+    one, chunked = events(chunked_lake.root / "one"), events(chunked_lake.root / "chunked")
     assert duckdb.sql(f"select count(*) from {chunked}").fetchall()[0][0] == CHUNKED.events
     differ = duckdb.sql(f"select count(*) from ((from {one} except all from {chunked}) "
                         f"union all (from {chunked} except all from {one}))").fetchall()[0][0]
@@ -96,7 +107,7 @@ def test_a_lake_written_in_several_chunks_holds_the_same_events_as_one_written_i
                                    for c in range(CHUNKED.days // DAYS_PER_CHUNK)])
 def test_every_chunk_of_a_large_lake_has_the_distributions_segments_rely_on(chunked_lake, chunk):
     # Given a lake generated in 5 chunks
-    root = chunked_lake / "chunked"
+    root = chunked_lake.root / "chunked"
     per_day = CHUNKED.events // CHUNKED.days
     # When one chunk's events are counted
     total, endpoints, sessions, session_ids, session_endpoints = by_chunk(root, """
