@@ -204,7 +204,7 @@ def sync_options(fn):
 
 
 def _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-             max_exit_share, state, allow_mass_exit=False, dbt_state=None):
+             max_exit_share, state, allow_mass_exit=False, dbt_state=None, allow_size_change=False):
     from .dbt_invoke import DbtProject
     from .runtime import SyncRequest
 
@@ -212,6 +212,7 @@ def _request(project_dir, profiles_dir, target, target_path, settings_file, sele
         project=DbtProject(project_dir, profiles_dir, target), target_path=target_path,
         settings_file=settings_file, select=tuple(select), exclude=tuple(exclude), full_refresh=full_refresh,
         allow_mass_exit=allow_mass_exit, max_exit_share=max_exit_share, state=state, dbt_state=dbt_state,
+        allow_size_change=allow_size_change,
     )
 
 
@@ -313,9 +314,12 @@ def plan(project_dir, profiles_dir, target, target_path, settings_file, select, 
 @sync_options
 @metrics_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
+@click.option("--allow-size-change", is_flag=True,
+              help="Sync segments the size-change guard would refuse (guard.max_size_change_share, "
+                   "guard.max_entered_share).")
 @handle_errors
 def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
-             max_exit_share, state, as_json, report_path, no_report, allow_mass_exit):
+             max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, allow_size_change):
     """Send what changed in each segment since the last successful sync.
 
     Reads dbt's artifacts: a segment is synced only if its model and every
@@ -326,7 +330,7 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
       dbt build && lakeseg sync --select tag:daily
     """
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
+                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state, allow_size_change)
     _execute(req, "sync", False, as_json, report_path, no_report)
 
 
@@ -334,10 +338,13 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
 @sync_options
 @metrics_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
+@click.option("--allow-size-change", is_flag=True,
+              help="Sync segments the size-change guard would refuse (guard.max_size_change_share, "
+                   "guard.max_entered_share).")
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def run(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
-        max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, dbt_args):
+        max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, allow_size_change, dbt_args):
     """`dbt build`, then sync, in one process: the unit a scheduler calls.
 
     Arguments after `--` go to dbt build. Only segments whose model and tests
@@ -369,7 +376,7 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
     if not ok:
         click.echo("dbt build reported failures; syncing only the segments whose model and tests passed.", err=True)
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
+                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state, allow_size_change)
     _execute(req, "run", False, as_json, report_path, no_report)
 
 

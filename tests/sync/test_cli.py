@@ -111,3 +111,18 @@ def test_lake_progress_on_a_terminal_draws_a_bar_instead_of_lines():
     drawn = stream.getvalue()
     assert "sample lake" in drawn and "3/3" in drawn
     assert "lake generate:" not in drawn
+
+
+@pytest.mark.parametrize("flags,allowed", [pytest.param([], False, id="guarded-by-default"),
+                                           pytest.param(["--allow-size-change"], True, id="allowed-by-flag")])
+def test_sync_passes_allow_size_change_to_the_run(tmp_path, monkeypatch, flags, allowed):
+    import sync.cli
+
+    # Given a sync whose run is captured instead of executed
+    seen = []
+    monkeypatch.setattr(sync.cli, "_execute", lambda req, *a, **k: seen.append(req))
+    # When it is invoked with or without --allow-size-change
+    result = CliRunner().invoke(main, ["sync", "--project-dir", str(tmp_path), *flags])
+    # Then the request carries the flag, and leaves the mass-exit guard alone
+    assert result.exit_code == 0, result.output
+    assert (seen[0].allow_size_change, seen[0].allow_mass_exit) == (allowed, False)
