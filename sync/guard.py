@@ -38,7 +38,7 @@ def size_change_refusal(plan: Plan, max_size_change_share: float, max_entered_sh
     compare with and always proceeds. A change of exactly the share proceeds.
     """
     previous = plan.previous_rows
-    if allow or plan.first_sync or previous == 0:
+    if allow or previous == 0:  # a first sync has no previous rows either
         return None
     allow_it = f"rerun with `lakeseg sync --select {plan.segment} --allow-size-change` if that is intended"
     change = (plan.rows - previous) / previous

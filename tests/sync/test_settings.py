@@ -40,7 +40,8 @@ def test_the_size_change_guard_defaults_to_half_the_last_size_and_reads_its_keys
 @pytest.mark.parametrize("guard,match", [
     pytest.param("{max_size_change_share: 0}", r"guard.max_size_change_share: must be above 0 \(a share of the last "
                  r"committed size: 0.5 is 50%\), got 0", id="size-change-share-zero"),
-    pytest.param("{max_entered_share: -0.1}", r"guard.max_entered_share: must be above 0", id="entered-share-negative"),
+    pytest.param("{max_entered_share: -0.1}", r"guard.max_entered_share: must be above 0 \(a share of the last "
+                 r"committed size: 0.5 is 50%\), got -0.1", id="entered-share-negative"),
     pytest.param("{max_entered_share: yes}", r"guard.max_entered_share: .*boolean", id="entered-share-yaml-boolean"),
     pytest.param("{max_size_change: 0.5}", r"guard.max_size_change: unknown key; did you mean 'max_size_change_share'",
                  id="size-change-key-typo"),
