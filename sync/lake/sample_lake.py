@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
 from urllib.parse import unquote
 
 import duckdb
 
-from .lake_schema import ALL_EVENTS, CRM, duckdb_type
+from sync.core.sql import ql
+from sync.lake.schema import ALL_EVENTS, CRM, duckdb_type
 
 DEFAULT_END = "2026-11-01T00:00:00"
 MANIFEST = "_lake.json"
@@ -93,7 +94,7 @@ class LakeSpec:
 
 
 def _sql_list(values) -> str:
-    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+    return "[" + ", ".join(ql(v) for v in values) + "]"
 
 
 def _macros(con: duckdb.DuckDBPyConnection, spec: LakeSpec) -> None:

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
-from .contract import Segment
-from .errors import ConfigError
+from sync.core.errors import ConfigError
+from sync.core.sql import qi, ql
+from sync.dbt.contract import Segment
 
 SERDE = "org.apache.hadoop.hive.serde2.OpenCSVSerde"
 SERDE_PARAMETERS = {"separatorChar": ",", "quoteChar": '"', "escapeChar": '"'}
@@ -150,21 +152,15 @@ class GlueImportsTable:
                                        PartitionValueList=[run_id], PartitionInput=partition, **self.catalog)
 
 
-def _ql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _qi(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def view_sql(segment: Segment, exports: Path) -> str:
     """A DuckDB view over every run's import files of a segment: the same columns as the Athena table."""
     pattern = str(Path(exports).resolve() / "*" / segment.name / "*.csv")
-    cols = ", ".join(f"{_qi(m.field)} as {_qi(c['Name'])}" for m, c in zip(segment.mappings, columns(segment)))
-    return (f"create or replace view imports.{_qi(segment.name.lower())} as "
+    cols = ", ".join(f"{qi(m.field)} as {qi(c['Name'])}" for m, c in zip(segment.mappings, columns(segment)))
+    return (f"create or replace view imports.{qi(segment.name.lower())} as "
             f"select {cols}, regexp_extract(filename, '([^/\\\\]+)[/\\\\][^/\\\\]+[/\\\\][^/\\\\]+$', 1) as run_id "
-            f"from read_csv({_ql(pattern)}, header = true, all_varchar = true, union_by_name = true, "
+            f"from read_csv({ql(pattern)}, header = true, all_varchar = true, union_by_name = true, "
             "filename = true, quote = '\"', escape = '\"', delim = ',')")
 
 
