@@ -41,7 +41,8 @@ DEFAULT_END = "2026-11-01T00:00:00"
 MANIFEST = "_lake.json"
 # Bumped whenever the lake's tables change shape: a lake written by an older lakeseg is written
 # again by `lake generate --if-missing` instead of being read with the wrong types.
-LAKE_FORMAT = 2  # 2: the real DUE schema (session/attributes maps, timestamp ingest partition)
+LAKE_FORMAT = 3  # 2: the real DUE schema (session/attributes maps, timestamp ingest partition)
+# 3: events past the first chunk (2M events) spread over the endpoints; format 2 put them all on one
 CHUNK_EVENTS = 2_000_000  # events per COPY: bounds memory, amortises per-query cost
 
 # Called after each write step with (steps done, steps in all): the lake is written in

@@ -48,13 +48,13 @@ def test_lake_generate_if_missing_rewrites_a_lake_of_an_older_format(tmp_path):
     from sync.lake.sample_lake import LAKE_FORMAT, read_manifest
 
     args = ["lake", "generate", "--path", str(tmp_path / "lake"), "--endpoints", "50", "--days", "3", "--if-missing"]
-    # Given a lake written by this version, then marked as an older format
+    # Given a lake written by this version, then marked as format 2 (whose events past one chunk were wrong)
     assert CliRunner().invoke(main, args).exit_code == 0
     manifest = read_manifest(tmp_path / "lake")
     assert manifest["format"] == LAKE_FORMAT
     again = CliRunner().invoke(main, args)
     assert "up to date" in again.output
-    (tmp_path / "lake" / "_lake.json").write_text(__import__("json").dumps({**manifest, "format": 1}))
+    (tmp_path / "lake" / "_lake.json").write_text(__import__("json").dumps({**manifest, "format": 2}))
     # When --if-missing runs again, then the lake is written anew in the current format
     rewritten = CliRunner().invoke(main, args)
     assert rewritten.exit_code == 0 and "written to" in rewritten.output
