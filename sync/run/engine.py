@@ -27,7 +27,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import socket
 import threading
@@ -45,6 +44,7 @@ from sync.core import failpoints
 from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused
 from sync.core.fields import ID_FIELD
 from sync.core.import_files import write_import_files
+from sync.core.sizes import memory_limit_bytes
 from sync.core.sql import ql
 from sync.dbt.artifacts import Artifacts
 from sync.dbt.check import check_manifest
@@ -75,7 +75,6 @@ PARTIAL, SKIPPED, REFUSED, FAILED = "partial", "skipped", "refused", "failed"
 OK_STATUSES = {SYNCED, UNCHANGED, PLANNED}
 INTERRUPTED = "interrupted"  # a run whose process died before it finished (history only)
 OWNER_FILE = ".owner.json"  # in a run's work folder: host and pid, so a later run can clean up after a kill
-_MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 Progress = Callable[[str, str, int, int], None]  # (segment, stage, done, total)
 
@@ -215,6 +214,10 @@ class SyncRun:
     # ------------------------------------------------------------------ public
     def execute(self) -> RunReport:
         opts = self.options
+        try:  # refused before anything is read, written or started (the settings file is checked the same way)
+            memory_limit_bytes(opts.memory_limit)
+        except ValueError as exc:
+            raise ConfigError(f"memory_limit {exc}") from None
         self._segments = load_segments(self.artifacts.manifest)
         segments = choose_segments(self._segments, opts.select, opts.exclude, opts.selector)
         # The static contract is enforced here too, whether or not anyone ran `lakeseg check`.
@@ -240,8 +243,6 @@ class SyncRun:
             self._write_history()
         workdir = self.work_root / self.run_id
         self._make_workdir(workdir)
-        if not _MEMORY_LIMIT.match(str(opts.memory_limit)):
-            raise ConfigError(f"memory_limit must be a size like 1GB or 512MiB, got {opts.memory_limit!r}")
         con = duckdb.connect()
         configure(con, opts.memory_limit, workdir / "spill")  # settings are quoted literals, never pasted SQL
         con.execute("set enable_progress_bar = false")

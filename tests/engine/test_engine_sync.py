@@ -213,13 +213,25 @@ def test_many_small_files_carry_every_row_once(h):
     assert all(p.stat().st_size <= 4096 for p in (h.exports / report.run_id / "seg_a").glob("part-*.csv"))
 
 
-@pytest.mark.parametrize("limit", ["big", "512", "1GB; drop table x"])
-def test_a_bad_memory_limit_is_a_configuration_error(h, limit):
+@pytest.mark.parametrize("limit", ["big", "512", "1GB; drop table x", "1KB"])
+def test_a_bad_memory_limit_is_refused_before_anything_is_written(h, limit):
     from sync.core.errors import ConfigError
 
     h.segment("seg_a", COLS, [("e1", "pro", "Paris")])
+    # When a run is given a memory limit that is no size DuckDB can work in
     with pytest.raises(ConfigError, match="memory_limit"):
         h.run(memory_limit=limit)
+    # Then it wrote no history and left no work folder: nothing was started
+    assert not (h.state_dir / "history").exists() or not any((h.state_dir / "history").rglob("*.json"))
+    assert not h.work.exists() or not any(h.work.iterdir())
+
+
+@pytest.mark.parametrize("limit", ["1gb", "512mib", "1 GB", "2.5GiB"])
+def test_a_memory_limit_duckdb_reads_is_accepted_in_any_case(h, limit):
+    # Given a size in the units DuckDB reads, case-insensitively (as the settings file accepts it)
+    h.segment("seg_a", COLS, [("e1", "pro", "Paris")])
+    # Then the run takes it
+    assert by_segment(h.run(memory_limit=limit))["seg_a"].status == "synced"
 
 
 def test_a_memory_limit_with_a_space_before_its_unit_is_accepted(h):
