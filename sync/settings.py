@@ -31,9 +31,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Collection
 from typing import Annotated, Any, Literal
 
 import yaml
