@@ -130,6 +130,15 @@ def mark_interrupted(run: dict, max_age: timedelta = timedelta(days=2)) -> dict:
     return {**run, "status": INTERRUPTED} if dead else run
 
 
+def run_status(run: dict) -> str:
+    """The one definition of a run document's status, for history, the report and metrics.
+
+    A run still 'running' is 'interrupted' only when its process is known to be gone (see
+    ``mark_interrupted``); otherwise it is running, whether or not it has a finish time yet.
+    """
+    return str(mark_interrupted(run).get("status") or "?")
+
+
 @dataclass
 class SyncOptions:
     select: tuple[str, ...] = ()
@@ -182,6 +191,9 @@ class RunReport:
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     as_of: str | None = None  # the dbt var the segments were built with (run_results.json)
+    # Segments the latest dbt invocation did not build (a `dbt build --select`), left alone by a sync that
+    # selected none of them: dbt's own contract, as `dbt build -s x` leaves the other models alone.
+    left_alone: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -220,6 +232,9 @@ class SyncRun:
             raise ConfigError(f"memory_limit {exc}") from None
         self._segments = load_segments(self.artifacts.manifest)
         segments = choose_segments(self._segments, opts.select, opts.exclude, opts.selector)
+        if not opts.select:  # a segment named by --select but not built is refused (skipped) below instead
+            self.report.left_alone = sorted(s.name for s in segments if not self.artifacts.was_built(s))
+            segments = [s for s in segments if self.artifacts.was_built(s)]
         # The static contract is enforced here too, whether or not anyone ran `lakeseg check`.
         self._contract_problems: dict[str, list[str]] = {}
         for problem in check_manifest(self.artifacts.manifest)[1]:

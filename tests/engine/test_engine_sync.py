@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sync.output.terminal import render
 from sync.state import open_state_store
 from tests.engine.harness import EngineHarness, by_segment
 
@@ -121,7 +122,7 @@ def test_the_size_change_guard_refuses_a_jump_and_sends_nothing_until_allowed(h,
     refused = by_segment(h.run(max_exit_share=1.0, full_refresh=full_refresh))["seg_a"]
     # Then it is refused with the sizes, the share, the setting and the command that allows it
     assert refused.status == "refused", refused.reason
-    assert reason in refused.reason and "rerun with `lakeseg sync --select seg_a --allow-size-change`" in refused.reason
+    assert reason in refused.reason and "if that is intended, send it with `lakeseg sync --select seg_a --allow-size-change`" in refused.reason
     # And nothing was sent, recorded in doubt or committed
     assert [p.name for p in h.exports.iterdir() if p.name != ".incoming"] == [first.run_id]
     assert open_state_store(str(h.state_dir)).load_in_doubt("files", "seg_a", h.root / "check") is None
@@ -267,3 +268,26 @@ def test_the_run_is_recorded_in_history_with_each_segments_outcome(h):
     run = open_state_store(str(h.state_dir)).get_run(report.run_id)
     assert run["status"] == "failed"
     assert {s["segment"]: s["status"] for s in run["segments"]} == {"seg_a": "synced", "seg_b": "skipped"}
+
+
+def test_a_sync_after_a_partial_build_syncs_what_it_built_and_leaves_the_rest_alone(h):
+    # Given a `dbt build --select seg_a`: seg_b exists but the latest invocation did not build it
+    h.segment("seg_a", COLS, [("e1", "pro", "Paris")])
+    h.segment("seg_b", {"endpoint_id": "Id", "tier": "Attributes.Tier"}, [("e1", "gold")], status=None)
+    # When a sync runs with no selection
+    report = h.run()
+    # Then seg_a is synced, seg_b is left alone (named, not failed), and the run is ok
+    assert [s.segment for s in report.segments] == ["seg_a"] and report.segments[0].status == "synced"
+    assert report.left_alone == ["seg_b"] and report.ok
+    assert "Left alone (not built in the latest dbt invocation): seg_b" in render(report)
+
+
+def test_a_segment_selected_by_name_but_not_built_is_still_an_error(h):
+    # Given seg_b not built in the latest invocation, and a sync that selects it
+    h.segment("seg_a", COLS, [("e1", "pro", "Paris")])
+    h.segment("seg_b", {"endpoint_id": "Id", "tier": "Attributes.Tier"}, [("e1", "gold")], status=None)
+    report = h.run(select=("seg_b",), selector=lambda select, exclude: {"model.lakeseg_engine.seg_b"})
+    # Then it is skipped, saying why, and the run fails
+    seg = by_segment(report)["seg_b"]
+    assert seg.status == "skipped" and "not built in the latest dbt invocation" in seg.reason
+    assert not report.ok and report.left_alone == []
