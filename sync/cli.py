@@ -205,7 +205,7 @@ def sync_options(fn):
 
 
 def _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-             max_exit_share, state, allow_mass_exit=False, dbt_state=None):
+             max_exit_share, state, allow_mass_exit=False, dbt_state=None, allow_size_change=False):
     from sync.app.wiring import SyncRequest
     from sync.dbt.invoke import DbtProject
 
@@ -213,6 +213,7 @@ def _request(project_dir, profiles_dir, target, target_path, settings_file, sele
         project=DbtProject(project_dir, profiles_dir, target), target_path=target_path,
         settings_file=settings_file, select=tuple(select), exclude=tuple(exclude), full_refresh=full_refresh,
         allow_mass_exit=allow_mass_exit, max_exit_share=max_exit_share, state=state, dbt_state=dbt_state,
+        allow_size_change=allow_size_change,
     )
 
 
@@ -318,9 +319,12 @@ def plan(project_dir, profiles_dir, target, target_path, settings_file, select, 
 @sync_options
 @metrics_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
+@click.option("--allow-size-change", is_flag=True,
+              help="Sync segments the size-change guard would refuse (guard.max_size_change_share, "
+                   "guard.max_entered_share).")
 @handle_errors
 def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
-             max_exit_share, state, as_json, report_path, no_report, allow_mass_exit):
+             max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, allow_size_change):
     """Send what changed in each segment since the last successful sync.
 
     Reads dbt's artifacts: a segment is synced only if its model and every
@@ -331,7 +335,7 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
       dbt build && lakeseg sync --select tag:daily
     """
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
+                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state, allow_size_change)
     _execute(req, "sync", False, as_json, report_path, no_report)
 
 
@@ -339,10 +343,13 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
 @sync_options
 @metrics_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
+@click.option("--allow-size-change", is_flag=True,
+              help="Sync segments the size-change guard would refuse (guard.max_size_change_share, "
+                   "guard.max_entered_share).")
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def run(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
-        max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, dbt_args):
+        max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, allow_size_change, dbt_args):
     """`dbt build`, then sync, in one process: the unit a scheduler calls.
 
     --select/--exclude go to dbt build too: it builds what `dbt build -s X`
@@ -356,7 +363,7 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
       lakeseg run -- --vars '{as_of: "2026-11-01 00:00:00"}'
     """
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
+                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state, allow_size_change)
     _execute(req, "run", False, as_json, report_path, no_report, dbt_args=dbt_args)
 
 
@@ -443,6 +450,35 @@ def lake() -> None:
     """The sample data lake (synthetic, deterministic)."""
 
 
+class LakeProgress:
+    """``lake generate``'s progress on stderr: a rich bar on a terminal, otherwise one
+    plain line at the start and at each further tenth of the write steps."""
+
+    def __init__(self, stream=None):
+        import time
+
+        from sync.output.terminal import Progress
+
+        self.stream = stream or sys.stderr
+        self.bars = Progress(self.stream, enabled=True) if self.stream.isatty() else None
+        self.started, self.clock = time.monotonic(), time.monotonic
+        self.shown = -1  # the last tenth a line was written for
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bars is not None:
+            self.bars("sample lake", "writing chunks", done, total)
+            return
+        tenth = done * 10 // max(1, total)
+        if tenth > self.shown:
+            self.shown = tenth
+            click.echo(f"lake generate: {done}/{total} chunks written ({done / max(1, total):.0%}) "
+                       f"after {self.clock() - self.started:.0f}s", file=self.stream)
+
+    def close(self) -> None:
+        if self.bars is not None:
+            self.bars.close()
+
+
 @lake.command("generate")
 @click.option("--path", type=click.Path(path_type=Path), default=Path("build/lake"), show_default=True,
               help="Directory to write the lake into (replaced).")
@@ -474,7 +510,11 @@ def lake_generate(path, endpoints, events_per_endpoint, days, end, seed, if_miss
         click.echo(f"Sample lake at {path} is up to date ({existing['rows']['all_events']:,} events).")
         return
     started = time.monotonic()
-    manifest = generate(path, spec)
+    progress = LakeProgress()
+    try:
+        manifest = generate(path, spec, progress=progress)
+    finally:
+        progress.close()
     rows = ", ".join(f"{k} {v:,}" for k, v in manifest["rows"].items())
     click.echo(f"Sample lake written to {path} in {time.monotonic() - started:.1f}s: {rows}.")
 

@@ -11,7 +11,7 @@ targets:
       application_id: ${LAKESEG_PINPOINT_APP_ID}
       import_s3_url: s3://${LAKESEG_BUCKET}/lakeseg/imports
     state: s3://${LAKESEG_BUCKET}/lakeseg/state
-    guard: {max_exit_share: 0.2}
+    guard: {max_exit_share: 0.2, max_size_change_share: 0.5, max_entered_share: 0.5}
 ```
 
 ``${NAME}`` and ``${NAME:-default}`` are replaced from the environment (the
@@ -50,7 +50,9 @@ MAX_FILE_MB = 1024  # Pinpoint: 1 GB per import job
 DEFAULTS: dict[str, Any] = {
     "destination": {"type": "files", "path": "build/exports"},
     "state": "build/state",
-    "guard": {"max_exit_share": 0.30},
+    # max_size_change_share / max_entered_share: the size-change guard (sync/guard.py); the sample
+    # project's runs move a segment's size by at most 5% and its entries by at most 42% of it.
+    "guard": {"max_exit_share": 0.30, "max_size_change_share": 0.50, "max_entered_share": 0.50},
     "files": {"max_file_mb": 100},
     "memory_limit": "1GB",
     "work_dir": "build/work",
@@ -163,6 +165,9 @@ class CustomerProfilesDestinationSettings(BaseModel):
 class GuardSettings(BaseModel):
     model_config = Strict
     max_exit_share: Annotated[Number, Field(gt=0, le=1)]
+    # Shares of the last committed size; growth can exceed 1 (3.0: up to four times the size).
+    max_size_change_share: Annotated[Number, Field(gt=0)]
+    max_entered_share: Annotated[Number, Field(gt=0)]
 
 
 class FilesSettings(BaseModel):
@@ -215,6 +220,8 @@ _TAGS = {"files", "pinpoint", "customer_profiles"}
 
 _HINTS = {
     "max_exit_share": "must be above 0 and at most 1 (a share: between 0 and 1)",
+    "max_size_change_share": "must be above 0 (a share of the last committed size: 0.5 is 50%)",
+    "max_entered_share": "must be above 0 (a share of the last committed size: 0.5 is 50%)",
     "max_file_mb": f"must be between {MIN_FILE_MB} and {MAX_FILE_MB} (MiB; Pinpoint takes 1 GB per import job)",
     "max_concurrent_jobs": "must be a whole number between 1 and 10 (Pinpoint runs at most 10 import jobs)",
     "max_job_mb": "must be above 0 and at most 1024 for pinpoint (1 GB per import job) or 1000 for "
@@ -280,6 +287,8 @@ class Settings:
     memory_limit: str
     work_dir: Path
     digest_key: str = field(default="", repr=False)  # where the digest's secret comes from, or the secret itself
+    max_size_change_share: float = DEFAULTS["guard"]["max_size_change_share"]
+    max_entered_share: float = DEFAULTS["guard"]["max_entered_share"]
     source: str = "defaults"
     raw: dict = field(default_factory=dict, repr=False)
 
@@ -364,6 +373,8 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
         memory_limit=valid.memory_limit,
         work_dir=Path(valid.work_dir),
         digest_key=valid.digest_key,
+        max_size_change_share=valid.guard.max_size_change_share,
+        max_entered_share=valid.guard.max_entered_share,
         source=source,
         raw=valid.model_dump(),
     )

@@ -7,7 +7,7 @@ For each selected segment:
 2. take the (destination, segment) lock;
 3. read the built table through the reader, write the new snapshot, count the
    change against the last committed snapshot (DuckDB);
-4. refuse a mass exit unless allowed;
+4. refuse a mass exit, or a jump of the segment's size or entries, unless allowed;
 5. write the import files, hand them to the destination;
 6. commit the new snapshot only if the destination confirmed; release the lock.
 
@@ -62,7 +62,7 @@ from sync.run.diff import (
     sent_ids_sql,
     snapshot_to_commit,
 )
-from sync.run.guard import mass_exit_refusal
+from sync.run.guard import mass_exit_refusal, size_change_refusal
 from sync.run.imports_table import register_all as register_imports
 from sync.state.base import QuarantinedRow
 
@@ -146,6 +146,9 @@ class SyncOptions:
     full_refresh: bool = False
     allow_mass_exit: bool = False
     max_exit_share: float = 0.30
+    allow_size_change: bool = False
+    max_size_change_share: float = 0.50
+    max_entered_share: float = 0.50
     max_file_bytes: int = 100 * 1024 * 1024
     memory_limit: str = "1GB"
     dry_run: bool = False  # plan: read and count, write and send nothing
@@ -383,7 +386,9 @@ class SyncRun:
             if plan.refresh:
                 notes.append(f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
                              f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent")
-            refusal = mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
+            refusal = (mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
+                       or size_change_refusal(plan, opts.max_size_change_share, opts.max_entered_share,
+                                              opts.allow_size_change))
             if refusal:
                 stack.close()
                 return SegmentReport(seg.name, REFUSED, refusal, plan.as_dict(), notes=notes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sync.output.terminal import render
+from sync.state import open_state_store
 from tests.engine.harness import EngineHarness, by_segment
 
 COLS = {"endpoint_id": "Id", "plan": "Attributes.Plan", "city": "User.UserAttributes.City"}
@@ -96,6 +97,47 @@ def test_the_mass_exit_guard_refuses_and_sends_nothing_until_allowed(h, full_ref
     allowed = h.run(allow_mass_exit=True, full_refresh=full_refresh)
     sent = h.delivered(allowed, "seg_a")
     assert sorted(r["Id"] for r in sent if r["Attributes.Plan"] == "none") == ["e6", "e7", "e8", "e9"]
+
+
+TEN = [(f"e{i}", "pro", "Paris") for i in range(10)]
+
+
+@pytest.mark.parametrize("after,reason", [
+    pytest.param(TEN + [(f"n{i}", "pro", "Oslo") for i in range(10)],
+                 "seg_a would grow from 10 to 20 members (+100.0%), beyond the 50% limit (guard.max_size_change_share)",
+                 id="grows-to-double"),
+    pytest.param(TEN[:4], "seg_a would shrink from 10 to 4 members (-60.0%), beyond the 50% limit "
+                 "(guard.max_size_change_share)", id="shrinks-to-40pct"),
+    pytest.param(TEN[:4] + [(f"n{i}", "pro", "Oslo") for i in range(6)],
+                 "seg_a: 6 members would enter, 60.0% of its previous 10 (size 10 -> 10), beyond the 50% limit "
+                 "(guard.max_entered_share)", id="same-size-six-replaced"),
+])
+@pytest.mark.parametrize("full_refresh", [False, True], ids=["incremental", "full-refresh"])
+def test_the_size_change_guard_refuses_a_jump_and_sends_nothing_until_allowed(h, after, reason, full_refresh):
+    # Given a committed segment of 10 members, and exits allowed up to 100% (the mass-exit guard stays quiet)
+    h.segment("seg_a", COLS, TEN, exit={"Attributes.Plan": "none", "User.UserAttributes.City": "gone"})
+    first = h.run()
+    # When its size or entries jump beyond the default 50%
+    h.rebuild("seg_a", after)
+    refused = by_segment(h.run(max_exit_share=1.0, full_refresh=full_refresh))["seg_a"]
+    # Then it is refused with the sizes, the share, the setting and the command that allows it
+    assert refused.status == "refused", refused.reason
+    assert reason in refused.reason and "if that is intended, send it with `lakeseg sync --select seg_a --allow-size-change`" in refused.reason
+    # And nothing was sent, recorded in doubt or committed
+    assert [p.name for p in h.exports.iterdir() if p.name != ".incoming"] == [first.run_id]
+    assert open_state_store(str(h.state_dir)).load_in_doubt("files", "seg_a", h.root / "check") is None
+    assert h.pointer("seg_a")["run_id"] == first.run_id and h.pointer("seg_a")["rows"] == 10
+    # And allowed, the change goes out and is committed
+    allowed = h.run(max_exit_share=1.0, full_refresh=full_refresh, allow_size_change=True)
+    assert by_segment(allowed)["seg_a"].status == "synced"
+    assert h.pointer("seg_a")["run_id"] == allowed.run_id and h.pointer("seg_a")["rows"] == len(after)
+
+
+def test_the_size_change_guard_lets_a_first_sync_through(h):
+    # Given a new segment of 10 members (nothing committed)
+    h.segment("seg_a", COLS, TEN)
+    # When it syncs with the defaults, then it is sent whole
+    assert by_segment(h.run())["seg_a"].status == "synced"
 
 
 def test_an_emptied_segment_is_refused_even_under_a_full_exit_share(h):

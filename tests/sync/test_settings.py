@@ -26,6 +26,34 @@ def test_file_interpolates_env_and_flags_override(tmp_path, monkeypatch):
     assert s.max_exit_share == 0.5
 
 
+def test_the_size_change_guard_defaults_to_half_the_last_size_and_reads_its_keys(tmp_path):
+    # Given no file, then a file setting both size-change keys
+    assert (load_settings(tmp_path, "local").max_size_change_share,
+            load_settings(tmp_path, "local").max_entered_share) == (0.5, 0.5)
+    (tmp_path / "lakeseg.yml").write_text(
+        "targets:\n  local:\n    guard: {max_size_change_share: 3, max_entered_share: 0.25}\n")
+    s = load_settings(tmp_path, "local")
+    # Then each is read (growth may be above 1: up to four times the size), and the exit share keeps its default
+    assert (s.max_size_change_share, s.max_entered_share, s.max_exit_share) == (3, 0.25, 0.30)
+
+
+@pytest.mark.parametrize("guard,match", [
+    pytest.param("{max_size_change_share: 0}", r"guard.max_size_change_share: must be above 0 \(a share of the last "
+                 r"committed size: 0.5 is 50%\), got 0", id="size-change-share-zero"),
+    pytest.param("{max_entered_share: -0.1}", r"guard.max_entered_share: must be above 0 \(a share of the last "
+                 r"committed size: 0.5 is 50%\), got -0.1", id="entered-share-negative"),
+    pytest.param("{max_entered_share: yes}", r"guard.max_entered_share: .*boolean", id="entered-share-yaml-boolean"),
+    pytest.param("{max_size_change: 0.5}", r"guard.max_size_change: unknown key; did you mean 'max_size_change_share'",
+                 id="size-change-key-typo"),
+])
+def test_a_bad_size_change_setting_is_refused_by_key(tmp_path, guard, match):
+    # Given a guard block with one mistake in a size-change key
+    (tmp_path / "lakeseg.yml").write_text(f"targets:\n  local:\n    guard: {guard}\n")
+    # Then loading refuses it, naming the key
+    with pytest.raises(ConfigError, match=match):
+        load_settings(tmp_path, "local")
+
+
 def test_missing_variable_is_named(monkeypatch):
     monkeypatch.delenv("NOPE", raising=False)
     with pytest.raises(ConfigError, match=r"\$\{NOPE\}"):
