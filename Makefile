@@ -96,7 +96,7 @@ MUTMUT = TMPDIR=$(MUTATION_TMP) $(BIN)/mutmut run --max-children 2
 
 mutation: install ## mutation testing: kill rate per module, survivors (tools/mutation-equivalents.txt)
 	rm -rf mutants $(MUTATION_TMP) && mkdir -p build $(MUTATION_TMP)
-	{ $(MUTMUT) "sync.guard*" && \
+	{ $(MUTMUT) "sync.run.guard*" && \
 	  if [ "$(MUTATION_EQUIVALENTS)" = run ]; then $(MUTMUT); else \
 	    names=$$($(BIN)/python tools/mutation_report.py --to-run) && \
 	    if [ -n "$$names" ]; then $(MUTMUT) $$names; fi; fi; } > build/mutation.log 2>&1 \

@@ -9,8 +9,8 @@ Every option can also come from a ``LAKESEG_<OPTION>`` environment variable.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import sys
 import traceback
 from functools import wraps
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from . import logs
-from .errors import ConfigError, LakesegError
+from sync import __version__
+from sync.core.errors import LakesegError
+from sync.output import logs
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 log = logging.getLogger("sync.cli")
@@ -122,7 +122,7 @@ def check(project_dir, profiles_dir, target, no_parse, target_path, as_json, exp
       lakeseg check
       lakeseg check --exposures check   # in CI: fail if the exposures are stale
     """
-    from .check_command import destination_limits, run_check
+    from sync.app.check import destination_limits, run_check
 
     segments, problems = run_check(project_dir, profiles_dir, target, parse=not no_parse, target_path=target_path,
                                    exposures=exposures, settings_file=settings_file)
@@ -162,7 +162,7 @@ def new(name, project_dir, field, exit_value, description):
     Example:
       lakeseg new seg_high_value --description "Customers with 3+ orders in 90 days."
     """
-    from .scaffold import new_segment
+    from sync.dbt.scaffold import new_segment
 
     made = new_segment(project_dir, name, field=field, exit_value=exit_value, description=description)
     click.echo(f"Created {made.sql} and added {name} to {made.properties}: column {made.column} -> {made.field} "
@@ -205,8 +205,8 @@ def sync_options(fn):
 
 def _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
              max_exit_share, state, allow_mass_exit=False, dbt_state=None):
-    from .dbt_invoke import DbtProject
-    from .runtime import SyncRequest
+    from sync.app.wiring import SyncRequest
+    from sync.dbt.invoke import DbtProject
 
     return SyncRequest(
         project=DbtProject(project_dir, profiles_dir, target), target_path=target_path,
@@ -216,7 +216,7 @@ def _request(project_dir, profiles_dir, target, target_path, settings_file, sele
 
 
 def _finish(report, as_json: bool) -> None:
-    from .report import print_rich, render
+    from sync.output.terminal import print_rich, render
 
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
@@ -228,7 +228,7 @@ def _finish(report, as_json: bool) -> None:
 
 
 def metrics_options(fn):
-    """--metrics emf: one Embedded Metric Format line per segment after the run (see sync/metrics.py).
+    """--metrics emf: one Embedded Metric Format line per segment after the run (see sync/output/metrics.py).
 
     The options are kept out of the command's signature: they reach ``_execute``
     through the click context.
@@ -255,7 +255,7 @@ def _emit_metrics(report) -> None:
     metrics, metrics_file, namespace = (ctx.meta.get("lakeseg.metrics") if ctx else None) or ("none", None, "")
     if metrics != "emf":
         return
-    from .metrics import emit_segment_metrics
+    from sync.output.metrics import emit_segment_metrics
 
     emit_segment_metrics(report.as_dict(), namespace=namespace, path=metrics_file,
                          stream=sys.stderr)
@@ -263,8 +263,8 @@ def _emit_metrics(report) -> None:
 
 def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path | None = None,
              no_report: bool = False) -> None:
-    from .report import Progress
-    from .runtime import run_sync
+    from sync.app.wiring import run_sync
+    from sync.output.terminal import Progress
 
     progress = Progress(enabled=None if not as_json else False)
     try:
@@ -279,7 +279,7 @@ def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path 
 
 def _write_html_report(req, report_path: Path | None) -> None:
     """The HTML report after a sync or run; a failure to write it never changes the run's outcome."""
-    from .runtime import write_html_report
+    from sync.app.wiring import write_html_report
 
     try:
         written = write_html_report(req, report_path)
@@ -349,13 +349,11 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
     Example:
       lakeseg run -- --vars '{as_of: "2026-11-01 00:00:00"}'
     """
-    from .dbt_invoke import DbtProject, invoke
-    from .artifacts import resolve_target_path
-
-    from .runtime import load_context, prepare_local_database
-
-    from .as_of import fix_as_of
-    from .profile import load_target
+    from sync.app.wiring import load_context, prepare_local_database
+    from sync.dbt.artifacts import resolve_target_path
+    from sync.dbt.as_of import fix_as_of
+    from sync.dbt.invoke import DbtProject, invoke
+    from sync.dbt.profile import load_target
 
     # Settings first: a typo in lakeseg.yml must not cost a whole dbt build.
     load_context(_request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
@@ -388,7 +386,7 @@ def history(project_dir, profiles_dir, target, settings_file, state, limit, run_
     Example:
       lakeseg history --limit 5
     """
-    from .history import history_lines, load_history
+    from sync.app.history import history_lines, load_history
 
     runs = load_history(project_dir, profiles_dir, target, settings_file, state, limit, run_id)
     if as_json:
@@ -415,8 +413,8 @@ def report(project_dir, profiles_dir, target, settings_file, state, output, limi
     Example:
       lakeseg report -o /tmp/segments.html
     """
-    from .dbt_invoke import DbtProject
-    from .runtime import SyncRequest, write_html_report
+    from sync.app.wiring import SyncRequest, write_html_report
+    from sync.dbt.invoke import DbtProject
 
     req = SyncRequest(project=DbtProject(project_dir, profiles_dir, target), settings_file=settings_file, state=state)
     written = write_html_report(req, output, limit=limit)
@@ -437,7 +435,7 @@ def unlock(project_dir, profiles_dir, target, settings_file, state, destination_
     Check first that the run holding it is really gone: two syncs delivering
     the same segment at once can import it twice.
     """
-    from .history import force_unlock
+    from sync.app.history import force_unlock
 
     info = force_unlock(project_dir, profiles_dir, target, settings_file, state, destination_key, segment)
     if info is None:
@@ -474,11 +472,11 @@ def lake_generate(path, endpoints, events_per_endpoint, days, end, seed, if_miss
     """
     import time
 
-    from .sample_lake import DEFAULT_END, LakeSpec, generate, read_manifest
+    from sync.lake.sample_lake import DEFAULT_END, LakeSpec, generate, read_manifest
 
     spec = LakeSpec(endpoints=endpoints, events_per_endpoint=events_per_endpoint, days=days,
                     end=end or DEFAULT_END, seed=seed)
-    from .sample_lake import LAKE_FORMAT
+    from sync.lake.sample_lake import LAKE_FORMAT
 
     if (if_missing and (existing := read_manifest(path)) and existing.get("spec") == spec.__dict__
             and existing.get("format") == LAKE_FORMAT):

@@ -33,13 +33,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr,
-                      ValidationError)
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError
 
-from .errors import ConfigError
+from sync.core.errors import ConfigError
 
 SETTINGS_FILE = "lakeseg.yml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -54,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "files": {"max_file_mb": 100},
     "memory_limit": "1GB",
     "work_dir": "build/work",
-    # The value digest's secret (sync/digest_key.py): by default a random key in a 0600 file
+    # The value digest's secret (sync/run/digest_key.py): by default a random key in a 0600 file
     # beside the build, outside the state store.
     "digest_key": "file:build/digest.key",
 }
@@ -171,8 +170,7 @@ class FilesSettings(BaseModel):
     max_file_mb: Annotated[Number, Field(ge=MIN_FILE_MB, le=MAX_FILE_MB)]
 
 
-Destination = Annotated[Union[FilesDestinationSettings, PinpointDestinationSettings,
-                              CustomerProfilesDestinationSettings], Field(discriminator="type")]
+Destination = Annotated[FilesDestinationSettings | PinpointDestinationSettings | CustomerProfilesDestinationSettings, Field(discriminator="type")]
 
 
 class OwnerSettings(BaseModel):

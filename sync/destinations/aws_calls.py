@@ -22,11 +22,11 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from ..errors import ConfigError
+from sync.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -48,16 +48,27 @@ import logging
 import math
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import ConfigError
-from .aws_calls import NOT_FOUND, Retrier, client_config, is_transient, poll, preflight_error
-from .aws_calls import error_code as _code
-from .base import DeliveryResult, JobRecord, Progress, SegmentDelivery
-from .jobs import (ISOLATION_SETTINGS, Job, JobOutcome, JobProgress, deliver_in_jobs, group_files,  # noqa: F401
-                   isolation_limits, job_slots, number_setting, settle_earlier_runs)
+from sync.core.errors import ConfigError
+from sync.destinations.aws_calls import NOT_FOUND, Retrier, client_config, is_transient, poll, preflight_error
+from sync.destinations.aws_calls import error_code as _code
+from sync.destinations.base import DeliveryResult, JobRecord, Progress, SegmentDelivery
+from sync.destinations.jobs import (  # noqa: F401
+    ISOLATION_SETTINGS,
+    Job,
+    JobOutcome,
+    JobProgress,
+    deliver_in_jobs,
+    group_files,
+    isolation_limits,
+    job_slots,
+    number_setting,
+    settle_earlier_runs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +174,7 @@ class PinpointDestination:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_settings(cls, settings: dict, session=None) -> "PinpointDestination":
+    def from_settings(cls, settings: dict, session=None) -> PinpointDestination:
         unknown = sorted(set(settings) - set(SETTINGS))
         if unknown:
             raise ConfigError(f"destination.{unknown[0]} is not a pinpoint setting; known: "

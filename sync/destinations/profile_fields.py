@@ -41,8 +41,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..import_files import _encode_row
-from ..pinpoint_fields import ID_FIELD
+from sync.core.fields import ID_FIELD
+from sync.core.import_files import encode_row
 
 MAX_JOB_BYTES = 1000 * 1000 * 1000  # "under 1GB" per uploaded CSV
 MAX_COLUMN_NAME = 64
@@ -151,7 +151,7 @@ def translate(files, out: Path, mapping: ProfileMapping) -> int:
     header = [c.column for c in mapping.columns]
     rows = 0
     with open(out, "wb") as fh:
-        fh.write(_encode_row(header))
+        fh.write(encode_row(header))
         for path in files:
             with open(path, newline="", encoding="utf-8") as src:
                 reader = csv.reader(src)
@@ -164,7 +164,7 @@ def translate(files, out: Path, mapping: ProfileMapping) -> int:
                         if c.channels and channel not in c.channels:
                             value = ""
                         values.append(value)
-                    fh.write(_encode_row(values))
+                    fh.write(encode_row(values))
                     rows += 1
     return rows
 

@@ -125,20 +125,20 @@ def test_run_checks_settings_before_building(unbuilt, tmp_path):
 
 def test_files_max_file_mb_from_lakeseg_yml_reaches_the_import_files(corpus, monkeypatch):
     """Guards issue 15 behaviour 14: files.max_file_mb set in lakeseg.yml is the size limit the sync writes import
-    files with; verified to fail on a broken copy (sync/runtime.py:prepare_run not passing settings.max_file_bytes
+    files with; verified to fail on a broken copy (sync/app/wiring.py:prepare_run not passing settings.max_file_bytes
     to SyncOptions)."""
-    import sync.engine
+    import sync.run.engine
 
     # Given lakeseg.yml sets a limit other than the default (100 MiB)
     corpus.write_settings(B + "    files: {max_file_mb: 1.5}\n")
     limits = []
-    write_import_files = sync.engine.write_import_files
+    write_import_files = sync.run.engine.write_import_files
 
     def recording(con, sql, out_dir, max_file_bytes):
         limits.append(max_file_bytes)
         return write_import_files(con, sql, out_dir, max_file_bytes)
 
-    monkeypatch.setattr(sync.engine, "write_import_files", recording)
+    monkeypatch.setattr(sync.run.engine, "write_import_files", recording)
     # When a good segment is synced through the CLI
     out = corpus.sync("seg_ok")
     # Then its import files were written under that limit (1.5 MiB in bytes)

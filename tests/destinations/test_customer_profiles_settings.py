@@ -15,10 +15,10 @@ import boto3
 import botocore.session
 import pytest
 
-from sync.contract import FieldMapping, RelationRef, Segment
+from sync.core.errors import ConfigError
+from sync.dbt.contract import FieldMapping, RelationRef, Segment
 from sync.destinations import build_destination
 from sync.destinations.customer_profiles import SETTINGS, CustomerProfilesDestination, _ca_bundle
-from sync.errors import ConfigError
 
 from . import profiles_harness as ph
 from .profiles_harness import destination

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from botocore.stub import Stubber
 
+from sync.core.errors import ConfigError
 from sync.destinations import build_destination
 from sync.destinations.base import Destination, SegmentDelivery
 from sync.destinations.pinpoint import PinpointDestination, execution_name, group_files
-from sync.errors import ConfigError
 
 from .conftest import BUCKET, IMPORT_URL, h
 

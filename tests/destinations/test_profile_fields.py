@@ -253,7 +253,7 @@ def test_translate_keeps_values_byte_for_byte(tmp_path):
     # Then they come out RFC-4180 quoted, UTF-8, unchanged
     assert translate([src], out, map_fields(("Id", "User.UserAttributes.Note"))) == 3
     assert out.read_bytes() == ('AccountNumber,Note\r\nep-1,"Silver, ""B"""\r\nep-2,José\r\n'
-                                'ep-3,"two\r\nlines"\r\n').encode("utf-8")
+                                'ep-3,"two\r\nlines"\r\n').encode()
 
 
 @pytest.fixture
@@ -271,7 +271,7 @@ def test_translate_reads_utf8_whatever_the_locale(tmp_path, ascii_locale):
     out = tmp_path / "o.csv"
     # When translated / Then the file is read as UTF-8 (the import files' encoding), not the locale's
     assert translate([src], out, map_fields(("Id", "Attributes.City"))) == 2
-    assert out.read_bytes() == "AccountNumber,City\r\nep-1,Zürich\r\nep-2,東京\r\n".encode("utf-8")
+    assert out.read_bytes() == "AccountNumber,City\r\nep-1,Zürich\r\nep-2,東京\r\n".encode()
 
 
 def test_translate_of_no_rows_writes_the_header_only(tmp_path):

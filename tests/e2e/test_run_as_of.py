@@ -8,8 +8,8 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from sync.as_of import lake_end
 from sync.cli import main as cli
+from sync.dbt.as_of import lake_end
 from tests.e2e.conftest import PROJECT
 
 pytestmark = pytest.mark.e2e

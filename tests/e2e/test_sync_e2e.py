@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import pytest
 
-from sync.failpoints import KILLED_EXIT_CODE, STAGES
+from sync.core.failpoints import KILLED_EXIT_CODE, STAGES
 
 pytestmark = pytest.mark.e2e
 

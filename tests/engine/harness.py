@@ -18,14 +18,14 @@ from pathlib import Path
 
 import duckdb
 
-from sync.artifacts import Artifacts
-from sync.check import REQUIRED_ID_TESTS, REQUIRED_VALUE_TESTS
+from sync.core.fields import ID_FIELD
+from sync.dbt.artifacts import Artifacts
+from sync.dbt.check import REQUIRED_ID_TESTS, REQUIRED_VALUE_TESTS
 from sync.destinations.base import DeliveryResult, JobRecord
 from sync.destinations.files import FilesDestination
-from sync.digest_key import DigestKey
-from sync.engine import RunReport, SyncOptions, SyncRun
-from sync.pinpoint_fields import ID_FIELD
 from sync.readers.duckdb import DuckDBReader
+from sync.run.digest_key import DigestKey
+from sync.run.engine import RunReport, SyncOptions, SyncRun
 from sync.state import open_state_store
 
 PROJECT = "lakeseg_engine"

@@ -153,7 +153,7 @@ def test_only_the_segments_dbt_selects_run(h):
     assert asked == [(("tag:x",), ("seg_a",))]
     assert [s.segment for s in report.segments] == ["seg_b"]
     # And a selection that needs dbt without a resolver is a configuration error
-    from sync.errors import ConfigError
+    from sync.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--select"):
         h.run(select=("seg_b",))
@@ -173,7 +173,7 @@ def test_many_small_files_carry_every_row_once(h):
 
 @pytest.mark.parametrize("limit", ["big", "512", "1GB; drop table x"])
 def test_a_bad_memory_limit_is_a_configuration_error(h, limit):
-    from sync.errors import ConfigError
+    from sync.core.errors import ConfigError
 
     h.segment("seg_a", COLS, [("e1", "pro", "Paris")])
     with pytest.raises(ConfigError, match="memory_limit"):
@@ -186,7 +186,7 @@ def test_a_memory_limit_with_a_space_before_its_unit_is_accepted(h):
 
 
 def test_a_new_digest_key_resends_every_member_and_says_why(h):
-    from sync.digest_key import DigestKey
+    from sync.run.digest_key import DigestKey
 
     h.segment("seg_a", COLS, [("e1", "pro", "Paris"), ("e2", "basic", "Oslo")])
     h.run()

@@ -303,7 +303,7 @@ class Alarm:
     treat_missing: str
 
     @classmethod
-    def from_template(cls, resource: dict, refs: dict) -> "Alarm":
+    def from_template(cls, resource: dict, refs: dict) -> Alarm:
         p = resolve(resource["Properties"], refs, OFF)
         return cls(int(p["Period"]), int(p["EvaluationPeriods"]), int(p.get("DatapointsToAlarm", p["EvaluationPeriods"])),
                    float(p["Threshold"]), p["ComparisonOperator"], p["Statistic"], p.get("TreatMissingData", "missing"))
@@ -412,7 +412,7 @@ def test_the_run_failed_alarm_fires_after_a_failed_run_and_not_after_good_ones(r
 # --------------------------------------------------------------------------- dashboard and history
 
 def test_the_dashboard_is_valid_json_and_shows_the_metrics_the_run_publishes(resources):
-    from sync import metrics
+    from sync.output import metrics
 
     body = json.loads(resolve(resources["Dashboard"]["Properties"]["DashboardBody"], REFS, OFF))
     text = json.dumps(body)

@@ -211,7 +211,7 @@ class OpenCSVSerde:
     escape: str
 
     @classmethod
-    def from_parameters(cls, parameters: dict[str, str]) -> "OpenCSVSerde":
+    def from_parameters(cls, parameters: dict[str, str]) -> OpenCSVSerde:
         # getProperty: the first character of the property, else CSVWriter's defaults (, " ")
         def prop(name, default):
             value = parameters.get(name)

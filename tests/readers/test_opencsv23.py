@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.readers.opencsv23 import (CSVParser, CSVReader, OpenCSVSerde, UnsupportedOperation, UnterminatedQuote,
-                                     read_text_file)
+from tests.readers.opencsv23 import (
+    CSVParser,
+    CSVReader,
+    OpenCSVSerde,
+    UnsupportedOperation,
+    UnterminatedQuote,
+    read_text_file,
+)
 
 
 @pytest.mark.parametrize("line,fields", [
@@ -139,7 +145,7 @@ def test_hive_deserializes_a_row_as_strings_and_nulls(line, row):
 
 def test_a_text_file_is_read_line_by_line_after_its_header_lines():
     # Given a file with a header, CRLF line ends and a row with a quoted line break
-    data = 'Id,Name\r\nep-1,"Smith, Jr."\r\nep-2,"two\r\nlines"\r\n'.encode()
+    data = b'Id,Name\r\nep-1,"Smith, Jr."\r\nep-2,"two\r\nlines"\r\n'
     # When it is read as a table with skip.header.line.count = 1
     rows = read_text_file(data, {"escapeChar": '"'}, 2, skip_header_lines=1)
     # Then each physical line is a row: the line break splits the record (not supported), and its

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sync.report_html import collect, render_html, run_outcome, write_report
+from sync.output.report_html import collect, render_html, run_outcome, write_report
 from sync.state import open_state_store
 from tests.report.fixtures_runs import history
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync.check import Problem, check_manifest, neutralised
+from sync.dbt.check import Problem, check_manifest, neutralised
 
 CHANNELS = ("ADM, APNS, APNS_SANDBOX, APNS_VOIP, APNS_VOIP_SANDBOX, BAIDU, CUSTOM, EMAIL, GCM, IN_APP, PUSH, SMS, "
             "VOICE")

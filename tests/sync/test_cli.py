@@ -45,7 +45,7 @@ def test_lake_generate_if_missing_rewrites_a_lake_of_an_older_format(tmp_path):
     from click.testing import CliRunner
 
     from sync.cli import main
-    from sync.sample_lake import LAKE_FORMAT, read_manifest
+    from sync.lake.sample_lake import LAKE_FORMAT, read_manifest
 
     args = ["lake", "generate", "--path", str(tmp_path / "lake"), "--endpoints", "50", "--days", "3", "--if-missing"]
     # Given a lake written by this version, then marked as an older format

@@ -2,8 +2,8 @@
 
 import pytest
 
-from sync.diff import Plan
-from sync.guard import mass_exit_refusal
+from sync.run.diff import Plan
+from sync.run.guard import mass_exit_refusal
 
 
 @pytest.mark.parametrize("previous,rows,exited,refused", [

@@ -10,13 +10,20 @@ import duckdb
 import pytest
 from moto import mock_aws
 
-from sync.contract import FieldMapping, Segment
-from sync.errors import ConfigError
-from sync.import_files import write_import_files
-from sync.imports_table import (SERDE, SERDE_PARAMETERS, DuckDBImportsViews, GlueImportsTable, athena_ddl,
-                                register_all, table_input)
-from sync.pinpoint_fields import has_control_chars, validate_value
+from sync.core.errors import ConfigError
+from sync.core.fields import has_control_chars, validate_value
+from sync.core.import_files import write_import_files
+from sync.dbt.contract import FieldMapping, Segment
 from sync.readers.base import RelationRef
+from sync.run.imports_table import (
+    SERDE,
+    SERDE_PARAMETERS,
+    DuckDBImportsViews,
+    GlueImportsTable,
+    athena_ddl,
+    register_all,
+    table_input,
+)
 from tests.readers.opencsv23 import OpenCSVSerde, read_text_file
 
 REGION = "us-east-1"
@@ -283,8 +290,8 @@ def test_a_failed_registration_is_a_note_not_a_failed_delivery():
 def test_the_run_registers_where_the_files_went(target_type, dest, expected):
     from pathlib import Path
 
-    from sync.profile import Target
-    from sync.runtime import build_imports_table
+    from sync.app.wiring import build_imports_table
+    from sync.dbt.profile import Target
     from sync.settings import Settings
 
     target = Target("lakeseg", "t", {"type": target_type, "schema": "lakeseg", "region_name": REGION})

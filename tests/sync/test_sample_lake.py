@@ -5,8 +5,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from sync import sample_lake
-from sync.sample_lake import LakeSpec, generate
+from sync.lake import sample_lake
+from sync.lake.sample_lake import LakeSpec, generate
 
 SPEC = LakeSpec(endpoints=400, events_per_endpoint=3, days=5)
 

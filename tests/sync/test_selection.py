@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sync.contract import load_segments
-from sync.errors import ConfigError
-from sync.selection import choose_segments
+from sync.core.errors import ConfigError
+from sync.dbt.contract import load_segments
+from sync.dbt.selection import choose_segments
 
 
 def manifest(*names):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.errors import ConfigError
+from sync.core.errors import ConfigError
 from sync.settings import interpolate, load_settings
 
 

@@ -7,7 +7,7 @@ change of audience. Such a segment is refused unless explicitly allowed.
 
 from __future__ import annotations
 
-from .diff import Plan
+from sync.run.diff import Plan
 
 
 def mass_exit_refusal(plan: Plan, max_exit_share: float, allow: bool = False) -> str | None:

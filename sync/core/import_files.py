@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from .diff import ql
+from sync.core.sql import ql
 
 # DuckDB checks the size after each written chunk; aim below the limit so a
 # final chunk rarely crosses it. Anything that still does is re-split.
@@ -56,7 +56,7 @@ def _split(path: Path, max_bytes: int) -> list[Path]:
     with path.open("r", encoding="utf-8", newline="") as src:
         reader = csv.reader(src)
         header = next(reader)
-        head_bytes = _encode_row(header)
+        head_bytes = encode_row(header)
         out = None
         size = 0
 
@@ -72,7 +72,7 @@ def _split(path: Path, max_bytes: int) -> list[Path]:
 
         start_piece()
         for row in reader:
-            data = _encode_row(row)
+            data = encode_row(row)
             if len(head_bytes) + len(data) > max_bytes:
                 raise ValueError(f"one record of {path.name} is larger than the file size limit ({max_bytes} bytes)")
             if size + len(data) > max_bytes:
@@ -89,7 +89,7 @@ def _split(path: Path, max_bytes: int) -> list[Path]:
     return renamed
 
 
-def _encode_row(row: list[str]) -> bytes:
+def encode_row(row: list[str]) -> bytes:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL).writerow(row)
     return buf.getvalue().encode("utf-8")

@@ -30,7 +30,7 @@ with opencsv's default escape instead, backslash, which then drops lone
 backslashes and reads ``\\`` as ``\`` (``C:\temp\new`` read back as
 ``C:tempnew``). The escape must be a character no value holds: U+0001 is a
 control character, and the contract refuses control characters in every
-exported value (``pinpoint_no_control_chars``, ``pinpoint_fields``), so the
+exported value (``pinpoint_no_control_chars``, ``sync/core/fields.py``), so the
 parser never meets it. A doubled quote inside a quoted value still reads as
 one quote (opencsv treats ``""`` inside quotes as an escaped quote), so every
 value DuckDB writes reads back exactly. Tested with a model of the SerDe
@@ -47,11 +47,13 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
-from .contract import Segment
-from .errors import ConfigError
+from sync.core.errors import ConfigError
+from sync.core.sql import qi, ql
+from sync.dbt.contract import Segment
 
 SERDE = "org.apache.hadoop.hive.serde2.OpenCSVSerde"
 # Not '"': Hive reads an escape equal to opencsv's writer default as backslash (see above).
@@ -180,12 +182,6 @@ class GlueImportsTable:
                                        PartitionValueList=[run_id], PartitionInput=partition, **self.catalog)
 
 
-def _ql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _qi(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def view_sql(segment: Segment, exports: Path) -> str:
@@ -194,11 +190,11 @@ def view_sql(segment: Segment, exports: Path) -> str:
     An empty value reads as ``''``, as the SerDe reads it (DuckDB alone would read NULL).
     """
     pattern = str(Path(exports).resolve() / "*" / segment.name / "*.csv")
-    cols = ", ".join(f"coalesce({_qi(m.field)}, '') as {_qi(c['Name'])}"
+    cols = ", ".join(f"coalesce({qi(m.field)}, '') as {qi(c['Name'])}"
                      for m, c in zip(segment.mappings, columns(segment)))
-    return (f"create or replace view imports.{_qi(segment.name.lower())} as "
+    return (f"create or replace view imports.{qi(segment.name.lower())} as "
             f"select {cols}, regexp_extract(filename, '([^/\\\\]+)[/\\\\][^/\\\\]+[/\\\\][^/\\\\]+$', 1) as run_id "
-            f"from read_csv({_ql(pattern)}, header = true, all_varchar = true, union_by_name = true, "
+            f"from read_csv({ql(pattern)}, header = true, all_varchar = true, union_by_name = true, "
             "filename = true, quote = '\"', escape = '\"', delim = ',')")
 
 

@@ -35,7 +35,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
-from .errors import LakesegError
+from sync.core.errors import LakesegError
 
 DIALECT = "trino"
 
@@ -52,7 +52,7 @@ COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ
 class TypeCheckFailed(LakesegError):
     """The compiled SQL of one or more models does not type-check."""
 
-    def __init__(self, problems: list["Problem"]):
+    def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__("type check failed:\n" + "\n".join(f"  - {p}" for p in problems))
 

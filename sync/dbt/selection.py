@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
-from .contract import Segment
-from .dbt_invoke import DbtProject, run_dbt
-from .errors import ConfigError
+from sync.core.errors import ConfigError
+from sync.dbt.contract import Segment
+from sync.dbt.invoke import DbtProject, run_dbt
 
 log = logging.getLogger(__name__)
 

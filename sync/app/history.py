@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .dbt_invoke import DbtProject
-from .report import full_send_reason
-from .report_html import run_outcome
-from .runtime import SyncRequest, build_state, load_context
+from sync.app.wiring import SyncRequest, build_state, load_context
+from sync.dbt.invoke import DbtProject
+from sync.output.report_html import run_outcome
+from sync.output.terminal import full_send_reason
 
 
 def _state(project_dir, profiles_dir, target, settings_file, state):
@@ -17,7 +17,7 @@ def _state(project_dir, profiles_dir, target, settings_file, state):
 
 
 def load_history(project_dir: Path, profiles_dir, target, settings_file, state, limit: int, run_id: str | None):
-    from .engine import mark_interrupted
+    from sync.run.engine import mark_interrupted
 
     store = _state(project_dir, profiles_dir, target, settings_file, state)
     if run_id:

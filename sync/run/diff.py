@@ -13,15 +13,16 @@ snapshot's digests cannot be matched against guessed values.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 
-from .contract import Segment
-from .errors import SegmentRefused
-from .pinpoint_fields import ID_FIELD
+from sync.core.errors import SegmentRefused
+from sync.core.fields import ID_FIELD
+from sync.core.sql import qi, ql
+from sync.dbt.contract import Segment
 
 SNAPSHOT_ID = "Id"
 SNAPSHOT_DIGEST = "digest"
@@ -42,16 +43,6 @@ KEY_SCHEME = "k2v2"
 # 10M-row snapshot larger, zstd halved it at 1.7x the write time); both only
 # cost time.
 SNAPSHOT_FORMAT = "format parquet, compression uncompressed, dictionary_size_limit 1"
-
-
-def qi(name: str) -> str:
-    """Quote an identifier for DuckDB."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def ql(value: str) -> str:
-    """Quote a string literal for DuckDB."""
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def k2_sql(id_expr: str) -> str:
@@ -201,8 +192,8 @@ def _full_send_reason(previous_hash: str, current_hash: str) -> str:
 
 
 def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *,
-            previous: "object | None", workdir: Path, full_refresh: bool = False,
-            dirty: Path | None = None, digest_key=None, expiry: "Expiry | None" = None) -> PreparedSegment:
+            previous: object | None, workdir: Path, full_refresh: bool = False,
+            dirty: Path | None = None, digest_key=None, expiry: Expiry | None = None) -> PreparedSegment:
     """Read the segment once into a new snapshot and classify every member.
 
     ``source_sql`` is a relation (from a reader) with the segment's declared

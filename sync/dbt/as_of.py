@@ -17,13 +17,13 @@ Unless pinned (``lakeseg run -- --vars '{as_of: "..."}'``), it is:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 
-from .errors import ConfigError
+from sync.core.errors import ConfigError
 
 FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 

@@ -33,29 +33,38 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 
-from . import failpoints
-from .artifacts import Artifacts
-from .check import check_manifest
-from .contract import Segment, load_segments
-from .destinations.base import DeliveryResult, Destination, SegmentDelivery
-from .diff import (Expiry, Plan, PreparedSegment, SNAPSHOT_ID, changes_sql, configure, prepare, ql, sent_ids_sql,
-                   snapshot_to_commit)
-from .errors import ConfigError, LakesegError, LockHeld, SegmentRefused
-from .guard import mass_exit_refusal
-from .import_files import write_import_files
-from .imports_table import register_all as register_imports
-from .pinpoint_fields import ID_FIELD
-from .readers.base import SegmentReader
-from .selection import Resolver, choose_segments
-from .state.base import QuarantinedRow
+from sync.core import failpoints
+from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused
+from sync.core.fields import ID_FIELD
+from sync.core.import_files import write_import_files
+from sync.core.sql import ql
+from sync.dbt.artifacts import Artifacts
+from sync.dbt.check import check_manifest
+from sync.dbt.contract import Segment, load_segments
+from sync.dbt.selection import Resolver, choose_segments
+from sync.destinations.base import DeliveryResult, Destination, SegmentDelivery
+from sync.readers.base import SegmentReader
+from sync.run.diff import (
+    SNAPSHOT_ID,
+    Expiry,
+    PreparedSegment,
+    changes_sql,
+    configure,
+    prepare,
+    sent_ids_sql,
+    snapshot_to_commit,
+)
+from sync.run.guard import mass_exit_refusal
+from sync.run.imports_table import register_all as register_imports
+from sync.state.base import QuarantinedRow
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +141,7 @@ class SyncOptions:
     max_file_bytes: int = 100 * 1024 * 1024
     memory_limit: str = "1GB"
     dry_run: bool = False  # plan: read and count, write and send nothing
-    digest_key: object | None = None  # sync.digest_key.DigestKey: the value digest's secret
+    digest_key: object | None = None  # sync.run.digest_key.DigestKey: the value digest's secret
     selector: Resolver | None = None  # resolves select/exclude (dbt's selection; see selection.py)
 
 

@@ -31,7 +31,8 @@ from urllib.parse import unquote
 
 import duckdb
 
-from .lake_schema import ALL_EVENTS, CRM, duckdb_type
+from sync.core.sql import ql
+from sync.lake.schema import ALL_EVENTS, CRM, duckdb_type
 
 DEFAULT_END = "2026-11-01T00:00:00"
 MANIFEST = "_lake.json"
@@ -86,7 +87,7 @@ class LakeSpec:
 
 
 def _sql_list(values) -> str:
-    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+    return "[" + ", ".join(ql(v) for v in values) + "]"
 
 
 def _macros(con: duckdb.DuckDBPyConnection, spec: LakeSpec) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifacts import load_manifest, require_segments, resolve_target_path
-from .check import Problem, check_manifest
-from .contract import Segment
-from .dbt_invoke import DbtProject, invoke
-from .errors import ConfigError
+from sync.core.errors import ConfigError
+from sync.dbt.artifacts import load_manifest, require_segments, resolve_target_path
+from sync.dbt.check import Problem, check_manifest
+from sync.dbt.contract import Segment
+from sync.dbt.invoke import DbtProject, invoke
 
 EXPOSURE_MODES = ("write", "check", "off")
 
@@ -17,7 +17,7 @@ def run_check(project_dir: Path, profiles_dir: Path | None = None, target: str |
               parse: bool = True, target_path: str | None = None, exposures: str = "off",
               settings_file: Path | None = None) -> tuple[list[Segment], list[Problem]]:
     """Check the segment contract; ``exposures``: 'write' the exposures file, 'check' it is current, or 'off'."""
-    from .exposures import prune_missing_models
+    from sync.dbt.exposures import prune_missing_models
 
     target_dir = resolve_target_path(Path(project_dir), target_path)
     if parse:
@@ -39,8 +39,8 @@ def run_check(project_dir: Path, profiles_dir: Path | None = None, target: str |
 
 
 def _exposures(project_dir, profiles_dir, target, settings_file, segments, write: bool) -> list[Problem]:
-    from .exposures import Destination, sync_exposures
-    from .runtime import SyncRequest, load_context
+    from sync.app.wiring import SyncRequest, load_context
+    from sync.dbt.exposures import Destination, sync_exposures
 
     _, settings = load_context(SyncRequest(project=DbtProject(project_dir, profiles_dir, target),
                                            settings_file=settings_file))
@@ -49,7 +49,7 @@ def _exposures(project_dir, profiles_dir, target, settings_file, segments, write
 
 def _destination_settings(project_dir, profiles_dir, target, settings_file) -> dict:
     """The target's destination block, or {} when there are no settings to read."""
-    from .runtime import SyncRequest, load_context
+    from sync.app.wiring import SyncRequest, load_context
 
     if settings_file is None and not (Path(project_dir) / "lakeseg.yml").exists():
         return {}
@@ -63,7 +63,7 @@ def destination_problems(project_dir, profiles_dir, target, settings_file, segme
     destination = _destination_settings(project_dir, profiles_dir, target, settings_file)
     if destination.get("type") != "customer_profiles":
         return []
-    from .destinations import profile_fields as pf
+    from sync.destinations import profile_fields as pf
 
     key_target = destination.get("unique_key_target") or pf.DEFAULT_UNIQUE_KEY_TARGET
     prefix = destination.get("segment_name_prefix") or ""
@@ -82,7 +82,7 @@ def destination_limits(project_dir, profiles_dir, target, settings_file) -> dict
     """The configured destination's documented limits (shown by `lakeseg check`)."""
     destination = _destination_settings(project_dir, profiles_dir, target, settings_file)
     if destination.get("type") == "customer_profiles":
-        from .destinations.profile_fields import LIMITS
+        from sync.destinations.profile_fields import LIMITS
 
         return dict(LIMITS)
     return {}

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from . import pinpoint_fields as pf
-from .contract import KEEP, Segment, load_segments, test_name, tests_by_model
+from sync.core import fields as pf
+from sync.dbt.contract import KEEP, Segment, load_segments, test_name, tests_by_model
 
 # Rule names a user sees; README "Validation" documents each.
 REQUIRED_ID_TESTS = ("unique", "not_null")

@@ -11,7 +11,7 @@ workflow after every run, whatever happened:
   the run id, the exit code and every segment that was not synced, with the
   reason (no attribute values: reasons are lakeseg's own messages).
 
-Usage: ``python -m sync.outcome --exit-code 1 --report build/report/run.json``.
+Usage: ``python -m sync.output.outcome --exit-code 1 --report build/report/run.json``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from .metrics import DEFAULT_NAMESPACE, OK_STATUSES, emf_lines, run_document
+from sync.output.metrics import DEFAULT_NAMESPACE, OK_STATUSES, emf_lines, run_document
 
 MEANING = {
     0: "every selected segment synced (or nothing to do)",
@@ -113,7 +113,7 @@ def report_outcome(exit_code: int, report_path: Path | None, *, topic_arn: str |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sync.outcome", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sync.output.outcome", description=__doc__.split("\n\n")[0])
     parser.add_argument("--exit-code", type=int, required=True, help="`lakeseg run`'s exit code")
     parser.add_argument("--report", type=Path, default=None, help="the run's --json output, if any")
     parser.add_argument("--topic-arn", default=os.environ.get("LAKESEG_ALERT_TOPIC_ARN") or None,

@@ -8,16 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import load_artifacts, resolve_target_path
-from .as_of import as_of_of_invocation
-from .dbt_invoke import DbtProject
-from .destinations import build_destination, state_key
-from .digest_key import resolve_digest_key
-from .engine import Progress, RunReport, SyncOptions, SyncRun
-from .errors import ConfigError
-from .profile import Target, load_target
-from .selection import DbtSelector
-from .settings import Settings, load_settings
+from sync.core.errors import ConfigError
+from sync.dbt.artifacts import load_artifacts, resolve_target_path
+from sync.dbt.as_of import as_of_of_invocation
+from sync.dbt.invoke import DbtProject
+from sync.dbt.profile import Target, load_target
+from sync.dbt.selection import DbtSelector
+from sync.destinations import build_destination, state_key
+from sync.run.digest_key import resolve_digest_key
+from sync.run.engine import Progress, RunReport, SyncOptions, SyncRun
+from sync.settings import Settings, load_settings
 
 
 @dataclass
@@ -45,19 +45,19 @@ def _boto_session(region: str | None = None):
 
 def build_reader(target: Target, project_dir: Path, session=None):
     if target.type == "duckdb":
-        from .readers.duckdb import DuckDBReader
+        from sync.readers.duckdb import DuckDBReader
 
         # Relative to the working directory, as dbt-duckdb resolves it.
         return DuckDBReader(Path(str(target.config.get("path", ""))))
     if target.type == "athena":
-        from .readers.athena import AthenaReader
+        from sync.readers.athena import AthenaReader
 
         return AthenaReader.from_profile(target.config, session or _boto_session(target.config.get("region_name")))
     raise ConfigError(f"dbt target '{target.name}' uses adapter '{target.type}'; lakeseg reads duckdb and athena")
 
 
 def build_state(url: str, session=None, kms_key_id: str | None = None):
-    from .state import open_state_store
+    from sync.state import open_state_store
 
     if url.startswith("s3://"):
         return open_state_store(url, s3_client=(session or _boto_session()).client("s3"), kms_key_id=kms_key_id)
@@ -125,7 +125,7 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
 
 def build_imports_table(target: Target, settings: Settings, session=None):
     """Where confirmed deliveries are registered: Glue on Athena with an S3 destination, DuckDB views locally."""
-    from .imports_table import DuckDBImportsViews, GlueImportsTable
+    from sync.run.imports_table import DuckDBImportsViews, GlueImportsTable
 
     kind = settings.destination.get("type")
     if kind == "files" and settings.destination.get("path"):
@@ -147,7 +147,7 @@ def write_html_report(req: SyncRequest, path: Path | None = None, *, limit: int 
 
     ``path`` defaults to ``build/report/index.html`` in the dbt project.
     """
-    from .report_html import DEFAULT_REPORT_PATH, DEFAULT_RUNS, write_report
+    from sync.output.report_html import DEFAULT_REPORT_PATH, DEFAULT_RUNS, write_report
 
     _, settings = load_context(req)
     state = build_state(settings.state, session, settings.raw.get("state_kms_key_id"))

@@ -165,7 +165,7 @@ def render_html(runs: list[dict], *, title: str = "lakeseg report", generated_at
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters["when"] = when
-    template = env.from_string(resources.files("sync").joinpath("templates/report.html.j2").read_text("utf-8"))
+    template = env.from_string(resources.files("sync.output").joinpath("templates/report.html.j2").read_text("utf-8"))
     return template.render(
         title=title, data=data, charts=charts, outcome=run_outcome,
         generated_at=generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pinpoint_fields import ID_FIELD
-from .readers.base import RelationRef
+from sync.core.fields import ID_FIELD
+from sync.readers.base import RelationRef
 
 NAMESPACE = "lakeseg"
 SEGMENTS_FOLDER = "segments"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from .contract import Segment, is_segment_node, tests_by_model, test_name
-from .errors import ArtifactError
+from sync.core.errors import ArtifactError
+from sync.dbt.contract import Segment, is_segment_node, test_name, tests_by_model
 
 BUILD_HINT = "run `dbt build` (or `lakeseg run`)"
 PARSE_HINT = "run `dbt parse` or `dbt build`"
@@ -191,7 +191,7 @@ def shaping_files(project_dir: Path) -> list[Path]:
 def _check_fresh(project_dir: Path, artifacts: Artifacts) -> None:
     """Refuse artifacts older than any file that shapes the manifest: models' SQL and YAML, macros,
     tests, seeds, snapshots and dbt_project.yml (mtime against when dbt read the project)."""
-    from .exposures import EXPOSURES_FILE
+    from sync.dbt.exposures import EXPOSURES_FILE
 
     built = _built_at(artifacts)
     root = Path(project_dir)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from .engine import RunReport
+from sync.run.engine import RunReport
 
 COLUMNS = ("segment", "status", "rows", "entered", "changed", "exited", "unchanged", "resent", "sent", "quarantined",
            "files", "full send")
@@ -134,7 +134,8 @@ class Progress:
 
     def _start(self):
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bars, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bars
 
         self._bars = Bars(TextColumn("{task.fields[segment]:<28}"), TextColumn("{task.description:<14}"),
                           BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from .check import Problem
-from .contract import Segment
+from sync.dbt.check import Problem
+from sync.dbt.contract import Segment
 
 EXPOSURES_FILE = Path("models/segments/_segments__exposures.yml")
 DEFAULT_OWNER = {"name": "lakeseg"}
@@ -32,7 +32,7 @@ class Destination:
     owner: dict
 
     @classmethod
-    def from_settings(cls, settings) -> "Destination":
+    def from_settings(cls, settings) -> Destination:
         dest = settings.destination
         owner = settings.raw.get("owner") or DEFAULT_OWNER
         if not isinstance(owner, dict) or not (owner.get("name") or owner.get("email")):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-from .errors import ConfigError
+from sync.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A snapshot keeps, per member, the Id and a 64-bit digest of the exported
 values -- enough to tell what changed, and never the values. Unkeyed, such a
 digest can be reversed by trying likely values (a dictionary attack), so the
 digest is keyed: MD5 over a subkey derived from the key and a hash of the
-values (``sync.diff.digest_sql``). The key never enters the state store; only a fingerprint of it does
+values (``sync.run.diff.digest_sql``). The key never enters the state store; only a fingerprint of it does
 (part of the mapping hash), so a changed key is noticed and answered with a
 full send.
 
@@ -24,7 +24,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from sync.core.errors import ConfigError
 
 MIN_KEY_CHARS = 16
 

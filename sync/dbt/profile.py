@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from .errors import ConfigError
+from sync.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

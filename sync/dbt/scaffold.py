@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from . import pinpoint_fields as pf
-from .errors import ConfigError
+from sync.core import fields as pf
+from sync.core.errors import ConfigError
 
 SEGMENTS_DIR = Path("models/segments")
 PROPERTIES_FILE = "_segments__models.yml"
