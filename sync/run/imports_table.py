@@ -34,7 +34,9 @@ exported value (``pinpoint_no_control_chars``, ``sync/core/fields.py``), so the
 parser never meets it. A doubled quote inside a quoted value still reads as
 one quote (opencsv treats ``""`` inside quotes as an escaped quote), so every
 value DuckDB writes reads back exactly. Tested with a model of the SerDe
-(``tests/readers/opencsv23.py``).
+(``tests/readers/opencsv23.py``). A table registered with other parameters
+(escape ``"`` before) gets these at its next registration, its partitions too
+(``_migrate_partitions``, once).
 
 **Empty reads as ``''``, in both.** The SerDe cannot tell an empty value from
 NULL (both are an empty field, read as the empty string), so every value is a
@@ -131,6 +133,10 @@ def _serde_properties() -> str:
     return ", ".join(f"{_literal(k)} = {_literal(v)}" for k, v in SERDE_PARAMETERS.items())
 
 
+def _serde_parameters(table_or_partition: dict) -> dict:
+    return table_or_partition.get("StorageDescriptor", {}).get("SerdeInfo", {}).get("Parameters", {})
+
+
 def _parent(location: str) -> str:
     """s3://b/imports/<run>/<segment>/ -> s3://b/imports/ (the table's own location)."""
     parts = location.rstrip("/").split("/")
@@ -169,8 +175,30 @@ class GlueImportsTable:
         try:
             self.glue.create_table(DatabaseName=self.database, TableInput=table, **self.catalog)
         except self.glue.exceptions.AlreadyExistsException:
+            before = self.glue.get_table(DatabaseName=self.database, Name=table["Name"], **self.catalog)["Table"]
             # The latest field mapping names the table's columns; each partition keeps its own.
             self.glue.update_table(DatabaseName=self.database, TableInput=table, **self.catalog)
+            if _serde_parameters(before) != SERDE_PARAMETERS:
+                self._migrate_partitions(table["Name"])
+
+    def _migrate_partitions(self, name: str) -> None:
+        """Give partitions registered under other SerDe parameters (escape '"' before) the current ones, once.
+
+        Their files were written alike (quote '"', doubled quotes), so the current parameters read them exactly;
+        each partition keeps its columns and location.
+        """
+        pages = self.glue.get_paginator("get_partitions").paginate(DatabaseName=self.database, TableName=name,
+                                                                   **self.catalog)
+        for page in pages:
+            for part in page["Partitions"]:
+                if _serde_parameters(part) == SERDE_PARAMETERS:
+                    continue
+                sd = dict(part["StorageDescriptor"])
+                sd["SerdeInfo"] = {**sd.get("SerdeInfo", {}), "Parameters": dict(SERDE_PARAMETERS)}
+                self.glue.update_partition(DatabaseName=self.database, TableName=name,
+                                           PartitionValueList=part["Values"],
+                                           PartitionInput={"Values": part["Values"], "StorageDescriptor": sd},
+                                           **self.catalog)
 
     def _upsert_partition(self, segment: Segment, run_id: str, location: str) -> None:
         partition = {"Values": [run_id], "StorageDescriptor": _storage(segment, location)}

@@ -190,6 +190,37 @@ def test_the_old_escape_quote_lost_backslashes(tmp_path, value, read):
     assert read_text_file(file.read_bytes(), SERDE_PARAMETERS, 3, 1) == [["ep-1", value, "1"]]
 
 
+def test_partitions_registered_with_the_old_escape_are_given_the_new_one_once(glue_s3, tmp_path):
+    glue, s3 = glue_s3
+    old = {"separatorChar": ",", "quoteChar": '"', "escapeChar": '"'}
+    # Given a table and a partition registered before, with escape '"', over a file holding backslashes
+    files = import_files(tmp_path / "1", rows=[("ep-1", "C:\\temp\\new", "1")])
+    location = deliver(s3, files, "run-1")
+    table = table_input(segment(), "s3://imports/lakeseg/imports/")
+    table["StorageDescriptor"]["SerdeInfo"]["Parameters"] = old
+    glue.create_database(DatabaseInput={"Name": "lakeseg_imports"})
+    glue.create_table(DatabaseName="lakeseg_imports", TableInput=table)
+    glue.create_partition(DatabaseName="lakeseg_imports", TableName="seg_people", PartitionInput={
+        "Values": ["run-1"], "StorageDescriptor": {**table["StorageDescriptor"], "Location": location}})
+    assert read_partition_as_athena_does(glue, s3, "run-1")[0]["full_name"] == "C:tempnew"
+    # When the next run registers its delivery
+    registry = GlueImportsTable(glue, "lakeseg_imports")
+    registry.register(segment(), "run-2", deliver(s3, import_files(tmp_path / "2"), "run-2"))
+    # Then the old partition reads with the new escape too, at its own location, and reads back exactly
+    parts = {p["Values"][0]: p["StorageDescriptor"]
+             for p in glue.get_partitions(DatabaseName="lakeseg_imports", TableName="seg_people")["Partitions"]}
+    assert {k: sd["SerdeInfo"]["Parameters"] for k, sd in parts.items()} == {"run-1": SERDE_PARAMETERS,
+                                                                            "run-2": SERDE_PARAMETERS}
+    assert parts["run-1"]["Location"] == location
+    assert read_partition_as_athena_does(glue, s3, "run-1") == [
+        {"endpoint_id": "ep-1", "full_name": "C:\\temp\\new", "score": "1"}]
+    # and a later registration does not list the partitions again
+    calls = []
+    glue.meta.events.register("before-call.glue.GetPartitions", lambda **kw: calls.append(kw))
+    registry.register(segment(), "run-3", deliver(s3, import_files(tmp_path / "3"), "run-3"))
+    assert calls == []
+
+
 def test_the_escape_is_a_character_the_contract_refuses_in_every_value():
     # Given the table's escape character
     escape = SERDE_PARAMETERS["escapeChar"]
