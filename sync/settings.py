@@ -31,6 +31,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,10 +40,10 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError
 
 from sync.core.errors import ConfigError
+from sync.core.sizes import memory_limit_bytes
 
 SETTINGS_FILE = "lakeseg.yml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 MIN_FILE_MB = 1
 MAX_FILE_MB = 1024  # Pinpoint: 1 GB per import job
 
@@ -100,8 +101,7 @@ def _text(value: str) -> str:
 
 
 def _memory_limit(value: str) -> str:
-    if not MEMORY_LIMIT.match(value):
-        raise ValueError(f"must be a size such as 1GB, 512MB or 2.5GiB, got {value!r}")
+    memory_limit_bytes(value)
     return value
 
 
@@ -302,9 +302,32 @@ def _read(file: Path) -> dict:
     raise AssertionError  # unreachable
 
 
+def _check_blocks(file: Path, blocks: dict, target: str, defined: Collection[str] | None, explicit: bool) -> None:
+    """Every block names a target the dbt profile defines, and the selected target has a block.
+
+    A misspelt block (``locl:``) would otherwise be ignored and the run go ahead on the built-in
+    defaults, sending nothing where the block meant it to go.
+    """
+    if defined is not None:
+        for name in blocks:
+            if name not in defined:
+                close = difflib.get_close_matches(str(name), list(defined), n=1, cutoff=0.5)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise ConfigError(f"{file} has settings for target '{name}', which the dbt profile does not define; "
+                                  f"{hint}(the profile's targets: {', '.join(defined) or 'none'})")
+    if (blocks or explicit) and target not in blocks:
+        close = difflib.get_close_matches(target, list(blocks), n=1, cutoff=0.5)
+        hint = f"; is '{close[0]}' meant to be '{target}'?" if close else ""
+        raise ConfigError(f"{file} has no settings for dbt target '{target}' (has: {', '.join(blocks) or 'none'}){hint}: "
+                          f"add a '{target}:' block under targets:")
+
+
 def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
-                  overrides: dict | None = None) -> Settings:
-    """Settings for one dbt target: defaults < lakeseg.yml < overrides (flags)."""
+                  overrides: dict | None = None, defined_targets: Collection[str] | None = None) -> Settings:
+    """Settings for one dbt target: defaults < lakeseg.yml < overrides (flags).
+
+    ``defined_targets`` are the outputs of the dbt profile: a block for any other target is refused.
+    """
     file = Path(path) if path else Path(project_dir) / SETTINGS_FILE
     merged = dict(DEFAULTS)
     source, where = "defaults", f"settings (target {target})"
@@ -313,6 +336,7 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
     if file.exists():
         targets = _read(file)["targets"]
         where = f"{file} (target {target})"
+        _check_blocks(file, targets, target, defined_targets, explicit=path is not None)
         if target in targets:
             block = targets[target] or {}
             block = interpolate(block, where=where)
@@ -322,8 +346,6 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
                 merged["destination"] = {}
             merged = _merge(merged, block)
             source = str(file)
-        elif path:
-            raise ConfigError(f"{file} has no settings for dbt target '{target}' (has: {', '.join(targets) or 'none'})")
     elif path:
         raise ConfigError(f"settings file {file} does not exist")
     for key, value in (overrides or {}).items():

@@ -82,7 +82,8 @@ def load_context(req: SyncRequest) -> tuple[Target, Settings]:
         overrides["state"] = req.state
     if req.destination_path:
         overrides["destination"] = {"path": req.destination_path}
-    settings = load_settings(project_dir, target.name, path=req.settings_file, overrides=overrides)
+    settings = load_settings(project_dir, target.name, path=req.settings_file, overrides=overrides,
+                             defined_targets=target.targets)
     # Local paths in lakeseg.yml are relative to the dbt project.
     if not settings.state.startswith("s3://") and not Path(settings.state).is_absolute():
         settings.state = str(project_dir / settings.state)

@@ -19,6 +19,9 @@ def test_guard_threshold(previous, rows, exited, refused):
     assert (message is not None) == refused
     if refused:
         assert "--allow-mass-exit" in message and f"{previous:,}" in message
+        # And the command it suggests is the narrow one that works (plan takes no --allow-mass-exit)
+        assert message.endswith("send it with `lakeseg sync --select seg_x --allow-mass-exit`") or \
+            message.endswith("send it with `lakeseg sync --select seg_x --allow-mass-exit`)")
 
 
 def test_one_member_left_is_a_share_not_an_emptied_segment():

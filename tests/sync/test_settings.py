@@ -113,11 +113,12 @@ def test_an_explicit_settings_file_must_have_the_target_and_exist(tmp_path):
     f.write_text("targets:\n  prod: {}\n  dev: {}\n")
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path, "local", path=f)
-    assert str(err.value) == f"{f} has no settings for dbt target 'local' (has: prod, dev)"
+    assert str(err.value) == (f"{f} has no settings for dbt target 'local' (has: prod, dev): "
+                              "add a 'local:' block under targets:")
     f.write_text("targets: {}\n")
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path, "local", path=f)
-    assert str(err.value) == f"{f} has no settings for dbt target 'local' (has: none)"
+    assert str(err.value) == f"{f} has no settings for dbt target 'local' (has: none): add a 'local:' block under targets:"
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path, "local", path=tmp_path / "nope.yml")
     assert str(err.value) == f"settings file {tmp_path / 'nope.yml'} does not exist"
@@ -127,8 +128,7 @@ def test_an_explicit_settings_file_must_have_the_target_and_exist(tmp_path):
 
 
 def test_settings_say_where_they_came_from_and_flags_merge_into_them(tmp_path):
-    # Given a file without a block for this target: the defaults apply, and say so
-    (tmp_path / "lakeseg.yml").write_text("targets:\n  prod: {}\n")
+    # Given no settings file: the defaults apply, and say so
     assert load_settings(tmp_path, "local").source == "defaults"
     # Given a block for it, and flags: mappings merge key by key, plain values replace
     (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    memory_limit: 2GB\n    guard: {max_exit_share: 0.4}\n")
@@ -192,3 +192,32 @@ def test_a_loosely_remembered_key_still_gets_a_suggestion(tmp_path, text, messag
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path, "local")
     assert str(err.value) == f"{tmp_path / 'lakeseg.yml'} (target local): {message}"
+
+
+@pytest.mark.parametrize(("blocks", "target", "message"), [
+    pytest.param("  locl:\n    state: s\n", "local",
+                 "has settings for target 'locl', which the dbt profile does not define; did you mean 'local'? "
+                 "(the profile's targets: local, athena)", id="misspelt-block-names-the-nearest-target"),
+    pytest.param("  athena:\n    state: s\n  atena:\n    state: t\n", "athena",
+                 "has settings for target 'atena', which the dbt profile does not define; did you mean 'athena'?",
+                 id="a-second-misspelt-block-beside-a-good-one"),
+    pytest.param("  athena:\n    state: s\n", "local",
+                 "has no settings for dbt target 'local' (has: athena): add a 'local:' block under targets:",
+                 id="selected-target-without-a-block"),
+    pytest.param("  staging:\n    state: s\n", "local",
+                 "has settings for target 'staging', which the dbt profile does not define; "
+                 "(the profile's targets: local, athena)", id="unknown-block-no-near-name"),
+])
+def test_a_block_for_no_defined_target_or_a_target_without_a_block_is_refused(tmp_path, blocks, target, message):
+    # Given a settings file whose blocks do not match the dbt profile's targets (local, athena)
+    (tmp_path / "lakeseg.yml").write_text("targets:\n" + blocks)
+    # When the settings of a target are loaded, then it is refused, naming the block and the nearest target
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, target, defined_targets=("local", "athena"))
+    assert message in str(err.value)
+
+
+def test_blocks_matching_the_profile_load_without_complaint(tmp_path):
+    # Given one block per profile target, then either target loads its own block
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    state: a\n  athena:\n    state: b\n")
+    assert load_settings(tmp_path, "athena", defined_targets=("local", "athena")).state == "b"
