@@ -2,7 +2,9 @@
 
 Exit codes: 0 all selected segments synced (or nothing to do); 1 a segment
 failed, was skipped or refused, ``check`` found a problem, or an unexpected
-error (one line; the traceback with ``-v``); 2 usage or configuration error.
+error (one line; the traceback with ``-v``); 2 usage or configuration error;
+3 another run of the deployment holds the run lease (nothing built or synced);
+143 stopped by SIGTERM (the run's cleanup ran: Athena queries stopped, history written).
 Every option can also come from a ``LAKESEG_<OPTION>`` environment variable.
 """
 
@@ -20,6 +22,7 @@ import click
 
 from sync import __version__
 from sync.core.errors import ConfigError, LakesegError
+from sync.core.signals import TERMINATED_EXIT_CODE, Terminated, terminate_on_sigterm
 from sync.output import logs
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -60,6 +63,9 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except LakesegError as exc:
             _fail(exc)
+        except Terminated as exc:  # SIGTERM (CodeBuild's timeout or stop): cleanup has run on the way here
+            click.echo(f"Error: {exc}; the run ended early (its history says so)", err=True)
+            sys.exit(TERMINATED_EXIT_CODE)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 -- the top-level boundary
@@ -271,10 +277,11 @@ def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path 
 
     progress = Progress(enabled=None if not as_json else False)
     try:
-        if dbt_args is not None:
-            report = build_then_sync(req, dbt_args, progress=progress)
-        else:
-            report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
+        with terminate_on_sigterm():  # SIGTERM raises Terminated: finally blocks and cleanup run
+            if dbt_args is not None:
+                report = build_then_sync(req, dbt_args, progress=progress)
+            else:
+                report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
     finally:
         progress.close()
     _emit_metrics(report)

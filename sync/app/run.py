@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from sync.app.wiring import SyncRequest, load_context, prepare_local_database, run_sync
+from sync.app.wiring import SyncRequest, load_context, prepare_local_database, run_lease, run_sync
 from sync.dbt.artifacts import resolve_target_path
 from sync.dbt.as_of import fix_as_of
 from sync.dbt.invoke import invoke
@@ -41,9 +41,15 @@ def dbt_build_args(req: SyncRequest, dbt_args: Sequence[str]) -> list[str]:
 
 def build_then_sync(req: SyncRequest, dbt_args: Sequence[str] = (), *, progress: Progress | None = None,
                     session=None) -> RunReport:
-    """``dbt build`` (the request's selection) and then sync what it built."""
+    """``dbt build`` (the request's selection) and then sync what it built, both under the run lease.
+
+    The lease is taken before the build: a second run of the deployment (the other runner, a person)
+    stops with LeaseHeld (exit 3) before building anything (sync/run/lease.py).
+    """
     load_context(req)  # settings first: a typo in lakeseg.yml must not cost a whole dbt build
     prepare_local_database(req.project)
-    if not invoke("build", req.project, dbt_build_args(req, dbt_args)):
-        log.warning("dbt build reported failures; syncing only the segments whose model and tests passed")
-    return run_sync(req, command="run", progress=progress, session=session)
+    with run_lease(req, command="run", session=session) as lease:
+        if not invoke("build", req.project, dbt_build_args(req, dbt_args)):
+            log.warning("dbt build reported failures; syncing only the segments whose model and tests passed")
+        lease.ensure_held()
+        return run_sync(req, command="run", progress=progress, session=session, lease=lease)

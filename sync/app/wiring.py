@@ -16,7 +16,8 @@ from sync.dbt.profile import Target, load_target
 from sync.dbt.selection import DbtSelector
 from sync.destinations import build_destination, state_key
 from sync.run.digest_key import resolve_digest_key
-from sync.run.engine import Progress, RunReport, SyncOptions, SyncRun
+from sync.run.engine import Progress, RunReport, SyncOptions, SyncRun, new_run_id
+from sync.run.lease import RunLease, open_lease
 from sync.settings import Settings, load_settings
 
 
@@ -44,7 +45,7 @@ def _boto_session(region: str | None = None):
     return boto3.Session(region_name=region) if region else boto3.Session()
 
 
-def build_reader(target: Target, project_dir: Path, session=None):
+def build_reader(target: Target, project_dir: Path, session=None, run_id: str | None = None):
     if target.type == "duckdb":
         from sync.readers.duckdb import DuckDBReader
 
@@ -53,7 +54,8 @@ def build_reader(target: Target, project_dir: Path, session=None):
     if target.type == "athena":
         from sync.readers.athena import AthenaReader
 
-        return AthenaReader.from_profile(target.config, session or _boto_session(target.config.get("region_name")))
+        return AthenaReader.from_profile(target.config, session or _boto_session(target.config.get("region_name")),
+                                         run_id=run_id)
     raise ConfigError(f"dbt target '{target.name}' uses adapter '{target.type}'; lakeseg reads duckdb and athena")
 
 
@@ -97,8 +99,9 @@ def load_context(req: SyncRequest) -> tuple[Target, Settings]:
 
 
 def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, session=None,
-                progress: Progress | None = None) -> SyncRun:
+                progress: Progress | None = None, lease: RunLease | None = None) -> SyncRun:
     target, settings = load_context(req)
+    run_id = lease.run_id if lease is not None else new_run_id()
     project_dir = Path(req.project.project_dir)
     artifacts = load_artifacts(project_dir, req.target_path)
     if session is None and (settings.destination.get("type") != "files" or settings.state.startswith("s3://")
@@ -118,10 +121,12 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
     )
     work_dir = settings.work_dir if settings.work_dir.is_absolute() else project_dir / settings.work_dir
     run = SyncRun(
-        artifacts=artifacts, reader=build_reader(target, project_dir, session), destination=destination,
+        artifacts=artifacts, reader=build_reader(target, project_dir, session, run_id), destination=destination,
         destination_key=state_key(destination, settings.destination), state=state, options=options,
-        target=target.name, work_dir=work_dir, command=command, progress=progress,
+        target=target.name, work_dir=work_dir, command=command, progress=progress, run_id=run_id, lease=lease,
     )
+    if lease is not None and lease.took_over:
+        run.report.notes.append(lease.took_over)
     run.report.as_of = as_of_of_invocation(artifacts.run_results)
     run.imports_table = build_imports_table(target, settings, session)
     return run
@@ -141,9 +146,22 @@ def build_imports_table(target: Target, settings: Settings, session=None):
     return None
 
 
+def run_lease(req: SyncRequest, *, command: str, session=None) -> RunLease:
+    """The deployment's run lease (not yet taken): one run or sync at a time (sync/run/lease.py)."""
+    _, settings = load_context(req)
+    return open_lease(build_state(settings.state, session, settings.raw.get("state_kms_key_id")),
+                      run_id=new_run_id(), command=command)
+
+
 def run_sync(req: SyncRequest, *, command: str = "sync", dry_run: bool = False, session=None,
-             progress: Progress | None = None) -> RunReport:
-    return prepare_run(req, command=command, dry_run=dry_run, session=session, progress=progress).execute()
+             progress: Progress | None = None, lease: RunLease | None = None) -> RunReport:
+    """One sync. It runs under the run lease: ``lease`` when the caller holds it (``lakeseg run``), else
+    its own, taken here; a plan (``dry_run``), which writes and sends nothing, takes none."""
+    if dry_run or lease is not None:
+        return prepare_run(req, command=command, dry_run=dry_run, session=session, progress=progress,
+                           lease=lease).execute()
+    with run_lease(req, command=command, session=session) as own:
+        return prepare_run(req, command=command, session=session, progress=progress, lease=own).execute()
 
 
 def write_html_report(req: SyncRequest, path: Path | None = None, *, limit: int | None = None, session=None):

@@ -27,3 +27,13 @@ class LockHeld(LakesegError):
 
 class DeliveryFailed(LakesegError):
     """The destination did not confirm the delivery."""
+
+
+class LeaseHeld(LakesegError):
+    """Another run of this deployment holds the run lease: nothing was built or synced (exit code 3)."""
+
+    exit_code = 3
+
+
+class LeaseLost(LakesegError):
+    """This run could not renew its run lease in time: it stops handing anything over."""

@@ -13,8 +13,22 @@ Every query sends ``ResultConfiguration`` (a work group that enforces its own
 settings overrides it; one that does not, such as a fresh ``primary``, would
 otherwise reject the query). Each segment's query id and bytes scanned
 (``DataScannedInBytes``, what Athena bills) are kept in ``stats`` for the run
-report. A query that runs longer than ``timeout_seconds``
-(``$LAKESEG_ATHENA_QUERY_TIMEOUT``, default 3600) is stopped.
+report (``stats_for``: the segment report's ``data_scanned_bytes``, in history
+and as the ``DataScannedBytes`` metric).
+
+No query outlives the run that started it: ``StopQueryExecution`` is sent when
+the query runs longer than ``timeout_seconds`` (``$LAKESEG_ATHENA_QUERY_TIMEOUT``,
+default 3600, measured in wall time on the monotonic clock, however long the
+polls themselves take), and on every other way the wait can end early: an
+exception, Ctrl-C, or SIGTERM (the CLI turns it into ``Terminated``, see
+``sync/core/signals.py``; CodeBuild sends it when a build times out or is
+stopped). ``cleanup`` stops any query still running.
+
+A start is idempotent: ``ClientRequestToken`` is derived from the run id and
+the segment's table (and so is the UNLOAD prefix), so a retried
+``StartQueryExecution`` -- botocore's retry after a lost response, or the
+segment staged again in the same run -- gets the query already started instead
+of running it twice.
 
 Athena lowercases identifiers, so declared column names are matched
 case-insensitively and the declared case is restored in DuckDB.
@@ -22,6 +36,7 @@ case-insensitively and the declared case is restored in DuckDB.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -43,8 +58,6 @@ DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 class AthenaQueryFailed(LakesegError):
     """An Athena query ended FAILED or CANCELLED (or timed out)."""
-
-
 
 
 def _split_s3(url: str) -> tuple[str, str]:
@@ -78,7 +91,8 @@ class AthenaReader:
     def __init__(self, athena_client, s3_client, *, s3_staging_dir: str, work_group: str | None = None,
                  catalog: str = "awsdatacatalog", poll_seconds: float = 0.5, max_poll_seconds: float = 10.0,
                  timeout_seconds: float = 3600.0, sleep: Callable[[float], None] = time.sleep,
-                 new_id: Callable[[], str] = lambda: uuid.uuid4().hex):
+                 new_id: Callable[[], str] = lambda: uuid.uuid4().hex, run_id: str | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         if not s3_staging_dir:
             raise ConfigError("the athena target has no s3_staging_dir (profiles.yml): lakeseg unloads segments there")
         self.athena = athena_client
@@ -92,54 +106,96 @@ class AthenaReader:
         self.timeout_seconds = timeout_seconds
         self.sleep = sleep
         self.new_id = new_id
+        self.run_id = run_id  # with it, starts are idempotent per (run, segment)
+        self.clock = clock
+        self._running: set[str] = set()  # started and not yet seen to end: stopped by cleanup
+        self._last_query: str | None = None
         self._prefixes: list[str] = []
         self._dirs: list[Path] = []
         self.stats: dict[str, dict] = {}  # str(relation) -> {query_id, data_scanned_bytes}
         self._queries: dict[str, dict] = {}
 
     @classmethod
-    def from_profile(cls, target: dict, session) -> AthenaReader:
+    def from_profile(cls, target: dict, session, run_id: str | None = None) -> AthenaReader:
         region = target.get("region_name")
         return cls(
             session.client("athena", region_name=region), session.client("s3", region_name=region),
             s3_staging_dir=target.get("s3_staging_dir", ""), work_group=target.get("work_group"),
             catalog=target.get("database") or "awsdatacatalog",
             poll_seconds=float(target.get("poll_interval", 0.5)), timeout_seconds=_timeout_from_env(),
+            run_id=run_id,
         )
 
     # ------------------------------------------------------------------ query
-    def run_query(self, sql: str) -> str:
-        """Start a query and wait until it ends; return its id or raise AthenaQueryFailed."""
+    def request_token(self, relation: RelationRef | str) -> str | None:
+        """The ClientRequestToken of a segment's query in this run (64 hex characters), or None without a run id."""
+        if not self.run_id:
+            return None
+        return hashlib.sha256(f"lakeseg:{self.run_id}:{relation}".encode()).hexdigest()
+
+    def run_query(self, sql: str, token: str | None = None) -> str:
+        """Start a query and wait until it ends; return its id or raise AthenaQueryFailed.
+
+        However the wait ends early (timeout, exception, SIGTERM), the query is stopped.
+        """
         args = {"QueryString": sql, "QueryExecutionContext": {"Catalog": self.catalog},
                 "ResultConfiguration": {"OutputLocation": self.output_location}}
         if self.work_group:
             args["WorkGroup"] = self.work_group
+        if token:
+            args["ClientRequestToken"] = token
         query_id = self.athena.start_query_execution(**args)["QueryExecutionId"]
+        self._running.add(query_id)
+        self._last_query = query_id
         log.info("athena query %s started", query_id)
-        waited, delay = 0.0, self.poll_seconds
-        while True:
-            execution = self.athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
-            status = execution["Status"]
-            state = status["State"]
-            if state in DONE:
-                break
-            if waited >= self.timeout_seconds:
-                self.athena.stop_query_execution(QueryExecutionId=query_id)
-                raise AthenaQueryFailed(f"Athena query {query_id} did not finish in {self.timeout_seconds:.0f}s; stopped it")
-            self.sleep(delay)
-            waited += delay
-            delay = min(delay * 2, self.max_poll_seconds)
+        deadline = self.clock() + self.timeout_seconds
+        delay = self.poll_seconds
+        execution: dict = {}
+        try:
+            while True:
+                execution = self.athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+                self._note_scanned(query_id, execution)
+                status = execution["Status"]
+                state = status["State"]
+                if state in DONE:
+                    self._running.discard(query_id)
+                    break
+                left = deadline - self.clock()
+                if left <= 0:
+                    raise AthenaQueryFailed(f"Athena query {query_id} did not finish in {self.timeout_seconds:.0f}s "
+                                            "(wall time); stopped it")
+                self.sleep(min(delay, left))
+                delay = min(delay * 2, self.max_poll_seconds)
+        except BaseException as exc:
+            self._stop(query_id, f"{type(exc).__name__}: {exc}")
+            raise
         if state != "SUCCEEDED":
             reason = status.get("StateChangeReason") or (status.get("AthenaError") or {}).get("ErrorMessage") or "no reason given"
             raise AthenaQueryFailed(f"Athena query {query_id} {state}: {reason}")
+        log.info("athena query %s succeeded, scanned %s bytes", query_id,
+                 self._queries[query_id]["data_scanned_bytes"])
+        return query_id
+
+    def _note_scanned(self, query_id: str, execution: dict) -> None:
         scanned = (execution.get("Statistics") or {}).get("DataScannedInBytes")
         self._queries[query_id] = {"query_id": query_id, "data_scanned_bytes": scanned}
-        log.info("athena query %s succeeded, scanned %s bytes", query_id, scanned)
-        return query_id
+
+    def _stop(self, query_id: str, why: str) -> None:
+        """StopQueryExecution, best effort: the run is ending anyway, and a failed stop must not hide why."""
+        self._running.discard(query_id)
+        try:
+            self.athena.stop_query_execution(QueryExecutionId=query_id)
+            log.warning("stopped athena query %s (%s)", query_id, why)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not stop athena query %s (%s): %s", query_id, why, exc)
 
     @property
     def output_location(self) -> str:
         return f"s3://{_key(self.bucket, self.base)}/"
+
+    def stats_for(self, relation: RelationRef) -> dict | None:
+        """The segment's query id and bytes scanned (``data_scanned_bytes``), once its query ran."""
+        return self.stats.get(str(relation))
 
     def notes_for(self, relation: RelationRef) -> list[str]:
         """One line for the run report: the segment's Athena query id and bytes scanned."""
@@ -151,13 +207,21 @@ class AthenaReader:
     # ----------------------------------------------------------------- reader
     def stage(self, con: duckdb.DuckDBPyConnection, relation: RelationRef, columns: Sequence[str],
               workdir: Path) -> str:
-        prefix = _key(self.base, "lakeseg-unload", self.new_id())
+        token = self.request_token(relation)
+        # With a run id the prefix is derived like the token: a retried start sends the very same request.
+        prefix = _key(self.base, "lakeseg-unload", f"{self.run_id}-{token[:16]}" if token else self.new_id())
         self._prefixes.append(prefix)
         select = ", ".join(qi(c.lower()) for c in columns)
         table = f"{qi(relation.schema)}.{qi(relation.identifier)}"
-        query_id = self.run_query(f"UNLOAD (SELECT {select} FROM {table}) TO {ql(f's3://{self.bucket}/{prefix}/')} "
-                                  "WITH (format = 'PARQUET', compression = 'SNAPPY')")
-        self.stats[str(relation)] = self._queries.get(query_id, {"query_id": query_id, "data_scanned_bytes": None})
+        self._last_query = None
+        try:
+            query_id = self.run_query(f"UNLOAD (SELECT {select} FROM {table}) TO "
+                                      f"{ql(f's3://{self.bucket}/{prefix}/')} WITH (format = 'PARQUET', "
+                                      "compression = 'SNAPPY')", token=token)
+        finally:  # bytes scanned are billed, and reported, for a failed or stopped query too
+            if self._last_query:
+                self.stats[str(relation)] = self._queries.get(
+                    self._last_query, {"query_id": self._last_query, "data_scanned_bytes": None})
         local = Path(workdir) / "athena"
         local.mkdir(parents=True, exist_ok=True)
         self._dirs.append(local)
@@ -180,6 +244,8 @@ class AthenaReader:
         return sorted(keys)
 
     def cleanup(self) -> None:
+        for query_id in sorted(self._running):
+            self._stop(query_id, "the run is cleaning up")
         for prefix in self._prefixes:
             keys = self._list(prefix)
             for i in range(0, len(keys), 1000):

@@ -169,6 +169,7 @@ class SegmentReport:
     started_at: str = ""
     duration_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    data_scanned_bytes: int | None = None  # what the warehouse scanned to read the segment (Athena), if known
     quarantined: list[dict] = field(default_factory=list)  # {id, message, attempts, first_run_id}
 
     @property
@@ -194,6 +195,7 @@ class RunReport:
     # Segments the latest dbt invocation did not build (a `dbt build --select`), left alone by a sync that
     # selected none of them: dbt's own contract, as `dbt build -s x` leaves the other models alone.
     left_alone: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # run-level notes, e.g. a run lease taken over from a dead run
 
     @property
     def ok(self) -> bool:
@@ -209,7 +211,7 @@ class SyncRun:
     def __init__(self, *, artifacts: Artifacts, reader: SegmentReader, destination: Destination,
                  destination_key: str, state, options: SyncOptions, target: str, work_dir: Path,
                  command: str, progress: Progress | None = None,
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None, run_id: str | None = None, lease=None):
         self.clock = clock or wall_clock
         self.artifacts = artifacts
         self.reader = reader
@@ -218,7 +220,8 @@ class SyncRun:
         self.state = state
         self.options = options
         self.progress = progress or _no_progress
-        self.run_id = new_run_id()
+        self.run_id = run_id or new_run_id()
+        self.lease = lease  # sync.run.lease.RunLease this run holds, or None
         self.work_root = Path(work_dir)
         self.report = RunReport(self.run_id, command, target, destination_key, state.url, _now())
         self._history_lock = threading.Lock()
@@ -294,6 +297,10 @@ class SyncRun:
 
     # ----------------------------------------------------------------- helpers
     def _record(self, rep: SegmentReport) -> None:
+        read_stats = getattr(self.reader, "stats_for", None)
+        seg = next((s for s in self._segments if s.name == rep.segment), None)
+        if read_stats is not None and seg is not None and rep.data_scanned_bytes is None:
+            rep.data_scanned_bytes = (read_stats(seg.relation) or {}).get("data_scanned_bytes")
         with self._history_lock:
             self.report.segments.append(rep)
             if not self.options.dry_run:
@@ -333,7 +340,19 @@ class SyncRun:
                                                       "run_id": self.run_id}))
 
     def _owner(self) -> dict:
-        return {"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "command": self.report.command}
+        owner = {"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "command": self.report.command}
+        if self.lease is not None:  # the lease it runs under: a lock of any other lease is a dead run's
+            owner["lease"] = self.lease.token
+        return owner
+
+    def _lock_outlived_its_lease(self, owner: dict) -> bool:
+        """The lock was taken under a run lease that is not the one this run holds now: its run is dead."""
+        return self.lease is not None and bool(owner.get("lease")) and owner.get("lease") != self.lease.token
+
+    def _hold_lease(self) -> None:
+        """Before anything is handed over or committed: this run must still hold its lease (LeaseLost)."""
+        if self.lease is not None:
+            self.lease.ensure_held()
 
     def _ownership_problems_waived(self, seg: Segment, problems: list[str]) -> bool:
         """A field claimed by two segments refuses only the one without committed state for it.
@@ -457,7 +476,8 @@ class SyncRun:
         """Take the (destination, segment) lock.
 
         A lock whose owner is a process on this host that no longer runs (a
-        killed sync) is taken over, and the run says so; any other held lock
+        killed sync), or a run that took it under a run lease this run has
+        since taken (sync/run/lease.py: that run is dead), is taken over, and the run says so; any other held lock
         refuses the segment with its owner and age. The takeover deletes only
         the lock it judged dead (compare-and-delete on its token), so two runs
         that judged it dead at once cannot both end up holding it.
@@ -467,7 +487,7 @@ class SyncRun:
             return
         except LockHeld:
             held = self.state.read_lock(self.destination_key, segment)
-            if held is None or not _owner_is_dead_here(held.owner):
+            if held is None or not (_owner_is_dead_here(held.owner) or self._lock_outlived_its_lease(held.owner)):
                 raise
         self.state.force_unlock(self.destination_key, segment, token=held.token)
         log.warning("took over the lock on %s/%s from dead %s", self.destination_key, segment, held.describe())
@@ -483,6 +503,7 @@ class SyncRun:
                             bytes=sum(p.stat().st_size for p in delivery.files))
         try:
             with stack:
+                self._hold_lease()
                 self.progress(seg.name, "delivering", 0, len(delivery.files))
                 result = self.destination.deliver(
                     delivery, lambda label, done, total: self.progress(seg.name, "delivering", done, total))
@@ -517,6 +538,7 @@ class SyncRun:
     def _commit(self, con, prepared: PreparedSegment, result: DeliveryResult,
                 quarantine: dict[str, QuarantinedRow]) -> list[QuarantinedRow]:
         """Commit the new snapshot with the rows the platform rejected quarantined; returns them."""
+        self._hold_lease()
         seg = prepared.segment
         rejected = dict(result.rejected)
         kept = []

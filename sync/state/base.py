@@ -6,7 +6,8 @@ Layout under the store's root (a directory, or an S3 prefix):
     snapshots/<destination>/<segment>/<run_id>-<uuid>.parquet      Id, k1, k2, digest per member
     snapshots/<destination>/<segment>/in_doubt.json     pointer to the ids of an unconfirmed delivery
     snapshots/<destination>/<segment>/in-doubt-<run_id>-<uuid>.parquet   Id per row handed over
-    locks/<destination>/<segment>.json                  owner: run id, host, pid, acquired_at, token
+    locks/<destination>/<segment>.json                  owner: run id, host, pid, lease, acquired_at, token
+    lease/run.json                                      the run lease: owner, renewed_at, expires_at, token
     history/<started_at>-<run_id>.json                  one document per run (one line of JSON)
 
 A commit writes the data file under a fresh name, then replaces the pointer in
@@ -48,6 +49,7 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 POINTER = "current.json"
 IN_DOUBT = "in_doubt.json"
+LEASE_KEY = "lease/run.json"  # the run lease: one run at a time per deployment (sync/run/lease.py)
 SNAPSHOT_SCHEMA = {"Id": "VARCHAR", "k1": "UBIGINT", "k2": "UBIGINT", "digest": "UBIGINT"}
 # Destinations whose data expires also keep when each member was last confirmed (UTC).
 SNAPSHOT_SCHEMA_CONFIRMED = {**SNAPSHOT_SCHEMA, "confirmed_at": "TIMESTAMP"}
@@ -176,6 +178,10 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def _delete_if_unchanged(self, key: str, expected: bytes) -> bool:
         """Delete ``key`` only if it still holds exactly ``expected`` (compare-and-delete)."""
+
+    @abc.abstractmethod
+    def _replace_if_unchanged(self, key: str, expected: bytes, data: bytes) -> bool:
+        """Replace ``key`` with ``data`` only if it still holds exactly ``expected`` (compare-and-swap)."""
 
     @abc.abstractmethod
     def _list(self, prefix: str) -> list[str]: ...
@@ -404,6 +410,25 @@ class StateStore(abc.ABC):
         if token is not None and (info is None or info.token != token):
             return None
         return info if self._delete_if_unchanged(key, raw) else None
+
+    # ---- the run lease (sync/run/lease.py decides; these only store) ---------
+    def read_lease(self) -> bytes | None:
+        return self._read(LEASE_KEY)
+
+    def create_lease(self, data: bytes) -> bool:
+        """Write the lease only if there is none (one of two racing runs wins)."""
+        return self._create(LEASE_KEY, data)
+
+    def replace_lease(self, expected: bytes, data: bytes) -> bool:
+        """Renew or take over: only if the lease still holds exactly ``expected``."""
+        return self._replace_if_unchanged(LEASE_KEY, expected, data)
+
+    def delete_lease(self, expected: bytes) -> bool:
+        """Release: only if the lease is still exactly ``expected`` (never another run's)."""
+        return self._delete_if_unchanged(LEASE_KEY, expected)
+
+    def lease_location(self) -> str:
+        return self._location(LEASE_KEY)
 
     # ---- history -------------------------------------------------------------
     @staticmethod

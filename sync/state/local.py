@@ -89,6 +89,25 @@ class LocalStateStore(StateStore):
         finally:
             os.close(fd)
 
+    def _replace_if_unchanged(self, key: str, expected: bytes, data: bytes) -> bool:
+        # Under the same sidecar flock as _delete_if_unchanged: compare, then replace atomically.
+        path = self._path(key)
+        if not path.parent.exists():
+            return False
+        mutex = path.with_name(f".{path.name}.mutex")
+        fd = os.open(mutex, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if path.read_bytes() != expected:
+                    return False
+            except FileNotFoundError:
+                return False
+            self._write(key, data)
+            return True
+        finally:
+            os.close(fd)
+
     def _mkdir(self, path: Path) -> None:
         """Make ``path`` and every missing parent 0700 (``mkdir(parents=True)`` gives parents the umask's mode)."""
         missing = []

@@ -2,7 +2,8 @@
 
 A PutObject replaces an object atomically, so the snapshot pointer moves in
 one step. Locks use S3's conditional write (``IfNoneMatch="*"``): of two
-writers, only one creates the lock object. Every object is encrypted at rest
+writers, only one creates the lock object; the run lease is renewed and taken
+over with ``IfMatch`` on the ETag just compared (compare-and-swap). Every object is encrypted at rest
 (SSE-S3, or SSE-KMS with a key id); boto3 talks HTTPS.
 """
 
@@ -77,6 +78,23 @@ class S3StateStore(StateStore):
             return False
         try:  # conditional delete: only the exact object we compared
             self.s3.delete_object(Bucket=self.bucket, Key=self._key(key), IfMatch=got["ETag"])
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _EXISTS | _MISSING:
+                return False
+            raise
+
+    def _replace_if_unchanged(self, key: str, expected: bytes, data: bytes) -> bool:
+        try:
+            got = self.s3.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING:
+                return False
+            raise
+        if got["Body"].read() != expected:
+            return False
+        try:  # conditional write: only over the exact object we compared
+            self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=got["ETag"], **self._sse())
             return True
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _EXISTS | _MISSING:

@@ -56,8 +56,8 @@ class FakeAthenaEngine:
     def __call__(self, reader: AthenaReader):
         original = reader.run_query
 
-        def run_query(sql: str) -> str:
-            query_id = original(sql)  # moto: start + poll (SUCCEEDED at once)
+        def run_query(sql: str, **kw) -> str:
+            query_id = original(sql, **kw)  # moto: start + poll (SUCCEEDED at once)
             self.queries.append(sql)
             m = UNLOAD.match(sql)
             assert m, sql
@@ -128,7 +128,7 @@ def test_missing_column_is_named(aws, tmp_path):
     reader = engine(make_reader(athena, s3))
     original = reader.run_query
     # Athena "returns" a table without the note column
-    reader.run_query = lambda sql: original(sql.replace(', "note"', ""))
+    reader.run_query = lambda sql, **kw: original(sql.replace(', "note"', ""), **kw)
     with pytest.raises(ConfigError, match="no column matching 'note'"):
         reader.stage(duckdb.connect(), segment().relation, segment().columns, tmp_path / "w")
 
@@ -159,10 +159,10 @@ def test_polling_backs_off_and_times_out(tmp_path):
     stub.add_response("stop_query_execution", {})
     sleeps = []
     reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=sleeps.append,
-                          poll_seconds=1, max_poll_seconds=4, timeout_seconds=10)
+                          poll_seconds=1, max_poll_seconds=4, timeout_seconds=10, clock=lambda: sum(sleeps))
     with stub, pytest.raises(AthenaQueryFailed, match="q-9 did not finish"):
         reader.run_query("select 1")
-    assert sleeps == [1, 2, 4, 4]
+    assert sleeps == [1, 2, 4, 3]  # the last pause ends at the deadline
 
 
 def test_profile_without_staging_dir_is_a_config_error():
