@@ -8,8 +8,9 @@ API call from the run: print the lines to a log stream CloudWatch Logs ingests
 Two kinds of document:
 
 * one per segment, from a run report (``RunReport.as_dict()`` or a history
-  document): members, entered, changed, exited, sent, quarantined, duration and
-  whether the segment failed, dimensions ``Destination`` and ``Segment``;
+  document): members, entered, changed, exited, sent, quarantined, duration,
+  whether the segment failed, and on Athena the bytes its query scanned
+  (``DataScannedBytes``, what Athena bills), dimensions ``Destination`` and ``Segment``;
 * one per run outcome, from the exit code alone (a run that stopped on a
   configuration error has no report): ``RunsFinished`` (the heartbeat) and
   ``RunsFailed``, no dimensions.
@@ -39,6 +40,7 @@ SEGMENT_METRICS: tuple[tuple[str, str], ...] = (
     ("Quarantined", "Count"),
     ("DurationSeconds", "Seconds"),
     ("SegmentFailed", "Count"),
+    ("DataScannedBytes", "Bytes"),
 )
 SEGMENT_DIMENSIONS = ("Destination", "Segment")
 RUN_METRICS: tuple[tuple[str, str], ...] = (("RunsFinished", "Count"), ("RunsFailed", "Count"))
@@ -79,6 +81,9 @@ def segment_values(segment: Mapping) -> dict[str, float]:
     values["Quarantined"] = _count(segment.get("quarantined", 0))
     values["DurationSeconds"] = round(float(segment.get("duration_s") or 0.0), 3)
     values["SegmentFailed"] = 0 if status in OK_STATUSES else 1
+    scanned = segment.get("data_scanned_bytes")
+    if isinstance(scanned, int) and not isinstance(scanned, bool):  # read through Athena: what the query scanned
+        values["DataScannedBytes"] = scanned
     return values
 
 

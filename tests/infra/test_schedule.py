@@ -416,7 +416,7 @@ def test_the_dashboard_is_valid_json_and_shows_the_metrics_the_run_publishes(res
 
     body = json.loads(resolve(resources["Dashboard"]["Properties"]["DashboardBody"], REFS, OFF))
     text = json.dumps(body)
-    assert len(body["widgets"]) == 6
+    assert len(body["widgets"]) == 7
     for name, _ in metrics.SEGMENT_METRICS + metrics.RUN_METRICS:
         if name != "Changed":  # shown through the segment totals, not a widget of its own
             assert name in text, name
