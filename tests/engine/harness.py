@@ -162,12 +162,13 @@ class EngineHarness:
         return SyncOptions(**{"digest_key": KEY, "memory_limit": "256MB", **kw})
 
     def run(self, *, destination=None, state=None, command: str = "sync", progress=None, imports_table=None,
-            clock=None, reader=None, **options) -> RunReport:
+            clock=None, reader=None, lease=None, **options) -> RunReport:
         run = SyncRun(
             artifacts=self.artifacts(), reader=reader or DuckDBReader(self.database),
             destination=destination or FilesDestination(self.exports), destination_key="files",
             state=state or open_state_store(str(self.state_dir)), options=self.options(**options),
             target="local", work_dir=self.work, command=command, progress=progress, clock=clock,
+            run_id=lease.run_id if lease is not None else None, lease=lease,
         )
         if imports_table is not None:
             run.imports_table = imports_table
