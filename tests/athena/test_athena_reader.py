@@ -8,7 +8,10 @@ Parquet files Athena would write -- lowercase column names, as Athena does.
 from __future__ import annotations
 
 import csv
+import os
 import re
+import signal
+import time
 from pathlib import Path
 
 import boto3
@@ -246,3 +249,170 @@ def test_bad_query_timeout_is_named(monkeypatch, value):
     with pytest.raises(ConfigError, match="LAKESEG_ATHENA_QUERY_TIMEOUT"):
         AthenaReader.from_profile({"type": "athena", "region_name": REGION, "s3_staging_dir": "s3://b/x/"},
                                   boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"))
+
+
+# ------------------------------------------------- no query outlives the run (issue 21, item 4)
+
+RUNNING = {"QueryExecution": {"QueryExecutionId": "q-7", "Status": {"State": "RUNNING"},
+                              "Statistics": {"DataScannedInBytes": 5_000_000}}}
+
+
+def running_query(stub, polls: int = 1) -> None:
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q-7"})
+    for _ in range(polls):
+        stub.add_response("get_query_execution", RUNNING)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _raise(exc):
+    def sleep(_seconds):
+        raise exc
+    return sleep
+
+
+@pytest.mark.parametrize("how", ["error-while-waiting", "athena-error-while-polling", "ctrl-c"])
+def test_a_query_is_stopped_when_the_wait_ends_in_an_exception(how):
+    # Given a query still running
+    athena, stub = stubbed_athena()
+    running_query(stub)
+    sleep = lambda s: None  # noqa: E731
+    expected: type[BaseException] = Interrupted
+    if how == "error-while-waiting":
+        sleep = _raise(Interrupted("network down"))
+    elif how == "ctrl-c":
+        sleep, expected = _raise(KeyboardInterrupt()), KeyboardInterrupt
+    else:
+        from botocore.exceptions import ClientError
+
+        stub.add_client_error("get_query_execution", "InternalServerException", "try again", 500)
+        expected = ClientError
+    # When the wait ends early, then StopQueryExecution names the query (request checked against Athena's model)
+    stub.add_response("stop_query_execution", {}, {"QueryExecutionId": "q-7"})
+    reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=sleep)
+    with stub, pytest.raises(expected):
+        reader.run_query("select 1")
+    stub.assert_no_pending_responses()
+
+
+def test_a_query_is_stopped_on_sigterm():
+    from sync.core.signals import Terminated, terminate_on_sigterm
+
+    # Given a query running, and SIGTERM arriving while the run waits (CodeBuild's timeout or stop)
+    athena, stub = stubbed_athena()
+    running_query(stub)
+    stub.add_response("stop_query_execution", {}, {"QueryExecutionId": "q-7"})
+
+    def codebuild_stops_the_build(_seconds):
+        os.kill(os.getpid(), signal.SIGTERM)  # this test's own process, handled by the CLI's handler
+        time.sleep(5)  # never reached: the handler raises first
+
+    reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=codebuild_stops_the_build)
+    # When the CLI's SIGTERM handler is installed, then the signal ends the wait and the query is stopped
+    with stub, terminate_on_sigterm(), pytest.raises(Terminated, match="SIGTERM"):
+        reader.run_query("select 1")
+    stub.assert_no_pending_responses()
+
+
+def test_the_timeout_is_wall_time_however_long_each_poll_takes():
+    # Given polls that each take 40 s (a slow API), pauses of 0.5 s, and a 100 s timeout
+    athena, stub = stubbed_athena()
+    running_query(stub, polls=3)
+    stub.add_response("stop_query_execution", {}, {"QueryExecutionId": "q-7"})
+    now = [0.0]
+    real = athena.get_query_execution
+
+    def slow_poll(**kw):
+        now[0] += 40
+        return real(**kw)
+
+    athena.get_query_execution = slow_poll
+    reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=lambda s: None,
+                          clock=lambda: now[0], timeout_seconds=100, poll_seconds=0.5)
+    # When the query keeps running, then it is stopped after 120 s of wall time (not 100 s of pauses)
+    with stub, pytest.raises(AthenaQueryFailed, match=r"q-7 did not finish in 100s \(wall time\); stopped it"):
+        reader.run_query("select 1")
+    stub.assert_no_pending_responses()
+    assert now[0] == 120
+
+
+def start_requests(athena) -> list[dict]:
+    """Every StartQueryExecution request as sent (after botocore validated it against Athena's model)."""
+    seen: list[dict] = []
+    athena.meta.events.register("before-parameter-build.athena.StartQueryExecution",
+                                lambda params, **_kw: seen.append(dict(params)))
+    return seen
+
+
+def test_a_retried_start_sends_the_same_request_token(tmp_path):
+    # Given a run whose first start of a segment's UNLOAD got no answer (Athena's 500), and is retried
+    athena, stub = stubbed_athena()
+    sent = start_requests(athena)
+    stub.add_client_error("start_query_execution", "InternalServerException", "no answer", 500)
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q-1"})
+    stub.add_response("get_query_execution", {"QueryExecution": {
+        "QueryExecutionId": "q-1", "Status": {"State": "SUCCEEDED"}, "Statistics": {"DataScannedInBytes": 10}}})
+    s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    s3_stub = Stubber(s3)
+    s3_stub.add_response("list_objects_v2", {"KeyCount": 0})
+    reader = AthenaReader(athena, s3, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=lambda s: None,
+                          run_id="20261201T050000000Z-abc123")
+    seg = segment()
+    with stub, s3_stub:
+        with pytest.raises(Exception, match="no answer"):
+            reader.stage(duckdb.connect(), seg.relation, seg.columns, tmp_path / "w")
+        reader.stage(duckdb.connect(), seg.relation, seg.columns, tmp_path / "w")
+    # Then both starts are the same request, token included: Athena runs the query once
+    assert len(sent) == 2 and sent[0] == sent[1]
+    assert sent[0]["ClientRequestToken"] == reader.request_token(seg.relation)
+    assert "lakeseg-unload/20261201T050000000Z-abc123-" in sent[0]["QueryString"]  # the UNLOAD target too
+
+
+@pytest.mark.parametrize("other", [
+    {"run_id": "20261201T050000000Z-abc123", "relation": RelationRef("awsdatacatalog", "lakeseg_segments", "seg_b")},
+    {"run_id": "20261202T050000000Z-def456", "relation": None},
+], ids=["another-segment", "another-run"])
+def test_the_request_token_is_the_run_and_segments_own(other):
+    athena, _ = stubbed_athena()
+    mine = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", run_id="20261201T050000000Z-abc123")
+    theirs = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", run_id=other["run_id"])
+    relation = segment().relation
+    token = mine.request_token(relation)
+    # the same run and segment give the same token (32 to 128 characters, as Athena requires)
+    assert token == AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/",
+                                 run_id="20261201T050000000Z-abc123").request_token(relation)
+    assert 32 <= len(token) <= 128
+    # another segment, or another run, gets another one
+    assert theirs.request_token(other["relation"] or relation) != token
+
+
+def test_the_start_carries_the_token(tmp_path):
+    athena, stub = stubbed_athena()
+    reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=lambda s: None,
+                          run_id="20261201T050000000Z-abc123")
+    token = reader.request_token(segment().relation)
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q-1"}, {
+        "QueryString": "select 1", "QueryExecutionContext": {"Catalog": "awsdatacatalog"},
+        "ResultConfiguration": {"OutputLocation": f"s3://{BUCKET}/x/"}, "ClientRequestToken": token})
+    stub.add_response("get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-1",
+                                                                 "Status": {"State": "SUCCEEDED"}}})
+    with stub:
+        reader.run_query("select 1", token=token)
+    stub.assert_no_pending_responses()
+
+
+def test_bytes_scanned_by_a_stopped_query_are_reported(tmp_path):
+    # Given a segment whose UNLOAD times out after scanning 5 MB
+    athena, stub = stubbed_athena()
+    running_query(stub, polls=3)
+    stub.add_response("stop_query_execution", {}, {"QueryExecutionId": "q-7"})
+    now = [0.0]
+    reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", timeout_seconds=1,
+                          sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+    seg = segment()
+    with stub, pytest.raises(AthenaQueryFailed):
+        reader.stage(duckdb.connect(), seg.relation, seg.columns, tmp_path / "w")
+    # Then what it scanned (Athena bills it) is still the segment's figure
+    assert reader.stats_for(seg.relation) == {"query_id": "q-7", "data_scanned_bytes": 5_000_000}
