@@ -125,8 +125,6 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
         destination_key=state_key(destination, settings.destination), state=state, options=options,
         target=target.name, work_dir=work_dir, command=command, progress=progress, run_id=run_id, lease=lease,
     )
-    if lease is not None and lease.took_over:
-        run.report.notes.append(lease.took_over)
     run.report.as_of = as_of_of_invocation(artifacts.run_results)
     run.imports_table = build_imports_table(target, settings, session)
     return run

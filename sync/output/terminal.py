@@ -66,7 +66,7 @@ def _notes(report: RunReport) -> list[str]:
     notes = [f"  {s.segment}: {s.reason}" for s in report.segments if s.reason and s.status not in ("planned", "unchanged")
              and s.reason != full_send_reason(s.plan)]
     notes += [f"  {s.segment}: {n}" for s in report.segments for n in s.notes]
-    return notes
+    return [f"  {n}" for n in getattr(report, "notes", ())] + notes  # run-level first (a run lease taken over)
 
 
 def _footer(report: RunReport) -> list[str]:

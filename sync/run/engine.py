@@ -225,6 +225,8 @@ class SyncRun:
         self.work_root = Path(work_dir)
         self.report = RunReport(self.run_id, command, target, destination_key, state.url, _now())
         self._history_lock = threading.Lock()
+        if lease is not None and lease.took_over:  # never silent: the run's history names the dead run
+            self.report.notes.append(lease.took_over)
 
     # ------------------------------------------------------------------ public
     def execute(self) -> RunReport:

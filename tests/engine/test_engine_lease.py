@@ -222,3 +222,21 @@ def test_sigterm_during_a_sync_ends_the_cli_with_143_after_cleanup(monkeypatch):
     assert result.exit_code == 143 and "stopped by SIGTERM" in result.stderr
     assert cleaned == ["finally ran"]
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's only
+
+
+def test_a_lease_taken_over_is_in_the_runs_history_and_output(h):
+    from sync.output.terminal import render
+
+    # Given a lease left by a run killed on another host, expired
+    store = open_state_store(str(h.state_dir))
+    store.create_lease(json.dumps({
+        "owner": {"run_id": "r-killed", "command": "run", "host": "codebuild-1", "pid": 7},
+        "token": "t", "renewed_at": "2020-01-01T00:00:00+00:00", "expires_at": "2020-01-01T00:15:00+00:00",
+    }).encode())
+    # When a run takes it over and syncs
+    with new_lease(store) as lease:
+        report = h.run(state=store, lease=lease)
+    # Then its history and its printed report name the dead run
+    notes = store.get_run(report.run_id)["notes"]
+    assert len(notes) == 1 and notes[0].startswith("took over the run lease of dead run r-killed (run r-killed")
+    assert notes[0] in render(report)
