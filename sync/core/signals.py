@@ -4,9 +4,11 @@ CodeBuild sends SIGTERM when a build times out or is stopped; Python's default
 is to die at once, skipping every ``finally`` (an Athena query left running,
 a lock left held, a history document left "running"). Inside
 ``terminate_on_sigterm()`` the signal raises ``Terminated`` in the main thread
-instead. ``Terminated`` is a ``BaseException``, like ``KeyboardInterrupt``: no
-``except Exception`` (the engine's per-segment boundary) swallows it, so the
-run ends, its ``finally`` blocks run, and the CLI exits 143 (128 + SIGTERM).
+instead. ``Terminated`` is a ``KeyboardInterrupt``: no ``except Exception``
+(the engine's per-segment boundary) swallows it, so the run ends, its
+``finally`` blocks run, and the CLI exits 143 (128 + SIGTERM); and whatever
+handles Ctrl-C handles it too -- ``dbt build`` cancels its open connections
+(dbt-athena stops its running queries).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Iterator
 TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
 
 
-class Terminated(BaseException):  # noqa: N818 - named after the signal's meaning, as KeyboardInterrupt is
+class Terminated(KeyboardInterrupt):  # noqa: N818 - named after the signal's meaning, as KeyboardInterrupt is
     """The process received SIGTERM."""
 
 

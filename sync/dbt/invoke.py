@@ -60,6 +60,8 @@ def invoke(command: str, project: DbtProject, extra: Sequence[str] = ()) -> bool
             result = dbtRunner().invoke(args)
     finally:
         _release_duckdb()
+    if isinstance(result.exception, KeyboardInterrupt):  # Ctrl-C, or SIGTERM (sync/core/signals.py): end the run
+        raise result.exception
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise ConfigError(f"dbt {command} could not run: {result.exception}")
     return bool(result.success)

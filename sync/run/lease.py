@@ -228,6 +228,7 @@ class RunLease:
         self._acquired_at = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
         self._owner = {"run_id": run_id, "command": command, **this_process()}
 
     # ------------------------------------------------------------ the document
@@ -327,8 +328,9 @@ class RunLease:
 
     def release(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in (self._thread, self._watchdog):
+            if thread is not None:
+                thread.join(timeout=10)
         if self._raw is not None and not self.lost:
             try:
                 self.state.delete_lease(self._raw)
@@ -337,13 +339,27 @@ class RunLease:
         self._raw = None
 
     def start_heartbeat(self) -> None:
+        """Two daemon threads: one renews every ``heartbeat`` seconds; a watchdog acts on the deadline even
+        while a renewal hangs (a store call can block for minutes) and the main thread waits on a platform."""
         self._thread = threading.Thread(target=self._beat, name=f"lakeseg-lease-{self.run_id}", daemon=True)
         self._thread.start()
+        self._watchdog = threading.Thread(target=self._watch, name=f"lakeseg-lease-watch-{self.run_id}",
+                                          daemon=True)
+        self._watchdog.start()
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat):
             self.renew()
             if self.lost:
+                return
+
+    def _watch(self) -> None:
+        while not self.lost:
+            left = self._deadline - self.monotonic()
+            if left <= 0:
+                self._check_deadline()
+                return
+            if self._stop.wait(min(left, self.heartbeat)):
                 return
 
     def __enter__(self) -> RunLease:

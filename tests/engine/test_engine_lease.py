@@ -240,3 +240,23 @@ def test_a_lease_taken_over_is_in_the_runs_history_and_output(h):
     notes = store.get_run(report.run_id)["notes"]
     assert len(notes) == 1 and notes[0].startswith("took over the run lease of dead run r-killed (run r-killed")
     assert notes[0] in render(report)
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
+def test_a_stop_during_dbt_build_ends_the_run_instead_of_syncing(monkeypatch, tmp_path, stop):
+    """dbt's runner returns every exception as a result (after cancelling its queries on Ctrl-C);
+    a stop must still end lakeseg run, not go on to sync."""
+    import dbt.cli.main
+
+    from sync.core.signals import Terminated
+    from sync.dbt.invoke import DbtProject, invoke
+
+    exc = Terminated("stopped by SIGTERM") if stop == "sigterm" else KeyboardInterrupt()
+
+    class Runner:
+        def invoke(self, args):
+            return dbt.cli.main.dbtRunnerResult(success=False, exception=exc)
+
+    monkeypatch.setattr(dbt.cli.main, "dbtRunner", Runner)
+    with pytest.raises(type(exc)):
+        invoke("build", DbtProject(tmp_path, tmp_path))

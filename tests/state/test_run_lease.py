@@ -249,3 +249,22 @@ def test_lease_timing_defaults(monkeypatch):
     monkeypatch.delenv("LAKESEG_LEASE_TTL_SECONDS", raising=False)
     monkeypatch.delenv("LAKESEG_LEASE_HEARTBEAT_SECONDS", raising=False)
     assert lease_timing_from_env() == (900.0, 60.0)
+
+
+def test_the_watchdog_gives_the_lease_up_while_a_renewal_hangs(store, monkeypatch):
+    # Given a run whose renewal blocks (a store call that never answers)
+    hang = threading.Event()
+    lost: list[str] = []
+    mine = RunLease(store, run_id="r-1", command="run", ttl=1.0, heartbeat=0.05, margin=0.5, on_lost=lost.append)
+    mine.acquire()
+    monkeypatch.setattr(store, "replace_lease", lambda *a: hang.wait(5) and False)
+    # When its deadline (ttl - margin after the last renewal) passes
+    mine.start_heartbeat()
+    for _ in range(100):
+        if lost:
+            break
+        threading.Event().wait(0.05)
+    hang.set()
+    mine.release()
+    # Then the watchdog gave the lease up on time, though the heartbeat thread was stuck
+    assert lost and "not renewed" in lost[0]
