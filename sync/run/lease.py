@@ -255,6 +255,7 @@ class RunLease:
     # ------------------------------------------------------------------ public
     def acquire(self) -> RunLease:
         """Take the lease, or raise LeaseHeld naming the live holder."""
+        self.state.check_writable()  # a store that cannot take the lease is a configuration error (exit 2)
         for _attempt in range(5):
             start, now = self.monotonic(), self.clock()
             self._acquired_at = _stamp(now)
