@@ -215,9 +215,8 @@ class AthenaReader:
         table = f"{qi(relation.schema)}.{qi(relation.identifier)}"
         self._last_query = None
         try:
-            query_id = self.run_query(f"UNLOAD (SELECT {select} FROM {table}) TO "
-                                      f"{ql(f's3://{self.bucket}/{prefix}/')} WITH (format = 'PARQUET', "
-                                      "compression = 'SNAPPY')", token=token)
+            self.run_query(f"UNLOAD (SELECT {select} FROM {table}) TO {ql(f's3://{self.bucket}/{prefix}/')} "
+                           "WITH (format = 'PARQUET', compression = 'SNAPPY')", token=token)
         finally:  # bytes scanned are billed, and reported, for a failed or stopped query too
             if self._last_query:
                 self.stats[str(relation)] = self._queries.get(

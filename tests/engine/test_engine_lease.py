@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import time
 
 import pytest
@@ -139,12 +138,16 @@ def app(tmp_path, monkeypatch):
         calls.append(("sync", lease))
 
         class Run:
+            class report:  # noqa: N801
+                phases: dict = {}
+
             def execute(self):
                 return "report"
         return Run()
 
     monkeypatch.setattr(app_run, "invoke", invoke)
     monkeypatch.setattr(wiring, "prepare_run", prepare_run)
+    monkeypatch.setattr(app_run, "prepare_run", prepare_run)
     return open_state_store(str(state_dir)), calls
 
 
