@@ -56,6 +56,7 @@ from sync.destinations import profile_fields as pf
 from sync.destinations.aws_calls import Retrier, client_config, error_code, is_transient, poll, preflight_error
 from sync.destinations.base import DeliveryResult, JobRecord, Progress, SegmentDelivery
 from sync.destinations.jobs import (
+    DEFAULT_MAX_ISOLATION_JOBS,
     ISOLATION_SETTINGS,
     Job,
     JobOutcome,
@@ -75,7 +76,7 @@ URL_MARGIN = timedelta(seconds=60)  # a pre-signed URL valid for less than this 
 MAX_URL_FETCHES = 3
 MAX_LISTED_PAGES = 20
 DOMAIN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_NAME = re.compile(r"^lakeseg-(?P<run>\d{8}T\d{9}Z-[0-9a-f]{6})-(?P<segment>.+)-p(?P<part>[0-9ab]+)$")
+_NAME = re.compile(r"^lakeseg-(?P<run>\d{8}T\d{9}Z-[0-9a-f]{6})-(?P<segment>.+)-p(?P<part>[0-9a-z]+)$")
 
 SETTINGS = {
     "type": "customer_profiles",
@@ -127,7 +128,7 @@ class CustomerProfilesDestination:
                  refresh_before_expiry_days: int = 3, unique_key_target: str = pf.DEFAULT_UNIQUE_KEY_TARGET,
                  segment_name_prefix: str | None = None, poll_seconds: float = 15.0, timeout: float = 6 * 3600,
                  max_concurrent_jobs: int = 2, max_job_bytes: int = pf.MAX_JOB_BYTES,
-                 max_rejected_rows: int = 100, max_isolation_jobs: int = 16, verify: bool | str = True,
+                 max_rejected_rows: int = 100, max_isolation_jobs: int = DEFAULT_MAX_ISOLATION_JOBS, verify: bool | str = True,
                  http_timeout: float = 300.0, retry_base_seconds: float = 0.5, max_retries: int = 8,
                  sleep: Callable[[float], None] = time.sleep,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
@@ -505,4 +506,5 @@ def verdict(response: dict, rows: int) -> JobOutcome:
         return JobOutcome(record, error=f"upload job {record.job_id} partially succeeded but reports no failed record "
                                         "count; not confirmed")
     reason = f" ({record.failures[0]})" if record.failures else ""
-    return JobOutcome(record, error=f"upload job {record.job_id} {status}{reason}")
+    # FAILED (not STOPPED): a one-row job that ends so refused its row (see jobs.py).
+    return JobOutcome(record, error=f"upload job {record.job_id} {status}{reason}", platform_failed=status == "FAILED")

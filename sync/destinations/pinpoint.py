@@ -54,6 +54,7 @@ from sync.destinations.aws_calls import NOT_FOUND, Retrier, client_config, is_tr
 from sync.destinations.aws_calls import error_code as _code
 from sync.destinations.base import DeliveryResult, JobRecord, Progress, SegmentDelivery
 from sync.destinations.jobs import (  # noqa: F401
+    DEFAULT_MAX_ISOLATION_JOBS,
     ISOLATION_SETTINGS,
     Job,
     JobOutcome,
@@ -140,7 +141,7 @@ class PinpointDestination:
                  timeout: float = 6 * 3600, max_job_bytes: int = MAX_JOB_BYTES,
                  multipart_threshold: int = 64 * 1024**2, multipart_chunksize: int = 16 * 1024**2,
                  retry_base_seconds: float = 0.5, max_retries: int = 8,
-                 max_rejected_rows: int = 100, max_isolation_jobs: int = 16,
+                 max_rejected_rows: int = 100, max_isolation_jobs: int = DEFAULT_MAX_ISOLATION_JOBS,
                  sleep: Callable[[float], None] = time.sleep):
         self.application_id = application_id
         self.import_s3_url = import_s3_url
@@ -687,13 +688,14 @@ def _outcome(record: JobRecord, error: str | None) -> JobOutcome:
     when any piece failed; the rest may be imported) -- isolated and
     quarantined. FAILED with no failures, a timeout, an error: the job failed.
     """
-    if error is not None:
-        return JobOutcome(record, error=error)
+    if error is not None:  # an import job that ended FAILED (through the import tail, too) is the platform's verdict
+        return JobOutcome(record, error=error, platform_failed=record.status == "FAILED" and bool(record.job_id))
     if _job_ok(record):
         return JobOutcome(record, ok=True)
     if record.status in TERMINAL_JOB_STATES and (record.total_failures or 0) > 0:
         return JobOutcome(record, refused_rows=int(record.total_failures), messages=list(record.failures))
-    return JobOutcome(record, error=_describe(record))
+    # FAILED with no failure count: a one-row job that ends so refused its row (see jobs.py).
+    return JobOutcome(record, error=_describe(record), platform_failed=record.status == "FAILED")
 
 
 def segment_dimensions(segment_filter: dict[str, tuple[str, ...]]) -> dict:

@@ -329,8 +329,8 @@ def test_a_status_check_refused_mid_poll_is_an_error_with_the_job_id(fake, serve
          "upload job j1 partially succeeded but reports no failed record count; not confirmed"))),
     ({"Status": "FAILED", "StatusReason": "VALIDATION_FAILURE", "ResultsSummary": {"FailedRecords": 2}}, 7,
      JobOutcome(JobRecord("j1", "FAILED", None, 2, ["VALIDATION_FAILURE"]),
-                error="upload job j1 FAILED (VALIDATION_FAILURE)")),
-    ({"Status": "FAILED"}, 7, JobOutcome(JobRecord("j1", "FAILED"), error="upload job j1 FAILED")),
+                error="upload job j1 FAILED (VALIDATION_FAILURE)", platform_failed=True)),
+    ({"Status": "FAILED"}, 7, JobOutcome(JobRecord("j1", "FAILED"), error="upload job j1 FAILED", platform_failed=True)),
     ({"Status": "STOPPED"}, 7, JobOutcome(JobRecord("j1", "STOPPED"), error="upload job j1 STOPPED")),
 ], ids=["succeeded", "succeeded-without-summary", "succeeded-with-failed-records", "partial",
         "partial-more-failures-than-rows", "partial-rows-unknown", "partial-without-summary", "partial-with-zero-failed",
@@ -364,12 +364,13 @@ def test_refused_rows_are_found_and_reported_by_id(client, server, clock, tmp_pa
     # Given a service that refuses ep-5 (it counts failures, naming no record)
     fake = ph.FakeCustomerProfiles(client, server, clock, verdict=refuse("ep-5"))
     result = destination(fake, server, clock).deliver(delivery([write_csv(tmp_path / "i" / "part-00000.csv", 8)]))
-    # Then halves are uploaded until ep-5 stands alone; it is rejected with the job that refused it, the rest confirmed
+    # Then halves are uploaded (one per suspect group, the other half's count follows) until ep-5 stands alone; it is
+    # rejected with the job that refused it, the rest confirmed
     alone = next(j.id for j in fake.jobs.values() if [r["AccountNumber"] for r in j.rows] == ["ep-5"])
     assert result.confirmed, result.errors
     assert result.rejected == {"ep-5": f"refused by the platform (job {alone})"}
-    assert [j.name for j in fake.jobs.values()] == [display_name(RUN_ID, SEG, p) for p in ("1", "1a", "1b", "1ba",
-                                                                                          "1baa", "1bab", "1bb")]
+    assert [j.name for j in fake.jobs.values()] == [display_name(RUN_ID, SEG, p) for p in ("1", "1a", "1ba", "1baa",
+                                                                                          "1baba")]
     assert len(fake.profiles) == 7 and "ep-5" not in fake.profiles
 
 
@@ -383,14 +384,16 @@ def test_no_refused_row_allowed_means_not_confirmed(client, server, clock, tmp_p
         f"{SEG} job 1: 1 row(s) refused by the platform (job {job_id}); destination.max_rejected_rows is 0"])
 
 
-def test_no_isolation_job_allowed_rejects_the_whole_chunk(client, server, clock, tmp_path):
+def test_no_isolation_job_allowed_leaves_the_whole_chunk_suspect_not_refused(client, server, clock, tmp_path):
+    # Given no isolation job allowed and a job that refuses one of its three rows, naming none
     fake = ph.FakeCustomerProfiles(client, server, clock, verdict=refuse("ep-5"))
+    # When it is delivered
     result = destination(fake, server, clock, max_isolation_jobs=0).deliver(
         delivery([write_csv(tmp_path / "i" / "part-00000.csv", 3, start=4)]))
-    job_id = only_job(fake)
-    message = (f"in a chunk of 3 rows with 1 refused (not isolated further: destination.max_isolation_jobs reached): "
-               f"refused by the platform (job {job_id})")
-    assert result.confirmed and result.rejected == {"ep-4": message, "ep-5": message, "ep-6": message}
+    # Then no row is counted as refused: the three stay suspect for the next run to continue
+    only_job(fake)
+    assert result.confirmed and result.rejected == {}
+    assert result.search.groups == (("ep-4", "ep-5", "ep-6"),)
 
 
 def test_two_jobs_at_once_both_confirmed(fake, server, clock, tmp_path):

@@ -157,13 +157,16 @@ def test_refused_rows_are_quarantined_and_the_rest_confirmed(tmp_path, name_ids)
     else:
         # Each lone row carries the message of the job that held it alone
         assert set(result.rejected.values()) == {"some rows were bad"}
-        # 1 -> 1a (a-d), 1b (e-h), depth first -> each halved again -> c and f alone
-        assert platform.jobs[:2] == [("1", list("abcdefgh")), ("1a", list("abcd"))]
-        assert ("1b", list("efgh")) in platform.jobs
-        assert ("1aba", ["c"]) in platform.jobs and ("1bab", ["f"]) in platform.jobs
-        # Every job run, halves included, is in the result's records
-        assert [r.job_id for r in result.jobs] == [f"job-{label}" for label, _ in platform.jobs]
-        # The halves are written inside the delivery's own folder (removed with the run's work folder)
+        # Breadth first, halving: one half of each suspect group is imported, the other's count follows from its
+        # group's (1a held 1 of 2: 1b holds 1; 1aa held none: 1ab holds 1; 1ba held 1: 1bb none), and a row is
+        # refused only by a job that held it alone (c by 1aba; f, inferred in 1bab, by 1baba)
+        assert sorted(platform.jobs) == sorted([
+            ("1", list("abcdefgh")), ("1a", list("abcd")), ("1aa", ["a", "b"]), ("1ba", ["e", "f"]),
+            ("1aba", ["c"]), ("1baa", ["e"]), ("1baba", ["f"])])
+        assert result.search is None
+        # Every job run, isolation jobs included, is in the result's records
+        assert sorted(r.job_id for r in result.jobs) == sorted(f"job-{label}" for label, _ in platform.jobs)
+        # The parts are written inside the delivery's own folder (removed with the run's work folder)
         assert platform.files["1a"] == [tmp_path / "import" / "isolate" / "part-1a" / "part-00000.csv"]
 
 
@@ -172,7 +175,10 @@ def test_halves_keep_the_header_and_every_row_byte_for_byte(tmp_path, open_umask
     # A value with a line break and non-ASCII text inside its quotes must come through unchanged
     with d.files[1].open("a", newline="", encoding="utf-8") as f:
         csv.writer(f, lineterminator="\r\n").writerow(["Z\u00fcrich\r\nline 2", "f"])
-    a, b = jobs._halves(Job("3", d.files), tmp_path / "iso", 6)
+    search = jobs._Search(Platform(), d, JobProgress(None, "seg_a", 2, 1), tmp_path / "iso", max_concurrent=1, parts=2,
+                          max_rejected_rows=100)
+    a, b = search.split(jobs._Group("3", d.files, ("a", "b", "c", "d", "e", "f"), None), 2)
+    assert (a.ids, b.ids) == (("a", "b", "c"), ("d", "e", "f"))
     assert (a.label, b.label) == ("3a", "3b")
     header = b'Attributes.Plan,Id\r\n'
     assert a.files[0].read_bytes() == header + b'"p,""x""",a\r\n"p,""x""",b\r\n"p,""x""",c\r\n'
@@ -207,15 +213,18 @@ def test_no_refused_row_allowed_fails_without_isolating(tmp_path):
     assert [label for label, _ in platform.jobs] == ["1"]
 
 
-@pytest.mark.parametrize("budget, jobs_run", [(0, 1), (1, 1), (2, 3)], ids=["none", "one-is-not-a-pair", "one-pair"])
-def test_an_exhausted_isolation_budget_quarantines_the_whole_chunk_saying_so(tmp_path, budget, jobs_run):
+@pytest.mark.parametrize("budget, jobs_run, suspect", [(0, 1, ("a", "b", "c", "d")), (1, 2, ("a", "b")), (2, 3, ("b",))],
+                         ids=["none", "one-job", "two-jobs"])
+def test_an_exhausted_isolation_budget_leaves_the_unproven_rows_suspect_not_refused(tmp_path, budget, jobs_run, suspect):
+    # Given one refused row among four, named by no message, and a budget too small to isolate it
     platform = Platform(bad={"b"})
+    # When the rows are delivered
     result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]), max_isolation_jobs=budget)
-    assert len(platform.jobs) == jobs_run and result.confirmed
-    chunk = ["a", "b", "c", "d"] if budget < 2 else ["a", "b"]
-    assert sorted(result.rejected) == chunk
-    assert result.rejected["b"] == (f"in a chunk of {len(chunk)} rows with 1 refused (not isolated further: "
-                                    "destination.max_isolation_jobs reached): some rows were bad")
+    # Then no row is counted as refused (none was held alone), the delivery is confirmed, and the rows not proven
+    # clean are returned as the unfinished search the next run continues
+    assert len(platform.jobs) == jobs_run and result.confirmed and result.rejected == {}
+    assert result.search.groups == (suspect,) and result.search.fields == ("Id", "Attributes.Plan")
+    assert result.suspect_ids == frozenset(suspect)
 
 
 def test_a_lone_refused_row_without_messages_gets_the_jobs_id(tmp_path):
@@ -238,15 +247,16 @@ def test_a_long_platform_message_is_cut_to_300_characters(tmp_path):
 def test_a_budget_for_two_pairs_isolates_a_row_two_levels_down(tmp_path):
     platform = Platform(bad={"b"})
     result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]), max_isolation_jobs=4)
-    assert [label for label, _ in platform.jobs] == ["1", "1a", "1aa", "1ab", "1b"]
-    assert result.rejected == {"b": "some rows were bad"}
+    # 1a holds the refused row (1b is then clean), 1aa does not: b, inferred, is imported alone to prove it
+    assert [label for label, _ in platform.jobs] == ["1", "1a", "1aa", "1aba"]
+    assert result.rejected == {"b": "some rows were bad"} and result.search is None
 
 
 def test_a_half_two_levels_down_that_fails_outright_fails_the_delivery(tmp_path):
-    platform = Platform(bad={"a", "c"}, fail={"1ab": "throttled for good"})
+    platform = Platform(bad={"a", "c"}, fail={"1aa": "throttled for good"})
     result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d", "e", "f", "g", "h"]))
     assert result.confirmed is False
-    assert result.errors == ["seg_a job 1ab (isolating refused rows): throttled for good"]
+    assert result.errors == ["seg_a job 1aa (isolating refused rows): throttled for good"]
 
 
 class Gate(Platform):
@@ -279,10 +289,10 @@ def test_at_most_max_concurrent_jobs_run_at_once_on_threads_named_for_lakeseg(tm
 
 
 def test_a_half_that_fails_outright_fails_the_delivery(tmp_path):
-    platform = Platform(bad={"a"}, fail={"1b": "throttled for good"})
+    platform = Platform(bad={"a"}, fail={"1a": "throttled for good"})
     result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]))
     assert not result.confirmed
-    assert result.errors == ["seg_a job 1b (isolating refused rows): throttled for good"]
+    assert result.errors == ["seg_a job 1a (isolating refused rows): throttled for good"]
 
 
 # ---- attributing refused rows from messages --------------------------------------------------------------------
@@ -314,7 +324,7 @@ def test_files_fill_jobs_in_order_up_to_the_limit(tmp_path):
 
 # ---- settings ------------------------------------------------------------------------------------------------------
 def test_isolation_limits_default_and_accept_zero():
-    assert isolation_limits({}) == (100, 16)
+    assert isolation_limits({}) == (100, 32)
     assert isolation_limits({"max_rejected_rows": 0, "max_isolation_jobs": 0}) == (0, 0)
 
 
@@ -429,4 +439,4 @@ def test_refused_rows_are_isolated_on_a_machine_whose_locale_is_not_utf8(tmp_pat
     # Then halving finds the refused row, and the rest is confirmed
     assert result.confirmed and result.errors == []
     assert result.rejected == {"田中": "some rows were bad"}
-    assert ("1ab", ["田中"]) in platform.jobs
+    assert ("1aba", ["田中"]) in platform.jobs

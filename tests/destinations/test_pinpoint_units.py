@@ -275,7 +275,7 @@ def test_from_settings_defaults():
     assert (dest.mode, dest.application_id, dest.import_s3_url, dest.state_machine_arn, dest.import_role_arn,
             dest.segment_name_prefix, dest.poll_seconds, dest.max_concurrent_jobs, dest.kms_key_id, dest.timeout,
             dest.max_job_bytes, dest.max_rejected_rows, dest.max_isolation_jobs) == (
-        "stack", None, None, None, None, "", None, 2, None, 21600.0, 1024 ** 3, 100, 16)
+        "stack", None, None, None, None, "", None, 2, None, 21600.0, 1024 ** 3, 100, 32)
     assert [(service, region) for service, region, _ in session.asked] == [
         ("s3", None), ("stepfunctions", None), ("pinpoint", None)]
     assert dest.stepfunctions == "<stepfunctions client>"
@@ -329,7 +329,7 @@ def test_constructor_defaults():
     assert (dest.mode, dest.segment_name_prefix, dest.timeout, dest.max_job_bytes, dest.multipart_threshold,
             dest.multipart_chunksize, dest.retry_base_seconds, dest.max_retries, dest.max_rejected_rows,
             dest.max_isolation_jobs, dest.max_concurrent_jobs, dest.max_parallel, dest.poll_seconds) == (
-        "stack", "", 21600.0, 1024 ** 3, 64 * 1024 ** 2, 16 * 1024 ** 2, 0.5, 8, 100, 16, 2, 2, None)
+        "stack", "", 21600.0, 1024 ** 3, 64 * 1024 ** 2, 16 * 1024 ** 2, 0.5, 8, 100, 32, 2, 2, None)
     assert (dest._retrying.label, dest._retrying.max_retries, dest._retrying.base_seconds) == ("pinpoint", 8, 0.5)
     assert dest.name == "pinpoint"
 
