@@ -498,3 +498,39 @@ def deliver_in_jobs(platform: JobPlatform, delivery: SegmentDelivery, progress: 
     found = RowSearch(tuple(g.ids for g in left), tuple(delivery.fields)) if left else None
     return DeliveryResult(confirmed=not errors, jobs=search.records, errors=errors, rejected=rejected,
                           location=location, search=found)
+
+
+def search_bound(k: int, n: int, parts: int = ISOLATION_PARTS,
+                 budget: int = DEFAULT_MAX_ISOLATION_JOBS) -> tuple[int, int]:
+    """(jobs, runs): at most how many isolation jobs find ``k`` refused rows among ``n``, and in how many runs.
+
+    The search is a tree: a suspect group of m rows splits into ``parts`` (g)
+    parts of at most ceil(m/g) rows, so it is D = ceil(log_g n) levels deep,
+    and the suspect groups of one level are disjoint, each holding a refused
+    row: at most min(k, g^d) at level d. A group counted in the same run costs
+    g-1 jobs (its last part's count follows), a lone row inferred refused one
+    more (it must be imported alone):
+
+        J(k, n, g) = (g-1) * sum_{d<D} min(k, g^d) + k.
+
+    A run spends its budget B but for less than one group's split (at most
+    g-1 jobs left over); a group carried over from an earlier run has all g
+    parts imported, one job more than in a single run, and a run splits at most
+    min(k, floor(B/g)) of those. So every run but the last advances the tree by
+    at least U = B - (g-1) - min(k, floor(B/g)) jobs (the first by B - (g-1)):
+
+        runs <= 1 + ceil(max(0, J - (B - g + 1)) / U).
+    """
+    if k <= 0 or n <= 0:
+        return 0, 0
+    depth, reach = 0, 1
+    while reach < n:
+        depth, reach = depth + 1, reach * parts
+    jobs = (parts - 1) * sum(min(k, parts ** d) for d in range(depth)) + k
+    first = budget - (parts - 1)
+    later = budget - (parts - 1) - min(k, budget // parts)
+    if jobs <= first:
+        return jobs, 1
+    if later <= 0:
+        raise ValueError(f"a budget of {budget} jobs per run cannot be relied on to advance the search")
+    return jobs, 1 + -(-(jobs - first) // later)

@@ -50,7 +50,7 @@ from sync.dbt.artifacts import Artifacts
 from sync.dbt.check import check_manifest
 from sync.dbt.contract import Segment, load_segments
 from sync.dbt.selection import Resolver, choose_segments
-from sync.destinations.base import DeliveryResult, Destination, SegmentDelivery
+from sync.destinations.base import DeliveryResult, Destination, RowSearch, SegmentDelivery
 from sync.readers.base import SegmentReader
 from sync.run.diff import (
     SNAPSHOT_ID,
@@ -354,9 +354,13 @@ class SyncRun:
             in_doubt = self.state.load_in_doubt(self.destination_key, seg.name, workdir / "in-doubt",
                                                 committed_run_id=previous.run_id if previous else None)
             quarantine = {q.id: q for q in (previous.quarantine if previous else ())}
-            dirty = self._dirty_ids(con, workdir, in_doubt, quarantine)
+            search = self.state.load_search(self.destination_key, seg.name, workdir / "search")
+            dirty = self._dirty_ids(con, workdir, in_doubt, quarantine, search.ids if search else ())
             if in_doubt is not None:
                 notes.append(f"{in_doubt.rows:,} id(s) in doubt from run {in_doubt.run_id} (never confirmed): resent")
+            if search is not None:
+                notes.append(f"{search.rows:,} row(s) in {len(search.groups):,} group(s) still suspect from run "
+                             f"{search.run_id}: resent, the search for refused rows continues")
             source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
             notes.extend(getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation))  # Athena: query id, bytes
             prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
@@ -377,6 +381,8 @@ class SyncRun:
                 return SegmentReport(seg.name, PLANNED, plan.full_refresh_reason, plan.as_dict(), notes=notes,
                                      quarantined=[asdict(q) for q in quarantine.values()])
             if plan.to_send == 0:
+                if search is not None:  # none of its rows is left to send: nothing left to search
+                    self.state.clear_search(self.destination_key, seg.name)
                 if (previous is None or previous.mapping_hash != prepared.mapping_hash or in_doubt is not None
                         or quarantine or plan.exited):
                     # Nothing left to send for what was in doubt or quarantined, or for leavers of a
@@ -396,6 +402,7 @@ class SyncRun:
                 run_id=self.run_id, segment=seg.name, files=tuple(files), fields=seg.fields,
                 counts={k: v for k, v in plan.as_dict().items() if isinstance(v, int) and not isinstance(v, bool)},
                 segment_name=seg.segment_name, segment_filter=seg.segment_filter,
+                quarantined=frozenset(quarantine), search=RowSearch(search.groups, search.fields) if search else None,
             )
         except LakesegError as exc:
             stack.close()
@@ -410,14 +417,16 @@ class SyncRun:
                                    notes, quarantine))
         return None
 
-    def _dirty_ids(self, con, workdir: Path, in_doubt, quarantine: dict[str, QuarantinedRow]) -> Path | None:
-        """One Parquet file of every Id to resend whatever the snapshot says: in doubt or quarantined."""
-        if in_doubt is None and not quarantine:
+    def _dirty_ids(self, con, workdir: Path, in_doubt, quarantine: dict[str, QuarantinedRow],
+                   suspect=()) -> Path | None:
+        """One Parquet file of every Id to resend whatever the snapshot says: in doubt, quarantined or suspect."""
+        if in_doubt is None and not quarantine and not suspect:
             return None
         out = workdir / "dirty.parquet"
         con.execute(f"create or replace temp table _quarantined ({SNAPSHOT_ID} varchar)")
-        if quarantine:
-            con.executemany("insert into _quarantined values (?)", [(i,) for i in sorted(quarantine)])
+        if quarantine or suspect:
+            con.execute(f"insert into _quarantined select unnest($1::varchar[]) as {SNAPSHOT_ID}",
+                        [sorted(set(quarantine) | set(suspect))])
         parts = ["select * from _quarantined"]
         if in_doubt is not None:
             parts.append(f"select {SNAPSHOT_ID} from read_parquet({ql(str(in_doubt.path))})")
@@ -473,12 +482,18 @@ class SyncRun:
                     rep.quarantined = [{"id": i, "message": m} for i, m in sorted(result.rejected.items())]
                     return rep
                 failpoints.hit("before-commit")
+                # The unfinished search is kept before the commit that leaves its rows out (in doubt, resent).
+                self.state.save_search(self.destination_key, seg.name, result.search.groups if result.search else (),
+                                       fields=delivery.fields, run_id=self.run_id, workdir=prepared.workdir / "search")
                 kept = self._commit(con, prepared, result, quarantine)
                 rep.quarantined = [asdict(q) for q in kept]
-                if kept:
+                suspect = len(result.suspect_ids)
+                if kept or suspect:
                     rep.status = PARTIAL
-                    rep.reason = (f"{len(kept)} row(s) rejected by the destination are quarantined (resent next run); "
-                                  "the rest is committed")
+                    rep.reason = "; ".join(filter(None, (
+                        f"{len(kept)} row(s) rejected by the destination are quarantined (resent next run)" if kept else "",
+                        f"{suspect} row(s) still suspect (not yet proven refused or accepted) are resent next run, "
+                        "which continues the search" if suspect else ""))) + "; the rest is committed"
                 else:
                     rep.status = SYNCED
                 register_imports(getattr(self, "imports_table", None), seg, self.run_id, result.location, notes)
@@ -503,7 +518,7 @@ class SyncRun:
             old = quarantine.get(rid)
             kept.append(QuarantinedRow(rid, message[:300], old.first_run_id if old else self.run_id, self.run_id,
                                        (old.attempts + 1) if old else 1))
-        path = snapshot_to_commit(con, prepared, frozenset(rejected))
+        path = snapshot_to_commit(con, prepared, frozenset(rejected) | result.suspect_ids)  # suspect: neither
         rows = con.execute(f"select count(*) from read_parquet({ql(str(path))})").fetchall()[0][0]
         self.state.commit_snapshot(self.destination_key, seg.name, path, fields=seg.fields,
                                    mapping_hash=prepared.mapping_hash, rows=rows, run_id=self.run_id,

@@ -6,6 +6,8 @@ Layout under the store's root (a directory, or an S3 prefix):
     snapshots/<destination>/<segment>/<run_id>-<uuid>.parquet      Id, k1, k2, digest per member
     snapshots/<destination>/<segment>/in_doubt.json     pointer to the ids of an unconfirmed delivery
     snapshots/<destination>/<segment>/in-doubt-<run_id>-<uuid>.parquet   Id per row handed over
+    snapshots/<destination>/<segment>/search.json       pointer to an unfinished search for refused rows
+    snapshots/<destination>/<segment>/search-<run_id>-<uuid>.parquet     Id, grp, pos per suspect row
     locks/<destination>/<segment>.json                  owner: run id, host, pid, acquired_at, token
     history/<started_at>-<run_id>.json                  one document per run (one line of JSON)
 
@@ -19,6 +21,11 @@ destination. It names every Id the delivery carries (plus those of earlier
 unconfirmed deliveries), so the next run resends them whatever the committed
 snapshot says. A commit by the same run supersedes it: a record whose run id
 is the committed snapshot's is void, so commit-then-crash is harmless.
+
+The search record holds the groups of Ids a destination's search for refused
+rows left unproven (each still holds a refused row; which, is not known yet),
+with the header they were found with. Ids only, no values. The next run resends
+those rows and continues the search; a commit that leaves none clears it.
 
 Every pointer is schema-checked and may only name a data file in its own
 folder; a corrupt one refuses its segment, never the run.
@@ -52,6 +59,8 @@ SNAPSHOT_SCHEMA = {"Id": "VARCHAR", "k1": "UBIGINT", "k2": "UBIGINT", "digest": 
 # Destinations whose data expires also keep when each member was last confirmed (UTC).
 SNAPSHOT_SCHEMA_CONFIRMED = {**SNAPSHOT_SCHEMA, "confirmed_at": "TIMESTAMP"}
 IN_DOUBT_SCHEMA = {"Id": "VARCHAR"}
+SEARCH = "search.json"
+SEARCH_SCHEMA = {"Id": "VARCHAR", "grp": "INTEGER", "pos": "INTEGER"}
 MAX_QUARANTINE_MESSAGE = 300  # platform messages are kept short: they may quote values
 
 
@@ -122,6 +131,23 @@ class InDoubt:
     rows: int
     run_id: str
     recorded_at: str
+
+
+@dataclass(frozen=True)
+class SavedSearch:
+    """An unfinished search for refused rows: groups of Ids still suspect, and the header they were found with."""
+
+    groups: tuple[tuple[str, ...], ...]
+    fields: tuple[str, ...]
+    run_id: str
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(i for group in self.groups for i in group)
+
+    @property
+    def rows(self) -> int:
+        return sum(len(group) for group in self.groups)
 
 
 @dataclass
@@ -349,6 +375,55 @@ class StateStore(abc.ABC):
         if owner == run_id and self._delete_if_unchanged(key, raw):
             self._delete_data(self._folder(destination, segment), raw)
 
+    # ---- the unfinished search for refused rows --------------------------------
+    def save_search(self, destination: str, segment: str, groups, *, fields, run_id: str, workdir: Path) -> None:
+        """Durably keep the groups of Ids still suspect (replacing any earlier search of this segment)."""
+        groups = [tuple(g) for g in groups if g]
+        if not groups:
+            self.clear_search(destination, segment)
+            return
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        out = workdir / "search.parquet"
+        ids = [i for g in groups for i in g]
+        grp = [n for n, g in enumerate(groups) for _ in g]
+        pos = [p for g in groups for p in range(len(g))]
+        con = duckdb.connect()
+        try:
+            con.execute("copy (select unnest($1::varchar[]) as Id, unnest($2::integer[]) as grp, "
+                        "unnest($3::integer[]) as pos) to '" + str(out).replace("'", "''") + "' (format parquet)",
+                        [ids, grp, pos])
+        finally:
+            con.close()
+        meta = {"rows": len(ids), "groups": len(groups), "fields": list(fields), "run_id": run_id,
+                "recorded_at": utcnow().isoformat(timespec="seconds")}
+        self._point_to(destination, segment, SEARCH, out, "search-", meta)
+
+    def load_search(self, destination: str, segment: str, workdir: Path) -> SavedSearch | None:
+        found = self._load_pointed(destination, segment, SEARCH, SEARCH_SCHEMA, workdir, "search")
+        if found is None:
+            return None
+        meta, local, _columns = found
+        fields = meta.get("fields") or ()
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+            raise SegmentRefused(f"search pointer for {destination}/{segment} is corrupt (fields must be strings); "
+                                 "delete it to start the search afresh")
+        con = duckdb.connect()
+        try:
+            rows = con.execute("select grp, Id from read_parquet(?) order by grp, pos", [str(local)]).fetchall()
+        finally:
+            con.close()
+        groups: dict[int, list[str]] = {}
+        for grp, rid in rows:
+            groups.setdefault(grp, []).append(rid)
+        return SavedSearch(tuple(tuple(g) for g in groups.values()), tuple(fields), str(meta.get("run_id", "")))
+
+    def clear_search(self, destination: str, segment: str) -> None:
+        key = self._pointer_key(destination, segment, SEARCH)
+        raw = self._read(key)
+        if raw is not None and self._delete_if_unchanged(key, raw):
+            self._delete_data(self._folder(destination, segment), raw)
+
     # ---- locks ---------------------------------------------------------------
     def _lock_key(self, destination: str, segment: str) -> str:
         return f"locks/{safe_name('destination', destination)}/{safe_name('segment', segment)}.json"
@@ -442,4 +517,4 @@ class StateStore(abc.ABC):
         return None
 
 
-__all__ = ["InDoubt", "LockInfo", "QuarantinedRow", "Snapshot", "StateStore", "asdict", "safe_name"]
+__all__ = ["InDoubt", "LockInfo", "QuarantinedRow", "SavedSearch", "Snapshot", "StateStore", "asdict", "safe_name"]
