@@ -374,6 +374,22 @@ def test_refused_rows_are_found_and_reported_by_id(client, server, clock, tmp_pa
     assert len(fake.profiles) == 7 and "ep-5" not in fake.profiles
 
 
+def test_a_one_row_upload_job_that_ends_failed_is_that_row_refused(client, server, clock, tmp_path):
+    # Given a service that counts ep-5 as a failed record among others, and ends a job holding it alone FAILED
+    def verdict(job):
+        ids = [r["AccountNumber"] for r in job.rows]
+        return ("FAILED", set()) if ids == ["ep-5"] else ("SUCCEEDED", {"ep-5"} & set(ids))
+
+    fake = ph.FakeCustomerProfiles(client, server, clock, verdict=verdict)
+    # When eight rows are delivered
+    result = destination(fake, server, clock).deliver(delivery([write_csv(tmp_path / "i" / "part-00000.csv", 8)]))
+    # Then the search ends on the FAILED one-row job: ep-5 is refused with its verdict, the rest confirmed
+    alone = next(j for j in fake.jobs.values() if [r["AccountNumber"] for r in j.rows] == ["ep-5"])
+    assert result.confirmed, result.errors
+    assert result.rejected == {"ep-5": f"upload job {alone.id} FAILED (INTERNAL_FAILURE)"}
+    assert len(fake.profiles) == 7 and result.search is None
+
+
 def test_no_refused_row_allowed_means_not_confirmed(client, server, clock, tmp_path):
     fake = ph.FakeCustomerProfiles(client, server, clock, verdict=refuse("ep-5"))
     result = destination(fake, server, clock, max_rejected_rows=0).deliver(

@@ -440,3 +440,41 @@ def test_refused_rows_are_isolated_on_a_machine_whose_locale_is_not_utf8(tmp_pat
     assert result.confirmed and result.errors == []
     assert result.rejected == {"田中": "some rows were bad"}
     assert ("1aba", ["田中"]) in platform.jobs
+
+
+# ---- a one-row job that ends FAILED (issue 22) ----------------------------------------------------------------
+class FailsAlone(Platform):
+    """Counts refused rows in a job of several; a job holding one refused row alone ends FAILED, with no count."""
+
+    def run_job(self, delivery, job, tracker):
+        ids = ids_of(job)
+        if len(ids) == 1 and ids[0] in self.bad:
+            with self.lock:
+                self.jobs.append((job.label, ids))
+            return JobOutcome(JobRecord(f"job-{job.label}", "FAILED", 0, 0), error=f"import job job-{job.label} FAILED",
+                              platform_failed=True)
+        return super().run_job(delivery, job, tracker)
+
+
+@pytest.mark.parametrize("rows", [["b"], ["a", "b", "c", "d"]], ids=["delivered-alone", "isolated-alone"])
+def test_a_one_row_job_that_ends_failed_is_that_row_refused(tmp_path, rows):
+    # Given a platform that ends a job FAILED (not partially succeeded) when its only row is refused
+    platform = FailsAlone(bad={"b"})
+    # When b is delivered alone, or found alone by the search
+    result = deliver(platform, delivery_of(tmp_path, rows))
+    # Then b is refused with the platform's verdict as its message, and the delivery is confirmed
+    assert result.confirmed and result.errors == [] and result.search is None
+    assert result.rejected == {"b": next(f"import job job-{label} FAILED" for label, ids in platform.jobs
+                                         if ids == ["b"])}
+
+
+def test_a_job_of_several_rows_that_ends_failed_with_no_count_still_fails_the_delivery(tmp_path):
+    # Given a job of two rows that the platform ends FAILED, counting no refused row
+    class FailsAll(Platform):
+        def run_job(self, delivery, job, tracker):
+            return JobOutcome(JobRecord("job-1", "FAILED"), error="import job job-1 FAILED", platform_failed=True)
+
+    # When it is delivered
+    result = deliver(FailsAll(), delivery_of(tmp_path, ["a", "b"]))
+    # Then nothing is refused: the job failed, and the rows stay in doubt
+    assert not result.confirmed and result.rejected == {} and result.errors == ["seg_a job 1: import job job-1 FAILED"]

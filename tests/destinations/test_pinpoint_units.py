@@ -563,6 +563,21 @@ def test_outcome_of_a_failed_job_is_an_error(record, text):
     assert (outcome.ok, outcome.error, outcome.refused_rows) == (False, text, 0)
 
 
+@pytest.mark.parametrize("record, error, platform_failed", [
+    (rec("FAILED", 0), None, True),
+    (rec("FAILED", None), "import job j1 FAILED (States.TaskFailed)", True),
+    (rec("FAILED", 0, job_id=""), "import tail execution arn:x ended FAILED", False),
+    (rec("PROCESSING", 0), "import job j1 still PROCESSING after 5 s", False),
+    (rec("COMPLETED", 0), "boom", False),
+], ids=["direct-failed", "tail-failed", "no-job-created", "gave-up-waiting", "an-error"])
+def test_only_an_import_job_that_pinpoint_ended_failed_is_the_platforms_verdict(record, error, platform_failed):
+    # Given a job's record and the error lakeseg met, if any
+    # When it becomes an outcome
+    outcome = pp._outcome(record, error)
+    # Then a one-row job would count its row refused only when Pinpoint itself ended the job FAILED
+    assert outcome.platform_failed is platform_failed and outcome.error
+
+
 def test_segment_dimensions_select_in_segment_values():
     dims = segment_dimensions({"User.UserAttributes.HasClicked": ("Yes",), "User.UserAttributes.Tier": ("a", "b"),
                                "Attributes.Plan": ("gold",), "Attributes.Region": ("eu",)})
