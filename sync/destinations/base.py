@@ -41,6 +41,25 @@ class RowSearch:
         return sum(len(group) for group in self.groups)
 
 
+@runtime_checkable
+class JobLedger(Protocol):
+    """The platform jobs a segment's deliveries created, kept durably (names and ids only) until each has ended.
+
+    A destination notes a job's name before the create call and its id after,
+    so a later run finds a job created despite an error, or still in flight,
+    by its id instead of by listing the platform's jobs.
+    """
+
+    def entries(self) -> list[dict] | None:
+        """Every job noted and not yet forgotten: {"name", "job_id" (None until known), "run_id"}; None if never used."""
+
+    def remember(self, name: str, job_id: str | None, run_id: str) -> None:
+        """Note (or update) a job by name."""
+
+    def forget(self, name: str) -> None:
+        """Drop a job that has ended."""
+
+
 @dataclass(frozen=True)
 class SegmentDelivery:
     """What the sync hands a destination for one segment in one run."""
@@ -54,6 +73,7 @@ class SegmentDelivery:
     segment_filter: dict[str, tuple[str, ...]] = field(default_factory=dict)  # field -> in-segment values
     quarantined: frozenset[str] = frozenset()  # Ids refused before (proven), resent in this delivery to retry them
     search: RowSearch | None = None  # the search for refused rows an earlier run left unfinished
+    ledger: JobLedger | None = None  # where a job-based destination notes the jobs it creates (the state store)
 
 
 @dataclass

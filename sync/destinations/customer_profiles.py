@@ -74,7 +74,6 @@ TERMINAL = {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "STOPPED"}
 RUNNING = {"IN_PROGRESS"}
 URL_MARGIN = timedelta(seconds=60)  # a pre-signed URL valid for less than this is fetched again
 MAX_URL_FETCHES = 3
-MAX_LISTED_PAGES = 20
 DOMAIN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _NAME = re.compile(r"^lakeseg-(?P<run>\d{8}T\d{9}Z-[0-9a-f]{6})-(?P<segment>.+)-p(?P<part>[0-9a-z]+)$")
 
@@ -264,9 +263,9 @@ class CustomerProfilesDestination:
         try:
             rows = pf.translate(job.files, csv_path, mapping)
             with self._slots:  # an upload job is in flight from here until it ends
-                existing = self._find_job(name)
+                existing = self._find_job(name, delivery)
                 if existing is None:
-                    job_id = self._create_job(name, mapping)
+                    job_id = self._create_job(name, mapping, delivery)
                     if job_id is None:
                         return JobOutcome(JobRecord(job_id="", status="NOT_CREATED"), error=(
                             f"CreateUploadJob {name} failed on the server and no job of that name exists; "
@@ -288,6 +287,8 @@ class CustomerProfilesDestination:
                     sleep=self._sleep, tick=tracker.tick)
                 if not done:
                     return self._give_up(job_id, response)
+                if delivery.ledger is not None:  # it has ended: no later run needs to find it
+                    delivery.ledger.forget(name)
                 tracker.job_done()
         except UploadFailed as exc:
             return JobOutcome(JobRecord(job_id=job_id, status="UPLOAD_FAILED"), error=str(exc))
@@ -302,24 +303,57 @@ class CustomerProfilesDestination:
         return verdict(response, rows)
 
     # ------------------------------------------------------------------ the job's calls
-    def _list_jobs(self) -> list[dict]:
-        items: list[dict] = []
+    def _listed(self):
+        """Every upload job of the domain, page by page as they are consumed, to the last page.
+
+        ListUploadJobs has no filter and promises no order: a job is found by
+        reading the listing through, never by trusting the first pages.
+        """
         token = None
-        for _ in range(MAX_LISTED_PAGES):
+        while True:
             kwargs = {"DomainName": self.domain_name, "MaxResults": 100}
             if token:
                 kwargs["NextToken"] = token
             page = self._retrying(self.profiles.list_upload_jobs, **kwargs)
-            items.extend(page.get("Items") or [])
+            yield from page.get("Items") or []
             token = page.get("NextToken")
             if not token:
-                break
-        return items
+                return
 
-    def _find_job(self, name: str) -> dict | None:
-        return next((j for j in self._list_jobs() if j.get("DisplayName") == name), None)
+    def _list_jobs(self) -> list[dict]:
+        return list(self._listed())
 
-    def _create_job(self, name: str, mapping: pf.ProfileMapping) -> str | None:
+    def _by_id(self, job_id: str) -> dict | None:
+        """An upload job by its id (GetUploadJob), or None when the domain has none of that id."""
+        try:
+            job = self._retrying(self.profiles.get_upload_job, DomainName=self.domain_name, JobId=job_id)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise
+        return {**job, "JobId": job.get("JobId") or job_id}
+
+    def _find_job(self, name: str, delivery: SegmentDelivery | None = None) -> dict | None:
+        """The upload job of this name: by the id the ledger holds for it, else by reading the whole listing.
+
+        A name the ledger has not noted was never created (every create call is noted first): nothing to look up.
+        """
+        ledger = delivery.ledger if delivery is not None else None
+        if ledger is not None:
+            noted = next((e for e in ledger.entries() or [] if e.get("name") == name), None)
+            if noted is None:  # this run's name, never noted: never created
+                return None
+            if noted.get("job_id"):
+                return self._by_id(str(noted["job_id"]))
+        found = next((j for j in self._listed() if j.get("DisplayName") == name), None)
+        if found is not None and ledger is not None:
+            ledger.remember(name, str(found["JobId"]), delivery.run_id)
+        return found
+
+    def _create_job(self, name: str, mapping: pf.ProfileMapping, delivery: SegmentDelivery | None = None) -> str | None:
+        ledger = delivery.ledger if delivery is not None else None
+        if ledger is not None:  # durably, before the call: a job created despite an error is looked for later
+            ledger.remember(name, None, delivery.run_id)
         try:
             created = self._retrying(self.profiles.create_upload_job, retry_transient=False,
                                      DomainName=self.domain_name, DisplayName=name, Fields=mapping.fields(),
@@ -329,8 +363,12 @@ class CustomerProfilesDestination:
                 raise
             log.warning("customer_profiles: CreateUploadJob %s answered %s; looking for the job before anything else",
                         name, error_code(exc))
-            found = self._find_job(name)
+            found = next((j for j in self._listed() if j.get("DisplayName") == name), None)
+            if found is not None and ledger is not None:
+                ledger.remember(name, str(found["JobId"]), delivery.run_id)
             return found["JobId"] if found else None
+        if ledger is not None:
+            ledger.remember(name, str(created["JobId"]), delivery.run_id)
         log.info("customer_profiles: created upload job %s (%s)", created["JobId"], name)
         return created["JobId"]
 
@@ -413,10 +451,37 @@ class CustomerProfilesDestination:
 
     # ------------------------------------------------------------------ earlier runs
     def _settle_in_flight(self, delivery: SegmentDelivery) -> str | None:
-        """Wait for upload jobs of earlier runs of this segment still in progress (uploads stay in order)."""
-        def earlier() -> list[str]:
+        """Wait for upload jobs of earlier runs of this segment still in progress (uploads stay in order).
+
+        With a ledger in use, those are the jobs it holds of earlier runs, each
+        read by id (GetUploadJob); one noted without an id (its create call
+        failed) is looked for by name in the whole listing once, then kept with
+        its id or dropped. Jobs that have ended are dropped from the ledger.
+        Without one, the whole listing is read.
+        """
+        ledger = delivery.ledger
+
+        def noted(entries: list[dict]) -> list[str]:
             found = []
-            for j in self._list_jobs():
+            for entry in entries:
+                name = str(entry.get("name"))
+                if entry.get("run_id") == delivery.run_id:
+                    continue
+                job = self._by_id(str(entry["job_id"])) if entry.get("job_id") else \
+                    next((j for j in self._listed() if j.get("DisplayName") == name), None)
+                if job is not None and job.get("Status") in RUNNING:
+                    ledger.remember(name, str(job["JobId"]), str(entry.get("run_id")))
+                    found.append(f"upload job {job['JobId']} ({name})")
+                else:
+                    ledger.forget(name)
+            return found
+
+        def earlier() -> list[str]:
+            entries = ledger.entries() if ledger is not None else None
+            if entries is not None:
+                return noted(entries)
+            found = []
+            for j in self._listed():
                 name = str(j.get("DisplayName") or "")
                 m = _NAME.match(name)
                 # The whole name is compared: a segment too long for DisplayName appears only as its hash.

@@ -403,6 +403,7 @@ class SyncRun:
                 counts={k: v for k, v in plan.as_dict().items() if isinstance(v, int) and not isinstance(v, bool)},
                 segment_name=seg.segment_name, segment_filter=seg.segment_filter,
                 quarantined=frozenset(quarantine), search=RowSearch(search.groups, search.fields) if search else None,
+                ledger=self.state.job_ledger(self.destination_key, seg.name),
             )
         except LakesegError as exc:
             stack.close()

@@ -8,6 +8,7 @@ Layout under the store's root (a directory, or an S3 prefix):
     snapshots/<destination>/<segment>/in-doubt-<run_id>-<uuid>.parquet   Id per row handed over
     snapshots/<destination>/<segment>/search.json       pointer to an unfinished search for refused rows
     snapshots/<destination>/<segment>/search-<run_id>-<uuid>.parquet     Id, grp, pos per suspect row
+    snapshots/<destination>/<segment>/jobs.json         platform jobs created and not known to have ended
     locks/<destination>/<segment>.json                  owner: run id, host, pid, acquired_at, token
     history/<started_at>-<run_id>.json                  one document per run (one line of JSON)
 
@@ -39,6 +40,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -60,6 +62,7 @@ SNAPSHOT_SCHEMA = {"Id": "VARCHAR", "k1": "UBIGINT", "k2": "UBIGINT", "digest": 
 SNAPSHOT_SCHEMA_CONFIRMED = {**SNAPSHOT_SCHEMA, "confirmed_at": "TIMESTAMP"}
 IN_DOUBT_SCHEMA = {"Id": "VARCHAR"}
 SEARCH = "search.json"
+JOBS = "jobs.json"  # the platform jobs a segment's deliveries created and that may not have ended
 SEARCH_SCHEMA = {"Id": "VARCHAR", "grp": "INTEGER", "pos": "INTEGER"}
 MAX_QUARANTINE_MESSAGE = 300  # platform messages are kept short: they may quote values
 
@@ -424,6 +427,10 @@ class StateStore(abc.ABC):
         if raw is not None and self._delete_if_unchanged(key, raw):
             self._delete_data(self._folder(destination, segment), raw)
 
+    # ---- the jobs a segment's deliveries created ---------------------------------
+    def job_ledger(self, destination: str, segment: str) -> StateJobLedger:
+        return StateJobLedger(self, self._pointer_key(destination, segment, JOBS))
+
     # ---- locks ---------------------------------------------------------------
     def _lock_key(self, destination: str, segment: str) -> str:
         return f"locks/{safe_name('destination', destination)}/{safe_name('segment', segment)}.json"
@@ -517,4 +524,51 @@ class StateStore(abc.ABC):
         return None
 
 
-__all__ = ["InDoubt", "LockInfo", "QuarantinedRow", "SavedSearch", "Snapshot", "StateStore", "asdict", "safe_name"]
+class StateJobLedger:
+    """``JobLedger`` (sync.destinations.base) in the state store: one small JSON document per segment.
+
+    Only the run holding the segment's lock writes it; its threads share a lock.
+    Names and ids only. A damaged document reads as never used (the destination
+    then lists the platform's jobs instead).
+    """
+
+    def __init__(self, store: StateStore, key: str):
+        self._store, self._key = store, key
+        self._lock = threading.Lock()
+
+    def _load(self) -> list[dict] | None:
+        raw = self._store._read(self._key)
+        if raw is None:
+            return None
+        try:
+            jobs = json.loads(raw)["jobs"]
+            if not isinstance(jobs, list):
+                raise ValueError("jobs must be a list")
+            return [j for j in jobs if isinstance(j, dict) and isinstance(j.get("name"), str)]
+        except (ValueError, KeyError, TypeError):
+            log.warning("job ledger %s is unreadable; jobs are looked up by listing", self._store._location(self._key))
+            return None
+
+    def _save(self, jobs: list[dict]) -> None:
+        self._store._write(self._key, json.dumps({"jobs": jobs}, indent=1).encode())
+
+    def entries(self) -> list[dict] | None:
+        with self._lock:
+            return self._load()
+
+    def remember(self, name: str, job_id: str | None, run_id: str) -> None:
+        with self._lock:
+            jobs = [j for j in self._load() or [] if j["name"] != name]
+            jobs.append({"name": name, "job_id": job_id, "run_id": run_id,
+                         "recorded_at": utcnow().isoformat(timespec="seconds")})
+            self._save(jobs)
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            jobs = self._load() or []
+            kept = [j for j in jobs if j["name"] != name]
+            if len(kept) != len(jobs):
+                self._save(kept)
+
+
+__all__ = ["StateJobLedger", "InDoubt", "LockInfo", "QuarantinedRow", "SavedSearch", "Snapshot", "StateStore", "asdict", "safe_name"]

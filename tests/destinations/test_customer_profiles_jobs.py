@@ -130,15 +130,18 @@ def test_a_listing_over_several_pages_is_read_to_the_end(fake, server, clock, sr
     assert "CreateUploadJob" not in fake.ops() and first_job in server.bodies
 
 
-def test_the_listing_stops_after_twenty_pages(fake, server, clock, src):
+def test_a_lookup_by_name_reads_the_listing_to_its_last_page(fake, server, clock, src):
+    # Given a domain with 25 upload jobs, listed one per page
     for n in range(25):
         fake.client.create_upload_job(DomainName=D, DisplayName=f"manual-{n}", Fields=FIELDS_SENT,
                                       UniqueKey="AccountNumber")
     fake.page_size = 1
     fake.calls.clear()
     dest = destination(fake, server, clock)
+    # When a job that is not there is looked up by name (no ledger to go by)
+    # Then every page is read (issue 22: the listing used to stop after 20)
     assert dest._find_job("no-such-job") is None
-    assert fake.ops() == ["ListUploadJobs"] * 20
+    assert fake.ops() == ["ListUploadJobs"] * 25
 
 
 def test_a_retry_attaches_to_a_created_job_and_uploads_it(fake, server, clock, src, caplog):
