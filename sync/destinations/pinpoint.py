@@ -95,7 +95,6 @@ SETTINGS = {
     "region": "AWS region of the project, bucket and state machine",
     **ISOLATION_SETTINGS,
 }
-MAX_LISTED_PAGES = 20  # GetImportJobs pages read when looking for a job (100 jobs a page)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -326,9 +325,12 @@ class PinpointDestination:
 
     # ------------------------------------------------------------------ earlier runs, other processes
     def _listed(self, call: Callable[..., dict], response: str):
-        """The items of a paged Pinpoint listing, page by page as they are consumed (at most MAX_LISTED_PAGES)."""
+        """The items of a paged Pinpoint listing, page by page as they are consumed, to the last page.
+
+        Its order is not relied on: a job is found by reading through, never by trusting the first pages.
+        """
         kwargs = {"ApplicationId": self.application_id, "PageSize": "100"}
-        for _ in range(MAX_LISTED_PAGES):
+        while True:
             page = self._retrying(call, **kwargs)[response]
             yield from page["Item"]
             if not page.get("NextToken"):
@@ -423,8 +425,8 @@ class PinpointDestination:
         return max(0.02, min(self.poll_seconds if self.poll_seconds is not None else 15.0, 60.0))
 
     def _find_job(self, s3_url: str) -> str | None:
-        """An import job already created for exactly this folder (find before create)."""
-        return _job_for(self._list_jobs(), s3_url)
+        """An import job already created for exactly this folder (after a create call failed): read until found."""
+        return _job_for(self._listed(self.pinpoint.get_import_jobs, "ImportJobsResponse"), s3_url)
 
     # ------------------------------------------------------------------ dynamic segments
     def _keep_segment(self, delivery: SegmentDelivery) -> str | None:

@@ -1101,6 +1101,25 @@ def test_direct_a_create_that_failed_on_the_server_is_looked_for_not_repeated(aw
                                "looking for the job before anything else"]
 
 
+def test_direct_a_job_created_despite_a_server_error_is_found_past_the_20th_page(aws_stub, tmp_path):
+    # Given CreateImportJob answers 500 although it created the job, which a busy project lists on its 25th page
+    expect_no_marker(aws_stub.s3)
+    expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")
+    expect_list_jobs(aws_stub.pinpoint)
+    error(aws_stub.pinpoint, "create_import_job", "InternalServerErrorException", 500)
+    expect_list_jobs(aws_stub.pinpoint, h.job_response("x0", "COMPLETED", FOLDER + "other/"), next_token="t1")
+    for n in range(1, 24):
+        expect_list_jobs(aws_stub.pinpoint, h.job_response(f"x{n}", "COMPLETED", FOLDER + "other/"), token=f"t{n}",
+                         next_token=f"t{n + 1}")
+    expect_list_jobs(aws_stub.pinpoint, h.job_response("job-7", "PROCESSING", FOLDER), token="t24")
+    expect_marker_written(aws_stub.s3, "job-7")
+    expect_get(aws_stub.pinpoint, "COMPLETED", "job-7", TotalFailures=0)
+    # When the job runs
+    outcome = run_direct(make("direct"), tmp_path)
+    # Then it attaches to the job the failed call created (not NOT_CREATED, not a second job)
+    assert outcome.ok and outcome.record.job_id == "job-7"
+
+
 def test_direct_a_create_refused_as_a_bad_request_fails_the_job(aws_stub, tmp_path):
     expect_no_marker(aws_stub.s3)
     expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")
@@ -1145,11 +1164,14 @@ def test_the_job_list_follows_next_tokens(aws_stub):
     assert [j["Id"] for j in make("direct")._list_jobs()] == ["a", "b", "c"]
 
 
-def test_the_job_list_reads_at_most_20_pages(aws_stub):
+def test_the_job_list_reads_every_page_to_the_last(aws_stub):
+    # Given a project whose import jobs fill 25 pages (issue 22: the list used to stop after 20)
     expect_list_jobs(aws_stub.pinpoint, next_token="t1")
-    for n in range(1, 20):
-        expect_list_jobs(aws_stub.pinpoint, h.job_response(f"j{n}", "FAILED"), token=f"t{n}", next_token=f"t{n + 1}")
-    assert len(make("direct")._list_jobs()) == 19
+    for n in range(1, 25):
+        expect_list_jobs(aws_stub.pinpoint, h.job_response(f"j{n}", "FAILED"), token=f"t{n}",
+                         next_token=f"t{n + 1}" if n < 24 else None)
+    # When it is listed, then every page is read
+    assert len(make("direct")._list_jobs()) == 24
 
 
 def test_a_throttled_job_list_is_retried(aws_stub):
@@ -1364,12 +1386,13 @@ def test_an_unchanged_dynamic_segment_is_left_alone(aws_stub):
     assert make("stack")._keep_segment(segment_delivery()) is None
 
 
-def test_segments_are_looked_for_on_at_most_20_pages(aws_stub):
+def test_a_segment_is_looked_for_on_every_page_and_not_created_twice(aws_stub):
+    # Given the project's segment on the 25th page of its segment list (issue 22: the lookup used to stop at 20)
     expect_segments(aws_stub.pinpoint, next_token="t1")
-    for n in range(1, 20):
+    for n in range(1, 24):
         expect_segments(aws_stub.pinpoint, token=f"t{n}", next_token=f"t{n + 1}")
-    aws_stub.pinpoint.add_response("create_segment", {"SegmentResponse": pinpoint_segment("s1", "Email clickers",
-                                                                                          DIMS)})
+    expect_segments(aws_stub.pinpoint, pinpoint_segment("s1", "Email clickers", DIMS), token="t24")
+    # When the segment is kept, then it is found there and no second one is created
     assert make("stack")._keep_segment(segment_delivery()) is None
 
 
