@@ -22,7 +22,7 @@ confirmed when no job failed and at most ``max_rejected_rows`` rows were
 refused; the sync then commits every other row but the suspect ones and
 quarantines the refused ones. A platform module supplies only ``run_job``.
 
-The bound (README, "Quarantine"): a search tree of depth D = ceil(log_g n)
+The bound (docs/guarantee.md, "Finding refused rows"): a search tree of depth D = ceil(log_g n)
 with at most min(k, g^d) suspect groups at depth d costs at most
 J(k, n, g) = (g-1)·sum_{d<D} min(k, g^d) + k jobs in one run; across runs each
 run does at least B - (g-1) - min(k, floor(B/g)) jobs of that work
@@ -59,10 +59,21 @@ ISOLATION_SETTINGS = {
 }
 
 
+# Where a platform stages the re-imports that isolate refused rows: a folder name starting with "_", which
+# Athena skips, so the imports table (each partition is a run's folder) shows every delivered row once.
+ISOLATION_FOLDER = "_isolation"
+
+
 @dataclass(frozen=True)
 class Job:
-    label: str  # "1", "2", ... and "1a"/"1b" for the halves of job 1 during isolation
+    label: str  # "1", "2", ...; "q" retries quarantined rows; "1a", "1b", "s1a", ... are parts during a search
     files: tuple[Path, ...]
+    isolating: bool = False  # a re-import of rows of an earlier job, to find the ones refused
+
+    @property
+    def folder(self) -> str:
+        """The job's own folder under the run's folder: ``part-<label>``, or ``_isolation/part-<label>``."""
+        return f"{ISOLATION_FOLDER}/part-{self.label}" if self.isolating else f"part-{self.label}"
 
 
 @dataclass
@@ -401,7 +412,10 @@ class _Search:
                 budget -= tested
                 split = self.split(group, pieces)
                 plan.append((group, split, tested))
-                jobs.extend(Job(g.label, g.files) for g in split[:tested])
+                # The first split of a group carried over from an earlier run imports each of its rows once in
+                # this run: those are the run's own imports. Every other part re-imports rows of an earlier job.
+                first_import = group.label.startswith("s") and group.label[1:].isdigit()
+                jobs.extend(Job(g.label, g.files, isolating=not first_import) for g in split[:tested])
             if not jobs:
                 break
             self.jobs_used += len(jobs)

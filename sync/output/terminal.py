@@ -56,6 +56,15 @@ def summary_table(report: RunReport) -> str:
     return "\n".join(lines)
 
 
+PHASES = ("dbt_build", "select", "read", "diff", "files", "delivery", "commit")
+
+
+def phase_line(phases: dict[str, float]) -> str:
+    """Seconds per phase, in the order a run goes through them, e.g. 'dbt build 12.3 s · read 0.4 s · ...'."""
+    order = [p for p in PHASES if p in phases] + sorted(set(phases) - set(PHASES))
+    return " · ".join(f"{p.replace('_', ' ')} {phases[p]:.1f} s" for p in order)
+
+
 def _header(report: RunReport) -> str:
     verb = {"plan": "Plan", "sync": "Sync", "run": "Run"}.get(report.command, report.command)
     as_of = f" · as_of {report.as_of}" if report.as_of else ""
@@ -74,6 +83,10 @@ def _footer(report: RunReport) -> list[str]:
     delivered = [s for s in report.segments if s.location]
     if delivered:
         out += ["", "Delivered to:"] + [f"  {s.segment}: {s.location}" for s in delivered]
+    if report.phases:
+        out += ["", "Time: " + phase_line(report.phases)]
+    if report.left_alone:
+        out += ["", f"Left alone (not built in the latest dbt invocation): {', '.join(report.left_alone)}"]
     ok = sum(1 for s in report.segments if s.ok)
     out += ["", f"{ok} of {len(report.segments)} segment(s) ok · status {report.status}"]
     return out
