@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -406,8 +406,8 @@ class SyncRun:
                 notes.append(f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
                              f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent")
             refusal = (mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
-                       or size_change_refusal(plan, opts.max_size_change_share, opts.max_entered_share,
-                                              opts.allow_size_change))
+                       or size_change_refusal(self._as_last_delivered(con, prepared, dirty), opts.max_size_change_share,
+                                              opts.max_entered_share, opts.allow_size_change))
             if refusal:
                 stack.close()
                 return SegmentReport(seg.name, REFUSED, refusal, plan.as_dict(), notes=notes,
@@ -471,6 +471,21 @@ class SyncRun:
             parts.append(f"select {SNAPSHOT_ID} from read_parquet({ql(str(in_doubt.path))})")
         con.execute(f"copy ({' union '.join(parts)}) to {ql(str(out))} (format parquet)")
         return out
+
+    def _as_last_delivered(self, con, prepared: PreparedSegment, dirty: Path | None):
+        """The plan as the size guard sees it: members the last run delivered but left out of its commit.
+
+        Rows quarantined or still suspect in a search for refused rows were never committed when they
+        entered; they were members all the same, so they count in the previous size, not as entering.
+        """
+        plan, previous = prepared.plan, prepared.previous_snapshot
+        if dirty is None or previous is None:
+            return plan
+        held, now = con.execute(
+            f"select count(*), count(*) filter (where {SNAPSHOT_ID} in (select {SNAPSHOT_ID} from "
+            f"read_parquet({ql(str(prepared.new_snapshot))}))) from _quarantined where {SNAPSHOT_ID} not in "
+            f"(select {SNAPSHOT_ID} from read_parquet({ql(str(previous))}))").fetchall()[0]
+        return replace(plan, previous_rows=plan.previous_rows + held, entered=max(0, plan.entered - now))
 
     def _record_in_doubt(self, con, prepared: PreparedSegment) -> None:
         """Durably record every Id this delivery carries, plus those still in doubt, before handing over."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from sync.destinations.base import RowSearch
 from sync.destinations.jobs import (
     DEFAULT_MAX_ISOLATION_JOBS,
     DEFAULT_MAX_REJECTED_ROWS,
@@ -17,7 +18,7 @@ from sync.destinations.jobs import (
     search_bound,
 )
 from tests.destinations.test_isolation_converges import CountingPlatform
-from tests.engine.harness import EngineHarness, by_segment
+from tests.engine.harness import EngineHarness, Scripted, by_segment
 
 COLS = {"endpoint_id": "Id", "plan": "Attributes.Plan"}
 
@@ -120,3 +121,25 @@ def test_a_changed_mapping_starts_the_search_afresh(h):
     # Then the old groups are not continued: the rows go in the delivery's own job, searched from there
     assert dest.platform.jobs[0][0] == "1" and len(dest.platform.jobs[0][1]) == 40
     assert [q["id"] for q in seg.quarantined] == ["ep-7"] and not search_file(h).exists()
+
+
+@pytest.mark.parametrize("left_out", ["quarantined", "suspect"])
+def test_rows_left_out_of_the_last_commit_are_no_jump_in_the_segments_size(h, left_out):
+    # Given a first sync of 10 rows of which 6 were left out of the commit: refused (quarantined), or still suspect
+    h.segment("seg_a", COLS, rows(10))
+    if left_out == "quarantined":
+        first = h.run(destination=Scripted(h.exports, rejected={f"ep-{i}": "bad" for i in range(6)}))
+    else:
+        class Suspect(Scripted):
+            def deliver(self, delivery, progress=None):
+                result = super().deliver(delivery, progress)
+                result.search = RowSearch((tuple(f"ep-{i}" for i in range(6)),), delivery.fields)
+                return result
+
+        first = h.run(destination=Suspect(h.exports))
+    assert by_segment(first)["seg_a"].status == "partial" and h.pointer("seg_a")["rows"] == 4
+    # When the next run resends them, the segment unchanged
+    again = by_segment(h.run(destination=Scripted(h.exports)))["seg_a"]
+    # Then the size guard sees 10 members before and after, not a segment growing from 4 to 10
+    assert again.status == "synced", again.reason
+    assert h.pointer("seg_a")["rows"] == 10
