@@ -478,3 +478,22 @@ def test_a_job_of_several_rows_that_ends_failed_with_no_count_still_fails_the_de
     result = deliver(FailsAll(), delivery_of(tmp_path, ["a", "b"]))
     # Then nothing is refused: the job failed, and the rows stay in doubt
     assert not result.confirmed and result.rejected == {} and result.errors == ["seg_a job 1: import job job-1 FAILED"]
+
+
+def test_rows_a_message_names_are_refused_at_once_and_only_the_rest_is_searched(tmp_path):
+    # Given a platform whose messages name only the first refused row of a job (Pinpoint lists a sample)
+    class NamesFirst(Platform):
+        def run_job(self, delivery, job, tracker):
+            out = super().run_job(delivery, job, tracker)
+            if out.refused:
+                first = next(i for i in ids_of(job) if i in self.bad)
+                out.messages = [f"row {first}: bad plan"] + ["one more row was bad"] * (out.refused_rows - 1)
+            return out
+
+    platform = NamesFirst(bad={"c", "f"})
+    # When eight rows with two refused are delivered
+    result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d", "e", "f", "g", "h"]))
+    # Then c is refused from the message, and the search covers the other seven rows only (one refused among them)
+    assert result.confirmed and result.search is None
+    assert result.rejected == {"c": "row c: bad plan", "f": "row f: bad plan"}
+    assert [label for label, ids in platform.jobs if "c" in ids] == ["1"]
