@@ -6,9 +6,11 @@ the shared platform layer (``jobs.py``). Each job:
 1. its files (Pinpoint header) are written as one CSV with the mapped columns
    (``profile_fields.py``);
 2. find before create: an upload job named ``lakeseg-<run id>-<segment>-p<part>``
-   (ListUploadJobs) is attached to, never created twice; otherwise
-   ``CreateUploadJob`` (Fields, UniqueKey, DataExpiry) -- at most once: not
-   retried after a server error, looked up by name instead;
+   is attached to, never created twice; otherwise ``CreateUploadJob`` (Fields,
+   UniqueKey, DataExpiry) -- at most once: not retried after a server error,
+   looked up by name instead, through the whole ListUploadJobs listing. The
+   job is noted in the segment's job ledger (``delivery.ledger``, the state
+   store) by name before the call and by id after, so later runs read it by id;
 3. ``GetUploadJobPath`` -> HTTPS ``PUT`` of the CSV to the pre-signed URL with
    the SSE-C headers (the ClientToken as key, its MD5, AES256). A URL at or
    past ``ValidUntil`` is fetched again, never used;
