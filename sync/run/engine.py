@@ -63,6 +63,7 @@ from sync.run.diff import (
     snapshot_to_commit,
 )
 from sync.run.guard import mass_exit_refusal, size_change_refusal
+from sync.run.imports_table import ImportsTable
 from sync.run.imports_table import register_all as register_imports
 from sync.state.base import QuarantinedRow
 
@@ -225,6 +226,7 @@ class SyncRun:
         self.work_root = Path(work_dir)
         self.report = RunReport(self.run_id, command, target, destination_key, state.url, _now())
         self._history_lock = threading.Lock()
+        self.imports_table: ImportsTable | None = None  # where confirmed deliveries are registered
 
     # ------------------------------------------------------------------ public
     def execute(self) -> RunReport:
@@ -553,7 +555,7 @@ class SyncRun:
                         "which continues the search" if suspect else ""))) + "; the rest is committed"
                 else:
                     rep.status = SYNCED
-                register_imports(getattr(self, "imports_table", None), seg, self.run_id, result.location, notes)
+                register_imports(self.imports_table, seg, self.run_id, result.location, notes)
         except LakesegError as exc:
             rep.reason = str(exc)
         except Exception as exc:  # a destination bug must not lose the report
