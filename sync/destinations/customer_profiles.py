@@ -56,7 +56,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sync.core.errors import ConfigError
 from sync.destinations import profile_fields as pf
 from sync.destinations.aws_calls import Retrier, client_config, error_code, is_transient, poll, preflight_error
-from sync.destinations.base import DeliveryResult, JobRecord, Progress, SegmentDelivery
+from sync.destinations.base import DeliveryResult, JobLedger, JobRecord, Progress, SegmentDelivery
 from sync.destinations.jobs import (
     DEFAULT_MAX_ISOLATION_JOBS,
     ISOLATION_SETTINGS,
@@ -341,21 +341,22 @@ class CustomerProfilesDestination:
         A name the ledger has not noted was never created (every create call is noted first): nothing to look up.
         """
         ledger = delivery.ledger if delivery is not None else None
-        if ledger is not None:
+        if ledger is not None and delivery is not None:
             noted = next((e for e in ledger.entries() or [] if e.get("name") == name), None)
             if noted is None:  # this run's name, never noted: never created
                 return None
             if noted.get("job_id"):
                 return self._by_id(str(noted["job_id"]))
         found = next((j for j in self._listed() if j.get("DisplayName") == name), None)
-        if found is not None and ledger is not None:
+        if found is not None and ledger is not None and delivery is not None:
             ledger.remember(name, str(found["JobId"]), delivery.run_id)
         return found
 
     def _create_job(self, name: str, mapping: pf.ProfileMapping, delivery: SegmentDelivery | None = None) -> str | None:
         ledger = delivery.ledger if delivery is not None else None
+        run_id = delivery.run_id if delivery is not None else ""
         if ledger is not None:  # durably, before the call: a job created despite an error is looked for later
-            ledger.remember(name, None, delivery.run_id)
+            ledger.remember(name, None, run_id)
         try:
             created = self._retrying(self.profiles.create_upload_job, retry_transient=False,
                                      DomainName=self.domain_name, DisplayName=name, Fields=mapping.fields(),
@@ -367,10 +368,10 @@ class CustomerProfilesDestination:
                         name, error_code(exc))
             found = next((j for j in self._listed() if j.get("DisplayName") == name), None)
             if found is not None and ledger is not None:
-                ledger.remember(name, str(found["JobId"]), delivery.run_id)
+                ledger.remember(name, str(found["JobId"]), run_id)
             return found["JobId"] if found else None
         if ledger is not None:
-            ledger.remember(name, str(created["JobId"]), delivery.run_id)
+            ledger.remember(name, str(created["JobId"]), run_id)
         log.info("customer_profiles: created upload job %s (%s)", created["JobId"], name)
         return created["JobId"]
 
@@ -463,7 +464,7 @@ class CustomerProfilesDestination:
         """
         ledger = delivery.ledger
 
-        def noted(entries: list[dict]) -> list[str]:
+        def noted(ledger: JobLedger, entries: list[dict]) -> list[str]:
             found = []
             for entry in entries:
                 name = str(entry.get("name"))
@@ -480,8 +481,8 @@ class CustomerProfilesDestination:
 
         def earlier() -> list[str]:
             entries = ledger.entries() if ledger is not None else None
-            if entries is not None:
-                return noted(entries)
+            if ledger is not None and entries is not None:
+                return noted(ledger, entries)
             found = []
             for j in self._listed():
                 name = str(j.get("DisplayName") or "")

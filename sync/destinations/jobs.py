@@ -40,7 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from sync.core.errors import ConfigError
 from sync.core.import_files import encode_row
@@ -208,7 +208,7 @@ class JobProgress:
 
 
 def _ids(files) -> list[str]:
-    out = []
+    out: list[str] = []
     for path in files:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
@@ -267,7 +267,7 @@ def _write_rows(files, folder: Path, route: Callable[[str], str | None]) -> dict
     Each file is ``<folder>/part-<label>/part-00000.csv`` with the header, every row byte for byte.
     """
     out: dict[str, tuple[Path, list[str]]] = {}
-    handles = {}
+    handles: dict[str, BinaryIO] = {}
     header = None
     try:
         for path in files:
@@ -288,8 +288,8 @@ def _write_rows(files, folder: Path, route: Callable[[str], str | None]) -> dict
                     handles[label].write(encode_row(row))
                     out[label][1].append(row[at])
     finally:
-        for fh in handles.values():
-            fh.close()
+        for handle in handles.values():
+            handle.close()
     return out
 
 
@@ -421,14 +421,15 @@ class _Search:
             self.jobs_used += len(jobs)
             outcomes = iter(self.run(jobs))
             frontier = []
-            for group, split, tested in plan:
-                if split is None:
+            for group, parts_of, tested in plan:
+                if parts_of is None:
                     frontier.append(group)
                     continue
-                counts = [self.settle(g, next(outcomes), frontier, isolating=True) for g in split[:tested]]
-                if tested < len(split):  # the last part was not imported on its own
-                    last = split[-1]
-                    left = None if None in counts or group.refused is None else group.refused - sum(counts)
+                counts = [self.settle(g, next(outcomes), frontier, isolating=True) for g in parts_of[:tested]]
+                if tested < len(parts_of):  # the last part was not imported on its own
+                    last = parts_of[-1]
+                    known = [c for c in counts if c is not None]
+                    left = None if len(known) < len(counts) or group.refused is None else group.refused - sum(known)
                     if left is None or left < 0:  # unknown, or the counts disagree: tested next
                         frontier.append(last)
                     elif left > 0:
@@ -488,18 +489,18 @@ def deliver_in_jobs(platform: JobPlatform, delivery: SegmentDelivery, progress: 
                                  f"platform (job {outcome.record.job_id}); destination.max_rejected_rows is 0")
             continue
         if outcome.refused or outcome.platform_failed:
-            ids = tuple(_ids(job.files))  # one read of the job's files: attribution and the search use it
-            if outcome.refused or len(ids) == 1:
-                search.settle(_Group(job.label, job.files, ids, None), outcome, frontier, isolating=False)
+            job_ids = tuple(_ids(job.files))  # one read of the job's files: attribution and the search use it
+            if outcome.refused or len(job_ids) == 1:
+                search.settle(_Group(job.label, job.files, job_ids, None), outcome, frontier, isolating=False)
                 continue
         search.errors.append(f"{delivery.segment} job {job.label}: {outcome.error or 'not accepted'}")
-    for group, outcome in zip(retry, outcomes[len(jobs):]):
-        if outcome.refused and outcome.refused_rows >= len(group.ids):
+    for again, outcome in zip(retry, outcomes[len(jobs):]):
+        if outcome.refused and outcome.refused_rows >= len(again.ids):
             # Every row refused again: rows refused before stay quarantined (named ones with their message).
-            named = _named(group.ids, outcome)
-            search.rejected.update((rid, named.get(rid, _message(outcome))[:300]) for rid in group.ids)
+            named = _named(again.ids, outcome)
+            search.rejected.update((rid, named.get(rid, _message(outcome))[:300]) for rid in again.ids)
         else:
-            search.settle(group, outcome, frontier, isolating=False)
+            search.settle(again, outcome, frontier, isolating=False)
     left = search.rounds(frontier + carried, max_isolation_jobs)
 
     errors, rejected = search.errors, search.rejected
