@@ -497,3 +497,14 @@ def test_rows_a_message_names_are_refused_at_once_and_only_the_rest_is_searched(
     assert result.confirmed and result.search is None
     assert result.rejected == {"c": "row c: bad plan", "f": "row f: bad plan"}
     assert [label for label, ids in platform.jobs if "c" in ids] == ["1"]
+
+
+def test_the_jobs_of_one_round_of_the_search_run_in_parallel(tmp_path):
+    # Given two refused rows that fall in different halves, on a platform recording how many jobs run at once
+    platform = Gate(width=2)
+    platform.bad = {"a", "h"}
+    # When eight rows are delivered with two jobs allowed at once
+    result = deliver(platform, delivery_of(tmp_path, list("abcdefgh")), max_concurrent=2)
+    # Then each round after the first splits both suspect halves at the same time, and both rows are found
+    assert sorted(result.rejected) == ["a", "h"] and platform.most == 2
+    assert {"1aa", "1ba"} <= {label for label, _ in platform.jobs}
