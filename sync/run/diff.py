@@ -57,8 +57,10 @@ def key_sql(id_expr: str) -> str:
 DIGEST_KEY_VARIABLE = "lakeseg_digest_key"
 # The value digest's construction, recorded in every snapshot's mapping hash:
 # a snapshot written with another construction is answered with a full send.
-# d2: MD5 over a derived 128-bit subkey and DuckDB's hash of the values (see digest_sql).
-DIGEST_SCHEME = "d2"
+# d2: MD5 over a derived 128-bit subkey and DuckDB's hash of the values (see digest_sql): equal values gave
+# equal digests, so a reader of the store saw which members share a value.
+# d3: the same, over DuckDB's hash of the Id and the values: every member's digest is its own.
+DIGEST_SCHEME = "d3"
 
 
 def digest_subkey(secret: str) -> str:
@@ -71,32 +73,41 @@ def digest_subkey(secret: str) -> str:
 
 
 def digest_sql(fields: tuple[str, ...], alias: str = "", keyed: bool = False) -> str:
-    """SQL for the 64-bit digest of a row's exported values (Id excluded).
+    """SQL for the 64-bit digest of a row's exported values, bound to its Id.
 
-    Keyed (scheme d2): ``H = hash(v1, ..., vn)``, DuckDB's positional 64-bit
-    hash of the values (NULL hashes apart from ''), then MD5 over the subkey
-    (a DuckDB session variable, so it never appears in SQL text), a NUL and
-    H in decimal; the digest is the upper 64 bits of ``md5_number``. H is
-    never stored, so a reader of the state store who guesses values can
-    compute H but not the MD5 over the secret subkey: no dictionary attack
-    without the key. (DuckDB's hash alone, even with the key hashed in, would
-    not do: its combine steps are invertible, so one right guess would give
-    away the key's contribution.) One MD5 block per row instead of MD5 over
-    every length-prefixed value: the digest costs about a quarter of what it did.
+    Keyed (scheme d3): ``H = hash(Id, v1, ..., vn)``, DuckDB's positional
+    64-bit hash of the Id and the values (NULL hashes apart from ''), then MD5
+    over the subkey (a DuckDB session variable, so it never appears in SQL
+    text), a NUL and H in decimal; the digest is the upper 64 bits of
+    ``md5_number``. H is never stored, so a reader of the state store who
+    guesses values can compute H but not the MD5 over the secret subkey: no
+    dictionary attack without the key. (DuckDB's hash alone, even with the key
+    hashed in, would not do: its combine steps are invertible, so one right
+    guess would give away the key's contribution.) One MD5 block per row: the
+    subkey, a NUL and at most 20 digits.
 
-    Unkeyed: DuckDB's positional ``hash``. DuckDB's hash is not guaranteed
-    stable across releases, so ``hash_signature`` goes into every segment's
-    mapping hash: after an upgrade that changes it, the next sync is a full
-    send and Ids are re-keyed, never misread as exits.
+    The Id in H makes each member's digest its own: two members with equal
+    values get unrelated digests, so the store does not even show which
+    members share a value (scheme d2 hashed the values alone: a three-value
+    segment showed three digests, and group sizes matched against public name
+    frequencies recovered names). A change of value still changes the digest,
+    which is all the diff compares: a member's digest is only ever compared
+    with its own previous one.
+
+    Unkeyed: DuckDB's positional ``hash`` of the Id and the values. DuckDB's
+    hash is not guaranteed stable across releases, so ``hash_signature`` goes
+    into every segment's mapping hash: after an upgrade that changes it, the
+    next sync is a full send and Ids are re-keyed, never misread as exits.
     """
     prefix = f"{alias}." if alias else ""
-    cols = [f"{prefix}{qi(f)}" for f in fields if f != ID_FIELD]
-    if not cols:
-        return "cast(0 as ubigint)"
+    values = [f"{prefix}{qi(f)}" for f in fields if f != ID_FIELD]
+    if not values:
+        return "cast(0 as ubigint)"  # no values, nothing to tell apart or to give away
+    cols = ", ".join([f"{prefix}{qi(ID_FIELD)}", *values])
     if keyed:
         return (f"(md5_number(getvariable('{DIGEST_KEY_VARIABLE}') || chr(0) || "
-                f"hash({', '.join(cols)})::varchar) >> 64)::ubigint")
-    return f"hash({', '.join(cols)})"
+                f"hash({cols})::varchar) >> 64)::ubigint")
+    return f"hash({cols})"
 
 
 def hash_signature(con: duckdb.DuckDBPyConnection) -> str:
