@@ -13,6 +13,7 @@ snapshot's digests cannot be matched against guessed values.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,7 @@ import duckdb
 from sync.core.errors import SegmentRefused
 from sync.core.fields import ID_FIELD
 from sync.core.sql import qi, ql
+from sync.dbt.check import ValueRule, value_rules
 from sync.dbt.contract import Segment
 
 SNAPSHOT_ID = "Id"
@@ -202,9 +204,48 @@ def _full_send_reason(previous_hash: str, current_hash: str) -> str:
     return "field mapping or exit values changed since the last sync"
 
 
+# The contract's control characters, as the pinpoint_no_control_chars test spells them (RE2).
+_CONTROL_CHARS_RE2 = r"[\x00-\x1F\x7F-\x9F\x{2028}\x{2029}]"
+_BROKEN_RULE = re.compile(r"lakeseg-value-rule-(\d+)\b")
+
+
+def rule_sql(rule: ValueRule) -> str:
+    """True for a value that breaks ``rule`` (values are text here, as the tests cast them)."""
+    v = qi(rule.field)
+    if rule.kind == "max_length":
+        return f"length({v}) > {int(rule.arg)}"
+    if rule.kind == "no_control_chars":
+        return f"regexp_matches({v}, {ql(_CONTROL_CHARS_RE2)})"
+    if rule.kind == "numeric":
+        return f"({v} is not null and try_cast({v} as double) is null)"
+    if rule.kind == "accepted_values":
+        return f"({v} is not null and {v} not in ({', '.join(ql(a) for a in rule.arg)}))"
+    raise ValueError(f"unknown value rule kind {rule.kind!r}")
+
+
+def checked_id_sql(rules: list[ValueRule]) -> str:
+    """The Id column, or an error naming the first rule a row breaks: the contract checked in the pass that
+    reads the segment, at the cost of the conditions alone (no second read, no extra column)."""
+    if not rules:
+        return qi(ID_FIELD)
+    whens = " ".join(f"when {rule_sql(r)} then error('lakeseg-value-rule-{i}')" for i, r in enumerate(rules))
+    return f"case {whens} else {qi(ID_FIELD)} end"
+
+
+def _refuse_broken_rules(con: duckdb.DuckDBPyConnection, segment: Segment, current_sql: str,
+                         rules: list[ValueRule]) -> SegmentRefused:
+    """The refusal when values break the contract: each broken rule with its column and row count, no value."""
+    counts = _one(con, f"select {', '.join(f'count_if({rule_sql(r)})' for r in rules)} from {current_sql}")
+    broken = "; ".join(f"column {r.column} ({r.field}) breaks {r.rule} in {n:,} row(s)"
+                       for r, n in zip(rules, counts) if n)
+    return SegmentRefused(f"{segment.name}: {broken or 'a value breaks the contract'} -- the table changed after "
+                          "its dbt tests passed (rebuild it with `dbt build`); nothing was sent")
+
+
 def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *,
             previous: object | None, workdir: Path, full_refresh: bool = False,
-            dirty: Path | None = None, digest_key=None, expiry: Expiry | None = None) -> PreparedSegment:
+            dirty: Path | None = None, digest_key=None, expiry: Expiry | None = None,
+            tests: list[dict] | None = None) -> PreparedSegment:
     """Read the segment once into a new snapshot and classify every member.
 
     ``source_sql`` is a relation (from a reader) with the segment's declared
@@ -215,6 +256,12 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
     temp table ``_delta(k1, k2, kind)`` of entered ('e'), changed ('c'),
     exited ('x'), dirty members resent ('r') and dirty leavers absent from the
     snapshot ('q') for ``changes_sql``, and ``_dirty(Id, k1, k2)``.
+
+    The pass that reads the segment also checks every value against the
+    contract's data rules (``value_rules``: Pinpoint's, with the stricter
+    settings of the tests attached to the model, ``tests``): a table changed
+    after its tests passed is refused naming the model, column and rule --
+    never the value -- and nothing is sent.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     renamed = ", ".join(f"cast({qi(m.column)} as varchar) as {qi(m.field)}" for m in segment.mappings)
@@ -222,11 +269,17 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
     new_snapshot = workdir / "snapshot.parquet"
     if digest_key is not None:
         con.execute(f"set variable {DIGEST_KEY_VARIABLE} = ?", [digest_subkey(digest_key.secret)])
-    con.execute(
-        f"copy (select {qi(ID_FIELD)} as {SNAPSHOT_ID}, {key_sql(qi(ID_FIELD))}, "
-        f"{digest_sql(segment.fields, keyed=digest_key is not None)} as {SNAPSHOT_DIGEST} from {current_sql}) "
-        f"to {ql(str(new_snapshot))} ({SNAPSHOT_FORMAT})"
-    )
+    rules = value_rules(segment, list(tests or ()))
+    try:
+        con.execute(
+            f"copy (select {checked_id_sql(rules)} as {SNAPSHOT_ID}, {key_sql(qi(ID_FIELD))}, "
+            f"{digest_sql(segment.fields, keyed=digest_key is not None)} as {SNAPSHOT_DIGEST} from {current_sql}) "
+            f"to {ql(str(new_snapshot))} ({SNAPSHOT_FORMAT})"
+        )
+    except duckdb.Error as exc:
+        if not _BROKEN_RULE.search(str(exc)):
+            raise
+        raise _refuse_broken_rules(con, segment, current_sql, rules) from None
     rows, null_ids = _one(con, f"select count(*), count(*) - count({SNAPSHOT_ID}) from {_parquet(new_snapshot)}")
     if null_ids:
         raise SegmentRefused(f"{segment.name}: {null_ids} row(s) have a null Id (rule: not_null); nothing was sent")

@@ -54,7 +54,7 @@ from sync.core.import_files import write_import_files
 from sync.core.sql import ql
 from sync.dbt.artifacts import Artifacts
 from sync.dbt.check import check_manifest
-from sync.dbt.contract import Segment, load_segments
+from sync.dbt.contract import Segment, load_segments, tests_by_model
 from sync.dbt.selection import Resolver, choose_segments
 from sync.destinations.base import DeliveryResult, Destination, SegmentDelivery
 from sync.readers.base import SegmentReader
@@ -368,7 +368,8 @@ class SyncRun:
             notes.extend(getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation))  # Athena: query id, bytes
             prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
                                full_refresh=opts.full_refresh, dirty=dirty, digest_key=opts.digest_key,
-                               expiry=self._expiry)
+                               expiry=self._expiry,
+                               tests=tests_by_model(self.artifacts.manifest).get(seg.unique_id, []))
             failpoints.hit("after-read")
             plan = prepared.plan
             if plan.refresh:
