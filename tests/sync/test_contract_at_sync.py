@@ -111,5 +111,16 @@ def test_the_rules_cover_every_column_with_length_and_control_chars_metrics_and_
 
 def test_the_checked_id_is_the_id_itself_without_rules_and_one_case_with_them():
     assert checked_id_sql([]) == '"Id"'
-    sql = checked_id_sql([ValueRule("c", "A.b", "pinpoint_max_length", "max_length", 100)])
-    assert sql == """case when length("A.b") > 100 then error('lakeseg-value-rule-0') else "Id" end"""
+    sql = checked_id_sql([ValueRule("c", "A.b", "pinpoint_max_length", "max_length", 100),
+                          ValueRule("c", "A.b", "pinpoint_no_control_chars", "no_control_chars"),
+                          ValueRule("d", "C", "pinpoint_no_control_chars", "no_control_chars")])
+    assert sql == ("""case when (strlen("A.b") > 100 and length("A.b") > 100) or regexp_matches(concat("A.b", "C"), """
+                   r"""'[\x00-\x1F\x7F-\x9F\x{2028}\x{2029}]') then error('lakeseg-value-rule-broken') else "Id" end""")
+
+
+@pytest.mark.parametrize("value", [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)],
+                         ids=lambda v: f"U+{ord(v):04X}")
+def test_every_control_character_the_dbt_test_refuses_is_refused(con, tmp_path, value):
+    _table(con, CLEAN, ("ep-2", f"a{value}b", "1", "ALL"))
+    with pytest.raises(SegmentRefused, match="breaks pinpoint_no_control_chars in 1 row"):
+        prepare(con, _segment(), "seg_t", previous=None, workdir=tmp_path)
