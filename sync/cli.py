@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from sync import __version__
-from sync.core.errors import LakesegError
+from sync.core.errors import ConfigError, LakesegError
 from sync.output import logs
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -115,7 +115,8 @@ def check(project_dir, profiles_dir, target, no_parse, target_path, as_json, exp
     """Validate segment declarations: field names, id column, exits, tests, ownership.
 
     Also writes one dbt exposure per segment (its destination and owner from
-    lakeseg.yml), so `dbt docs` lineage shows where each segment goes.
+    lakeseg.yml), so the lineage of `dbt docs generate` shows where each
+    segment goes.
 
     \b
     Example:
@@ -167,7 +168,7 @@ def new(name, project_dir, field, exit_value, description):
     made = new_segment(project_dir, name, field=field, exit_value=exit_value, description=description)
     click.echo(f"Created {made.sql} and added {name} to {made.properties}: column {made.column} -> {made.field} "
                f"(exit value {exit_value!r}).\nNext: write the audience in {made.sql.name}, then `lakeseg check` "
-               "and `dbt build --select " + name + "`.")
+               f"and `lakeseg run --select {name}` (dbt build and sync of this segment alone).")
 
 
 # --------------------------------------------------------------------------- sync
@@ -204,7 +205,7 @@ def sync_options(fn):
 
 
 def _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-             max_exit_share, state, allow_mass_exit=False, dbt_state=None):
+             max_exit_share, state, allow_mass_exit=False, dbt_state=None, allow_size_change=False):
     from sync.app.wiring import SyncRequest
     from sync.dbt.invoke import DbtProject
 
@@ -212,6 +213,7 @@ def _request(project_dir, profiles_dir, target, target_path, settings_file, sele
         project=DbtProject(project_dir, profiles_dir, target), target_path=target_path,
         settings_file=settings_file, select=tuple(select), exclude=tuple(exclude), full_refresh=full_refresh,
         allow_mass_exit=allow_mass_exit, max_exit_share=max_exit_share, state=state, dbt_state=dbt_state,
+        allow_size_change=allow_size_change,
     )
 
 
@@ -262,13 +264,17 @@ def _emit_metrics(report) -> None:
 
 
 def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path | None = None,
-             no_report: bool = False) -> None:
+             no_report: bool = False, dbt_args: tuple[str, ...] | None = None) -> None:
+    from sync.app.run import build_then_sync
     from sync.app.wiring import run_sync
     from sync.output.terminal import Progress
 
     progress = Progress(enabled=None if not as_json else False)
     try:
-        report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
+        if dbt_args is not None:
+            report = build_then_sync(req, dbt_args, progress=progress)
+        else:
+            report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
     finally:
         progress.close()
     _emit_metrics(report)
@@ -313,9 +319,12 @@ def plan(project_dir, profiles_dir, target, target_path, settings_file, select, 
 @sync_options
 @metrics_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
+@click.option("--allow-size-change", is_flag=True,
+              help="Sync segments the size-change guard would refuse (guard.max_size_change_share, "
+                   "guard.max_entered_share).")
 @handle_errors
 def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
-             max_exit_share, state, as_json, report_path, no_report, allow_mass_exit):
+             max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, allow_size_change):
     """Send what changed in each segment since the last successful sync.
 
     Reads dbt's artifacts: a segment is synced only if its model and every
@@ -326,7 +335,7 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
       dbt build && lakeseg sync --select tag:daily
     """
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
+                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state, allow_size_change)
     _execute(req, "sync", False, as_json, report_path, no_report)
 
 
@@ -334,14 +343,18 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
 @sync_options
 @metrics_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
+@click.option("--allow-size-change", is_flag=True,
+              help="Sync segments the size-change guard would refuse (guard.max_size_change_share, "
+                   "guard.max_entered_share).")
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def run(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
-        max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, dbt_args):
+        max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, allow_size_change, dbt_args):
     """`dbt build`, then sync, in one process: the unit a scheduler calls.
 
-    Arguments after `--` go to dbt build. Only segments whose model and tests
-    passed in this build are synced. as_of is fixed once at the start (the
+    --select/--exclude go to dbt build too: it builds what `dbt build -s X`
+    builds and syncs those segments. Arguments after `--` go to dbt build.
+    Only segments whose model and tests passed in this build are synced. as_of is fixed once at the start (the
     lake's end on a local DuckDB lake, now elsewhere) unless pinned with
     --vars, passed to dbt and recorded in run history.
 
@@ -349,26 +362,9 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
     Example:
       lakeseg run -- --vars '{as_of: "2026-11-01 00:00:00"}'
     """
-    from sync.app.wiring import load_context, prepare_local_database
-    from sync.dbt.artifacts import resolve_target_path
-    from sync.dbt.as_of import fix_as_of
-    from sync.dbt.invoke import DbtProject, invoke
-    from sync.dbt.profile import load_target
-
-    # Settings first: a typo in lakeseg.yml must not cost a whole dbt build.
-    load_context(_request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                          full_refresh, max_exit_share, state, allow_mass_exit))
-    prepare_local_database(DbtProject(project_dir, profiles_dir, target))
-    # One as_of for the whole run (unless pinned): every model sees the same instant.
-    _, extra = fix_as_of(load_target(Path(project_dir), profiles_dir, target).type, list(dbt_args))
-    if target_path:
-        extra += ["--target-path", str(resolve_target_path(project_dir, target_path))]
-    ok = invoke("build", DbtProject(project_dir, profiles_dir, target), extra)
-    if not ok:
-        click.echo("dbt build reported failures; syncing only the segments whose model and tests passed.", err=True)
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
-    _execute(req, "run", False, as_json, report_path, no_report)
+                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state, allow_size_change)
+    _execute(req, "run", False, as_json, report_path, no_report, dbt_args=dbt_args)
 
 
 @main.command()
@@ -389,8 +385,10 @@ def history(project_dir, profiles_dir, target, settings_file, state, limit, run_
     from sync.app.history import history_lines, load_history
 
     runs = load_history(project_dir, profiles_dir, target, settings_file, state, limit, run_id)
+    if run_id is not None and not runs:
+        raise ConfigError(f"no run {run_id!r} in the run history; `lakeseg history` lists the runs recorded")
     if as_json:
-        click.echo(json.dumps(runs if run_id is None else (runs[0] if runs else None), indent=2, default=str))
+        click.echo(json.dumps(runs if run_id is None else runs[0], indent=2, default=str))
         return
     click.echo("\n".join(history_lines(runs, detailed=run_id is not None)) or "No runs recorded yet.")
 
@@ -452,6 +450,35 @@ def lake() -> None:
     """The sample data lake (synthetic, deterministic)."""
 
 
+class LakeProgress:
+    """``lake generate``'s progress on stderr: a rich bar on a terminal, otherwise one
+    plain line at the start and at each further tenth of the write steps."""
+
+    def __init__(self, stream=None):
+        import time
+
+        from sync.output.terminal import Progress
+
+        self.stream = stream or sys.stderr
+        self.bars = Progress(self.stream, enabled=True) if self.stream.isatty() else None
+        self.started, self.clock = time.monotonic(), time.monotonic
+        self.shown = -1  # the last tenth a line was written for
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bars is not None:
+            self.bars("sample lake", "writing chunks", done, total)
+            return
+        tenth = done * 10 // max(1, total)
+        if tenth > self.shown:
+            self.shown = tenth
+            click.echo(f"lake generate: {done}/{total} chunks written ({done / max(1, total):.0%}) "
+                       f"after {self.clock() - self.started:.0f}s", file=self.stream)
+
+    def close(self) -> None:
+        if self.bars is not None:
+            self.bars.close()
+
+
 @lake.command("generate")
 @click.option("--path", type=click.Path(path_type=Path), default=Path("build/lake"), show_default=True,
               help="Directory to write the lake into (replaced).")
@@ -483,7 +510,11 @@ def lake_generate(path, endpoints, events_per_endpoint, days, end, seed, if_miss
         click.echo(f"Sample lake at {path} is up to date ({existing['rows']['all_events']:,} events).")
         return
     started = time.monotonic()
-    manifest = generate(path, spec)
+    progress = LakeProgress()
+    try:
+        manifest = generate(path, spec, progress=progress)
+    finally:
+        progress.close()
     rows = ", ".join(f"{k} {v:,}" for k, v in manifest["rows"].items())
     click.echo(f"Sample lake written to {path} in {time.monotonic() - started:.1f}s: {rows}.")
 

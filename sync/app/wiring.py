@@ -32,6 +32,7 @@ class SyncRequest:
     full_refresh: bool = False
     allow_mass_exit: bool = False
     max_exit_share: float | None = None
+    allow_size_change: bool = False
     destination_path: str | None = None  # files destination override
     state: str | None = None
     dbt_state: Path | None = None  # dbt artifacts to compare with, for state:modified selectors
@@ -82,7 +83,8 @@ def load_context(req: SyncRequest) -> tuple[Target, Settings]:
         overrides["state"] = req.state
     if req.destination_path:
         overrides["destination"] = {"path": req.destination_path}
-    settings = load_settings(project_dir, target.name, path=req.settings_file, overrides=overrides)
+    settings = load_settings(project_dir, target.name, path=req.settings_file, overrides=overrides,
+                             defined_targets=target.targets)
     # Local paths in lakeseg.yml are relative to the dbt project.
     if not settings.state.startswith("s3://") and not Path(settings.state).is_absolute():
         settings.state = str(project_dir / settings.state)
@@ -107,6 +109,8 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
     options = SyncOptions(
         select=req.select, exclude=req.exclude, full_refresh=req.full_refresh,
         allow_mass_exit=req.allow_mass_exit, max_exit_share=settings.max_exit_share,
+        allow_size_change=req.allow_size_change, max_size_change_share=settings.max_size_change_share,
+        max_entered_share=settings.max_entered_share,
         max_file_bytes=settings.max_file_bytes, memory_limit=settings.memory_limit, dry_run=dry_run,
         digest_key=resolve_digest_key(settings.digest_key, session),
         selector=DbtSelector(req.project, resolve_target_path(project_dir, req.target_path) / "lakeseg-select",

@@ -1,4 +1,4 @@
-"""Errors lakeseg raises. The CLI maps them to exit codes (see README)."""
+"""Errors lakeseg raises. The CLI maps them to exit codes (see docs/cli.md)."""
 
 
 class LakesegError(Exception):

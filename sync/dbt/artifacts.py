@@ -120,6 +120,10 @@ class Artifacts:
     def _results(self) -> dict[str, dict]:
         return {r["unique_id"]: r for r in self.run_results.get("results") or []}
 
+    def was_built(self, segment: Segment) -> bool:
+        """Whether the latest dbt invocation built (or tried to build) the segment's model."""
+        return segment.unique_id in self._results()
+
     def eligibility(self, segment: Segment) -> Eligibility:
         results = self._results()
         model = results.get(segment.unique_id)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sync.core import fields as pf
 from sync.dbt.contract import KEEP, Segment, load_segments, test_name, tests_by_model
 
-# Rule names a user sees; README "Validation" documents each.
+# Rule names a user sees (docs/segments.md, "The contract").
 REQUIRED_ID_TESTS = ("unique", "not_null")
 REQUIRED_VALUE_TESTS = ("pinpoint_max_length", "pinpoint_no_control_chars")
 NUMERIC_TEST = "pinpoint_numeric"

@@ -6,9 +6,11 @@ needs one process and one exit code.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +56,8 @@ def invoke(command: str, project: DbtProject, extra: Sequence[str] = ()) -> bool
     args = [command, *project.common_args(), *extra]
     log.info("running dbt %s", " ".join(args))
     try:
-        result = dbtRunner().invoke(args)
+        with _output_on_stderr():
+            result = dbtRunner().invoke(args)
     finally:
         _release_duckdb()
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -72,9 +75,15 @@ def run_dbt(args: Sequence[str], *, quiet: bool = False):
     full = (["--log-level", "none"] if quiet else []) + list(args)
     log.info("running dbt %s", " ".join(full))
     try:
-        return dbtRunner().invoke(full)
+        with _output_on_stderr():
+            return dbtRunner().invoke(full)
     finally:
         _release_duckdb()
+
+
+def _output_on_stderr():
+    """dbt's console lines go to stderr: stdout carries only lakeseg's own answer (one JSON document with --json)."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _release_duckdb() -> None:

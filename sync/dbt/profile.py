@@ -23,6 +23,7 @@ class Target:
     profile: str
     name: str
     config: dict  # the rendered output block: type, path / work_group, ...
+    targets: tuple[str, ...] = ()  # every output the profile defines (lakeseg.yml may hold a block for each)
 
     @property
     def type(self) -> str:
@@ -87,4 +88,4 @@ def load_target(project_dir: Path, profiles_dir: Path | None = None, target: str
     outputs = profile.get("outputs") or {}
     if name not in outputs:
         raise ConfigError(f"profile '{profile_name}' in {path} has no target '{name}' (has: {', '.join(outputs)})")
-    return Target(profile_name, str(name), _render(outputs[name]))
+    return Target(profile_name, str(name), _render(outputs[name]), tuple(str(t) for t in outputs))

@@ -71,8 +71,9 @@ def choose_segments(segments: list[Segment], select: Sequence[str] = (), exclude
     others = len(chosen_ids) - len(chosen)
     if others:
         log.info("selection: %d selected model(s) are not segments and are left out", others)
-    if select and not chosen:
+    if not chosen:  # as `dbt build` does: a warning, nothing to do, and no error
         what = f"{len(chosen_ids)} model(s), none of them a segment" if chosen_ids else "nothing"
-        raise ConfigError(f"--select {' '.join(select)} matches no segment: dbt selected {what} "
-                          f"(segments: {', '.join(s.name for s in segments) or 'none'})")
+        flags = " ".join([*(f"--select {s}" for s in select), *(f"--exclude {e}" for e in exclude)])
+        log.warning("Nothing to do: %s matches no segment; dbt selected %s (segments: %s)", flags, what,
+                    ", ".join(s.name for s in segments) or "none")
     return chosen

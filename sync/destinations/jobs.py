@@ -47,10 +47,21 @@ ISOLATION_SETTINGS = {
 }
 
 
+# Where a platform stages the re-imports that isolate refused rows: a folder name starting with "_", which
+# Athena skips, so the imports table (each partition is a run's folder) shows every delivered row once.
+ISOLATION_FOLDER = "_isolation"
+
+
 @dataclass(frozen=True)
 class Job:
     label: str  # "1", "2", ... and "1a"/"1b" for the halves of job 1 during isolation
     files: tuple[Path, ...]
+    isolating: bool = False  # a re-import of rows of an earlier job, to find the ones refused
+
+    @property
+    def folder(self) -> str:
+        """The job's own folder under the run's folder: ``part-<label>``, or ``_isolation/part-<label>``."""
+        return f"{ISOLATION_FOLDER}/part-{self.label}" if self.isolating else f"part-{self.label}"
 
 
 @dataclass
@@ -229,7 +240,7 @@ def _halves(job: Job, workdir: Path, rows: int) -> tuple[Job, Job]:
                 for row in reader:
                     (a if written < first else b).write(encode_row(row))
                     written += 1
-    return Job(f"{job.label}a", (out[0],)), Job(f"{job.label}b", (out[1],))
+    return Job(f"{job.label}a", (out[0],), isolating=True), Job(f"{job.label}b", (out[1],), isolating=True)
 
 
 def deliver_in_jobs(platform: JobPlatform, delivery: SegmentDelivery, progress: Progress | None, *,

@@ -18,7 +18,11 @@ One delivery (one segment in one run) becomes one or more import jobs:
      another;
 4. the verdicts go through the shared platform layer (``jobs.py``): a job
    that refused some endpoints has them isolated and quarantined, any other
-   failure leaves the delivery unconfirmed.
+   failure leaves the delivery unconfirmed. The re-imports that isolate
+   refused rows get folders of their own under
+   ``<import_s3_url>/<run_id>/<segment>/_isolation/part-<label>/``: outside
+   every other job's folder, and under a name Athena skips, so the imports
+   table (a partition per run's folder) shows each delivered row once.
 
 Import jobs are started at most once: no SDK-level retries on create calls
 (only throttling, which Pinpoint answers before creating anything), and a job
@@ -310,7 +314,7 @@ class PinpointDestination:
         """One import job through the shared layer: upload, start at most once, wait, read the verdict."""
         bucket, prefix = parse_s3_url(self.import_s3_url or "")
         base = "/".join(p for p in (prefix, delivery.run_id, delivery.segment) if p)
-        folder_key = f"{base}/part-{job.label}/"
+        folder_key = f"{base}/{job.folder}/"  # the job imports this folder only; isolation under _isolation/
         try:
             if self.mode == "stack":
                 record, error = self._run_stack_job(delivery, job, bucket, folder_key, tracker)

@@ -17,13 +17,16 @@ Tables (Parquet, under one root directory):
 Every value comes from a hash of (seed, row, column), so the same parameters
 give the same lake on any machine and any number of threads.  All of it is
 generated inside DuckDB; nothing is materialised in Python. Events are written
-one ingest day at a time, so memory is bounded by a day's events.
+in chunks of whole ingest days (``CHUNK_EVENTS`` events, or one day if a day
+holds more), so memory is bounded by a chunk's events; a lake written in many
+chunks holds exactly the events of one written in one.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -38,8 +41,13 @@ DEFAULT_END = "2026-11-01T00:00:00"
 MANIFEST = "_lake.json"
 # Bumped whenever the lake's tables change shape: a lake written by an older lakeseg is written
 # again by `lake generate --if-missing` instead of being read with the wrong types.
-LAKE_FORMAT = 2  # 2: the real DUE schema (session/attributes maps, timestamp ingest partition)
+LAKE_FORMAT = 3  # 2: the real DUE schema (session/attributes maps, timestamp ingest partition)
+# 3: events past the first chunk (2M events) spread over the endpoints; format 2 put them all on one
 CHUNK_EVENTS = 2_000_000  # events per COPY: bounds memory, amortises per-query cost
+
+# Called after each write step with (steps done, steps in all): the lake is written in
+# event chunks (CHUNK_EVENTS each) then one step per CRM file.
+GenerateProgress = Callable[[int, int], None]
 
 # Share of events per type, in basis points (sum 10000).
 EVENT_MIX = (
@@ -118,9 +126,24 @@ def _cast_columns(columns) -> str:
     return ",\n              ".join(f"cast({name} as {duckdb_type(t)}) as {name}" for name, t in columns)
 
 
-def _write_events(con, spec: LakeSpec, root: Path) -> None:
-    """One Parquet file per ingest day, written day by day: memory stays bounded
-    by one day's events whatever the lake's size.
+def _days_per_chunk(spec: LakeSpec) -> int:
+    """Ingest days per COPY: as many as fit in CHUNK_EVENTS events."""
+    per_day = max(1, spec.events // spec.days)
+    return max(1, min(spec.days, CHUNK_EVENTS // per_day))
+
+
+def _event_chunks(spec: LakeSpec) -> int:
+    return -(-spec.days // _days_per_chunk(spec))
+
+
+def _crm_files(spec: LakeSpec) -> int:
+    """Files of the CRM tables: contacts, subscriptions, then app_logins and web_sessions."""
+    return 2 + 2 * max(1, -(-(spec.endpoints * 4) // CRM_ROWS_PER_FILE))
+
+
+def _write_events(con, spec: LakeSpec, root: Path, step: Callable[[], None] = lambda: None) -> None:
+    """One Parquet file per ingest day, written a chunk of days at a time: memory
+    stays bounded by one chunk's events whatever the lake's size.
 
     Events arrive uniformly over the day of their partition; each happened up to
     two minutes before it arrived (so an event can belong to the previous day's
@@ -129,8 +152,7 @@ def _write_events(con, spec: LakeSpec, root: Path) -> None:
     total = spec.events
     out = root / "due" / "all_events"
     start_ms = int(spec.start_dt.timestamp() * 1000)
-    per_day = max(1, total // spec.days)
-    chunk = max(1, min(spec.days, CHUNK_EVENTS // per_day))  # ingest days per COPY
+    chunk = _days_per_chunk(spec)
     first = lambda day: -(-day * total // spec.days)  # noqa: E731 -- first row of an ingest day
     staging = root / ".staging"
     for d0 in range(0, spec.days, chunk):
@@ -196,13 +218,15 @@ def _write_events(con, spec: LakeSpec, root: Path) -> None:
         for folder in sorted(staging.iterdir()):
             target = out / unquote(folder.name)
             target.mkdir(parents=True, exist_ok=True)
-            for n, f in enumerate(sorted(folder.glob("*.parquet"))):
-                f.rename(target / f"part-{n:05d}.parquet")
+            # Not `n`: that is the endpoint count the next chunk's query reads.
+            for part, f in enumerate(sorted(folder.glob("*.parquet"))):
+                f.rename(target / f"part-{part:05d}.parquet")
             folder.rmdir()
+        step()
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_crm(con, spec: LakeSpec, root: Path) -> None:
+def _write_crm(con, spec: LakeSpec, root: Path, step: Callable[[], None] = lambda: None) -> None:
     n = spec.endpoints
     end = spec.end_dt.strftime("%Y-%m-%d %H:%M:%S")
     start = spec.start_dt.strftime("%Y-%m-%d %H:%M:%S")
@@ -227,6 +251,7 @@ def _write_crm(con, spec: LakeSpec, root: Path) -> None:
         )) to '{crm / "contacts" / "contacts.parquet"}' (format parquet)
         """
     )
+    step()
     con.execute(
         f"""
         copy (select {_cast_columns(CRM["subscriptions"])} from (
@@ -243,6 +268,7 @@ def _write_crm(con, spec: LakeSpec, root: Path) -> None:
         )) to '{crm / "subscriptions" / "subscriptions.parquet"}' (format parquet)
         """
     )
+    step()
     _write_in_time_order(
         con, crm / "app_logins", CRM["app_logins"], n * 4, "login_timestamp",
         f"""
@@ -250,7 +276,7 @@ def _write_crm(con, spec: LakeSpec, root: Path) -> None:
                  'user' || skewed(i, 31, {n})::varchar as username,
                  timestamp '{start}' + to_seconds(cast(floor(u(i, 32) * {span_s}) as bigint)) as login_timestamp,
                  list_extract(['ios', 'android', 'web'], 1 + (hash(i, 33) % 3)::integer) as client
-        """,
+        """, step,
     )
     _write_in_time_order(
         con, crm / "web_sessions", CRM["web_sessions"], n * 4, "session_timestamp",
@@ -260,7 +286,7 @@ def _write_crm(con, spec: LakeSpec, root: Path) -> None:
                  timestamp '{start}' + to_seconds(cast(floor(u(i, 42) * {span_s}) as bigint)) as session_timestamp,
                  1 + (hash(i, 43) % 12)::integer as page_views,
                  list_extract(['organic', 'paid', 'email', 'direct'], 1 + (hash(i, 44) % 4)::integer) as traffic_source
-        """,
+        """, step,
     )
 
 
@@ -269,7 +295,8 @@ def _write_crm(con, spec: LakeSpec, root: Path) -> None:
 CRM_ROWS_PER_FILE = 4_000_000
 
 
-def _write_in_time_order(con, folder: Path, columns, rows: int, order_by: str, select: str) -> None:
+def _write_in_time_order(con, folder: Path, columns, rows: int, order_by: str, select: str,
+                         step: Callable[[], None] = lambda: None) -> None:
     """Write ``rows`` generated rows (``select`` reads ``i`` from a ``range``) as
     Parquet files of at most ``CRM_ROWS_PER_FILE`` rows, each sorted by time.
 
@@ -289,11 +316,24 @@ def _write_in_time_order(con, folder: Path, columns, rows: int, order_by: str, s
             )) to '{folder / name}' (format parquet)
             """
         )
+        step()
 
 
-def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = None, memory_limit: str = "1GB") -> dict:
-    """Write the sample lake under ``root`` (replacing it) and return its manifest."""
+def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = None, memory_limit: str = "1GB",
+             progress: GenerateProgress | None = None) -> dict:
+    """Write the sample lake under ``root`` (replacing it) and return its manifest.
+
+    ``progress(done, total)`` is called once before the first write step and after each one."""
     root = Path(root)
+    total = _event_chunks(spec) + _crm_files(spec)
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total)
+
     if root.exists():
         shutil.rmtree(root)
     (root / "due").mkdir(parents=True)
@@ -307,8 +347,10 @@ def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = N
         con.execute(f"set temp_directory = '{root / '.tmp'}'")
         con.execute("set enable_progress_bar = false")
         _macros(con, spec)
-        _write_events(con, spec, root)
-        _write_crm(con, spec, root)
+        if progress:
+            progress(0, total)
+        _write_events(con, spec, root, step)
+        _write_crm(con, spec, root, step)
         counts = {
             "all_events": con.sql(f"select count(*) from read_parquet('{root}/due/all_events/**/*.parquet')").fetchall()[0][0],
             **{

@@ -14,7 +14,7 @@ the sample lake therefore does: ``session`` and ``attributes`` are
 ``ingest_timestamp`` is a ``timestamp`` partition column (the solution's
 Lambda adds one partition per hour; ``yyyy/MM/dd/HH`` is only the S3 folder).
 
-The CRM tables are this project's own, documented here and in the README.
+The CRM tables are this project's own, documented here and in docs/sample-lake.md.
 
 ``duckdb_type`` turns an Athena type into DuckDB's spelling (via sqlglot), so
 the sample lake writes exactly these types and the type check reads the same

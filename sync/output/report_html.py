@@ -20,6 +20,8 @@ from pathlib import Path
 
 import jinja2
 
+from sync.run.engine import run_status
+
 DEFAULT_REPORT_PATH = Path("build/report/index.html")
 DEFAULT_RUNS = 200
 COUNTS = ("entered", "changed", "exited")
@@ -100,11 +102,8 @@ def when(stamp) -> str:
 
 
 def run_outcome(run: dict) -> str:
-    """A run's status; one still 'running' with no finish time was interrupted."""
-    status = str(run.get("status") or "?")
-    if status == "running" and not run.get("finished_at"):
-        return "interrupted"
-    return status
+    """A run's status (``sync.run.engine.run_status``: a live run is running, a dead one interrupted)."""
+    return run_status(run)
 
 
 def collect(runs: list[dict]) -> ReportData:

@@ -74,6 +74,8 @@ def _footer(report: RunReport) -> list[str]:
     delivered = [s for s in report.segments if s.location]
     if delivered:
         out += ["", "Delivered to:"] + [f"  {s.segment}: {s.location}" for s in delivered]
+    if report.left_alone:
+        out += ["", f"Left alone (not built in the latest dbt invocation): {', '.join(report.left_alone)}"]
     ok = sum(1 for s in report.segments if s.ok)
     out += ["", f"{ok} of {len(report.segments)} segment(s) ok · status {report.status}"]
     return out

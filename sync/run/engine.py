@@ -7,7 +7,7 @@ For each selected segment:
 2. take the (destination, segment) lock;
 3. read the built table through the reader, write the new snapshot, count the
    change against the last committed snapshot (DuckDB);
-4. refuse a mass exit unless allowed;
+4. refuse a mass exit, or a jump of the segment's size or entries, unless allowed;
 5. write the import files, hand them to the destination;
 6. commit the new snapshot only if the destination confirmed; release the lock.
 
@@ -33,7 +33,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import socket
 import threading
@@ -51,6 +50,7 @@ from sync.core import failpoints
 from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused, public_reason
 from sync.core.fields import ID_FIELD
 from sync.core.import_files import write_import_files
+from sync.core.sizes import memory_limit_bytes
 from sync.core.sql import ql
 from sync.dbt.artifacts import Artifacts
 from sync.dbt.check import check_manifest
@@ -68,7 +68,7 @@ from sync.run.diff import (
     sent_ids_sql,
     snapshot_to_commit,
 )
-from sync.run.guard import mass_exit_refusal
+from sync.run.guard import mass_exit_refusal, size_change_refusal
 from sync.run.imports_table import register_all as register_imports
 from sync.state.base import PLATFORM_REFUSED, QuarantinedRow
 
@@ -81,7 +81,6 @@ PARTIAL, SKIPPED, REFUSED, FAILED = "partial", "skipped", "refused", "failed"
 OK_STATUSES = {SYNCED, UNCHANGED, PLANNED}
 INTERRUPTED = "interrupted"  # a run whose process died before it finished (history only)
 OWNER_FILE = ".owner.json"  # in a run's work folder: host and pid, so a later run can clean up after a kill
-_MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 Progress = Callable[[str, str, int, int], None]  # (segment, stage, done, total)
 
@@ -137,6 +136,15 @@ def mark_interrupted(run: dict, max_age: timedelta = timedelta(days=2)) -> dict:
     return {**run, "status": INTERRUPTED} if dead else run
 
 
+def run_status(run: dict) -> str:
+    """The one definition of a run document's status, for history, the report and metrics.
+
+    A run still 'running' is 'interrupted' only when its process is known to be gone (see
+    ``mark_interrupted``); otherwise it is running, whether or not it has a finish time yet.
+    """
+    return str(mark_interrupted(run).get("status") or "?")
+
+
 @dataclass
 class SyncOptions:
     select: tuple[str, ...] = ()
@@ -144,6 +152,9 @@ class SyncOptions:
     full_refresh: bool = False
     allow_mass_exit: bool = False
     max_exit_share: float = 0.30
+    allow_size_change: bool = False
+    max_size_change_share: float = 0.50
+    max_entered_share: float = 0.50
     max_file_bytes: int = 100 * 1024 * 1024
     memory_limit: str = "1GB"
     dry_run: bool = False  # plan: read and count, write and send nothing
@@ -186,6 +197,9 @@ class RunReport:
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     as_of: str | None = None  # the dbt var the segments were built with (run_results.json)
+    # Segments the latest dbt invocation did not build (a `dbt build --select`), left alone by a sync that
+    # selected none of them: dbt's own contract, as `dbt build -s x` leaves the other models alone.
+    left_alone: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -218,8 +232,15 @@ class SyncRun:
     # ------------------------------------------------------------------ public
     def execute(self) -> RunReport:
         opts = self.options
+        try:  # refused before anything is read, written or started (the settings file is checked the same way)
+            memory_limit_bytes(opts.memory_limit)
+        except ValueError as exc:
+            raise ConfigError(f"memory_limit {exc}") from None
         self._segments = load_segments(self.artifacts.manifest)
         segments = choose_segments(self._segments, opts.select, opts.exclude, opts.selector)
+        if not opts.select:  # a segment named by --select but not built is refused (skipped) below instead
+            self.report.left_alone = sorted(s.name for s in segments if not self.artifacts.was_built(s))
+            segments = [s for s in segments if self.artifacts.was_built(s)]
         # The static contract is enforced here too, whether or not anyone ran `lakeseg check`.
         self._contract_problems: dict[str, list[str]] = {}
         for problem in check_manifest(self.artifacts.manifest)[1]:
@@ -243,8 +264,6 @@ class SyncRun:
             self._write_history()
         workdir = self.work_root / self.run_id
         self._make_workdir(workdir)
-        if not _MEMORY_LIMIT.match(str(opts.memory_limit)):
-            raise ConfigError(f"memory_limit must be a size like 1GB or 512MiB, got {opts.memory_limit!r}")
         con = duckdb.connect()
         configure(con, opts.memory_limit, workdir / "spill")  # settings are quoted literals, never pasted SQL
         con.execute("set enable_progress_bar = false")
@@ -375,7 +394,9 @@ class SyncRun:
             if plan.refresh:
                 notes.append(f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
                              f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent")
-            refusal = mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
+            refusal = (mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
+                       or size_change_refusal(plan, opts.max_size_change_share, opts.max_entered_share,
+                                              opts.allow_size_change))
             if refusal:
                 stack.close()
                 return SegmentReport(seg.name, REFUSED, refusal, plan.as_dict(), notes=notes,

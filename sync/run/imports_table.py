@@ -1,4 +1,4 @@
-"""What the platform imported, as a table: one per segment, one partition per run.
+r"""What the platform imported, as a table: one per segment, one partition per run.
 
 After a confirmed delivery the sync registers the delivered import files
 (UTF-8, RFC-4180 CSV with a header row) so that
@@ -10,19 +10,39 @@ shows exactly what the platform imported in that run.
 * **Athena** (``GlueImportsTable``): a CSV-backed Glue table in the database
   ``<profile schema>_imports`` (e.g. ``lakeseg_imports``), created through the
   Glue API -- the same table ``athena_ddl`` spells as DDL: OpenCSVSerDe,
-  separator ``,``, quote and escape ``"`` (RFC-4180 doubles a quote inside a
-  quoted value), ``skip.header.line.count=1``, partitioned by ``run_id``; each
-  partition's location is the run's folder of import files (Athena reads its
-  subfolders too, e.g. one per Pinpoint import job).
+  separator ``,``, quote ``"``, escape U+0001, ``skip.header.line.count=1``,
+  partitioned by ``run_id``; each partition's location is the run's folder of
+  import files (Athena reads its subfolders too, e.g. one per Pinpoint import
+  job, but skips names starting with ``_`` or ``.``: isolation re-imports and
+  job markers live under ``_isolation/`` and ``_jobs/``).
   Columns are mapped **by position**: a Pinpoint field name such as
   ``User.UserAttributes.HasClicked`` cannot be an Athena column name, so each
   column is named after the segment model's column and carries the field name
-  as its comment. The SerDe reads every value as a ``string``, and an empty
-  cell as ``NULL`` (an exit value of ``""`` reads back as NULL).
+  as its comment.
 * **Local** (``DuckDBImportsViews``): a DuckDB view ``imports.<segment>`` per
   segment, in ``lakeseg_imports.duckdb`` beside the export folder
   (``build/lakeseg_imports.duckdb`` for ``build/exports``), over every run's
   CSV files (all values as text, the same columns, ``run_id`` from the folder).
+
+**Why escape U+0001.** Athena's OpenCSVSerDe is Hive's ``OpenCSVSerde`` over
+opencsv 2.3. Given escape ``"`` (RFC-4180's doubling), Hive builds its reader
+with opencsv's default escape instead, backslash, which then drops lone
+backslashes and reads ``\\`` as ``\`` (``C:\temp\new`` read back as
+``C:tempnew``). The escape must be a character no value holds: U+0001 is a
+control character, and the contract refuses control characters in every
+exported value (``pinpoint_no_control_chars``, ``sync/core/fields.py``), so the
+parser never meets it. A doubled quote inside a quoted value still reads as
+one quote (opencsv treats ``""`` inside quotes as an escaped quote), so every
+value DuckDB writes reads back exactly. Tested with a model of the SerDe
+(``tests/readers/opencsv23.py``). A table registered with other parameters
+(escape ``"`` before) gets these at its next registration, its partitions too
+(``_migrate_partitions``, once).
+
+**Empty reads as ``''``, in both.** The SerDe cannot tell an empty value from
+NULL (both are an empty field, read as the empty string), so every value is a
+``string`` and an empty or NULL value reads as ``''`` -- an exit value of
+``""`` too. The local view reads them the same way (``coalesce(.., '')``), so
+a query gives the same rows on either target.
 """
 
 from __future__ import annotations
@@ -38,7 +58,9 @@ from sync.core.sql import qi, ql
 from sync.dbt.contract import Segment
 
 SERDE = "org.apache.hadoop.hive.serde2.OpenCSVSerde"
-SERDE_PARAMETERS = {"separatorChar": ",", "quoteChar": '"', "escapeChar": '"'}
+# Not '"': Hive reads an escape equal to opencsv's writer default as backslash (see above).
+ESCAPE_CHAR = "\u0001"
+SERDE_PARAMETERS = {"separatorChar": ",", "quoteChar": '"', "escapeChar": ESCAPE_CHAR}
 INPUT_FORMAT = "org.apache.hadoop.mapred.TextInputFormat"
 OUTPUT_FORMAT = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -70,7 +92,8 @@ def table_input(segment: Segment, table_location: str) -> dict:
     return {
         "Name": _checked(segment.name.lower(), "segment"),
         "Description": f"Import files lakeseg delivered for {segment.name} (RFC-4180 CSV, header row); "
-                       "one partition per run_id; columns by position, every value a string, empty = NULL.",
+                       "one partition per run_id; columns by position, every value a string, "
+                       "an empty value (or NULL) reads as ''.",
         "TableType": "EXTERNAL_TABLE",
         "Parameters": {"EXTERNAL": "TRUE", "classification": "csv", "skip.header.line.count": "1"},
         "PartitionKeys": [{"Name": "run_id", "Type": "string"}],
@@ -95,10 +118,23 @@ def athena_ddl(database: str, segment: Segment, table_location: str) -> str:
     return (f"CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{segment.name.lower()}` (\n  {cols}\n)\n"
             "PARTITIONED BY (`run_id` string)\n"
             f"ROW FORMAT SERDE '{SERDE}'\n"
-            "WITH SERDEPROPERTIES ('separatorChar' = ',', 'quoteChar' = '\"', 'escapeChar' = '\"')\n"
+            f"WITH SERDEPROPERTIES ({_serde_properties()})\n"
             f"STORED AS INPUTFORMAT '{INPUT_FORMAT}' OUTPUTFORMAT '{OUTPUT_FORMAT}'\n"
             f"LOCATION '{_folder(table_location)}'\n"
             "TBLPROPERTIES ('skip.header.line.count' = '1', 'classification' = 'csv')")
+
+
+def _literal(value: str) -> str:
+    """A Hive string literal: non-printable characters as \\uXXXX (Hive's unescapeSQLString reads them)."""
+    return "'" + "".join(c if c.isprintable() and c not in "'\\" else f"\\u{ord(c):04x}" for c in value) + "'"
+
+
+def _serde_properties() -> str:
+    return ", ".join(f"{_literal(k)} = {_literal(v)}" for k, v in SERDE_PARAMETERS.items())
+
+
+def _serde_parameters(table_or_partition: dict) -> dict:
+    return table_or_partition.get("StorageDescriptor", {}).get("SerdeInfo", {}).get("Parameters", {})
 
 
 def _parent(location: str) -> str:
@@ -139,8 +175,30 @@ class GlueImportsTable:
         try:
             self.glue.create_table(DatabaseName=self.database, TableInput=table, **self.catalog)
         except self.glue.exceptions.AlreadyExistsException:
+            before = self.glue.get_table(DatabaseName=self.database, Name=table["Name"], **self.catalog)["Table"]
             # The latest field mapping names the table's columns; each partition keeps its own.
             self.glue.update_table(DatabaseName=self.database, TableInput=table, **self.catalog)
+            if _serde_parameters(before) != SERDE_PARAMETERS:
+                self._migrate_partitions(table["Name"])
+
+    def _migrate_partitions(self, name: str) -> None:
+        """Give partitions registered under other SerDe parameters (escape '"' before) the current ones, once.
+
+        Their files were written alike (quote '"', doubled quotes), so the current parameters read them exactly;
+        each partition keeps its columns and location.
+        """
+        pages = self.glue.get_paginator("get_partitions").paginate(DatabaseName=self.database, TableName=name,
+                                                                   **self.catalog)
+        for page in pages:
+            for part in page["Partitions"]:
+                if _serde_parameters(part) == SERDE_PARAMETERS:
+                    continue
+                sd = dict(part["StorageDescriptor"])
+                sd["SerdeInfo"] = {**sd.get("SerdeInfo", {}), "Parameters": dict(SERDE_PARAMETERS)}
+                self.glue.update_partition(DatabaseName=self.database, TableName=name,
+                                           PartitionValueList=part["Values"],
+                                           PartitionInput={"Values": part["Values"], "StorageDescriptor": sd},
+                                           **self.catalog)
 
     def _upsert_partition(self, segment: Segment, run_id: str, location: str) -> None:
         partition = {"Values": [run_id], "StorageDescriptor": _storage(segment, location)}
@@ -155,9 +213,13 @@ class GlueImportsTable:
 
 
 def view_sql(segment: Segment, exports: Path) -> str:
-    """A DuckDB view over every run's import files of a segment: the same columns as the Athena table."""
+    """A DuckDB view over every run's import files of a segment: the same columns as the Athena table.
+
+    An empty value reads as ``''``, as the SerDe reads it (DuckDB alone would read NULL).
+    """
     pattern = str(Path(exports).resolve() / "*" / segment.name / "*.csv")
-    cols = ", ".join(f"{qi(m.field)} as {qi(c['Name'])}" for m, c in zip(segment.mappings, columns(segment)))
+    cols = ", ".join(f"coalesce({qi(m.field)}, '') as {qi(c['Name'])}"
+                     for m, c in zip(segment.mappings, columns(segment)))
     return (f"create or replace view imports.{qi(segment.name.lower())} as "
             f"select {cols}, regexp_extract(filename, '([^/\\\\]+)[/\\\\][^/\\\\]+[/\\\\][^/\\\\]+$', 1) as run_id "
             f"from read_csv({ql(pattern)}, header = true, all_varchar = true, union_by_name = true, "

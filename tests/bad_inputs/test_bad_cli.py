@@ -14,7 +14,7 @@ from tests.bad_inputs.conftest import no_traceback
 CLI_CASES = [
     # (id, lakeseg arguments after the shared ones, exit code, words in the message)
     ("unknown-option", ("sync", "--no-such-flag"), 2, ["--no-such-flag"]),
-    ("select-matches-nothing", ("sync", "--select", "seg_nope*"), 2, ["--select seg_nope*", "matches no segment"]),
+    ("select-matches-nothing", ("sync", "--select", "seg_nope*"), 0, ["--select seg_nope*", "matches no segment"]),
     ("exit-share-above-one", ("sync", "--max-exit-share", "1.5"), 2, ["--max-exit-share"]),
     ("exit-share-not-a-number", ("plan", "--max-exit-share", "lots"), 2, ["--max-exit-share", "lots"]),
     ("unknown-dbt-target", ("sync", "--target", "nope"), 2, ["no target 'nope'"]),

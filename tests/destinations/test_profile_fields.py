@@ -21,7 +21,7 @@ from sync.destinations.profile_fields import (
 ACCOUNT = ProfileColumn("AccountNumber", "_profile.AccountNumber", "STRING", "Id")
 EMAIL = ProfileColumn("EmailAddress", "_profile.EmailAddress", "EMAIL_ADDRESS", "Address", frozenset({"EMAIL"}))
 PHONE = ProfileColumn("PhoneNumber", "_profile.PhoneNumber", "PHONE_NUMBER", "Address", frozenset({"SMS", "VOICE"}))
-NO_TARGET = "Customer Profiles has no target for it (see the README's field-mapping table)"
+NO_TARGET = "Customer Profiles has no target for it (see the field mapping in docs/customer-profiles.md)"
 NO_ID = ("Id", "no column declares Id: the upload job needs it as its unique key")
 
 

@@ -39,7 +39,7 @@ class Model:
     rows: list[tuple]
     exit: object = "keep"
     test_status: dict[tuple[str, str], str] = field(default_factory=dict)  # (rule, column) -> status
-    status: str = "success"
+    status: str | None = "success"  # None: the latest dbt invocation did not build it (`dbt build --select` others)
     extra_meta: dict = field(default_factory=dict)
     dbt_message: str = "boom"  # dbt's message for a model or test that did not succeed
 
@@ -143,6 +143,8 @@ class EngineHarness:
     def run_results(self) -> dict:
         results = []
         for m in self.models.values():
+            if m.status is None:
+                continue
             results.append({"unique_id": m.unique_id, "status": m.status,
                             "message": None if m.status == "success" else m.dbt_message})
             for (rule, column), status in m.tests.items():

@@ -501,5 +501,5 @@ def test_the_history_table_reads_compact_json_lines_of_real_run_reports(resource
                        f"from read_json('{path}', format='newline_delimited', columns={{{spec}}}) "
                        f"where status = 'failed'").fetchall()
 
-    # then the query the README promises works
+    # then the query docs/scheduling.md promises works
     assert rows == [("20261126T050000123Z-abc123", "failed", 4, 40, "ep-9", 4242)]

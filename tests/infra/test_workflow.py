@@ -1,5 +1,5 @@
 """.github/workflows/segments.yml: actionlint (with shellcheck on the run:
-scripts) accepts it and rejects broken copies; it runs what the README says."""
+scripts) accepts it and rejects broken copies; it runs what docs/scheduling.md says."""
 
 from __future__ import annotations
 
