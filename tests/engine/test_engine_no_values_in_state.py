@@ -49,6 +49,13 @@ class Quoting(FilesDestination):
         return result
 
 
+class QuotingImportsTable:
+    """An imports table whose reader fails quoting a row of the import files it reads."""
+
+    def register(self, segment, run_id, location):
+        raise RuntimeError(f"Error when sniffing file. Original Line: ep-1,{PLANTED}")
+
+
 def _project(tmp_path: Path) -> EngineHarness:
     h = EngineHarness(tmp_path)
     h.segment("seg_model_error", columns("seg_model_error"), ROWS, status="error",
@@ -85,14 +92,15 @@ def store(request, tmp_path):
 
 def test_given_messages_quoting_a_value_when_synced_twice_then_no_byte_of_the_state_store_holds_it(
         tmp_path, store, caplog):
-    # Given segments whose rows and whose every message (dbt's, the platform's, an exception's) quote a value
+    # Given segments whose rows and whose every message (dbt's, the platform's, an exception's, the imports
+    # table's reader's) quote a value
     h = _project(tmp_path / "project")
     state, stored = store
     destination = Quoting(tmp_path / "exports")
     # When the sync runs twice (the second run reads back the quarantine and the in-doubt record)
     with caplog.at_level(logging.DEBUG, logger="sync"):
-        first = h.run(destination=destination, state=state)
-        second = h.run(destination=destination, state=state)
+        first = h.run(destination=destination, state=state, imports_table=QuotingImportsTable())
+        second = h.run(destination=destination, state=state, imports_table=QuotingImportsTable())
     # Then each segment ended as expected ...
     for report in (first, second):
         assert {s: r.status for s, r in by_segment(report).items()} == {
