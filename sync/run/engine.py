@@ -558,8 +558,8 @@ def _unconfirmed_reason(segment: str, result: DeliveryResult) -> str:
     """Why a delivery is unconfirmed, by code, job ids, statuses and counts; the platform's messages go to the log."""
     for error in result.errors:
         log.debug("%s: %s", segment, error)
-    jobs = ", ".join(f"job {j.job_id} {j.status}" + (f", {j.total_failures} failure(s)" if j.total_failures else "")
-                     for j in result.jobs)
+    jobs = ", ".join(f"job {j.job_id} {j.status}" + (f" ({j.status_reason})" if j.status_reason else "")
+                     + (f", {j.total_failures} failure(s)" if j.total_failures else "") for j in result.jobs)
     count = len(result.errors)
     said = (f"{count} error{'s' if count != 1 else ''} (platform-error" + (f"; {jobs}" if jobs else "") + "); "
             "the platform's messages are in the local log at debug level" if count else

@@ -118,6 +118,22 @@ def test_given_messages_quoting_a_value_when_synced_twice_then_no_byte_of_the_st
     assert quoting and {r.levelno for r in quoting} == {logging.DEBUG}
 
 
+class FailedWithCode(FilesDestination):
+    def deliver(self, delivery, progress=None):
+        located = super().deliver(delivery, progress).location
+        return DeliveryResult(confirmed=False, errors=["upload job j-9 FAILED (INTERNAL_FAILURE)"], location=located,
+                              jobs=[JobRecord("j-9", "FAILED", 0, None, failures=["INTERNAL_FAILURE"],
+                                              status_reason="INTERNAL_FAILURE")])
+
+
+def test_given_a_failed_job_with_a_status_code_then_the_reason_names_job_status_and_code(tmp_path):
+    h = EngineHarness(tmp_path / "project")
+    h.segment("seg_a", columns("seg_a"), ROWS)
+    rep = by_segment(h.run(destination=FailedWithCode(tmp_path / "exports")))["seg_a"]
+    assert "(platform-error; job j-9 FAILED (INTERNAL_FAILURE)); " in rep.reason
+    assert rep.jobs[0]["status_reason"] == "INTERNAL_FAILURE" and "failures" not in rep.jobs[0]
+
+
 def test_given_messages_quoting_a_value_then_the_report_names_rules_nodes_codes_and_counts(tmp_path):
     # Given the same segments
     h = _project(tmp_path / "project")

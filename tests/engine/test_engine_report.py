@@ -71,7 +71,7 @@ def test_a_synced_segment_reports_its_files_bytes_location_jobs_and_start(h):
     assert rep.bytes == sum(p.stat().st_size for p in parts) > 0
     assert rep.location == str(folder)
     assert rep.jobs == [{"job_id": "job-7", "status": "COMPLETED", "total_processed": 3, "total_failures": 0,
-                         "execution_arn": None}]
+                         "execution_arn": None, "status_reason": None}]
     started = datetime.fromisoformat(rep.started_at)
     assert before <= started <= datetime.now(timezone.utc)
     assert rep.duration_s >= 0
