@@ -224,15 +224,16 @@ def _quota_problems(segments: list[Segment]) -> list[Problem]:
 class ValueRule:
     """One data rule the contract's tests enforce on one column, as the sync checks it on the values it sends.
 
-    ``kind``: ``max_length`` (``arg``: the limit), ``no_control_chars``, ``numeric`` or ``accepted_values``
-    (``arg``: the values). ``rule`` is the dbt test's name, for messages.
+    ``kind``: ``max_length`` (up to ``limit`` characters), ``no_control_chars``, ``numeric`` or
+    ``accepted_values`` (one of ``values``). ``rule`` is the dbt test's name, for messages.
     """
 
     column: str
     field: str
     rule: str
     kind: str
-    arg: object = None
+    limit: int = 0
+    values: tuple[str, ...] = ()
 
 
 def _test_kwarg(test: dict, key: str):
@@ -256,16 +257,17 @@ def value_rules(seg: Segment, tests: list[dict]) -> list[ValueRule]:
                 limit = min(limit, int(with_limit)) if with_limit is not None else limit
             except (TypeError, ValueError):
                 pass
-        rules.append(ValueRule(m.column, m.field, "pinpoint_max_length", "max_length", limit))
+        rules.append(ValueRule(m.column, m.field, "pinpoint_max_length", "max_length", limit=limit))
         rules.append(ValueRule(m.column, m.field, "pinpoint_no_control_chars", "no_control_chars"))
         if pf.is_metric(m.field):
             rules.append(ValueRule(m.column, m.field, NUMERIC_TEST, "numeric"))
         for name in ACCEPTED_VALUES_TESTS:
             values = _accepted_values(have[name]) if name in have and neutralised(have[name]) is None else None
             if values:
-                rules.append(ValueRule(m.column, m.field, name, "accepted_values", tuple(str(v) for v in values)))
+                rules.append(ValueRule(m.column, m.field, name, "accepted_values",
+                                       values=tuple(str(v) for v in values)))
         allowed = pf.ACCEPTED_VALUES.get(m.field)
         if allowed is not None and not any(r.kind == "accepted_values" and r.column == m.column for r in rules):
             rules.append(ValueRule(m.column, m.field, "pinpoint_accepted_values", "accepted_values",
-                                   tuple(sorted(allowed))))
+                                   values=tuple(sorted(allowed))))
     return rules

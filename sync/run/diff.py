@@ -214,13 +214,13 @@ def rule_sql(rule: ValueRule) -> str:
     v = qi(rule.field)
     if rule.kind == "max_length":
         # strlen (bytes, stored with the string) is never below length (characters, counted): it screens.
-        return f"(strlen({v}) > {int(rule.arg)} and length({v}) > {int(rule.arg)})"
+        return f"(strlen({v}) > {int(rule.limit)} and length({v}) > {int(rule.limit)})"
     if rule.kind == "no_control_chars":
         return f"regexp_matches({v}, {ql(_CONTROL_CHARS_RE2)})"
     if rule.kind == "numeric":
         return f"({v} is not null and try_cast({v} as double) is null)"
     if rule.kind == "accepted_values":
-        return f"({v} is not null and {v} not in ({', '.join(ql(a) for a in rule.arg)}))"
+        return f"({v} is not null and {v} not in ({', '.join(ql(a) for a in rule.values)}))"
     raise ValueError(f"unknown value rule kind {rule.kind!r}")
 
 

@@ -111,7 +111,7 @@ def test_the_rules_cover_every_column_with_length_and_control_chars_metrics_and_
 
 def test_the_checked_id_is_the_id_itself_without_rules_and_one_case_with_them():
     assert checked_id_sql([]) == '"Id"'
-    sql = checked_id_sql([ValueRule("c", "A.b", "pinpoint_max_length", "max_length", 100),
+    sql = checked_id_sql([ValueRule("c", "A.b", "pinpoint_max_length", "max_length", limit=100),
                           ValueRule("c", "A.b", "pinpoint_no_control_chars", "no_control_chars"),
                           ValueRule("d", "C", "pinpoint_no_control_chars", "no_control_chars")])
     assert sql == ("""case when (strlen("A.b") > 100 and length("A.b") > 100) or regexp_matches(concat("A.b", "C"), """
