@@ -13,7 +13,7 @@ import pytest
 
 from sync.destinations.base import DeliveryResult, JobRecord, SegmentDelivery
 from sync.destinations.customer_profiles import display_name, verdict
-from sync.destinations.jobs import JobOutcome
+from sync.destinations.jobs import JobOutcome, search_bound
 
 from . import profiles_harness as ph
 from .profiles_harness import RUN_ID, Sleeps, delivery, destination, expected_csv, logs, only_job, write_csv
@@ -391,6 +391,21 @@ def test_a_one_row_upload_job_that_ends_failed_is_that_row_refused(client, serve
     assert result.confirmed, result.errors
     assert result.rejected == {"ep-5": f"upload job {alone.id} FAILED (INTERNAL_FAILURE)"}
     assert len(fake.profiles) == 7 and result.search is None
+
+
+def test_two_refused_rows_among_844_are_found_in_one_delivery_with_the_default_settings(client, server, clock,
+                                                                                    tmp_path):
+    # Given a service that refuses two of 844 rows of one upload job, counting them without naming them (issue 22)
+    fake = ph.FakeCustomerProfiles(client, server, clock, verdict=refuse("ep-17", "ep-801"))
+    # When they are delivered with the default settings
+    result = destination(fake, server, clock).deliver(
+        delivery([write_csv(tmp_path / "i" / "part-00000.csv", 844)]))
+    # Then both are found and nothing else is refused or left suspect: the delivery is confirmed
+    assert result.confirmed, result.errors
+    assert sorted(result.rejected) == ["ep-17", "ep-801"] and result.search is None
+    # within the stated number of jobs, and every other row reached the domain
+    assert len(fake.jobs) <= 1 + search_bound(2, 844)[0]
+    assert len(fake.profiles) == 842
 
 
 def test_no_refused_row_allowed_means_not_confirmed(client, server, clock, tmp_path):
