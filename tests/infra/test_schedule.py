@@ -80,7 +80,7 @@ OFF = {"UseCmk": False, "RunnerOn": False, "HasRunnerExtraPolicies": False, "Has
 # --------------------------------------------------------------------------- what the runner deploys
 
 RUNNER = ["RunnerLogGroup", "RunnerRole", "RunnerProject", "RunnerScheduleRole", "RunnerSchedule",
-          "RunnerBuildFailedRule"]
+          "RunnerBuildFailedRule", "RunnerScheduleDeadLetters", "RunnerScheduleDeadLetterAlarm"]
 
 
 def test_the_runner_is_off_by_default_and_one_parameter_turns_it_on(template, resources):
@@ -102,12 +102,42 @@ def test_the_schedule_starts_the_runner_build_at_the_given_time_and_zone(resourc
     props = resources["RunnerSchedule"]["Properties"]
     assert props["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
     assert props["ScheduleExpressionTimezone"] == {"Ref": "ScheduleTimezone"}
-    target = resolve(props["Target"], {**REFS, "RunnerScheduleRole.Arn": "role"}, OFF)
+    target = resolve(props["Target"], {**REFS, "RunnerScheduleRole.Arn": "role", "RunnerScheduleDeadLetters.Arn": "arn:dlq"}, OFF)
     assert target["Arn"] == "arn:aws:scheduler:::aws-sdk:codebuild:startBuild"
     assert json.loads(target["Input"]) == {"ProjectName": PROJECT}
-    # the scheduler may start this one project, nothing else
-    [st] = resources["RunnerScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    # the scheduler may start this one project, and write to its dead-letter queue, nothing else
+    st, dlq, key = resources["RunnerScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     assert (st["Action"], st["Resource"]) == ("codebuild:StartBuild", {"Fn::GetAtt": ["RunnerProject", "Arn"]})
+    assert (dlq["Action"], dlq["Resource"]) == ("sqs:SendMessage", {"Fn::GetAtt": ["RunnerScheduleDeadLetters", "Arn"]})
+    assert key["Fn::If"][0] == "UseCmk"
+
+
+def test_a_start_the_schedule_cannot_make_goes_to_an_encrypted_dead_letter_queue_and_alarms(resources):
+    # Given the schedule, its role, the dead-letter queue and its alarm (runner on)
+    for name in ("RunnerScheduleDeadLetters", "RunnerScheduleDeadLetterAlarm"):
+        assert resources[name]["Condition"] == "RunnerOn"
+    target = resources["RunnerSchedule"]["Properties"]["Target"]
+    # Then a start that still fails after the retries is kept, not dropped
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["RunnerScheduleDeadLetters", "Arn"]}}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    # in a queue encrypted either way (SQS-managed keys, or the stack's CMK)
+    queue = resources["RunnerScheduleDeadLetters"]["Properties"]
+    assert resolve(queue, REFS, OFF) == {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}
+    assert resolve(queue, {**REFS, "KmsKeyArn": "arn:key"}, {**OFF, "UseCmk": True})["KmsMasterKeyId"] == "arn:key"
+    # which the scheduler's role may write to (and use the key for, through SQS only)
+    statements = resolve(resources["RunnerScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"],
+                         {**REFS, "RunnerProject.Arn": "arn:project", "RunnerScheduleDeadLetters.Arn": "arn:dlq",
+                          "KmsKeyArn": "arn:key"}, {**OFF, "UseCmk": True})
+    by_sid = {st["Sid"]: st for st in statements}
+    assert (by_sid["DeadLetters"]["Action"], by_sid["DeadLetters"]["Resource"]) == ("sqs:SendMessage", "arn:dlq")
+    assert by_sid["EncryptedDeadLetters"]["Condition"] == {"StringEquals": {"kms:ViaService": "sqs.us-east-1.amazonaws.com"}}
+    # and one message there alarms on the topic
+    alarm = resolve(resources["RunnerScheduleDeadLetterAlarm"]["Properties"],
+                    {**REFS, "RunnerScheduleDeadLetters.QueueName": "dlq"}, OFF)
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]) == (
+        "AWS/SQS", "ApproximateNumberOfMessagesVisible", [{"Name": "QueueName", "Value": "dlq"}])
+    assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["AlarmActions"]) == (
+        1, "GreaterThanOrEqualToThreshold", [REFS["Topic"]])
 
 
 def test_the_runner_runs_the_buildspec_of_a_versioned_bundle_one_build_at_a_time(resources):
