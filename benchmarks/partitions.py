@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--as-of", default=None)
     parser.add_argument("--project", type=Path, default=PROJECT, help="another copy of the dbt project")
     opts = parser.parse_args(argv)
-    from sync.sample_lake import LakeSpec, generate, read_manifest
+    from sync.lake.sample_lake import LakeSpec, generate, read_manifest
 
     if read_manifest(opts.lake) is None:
         generate(opts.lake, LakeSpec(endpoints=opts.endpoints))

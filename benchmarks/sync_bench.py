@@ -5,9 +5,9 @@ for a quick look). Contenders, measured side by side in one run, each in its
 own process so peak memory is its own:
 
 - ``copy``:    a plain DuckDB ``COPY`` of the segment's rows to CSV (the floor);
-- ``lakeseg``: the real diff (``sync.diff.prepare``, keyed digest) against the
-  previous snapshot plus the import files (``sync.import_files``), with the
-  engine's DuckDB settings (``sync.diff.configure``, memory limit below);
+- ``lakeseg``: the real diff (``sync.run.diff.prepare``, keyed digest) against the
+  previous snapshot plus the import files (``sync.core.import_files``), with the
+  engine's DuckDB settings (``sync.run.diff.configure``, memory limit below);
 - ``python``:  a straightforward pure-Python implementation with the csv
   module and dicts, doing the same job;
 - ``drt``:     the closest open-source peer, drt-core (``.tools/drt``, its
@@ -50,13 +50,13 @@ BENCH_KEY_SECRET = "lakeseg-bench-key-not-a-secret-0123456789"
 
 
 def _key():
-    from sync.digest_key import DigestKey
+    from sync.run.digest_key import DigestKey
 
     return DigestKey(BENCH_KEY_SECRET, "bench")
 
 
 def _segment():
-    from sync.contract import FieldMapping, Segment
+    from sync.dbt.contract import FieldMapping, Segment
     from sync.readers.base import RelationRef
 
     return Segment(
@@ -80,7 +80,7 @@ def _rows_sql(lo: int, hi: int, changed: bool) -> str:
 
 def setup(work: Path, rows: int) -> None:
     """The segment (DuckDB file), the previous snapshot in both formats."""
-    from sync.diff import DIGEST_SCHEME, prepare
+    from sync.run.diff import DIGEST_SCHEME, prepare
 
     marker = work / f"ready-{rows}.json"
     if not marker.exists():
@@ -138,8 +138,8 @@ def _csv_rows(*files: Path) -> int:
 
 def lakeseg_sync(con: duckdb.DuckDBPyConnection, work: Path, out: Path):
     """lakeseg's plan + import files for the bench segment against the previous snapshot."""
-    from sync.diff import changes_sql, effective_mapping_hash, prepare
-    from sync.import_files import write_import_files
+    from sync.core.import_files import write_import_files
+    from sync.run.diff import changes_sql, effective_mapping_hash, prepare
     from sync.state.base import Snapshot
 
     seg, key = _segment(), _key()
@@ -153,7 +153,7 @@ def lakeseg_sync(con: duckdb.DuckDBPyConnection, work: Path, out: Path):
 
 
 def _lakeseg_connection(work: Path) -> duckdb.DuckDBPyConnection:
-    from sync.diff import configure
+    from sync.run.diff import configure
 
     con = duckdb.connect()
     configure(con, MEMORY_LIMIT, work / "spill")
@@ -172,8 +172,8 @@ def run_lakeseg(work: Path) -> dict:
 
 def run_lakeseg_first(work: Path) -> dict:
     """lakeseg's first sync of the previous members: everything is sent."""
-    from sync.diff import changes_sql, prepare
-    from sync.import_files import write_import_files
+    from sync.core.import_files import write_import_files
+    from sync.run.diff import changes_sql, prepare
 
     out = work / "out-lakeseg-first"
     shutil.rmtree(out, ignore_errors=True)

@@ -1,3 +1,3 @@
-from .cli import main
+from sync.cli import main
 
 main()

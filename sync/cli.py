@@ -9,8 +9,8 @@ Every option can also come from a ``LAKESEG_<OPTION>`` environment variable.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import sys
 import traceback
 from functools import wraps
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from . import logs
-from .errors import ConfigError, LakesegError
+from sync import __version__
+from sync.core.errors import ConfigError, LakesegError
+from sync.output import logs
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 log = logging.getLogger("sync.cli")
@@ -115,14 +115,15 @@ def check(project_dir, profiles_dir, target, no_parse, target_path, as_json, exp
     """Validate segment declarations: field names, id column, exits, tests, ownership.
 
     Also writes one dbt exposure per segment (its destination and owner from
-    lakeseg.yml), so `dbt docs` lineage shows where each segment goes.
+    lakeseg.yml), so the lineage of `dbt docs generate` shows where each
+    segment goes.
 
     \b
     Example:
       lakeseg check
       lakeseg check --exposures check   # in CI: fail if the exposures are stale
     """
-    from .check_command import destination_limits, run_check
+    from sync.app.check import destination_limits, run_check
 
     segments, problems = run_check(project_dir, profiles_dir, target, parse=not no_parse, target_path=target_path,
                                    exposures=exposures, settings_file=settings_file)
@@ -162,12 +163,12 @@ def new(name, project_dir, field, exit_value, description):
     Example:
       lakeseg new seg_high_value --description "Customers with 3+ orders in 90 days."
     """
-    from .scaffold import new_segment
+    from sync.dbt.scaffold import new_segment
 
     made = new_segment(project_dir, name, field=field, exit_value=exit_value, description=description)
     click.echo(f"Created {made.sql} and added {name} to {made.properties}: column {made.column} -> {made.field} "
                f"(exit value {exit_value!r}).\nNext: write the audience in {made.sql.name}, then `lakeseg check` "
-               "and `dbt build --select " + name + "`.")
+               f"and `lakeseg run --select {name}` (dbt build and sync of this segment alone).")
 
 
 # --------------------------------------------------------------------------- sync
@@ -204,19 +205,20 @@ def sync_options(fn):
 
 
 def _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-             max_exit_share, state, allow_mass_exit=False, dbt_state=None):
-    from .dbt_invoke import DbtProject
-    from .runtime import SyncRequest
+             max_exit_share, state, allow_mass_exit=False, dbt_state=None, allow_size_change=False):
+    from sync.app.wiring import SyncRequest
+    from sync.dbt.invoke import DbtProject
 
     return SyncRequest(
         project=DbtProject(project_dir, profiles_dir, target), target_path=target_path,
         settings_file=settings_file, select=tuple(select), exclude=tuple(exclude), full_refresh=full_refresh,
         allow_mass_exit=allow_mass_exit, max_exit_share=max_exit_share, state=state, dbt_state=dbt_state,
+        allow_size_change=allow_size_change,
     )
 
 
 def _finish(report, as_json: bool) -> None:
-    from .report import print_rich, render
+    from sync.output.terminal import print_rich, render
 
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
@@ -228,7 +230,7 @@ def _finish(report, as_json: bool) -> None:
 
 
 def metrics_options(fn):
-    """--metrics emf: one Embedded Metric Format line per segment after the run (see sync/metrics.py).
+    """--metrics emf: one Embedded Metric Format line per segment after the run (see sync/output/metrics.py).
 
     The options are kept out of the command's signature: they reach ``_execute``
     through the click context.
@@ -255,20 +257,24 @@ def _emit_metrics(report) -> None:
     metrics, metrics_file, namespace = (ctx.meta.get("lakeseg.metrics") if ctx else None) or ("none", None, "")
     if metrics != "emf":
         return
-    from .metrics import emit_segment_metrics
+    from sync.output.metrics import emit_segment_metrics
 
     emit_segment_metrics(report.as_dict(), namespace=namespace, path=metrics_file,
                          stream=sys.stderr)
 
 
 def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path | None = None,
-             no_report: bool = False) -> None:
-    from .report import Progress
-    from .runtime import run_sync
+             no_report: bool = False, dbt_args: tuple[str, ...] | None = None) -> None:
+    from sync.app.run import build_then_sync
+    from sync.app.wiring import run_sync
+    from sync.output.terminal import Progress
 
     progress = Progress(enabled=None if not as_json else False)
     try:
-        report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
+        if dbt_args is not None:
+            report = build_then_sync(req, dbt_args, progress=progress)
+        else:
+            report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
     finally:
         progress.close()
     _emit_metrics(report)
@@ -279,7 +285,7 @@ def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path 
 
 def _write_html_report(req, report_path: Path | None) -> None:
     """The HTML report after a sync or run; a failure to write it never changes the run's outcome."""
-    from .runtime import write_html_report
+    from sync.app.wiring import write_html_report
 
     try:
         written = write_html_report(req, report_path)
@@ -313,9 +319,12 @@ def plan(project_dir, profiles_dir, target, target_path, settings_file, select, 
 @sync_options
 @metrics_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
+@click.option("--allow-size-change", is_flag=True,
+              help="Sync segments the size-change guard would refuse (guard.max_size_change_share, "
+                   "guard.max_entered_share).")
 @handle_errors
 def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
-             max_exit_share, state, as_json, report_path, no_report, allow_mass_exit):
+             max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, allow_size_change):
     """Send what changed in each segment since the last successful sync.
 
     Reads dbt's artifacts: a segment is synced only if its model and every
@@ -326,7 +335,7 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
       dbt build && lakeseg sync --select tag:daily
     """
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
+                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state, allow_size_change)
     _execute(req, "sync", False, as_json, report_path, no_report)
 
 
@@ -334,14 +343,18 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
 @sync_options
 @metrics_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
+@click.option("--allow-size-change", is_flag=True,
+              help="Sync segments the size-change guard would refuse (guard.max_size_change_share, "
+                   "guard.max_entered_share).")
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def run(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
-        max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, dbt_args):
+        max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, allow_size_change, dbt_args):
     """`dbt build`, then sync, in one process: the unit a scheduler calls.
 
-    Arguments after `--` go to dbt build. Only segments whose model and tests
-    passed in this build are synced. as_of is fixed once at the start (the
+    --select/--exclude go to dbt build too: it builds what `dbt build -s X`
+    builds and syncs those segments. Arguments after `--` go to dbt build.
+    Only segments whose model and tests passed in this build are synced. as_of is fixed once at the start (the
     lake's end on a local DuckDB lake, now elsewhere) unless pinned with
     --vars, passed to dbt and recorded in run history.
 
@@ -349,28 +362,9 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
     Example:
       lakeseg run -- --vars '{as_of: "2026-11-01 00:00:00"}'
     """
-    from .dbt_invoke import DbtProject, invoke
-    from .artifacts import resolve_target_path
-
-    from .runtime import load_context, prepare_local_database
-
-    from .as_of import fix_as_of
-    from .profile import load_target
-
-    # Settings first: a typo in lakeseg.yml must not cost a whole dbt build.
-    load_context(_request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                          full_refresh, max_exit_share, state, allow_mass_exit))
-    prepare_local_database(DbtProject(project_dir, profiles_dir, target))
-    # One as_of for the whole run (unless pinned): every model sees the same instant.
-    _, extra = fix_as_of(load_target(Path(project_dir), profiles_dir, target).type, list(dbt_args))
-    if target_path:
-        extra += ["--target-path", str(resolve_target_path(project_dir, target_path))]
-    ok = invoke("build", DbtProject(project_dir, profiles_dir, target), extra)
-    if not ok:
-        click.echo("dbt build reported failures; syncing only the segments whose model and tests passed.", err=True)
     req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state)
-    _execute(req, "run", False, as_json, report_path, no_report)
+                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state, allow_size_change)
+    _execute(req, "run", False, as_json, report_path, no_report, dbt_args=dbt_args)
 
 
 @main.command()
@@ -388,11 +382,13 @@ def history(project_dir, profiles_dir, target, settings_file, state, limit, run_
     Example:
       lakeseg history --limit 5
     """
-    from .history import history_lines, load_history
+    from sync.app.history import history_lines, load_history
 
     runs = load_history(project_dir, profiles_dir, target, settings_file, state, limit, run_id)
+    if run_id is not None and not runs:
+        raise ConfigError(f"no run {run_id!r} in the run history; `lakeseg history` lists the runs recorded")
     if as_json:
-        click.echo(json.dumps(runs if run_id is None else (runs[0] if runs else None), indent=2, default=str))
+        click.echo(json.dumps(runs if run_id is None else runs[0], indent=2, default=str))
         return
     click.echo("\n".join(history_lines(runs, detailed=run_id is not None)) or "No runs recorded yet.")
 
@@ -415,8 +411,8 @@ def report(project_dir, profiles_dir, target, settings_file, state, output, limi
     Example:
       lakeseg report -o /tmp/segments.html
     """
-    from .dbt_invoke import DbtProject
-    from .runtime import SyncRequest, write_html_report
+    from sync.app.wiring import SyncRequest, write_html_report
+    from sync.dbt.invoke import DbtProject
 
     req = SyncRequest(project=DbtProject(project_dir, profiles_dir, target), settings_file=settings_file, state=state)
     written = write_html_report(req, output, limit=limit)
@@ -437,7 +433,7 @@ def unlock(project_dir, profiles_dir, target, settings_file, state, destination_
     Check first that the run holding it is really gone: two syncs delivering
     the same segment at once can import it twice.
     """
-    from .history import force_unlock
+    from sync.app.history import force_unlock
 
     info = force_unlock(project_dir, profiles_dir, target, settings_file, state, destination_key, segment)
     if info is None:
@@ -452,6 +448,35 @@ def unlock(project_dir, profiles_dir, target, settings_file, state, destination_
 @main.group()
 def lake() -> None:
     """The sample data lake (synthetic, deterministic)."""
+
+
+class LakeProgress:
+    """``lake generate``'s progress on stderr: a rich bar on a terminal, otherwise one
+    plain line at the start and at each further tenth of the write steps."""
+
+    def __init__(self, stream=None):
+        import time
+
+        from sync.output.terminal import Progress
+
+        self.stream = stream or sys.stderr
+        self.bars = Progress(self.stream, enabled=True) if self.stream.isatty() else None
+        self.started, self.clock = time.monotonic(), time.monotonic
+        self.shown = -1  # the last tenth a line was written for
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bars is not None:
+            self.bars("sample lake", "writing chunks", done, total)
+            return
+        tenth = done * 10 // max(1, total)
+        if tenth > self.shown:
+            self.shown = tenth
+            click.echo(f"lake generate: {done}/{total} chunks written ({done / max(1, total):.0%}) "
+                       f"after {self.clock() - self.started:.0f}s", file=self.stream)
+
+    def close(self) -> None:
+        if self.bars is not None:
+            self.bars.close()
 
 
 @lake.command("generate")
@@ -474,18 +499,22 @@ def lake_generate(path, endpoints, events_per_endpoint, days, end, seed, if_miss
     """
     import time
 
-    from .sample_lake import DEFAULT_END, LakeSpec, generate, read_manifest
+    from sync.lake.sample_lake import DEFAULT_END, LakeSpec, generate, read_manifest
 
     spec = LakeSpec(endpoints=endpoints, events_per_endpoint=events_per_endpoint, days=days,
                     end=end or DEFAULT_END, seed=seed)
-    from .sample_lake import LAKE_FORMAT
+    from sync.lake.sample_lake import LAKE_FORMAT
 
     if (if_missing and (existing := read_manifest(path)) and existing.get("spec") == spec.__dict__
             and existing.get("format") == LAKE_FORMAT):
         click.echo(f"Sample lake at {path} is up to date ({existing['rows']['all_events']:,} events).")
         return
     started = time.monotonic()
-    manifest = generate(path, spec)
+    progress = LakeProgress()
+    try:
+        manifest = generate(path, spec, progress=progress)
+    finally:
+        progress.close()
     rows = ", ".join(f"{k} {v:,}" for k, v in manifest["rows"].items())
     click.echo(f"Sample lake written to {path} in {time.monotonic() - started:.1f}s: {rows}.")
 

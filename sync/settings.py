@@ -11,7 +11,7 @@ targets:
       application_id: ${LAKESEG_PINPOINT_APP_ID}
       import_s3_url: s3://${LAKESEG_BUCKET}/lakeseg/imports
     state: s3://${LAKESEG_BUCKET}/lakeseg/state
-    guard: {max_exit_share: 0.2}
+    guard: {max_exit_share: 0.2, max_size_change_share: 0.5, max_entered_share: 0.5}
 ```
 
 ``${NAME}`` and ``${NAME:-default}`` are replaced from the environment (the
@@ -31,30 +31,32 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr,
-                      ValidationError)
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError
 
-from .errors import ConfigError
+from sync.core.errors import ConfigError
+from sync.core.sizes import memory_limit_bytes
 
 SETTINGS_FILE = "lakeseg.yml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 MIN_FILE_MB = 1
 MAX_FILE_MB = 1024  # Pinpoint: 1 GB per import job
 
 DEFAULTS: dict[str, Any] = {
     "destination": {"type": "files", "path": "build/exports"},
     "state": "build/state",
-    "guard": {"max_exit_share": 0.30},
+    # max_size_change_share / max_entered_share: the size-change guard (sync/guard.py); the sample
+    # project's runs move a segment's size by at most 5% and its entries by at most 42% of it.
+    "guard": {"max_exit_share": 0.30, "max_size_change_share": 0.50, "max_entered_share": 0.50},
     "files": {"max_file_mb": 100},
     "memory_limit": "1GB",
     "work_dir": "build/work",
-    # The value digest's secret (sync/digest_key.py): by default a random key in a 0600 file
+    # The value digest's secret (sync/run/digest_key.py): by default a random key in a 0600 file
     # beside the build, outside the state store.
     "digest_key": "file:build/digest.key",
 }
@@ -101,8 +103,7 @@ def _text(value: str) -> str:
 
 
 def _memory_limit(value: str) -> str:
-    if not MEMORY_LIMIT.match(value):
-        raise ValueError(f"must be a size such as 1GB, 512MB or 2.5GiB, got {value!r}")
+    memory_limit_bytes(value)
     return value
 
 
@@ -164,6 +165,9 @@ class CustomerProfilesDestinationSettings(BaseModel):
 class GuardSettings(BaseModel):
     model_config = Strict
     max_exit_share: Annotated[Number, Field(gt=0, le=1)]
+    # Shares of the last committed size; growth can exceed 1 (3.0: up to four times the size).
+    max_size_change_share: Annotated[Number, Field(gt=0)]
+    max_entered_share: Annotated[Number, Field(gt=0)]
 
 
 class FilesSettings(BaseModel):
@@ -171,8 +175,7 @@ class FilesSettings(BaseModel):
     max_file_mb: Annotated[Number, Field(ge=MIN_FILE_MB, le=MAX_FILE_MB)]
 
 
-Destination = Annotated[Union[FilesDestinationSettings, PinpointDestinationSettings,
-                              CustomerProfilesDestinationSettings], Field(discriminator="type")]
+Destination = Annotated[FilesDestinationSettings | PinpointDestinationSettings | CustomerProfilesDestinationSettings, Field(discriminator="type")]
 
 
 class OwnerSettings(BaseModel):
@@ -217,6 +220,8 @@ _TAGS = {"files", "pinpoint", "customer_profiles"}
 
 _HINTS = {
     "max_exit_share": "must be above 0 and at most 1 (a share: between 0 and 1)",
+    "max_size_change_share": "must be above 0 (a share of the last committed size: 0.5 is 50%)",
+    "max_entered_share": "must be above 0 (a share of the last committed size: 0.5 is 50%)",
     "max_file_mb": f"must be between {MIN_FILE_MB} and {MAX_FILE_MB} (MiB; Pinpoint takes 1 GB per import job)",
     "max_concurrent_jobs": "must be a whole number between 1 and 10 (Pinpoint runs at most 10 import jobs)",
     "max_job_mb": "must be above 0 and at most 1024 for pinpoint (1 GB per import job) or 1000 for "
@@ -231,7 +236,7 @@ def _nearest(word: str, choices: list[str]) -> str:
     return "valid keys: " + ", ".join(choices)
 
 
-def _describe(err: dict, known: dict[tuple, list[str]]) -> tuple[str, str]:
+def _describe(err: Any, known: dict[tuple, list[str]]) -> tuple[str, str]:
     """(dotted key, message) for one pydantic error, in a user's words."""
     loc = tuple(err["loc"])
     shown = tuple(str(p) for p in loc if not (len(loc) > 1 and loc[0] == "destination" and p in _TAGS
@@ -282,6 +287,8 @@ class Settings:
     memory_limit: str
     work_dir: Path
     digest_key: str = field(default="", repr=False)  # where the digest's secret comes from, or the secret itself
+    max_size_change_share: float = DEFAULTS["guard"]["max_size_change_share"]
+    max_entered_share: float = DEFAULTS["guard"]["max_entered_share"]
     source: str = "defaults"
     raw: dict = field(default_factory=dict, repr=False)
 
@@ -304,9 +311,32 @@ def _read(file: Path) -> dict:
     raise AssertionError  # unreachable
 
 
+def _check_blocks(file: Path, blocks: dict, target: str, defined: Collection[str] | None, explicit: bool) -> None:
+    """Every block names a target the dbt profile defines, and the selected target has a block.
+
+    A misspelt block (``locl:``) would otherwise be ignored and the run go ahead on the built-in
+    defaults, sending nothing where the block meant it to go.
+    """
+    if defined is not None:
+        for name in blocks:
+            if name not in defined:
+                close = difflib.get_close_matches(str(name), list(defined), n=1, cutoff=0.5)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise ConfigError(f"{file} has settings for target '{name}', which the dbt profile does not define; "
+                                  f"{hint}(the profile's targets: {', '.join(defined) or 'none'})")
+    if (blocks or explicit) and target not in blocks:
+        close = difflib.get_close_matches(target, list(blocks), n=1, cutoff=0.5)
+        hint = f"; is '{close[0]}' meant to be '{target}'?" if close else ""
+        raise ConfigError(f"{file} has no settings for dbt target '{target}' (has: {', '.join(blocks) or 'none'}){hint}: "
+                          f"add a '{target}:' block under targets:")
+
+
 def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
-                  overrides: dict | None = None) -> Settings:
-    """Settings for one dbt target: defaults < lakeseg.yml < overrides (flags)."""
+                  overrides: dict | None = None, defined_targets: Collection[str] | None = None) -> Settings:
+    """Settings for one dbt target: defaults < lakeseg.yml < overrides (flags).
+
+    ``defined_targets`` are the outputs of the dbt profile: a block for any other target is refused.
+    """
     file = Path(path) if path else Path(project_dir) / SETTINGS_FILE
     merged = dict(DEFAULTS)
     source, where = "defaults", f"settings (target {target})"
@@ -315,6 +345,7 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
     if file.exists():
         targets = _read(file)["targets"]
         where = f"{file} (target {target})"
+        _check_blocks(file, targets, target, defined_targets, explicit=path is not None)
         if target in targets:
             block = targets[target] or {}
             block = interpolate(block, where=where)
@@ -324,8 +355,6 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
                 merged["destination"] = {}
             merged = _merge(merged, block)
             source = str(file)
-        elif path:
-            raise ConfigError(f"{file} has no settings for dbt target '{target}' (has: {', '.join(targets) or 'none'})")
     elif path:
         raise ConfigError(f"settings file {file} does not exist")
     for key, value in (overrides or {}).items():
@@ -344,6 +373,8 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
         memory_limit=valid.memory_limit,
         work_dir=Path(valid.work_dir),
         digest_key=valid.digest_key,
+        max_size_change_share=valid.guard.max_size_change_share,
+        max_entered_share=valid.guard.max_entered_share,
         source=source,
         raw=valid.model_dump(),
     )

@@ -116,7 +116,7 @@ class Browser:
         self.proc, self.port, self.profile = proc, port, profile
 
     @classmethod
-    def launch(cls, binary: str | None = None, timeout: float = 30) -> "Browser":
+    def launch(cls, binary: str | None = None, timeout: float = 30) -> Browser:
         binary = binary or find_chromium()
         if binary is None:
             raise FileNotFoundError(f"Chromium not found; install it with `{INSTALL_HINT}`")
@@ -166,7 +166,7 @@ class Browser:
             self.proc.kill()
         shutil.rmtree(self.profile, ignore_errors=True)
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -3,14 +3,16 @@
 Adding a destination means one module implementing ``base.Destination`` (a
 job platform implements ``jobs.JobPlatform.run_job`` and uses ``aws_calls``)
 and one line here.
+
+Imports only ``sync.core``: a destination knows nothing of dbt, the diff or the state store.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from ..errors import ConfigError
-from .base import DeliveryResult, Destination, JobRecord, SegmentDelivery
+from sync.core.errors import ConfigError
+from sync.destinations.base import DeliveryResult, Destination, JobRecord, SegmentDelivery
 
 REGISTRY = {
     "files": "sync.destinations.files:FilesDestination",

@@ -12,9 +12,10 @@ from those names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Destination(Protocol):
     def preflight(self) -> None:
         """Check settings and permissions before anything is delivered.
 
-        Raise ``sync.errors.ConfigError`` naming the setting that is wrong.
+        Raise ``sync.core.errors.ConfigError`` naming the setting that is wrong.
         """
 
     def deliver(self, delivery: SegmentDelivery, progress: Progress | None = None) -> DeliveryResult:

@@ -45,18 +45,27 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import ConfigError
-from . import profile_fields as pf
-from .aws_calls import Retrier, client_config, error_code, is_transient, poll, preflight_error
-from .base import DeliveryResult, JobRecord, Progress, SegmentDelivery
-from .jobs import (ISOLATION_SETTINGS, Job, JobOutcome, JobProgress, deliver_in_jobs, isolation_limits, job_slots,
-                   number_setting, settle_earlier_runs)
+from sync.core.errors import ConfigError
+from sync.destinations import profile_fields as pf
+from sync.destinations.aws_calls import Retrier, client_config, error_code, is_transient, poll, preflight_error
+from sync.destinations.base import DeliveryResult, JobRecord, Progress, SegmentDelivery
+from sync.destinations.jobs import (
+    ISOLATION_SETTINGS,
+    Job,
+    JobOutcome,
+    JobProgress,
+    deliver_in_jobs,
+    isolation_limits,
+    job_slots,
+    number_setting,
+    settle_earlier_runs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +163,7 @@ class CustomerProfilesDestination:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_settings(cls, settings: dict, session=None) -> "CustomerProfilesDestination":
+    def from_settings(cls, settings: dict, session=None) -> CustomerProfilesDestination:
         unknown = sorted(set(settings) - set(SETTINGS))
         if unknown:
             raise ConfigError(f"destination.{unknown[0]} is not a customer_profiles setting; known: "

@@ -15,9 +15,9 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import failpoints
-from ..errors import ConfigError
-from .base import DeliveryResult, Progress, SegmentDelivery
+from sync.core import failpoints
+from sync.core.errors import ConfigError
+from sync.destinations.base import DeliveryResult, Progress, SegmentDelivery
 
 STAGING = ".incoming"
 
@@ -30,7 +30,7 @@ class FilesDestination:
         self.path = Path(path)
 
     @classmethod
-    def from_settings(cls, settings: dict, session=None) -> "FilesDestination":
+    def from_settings(cls, settings: dict, session=None) -> FilesDestination:
         if not settings.get("path"):
             raise ConfigError("destination.path is not set for the files destination")
         return cls(settings["path"])

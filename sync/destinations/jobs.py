@@ -25,15 +25,16 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
-from ..errors import ConfigError
-from .aws_calls import poll
-from ..import_files import _encode_row
-from .base import DeliveryResult, JobRecord, Progress, SegmentDelivery
+from sync.core.errors import ConfigError
+from sync.core.import_files import encode_row
+from sync.destinations.aws_calls import poll
+from sync.destinations.base import DeliveryResult, JobRecord, Progress, SegmentDelivery
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,21 @@ ISOLATION_SETTINGS = {
 }
 
 
+# Where a platform stages the re-imports that isolate refused rows: a folder name starting with "_", which
+# Athena skips, so the imports table (each partition is a run's folder) shows every delivered row once.
+ISOLATION_FOLDER = "_isolation"
+
+
 @dataclass(frozen=True)
 class Job:
     label: str  # "1", "2", ... and "1a"/"1b" for the halves of job 1 during isolation
     files: tuple[Path, ...]
+    isolating: bool = False  # a re-import of rows of an earlier job, to find the ones refused
+
+    @property
+    def folder(self) -> str:
+        """The job's own folder under the run's folder: ``part-<label>``, or ``_isolation/part-<label>``."""
+        return f"{ISOLATION_FOLDER}/part-{self.label}" if self.isolating else f"part-{self.label}"
 
 
 @dataclass
@@ -68,7 +80,7 @@ class JobOutcome:
 
 
 class JobPlatform(Protocol):
-    def run_job(self, delivery: SegmentDelivery, job: Job, tracker: "JobProgress") -> JobOutcome:
+    def run_job(self, delivery: SegmentDelivery, job: Job, tracker: JobProgress) -> JobOutcome:
         """Upload the job's files, start the job at most once (find before create), wait for its verdict."""
 
 
@@ -223,12 +235,12 @@ def _halves(job: Job, workdir: Path, rows: int) -> tuple[Job, Job]:
                 reader = csv.reader(fh)
                 header = next(reader)
                 if n == 0:
-                    a.write(_encode_row(header))
-                    b.write(_encode_row(header))
+                    a.write(encode_row(header))
+                    b.write(encode_row(header))
                 for row in reader:
-                    (a if written < first else b).write(_encode_row(row))
+                    (a if written < first else b).write(encode_row(row))
                     written += 1
-    return Job(f"{job.label}a", (out[0],)), Job(f"{job.label}b", (out[1],))
+    return Job(f"{job.label}a", (out[0],), isolating=True), Job(f"{job.label}b", (out[1],), isolating=True)
 
 
 def deliver_in_jobs(platform: JobPlatform, delivery: SegmentDelivery, progress: Progress | None, *,

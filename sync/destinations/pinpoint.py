@@ -18,7 +18,11 @@ One delivery (one segment in one run) becomes one or more import jobs:
      another;
 4. the verdicts go through the shared platform layer (``jobs.py``): a job
    that refused some endpoints has them isolated and quarantined, any other
-   failure leaves the delivery unconfirmed.
+   failure leaves the delivery unconfirmed. The re-imports that isolate
+   refused rows get folders of their own under
+   ``<import_s3_url>/<run_id>/<segment>/_isolation/part-<label>/``: outside
+   every other job's folder, and under a name Athena skips, so the imports
+   table (a partition per run's folder) shows each delivered row once.
 
 Import jobs are started at most once: no SDK-level retries on create calls
 (only throttling, which Pinpoint answers before creating anything), and a job
@@ -44,16 +48,27 @@ import logging
 import math
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import ConfigError
-from .aws_calls import NOT_FOUND, Retrier, client_config, is_transient, poll, preflight_error
-from .aws_calls import error_code as _code
-from .base import DeliveryResult, JobRecord, Progress, SegmentDelivery
-from .jobs import (ISOLATION_SETTINGS, Job, JobOutcome, JobProgress, deliver_in_jobs, group_files,  # noqa: F401
-                   isolation_limits, job_slots, number_setting, settle_earlier_runs)
+from sync.core.errors import ConfigError
+from sync.destinations.aws_calls import NOT_FOUND, Retrier, client_config, is_transient, poll, preflight_error
+from sync.destinations.aws_calls import error_code as _code
+from sync.destinations.base import DeliveryResult, JobRecord, Progress, SegmentDelivery
+from sync.destinations.jobs import (  # noqa: F401
+    ISOLATION_SETTINGS,
+    Job,
+    JobOutcome,
+    JobProgress,
+    deliver_in_jobs,
+    group_files,
+    isolation_limits,
+    job_slots,
+    number_setting,
+    settle_earlier_runs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +174,7 @@ class PinpointDestination:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_settings(cls, settings: dict, session=None) -> "PinpointDestination":
+    def from_settings(cls, settings: dict, session=None) -> PinpointDestination:
         unknown = sorted(set(settings) - set(SETTINGS))
         if unknown:
             raise ConfigError(f"destination.{unknown[0]} is not a pinpoint setting; known: "
@@ -299,7 +314,7 @@ class PinpointDestination:
         """One import job through the shared layer: upload, start at most once, wait, read the verdict."""
         bucket, prefix = parse_s3_url(self.import_s3_url or "")
         base = "/".join(p for p in (prefix, delivery.run_id, delivery.segment) if p)
-        folder_key = f"{base}/part-{job.label}/"
+        folder_key = f"{base}/{job.folder}/"  # the job imports this folder only; isolation under _isolation/
         try:
             if self.mode == "stack":
                 record, error = self._run_stack_job(delivery, job, bucket, folder_key, tracker)

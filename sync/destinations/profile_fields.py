@@ -25,7 +25,7 @@ No target: ``Demographic.*``, ``Location.Latitude``/``Longitude``, ``OptOut``,
 ``EffectiveDate``, and ``Address`` or ``ChannelType`` without the other.
 ``lakeseg check`` and the sync name them; a segment with one is refused.
 
-Limits (cited in the README): one CSV under 1 GB, UTF-8, with a header
+Limits (cited in docs/customer-profiles.md): one CSV under 1 GB, UTF-8, with a header
 (Amazon Connect admin guide, "Create segments from imported files"); a
 ``Fields`` key 1-64 characters of ``[a-zA-Z0-9_.-]``, ``DisplayName`` at most
 255, ``DataExpiry`` 1-1098 days, ``UniqueKey`` and ``Target`` at most 1000
@@ -41,8 +41,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..import_files import _encode_row
-from ..pinpoint_fields import ID_FIELD
+from sync.core.fields import ID_FIELD
+from sync.core.import_files import encode_row
 
 MAX_JOB_BYTES = 1000 * 1000 * 1000  # "under 1GB" per uploaded CSV
 MAX_COLUMN_NAME = 64
@@ -129,7 +129,7 @@ def map_fields(fields: tuple[str, ...] | list[str], unique_key_target: str = DEF
             columns.append(ProfileColumn(LOCATION_TARGETS[name], f"_profile.Address.{LOCATION_TARGETS[name]}",
                                          "STRING", f))
         else:
-            problems.append((f, "Customer Profiles has no target for it (see the README's field-mapping table)"))
+            problems.append((f, "Customer Profiles has no target for it (see the field mapping in docs/customer-profiles.md)"))
     seen: dict[str, str] = {}
     for c in columns:
         if c.column in seen and seen[c.column] != c.field:
@@ -151,7 +151,7 @@ def translate(files, out: Path, mapping: ProfileMapping) -> int:
     header = [c.column for c in mapping.columns]
     rows = 0
     with open(out, "wb") as fh:
-        fh.write(_encode_row(header))
+        fh.write(encode_row(header))
         for path in files:
             with open(path, newline="", encoding="utf-8") as src:
                 reader = csv.reader(src)
@@ -164,7 +164,7 @@ def translate(files, out: Path, mapping: ProfileMapping) -> int:
                         if c.channels and channel not in c.channels:
                             value = ""
                         values.append(value)
-                    fh.write(_encode_row(values))
+                    fh.write(encode_row(values))
                     rows += 1
     return rows
 

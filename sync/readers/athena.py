@@ -27,13 +27,14 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import duckdb
 
-from ..errors import ConfigError, LakesegError
-from .base import RelationRef, select_declared
+from sync.core.errors import ConfigError, LakesegError
+from sync.core.sql import qi, ql
+from sync.readers.base import RelationRef, select_declared
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,6 @@ class AthenaQueryFailed(LakesegError):
     """An Athena query ended FAILED or CANCELLED (or timed out)."""
 
 
-def _qi(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _ql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _split_s3(url: str) -> tuple[str, str]:
@@ -103,7 +98,7 @@ class AthenaReader:
         self._queries: dict[str, dict] = {}
 
     @classmethod
-    def from_profile(cls, target: dict, session) -> "AthenaReader":
+    def from_profile(cls, target: dict, session) -> AthenaReader:
         region = target.get("region_name")
         return cls(
             session.client("athena", region_name=region), session.client("s3", region_name=region),
@@ -163,9 +158,9 @@ class AthenaReader:
               workdir: Path) -> str:
         prefix = _key(self.base, "lakeseg-unload", self.new_id())
         self._prefixes.append(prefix)
-        select = ", ".join(_qi(c.lower()) for c in columns)
-        table = f"{_qi(relation.schema)}.{_qi(relation.identifier)}"
-        query_id = self.run_query(f"UNLOAD (SELECT {select} FROM {table}) TO {_ql(f's3://{self.bucket}/{prefix}/')} "
+        select = ", ".join(qi(c.lower()) for c in columns)
+        table = f"{qi(relation.schema)}.{qi(relation.identifier)}"
+        query_id = self.run_query(f"UNLOAD (SELECT {select} FROM {table}) TO {ql(f's3://{self.bucket}/{prefix}/')} "
                                   "WITH (format = 'PARQUET', compression = 'SNAPPY')", database=relation.schema)
         self.stats[str(relation)] = self._queries.get(query_id, {"query_id": query_id, "data_scanned_bytes": None})
         local = Path(workdir) / "athena"
@@ -177,9 +172,9 @@ class AthenaReader:
             self.s3.download_file(self.bucket, key, str(dest))
             files.append(dest)
         if not files:  # UNLOAD of zero rows writes no file
-            cols = ", ".join(f"cast(null as varchar) as {_qi(c)}" for c in columns)
+            cols = ", ".join(f"cast(null as varchar) as {qi(c)}" for c in columns)
             return f"(select {cols} where false)"
-        listing = "[" + ", ".join(_ql(str(f)) for f in files) + "]"
+        listing = "[" + ", ".join(ql(str(f)) for f in files) + "]"
         actual = [r[0] for r in con.execute(f"describe select * from read_parquet({listing})").fetchall()]
         return f"(select {select_declared(actual, columns, f'{relation} (as unloaded by Athena)')} from read_parquet({listing}))"
 

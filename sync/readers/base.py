@@ -8,13 +8,15 @@ whatever case the warehouse reports them in (Athena lowercases identifiers).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import duckdb
 
-from ..errors import ConfigError
+from sync.core.errors import ConfigError
+from sync.core.sql import qi
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class RelationRef:
     identifier: str
 
     @classmethod
-    def from_node(cls, node: dict) -> "RelationRef":
+    def from_node(cls, node: dict) -> RelationRef:
         return cls(node.get("database"), node["schema"], node.get("alias") or node["name"])
 
     def __str__(self) -> str:
@@ -63,9 +65,6 @@ def select_declared(actual: Sequence[str], columns: Sequence[str], relation: Rel
         found = by_lower.get(col.lower())
         if found is None:
             raise ConfigError(f"{relation} has no column matching '{col}' (has: {', '.join(actual)})")
-        picked.append(f"{_qi(found)} as {_qi(col)}")
+        picked.append(f"{qi(found)} as {qi(col)}")
     return ", ".join(picked)
 
-
-def _qi(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

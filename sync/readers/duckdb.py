@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import duckdb
 
-from ..errors import ConfigError
-from .base import RelationRef, select_declared
+from sync.core.errors import ConfigError
+from sync.core.sql import qi, ql
+from sync.readers.base import RelationRef, select_declared
 
 _aliases = itertools.count()
 
 
-def _qi(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _ql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 class DuckDBReader:
@@ -37,7 +32,7 @@ class DuckDBReader:
                     f"DuckDB database {self.database_path} does not exist: run `dbt build` (or `lakeseg run`) first"
                 )
             alias = f"lakeseg_src_{next(_aliases)}"
-            con.execute(f"attach {_ql(str(self.database_path))} as {alias} (read_only)")
+            con.execute(f"attach {ql(str(self.database_path))} as {alias} (read_only)")
             self._attached[key] = alias
             self._con = con
         return self._attached[key]
@@ -52,7 +47,7 @@ class DuckDBReader:
         ).fetchall()]
         if not actual:
             raise ConfigError(f"{relation} is not in {self.database_path}: run `dbt build` for this segment")
-        table = f"{alias}.{_qi(relation.schema)}.{_qi(relation.identifier)}"
+        table = f"{alias}.{qi(relation.schema)}.{qi(relation.identifier)}"
         return f"(select {select_declared(actual, columns, relation)} from {table})"
 
     def cleanup(self) -> None:

@@ -1,15 +1,18 @@
-"""State: committed snapshots, locks and run history, locally or on S3."""
+"""State: committed snapshots, in-doubt records, locks and run history, locally or on S3.
+
+Imports only ``sync.core``.
+"""
 
 from __future__ import annotations
 
-from .base import LockInfo, Snapshot, StateStore
-from .local import LocalStateStore
+from sync.state.base import LockInfo, Snapshot, StateStore
+from sync.state.local import LocalStateStore
 
 
 def open_state_store(url: str, *, s3_client=None, kms_key_id: str | None = None) -> StateStore:
     """``build/state``, ``/abs/dir`` or ``s3://bucket/prefix``."""
     if str(url).startswith("s3://"):
-        from .s3 import S3StateStore
+        from sync.state.s3 import S3StateStore
 
         if s3_client is None:
             import boto3

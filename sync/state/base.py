@@ -33,14 +33,14 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 
-from ..errors import ConfigError, LockHeld, SegmentRefused
+from sync.core.errors import ConfigError, LockHeld, SegmentRefused
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class QuarantinedRow:
     attempts: int = 1
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "QuarantinedRow":
+    def from_dict(cls, doc: dict) -> QuarantinedRow:
         if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
             raise ValueError(f"quarantine entry {doc!r} has no id")
         return cls(doc["id"], str(doc.get("message", ""))[:MAX_QUARANTINE_MESSAGE], str(doc.get("first_run_id", "")),

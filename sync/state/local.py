@@ -14,7 +14,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from .base import StateStore
+from sync.state.base import StateStore
 
 
 class LocalStateStore(StateStore):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from ..errors import ConfigError
-from .base import StateStore
+from sync.core.errors import ConfigError
+from sync.state.base import StateStore
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}

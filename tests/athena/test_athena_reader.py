@@ -17,12 +17,12 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from sync.contract import FieldMapping, Segment
-from sync.diff import changes_sql, prepare
-from sync.errors import ConfigError
-from sync.import_files import write_import_files
+from sync.core.errors import ConfigError
+from sync.core.import_files import write_import_files
+from sync.dbt.contract import FieldMapping, Segment
 from sync.readers.athena import AthenaQueryFailed, AthenaReader
 from sync.readers.base import RelationRef
+from sync.run.diff import changes_sql, prepare
 
 REGION = "us-east-1"
 BUCKET = "athena-results"

@@ -4,7 +4,6 @@ the declared source types, and a broken copy of the project is caught."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import duckdb
 import jinja2
@@ -12,9 +11,9 @@ import pytest
 import yaml
 from sqlglot import exp
 
-from sync import lake_schema
-from sync.sample_lake import LakeSpec, generate
-from sync.type_check import TypeChecker, TypeCheckFailed, check_manifest, check_target
+from sync.dbt.type_check import TypeChecker, TypeCheckFailed, check_manifest, check_target
+from sync.lake import schema as lake_schema
+from sync.lake.sample_lake import LakeSpec, generate
 from tests.athena.conftest import PROJECT, compile_for_athena, copy_project
 
 pytestmark = pytest.mark.e2e
@@ -188,7 +187,7 @@ def test_a_real_table_whose_type_differs_from_the_declared_one_is_named(monkeypa
     import boto3
     from moto import mock_aws
 
-    from sync.type_check import compare_source_types, glue_column_types
+    from sync.dbt.type_check import compare_source_types, glue_column_types
 
     for k, v in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(k, v)
@@ -211,7 +210,7 @@ def test_a_real_table_whose_type_differs_from_the_declared_one_is_named(monkeypa
 
 
 def test_the_sample_lake_matches_every_declared_source(tmp_path):
-    from sync.type_check import compare_source_types, parquet_column_types
+    from sync.dbt.type_check import compare_source_types, parquet_column_types
 
     generate(tmp_path / "lake", LakeSpec(endpoints=40, events_per_endpoint=5, days=3))
     con = duckdb.connect()

@@ -14,7 +14,7 @@ from tests.bad_inputs.conftest import no_traceback
 CLI_CASES = [
     # (id, lakeseg arguments after the shared ones, exit code, words in the message)
     ("unknown-option", ("sync", "--no-such-flag"), 2, ["--no-such-flag"]),
-    ("select-matches-nothing", ("sync", "--select", "seg_nope*"), 2, ["--select seg_nope*", "matches no segment"]),
+    ("select-matches-nothing", ("sync", "--select", "seg_nope*"), 0, ["--select seg_nope*", "matches no segment"]),
     ("exit-share-above-one", ("sync", "--max-exit-share", "1.5"), 2, ["--max-exit-share"]),
     ("exit-share-not-a-number", ("plan", "--max-exit-share", "lots"), 2, ["--max-exit-share", "lots"]),
     ("unknown-dbt-target", ("sync", "--target", "nope"), 2, ["no target 'nope'"]),
@@ -72,12 +72,12 @@ def test_lake_generate_refuses_zero_endpoints(tmp_path):
 @pytest.fixture
 def crashing(monkeypatch):
     """A bug nobody foresaw, deep inside the library."""
-    import sync.runtime
+    import sync.app.wiring
 
     def boom(*args, **kwargs):
         raise RuntimeError("something nobody foresaw\nsecond line")
 
-    monkeypatch.setattr(sync.runtime, "run_sync", boom)
+    monkeypatch.setattr(sync.app.wiring, "run_sync", boom)
 
 
 def test_an_unexpected_error_is_one_line_and_exit_1(unbuilt, crashing):
@@ -142,7 +142,7 @@ def test_debug_aws_logs_the_wire_with_credentials_masked(unbuilt, s3_state):
     "aws_access_key_id = %s aws_session_token = %s",
 ], ids=["header-dump", "presigned-url", "config-dump"])
 def test_redaction_masks_tokens_and_key_ids(text):
-    from sync.logs import redact
+    from sync.output.logs import redact
 
     line = text % ((FAKE_TOKEN, FAKE_KEY_ID) if text.startswith("headers") else (FAKE_KEY_ID, FAKE_TOKEN))
     cleaned = redact(line)

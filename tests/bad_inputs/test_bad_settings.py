@@ -33,6 +33,9 @@ SETTINGS_CASES = [
     ("exit-share-zero", B + "    guard: {max_exit_share: 0}\n", ["guard.max_exit_share", "between 0 and 1"]),
     ("exit-share-above-one", B + "    guard: {max_exit_share: 2}\n", ["guard.max_exit_share", "between 0 and 1"]),
     ("exit-share-yaml-boolean", B + "    guard: {max_exit_share: yes}\n", ["guard.max_exit_share", "boolean"]),
+    ("size-change-share-zero", B + "    guard: {max_size_change_share: 0}\n",
+     ["guard.max_size_change_share", "must be above 0"]),
+    ("entered-share-text", B + "    guard: {max_entered_share: half}\n", ["guard.max_entered_share", "'half'"]),
     ("max-concurrent-jobs-11", B.replace("{type: files, path: EXPORTS}", "{type: pinpoint, max_concurrent_jobs: 11}"),
      ["destination.max_concurrent_jobs", "between 1 and 10"]),
     ("import-url-not-s3", B.replace("{type: files, path: EXPORTS}", "{type: pinpoint, import_s3_url: 'https://x'}"),
@@ -45,6 +48,10 @@ SETTINGS_CASES = [
     ("env-var-unset", B.replace("state: STATE", "state: ${LAKESEG_CORPUS_UNSET}"),
      ["${LAKESEG_CORPUS_UNSET}", "at state", "not set"]),
     ("no-block-for-target", "targets:\n  athena: {}\n", ["no settings for dbt target 'local'", "athena"]),
+    ("misspelt-target-block", B.replace("  local:", "  locl:"),
+     ["settings for target 'locl'", "the dbt profile does not define", "did you mean 'local'?"]),
+    ("misspelt-second-block", B + "  athna: {}\n", ["settings for target 'athna'", "did you mean 'athena'?"]),
+    ("memory-limit-too-small", B + "    memory_limit: 1KB\n", ["memory_limit", "at least 64MiB"]),
     ("empty-file", "", ["no settings for dbt target 'local'"]),
     ("destination-type-null", B.replace("type: files", "type: ~"), ["destination.type", "files, pinpoint"]),
     ("guard-null", B + "    guard: ~\n", ["guard", "null"]),
@@ -125,20 +132,20 @@ def test_run_checks_settings_before_building(unbuilt, tmp_path):
 
 def test_files_max_file_mb_from_lakeseg_yml_reaches_the_import_files(corpus, monkeypatch):
     """Guards issue 15 behaviour 14: files.max_file_mb set in lakeseg.yml is the size limit the sync writes import
-    files with; verified to fail on a broken copy (sync/runtime.py:prepare_run not passing settings.max_file_bytes
+    files with; verified to fail on a broken copy (sync/app/wiring.py:prepare_run not passing settings.max_file_bytes
     to SyncOptions)."""
-    import sync.engine
+    import sync.run.engine
 
     # Given lakeseg.yml sets a limit other than the default (100 MiB)
     corpus.write_settings(B + "    files: {max_file_mb: 1.5}\n")
     limits = []
-    write_import_files = sync.engine.write_import_files
+    write_import_files = sync.run.engine.write_import_files
 
     def recording(con, sql, out_dir, max_file_bytes):
         limits.append(max_file_bytes)
         return write_import_files(con, sql, out_dir, max_file_bytes)
 
-    monkeypatch.setattr(sync.engine, "write_import_files", recording)
+    monkeypatch.setattr(sync.run.engine, "write_import_files", recording)
     # When a good segment is synced through the CLI
     out = corpus.sync("seg_ok")
     # Then its import files were written under that limit (1.5 MiB in bytes)

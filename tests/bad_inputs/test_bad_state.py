@@ -177,7 +177,7 @@ def test_bad_state_refuses_only_its_segment(synced, breaker, words):
 @engine("one error boundary per segment: a disk-full error fails that segment, the run goes on, no .tmp left")
 def test_disk_full_fails_only_its_segment(synced, monkeypatch):
     # given the work dir fills up while one segment's import files are written
-    import sync.engine as engine_module
+    import sync.run.engine as engine_module
 
     real = engine_module.write_import_files
 
@@ -199,7 +199,7 @@ def test_disk_full_fails_only_its_segment(synced, monkeypatch):
 
 def test_disk_full_never_shows_a_traceback_or_commits(synced, monkeypatch):
     # the part that holds today: one line, exit 1, nothing of the segment sent or committed
-    import sync.engine as engine_module
+    import sync.run.engine as engine_module
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -38,10 +38,10 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from unittest import mock
 
 import boto3
@@ -122,12 +122,11 @@ def moto_fidelity(pinpoint_client):
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_aws_sdk as aws_sdk,
     )
-    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
-    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
-
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_sns as sns_task,
     )
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
     clients: dict[tuple[str, str], object] = {}
     lock = threading.Lock()

@@ -32,10 +32,10 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError

@@ -7,10 +7,18 @@ import random
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+from sync.core.errors import ConfigError
 from sync.destinations import aws_calls
-from sync.destinations.aws_calls import (Retrier, client_config, error_code, http_status, is_denied, is_transient, poll,
-                                         preflight_error)
-from sync.errors import ConfigError
+from sync.destinations.aws_calls import (
+    Retrier,
+    client_config,
+    error_code,
+    http_status,
+    is_denied,
+    is_transient,
+    poll,
+    preflight_error,
+)
 
 
 def client_error(code: str | None, status: int | None = None, op: str = "GetApp") -> ClientError:

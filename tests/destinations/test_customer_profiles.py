@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from sync.contract import FieldMapping, RelationRef, Segment
+from sync.core.errors import ConfigError
+from sync.dbt.contract import FieldMapping, RelationRef, Segment
 from sync.destinations import build_destination
 from sync.destinations.base import Destination, SegmentDelivery
 from sync.destinations.customer_profiles import display_name, verdict
 from sync.destinations.profile_fields import map_fields
-from sync.errors import ConfigError
 
 from . import profiles_harness as ph
 from .profiles_harness import RUN_ID, delivery, destination, expected_csv, write_csv
@@ -150,7 +150,8 @@ def test_a_failed_put_starts_nothing(fake, server, clock, tmp_path):
 
 def test_the_server_rejects_a_wrong_key_md5(server, clock):
     # The server really checks the SSE-C headers (so the happy path above proves them right).
-    import urllib.request, ssl  # noqa: E401
+    import ssl
+    import urllib.request  # noqa: E401
 
     url, token = server.issue("job1", clock() + ph.URL_LIFETIME)
     request = urllib.request.Request(url, data=b"x", method="PUT", headers={

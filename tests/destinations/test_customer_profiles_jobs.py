@@ -92,7 +92,7 @@ def test_a_segment_with_a_field_without_target_sends_nothing(fake, server, clock
     result = destination(fake, server, clock).deliver(d)
     assert result == DeliveryResult(confirmed=False, location=f"customer-profiles://{D}/seg_x", errors=[
         "seg_x: Demographic.Timezone has no Customer Profiles target: Customer Profiles has no target for it (see the "
-        "README's field-mapping table)"])
+        "field mapping in docs/customer-profiles.md)"])
     assert fake.calls == []
 
 

@@ -15,10 +15,10 @@ import boto3
 import botocore.session
 import pytest
 
-from sync.contract import FieldMapping, RelationRef, Segment
+from sync.core.errors import ConfigError
+from sync.dbt.contract import FieldMapping, RelationRef, Segment
 from sync.destinations import build_destination
 from sync.destinations.customer_profiles import SETTINGS, CustomerProfilesDestination, _ca_bundle
-from sync.errors import ConfigError
 
 from . import profiles_harness as ph
 from .profiles_harness import destination
@@ -294,8 +294,8 @@ def test_check_segment_names_a_segment_definition_name_it_cannot_create(fake, se
 def test_check_segment_names_fields_without_a_target_and_uses_the_key_target(fake, server, clock):
     dest = destination(fake, server, clock, unique_key_target="_profile.Attributes.LoyaltyId")
     assert dest.check_segment(segment("Id", "Demographic.Timezone", "Attributes.LoyaltyId")) == [
-        "Demographic.Timezone: [customer-profiles-field] Customer Profiles has no target for it (see the README's "
-        "field-mapping table)",
+        "Demographic.Timezone: [customer-profiles-field] Customer Profiles has no target for it (see the field "
+        "mapping in docs/customer-profiles.md)",
         "Attributes.LoyaltyId: [customer-profiles-field] maps to the same Customer Profiles column 'LoyaltyId' as Id"]
     assert fake.calls == []
 

@@ -85,7 +85,7 @@ def test_a_leftover_staging_folder_of_the_same_delivery_is_replaced(tmp_path):
                                               ({"path": ""}, "^destination.path is not set")],
                          ids=["missing", "empty"])
 def test_from_settings_needs_a_path(settings, message):
-    from sync.errors import ConfigError
+    from sync.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         FilesDestination.from_settings(settings)
@@ -93,7 +93,7 @@ def test_from_settings_needs_a_path(settings, message):
 
 
 def test_preflight_names_a_path_it_cannot_write(tmp_path):
-    from sync.errors import ConfigError
+    from sync.core.errors import ConfigError
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -109,9 +109,9 @@ class Killed(BaseException):
 
 
 def test_a_run_killed_at_the_during_delivery_failpoint_leaves_only_the_staged_first_file(tmp_path, monkeypatch):
-    """The documented ``during-delivery`` failpoint (sync/failpoints.py) is what crash tests arm to kill a run in the
+    """The documented ``during-delivery`` failpoint (sync/core/failpoints.py) is what crash tests arm to kill a run in the
     middle of a copy: armed, the process exits right after the first file is staged, and no segment folder appears."""
-    from sync import failpoints
+    from sync.core import failpoints
 
     def exit_now(code):
         raise Killed(code)

@@ -12,11 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from sync.core.errors import ConfigError
 from sync.destinations import jobs
 from sync.destinations.base import JobRecord, SegmentDelivery
-from sync.destinations.jobs import (Job, JobOutcome, JobProgress, deliver_in_jobs, group_files, isolation_limits,
-                                    job_slots, number_setting, settle_earlier_runs)
-from sync.errors import ConfigError
+from sync.destinations.jobs import (
+    Job,
+    JobOutcome,
+    JobProgress,
+    deliver_in_jobs,
+    group_files,
+    isolation_limits,
+    job_slots,
+    number_setting,
+    settle_earlier_runs,
+)
 
 
 def write_part(folder: Path, name: str, ids: list[str]) -> Path:

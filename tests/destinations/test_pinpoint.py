@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from botocore.stub import Stubber
 
+from sync.core.errors import ConfigError
 from sync.destinations import build_destination
 from sync.destinations.base import Destination, SegmentDelivery
 from sync.destinations.pinpoint import PinpointDestination, execution_name, group_files
-from sync.errors import ConfigError
 
 from .conftest import BUCKET, IMPORT_URL, h
 
@@ -258,6 +258,59 @@ def test_refused_rows_fail_the_delivery_when_none_may_be_refused(tail, fake_pinp
     assert "max_rejected_rows" in result.errors[0]
     assert "ChannelType" not in result.errors[0] and "Id is too long" not in result.errors[0]
     assert [m["attributes"]["outcome"] for m in tail.messages()] == ["FAILED"]
+
+
+def refusing(s3, refused_id: str):
+    """A verdict that refuses the row ``refused_id`` wherever a job's folder holds it, naming no Id."""
+    def verdict(job: h.FakeJob) -> dict:
+        ids = [line.split(",")[0] for key in job.files
+               for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()[1:]]
+        if refused_id not in ids:
+            return h.all_accepted(job)
+        return {"JobStatus": "COMPLETED", "TotalProcessed": job.rows, "TotalFailures": 1, "FailedPieces": 0,
+                "TotalPieces": 1, "Failures": ["a value was refused"]}
+    return verdict
+
+
+def rows_athena_reads(s3, location: str) -> list[str]:
+    """Data lines of every object under ``location``, as Athena reads a partition: names starting with _ or . skipped."""
+    bucket, _, prefix = location[5:].partition("/")
+    lines = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if any(part.startswith(("_", ".")) for part in obj["Key"][len(prefix):].split("/")):
+                continue
+            lines += s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode().splitlines()[1:]
+    return lines
+
+
+@pytest.mark.parametrize("mode", ["stack", "direct"])
+def test_isolation_reimports_stay_out_of_the_imports_table_and_of_each_others_folders(tail, fake_pinpoint, s3,
+                                                                                      tmp_path, mode):
+    # Given Pinpoint refuses one row of four without naming it, so the rows are isolated by re-importing halves
+    fake_pinpoint.verdict = refusing(s3, "ep-2")
+    dest = stack_destination(tail) if mode == "stack" else direct_destination(fake_pinpoint.client)
+    f = write_csv(tmp_path / "part-00001.csv", rows=4)
+
+    # When delivered
+    result = dest.deliver(delivery([f]))
+
+    # Then the refused row is isolated and the delivery confirmed
+    assert result.confirmed, result.errors
+    assert list(result.rejected) == ["ep-2"]
+    jobs = fake_pinpoint.created()
+    assert len(jobs) > 1
+    # and the first job imported the run's part-1 folder; every re-import has its own folder under _isolation/
+    location = result.location
+    assert jobs[0].request["S3Url"] == f"{location}part-1/"
+    urls = [j.request["S3Url"] for j in jobs[1:]]
+    assert all(u.startswith(f"{location}_isolation/part-1") and u.endswith("/") for u in urls), urls
+    # and each job imported exactly the files of its own folder (Pinpoint imports all under its S3Url)
+    for j in jobs:
+        folder = j.request["S3Url"][len(f"s3://{BUCKET}/"):]
+        assert j.files and all("/" not in key[len(folder):] for key in j.files), (folder, j.files)
+    # and the imports table's partition (the run's folder, read as Athena reads it) holds each row once
+    assert sorted(rows_athena_reads(s3, location)) == sorted(f.read_text().splitlines()[1:])
 
 
 def test_throttled_pinpoint_calls_are_retried_by_the_state_machine(tail, fake_pinpoint, tmp_path):

@@ -19,10 +19,10 @@ import pytest
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 from botocore.stub import ANY, Stubber
 
+from sync.core.errors import ConfigError
 from sync.destinations import pinpoint as pp
 from sync.destinations.base import JobRecord, SegmentDelivery
 from sync.destinations.pinpoint import PinpointDestination, execution_name, parse_s3_url, segment_dimensions
-from sync.errors import ConfigError
 
 from . import pinpoint_harness as h
 

@@ -21,7 +21,7 @@ from sync.destinations.profile_fields import (
 ACCOUNT = ProfileColumn("AccountNumber", "_profile.AccountNumber", "STRING", "Id")
 EMAIL = ProfileColumn("EmailAddress", "_profile.EmailAddress", "EMAIL_ADDRESS", "Address", frozenset({"EMAIL"}))
 PHONE = ProfileColumn("PhoneNumber", "_profile.PhoneNumber", "PHONE_NUMBER", "Address", frozenset({"SMS", "VOICE"}))
-NO_TARGET = "Customer Profiles has no target for it (see the README's field-mapping table)"
+NO_TARGET = "Customer Profiles has no target for it (see the field mapping in docs/customer-profiles.md)"
 NO_ID = ("Id", "no column declares Id: the upload job needs it as its unique key")
 
 
@@ -253,7 +253,7 @@ def test_translate_keeps_values_byte_for_byte(tmp_path):
     # Then they come out RFC-4180 quoted, UTF-8, unchanged
     assert translate([src], out, map_fields(("Id", "User.UserAttributes.Note"))) == 3
     assert out.read_bytes() == ('AccountNumber,Note\r\nep-1,"Silver, ""B"""\r\nep-2,José\r\n'
-                                'ep-3,"two\r\nlines"\r\n').encode("utf-8")
+                                'ep-3,"two\r\nlines"\r\n').encode()
 
 
 @pytest.fixture
@@ -271,7 +271,7 @@ def test_translate_reads_utf8_whatever_the_locale(tmp_path, ascii_locale):
     out = tmp_path / "o.csv"
     # When translated / Then the file is read as UTF-8 (the import files' encoding), not the locale's
     assert translate([src], out, map_fields(("Id", "Attributes.City"))) == 2
-    assert out.read_bytes() == "AccountNumber,City\r\nep-1,Zürich\r\nep-2,東京\r\n".encode("utf-8")
+    assert out.read_bytes() == "AccountNumber,City\r\nep-1,Zürich\r\nep-2,東京\r\n".encode()
 
 
 def test_translate_of_no_rows_writes_the_header_only(tmp_path):

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from sync.core.errors import ConfigError
 from sync.destinations import build_destination, state_key
 from sync.destinations.files import FilesDestination
-from sync.errors import ConfigError
 
 
 @pytest.mark.parametrize("kind", ["ftp", None])

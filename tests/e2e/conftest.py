@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from sync.cli import main as cli
-from sync.sample_lake import LakeSpec, generate
+from sync.lake.sample_lake import LakeSpec, generate
 
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

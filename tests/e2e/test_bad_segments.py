@@ -110,7 +110,6 @@ def test_the_real_project_passes_check(profiles_dir):
 
 def test_nothing_of_a_broken_segment_is_sent(bad_project, bad_build, profiles_dir, tmp_path):
     env = {**bad_build.env(), "LAKESEG_STATE_DIR": str(tmp_path / "state")}
-    exports = tmp_path / "exports"
     result = CliRunner().invoke(cli, ["sync", "--project-dir", str(bad_project), "--profiles-dir", str(profiles_dir),
                                       "--target-path", str(bad_build.target_path), "--state", str(tmp_path / "state"),
                                       "--json"], env={**env, "LAKESEG_SYNC_STATE": str(tmp_path / "state")},

@@ -17,8 +17,8 @@ import json
 import duckdb
 import pytest
 
-from sync.contract import load_segments
-from sync.failpoints import KILLED_EXIT_CODE, STAGES
+from sync.core.failpoints import KILLED_EXIT_CODE, STAGES
+from sync.dbt.contract import load_segments
 from tests.destinations import pinpoint_harness as h
 
 
@@ -99,7 +99,7 @@ def test_s3_state_kill_then_upstream_change_converges(aws, lakeseg, build_now, b
     state = ["--state", "s3://lakeseg-state/prod"]
     assert lakeseg("sync", build_now, *state).exit_code == 0
     # When a sync of `later` dies at `stage`
-    import sync.failpoints as fp
+    import sync.core.failpoints as fp
 
     def die(at):
         if at == stage:

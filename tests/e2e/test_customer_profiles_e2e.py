@@ -15,8 +15,8 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-import sync.engine
-import sync.runtime
+import sync.app.wiring
+import sync.run.engine
 from sync.cli import main as cli
 from tests.destinations import profiles_harness as ph
 from tests.e2e.conftest import PROJECT
@@ -51,8 +51,8 @@ def cloud(monkeypatch, tmp_path):
     session = boto3.Session(region_name=ph.REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
     fake = ph.FakeCustomerProfiles(session.client("customer-profiles"), server, clock, polls=1, events=session.events)
     # The CLI builds its clients from this session (the fake answers them) and reads the run's clock.
-    monkeypatch.setattr(sync.runtime, "_boto_session", lambda region=None: session)
-    monkeypatch.setattr(sync.engine, "wall_clock", clock)
+    monkeypatch.setattr(sync.app.wiring, "_boto_session", lambda region=None: session)
+    monkeypatch.setattr(sync.run.engine, "wall_clock", clock)
     monkeypatch.setenv("AWS_CA_BUNDLE", str(tls[0]))  # the upload trusts what the AWS clients trust
     yield Cloud(clock, server, fake)
     server.close()
@@ -190,8 +190,8 @@ def test_three_weeks_of_daily_runs_refresh_members_before_they_expire(cloud, bui
 
 
 def test_check_reports_fields_without_a_target_and_the_limits(builds, tmp_path):
-    from sync.check_command import destination_problems
-    from sync.contract import FieldMapping, Segment
+    from sync.app.check import destination_problems
+    from sync.dbt.contract import FieldMapping, Segment
     from sync.readers.base import RelationRef
 
     build = builds["now"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stat
 
-from sync.failpoints import KILLED_EXIT_CODE
+from sync.core.failpoints import KILLED_EXIT_CODE
 
 
 def modes(root):

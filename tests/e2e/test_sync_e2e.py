@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import pytest
 
-from sync.failpoints import KILLED_EXIT_CODE, STAGES
+from sync.core.failpoints import KILLED_EXIT_CODE, STAGES
 
 pytestmark = pytest.mark.e2e
 
@@ -183,16 +182,22 @@ def selected(lakeseg, build, *args) -> list[str]:
     (["--select", "path:models/segments", "--exclude", "tag:segment"], None),
 ], ids=["wildcard-and-exclude", "tag", "graph-operator", "nothing-left"])
 def test_select_and_exclude_use_dbt_selection(lakeseg, build_now, args, expected):
-    if expected is None:
-        result = lakeseg("plan", build_now, *args)
-        assert result.exit_code == 2 and "matches no segment" in result.output
+    if expected is None:  # as dbt: a warning on stderr, nothing to do, exit 0, one JSON document on stdout
+        result = lakeseg("plan", build_now, *args, "--json")
+        assert result.exit_code == 0 and "Nothing to do" in result.stderr and "matches no segment" in result.stderr
+        assert json.loads(result.stdout)["segments"] == []
     else:
         assert selected(lakeseg, build_now, *args) == expected
 
 
-def test_select_that_matches_nothing_is_a_config_error(lakeseg, build_now):
-    result = lakeseg("plan", build_now, "--select", "nothing_like_this")
-    assert result.exit_code == 2 and "matches no segment" in result.output
+@pytest.mark.parametrize("command", ["plan", "sync"])
+def test_select_that_matches_nothing_does_nothing_and_exits_0_as_dbt_does(lakeseg, build_now, command):
+    result = lakeseg(command, build_now, "--select", "nothing_like_this")
+    assert result.exit_code == 0 and "--select nothing_like_this matches no segment" in result.stderr
+    assert "0 of 0 segment(s) ok" in result.stdout
+
+
+def test_a_selector_dbt_cannot_resolve_is_a_usage_error(lakeseg, build_now):
     result = lakeseg("plan", build_now, "--select", "no_such_method:x")
     assert result.exit_code == 2 and "dbt could not resolve --select no_such_method:x" in result.output
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import duckdb
 
-from sync.artifacts import Artifacts
-from sync.check import REQUIRED_ID_TESTS, REQUIRED_VALUE_TESTS
+from sync.core.fields import ID_FIELD
+from sync.dbt.artifacts import Artifacts
+from sync.dbt.check import REQUIRED_ID_TESTS, REQUIRED_VALUE_TESTS
 from sync.destinations.base import DeliveryResult, JobRecord
 from sync.destinations.files import FilesDestination
-from sync.digest_key import DigestKey
-from sync.engine import RunReport, SyncOptions, SyncRun
-from sync.pinpoint_fields import ID_FIELD
 from sync.readers.duckdb import DuckDBReader
+from sync.run.digest_key import DigestKey
+from sync.run.engine import RunReport, SyncOptions, SyncRun
 from sync.state import open_state_store
 
 PROJECT = "lakeseg_engine"
@@ -39,7 +39,7 @@ class Model:
     rows: list[tuple]
     exit: object = "keep"
     test_status: dict[tuple[str, str], str] = field(default_factory=dict)  # (rule, column) -> status
-    status: str = "success"
+    status: str | None = "success"  # None: the latest dbt invocation did not build it (`dbt build --select` others)
     extra_meta: dict = field(default_factory=dict)
 
     @property
@@ -142,6 +142,8 @@ class EngineHarness:
     def run_results(self) -> dict:
         results = []
         for m in self.models.values():
+            if m.status is None:
+                continue
             results.append({"unique_id": m.unique_id, "status": m.status, "message": None if m.status == "success" else "boom"})
             for (rule, column), status in m.tests.items():
                 if status is not None:  # None: the test did not run in this invocation

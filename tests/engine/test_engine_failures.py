@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from sync import engine
 from sync.destinations.files import FilesDestination
 from sync.readers.duckdb import DuckDBReader
+from sync.run import engine
 from sync.state import open_state_store
 from tests.engine.harness import EngineHarness, by_segment
 
@@ -51,7 +51,7 @@ def test_an_unexpected_error_in_one_segment_fails_only_that_segment(h, monkeypat
     monkeypatch.setattr(engine, "time", types.SimpleNamespace(monotonic=lambda: next(readings), time=engine.time.time))
     reader = Failing(h.database, "seg_a", ValueError("bad row 7\nsecond line of detail"))
     # When the run goes on
-    with caplog.at_level(logging.DEBUG, logger="sync.engine"):
+    with caplog.at_level(logging.DEBUG, logger="sync.run.engine"):
         report = h.run(reader=reader)
     seg = by_segment(report)
     # Then seg_a failed with the error's type and first line, timed like any segment, and seg_b synced
@@ -129,7 +129,7 @@ def test_a_history_that_cannot_be_written_is_logged_and_the_run_goes_on(h, caplo
 
     state.write_run = full
     # When a run goes on
-    with caplog.at_level(logging.WARNING, logger="sync.engine"):
+    with caplog.at_level(logging.WARNING, logger="sync.run.engine"):
         report = h.run(state=state)
     # Then it succeeds, and says (as a warning) why its history is missing
     assert report.status == "succeeded"

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from sync.errors import LockHeld
+from sync.core.errors import LockHeld
 from sync.state import open_state_store
 from tests.engine.harness import EngineHarness, Scripted, by_segment
 
@@ -39,7 +39,7 @@ def committed_run(h: EngineHarness) -> str | None:
 
 def test_the_lock_is_held_until_the_snapshot_is_committed(h, monkeypatch):
     """Guards issue 15 behaviour 1: the segment lock is released only after the snapshot commit, never between
-    delivery and commit; verified to fail on a broken copy (sync/engine.py:SyncRun._deliver_and_commit closing
+    delivery and commit; verified to fail on a broken copy (sync/run/engine.py:SyncRun._deliver_and_commit closing
     the lock stack right after destination.deliver)."""
     # Given a segment to sync, and an overlapping run that tries to take its lock at the moment of the commit
     store = open_state_store(str(h.state_dir))
@@ -67,7 +67,7 @@ def test_the_lock_is_held_until_the_snapshot_is_committed(h, monkeypatch):
 @pytest.mark.parametrize("how", ["full-refresh", "mapping-change"])
 def test_the_mass_exit_guard_holds_on_a_full_send(h, how):
     """Guards issue 15 behaviour 3: the mass-exit guard also refuses a --full-refresh or a mapping change;
-    verified to fail on a broken copy (sync/guard.py:mass_exit_refusal returning None when plan.full_refresh)."""
+    verified to fail on a broken copy (sync/run/guard.py:mass_exit_refusal returning None when plan.full_refresh)."""
     # Given a committed segment of ten members
     first = h.run()
     # When a build that keeps only two of them is synced as a full send
@@ -84,7 +84,7 @@ def test_the_mass_exit_guard_holds_on_a_full_send(h, how):
                          ids=["this-host", "another-host"])
 def test_a_dead_owners_lock_is_taken_over_only_on_its_own_host(h, host, taken_over):
     """Guards issue 15 behaviour 8: a lock whose pid is free here is taken over only if it was taken on this host;
-    verified to fail on a broken copy (sync/engine.py:_owner_is_dead_here without the host check)."""
+    verified to fail on a broken copy (sync/run/engine.py:_owner_is_dead_here without the host check)."""
     store = open_state_store(str(h.state_dir))
     # Given a lock left by a run whose pid runs nowhere here, taken on `host`
     with contextlib.ExitStack() as held:
@@ -119,7 +119,7 @@ def test_a_takeover_is_logged_naming_the_lock_and_its_dead_owner(h, caplog):
     with contextlib.ExitStack() as held:
         held.enter_context(store.lock("files", SEG, {"run_id": "gone", "host": socket.gethostname(),
                                                     "pid": NO_SUCH_PID}))
-        with caplog.at_level("WARNING", logger="sync.engine"):
+        with caplog.at_level("WARNING", logger="sync.run.engine"):
             h.run(state=store)
     assert (f"took over the lock on files/{SEG} from dead held by run gone on {socket.gethostname()} "
             f"(pid {NO_SUCH_PID}) for 0 min") in caplog.messages

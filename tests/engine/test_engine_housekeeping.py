@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sync.engine import OWNER_FILE, _owner_is_dead_here, mark_interrupted, new_run_id
+from sync.run.engine import OWNER_FILE, _owner_is_dead_here, mark_interrupted, new_run_id
 from sync.state import open_state_store
 from tests.engine.harness import EngineHarness, by_segment
 
@@ -95,7 +95,7 @@ def test_a_work_folder_of_unknown_owner_is_removed_once_a_day_old(tmp_path, owne
 
 
 def test_a_work_folder_exactly_a_day_old_is_kept(tmp_path, monkeypatch):
-    from sync import engine
+    from sync.run import engine
 
     # Given a clock fixed at T and a folder of another host last touched at T minus exactly one day
     now = 1_790_000_000

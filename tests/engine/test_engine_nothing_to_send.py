@@ -56,7 +56,7 @@ def test_an_id_in_doubt_that_left_a_keep_segment_is_settled_by_a_commit(h):
     h.segment("seg_a", COLS, [("e1", "pro")])
     h.run()
     h.rebuild("seg_a", [("e1", "pro"), ("e2", "basic")])
-    failed = h.run(destination=Scripted(h.exports, "unconfirmed"))
+    failed = h.run(destination=Scripted(h.exports, "unconfirmed"), allow_size_change=True)  # 1 -> 2 members
     # When e2 leaves again (a `keep` segment sends no exit for it)
     h.rebuild("seg_a", [("e1", "pro")])
     settled = h.run()
@@ -94,7 +94,8 @@ def _quarantined_and_in_doubt(h: EngineHarness) -> str:
 
 @pytest.mark.parametrize(("options", "status"), [
     pytest.param({"max_exit_share": 0.5}, "refused", id="mass-exit-refusal"),
-    pytest.param({"dry_run": True, "command": "plan", "allow_mass_exit": True}, "planned", id="plan"),
+    pytest.param({"dry_run": True, "command": "plan", "allow_mass_exit": True, "allow_size_change": True}, "planned",
+                 id="plan"),
 ])
 def test_a_run_that_stops_before_delivery_still_reports_notes_and_quarantined_rows(h, options, status):
     # Given a quarantined row and ids in doubt

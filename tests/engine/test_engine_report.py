@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sync import failpoints
+from sync.core import failpoints
 from sync.destinations.base import DeliveryResult, JobRecord
 from sync.destinations.files import FilesDestination
 from tests.engine.harness import EngineHarness, by_segment
@@ -168,7 +168,7 @@ def test_a_run_killed_at_each_stage_commits_nothing_and_the_next_run_sends_the_c
         h.run()
     # When the next run starts (its lock is that of a dead run in this same process: take it over)
     monkeypatch.delenv("LAKESEG_FAILPOINTS")
-    monkeypatch.setattr("sync.engine._owner_is_dead_here", lambda owner: True)
+    monkeypatch.setattr("sync.run.engine._owner_is_dead_here", lambda owner: True)
     report = h.run()
     # Then the change is sent, and then nothing is left to send
     assert h.delivered(report, "seg_a") == [{"Id": "e2", "Attributes.Plan": "plus"}]
@@ -199,7 +199,7 @@ def test_a_rejected_row_stays_out_of_the_committed_snapshot(h):
 
 def test_a_run_that_started_exactly_max_age_ago_is_not_yet_interrupted(monkeypatch):
     # Given a clock frozen exactly two days after a run on another host started
-    from sync import engine
+    from sync.run import engine
 
     start = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
 
@@ -226,7 +226,7 @@ class Raising(FilesDestination):
 
 
 def test_a_destination_that_refuses_with_a_lakeseg_error_gives_its_message_as_the_reason(h):
-    from sync.errors import ConfigError
+    from sync.core.errors import ConfigError
 
     h.segment("seg_a", COLS, ROWS)
     rep = by_segment(h.run(destination=Raising(h.exports, ConfigError("destination.bucket: access denied"))))["seg_a"]
@@ -235,7 +235,7 @@ def test_a_destination_that_refuses_with_a_lakeseg_error_gives_its_message_as_th
 
 def test_a_destination_bug_is_reported_by_type_and_first_line_and_logged(h, caplog):
     h.segment("seg_a", COLS, ROWS)
-    with caplog.at_level("DEBUG", logger="sync.engine"):
+    with caplog.at_level("DEBUG", logger="sync.run.engine"):
         rep = by_segment(h.run(destination=Raising(h.exports, RuntimeError("connection reset\nby peer"))))["seg_a"]
     assert (rep.status, rep.reason) == ("failed", "RuntimeError: connection reset")
     debug = [r for r in caplog.records if r.levelname == "DEBUG" and r.getMessage() == "delivery of seg_a failed"]
@@ -247,7 +247,7 @@ def test_durations_are_seconds_rounded_to_milliseconds(h, monkeypatch):
     # Given a monotonic clock that moves 1.23456 s per reading (from an arbitrary start, as monotonic clocks do)
     import types
 
-    from sync import engine
+    from sync.run import engine
 
     readings = iter(10_000 + n * 1.23456 for n in range(1, 1000))
     monkeypatch.setattr(engine, "time", types.SimpleNamespace(monotonic=lambda: next(readings),

@@ -152,7 +152,7 @@ def test_a_destination_that_cannot_take_a_segment_refuses_only_that_one(h):
 def test_the_wall_clock_is_utc():
     from datetime import timezone
 
-    from sync.engine import wall_clock
+    from sync.run.engine import wall_clock
 
     assert wall_clock().tzinfo is timezone.utc
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sync.output.terminal import render
+from sync.state import open_state_store
 from tests.engine.harness import EngineHarness, by_segment
 
 COLS = {"endpoint_id": "Id", "plan": "Attributes.Plan", "city": "User.UserAttributes.City"}
@@ -97,6 +99,47 @@ def test_the_mass_exit_guard_refuses_and_sends_nothing_until_allowed(h, full_ref
     assert sorted(r["Id"] for r in sent if r["Attributes.Plan"] == "none") == ["e6", "e7", "e8", "e9"]
 
 
+TEN = [(f"e{i}", "pro", "Paris") for i in range(10)]
+
+
+@pytest.mark.parametrize("after,reason", [
+    pytest.param(TEN + [(f"n{i}", "pro", "Oslo") for i in range(10)],
+                 "seg_a would grow from 10 to 20 members (+100.0%), beyond the 50% limit (guard.max_size_change_share)",
+                 id="grows-to-double"),
+    pytest.param(TEN[:4], "seg_a would shrink from 10 to 4 members (-60.0%), beyond the 50% limit "
+                 "(guard.max_size_change_share)", id="shrinks-to-40pct"),
+    pytest.param(TEN[:4] + [(f"n{i}", "pro", "Oslo") for i in range(6)],
+                 "seg_a: 6 members would enter, 60.0% of its previous 10 (size 10 -> 10), beyond the 50% limit "
+                 "(guard.max_entered_share)", id="same-size-six-replaced"),
+])
+@pytest.mark.parametrize("full_refresh", [False, True], ids=["incremental", "full-refresh"])
+def test_the_size_change_guard_refuses_a_jump_and_sends_nothing_until_allowed(h, after, reason, full_refresh):
+    # Given a committed segment of 10 members, and exits allowed up to 100% (the mass-exit guard stays quiet)
+    h.segment("seg_a", COLS, TEN, exit={"Attributes.Plan": "none", "User.UserAttributes.City": "gone"})
+    first = h.run()
+    # When its size or entries jump beyond the default 50%
+    h.rebuild("seg_a", after)
+    refused = by_segment(h.run(max_exit_share=1.0, full_refresh=full_refresh))["seg_a"]
+    # Then it is refused with the sizes, the share, the setting and the command that allows it
+    assert refused.status == "refused", refused.reason
+    assert reason in refused.reason and "if that is intended, send it with `lakeseg sync --select seg_a --allow-size-change`" in refused.reason
+    # And nothing was sent, recorded in doubt or committed
+    assert [p.name for p in h.exports.iterdir() if p.name != ".incoming"] == [first.run_id]
+    assert open_state_store(str(h.state_dir)).load_in_doubt("files", "seg_a", h.root / "check") is None
+    assert h.pointer("seg_a")["run_id"] == first.run_id and h.pointer("seg_a")["rows"] == 10
+    # And allowed, the change goes out and is committed
+    allowed = h.run(max_exit_share=1.0, full_refresh=full_refresh, allow_size_change=True)
+    assert by_segment(allowed)["seg_a"].status == "synced"
+    assert h.pointer("seg_a")["run_id"] == allowed.run_id and h.pointer("seg_a")["rows"] == len(after)
+
+
+def test_the_size_change_guard_lets_a_first_sync_through(h):
+    # Given a new segment of 10 members (nothing committed)
+    h.segment("seg_a", COLS, TEN)
+    # When it syncs with the defaults, then it is sent whole
+    assert by_segment(h.run())["seg_a"].status == "synced"
+
+
 def test_an_emptied_segment_is_refused_even_under_a_full_exit_share(h):
     h.segment("seg_a", COLS, [("e1", "pro", "Paris")], exit={"Attributes.Plan": "none", "User.UserAttributes.City": "x"})
     h.run()
@@ -153,7 +196,7 @@ def test_only_the_segments_dbt_selects_run(h):
     assert asked == [(("tag:x",), ("seg_a",))]
     assert [s.segment for s in report.segments] == ["seg_b"]
     # And a selection that needs dbt without a resolver is a configuration error
-    from sync.errors import ConfigError
+    from sync.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--select"):
         h.run(select=("seg_b",))
@@ -171,13 +214,25 @@ def test_many_small_files_carry_every_row_once(h):
     assert all(p.stat().st_size <= 4096 for p in (h.exports / report.run_id / "seg_a").glob("part-*.csv"))
 
 
-@pytest.mark.parametrize("limit", ["big", "512", "1GB; drop table x"])
-def test_a_bad_memory_limit_is_a_configuration_error(h, limit):
-    from sync.errors import ConfigError
+@pytest.mark.parametrize("limit", ["big", "512", "1GB; drop table x", "1KB"])
+def test_a_bad_memory_limit_is_refused_before_anything_is_written(h, limit):
+    from sync.core.errors import ConfigError
 
     h.segment("seg_a", COLS, [("e1", "pro", "Paris")])
+    # When a run is given a memory limit that is no size DuckDB can work in
     with pytest.raises(ConfigError, match="memory_limit"):
         h.run(memory_limit=limit)
+    # Then it wrote no history and left no work folder: nothing was started
+    assert not (h.state_dir / "history").exists() or not any((h.state_dir / "history").rglob("*.json"))
+    assert not h.work.exists() or not any(h.work.iterdir())
+
+
+@pytest.mark.parametrize("limit", ["1gb", "512mib", "1 GB", "2.5GiB"])
+def test_a_memory_limit_duckdb_reads_is_accepted_in_any_case(h, limit):
+    # Given a size in the units DuckDB reads, case-insensitively (as the settings file accepts it)
+    h.segment("seg_a", COLS, [("e1", "pro", "Paris")])
+    # Then the run takes it
+    assert by_segment(h.run(memory_limit=limit))["seg_a"].status == "synced"
 
 
 def test_a_memory_limit_with_a_space_before_its_unit_is_accepted(h):
@@ -186,7 +241,7 @@ def test_a_memory_limit_with_a_space_before_its_unit_is_accepted(h):
 
 
 def test_a_new_digest_key_resends_every_member_and_says_why(h):
-    from sync.digest_key import DigestKey
+    from sync.run.digest_key import DigestKey
 
     h.segment("seg_a", COLS, [("e1", "pro", "Paris"), ("e2", "basic", "Oslo")])
     h.run()
@@ -213,3 +268,40 @@ def test_the_run_is_recorded_in_history_with_each_segments_outcome(h):
     run = open_state_store(str(h.state_dir)).get_run(report.run_id)
     assert run["status"] == "failed"
     assert {s["segment"]: s["status"] for s in run["segments"]} == {"seg_a": "synced", "seg_b": "skipped"}
+
+
+def test_a_sync_after_a_partial_build_syncs_what_it_built_and_leaves_the_rest_alone(h):
+    # Given a `dbt build --select seg_a`: seg_b exists but the latest invocation did not build it
+    h.segment("seg_a", COLS, [("e1", "pro", "Paris")])
+    h.segment("seg_b", {"endpoint_id": "Id", "tier": "Attributes.Tier"}, [("e1", "gold")], status=None)
+    # When a sync runs with no selection
+    report = h.run()
+    # Then seg_a is synced, seg_b is left alone (named, not failed), and the run is ok
+    assert [s.segment for s in report.segments] == ["seg_a"] and report.segments[0].status == "synced"
+    assert report.left_alone == ["seg_b"] and report.ok
+    assert "Left alone (not built in the latest dbt invocation): seg_b" in render(report)
+
+
+def test_a_segment_selected_by_name_but_not_built_is_still_an_error(h):
+    # Given seg_b not built in the latest invocation, and a sync that selects it
+    h.segment("seg_a", COLS, [("e1", "pro", "Paris")])
+    h.segment("seg_b", {"endpoint_id": "Id", "tier": "Attributes.Tier"}, [("e1", "gold")], status=None)
+    report = h.run(select=("seg_b",), selector=lambda select, exclude: {"model.lakeseg_engine.seg_b"})
+    # Then it is skipped, saying why, and the run fails
+    seg = by_segment(report)["seg_b"]
+    assert seg.status == "skipped" and "not built in the latest dbt invocation" in seg.reason
+    assert not report.ok and report.left_alone == []
+
+
+def test_a_run_reports_the_time_of_each_phase(h):
+    # Given a segment with a member to send
+    h.segment("seg_a", COLS, [("e1", "pro", "Paris")])
+    # When it is synced
+    report = h.run()
+    # Then the report carries seconds per phase, in history and in the table's footer
+    assert set(report.phases) == {"select", "read", "diff", "files", "delivery", "commit"}
+    assert all(isinstance(v, float) and v >= 0 for v in report.phases.values())
+    assert open_state_store(str(h.state_dir)).get_run(report.run_id)["phases"] == report.phases
+    assert "Time: select " in render(report) and " · delivery " in render(report)
+    # And a run with nothing to send has no files, delivery or commit phase
+    assert set(h.run().phases) == {"select", "read", "diff"}

@@ -64,7 +64,7 @@ PRINCIPALS = ["codebuild", "github", "by_hand"]
 def components(destination: str, target: str, principal: str) -> set[str]:
     out = {"state", "digest"}
     if principal != "by_hand":
-        out.add("outcome")  # the runners' `python -m sync.outcome` step
+        out.add("outcome")  # the runners' `python -m sync.output.outcome` step
     if target == "athena":
         out.add("athena_reader")
         if destination == "pinpoint":

@@ -37,7 +37,7 @@ import pytest
 import yaml
 from cfnlint.decode import cfn_yaml
 
-from sync.sample_lake import LakeSpec, generate
+from sync.lake.sample_lake import LakeSpec, generate
 
 from .conftest import h
 from .test_metrics import emf_problems

@@ -1,5 +1,5 @@
 """Run metrics: the EMF lines `lakeseg run --metrics emf` prints per segment and
-the outcome line (heartbeat) of sync/outcome.py, validated against the EMF
+the outcome line (heartbeat) of sync/output/outcome.py, validated against the EMF
 specification; the failure message the outcome step publishes to SNS (moto)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from sync import metrics, outcome
-from sync.engine import RunReport, SegmentReport
+from sync.output import metrics, outcome
+from sync.run.engine import RunReport, SegmentReport
 
 SCHEMA = json.loads((Path(__file__).parent / "emf.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -213,7 +213,8 @@ def test_the_outcome_command_exits_with_the_runs_exit_code(aws, capsys):
 @pytest.mark.parametrize("to_file", [pytest.param(False, id="stderr"), pytest.param(True, id="metrics-file")])
 def test_lakeseg_sync_with_metrics_emf_prints_one_line_per_segment(monkeypatch, tmp_path, to_file):
     # given a sync whose report is the sample (the engine is not under test here)
-    from sync import cli, runtime
+    from sync import cli
+    from sync.app import wiring as runtime
 
     monkeypatch.setattr(runtime, "run_sync", lambda req, **kw: sample_report())
     args = ["sync", "--project-dir", str(tmp_path), "--metrics", "emf", "--metrics-namespace", "ns1"]
@@ -232,7 +233,8 @@ def test_lakeseg_sync_with_metrics_emf_prints_one_line_per_segment(monkeypatch, 
 
 
 def test_without_metrics_nothing_extra_is_printed(monkeypatch, tmp_path):
-    from sync import cli, runtime
+    from sync import cli
+    from sync.app import wiring as runtime
 
     monkeypatch.setattr(runtime, "run_sync", lambda req, **kw: sample_report())
     monkeypatch.delenv("LAKESEG_METRICS", raising=False)

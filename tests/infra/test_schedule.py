@@ -341,7 +341,7 @@ class Alarm:
     treat_missing: str
 
     @classmethod
-    def from_template(cls, resource: dict, refs: dict) -> "Alarm":
+    def from_template(cls, resource: dict, refs: dict) -> Alarm:
         p = resolve(resource["Properties"], refs, OFF)
         return cls(int(p["Period"]), int(p["EvaluationPeriods"]), int(p.get("DatapointsToAlarm", p["EvaluationPeriods"])),
                    float(p["Threshold"]), p["ComparisonOperator"], p["Statistic"], p.get("TreatMissingData", "missing"))
@@ -450,7 +450,7 @@ def test_the_run_failed_alarm_fires_after_a_failed_run_and_not_after_good_ones(r
 # --------------------------------------------------------------------------- dashboard and history
 
 def test_the_dashboard_is_valid_json_and_shows_the_metrics_the_run_publishes(resources):
-    from sync import metrics
+    from sync.output import metrics
 
     body = json.loads(resolve(resources["Dashboard"]["Properties"]["DashboardBody"], REFS, {**OFF, "UsePinpoint": True}))
     text = json.dumps(body)
@@ -492,6 +492,13 @@ def duck(hive: str) -> str:
             inner = parse()
             take(">")
             return f"{inner}[]"
+        if name == "map":
+            take("<")
+            key = parse()
+            take(",")
+            value = parse()
+            take(">")
+            return f"MAP({key}, {value})"
         if name == "struct":
             take("<")
             fields = []
@@ -539,5 +546,5 @@ def test_the_history_table_reads_compact_json_lines_of_real_run_reports(resource
                        f"from read_json('{path}', format='newline_delimited', columns={{{spec}}}) "
                        f"where status = 'failed'").fetchall()
 
-    # then the query the README promises works
+    # then the query docs/scheduling.md promises works
     assert rows == [("20261126T050000123Z-abc123", "failed", 4, 40, "ep-9", 4242)]

@@ -1,5 +1,5 @@
 """.github/workflows/segments.yml: actionlint (with shellcheck on the run:
-scripts) accepts it and rejects broken copies; it runs what the README says."""
+scripts) accepts it and rejects broken copies; it runs what docs/scheduling.md says."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_it_installs_assumes_the_stack_role_by_oidc_runs_and_keeps_the_report(wo
     [run] = [s for s in steps if s.get("id") == "run"]
     assert ".venv/bin/lakeseg run" in run["run"] and "--target athena" in run["run"]
     # the outcome step and the upload run even when the run failed
-    outcome = [s for s in steps if "sync.outcome" in s.get("run", "")]
+    outcome = [s for s in steps if "sync.output.outcome" in s.get("run", "")]
     assert outcome and outcome[0]["if"] == "always()" and "--put-metric-data" in outcome[0]["run"]
     upload = by_use["actions/upload-artifact"]
     assert upload["if"] == "always()" and upload["with"]["path"] == "build/report/"

@@ -3,7 +3,7 @@
 import duckdb
 import pytest
 
-from sync.errors import ConfigError
+from sync.core.errors import ConfigError
 from sync.readers.base import RelationRef
 from sync.readers.duckdb import DuckDBReader
 

@@ -3,8 +3,8 @@ what `lakeseg run` records)."""
 
 from __future__ import annotations
 
-from sync.diff import Plan
-from sync.engine import RunReport, SegmentReport
+from sync.run.diff import Plan
+from sync.run.engine import RunReport, SegmentReport
 
 
 def _plan(segment, rows, entered, changed, exited, previous, full_refresh_reason=""):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync.report_html import render_html
+from sync.output.report_html import render_html
 from tests.report.fixtures_runs import history
 from tools.headless import INSTALL_HINT, Browser, find_chromium, png_is_blank
 

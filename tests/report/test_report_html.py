@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sync.report_html import collect, render_html, run_outcome, write_report
+from sync.output.report_html import collect, render_html, run_outcome, write_report
 from sync.state import open_state_store
 from tests.report.fixtures_runs import history
 
@@ -82,3 +82,22 @@ def test_write_report_reads_the_state_store(tmp_path):
     assert (written.runs, written.segments) == (4, 2)
     assert written.bytes == written.path.stat().st_size
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_a_run_in_progress_is_running_in_the_report_and_history_and_a_dead_one_interrupted(live_pid):
+    import socket
+    from datetime import datetime, timezone
+
+    from sync.app.history import history_lines
+
+    # Given a run document still 'running' (no finish time) whose process is alive on this host, and one whose
+    # process is gone
+    now = datetime.now(timezone.utc).isoformat()
+    alive = {"run_id": "r-live", "command": "sync", "status": "running", "started_at": now,
+             "host": socket.gethostname(), "pid": live_pid, "segments": []}
+    dead = {**alive, "run_id": "r-dead", "pid": 2**22 + 7}
+    # Then the report and history agree: the live one is running, the dead one interrupted
+    assert [run_outcome(alive), run_outcome(dead)] == ["running", "interrupted"]
+    lines = history_lines([alive, dead])
+    assert "running" in lines[0] and "interrupted" not in lines[0] and "killed or crashed" not in "\n".join(lines[:1])
+    assert "interrupted" in lines[1]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.errors import LockHeld
+from sync.core.errors import LockHeld
 from sync.state import local
 from sync.state.local import LocalStateStore
 

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from sync.errors import ConfigError
+from sync.core.errors import ConfigError
 from sync.state.s3 import S3StateStore
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sync.errors import ConfigError, LockHeld, SegmentRefused
+from sync.core.errors import ConfigError, LockHeld, SegmentRefused
 from sync.state import base, open_state_store
 from sync.state.base import LockInfo, QuarantinedRow, _age_seconds, safe_name, sha256_file
 from tests.state.test_state_store import commit, parquet

@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from sync.errors import ConfigError, LockHeld, SegmentRefused
+from sync.core.errors import ConfigError, LockHeld, SegmentRefused
 from sync.state import open_state_store
 from sync.state.local import LocalStateStore
 
@@ -25,7 +25,7 @@ def store(request, tmp_path):
     if request.param == "local":
         yield open_state_store(str(tmp_path / "state"))
     else:
-        aws = request.getfixturevalue("aws")  # moto, fake credentials (tests/conftest.py)
+        request.getfixturevalue("aws")  # moto, fake credentials (tests/conftest.py)
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
         yield open_state_store(f"s3://{BUCKET}/prod/lakeseg", s3_client=s3)

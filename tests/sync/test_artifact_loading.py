@@ -10,9 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from sync import artifacts as artifacts_module
-from sync.artifacts import Artifacts, load_artifacts, load_manifest, require_segments, resolve_target_path, shaping_files
-from sync.errors import ArtifactError
+from sync.core.errors import ArtifactError
+from sync.dbt import artifacts as artifacts_module
+from sync.dbt.artifacts import (
+    Artifacts,
+    load_artifacts,
+    load_manifest,
+    require_segments,
+    resolve_target_path,
+    shaping_files,
+)
 
 SEG = "model.p.seg_a"
 TEST = "test.p.unique_seg_a_endpoint_id"

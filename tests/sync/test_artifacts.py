@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from sync.artifacts import load_artifacts, resolve_target_path
-from sync.contract import load_segments
-from sync.errors import ArtifactError
+from sync.core.errors import ArtifactError
+from sync.dbt.artifacts import load_artifacts, resolve_target_path
+from sync.dbt.contract import load_segments
 
 SEG = "model.p.seg_a"
 
@@ -117,7 +117,7 @@ def test_model_absent_from_results_is_not_built(project):
 
 def test_a_test_that_errored_is_not_a_pass(project):
     """Guards issue 15 behaviour 6: a test whose SQL errored in dbt (status `error`) must not count as passed;
-    verified to fail on a broken copy (sync/artifacts.py:Artifacts.eligibility refusing only `fail`/`warn`)."""
+    verified to fail on a broken copy (sync/dbt/artifacts.py:Artifacts.eligibility refusing only `fail`/`warn`)."""
     # Given a build whose model succeeded but whose attached test errored (it never checked a row)
     write(project, manifest(), results(model="success", test="error"))
     art = load_artifacts(project)

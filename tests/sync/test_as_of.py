@@ -7,9 +7,9 @@ from datetime import datetime
 import pytest
 import yaml
 
-from sync.as_of import as_of_of_invocation, fix_as_of, lake_end, pinned_as_of, with_as_of
-from sync.errors import ConfigError
-from sync.sample_lake import LakeSpec, generate
+from sync.core.errors import ConfigError
+from sync.dbt.as_of import as_of_of_invocation, fix_as_of, lake_end, pinned_as_of, with_as_of
+from sync.lake.sample_lake import LakeSpec, generate
 
 NOW = datetime(2026, 11, 26, 3, 4, 5, 678901)
 

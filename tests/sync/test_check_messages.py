@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync.check import Problem, check_manifest, neutralised
+from sync.dbt.check import Problem, check_manifest, neutralised
 
 CHANNELS = ("ADM, APNS, APNS_SANDBOX, APNS_VOIP, APNS_VOIP_SANDBOX, BAIDU, CUSTOM, EMAIL, GCM, IN_APP, PUSH, SMS, "
             "VOICE")
@@ -363,7 +363,7 @@ def test_a_channel_needs_a_test_of_pinpoint_values(tests, drop, expected):
                  id="one-guarding-is-enough"),
 ])
 def test_an_accepted_values_test_counts_only_on_every_row_at_error_severity(tests, drop, expected):
-    """The README's rule for required tests holds for the accepted-values one too (it used to be read
+    """The contract's rule for required tests (docs/segments.md) holds for the accepted-values one too (it used to be read
     for its values only, so a `where: 1=0` passed check and let any channel type through)."""
     # Given a ChannelType segment whose accepted-values test is filtered, limited or thresholded
     # When it is checked

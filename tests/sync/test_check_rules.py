@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from sync.check import check_manifest, neutralised
-from sync.pinpoint_fields import has_control_chars
+from sync.core.fields import has_control_chars
+from sync.dbt.check import check_manifest, neutralised
 
 REQUIRED = {"endpoint_id": ["unique", "not_null", "pinpoint_max_length", "pinpoint_no_control_chars"]}
 

@@ -45,17 +45,84 @@ def test_lake_generate_if_missing_rewrites_a_lake_of_an_older_format(tmp_path):
     from click.testing import CliRunner
 
     from sync.cli import main
-    from sync.sample_lake import LAKE_FORMAT, read_manifest
+    from sync.lake.sample_lake import LAKE_FORMAT, read_manifest
 
     args = ["lake", "generate", "--path", str(tmp_path / "lake"), "--endpoints", "50", "--days", "3", "--if-missing"]
-    # Given a lake written by this version, then marked as an older format
+    # Given a lake written by this version, then marked as format 2 (whose events past one chunk were wrong)
     assert CliRunner().invoke(main, args).exit_code == 0
     manifest = read_manifest(tmp_path / "lake")
     assert manifest["format"] == LAKE_FORMAT
     again = CliRunner().invoke(main, args)
     assert "up to date" in again.output
-    (tmp_path / "lake" / "_lake.json").write_text(__import__("json").dumps({**manifest, "format": 1}))
+    (tmp_path / "lake" / "_lake.json").write_text(__import__("json").dumps({**manifest, "format": 2}))
     # When --if-missing runs again, then the lake is written anew in the current format
     rewritten = CliRunner().invoke(main, args)
     assert rewritten.exit_code == 0 and "written to" in rewritten.output
     assert read_manifest(tmp_path / "lake")["format"] == LAKE_FORMAT
+
+
+def test_lake_generate_without_a_terminal_says_how_many_chunks_are_written(tmp_path):
+    # Given no terminal (CliRunner's streams are not ttys)
+    # When a small lake is generated (1 event chunk and 4 CRM files)
+    result = CliRunner().invoke(main, ["lake", "generate", "--path", str(tmp_path / "lake"), "--endpoints", "50",
+                                       "--days", "3"])
+    # Then stderr has a plain line from the start to the end, and stdout only the summary
+    assert result.exit_code == 0
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("lake generate: 0/5 chunks written (0%)")
+    assert lines[-1].startswith("lake generate: 5/5 chunks written (100%)")
+    assert "chunks" not in result.stdout and "written to" in result.stdout
+
+
+def test_lake_progress_without_a_terminal_writes_a_line_per_tenth_not_per_chunk():
+    import io
+
+    from sync.cli import LakeProgress
+
+    # Given a lake of 100 write steps, and no terminal
+    stream = io.StringIO()
+    progress = LakeProgress(stream)
+    # When every step is reported
+    for done in range(101):
+        progress(done, 100)
+    progress.close()
+    # Then it wrote 11 lines: 0%, 10%, ... 100%
+    shares = [line.split("(")[1].split(")")[0] for line in stream.getvalue().splitlines()]
+    assert shares == [f"{p}%" for p in range(0, 101, 10)]
+
+
+def test_lake_progress_on_a_terminal_draws_a_bar_instead_of_lines():
+    import io
+
+    from sync.cli import LakeProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    # Given a terminal
+    stream = Terminal()
+    progress = LakeProgress(stream)
+    # When steps are reported
+    for done in range(4):
+        progress(done, 3)
+    progress.close()
+    # Then rich drew the sample lake's bar, and no plain line
+    drawn = stream.getvalue()
+    assert "sample lake" in drawn and "3/3" in drawn
+    assert "lake generate:" not in drawn
+
+
+@pytest.mark.parametrize("flags,allowed", [pytest.param([], False, id="guarded-by-default"),
+                                           pytest.param(["--allow-size-change"], True, id="allowed-by-flag")])
+def test_sync_passes_allow_size_change_to_the_run(tmp_path, monkeypatch, flags, allowed):
+    import sync.cli
+
+    # Given a sync whose run is captured instead of executed
+    seen = []
+    monkeypatch.setattr(sync.cli, "_execute", lambda req, *a, **k: seen.append(req))
+    # When it is invoked with or without --allow-size-change
+    result = CliRunner().invoke(main, ["sync", "--project-dir", str(tmp_path), *flags])
+    # Then the request carries the flag, and leaves the mass-exit guard alone
+    assert result.exit_code == 0, result.output
+    assert (seen[0].allow_size_change, seen[0].allow_mass_exit) == (allowed, False)

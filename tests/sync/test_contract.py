@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sync import contract
-from sync.contract import Segment, _meta, is_segment_node, load_segments, segment_from_node
+from sync.dbt import contract
+from sync.dbt.contract import Segment, _meta, is_segment_node, load_segments, segment_from_node
 
 
 def node(name="seg_a", path="segments/seg_a.sql", columns=None, meta=None, config_meta=None, **extra) -> dict:

@@ -9,12 +9,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sync.contract import FieldMapping, Segment
-from sync.diff import changes_sql, prepare, snapshot_to_commit
-from sync.digest_key import DigestKey
-from sync.errors import SegmentRefused
-from sync.import_files import write_import_files
+from sync.core.errors import SegmentRefused
+from sync.core.import_files import write_import_files
+from sync.dbt.contract import FieldMapping, Segment
 from sync.readers.base import RelationRef
+from sync.run.diff import changes_sql, prepare, snapshot_to_commit
+from sync.run.digest_key import DigestKey
 
 
 def make_segment(exit="keep", fields=("Id", "User.UserAttributes.Tier")) -> Segment:
@@ -125,7 +125,7 @@ THREE_FIELDS = ("Id", "User.UserAttributes.Tier", "Metrics.Score")
 
 def test_exit_rows_put_each_exit_value_under_its_own_header_column(con, tmp_path):
     """Guards issue 15 behaviour 2: exit values follow the header's column order, not the YAML exit mapping's;
-    verified to fail on a broken copy (sync/diff.py:changes_sql building exit columns in exit_values order)."""
+    verified to fail on a broken copy (sync/run/diff.py:changes_sql building exit columns in exit_values order)."""
     # Given a segment whose exit mapping lists its fields in another order than its columns
     seg = make_segment(exit={"Metrics.Score": 0, "User.UserAttributes.Tier": "none"}, fields=THREE_FIELDS)
     _, _, snap = sync_once(con, seg, [("a", "gold", "7"), ("b", "silver", "3")], None, tmp_path, "r1")
@@ -139,7 +139,7 @@ def test_exit_rows_put_each_exit_value_under_its_own_header_column(con, tmp_path
 @pytest.mark.parametrize("keyed", [False, True], ids=["unkeyed-digest", "keyed-digest"])
 def test_a_change_in_the_second_attribute_alone_is_a_change(con, tmp_path, keyed):
     """Guards issue 15 behaviour 4: the value digest covers every exported attribute, not just the first;
-    verified to fail on a broken copy (sync/diff.py:digest_sql hashing only the first value column)."""
+    verified to fail on a broken copy (sync/run/diff.py:digest_sql hashing only the first value column)."""
     # Given a committed snapshot of a segment with two attributes
     seg = make_segment(exit="keep", fields=THREE_FIELDS)
     key = DigestKey("a-test-secret-of-enough-length-0123456789", "test") if keyed else None

@@ -7,9 +7,22 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sync.diff import (DIGEST_SCHEME, KEY_SCHEME, Plan, _full_send_reason, _only_keys_differ, configure,
-                       digest_sql, effective_mapping_hash, hash_signature, prepare, qi, ql, sent_ids_sql)
-from sync.errors import SegmentRefused
+from sync.core.errors import SegmentRefused
+from sync.run.diff import (
+    DIGEST_SCHEME,
+    KEY_SCHEME,
+    Plan,
+    _full_send_reason,
+    _only_keys_differ,
+    configure,
+    digest_sql,
+    effective_mapping_hash,
+    hash_signature,
+    prepare,
+    qi,
+    ql,
+    sent_ids_sql,
+)
 from tests.sync.test_diff import Snap, load, make_segment, sync_once
 
 NOW = "map-111-fp-d2-k2v2"
@@ -167,7 +180,7 @@ def test_a_full_refresh_carries_unchanged_members_too(con, tmp_path):
 ], ids=["ascii", "non-ascii"])
 def test_the_digest_subkey_is_pinned(secret, subkey):
     """Every committed snapshot's digests depend on it: a change must come with a new DIGEST_SCHEME."""
-    from sync.diff import digest_subkey
+    from sync.run.diff import digest_subkey
 
     assert digest_subkey(secret) == subkey
 
@@ -176,7 +189,7 @@ def test_exit_rows_go_to_normal_leavers_and_to_leavers_in_doubt_alike(con, tmp_p
     # Given a committed a, b, c; c leaves now, and d (never committed) is in doubt and gone
     prepared = after_abc_with_one_in_doubt(con, tmp_path, "d", [("a", "x"), ("b", "y")])
     # Then both get an exit row
-    from sync.diff import changes_sql
+    from sync.run.diff import changes_sql
 
     rows = sorted(con.execute(changes_sql(prepared)).fetchall())
     assert rows == [("c", "none"), ("d", "none")]
@@ -207,7 +220,7 @@ def test_an_unkeyed_plan_names_its_segment_and_says_unkeyed_in_its_mapping_hash(
 
 def test_the_second_half_of_a_key_hashes_the_id_a_zero_byte_and_the_salt(con):
     # Given key scheme k2v2 (README "How a sync works"): k2 = hash(Id || chr(0) || salt), so not a function of k1
-    from sync.diff import KEY_SALT, k2_sql
+    from sync.run.diff import KEY_SALT, k2_sql
 
     # Then two Ids get different k2, each that very hash (a snapshot's keys must mean the same next run)
     a, b = con.execute(f"select {k2_sql(chr(39) + 'a' + chr(39))}, {k2_sql(chr(39) + 'b' + chr(39))}").fetchone()

@@ -16,8 +16,8 @@ import duckdb
 import pytest
 
 from benchmarks.sync_bench import _key, _segment, expected_churn, lakeseg_sync, setup
-from sync.diff import changes_sql, prepare
-from sync.import_files import write_import_files
+from sync.core.import_files import write_import_files
+from sync.run.diff import changes_sql, prepare
 
 ROWS = 20_000
 # (entered, changed, exited, unchanged) and the one import file's SHA-256.

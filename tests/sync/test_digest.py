@@ -7,10 +7,10 @@ import hashlib
 import duckdb
 import pytest
 
-from sync.contract import FieldMapping, Segment
-from sync.diff import (DIGEST_KEY_VARIABLE, digest_sql, digest_subkey, effective_mapping_hash, prepare)
-from sync.digest_key import DigestKey
+from sync.dbt.contract import FieldMapping, Segment
 from sync.readers.base import RelationRef
+from sync.run.diff import DIGEST_KEY_VARIABLE, digest_sql, digest_subkey, effective_mapping_hash, prepare
+from sync.run.digest_key import DigestKey
 from tests.sync.test_diff import Snap
 
 SECRET = "a-test-secret-of-enough-length-0123456789"
@@ -112,7 +112,7 @@ def test_given_a_snapshot_of_the_earlier_key_scheme_then_it_is_rekeyed_and_nothi
 def test_the_keys_second_half_is_not_a_function_of_the_first(con):
     """DuckDB's hash(x, salt) is g(hash(x)) xor h(salt): under two salts it differs by a constant, whatever x
     (so the earlier k2 = hash(Id, salt) was a function of k1). k2 hashes other bytes: no such constant."""
-    from sync.diff import k2_sql
+    from sync.run.diff import k2_sql
 
     rows = con.execute(f"select xor(hash(id, 'lakeseg'), hash(id, 'x')), xor({k2_sql('id')}, "
                        f"hash(id || chr(0) || 'x')) from (select 'ep-' || i::varchar as id from range(50) t(i))"

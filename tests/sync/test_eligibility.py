@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sync.artifacts import Artifacts, Eligibility
-from sync.contract import load_segments
+from sync.dbt.artifacts import Artifacts, Eligibility
+from sync.dbt.contract import load_segments
 
 SEG = "model.p.seg_a"
 OTHER = "model.p.seg_b"

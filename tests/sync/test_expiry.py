@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sync.diff import Expiry, snapshot_to_commit
+from sync.run.diff import Expiry, snapshot_to_commit
 from tests.sync.test_diff import make_segment, sync_once
 
 DAY0 = datetime(2026, 11, 2, 3, 0, tzinfo=timezone.utc)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from sync.contract import load_segments
-from sync.exposures import EXPOSURES_FILE, Destination, exposures_doc, prune_missing_models, sync_exposures
+from sync.dbt.contract import load_segments
+from sync.dbt.exposures import EXPOSURES_FILE, Destination, exposures_doc, prune_missing_models, sync_exposures
 from sync.settings import load_settings
 from tests.sync.test_selection import manifest
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync.pinpoint_fields import FieldProblem, custom_name, is_metric, validate_field, validate_value
+from sync.core.fields import FieldProblem, custom_name, is_metric, validate_field, validate_value
 
 DEMOGRAPHIC = "AppVersion, Locale, Make, Model, ModelVersion, Platform, PlatformVersion, Timezone"
 LOCATION = "City, Country, Latitude, Longitude, PostalCode, Region"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sync.errors import ConfigError
-from sync.scaffold import default_field, new_segment
+from sync.core.errors import ConfigError
+from sync.dbt.scaffold import default_field, new_segment
 
 
 def test_default_field_comes_from_the_name():

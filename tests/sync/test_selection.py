@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sync.contract import load_segments
-from sync.errors import ConfigError
-from sync.selection import choose_segments
+from sync.core.errors import ConfigError
+from sync.dbt.contract import load_segments
+from sync.dbt.selection import choose_segments
 
 
 def manifest(*names):
@@ -48,9 +48,12 @@ def test_selected_models_that_are_not_segments_are_left_out(segments):
     assert resolver.calls == [(("+seg_b",), ("tag:x",))]
 
 
-def test_selection_of_no_segment_names_what_dbt_selected(segments):
-    with pytest.raises(ConfigError, match="dbt selected 1 model\\(s\\), none of them a segment"):
-        choose_segments(segments, ("stg_events",), (), Recorder(["model.p.stg_events"]))
+def test_selection_of_no_segment_warns_naming_what_dbt_selected_as_dbt_does(segments, caplog):
+    # When dbt selects only a staging model, then nothing is chosen and a warning (not an error) says why
+    with caplog.at_level("WARNING", logger="sync.dbt.selection"):
+        assert choose_segments(segments, ("stg_events",), (), Recorder(["model.p.stg_events"])) == []
+    assert caplog.messages == ["Nothing to do: --select stg_events matches no segment; dbt selected 1 model(s), "
+                               "none of them a segment (segments: seg_a, seg_b)"]
 
 
 def test_exclude_alone_may_leave_nothing(segments):

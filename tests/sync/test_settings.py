@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.errors import ConfigError
+from sync.core.errors import ConfigError
 from sync.settings import interpolate, load_settings
 
 
@@ -24,6 +24,34 @@ def test_file_interpolates_env_and_flags_override(tmp_path, monkeypatch):
     assert s.destination["application_id"] == "abc123"
     assert s.state == "s3://fallback/state"
     assert s.max_exit_share == 0.5
+
+
+def test_the_size_change_guard_defaults_to_half_the_last_size_and_reads_its_keys(tmp_path):
+    # Given no file, then a file setting both size-change keys
+    assert (load_settings(tmp_path, "local").max_size_change_share,
+            load_settings(tmp_path, "local").max_entered_share) == (0.5, 0.5)
+    (tmp_path / "lakeseg.yml").write_text(
+        "targets:\n  local:\n    guard: {max_size_change_share: 3, max_entered_share: 0.25}\n")
+    s = load_settings(tmp_path, "local")
+    # Then each is read (growth may be above 1: up to four times the size), and the exit share keeps its default
+    assert (s.max_size_change_share, s.max_entered_share, s.max_exit_share) == (3, 0.25, 0.30)
+
+
+@pytest.mark.parametrize("guard,match", [
+    pytest.param("{max_size_change_share: 0}", r"guard.max_size_change_share: must be above 0 \(a share of the last "
+                 r"committed size: 0.5 is 50%\), got 0", id="size-change-share-zero"),
+    pytest.param("{max_entered_share: -0.1}", r"guard.max_entered_share: must be above 0 \(a share of the last "
+                 r"committed size: 0.5 is 50%\), got -0.1", id="entered-share-negative"),
+    pytest.param("{max_entered_share: yes}", r"guard.max_entered_share: .*boolean", id="entered-share-yaml-boolean"),
+    pytest.param("{max_size_change: 0.5}", r"guard.max_size_change: unknown key; did you mean 'max_size_change_share'",
+                 id="size-change-key-typo"),
+])
+def test_a_bad_size_change_setting_is_refused_by_key(tmp_path, guard, match):
+    # Given a guard block with one mistake in a size-change key
+    (tmp_path / "lakeseg.yml").write_text(f"targets:\n  local:\n    guard: {guard}\n")
+    # Then loading refuses it, naming the key
+    with pytest.raises(ConfigError, match=match):
+        load_settings(tmp_path, "local")
 
 
 def test_missing_variable_is_named(monkeypatch):
@@ -113,11 +141,12 @@ def test_an_explicit_settings_file_must_have_the_target_and_exist(tmp_path):
     f.write_text("targets:\n  prod: {}\n  dev: {}\n")
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path, "local", path=f)
-    assert str(err.value) == f"{f} has no settings for dbt target 'local' (has: prod, dev)"
+    assert str(err.value) == (f"{f} has no settings for dbt target 'local' (has: prod, dev): "
+                              "add a 'local:' block under targets:")
     f.write_text("targets: {}\n")
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path, "local", path=f)
-    assert str(err.value) == f"{f} has no settings for dbt target 'local' (has: none)"
+    assert str(err.value) == f"{f} has no settings for dbt target 'local' (has: none): add a 'local:' block under targets:"
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path, "local", path=tmp_path / "nope.yml")
     assert str(err.value) == f"settings file {tmp_path / 'nope.yml'} does not exist"
@@ -127,8 +156,7 @@ def test_an_explicit_settings_file_must_have_the_target_and_exist(tmp_path):
 
 
 def test_settings_say_where_they_came_from_and_flags_merge_into_them(tmp_path):
-    # Given a file without a block for this target: the defaults apply, and say so
-    (tmp_path / "lakeseg.yml").write_text("targets:\n  prod: {}\n")
+    # Given no settings file: the defaults apply, and say so
     assert load_settings(tmp_path, "local").source == "defaults"
     # Given a block for it, and flags: mappings merge key by key, plain values replace
     (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    memory_limit: 2GB\n    guard: {max_exit_share: 0.4}\n")
@@ -192,3 +220,32 @@ def test_a_loosely_remembered_key_still_gets_a_suggestion(tmp_path, text, messag
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path, "local")
     assert str(err.value) == f"{tmp_path / 'lakeseg.yml'} (target local): {message}"
+
+
+@pytest.mark.parametrize(("blocks", "target", "message"), [
+    pytest.param("  locl:\n    state: s\n", "local",
+                 "has settings for target 'locl', which the dbt profile does not define; did you mean 'local'? "
+                 "(the profile's targets: local, athena)", id="misspelt-block-names-the-nearest-target"),
+    pytest.param("  athena:\n    state: s\n  atena:\n    state: t\n", "athena",
+                 "has settings for target 'atena', which the dbt profile does not define; did you mean 'athena'?",
+                 id="a-second-misspelt-block-beside-a-good-one"),
+    pytest.param("  athena:\n    state: s\n", "local",
+                 "has no settings for dbt target 'local' (has: athena): add a 'local:' block under targets:",
+                 id="selected-target-without-a-block"),
+    pytest.param("  staging:\n    state: s\n", "local",
+                 "has settings for target 'staging', which the dbt profile does not define; "
+                 "(the profile's targets: local, athena)", id="unknown-block-no-near-name"),
+])
+def test_a_block_for_no_defined_target_or_a_target_without_a_block_is_refused(tmp_path, blocks, target, message):
+    # Given a settings file whose blocks do not match the dbt profile's targets (local, athena)
+    (tmp_path / "lakeseg.yml").write_text("targets:\n" + blocks)
+    # When the settings of a target are loaded, then it is refused, naming the block and the nearest target
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, target, defined_targets=("local", "athena"))
+    assert message in str(err.value)
+
+
+def test_blocks_matching_the_profile_load_without_complaint(tmp_path):
+    # Given one block per profile target, then either target loads its own block
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    state: a\n  athena:\n    state: b\n")
+    assert load_settings(tmp_path, "athena", defined_targets=("local", "athena")).state == "b"

@@ -21,7 +21,7 @@ CASE = re.compile(r"split_bucket\(\"'(?P<id>[^']*)'\", '(?P<salt>[^']+)'\) \}\}.
 
 
 def python_split(id_: str, salt: str, groups: list) -> tuple[int, str]:
-    bucket = int(hashlib.md5(f"{salt}:{id_}".encode("utf-8")).hexdigest()[:8], 16) % 10000
+    bucket = int(hashlib.md5(f"{salt}:{id_}".encode()).hexdigest()[:8], 16) % 10000
     upper = 0
     for name, pct in groups:
         upper += round(pct * 100)

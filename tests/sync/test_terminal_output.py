@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from sync.history import history_lines
-from sync.report import Progress, print_rich, render
-from sync.engine import RunReport, SegmentReport
+from sync.app.history import history_lines
+from sync.output.terminal import Progress, print_rich, render
+from sync.run.engine import RunReport, SegmentReport
 from tests.report.fixtures_runs import _plan, history
 
 

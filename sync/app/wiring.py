@@ -1,0 +1,159 @@
+"""Wiring: from a dbt project, its profile and lakeseg.yml to a ready SyncRun.
+
+The CLI calls these; tests call them too, passing their own boto3 session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sync.core.errors import ConfigError
+from sync.dbt.artifacts import load_artifacts, resolve_target_path
+from sync.dbt.as_of import as_of_of_invocation
+from sync.dbt.invoke import DbtProject
+from sync.dbt.profile import Target, load_target
+from sync.dbt.selection import DbtSelector
+from sync.destinations import build_destination, state_key
+from sync.run.digest_key import resolve_digest_key
+from sync.run.engine import Progress, RunReport, SyncOptions, SyncRun
+from sync.settings import Settings, load_settings
+
+
+@dataclass
+class SyncRequest:
+    """Everything a sync/plan/run invocation asks for (CLI flags, env)."""
+
+    project: DbtProject
+    target_path: str | None = None
+    settings_file: Path | None = None
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    full_refresh: bool = False
+    allow_mass_exit: bool = False
+    max_exit_share: float | None = None
+    allow_size_change: bool = False
+    destination_path: str | None = None  # files destination override
+    state: str | None = None
+    dbt_state: Path | None = None  # dbt artifacts to compare with, for state:modified selectors
+
+
+def _boto_session(region: str | None = None):
+    import boto3
+
+    return boto3.Session(region_name=region) if region else boto3.Session()
+
+
+def build_reader(target: Target, project_dir: Path, session=None):
+    if target.type == "duckdb":
+        from sync.readers.duckdb import DuckDBReader
+
+        # Relative to the working directory, as dbt-duckdb resolves it.
+        return DuckDBReader(Path(str(target.config.get("path", ""))))
+    if target.type == "athena":
+        from sync.readers.athena import AthenaReader
+
+        return AthenaReader.from_profile(target.config, session or _boto_session(target.config.get("region_name")))
+    raise ConfigError(f"dbt target '{target.name}' uses adapter '{target.type}'; lakeseg reads duckdb and athena")
+
+
+def build_state(url: str, session=None, kms_key_id: str | None = None):
+    from sync.state import open_state_store
+
+    if url.startswith("s3://"):
+        return open_state_store(url, s3_client=(session or _boto_session()).client("s3"), kms_key_id=kms_key_id)
+    return open_state_store(url)
+
+
+def prepare_local_database(project: DbtProject) -> None:
+    """dbt-duckdb cannot create its database file in a missing directory: make it."""
+    target = load_target(Path(project.project_dir), project.profiles_dir, project.target)
+    if target.type == "duckdb" and target.config.get("path") not in (None, "", ":memory:"):
+        # dbt-duckdb resolves a relative path against the working directory; so do we.
+        Path(str(target.config["path"])).parent.mkdir(parents=True, exist_ok=True)
+
+
+def load_context(req: SyncRequest) -> tuple[Target, Settings]:
+    project_dir = Path(req.project.project_dir)
+    target = load_target(project_dir, req.project.profiles_dir, req.project.target)
+    overrides: dict = {}
+    if req.max_exit_share is not None:
+        overrides["guard"] = {"max_exit_share": req.max_exit_share}
+    if req.state:
+        overrides["state"] = req.state
+    if req.destination_path:
+        overrides["destination"] = {"path": req.destination_path}
+    settings = load_settings(project_dir, target.name, path=req.settings_file, overrides=overrides,
+                             defined_targets=target.targets)
+    # Local paths in lakeseg.yml are relative to the dbt project.
+    if not settings.state.startswith("s3://") and not Path(settings.state).is_absolute():
+        settings.state = str(project_dir / settings.state)
+    if settings.digest_key.startswith("file:") and not Path(settings.digest_key[5:]).is_absolute():
+        settings.digest_key = f"file:{project_dir / settings.digest_key[5:]}"
+    dest_path = settings.destination.get("path")
+    if dest_path and not Path(str(dest_path)).is_absolute():
+        settings.destination = {**settings.destination, "path": str(project_dir / str(dest_path))}
+    return target, settings
+
+
+def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, session=None,
+                progress: Progress | None = None) -> SyncRun:
+    target, settings = load_context(req)
+    project_dir = Path(req.project.project_dir)
+    artifacts = load_artifacts(project_dir, req.target_path)
+    if session is None and (settings.destination.get("type") != "files" or settings.state.startswith("s3://")
+                            or target.type != "duckdb"):
+        session = _boto_session(settings.destination.get("region") or target.config.get("region_name"))
+    destination = build_destination(settings.destination, session)
+    state = build_state(settings.state, session, settings.raw.get("state_kms_key_id"))
+    options = SyncOptions(
+        select=req.select, exclude=req.exclude, full_refresh=req.full_refresh,
+        allow_mass_exit=req.allow_mass_exit, max_exit_share=settings.max_exit_share,
+        allow_size_change=req.allow_size_change, max_size_change_share=settings.max_size_change_share,
+        max_entered_share=settings.max_entered_share,
+        max_file_bytes=settings.max_file_bytes, memory_limit=settings.memory_limit, dry_run=dry_run,
+        digest_key=resolve_digest_key(settings.digest_key, session),
+        selector=DbtSelector(req.project, resolve_target_path(project_dir, req.target_path) / "lakeseg-select",
+                             req.dbt_state),
+    )
+    work_dir = settings.work_dir if settings.work_dir.is_absolute() else project_dir / settings.work_dir
+    run = SyncRun(
+        artifacts=artifacts, reader=build_reader(target, project_dir, session), destination=destination,
+        destination_key=state_key(destination, settings.destination), state=state, options=options,
+        target=target.name, work_dir=work_dir, command=command, progress=progress,
+    )
+    run.report.as_of = as_of_of_invocation(artifacts.run_results)
+    run.imports_table = build_imports_table(target, settings, session)
+    return run
+
+
+def build_imports_table(target: Target, settings: Settings, session=None):
+    """Where confirmed deliveries are registered: Glue on Athena with an S3 destination, DuckDB views locally."""
+    from sync.run.imports_table import DuckDBImportsViews, GlueImportsTable
+
+    kind = settings.destination.get("type")
+    if kind == "files" and settings.destination.get("path"):
+        return DuckDBImportsViews(Path(str(settings.destination["path"])))
+    if kind == "pinpoint" and target.type == "athena":
+        region = target.config.get("region_name")
+        glue = (session or _boto_session(region)).client("glue", region_name=region)
+        return GlueImportsTable(glue, f"{target.config.get('schema', 'lakeseg')}_imports")
+    return None
+
+
+def run_sync(req: SyncRequest, *, command: str = "sync", dry_run: bool = False, session=None,
+             progress: Progress | None = None) -> RunReport:
+    return prepare_run(req, command=command, dry_run=dry_run, session=session, progress=progress).execute()
+
+
+def write_html_report(req: SyncRequest, path: Path | None = None, *, limit: int | None = None, session=None):
+    """Write the HTML report from the run history in the request's state store.
+
+    ``path`` defaults to ``build/report/index.html`` in the dbt project.
+    """
+    from sync.output.report_html import DEFAULT_REPORT_PATH, DEFAULT_RUNS, write_report
+
+    _, settings = load_context(req)
+    state = build_state(settings.state, session, settings.raw.get("state_kms_key_id"))
+    out = Path(path) if path else Path(req.project.project_dir) / DEFAULT_REPORT_PATH
+    return write_report(state, out, limit=limit or DEFAULT_RUNS)

@@ -1,0 +1,554 @@
+"""One sync run: dbt artifacts → per-segment diff → import files → destination → commit.
+
+For each selected segment:
+
+1. skip it unless its model and every attached test passed in the latest dbt
+   invocation;
+2. take the (destination, segment) lock;
+3. read the built table through the reader, write the new snapshot, count the
+   change against the last committed snapshot (DuckDB);
+4. refuse a mass exit, or a jump of the segment's size or entries, unless allowed;
+5. write the import files, hand them to the destination;
+6. commit the new snapshot only if the destination confirmed; release the lock.
+
+Before step 5 hands anything over, the Ids the delivery carries are recorded
+as *in doubt* in the state store. A failure or a kill anywhere before step 6
+leaves the old snapshot and that record, so the next run sends the change
+again and also resends every in-doubt Id (current values, or an exit row if it
+left since): the destination converges to the last built segment even when
+upstream moved back in between. Rows the platform rejects are quarantined:
+listed with the platform's message, resent every run, never blocking the rest.
+Run history is written as the run goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+
+from sync.core import failpoints
+from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused
+from sync.core.fields import ID_FIELD
+from sync.core.import_files import write_import_files
+from sync.core.sizes import memory_limit_bytes
+from sync.core.sql import ql
+from sync.dbt.artifacts import Artifacts
+from sync.dbt.check import check_manifest
+from sync.dbt.contract import Segment, load_segments
+from sync.dbt.selection import Resolver, choose_segments
+from sync.destinations.base import DeliveryResult, Destination, SegmentDelivery
+from sync.readers.base import SegmentReader
+from sync.run.diff import (
+    SNAPSHOT_ID,
+    Expiry,
+    PreparedSegment,
+    changes_sql,
+    configure,
+    prepare,
+    sent_ids_sql,
+    snapshot_to_commit,
+)
+from sync.run.guard import mass_exit_refusal, size_change_refusal
+from sync.run.imports_table import ImportsTable
+from sync.run.imports_table import register_all as register_imports
+from sync.state.base import QuarantinedRow
+
+log = logging.getLogger(__name__)
+
+# Segment outcomes. The first three are success; the rest make the run exit 1.
+# PARTIAL: delivered and committed, but some rows are quarantined (rejected by the platform).
+SYNCED, UNCHANGED, PLANNED = "synced", "unchanged", "planned"
+PARTIAL, SKIPPED, REFUSED, FAILED = "partial", "skipped", "refused", "failed"
+OK_STATUSES = {SYNCED, UNCHANGED, PLANNED}
+INTERRUPTED = "interrupted"  # a run whose process died before it finished (history only)
+OWNER_FILE = ".owner.json"  # in a run's work folder: host and pid, so a later run can clean up after a kill
+
+Progress = Callable[[str, str, int, int], None]  # (segment, stage, done, total)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable by start time (to the millisecond), unique, safe in paths and execution names."""
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + uuid.uuid4().hex[:6]
+
+
+def _no_progress(*_args) -> None:
+    """Progress for a run nobody watches: nothing."""
+
+
+def _owner_is_dead_here(owner: dict) -> bool:
+    """True only when the lock owner ran on this host and its process is gone."""
+    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+        return False
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def wall_clock() -> datetime:
+    """UTC now: when members are confirmed, for destinations whose data expires (tests replace it)."""
+    return datetime.now(timezone.utc)
+
+
+def mark_interrupted(run: dict, max_age: timedelta = timedelta(days=2)) -> dict:
+    """A history document still 'running' whose process is gone reads as 'interrupted'.
+
+    Dead means: it ran on this host and its pid no longer runs, or it started
+    longer ago than any run may last.
+    """
+    if run.get("status") != "running":
+        return run
+    dead = _owner_is_dead_here({"host": run.get("host"), "pid": run.get("pid")})
+    try:
+        started = datetime.fromisoformat(str(run.get("started_at")))
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=timezone.utc)
+        dead = dead or datetime.now(timezone.utc) - started > max_age
+    except ValueError:
+        pass
+    return {**run, "status": INTERRUPTED} if dead else run
+
+
+def run_status(run: dict) -> str:
+    """The one definition of a run document's status, for history, the report and metrics.
+
+    A run still 'running' is 'interrupted' only when its process is known to be gone (see
+    ``mark_interrupted``); otherwise it is running, whether or not it has a finish time yet.
+    """
+    return str(mark_interrupted(run).get("status") or "?")
+
+
+@dataclass
+class SyncOptions:
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    full_refresh: bool = False
+    allow_mass_exit: bool = False
+    max_exit_share: float = 0.30
+    allow_size_change: bool = False
+    max_size_change_share: float = 0.50
+    max_entered_share: float = 0.50
+    max_file_bytes: int = 100 * 1024 * 1024
+    memory_limit: str = "1GB"
+    dry_run: bool = False  # plan: read and count, write and send nothing
+    digest_key: object | None = None  # sync.run.digest_key.DigestKey: the value digest's secret
+    selector: Resolver | None = None  # resolves select/exclude (dbt's selection; see selection.py)
+
+
+@dataclass
+class SegmentReport:
+    segment: str
+    status: str
+    reason: str = ""
+    plan: dict | None = None
+    files: list[str] = field(default_factory=list)
+    bytes: int = 0
+    jobs: list[dict] = field(default_factory=list)
+    location: str | None = None
+    started_at: str = ""
+    duration_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    quarantined: list[dict] = field(default_factory=list)  # {id, message, attempts, first_run_id}
+
+    @property
+    def ok(self) -> bool:
+        return self.status in OK_STATUSES
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    command: str
+    target: str
+    destination: str
+    state: str
+    started_at: str
+    finished_at: str | None = None
+    status: str = "running"
+    segments: list[SegmentReport] = field(default_factory=list)
+    error: str | None = None
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    as_of: str | None = None  # the dbt var the segments were built with (run_results.json)
+    # Segments the latest dbt invocation did not build (a `dbt build --select`), left alone by a sync that
+    # selected none of them: dbt's own contract, as `dbt build -s x` leaves the other models alone.
+    left_alone: list[str] = field(default_factory=list)
+    # Seconds per phase (dbt_build, select, read, diff, files, delivery, commit), summed over segments:
+    # where a slow run went. Deliveries run in parallel, so their sum may exceed the run's wall time.
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(s.ok for s in self.segments)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class SyncRun:
+    """Carries one run's collaborators; ``execute`` does the work."""
+
+    def __init__(self, *, artifacts: Artifacts, reader: SegmentReader, destination: Destination,
+                 destination_key: str, state, options: SyncOptions, target: str, work_dir: Path,
+                 command: str, progress: Progress | None = None,
+                 clock: Callable[[], datetime] | None = None):
+        self.clock = clock or wall_clock
+        self.artifacts = artifacts
+        self.reader = reader
+        self.destination = destination
+        self.destination_key = destination_key
+        self.state = state
+        self.options = options
+        self.progress = progress or _no_progress
+        self.run_id = new_run_id()
+        self.work_root = Path(work_dir)
+        self.report = RunReport(self.run_id, command, target, destination_key, state.url, _now())
+        self._history_lock = threading.Lock()
+        self.imports_table: ImportsTable | None = None  # where confirmed deliveries are registered
+
+    # ------------------------------------------------------------------ public
+    def execute(self) -> RunReport:
+        opts = self.options
+        try:  # refused before anything is read, written or started (the settings file is checked the same way)
+            memory_limit_bytes(opts.memory_limit)
+        except ValueError as exc:
+            raise ConfigError(f"memory_limit {exc}") from None
+        self._segments = load_segments(self.artifacts.manifest)
+        t = time.monotonic()
+        segments = choose_segments(self._segments, opts.select, opts.exclude, opts.selector)
+        self._spent("select", t)
+        if not opts.select:  # a segment named by --select but not built is refused (skipped) below instead
+            self.report.left_alone = sorted(s.name for s in segments if not self.artifacts.was_built(s))
+            segments = [s for s in segments if self.artifacts.was_built(s)]
+        # The static contract is enforced here too, whether or not anyone ran `lakeseg check`.
+        self._contract_problems: dict[str, list[str]] = {}
+        for problem in check_manifest(self.artifacts.manifest)[1]:
+            self._contract_problems.setdefault(problem.model, []).append(str(problem))
+        # What this destination cannot take (e.g. a field with no Customer Profiles target).
+        destination_check = getattr(self.destination, "check_segment", None)
+        if destination_check is not None:
+            for seg in self._segments:
+                for problem in destination_check(seg):
+                    self._contract_problems.setdefault(seg.name, []).append(f"{seg.name}.{problem}")
+        # Destinations whose data expires: members confirmed before the cutoff are sent again.
+        refresh_after = getattr(self.destination, "refresh_after", None)
+        now = self.clock()
+        self._expiry = Expiry(now, now - refresh_after) if refresh_after is not None else None
+        if not opts.dry_run:
+            # Fail before anything is delivered: the state store must take the
+            # commit, and the destination must be reachable and configured.
+            self.state.check_writable()
+            self.destination.preflight()
+            self._clean_old_work()
+            self._write_history()
+        workdir = self.work_root / self.run_id
+        self._make_workdir(workdir)
+        con = duckdb.connect()
+        configure(con, opts.memory_limit, workdir / "spill")  # settings are quoted literals, never pasted SQL
+        con.execute("set enable_progress_bar = false")
+        pool = ThreadPoolExecutor(max_workers=max(1, int(getattr(self.destination, "max_parallel", 1))))
+        pending = []
+        try:
+            for seg in segments:
+                started, t0 = _now(), time.monotonic()
+                try:
+                    rep = self._prepare_and_submit(con, seg, workdir / seg.name, pool, pending)
+                except Exception as exc:  # one segment's bug or I/O error fails that segment, not the run
+                    log.debug("segment %s failed", seg.name, exc_info=True)
+                    rep = SegmentReport(seg.name, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0])
+                if rep is not None:
+                    rep.started_at, rep.duration_s = started, round(time.monotonic() - t0, 3)
+                    self._record(rep)
+            for future in pending:
+                self._record(future.result())
+        except BaseException as exc:
+            self.report.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            with contextlib.suppress(Exception):
+                self.reader.cleanup()
+            con.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+            self.report.finished_at = _now()
+            self.report.status = "succeeded" if self.report.ok else "failed"
+            self.report.segments.sort(key=lambda r: r.segment)
+            if not opts.dry_run:
+                self._write_history()
+        return self.report
+
+    # ----------------------------------------------------------------- helpers
+    def _spent(self, phase: str, since: float) -> float:
+        """Add the time since ``since`` (time.monotonic) to ``phase`` of the run report; returns now."""
+        now = time.monotonic()
+        with self._history_lock:
+            self.report.phases[phase] = round(self.report.phases.get(phase, 0.0) + now - since, 3)
+        return now
+
+    def _record(self, rep: SegmentReport) -> None:
+        with self._history_lock:
+            self.report.segments.append(rep)
+            if not self.options.dry_run:
+                self._write_history()
+
+    def _write_history(self) -> None:
+        try:
+            self.state.write_run(self.report.as_dict())
+        except Exception as exc:  # history must not mask the run's own outcome
+            log.warning("could not write run history: %s", exc)
+
+    def _clean_old_work(self) -> None:
+        """Remove work folders (they hold personal data) left by killed runs.
+
+        A folder whose run ran on this host and is gone is removed at once;
+        any other folder (a run elsewhere that shares the disk) after a day.
+        """
+        if not self.work_root.exists():
+            return
+        cutoff = time.time() - timedelta(days=1).total_seconds()
+        for child in self.work_root.iterdir():
+            if not child.is_dir():
+                continue
+            try:
+                owner = json.loads((child / OWNER_FILE).read_text())
+            except (OSError, ValueError):  # no owner file, or a damaged one: the folder's age alone decides
+                owner = {}
+            with contextlib.suppress(OSError):  # gone meanwhile: nothing to remove
+                if (isinstance(owner, dict) and _owner_is_dead_here(owner)) or child.stat().st_mtime < cutoff:
+                    shutil.rmtree(child, ignore_errors=True)
+
+    def _make_workdir(self, workdir: Path) -> None:
+        """The run's private scratch folder (0700), marked with its owner for _clean_old_work."""
+        workdir.mkdir(parents=True, mode=0o700)  # the run id is new: so is its folder
+        os.chmod(workdir, 0o700)
+        (workdir / OWNER_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                                      "run_id": self.run_id}))
+
+    def _owner(self) -> dict:
+        return {"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "command": self.report.command}
+
+    def _ownership_problems_waived(self, seg: Segment, problems: list[str]) -> bool:
+        """A field claimed by two segments refuses only the one without committed state for it.
+
+        The incumbent (its committed snapshot already writes the field) keeps
+        syncing; the newcomer is refused until the conflict is resolved.
+        """
+        if not problems or not all("[field-ownership]" in p for p in problems):
+            return False
+        try:
+            committed = self.state.committed_fields(self.destination_key, seg.name)
+        except Exception:  # noqa: BLE001 - unreadable state: do not waive
+            return False
+        contested = {f for other in self._segments if other.name != seg.name for f in other.fields} & set(seg.fields)
+        contested.discard(ID_FIELD)
+        return bool(contested) and contested <= set(committed)
+
+    def _prepare_and_submit(self, con, seg: Segment, workdir: Path, pool, pending) -> SegmentReport | None:
+        opts = self.options
+        eligible = self.artifacts.eligibility(seg)
+        if not eligible.ok:
+            return SegmentReport(seg.name, SKIPPED, eligible.reason)
+        problems = self._contract_problems.get(seg.name)
+        notes: list[str] = []
+        if problems and self._ownership_problems_waived(seg, problems):
+            notes.append("keeps its fields although another segment claims them: " + "; ".join(problems))
+            problems = None
+        if problems:
+            return SegmentReport(seg.name, REFUSED, "breaks the segment contract (see `lakeseg check`): "
+                                 + "; ".join(problems))
+        stack = contextlib.ExitStack()
+        try:
+            if not opts.dry_run:
+                self._acquire_lock(stack, seg.name, notes)
+            self.progress(seg.name, "reading", 0, 1)
+            t = time.monotonic()
+            previous = self.state.load_snapshot(self.destination_key, seg.name, workdir / "previous")
+            in_doubt = self.state.load_in_doubt(self.destination_key, seg.name, workdir / "in-doubt",
+                                                committed_run_id=previous.run_id if previous else None)
+            quarantine = {q.id: q for q in (previous.quarantine if previous else ())}
+            dirty = self._dirty_ids(con, workdir, in_doubt, quarantine)
+            if in_doubt is not None:
+                notes.append(f"{in_doubt.rows:,} id(s) in doubt from run {in_doubt.run_id} (never confirmed): resent")
+            source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
+            t = self._spent("read", t)
+            notes.extend(getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation))  # Athena: query id, bytes
+            prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
+                               full_refresh=opts.full_refresh, dirty=dirty, digest_key=opts.digest_key,
+                               expiry=self._expiry)
+            self._spent("diff", t)
+            failpoints.hit("after-read")
+            plan = prepared.plan
+            if plan.refresh:
+                notes.append(f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
+                             f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent")
+            refusal = (mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
+                       or size_change_refusal(plan, opts.max_size_change_share, opts.max_entered_share,
+                                              opts.allow_size_change))
+            if refusal:
+                stack.close()
+                return SegmentReport(seg.name, REFUSED, refusal, plan.as_dict(), notes=notes,
+                                     quarantined=[asdict(q) for q in quarantine.values()])
+            if opts.dry_run:
+                stack.close()
+                return SegmentReport(seg.name, PLANNED, plan.full_refresh_reason, plan.as_dict(), notes=notes,
+                                     quarantined=[asdict(q) for q in quarantine.values()])
+            if plan.to_send == 0:
+                if (previous is None or previous.mapping_hash != prepared.mapping_hash or in_doubt is not None
+                        or quarantine or plan.exited):
+                    # Nothing left to send for what was in doubt or quarantined, or for leavers of a
+                    # `keep` segment: the commit supersedes those records, and a leaver is counted
+                    # once (an uncommitted one would count again every run, towards the guard).
+                    self._commit(con, prepared, DeliveryResult(confirmed=True), {})
+                    if in_doubt is not None:
+                        self.state.clear_in_doubt(self.destination_key, seg.name, in_doubt.run_id)
+                stack.close()
+                return SegmentReport(seg.name, UNCHANGED, "nothing changed", plan.as_dict(), notes=notes)
+            self.progress(seg.name, "writing files", 0, 1)
+            t = time.monotonic()
+            files = write_import_files(con, changes_sql(prepared), workdir / "import", opts.max_file_bytes)
+            failpoints.hit("after-files")
+            self._record_in_doubt(con, prepared)
+            self._spent("files", t)
+            failpoints.hit("after-in-doubt")
+            delivery = SegmentDelivery(
+                run_id=self.run_id, segment=seg.name, files=tuple(files), fields=seg.fields,
+                counts={k: v for k, v in plan.as_dict().items() if isinstance(v, int) and not isinstance(v, bool)},
+                segment_name=seg.segment_name, segment_filter=seg.segment_filter,
+            )
+        except LakesegError as exc:
+            stack.close()
+            status = REFUSED if isinstance(exc, (SegmentRefused, LockHeld)) else FAILED
+            return SegmentReport(seg.name, status, str(exc), notes=notes)
+        except BaseException:
+            stack.close()
+            raise
+        # Delivery waits on the platform: run it in the pool, commit when confirmed.
+        t0, started = time.monotonic(), _now()
+        pending.append(pool.submit(self._deliver_and_commit, con.cursor(), prepared, delivery, stack, t0, started,
+                                   notes, quarantine))
+        return None
+
+    def _dirty_ids(self, con, workdir: Path, in_doubt, quarantine: dict[str, QuarantinedRow]) -> Path | None:
+        """One Parquet file of every Id to resend whatever the snapshot says: in doubt or quarantined."""
+        if in_doubt is None and not quarantine:
+            return None
+        out = workdir / "dirty.parquet"
+        con.execute(f"create or replace temp table _quarantined ({SNAPSHOT_ID} varchar)")
+        if quarantine:
+            con.executemany("insert into _quarantined values (?)", [(i,) for i in sorted(quarantine)])
+        parts = ["select * from _quarantined"]
+        if in_doubt is not None:
+            parts.append(f"select {SNAPSHOT_ID} from read_parquet({ql(str(in_doubt.path))})")
+        con.execute(f"copy ({' union '.join(parts)}) to {ql(str(out))} (format parquet)")
+        return out
+
+    def _record_in_doubt(self, con, prepared: PreparedSegment) -> None:
+        """Durably record every Id this delivery carries, plus those still in doubt, before handing over."""
+        out = prepared.workdir / "in-doubt.parquet"
+        con.execute(f"copy (select distinct {SNAPSHOT_ID} from ({sent_ids_sql(prepared)} union all "
+                    f"select {SNAPSHOT_ID} from _dirty)) to {ql(str(out))} (format parquet)")
+        rows = con.execute(f"select count(*) from read_parquet({ql(str(out))})").fetchall()[0][0]
+        self.state.record_in_doubt(self.destination_key, prepared.segment.name, out, rows=rows, run_id=self.run_id)
+
+    def _acquire_lock(self, stack: contextlib.ExitStack, segment: str, notes: list[str]) -> None:
+        """Take the (destination, segment) lock.
+
+        A lock whose owner is a process on this host that no longer runs (a
+        killed sync) is taken over, and the run says so; any other held lock
+        refuses the segment with its owner and age. The takeover deletes only
+        the lock it judged dead (compare-and-delete on its token), so two runs
+        that judged it dead at once cannot both end up holding it.
+        """
+        try:
+            stack.enter_context(self.state.lock(self.destination_key, segment, self._owner()))
+            return
+        except LockHeld:
+            held = self.state.read_lock(self.destination_key, segment)
+            if held is None or not _owner_is_dead_here(held.owner):
+                raise
+        self.state.force_unlock(self.destination_key, segment, token=held.token)
+        log.warning("took over the lock on %s/%s from dead %s", self.destination_key, segment, held.describe())
+        notes.append(f"took over the lock left by a dead run ({held.describe()})")
+        stack.enter_context(self.state.lock(self.destination_key, segment, self._owner()))
+
+    def _deliver_and_commit(self, con, prepared: PreparedSegment, delivery: SegmentDelivery,
+                            stack: contextlib.ExitStack, t0: float, started: str,
+                            notes: list[str], quarantine: dict[str, QuarantinedRow]) -> SegmentReport:
+        seg, plan = prepared.segment, prepared.plan
+        rep = SegmentReport(seg.name, FAILED, plan=plan.as_dict(), started_at=started, notes=notes,
+                            files=[p.name for p in delivery.files],
+                            bytes=sum(p.stat().st_size for p in delivery.files))
+        try:
+            with stack:
+                self.progress(seg.name, "delivering", 0, len(delivery.files))
+                t = time.monotonic()
+                result = self.destination.deliver(
+                    delivery, lambda label, done, total: self.progress(seg.name, "delivering", done, total))
+                t = self._spent("delivery", t)
+                rep.jobs = [asdict(j) for j in result.jobs]
+                rep.location = result.location
+                if not result.confirmed:
+                    rep.reason = ("; ".join(result.errors) or "the destination did not confirm the delivery") + \
+                        "; the rows stay in doubt and are resent next run"
+                    rep.quarantined = [{"id": i, "message": m} for i, m in sorted(result.rejected.items())]
+                    return rep
+                failpoints.hit("before-commit")
+                kept = self._commit(con, prepared, result, quarantine)
+                self._spent("commit", t)
+                rep.quarantined = [asdict(q) for q in kept]
+                if kept:
+                    rep.status = PARTIAL
+                    rep.reason = (f"{len(kept)} row(s) rejected by the destination are quarantined (resent next run); "
+                                  "the rest is committed")
+                else:
+                    rep.status = SYNCED
+                register_imports(self.imports_table, seg, self.run_id, result.location, notes)
+        except LakesegError as exc:
+            rep.reason = str(exc)
+        except Exception as exc:  # a destination bug must not lose the report
+            log.debug("delivery of %s failed", seg.name, exc_info=True)
+            log.warning("delivery of %s failed: %s: %s", seg.name, type(exc).__name__, exc)
+            rep.reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        finally:
+            con.close()
+            rep.duration_s = round(time.monotonic() - t0, 3)
+        return rep
+
+    def _commit(self, con, prepared: PreparedSegment, result: DeliveryResult,
+                quarantine: dict[str, QuarantinedRow]) -> list[QuarantinedRow]:
+        """Commit the new snapshot with the rows the platform rejected quarantined; returns them."""
+        seg = prepared.segment
+        rejected = dict(result.rejected)
+        kept = []
+        for rid, message in sorted(rejected.items()):
+            old = quarantine.get(rid)
+            kept.append(QuarantinedRow(rid, message[:300], old.first_run_id if old else self.run_id, self.run_id,
+                                       (old.attempts + 1) if old else 1))
+        path = snapshot_to_commit(con, prepared, frozenset(rejected))
+        rows = con.execute(f"select count(*) from read_parquet({ql(str(path))})").fetchall()[0][0]
+        self.state.commit_snapshot(self.destination_key, seg.name, path, fields=seg.fields,
+                                   mapping_hash=prepared.mapping_hash, rows=rows, run_id=self.run_id,
+                                   quarantine=tuple(kept))
+        return kept
