@@ -10,7 +10,7 @@ for one parameter set per destination and target,
 then no request is denied; a grant no recorded call uses is written to build/iam/unused-*.txt.
 
 Principals: the scheduled runner (CodeBuild ``RunnerRole``), the GitHub OIDC role
-(``GitHubRunnerRole``), and a person running lakeseg by hand with the managed policies the README
+(``GitHubRunnerRole``), and a person running lakeseg by hand with the managed policies docs/pinpoint.md
 tells them to attach (the stack's ``*PolicyArn`` outputs). The outcome step's calls (SNS, CloudWatch)
 belong to the two runners only.
 """
@@ -106,7 +106,7 @@ def policies_of(stack: Stack, principal: str) -> dict[str, dict]:
         return stack.role_policies("RunnerRole")
     if principal == "github":
         return stack.role_policies("GitHubRunnerRole")
-    # By hand: the managed policies the README says to attach, as the stack outputs them.
+    # By hand: the managed policies docs/pinpoint.md says to attach, as the stack outputs them.
     managed = stack.managed_policies()
     arns = [stack.output(o) for o in stack.t["Outputs"] if o.endswith("PolicyArn")]
     return {managed[a][0]: managed[a][1] for a in arns if a}
