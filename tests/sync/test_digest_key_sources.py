@@ -5,8 +5,8 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from sync.run.digest_key import resolve_digest_key
 from sync.core.errors import ConfigError
+from sync.run.digest_key import resolve_digest_key
 
 
 def test_given_the_key_in_secrets_manager_when_resolved_then_it_is_the_secret_string(aws):
