@@ -17,6 +17,7 @@ belong to the two runners only.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -76,20 +77,35 @@ def components(destination: str, target: str, principal: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def calls(tmp_path_factory) -> list[dict]:
-    """Every call lakeseg made in RECORDED (LAKESEG_IAM_CALLS=<dir> reuses an earlier recording)."""
+    """Every call lakeseg made in RECORDED (LAKESEG_IAM_CALLS=<dir> reuses an earlier recording).
+
+    Recorded once per test session: under xdist the workers share the folder (the parent of their
+    base temp), and the first to take the lock records while the others wait for it.
+    """
     folder = os.environ.get("LAKESEG_IAM_CALLS")
     if not folder:
-        folder = str(tmp_path_factory.mktemp("iam-calls"))
-        env = {**os.environ, "LAKESEG_IAM_RECORD": folder}
-        env.pop("PYTEST_XDIST_WORKER", None)
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-n", "2",
-                               "-p", "tests.iam.recorder", *RECORDED], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=600)
-        assert done.returncode == 0, f"the recorded tests failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
+        shared = tmp_path_factory.getbasetemp().parent / "iam-calls"
+        shared.mkdir(exist_ok=True)
+        with open(shared / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (shared / ".done").exists():
+                record(shared)
+                (shared / ".done").touch()
+        folder = str(shared)
     out = []
     for file in sorted(Path(folder).glob("calls-*.jsonl")):
         out.extend(json.loads(line) for line in file.read_text().splitlines())
     return out
+
+
+def record(folder: Path) -> None:
+    env = {**os.environ, "LAKESEG_IAM_RECORD": str(folder)}
+    for key in [k for k in env if k.startswith("PYTEST_")]:
+        env.pop(key)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-n", "2",
+                           "-p", "tests.iam.recorder", *RECORDED], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, f"the recorded tests failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
 
 
 def stack_for(name: str) -> Stack:
