@@ -59,6 +59,15 @@ DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
 class AthenaQueryFailed(LakesegError):
     """An Athena query ended FAILED or CANCELLED (or timed out)."""
 
+    def __init__(self, message: str, public: str | None = None):
+        super().__init__(message)
+        self._public = public
+
+    @property
+    def public(self) -> str:
+        """Athena's reason may quote data (a value it could not cast): history keeps the query id and state."""
+        return self._public or str(self)
+
 
 def _split_s3(url: str) -> tuple[str, str]:
     """(bucket, key prefix) with redundant slashes removed: 's3://b//x/' -> ('b', 'x')."""
@@ -133,12 +142,15 @@ class AthenaReader:
             return None
         return hashlib.sha256(f"lakeseg:{self.run_id}:{relation}".encode()).hexdigest()
 
-    def run_query(self, sql: str, token: str | None = None) -> str:
+    def run_query(self, sql: str, database: str | None = None, token: str | None = None) -> str:
         """Start a query and wait until it ends; return its id or raise AthenaQueryFailed.
 
-        However the wait ends early (timeout, exception, SIGTERM), the query is stopped.
+        ``database`` is the query's context database: without one Athena resolves the query in
+        ``default``, a database the runner's policy does not grant (RunnerAthenaPolicy). ``token`` is
+        its ClientRequestToken. However the wait ends early (timeout, exception, SIGTERM), the query is stopped.
         """
-        args = {"QueryString": sql, "QueryExecutionContext": {"Catalog": self.catalog},
+        context = {"Catalog": self.catalog, **({"Database": database} if database else {})}
+        args = {"QueryString": sql, "QueryExecutionContext": context,
                 "ResultConfiguration": {"OutputLocation": self.output_location}}
         if self.work_group:
             args["WorkGroup"] = self.work_group
@@ -167,11 +179,14 @@ class AthenaReader:
                 self.sleep(min(delay, left))
                 delay = min(delay * 2, self.max_poll_seconds)
         except BaseException as exc:
-            self._stop(query_id, f"{type(exc).__name__}: {exc}")
+            log.debug("athena query %s: the wait ended with %r", query_id, exc)  # a message may quote data: debug only
+            self._stop(query_id, type(exc).__name__)
             raise
         if state != "SUCCEEDED":
             reason = status.get("StateChangeReason") or (status.get("AthenaError") or {}).get("ErrorMessage") or "no reason given"
-            raise AthenaQueryFailed(f"Athena query {query_id} {state}: {reason}")
+            raise AthenaQueryFailed(f"Athena query {query_id} {state}: {reason}",
+                                    public=f"Athena query {query_id} {state} (Athena's reason is in the local log "
+                                           "at debug level and in the Athena console)")
         log.info("athena query %s succeeded, scanned %s bytes", query_id,
                  self._queries[query_id]["data_scanned_bytes"])
         return query_id
@@ -187,7 +202,7 @@ class AthenaReader:
             self.athena.stop_query_execution(QueryExecutionId=query_id)
             log.warning("stopped athena query %s (%s)", query_id, why)
         except Exception as exc:  # noqa: BLE001
-            log.warning("could not stop athena query %s (%s): %s", query_id, why, exc)
+            log.warning("could not stop athena query %s (%s): %s", query_id, why, type(exc).__name__)
 
     @property
     def output_location(self) -> str:
@@ -216,7 +231,7 @@ class AthenaReader:
         self._last_query = None
         try:
             self.run_query(f"UNLOAD (SELECT {select} FROM {table}) TO {ql(f's3://{self.bucket}/{prefix}/')} "
-                           "WITH (format = 'PARQUET', compression = 'SNAPPY')", token=token)
+                           "WITH (format = 'PARQUET', compression = 'SNAPPY')", database=relation.schema, token=token)
         finally:  # bytes scanned are billed, and reported, for a failed or stopped query too
             if self._last_query:
                 self.stats[str(relation)] = self._queries.get(

@@ -17,8 +17,14 @@ leaves the old snapshot and that record, so the next run sends the change
 again and also resends every in-doubt Id (current values, or an exit row if it
 left since): the destination converges to the last built segment even when
 upstream moved back in between. Rows the platform rejects are quarantined:
-listed with the platform's message, resent every run, never blocking the rest.
+listed by Id, resent every run, never blocking the rest.
 Run history is written as the run goes.
+
+Nothing this module hands the state store quotes data: history documents, notes
+and quarantine entries hold ids, counts, rule names, dbt's node ids, job ids and
+codes (``platform-refused``, ``platform-error``). Messages that may quote values
+-- dbt's, a platform's, an exception's -- go to the local log at debug level only
+(``public_reason``).
 """
 
 from __future__ import annotations
@@ -34,23 +40,23 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 
 from sync.core import failpoints
-from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused
+from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused, public_reason
 from sync.core.fields import ID_FIELD
 from sync.core.import_files import write_import_files
 from sync.core.sizes import memory_limit_bytes
 from sync.core.sql import ql
 from sync.dbt.artifacts import Artifacts
 from sync.dbt.check import check_manifest
-from sync.dbt.contract import Segment, load_segments
+from sync.dbt.contract import Segment, load_segments, tests_by_model
 from sync.dbt.selection import Resolver, choose_segments
-from sync.destinations.base import DeliveryResult, Destination, SegmentDelivery
+from sync.destinations.base import DeliveryResult, Destination, RowSearch, SegmentDelivery
 from sync.readers.base import SegmentReader
 from sync.run.diff import (
     SNAPSHOT_ID,
@@ -65,7 +71,7 @@ from sync.run.diff import (
 from sync.run.guard import mass_exit_refusal, size_change_refusal
 from sync.run.imports_table import ImportsTable
 from sync.run.imports_table import register_all as register_imports
-from sync.state.base import QuarantinedRow
+from sync.state.base import PLATFORM_REFUSED, QuarantinedRow
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +177,7 @@ class SegmentReport:
     duration_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     data_scanned_bytes: int | None = None  # what the warehouse scanned to read the segment (Athena), if known
-    quarantined: list[dict] = field(default_factory=list)  # {id, message, attempts, first_run_id}
+    quarantined: list[dict] = field(default_factory=list)  # {id, code, attempts, first_run_id, last_run_id}
 
     @property
     def ok(self) -> bool:
@@ -189,7 +195,7 @@ class RunReport:
     finished_at: str | None = None
     status: str = "running"
     segments: list[SegmentReport] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # public_reason of what ended the run: never a message that may quote data
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     as_of: str | None = None  # the dbt var the segments were built with (run_results.json)
@@ -281,15 +287,16 @@ class SyncRun:
                 try:
                     rep = self._prepare_and_submit(con, seg, workdir / seg.name, pool, pending)
                 except Exception as exc:  # one segment's bug or I/O error fails that segment, not the run
-                    log.debug("segment %s failed", seg.name, exc_info=True)
-                    rep = SegmentReport(seg.name, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0])
+                    log.debug("segment %s failed: %s", seg.name, exc, exc_info=True)
+                    rep = SegmentReport(seg.name, FAILED, public_reason(exc))
                 if rep is not None:
                     rep.started_at, rep.duration_s = started, round(time.monotonic() - t0, 3)
                     self._record(rep)
             for future in pending:
                 self._record(future.result())
         except BaseException as exc:
-            self.report.error = f"{type(exc).__name__}: {exc}"
+            log.debug("the run ended: %s: %s", type(exc).__name__, exc)
+            self.report.error = public_reason(exc)
             raise
         finally:
             pool.shutdown(wait=True)
@@ -409,15 +416,20 @@ class SyncRun:
             in_doubt = self.state.load_in_doubt(self.destination_key, seg.name, workdir / "in-doubt",
                                                 committed_run_id=previous.run_id if previous else None)
             quarantine = {q.id: q for q in (previous.quarantine if previous else ())}
-            dirty = self._dirty_ids(con, workdir, in_doubt, quarantine)
+            search = self.state.load_search(self.destination_key, seg.name, workdir / "search")
+            dirty = self._dirty_ids(con, workdir, in_doubt, quarantine, search.ids if search else ())
             if in_doubt is not None:
                 notes.append(f"{in_doubt.rows:,} id(s) in doubt from run {in_doubt.run_id} (never confirmed): resent")
+            if search is not None:
+                notes.append(f"{search.rows:,} row(s) in {len(search.groups):,} group(s) still suspect from run "
+                             f"{search.run_id}: resent, the search for refused rows continues")
             source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
             t = self._spent("read", t)
             notes.extend(getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation))  # Athena: query id, bytes
             prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
                                full_refresh=opts.full_refresh, dirty=dirty, digest_key=opts.digest_key,
-                               expiry=self._expiry)
+                               expiry=self._expiry,
+                               tests=tests_by_model(self.artifacts.manifest).get(seg.unique_id, []))
             self._spent("diff", t)
             failpoints.hit("after-read")
             plan = prepared.plan
@@ -425,8 +437,8 @@ class SyncRun:
                 notes.append(f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
                              f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent")
             refusal = (mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
-                       or size_change_refusal(plan, opts.max_size_change_share, opts.max_entered_share,
-                                              opts.allow_size_change))
+                       or size_change_refusal(self._as_last_delivered(con, prepared, dirty), opts.max_size_change_share,
+                                              opts.max_entered_share, opts.allow_size_change))
             if refusal:
                 stack.close()
                 return SegmentReport(seg.name, REFUSED, refusal, plan.as_dict(), notes=notes,
@@ -436,6 +448,8 @@ class SyncRun:
                 return SegmentReport(seg.name, PLANNED, plan.full_refresh_reason, plan.as_dict(), notes=notes,
                                      quarantined=[asdict(q) for q in quarantine.values()])
             if plan.to_send == 0:
+                if search is not None:  # none of its rows is left to send: nothing left to search
+                    self.state.clear_search(self.destination_key, seg.name)
                 if (previous is None or previous.mapping_hash != prepared.mapping_hash or in_doubt is not None
                         or quarantine or plan.exited):
                     # Nothing left to send for what was in doubt or quarantined, or for leavers of a
@@ -457,11 +471,15 @@ class SyncRun:
                 run_id=self.run_id, segment=seg.name, files=tuple(files), fields=seg.fields,
                 counts={k: v for k, v in plan.as_dict().items() if isinstance(v, int) and not isinstance(v, bool)},
                 segment_name=seg.segment_name, segment_filter=seg.segment_filter,
+                quarantined=frozenset(quarantine), search=RowSearch(search.groups, search.fields) if search else None,
+                ledger=self.state.job_ledger(self.destination_key, seg.name),
             )
         except LakesegError as exc:
             stack.close()
             status = REFUSED if isinstance(exc, (SegmentRefused, LockHeld)) else FAILED
-            return SegmentReport(seg.name, status, str(exc), notes=notes)
+            if exc.public != str(exc):
+                log.debug("%s: %s", seg.name, exc)
+            return SegmentReport(seg.name, status, exc.public, notes=notes)
         except BaseException:
             stack.close()
             raise
@@ -471,19 +489,36 @@ class SyncRun:
                                    notes, quarantine))
         return None
 
-    def _dirty_ids(self, con, workdir: Path, in_doubt, quarantine: dict[str, QuarantinedRow]) -> Path | None:
-        """One Parquet file of every Id to resend whatever the snapshot says: in doubt or quarantined."""
-        if in_doubt is None and not quarantine:
+    def _dirty_ids(self, con, workdir: Path, in_doubt, quarantine: dict[str, QuarantinedRow],
+                   suspect=()) -> Path | None:
+        """One Parquet file of every Id to resend whatever the snapshot says: in doubt, quarantined or suspect."""
+        if in_doubt is None and not quarantine and not suspect:
             return None
         out = workdir / "dirty.parquet"
         con.execute(f"create or replace temp table _quarantined ({SNAPSHOT_ID} varchar)")
-        if quarantine:
-            con.executemany("insert into _quarantined values (?)", [(i,) for i in sorted(quarantine)])
+        if quarantine or suspect:
+            con.execute(f"insert into _quarantined select unnest($1::varchar[]) as {SNAPSHOT_ID}",
+                        [sorted(set(quarantine) | set(suspect))])
         parts = ["select * from _quarantined"]
         if in_doubt is not None:
             parts.append(f"select {SNAPSHOT_ID} from read_parquet({ql(str(in_doubt.path))})")
         con.execute(f"copy ({' union '.join(parts)}) to {ql(str(out))} (format parquet)")
         return out
+
+    def _as_last_delivered(self, con, prepared: PreparedSegment, dirty: Path | None):
+        """The plan as the size guard sees it: members the last run delivered but left out of its commit.
+
+        Rows quarantined or still suspect in a search for refused rows were never committed when they
+        entered; they were members all the same, so they count in the previous size, not as entering.
+        """
+        plan, previous = prepared.plan, prepared.previous_snapshot
+        if dirty is None or previous is None:
+            return plan
+        held, now = con.execute(
+            f"select count(*), count(*) filter (where {SNAPSHOT_ID} in (select {SNAPSHOT_ID} from "
+            f"read_parquet({ql(str(prepared.new_snapshot))}))) from _quarantined where {SNAPSHOT_ID} not in "
+            f"(select {SNAPSHOT_ID} from read_parquet({ql(str(previous))}))").fetchall()[0]
+        return replace(plan, previous_rows=plan.previous_rows + held, entered=max(0, plan.entered - now))
 
     def _record_in_doubt(self, con, prepared: PreparedSegment) -> None:
         """Durably record every Id this delivery carries, plus those still in doubt, before handing over."""
@@ -530,30 +565,38 @@ class SyncRun:
                 result = self.destination.deliver(
                     delivery, lambda label, done, total: self.progress(seg.name, "delivering", done, total))
                 t = self._spent("delivery", t)
-                rep.jobs = [asdict(j) for j in result.jobs]
+                rep.jobs = [_job_document(seg.name, j) for j in result.jobs]
                 rep.location = result.location
                 if not result.confirmed:
-                    rep.reason = ("; ".join(result.errors) or "the destination did not confirm the delivery") + \
-                        "; the rows stay in doubt and are resent next run"
-                    rep.quarantined = [{"id": i, "message": m} for i, m in sorted(result.rejected.items())]
+                    rep.reason = _unconfirmed_reason(seg.name, result)
+                    _log_refusals(seg.name, result.rejected)
+                    rep.quarantined = [{"id": i, "code": PLATFORM_REFUSED} for i in sorted(result.rejected)]
                     return rep
                 failpoints.hit("before-commit")
+                # The unfinished search is kept before the commit that leaves its rows out (in doubt, resent).
+                self.state.save_search(self.destination_key, seg.name, result.search.groups if result.search else (),
+                                       fields=delivery.fields, run_id=self.run_id, workdir=prepared.workdir / "search")
                 kept = self._commit(con, prepared, result, quarantine)
                 self._spent("commit", t)
                 rep.quarantined = [asdict(q) for q in kept]
-                if kept:
+                suspect = len(result.suspect_ids)
+                if kept or suspect:
                     rep.status = PARTIAL
-                    rep.reason = (f"{len(kept)} row(s) rejected by the destination are quarantined (resent next run); "
-                                  "the rest is committed")
+                    rep.reason = "; ".join(filter(None, (
+                        f"{len(kept)} row(s) rejected by the destination are quarantined (resent next run)" if kept else "",
+                        f"{suspect} row(s) still suspect (not yet proven refused or accepted) are resent next run, "
+                        "which continues the search" if suspect else ""))) + "; the rest is committed"
                 else:
                     rep.status = SYNCED
                 register_imports(self.imports_table, seg, self.run_id, result.location, notes)
         except LakesegError as exc:
-            rep.reason = str(exc)
+            if exc.public != str(exc):
+                log.debug("delivery of %s: %s", seg.name, exc)
+            rep.reason = exc.public
         except Exception as exc:  # a destination bug must not lose the report
-            log.debug("delivery of %s failed", seg.name, exc_info=True)
-            log.warning("delivery of %s failed: %s: %s", seg.name, type(exc).__name__, exc)
-            rep.reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            log.debug("delivery of %s failed: %s: %s", seg.name, type(exc).__name__, exc, exc_info=True)
+            log.warning("delivery of %s failed: %s (-vv logs its message)", seg.name, type(exc).__name__)
+            rep.reason = public_reason(exc)
         finally:
             con.close()
             rep.duration_s = round(time.monotonic() - t0, 3)
@@ -565,14 +608,42 @@ class SyncRun:
         self._hold_lease()
         seg = prepared.segment
         rejected = dict(result.rejected)
+        _log_refusals(seg.name, rejected)
         kept = []
-        for rid, message in sorted(rejected.items()):
+        for rid in sorted(rejected):
             old = quarantine.get(rid)
-            kept.append(QuarantinedRow(rid, message[:300], old.first_run_id if old else self.run_id, self.run_id,
+            kept.append(QuarantinedRow(rid, PLATFORM_REFUSED, old.first_run_id if old else self.run_id, self.run_id,
                                        (old.attempts + 1) if old else 1))
-        path = snapshot_to_commit(con, prepared, frozenset(rejected))
+        path = snapshot_to_commit(con, prepared, frozenset(rejected) | result.suspect_ids)  # suspect: neither
         rows = con.execute(f"select count(*) from read_parquet({ql(str(path))})").fetchall()[0][0]
         self.state.commit_snapshot(self.destination_key, seg.name, path, fields=seg.fields,
                                    mapping_hash=prepared.mapping_hash, rows=rows, run_id=self.run_id,
                                    quarantine=tuple(kept))
         return kept
+
+
+# ------------------------------------------------ value-free forms of what a destination says
+def _job_document(segment: str, job) -> dict:
+    """A job as history keeps it: id, status, counts -- not the platform's failure messages (logged at debug)."""
+    doc = asdict(job)
+    for failure in doc.pop("failures", None) or ():
+        log.debug("%s job %s: %s", segment, job.job_id, failure)
+    return doc
+
+
+def _unconfirmed_reason(segment: str, result: DeliveryResult) -> str:
+    """Why a delivery is unconfirmed, by code, job ids, statuses and counts; the platform's messages go to the log."""
+    for error in result.errors:
+        log.debug("%s: %s", segment, error)
+    jobs = ", ".join(f"job {j.job_id} {j.status}" + (f" ({j.status_reason})" if j.status_reason else "")
+                     + (f", {j.total_failures} failure(s)" if j.total_failures else "") for j in result.jobs)
+    count = len(result.errors)
+    said = (f"{count} error{'s' if count != 1 else ''} (platform-error" + (f"; {jobs}" if jobs else "") + "); "
+            "the platform's messages are in the local log at debug level" if count else
+            "the destination did not say why" + (f" ({jobs})" if jobs else ""))
+    return f"the destination did not confirm the delivery: {said}; the rows stay in doubt and are resent next run"
+
+
+def _log_refusals(segment: str, rejected: dict[str, str]) -> None:
+    for rid, message in sorted(rejected.items()):
+        log.debug("%s: the platform refused %s: %s", segment, rid, message)
