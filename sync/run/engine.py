@@ -469,10 +469,13 @@ class SyncRun:
             held = self.state.read_lock(self.destination_key, segment)
             if held is None or not _owner_is_dead_here(held.owner):
                 raise
-        self.state.force_unlock(self.destination_key, segment, token=held.token)
-        log.warning("took over the lock on %s/%s from dead %s", self.destination_key, segment, held.describe())
-        notes.append(f"took over the lock left by a dead run ({held.describe()})")
+        removed = self.state.force_unlock(self.destination_key, segment, token=held.token)
+        # Only the winner of the compare-and-delete says it took the lock over; a run that lost the race
+        # (another run removed the dead lock first) tries the lock like any run, and is refused if it is held.
         stack.enter_context(self.state.lock(self.destination_key, segment, self._owner()))
+        if removed is not None:
+            log.warning("took over the lock on %s/%s from dead %s", self.destination_key, segment, held.describe())
+            notes.append(f"took over the lock left by a dead run ({held.describe()})")
 
     def _deliver_and_commit(self, con, prepared: PreparedSegment, delivery: SegmentDelivery,
                             stack: contextlib.ExitStack, t0: float, started: str,
