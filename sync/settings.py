@@ -102,12 +102,24 @@ def _text(value: str) -> str:
     return value
 
 
+_PATH_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _path_part(value: str) -> str:
+    """A value that becomes one folder name in the state store (``destination.name``): never a path of its own."""
+    if not _PATH_PART.match(value) or value in (".", ".."):
+        raise ValueError("must be one folder name (letters, digits, _ . - only; not '.' or '..'): "
+                         "it names this destination's folders in the state store")
+    return value
+
+
 def _memory_limit(value: str) -> str:
     memory_limit_bytes(value)
     return value
 
 
 Text = Annotated[StrictStr, AfterValidator(_text)]
+PathPart = Annotated[StrictStr, AfterValidator(_text), AfterValidator(_path_part)]
 Number = Annotated[float, BeforeValidator(_no_bool)]
 Whole = Annotated[int, BeforeValidator(_no_bool)]
 Strict = ConfigDict(extra="forbid")
@@ -117,7 +129,7 @@ class FilesDestinationSettings(BaseModel):
     model_config = Strict
     type: Literal["files"]
     path: Text
-    name: Text | None = None
+    name: PathPart | None = None
 
 
 class PinpointDestinationSettings(BaseModel):
@@ -125,7 +137,7 @@ class PinpointDestinationSettings(BaseModel):
 
     model_config = Strict
     type: Literal["pinpoint"]
-    name: Text | None = None
+    name: PathPart | None = None
     application_id: StrictStr | None = None
     import_s3_url: Annotated[StrictStr, Field(pattern=r"^(s3://.+)?$")] | None = None
     mode: Literal["stack", "direct"] | None = None
@@ -147,7 +159,7 @@ class CustomerProfilesDestinationSettings(BaseModel):
 
     model_config = Strict
     type: Literal["customer_profiles"]
-    name: Text | None = None
+    name: PathPart | None = None
     domain_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")] | None = None
     region: StrictStr | None = None
     data_expiry_days: Annotated[Whole, Field(ge=1, le=1098)] | None = None
