@@ -40,7 +40,7 @@ from pathlib import Path
 
 import duckdb
 
-from sync.core import failpoints
+from sync.core import failpoints, owners
 from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused
 from sync.core.fields import ID_FIELD
 from sync.core.import_files import write_import_files
@@ -75,6 +75,9 @@ PARTIAL, SKIPPED, REFUSED, FAILED = "partial", "skipped", "refused", "failed"
 OK_STATUSES = {SYNCED, UNCHANGED, PLANNED}
 INTERRUPTED = "interrupted"  # a run whose process died before it finished (history only)
 OWNER_FILE = ".owner.json"  # in a run's work folder: host and pid, so a later run can clean up after a kill
+# A folder, staging folder or temporary file whose owner cannot be shown dead is left until it is older than
+# any run lasts: a day.
+DEBRIS_AGE = timedelta(days=1)
 
 Progress = Callable[[str, str, int, int], None]  # (segment, stage, done, total)
 
@@ -100,6 +103,35 @@ def _owner_is_dead_here(owner: dict) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def remove_work_folder(folder: Path, failpoint: Callable[[str], None] = lambda _stage: None) -> None:
+    """Remove a run's work folder, its owner file last: a folder that still holds anything names its owner.
+
+    ``failpoint`` is hit at each step (``failpoints.CLEANUP_STAGES``), so tests can kill the run there.
+    """
+    failpoint("cleanup-start")
+    with contextlib.suppress(OSError):
+        for child in list(folder.iterdir()):
+            if child.name == OWNER_FILE:
+                continue
+            with contextlib.suppress(OSError):
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+    failpoint("cleanup-after-contents")
+    try:
+        left = [p.name for p in folder.iterdir()]
+    except OSError:
+        return  # gone already, or unreadable
+    if any(name != OWNER_FILE for name in left):
+        return  # something could not be removed: the owner file stays with it, the next run retries
+    with contextlib.suppress(OSError):
+        (folder / OWNER_FILE).unlink()
+    failpoint("cleanup-after-owner-file")
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def _now() -> str:
@@ -250,13 +282,15 @@ class SyncRun:
         now = self.clock()
         self._expiry = Expiry(now, now - refresh_after) if refresh_after is not None else None
         if not opts.dry_run:
-            # Fail before anything is delivered: the state store must take the
-            # commit, and the destination must be reachable and configured.
+            # What dead runs left goes first (it may be what filled the disk). Then fail before anything is
+            # delivered: the state store must take the commit, and the destination must be reachable and configured.
+            self._collect_debris(self._clean_old_work())
             self.state.check_writable()
             self.destination.preflight()
-            self._clean_old_work()
             self._write_history()
-        workdir = self.work_root / self.run_id
+        # Named after the run and its owner (see sync/core/owners.py): judged dead or alive by a later run
+        # whatever its clean-up reached.
+        workdir = self.work_root / f"{self.run_id}.{owners.tag()}"
         self._make_workdir(workdir)
         con = duckdb.connect()
         configure(con, opts.memory_limit, workdir / "spill")  # settings are quoted literals, never pasted SQL
@@ -284,7 +318,7 @@ class SyncRun:
             with contextlib.suppress(Exception):
                 self.reader.cleanup()
             con.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_work_folder(workdir, failpoints.hit)
             self.report.finished_at = _now()
             self.report.status = "succeeded" if self.report.ok else "failed"
             self.report.segments.sort(key=lambda r: r.segment)
@@ -305,25 +339,55 @@ class SyncRun:
         except Exception as exc:  # history must not mask the run's own outcome
             log.warning("could not write run history: %s", exc)
 
-    def _clean_old_work(self) -> None:
-        """Remove work folders (they hold personal data) left by killed runs.
+    def _clean_old_work(self) -> set[str]:
+        """Remove work folders (they hold personal data) left by killed runs; returns their run ids.
 
-        A folder whose run ran on this host and is gone is removed at once;
-        any other folder (a run elsewhere that shares the disk) after a day.
+        A folder whose run ran on this host and is gone is removed at once,
+        whatever state its own clean-up reached: its owner is in its name
+        (``<run_id>.<pid>@<host>``) as well as in its owner file. Any other
+        folder (a run elsewhere that shares the disk, or no owner to be told)
+        goes after a day.
         """
         if not self.work_root.exists():
-            return
-        cutoff = time.time() - timedelta(days=1).total_seconds()
+            return set()
+        cutoff = time.time() - DEBRIS_AGE.total_seconds()
+        dead_runs = set()
         for child in self.work_root.iterdir():
-            if not child.is_dir():
+            if not child.is_dir() or child.is_symlink():
                 continue
             try:
                 owner = json.loads((child / OWNER_FILE).read_text())
-            except (OSError, ValueError):  # no owner file, or a damaged one: the folder's age alone decides
+            except (OSError, ValueError):  # no owner file, or a damaged one: the name, else the age decides
                 owner = {}
+            owner = owner if isinstance(owner, dict) else {}
+            named = owners.owner_of(child.name)
             with contextlib.suppress(OSError):  # gone meanwhile: nothing to remove
-                if (isinstance(owner, dict) and _owner_is_dead_here(owner)) or child.stat().st_mtime < cutoff:
-                    shutil.rmtree(child, ignore_errors=True)
+                if (_owner_is_dead_here(owner) or (named is not None and _owner_is_dead_here(named))
+                        or child.stat().st_mtime < cutoff):
+                    remove_work_folder(child)
+                    dead_runs.add(str(owner.get("run_id") or child.name.partition(".")[0]))
+        return dead_runs
+
+    def _collect_debris(self, dead_runs: set[str]) -> None:
+        """Temporary files in the state store and staging folders in the export folder that dead runs left.
+
+        Only what a dead owner left, or what is older than any run lasts: a live run's files stay. A failure
+        here is logged and never stops the run (the next run tries again).
+        """
+        age = DEBRIS_AGE.total_seconds()
+        for where, collect, args in (
+                ("state store", getattr(self.state, "collect_debris", None), (lambda o: _owner_is_dead_here(o), age)),
+                ("destination", getattr(self.destination, "collect_debris", None), (dead_runs, age))):
+            if collect is None:
+                continue
+            try:
+                removed = collect(*args)
+            except Exception as exc:  # noqa: BLE001 - housekeeping must not fail the run
+                log.warning("could not collect what dead runs left in the %s: %s: %s", where,
+                            type(exc).__name__, exc)
+                continue
+            if removed:
+                log.info("removed %d file(s) or folder(s) dead runs left in the %s", len(removed), where)
 
     def _make_workdir(self, workdir: Path) -> None:
         """The run's private scratch folder (0700), marked with its owner for _clean_old_work."""

@@ -198,6 +198,10 @@ class StateStore(abc.ABC):
         except Exception as exc:  # noqa: BLE001 - any failure means "not writable"
             raise ConfigError(f"state store {self.url} is not writable: {exc}") from exc
 
+    def collect_debris(self, is_dead, max_age_seconds: float) -> list[str]:
+        """Remove what dead writers left behind (temporary files); a store that writes in one step has none."""
+        return []
+
     def _folder(self, destination: str, segment: str) -> str:
         return f"snapshots/{safe_name('destination', destination)}/{safe_name('segment', segment)}"
 
