@@ -263,6 +263,7 @@ class SyncRun:
         except ValueError as exc:
             raise ConfigError(f"memory_limit {exc}") from None
         self._segments = load_segments(self.artifacts.manifest)
+        getattr(getattr(self, "imports_table", None), "know", lambda _segments: None)(self._segments)
         segments = choose_segments(self._segments, opts.select, opts.exclude, opts.selector)
         if not opts.select:  # a segment named by --select but not built is refused (skipped) below instead
             self.report.left_alone = sorted(s.name for s in segments if not self.artifacts.was_built(s))
@@ -569,7 +570,11 @@ class SyncRun:
                                   "the rest is committed")
                 else:
                     rep.status = SYNCED
-                register_imports(getattr(self, "imports_table", None), seg, self.run_id, result.location, notes)
+                if not register_imports(getattr(self, "imports_table", None), seg, self.run_id, result.location,
+                                        notes):
+                    # Delivered and committed, but not recorded where users look for it: the run fails (exit 1).
+                    with self._history_lock:
+                        self.report.error = self.report.error or f"{seg.name}: {notes[-1]}"
         except LakesegError as exc:
             rep.reason = str(exc)
         except Exception as exc:  # a destination bug must not lose the report
