@@ -47,11 +47,16 @@ class FilesDestination:
         return "files"
 
     def preflight(self) -> None:
+        """Both places a delivery writes must take it: the staging folder, and the export folder itself
+        (where each run's folder is made). Otherwise a configuration error (exit 2), before anything is sent."""
         try:
             (self.path / STAGING).mkdir(parents=True, exist_ok=True)
             probe = self.path / STAGING / f".probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
+            folder = self.path / f".probe-{os.getpid()}"
+            folder.mkdir(exist_ok=True)
+            folder.rmdir()
         except OSError as exc:
             raise ConfigError(f"destination.path {self.path} is not writable: {exc}") from exc
 

@@ -282,6 +282,8 @@ class SyncRun:
         refresh_after = getattr(self.destination, "refresh_after", None)
         now = self.clock()
         self._expiry = Expiry(now, now - refresh_after) if refresh_after is not None else None
+        if segments:  # a reader that cannot read at all (no DuckDB file) is a configuration error, not N failures
+            getattr(self.reader, "preflight", lambda: None)()
         if not opts.dry_run:
             # What dead runs left goes first (it may be what filled the disk). Then fail before anything is
             # delivered: the state store must take the commit, and the destination must be reachable and configured.

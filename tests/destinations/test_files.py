@@ -176,3 +176,26 @@ def test_staging_folders_of_dead_runs_are_collected_and_a_live_runs_kept(tmp_pat
     # Then it goes only if its run is dead or it is older than any run lasts
     assert staged.exists() is not collected
     assert removed == ([name] if collected else [])
+
+
+def test_an_export_folder_that_takes_no_new_folder_is_refused_by_preflight(tmp_path, monkeypatch):
+    """A read-only export folder whose staging folder is still writable (made by an earlier run): the delivery
+    would stage, then fail to make the run's folder -- one failure per segment, exit 1. Preflight says so first."""
+    from pathlib import Path
+
+    from sync.core.errors import ConfigError
+
+    # Given an export folder with its staging folder, where no new folder can be made (only in .incoming)
+    exports = tmp_path / "exports"
+    (exports / ".incoming").mkdir(parents=True)
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self.parent == exports and self.name != ".incoming":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    # When the destination is checked before a run, then it is a configuration error naming the folder
+    with pytest.raises(ConfigError, match=f"destination.path {exports} is not writable"):
+        FilesDestination(exports).preflight()
