@@ -288,6 +288,7 @@ class SyncRun:
             # What dead runs left goes first (it may be what filled the disk). Then fail before anything is
             # delivered: the state store must take the commit, and the destination must be reachable and configured.
             self._collect_debris(self._clean_old_work())
+            self._repair_imports_table()
             self.state.check_writable()
             self.destination.preflight()
             self._write_history()
@@ -370,6 +371,18 @@ class SyncRun:
                     remove_work_folder(child)
                     dead_runs.add(str(owner.get("run_id") or child.name.partition(".")[0]))
         return dead_runs
+
+    def _repair_imports_table(self) -> None:
+        """A local imports database left unreadable or short of a view (a full disk) is rebuilt from the export
+        folder before the run; if that fails, the run fails (exit 1), as any unrecorded delivery does."""
+        repair = getattr(getattr(self, "imports_table", None), "repair", None)
+        if repair is None:
+            return
+        try:
+            repair()
+        except Exception as exc:  # noqa: BLE001 - the run goes on, but cannot succeed
+            log.warning("imports table not repaired: %s: %s", type(exc).__name__, exc)
+            self.report.error = f"imports table not repaired: {type(exc).__name__}: {exc}"
 
     def _collect_debris(self, dead_runs: set[str]) -> None:
         """Temporary files in the state store and staging folders in the export folder that dead runs left.

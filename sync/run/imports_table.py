@@ -247,6 +247,37 @@ class DuckDBImportsViews:
         """The project's segments, so that a rebuilt database has a view for each one delivered before."""
         self.segments.update({s.name: s for s in segments})
 
+    def repair(self) -> None:
+        """Give every known segment with delivered files its view: a database left unreadable, or without a
+        view for a delivery it could not register (a full disk), is brought in step with the export folder."""
+        import duckdb
+
+        with self._lock:
+            delivered = self._delivered()
+            if not delivered:
+                return
+            try:
+                con = duckdb.connect(str(self.database), read_only=True) if self.database.exists() else None
+                try:
+                    have = {r[0] for r in con.execute("select view_name from duckdb_views() "
+                                                      "where schema_name = 'imports'").fetchall()} if con else set()
+                finally:
+                    if con is not None:
+                        con.close()
+                missing = [s for s in delivered if s.name.lower() not in have]
+                if missing:
+                    self.database.parent.mkdir(parents=True, exist_ok=True)
+                    self._create_views(missing)
+            except duckdb.Error as exc:
+                if any(w in str(exc).lower() for w in ("could not set lock", "conflicting lock")):
+                    raise
+                log.warning("imports database %s cannot be opened or updated (%s); rebuilding it from %s",
+                            self.database, str(exc).splitlines()[0], self.exports)
+                self._rebuild()
+
+    def _delivered(self) -> list[Segment]:
+        return [s for name, s in sorted(self.segments.items()) if any(self.exports.glob(f"*/{name}/*.csv"))]
+
     def register(self, segment: Segment, run_id: str, location: str) -> None:
         import duckdb
 
@@ -258,7 +289,7 @@ class DuckDBImportsViews:
             except duckdb.Error as exc:
                 if any(w in str(exc).lower() for w in ("could not set lock", "conflicting lock")):
                     raise  # another process has it open: not ours to replace
-                log.warning("imports database %s cannot be read (%s); rebuilding it from %s",
+                log.warning("imports database %s cannot be opened or updated (%s); rebuilding it from %s",
                             self.database, str(exc).splitlines()[0], self.exports)
                 self._rebuild()
 
@@ -277,8 +308,7 @@ class DuckDBImportsViews:
         """A fresh database: the views of every known segment with delivered import files."""
         for stale in (self.database, self.database.with_name(self.database.name + ".wal")):
             stale.unlink(missing_ok=True)
-        delivered = [s for name, s in sorted(self.segments.items()) if any(self.exports.glob(f"*/{name}/*.csv"))]
-        self._create_views(delivered)
+        self._create_views(self._delivered())
 
 
 def register_all(table: ImportsTable | None, segment: Segment, run_id: str, location: str | None,
