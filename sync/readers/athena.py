@@ -44,6 +44,15 @@ DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
 class AthenaQueryFailed(LakesegError):
     """An Athena query ended FAILED or CANCELLED (or timed out)."""
 
+    def __init__(self, message: str, public: str | None = None):
+        super().__init__(message)
+        self._public = public
+
+    @property
+    def public(self) -> str:
+        """Athena's reason may quote data (a value it could not cast): history keeps the query id and state."""
+        return self._public or str(self)
+
 
 
 
@@ -131,7 +140,9 @@ class AthenaReader:
             delay = min(delay * 2, self.max_poll_seconds)
         if state != "SUCCEEDED":
             reason = status.get("StateChangeReason") or (status.get("AthenaError") or {}).get("ErrorMessage") or "no reason given"
-            raise AthenaQueryFailed(f"Athena query {query_id} {state}: {reason}")
+            raise AthenaQueryFailed(f"Athena query {query_id} {state}: {reason}",
+                                    public=f"Athena query {query_id} {state} (Athena's reason is in the local log "
+                                           "at debug level and in the Athena console)")
         scanned = (execution.get("Statistics") or {}).get("DataScannedInBytes")
         self._queries[query_id] = {"query_id": query_id, "data_scanned_bytes": scanned}
         log.info("athena query %s succeeded, scanned %s bytes", query_id, scanned)

@@ -17,8 +17,14 @@ leaves the old snapshot and that record, so the next run sends the change
 again and also resends every in-doubt Id (current values, or an exit row if it
 left since): the destination converges to the last built segment even when
 upstream moved back in between. Rows the platform rejects are quarantined:
-listed with the platform's message, resent every run, never blocking the rest.
+listed by Id, resent every run, never blocking the rest.
 Run history is written as the run goes.
+
+Nothing this module hands the state store quotes data: history documents, notes
+and quarantine entries hold ids, counts, rule names, dbt's node ids, job ids and
+codes (``platform-refused``, ``platform-error``). Messages that may quote values
+-- dbt's, a platform's, an exception's -- go to the local log at debug level only
+(``public_reason``).
 """
 
 from __future__ import annotations
@@ -41,14 +47,14 @@ from pathlib import Path
 import duckdb
 
 from sync.core import failpoints, owners
-from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused
+from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused, public_reason
 from sync.core.fields import ID_FIELD
 from sync.core.import_files import write_import_files
 from sync.core.sizes import memory_limit_bytes
 from sync.core.sql import ql
 from sync.dbt.artifacts import Artifacts
 from sync.dbt.check import check_manifest
-from sync.dbt.contract import Segment, load_segments
+from sync.dbt.contract import Segment, load_segments, tests_by_model
 from sync.dbt.selection import Resolver, choose_segments
 from sync.destinations.base import DeliveryResult, Destination, SegmentDelivery
 from sync.readers.base import SegmentReader
@@ -63,8 +69,9 @@ from sync.run.diff import (
     snapshot_to_commit,
 )
 from sync.run.guard import mass_exit_refusal, size_change_refusal
+from sync.run.imports_table import ImportsTable
 from sync.run.imports_table import register_all as register_imports
-from sync.state.base import QuarantinedRow
+from sync.state.base import PLATFORM_REFUSED, QuarantinedRow
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +208,7 @@ class SegmentReport:
     started_at: str = ""
     duration_s: float = 0.0
     notes: list[str] = field(default_factory=list)
-    quarantined: list[dict] = field(default_factory=list)  # {id, message, attempts, first_run_id}
+    quarantined: list[dict] = field(default_factory=list)  # {id, code, attempts, first_run_id, last_run_id}
 
     @property
     def ok(self) -> bool:
@@ -219,13 +226,16 @@ class RunReport:
     finished_at: str | None = None
     status: str = "running"
     segments: list[SegmentReport] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # public_reason of what ended the run: never a message that may quote data
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     as_of: str | None = None  # the dbt var the segments were built with (run_results.json)
     # Segments the latest dbt invocation did not build (a `dbt build --select`), left alone by a sync that
     # selected none of them: dbt's own contract, as `dbt build -s x` leaves the other models alone.
     left_alone: list[str] = field(default_factory=list)
+    # Seconds per phase (dbt_build, select, read, diff, files, delivery, commit), summed over segments:
+    # where a slow run went. Deliveries run in parallel, so their sum may exceed the run's wall time.
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -254,6 +264,7 @@ class SyncRun:
         self.work_root = Path(work_dir)
         self.report = RunReport(self.run_id, command, target, destination_key, state.url, _now())
         self._history_lock = threading.Lock()
+        self.imports_table: ImportsTable | None = None  # where confirmed deliveries are registered
 
     # ------------------------------------------------------------------ public
     def execute(self) -> RunReport:
@@ -263,8 +274,12 @@ class SyncRun:
         except ValueError as exc:
             raise ConfigError(f"memory_limit {exc}") from None
         self._segments = load_segments(self.artifacts.manifest)
-        getattr(getattr(self, "imports_table", None), "know", lambda _segments: None)(self._segments)
+        know = getattr(self.imports_table, "know", None)  # the local views: a rebuild needs every segment
+        if know is not None:
+            know(self._segments)
+        t = time.monotonic()
         segments = choose_segments(self._segments, opts.select, opts.exclude, opts.selector)
+        self._spent("select", t)
         if not opts.select:  # a segment named by --select but not built is refused (skipped) below instead
             self.report.left_alone = sorted(s.name for s in segments if not self.artifacts.was_built(s))
             segments = [s for s in segments if self.artifacts.was_built(s)]
@@ -307,15 +322,16 @@ class SyncRun:
                 try:
                     rep = self._prepare_and_submit(con, seg, workdir / seg.name, pool, pending)
                 except Exception as exc:  # one segment's bug or I/O error fails that segment, not the run
-                    log.debug("segment %s failed", seg.name, exc_info=True)
-                    rep = SegmentReport(seg.name, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0])
+                    log.debug("segment %s failed: %s", seg.name, exc, exc_info=True)
+                    rep = SegmentReport(seg.name, FAILED, public_reason(exc))
                 if rep is not None:
                     rep.started_at, rep.duration_s = started, round(time.monotonic() - t0, 3)
                     self._record(rep)
             for future in pending:
                 self._record(future.result())
         except BaseException as exc:
-            self.report.error = f"{type(exc).__name__}: {exc}"
+            log.debug("the run ended: %s: %s", type(exc).__name__, exc)
+            self.report.error = public_reason(exc)
             raise
         finally:
             pool.shutdown(wait=True)
@@ -331,6 +347,13 @@ class SyncRun:
         return self.report
 
     # ----------------------------------------------------------------- helpers
+    def _spent(self, phase: str, since: float) -> float:
+        """Add the time since ``since`` (time.monotonic) to ``phase`` of the run report; returns now."""
+        now = time.monotonic()
+        with self._history_lock:
+            self.report.phases[phase] = round(self.report.phases.get(phase, 0.0) + now - since, 3)
+        return now
+
     def _record(self, rep: SegmentReport) -> None:
         with self._history_lock:
             self.report.segments.append(rep)
@@ -375,14 +398,15 @@ class SyncRun:
     def _repair_imports_table(self) -> None:
         """A local imports database left unreadable or short of a view (a full disk) is rebuilt from the export
         folder before the run; if that fails, the run fails (exit 1), as any unrecorded delivery does."""
-        repair = getattr(getattr(self, "imports_table", None), "repair", None)
+        repair = getattr(self.imports_table, "repair", None)
         if repair is None:
             return
         try:
             repair()
         except Exception as exc:  # noqa: BLE001 - the run goes on, but cannot succeed
-            log.warning("imports table not repaired: %s: %s", type(exc).__name__, exc)
-            self.report.error = f"imports table not repaired: {type(exc).__name__}: {exc}"
+            log.debug("imports table not repaired: %s: %s", type(exc).__name__, exc)
+            log.warning("imports table not repaired: %s", public_reason(exc))
+            self.report.error = f"imports table not repaired: {public_reason(exc)}"
 
     def _collect_debris(self, dead_runs: set[str]) -> None:
         """Temporary files in the state store and staging folders in the export folder that dead runs left.
@@ -449,6 +473,7 @@ class SyncRun:
             if not opts.dry_run:
                 self._acquire_lock(stack, seg.name, notes)
             self.progress(seg.name, "reading", 0, 1)
+            t = time.monotonic()
             previous = self.state.load_snapshot(self.destination_key, seg.name, workdir / "previous")
             in_doubt = self.state.load_in_doubt(self.destination_key, seg.name, workdir / "in-doubt",
                                                 committed_run_id=previous.run_id if previous else None)
@@ -457,10 +482,13 @@ class SyncRun:
             if in_doubt is not None:
                 notes.append(f"{in_doubt.rows:,} id(s) in doubt from run {in_doubt.run_id} (never confirmed): resent")
             source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
+            t = self._spent("read", t)
             notes.extend(getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation))  # Athena: query id, bytes
             prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
                                full_refresh=opts.full_refresh, dirty=dirty, digest_key=opts.digest_key,
-                               expiry=self._expiry)
+                               expiry=self._expiry,
+                               tests=tests_by_model(self.artifacts.manifest).get(seg.unique_id, []))
+            self._spent("diff", t)
             failpoints.hit("after-read")
             plan = prepared.plan
             if plan.refresh:
@@ -489,9 +517,11 @@ class SyncRun:
                 stack.close()
                 return SegmentReport(seg.name, UNCHANGED, "nothing changed", plan.as_dict(), notes=notes)
             self.progress(seg.name, "writing files", 0, 1)
+            t = time.monotonic()
             files = write_import_files(con, changes_sql(prepared), workdir / "import", opts.max_file_bytes)
             failpoints.hit("after-files")
             self._record_in_doubt(con, prepared)
+            self._spent("files", t)
             failpoints.hit("after-in-doubt")
             delivery = SegmentDelivery(
                 run_id=self.run_id, segment=seg.name, files=tuple(files), fields=seg.fields,
@@ -501,7 +531,9 @@ class SyncRun:
         except LakesegError as exc:
             stack.close()
             status = REFUSED if isinstance(exc, (SegmentRefused, LockHeld)) else FAILED
-            return SegmentReport(seg.name, status, str(exc), notes=notes)
+            if exc.public != str(exc):
+                log.debug("%s: %s", seg.name, exc)
+            return SegmentReport(seg.name, status, exc.public, notes=notes)
         except BaseException:
             stack.close()
             raise
@@ -567,17 +599,20 @@ class SyncRun:
         try:
             with stack:
                 self.progress(seg.name, "delivering", 0, len(delivery.files))
+                t = time.monotonic()
                 result = self.destination.deliver(
                     delivery, lambda label, done, total: self.progress(seg.name, "delivering", done, total))
-                rep.jobs = [asdict(j) for j in result.jobs]
+                t = self._spent("delivery", t)
+                rep.jobs = [_job_document(seg.name, j) for j in result.jobs]
                 rep.location = result.location
                 if not result.confirmed:
-                    rep.reason = ("; ".join(result.errors) or "the destination did not confirm the delivery") + \
-                        "; the rows stay in doubt and are resent next run"
-                    rep.quarantined = [{"id": i, "message": m} for i, m in sorted(result.rejected.items())]
+                    rep.reason = _unconfirmed_reason(seg.name, result)
+                    _log_refusals(seg.name, result.rejected)
+                    rep.quarantined = [{"id": i, "code": PLATFORM_REFUSED} for i in sorted(result.rejected)]
                     return rep
                 failpoints.hit("before-commit")
                 kept = self._commit(con, prepared, result, quarantine)
+                self._spent("commit", t)
                 rep.quarantined = [asdict(q) for q in kept]
                 if kept:
                     rep.status = PARTIAL
@@ -585,17 +620,18 @@ class SyncRun:
                                   "the rest is committed")
                 else:
                     rep.status = SYNCED
-                if not register_imports(getattr(self, "imports_table", None), seg, self.run_id, result.location,
-                                        notes):
+                if not register_imports(self.imports_table, seg, self.run_id, result.location, notes):
                     # Delivered and committed, but not recorded where users look for it: the run fails (exit 1).
                     with self._history_lock:
                         self.report.error = self.report.error or f"{seg.name}: {notes[-1]}"
         except LakesegError as exc:
-            rep.reason = str(exc)
+            if exc.public != str(exc):
+                log.debug("delivery of %s: %s", seg.name, exc)
+            rep.reason = exc.public
         except Exception as exc:  # a destination bug must not lose the report
-            log.debug("delivery of %s failed", seg.name, exc_info=True)
-            log.warning("delivery of %s failed: %s: %s", seg.name, type(exc).__name__, exc)
-            rep.reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            log.debug("delivery of %s failed: %s: %s", seg.name, type(exc).__name__, exc, exc_info=True)
+            log.warning("delivery of %s failed: %s (-vv logs its message)", seg.name, type(exc).__name__)
+            rep.reason = public_reason(exc)
         finally:
             con.close()
             rep.duration_s = round(time.monotonic() - t0, 3)
@@ -606,10 +642,11 @@ class SyncRun:
         """Commit the new snapshot with the rows the platform rejected quarantined; returns them."""
         seg = prepared.segment
         rejected = dict(result.rejected)
+        _log_refusals(seg.name, rejected)
         kept = []
-        for rid, message in sorted(rejected.items()):
+        for rid in sorted(rejected):
             old = quarantine.get(rid)
-            kept.append(QuarantinedRow(rid, message[:300], old.first_run_id if old else self.run_id, self.run_id,
+            kept.append(QuarantinedRow(rid, PLATFORM_REFUSED, old.first_run_id if old else self.run_id, self.run_id,
                                        (old.attempts + 1) if old else 1))
         path = snapshot_to_commit(con, prepared, frozenset(rejected))
         rows = con.execute(f"select count(*) from read_parquet({ql(str(path))})").fetchall()[0][0]
@@ -617,3 +654,30 @@ class SyncRun:
                                    mapping_hash=prepared.mapping_hash, rows=rows, run_id=self.run_id,
                                    quarantine=tuple(kept))
         return kept
+
+
+# ------------------------------------------------ value-free forms of what a destination says
+def _job_document(segment: str, job) -> dict:
+    """A job as history keeps it: id, status, counts -- not the platform's failure messages (logged at debug)."""
+    doc = asdict(job)
+    for failure in doc.pop("failures", None) or ():
+        log.debug("%s job %s: %s", segment, job.job_id, failure)
+    return doc
+
+
+def _unconfirmed_reason(segment: str, result: DeliveryResult) -> str:
+    """Why a delivery is unconfirmed, by code, job ids, statuses and counts; the platform's messages go to the log."""
+    for error in result.errors:
+        log.debug("%s: %s", segment, error)
+    jobs = ", ".join(f"job {j.job_id} {j.status}" + (f" ({j.status_reason})" if j.status_reason else "")
+                     + (f", {j.total_failures} failure(s)" if j.total_failures else "") for j in result.jobs)
+    count = len(result.errors)
+    said = (f"{count} error{'s' if count != 1 else ''} (platform-error" + (f"; {jobs}" if jobs else "") + "); "
+            "the platform's messages are in the local log at debug level" if count else
+            "the destination did not say why" + (f" ({jobs})" if jobs else ""))
+    return f"the destination did not confirm the delivery: {said}; the rows stay in doubt and are resent next run"
+
+
+def _log_refusals(segment: str, rejected: dict[str, str]) -> None:
+    for rid, message in sorted(rejected.items()):
+        log.debug("%s: the platform refused %s: %s", segment, rid, message)

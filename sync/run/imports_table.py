@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from sync.core.errors import ConfigError
+from sync.core.errors import ConfigError, public_reason
 from sync.core.sql import qi, ql
 from sync.dbt.contract import Segment
 
@@ -271,8 +271,9 @@ class DuckDBImportsViews:
             except duckdb.Error as exc:
                 if any(w in str(exc).lower() for w in ("could not set lock", "conflicting lock")):
                     raise
+                log.debug("imports database %s: %s", self.database, exc)
                 log.warning("imports database %s cannot be opened or updated (%s); rebuilding it from %s",
-                            self.database, str(exc).splitlines()[0], self.exports)
+                            self.database, public_reason(exc), self.exports)
                 self._rebuild()
 
     def _delivered(self) -> list[Segment]:
@@ -289,8 +290,9 @@ class DuckDBImportsViews:
             except duckdb.Error as exc:
                 if any(w in str(exc).lower() for w in ("could not set lock", "conflicting lock")):
                     raise  # another process has it open: not ours to replace
+                log.debug("imports database %s: %s", self.database, exc)
                 log.warning("imports database %s cannot be opened or updated (%s); rebuilding it from %s",
-                            self.database, str(exc).splitlines()[0], self.exports)
+                            self.database, public_reason(exc), self.exports)
                 self._rebuild()
 
     def _create_views(self, segments: Sequence[Segment]) -> None:
@@ -312,13 +314,15 @@ class DuckDBImportsViews:
 
 
 def register_all(table: ImportsTable | None, segment: Segment, run_id: str, location: str | None,
-                 notes: Sequence[str] | list) -> bool:
+                 notes: list[str]) -> bool:
     """Register a confirmed delivery; a failure becomes a note (returns False), never undoing the delivery."""
     if table is None or not location:
         return True
     try:
         table.register(segment, run_id, location)
     except Exception as exc:  # noqa: BLE001 - the delivery is confirmed and committed already
-        notes.append(f"imports table not updated: {type(exc).__name__}: {exc}")
+        # A reader's error may quote the import files' rows: the note keeps what public_reason keeps.
+        logging.getLogger(__name__).debug("imports table not updated for %s: %s", segment.name, exc)
+        notes.append(f"imports table not updated: {public_reason(exc)}")
         return False
     return True
