@@ -4,7 +4,6 @@ A row without a scenario, or a scenario without a row, fails too: the table and 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import subprocess
