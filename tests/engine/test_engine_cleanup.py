@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,34 @@ def test_the_next_run_collects_the_temp_files_and_staging_folders_of_dead_runs_a
     assert not dead_staging.exists() and not dead_temp.exists()
     assert live_staging.exists() and live_temp.exists()
     assert [p.name for p in h.work.iterdir()] == [f"{live_run}.{live_pid}@{here}"]
+
+
+CHILD = """
+import sys
+from tests.engine.harness import EngineHarness
+h = EngineHarness(sys.argv[1])
+h.segment("seg_a", {cols!r}, {rows!r})
+h.run()
+"""
+
+
+@pytest.mark.parametrize("stage", failpoints.CLEANUP_STAGES)
+def test_a_process_really_killed_during_its_clean_up_leaves_nothing_after_the_next_run(tmp_path, stage):
+    import subprocess
+    import sys
+
+    # Given a sync in a process of its own, which exits abruptly (os._exit, no finally) at a step of its clean-up
+    root = tmp_path / "project"
+    child = subprocess.run([sys.executable, "-c", CHILD.format(cols=COLS, rows=ROWS), str(root)],
+                           env={**os.environ, "LAKESEG_FAILPOINTS": stage}, cwd=Path(__file__).resolve().parents[2],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == failpoints.KILLED_EXIT_CODE, child.stderr
+    h = EngineHarness(root)
+    assert len(list(h.work.iterdir())) == 1  # its work folder, in whatever state the kill left it
+    # When the next run starts in this process (the killed one is gone: nothing stands in for it)
+    h.segment("seg_a", COLS, ROWS)
+    report = h.run()
+    # Then the killed run's folder is gone at once, whatever its clean-up reached, and nothing else is left
+    assert by_segment(report)["seg_a"].status == "unchanged"
+    assert list(h.work.iterdir()) == []
+
