@@ -82,9 +82,11 @@ PARTIAL, SKIPPED, REFUSED, FAILED = "partial", "skipped", "refused", "failed"
 OK_STATUSES = {SYNCED, UNCHANGED, PLANNED}
 INTERRUPTED = "interrupted"  # a run whose process died before it finished (history only)
 OWNER_FILE = ".owner.json"  # in a run's work folder: host and pid, so a later run can clean up after a kill
-# A folder, staging folder or temporary file whose owner cannot be shown dead is left until it is older than
-# any run lasts: a day.
+# A work folder whose owner cannot be shown dead is left for a day (docs/settings.md, work_dir).
 DEBRIS_AGE = timedelta(days=1)
+# Longer than any run may last: a run still 'running' after this is interrupted, and a temp file or staging
+# folder whose owner cannot be shown dead is collected once it is this old.
+LONGEST_RUN = timedelta(days=2)
 
 Progress = Callable[[str, str, int, int], None]  # (segment, stage, done, total)
 
@@ -150,7 +152,7 @@ def wall_clock() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def mark_interrupted(run: dict, max_age: timedelta = timedelta(days=2)) -> dict:
+def mark_interrupted(run: dict, max_age: timedelta = LONGEST_RUN) -> dict:
     """A history document still 'running' whose process is gone reads as 'interrupted'.
 
     Dead means: it ran on this host and its pid no longer runs, or it started
@@ -411,10 +413,10 @@ class SyncRun:
     def _collect_debris(self, dead_runs: set[str]) -> None:
         """Temporary files in the state store and staging folders in the export folder that dead runs left.
 
-        Only what a dead owner left, or what is older than any run lasts: a live run's files stay. A failure
+        Only what a dead owner left, or what is older than any run may last (LONGEST_RUN): a live run's stay. A failure
         here is logged and never stops the run (the next run tries again).
         """
-        age = DEBRIS_AGE.total_seconds()
+        age = LONGEST_RUN.total_seconds()
         for where, collect, args in (
                 ("state store", getattr(self.state, "collect_debris", None), (lambda o: _owner_is_dead_here(o), age)),
                 ("destination", getattr(self.destination, "collect_debris", None), (dead_runs, age))):

@@ -187,3 +187,24 @@ def test_a_process_really_killed_during_its_clean_up_leaves_nothing_after_the_ne
     assert by_segment(report)["seg_a"].status == "unchanged"
     assert list(h.work.iterdir()) == []
 
+
+
+@pytest.mark.parametrize(("age_days", "collected"), [
+    pytest.param(1.5, False, id="a-day-and-a-half-old-may-be-a-long-live-run-kept"),
+    pytest.param(2.5, True, id="older-than-any-run-may-last-collected"),
+])
+def test_temp_files_and_staging_of_an_owner_that_cannot_be_judged_go_once_older_than_any_run(h, age_days, collected):
+    # Given a temp file and a staging folder of a run on another host (its pid says nothing here)
+    state_folder = h.state_dir / "snapshots" / "files" / "seg_a"
+    state_folder.mkdir(parents=True)
+    temp = state_folder / f".current.json.{GONE}@elsewhere.a1b2c3d4.tmp"
+    temp.write_text('{"half')
+    staging = h.exports / ".incoming" / "20261206T020000000Z-e15e01-seg_a"
+    staging.mkdir(parents=True)
+    when = time.time() - age_days * 86400
+    for path in (temp, staging):
+        os.utime(path, (when, when))
+    # When a sync runs here
+    h.run()
+    # Then they are left while they may belong to a live run, and collected once older than any run may last
+    assert temp.exists() is not collected and staging.exists() is not collected
