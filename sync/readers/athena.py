@@ -117,9 +117,14 @@ class AthenaReader:
         )
 
     # ------------------------------------------------------------------ query
-    def run_query(self, sql: str) -> str:
-        """Start a query and wait until it ends; return its id or raise AthenaQueryFailed."""
-        args = {"QueryString": sql, "QueryExecutionContext": {"Catalog": self.catalog},
+    def run_query(self, sql: str, database: str | None = None) -> str:
+        """Start a query and wait until it ends; return its id or raise AthenaQueryFailed.
+
+        ``database`` is the query's context database: without one Athena resolves the query in
+        ``default``, a database the runner's policy does not grant (RunnerAthenaPolicy).
+        """
+        context = {"Catalog": self.catalog, **({"Database": database} if database else {})}
+        args = {"QueryString": sql, "QueryExecutionContext": context,
                 "ResultConfiguration": {"OutputLocation": self.output_location}}
         if self.work_group:
             args["WorkGroup"] = self.work_group
@@ -167,7 +172,7 @@ class AthenaReader:
         select = ", ".join(qi(c.lower()) for c in columns)
         table = f"{qi(relation.schema)}.{qi(relation.identifier)}"
         query_id = self.run_query(f"UNLOAD (SELECT {select} FROM {table}) TO {ql(f's3://{self.bucket}/{prefix}/')} "
-                                  "WITH (format = 'PARQUET', compression = 'SNAPPY')")
+                                  "WITH (format = 'PARQUET', compression = 'SNAPPY')", database=relation.schema)
         self.stats[str(relation)] = self._queries.get(query_id, {"query_id": query_id, "data_scanned_bytes": None})
         local = Path(workdir) / "athena"
         local.mkdir(parents=True, exist_ok=True)
