@@ -99,10 +99,11 @@ class Page:
         """URLs the page asked for (the page itself included)."""
         return [m["params"]["request"]["url"] for m in self.events if m.get("method") == "Network.requestWillBeSent"]
 
-    def screenshot(self, path: Path | None = None, width: int = 1200) -> bytes:
+    def screenshot(self, path: Path | None = None, width: int = 1200, height: int | None = None) -> bytes:
+        """A PNG of the page from its top: all of it (up to 16,000 px), or its first ``height`` pixels."""
         metrics = self.call("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics["contentSize"]
-        clip = {"x": 0, "y": 0, "width": width, "height": min(int(size["height"]), 16000), "scale": 1}
+        clip = {"x": 0, "y": 0, "width": width, "height": min(int(size["height"]), height or 16000), "scale": 1}
         data = base64.b64decode(self.call("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True, "clip": clip})["data"])
         if path is not None:

@@ -123,6 +123,7 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
         target=target.name, work_dir=work_dir, command=command, progress=progress,
     )
     run.report.as_of = as_of_of_invocation(artifacts.run_results)
+    run.report.built_at = artifacts.generated_at
     run.imports_table = build_imports_table(target, settings, session)
     return run
 

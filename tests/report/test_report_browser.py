@@ -27,11 +27,11 @@ def test_report_renders_its_charts_without_errors_or_network(tmp_path, browser):
     page_file.write_text(render_html(history()), encoding="utf-8")
     # When Chromium opens it from file://
     page = browser.open(page_file.as_uri())
-    # Then each segment's chart has drawn its SVG (a line and three bar series)
+    # Then each segment's chart has drawn its SVG (a line, and bars for entered up and exited down)
     assert page.count(".js-plotly-plot") == 2
     assert page.count(".js-plotly-plot svg.main-svg") >= 4
     assert page.count(".js-plotly-plot .scatterlayer .trace") == 2
-    assert page.count(".js-plotly-plot .barlayer .trace") == 6
+    assert page.count(".js-plotly-plot .barlayer .trace") == 4
     # and the console shows no errors, and nothing was asked of the network
     assert page.errors == []
     assert page.requests == [page_file.as_uri()]
