@@ -76,6 +76,24 @@ class Page:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    KEYS = {"Tab": 9, "Enter": 13, "Escape": 27, "ArrowUp": 38, "ArrowDown": 40, "End": 35, "Home": 36}
+
+    def press(self, key: str, times: int = 1, shift: bool = False) -> None:
+        """Key presses as a keyboard sends them (keyDown, then keyUp) to whatever has the focus."""
+        code = self.KEYS[key]
+        for _ in range(times):
+            for kind in ("rawKeyDown", "keyUp"):
+                self.call("Input.dispatchKeyEvent", {"type": kind, "key": key, "code": key,
+                                                     "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code,
+                                                     "modifiers": 8 if shift else 0})
+                if kind == "rawKeyDown" and key == "Enter":
+                    self.call("Input.dispatchKeyEvent", {"type": "char", "key": key, "text": "\r"})
+
+    @property
+    def focused(self) -> str:
+        """The id (or tag name) of the element that has the keyboard focus."""
+        return self.evaluate("document.activeElement ? (document.activeElement.id || document.activeElement.tagName) : ''")
+
     def count(self, selector: str) -> int:
         return int(self.evaluate(f"document.querySelectorAll({json.dumps(selector)}).length"))
 
