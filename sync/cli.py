@@ -280,6 +280,10 @@ def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path 
     _emit_metrics(report)
     if not dry_run and not no_report:
         _write_html_report(req, report_path)
+    if not dry_run:  # after the report; bounded, and never changes the exit code
+        from sync.app.wiring import send_notifications
+
+        send_notifications(req, report)
     _finish(report, as_json)
 
 

@@ -158,3 +158,17 @@ def write_html_report(req: SyncRequest, path: Path | None = None, *, limit: int 
     state = build_state(settings.state, session, settings.raw.get("state_kms_key_id"))
     out = Path(path) if path else Path(req.project.project_dir) / DEFAULT_REPORT_PATH
     return write_report(state, out, limit=limit or DEFAULT_RUNS)
+
+
+def send_notifications(req: SyncRequest, report: RunReport) -> list[str]:
+    """The run's alerts, as the target's ``notify:`` block asks (sync/output/notify.py); never raises."""
+    import logging
+
+    from sync.output.notify import notify
+
+    try:
+        _, settings = load_context(req)
+    except Exception as exc:  # noqa: BLE001 - an alert never changes the run's outcome
+        logging.getLogger(__name__).warning("notify: settings not read: %s", exc)
+        return []
+    return notify(report.as_dict(), settings.raw.get("notify"))
