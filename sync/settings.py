@@ -274,7 +274,7 @@ def _nearest(word: str, choices: list[str]) -> str:
     return "valid keys: " + ", ".join(choices)
 
 
-def _describe(err: dict, known: dict[tuple, list[str]]) -> tuple[str, str]:
+def _describe(err: Any, known: dict[tuple, list[str]]) -> tuple[str, str]:
     """(dotted key, message) for one pydantic error, in a user's words."""
     loc = tuple(err["loc"])
     shown = tuple(str(p) for p in loc if not (len(loc) > 1 and loc[0] == "destination" and p in _TAGS

@@ -9,10 +9,11 @@ build; ``as_of`` is fixed once for the whole run unless pinned with ``--vars``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sync.app.wiring import SyncRequest, load_context, prepare_local_database, run_sync
+from sync.app.wiring import SyncRequest, load_context, prepare_local_database, prepare_run
 from sync.dbt.artifacts import resolve_target_path
 from sync.dbt.as_of import fix_as_of
 from sync.dbt.invoke import invoke
@@ -44,6 +45,10 @@ def build_then_sync(req: SyncRequest, dbt_args: Sequence[str] = (), *, progress:
     """``dbt build`` (the request's selection) and then sync what it built."""
     load_context(req)  # settings first: a typo in lakeseg.yml must not cost a whole dbt build
     prepare_local_database(req.project)
+    started = time.monotonic()
     if not invoke("build", req.project, dbt_build_args(req, dbt_args)):
         log.warning("dbt build reported failures; syncing only the segments whose model and tests passed")
-    return run_sync(req, command="run", progress=progress, session=session)
+    built = round(time.monotonic() - started, 3)
+    run = prepare_run(req, command="run", session=session, progress=progress)
+    run.report.phases["dbt_build"] = built
+    return run.execute()

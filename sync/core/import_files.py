@@ -13,6 +13,7 @@ import csv
 import io
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
 
@@ -57,26 +58,26 @@ def _split(path: Path, max_bytes: int) -> list[Path]:
         reader = csv.reader(src)
         header = next(reader)
         head_bytes = encode_row(header)
-        out = None
         size = 0
 
-        def start_piece():
-            nonlocal out, size
-            if out:
-                out.close()
+        def start_piece(previous: BinaryIO | None) -> BinaryIO:
+            nonlocal size
+            if previous:
+                previous.close()
             piece = path.with_name(f"{path.stem}.{len(pieces):04d}.csv.split")
             pieces.append(piece)
             out = piece.open("wb")
             out.write(head_bytes)
             size = len(head_bytes)
+            return out
 
-        start_piece()
+        out = start_piece(None)
         for row in reader:
             data = encode_row(row)
             if len(head_bytes) + len(data) > max_bytes:
                 raise ValueError(f"one record of {path.name} is larger than the file size limit ({max_bytes} bytes)")
             if size + len(data) > max_bytes:
-                start_piece()
+                out = start_piece(out)
             out.write(data)
             size += len(data)
         out.close()

@@ -78,7 +78,7 @@ def new_segment(project_dir: Path, name: str, *, field: str | None = None, exit_
     props = folder / PROPERTIES_FILE
     if sql.exists():
         raise ConfigError(f"{sql} already exists")
-    doc = {}
+    doc: dict = {}
     if props.exists():
         doc = yaml.safe_load(props.read_text(encoding="utf-8")) or {}
         if any(m.get("name") == name for m in doc.get("models") or []):

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import sqlglot
 from sqlglot import exp
@@ -107,7 +109,7 @@ class TypeChecker:
         self.schema = MappingSchema(dialect=DIALECT, normalize=False)
         self.metadata = _metadata()
 
-    def add_table(self, relation_name: str, columns: dict[str, exp.DataType | str]) -> None:
+    def add_table(self, relation_name: str, columns: Mapping[str, exp.DataType | str]) -> None:
         parts = _table_parts(relation_name)
         self.schema.add_table(exp.table_(parts[-1], db=parts[-2] if len(parts) > 1 else None,
                                          catalog=parts[-3] if len(parts) > 2 else None),
@@ -131,7 +133,7 @@ class TypeChecker:
         for node in tree.walk():
             problems.extend(self._check_node(model, node))
         outputs: dict[str, exp.DataType] = {}
-        for select in tree.selects:
+        for select in cast(exp.Query, tree).selects:  # a model is one query
             name = select.alias_or_name
             if select.type is None or select.type.is_type(T.UNKNOWN):
                 problems.append(Problem(model, name, "its type cannot be resolved from the declared sources"))
@@ -140,7 +142,7 @@ class TypeChecker:
         # Struct access on a map and bad comparisons first: they are the causes.
         return sorted(_unique(problems), key=lambda p: "cannot be resolved" in p.message)
 
-    def _check_node(self, model: str, node: exp.Expression) -> list[Problem]:
+    def _check_node(self, model: str, node: exp.Expr) -> list[Problem]:
         if isinstance(node, exp.Dot) and node.this.type is not None and node.this.type.is_type(T.MAP):
             return [Problem(model, _name(node), f"struct access on a map: {_name(node.this)} is "
                                                 f"{node.this.type.sql(DIALECT)}; read a key with element_at "
@@ -148,10 +150,12 @@ class TypeChecker:
         if isinstance(node, exp.Column) and (node.type is None or node.type.is_type(T.UNKNOWN)):
             return [Problem(model, _name(node), "its type cannot be resolved (is it declared with a data_type?)")]
         if isinstance(node, COMPARISONS):
-            left, right = _family(node.left.type), _family(node.right.type)
+            left_type, right_type = node.left.type, node.right.type
+            left, right = _family(left_type), _family(right_type)
             if left and right and left != right:
-                return [Problem(model, _name(node), f"compares {node.left.type.sql(DIALECT)} with "
-                                                    f"{node.right.type.sql(DIALECT)}")]
+                assert left_type is not None and right_type is not None  # an untyped side has no family
+                return [Problem(model, _name(node), f"compares {left_type.sql(DIALECT)} with "
+                                                    f"{right_type.sql(DIALECT)}")]
         return []
 
 

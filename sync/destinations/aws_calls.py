@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
@@ -107,7 +107,7 @@ def poll(fetch: Callable[[], dict], finished: Callable[[dict], bool], *, interva
         sleep(interval)
 
 
-def preflight_error(exc: Exception, *, setting: str, what: str, actions: str, missing: set[str] = frozenset(),
+def preflight_error(exc: Exception, *, setting: str, what: str, actions: str, missing: Collection[str] = frozenset(),
                     missing_message: str = "", platform: str = "") -> ConfigError:
     """A preflight call failed: the ConfigError that names the setting and, when denied, the IAM actions.
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import jinja2
 
+from sync.output.terminal import PHASES as PHASE_ORDER  # the order a run goes through them
 from sync.run.engine import run_status
 
 DEFAULT_REPORT_PATH = Path("build/report/index.html")
@@ -36,7 +37,6 @@ DAY_DAYS = 56  # then one row per day; older: one per ISO week
 RECENT_RUNS = 30  # runs listed one by one in the runs table; older ones per day / week
 COMMITTED = ("synced", "unchanged")  # a plan that was sent (or had nothing to send)
 PROBLEMS = ("failed", "skipped", "refused", "interrupted")
-PHASE_ORDER = ("dbt_build", "read", "diff", "delivery", "report")
 
 
 @dataclass

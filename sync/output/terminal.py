@@ -9,6 +9,7 @@ the run report as JSON instead.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from sync.run.engine import RunReport
 
@@ -56,6 +57,15 @@ def summary_table(report: RunReport) -> str:
     return "\n".join(lines)
 
 
+PHASES = ("dbt_build", "select", "read", "diff", "files", "delivery", "commit")
+
+
+def phase_line(phases: dict[str, float]) -> str:
+    """Seconds per phase, in the order a run goes through them, e.g. 'dbt build 12.3 s · read 0.4 s · ...'."""
+    order = [p for p in PHASES if p in phases] + sorted(set(phases) - set(PHASES))
+    return " · ".join(f"{p.replace('_', ' ')} {phases[p]:.1f} s" for p in order)
+
+
 def _header(report: RunReport) -> str:
     verb = {"plan": "Plan", "sync": "Sync", "run": "Run"}.get(report.command, report.command)
     as_of = f" · as_of {report.as_of}" if report.as_of else ""
@@ -74,6 +84,8 @@ def _footer(report: RunReport) -> list[str]:
     delivered = [s for s in report.segments if s.location]
     if delivered:
         out += ["", "Delivered to:"] + [f"  {s.segment}: {s.location}" for s in delivered]
+    if report.phases:
+        out += ["", "Time: " + phase_line(report.phases)]
     if report.left_alone:
         out += ["", f"Left alone (not built in the latest dbt invocation): {', '.join(report.left_alone)}"]
     ok = sum(1 for s in report.segments if s.ok)
@@ -113,9 +125,8 @@ def print_rich(report: RunReport, console=None) -> None:
         table.add_column(col, justify="right" if col in NUMERIC else "left", no_wrap=fixed,
                          min_width=widest if fixed else None, style="dim" if not fixed else None)
     for seg in report.segments:
-        cells = _row(seg)
-        cells[1] = Text(cells[1], style=STYLES.get(seg.status, ""))
-        table.add_row(*cells)
+        name, status, *counts = _row(seg)
+        table.add_row(name, Text(status, style=STYLES.get(seg.status, "")), *counts)
     console.print(table)
     if report.command == "plan":
         console.print(PLAN_NOTE, style="dim", highlight=False)
@@ -131,10 +142,10 @@ class Progress:
     def __init__(self, stream=None, enabled: bool | None = None):
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
-        self._bars = None
+        self._bars: Any = None  # rich's Progress, started on the first call
         self._tasks: dict[str, int] = {}
 
-    def _start(self):
+    def _start(self) -> Any:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as Bars
@@ -143,15 +154,15 @@ class Progress:
                           BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=Console(file=self.stream, force_terminal=True), transient=True)
         self._bars.start()
+        return self._bars
 
     def __call__(self, segment: str, stage: str, done: int, total: int) -> None:
         if not self.enabled:
             return
-        if self._bars is None:
-            self._start()
+        bars = self._bars or self._start()
         if segment not in self._tasks:
-            self._tasks[segment] = self._bars.add_task(stage, segment=segment, total=total or None)
-        self._bars.update(self._tasks[segment], description=stage, completed=done, total=total or None)
+            self._tasks[segment] = bars.add_task(stage, segment=segment, total=total or None)
+        bars.update(self._tasks[segment], description=stage, completed=done, total=total or None)
 
     def close(self) -> None:
         if self._bars is not None:

@@ -63,6 +63,7 @@ from sync.run.diff import (
     snapshot_to_commit,
 )
 from sync.run.guard import mass_exit_refusal, size_change_refusal
+from sync.run.imports_table import ImportsTable
 from sync.run.imports_table import register_all as register_imports
 from sync.state.base import QuarantinedRow
 
@@ -195,6 +196,9 @@ class RunReport:
     # Segments the latest dbt invocation did not build (a `dbt build --select`), left alone by a sync that
     # selected none of them: dbt's own contract, as `dbt build -s x` leaves the other models alone.
     left_alone: list[str] = field(default_factory=list)
+    # Seconds per phase (dbt_build, select, read, diff, files, delivery, commit), summed over segments:
+    # where a slow run went. Deliveries run in parallel, so their sum may exceed the run's wall time.
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -223,6 +227,7 @@ class SyncRun:
         self.work_root = Path(work_dir)
         self.report = RunReport(self.run_id, command, target, destination_key, state.url, _now())
         self._history_lock = threading.Lock()
+        self.imports_table: ImportsTable | None = None  # where confirmed deliveries are registered
 
     # ------------------------------------------------------------------ public
     def execute(self) -> RunReport:
@@ -232,7 +237,9 @@ class SyncRun:
         except ValueError as exc:
             raise ConfigError(f"memory_limit {exc}") from None
         self._segments = load_segments(self.artifacts.manifest)
+        t = time.monotonic()
         segments = choose_segments(self._segments, opts.select, opts.exclude, opts.selector)
+        self._spent("select", t)
         if not opts.select:  # a segment named by --select but not built is refused (skipped) below instead
             self.report.left_alone = sorted(s.name for s in segments if not self.artifacts.was_built(s))
             segments = [s for s in segments if self.artifacts.was_built(s)]
@@ -294,6 +301,13 @@ class SyncRun:
         return self.report
 
     # ----------------------------------------------------------------- helpers
+    def _spent(self, phase: str, since: float) -> float:
+        """Add the time since ``since`` (time.monotonic) to ``phase`` of the run report; returns now."""
+        now = time.monotonic()
+        with self._history_lock:
+            self.report.phases[phase] = round(self.report.phases.get(phase, 0.0) + now - since, 3)
+        return now
+
     def _record(self, rep: SegmentReport) -> None:
         with self._history_lock:
             self.report.segments.append(rep)
@@ -370,6 +384,7 @@ class SyncRun:
             if not opts.dry_run:
                 self._acquire_lock(stack, seg.name, notes)
             self.progress(seg.name, "reading", 0, 1)
+            t = time.monotonic()
             previous = self.state.load_snapshot(self.destination_key, seg.name, workdir / "previous")
             in_doubt = self.state.load_in_doubt(self.destination_key, seg.name, workdir / "in-doubt",
                                                 committed_run_id=previous.run_id if previous else None)
@@ -378,10 +393,12 @@ class SyncRun:
             if in_doubt is not None:
                 notes.append(f"{in_doubt.rows:,} id(s) in doubt from run {in_doubt.run_id} (never confirmed): resent")
             source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
+            t = self._spent("read", t)
             notes.extend(getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation))  # Athena: query id, bytes
             prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
                                full_refresh=opts.full_refresh, dirty=dirty, digest_key=opts.digest_key,
                                expiry=self._expiry)
+            self._spent("diff", t)
             failpoints.hit("after-read")
             plan = prepared.plan
             if plan.refresh:
@@ -410,9 +427,11 @@ class SyncRun:
                 stack.close()
                 return SegmentReport(seg.name, UNCHANGED, "nothing changed", plan.as_dict(), notes=notes)
             self.progress(seg.name, "writing files", 0, 1)
+            t = time.monotonic()
             files = write_import_files(con, changes_sql(prepared), workdir / "import", opts.max_file_bytes)
             failpoints.hit("after-files")
             self._record_in_doubt(con, prepared)
+            self._spent("files", t)
             failpoints.hit("after-in-doubt")
             delivery = SegmentDelivery(
                 run_id=self.run_id, segment=seg.name, files=tuple(files), fields=seg.fields,
@@ -485,8 +504,10 @@ class SyncRun:
         try:
             with stack:
                 self.progress(seg.name, "delivering", 0, len(delivery.files))
+                t = time.monotonic()
                 result = self.destination.deliver(
                     delivery, lambda label, done, total: self.progress(seg.name, "delivering", done, total))
+                t = self._spent("delivery", t)
                 rep.jobs = [asdict(j) for j in result.jobs]
                 rep.location = result.location
                 if not result.confirmed:
@@ -496,6 +517,7 @@ class SyncRun:
                     return rep
                 failpoints.hit("before-commit")
                 kept = self._commit(con, prepared, result, quarantine)
+                self._spent("commit", t)
                 rep.quarantined = [asdict(q) for q in kept]
                 if kept:
                     rep.status = PARTIAL
@@ -503,7 +525,7 @@ class SyncRun:
                                   "the rest is committed")
                 else:
                     rep.status = SYNCED
-                register_imports(getattr(self, "imports_table", None), seg, self.run_id, result.location, notes)
+                register_imports(self.imports_table, seg, self.run_id, result.location, notes)
         except LakesegError as exc:
             rep.reason = str(exc)
         except Exception as exc:  # a destination bug must not lose the report

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -249,7 +248,7 @@ class DuckDBImportsViews:
 
 
 def register_all(table: ImportsTable | None, segment: Segment, run_id: str, location: str | None,
-                 notes: Sequence[str] | list) -> None:
+                 notes: list[str]) -> None:
     """Register a confirmed delivery; a failure becomes a note, never undoing the delivery."""
     if table is None or not location:
         return

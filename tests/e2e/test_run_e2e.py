@@ -87,6 +87,7 @@ def test_run_select_builds_what_dbt_would_and_syncs_those_and_new_segment_hint_w
     assert result.exit_code == 0, result.output[-2000:]
     report = json.loads(result.stdout)
     assert [s["segment"] for s in report["segments"]] == ["seg_lifecycle_stage"]
+    assert report["phases"]["dbt_build"] > 0 and {"select", "read", "diff"} <= set(report["phases"])
     built = json.loads((project_copy / "target" / "run_results.json").read_text())["results"]
     models = {r["unique_id"] for r in built if r["unique_id"].startswith("model.")}
     assert models == {"model.lakeseg.seg_lifecycle_stage"}

@@ -291,3 +291,17 @@ def test_a_segment_selected_by_name_but_not_built_is_still_an_error(h):
     seg = by_segment(report)["seg_b"]
     assert seg.status == "skipped" and "not built in the latest dbt invocation" in seg.reason
     assert not report.ok and report.left_alone == []
+
+
+def test_a_run_reports_the_time_of_each_phase(h):
+    # Given a segment with a member to send
+    h.segment("seg_a", COLS, [("e1", "pro", "Paris")])
+    # When it is synced
+    report = h.run()
+    # Then the report carries seconds per phase, in history and in the table's footer
+    assert set(report.phases) == {"select", "read", "diff", "files", "delivery", "commit"}
+    assert all(isinstance(v, float) and v >= 0 for v in report.phases.values())
+    assert open_state_store(str(h.state_dir)).get_run(report.run_id)["phases"] == report.phases
+    assert "Time: select " in render(report) and " · delivery " in render(report)
+    # And a run with nothing to send has no files, delivery or commit phase
+    assert set(h.run().phases) == {"select", "read", "diff"}

@@ -454,6 +454,13 @@ def duck(hive: str) -> str:
             inner = parse()
             take(">")
             return f"{inner}[]"
+        if name == "map":
+            take("<")
+            key = parse()
+            take(",")
+            value = parse()
+            take(">")
+            return f"MAP({key}, {value})"
         if name == "struct":
             take("<")
             fields = []

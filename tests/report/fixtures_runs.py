@@ -93,9 +93,10 @@ def synthetic_history(segments: int = 6, runs: int = 30, *, start: str = "2026-0
                                 files=["part-00000.csv"], location=f"build/exports/{run.run_id}/{name}",
                                 started_at=stamp, duration_s=3.0 + i)
             run.segments.append(seg)
+        run.built_at = (t + timedelta(seconds=50)).isoformat()
+        run.phases = {"dbt_build": 50.0, "select": 0.4, "read": 12.5, "diff": 8.0, "files": 3.1, "delivery": 22.0,
+                      "commit": 1.5}
         doc = run.as_dict()
-        doc["built_at"] = (t + timedelta(seconds=50)).isoformat()
-        doc["phases"] = {"dbt_build": 50.0, "read": 12.5, "diff": 8.0, "delivery": 22.0, "report": 2.5}
         if k % 13 == 12:
             doc["segments"][0]["quarantined"] = [{"id": f"q{j}", "message": "rejected"} for j in range(3)]
         if k == 16:

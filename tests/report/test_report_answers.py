@@ -46,15 +46,16 @@ def test_a_run_report_without_build_time_or_as_of_says_not_recorded():
     assert "Last run interrupted" in header
 
 
-def test_the_last_runs_phases_are_shown_longest_first_in_pipeline_order():
+def test_the_last_runs_phases_are_shown_in_the_order_a_run_goes_through_them():
     # Given runs that recorded per-phase seconds
     html = render_html(synthetic_history(6, 30), generated_at=LATER)
     # Then the header shows each phase with its seconds, in the pipeline's order
     phases = _text(_section(html, "time"))
-    assert re.search(r"dbt_build 50 s read 12 s diff 8\.0 s delivery 22 s report 2\.5 s", phases), phases
+    assert re.search(r"dbt_build 50 s select 0\.4 s read 12 s diff 8\.0 s files 3\.1 s delivery 22 s commit 1\.5 s",
+                     phases), phases
     # and each run in the runs table has its duration and phases
     runs = _text(_section(html, "runs"))
-    assert "1 min 35 s dbt_build 50 s · read 12 s" in runs
+    assert "1 min 35 s dbt_build 50 s · select 0.4 s · read 12 s" in runs
 
 
 @pytest.mark.parametrize("phases, expected", [
