@@ -160,8 +160,11 @@ def write_html_report(req: SyncRequest, path: Path | None = None, *, limit: int 
     return write_report(state, out, limit=limit or DEFAULT_RUNS)
 
 
-def send_notifications(req: SyncRequest, report: RunReport) -> list[str]:
-    """The run's alerts, as the target's ``notify:`` block asks (sync/output/notify.py); never raises."""
+def send_notifications(req: SyncRequest, report: RunReport | dict) -> list[str]:
+    """The run's alerts, as the target's ``notify:`` block asks (sync/output/notify.py); never raises.
+
+    ``report`` is the run's report, or for a run that raised, ``sync.output.notify.crashed_run``'s document.
+    """
     import logging
 
     from sync.output.notify import notify
@@ -171,4 +174,7 @@ def send_notifications(req: SyncRequest, report: RunReport) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - an alert never changes the run's outcome
         logging.getLogger(__name__).warning("notify: settings not read: %s", exc)
         return []
-    return notify(report.as_dict(), settings.raw.get("notify"))
+    doc = report if isinstance(report, dict) else report.as_dict()
+    if not doc.get("target"):
+        doc = {**doc, "target": settings.target}
+    return notify(doc, settings.raw.get("notify"))

@@ -86,7 +86,9 @@ def events_of(run: dict, wanted=EVENTS) -> list[Event]:
     out: list[Event] = []
     status = run_status(run)
     segments = [s for s in run.get("segments") or [] if isinstance(s, dict) and s.get("segment")]
-    if run.get("error") or (status in FAILED_STATUSES and not any(s.get("status") in FAILED_STATUSES + ("refused",)
+    if run.get("crashed"):  # the run stopped with an exception before it had a report: its type only
+        out.append(Event("failure", status, rule=str(run["crashed"])))
+    elif run.get("error") or (status in FAILED_STATUSES and not any(s.get("status") in FAILED_STATUSES + ("refused",)
                                                                   for s in segments)):
         if status != "succeeded":
             out.append(Event("failure", status))
@@ -106,6 +108,14 @@ def events_of(run: dict, wanted=EVENTS) -> list[Event]:
     return [e for e in out if e.event in wanted]
 
 
+def crashed_run(command: str, exc: BaseException) -> dict:
+    """A run document for a run that raised before it had a report (its message is not kept)."""
+    from datetime import datetime, timezone
+
+    return {"run_id": None, "command": command, "status": "failed", "crashed": type(exc).__name__,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "segments": []}
+
+
 def payload(run: dict, events: list[Event]) -> dict:
     """The generic webhook's JSON document: identifiers, statuses, counts and rule names only."""
     return {
@@ -119,8 +129,12 @@ def payload(run: dict, events: list[Event]) -> dict:
 def slack_message(run: dict, events: list[Event]) -> dict:
     """A Slack incoming-webhook message: one line for the run, one per event."""
     icon = {"failure": ":red_circle:", "refusal": ":no_entry:", "quarantine": ":warning:", "expiry": ":hourglass:"}
-    lines = [f"*lakeseg {run.get('command') or 'sync'}* `{run.get('run_id')}` on {run.get('target')} "
-             f"→ {run.get('destination')}: *{run_status(run)}*"]
+    if run.get("run_id"):
+        lines = [f"*lakeseg {run.get('command') or 'sync'}* `{run.get('run_id')}` on {run.get('target')} "
+                 f"→ {run.get('destination')}: *{run_status(run)}*"]
+    else:
+        lines = [f"*lakeseg {run.get('command') or 'sync'}* on {run.get('target')}: *{run_status(run)}* before it "
+                 "recorded a run (see the runner's log)"]
     for e in events:
         what = f"{e.segment} {e.status}" if e.segment else f"run {e.status}"
         extra = ", ".join(x for x in (e.rule, f"{e.count:,}" if e.count is not None else None) if x)

@@ -257,3 +257,35 @@ def test_lakeseg_sync_alerts_after_the_run_and_exits_with_its_own_code_quickly(t
 def _report_of(doc: dict) -> RunReport:
     segments = [SegmentReport(**s) for s in doc.pop("segments")]
     return RunReport(**{**doc, "segments": segments})
+
+
+def test_a_run_that_raises_is_alerted_by_its_error_type_only_and_exits_as_before(tmp_path, monkeypatch, hook):
+    import sync.app.wiring
+    from click.testing import CliRunner
+
+    from sync.cli import main
+
+    # Given a project with a webhook (and Slack) configured, and a sync that raises before it has a report
+    server, slack = hook(200), hook(200)
+    (tmp_path / "dbt_project.yml").write_text("name: p\nprofile: p\n")
+    (tmp_path / "profiles.yml").write_text("p:\n  target: local\n  outputs:\n    local: {type: duckdb, path: p.duckdb}\n")
+    (tmp_path / "lakeseg.yml").write_text(
+        f"targets:\n  local:\n    notify:\n      webhook_url: '{server.url}'\n      webhook_secret: '{SECRET}'\n"
+        f"      slack_webhook_url: '{slack.url}'\n")
+
+    def boom(req, **kw):
+        raise RuntimeError("could not parse 'erin@example.com'")
+
+    monkeypatch.setattr(sync.app.wiring, "run_sync", boom)
+    # When `lakeseg sync` runs
+    result = CliRunner().invoke(main, ["sync", "--project-dir", str(tmp_path), "--profiles-dir", str(tmp_path),
+                                       "--no-report"])
+    # Then it fails as an unexpected error always has (exit 1)
+    assert result.exit_code == 1
+    # and the webhook was told of a failure, by the error's type only
+    _verify(server.requests[0])
+    body = server.json()
+    assert (body["run_id"], body["status"], body["target"]) == (None, "failed", "local")
+    assert body["events"] == [{"event": "failure", "status": "failed", "rule": "RuntimeError"}]
+    assert "erin" not in server.requests[0]["body"].decode() and "erin" not in slack.requests[0]["body"].decode()
+    assert "before it recorded a run" in slack.json()["text"]
