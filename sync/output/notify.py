@@ -141,8 +141,8 @@ def slack_message(run: dict, events: list[Event]) -> dict:
         lines.append(f"{icon.get(e.event, '•')} {e.event}: {what}" + (f" ({extra})" if extra else ""))
     if any(e.segment for e in events):
         first = next(e.segment for e in events if e.segment)
-        lines.append(f"Reproduce: `lakeseg {run.get('command') or 'sync'} --select {first}` · history: "
-                     f"`lakeseg history --run-id {run.get('run_id')}`")
+        again = f"`lakeseg run --select {first}`" if run.get("command") == "run" else f"`lakeseg sync --select {first}`"
+        lines.append(f"Reproduce: {again} · history: `lakeseg history --run-id {run.get('run_id')}`")
     return {"text": "\n".join(lines)}
 
 
