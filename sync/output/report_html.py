@@ -93,6 +93,11 @@ class Bucket:
         return int(planned[-1].plan.get("rows") or 0) if planned else None
 
     @property
+    def committed_members(self) -> int | None:
+        """Members after the last run of this row that committed; None when none did."""
+        return int(self.committed[-1].plan.get("rows") or 0) if self.committed else None
+
+    @property
     def statuses(self) -> list[str]:
         return sorted({p.status for p in self.points})
 
@@ -135,11 +140,13 @@ class SegmentHistory:
     def summary(self) -> str:
         """The chart's text alternative: members first to last, the extremes, and the totals."""
         rows = [b for b in self.buckets if b.members is not None]
-        if not rows:
-            return f"{self.name}: no counts recorded."
-        members = [b.members for b in rows]
+        members = [b.committed_members for b in rows if b.committed_members is not None]
+        if not members:
+            return f"{self.name}: no committed counts yet ({len(self.points)} run(s))."
+        held = sum(1 for b in rows if b.committed_members is None)
         return (f"{self.name}: members {members[0]:,} to {members[-1]:,} over {len(self.points)} run(s) "
-                f"(lowest {min(members):,}, highest {max(members):,}); "
+                f"(lowest {min(members):,}, highest {max(members):,}"
+                + (f"; {held} row(s) with no committed run, marked ×" if held else "") + "); "
                 f"in total {sum(b.total('entered') for b in rows):,} entered and "
                 f"{sum(b.total('exited') for b in rows):,} exited in committed runs.")
 
@@ -440,10 +447,17 @@ def segment_figure(history: SegmentHistory):
     text = [f"{b.label} · {b.status_text}" for b in rows]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12, row_heights=[0.55, 0.45],
                         subplot_titles=("Members (axis from zero)", "Entered (+) and exited (−), as sent"))
-    fig.add_trace(go.Scatter(x=x, y=[b.members for b in rows], mode="lines+markers", name="members",
-                             line={"color": COLOURS["rows"]}, hovertext=text, hoverinfo="text+y",
-                             marker={"symbol": ["circle" if b.committed else "x" for b in rows], "size": 8}),
-                  row=1, col=1)
+    # The line joins what was committed; a run that did not commit (refused, failed) is a × at what it
+    # would have made the segment, off the line, so a refused mass exit does not read as a real dip.
+    kept = [(xi, b.committed_members, t) for xi, b, t in zip(x, rows, text) if b.committed_members is not None]
+    held = [(xi, b.members, t) for xi, b, t in zip(x, rows, text) if b.committed_members is None]
+    fig.add_trace(go.Scatter(x=[k[0] for k in kept], y=[k[1] for k in kept], mode="lines+markers", name="members",
+                             line={"color": COLOURS["rows"]}, hovertext=[k[2] for k in kept], hoverinfo="text+y",
+                             marker={"size": 6}), row=1, col=1)
+    if held:
+        fig.add_trace(go.Scatter(x=[h[0] for h in held], y=[h[1] for h in held], mode="markers",
+                                 name="not committed", hovertext=[h[2] for h in held], hoverinfo="text+y",
+                                 marker={"symbol": "x", "size": 9, "color": COLOURS["exited"]}), row=1, col=1)
     fig.add_trace(go.Bar(x=x, y=[b.total("entered") for b in rows], name="entered", hovertext=text,
                          marker={"color": COLOURS["entered"]}), row=2, col=1)
     fig.add_trace(go.Bar(x=x, y=[-b.total("exited") for b in rows], name="exited", hovertext=text,
@@ -470,7 +484,7 @@ def render_html(runs: list[dict], *, title: str = "lakeseg report", generated_at
         # plotly.js goes into the page once, inline, with the first chart.
         charts[seg.name] = segment_figure(seg).to_html(
             full_html=False, include_plotlyjs=True if first else False, div_id=f"chart-{seg.name}",
-            config={"displaylogo": False, "responsive": True}, default_width="100%")
+            config={"displaylogo": False, "responsive": True, "displayModeBar": False}, default_width="100%")
         first = False
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True,
                              lstrip_blocks=True)

@@ -145,6 +145,15 @@ def test_entered_and_exited_are_totalled_per_day_and_per_week_from_committed_run
     assert 'id="totals-day-table"' in html and 'id="totals-week-table"' in html
 
 
+def test_a_refused_run_is_a_mark_off_the_members_line_not_a_dip_in_it():
+    # Given a history in which seg_active's guard refused a plan to drop from 300 to 50 members
+    data = collect(history())
+    active = next(s for s in data.segments if s.name == "seg_active")
+    # Then the refused row has no committed members, and the text alternative's lowest is a committed size
+    assert [b.committed_members for b in active.buckets] == [300, 300, None]
+    assert "lowest 300, highest 300; 1 row(s) with no committed run, marked ×" in active.summary()
+
+
 def test_member_axes_start_at_zero_and_exits_are_drawn_as_negative_deltas():
     html = render_html(synthetic_history(2, 30), generated_at=LATER)
     assert '"rangemode":"tozero"' in html

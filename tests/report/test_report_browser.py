@@ -30,7 +30,8 @@ def test_report_renders_its_charts_without_errors_or_network(tmp_path, browser):
     # Then each segment's chart has drawn its SVG (a line, and bars for entered up and exited down)
     assert page.count(".js-plotly-plot") == 2
     assert page.count(".js-plotly-plot svg.main-svg") >= 4
-    assert page.count(".js-plotly-plot .scatterlayer .trace") == 2
+    # (and seg_active's refused run a × of its own, off the members line)
+    assert page.count(".js-plotly-plot .scatterlayer .trace") == 3
     assert page.count(".js-plotly-plot .barlayer .trace") == 4
     # and the console shows no errors, and nothing was asked of the network
     assert page.errors == []
