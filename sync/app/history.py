@@ -69,7 +69,7 @@ def history_lines(runs: list[dict], detailed: bool = False) -> list[str]:
                 lines.append(f"      quarantined: {len(quarantined)} row(s) the platform refused, resent every run")
                 for q in quarantined[:5]:
                     tries = f", {q['attempts']} attempt(s)" if q.get("attempts") else ""
-                    lines.append(f"        {q.get('id')}{tries}: {q.get('message', '')}")
+                    lines.append(f"        {q.get('id')}{tries}: {q.get('code') or q.get('message', '')}")
             for job in s.get("jobs") or []:
                 lines.append(f"      job {job.get('job_id')}: {job.get('status')} processed={job.get('total_processed')} "
                              f"failures={job.get('total_failures')}")

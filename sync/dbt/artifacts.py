@@ -7,6 +7,7 @@ The target path is, in order: the ``--target-path`` option, ``DBT_TARGET_PATH``,
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -16,6 +17,8 @@ import yaml
 
 from sync.core.errors import ArtifactError
 from sync.dbt.contract import Segment, is_segment_node, test_name, tests_by_model
+
+log = logging.getLogger(__name__)
 
 BUILD_HINT = "run `dbt build` (or `lakeseg run`)"
 PARSE_HINT = "run `dbt parse` or `dbt build`"
@@ -127,14 +130,18 @@ class Artifacts:
         if model is None:
             return Eligibility(False, f"not built in the latest dbt invocation: {BUILD_HINT}")
         if model.get("status") != "success":
-            msg = (model.get("message") or "").strip().splitlines()
-            return Eligibility(False, f"model {model.get('status')}: {msg[0] if msg else 'see dbt logs'}")
+            # dbt's message may quote data (a value a cast refused): the reason names the node, the log
+            # keeps the message at debug level.
+            log.debug("dbt's message for %s: %s", segment.unique_id, model.get("message"))
+            return Eligibility(False, f"model {model.get('status')} in the latest dbt invocation "
+                                      f"({segment.unique_id}); dbt's message is in dbt's log")
         failed, missing = [], []
         for test in tests_by_model(self.manifest).get(segment.unique_id, []):
             res = results.get(test["unique_id"])
             if res is None:
                 missing.append(test["name"])
             elif res.get("status") != "pass":
+                log.debug("dbt's message for %s: %s", test["unique_id"], res.get("message"))
                 failed.append(f"{test['name']} ({res.get('status')}"
                               + (f", {res['failures']} failing rows" if res.get("failures") else "") + ")")
         if failed:

@@ -217,3 +217,57 @@ def _quota_problems(segments: list[Segment]) -> list[Problem]:
             continue
         counted.update(new)
     return problems
+
+
+# ---- the data rules, re-checked by the sync on what it reads ---------------------------------------------
+@dataclass(frozen=True)
+class ValueRule:
+    """One data rule the contract's tests enforce on one column, as the sync checks it on the values it sends.
+
+    ``kind``: ``max_length`` (up to ``limit`` characters), ``no_control_chars``, ``numeric`` or
+    ``accepted_values`` (one of ``values``). ``rule`` is the dbt test's name, for messages.
+    """
+
+    column: str
+    field: str
+    rule: str
+    kind: str
+    limit: int = 0
+    values: tuple[str, ...] = ()
+
+
+def _test_kwarg(test: dict, key: str):
+    kwargs = (test.get("test_metadata") or {}).get("kwargs") or {}
+    return kwargs.get(key, (kwargs.get("arguments") or {}).get(key))
+
+
+def value_rules(seg: Segment, tests: list[dict]) -> list[ValueRule]:
+    """The data rules on every exported column: what the required tests check (a value's length, control
+    characters, a metric's number, Pinpoint's accepted values), with a test's own stricter setting (a lower
+    ``max_length``, fewer accepted values) where the column has one -- so the sync refuses what dbt's tests
+    would have refused, had they run on the table the sync reads."""
+    attached = _column_tests(tests)
+    rules = []
+    for m in seg.mappings:
+        have = attached.get(m.column.lower(), {})
+        limit = pf.MAX_VALUE_LENGTH
+        if "pinpoint_max_length" in have:
+            with_limit = _test_kwarg(have["pinpoint_max_length"], "max_length")
+            try:
+                limit = min(limit, int(with_limit)) if with_limit is not None else limit
+            except (TypeError, ValueError):
+                pass
+        rules.append(ValueRule(m.column, m.field, "pinpoint_max_length", "max_length", limit=limit))
+        rules.append(ValueRule(m.column, m.field, "pinpoint_no_control_chars", "no_control_chars"))
+        if pf.is_metric(m.field):
+            rules.append(ValueRule(m.column, m.field, NUMERIC_TEST, "numeric"))
+        for name in ACCEPTED_VALUES_TESTS:
+            values = _accepted_values(have[name]) if name in have and neutralised(have[name]) is None else None
+            if values:
+                rules.append(ValueRule(m.column, m.field, name, "accepted_values",
+                                       values=tuple(str(v) for v in values)))
+        allowed = pf.ACCEPTED_VALUES.get(m.field)
+        if allowed is not None and not any(r.kind == "accepted_values" and r.column == m.column for r in rules):
+            rules.append(ValueRule(m.column, m.field, "pinpoint_accepted_values", "accepted_values",
+                                   values=tuple(sorted(allowed))))
+    return rules

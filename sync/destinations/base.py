@@ -39,8 +39,9 @@ class JobRecord:
     status: str
     total_processed: int | None = None
     total_failures: int | None = None
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # the platform's words: they may quote rows (log only)
     execution_arn: str | None = None
+    status_reason: str | None = None  # the platform's code for the status (INTERNAL_FAILURE): an enum, no free text
 
 
 @dataclass

@@ -483,8 +483,10 @@ def _record(job_id: str, response: dict) -> JobRecord:
     created, updated = summary.get("CreatedRecords"), summary.get("UpdatedRecords")
     processed = None if created is None and updated is None else int(created or 0) + int(updated or 0)
     reason = response.get("StatusReason")
+    code = str(reason) if reason and re.fullmatch(r"[A-Z][A-Z_]{0,63}", str(reason)) else None  # an enum
     return JobRecord(job_id=job_id, status=str(response.get("Status") or "UNKNOWN"), total_processed=processed,
-                     total_failures=summary.get("FailedRecords"), failures=[str(reason)] if reason else [])
+                     total_failures=summary.get("FailedRecords"), failures=[str(reason)] if reason else [],
+                     status_reason=code)
 
 
 def verdict(response: dict, rows: int) -> JobOutcome:

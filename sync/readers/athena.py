@@ -44,6 +44,15 @@ DONE = {"SUCCEEDED", "FAILED", "CANCELLED"}
 class AthenaQueryFailed(LakesegError):
     """An Athena query ended FAILED or CANCELLED (or timed out)."""
 
+    def __init__(self, message: str, public: str | None = None):
+        super().__init__(message)
+        self._public = public
+
+    @property
+    def public(self) -> str:
+        """Athena's reason may quote data (a value it could not cast): history keeps the query id and state."""
+        return self._public or str(self)
+
 
 
 
@@ -108,9 +117,14 @@ class AthenaReader:
         )
 
     # ------------------------------------------------------------------ query
-    def run_query(self, sql: str) -> str:
-        """Start a query and wait until it ends; return its id or raise AthenaQueryFailed."""
-        args = {"QueryString": sql, "QueryExecutionContext": {"Catalog": self.catalog},
+    def run_query(self, sql: str, database: str | None = None) -> str:
+        """Start a query and wait until it ends; return its id or raise AthenaQueryFailed.
+
+        ``database`` is the query's context database: without one Athena resolves the query in
+        ``default``, a database the runner's policy does not grant (RunnerAthenaPolicy).
+        """
+        context = {"Catalog": self.catalog, **({"Database": database} if database else {})}
+        args = {"QueryString": sql, "QueryExecutionContext": context,
                 "ResultConfiguration": {"OutputLocation": self.output_location}}
         if self.work_group:
             args["WorkGroup"] = self.work_group
@@ -131,7 +145,9 @@ class AthenaReader:
             delay = min(delay * 2, self.max_poll_seconds)
         if state != "SUCCEEDED":
             reason = status.get("StateChangeReason") or (status.get("AthenaError") or {}).get("ErrorMessage") or "no reason given"
-            raise AthenaQueryFailed(f"Athena query {query_id} {state}: {reason}")
+            raise AthenaQueryFailed(f"Athena query {query_id} {state}: {reason}",
+                                    public=f"Athena query {query_id} {state} (Athena's reason is in the local log "
+                                           "at debug level and in the Athena console)")
         scanned = (execution.get("Statistics") or {}).get("DataScannedInBytes")
         self._queries[query_id] = {"query_id": query_id, "data_scanned_bytes": scanned}
         log.info("athena query %s succeeded, scanned %s bytes", query_id, scanned)
@@ -156,7 +172,7 @@ class AthenaReader:
         select = ", ".join(qi(c.lower()) for c in columns)
         table = f"{qi(relation.schema)}.{qi(relation.identifier)}"
         query_id = self.run_query(f"UNLOAD (SELECT {select} FROM {table}) TO {ql(f's3://{self.bucket}/{prefix}/')} "
-                                  "WITH (format = 'PARQUET', compression = 'SNAPPY')")
+                                  "WITH (format = 'PARQUET', compression = 'SNAPPY')", database=relation.schema)
         self.stats[str(relation)] = self._queries.get(query_id, {"query_id": query_id, "data_scanned_bytes": None})
         local = Path(workdir) / "athena"
         local.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,14 @@ leaves the old snapshot and that record, so the next run sends the change
 again and also resends every in-doubt Id (current values, or an exit row if it
 left since): the destination converges to the last built segment even when
 upstream moved back in between. Rows the platform rejects are quarantined:
-listed with the platform's message, resent every run, never blocking the rest.
+listed by Id, resent every run, never blocking the rest.
 Run history is written as the run goes.
+
+Nothing this module hands the state store quotes data: history documents, notes
+and quarantine entries hold ids, counts, rule names, dbt's node ids, job ids and
+codes (``platform-refused``, ``platform-error``). Messages that may quote values
+-- dbt's, a platform's, an exception's -- go to the local log at debug level only
+(``public_reason``).
 """
 
 from __future__ import annotations
@@ -41,14 +47,14 @@ from pathlib import Path
 import duckdb
 
 from sync.core import failpoints
-from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused
+from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused, public_reason
 from sync.core.fields import ID_FIELD
 from sync.core.import_files import write_import_files
 from sync.core.sizes import memory_limit_bytes
 from sync.core.sql import ql
 from sync.dbt.artifacts import Artifacts
 from sync.dbt.check import check_manifest
-from sync.dbt.contract import Segment, load_segments
+from sync.dbt.contract import Segment, load_segments, tests_by_model
 from sync.dbt.selection import Resolver, choose_segments
 from sync.destinations.base import DeliveryResult, Destination, SegmentDelivery
 from sync.readers.base import SegmentReader
@@ -65,7 +71,7 @@ from sync.run.diff import (
 from sync.run.guard import mass_exit_refusal, size_change_refusal
 from sync.run.imports_table import ImportsTable
 from sync.run.imports_table import register_all as register_imports
-from sync.state.base import QuarantinedRow
+from sync.state.base import PLATFORM_REFUSED, QuarantinedRow
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +176,7 @@ class SegmentReport:
     started_at: str = ""
     duration_s: float = 0.0
     notes: list[str] = field(default_factory=list)
-    quarantined: list[dict] = field(default_factory=list)  # {id, message, attempts, first_run_id}
+    quarantined: list[dict] = field(default_factory=list)  # {id, code, attempts, first_run_id, last_run_id}
 
     @property
     def ok(self) -> bool:
@@ -188,7 +194,7 @@ class RunReport:
     finished_at: str | None = None
     status: str = "running"
     segments: list[SegmentReport] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # public_reason of what ended the run: never a message that may quote data
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     as_of: str | None = None  # the dbt var the segments were built with (run_results.json)
@@ -277,15 +283,16 @@ class SyncRun:
                 try:
                     rep = self._prepare_and_submit(con, seg, workdir / seg.name, pool, pending)
                 except Exception as exc:  # one segment's bug or I/O error fails that segment, not the run
-                    log.debug("segment %s failed", seg.name, exc_info=True)
-                    rep = SegmentReport(seg.name, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0])
+                    log.debug("segment %s failed: %s", seg.name, exc, exc_info=True)
+                    rep = SegmentReport(seg.name, FAILED, public_reason(exc))
                 if rep is not None:
                     rep.started_at, rep.duration_s = started, round(time.monotonic() - t0, 3)
                     self._record(rep)
             for future in pending:
                 self._record(future.result())
         except BaseException as exc:
-            self.report.error = f"{type(exc).__name__}: {exc}"
+            log.debug("the run ended: %s: %s", type(exc).__name__, exc)
+            self.report.error = public_reason(exc)
             raise
         finally:
             pool.shutdown(wait=True)
@@ -397,7 +404,8 @@ class SyncRun:
             notes.extend(getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation))  # Athena: query id, bytes
             prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
                                full_refresh=opts.full_refresh, dirty=dirty, digest_key=opts.digest_key,
-                               expiry=self._expiry)
+                               expiry=self._expiry,
+                               tests=tests_by_model(self.artifacts.manifest).get(seg.unique_id, []))
             self._spent("diff", t)
             failpoints.hit("after-read")
             plan = prepared.plan
@@ -441,7 +449,9 @@ class SyncRun:
         except LakesegError as exc:
             stack.close()
             status = REFUSED if isinstance(exc, (SegmentRefused, LockHeld)) else FAILED
-            return SegmentReport(seg.name, status, str(exc), notes=notes)
+            if exc.public != str(exc):
+                log.debug("%s: %s", seg.name, exc)
+            return SegmentReport(seg.name, status, exc.public, notes=notes)
         except BaseException:
             stack.close()
             raise
@@ -508,12 +518,12 @@ class SyncRun:
                 result = self.destination.deliver(
                     delivery, lambda label, done, total: self.progress(seg.name, "delivering", done, total))
                 t = self._spent("delivery", t)
-                rep.jobs = [asdict(j) for j in result.jobs]
+                rep.jobs = [_job_document(seg.name, j) for j in result.jobs]
                 rep.location = result.location
                 if not result.confirmed:
-                    rep.reason = ("; ".join(result.errors) or "the destination did not confirm the delivery") + \
-                        "; the rows stay in doubt and are resent next run"
-                    rep.quarantined = [{"id": i, "message": m} for i, m in sorted(result.rejected.items())]
+                    rep.reason = _unconfirmed_reason(seg.name, result)
+                    _log_refusals(seg.name, result.rejected)
+                    rep.quarantined = [{"id": i, "code": PLATFORM_REFUSED} for i in sorted(result.rejected)]
                     return rep
                 failpoints.hit("before-commit")
                 kept = self._commit(con, prepared, result, quarantine)
@@ -527,11 +537,13 @@ class SyncRun:
                     rep.status = SYNCED
                 register_imports(self.imports_table, seg, self.run_id, result.location, notes)
         except LakesegError as exc:
-            rep.reason = str(exc)
+            if exc.public != str(exc):
+                log.debug("delivery of %s: %s", seg.name, exc)
+            rep.reason = exc.public
         except Exception as exc:  # a destination bug must not lose the report
-            log.debug("delivery of %s failed", seg.name, exc_info=True)
-            log.warning("delivery of %s failed: %s: %s", seg.name, type(exc).__name__, exc)
-            rep.reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            log.debug("delivery of %s failed: %s: %s", seg.name, type(exc).__name__, exc, exc_info=True)
+            log.warning("delivery of %s failed: %s (-vv logs its message)", seg.name, type(exc).__name__)
+            rep.reason = public_reason(exc)
         finally:
             con.close()
             rep.duration_s = round(time.monotonic() - t0, 3)
@@ -542,10 +554,11 @@ class SyncRun:
         """Commit the new snapshot with the rows the platform rejected quarantined; returns them."""
         seg = prepared.segment
         rejected = dict(result.rejected)
+        _log_refusals(seg.name, rejected)
         kept = []
-        for rid, message in sorted(rejected.items()):
+        for rid in sorted(rejected):
             old = quarantine.get(rid)
-            kept.append(QuarantinedRow(rid, message[:300], old.first_run_id if old else self.run_id, self.run_id,
+            kept.append(QuarantinedRow(rid, PLATFORM_REFUSED, old.first_run_id if old else self.run_id, self.run_id,
                                        (old.attempts + 1) if old else 1))
         path = snapshot_to_commit(con, prepared, frozenset(rejected))
         rows = con.execute(f"select count(*) from read_parquet({ql(str(path))})").fetchall()[0][0]
@@ -553,3 +566,30 @@ class SyncRun:
                                    mapping_hash=prepared.mapping_hash, rows=rows, run_id=self.run_id,
                                    quarantine=tuple(kept))
         return kept
+
+
+# ------------------------------------------------ value-free forms of what a destination says
+def _job_document(segment: str, job) -> dict:
+    """A job as history keeps it: id, status, counts -- not the platform's failure messages (logged at debug)."""
+    doc = asdict(job)
+    for failure in doc.pop("failures", None) or ():
+        log.debug("%s job %s: %s", segment, job.job_id, failure)
+    return doc
+
+
+def _unconfirmed_reason(segment: str, result: DeliveryResult) -> str:
+    """Why a delivery is unconfirmed, by code, job ids, statuses and counts; the platform's messages go to the log."""
+    for error in result.errors:
+        log.debug("%s: %s", segment, error)
+    jobs = ", ".join(f"job {j.job_id} {j.status}" + (f" ({j.status_reason})" if j.status_reason else "")
+                     + (f", {j.total_failures} failure(s)" if j.total_failures else "") for j in result.jobs)
+    count = len(result.errors)
+    said = (f"{count} error{'s' if count != 1 else ''} (platform-error" + (f"; {jobs}" if jobs else "") + "); "
+            "the platform's messages are in the local log at debug level" if count else
+            "the destination did not say why" + (f" ({jobs})" if jobs else ""))
+    return f"the destination did not confirm the delivery: {said}; the rows stay in doubt and are resent next run"
+
+
+def _log_refusals(segment: str, rejected: dict[str, str]) -> None:
+    for rid, message in sorted(rejected.items()):
+        log.debug("%s: the platform refused %s: %s", segment, rid, message)

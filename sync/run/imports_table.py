@@ -47,12 +47,13 @@ a query gives the same rows on either target.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from pathlib import Path
 from typing import Protocol
 
-from sync.core.errors import ConfigError
+from sync.core.errors import ConfigError, public_reason
 from sync.core.sql import qi, ql
 from sync.dbt.contract import Segment
 
@@ -255,4 +256,6 @@ def register_all(table: ImportsTable | None, segment: Segment, run_id: str, loca
     try:
         table.register(segment, run_id, location)
     except Exception as exc:  # noqa: BLE001 - the delivery is confirmed and committed already
-        notes.append(f"imports table not updated: {type(exc).__name__}: {exc}")
+        # A reader's error may quote the import files' rows: the note keeps what public_reason keeps.
+        logging.getLogger(__name__).debug("imports table not updated for %s: %s", segment.name, exc)
+        notes.append(f"imports table not updated: {public_reason(exc)}")

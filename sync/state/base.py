@@ -52,7 +52,9 @@ SNAPSHOT_SCHEMA = {"Id": "VARCHAR", "k1": "UBIGINT", "k2": "UBIGINT", "digest": 
 # Destinations whose data expires also keep when each member was last confirmed (UTC).
 SNAPSHOT_SCHEMA_CONFIRMED = {**SNAPSHOT_SCHEMA, "confirmed_at": "TIMESTAMP"}
 IN_DOUBT_SCHEMA = {"Id": "VARCHAR"}
-MAX_QUARANTINE_MESSAGE = 300  # platform messages are kept short: they may quote values
+# A quarantine entry says why a row is there by a code, never by the platform's message (which may quote the
+# row's values). The one code today: the platform refused the row.
+PLATFORM_REFUSED = "platform-refused"
 
 
 def safe_name(kind: str, value: str) -> str:
@@ -86,20 +88,27 @@ def parquet_facts(path: Path) -> tuple[dict[str, str], int]:
 
 @dataclass(frozen=True)
 class QuarantinedRow:
-    """A row the platform keeps rejecting: resent every run, listed until accepted."""
+    """A row the platform keeps rejecting: resent every run, listed until accepted.
+
+    It holds the Id, a code (``platform-refused``), run ids and a count: the platform's message, which may
+    quote the row's values, goes to the local log at debug level only.
+    """
 
     id: str
-    message: str
+    code: str
     first_run_id: str
     last_run_id: str
     attempts: int = 1
 
     @classmethod
     def from_dict(cls, doc: dict) -> QuarantinedRow:
+        """An entry read back from a pointer. One written before codes (with the platform's ``message``) is read
+        as ``platform-refused`` and its message dropped: the next commit rewrites the pointer without it."""
         if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
-            raise ValueError(f"quarantine entry {doc!r} has no id")
-        return cls(doc["id"], str(doc.get("message", ""))[:MAX_QUARANTINE_MESSAGE], str(doc.get("first_run_id", "")),
-                   str(doc.get("last_run_id", "")), int(doc.get("attempts", 1)))
+            raise ValueError("a quarantine entry has no id")
+        code = doc.get("code")
+        return cls(doc["id"], code if code in (PLATFORM_REFUSED,) else PLATFORM_REFUSED,
+                   str(doc.get("first_run_id", "")), str(doc.get("last_run_id", "")), int(doc.get("attempts", 1)))
 
 
 @dataclass(frozen=True)
@@ -442,4 +451,4 @@ class StateStore(abc.ABC):
         return None
 
 
-__all__ = ["InDoubt", "LockInfo", "QuarantinedRow", "Snapshot", "StateStore", "asdict", "safe_name"]
+__all__ = ["PLATFORM_REFUSED", "InDoubt", "LockInfo", "QuarantinedRow", "Snapshot", "StateStore", "asdict", "safe_name"]

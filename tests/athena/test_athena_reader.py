@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import duckdb
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from sync.core.errors import ConfigError
@@ -52,13 +52,15 @@ class FakeAthenaEngine:
     def __init__(self, s3, tmp: Path, tables: dict[str, list[tuple]], columns=("endpoint_id", "full_name", "note")):
         self.s3, self.tmp, self.tables, self.columns = s3, tmp, tables, columns
         self.queries: list[str] = []
+        self.databases: list[str | None] = []
 
     def __call__(self, reader: AthenaReader):
         original = reader.run_query
 
-        def run_query(sql: str) -> str:
-            query_id = original(sql)  # moto: start + poll (SUCCEEDED at once)
+        def run_query(sql: str, database: str | None = None) -> str:
+            query_id = original(sql, database)  # moto: start + poll (SUCCEEDED at once)
             self.queries.append(sql)
+            self.databases.append(database)
             m = UNLOAD.match(sql)
             assert m, sql
             rows = self.tables[m["table"]]
@@ -128,7 +130,7 @@ def test_missing_column_is_named(aws, tmp_path):
     reader = engine(make_reader(athena, s3))
     original = reader.run_query
     # Athena "returns" a table without the note column
-    reader.run_query = lambda sql: original(sql.replace(', "note"', ""))
+    reader.run_query = lambda sql, database=None: original(sql.replace(', "note"', ""), database)
     with pytest.raises(ConfigError, match="no column matching 'note'"):
         reader.stage(duckdb.connect(), segment().relation, segment().columns, tmp_path / "w")
 
@@ -205,6 +207,26 @@ def test_unload_prefix_has_no_double_slash(aws, tmp_path):
                                  sleep=lambda s: None, new_id=lambda: "run1"))
     reader.stage(duckdb.connect(), segment().relation, segment().columns, tmp_path / "w")
     assert f"TO 's3://{BUCKET}/lakeseg/lakeseg-unload/run1/'" in engine.queries[0]
+
+
+def test_the_unload_runs_in_the_segments_database_never_in_default():
+    # Given Athena (Stubber, checked against its model) and a segment table in lakeseg_segments
+    athena, stub = stubbed_athena()
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q-1"}, {
+        "QueryString": ANY, "WorkGroup": "primary",
+        "QueryExecutionContext": {"Catalog": "awsdatacatalog", "Database": "lakeseg_segments"},
+        "ResultConfiguration": {"OutputLocation": f"s3://{BUCKET}/lakeseg/"}})
+    stub.add_response("get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-1",
+                                                                  "Status": {"State": "SUCCEEDED"}}})
+    s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    s3_stub = Stubber(s3)
+    s3_stub.add_response("list_objects_v2", {"Contents": []})
+    # When the reader unloads the segment
+    with stub, s3_stub:
+        make_reader(athena, s3).stage(duckdb.connect(), segment().relation, segment().columns, Path("w"))
+    # Then the query's context database is the segment's (without one Athena resolves it in `default`,
+    # which RunnerAthenaPolicy does not grant)
+    stub.assert_no_pending_responses()
 
 
 def test_each_segment_records_its_query_id_and_bytes_scanned(aws, tmp_path):

@@ -116,6 +116,19 @@ def test_verdicts(response, ok, refused, error):
     assert (error is None and out.error is None) or error in out.error
 
 
+@pytest.mark.parametrize("reason, code", [
+    ("INTERNAL_FAILURE", "INTERNAL_FAILURE"),
+    ("VALIDATION_FAILURE", "VALIDATION_FAILURE"),
+    ("value 'Zyxwv-Smith, Jr.' is invalid", None),
+    (None, None),
+], ids=["internal-failure", "validation-failure", "free-text", "none"])
+def test_a_jobs_status_reason_is_kept_as_a_code_only_when_it_is_an_enum(reason, code):
+    # Given a job that failed with a StatusReason
+    out = verdict({"JobId": "j1", "Status": "FAILED", **({"StatusReason": reason} if reason else {})}, rows=10)
+    # Then the record keeps it as the status's code only when it is one of the API's enum-like codes
+    assert out.record.status_reason == code
+
+
 # --------------------------------------------------------------------------- the pre-signed URL
 def test_an_expired_url_is_fetched_again_never_used(fake, server, clock, tmp_path):
     # Given GetUploadJobPath answers first with a URL already past ValidUntil

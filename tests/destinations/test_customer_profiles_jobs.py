@@ -328,7 +328,7 @@ def test_a_status_check_refused_mid_poll_is_an_error_with_the_job_id(fake, serve
      JobOutcome(JobRecord("j1", "PARTIALLY_SUCCEEDED", 0, 0, []), error=(
          "upload job j1 partially succeeded but reports no failed record count; not confirmed"))),
     ({"Status": "FAILED", "StatusReason": "VALIDATION_FAILURE", "ResultsSummary": {"FailedRecords": 2}}, 7,
-     JobOutcome(JobRecord("j1", "FAILED", None, 2, ["VALIDATION_FAILURE"]),
+     JobOutcome(JobRecord("j1", "FAILED", None, 2, ["VALIDATION_FAILURE"], status_reason="VALIDATION_FAILURE"),
                 error="upload job j1 FAILED (VALIDATION_FAILURE)")),
     ({"Status": "FAILED"}, 7, JobOutcome(JobRecord("j1", "FAILED"), error="upload job j1 FAILED")),
     ({"Status": "STOPPED"}, 7, JobOutcome(JobRecord("j1", "STOPPED"), error="upload job j1 STOPPED")),

@@ -342,7 +342,8 @@ def test_a_failed_delivery_leaves_the_definition_alone(client, server, clock, sr
     result = destination(fake, server, clock).deliver(delivery([src], segment_name="clickers", segment_filter=YES))
     job_id = only_job(fake)
     assert result == DeliveryResult(confirmed=False, location=LOCATION,
-                                    jobs=[JobRecord(job_id, "FAILED", 0, 0, ["INTERNAL_FAILURE"])],
+                                    jobs=[JobRecord(job_id, "FAILED", 0, 0, ["INTERNAL_FAILURE"],
+                                                    status_reason="INTERNAL_FAILURE")],
                                     errors=[f"{SEG} job 1: upload job {job_id} FAILED (INTERNAL_FAILURE)"])
     assert "GetSegmentDefinition" not in fake.ops()
 

@@ -118,13 +118,13 @@ def test_failed_import_leaves_state_and_is_visible_everywhere(cloud, build_now, 
         assert code == 1
         for seg in report["segments"]:
             assert seg["status"] == "failed"
-            assert seg["jobs"][0]["failures"] == ["row 2: invalid attribute value"]
+            assert seg["jobs"][0]["status"] == "FAILED" and "failures" not in seg["jobs"][0]  # Pinpoint's words: log only
         # (no snapshot: only the in-doubt records of what was handed over)
         assert [k for k in state_key_prefix(s3) if not k.rsplit("/", 1)[-1].startswith(("in_doubt", "in-doubt"))] == []
         assert {m["body"]["Segment"] for m in tail.messages()} == set(SELECTED[1::2])
         history = CliRunner().invoke(cli, ["history", "--project-dir", str(PROJECT), "--profiles-dir",
                                            str(profiles_dir), "--settings", str(settings)], env=build_now.env())
-        assert "row 2: invalid attribute value" in history.output
+        assert "platform-error" in history.output and "row 2: invalid attribute value" not in history.output
         # And once Pinpoint accepts, the next run sends the same rows again
         pinpoint.verdict = h.all_accepted
         code, retry = sync(build_now, profiles_dir, settings)
@@ -167,12 +167,12 @@ def test_refused_rows_are_quarantined_and_the_rest_committed(cloud, build_now, p
         settings = settings_file(tmp_path, tail.state_machine_arn)
         # When Pinpoint refuses two endpoints of each segment
         code, report = sync(build_now, profiles_dir, settings)
-        # Then each segment is committed without them, and they are quarantined with Pinpoint's message
+        # Then each segment is committed without them, and they are quarantined by code (Pinpoint's message: log only)
         assert code == 1
         for seg in report["segments"]:
             assert seg["status"] == "partial", seg
             assert len(seg["quarantined"]) == 2
-            assert all("attribute value rejected" in q["message"] for q in seg["quarantined"])
+            assert all(q["code"] == "platform-refused" and "message" not in q for q in seg["quarantined"])
             p = pointer(s3, seg["segment"])
             assert p is not None and {q["id"] for q in p["quarantine"]} == {q["id"] for q in seg["quarantined"]}
             assert p["rows"] == seg["plan"]["rows"] - 2

@@ -41,6 +41,7 @@ class Model:
     test_status: dict[tuple[str, str], str] = field(default_factory=dict)  # (rule, column) -> status
     status: str | None = "success"  # None: the latest dbt invocation did not build it (`dbt build --select` others)
     extra_meta: dict = field(default_factory=dict)
+    dbt_message: str = "boom"  # dbt's message for a model or test that did not succeed
 
     @property
     def unique_id(self) -> str:
@@ -144,11 +145,13 @@ class EngineHarness:
         for m in self.models.values():
             if m.status is None:
                 continue
-            results.append({"unique_id": m.unique_id, "status": m.status, "message": None if m.status == "success" else "boom"})
+            results.append({"unique_id": m.unique_id, "status": m.status,
+                            "message": None if m.status == "success" else m.dbt_message})
             for (rule, column), status in m.tests.items():
                 if status is not None:  # None: the test did not run in this invocation
                     results.append({"unique_id": m.test_id(rule, column), "status": status,
-                                    "failures": 0 if status == "pass" else 3})
+                                    "failures": 0 if status == "pass" else 3,
+                                    "message": None if status == "pass" else m.dbt_message})
         return {"metadata": {"invocation_id": "inv-1"}, "results": results, "args": {}}
 
     def artifacts(self) -> Artifacts:

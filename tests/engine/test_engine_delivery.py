@@ -24,7 +24,7 @@ def test_a_failed_delivery_commits_nothing_and_the_next_run_resends_it(h, verdic
     failed = by_segment(h.run(destination=Scripted(h.exports, verdict)))["seg_a"]
     # Then the segment failed, saying so, and the exit code will be 1
     assert failed.status == "failed"
-    assert ("resent next run" in failed.reason) if verdict == "unconfirmed" else ("connection reset" in failed.reason)
+    assert ("resent next run" in failed.reason) if verdict == "unconfirmed" else (failed.reason.startswith("RuntimeError"))
     # And the next run sends the same rows again
     again = h.run()
     assert sorted(r["Id"] for r in h.delivered(again, "seg_a")) == ["e2", "e3"]
@@ -51,9 +51,10 @@ def test_rejected_rows_are_quarantined_and_resent_until_accepted(h):
     h.segment("seg_a", COLS, [("e1", "pro"), ("e2", "basic"), ("e3", "pro")])
     # When the platform refuses e2
     partial = by_segment(h.run(destination=Scripted(h.exports, rejected={"e2": "bad value"})))["seg_a"]
-    # Then the rest is committed, e2 is quarantined with the message, and the run is not ok
+    # Then the rest is committed, e2 is quarantined by code (the platform's message may quote values), and the
+    # run is not ok
     assert partial.status == "partial" and "1 row(s)" in partial.reason
-    assert [(q["id"], q["message"], q["attempts"]) for q in partial.quarantined] == [("e2", "bad value", 1)]
+    assert [(q["id"], q["code"], q["attempts"]) for q in partial.quarantined] == [("e2", "platform-refused", 1)]
     # And the next run resends only e2; refused again, its attempts grow
     again = h.run(destination=Scripted(h.exports, rejected={"e2": "bad value"}))
     assert [r["Id"] for r in h.delivered(again, "seg_a")] == ["e2"]
@@ -89,6 +90,6 @@ def test_one_segments_crash_fails_only_that_segment(h):
             raise ValueError("a bug")
 
     report = h.run(destination=Scripted(h.exports, check=boom))
-    assert by_segment(report)["seg_a"].status == "failed" and "ValueError: a bug" in by_segment(report)["seg_a"].reason
+    assert by_segment(report)["seg_a"].status == "failed" and by_segment(report)["seg_a"].reason.startswith("ValueError")
     assert by_segment(report)["seg_b"].status == "synced"
     assert report.status == "failed" and not report.ok

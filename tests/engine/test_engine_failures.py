@@ -55,11 +55,12 @@ def test_an_unexpected_error_in_one_segment_fails_only_that_segment(h, monkeypat
         report = h.run(reader=reader)
     seg = by_segment(report)
     # Then seg_a failed with the error's type and first line, timed like any segment, and seg_b synced
-    assert (seg["seg_a"].status, seg["seg_a"].reason) == ("failed", "ValueError: bad row 7")
+    assert (seg["seg_a"].status, seg["seg_a"].reason) == (
+        "failed", "ValueError (its message is in the local log at debug level)")
     assert seg["seg_a"].started_at and seg["seg_a"].duration_s in {1.5, 3.0, 4.5}
     assert seg["seg_b"].status == "synced" and report.status == "failed"
     # And the traceback is logged at debug level only, naming the segment
-    (record,) = [r for r in caplog.records if r.getMessage() == "segment seg_a failed"]
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("segment seg_a failed")]
     assert record.levelno == logging.DEBUG and record.exc_info[0] is ValueError
 
 
@@ -69,7 +70,7 @@ def test_an_interrupted_run_records_why_in_its_history_and_leaves_no_work_folder
         h.run(reader=Failing(h.database, "seg_a", KeyboardInterrupt("stop")))
     # Then its history says it failed and why, and its work folder (personal data) is gone
     (run,) = open_state_store(str(h.state_dir)).list_runs()
-    assert (run["status"], run["error"]) == ("failed", "KeyboardInterrupt: stop")
+    assert (run["status"], run["error"]) == ("failed", "KeyboardInterrupt (its message is in the local log at debug level)")
     assert list(h.work.iterdir()) == []
 
 

@@ -106,7 +106,7 @@ def test_a_run_that_stops_before_delivery_still_reports_notes_and_quarantined_ro
     # Then its report still says what was in doubt (e3, and e2 resent with it) and which rows are quarantined
     assert rep.status == status
     assert rep.notes == [f"2 id(s) in doubt from run {unconfirmed} (never confirmed): resent"]
-    assert [(q["id"], q["message"], q["attempts"]) for q in rep.quarantined] == [("e2", "bad value", 1)]
+    assert [(q["id"], q["code"], q["attempts"]) for q in rep.quarantined] == [("e2", "platform-refused", 1)]
 
 
 def test_a_waiver_note_names_every_contested_field(h):

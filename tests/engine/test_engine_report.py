@@ -71,7 +71,7 @@ def test_a_synced_segment_reports_its_files_bytes_location_jobs_and_start(h):
     assert rep.bytes == sum(p.stat().st_size for p in parts) > 0
     assert rep.location == str(folder)
     assert rep.jobs == [{"job_id": "job-7", "status": "COMPLETED", "total_processed": 3, "total_failures": 0,
-                         "failures": [], "execution_arn": None}]
+                         "execution_arn": None, "status_reason": None}]
     started = datetime.fromisoformat(rep.started_at)
     assert before <= started <= datetime.now(timezone.utc)
     assert rep.duration_s >= 0
@@ -79,8 +79,10 @@ def test_a_synced_segment_reports_its_files_bytes_location_jobs_and_start(h):
 
 @pytest.mark.parametrize("errors, reason", [
     (["import job FAILED", "3 rows refused"],
-     "import job FAILED; 3 rows refused; the rows stay in doubt and are resent next run"),
-    ([], "the destination did not confirm the delivery; the rows stay in doubt and are resent next run"),
+     "the destination did not confirm the delivery: 2 errors (platform-error; job job-1 FAILED, 3 failure(s)); "
+     "the platform's messages are in the local log at debug level; the rows stay in doubt and are resent next run"),
+    ([], "the destination did not confirm the delivery: the destination did not say why (job job-1 FAILED, "
+         "3 failure(s)); the rows stay in doubt and are resent next run"),
 ], ids=["platform-errors", "no-error-given"])
 def test_an_unconfirmed_delivery_reports_why_and_what_was_sent(h, errors, reason):
     # Given a destination that does not confirm, naming a refused row
@@ -89,12 +91,13 @@ def test_an_unconfirmed_delivery_reports_why_and_what_was_sent(h, errors, reason
                           jobs=[JobRecord("job-1", "FAILED", 3, 3)])
     # When the segment syncs
     report = h.run(destination=destination)
-    # Then it failed with the platform's words, and its report still says what was sent, where and when
+    # Then it failed naming codes and jobs (never the platform's words), and its report still says what was sent,
+    # where and when
     rep = by_segment(report)["seg_a"]
     folder = _export_folder(h, report, "seg_a")
     assert rep.status == "failed"
     assert rep.reason == reason
-    assert rep.quarantined == [{"id": "e2", "message": "bad plan"}]
+    assert rep.quarantined == [{"id": "e2", "code": "platform-refused"}]
     assert rep.files == [p.name for p in sorted(folder.glob("part-*.csv"))]
     assert rep.bytes == sum(p.stat().st_size for p in folder.glob("part-*.csv")) > 0
     assert rep.location == str(folder)
@@ -110,8 +113,8 @@ def test_rows_the_platform_rejected_make_the_segment_partial_with_a_count(h):
     rep = by_segment(report)["seg_a"]
     assert rep.status == "partial"
     assert rep.reason == "2 row(s) rejected by the destination are quarantined (resent next run); the rest is committed"
-    assert [(q["id"], q["message"], q["attempts"]) for q in rep.quarantined] == [("e1", "too long", 1),
-                                                                              ("e3", "bad", 1)]
+    assert [(q["id"], q["code"], q["attempts"]) for q in rep.quarantined] == [("e1", "platform-refused", 1),
+                                                                           ("e3", "platform-refused", 1)]
 
 
 class Recorder:
@@ -145,7 +148,7 @@ def test_an_unconfirmed_delivery_is_not_registered_and_a_failing_table_only_adds
     failing = Recorder(fail=True)
     rep = by_segment(h.run(imports_table=failing))["seg_a"]
     assert rep.status == "synced"
-    assert "imports table not updated: OSError: glue is down" in rep.notes
+    assert "imports table not updated: OSError (its message is in the local log at debug level)" in rep.notes
 
 
 class Killed(BaseException):
@@ -175,15 +178,15 @@ def test_a_run_killed_at_each_stage_commits_nothing_and_the_next_run_sends_the_c
     assert by_segment(h.run())["seg_a"].status == "unchanged"
 
 
-def test_a_quarantined_row_keeps_its_first_run_counts_attempts_and_a_300_character_message(h):
+def test_a_quarantined_row_keeps_its_first_run_counts_attempts_and_a_code_not_the_message(h):
     # Given a platform that refuses e2 twice with a long message
     h.segment("seg_a", COLS, ROWS)
     message = "value too long: " + "x" * 400
     first = h.run(destination=Verdict(h.exports, rejected={"e2": message}))
     second = h.run(destination=Verdict(h.exports, rejected={"e2": message}))
-    # Then the second report names the run that first quarantined it, this run, two attempts and 300 characters
+    # Then the second report names the run that first quarantined it, this run, two attempts and a code
     row = by_segment(second)["seg_a"].quarantined
-    assert row == [{"id": "e2", "message": message[:300], "first_run_id": first.run_id,
+    assert row == [{"id": "e2", "code": "platform-refused", "first_run_id": first.run_id,
                     "last_run_id": second.run_id, "attempts": 2}]
 
 
@@ -233,14 +236,15 @@ def test_a_destination_that_refuses_with_a_lakeseg_error_gives_its_message_as_th
     assert (rep.status, rep.reason) == ("failed", "destination.bucket: access denied")
 
 
-def test_a_destination_bug_is_reported_by_type_and_first_line_and_logged(h, caplog):
+def test_a_destination_bug_is_reported_by_type_and_its_message_logged_at_debug_level(h, caplog):
     h.segment("seg_a", COLS, ROWS)
     with caplog.at_level("DEBUG", logger="sync.run.engine"):
         rep = by_segment(h.run(destination=Raising(h.exports, RuntimeError("connection reset\nby peer"))))["seg_a"]
-    assert (rep.status, rep.reason) == ("failed", "RuntimeError: connection reset")
-    debug = [r for r in caplog.records if r.levelname == "DEBUG" and r.getMessage() == "delivery of seg_a failed"]
+    assert (rep.status, rep.reason) == ("failed", "RuntimeError (its message is in the local log at debug level)")
+    debug = [r for r in caplog.records if r.levelname == "DEBUG" and r.getMessage().startswith("delivery of seg_a")]
     assert len(debug) == 1 and debug[0].exc_info and debug[0].exc_info[0] is RuntimeError
-    assert "delivery of seg_a failed: RuntimeError: connection reset\nby peer" in caplog.messages
+    assert debug[0].getMessage() == "delivery of seg_a failed: RuntimeError: connection reset\nby peer"
+    assert "delivery of seg_a failed: RuntimeError (-vv logs its message)" in caplog.messages
 
 
 def test_durations_are_seconds_rounded_to_milliseconds(h, monkeypatch):

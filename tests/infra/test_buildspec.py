@@ -116,11 +116,11 @@ class Build:
 def project_environment(overrides: dict) -> dict:
     """The CodeBuild project's environment variables as the stack sets them (runner on), plus overrides."""
     template = json.loads(json.dumps(cfn_yaml.loads(h.TEMPLATE_PATH.read_text())))
-    refs = {**REFS, "PinpointProjectId": "app1", "BucketName": BUCKET, "ImportPrefix": "lakeseg/imports",
-            "StatePrefix": "lakeseg/state", "AthenaWorkGroup": "primary", "AthenaSchema": "lakeseg",
-            "AthenaStagingDir": "s3://athena-results/", "AthenaDataDir": "s3://lake/tables/"}
+    # Destination=files on the local (DuckDB) target: the rehearsal without a platform or Athena
+    refs = {**REFS, "BucketName": BUCKET, "StatePrefix": "lakeseg/state", "Destination": "files",
+            "ModelDatabasePrefix": "lakeseg", "AthenaStagingPrefix": "lakeseg/athena", "AthenaDataPrefix": "lakeseg/tables"}
     env = resolve(template["Resources"]["RunnerProject"]["Properties"]["Environment"]["EnvironmentVariables"], refs,
-                  {"HasDigestSecret": False})
+                  {"HasDigestSecret": False, "UseAthena": False, "UsePinpoint": False, "UseCustomerProfiles": False})
     assert all(v["Type"] == "PLAINTEXT" for v in env)
     return {**{v["Name"]: str(v["Value"]) for v in env}, **overrides}
 
@@ -220,15 +220,14 @@ def test_the_runner_build_syncs_a_bundle_version_and_alerts_with_run_id_and_segm
     generate(lake, LakeSpec(endpoints=400))
     project_env = project_environment({
         "LAKESEG_ALERT_TOPIC_ARN": topic,
-        "LAKESEG_TARGET": "local",
         "LAKESEG_LAKE_PATH": str(lake),
         "LAKESEG_EXPORT_DIR": str(tmp_path / "exports"),
         # what CodeBuild puts in the SECRETS_MANAGER variable: the same key for every build, so a
         # fresh bundle does not look like a new key (which would send every member again)
         "LAKESEG_DIGEST_KEY": "k3y-fr0m-secrets-manager-0123456789",
     })
-    project_env["LAKESEG_STATE_DIR"] = project_env["LAKESEG_STATE_URL"]  # the local target's state setting
-    assert project_env["LAKESEG_STATE_DIR"] == f"s3://{BUCKET}/lakeseg/state"
+    assert (project_env["LAKESEG_DESTINATION"], project_env["LAKESEG_TARGET"]) == ("files", "local")
+    assert project_env["LAKESEG_STATE_URL"] == f"s3://{BUCKET}/lakeseg/state"  # infra/settings/files.yml reads it
 
     def build(version: str) -> Build:
         # DOWNLOAD_SOURCE: the pinned object version, unpacked

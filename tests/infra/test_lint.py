@@ -108,6 +108,9 @@ def _checkov_variants(tmp_path: Path) -> dict[str, Path]:
     all_on = re.sub(r'(  KmsKeyArn:\n(?:    .*\n)*?    Default: )""',
                     r'\1"arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"', all_on)
     all_on = runner_on(all_on)
+    all_on = re.sub(r'(  Destination:\n(?:    .*\n)*?    Default: )customer_profiles', r'\1pinpoint', all_on)
+    all_on = re.sub(r'(  PinpointProjectId:\n(?:    .*\n)*?    Default: )""', r'\1"0123456789abcdef"', all_on)
+    assert "Default: pinpoint" in all_on
     broken = text.replace("      KmsMasterKeyId: !If [UseCmk, !Ref KmsKeyArn, !Ref TopicKey]\n", "")
     assert all_on != text and broken != text
     out = {}
@@ -135,8 +138,10 @@ def test_checkov_passes_the_template_and_catches_a_broken_copy(tmp_path):
     # then only the broken copy fails (the unencrypted topic), and every resource was looked at
     assert failed == {("broken", "CKV_AWS_26")}, failed
     assert ("all_options", "AWS::S3::Bucket.ImportBucket") in scanned
-    for resource in ("AWS::SNS::Topic.Topic", "AWS::IAM::Role.ImportRole", "AWS::IAM::ManagedPolicy.RunnerPolicy"):
+    for resource in ("AWS::SNS::Topic.Topic", "AWS::IAM::ManagedPolicy.RunnerPolicy"):
         assert ("shipped", resource) in scanned
+    for resource in ("AWS::IAM::Role.ImportRole", "AWS::Athena::WorkGroup.QueryWorkGroup"):
+        assert ("all_options", resource) in scanned, resource
     for resource in ("AWS::CodeBuild::Project.RunnerProject", "AWS::IAM::Role.RunnerRole",
                      "AWS::IAM::Role.GitHubRunnerRole", "AWS::Logs::LogGroup.RunnerLogGroup"):
         assert ("all_options", resource) in scanned or ("all_options", resource) in {

@@ -43,10 +43,11 @@ def test_dbt_athenas_glue_calls_are_allowed_on_the_model_databases_only(policy):
     st = by_sid(policy, "BuildModels")
     # Then it has the calls dbt-athena makes beyond the obvious ones
     assert {"glue:GetTableVersions", "glue:DeleteTableVersion", "glue:CreateDatabase"} <= set(actions(st))
-    # and only on the catalog and the <prefix>, <prefix>_* databases and their tables
-    subs = [r["Fn::Sub"] for r in resources(st)]
-    assert all(s.endswith((":catalog", "database/${ModelDatabasePrefix}", "database/${ModelDatabasePrefix}_*",
-                           "table/${ModelDatabasePrefix}/*", "table/${ModelDatabasePrefix}_*/*")) for s in subs), subs
+    # and only on the catalog and the <prefix>, <prefix>_staging/_segments/_imports databases and their tables
+    # (never <prefix>_*, which matches the ops database lakeseg_ops)
+    subs = [r["Fn::Sub"].removeprefix("arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:") for r in resources(st)]
+    model = ["${ModelDatabasePrefix}"] + [f"${{ModelDatabasePrefix}}_{s}" for s in ("staging", "segments", "imports")]
+    assert subs == ["catalog"] + [f"database/{m}" for m in model] + [f"table/{m}/*" for m in model]
 
 
 def test_sources_are_read_only(policy):
@@ -56,7 +57,7 @@ def test_sources_are_read_only(policy):
 
 
 def test_queries_run_in_one_work_group_and_writes_stay_under_the_two_prefixes(policy):
-    assert by_sid(policy, "AthenaQueries")["Resource"]["Fn::Sub"].endswith(":workgroup/${AthenaWorkGroup}")
+    assert by_sid(policy, "AthenaQueries")["Resource"]["Fn::Sub"].endswith(":workgroup/${QueryWorkGroup}")
     writes = by_sid(policy, "StagingAndTables")
     assert [r["Fn::Sub"] for r in resources(writes)] == [
         "arn:${AWS::Partition}:s3:::${BucketName}/${AthenaStagingPrefix}/*",
@@ -64,8 +65,11 @@ def test_queries_run_in_one_work_group_and_writes_stay_under_the_two_prefixes(po
 
 
 def test_no_statement_allows_everything(policy):
+    # the one Deny keeps Glue writes off the ops database (tests/iam evaluates it)
+    assert [st["Sid"] for st in policy if st["Effect"] != "Allow"] == ["NeverTheOpsDatabase"]
     for st in policy:
-        assert st["Effect"] == "Allow"
+        if st["Effect"] != "Allow":
+            continue
         assert "*" not in resources(st) and not any(a.endswith(":*") or a == "*" for a in actions(st)), st
 
 
@@ -81,6 +85,16 @@ def test_lake_kms_key_is_used_through_s3_only(policy):
     st = by_sid(policy, "DecryptLake")
     assert st["Action"] == "kms:Decrypt"
     assert st["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Sub"] == "s3.${AWS::Region}.amazonaws.com"
+
+
+def test_the_stack_owns_the_work_group_with_a_scan_cutoff_and_its_results_under_the_staging_prefix(template):
+    group = template["Resources"]["QueryWorkGroup"]
+    assert group["Type"] == "AWS::Athena::WorkGroup" and group["Condition"] == "UseAthena"
+    config = group["Properties"]["WorkGroupConfiguration"]
+    assert config["BytesScannedCutoffPerQuery"] == {"Ref": "AthenaBytesScannedCutoffPerQuery"}
+    assert config["EnforceWorkGroupConfiguration"] is True
+    assert config["ResultConfiguration"]["OutputLocation"] == {"Fn::Sub": "s3://${BucketName}/${AthenaStagingPrefix}/"}
+    assert template["Parameters"]["AthenaBytesScannedCutoffPerQuery"]["MinValue"] >= 10_000_000
 
 
 def test_unload_files_expire_after_a_day_even_if_a_run_is_killed(template):

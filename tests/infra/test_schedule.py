@@ -73,13 +73,14 @@ REFS = {
     "TopicKey": "key-1", "KmsKeyArn": "",
 }
 OFF = {"UseCmk": False, "RunnerOn": False, "HasRunnerExtraPolicies": False, "HasDigestSecret": False,
-       "CreateGitHubOidcProvider": False, "HasBundleVersion": False}
+       "CreateGitHubOidcProvider": False, "HasBundleVersion": False, "UseAthena": False, "UsePinpoint": False,
+       "UseCustomerProfiles": False, "UseProfilesCmk": False, "SomeRuleToTopic": True}
 
 
 # --------------------------------------------------------------------------- what the runner deploys
 
 RUNNER = ["RunnerLogGroup", "RunnerRole", "RunnerProject", "RunnerScheduleRole", "RunnerSchedule",
-          "RunnerBuildFailedRule"]
+          "RunnerBuildFailedRule", "RunnerScheduleDeadLetters", "RunnerScheduleDeadLetterAlarm"]
 
 
 def test_the_runner_is_off_by_default_and_one_parameter_turns_it_on(template, resources):
@@ -91,21 +92,52 @@ def test_the_runner_is_off_by_default_and_one_parameter_turns_it_on(template, re
     assert template["Conditions"]["SomeRunnerOn"] == {"Fn::Or": [{"Condition": "RunnerOn"}, {"Condition": "GitHubOn"}]}
     for name in ("RunFailedAlarm", "HeartbeatAlarm"):
         assert resources[name]["Condition"] == "SomeRunnerOn"
-    # the import-failure rule, the dashboard and the history table are there either way
-    for name in ("ImportFailedRule", "Dashboard", "HistoryTable"):
+    # the dashboard and the history table are there either way, the import-failure rule with Pinpoint
+    for name in ("Dashboard", "HistoryTable"):
         assert "Condition" not in resources[name]
+    assert resources["ImportFailedRule"]["Condition"] == "UsePinpoint"
 
 
 def test_the_schedule_starts_the_runner_build_at_the_given_time_and_zone(resources):
     props = resources["RunnerSchedule"]["Properties"]
     assert props["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
     assert props["ScheduleExpressionTimezone"] == {"Ref": "ScheduleTimezone"}
-    target = resolve(props["Target"], {**REFS, "RunnerScheduleRole.Arn": "role"}, OFF)
+    target = resolve(props["Target"], {**REFS, "RunnerScheduleRole.Arn": "role", "RunnerScheduleDeadLetters.Arn": "arn:dlq"}, OFF)
     assert target["Arn"] == "arn:aws:scheduler:::aws-sdk:codebuild:startBuild"
     assert json.loads(target["Input"]) == {"ProjectName": PROJECT}
-    # the scheduler may start this one project, nothing else
-    [st] = resources["RunnerScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    # the scheduler may start this one project, and write to its dead-letter queue, nothing else
+    st, dlq, key = resources["RunnerScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     assert (st["Action"], st["Resource"]) == ("codebuild:StartBuild", {"Fn::GetAtt": ["RunnerProject", "Arn"]})
+    assert (dlq["Action"], dlq["Resource"]) == ("sqs:SendMessage", {"Fn::GetAtt": ["RunnerScheduleDeadLetters", "Arn"]})
+    assert key["Fn::If"][0] == "UseCmk"
+
+
+def test_a_start_the_schedule_cannot_make_goes_to_an_encrypted_dead_letter_queue_and_alarms(resources):
+    # Given the schedule, its role, the dead-letter queue and its alarm (runner on)
+    for name in ("RunnerScheduleDeadLetters", "RunnerScheduleDeadLetterAlarm"):
+        assert resources[name]["Condition"] == "RunnerOn"
+    target = resources["RunnerSchedule"]["Properties"]["Target"]
+    # Then a start that still fails after the retries is kept, not dropped
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["RunnerScheduleDeadLetters", "Arn"]}}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    # in a queue encrypted either way (SQS-managed keys, or the stack's CMK)
+    queue = resources["RunnerScheduleDeadLetters"]["Properties"]
+    assert resolve(queue, REFS, OFF) == {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}
+    assert resolve(queue, {**REFS, "KmsKeyArn": "arn:key"}, {**OFF, "UseCmk": True})["KmsMasterKeyId"] == "arn:key"
+    # which the scheduler's role may write to (and use the key for, through SQS only)
+    statements = resolve(resources["RunnerScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"],
+                         {**REFS, "RunnerProject.Arn": "arn:project", "RunnerScheduleDeadLetters.Arn": "arn:dlq",
+                          "KmsKeyArn": "arn:key"}, {**OFF, "UseCmk": True})
+    by_sid = {st["Sid"]: st for st in statements}
+    assert (by_sid["DeadLetters"]["Action"], by_sid["DeadLetters"]["Resource"]) == ("sqs:SendMessage", "arn:dlq")
+    assert by_sid["EncryptedDeadLetters"]["Condition"] == {"StringEquals": {"kms:ViaService": "sqs.us-east-1.amazonaws.com"}}
+    # and one message there alarms on the topic
+    alarm = resolve(resources["RunnerScheduleDeadLetterAlarm"]["Properties"],
+                    {**REFS, "RunnerScheduleDeadLetters.QueueName": "dlq"}, OFF)
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]) == (
+        "AWS/SQS", "ApproximateNumberOfMessagesVisible", [{"Name": "QueueName", "Value": "dlq"}])
+    assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["AlarmActions"]) == (
+        1, "GreaterThanOrEqualToThreshold", [REFS["Topic"]])
 
 
 def test_the_runner_runs_the_buildspec_of_a_versioned_bundle_one_build_at_a_time(resources):
@@ -123,23 +155,22 @@ def test_the_runner_runs_the_buildspec_of_a_versioned_bundle_one_build_at_a_time
 def test_the_digest_key_comes_from_secrets_manager_never_in_plain_text(resources):
     env = resolve(resources["RunnerProject"]["Properties"]["Environment"]["EnvironmentVariables"],
                   {**REFS, "DigestKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:k-AbCdEf",
-                   **{p: "x" for p in ("PinpointProjectId", "BucketName", "ImportPrefix", "StatePrefix",
-                                       "AthenaWorkGroup", "AthenaSchema", "AthenaStagingDir", "AthenaDataDir")}},
+                   **{p: "x" for p in ("PinpointProjectId", "BucketName", "ImportPrefix", "StatePrefix", "Destination",
+                                       "ModelDatabasePrefix", "AthenaStagingPrefix", "AthenaDataPrefix")}},
                   {**OFF, "HasDigestSecret": True})
     by_name = {v["Name"]: v for v in env}
     assert by_name["LAKESEG_DIGEST_KEY"]["Type"] == "SECRETS_MANAGER"
     assert all(v["Type"] == "PLAINTEXT" for n, v in by_name.items() if n != "LAKESEG_DIGEST_KEY")
     assert not any(re.search(r"KEY|SECRET|PASSWORD|TOKEN", n) for n, v in by_name.items() if v["Type"] == "PLAINTEXT")
-    # the runner role may read that one secret
-    statements = resolve(resources["RunnerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"],
-                         {**REFS, "DigestKeySecretArn": "arn:secret", "BucketName": "b", "BundleKey": "k.zip",
-                          "RunnerLogGroup.Arn": "arn:lg"}, {**OFF, "HasDigestSecret": True})
+    # the runner policy (both runner roles and a person) may read that one secret
+    policy_refs = {**REFS, "BucketName": "b", "StatePrefix": "s", "ImportPrefix": "i", "PinpointProjectId": "app1"}
+    statements = resolve(resources["RunnerPolicy"]["Properties"]["PolicyDocument"]["Statement"],
+                         {**policy_refs, "DigestKeySecretArn": "arn:secret"}, {**OFF, "HasDigestSecret": True})
     secret = [s for s in statements if s["Sid"] == "DigestKey"]
     assert secret == [{"Sid": "DigestKey", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
                        "Resource": "arn:secret"}]
     # without one, the secret lakeseg.yml's athena target falls back to, and no other
-    statements = resolve(resources["RunnerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"],
-                         {**REFS, "BucketName": "b", "BundleKey": "k.zip", "RunnerLogGroup.Arn": "arn:lg"}, OFF)
+    statements = resolve(resources["RunnerPolicy"]["Properties"]["PolicyDocument"]["Statement"], policy_refs, OFF)
     [secret] = [s for s in statements if s["Sid"] == "DigestKey"]
     assert secret["Resource"] == f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:lakeseg/digest-key-??????"
 
@@ -147,11 +178,18 @@ def test_the_digest_key_comes_from_secrets_manager_never_in_plain_text(resources
 @pytest.mark.parametrize("role", ["RunnerRole", "GitHubRunnerRole"])
 def test_both_runner_roles_carry_the_runner_policy_and_little_else(resources, role):
     props = resources[role]["Properties"]
-    refs = {**REFS, "RunnerExtraPolicyArns": ["arn:aws:iam::123456789012:policy/athena-lake"]}
+    refs = {**REFS, "RunnerExtraPolicyArns": ["arn:aws:iam::123456789012:policy/lake-formation"],
+            "RunnerAthenaPolicy": "arn:athena-policy", "CustomerProfilesRunnerPolicy": "arn:profiles-policy",
+            "RunnerPinpointPolicy": "arn:pinpoint-policy"}
     arns = resolve(props["ManagedPolicyArns"], refs, {**OFF, "HasRunnerExtraPolicies": True})
-    assert arns == [REFS["RunnerPolicy"], "arn:aws:iam::123456789012:policy/athena-lake"]
+    assert arns == [REFS["RunnerPolicy"], "arn:aws:iam::123456789012:policy/lake-formation"]
     assert resolve(props["ManagedPolicyArns"], REFS, {**OFF, "UseCmk": True}) == [
         REFS["RunnerPolicy"], REFS["RunnerKmsPolicy"]]
+    # the Athena policy whenever the target is Athena, the Customer Profiles one when that is the destination
+    assert resolve(props["ManagedPolicyArns"], refs, {**OFF, "UseAthena": True, "UseCustomerProfiles": True}) == [
+        REFS["RunnerPolicy"], "arn:athena-policy", "arn:profiles-policy"]
+    assert resolve(props["ManagedPolicyArns"], refs, {**OFF, "UsePinpoint": True}) == [
+        REFS["RunnerPolicy"], "arn:pinpoint-policy"]
     statements = resolve(props["Policies"][0]["PolicyDocument"]["Statement"],
                          {**REFS, "BucketName": "b", "BundleKey": "k.zip", "RunnerLogGroup.Arn": "arn:lg"}, OFF)
     for st in statements:
@@ -175,7 +213,7 @@ def test_the_github_role_trusts_one_repository_and_one_branch(resources, templat
 def test_alarms_and_rules_may_publish_to_the_topic_and_its_key(resources):
     statements = resolve(resources["TopicPolicy"]["Properties"]["PolicyDocument"]["Statement"],
                          {**REFS, "ImportFailedRule.Arn": "arn:rule/import", "RunnerBuildFailedRule.Arn": "arn:rule/build"},
-                         {**OFF, "RunnerOn": True})
+                         {**OFF, "RunnerOn": True, "UsePinpoint": True})
     by_sid = {s.get("Sid"): s for s in statements}
     assert by_sid["RulesPublish"]["Condition"] == {"ArnEquals": {"aws:SourceArn": ["arn:rule/import", "arn:rule/build"]}}
     assert by_sid["AlarmsPublish"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
@@ -414,7 +452,7 @@ def test_the_run_failed_alarm_fires_after_a_failed_run_and_not_after_good_ones(r
 def test_the_dashboard_is_valid_json_and_shows_the_metrics_the_run_publishes(resources):
     from sync.output import metrics
 
-    body = json.loads(resolve(resources["Dashboard"]["Properties"]["DashboardBody"], REFS, OFF))
+    body = json.loads(resolve(resources["Dashboard"]["Properties"]["DashboardBody"], REFS, {**OFF, "UsePinpoint": True}))
     text = json.dumps(body)
     assert len(body["widgets"]) == 6
     for name, _ in metrics.SEGMENT_METRICS + metrics.RUN_METRICS:

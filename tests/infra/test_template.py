@@ -163,8 +163,24 @@ def test_polling_always_ends_inside_the_execution_limit(template):
     # Then the longest polling any allowed value permits ends before the execution times out
     assert longest < asl["TimeoutSeconds"]
     assert bounds["PollSeconds"] * bounds["MaxPolls"] < asl["TimeoutSeconds"]
-    # and the defaults wait a day
-    assert params["PollIntervalSeconds"]["Default"] * params["MaxPolls"]["Default"] == 24 * 3600
+    # and by default an execution stops waiting before the scheduled runner's build is stopped
+    build_seconds = params["RunnerTimeoutMinutes"]["Default"] * 60
+    assert params["PollIntervalSeconds"]["Default"] * params["MaxPolls"]["Default"] < build_seconds
+
+
+@pytest.mark.parametrize("destination", ["pinpoint", "customer_profiles"])
+def test_the_runners_import_wait_ends_inside_the_build(template, destination):
+    # Given the settings the stack's runner uses for a platform destination
+    import yaml
+
+    settings = yaml.safe_load((h.REPO / "infra" / "settings" / f"{destination}.yml").read_text())
+    timeout = settings["targets"]["athena"]["destination"]["timeout"]
+    # Then lakeseg gives up waiting for one import (and reports it) before CodeBuild kills the build
+    assert timeout < template["Parameters"]["RunnerTimeoutMinutes"]["Default"] * 60
+    # and the template's runner uses exactly these files
+    assert 'infra/settings/$LAKESEG_DESTINATION.yml' in (h.REPO / "infra" / "buildspec.yml").read_text()
+    assert set(template["Parameters"]["Destination"]["AllowedValues"]) == {
+        p.stem for p in (h.REPO / "infra" / "settings").glob("*.yml")}
 
 
 def test_lakeseg_asks_for_no_more_polls_than_the_tail_allows():

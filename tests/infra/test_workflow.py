@@ -36,8 +36,10 @@ def test_actionlint_accepts_the_workflow_and_checks_its_scripts_with_shellcheck(
 BREAKAGES = {
     "unknown-step-output": ('EXIT_CODE: ${{ steps.run.outputs.exit_code', 'EXIT_CODE: ${{ steps.nosuch.outputs.exit_code',
                             '"nosuch" is not defined'),
-    "unknown-action-input": ("role-to-assume:", "role-to-asume:", "role-to-asume"),
-    "bad-cron": ('cron: "0 5 * * *"', 'cron: "0 25 * * *"', "invalid CRON format"),
+    # (an action's unknown input is no longer caught: actionlint knows inputs by tag, and the actions
+    # are pinned to commits; test_it_installs_assumes_the_stack_role_by_oidc_runs_... checks the role's)
+    "unknown-context": ("role-to-assume: ${{ vars.", "role-to-assume: ${{ var.", 'undefined variable "var"'),
+    "bad-cron": ('cron: "0 17 * * *"', 'cron: "0 25 * * *"', "invalid CRON format"),
     "unquoted-shell-variable": ('.venv/bin/lakeseg run "${args[@]}"', ".venv/bin/lakeseg run ${args[@]}", "SC2068"),
 }
 
@@ -89,3 +91,28 @@ def test_it_installs_assumes_the_stack_role_by_oidc_runs_and_keeps_the_report(wo
     order = [steps.index(s) for s in (steps[runs.index("make install")],
                                       by_use["aws-actions/configure-aws-credentials"], run, outcome[0], upload)]
     assert order == sorted(order)
+
+
+def test_every_action_is_pinned_to_a_full_commit_sha_with_its_tag_in_a_comment():
+    # Given every `uses:` line of the workflow (a tag can be moved; a commit cannot)
+    import re
+
+    uses = [line.strip() for line in WORKFLOW.read_text().splitlines() if re.match(r"\s*(- )?uses:", line)]
+    assert len(uses) == 4
+    for line in uses:
+        # Then each names a 40-hex commit and keeps the release tag it was taken from
+        assert re.fullmatch(r"(- )?uses: [\w.-]+/[\w.-]+@[0-9a-f]{40}  # v\d+\.\d+\.\d+", line), line
+
+
+def test_the_two_runners_never_run_at_the_same_time_by_default(workflow):
+    # Given the stack runner's default schedule and build timeout, and the workflow's schedule (both UTC)
+    from cfnlint.decode import cfn_yaml
+
+    params = cfn_yaml.loads(h.TEMPLATE_PATH.read_text())["Parameters"]
+    assert params["ScheduleExpression"]["Default"] == "cron(0 5 * * ? *)" and params["ScheduleTimezone"]["Default"] == "UTC"
+    [schedule] = workflow[True]["schedule"]
+    minute, hour = (int(x) for x in schedule["cron"].split()[:2])
+    # Then a run of either, as long as it may last, ends before the other starts
+    gap = ((hour * 60 + minute) - 5 * 60) % (24 * 60)
+    longest = max(params["RunnerTimeoutMinutes"]["Default"], workflow["jobs"]["run"]["timeout-minutes"])
+    assert longest <= gap <= 24 * 60 - longest

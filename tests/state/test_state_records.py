@@ -42,21 +42,29 @@ def write_pointer(store, doc, name="current.json") -> Path:
 
 
 # ---- quarantine entries ---------------------------------------------------------------------------------
-def test_a_quarantine_entry_keeps_300_characters_of_its_message_and_its_runs():
-    row = QuarantinedRow.from_dict({"id": "e1", "message": "m" * 400, "first_run_id": "r1", "last_run_id": "r2",
-                                    "attempts": "3"})
-    assert row == QuarantinedRow("e1", "m" * 300, "r1", "r2", 3)
+@pytest.mark.parametrize("doc", [
+    {"id": "e1", "message": "value 'Zyxwv-Smith, Jr.' is too long", "first_run_id": "r1", "last_run_id": "r2",
+     "attempts": 3},
+    {"id": "e1", "code": "platform-refused", "first_run_id": "r1", "last_run_id": "r2", "attempts": 3},
+    {"id": "e1", "code": "value 'Zyxwv-Smith, Jr.'", "first_run_id": "r1", "last_run_id": "r2", "attempts": 3},
+], ids=["written-with-a-message", "written-with-a-code", "a-code-that-is-not-one"])
+def test_a_quarantine_entry_keeps_its_id_a_code_and_its_runs_never_a_message(doc):
+    # Given an entry as a pointer holds it (before codes, the platform's message was stored)
+    row = QuarantinedRow.from_dict(doc)
+    # Then it reads as refused by the platform, and what it would write back holds no message
+    assert row == QuarantinedRow("e1", "platform-refused", "r1", "r2", 3)
+    assert "Zyxwv" not in repr(row)
 
 
 def test_a_quarantine_entry_without_details_has_empty_ones_and_one_attempt():
-    assert QuarantinedRow.from_dict({"id": "e1"}) == QuarantinedRow("e1", "", "", "", 1)
+    assert QuarantinedRow.from_dict({"id": "e1"}) == QuarantinedRow("e1", "platform-refused", "", "", 1)
 
 
 @pytest.mark.parametrize("doc", [["e1"], {"message": "x"}, {"id": 7}], ids=["not-a-mapping", "no-id", "id-not-text"])
 def test_a_quarantine_entry_without_an_id_is_refused(doc):
     with pytest.raises(ValueError) as refused:
         QuarantinedRow.from_dict(doc)
-    assert str(refused.value) == f"quarantine entry {doc!r} has no id"
+    assert str(refused.value) == "a quarantine entry has no id"
 
 
 # ---- locks ----------------------------------------------------------------------------------------------
@@ -198,7 +206,7 @@ def test_the_write_probe_leaves_nothing_behind(store):
 
 # ---- snapshots and their pointers -------------------------------------------------------------------------
 def test_a_commit_records_rows_fields_hash_run_time_and_quarantine(store, tmp_path, frozen):
-    q = QuarantinedRow("e9", "bad", "r0", "run-1", 2)
+    q = QuarantinedRow("e9", "platform-refused", "r0", "run-1", 2)
     data = parquet(tmp_path, ["a", "b"])
     snap = store.commit_snapshot("files", "seg_a", data, fields=("Id", "A"),
                                  mapping_hash="m1", rows=2, run_id="run-1", quarantine=(q,))
@@ -212,7 +220,8 @@ def test_a_commit_records_rows_fields_hash_run_time_and_quarantine(store, tmp_pa
     assert {k: v for k, v in pointer.items() if k not in ("file", "sha256")} == {
         "rows": 2, "fields": ["Id", "A"], "mapping_hash": "m1", "run_id": "run-1",
         "committed_at": "2026-11-26T08:00:00+00:00",
-        "quarantine": [{"id": "e9", "message": "bad", "first_run_id": "r0", "last_run_id": "run-1", "attempts": 2}]}
+        "quarantine": [{"id": "e9", "code": "platform-refused", "first_run_id": "r0", "last_run_id": "run-1",
+                        "attempts": 2}]}
     assert (snap.rows, snap.fields, snap.mapping_hash, snap.run_id, snap.committed_at, snap.quarantine) == (
         2, ("Id", "A"), "m1", "run-1", "2026-11-26T08:00:00+00:00", (q,))
     loaded = store.load_snapshot("files", "seg_a", tmp_path / "w")
@@ -325,7 +334,7 @@ def test_snapshot_data_with_other_columns_is_refused_naming_both(store, tmp_path
 @pytest.mark.parametrize("changes, why", [
     ({"fields": ["Id", 3]}, "fields and mapping_hash must be strings"),
     ({"mapping_hash": 5}, "fields and mapping_hash must be strings"),
-    ({"quarantine": [{"message": "no id"}]}, "quarantine entry {'message': 'no id'} has no id"),
+    ({"quarantine": [{"message": "no id"}]}, "a quarantine entry has no id"),
 ], ids=["field-not-text", "hash-not-text", "quarantine-without-id"])
 def test_a_pointer_with_bad_details_is_corrupt(store, tmp_path, changes, why):
     _damage(store, tmp_path, **changes)

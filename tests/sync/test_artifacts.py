@@ -94,7 +94,7 @@ def test_stale_artifacts_are_refused(project):
 
 @pytest.mark.parametrize("model,test,ok,reason", [
     pytest.param("success", "pass", True, "", id="built-and-tested"),
-    pytest.param("error", "skipped", False, "model error: boom", id="model-failed"),
+    pytest.param("error", "skipped", False, "model error in the latest dbt invocation", id="model-failed"),
     pytest.param("success", "fail", False, "unique_seg_a_endpoint_id (fail, 3 failing rows)", id="test-failed"),
     pytest.param("success", "warn", False, "unique_seg_a_endpoint_id (warn", id="test-warned"),
     pytest.param("success", None, False, "did not run", id="tests-not-run"),

@@ -68,7 +68,7 @@ def test_the_effective_mapping_hash_joins_mapping_hash_signature_key_and_schemes
     sig = hash_signature(con)
     assert effective_mapping_hash(con, seg, "fp1") == f"{seg.mapping_hash}-{sig}-fp1-{DIGEST_SCHEME}-{KEY_SCHEME}"
     assert effective_mapping_hash(con, seg) == f"{seg.mapping_hash}-{sig}-unkeyed-{DIGEST_SCHEME}-{KEY_SCHEME}"
-    assert (DIGEST_SCHEME, KEY_SCHEME) == ("d2", "k2v2")
+    assert (DIGEST_SCHEME, KEY_SCHEME) == ("d3", "k2v2")
 
 
 def test_the_hash_signature_is_duckdbs_hash_of_fixed_values(con):
@@ -97,8 +97,8 @@ def test_identifiers_and_literals_are_quoted_with_their_quotes_doubled():
 
 def test_the_digest_of_a_segment_without_attributes_is_a_constant_and_aliases_prefix_columns():
     assert digest_sql(("Id",)) == "cast(0 as ubigint)"
-    assert digest_sql(("Id", "A.b", "C")) == 'hash("A.b", "C")'
-    assert digest_sql(("Id", "A.b"), alias="t") == 'hash(t."A.b")'
+    assert digest_sql(("Id", "A.b", "C")) == 'hash("Id", "A.b", "C")'
+    assert digest_sql(("Id", "A.b"), alias="t") == 'hash(t."Id", t."A.b")'
 
 
 def test_the_diff_settings_are_the_memory_limit_spill_folder_and_no_insertion_order(con, tmp_path):

@@ -1,4 +1,4 @@
-"""The keyed value digest (scheme d2): what it is, what changes it, what it never shows."""
+"""The keyed value digest (scheme d3): what it is, what changes it, what it never shows."""
 
 from __future__ import annotations
 
@@ -25,15 +25,15 @@ def con():
     c.close()
 
 
-def _digest(con, tier, plan) -> int:
+def _digest(con, tier, plan, member="ep-1") -> int:
     sql = digest_sql(FIELDS, keyed=True)
-    return con.execute(f'select {sql} from (select ?::varchar as "User.UserAttributes.Tier", '
-                       f'?::varchar as "Attributes.Plan")', [tier, plan]).fetchall()[0][0]
+    return con.execute(f'select {sql} from (select ?::varchar as "Id", ?::varchar as "User.UserAttributes.Tier", '
+                       f'?::varchar as "Attributes.Plan")', [member, tier, plan]).fetchall()[0][0]
 
 
-def test_given_values_when_digested_then_it_is_md5_over_the_subkey_and_the_values_hash(con):
-    # Given two values and DuckDB's positional hash of them
-    h = con.execute("select hash('gold'::varchar, 'pro'::varchar)").fetchall()[0][0]
+def test_given_values_when_digested_then_it_is_md5_over_the_subkey_and_the_hash_of_id_and_values(con):
+    # Given a member's Id, two values and DuckDB's positional hash of them
+    h = con.execute("select hash('ep-1'::varchar, 'gold'::varchar, 'pro'::varchar)").fetchall()[0][0]
     # When DuckDB computes the keyed digest
     digest = _digest(con, "gold", "pro")
     # Then it is the upper half of md5_number over subkey, NUL, H in decimal (hashlib agrees)
