@@ -289,3 +289,29 @@ def test_a_run_that_raises_is_alerted_by_its_error_type_only_and_exits_as_before
     assert body["events"] == [{"event": "failure", "status": "failed", "rule": "RuntimeError"}]
     assert "erin" not in server.requests[0]["body"].decode() and "erin" not in slack.requests[0]["body"].decode()
     assert "before it recorded a run" in slack.json()["text"]
+
+
+def _guarded(rows: int, entered: int, exited: int, previous: int) -> str:
+    from sync.run.diff import Plan
+    from sync.run.guard import mass_exit_refusal, size_change_refusal
+
+    plan = Plan("seg_x", rows=rows, previous_rows=previous, entered=entered, changed=0, exited=exited,
+                unchanged=rows - entered, exit_rows=exited)
+    return mass_exit_refusal(plan, 0.30) or size_change_refusal(plan, 0.50, 0.50) or ""
+
+
+@pytest.mark.parametrize("rows, entered, exited, previous, rule, count", [
+    pytest.param(50, 0, 250, 300, "max_exit_share", 250, id="mass-exit"),
+    pytest.param(0, 0, 300, 300, "max_exit_share", 300, id="would-empty"),
+    pytest.param(1000, 700, 0, 300, "max_size_change_share", 1000, id="size-grows"),
+])
+def test_a_refusal_names_the_guard_rule_that_refused_it(rows, entered, exited, previous, rule, count):
+    # Given a segment refused with the guard's own reason
+    reason = _guarded(rows, entered, exited, previous)
+    assert reason
+    run = {"run_id": "r", "status": "failed", "finished_at": "x",
+           "segments": [{"segment": "seg_x", "status": "refused", "reason": reason,
+                         "plan": _plan("seg_x", rows, entered, 0, exited, previous)}]}
+    # Then the alert names the rule (a settings key) and the count, not the reason
+    [event] = events_of(run)
+    assert (event.event, event.rule, event.count) == ("refusal", rule, count)
