@@ -52,6 +52,7 @@ class Event:
     segment: str | None = None
     count: int | None = None
     rule: str | None = None
+    new: int | None = None  # quarantine: rows first quarantined in this run (the others were already held)
 
 
 def _rule(reason: str) -> str:
@@ -102,7 +103,9 @@ def events_of(run: dict, wanted=EVENTS) -> list[Event]:
             count = plan.get("exited") if rule == "max_exit_share" else plan.get("rows")
             out.append(Event("refusal", seg_status, name, int(count) if isinstance(count, int) else None, rule))
         if quarantined := _quarantined(seg.get("quarantined")):
-            out.append(Event("quarantine", seg_status, name, quarantined))
+            rows = seg.get("quarantined") if isinstance(seg.get("quarantined"), list) else []
+            new = sum(1 for q in rows if isinstance(q, dict) and q.get("first_run_id") == run.get("run_id"))
+            out.append(Event("quarantine", seg_status, name, quarantined, new=new if rows else None))
         if isinstance(plan.get("refresh"), int) and plan["refresh"] > 0:
             out.append(Event("expiry", seg_status, name, plan["refresh"], "refresh_before_expiry_days"))
     return [e for e in out if e.event in wanted]
@@ -137,7 +140,8 @@ def slack_message(run: dict, events: list[Event]) -> dict:
                  "recorded a run (see the runner's log)"]
     for e in events:
         what = f"{e.segment} {e.status}" if e.segment else f"run {e.status}"
-        extra = ", ".join(x for x in (e.rule, f"{e.count:,}" if e.count is not None else None) if x)
+        extra = ", ".join(x for x in (e.rule, f"{e.count:,}" if e.count is not None else None,
+                                      f"{e.new:,} new" if e.new else None) if x)
         lines.append(f"{icon.get(e.event, '•')} {e.event}: {what}" + (f" ({extra})" if extra else ""))
     if any(e.segment for e in events):
         first = next(e.segment for e in events if e.segment)

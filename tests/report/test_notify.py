@@ -82,7 +82,9 @@ def refused_run() -> dict:
         SegmentReport("seg_active", "refused", "250 of 300 previous members (83.3%) would exit, above the 30% limit "
                       "(guard.max_exit_share); alice@example.com", plan),
         SegmentReport("seg_vip", "synced", "", refreshing,
-                      quarantined=[{"id": "endpoint-17", "message": "Invalid email 'bob@example.com'"}]),
+                      quarantined=[{"id": "endpoint-17", "message": "Invalid email 'bob@example.com'",
+                                    "first_run_id": "20261103T050000000Z-cccccc"},
+                                   {"id": "endpoint-18", "code": "refused", "first_run_id": "20261101T050000000Z-aaaaaa"}]),
         SegmentReport("seg_clickers", "skipped", "tests did not pass: accepted_values (value 'carol')"),
     ]
     return run.as_dict()
@@ -109,14 +111,14 @@ def test_the_webhook_gets_a_signed_payload_of_ids_statuses_counts_and_rules_only
     assert (body["run_id"], body["status"], body["target"]) == ("20261103T050000000Z-cccccc", "failed", "prod")
     assert body["events"] == [
         {"event": "refusal", "status": "refused", "segment": "seg_active", "count": 250, "rule": "max_exit_share"},
-        {"event": "quarantine", "status": "synced", "segment": "seg_vip", "count": 1},
+        {"event": "quarantine", "status": "synced", "segment": "seg_vip", "count": 2, "new": 1},
         {"event": "expiry", "status": "synced", "segment": "seg_vip", "count": 40,
          "rule": "refresh_before_expiry_days"},
         {"event": "failure", "status": "skipped", "segment": "seg_clickers"},
     ]
     # and nothing of the reasons or the quarantined rows: no attribute value, no id
     raw = server.requests[0]["body"].decode()
-    for value in ("alice@", "bob@", "carol", "endpoint-17", "Invalid email", "accepted_values"):
+    for value in ("alice@", "bob@", "carol", "endpoint-17", "endpoint-18", "Invalid email", "accepted_values"):
         assert value not in raw
 
 
@@ -134,7 +136,7 @@ def test_slack_gets_one_line_per_event_and_how_to_reproduce(hook):
     text = server.json()["text"]
     assert "`20261103T050000000Z-cccccc` on prod → pinpoint: *failed*" in text
     assert "refusal: seg_active refused (max_exit_share, 250)" in text
-    assert "quarantine: seg_vip synced (1)" in text and "expiry: seg_vip synced (refresh_before_expiry_days, 40)" in text
+    assert "quarantine: seg_vip synced (2, 1 new)" in text and "expiry: seg_vip synced (refresh_before_expiry_days, 40)" in text
     assert "Reproduce: `lakeseg sync --select seg_active`" in text
     assert "alice@" not in text and "bob@" not in text
 
