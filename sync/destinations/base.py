@@ -19,6 +19,48 @@ from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
+class RowSearch:
+    """An unfinished search for refused rows: groups of Ids, each still holding at least one refused row.
+
+    Ids only, no values. The sync keeps it in the segment's state between runs:
+    its rows are neither committed as delivered nor counted as refused, they
+    stay in doubt (resent), and the next run continues the search by splitting
+    these groups instead of starting over. ``fields`` is the header the groups
+    were found with: a delivery with another header starts afresh.
+    """
+
+    groups: tuple[tuple[str, ...], ...] = ()
+    fields: tuple[str, ...] = ()
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(i for group in self.groups for i in group)
+
+    @property
+    def rows(self) -> int:
+        return sum(len(group) for group in self.groups)
+
+
+@runtime_checkable
+class JobLedger(Protocol):
+    """The platform jobs a segment's deliveries created, kept durably (names and ids only) until each has ended.
+
+    A destination notes a job's name before the create call and its id after,
+    so a later run finds a job created despite an error, or still in flight,
+    by its id instead of by listing the platform's jobs.
+    """
+
+    def entries(self) -> list[dict] | None:
+        """Every job noted and not yet forgotten: {"name", "job_id" (None until known), "run_id"}; None if never used."""
+
+    def remember(self, name: str, job_id: str | None, run_id: str) -> None:
+        """Note (or update) a job by name."""
+
+    def forget(self, name: str) -> None:
+        """Drop a job that has ended."""
+
+
+@dataclass(frozen=True)
 class SegmentDelivery:
     """What the sync hands a destination for one segment in one run."""
 
@@ -29,6 +71,9 @@ class SegmentDelivery:
     counts: dict[str, int]  # rows, entered, changed, exited, unchanged
     segment_name: str | None = None  # optional platform segment to define/update
     segment_filter: dict[str, tuple[str, ...]] = field(default_factory=dict)  # field -> in-segment values
+    quarantined: frozenset[str] = frozenset()  # Ids refused before (proven), resent in this delivery to retry them
+    search: RowSearch | None = None  # the search for refused rows an earlier run left unfinished
+    ledger: JobLedger | None = None  # where a job-based destination notes the jobs it creates (the state store)
 
 
 @dataclass
@@ -52,7 +97,9 @@ class DeliveryResult:
     all but ``rejected`` -- rows it refused, by Id, with its message -- as long
     as those stay within the destination's ``max_rejected_rows``. The sync
     commits a confirmed delivery and quarantines the rejected rows (kept out of
-    the snapshot, resent every run, listed until accepted). Anything else is
+    the snapshot, resent every run, listed until accepted). Rows of ``search``
+    (an unfinished search for refused rows) are neither: they stay in doubt
+    and the sync keeps the search for the next run. Anything else is
     unconfirmed: nothing is committed and every row stays in doubt.
     """
 
@@ -61,10 +108,15 @@ class DeliveryResult:
     errors: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)  # Id -> the platform's message
     location: str | None = None  # where the files went (directory, s3:// URL)
+    search: RowSearch | None = None  # rows still suspect when the run's isolation budget ran out
 
     @property
     def rejected_ids(self) -> frozenset[str]:
         return frozenset(self.rejected)
+
+    @property
+    def suspect_ids(self) -> frozenset[str]:
+        return self.search.ids if self.search is not None else frozenset()
 
 
 Progress = Callable[[str, int, int], None]

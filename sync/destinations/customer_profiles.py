@@ -6,9 +6,11 @@ the shared platform layer (``jobs.py``). Each job:
 1. its files (Pinpoint header) are written as one CSV with the mapped columns
    (``profile_fields.py``);
 2. find before create: an upload job named ``lakeseg-<run id>-<segment>-p<part>``
-   (ListUploadJobs) is attached to, never created twice; otherwise
-   ``CreateUploadJob`` (Fields, UniqueKey, DataExpiry) -- at most once: not
-   retried after a server error, looked up by name instead;
+   is attached to, never created twice; otherwise ``CreateUploadJob`` (Fields,
+   UniqueKey, DataExpiry) -- at most once: not retried after a server error,
+   looked up by name instead, through the whole ListUploadJobs listing. The
+   job is noted in the segment's job ledger (``delivery.ledger``, the state
+   store) by name before the call and by id after, so later runs read it by id;
 3. ``GetUploadJobPath`` -> HTTPS ``PUT`` of the CSV to the pre-signed URL with
    the SSE-C headers (the ClientToken as key, its MD5, AES256). A URL at or
    past ``ValidUntil`` is fetched again, never used;
@@ -54,8 +56,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sync.core.errors import ConfigError
 from sync.destinations import profile_fields as pf
 from sync.destinations.aws_calls import Retrier, client_config, error_code, is_transient, poll, preflight_error
-from sync.destinations.base import DeliveryResult, JobRecord, Progress, SegmentDelivery
+from sync.destinations.base import DeliveryResult, JobLedger, JobRecord, Progress, SegmentDelivery
 from sync.destinations.jobs import (
+    DEFAULT_MAX_ISOLATION_JOBS,
     ISOLATION_SETTINGS,
     Job,
     JobOutcome,
@@ -73,9 +76,8 @@ TERMINAL = {"SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED", "STOPPED"}
 RUNNING = {"IN_PROGRESS"}
 URL_MARGIN = timedelta(seconds=60)  # a pre-signed URL valid for less than this is fetched again
 MAX_URL_FETCHES = 3
-MAX_LISTED_PAGES = 20
 DOMAIN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_NAME = re.compile(r"^lakeseg-(?P<run>\d{8}T\d{9}Z-[0-9a-f]{6})-(?P<segment>.+)-p(?P<part>[0-9ab]+)$")
+_NAME = re.compile(r"^lakeseg-(?P<run>\d{8}T\d{9}Z-[0-9a-f]{6})-(?P<segment>.+)-p(?P<part>[0-9a-z]+)$")
 
 SETTINGS = {
     "type": "customer_profiles",
@@ -127,7 +129,7 @@ class CustomerProfilesDestination:
                  refresh_before_expiry_days: int = 3, unique_key_target: str = pf.DEFAULT_UNIQUE_KEY_TARGET,
                  segment_name_prefix: str | None = None, poll_seconds: float = 15.0, timeout: float = 6 * 3600,
                  max_concurrent_jobs: int = 2, max_job_bytes: int = pf.MAX_JOB_BYTES,
-                 max_rejected_rows: int = 100, max_isolation_jobs: int = 16, verify: bool | str = True,
+                 max_rejected_rows: int = 100, max_isolation_jobs: int = DEFAULT_MAX_ISOLATION_JOBS, verify: bool | str = True,
                  http_timeout: float = 300.0, retry_base_seconds: float = 0.5, max_retries: int = 8,
                  sleep: Callable[[float], None] = time.sleep,
                  wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
@@ -263,9 +265,9 @@ class CustomerProfilesDestination:
         try:
             rows = pf.translate(job.files, csv_path, mapping)
             with self._slots:  # an upload job is in flight from here until it ends
-                existing = self._find_job(name)
+                existing = self._find_job(name, delivery)
                 if existing is None:
-                    job_id = self._create_job(name, mapping)
+                    job_id = self._create_job(name, mapping, delivery)
                     if job_id is None:
                         return JobOutcome(JobRecord(job_id="", status="NOT_CREATED"), error=(
                             f"CreateUploadJob {name} failed on the server and no job of that name exists; "
@@ -287,6 +289,8 @@ class CustomerProfilesDestination:
                     sleep=self._sleep, tick=tracker.tick)
                 if not done:
                     return self._give_up(job_id, response)
+                if delivery.ledger is not None:  # it has ended: no later run needs to find it
+                    delivery.ledger.forget(name)
                 tracker.job_done()
         except UploadFailed as exc:
             return JobOutcome(JobRecord(job_id=job_id, status="UPLOAD_FAILED"), error=str(exc))
@@ -301,24 +305,58 @@ class CustomerProfilesDestination:
         return verdict(response, rows)
 
     # ------------------------------------------------------------------ the job's calls
-    def _list_jobs(self) -> list[dict]:
-        items: list[dict] = []
+    def _listed(self):
+        """Every upload job of the domain, page by page as they are consumed, to the last page.
+
+        ListUploadJobs has no filter and promises no order: a job is found by
+        reading the listing through, never by trusting the first pages.
+        """
         token = None
-        for _ in range(MAX_LISTED_PAGES):
+        while True:
             kwargs = {"DomainName": self.domain_name, "MaxResults": 100}
             if token:
                 kwargs["NextToken"] = token
             page = self._retrying(self.profiles.list_upload_jobs, **kwargs)
-            items.extend(page.get("Items") or [])
+            yield from page.get("Items") or []
             token = page.get("NextToken")
             if not token:
-                break
-        return items
+                return
 
-    def _find_job(self, name: str) -> dict | None:
-        return next((j for j in self._list_jobs() if j.get("DisplayName") == name), None)
+    def _list_jobs(self) -> list[dict]:
+        return list(self._listed())
 
-    def _create_job(self, name: str, mapping: pf.ProfileMapping) -> str | None:
+    def _by_id(self, job_id: str) -> dict | None:
+        """An upload job by its id (GetUploadJob), or None when the domain has none of that id."""
+        try:
+            job = self._retrying(self.profiles.get_upload_job, DomainName=self.domain_name, JobId=job_id)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise
+        return {**job, "JobId": job.get("JobId") or job_id}
+
+    def _find_job(self, name: str, delivery: SegmentDelivery | None = None) -> dict | None:
+        """The upload job of this name: by the id the ledger holds for it, else by reading the whole listing.
+
+        A name the ledger has not noted was never created (every create call is noted first): nothing to look up.
+        """
+        ledger = delivery.ledger if delivery is not None else None
+        if ledger is not None and delivery is not None:
+            noted = next((e for e in ledger.entries() or [] if e.get("name") == name), None)
+            if noted is None:  # this run's name, never noted: never created
+                return None
+            if noted.get("job_id"):
+                return self._by_id(str(noted["job_id"]))
+        found = next((j for j in self._listed() if j.get("DisplayName") == name), None)
+        if found is not None and ledger is not None and delivery is not None:
+            ledger.remember(name, str(found["JobId"]), delivery.run_id)
+        return found
+
+    def _create_job(self, name: str, mapping: pf.ProfileMapping, delivery: SegmentDelivery | None = None) -> str | None:
+        ledger = delivery.ledger if delivery is not None else None
+        run_id = delivery.run_id if delivery is not None else ""
+        if ledger is not None:  # durably, before the call: a job created despite an error is looked for later
+            ledger.remember(name, None, run_id)
         try:
             created = self._retrying(self.profiles.create_upload_job, retry_transient=False,
                                      DomainName=self.domain_name, DisplayName=name, Fields=mapping.fields(),
@@ -328,8 +366,12 @@ class CustomerProfilesDestination:
                 raise
             log.warning("customer_profiles: CreateUploadJob %s answered %s; looking for the job before anything else",
                         name, error_code(exc))
-            found = self._find_job(name)
+            found = next((j for j in self._listed() if j.get("DisplayName") == name), None)
+            if found is not None and ledger is not None:
+                ledger.remember(name, str(found["JobId"]), run_id)
             return found["JobId"] if found else None
+        if ledger is not None:
+            ledger.remember(name, str(created["JobId"]), run_id)
         log.info("customer_profiles: created upload job %s (%s)", created["JobId"], name)
         return created["JobId"]
 
@@ -412,10 +454,37 @@ class CustomerProfilesDestination:
 
     # ------------------------------------------------------------------ earlier runs
     def _settle_in_flight(self, delivery: SegmentDelivery) -> str | None:
-        """Wait for upload jobs of earlier runs of this segment still in progress (uploads stay in order)."""
-        def earlier() -> list[str]:
+        """Wait for upload jobs of earlier runs of this segment still in progress (uploads stay in order).
+
+        With a ledger in use, those are the jobs it holds of earlier runs, each
+        read by id (GetUploadJob); one noted without an id (its create call
+        failed) is looked for by name in the whole listing once, then kept with
+        its id or dropped. Jobs that have ended are dropped from the ledger.
+        Without one, the whole listing is read.
+        """
+        ledger = delivery.ledger
+
+        def noted(ledger: JobLedger, entries: list[dict]) -> list[str]:
             found = []
-            for j in self._list_jobs():
+            for entry in entries:
+                name = str(entry.get("name"))
+                if entry.get("run_id") == delivery.run_id:
+                    continue
+                job = self._by_id(str(entry["job_id"])) if entry.get("job_id") else \
+                    next((j for j in self._listed() if j.get("DisplayName") == name), None)
+                if job is not None and job.get("Status") in RUNNING:
+                    ledger.remember(name, str(job["JobId"]), str(entry.get("run_id")))
+                    found.append(f"upload job {job['JobId']} ({name})")
+                else:
+                    ledger.forget(name)
+            return found
+
+        def earlier() -> list[str]:
+            entries = ledger.entries() if ledger is not None else None
+            if ledger is not None and entries is not None:
+                return noted(ledger, entries)
+            found = []
+            for j in self._listed():
                 name = str(j.get("DisplayName") or "")
                 m = _NAME.match(name)
                 # The whole name is compared: a segment too long for DisplayName appears only as its hash.
@@ -507,4 +576,5 @@ def verdict(response: dict, rows: int) -> JobOutcome:
         return JobOutcome(record, error=f"upload job {record.job_id} partially succeeded but reports no failed record "
                                         "count; not confirmed")
     reason = f" ({record.failures[0]})" if record.failures else ""
-    return JobOutcome(record, error=f"upload job {record.job_id} {status}{reason}")
+    # FAILED (not STOPPED): a one-row job that ends so refused its row (see jobs.py).
+    return JobOutcome(record, error=f"upload job {record.job_id} {status}{reason}", platform_failed=status == "FAILED")

@@ -58,6 +58,7 @@ from sync.destinations.aws_calls import NOT_FOUND, Retrier, client_config, is_tr
 from sync.destinations.aws_calls import error_code as _code
 from sync.destinations.base import DeliveryResult, JobRecord, Progress, SegmentDelivery
 from sync.destinations.jobs import (  # noqa: F401
+    DEFAULT_MAX_ISOLATION_JOBS,
     ISOLATION_SETTINGS,
     Job,
     JobOutcome,
@@ -98,7 +99,6 @@ SETTINGS = {
     "region": "AWS region of the project, bucket and state machine",
     **ISOLATION_SETTINGS,
 }
-MAX_LISTED_PAGES = 20  # GetImportJobs pages read when looking for a job (100 jobs a page)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -144,7 +144,7 @@ class PinpointDestination:
                  timeout: float = 6 * 3600, max_job_bytes: int = MAX_JOB_BYTES,
                  multipart_threshold: int = 64 * 1024**2, multipart_chunksize: int = 16 * 1024**2,
                  retry_base_seconds: float = 0.5, max_retries: int = 8,
-                 max_rejected_rows: int = 100, max_isolation_jobs: int = 16,
+                 max_rejected_rows: int = 100, max_isolation_jobs: int = DEFAULT_MAX_ISOLATION_JOBS,
                  sleep: Callable[[float], None] = time.sleep):
         self.application_id = application_id
         self.import_s3_url = import_s3_url
@@ -329,9 +329,12 @@ class PinpointDestination:
 
     # ------------------------------------------------------------------ earlier runs, other processes
     def _listed(self, call: Callable[..., dict], response: str):
-        """The items of a paged Pinpoint listing, page by page as they are consumed (at most MAX_LISTED_PAGES)."""
+        """The items of a paged Pinpoint listing, page by page as they are consumed, to the last page.
+
+        Its order is not relied on: a job is found by reading through, never by trusting the first pages.
+        """
         kwargs = {"ApplicationId": self.application_id, "PageSize": "100"}
-        for _ in range(MAX_LISTED_PAGES):
+        while True:
             page = self._retrying(call, **kwargs)[response]
             yield from page["Item"]
             if not page.get("NextToken"):
@@ -426,8 +429,8 @@ class PinpointDestination:
         return max(0.02, min(self.poll_seconds if self.poll_seconds is not None else 15.0, 60.0))
 
     def _find_job(self, s3_url: str) -> str | None:
-        """An import job already created for exactly this folder (find before create)."""
-        return _job_for(self._list_jobs(), s3_url)
+        """An import job already created for exactly this folder (after a create call failed): read until found."""
+        return _job_for(self._listed(self.pinpoint.get_import_jobs, "ImportJobsResponse"), s3_url)
 
     # ------------------------------------------------------------------ dynamic segments
     def _keep_segment(self, delivery: SegmentDelivery) -> str | None:
@@ -691,13 +694,14 @@ def _outcome(record: JobRecord, error: str | None) -> JobOutcome:
     when any piece failed; the rest may be imported) -- isolated and
     quarantined. FAILED with no failures, a timeout, an error: the job failed.
     """
-    if error is not None:
-        return JobOutcome(record, error=error)
+    if error is not None:  # an import job that ended FAILED (through the import tail, too) is the platform's verdict
+        return JobOutcome(record, error=error, platform_failed=record.status == "FAILED" and bool(record.job_id))
     if _job_ok(record):
         return JobOutcome(record, ok=True)
     if record.status in TERMINAL_JOB_STATES and (record.total_failures or 0) > 0:
         return JobOutcome(record, refused_rows=int(record.total_failures), messages=list(record.failures))
-    return JobOutcome(record, error=_describe(record))
+    # FAILED with no failure count: a one-row job that ends so refused its row (see jobs.py).
+    return JobOutcome(record, error=_describe(record), platform_failed=record.status == "FAILED")
 
 
 def segment_dimensions(segment_filter: dict[str, tuple[str, ...]]) -> dict:

@@ -40,7 +40,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -56,7 +56,7 @@ from sync.dbt.artifacts import Artifacts
 from sync.dbt.check import check_manifest
 from sync.dbt.contract import Segment, load_segments, tests_by_model
 from sync.dbt.selection import Resolver, choose_segments
-from sync.destinations.base import DeliveryResult, Destination, SegmentDelivery
+from sync.destinations.base import DeliveryResult, Destination, RowSearch, SegmentDelivery
 from sync.readers.base import SegmentReader
 from sync.run.diff import (
     SNAPSHOT_ID,
@@ -396,9 +396,13 @@ class SyncRun:
             in_doubt = self.state.load_in_doubt(self.destination_key, seg.name, workdir / "in-doubt",
                                                 committed_run_id=previous.run_id if previous else None)
             quarantine = {q.id: q for q in (previous.quarantine if previous else ())}
-            dirty = self._dirty_ids(con, workdir, in_doubt, quarantine)
+            search = self.state.load_search(self.destination_key, seg.name, workdir / "search")
+            dirty = self._dirty_ids(con, workdir, in_doubt, quarantine, search.ids if search else ())
             if in_doubt is not None:
                 notes.append(f"{in_doubt.rows:,} id(s) in doubt from run {in_doubt.run_id} (never confirmed): resent")
+            if search is not None:
+                notes.append(f"{search.rows:,} row(s) in {len(search.groups):,} group(s) still suspect from run "
+                             f"{search.run_id}: resent, the search for refused rows continues")
             source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
             t = self._spent("read", t)
             notes.extend(getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation))  # Athena: query id, bytes
@@ -413,8 +417,8 @@ class SyncRun:
                 notes.append(f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
                              f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent")
             refusal = (mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
-                       or size_change_refusal(plan, opts.max_size_change_share, opts.max_entered_share,
-                                              opts.allow_size_change))
+                       or size_change_refusal(self._as_last_delivered(con, prepared, dirty), opts.max_size_change_share,
+                                              opts.max_entered_share, opts.allow_size_change))
             if refusal:
                 stack.close()
                 return SegmentReport(seg.name, REFUSED, refusal, plan.as_dict(), notes=notes,
@@ -424,6 +428,8 @@ class SyncRun:
                 return SegmentReport(seg.name, PLANNED, plan.full_refresh_reason, plan.as_dict(), notes=notes,
                                      quarantined=[asdict(q) for q in quarantine.values()])
             if plan.to_send == 0:
+                if search is not None:  # none of its rows is left to send: nothing left to search
+                    self.state.clear_search(self.destination_key, seg.name)
                 if (previous is None or previous.mapping_hash != prepared.mapping_hash or in_doubt is not None
                         or quarantine or plan.exited):
                     # Nothing left to send for what was in doubt or quarantined, or for leavers of a
@@ -445,6 +451,8 @@ class SyncRun:
                 run_id=self.run_id, segment=seg.name, files=tuple(files), fields=seg.fields,
                 counts={k: v for k, v in plan.as_dict().items() if isinstance(v, int) and not isinstance(v, bool)},
                 segment_name=seg.segment_name, segment_filter=seg.segment_filter,
+                quarantined=frozenset(quarantine), search=RowSearch(search.groups, search.fields) if search else None,
+                ledger=self.state.job_ledger(self.destination_key, seg.name),
             )
         except LakesegError as exc:
             stack.close()
@@ -461,19 +469,36 @@ class SyncRun:
                                    notes, quarantine))
         return None
 
-    def _dirty_ids(self, con, workdir: Path, in_doubt, quarantine: dict[str, QuarantinedRow]) -> Path | None:
-        """One Parquet file of every Id to resend whatever the snapshot says: in doubt or quarantined."""
-        if in_doubt is None and not quarantine:
+    def _dirty_ids(self, con, workdir: Path, in_doubt, quarantine: dict[str, QuarantinedRow],
+                   suspect=()) -> Path | None:
+        """One Parquet file of every Id to resend whatever the snapshot says: in doubt, quarantined or suspect."""
+        if in_doubt is None and not quarantine and not suspect:
             return None
         out = workdir / "dirty.parquet"
         con.execute(f"create or replace temp table _quarantined ({SNAPSHOT_ID} varchar)")
-        if quarantine:
-            con.executemany("insert into _quarantined values (?)", [(i,) for i in sorted(quarantine)])
+        if quarantine or suspect:
+            con.execute(f"insert into _quarantined select unnest($1::varchar[]) as {SNAPSHOT_ID}",
+                        [sorted(set(quarantine) | set(suspect))])
         parts = ["select * from _quarantined"]
         if in_doubt is not None:
             parts.append(f"select {SNAPSHOT_ID} from read_parquet({ql(str(in_doubt.path))})")
         con.execute(f"copy ({' union '.join(parts)}) to {ql(str(out))} (format parquet)")
         return out
+
+    def _as_last_delivered(self, con, prepared: PreparedSegment, dirty: Path | None):
+        """The plan as the size guard sees it: members the last run delivered but left out of its commit.
+
+        Rows quarantined or still suspect in a search for refused rows were never committed when they
+        entered; they were members all the same, so they count in the previous size, not as entering.
+        """
+        plan, previous = prepared.plan, prepared.previous_snapshot
+        if dirty is None or previous is None:
+            return plan
+        held, now = con.execute(
+            f"select count(*), count(*) filter (where {SNAPSHOT_ID} in (select {SNAPSHOT_ID} from "
+            f"read_parquet({ql(str(prepared.new_snapshot))}))) from _quarantined where {SNAPSHOT_ID} not in "
+            f"(select {SNAPSHOT_ID} from read_parquet({ql(str(previous))}))").fetchall()[0]
+        return replace(plan, previous_rows=plan.previous_rows + held, entered=max(0, plan.entered - now))
 
     def _record_in_doubt(self, con, prepared: PreparedSegment) -> None:
         """Durably record every Id this delivery carries, plus those still in doubt, before handing over."""
@@ -526,13 +551,19 @@ class SyncRun:
                     rep.quarantined = [{"id": i, "code": PLATFORM_REFUSED} for i in sorted(result.rejected)]
                     return rep
                 failpoints.hit("before-commit")
+                # The unfinished search is kept before the commit that leaves its rows out (in doubt, resent).
+                self.state.save_search(self.destination_key, seg.name, result.search.groups if result.search else (),
+                                       fields=delivery.fields, run_id=self.run_id, workdir=prepared.workdir / "search")
                 kept = self._commit(con, prepared, result, quarantine)
                 self._spent("commit", t)
                 rep.quarantined = [asdict(q) for q in kept]
-                if kept:
+                suspect = len(result.suspect_ids)
+                if kept or suspect:
                     rep.status = PARTIAL
-                    rep.reason = (f"{len(kept)} row(s) rejected by the destination are quarantined (resent next run); "
-                                  "the rest is committed")
+                    rep.reason = "; ".join(filter(None, (
+                        f"{len(kept)} row(s) rejected by the destination are quarantined (resent next run)" if kept else "",
+                        f"{suspect} row(s) still suspect (not yet proven refused or accepted) are resent next run, "
+                        "which continues the search" if suspect else ""))) + "; the rest is committed"
                 else:
                     rep.status = SYNCED
                 register_imports(self.imports_table, seg, self.run_id, result.location, notes)
@@ -560,7 +591,7 @@ class SyncRun:
             old = quarantine.get(rid)
             kept.append(QuarantinedRow(rid, PLATFORM_REFUSED, old.first_run_id if old else self.run_id, self.run_id,
                                        (old.attempts + 1) if old else 1))
-        path = snapshot_to_commit(con, prepared, frozenset(rejected))
+        path = snapshot_to_commit(con, prepared, frozenset(rejected) | result.suspect_ids)  # suspect: neither
         rows = con.execute(f"select count(*) from read_parquet({ql(str(path))})").fetchall()[0][0]
         self.state.commit_snapshot(self.destination_key, seg.name, path, fields=seg.fields,
                                    mapping_hash=prepared.mapping_hash, rows=rows, run_id=self.run_id,

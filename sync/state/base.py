@@ -6,6 +6,9 @@ Layout under the store's root (a directory, or an S3 prefix):
     snapshots/<destination>/<segment>/<run_id>-<uuid>.parquet      Id, k1, k2, digest per member
     snapshots/<destination>/<segment>/in_doubt.json     pointer to the ids of an unconfirmed delivery
     snapshots/<destination>/<segment>/in-doubt-<run_id>-<uuid>.parquet   Id per row handed over
+    snapshots/<destination>/<segment>/search.json       pointer to an unfinished search for refused rows
+    snapshots/<destination>/<segment>/search-<run_id>-<uuid>.parquet     Id, grp, pos per suspect row
+    snapshots/<destination>/<segment>/jobs.json         platform jobs created and not known to have ended
     locks/<destination>/<segment>.json                  owner: run id, host, pid, acquired_at, token
     history/<started_at>-<run_id>.json                  one document per run (one line of JSON)
 
@@ -20,6 +23,11 @@ unconfirmed deliveries), so the next run resends them whatever the committed
 snapshot says. A commit by the same run supersedes it: a record whose run id
 is the committed snapshot's is void, so commit-then-crash is harmless.
 
+The search record holds the groups of Ids a destination's search for refused
+rows left unproven (each still holds a refused row; which, is not known yet),
+with the header they were found with. Ids only, no values. The next run resends
+those rows and continues the search; a commit that leaves none clears it.
+
 Every pointer is schema-checked and may only name a data file in its own
 folder; a corrupt one refuses its segment, never the run.
 """
@@ -32,6 +40,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -52,6 +61,9 @@ SNAPSHOT_SCHEMA = {"Id": "VARCHAR", "k1": "UBIGINT", "k2": "UBIGINT", "digest": 
 # Destinations whose data expires also keep when each member was last confirmed (UTC).
 SNAPSHOT_SCHEMA_CONFIRMED = {**SNAPSHOT_SCHEMA, "confirmed_at": "TIMESTAMP"}
 IN_DOUBT_SCHEMA = {"Id": "VARCHAR"}
+SEARCH = "search.json"
+JOBS = "jobs.json"  # the platform jobs a segment's deliveries created and that may not have ended
+SEARCH_SCHEMA = {"Id": "VARCHAR", "grp": "INTEGER", "pos": "INTEGER"}
 # A quarantine entry says why a row is there by a code, never by the platform's message (which may quote the
 # row's values). The one code today: the platform refused the row.
 PLATFORM_REFUSED = "platform-refused"
@@ -131,6 +143,23 @@ class InDoubt:
     rows: int
     run_id: str
     recorded_at: str
+
+
+@dataclass(frozen=True)
+class SavedSearch:
+    """An unfinished search for refused rows: groups of Ids still suspect, and the header they were found with."""
+
+    groups: tuple[tuple[str, ...], ...]
+    fields: tuple[str, ...]
+    run_id: str
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(i for group in self.groups for i in group)
+
+    @property
+    def rows(self) -> int:
+        return sum(len(group) for group in self.groups)
 
 
 @dataclass
@@ -358,6 +387,59 @@ class StateStore(abc.ABC):
         if owner == run_id and self._delete_if_unchanged(key, raw):
             self._delete_data(self._folder(destination, segment), raw)
 
+    # ---- the unfinished search for refused rows --------------------------------
+    def save_search(self, destination: str, segment: str, groups, *, fields, run_id: str, workdir: Path) -> None:
+        """Durably keep the groups of Ids still suspect (replacing any earlier search of this segment)."""
+        groups = [tuple(g) for g in groups if g]
+        if not groups:
+            self.clear_search(destination, segment)
+            return
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        out = workdir / "search.parquet"
+        ids = [i for g in groups for i in g]
+        grp = [n for n, g in enumerate(groups) for _ in g]
+        pos = [p for g in groups for p in range(len(g))]
+        con = duckdb.connect()
+        try:
+            con.execute("copy (select unnest($1::varchar[]) as Id, unnest($2::integer[]) as grp, "
+                        "unnest($3::integer[]) as pos) to '" + str(out).replace("'", "''") + "' (format parquet)",
+                        [ids, grp, pos])
+        finally:
+            con.close()
+        meta = {"rows": len(ids), "groups": len(groups), "fields": list(fields), "run_id": run_id,
+                "recorded_at": utcnow().isoformat(timespec="seconds")}
+        self._point_to(destination, segment, SEARCH, out, "search-", meta)
+
+    def load_search(self, destination: str, segment: str, workdir: Path) -> SavedSearch | None:
+        found = self._load_pointed(destination, segment, SEARCH, SEARCH_SCHEMA, workdir, "search")
+        if found is None:
+            return None
+        meta, local, _columns = found
+        fields = meta.get("fields") or ()
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+            raise SegmentRefused(f"search pointer for {destination}/{segment} is corrupt (fields must be strings); "
+                                 "delete it to start the search afresh")
+        con = duckdb.connect()
+        try:
+            rows = con.execute("select grp, Id from read_parquet(?) order by grp, pos", [str(local)]).fetchall()
+        finally:
+            con.close()
+        groups: dict[int, list[str]] = {}
+        for grp, rid in rows:
+            groups.setdefault(grp, []).append(rid)
+        return SavedSearch(tuple(tuple(g) for g in groups.values()), tuple(fields), str(meta.get("run_id", "")))
+
+    def clear_search(self, destination: str, segment: str) -> None:
+        key = self._pointer_key(destination, segment, SEARCH)
+        raw = self._read(key)
+        if raw is not None and self._delete_if_unchanged(key, raw):
+            self._delete_data(self._folder(destination, segment), raw)
+
+    # ---- the jobs a segment's deliveries created ---------------------------------
+    def job_ledger(self, destination: str, segment: str) -> StateJobLedger:
+        return StateJobLedger(self, self._pointer_key(destination, segment, JOBS))
+
     # ---- locks ---------------------------------------------------------------
     def _lock_key(self, destination: str, segment: str) -> str:
         return f"locks/{safe_name('destination', destination)}/{safe_name('segment', segment)}.json"
@@ -451,4 +533,52 @@ class StateStore(abc.ABC):
         return None
 
 
-__all__ = ["PLATFORM_REFUSED", "InDoubt", "LockInfo", "QuarantinedRow", "Snapshot", "StateStore", "asdict", "safe_name"]
+class StateJobLedger:
+    """``JobLedger`` (sync.destinations.base) in the state store: one small JSON document per segment.
+
+    Only the run holding the segment's lock writes it; its threads share a lock.
+    Names and ids only. A damaged document reads as never used (the destination
+    then lists the platform's jobs instead).
+    """
+
+    def __init__(self, store: StateStore, key: str):
+        self._store, self._key = store, key
+        self._lock = threading.Lock()
+
+    def _load(self) -> list[dict] | None:
+        raw = self._store._read(self._key)
+        if raw is None:
+            return None
+        try:
+            jobs = json.loads(raw)["jobs"]
+            if not isinstance(jobs, list):
+                raise ValueError("jobs must be a list")
+            return [j for j in jobs if isinstance(j, dict) and isinstance(j.get("name"), str)]
+        except (ValueError, KeyError, TypeError):
+            log.warning("job ledger %s is unreadable; jobs are looked up by listing", self._store._location(self._key))
+            return None
+
+    def _save(self, jobs: list[dict]) -> None:
+        self._store._write(self._key, json.dumps({"jobs": jobs}, indent=1).encode())
+
+    def entries(self) -> list[dict] | None:
+        with self._lock:
+            return self._load()
+
+    def remember(self, name: str, job_id: str | None, run_id: str) -> None:
+        with self._lock:
+            jobs = [j for j in self._load() or [] if j["name"] != name]
+            jobs.append({"name": name, "job_id": job_id, "run_id": run_id,
+                         "recorded_at": utcnow().isoformat(timespec="seconds")})
+            self._save(jobs)
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            jobs = self._load() or []
+            kept = [j for j in jobs if j["name"] != name]
+            if len(kept) != len(jobs):
+                self._save(kept)
+
+
+__all__ = ["PLATFORM_REFUSED", "InDoubt", "LockInfo", "QuarantinedRow", "SavedSearch", "Snapshot", "StateJobLedger",
+           "StateStore", "asdict", "safe_name"]

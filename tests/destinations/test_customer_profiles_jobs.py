@@ -13,7 +13,7 @@ import pytest
 
 from sync.destinations.base import DeliveryResult, JobRecord, SegmentDelivery
 from sync.destinations.customer_profiles import display_name, verdict
-from sync.destinations.jobs import JobOutcome
+from sync.destinations.jobs import JobOutcome, search_bound
 
 from . import profiles_harness as ph
 from .profiles_harness import RUN_ID, Sleeps, delivery, destination, expected_csv, logs, only_job, write_csv
@@ -130,15 +130,18 @@ def test_a_listing_over_several_pages_is_read_to_the_end(fake, server, clock, sr
     assert "CreateUploadJob" not in fake.ops() and first_job in server.bodies
 
 
-def test_the_listing_stops_after_twenty_pages(fake, server, clock, src):
+def test_a_lookup_by_name_reads_the_listing_to_its_last_page(fake, server, clock, src):
+    # Given a domain with 25 upload jobs, listed one per page
     for n in range(25):
         fake.client.create_upload_job(DomainName=D, DisplayName=f"manual-{n}", Fields=FIELDS_SENT,
                                       UniqueKey="AccountNumber")
     fake.page_size = 1
     fake.calls.clear()
     dest = destination(fake, server, clock)
+    # When a job that is not there is looked up by name (no ledger to go by)
+    # Then every page is read (issue 22: the listing used to stop after 20)
     assert dest._find_job("no-such-job") is None
-    assert fake.ops() == ["ListUploadJobs"] * 20
+    assert fake.ops() == ["ListUploadJobs"] * 25
 
 
 def test_a_retry_attaches_to_a_created_job_and_uploads_it(fake, server, clock, src, caplog):
@@ -329,8 +332,8 @@ def test_a_status_check_refused_mid_poll_is_an_error_with_the_job_id(fake, serve
          "upload job j1 partially succeeded but reports no failed record count; not confirmed"))),
     ({"Status": "FAILED", "StatusReason": "VALIDATION_FAILURE", "ResultsSummary": {"FailedRecords": 2}}, 7,
      JobOutcome(JobRecord("j1", "FAILED", None, 2, ["VALIDATION_FAILURE"], status_reason="VALIDATION_FAILURE"),
-                error="upload job j1 FAILED (VALIDATION_FAILURE)")),
-    ({"Status": "FAILED"}, 7, JobOutcome(JobRecord("j1", "FAILED"), error="upload job j1 FAILED")),
+                error="upload job j1 FAILED (VALIDATION_FAILURE)", platform_failed=True)),
+    ({"Status": "FAILED"}, 7, JobOutcome(JobRecord("j1", "FAILED"), error="upload job j1 FAILED", platform_failed=True)),
     ({"Status": "STOPPED"}, 7, JobOutcome(JobRecord("j1", "STOPPED"), error="upload job j1 STOPPED")),
 ], ids=["succeeded", "succeeded-without-summary", "succeeded-with-failed-records", "partial",
         "partial-more-failures-than-rows", "partial-rows-unknown", "partial-without-summary", "partial-with-zero-failed",
@@ -364,13 +367,45 @@ def test_refused_rows_are_found_and_reported_by_id(client, server, clock, tmp_pa
     # Given a service that refuses ep-5 (it counts failures, naming no record)
     fake = ph.FakeCustomerProfiles(client, server, clock, verdict=refuse("ep-5"))
     result = destination(fake, server, clock).deliver(delivery([write_csv(tmp_path / "i" / "part-00000.csv", 8)]))
-    # Then halves are uploaded until ep-5 stands alone; it is rejected with the job that refused it, the rest confirmed
+    # Then halves are uploaded (one per suspect group, the other half's count follows) until ep-5 stands alone; it is
+    # rejected with the job that refused it, the rest confirmed
     alone = next(j.id for j in fake.jobs.values() if [r["AccountNumber"] for r in j.rows] == ["ep-5"])
     assert result.confirmed, result.errors
     assert result.rejected == {"ep-5": f"refused by the platform (job {alone})"}
-    assert [j.name for j in fake.jobs.values()] == [display_name(RUN_ID, SEG, p) for p in ("1", "1a", "1b", "1ba",
-                                                                                          "1baa", "1bab", "1bb")]
+    assert [j.name for j in fake.jobs.values()] == [display_name(RUN_ID, SEG, p) for p in ("1", "1a", "1ba", "1baa",
+                                                                                          "1baba")]
     assert len(fake.profiles) == 7 and "ep-5" not in fake.profiles
+
+
+def test_a_one_row_upload_job_that_ends_failed_is_that_row_refused(client, server, clock, tmp_path):
+    # Given a service that counts ep-5 as a failed record among others, and ends a job holding it alone FAILED
+    def verdict(job):
+        ids = [r["AccountNumber"] for r in job.rows]
+        return ("FAILED", set()) if ids == ["ep-5"] else ("SUCCEEDED", {"ep-5"} & set(ids))
+
+    fake = ph.FakeCustomerProfiles(client, server, clock, verdict=verdict)
+    # When eight rows are delivered
+    result = destination(fake, server, clock).deliver(delivery([write_csv(tmp_path / "i" / "part-00000.csv", 8)]))
+    # Then the search ends on the FAILED one-row job: ep-5 is refused with its verdict, the rest confirmed
+    alone = next(j for j in fake.jobs.values() if [r["AccountNumber"] for r in j.rows] == ["ep-5"])
+    assert result.confirmed, result.errors
+    assert result.rejected == {"ep-5": f"upload job {alone.id} FAILED (INTERNAL_FAILURE)"}
+    assert len(fake.profiles) == 7 and result.search is None
+
+
+def test_two_refused_rows_among_844_are_found_in_one_delivery_with_the_default_settings(client, server, clock,
+                                                                                    tmp_path):
+    # Given a service that refuses two of 844 rows of one upload job, counting them without naming them (issue 22)
+    fake = ph.FakeCustomerProfiles(client, server, clock, verdict=refuse("ep-17", "ep-801"))
+    # When they are delivered with the default settings
+    result = destination(fake, server, clock).deliver(
+        delivery([write_csv(tmp_path / "i" / "part-00000.csv", 844)]))
+    # Then both are found and nothing else is refused or left suspect: the delivery is confirmed
+    assert result.confirmed, result.errors
+    assert sorted(result.rejected) == ["ep-17", "ep-801"] and result.search is None
+    # within the stated number of jobs, and every other row reached the domain
+    assert len(fake.jobs) <= 1 + search_bound(2, 844)[0]
+    assert len(fake.profiles) == 842
 
 
 def test_no_refused_row_allowed_means_not_confirmed(client, server, clock, tmp_path):
@@ -383,14 +418,16 @@ def test_no_refused_row_allowed_means_not_confirmed(client, server, clock, tmp_p
         f"{SEG} job 1: 1 row(s) refused by the platform (job {job_id}); destination.max_rejected_rows is 0"])
 
 
-def test_no_isolation_job_allowed_rejects_the_whole_chunk(client, server, clock, tmp_path):
+def test_no_isolation_job_allowed_leaves_the_whole_chunk_suspect_not_refused(client, server, clock, tmp_path):
+    # Given no isolation job allowed and a job that refuses one of its three rows, naming none
     fake = ph.FakeCustomerProfiles(client, server, clock, verdict=refuse("ep-5"))
+    # When it is delivered
     result = destination(fake, server, clock, max_isolation_jobs=0).deliver(
         delivery([write_csv(tmp_path / "i" / "part-00000.csv", 3, start=4)]))
-    job_id = only_job(fake)
-    message = (f"in a chunk of 3 rows with 1 refused (not isolated further: destination.max_isolation_jobs reached): "
-               f"refused by the platform (job {job_id})")
-    assert result.confirmed and result.rejected == {"ep-4": message, "ep-5": message, "ep-6": message}
+    # Then no row is counted as refused: the three stay suspect for the next run to continue
+    only_job(fake)
+    assert result.confirmed and result.rejected == {}
+    assert result.search.groups == (("ep-4", "ep-5", "ep-6"),)
 
 
 def test_two_jobs_at_once_both_confirmed(fake, server, clock, tmp_path):

@@ -72,7 +72,7 @@ def test_defaults_when_only_the_domain_is_set(plain_env):
     assert (dest.unique_key_target, dest.segment_name_prefix) == ("_profile.AccountNumber", "")
     assert (dest.poll_seconds, dest.timeout) == (15.0, 21600.0)
     assert (dest.max_concurrent_jobs, dest.max_parallel, dest.max_job_bytes) == (2, 2, 1_000_000_000)
-    assert (dest.max_rejected_rows, dest.max_isolation_jobs) == (100, 16)
+    assert (dest.max_rejected_rows, dest.max_isolation_jobs) == (100, 32)
     assert dest.verify is True and dest.http_timeout == 300.0
     assert (dest._retrying.max_retries, dest._retrying.base_seconds) == (8, 0.5)
     # And the client is the given session's, in its region, with no SDK retries (create calls run at most once)
@@ -127,7 +127,7 @@ def test_the_constructor_defaults():
     # Then its defaults match the settings' defaults
     assert (dest.data_expiry_days, dest.refresh_before_expiry_days, dest.segment_name_prefix) == (14, 3, "")
     assert (dest.poll_seconds, dest.timeout, dest.max_concurrent_jobs) == (15.0, 21600.0, 2)
-    assert (dest.max_job_bytes, dest.max_rejected_rows, dest.max_isolation_jobs) == (1_000_000_000, 100, 16)
+    assert (dest.max_job_bytes, dest.max_rejected_rows, dest.max_isolation_jobs) == (1_000_000_000, 100, 32)
     assert (dest.verify, dest.http_timeout) == (True, 300.0)
     assert (dest._retrying.max_retries, dest._retrying.base_seconds, dest._retrying.label) == (
         8, 0.5, "customer_profiles")

@@ -157,13 +157,16 @@ def test_refused_rows_are_quarantined_and_the_rest_confirmed(tmp_path, name_ids)
     else:
         # Each lone row carries the message of the job that held it alone
         assert set(result.rejected.values()) == {"some rows were bad"}
-        # 1 -> 1a (a-d), 1b (e-h), depth first -> each halved again -> c and f alone
-        assert platform.jobs[:2] == [("1", list("abcdefgh")), ("1a", list("abcd"))]
-        assert ("1b", list("efgh")) in platform.jobs
-        assert ("1aba", ["c"]) in platform.jobs and ("1bab", ["f"]) in platform.jobs
-        # Every job run, halves included, is in the result's records
-        assert [r.job_id for r in result.jobs] == [f"job-{label}" for label, _ in platform.jobs]
-        # The halves are written inside the delivery's own folder (removed with the run's work folder)
+        # Breadth first, halving: one half of each suspect group is imported, the other's count follows from its
+        # group's (1a held 1 of 2: 1b holds 1; 1aa held none: 1ab holds 1; 1ba held 1: 1bb none), and a row is
+        # refused only by a job that held it alone (c by 1aba; f, inferred in 1bab, by 1baba)
+        assert sorted(platform.jobs) == sorted([
+            ("1", list("abcdefgh")), ("1a", list("abcd")), ("1aa", ["a", "b"]), ("1ba", ["e", "f"]),
+            ("1aba", ["c"]), ("1baa", ["e"]), ("1baba", ["f"])])
+        assert result.search is None
+        # Every job run, isolation jobs included, is in the result's records
+        assert sorted(r.job_id for r in result.jobs) == sorted(f"job-{label}" for label, _ in platform.jobs)
+        # The parts are written inside the delivery's own folder (removed with the run's work folder)
         assert platform.files["1a"] == [tmp_path / "import" / "isolate" / "part-1a" / "part-00000.csv"]
 
 
@@ -172,7 +175,10 @@ def test_halves_keep_the_header_and_every_row_byte_for_byte(tmp_path, open_umask
     # A value with a line break and non-ASCII text inside its quotes must come through unchanged
     with d.files[1].open("a", newline="", encoding="utf-8") as f:
         csv.writer(f, lineterminator="\r\n").writerow(["Z\u00fcrich\r\nline 2", "f"])
-    a, b = jobs._halves(Job("3", d.files), tmp_path / "iso", 6)
+    search = jobs._Search(Platform(), d, JobProgress(None, "seg_a", 2, 1), tmp_path / "iso", max_concurrent=1, parts=2,
+                          max_rejected_rows=100)
+    a, b = search.split(jobs._Group("3", d.files, ("a", "b", "c", "d", "e", "f"), None), 2)
+    assert (a.ids, b.ids) == (("a", "b", "c"), ("d", "e", "f"))
     assert (a.label, b.label) == ("3a", "3b")
     header = b'Attributes.Plan,Id\r\n'
     assert a.files[0].read_bytes() == header + b'"p,""x""",a\r\n"p,""x""",b\r\n"p,""x""",c\r\n'
@@ -207,15 +213,18 @@ def test_no_refused_row_allowed_fails_without_isolating(tmp_path):
     assert [label for label, _ in platform.jobs] == ["1"]
 
 
-@pytest.mark.parametrize("budget, jobs_run", [(0, 1), (1, 1), (2, 3)], ids=["none", "one-is-not-a-pair", "one-pair"])
-def test_an_exhausted_isolation_budget_quarantines_the_whole_chunk_saying_so(tmp_path, budget, jobs_run):
+@pytest.mark.parametrize("budget, jobs_run, suspect", [(0, 1, ("a", "b", "c", "d")), (1, 2, ("a", "b")), (2, 3, ("b",))],
+                         ids=["none", "one-job", "two-jobs"])
+def test_an_exhausted_isolation_budget_leaves_the_unproven_rows_suspect_not_refused(tmp_path, budget, jobs_run, suspect):
+    # Given one refused row among four, named by no message, and a budget too small to isolate it
     platform = Platform(bad={"b"})
+    # When the rows are delivered
     result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]), max_isolation_jobs=budget)
-    assert len(platform.jobs) == jobs_run and result.confirmed
-    chunk = ["a", "b", "c", "d"] if budget < 2 else ["a", "b"]
-    assert sorted(result.rejected) == chunk
-    assert result.rejected["b"] == (f"in a chunk of {len(chunk)} rows with 1 refused (not isolated further: "
-                                    "destination.max_isolation_jobs reached): some rows were bad")
+    # Then no row is counted as refused (none was held alone), the delivery is confirmed, and the rows not proven
+    # clean are returned as the unfinished search the next run continues
+    assert len(platform.jobs) == jobs_run and result.confirmed and result.rejected == {}
+    assert result.search.groups == (suspect,) and result.search.fields == ("Id", "Attributes.Plan")
+    assert result.suspect_ids == frozenset(suspect)
 
 
 def test_a_lone_refused_row_without_messages_gets_the_jobs_id(tmp_path):
@@ -238,15 +247,16 @@ def test_a_long_platform_message_is_cut_to_300_characters(tmp_path):
 def test_a_budget_for_two_pairs_isolates_a_row_two_levels_down(tmp_path):
     platform = Platform(bad={"b"})
     result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]), max_isolation_jobs=4)
-    assert [label for label, _ in platform.jobs] == ["1", "1a", "1aa", "1ab", "1b"]
-    assert result.rejected == {"b": "some rows were bad"}
+    # 1a holds the refused row (1b is then clean), 1aa does not: b, inferred, is imported alone to prove it
+    assert [label for label, _ in platform.jobs] == ["1", "1a", "1aa", "1aba"]
+    assert result.rejected == {"b": "some rows were bad"} and result.search is None
 
 
 def test_a_half_two_levels_down_that_fails_outright_fails_the_delivery(tmp_path):
-    platform = Platform(bad={"a", "c"}, fail={"1ab": "throttled for good"})
+    platform = Platform(bad={"a", "c"}, fail={"1aa": "throttled for good"})
     result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d", "e", "f", "g", "h"]))
     assert result.confirmed is False
-    assert result.errors == ["seg_a job 1ab (isolating refused rows): throttled for good"]
+    assert result.errors == ["seg_a job 1aa (isolating refused rows): throttled for good"]
 
 
 class Gate(Platform):
@@ -279,10 +289,10 @@ def test_at_most_max_concurrent_jobs_run_at_once_on_threads_named_for_lakeseg(tm
 
 
 def test_a_half_that_fails_outright_fails_the_delivery(tmp_path):
-    platform = Platform(bad={"a"}, fail={"1b": "throttled for good"})
+    platform = Platform(bad={"a"}, fail={"1a": "throttled for good"})
     result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]))
     assert not result.confirmed
-    assert result.errors == ["seg_a job 1b (isolating refused rows): throttled for good"]
+    assert result.errors == ["seg_a job 1a (isolating refused rows): throttled for good"]
 
 
 # ---- attributing refused rows from messages --------------------------------------------------------------------
@@ -314,7 +324,7 @@ def test_files_fill_jobs_in_order_up_to_the_limit(tmp_path):
 
 # ---- settings ------------------------------------------------------------------------------------------------------
 def test_isolation_limits_default_and_accept_zero():
-    assert isolation_limits({}) == (100, 16)
+    assert isolation_limits({}) == (100, 32)
     assert isolation_limits({"max_rejected_rows": 0, "max_isolation_jobs": 0}) == (0, 0)
 
 
@@ -429,4 +439,72 @@ def test_refused_rows_are_isolated_on_a_machine_whose_locale_is_not_utf8(tmp_pat
     # Then halving finds the refused row, and the rest is confirmed
     assert result.confirmed and result.errors == []
     assert result.rejected == {"田中": "some rows were bad"}
-    assert ("1ab", ["田中"]) in platform.jobs
+    assert ("1aba", ["田中"]) in platform.jobs
+
+
+# ---- a one-row job that ends FAILED (issue 22) ----------------------------------------------------------------
+class FailsAlone(Platform):
+    """Counts refused rows in a job of several; a job holding one refused row alone ends FAILED, with no count."""
+
+    def run_job(self, delivery, job, tracker):
+        ids = ids_of(job)
+        if len(ids) == 1 and ids[0] in self.bad:
+            with self.lock:
+                self.jobs.append((job.label, ids))
+            return JobOutcome(JobRecord(f"job-{job.label}", "FAILED", 0, 0), error=f"import job job-{job.label} FAILED",
+                              platform_failed=True)
+        return super().run_job(delivery, job, tracker)
+
+
+@pytest.mark.parametrize("rows", [["b"], ["a", "b", "c", "d"]], ids=["delivered-alone", "isolated-alone"])
+def test_a_one_row_job_that_ends_failed_is_that_row_refused(tmp_path, rows):
+    # Given a platform that ends a job FAILED (not partially succeeded) when its only row is refused
+    platform = FailsAlone(bad={"b"})
+    # When b is delivered alone, or found alone by the search
+    result = deliver(platform, delivery_of(tmp_path, rows))
+    # Then b is refused with the platform's verdict as its message, and the delivery is confirmed
+    assert result.confirmed and result.errors == [] and result.search is None
+    assert result.rejected == {"b": next(f"import job job-{label} FAILED" for label, ids in platform.jobs
+                                         if ids == ["b"])}
+
+
+def test_a_job_of_several_rows_that_ends_failed_with_no_count_still_fails_the_delivery(tmp_path):
+    # Given a job of two rows that the platform ends FAILED, counting no refused row
+    class FailsAll(Platform):
+        def run_job(self, delivery, job, tracker):
+            return JobOutcome(JobRecord("job-1", "FAILED"), error="import job job-1 FAILED", platform_failed=True)
+
+    # When it is delivered
+    result = deliver(FailsAll(), delivery_of(tmp_path, ["a", "b"]))
+    # Then nothing is refused: the job failed, and the rows stay in doubt
+    assert not result.confirmed and result.rejected == {} and result.errors == ["seg_a job 1: import job job-1 FAILED"]
+
+
+def test_rows_a_message_names_are_refused_at_once_and_only_the_rest_is_searched(tmp_path):
+    # Given a platform whose messages name only the first refused row of a job (Pinpoint lists a sample)
+    class NamesFirst(Platform):
+        def run_job(self, delivery, job, tracker):
+            out = super().run_job(delivery, job, tracker)
+            if out.refused:
+                first = next(i for i in ids_of(job) if i in self.bad)
+                out.messages = [f"row {first}: bad plan"] + ["one more row was bad"] * (out.refused_rows - 1)
+            return out
+
+    platform = NamesFirst(bad={"c", "f"})
+    # When eight rows with two refused are delivered
+    result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d", "e", "f", "g", "h"]))
+    # Then c is refused from the message, and the search covers the other seven rows only (one refused among them)
+    assert result.confirmed and result.search is None
+    assert result.rejected == {"c": "row c: bad plan", "f": "row f: bad plan"}
+    assert [label for label, ids in platform.jobs if "c" in ids] == ["1"]
+
+
+def test_the_jobs_of_one_round_of_the_search_run_in_parallel(tmp_path):
+    # Given two refused rows that fall in different halves, on a platform recording how many jobs run at once
+    platform = Gate(width=2)
+    platform.bad = {"a", "h"}
+    # When eight rows are delivered with two jobs allowed at once
+    result = deliver(platform, delivery_of(tmp_path, list("abcdefgh")), max_concurrent=2)
+    # Then each round after the first splits both suspect halves at the same time, and both rows are found
+    assert sorted(result.rejected) == ["a", "h"] and platform.most == 2
+    assert {"1aa", "1ba"} <= {label for label, _ in platform.jobs}

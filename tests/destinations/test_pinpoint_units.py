@@ -275,7 +275,7 @@ def test_from_settings_defaults():
     assert (dest.mode, dest.application_id, dest.import_s3_url, dest.state_machine_arn, dest.import_role_arn,
             dest.segment_name_prefix, dest.poll_seconds, dest.max_concurrent_jobs, dest.kms_key_id, dest.timeout,
             dest.max_job_bytes, dest.max_rejected_rows, dest.max_isolation_jobs) == (
-        "stack", None, None, None, None, "", None, 2, None, 21600.0, 1024 ** 3, 100, 16)
+        "stack", None, None, None, None, "", None, 2, None, 21600.0, 1024 ** 3, 100, 32)
     assert [(service, region) for service, region, _ in session.asked] == [
         ("s3", None), ("stepfunctions", None), ("pinpoint", None)]
     assert dest.stepfunctions == "<stepfunctions client>"
@@ -329,7 +329,7 @@ def test_constructor_defaults():
     assert (dest.mode, dest.segment_name_prefix, dest.timeout, dest.max_job_bytes, dest.multipart_threshold,
             dest.multipart_chunksize, dest.retry_base_seconds, dest.max_retries, dest.max_rejected_rows,
             dest.max_isolation_jobs, dest.max_concurrent_jobs, dest.max_parallel, dest.poll_seconds) == (
-        "stack", "", 21600.0, 1024 ** 3, 64 * 1024 ** 2, 16 * 1024 ** 2, 0.5, 8, 100, 16, 2, 2, None)
+        "stack", "", 21600.0, 1024 ** 3, 64 * 1024 ** 2, 16 * 1024 ** 2, 0.5, 8, 100, 32, 2, 2, None)
     assert (dest._retrying.label, dest._retrying.max_retries, dest._retrying.base_seconds) == ("pinpoint", 8, 0.5)
     assert dest.name == "pinpoint"
 
@@ -561,6 +561,21 @@ def test_outcome_of_refused_endpoints_carries_their_count_and_messages(status):
 def test_outcome_of_a_failed_job_is_an_error(record, text):
     outcome = pp._outcome(record, None)
     assert (outcome.ok, outcome.error, outcome.refused_rows) == (False, text, 0)
+
+
+@pytest.mark.parametrize("record, error, platform_failed", [
+    (rec("FAILED", 0), None, True),
+    (rec("FAILED", None), "import job j1 FAILED (States.TaskFailed)", True),
+    (rec("FAILED", 0, job_id=""), "import tail execution arn:x ended FAILED", False),
+    (rec("PROCESSING", 0), "import job j1 still PROCESSING after 5 s", False),
+    (rec("COMPLETED", 0), "boom", False),
+], ids=["direct-failed", "tail-failed", "no-job-created", "gave-up-waiting", "an-error"])
+def test_only_an_import_job_that_pinpoint_ended_failed_is_the_platforms_verdict(record, error, platform_failed):
+    # Given a job's record and the error lakeseg met, if any
+    # When it becomes an outcome
+    outcome = pp._outcome(record, error)
+    # Then a one-row job would count its row refused only when Pinpoint itself ended the job FAILED
+    assert outcome.platform_failed is platform_failed and outcome.error
 
 
 def test_segment_dimensions_select_in_segment_values():
@@ -1086,6 +1101,25 @@ def test_direct_a_create_that_failed_on_the_server_is_looked_for_not_repeated(aw
                                "looking for the job before anything else"]
 
 
+def test_direct_a_job_created_despite_a_server_error_is_found_past_the_20th_page(aws_stub, tmp_path):
+    # Given CreateImportJob answers 500 although it created the job, which a busy project lists on its 25th page
+    expect_no_marker(aws_stub.s3)
+    expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")
+    expect_list_jobs(aws_stub.pinpoint)
+    error(aws_stub.pinpoint, "create_import_job", "InternalServerErrorException", 500)
+    expect_list_jobs(aws_stub.pinpoint, h.job_response("x0", "COMPLETED", FOLDER + "other/"), next_token="t1")
+    for n in range(1, 24):
+        expect_list_jobs(aws_stub.pinpoint, h.job_response(f"x{n}", "COMPLETED", FOLDER + "other/"), token=f"t{n}",
+                         next_token=f"t{n + 1}")
+    expect_list_jobs(aws_stub.pinpoint, h.job_response("job-7", "PROCESSING", FOLDER), token="t24")
+    expect_marker_written(aws_stub.s3, "job-7")
+    expect_get(aws_stub.pinpoint, "COMPLETED", "job-7", TotalFailures=0)
+    # When the job runs
+    outcome = run_direct(make("direct"), tmp_path)
+    # Then it attaches to the job the failed call created (not NOT_CREATED, not a second job)
+    assert outcome.ok and outcome.record.job_id == "job-7"
+
+
 def test_direct_a_create_refused_as_a_bad_request_fails_the_job(aws_stub, tmp_path):
     expect_no_marker(aws_stub.s3)
     expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")
@@ -1130,11 +1164,14 @@ def test_the_job_list_follows_next_tokens(aws_stub):
     assert [j["Id"] for j in make("direct")._list_jobs()] == ["a", "b", "c"]
 
 
-def test_the_job_list_reads_at_most_20_pages(aws_stub):
+def test_the_job_list_reads_every_page_to_the_last(aws_stub):
+    # Given a project whose import jobs fill 25 pages (issue 22: the list used to stop after 20)
     expect_list_jobs(aws_stub.pinpoint, next_token="t1")
-    for n in range(1, 20):
-        expect_list_jobs(aws_stub.pinpoint, h.job_response(f"j{n}", "FAILED"), token=f"t{n}", next_token=f"t{n + 1}")
-    assert len(make("direct")._list_jobs()) == 19
+    for n in range(1, 25):
+        expect_list_jobs(aws_stub.pinpoint, h.job_response(f"j{n}", "FAILED"), token=f"t{n}",
+                         next_token=f"t{n + 1}" if n < 24 else None)
+    # When it is listed, then every page is read
+    assert len(make("direct")._list_jobs()) == 24
 
 
 def test_a_throttled_job_list_is_retried(aws_stub):
@@ -1349,12 +1386,13 @@ def test_an_unchanged_dynamic_segment_is_left_alone(aws_stub):
     assert make("stack")._keep_segment(segment_delivery()) is None
 
 
-def test_segments_are_looked_for_on_at_most_20_pages(aws_stub):
+def test_a_segment_is_looked_for_on_every_page_and_not_created_twice(aws_stub):
+    # Given the project's segment on the 25th page of its segment list (issue 22: the lookup used to stop at 20)
     expect_segments(aws_stub.pinpoint, next_token="t1")
-    for n in range(1, 20):
+    for n in range(1, 24):
         expect_segments(aws_stub.pinpoint, token=f"t{n}", next_token=f"t{n + 1}")
-    aws_stub.pinpoint.add_response("create_segment", {"SegmentResponse": pinpoint_segment("s1", "Email clickers",
-                                                                                          DIMS)})
+    expect_segments(aws_stub.pinpoint, pinpoint_segment("s1", "Email clickers", DIMS), token="t24")
+    # When the segment is kept, then it is found there and no second one is created
     assert make("stack")._keep_segment(segment_delivery()) is None
 
 
