@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError,
+                      model_validator)
 
 from sync.core.errors import ConfigError
 from sync.core.sizes import memory_limit_bytes
@@ -198,6 +199,41 @@ class OwnerSettings(BaseModel):
     email: Text | None = None
 
 
+def _url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("must be an https:// (or http://) URL (got something else; not shown, it may hold a secret)")
+    return value
+
+
+def _unset_if_empty(value: Any) -> Any:
+    """``${LAKESEG_SLACK_WEBHOOK_URL:-}`` left empty means: not set."""
+    return None if value == "" else value
+
+
+Url = Annotated[StrictStr, AfterValidator(_url)]
+NOTIFY_EVENTS = ("failure", "refusal", "quarantine", "expiry")
+
+
+class NotifySettings(BaseModel):
+    """Alerts after a run, to Slack and a signed webhook (sync/output/notify.py)."""
+
+    model_config = Strict
+    slack_webhook_url: Annotated[Url | None, BeforeValidator(_unset_if_empty)] = None
+    webhook_url: Annotated[Url | None, BeforeValidator(_unset_if_empty)] = None
+    webhook_secret: Annotated[Text | None, BeforeValidator(_unset_if_empty)] = None
+    events: list[Literal["failure", "refusal", "quarantine", "expiry"]] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS))
+    timeout_s: Annotated[Number, Field(gt=0, le=60)] = 3.0
+    retries: Annotated[Whole, Field(ge=0, le=5)] = 2
+    deadline_s: Annotated[Number, Field(gt=0, le=120)] = 10.0
+
+    @model_validator(mode="after")
+    def _signed(self):
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("webhook_url needs webhook_secret to sign its messages (got none)")
+        return self
+
+
 class TargetSettings(BaseModel):
     """One block under ``targets:``, merged over the defaults."""
 
@@ -211,6 +247,7 @@ class TargetSettings(BaseModel):
     state_kms_key_id: Text | None = None
     digest_key: Text
     owner: OwnerSettings | None = None
+    notify: NotifySettings | None = None
 
 
 class SettingsFile(BaseModel):
@@ -224,6 +261,7 @@ _KNOWN: dict[tuple, list[str]] = {
     ("guard",): list(GuardSettings.model_fields),
     ("files",): list(FilesSettings.model_fields),
     ("owner",): list(OwnerSettings.model_fields),
+    ("notify",): list(NotifySettings.model_fields),
     ("destination", "files"): list(FilesDestinationSettings.model_fields),
     ("destination", "pinpoint"): list(PinpointDestinationSettings.model_fields),
     ("destination", "customer_profiles"): list(CustomerProfilesDestinationSettings.model_fields),

@@ -232,6 +232,7 @@ class RunReport:
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     as_of: str | None = None  # the dbt var the segments were built with (run_results.json)
+    built_at: str | None = None  # when dbt built them: run_results.json's metadata.generated_at
     # Segments the latest dbt invocation did not build (a `dbt build --select`), left alone by a sync that
     # selected none of them: dbt's own contract, as `dbt build -s x` leaves the other models alone.
     left_alone: list[str] = field(default_factory=list)
