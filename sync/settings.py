@@ -37,8 +37,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from sync.core.errors import ConfigError
 from sync.core.sizes import memory_limit_bytes
@@ -211,7 +219,8 @@ def _unset_if_empty(value: Any) -> Any:
 
 
 Url = Annotated[StrictStr, AfterValidator(_url)]
-NOTIFY_EVENTS = ("failure", "refusal", "quarantine", "expiry")
+NotifyEvent = Literal["failure", "refusal", "quarantine", "expiry"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("failure", "refusal", "quarantine", "expiry")
 
 
 class NotifySettings(BaseModel):
@@ -221,8 +230,7 @@ class NotifySettings(BaseModel):
     slack_webhook_url: Annotated[Url | None, BeforeValidator(_unset_if_empty)] = None
     webhook_url: Annotated[Url | None, BeforeValidator(_unset_if_empty)] = None
     webhook_secret: Annotated[Text | None, BeforeValidator(_unset_if_empty)] = None
-    events: list[Literal["failure", "refusal", "quarantine", "expiry"]] = Field(
-        default_factory=lambda: list(NOTIFY_EVENTS))
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
     timeout_s: Annotated[Number, Field(gt=0, le=60)] = 3.0
     retries: Annotated[Whole, Field(ge=0, le=5)] = 2
     deadline_s: Annotated[Number, Field(gt=0, le=120)] = 10.0

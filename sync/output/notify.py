@@ -95,7 +95,7 @@ def events_of(run: dict, wanted=EVENTS) -> list[Event]:
             out.append(Event("failure", status))
     for seg in segments:
         name, seg_status = str(seg["segment"]), str(seg.get("status") or "?")
-        plan = seg.get("plan") if isinstance(seg.get("plan"), dict) else {}
+        plan: dict = seg["plan"] if isinstance(seg.get("plan"), dict) else {}
         if seg_status in FAILED_STATUSES:
             out.append(Event("failure", seg_status, name))
         elif seg_status == "refused":
@@ -103,7 +103,7 @@ def events_of(run: dict, wanted=EVENTS) -> list[Event]:
             count = plan.get("exited") if rule == "max_exit_share" else plan.get("rows")
             out.append(Event("refusal", seg_status, name, int(count) if isinstance(count, int) else None, rule))
         if quarantined := _quarantined(seg.get("quarantined")):
-            rows = seg.get("quarantined") if isinstance(seg.get("quarantined"), list) else []
+            rows: list = seg["quarantined"] if isinstance(seg.get("quarantined"), list) else []
             new = sum(1 for q in rows if isinstance(q, dict) and q.get("first_run_id") == run.get("run_id"))
             out.append(Event("quarantine", seg_status, name, quarantined, new=new if rows else None))
         if isinstance(plan.get("refresh"), int) and plan["refresh"] > 0:
@@ -195,7 +195,7 @@ def notify(run: dict, settings: dict | None, *, deadline_s: float | None = None)
         if not events:
             return []
         timeout = float(settings.get("timeout_s") or 3.0)
-        retries = int(settings.get("retries") if settings.get("retries") is not None else 2)
+        retries = int(settings["retries"]) if settings.get("retries") is not None else 2
         deadline = float(deadline_s if deadline_s is not None else settings.get("deadline_s") or 10.0)
         jobs = []
         if settings.get("slack_webhook_url"):

@@ -396,8 +396,7 @@ def _buckets(points: list[Point], reference: datetime | None) -> list[Bucket]:
     out: dict[str, Bucket] = {}
     for p in points:
         moment = p.moment
-        recent = moment is None or reference is None or reference - moment < timedelta(days=RUN_DAYS)
-        if recent:
+        if moment is None or reference is None or reference - moment < timedelta(days=RUN_DAYS):
             out[f"run:{p.run_id}"] = Bucket("run", when(p.started_at), moment, [p])
             continue
         kind = "day" if reference - moment < timedelta(days=DAY_DAYS) else "week"
@@ -418,7 +417,7 @@ def collect(runs: list[dict], reference: datetime | None = None) -> ReportData:
         for seg in run.get("segments") or []:
             if not isinstance(seg, dict) or not seg.get("segment"):
                 continue
-            plan = seg.get("plan") if isinstance(seg.get("plan"), dict) else {}
+            plan: dict = seg["plan"] if isinstance(seg.get("plan"), dict) else {}
             duration = seg.get("duration_s")
             point = Point(
                 run_id=str(run["run_id"]), started_at=str(seg.get("started_at") or run.get("started_at") or ""),

@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -318,7 +318,7 @@ class SyncRun:
         configure(con, opts.memory_limit, workdir / "spill")  # settings are quoted literals, never pasted SQL
         con.execute("set enable_progress_bar = false")
         pool = ThreadPoolExecutor(max_workers=max(1, int(getattr(self.destination, "max_parallel", 1))))
-        pending = []
+        pending: list[Future[SegmentReport]] = []
         try:
             for seg in segments:
                 started, t0 = _now(), time.monotonic()
@@ -498,7 +498,7 @@ class SyncRun:
             self._spent("diff", t)
             failpoints.hit("after-read")
             plan = prepared.plan
-            if plan.refresh:
+            if plan.refresh and self._expiry is not None:  # only a destination whose data expires refreshes
                 notes.append(f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
                              f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent")
             refusal = (mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)

@@ -460,7 +460,7 @@ class StateStore(abc.ABC):
         except ValueError:
             doc = {"owner": {"note": "unreadable lock file"}, "acquired_at": ""}
         acquired = str(doc.get("acquired_at", ""))
-        owner = doc.get("owner") if isinstance(doc.get("owner"), dict) else {}
+        owner: dict = doc["owner"] if isinstance(doc.get("owner"), dict) else {}
         return LockInfo(destination, segment, owner, acquired, _age_seconds(acquired), self._location(key),
                         str(doc.get("token", "")))
 
