@@ -129,6 +129,7 @@ def app(tmp_path, monkeypatch):
     monkeypatch.setattr(app_run, "load_context", lambda req: (None, Settings(str(state_dir))))
     monkeypatch.setattr(app_run, "prepare_local_database", lambda project: None)
     monkeypatch.setattr(app_run, "dbt_build_args", lambda req, args: [])
+    monkeypatch.setattr(wiring, "send_notifications", lambda req, run: None)  # no notify settings here
 
     def invoke(command, project, args):
         calls.append(("dbt " + command, json.loads(open_state_store(str(state_dir)).read_lease())["owner"]))
