@@ -109,8 +109,9 @@ mutation: install ## mutation testing: kill rate per module, survivors (tools/mu
 	rm -rf $(MUTATION_TMP)
 	$(BIN)/python tools/mutation_report.py
 
-report-screenshot: install browser ## docs/report.png: the demo lake's report, as headless Chromium draws it
-	$(BIN)/python -m tools.report_screenshot build/report/index.html docs/report.png
+report-screenshot: install browser ## docs/report.png, docs/report-390.png: the top of the report at 1200 and 390 px
+	$(BIN)/python -m tools.report_screenshot build/report/sample.html docs/report.png --sample --width 1200 --top 1000
+	$(BIN)/python -m tools.report_screenshot build/report/sample.html docs/report-390.png --width 390 --top 1500
 
 BENCH_ROWS ?= 10000000
 

@@ -275,11 +275,22 @@ def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path 
             report = build_then_sync(req, dbt_args, progress=progress)
         else:
             report = run_sync(req, command=command, dry_run=dry_run, progress=progress)
+    except Exception as exc:  # a run that raised is a failure to alert on too, then handled as before
+        if not dry_run:
+            from sync.app.wiring import send_notifications
+            from sync.output.notify import crashed_run
+
+            send_notifications(req, crashed_run("run" if dbt_args is not None else command, exc))
+        raise
     finally:
         progress.close()
     _emit_metrics(report)
     if not dry_run and not no_report:
         _write_html_report(req, report_path)
+    if not dry_run:  # after the report; bounded, and never changes the exit code
+        from sync.app.wiring import send_notifications
+
+        send_notifications(req, report)
     _finish(report, as_json)
 
 

@@ -37,7 +37,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from sync.core.errors import ConfigError
 from sync.core.sizes import memory_limit_bytes
@@ -102,12 +111,24 @@ def _text(value: str) -> str:
     return value
 
 
+_PATH_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _path_part(value: str) -> str:
+    """A value that becomes one folder name in the state store (``destination.name``): never a path of its own."""
+    if not _PATH_PART.match(value) or value in (".", ".."):
+        raise ValueError("must be one folder name (letters, digits, _ . - only; not '.' or '..'): "
+                         "it names this destination's folders in the state store")
+    return value
+
+
 def _memory_limit(value: str) -> str:
     memory_limit_bytes(value)
     return value
 
 
 Text = Annotated[StrictStr, AfterValidator(_text)]
+PathPart = Annotated[StrictStr, AfterValidator(_text), AfterValidator(_path_part)]
 Number = Annotated[float, BeforeValidator(_no_bool)]
 Whole = Annotated[int, BeforeValidator(_no_bool)]
 Strict = ConfigDict(extra="forbid")
@@ -117,7 +138,7 @@ class FilesDestinationSettings(BaseModel):
     model_config = Strict
     type: Literal["files"]
     path: Text
-    name: Text | None = None
+    name: PathPart | None = None
 
 
 class PinpointDestinationSettings(BaseModel):
@@ -125,7 +146,7 @@ class PinpointDestinationSettings(BaseModel):
 
     model_config = Strict
     type: Literal["pinpoint"]
-    name: Text | None = None
+    name: PathPart | None = None
     application_id: StrictStr | None = None
     import_s3_url: Annotated[StrictStr, Field(pattern=r"^(s3://.+)?$")] | None = None
     mode: Literal["stack", "direct"] | None = None
@@ -147,7 +168,7 @@ class CustomerProfilesDestinationSettings(BaseModel):
 
     model_config = Strict
     type: Literal["customer_profiles"]
-    name: Text | None = None
+    name: PathPart | None = None
     domain_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")] | None = None
     region: StrictStr | None = None
     data_expiry_days: Annotated[Whole, Field(ge=1, le=1098)] | None = None
@@ -186,6 +207,41 @@ class OwnerSettings(BaseModel):
     email: Text | None = None
 
 
+def _url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("must be an https:// (or http://) URL (got something else; not shown, it may hold a secret)")
+    return value
+
+
+def _unset_if_empty(value: Any) -> Any:
+    """``${LAKESEG_SLACK_WEBHOOK_URL:-}`` left empty means: not set."""
+    return None if value == "" else value
+
+
+Url = Annotated[StrictStr, AfterValidator(_url)]
+NotifyEvent = Literal["failure", "refusal", "quarantine", "expiry"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("failure", "refusal", "quarantine", "expiry")
+
+
+class NotifySettings(BaseModel):
+    """Alerts after a run, to Slack and a signed webhook (sync/output/notify.py)."""
+
+    model_config = Strict
+    slack_webhook_url: Annotated[Url | None, BeforeValidator(_unset_if_empty)] = None
+    webhook_url: Annotated[Url | None, BeforeValidator(_unset_if_empty)] = None
+    webhook_secret: Annotated[Text | None, BeforeValidator(_unset_if_empty)] = None
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+    timeout_s: Annotated[Number, Field(gt=0, le=60)] = 3.0
+    retries: Annotated[Whole, Field(ge=0, le=5)] = 2
+    deadline_s: Annotated[Number, Field(gt=0, le=120)] = 10.0
+
+    @model_validator(mode="after")
+    def _signed(self):
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("webhook_url needs webhook_secret to sign its messages (got none)")
+        return self
+
+
 class TargetSettings(BaseModel):
     """One block under ``targets:``, merged over the defaults."""
 
@@ -199,6 +255,7 @@ class TargetSettings(BaseModel):
     state_kms_key_id: Text | None = None
     digest_key: Text
     owner: OwnerSettings | None = None
+    notify: NotifySettings | None = None
 
 
 class SettingsFile(BaseModel):
@@ -212,6 +269,7 @@ _KNOWN: dict[tuple, list[str]] = {
     ("guard",): list(GuardSettings.model_fields),
     ("files",): list(FilesSettings.model_fields),
     ("owner",): list(OwnerSettings.model_fields),
+    ("notify",): list(NotifySettings.model_fields),
     ("destination", "files"): list(FilesDestinationSettings.model_fields),
     ("destination", "pinpoint"): list(PinpointDestinationSettings.model_fields),
     ("destination", "customer_profiles"): list(CustomerProfilesDestinationSettings.model_fields),

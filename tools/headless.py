@@ -76,6 +76,24 @@ class Page:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    KEYS = {"Tab": 9, "Enter": 13, "Escape": 27, "ArrowUp": 38, "ArrowDown": 40, "End": 35, "Home": 36}
+
+    def press(self, key: str, times: int = 1, shift: bool = False) -> None:
+        """Key presses as a keyboard sends them (keyDown, then keyUp) to whatever has the focus."""
+        code = self.KEYS[key]
+        for _ in range(times):
+            for kind in ("rawKeyDown", "keyUp"):
+                self.call("Input.dispatchKeyEvent", {"type": kind, "key": key, "code": key,
+                                                     "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code,
+                                                     "modifiers": 8 if shift else 0})
+                if kind == "rawKeyDown" and key == "Enter":
+                    self.call("Input.dispatchKeyEvent", {"type": "char", "key": key, "text": "\r"})
+
+    @property
+    def focused(self) -> str:
+        """The id (or tag name) of the element that has the keyboard focus."""
+        return self.evaluate("document.activeElement ? (document.activeElement.id || document.activeElement.tagName) : ''")
+
     def count(self, selector: str) -> int:
         return int(self.evaluate(f"document.querySelectorAll({json.dumps(selector)}).length"))
 
@@ -99,10 +117,11 @@ class Page:
         """URLs the page asked for (the page itself included)."""
         return [m["params"]["request"]["url"] for m in self.events if m.get("method") == "Network.requestWillBeSent"]
 
-    def screenshot(self, path: Path | None = None, width: int = 1200) -> bytes:
+    def screenshot(self, path: Path | None = None, width: int = 1200, height: int | None = None) -> bytes:
+        """A PNG of the page from its top: all of it (up to 16,000 px), or its first ``height`` pixels."""
         metrics = self.call("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics["contentSize"]
-        clip = {"x": 0, "y": 0, "width": width, "height": min(int(size["height"]), 16000), "scale": 1}
+        clip = {"x": 0, "y": 0, "width": width, "height": min(int(size["height"]), height or 16000), "scale": 1}
         data = base64.b64decode(self.call("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True, "clip": clip})["data"])
         if path is not None:

@@ -123,6 +123,7 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
         target=target.name, work_dir=work_dir, command=command, progress=progress,
     )
     run.report.as_of = as_of_of_invocation(artifacts.run_results)
+    run.report.built_at = artifacts.generated_at
     run.imports_table = build_imports_table(target, settings, session)
     return run
 
@@ -157,3 +158,23 @@ def write_html_report(req: SyncRequest, path: Path | None = None, *, limit: int 
     state = build_state(settings.state, session, settings.raw.get("state_kms_key_id"))
     out = Path(path) if path else Path(req.project.project_dir) / DEFAULT_REPORT_PATH
     return write_report(state, out, limit=limit or DEFAULT_RUNS)
+
+
+def send_notifications(req: SyncRequest, report: RunReport | dict) -> list[str]:
+    """The run's alerts, as the target's ``notify:`` block asks (sync/output/notify.py); never raises.
+
+    ``report`` is the run's report, or for a run that raised, ``sync.output.notify.crashed_run``'s document.
+    """
+    import logging
+
+    from sync.output.notify import notify
+
+    try:
+        _, settings = load_context(req)
+    except Exception as exc:  # noqa: BLE001 - an alert never changes the run's outcome
+        logging.getLogger(__name__).warning("notify: settings not read: %s", exc)
+        return []
+    doc = report if isinstance(report, dict) else report.as_dict()
+    if not doc.get("target"):
+        doc = {**doc, "target": settings.target}
+    return notify(doc, settings.raw.get("notify"))

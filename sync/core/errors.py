@@ -1,5 +1,7 @@
 """Errors lakeseg raises. The CLI maps them to exit codes (see docs/cli.md)."""
 
+import os
+
 
 class LakesegError(Exception):
     """Base class: a message a user can act on."""
@@ -25,6 +27,8 @@ def public_reason(exc: BaseException) -> str:
     """
     if isinstance(exc, LakesegError):
         return exc.public
+    if isinstance(exc, OSError) and exc.errno:  # the system's own words for the error number, never the file name
+        return f"{type(exc).__name__}: [Errno {exc.errno}] {os.strerror(exc.errno)} (the path is in the local log at debug level)"
     return f"{type(exc).__name__} (its message is in the local log at debug level)"
 
 

@@ -5,6 +5,11 @@ Set ``LAKESEG_FAILPOINTS`` to a comma-separated list of stage names
 ``before-commit``); the
 process then exits abruptly (no cleanup, no finally blocks) when it reaches
 that stage. Unset -- as in normal use -- this does nothing.
+
+The run's own clean-up of its work folder has stages too (``CLEANUP_STAGES``:
+before it starts, after the folder's contents are removed, after its owner
+file is removed); a run killed at any of them has delivered and committed
+already, so they are kept apart from ``STAGES``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import os
 
 STAGES = ("after-read", "after-files", "after-in-doubt", "during-delivery", "before-commit")
+CLEANUP_STAGES = ("cleanup-start", "cleanup-after-contents", "cleanup-after-owner-file")
 KILLED_EXIT_CODE = 137
 
 

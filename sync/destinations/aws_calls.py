@@ -23,10 +23,13 @@ import logging
 import random
 import time
 from collections.abc import Callable, Collection
+from typing import TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from sync.core.errors import ConfigError
+
+Status = TypeVar("Status")  # what a poll fetches: a job's description, a list of jobs in flight
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +94,9 @@ class Retrier:
                 self.sleep(delay)
 
 
-def poll(fetch: Callable[[], dict], finished: Callable[[dict], bool], *, interval: float, timeout: float,
+def poll(fetch: Callable[[], Status], finished: Callable[[Status], bool], *, interval: float, timeout: float,
          sleep: Callable[[float], None], tick: Callable[[], None] | None = None,
-         clock: Callable[[], float] = time.monotonic) -> tuple[dict, bool]:
+         clock: Callable[[], float] = time.monotonic) -> tuple[Status, bool]:
     """Fetch a status until ``finished(status)`` or ``timeout`` seconds pass: (last status, finished?)."""
     deadline = clock() + timeout
     while True:

@@ -50,6 +50,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -225,7 +226,9 @@ class CustomerProfilesDestination:
                    f"profile:StartUploadJob, profile:GetUploadJob and profile:StopUploadJob on "
                    f"arn:aws:profile:<region>:<account>:domains/{self.domain_name} and its upload jobs "
                    "(the stack's CustomerProfilesRunnerPolicy)")
-        for call, kwargs in ((self.profiles.get_domain, {}), (self.profiles.list_upload_jobs, {"MaxResults": 1})):
+        checks: tuple[tuple[Any, dict[str, Any]], ...] = ((self.profiles.get_domain, {}),
+                                                          (self.profiles.list_upload_jobs, {"MaxResults": 1}))
+        for call, kwargs in checks:
             try:
                 self._retrying(call, DomainName=self.domain_name, **kwargs)
             except (ClientError, BotoCoreError) as exc:
@@ -267,12 +270,12 @@ class CustomerProfilesDestination:
             with self._slots:  # an upload job is in flight from here until it ends
                 existing = self._find_job(name, delivery)
                 if existing is None:
-                    job_id = self._create_job(name, mapping, delivery)
-                    if job_id is None:
+                    created = self._create_job(name, mapping, delivery)
+                    if created is None:
                         return JobOutcome(JobRecord(job_id="", status="NOT_CREATED"), error=(
                             f"CreateUploadJob {name} failed on the server and no job of that name exists; "
                             "the rows are resent next run"))
-                    status = "CREATED"
+                    job_id, status = created, "CREATED"
                 else:
                     job_id, status = existing["JobId"], existing.get("Status", "CREATED")
                     log.info("customer_profiles: %s part %s: attaching to upload job %s (%s), not creating another",

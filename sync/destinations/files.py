@@ -4,14 +4,20 @@ The embedded default: the demo and local development need no cloud. Each
 delivery lands as ``<path>/<run_id>/<segment>/part-NNNNN.csv`` plus a
 ``_delivery.json`` receipt. Files are staged in a hidden directory and the
 segment folder appears with one atomic rename, so a reader never sees half a
-delivery; an interrupted one leaves only the hidden staging folder behind.
+delivery. A delivery that fails (a full disk) removes its staging folder; one
+a killed run left (``.incoming/<run_id>-<segment>``) is collected by the next
+run (``collect_debris``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import time
+from collections.abc import Collection
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,6 +26,7 @@ from sync.core.errors import ConfigError
 from sync.destinations.base import DeliveryResult, Progress, SegmentDelivery
 
 STAGING = ".incoming"
+_STAGED_RUN = re.compile(r"^(\d{8}T\d{9}Z-[0-9a-f]{6})-")  # .incoming/<run_id>-<segment>: the run id
 
 
 class FilesDestination:
@@ -40,17 +47,47 @@ class FilesDestination:
         return "files"
 
     def preflight(self) -> None:
+        """Both places a delivery writes must take it: the staging folder, and the export folder itself
+        (where each run's folder is made). Otherwise a configuration error (exit 2), before anything is sent."""
         try:
             (self.path / STAGING).mkdir(parents=True, exist_ok=True)
             probe = self.path / STAGING / f".probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
+            folder = self.path / f".probe-{os.getpid()}"
+            folder.mkdir(exist_ok=True)
+            folder.rmdir()
         except OSError as exc:
             raise ConfigError(f"destination.path {self.path} is not writable: {exc}") from exc
 
     def deliver(self, delivery: SegmentDelivery, progress: Progress | None = None) -> DeliveryResult:
-        final = self.path / delivery.run_id / delivery.segment
         staging = self.path / STAGING / f"{delivery.run_id}-{delivery.segment}"
+        try:
+            return self._deliver(delivery, staging, progress)
+        except Exception:  # not a kill (BaseException): a full disk, a copy error -- leave nothing staged
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def collect_debris(self, dead_runs: Collection[str], max_age_seconds: float) -> list[str]:
+        """Remove staging folders left by runs that died (``dead_runs``) or older than ``max_age_seconds``.
+
+        A live run's staging folder is younger than any run lasts and its run is not dead: it is left alone.
+        """
+        staging_root = self.path / STAGING
+        if not staging_root.is_dir():
+            return []
+        cutoff, removed = time.time() - max_age_seconds, []
+        for staged in staging_root.iterdir():
+            with contextlib.suppress(OSError):  # gone meanwhile: nothing to do
+                run = _STAGED_RUN.match(staged.name)
+                if staged.is_dir() and not staged.is_symlink() and (
+                        (run is not None and run.group(1) in dead_runs) or staged.lstat().st_mtime < cutoff):
+                    shutil.rmtree(staged)
+                    removed.append(staged.name)
+        return removed
+
+    def _deliver(self, delivery: SegmentDelivery, staging, progress: Progress | None) -> DeliveryResult:
+        final = self.path / delivery.run_id / delivery.segment
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)

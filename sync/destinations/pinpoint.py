@@ -333,7 +333,7 @@ class PinpointDestination:
 
         Its order is not relied on: a job is found by reading through, never by trusting the first pages.
         """
-        kwargs = {"ApplicationId": self.application_id, "PageSize": "100"}
+        kwargs: dict[str, Any] = {"ApplicationId": self.application_id, "PageSize": "100"}
         while True:
             page = self._retrying(call, **kwargs)[response]
             yield from page["Item"]
@@ -480,7 +480,7 @@ class PinpointDestination:
     # ------------------------------------------------------------------ stack mode
     def _execution_arn(self, name: str) -> str:
         # The first ":stateMachine:" ends the resource type; a later one is the name (and a qualifier).
-        head, sep, sm_name = self.state_machine_arn.partition(":stateMachine:")
+        head, sep, sm_name = str(self.state_machine_arn).partition(":stateMachine:")
         if not sep:
             raise ConfigError(f"destination.state_machine_arn is not a state machine ARN: {self.state_machine_arn}")
         return f"{head}:execution:{sm_name.split(':')[0]}:{name}"
@@ -582,7 +582,7 @@ class PinpointDestination:
         if not report:
             detail = " ".join(str(x) for x in (described.get("error"), described.get("cause")) if x)
             return record, f"import tail execution {arn} ended {status}" + (f": {detail}" if detail else "")
-        error = report.get("Error") if isinstance(report.get("Error"), dict) else {}
+        error: dict = report["Error"] if isinstance(report.get("Error"), dict) else {}
         reason = ": ".join(str(x) for x in (error.get("Error"), error.get("Cause")) if x)
         if _job_ok(record) or not record.job_id:
             return record, f"import tail execution {arn} ended {status}" + (f" ({reason})" if reason else "")
@@ -699,7 +699,7 @@ def _outcome(record: JobRecord, error: str | None) -> JobOutcome:
     if _job_ok(record):
         return JobOutcome(record, ok=True)
     if record.status in TERMINAL_JOB_STATES and (record.total_failures or 0) > 0:
-        return JobOutcome(record, refused_rows=int(record.total_failures), messages=list(record.failures))
+        return JobOutcome(record, refused_rows=record.total_failures or 0, messages=list(record.failures))
     # FAILED with no failure count: a one-row job that ends so refused its row (see jobs.py).
     return JobOutcome(record, error=_describe(record), platform_failed=record.status == "FAILED")
 

@@ -190,7 +190,7 @@ class AthenaReader:
         return f"(select {select_declared(actual, columns, f'{relation} (as unloaded by Athena)')} from read_parquet({listing}))"
 
     def _list(self, prefix: str) -> list[str]:
-        keys = []
+        keys: list[str] = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix + "/"):
             keys.extend(o["Key"] for o in page.get("Contents", []) if o.get("Size", 1) > 0)
         return sorted(keys)

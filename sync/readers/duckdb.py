@@ -24,13 +24,18 @@ class DuckDBReader:
         self.database_path = Path(database_path)
         self._attached: dict[int, str] = {}  # id(connection's database) -> alias
 
+    def preflight(self) -> None:
+        """The database file must exist before any segment is read: its absence is a configuration error (exit 2),
+        not one failure per segment."""
+        if not self.database_path.is_file():
+            raise ConfigError(
+                f"DuckDB database {self.database_path} does not exist: run `dbt build` (or `lakeseg run`) first"
+            )
+
     def _alias(self, con: duckdb.DuckDBPyConnection) -> str:
         key = id(con)
         if key not in self._attached:
-            if not self.database_path.exists():
-                raise ConfigError(
-                    f"DuckDB database {self.database_path} does not exist: run `dbt build` (or `lakeseg run`) first"
-                )
+            self.preflight()
             alias = f"lakeseg_src_{next(_aliases)}"
             con.execute(f"attach {ql(str(self.database_path))} as {alias} (read_only)")
             self._attached[key] = alias

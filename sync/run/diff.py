@@ -25,6 +25,7 @@ from sync.core.fields import ID_FIELD
 from sync.core.sql import qi, ql
 from sync.dbt.check import ValueRule, value_rules
 from sync.dbt.contract import Segment
+from sync.state.base import Snapshot
 
 SNAPSHOT_ID = "Id"
 SNAPSHOT_DIGEST = "digest"
@@ -253,7 +254,7 @@ def _refuse_broken_rules(con: duckdb.DuckDBPyConnection, segment: Segment, curre
 
 
 def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *,
-            previous: object | None, workdir: Path, full_refresh: bool = False,
+            previous: Snapshot | None, workdir: Path, full_refresh: bool = False,
             dirty: Path | None = None, digest_key=None, expiry: Expiry | None = None,
             tests: list[dict] | None = None) -> PreparedSegment:
     """Read the segment once into a new snapshot and classify every member.
@@ -304,7 +305,7 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
                    f"0::ubigint as {SNAPSHOT_DIGEST} where false)"
     else:
         plan.previous_rows = previous.rows
-        prev_rel = _parquet(prev_path)
+        prev_rel = _parquet(Path(previous.path))
         rekey = previous.mapping_hash != mapping_hash
         if rekey and not _only_keys_differ(previous.mapping_hash, mapping_hash):
             plan.full_refresh = True

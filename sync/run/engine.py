@@ -39,14 +39,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 
-from sync.core import failpoints
+from sync.core import failpoints, owners
 from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused, public_reason
 from sync.core.fields import ID_FIELD
 from sync.core.import_files import write_import_files
@@ -82,6 +82,11 @@ PARTIAL, SKIPPED, REFUSED, FAILED = "partial", "skipped", "refused", "failed"
 OK_STATUSES = {SYNCED, UNCHANGED, PLANNED}
 INTERRUPTED = "interrupted"  # a run whose process died before it finished (history only)
 OWNER_FILE = ".owner.json"  # in a run's work folder: host and pid, so a later run can clean up after a kill
+# A work folder whose owner cannot be shown dead is left for a day (docs/settings.md, work_dir).
+DEBRIS_AGE = timedelta(days=1)
+# Longer than any run may last: a run still 'running' after this is interrupted, and a temp file or staging
+# folder whose owner cannot be shown dead is collected once it is this old.
+LONGEST_RUN = timedelta(days=2)
 
 Progress = Callable[[str, str, int, int], None]  # (segment, stage, done, total)
 
@@ -109,6 +114,35 @@ def _owner_is_dead_here(owner: dict) -> bool:
     return False
 
 
+def remove_work_folder(folder: Path, failpoint: Callable[[str], None] = lambda _stage: None) -> None:
+    """Remove a run's work folder, its owner file last: a folder that still holds anything names its owner.
+
+    ``failpoint`` is hit at each step (``failpoints.CLEANUP_STAGES``), so tests can kill the run there.
+    """
+    failpoint("cleanup-start")
+    with contextlib.suppress(OSError):
+        for child in list(folder.iterdir()):
+            if child.name == OWNER_FILE:
+                continue
+            with contextlib.suppress(OSError):
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+    failpoint("cleanup-after-contents")
+    try:
+        left = [p.name for p in folder.iterdir()]
+    except OSError:
+        return  # gone already, or unreadable
+    if any(name != OWNER_FILE for name in left):
+        return  # something could not be removed: the owner file stays with it, the next run retries
+    with contextlib.suppress(OSError):
+        (folder / OWNER_FILE).unlink()
+    failpoint("cleanup-after-owner-file")
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -118,7 +152,7 @@ def wall_clock() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def mark_interrupted(run: dict, max_age: timedelta = timedelta(days=2)) -> dict:
+def mark_interrupted(run: dict, max_age: timedelta = LONGEST_RUN) -> dict:
     """A history document still 'running' whose process is gone reads as 'interrupted'.
 
     Dead means: it ran on this host and its pid no longer runs, or it started
@@ -198,6 +232,7 @@ class RunReport:
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     as_of: str | None = None  # the dbt var the segments were built with (run_results.json)
+    built_at: str | None = None  # when dbt built them: run_results.json's metadata.generated_at
     # Segments the latest dbt invocation did not build (a `dbt build --select`), left alone by a sync that
     # selected none of them: dbt's own contract, as `dbt build -s x` leaves the other models alone.
     left_alone: list[str] = field(default_factory=list)
@@ -242,6 +277,9 @@ class SyncRun:
         except ValueError as exc:
             raise ConfigError(f"memory_limit {exc}") from None
         self._segments = load_segments(self.artifacts.manifest)
+        know = getattr(self.imports_table, "know", None)  # the local views: a rebuild needs every segment
+        if know is not None:
+            know(self._segments)
         t = time.monotonic()
         segments = choose_segments(self._segments, opts.select, opts.exclude, opts.selector)
         self._spent("select", t)
@@ -262,20 +300,25 @@ class SyncRun:
         refresh_after = getattr(self.destination, "refresh_after", None)
         now = self.clock()
         self._expiry = Expiry(now, now - refresh_after) if refresh_after is not None else None
+        if segments:  # a reader that cannot read at all (no DuckDB file) is a configuration error, not N failures
+            getattr(self.reader, "preflight", lambda: None)()
         if not opts.dry_run:
-            # Fail before anything is delivered: the state store must take the
-            # commit, and the destination must be reachable and configured.
+            # What dead runs left goes first (it may be what filled the disk). Then fail before anything is
+            # delivered: the state store must take the commit, and the destination must be reachable and configured.
+            self._collect_debris(self._clean_old_work())
+            self._repair_imports_table()
             self.state.check_writable()
             self.destination.preflight()
-            self._clean_old_work()
             self._write_history()
-        workdir = self.work_root / self.run_id
+        # Named after the run and its owner (see sync/core/owners.py): judged dead or alive by a later run
+        # whatever its clean-up reached.
+        workdir = self.work_root / f"{self.run_id}.{owners.tag()}"
         self._make_workdir(workdir)
         con = duckdb.connect()
         configure(con, opts.memory_limit, workdir / "spill")  # settings are quoted literals, never pasted SQL
         con.execute("set enable_progress_bar = false")
         pool = ThreadPoolExecutor(max_workers=max(1, int(getattr(self.destination, "max_parallel", 1))))
-        pending = []
+        pending: list[Future[SegmentReport]] = []
         try:
             for seg in segments:
                 started, t0 = _now(), time.monotonic()
@@ -298,7 +341,7 @@ class SyncRun:
             with contextlib.suppress(Exception):
                 self.reader.cleanup()
             con.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_work_folder(workdir, failpoints.hit)
             self.report.finished_at = _now()
             self.report.status = "succeeded" if self.report.ok else "failed"
             self.report.segments.sort(key=lambda r: r.segment)
@@ -326,25 +369,68 @@ class SyncRun:
         except Exception as exc:  # history must not mask the run's own outcome
             log.warning("could not write run history: %s", exc)
 
-    def _clean_old_work(self) -> None:
-        """Remove work folders (they hold personal data) left by killed runs.
+    def _clean_old_work(self) -> set[str]:
+        """Remove work folders (they hold personal data) left by killed runs; returns their run ids.
 
-        A folder whose run ran on this host and is gone is removed at once;
-        any other folder (a run elsewhere that shares the disk) after a day.
+        A folder whose run ran on this host and is gone is removed at once,
+        whatever state its own clean-up reached: its owner is in its name
+        (``<run_id>.<pid>@<host>``) as well as in its owner file. Any other
+        folder (a run elsewhere that shares the disk, or no owner to be told)
+        goes after a day.
         """
         if not self.work_root.exists():
-            return
-        cutoff = time.time() - timedelta(days=1).total_seconds()
+            return set()
+        cutoff = time.time() - DEBRIS_AGE.total_seconds()
+        dead_runs = set()
         for child in self.work_root.iterdir():
-            if not child.is_dir():
+            if not child.is_dir() or child.is_symlink():
                 continue
             try:
                 owner = json.loads((child / OWNER_FILE).read_text())
-            except (OSError, ValueError):  # no owner file, or a damaged one: the folder's age alone decides
+            except (OSError, ValueError):  # no owner file, or a damaged one: the name, else the age decides
                 owner = {}
+            owner = owner if isinstance(owner, dict) else {}
+            named = owners.owner_of(child.name)
             with contextlib.suppress(OSError):  # gone meanwhile: nothing to remove
-                if (isinstance(owner, dict) and _owner_is_dead_here(owner)) or child.stat().st_mtime < cutoff:
-                    shutil.rmtree(child, ignore_errors=True)
+                if (_owner_is_dead_here(owner) or (named is not None and _owner_is_dead_here(named))
+                        or child.stat().st_mtime < cutoff):
+                    remove_work_folder(child)
+                    dead_runs.add(str(owner.get("run_id") or child.name.partition(".")[0]))
+        return dead_runs
+
+    def _repair_imports_table(self) -> None:
+        """A local imports database left unreadable or short of a view (a full disk) is rebuilt from the export
+        folder before the run; if that fails, the run fails (exit 1), as any unrecorded delivery does."""
+        repair = getattr(self.imports_table, "repair", None)
+        if repair is None:
+            return
+        try:
+            repair()
+        except Exception as exc:  # noqa: BLE001 - the run goes on, but cannot succeed
+            log.debug("imports table not repaired: %s: %s", type(exc).__name__, exc)
+            log.warning("imports table not repaired: %s", public_reason(exc))
+            self.report.error = f"imports table not repaired: {public_reason(exc)}"
+
+    def _collect_debris(self, dead_runs: set[str]) -> None:
+        """Temporary files in the state store and staging folders in the export folder that dead runs left.
+
+        Only what a dead owner left, or what is older than any run may last (LONGEST_RUN): a live run's stay. A failure
+        here is logged and never stops the run (the next run tries again).
+        """
+        age = LONGEST_RUN.total_seconds()
+        for where, collect, args in (
+                ("state store", getattr(self.state, "collect_debris", None), (lambda o: _owner_is_dead_here(o), age)),
+                ("destination", getattr(self.destination, "collect_debris", None), (dead_runs, age))):
+            if collect is None:
+                continue
+            try:
+                removed = collect(*args)
+            except Exception as exc:  # noqa: BLE001 - housekeeping must not fail the run
+                log.warning("could not collect what dead runs left in the %s: %s: %s", where,
+                            type(exc).__name__, exc)
+                continue
+            if removed:
+                log.info("removed %d file(s) or folder(s) dead runs left in the %s", len(removed), where)
 
     def _make_workdir(self, workdir: Path) -> None:
         """The run's private scratch folder (0700), marked with its owner for _clean_old_work."""
@@ -412,7 +498,7 @@ class SyncRun:
             self._spent("diff", t)
             failpoints.hit("after-read")
             plan = prepared.plan
-            if plan.refresh:
+            if plan.refresh and self._expiry is not None:  # only a destination whose data expires refreshes
                 notes.append(f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
                              f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent")
             refusal = (mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
@@ -523,10 +609,13 @@ class SyncRun:
             held = self.state.read_lock(self.destination_key, segment)
             if held is None or not _owner_is_dead_here(held.owner):
                 raise
-        self.state.force_unlock(self.destination_key, segment, token=held.token)
-        log.warning("took over the lock on %s/%s from dead %s", self.destination_key, segment, held.describe())
-        notes.append(f"took over the lock left by a dead run ({held.describe()})")
+        removed = self.state.force_unlock(self.destination_key, segment, token=held.token)
+        # Only the winner of the compare-and-delete says it took the lock over; a run that lost the race
+        # (another run removed the dead lock first) tries the lock like any run, and is refused if it is held.
         stack.enter_context(self.state.lock(self.destination_key, segment, self._owner()))
+        if removed is not None:
+            log.warning("took over the lock on %s/%s from dead %s", self.destination_key, segment, held.describe())
+            notes.append(f"took over the lock left by a dead run ({held.describe()})")
 
     def _deliver_and_commit(self, con, prepared: PreparedSegment, delivery: SegmentDelivery,
                             stack: contextlib.ExitStack, t0: float, started: str,
@@ -565,7 +654,10 @@ class SyncRun:
                         "which continues the search" if suspect else ""))) + "; the rest is committed"
                 else:
                     rep.status = SYNCED
-                register_imports(self.imports_table, seg, self.run_id, result.location, notes)
+                if not register_imports(self.imports_table, seg, self.run_id, result.location, notes):
+                    # Delivered and committed, but not recorded where users look for it: the run fails (exit 1).
+                    with self._history_lock:
+                        self.report.error = self.report.error or f"{seg.name}: {notes[-1]}"
         except LakesegError as exc:
             if exc.public != str(exc):
                 log.debug("delivery of %s: %s", seg.name, exc)

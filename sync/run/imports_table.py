@@ -50,6 +50,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -64,6 +65,7 @@ SERDE_PARAMETERS = {"separatorChar": ",", "quoteChar": '"', "escapeChar": ESCAPE
 INPUT_FORMAT = "org.apache.hadoop.mapred.TextInputFormat"
 OUTPUT_FORMAT = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+log = logging.getLogger(__name__)
 
 
 class ImportsTable(Protocol):
@@ -227,35 +229,100 @@ def view_sql(segment: Segment, exports: Path) -> str:
 
 
 class DuckDBImportsViews:
-    """The local counterpart: views in ``lakeseg_imports.duckdb`` next to the export folder."""
+    """The local counterpart: views in ``lakeseg_imports.duckdb`` next to the export folder.
+
+    The views are derived data: a database that cannot be opened (a disk that filled up while it was
+    written: "Corrupt database file", "not a valid DuckDB database file") is rebuilt from the export
+    folder -- a view for every known segment with delivered files -- instead of failing every later run.
+    """
 
     def __init__(self, exports: Path, database: Path | None = None):
         self.exports = Path(exports)
         # Beside the export folder, never inside it: that holds only <run_id>/<segment>/ folders.
         self.database = Path(database) if database else self.exports.parent / "lakeseg_imports.duckdb"
         self._lock = threading.Lock()
+        self.segments: dict[str, Segment] = {}  # every segment of the project: a rebuild gives each its view
+
+    def know(self, segments: Sequence[Segment]) -> None:
+        """The project's segments, so that a rebuilt database has a view for each one delivered before."""
+        self.segments.update({s.name: s for s in segments})
+
+    def repair(self) -> None:
+        """Give every known segment with delivered files its view: a database left unreadable, or without a
+        view for a delivery it could not register (a full disk), is brought in step with the export folder."""
+        import duckdb
+
+        with self._lock:
+            delivered = self._delivered()
+            if not delivered:
+                return
+            try:
+                con = duckdb.connect(str(self.database), read_only=True) if self.database.exists() else None
+                try:
+                    have = {r[0] for r in con.execute("select view_name from duckdb_views() "
+                                                      "where schema_name = 'imports'").fetchall()} if con else set()
+                finally:
+                    if con is not None:
+                        con.close()
+                missing = [s for s in delivered if s.name.lower() not in have]
+                if missing:
+                    self.database.parent.mkdir(parents=True, exist_ok=True)
+                    self._create_views(missing)
+            except duckdb.Error as exc:
+                if any(w in str(exc).lower() for w in ("could not set lock", "conflicting lock")):
+                    raise
+                log.debug("imports database %s: %s", self.database, exc)
+                log.warning("imports database %s cannot be opened or updated (%s); rebuilding it from %s",
+                            self.database, public_reason(exc), self.exports)
+                self._rebuild()
+
+    def _delivered(self) -> list[Segment]:
+        return [s for name, s in sorted(self.segments.items()) if any(self.exports.glob(f"*/{name}/*.csv"))]
 
     def register(self, segment: Segment, run_id: str, location: str) -> None:
         import duckdb
 
         with self._lock:
+            self.segments[segment.name] = segment
             self.database.parent.mkdir(parents=True, exist_ok=True)
-            con = duckdb.connect(str(self.database))
             try:
-                con.execute("create schema if not exists imports")
+                self._create_views([segment])
+            except duckdb.Error as exc:
+                if any(w in str(exc).lower() for w in ("could not set lock", "conflicting lock")):
+                    raise  # another process has it open: not ours to replace
+                log.debug("imports database %s: %s", self.database, exc)
+                log.warning("imports database %s cannot be opened or updated (%s); rebuilding it from %s",
+                            self.database, public_reason(exc), self.exports)
+                self._rebuild()
+
+    def _create_views(self, segments: Sequence[Segment]) -> None:
+        import duckdb
+
+        con = duckdb.connect(str(self.database))
+        try:
+            con.execute("create schema if not exists imports")
+            for segment in segments:
                 con.execute(view_sql(segment, self.exports))
-            finally:
-                con.close()
+        finally:
+            con.close()
+
+    def _rebuild(self) -> None:
+        """A fresh database: the views of every known segment with delivered import files."""
+        for stale in (self.database, self.database.with_name(self.database.name + ".wal")):
+            stale.unlink(missing_ok=True)
+        self._create_views(self._delivered())
 
 
 def register_all(table: ImportsTable | None, segment: Segment, run_id: str, location: str | None,
-                 notes: list[str]) -> None:
-    """Register a confirmed delivery; a failure becomes a note, never undoing the delivery."""
+                 notes: list[str]) -> bool:
+    """Register a confirmed delivery; a failure becomes a note (returns False), never undoing the delivery."""
     if table is None or not location:
-        return
+        return True
     try:
         table.register(segment, run_id, location)
     except Exception as exc:  # noqa: BLE001 - the delivery is confirmed and committed already
         # A reader's error may quote the import files' rows: the note keeps what public_reason keeps.
         logging.getLogger(__name__).debug("imports table not updated for %s: %s", segment.name, exc)
         notes.append(f"imports table not updated: {public_reason(exc)}")
+        return False
+    return True

@@ -236,6 +236,10 @@ class StateStore(abc.ABC):
         except Exception as exc:  # noqa: BLE001 - any failure means "not writable"
             raise ConfigError(f"state store {self.url} is not writable: {exc}") from exc
 
+    def collect_debris(self, is_dead, max_age_seconds: float) -> list[str]:
+        """Remove what dead writers left behind (temporary files); a store that writes in one step has none."""
+        return []
+
     def _folder(self, destination: str, segment: str) -> str:
         return f"snapshots/{safe_name('destination', destination)}/{safe_name('segment', segment)}"
 
@@ -456,7 +460,7 @@ class StateStore(abc.ABC):
         except ValueError:
             doc = {"owner": {"note": "unreadable lock file"}, "acquired_at": ""}
         acquired = str(doc.get("acquired_at", ""))
-        owner = doc.get("owner") if isinstance(doc.get("owner"), dict) else {}
+        owner: dict = doc["owner"] if isinstance(doc.get("owner"), dict) else {}
         return LockInfo(destination, segment, owner, acquired, _age_seconds(acquired), self._location(key),
                         str(doc.get("token", "")))
 

@@ -3,17 +3,25 @@ locks via O_CREAT|O_EXCL, which the filesystem guarantees only one creator wins;
 compare-and-delete under an flock of a sidecar file. Files are 0600 in 0700
 directories: snapshots hold endpoint ids. Durable: a file is fsynced before it is
 renamed or linked into place, and its folder after (and a new folder's parent),
-so a pointer or in-doubt record that was written survives a power loss."""
+so a pointer or in-doubt record that was written survives a power loss.
+
+Temporary files are hidden (``.<name>.<pid>@<host>.<random>.tmp``, see
+``sync.core.owners``) and removed when a write fails (a full disk); those a
+killed process left are collected by the next run (``collect_debris``)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+from sync.core import owners
 from sync.state.base import StateStore
 
 
@@ -37,7 +45,7 @@ class LocalStateStore(StateStore):
     def _write(self, key: str, data: bytes) -> None:
         path = self._path(key)
         self._mkdir(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owners.tag()}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -54,7 +62,7 @@ class LocalStateStore(StateStore):
         # exists, so one creator wins, and a kill can never leave an empty lock behind.
         path = self._path(key)
         self._mkdir(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owners.tag()}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -108,13 +116,34 @@ class LocalStateStore(StateStore):
     def _upload(self, key: str, path: Path) -> None:
         dest = self._path(key)
         self._mkdir(dest.parent)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:6]}.tmp")
-        shutil.copyfile(path, tmp)
-        os.chmod(tmp, 0o600)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
+        tmp = dest.with_name(f".{dest.name}.{owners.tag()}.{uuid.uuid4().hex[:6]}.tmp")
+        try:
+            shutil.copyfile(path, tmp)
+            os.chmod(tmp, 0o600)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+        except BaseException:  # a full disk: no half-copied temporary file stays behind
+            tmp.unlink(missing_ok=True)
+            raise
         _fsync_dir(dest.parent)
+
+    def collect_debris(self, is_dead: Callable[[dict], bool], max_age_seconds: float) -> list[str]:
+        """Remove temporary files a dead process left (a kill mid-write); returns their keys.
+
+        A file goes when its owner (in its name) ran on this host and is gone, or when it is older than
+        ``max_age_seconds`` (longer than any run lasts); a live run's files are left alone.
+        """
+        if not self.root.is_dir():
+            return []
+        cutoff, removed = time.time() - max_age_seconds, []
+        for path in self.root.rglob(".*.tmp"):
+            with contextlib.suppress(OSError):  # gone meanwhile (its writer finished): nothing to do
+                owner = owners.temp_owner(path.name)
+                if (owner is not None and is_dead(owner)) or path.lstat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(str(path.relative_to(self.root)))
+        return removed
 
     def _download(self, key: str, path: Path) -> bool:
         src = self._path(key)

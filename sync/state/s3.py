@@ -84,7 +84,7 @@ class S3StateStore(StateStore):
             raise
 
     def _list(self, prefix: str) -> list[str]:
-        out = []
+        out: list[str] = []
         start = len(self.prefix) + 1 if self.prefix else 0
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
             out.extend(obj["Key"][start:] for obj in page.get("Contents", []))

@@ -57,6 +57,18 @@ SETTINGS_CASES = [
     ("guard-null", B + "    guard: ~\n", ["guard", "null"]),
     ("target-name-not-text", "targets:\n  1: {}\n", ["targets.1", "valid string"]),
     ("work-dir-control-character", B.replace("work_dir: WORK", 'work_dir: "a\\0b"'), ["work_dir", "control characters"]),
+    # Issue 27: a value that becomes part of a path is checked here, not when a segment first uses it
+    ("destination-name-climbs-out-of-the-state-store", B.replace("path: EXPORTS", "path: EXPORTS, name: ../../escape"),
+     ["destination.name", "one folder name", "'../../escape'"]),
+    ("destination-name-a-subfolder", B.replace("path: EXPORTS", "path: EXPORTS, name: a/b"),
+     ["destination.name", "one folder name", "'a/b'"]),
+    ("destination-name-dot-dot", B.replace("path: EXPORTS", "path: EXPORTS, name: '..'"),
+     ["destination.name", "one folder name", "'..'"]),
+    ("pinpoint-destination-name-absolute", B.replace("{type: files, path: EXPORTS}", "{type: pinpoint, name: /etc}"),
+     ["destination.name", "one folder name", "'/etc'"]),
+    ("customer-profiles-destination-name-with-space",
+     B.replace("{type: files, path: EXPORTS}", "{type: customer_profiles, name: 'my crm'}"),
+     ["destination.name", "one folder name", "'my crm'"]),
     ("poll-seconds-negative", B.replace("{type: files, path: EXPORTS}", "{type: pinpoint, poll_seconds: -1}"),
      ["destination.poll_seconds", "greater than or equal to 0"]),
 ]

@@ -128,3 +128,74 @@ def test_a_run_killed_at_the_during_delivery_failpoint_leaves_only_the_staged_fi
     assert not (tmp_path / "exports" / RUN_ID).exists()
     staged = tmp_path / "exports" / ".incoming" / f"{RUN_ID}-{SEGMENT}"
     assert [p.name for p in staged.iterdir()] == ["part-00000.csv"]
+
+
+def test_a_delivery_that_fails_on_a_full_disk_leaves_no_staging_folder(tmp_path, monkeypatch):
+    # Given a delivery of two import files, and a disk that fills up while the second one is copied
+    files = [write_csv(tmp_path / "import" / f"part-{n:05d}.csv", rows=5) for n in range(2)]
+    dest = FilesDestination(tmp_path / "exports")
+    dest.preflight()
+    copy, copied = shutil.copyfile, []
+
+    def disk_full_on_the_second_file(src, dst, *args, **kwargs):
+        copied.append(src)
+        if len(copied) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return copy(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", disk_full_on_the_second_file)
+    # When it is delivered
+    with pytest.raises(OSError, match="No space left"):
+        dest.deliver(delivery(files, segment=SEGMENT))
+    # Then the staged first file does not stay behind: the staging area is empty
+    assert list((tmp_path / "exports" / ".incoming").iterdir()) == []
+
+
+DEAD_RUN, LIVE_RUN = "20261125T020000000Z-dead01", "20261125T040000000Z-11fe01"
+
+
+@pytest.mark.parametrize(("name", "dead_runs", "age_days", "collected"), [
+    pytest.param(f"{DEAD_RUN}-{SEGMENT}", {DEAD_RUN}, 0, True, id="a-dead-runs-staging-goes-at-once"),
+    pytest.param(f"{LIVE_RUN}-{SEGMENT}", {DEAD_RUN}, 0, False, id="a-live-runs-staging-stays"),
+    pytest.param(f"{LIVE_RUN}-{SEGMENT}", set(), 1.5, True, id="staging-older-than-any-run-goes"),
+    pytest.param("not-a-run-id", set(), 0, False, id="a-recent-folder-of-unknown-run-stays"),
+])
+def test_staging_folders_of_dead_runs_are_collected_and_a_live_runs_kept(tmp_path, name, dead_runs, age_days,
+                                                                          collected):
+    import os
+    import time
+
+    # Given a staging folder holding an import file in the export folder
+    staged = tmp_path / "exports" / ".incoming" / name
+    staged.mkdir(parents=True)
+    (staged / "part-00000.csv").write_text("Id\nep-1\n")
+    when = time.time() - age_days * 86400
+    os.utime(staged, (when, when))
+    # When the next run collects what dead runs left (any run lasts less than a day)
+    removed = FilesDestination(tmp_path / "exports").collect_debris(dead_runs, 86400)
+    # Then it goes only if its run is dead or it is older than any run lasts
+    assert staged.exists() is not collected
+    assert removed == ([name] if collected else [])
+
+
+def test_an_export_folder_that_takes_no_new_folder_is_refused_by_preflight(tmp_path, monkeypatch):
+    """A read-only export folder whose staging folder is still writable (made by an earlier run): the delivery
+    would stage, then fail to make the run's folder -- one failure per segment, exit 1. Preflight says so first."""
+    from pathlib import Path
+
+    from sync.core.errors import ConfigError
+
+    # Given an export folder with its staging folder, where no new folder can be made (only in .incoming)
+    exports = tmp_path / "exports"
+    (exports / ".incoming").mkdir(parents=True)
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self.parent == exports and self.name != ".incoming":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    # When the destination is checked before a run, then it is a configuration error naming the folder
+    with pytest.raises(ConfigError, match=f"destination.path {exports} is not writable"):
+        FilesDestination(exports).preflight()

@@ -177,6 +177,12 @@ class EngineHarness:
         return run.execute()
 
     # --------------------------------------------------------------- read back
+    def run_folder(self, report: RunReport) -> Path:
+        """The run's work folder: named after the run and its owner (``<run_id>.<pid>@<host>``)."""
+        from sync.core import owners
+
+        return self.work / f"{report.run_id}.{owners.tag()}"
+
     def pointer(self, segment: str) -> dict | None:
         """The committed snapshot's pointer in the local state (run id, fields, rows, quarantine), or None."""
         path = self.state_dir / "snapshots" / "files" / segment / "current.json"

@@ -148,7 +148,7 @@ def test_duckdb_spills_into_the_runs_own_work_folder(h):
 
     report = h.run(reader=Peek(h.database))
     # Then it is inside this run's work folder (private, and removed with it)
-    assert seen and all(s.startswith(str(h.work / report.run_id) + "/") for s in seen)
+    assert seen and all(s.startswith(str(h.run_folder(report)) + "/") for s in seen)
 
 
 class Overlap(FilesDestination):

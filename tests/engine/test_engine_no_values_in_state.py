@@ -156,3 +156,14 @@ def test_given_messages_quoting_a_value_then_the_report_names_rules_nodes_codes_
     assert report["seg_raises"].reason == "RuntimeError (its message is in the local log at debug level)"
     for rep in report.values():
         assert PLANTED not in repr(rep)
+
+
+def test_an_os_error_keeps_its_number_and_the_systems_words_but_not_its_path():
+    from sync.core.errors import public_reason
+
+    # Given a disk-full error on a file whose name quotes a value
+    exc = OSError(28, "No space left on device", "/work/Zyxwv-Smith, Jr..csv")
+    # Then the public reason says what happened, without the path
+    assert public_reason(exc) == ("OSError: [Errno 28] No space left on device "
+                                  "(the path is in the local log at debug level)")
+    assert "Zyxwv" not in public_reason(exc)

@@ -227,5 +227,5 @@ def test_the_reader_stages_in_the_segments_folder_and_its_notes_reach_the_report
     reader = NotingReader(DuckDBReader(h.database))
     report = h.run(reader=reader)
     (staged,) = reader.staged
-    assert staged == h.work / report.run_id / "seg_a" / "source"
+    assert staged == h.run_folder(report) / "seg_a" / "source"
     assert "read seg_a (query q-1, 1 MB scanned)" in by_segment(report)["seg_a"].notes

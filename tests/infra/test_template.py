@@ -191,3 +191,26 @@ def test_lakeseg_asks_for_no_more_polls_than_the_tail_allows():
     bounds = {c["Variable"].rsplit(".", 1)[-1]: c["NumericLessThanEquals"]
               for c in asl["States"]["ValidateInput"]["Choices"][0]["And"] if "NumericLessThanEquals" in c}
     assert MAX_POLLS == bounds["MaxPolls"]
+
+
+@pytest.mark.parametrize("endpoint, accepted", [
+    pytest.param("", True, id="empty-no-subscription"),
+    pytest.param("https://hooks.example.com/lakeseg?k=1", True, id="https-url"),
+    pytest.param("http://hooks.example.com/lakeseg", False, id="plain-http-refused"),
+    pytest.param("https://", False, id="no-host"),
+])
+def test_the_topic_can_route_its_events_to_an_https_endpoint_and_only_https(template, resources, endpoint, accepted):
+    import re
+
+    # Given the stack's optional alert endpoint
+    param = template["Parameters"]["AlertHttpsEndpoint"]
+    # Then it is hidden (a webhook URL may hold a secret) and only an https URL, or nothing, is accepted
+    assert param["NoEcho"] is True and param["Default"] == ""
+    assert bool(re.fullmatch(param["AllowedPattern"], endpoint)) is accepted
+    # and a set endpoint subscribes to the topic over https, retried by SNS with backoff
+    sub = plain(resources["AlertHttpsSubscription"])
+    assert sub["Condition"] == "AlertHttpsOn"
+    assert sub["Properties"]["Protocol"] == "https"
+    assert sub["Properties"]["TopicArn"] == {"Ref": "Topic"}
+    assert sub["Properties"]["Endpoint"] == {"Ref": "AlertHttpsEndpoint"}
+    assert sub["Properties"]["DeliveryPolicy"]["healthyRetryPolicy"]["backoffFunction"] == "exponential"

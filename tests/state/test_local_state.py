@@ -215,3 +215,93 @@ def test_the_first_write_to_a_fresh_store_syncs_every_folder_it_makes(tmp_path, 
         ("replace", "state/snapshots/files/seg/current.json"),
         ("fsync", "state/snapshots/files/seg"),
     ]
+
+
+GONE_PID = 2**22 + 4321  # above Linux's pid_max: no such process
+
+
+def _dead_here(owner: dict) -> bool:
+    from sync.run.engine import _owner_is_dead_here
+
+    return _owner_is_dead_here(owner)
+
+
+@pytest.mark.parametrize(("owner", "age_days", "collected"), [
+    pytest.param("<gone>@<here>", 0, True, id="a-dead-writer-here-goes-at-once"),
+    pytest.param("<live>@<here>", 0, False, id="a-live-writers-file-stays"),
+    pytest.param("<live>@<here>", 1.5, True, id="older-than-any-run-goes-even-if-the-pid-runs"),
+    pytest.param("<gone>@elsewhere", 0, False, id="another-hosts-recent-file-stays"),
+    pytest.param("<gone>@elsewhere", 1.5, True, id="another-hosts-old-file-goes"),
+    pytest.param(None, 0, False, id="an-untagged-recent-file-stays"),
+    pytest.param(None, 1.5, True, id="an-untagged-old-file-goes"),
+])
+def test_temp_files_of_dead_writers_are_collected_and_a_live_writers_kept(tmp_path, live_pid, owner, age_days,
+                                                                          collected):
+    import time
+
+    from sync.core import owners
+
+    # Given a committed pointer and, beside it, the hidden temp file of a write that never finished
+    store = LocalStateStore(tmp_path / "state")
+    store._write("snapshots/files/seg/current.json", b"{}")
+    tag = (owner or "").replace("<gone>", str(GONE_PID)).replace("<live>", str(live_pid)) \
+        .replace("<here>", owners.host_label())
+    temp = tmp_path / "state" / "snapshots" / "files" / "seg" / (
+        f".current.json.{tag}.k3y_9ab1.tmp" if owner else ".current.json.k3y_9ab1.tmp")
+    temp.write_bytes(b'{"half')
+    when = time.time() - age_days * 86400
+    os.utime(temp, (when, when))
+    # When the next run collects what dead writers left (any run lasts less than a day)
+    removed = store.collect_debris(_dead_here, 86400)
+    # Then the temp file goes only if its writer is provably dead or it is older than any run; the pointer stays
+    assert temp.exists() is not collected
+    assert removed == ([str(temp.relative_to(tmp_path / "state"))] if collected else [])
+    assert store._read("snapshots/files/seg/current.json") == b"{}"
+
+
+def test_the_temp_files_of_this_process_carry_its_owner_tag(tmp_path, monkeypatch):
+    import socket
+
+    from sync.core import owners
+
+    # Given writes that stop right before their temp file is renamed or linked into place
+    store = LocalStateStore(tmp_path / "state")
+    seen = []
+
+    def disk_full(src, dst):
+        seen.append(Path(src).name)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local.os, "replace", disk_full)
+    monkeypatch.setattr(local.os, "link", disk_full)
+    src = tmp_path / "data.parquet"
+    src.write_bytes(b"PAR1")
+    for write in (lambda: store._write("a/x.json", b"{}"), lambda: store._create("a/y.json", b"{}"),
+                  lambda: store._upload("a/z.parquet", src)):
+        with pytest.raises(OSError):
+            write()
+    # Then each temp file was named with this process's tag, and none stays behind after the failure
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    assert len(seen) == 3 and all(owners.temp_owner(name) == me for name in seen), seen
+    assert sorted(p.name for p in (tmp_path / "state" / "a").iterdir()) == []
+
+
+def test_an_upload_that_fills_the_disk_leaves_no_temp_file(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    # Given a copy that writes part of the file, then finds the disk full
+    store = LocalStateStore(tmp_path / "state")
+    src = tmp_path / "data.parquet"
+    src.write_bytes(b"PAR1" * 1000)
+
+    def disk_full(source, target, *args, **kwargs):
+        Path(target).write_bytes(b"PAR1")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", disk_full)
+    # When the data file is uploaded
+    with pytest.raises(OSError, match="No space left"):
+        store._upload("snapshots/files/seg/x.parquet", src)
+    # Then no hidden temp file stays in the state store
+    assert list((tmp_path / "state" / "snapshots" / "files" / "seg").iterdir()) == []

@@ -249,3 +249,39 @@ def test_blocks_matching_the_profile_load_without_complaint(tmp_path):
     # Given one block per profile target, then either target loads its own block
     (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    state: a\n  athena:\n    state: b\n")
     assert load_settings(tmp_path, "athena", defined_targets=("local", "athena")).state == "b"
+
+
+def test_a_notify_block_is_read_with_its_secrets_from_the_environment(tmp_path, monkeypatch):
+    # Given a notify block whose webhook URLs and secret come from the environment, the Slack one left empty
+    (tmp_path / "lakeseg.yml").write_text(
+        "targets:\n  local:\n    notify:\n      slack_webhook_url: ${SLACK_URL:-}\n"
+        "      webhook_url: ${HOOK_URL}\n      webhook_secret: ${HOOK_SECRET}\n      events: [failure, refusal]\n")
+    monkeypatch.delenv("SLACK_URL", raising=False)
+    monkeypatch.setenv("HOOK_URL", "https://hooks.example.com/lakeseg")
+    monkeypatch.setenv("HOOK_SECRET", "s3cr3t")
+    # When the settings are loaded
+    notify = load_settings(tmp_path, "local").raw["notify"]
+    # Then the webhook is set, Slack is not, and the defaults fill the rest
+    assert notify == {"slack_webhook_url": None, "webhook_url": "https://hooks.example.com/lakeseg",
+                      "webhook_secret": "s3cr3t", "events": ["failure", "refusal"], "timeout_s": 3.0,
+                      "retries": 2, "deadline_s": 10.0}
+
+
+def test_without_a_notify_block_nothing_is_sent():
+    assert load_settings(Path("/nonexistent"), "local").raw["notify"] is None
+
+
+@pytest.mark.parametrize("block, message", [
+    pytest.param("{webhook_url: 'https://h.example.com/x'}", "webhook_url needs webhook_secret",
+                 id="unsigned-webhook"),
+    pytest.param("{slack_webhook_url: 'hooks.slack.com/services/T0/B0/SECRETPART'}", "must be an https://",
+                 id="url-without-scheme"),
+    pytest.param("{events: [failure, outage]}", "notify.events.1", id="unknown-event"),
+    pytest.param("{slak_webhook_url: 'https://x'}", "did you mean 'slack_webhook_url'", id="misspelt-key"),
+    pytest.param("{timeout_s: 0}", "notify.timeout_s", id="zero-timeout"),
+])
+def test_a_bad_notify_block_is_refused_by_key_without_echoing_secrets(tmp_path, block, message):
+    (tmp_path / "lakeseg.yml").write_text(f"targets:\n  local:\n    notify: {block}\n")
+    with pytest.raises(ConfigError, match=message) as err:
+        load_settings(tmp_path, "local")
+    assert "SECRETPART" not in str(err.value)
