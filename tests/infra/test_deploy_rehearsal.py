@@ -70,7 +70,7 @@ PARAMETERS = {"BucketName": BUCKET, "CreateBucket": "true", "ScheduledRunner": "
 UNSUPPORTED = [
     "AWS::Athena::WorkGroup", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm", "AWS::CodeBuild::Project",
     "AWS::Glue::Database", "AWS::Glue::Table", "AWS::IAM::OIDCProvider", "AWS::S3::BucketPolicy",
-    "AWS::SNS::TopicPolicy", "AWS::Scheduler::Schedule",
+    "AWS::SNS::Subscription", "AWS::SNS::TopicPolicy", "AWS::Scheduler::Schedule",
 ]
 
 
