@@ -189,7 +189,7 @@ def moto_server():
     server.stop()
 
 
-def test_the_deployed_stack_s_runner_build_succeeds_with_iam_enforced(moto_server, tmp_path, monkeypatch):
+def test_the_deployed_stack_s_runner_build_succeeds_with_iam_enforced(moto_server, tmp_path, monkeypatch, request):
     import boto3
     from moto import settings
 
@@ -287,6 +287,7 @@ def test_the_deployed_stack_s_runner_build_succeeds_with_iam_enforced(moto_serve
     monkeypatch.setattr(IAMRequestBase, "check_action_permitted", recorded_check)
     served = ServedRequests()
     logging.getLogger("werkzeug").addHandler(served)
+    request.addfinalizer(lambda: logging.getLogger("werkzeug").removeHandler(served))
     monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
     # (enforcement is live: the runner may not read the digest key's neighbours nor list every bucket)
     from botocore.exceptions import ClientError
