@@ -41,7 +41,6 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StrictStr,
     ValidationError,
@@ -49,7 +48,11 @@ from pydantic import (
 )
 
 from sync.core.errors import ConfigError
+from sync.core.settings_types import Number, Strict, Text, Whole, config_error
 from sync.core.sizes import memory_limit_bytes
+from sync.destinations.customer_profiles import CustomerProfilesDestinationSettings
+from sync.destinations.files import FilesDestinationSettings
+from sync.destinations.pinpoint import PinpointDestinationSettings
 
 SETTINGS_FILE = "lakeseg.yml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -96,91 +99,9 @@ def interpolate(value: Any, *, where: str = SETTINGS_FILE, key: str = "") -> Any
 
 # --------------------------------------------------------------------------- the schema
 
-def _no_bool(value: Any) -> Any:
-    """YAML ``yes``/``true`` is not a number: refuse it before pydantic's lax coercion."""
-    if isinstance(value, bool):
-        raise ValueError(f"must be a number, got the YAML boolean {value!r}")
-    return value
-
-
-def _text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-_PATH_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def _path_part(value: str) -> str:
-    """A value that becomes one folder name in the state store (``destination.name``): never a path of its own."""
-    if not _PATH_PART.match(value) or value in (".", ".."):
-        raise ValueError("must be one folder name (letters, digits, _ . - only; not '.' or '..'): "
-                         "it names this destination's folders in the state store")
-    return value
-
-
 def _memory_limit(value: str) -> str:
     memory_limit_bytes(value)
     return value
-
-
-Text = Annotated[StrictStr, AfterValidator(_text)]
-PathPart = Annotated[StrictStr, AfterValidator(_text), AfterValidator(_path_part)]
-Number = Annotated[float, BeforeValidator(_no_bool)]
-Whole = Annotated[int, BeforeValidator(_no_bool)]
-Strict = ConfigDict(extra="forbid")
-
-
-class FilesDestinationSettings(BaseModel):
-    model_config = Strict
-    type: Literal["files"]
-    path: Text
-    name: PathPart | None = None
-
-
-class PinpointDestinationSettings(BaseModel):
-    """Types only; the destination's preflight says which missing value it needs."""
-
-    model_config = Strict
-    type: Literal["pinpoint"]
-    name: PathPart | None = None
-    application_id: StrictStr | None = None
-    import_s3_url: Annotated[StrictStr, Field(pattern=r"^(s3://.+)?$")] | None = None
-    mode: Literal["stack", "direct"] | None = None
-    state_machine_arn: StrictStr | None = None
-    import_role_arn: StrictStr | None = None
-    segment_name_prefix: StrictStr | None = None
-    poll_seconds: Annotated[Number, Field(ge=0)] | None = None
-    max_concurrent_jobs: Annotated[Whole, Field(ge=1, le=10)] | None = None
-    kms_key_id: StrictStr | None = None
-    timeout: Annotated[Number, Field(gt=0)] | None = None
-    max_job_mb: Annotated[Number, Field(gt=0, le=1024)] | None = None
-    region: StrictStr | None = None
-    max_rejected_rows: Annotated[Whole, Field(ge=0)] | None = None
-    max_isolation_jobs: Annotated[Whole, Field(ge=0)] | None = None
-
-
-class CustomerProfilesDestinationSettings(BaseModel):
-    """Types only; the destination's preflight says which missing value it needs."""
-
-    model_config = Strict
-    type: Literal["customer_profiles"]
-    name: PathPart | None = None
-    domain_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")] | None = None
-    region: StrictStr | None = None
-    data_expiry_days: Annotated[Whole, Field(ge=1, le=1098)] | None = None
-    refresh_before_expiry_days: Annotated[Whole, Field(ge=0)] | None = None
-    unique_key_target: Annotated[StrictStr, Field(pattern=r"^_profile\.[A-Za-z0-9_.]+$")] | None = None
-    segment_name_prefix: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9_-]*$")] | None = None
-    poll_seconds: Annotated[Number, Field(ge=0, le=3600)] | None = None
-    timeout: Annotated[Number, Field(gt=0)] | None = None
-    max_concurrent_jobs: Annotated[Whole, Field(ge=1, le=10)] | None = None
-    max_job_mb: Annotated[Number, Field(gt=0, le=1000)] | None = None
-    max_rejected_rows: Annotated[Whole, Field(ge=0)] | None = None
-    max_isolation_jobs: Annotated[Whole, Field(ge=0)] | None = None
 
 
 class GuardSettings(BaseModel):
@@ -196,7 +117,8 @@ class FilesSettings(BaseModel):
     max_file_mb: Annotated[Number, Field(ge=MIN_FILE_MB, le=MAX_FILE_MB)]
 
 
-Destination = Annotated[FilesDestinationSettings | PinpointDestinationSettings | CustomerProfilesDestinationSettings, Field(discriminator="type")]
+Destination = Annotated[FilesDestinationSettings | PinpointDestinationSettings | CustomerProfilesDestinationSettings,
+                        Field(discriminator="type")]
 
 
 class OwnerSettings(BaseModel):
@@ -274,56 +196,10 @@ _KNOWN: dict[tuple, list[str]] = {
     ("destination", "pinpoint"): list(PinpointDestinationSettings.model_fields),
     ("destination", "customer_profiles"): list(CustomerProfilesDestinationSettings.model_fields),
 }
-_TAGS = {"files", "pinpoint", "customer_profiles"}
-
-_HINTS = {
-    "max_exit_share": "must be above 0 and at most 1 (a share: between 0 and 1)",
-    "max_size_change_share": "must be above 0 (a share of the last committed size: 0.5 is 50%)",
-    "max_entered_share": "must be above 0 (a share of the last committed size: 0.5 is 50%)",
-    "max_file_mb": f"must be between {MIN_FILE_MB} and {MAX_FILE_MB} (MiB; Pinpoint takes 1 GB per import job)",
-    "max_concurrent_jobs": "must be a whole number between 1 and 10 (Pinpoint runs at most 10 import jobs)",
-    "max_job_mb": "must be above 0 and at most 1024 for pinpoint (1 GB per import job) or 1000 for "
-                  "customer_profiles (an upload stays under 1 GB)",
-}
-
-
-def _nearest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.5)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    return "valid keys: " + ", ".join(choices)
-
-
-def _describe(err: Any, known: dict[tuple, list[str]]) -> tuple[str, str]:
-    """(dotted key, message) for one pydantic error, in a user's words."""
-    loc = tuple(err["loc"])
-    shown = tuple(str(p) for p in loc if not (len(loc) > 1 and loc[0] == "destination" and p in _TAGS
-                                              and p == loc[1]))
-    key = ".".join(shown) or "(top level)"
-    kind, value = err["type"], err.get("input")
-    if kind == "extra_forbidden":
-        parent = tuple(str(p) for p in loc[:-1])
-        return key, f"unknown key; {_nearest(loc[-1], known.get(parent, []))}"
-    if kind == "missing":
-        return key, "is required"
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        got = f", got {value.get('type')!r}" if isinstance(value, dict) and "type" in value else ""
-        return f"{key}.type", f"must be one of: {', '.join(sorted(_TAGS))}{got}"
-    if value is None:
-        return key, "is empty (null); give a value, or remove the key to use the default"
-    message = err["msg"].removeprefix("Value error, ")
-    if shown and shown[-1] in _HINTS and kind.startswith(("greater_than", "less_than")):
-        message = _HINTS[shown[-1]]
-    if kind in ("model_type", "dict_type", "model_attributes_type"):
-        message = "must be a mapping (key: value lines)"
-    return key, f"{message}, got {value!r}" if "got" not in message else message
 
 
 def _raise(where: str, exc: ValidationError, known: dict[tuple, list[str]] = _KNOWN) -> None:
-    lines = [f"{key}: {msg}" for key, msg in (_describe(e, known) for e in exc.errors())]
-    if len(lines) == 1:
-        raise ConfigError(f"{where}: {lines[0]}") from None
-    raise ConfigError(f"{where}: {len(lines)} problems:\n  " + "\n  ".join(lines)) from None
+    raise config_error(where, exc.errors(), known) from None
 
 
 # --------------------------------------------------------------------------- loading
@@ -335,10 +211,15 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+DestinationSettings = FilesDestinationSettings | PinpointDestinationSettings | CustomerProfilesDestinationSettings
+
+
 @dataclass
 class Settings:
+    """One target's settings, typed: what the run, preflight and the destination receive as they are."""
+
     target: str
-    destination: dict
+    destination: DestinationSettings
     state: str
     max_exit_share: float
     max_file_bytes: int
@@ -348,7 +229,9 @@ class Settings:
     max_size_change_share: float = DEFAULTS["guard"]["max_size_change_share"]
     max_entered_share: float = DEFAULTS["guard"]["max_entered_share"]
     source: str = "defaults"
-    raw: dict = field(default_factory=dict, repr=False)
+    state_kms_key_id: str | None = None
+    owner: OwnerSettings | None = None
+    notify: NotifySettings | None = None
 
 
 def _read(file: Path) -> dict:
@@ -424,7 +307,7 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
         _raise(where, exc)
     return Settings(
         target=target,
-        destination=valid.destination.model_dump(exclude_unset=True),
+        destination=valid.destination,
         state=valid.state,
         max_exit_share=valid.guard.max_exit_share,
         max_file_bytes=int(valid.files.max_file_mb * 1024 * 1024),
@@ -434,5 +317,7 @@ def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
         max_size_change_share=valid.guard.max_size_change_share,
         max_entered_share=valid.guard.max_entered_share,
         source=source,
-        raw=valid.model_dump(),
+        state_kms_key_id=valid.state_kms_key_id,
+        owner=valid.owner,
+        notify=valid.notify,
     )

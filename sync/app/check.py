@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sync.core.errors import ConfigError
 from sync.dbt.artifacts import load_manifest, require_segments, resolve_target_path
@@ -47,26 +48,26 @@ def _exposures(project_dir, profiles_dir, target, settings_file, segments, write
     return sync_exposures(project_dir, segments, Destination.from_settings(settings), write=write)
 
 
-def _destination_settings(project_dir, profiles_dir, target, settings_file) -> dict:
-    """The target's destination block, or {} when there are no settings to read."""
+def _destination_settings(project_dir, profiles_dir, target, settings_file) -> Any:
+    """The target's destination block (its settings model), or None when there are no settings to read."""
     from sync.app.wiring import SyncRequest, load_context
 
     if settings_file is None and not (Path(project_dir) / "lakeseg.yml").exists():
-        return {}
+        return None
     _, settings = load_context(SyncRequest(project=DbtProject(project_dir, profiles_dir, target),
                                            settings_file=settings_file))
-    return dict(settings.destination)
+    return settings.destination
 
 
 def destination_problems(project_dir, profiles_dir, target, settings_file, segments: list[Segment]) -> list[Problem]:
     """What the configured destination cannot take: for customer_profiles, fields with no target and bad names."""
     destination = _destination_settings(project_dir, profiles_dir, target, settings_file)
-    if destination.get("type") != "customer_profiles":
+    if destination is None or destination.type != "customer_profiles":
         return []
     from sync.destinations import profile_fields as pf
 
-    key_target = destination.get("unique_key_target") or pf.DEFAULT_UNIQUE_KEY_TARGET
-    prefix = destination.get("segment_name_prefix") or ""
+    key_target = destination.unique_key_target or pf.DEFAULT_UNIQUE_KEY_TARGET
+    prefix = destination.segment_name_prefix or ""
     out = []
     for seg in segments:
         for f, why in pf.map_fields(seg.fields, key_target).problems:
@@ -81,7 +82,7 @@ def destination_problems(project_dir, profiles_dir, target, settings_file, segme
 def destination_limits(project_dir, profiles_dir, target, settings_file) -> dict[str, str]:
     """The configured destination's documented limits (shown by `lakeseg check`)."""
     destination = _destination_settings(project_dir, profiles_dir, target, settings_file)
-    if destination.get("type") == "customer_profiles":
+    if destination is not None and destination.type == "customer_profiles":
         from sync.destinations.profile_fields import LIMITS
 
         return dict(LIMITS)

@@ -15,6 +15,7 @@ from sync.dbt.invoke import DbtProject
 from sync.dbt.profile import Target, load_target
 from sync.dbt.selection import DbtSelector
 from sync.destinations import build_destination, state_key
+from sync.destinations.files import FilesDestinationSettings
 from sync.run.digest_key import resolve_digest_key
 from sync.run.engine import Progress, RunReport, SyncOptions, SyncRun, new_run_id
 from sync.run.lease import RunLease, open_lease
@@ -92,9 +93,9 @@ def load_context(req: SyncRequest) -> tuple[Target, Settings]:
         settings.state = str(project_dir / settings.state)
     if settings.digest_key.startswith("file:") and not Path(settings.digest_key[5:]).is_absolute():
         settings.digest_key = f"file:{project_dir / settings.digest_key[5:]}"
-    dest_path = settings.destination.get("path")
-    if dest_path and not Path(str(dest_path)).is_absolute():
-        settings.destination = {**settings.destination, "path": str(project_dir / str(dest_path))}
+    dest = settings.destination
+    if isinstance(dest, FilesDestinationSettings) and not Path(dest.path).is_absolute():
+        settings.destination = dest.model_copy(update={"path": str(project_dir / dest.path)})
     return target, settings
 
 
@@ -104,11 +105,11 @@ def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, sessio
     run_id = lease.run_id if lease is not None else new_run_id()
     project_dir = Path(req.project.project_dir)
     artifacts = load_artifacts(project_dir, req.target_path)
-    if session is None and (settings.destination.get("type") != "files" or settings.state.startswith("s3://")
+    if session is None and (settings.destination.type != "files" or settings.state.startswith("s3://")
                             or target.type != "duckdb"):
-        session = _boto_session(settings.destination.get("region") or target.config.get("region_name"))
+        session = _boto_session(getattr(settings.destination, "region", None) or target.config.get("region_name"))
     destination = build_destination(settings.destination, session)
-    state = build_state(settings.state, session, settings.raw.get("state_kms_key_id"))
+    state = build_state(settings.state, session, settings.state_kms_key_id)
     options = SyncOptions(
         select=req.select, exclude=req.exclude, full_refresh=req.full_refresh,
         allow_mass_exit=req.allow_mass_exit, max_exit_share=settings.max_exit_share,
@@ -135,10 +136,9 @@ def build_imports_table(target: Target, settings: Settings, session=None):
     """Where confirmed deliveries are registered: Glue on Athena with an S3 destination, DuckDB views locally."""
     from sync.run.imports_table import DuckDBImportsViews, GlueImportsTable
 
-    kind = settings.destination.get("type")
-    if kind == "files" and settings.destination.get("path"):
-        return DuckDBImportsViews(Path(str(settings.destination["path"])))
-    if kind == "pinpoint" and target.type == "athena":
+    if isinstance(settings.destination, FilesDestinationSettings):
+        return DuckDBImportsViews(Path(settings.destination.path))
+    if settings.destination.type == "pinpoint" and target.type == "athena":
         region = target.config.get("region_name")
         glue = (session or _boto_session(region)).client("glue", region_name=region)
         return GlueImportsTable(glue, f"{target.config.get('schema', 'lakeseg')}_imports")
@@ -171,7 +171,7 @@ def write_html_report(req: SyncRequest, path: Path | None = None, *, limit: int 
     from sync.output.report_html import DEFAULT_REPORT_PATH, DEFAULT_RUNS, write_report
 
     _, settings = load_context(req)
-    state = build_state(settings.state, session, settings.raw.get("state_kms_key_id"))
+    state = build_state(settings.state, session, settings.state_kms_key_id)
     out = Path(path) if path else Path(req.project.project_dir) / DEFAULT_REPORT_PATH
     return write_report(state, out, limit=limit or DEFAULT_RUNS)
 
@@ -187,10 +187,13 @@ def send_notifications(req: SyncRequest, report: RunReport | dict) -> list[str]:
 
     try:
         _, settings = load_context(req)
+    except ConfigError as exc:  # the run's own error says so already: no alert settings to read, no second word
+        logging.getLogger(__name__).debug("notify: settings not read: %s", exc)
+        return []
     except Exception as exc:  # noqa: BLE001 - an alert never changes the run's outcome
         logging.getLogger(__name__).warning("notify: settings not read: %s", exc)
         return []
     doc = report if isinstance(report, dict) else report.as_dict()
     if not doc.get("target"):
         doc = {**doc, "target": settings.target}
-    return notify(doc, settings.raw.get("notify"))
+    return notify(doc, settings.notify.model_dump() if settings.notify else None)

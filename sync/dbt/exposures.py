@@ -34,11 +34,10 @@ class Destination:
     @classmethod
     def from_settings(cls, settings) -> Destination:
         dest = settings.destination
-        owner = settings.raw.get("owner") or DEFAULT_OWNER
-        if not isinstance(owner, dict) or not (owner.get("name") or owner.get("email")):
-            owner = DEFAULT_OWNER
+        given = settings.owner.model_dump(exclude_none=True) if settings.owner is not None else {}
+        owner = given if given.get("name") or given.get("email") else DEFAULT_OWNER
         owner = {k: str(owner[k]) for k in ("name", "email") if owner.get(k)}
-        return cls(str(dest.get("name") or dest["type"]), str(dest["type"]), settings.target, owner)
+        return cls(str(dest.name or dest.type), str(dest.type), settings.target, owner)
 
 
 def _identifier(text: str) -> str:

@@ -10,6 +10,8 @@ Imports only ``sync.core``: a destination knows nothing of dbt, the diff or the 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
+from typing import Any
 
 from sync.core.errors import ConfigError
 from sync.destinations.base import DeliveryResult, Destination, JobRecord, SegmentDelivery
@@ -21,18 +23,20 @@ REGISTRY = {
 }
 
 
-def build_destination(settings: dict, session=None) -> Destination:
-    kind = settings.get("type")
+def build_destination(settings: Any, session=None) -> Destination:
+    """The destination a ``destination:`` block names: its settings model (from lakeseg.yml) or a mapping."""
+    kind = settings.get("type") if isinstance(settings, Mapping) else settings.type
     if kind not in REGISTRY:
         raise ConfigError(f"destination.type '{kind}' is unknown; choose one of: {', '.join(sorted(REGISTRY))}")
     module, _, cls = REGISTRY[kind].partition(":")
     return getattr(importlib.import_module(module), cls).from_settings(settings, session)
 
 
-def state_key(destination: Destination, settings: dict) -> str:
-    """The name the state store keeps this destination's snapshots under."""
-    if settings.get("name"):
-        return str(settings["name"])
+def state_key(destination: Destination, settings: Any) -> str:
+    """The name the state store keeps this destination's snapshots under: ``destination.name``, else its own."""
+    name = settings.get("name") if isinstance(settings, Mapping) else settings.name
+    if name:
+        return str(name)
     key = getattr(destination, "state_key", None)
     return str(key or destination.name)
 

@@ -47,27 +47,28 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, Field, StrictStr, model_validator
 
 from sync.core.errors import ConfigError
+from sync.core.settings_types import Number, PathPart, Strict, Whole, destination_block
 from sync.destinations import profile_fields as pf
 from sync.destinations.aws_calls import Retrier, client_config, error_code, is_transient, poll, preflight_error
 from sync.destinations.base import DeliveryResult, JobLedger, JobRecord, Progress, SegmentDelivery
 from sync.destinations.jobs import (
     DEFAULT_MAX_ISOLATION_JOBS,
+    DEFAULT_MAX_REJECTED_ROWS,
     ISOLATION_SETTINGS,
     Job,
     JobOutcome,
     JobProgress,
     deliver_in_jobs,
-    isolation_limits,
     job_slots,
-    number_setting,
     settle_earlier_runs,
 )
 
@@ -80,21 +81,51 @@ MAX_URL_FETCHES = 3
 DOMAIN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _NAME = re.compile(r"^lakeseg-(?P<run>\d{8}T\d{9}Z-[0-9a-f]{6})-(?P<segment>.+)-p(?P<part>[0-9a-z]+)$")
 
-SETTINGS = {
-    "type": "customer_profiles",
-    "name": "the key state is kept under (read by the sync, not here)",
-    "domain_name": "the Customer Profiles domain",
-    "region": "AWS region of the domain",
-    "data_expiry_days": "days profiles from upload jobs live (DataExpiry, default 14)",
-    "refresh_before_expiry_days": "unchanged members are sent again this many days before they expire (default 3)",
-    "unique_key_target": "the profile field the Id goes to (default _profile.AccountNumber)",
-    "segment_name_prefix": "prefix for the segment definitions named by segment_name",
-    "poll_seconds": "seconds between status checks (default 15)",
-    "timeout": "seconds to wait for one upload job before stopping it (default 21600)",
-    "max_concurrent_jobs": "upload jobs running at once (default 2)",
-    "max_job_mb": "largest upload in MB (default and maximum 1000: under 1 GB)",
-    **ISOLATION_SETTINGS,
-}
+class CustomerProfilesDestinationSettings(BaseModel):
+    """The ``destination:`` block of a ``customer_profiles`` destination: its one check.
+
+    The domain may be unset here: ``preflight`` says it is missing.
+    """
+
+    model_config = Strict
+    type: Literal["customer_profiles"]
+    name: PathPart | None = Field(None, description="the key state is kept under (read by the sync, not here)")
+    domain_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")] | None = Field(
+        None, description="the Customer Profiles domain")
+    region: StrictStr | None = Field(None, description="AWS region of the domain")
+    data_expiry_days: Annotated[Whole, Field(ge=1, le=1098)] = Field(
+        14, description="days profiles from upload jobs live (DataExpiry, default 14)")
+    refresh_before_expiry_days: Annotated[Whole, Field(ge=0)] = Field(
+        3, description="unchanged members are sent again this many days before they expire (default 3)")
+    unique_key_target: Annotated[StrictStr, Field(pattern=r"^(_profile\.[A-Za-z0-9_.]+)?$")] | None = Field(
+        None, description="the profile field the Id goes to (default _profile.AccountNumber)")
+    segment_name_prefix: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9_-]*$")] | None = Field(
+        None, description="prefix for the segment definitions named by segment_name")
+    poll_seconds: Annotated[Number, Field(ge=0, le=3600)] = Field(
+        15.0, description="seconds between status checks (default 15)")
+    timeout: Annotated[Number, Field(gt=0)] = Field(
+        6 * 3600, description="seconds to wait for one upload job before stopping it (default 21600)")
+    max_concurrent_jobs: Annotated[Whole, Field(ge=1, le=10)] = Field(
+        2, description="upload jobs running at once (default 2)")
+    max_job_mb: Annotated[Number, Field(gt=0, le=1000)] = Field(
+        1000, description="largest upload in MB (default and maximum 1000: under 1 GB)")
+    max_rejected_rows: Annotated[Whole, Field(ge=0)] = Field(
+        DEFAULT_MAX_REJECTED_ROWS, description=ISOLATION_SETTINGS["max_rejected_rows"])
+    max_isolation_jobs: Annotated[Whole, Field(ge=0)] = Field(
+        DEFAULT_MAX_ISOLATION_JOBS, description=ISOLATION_SETTINGS["max_isolation_jobs"])
+
+    @model_validator(mode="after")
+    def _refresh_before_expiry(self):
+        if self.refresh_before_expiry_days >= self.data_expiry_days:
+            raise ValueError(f"refresh_before_expiry_days must be less than data_expiry_days "
+                             f"({self.data_expiry_days}), got {self.refresh_before_expiry_days}")
+        return self
+
+
+# Every key of the block and what it means (the docs' table).
+SETTINGS = {"type": "customer_profiles",
+            **{k: str(f.description) for k, f in CustomerProfilesDestinationSettings.model_fields.items()
+               if k != "type"}}
 
 
 def sse_c_headers(client_token: str) -> dict[str, str]:
@@ -166,33 +197,26 @@ class CustomerProfilesDestination:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_settings(cls, settings: dict, session=None) -> CustomerProfilesDestination:
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            raise ConfigError(f"destination.{unknown[0]} is not a customer_profiles setting; known: "
-                              + ", ".join(k for k in SETTINGS if k != "type"))
+    def from_settings(cls, settings: CustomerProfilesDestinationSettings | Mapping[str, Any],
+                      session=None) -> CustomerProfilesDestination:
+        block = destination_block(CustomerProfilesDestinationSettings, settings)
         if session is None:
             import boto3
 
             session = boto3.Session()
-        max_rejected_rows, max_isolation_jobs = isolation_limits(settings)
-        max_job_mb = number_setting(settings, "max_job_mb", 1000)
-        if not 0 < max_job_mb <= 1000:
-            raise ConfigError("destination.max_job_mb must be above 0 and at most 1000 (an upload must stay under 1 GB)")
         return cls(
-            domain_name=settings.get("domain_name"),
-            profiles=session.client("customer-profiles", region_name=settings.get("region") or None,
-                                    config=client_config()),
-            data_expiry_days=settings.get("data_expiry_days", 14),
-            refresh_before_expiry_days=settings.get("refresh_before_expiry_days", 3),
-            unique_key_target=settings.get("unique_key_target") or pf.DEFAULT_UNIQUE_KEY_TARGET,
-            segment_name_prefix=settings.get("segment_name_prefix"),
-            poll_seconds=number_setting(settings, "poll_seconds", 15.0),
-            timeout=number_setting(settings, "timeout", 6 * 3600),
-            max_concurrent_jobs=settings.get("max_concurrent_jobs", 2),
-            max_job_bytes=int(max_job_mb * 1000 * 1000),
-            max_rejected_rows=max_rejected_rows,
-            max_isolation_jobs=max_isolation_jobs,
+            domain_name=block.domain_name,
+            profiles=session.client("customer-profiles", region_name=block.region or None, config=client_config()),
+            data_expiry_days=block.data_expiry_days,
+            refresh_before_expiry_days=block.refresh_before_expiry_days,
+            unique_key_target=block.unique_key_target or pf.DEFAULT_UNIQUE_KEY_TARGET,
+            segment_name_prefix=block.segment_name_prefix,
+            poll_seconds=block.poll_seconds,
+            timeout=block.timeout,
+            max_concurrent_jobs=block.max_concurrent_jobs,
+            max_job_bytes=int(block.max_job_mb * 1000 * 1000),
+            max_rejected_rows=block.max_rejected_rows,
+            max_isolation_jobs=block.max_isolation_jobs,
             verify=_ca_bundle(session),
         )
 

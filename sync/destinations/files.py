@@ -17,16 +17,29 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from sync.core import failpoints
 from sync.core.errors import ConfigError
+from sync.core.settings_types import PathPart, Strict, Text, destination_block
 from sync.destinations.base import DeliveryResult, Progress, SegmentDelivery
 
 STAGING = ".incoming"
 _STAGED_RUN = re.compile(r"^(\d{8}T\d{9}Z-[0-9a-f]{6})-")  # .incoming/<run_id>-<segment>: the run id
+
+
+class FilesDestinationSettings(BaseModel):
+    """The ``destination:`` block of a ``files`` destination: its one check."""
+
+    model_config = Strict
+    type: Literal["files"]
+    path: Text
+    name: PathPart | None = None
 
 
 class FilesDestination:
@@ -37,10 +50,8 @@ class FilesDestination:
         self.path = Path(path)
 
     @classmethod
-    def from_settings(cls, settings: dict, session=None) -> FilesDestination:
-        if not settings.get("path"):
-            raise ConfigError("destination.path is not set for the files destination")
-        return cls(settings["path"])
+    def from_settings(cls, settings: FilesDestinationSettings | Mapping[str, Any], session=None) -> FilesDestination:
+        return cls(destination_block(FilesDestinationSettings, settings).path)
 
     @property
     def state_key(self) -> str:

@@ -113,32 +113,6 @@ def group_files(files, max_bytes: int) -> list[list[Path]]:
     return groups
 
 
-def isolation_limits(settings: dict) -> tuple[int, int]:
-    """(max_rejected_rows, max_isolation_jobs) from a destination block, validated."""
-    out = []
-    for key, default in (("max_rejected_rows", DEFAULT_MAX_REJECTED_ROWS),
-                         ("max_isolation_jobs", DEFAULT_MAX_ISOLATION_JOBS)):
-        value = settings.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"destination.{key} must be a whole number of 0 or more, got {value!r}")
-        out.append(value)
-    return out[0], out[1]
-
-
-def number_setting(settings: dict, key: str, default, kind=float):
-    """A non-negative number from a destination block (``destination.<key>``), or ``default`` when unset."""
-    value = settings.get(key)
-    if value is None or value == "":
-        return default
-    try:
-        out = kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"destination.{key} must be a number, got {value!r}") from None
-    if out < 0:
-        raise ConfigError(f"destination.{key} must not be negative, got {value!r}")
-    return out
-
-
 def job_slots(value, *, why: str, limit: int = 10) -> tuple[int, threading.BoundedSemaphore]:
     """``destination.max_concurrent_jobs`` checked, and the semaphore every deliver() of a destination shares.
 

@@ -48,26 +48,27 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StrictStr
 
 from sync.core.errors import ConfigError
+from sync.core.settings_types import Number, PathPart, Strict, Whole, destination_block
 from sync.destinations.aws_calls import NOT_FOUND, Retrier, client_config, is_transient, poll, preflight_error
 from sync.destinations.aws_calls import error_code as _code
 from sync.destinations.base import DeliveryResult, JobRecord, Progress, SegmentDelivery
 from sync.destinations.jobs import (  # noqa: F401
     DEFAULT_MAX_ISOLATION_JOBS,
+    DEFAULT_MAX_REJECTED_ROWS,
     ISOLATION_SETTINGS,
     Job,
     JobOutcome,
     JobProgress,
     deliver_in_jobs,
     group_files,
-    isolation_limits,
     job_slots,
-    number_setting,
     settle_earlier_runs,
 )
 
@@ -81,24 +82,54 @@ MAX_POLLS = 8700  # the import tail's bound on MaxPolls (8700 x 3600 s fits in t
 MODES = ("stack", "direct")
 TERMINAL_JOB_STATES = {"COMPLETED", "FAILED"}
 
-SETTINGS = {
-    "type": "pinpoint",
-    "name": "the key state is kept under (read by the sync, not here)",
-    "application_id": "the Pinpoint project id",
-    "import_s3_url": "s3://bucket/prefix for import files",
-    "mode": "stack (default) or direct",
-    "state_machine_arn": "stack mode: the import tail (stack output StateMachineArn)",
-    "import_role_arn": "direct mode: the role Pinpoint assumes (stack output ImportRoleArn); "
-                       "stack mode: overrides the stack's role",
-    "segment_name_prefix": "prefix for the dynamic segments named by segment_name",
-    "poll_seconds": "seconds between status checks",
-    "max_concurrent_jobs": "import jobs running at once (default 2)",
-    "kms_key_id": "KMS key for SSE-KMS uploads (default: the bucket's default encryption)",
-    "timeout": "seconds to wait for one import job (default 21600)",
-    "max_job_mb": "largest import job in MiB (default and maximum 1024)",
-    "region": "AWS region of the project, bucket and state machine",
-    **ISOLATION_SETTINGS,
-}
+def _whole_seconds(value: float) -> float:
+    if value != int(value):
+        raise ValueError(f"must be a whole number of seconds, got {value!r}")
+    return value
+
+
+class PinpointDestinationSettings(BaseModel):
+    """The ``destination:`` block of a ``pinpoint`` destination: its one check (lakeseg.yml or a caller's mapping).
+
+    Values a delivery needs (application_id, import_s3_url, ...) may be unset here: ``preflight`` says
+    which one is missing, naming the stack output that holds it.
+    """
+
+    model_config = Strict
+    type: Literal["pinpoint"]
+    name: PathPart | None = Field(None, description="the key state is kept under (read by the sync, not here)")
+    application_id: StrictStr | None = Field(None, description="the Pinpoint project id")
+    import_s3_url: Annotated[StrictStr, Field(pattern=r"^(s3://.+)?$")] | None = Field(
+        None, description="s3://bucket/prefix for import files")
+    mode: Annotated[Literal["stack", "direct"] | None, BeforeValidator(lambda v: None if v == "" else v)] = Field(
+        None, description="stack (default) or direct")
+    state_machine_arn: StrictStr | None = Field(
+        None, description="stack mode: the import tail (stack output StateMachineArn)")
+    import_role_arn: StrictStr | None = Field(
+        None, description="direct mode: the role Pinpoint assumes (stack output ImportRoleArn); "
+                          "stack mode: overrides the stack's role")
+    segment_name_prefix: StrictStr | None = Field(
+        None, description="prefix for the dynamic segments named by segment_name")
+    poll_seconds: Annotated[Number, Field(ge=0, le=3600), AfterValidator(_whole_seconds)] | None = Field(
+        None, description="seconds between status checks")
+    max_concurrent_jobs: Annotated[Whole, Field(ge=1, le=10)] = Field(
+        2, description="import jobs running at once (default 2)")
+    kms_key_id: StrictStr | None = Field(
+        None, description="KMS key for SSE-KMS uploads (default: the bucket's default encryption)")
+    timeout: Annotated[Number, Field(gt=0)] = Field(6 * 3600, description="seconds to wait for one import job "
+                                                                          "(default 21600)")
+    max_job_mb: Annotated[Number, Field(gt=0, le=1024)] = Field(
+        1024, description="largest import job in MiB (default and maximum 1024)")
+    region: StrictStr | None = Field(None, description="AWS region of the project, bucket and state machine")
+    max_rejected_rows: Annotated[Whole, Field(ge=0)] = Field(
+        DEFAULT_MAX_REJECTED_ROWS, description=ISOLATION_SETTINGS["max_rejected_rows"])
+    max_isolation_jobs: Annotated[Whole, Field(ge=0)] = Field(
+        DEFAULT_MAX_ISOLATION_JOBS, description=ISOLATION_SETTINGS["max_isolation_jobs"])
+
+
+# Every key of the block and what it means (the docs' table).
+SETTINGS = {"type": "pinpoint", **{k: str(f.description) for k, f in PinpointDestinationSettings.model_fields.items()
+                                   if k != "type"}}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -174,14 +205,9 @@ class PinpointDestination:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_settings(cls, settings: dict, session=None) -> PinpointDestination:
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            raise ConfigError(f"destination.{unknown[0]} is not a pinpoint setting; known: "
-                              + ", ".join(k for k in SETTINGS if k != "type"))
-        mode = str(settings.get("mode") or "stack")
-        if mode not in MODES:
-            raise ConfigError(f"destination.mode must be 'stack' or 'direct', got {mode!r}")
+    def from_settings(cls, settings: PinpointDestinationSettings | Mapping[str, Any],
+                      session=None) -> PinpointDestination:
+        block = destination_block(PinpointDestinationSettings, settings)
         if session is None:
             import boto3
 
@@ -189,38 +215,26 @@ class PinpointDestination:
         # No SDK-level retries: a create call repeated after a 5xx could start a second import.
         # Calls that are safe to repeat go through _retrying (backoff with jitter) instead.
         config = client_config()
-        region = settings.get("region") or None
 
         def client(service: str):
-            return session.client(service, region_name=region, config=config)
+            return session.client(service, region_name=block.region or None, config=config)
 
-        def number(key: str, default):
-            return number_setting(settings, key, default)
-
-        max_rejected_rows, max_isolation_jobs = isolation_limits(settings)
-        poll_seconds = number("poll_seconds", None)
-        if poll_seconds is not None and (poll_seconds != int(poll_seconds) or not 0 <= poll_seconds <= 3600):
-            raise ConfigError(f"destination.poll_seconds must be a whole number of seconds from 0 to 3600, "
-                              f"got {settings.get('poll_seconds')!r}")
-        max_job_mb = number("max_job_mb", 1024)
-        if not 0 < max_job_mb <= 1024:
-            raise ConfigError("destination.max_job_mb must be above 0 and at most 1024 (Pinpoint's 1 GB per import job)")
         return cls(
-            application_id=settings.get("application_id"),
-            import_s3_url=settings.get("import_s3_url"),
-            mode=mode,
-            state_machine_arn=settings.get("state_machine_arn"),
-            import_role_arn=settings.get("import_role_arn"),
-            segment_name_prefix=settings.get("segment_name_prefix"),
-            poll_seconds=poll_seconds,
-            max_rejected_rows=max_rejected_rows,
-            max_isolation_jobs=max_isolation_jobs,
-            max_concurrent_jobs=settings.get("max_concurrent_jobs", 2),
-            kms_key_id=settings.get("kms_key_id"),
-            timeout=number("timeout", 6 * 3600),
-            max_job_bytes=int(max_job_mb * 1024 * 1024),
+            application_id=block.application_id,
+            import_s3_url=block.import_s3_url,
+            mode=block.mode or "stack",
+            state_machine_arn=block.state_machine_arn,
+            import_role_arn=block.import_role_arn,
+            segment_name_prefix=block.segment_name_prefix,
+            poll_seconds=block.poll_seconds,
+            max_rejected_rows=block.max_rejected_rows,
+            max_isolation_jobs=block.max_isolation_jobs,
+            max_concurrent_jobs=block.max_concurrent_jobs,
+            kms_key_id=block.kms_key_id,
+            timeout=block.timeout,
+            max_job_bytes=int(block.max_job_mb * 1024 * 1024),
             s3=client("s3"),
-            stepfunctions=client("stepfunctions") if mode == "stack" else None,
+            stepfunctions=client("stepfunctions") if (block.mode or "stack") == "stack" else None,
             pinpoint=client("pinpoint"),
         )
 

@@ -70,7 +70,7 @@ SETTINGS_CASES = [
      B.replace("{type: files, path: EXPORTS}", "{type: customer_profiles, name: 'my crm'}"),
      ["destination.name", "one folder name", "'my crm'"]),
     ("poll-seconds-negative", B.replace("{type: files, path: EXPORTS}", "{type: pinpoint, poll_seconds: -1}"),
-     ["destination.poll_seconds", "greater than or equal to 0"]),
+     ["destination.poll_seconds", "must be between 0 and 3600 seconds"]),
 ]
 
 

@@ -246,11 +246,11 @@ def test_preflight_names_the_iam_actions_when_denied(fake, server, clock, op):
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"data_expiry_days": 0}, "data_expiry_days must be between 1 and 1098"),
-    ({"refresh_before_expiry_days": 14}, "refresh_before_expiry_days must be at least 0 and less than"),
-    ({"max_concurrent_jobs": 11}, "max_concurrent_jobs must be between 1 and 10"),
-    ({"max_job_mb": 1001}, "max_job_mb must be above 0 and at most 1000"),
-    ({"domain": "x"}, "destination.domain is not a customer_profiles setting"),
+    ({"data_expiry_days": 0}, "data_expiry_days: must be between 1 and 1098"),
+    ({"refresh_before_expiry_days": 14}, "refresh_before_expiry_days must be less than data_expiry_days"),
+    ({"max_concurrent_jobs": 11}, "max_concurrent_jobs: must be a whole number between 1 and 10"),
+    ({"max_job_mb": 1001}, "max_job_mb: must be above 0 and at most 1024 for pinpoint .* or 1000"),
+    ({"domain": "x"}, "destination.domain: unknown key; did you mean 'domain_name'"),
 ], ids=["expiry", "margin", "concurrency", "job-size", "unknown-key"])
 def test_settings_are_checked(settings, message):
     session = ph.session()

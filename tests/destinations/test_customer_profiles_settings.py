@@ -135,24 +135,28 @@ def test_the_constructor_defaults():
 
 @pytest.mark.parametrize("settings, message", [
     ({"data_expiry_days": 0},
-     "destination.data_expiry_days must be between 1 and 1098 (CreateUploadJob's DataExpiry), got 0"),
+     "destination.data_expiry_days: must be between 1 and 1098 (CreateUploadJob's DataExpiry), got 0"),
     ({"data_expiry_days": 1099},
-     "destination.data_expiry_days must be between 1 and 1098 (CreateUploadJob's DataExpiry), got 1099"),
+     "destination.data_expiry_days: must be between 1 and 1098 (CreateUploadJob's DataExpiry), got 1099"),
     ({"refresh_before_expiry_days": 14},
-     "destination.refresh_before_expiry_days must be at least 0 and less than destination.data_expiry_days (14), "
-     "got 14"),
+     "destination: refresh_before_expiry_days must be less than data_expiry_days (14), got 14"),
     ({"refresh_before_expiry_days": -1},
-     "destination.refresh_before_expiry_days must be at least 0 and less than destination.data_expiry_days (14), "
+     "destination.refresh_before_expiry_days: must be at least 0 (and less than destination.data_expiry_days), "
      "got -1"),
     ({"max_concurrent_jobs": 11},
-     "destination.max_concurrent_jobs must be between 1 and 10 (lakeseg's bound on upload jobs at once), got 11"),
-    ({"max_job_mb": 0}, "destination.max_job_mb must be above 0 and at most 1000 (an upload must stay under 1 GB)"),
-    ({"max_job_mb": 1001}, "destination.max_job_mb must be above 0 and at most 1000 (an upload must stay under 1 GB)"),
-    ({"max_rejected_rows": -1}, "destination.max_rejected_rows must be a whole number of 0 or more, got -1"),
-    ({"poll_seconds": "soon"}, "destination.poll_seconds must be a number, got 'soon'"),
-    ({"timeout": -5}, "destination.timeout must not be negative, got -5"),
-    ({"domain": "x"}, f"destination.domain is not a customer_profiles setting; known: {KNOWN}"),
-    ({"zone": "x", "bucket": "y"}, f"destination.bucket is not a customer_profiles setting; known: {KNOWN}"),
+     "destination.max_concurrent_jobs: must be a whole number between 1 and 10 (Pinpoint runs at most 10 import "
+     "jobs), got 11"),
+    ({"max_job_mb": 0}, "destination.max_job_mb: must be above 0 and at most 1024 for pinpoint (1 GB per import "
+                        "job) or 1000 for customer_profiles (an upload stays under 1 GB), got 0"),
+    ({"max_job_mb": 1001}, "destination.max_job_mb: must be above 0 and at most 1024 for pinpoint (1 GB per import "
+                           "job) or 1000 for customer_profiles (an upload stays under 1 GB), got 1001"),
+    ({"max_rejected_rows": -1}, "destination.max_rejected_rows: must be a whole number of 0 or more, got -1"),
+    ({"poll_seconds": "soon"},
+     "destination.poll_seconds: Input should be a valid number, unable to parse string as a number, got 'soon'"),
+    ({"timeout": -5}, "destination.timeout: must be above 0 seconds, got -5"),
+    ({"domain": "x"}, "destination.domain: unknown key; did you mean 'domain_name'?"),
+    ({"zone": "x", "bucket": "y"}, f"2 problems:\n  destination.zone: unknown key; did you mean 'name'?\n  "
+                                   f"destination.bucket: unknown key; valid keys: type, {KNOWN}"),
 ], ids=["expiry-0", "expiry-1099", "margin-equal-to-expiry", "margin-negative", "concurrency-11", "job-mb-0",
         "job-mb-1001", "rejected-negative", "poll-not-a-number", "timeout-negative", "unknown-key",
         "two-unknown-keys-first-sorted"])
@@ -161,8 +165,8 @@ def test_a_bad_setting_is_refused_by_name(settings, message):
     # When it is built
     with pytest.raises(ConfigError) as err:
         build_destination({"type": "customer_profiles", "domain_name": D, **settings}, ph.session())
-    # Then the error names the key and the rule, whole
-    assert str(err.value) == message
+    # Then the error names the key and the rule, whole (the block's one check: its settings model)
+    assert str(err.value) == f"destination settings: {message}"
 
 
 @pytest.mark.parametrize("settings, expect", [

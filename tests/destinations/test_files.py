@@ -81,15 +81,16 @@ def test_a_leftover_staging_folder_of_the_same_delivery_is_replaced(tmp_path):
     assert sorted(p.name for p in (tmp_path / "exports" / RUN_ID / SEGMENT).iterdir()) == ["_delivery.json", "part-00000.csv"]
 
 
-@pytest.mark.parametrize("settings,message", [({}, "^destination.path is not set for the files destination$"),
-                                              ({"path": ""}, "^destination.path is not set")],
+@pytest.mark.parametrize("settings,message", [({"type": "files"}, "^destination settings: destination.path: is required$"),
+                                              ({"type": "files", "path": ""},
+                                               "^destination settings: destination.path: must not be empty")],
                          ids=["missing", "empty"])
 def test_from_settings_needs_a_path(settings, message):
     from sync.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         FilesDestination.from_settings(settings)
-    assert FilesDestination.from_settings({"path": "x"}).path.name == "x"
+    assert FilesDestination.from_settings({"type": "files", "path": "x"}).path.name == "x"
 
 
 def test_preflight_names_a_path_it_cannot_write(tmp_path):

@@ -21,9 +21,7 @@ from sync.destinations.jobs import (
     JobProgress,
     deliver_in_jobs,
     group_files,
-    isolation_limits,
     job_slots,
-    number_setting,
     settle_earlier_runs,
 )
 
@@ -323,38 +321,43 @@ def test_files_fill_jobs_in_order_up_to_the_limit(tmp_path):
 
 
 # ---- settings ------------------------------------------------------------------------------------------------------
-def test_isolation_limits_default_and_accept_zero():
-    assert isolation_limits({}) == (100, 32)
-    assert isolation_limits({"max_rejected_rows": 0, "max_isolation_jobs": 0}) == (0, 0)
+MODELS = [pytest.param("sync.destinations.pinpoint:PinpointDestinationSettings", id="pinpoint"),
+          pytest.param("sync.destinations.customer_profiles:CustomerProfilesDestinationSettings", id="profiles")]
 
 
+def _model(path: str):
+    import importlib
+
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_isolation_limits_default_and_accept_zero_and_text_from_the_environment(model):
+    from sync.core.settings_types import destination_block
+
+    m = _model(model)
+    kind = m.model_fields["type"].annotation.__args__[0]
+    block = destination_block(m, {"type": kind})
+    assert (block.max_rejected_rows, block.max_isolation_jobs) == (100, 32)
+    zero = destination_block(m, {"type": kind, "max_rejected_rows": 0, "max_isolation_jobs": "0"})
+    assert (zero.max_rejected_rows, zero.max_isolation_jobs) == (0, 0)
+
+
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("key, value", [("max_rejected_rows", -1), ("max_rejected_rows", True),
-                                        ("max_isolation_jobs", 2.5), ("max_isolation_jobs", "3")],
+                                        ("max_isolation_jobs", 2.5), ("max_isolation_jobs", "many")],
                          ids=["negative", "bool", "fraction", "text"])
-def test_isolation_limits_refuse_anything_but_whole_numbers(key, value):
+def test_isolation_limits_refuse_anything_but_whole_numbers(model, key, value):
+    from sync.core.settings_types import destination_block
+
+    m = _model(model)
+    kind = m.model_fields["type"].annotation.__args__[0]
     with pytest.raises(ConfigError) as refused:
-        isolation_limits({key: value})
-    assert str(refused.value) == f"destination.{key} must be a whole number of 0 or more, got {value!r}"
-
-
-@pytest.mark.parametrize("value, expected", [(None, 7.5), ("", 7.5), ("3", 3.0), (0, 0.0), (2.5, 2.5)],
-                         ids=["unset", "empty", "text-number", "zero", "fraction"])
-def test_a_number_setting_defaults_when_unset(value, expected):
-    assert number_setting({"timeout": value}, "timeout", 7.5) == expected
-
-
-def test_a_number_setting_converts_with_its_kind():
-    assert number_setting({"n": "4"}, "n", 1, kind=int) == 4 and isinstance(number_setting({"n": "4"}, "n", 1, int), int)
-
-
-@pytest.mark.parametrize("value, message", [("soon", "destination.timeout must be a number, got 'soon'"),
-                                            ([1], "destination.timeout must be a number, got [1]"),
-                                            (-1, "destination.timeout must not be negative, got -1")],
-                         ids=["text", "list", "negative"])
-def test_a_bad_number_setting_is_refused_naming_it(value, message):
-    with pytest.raises(ConfigError) as refused:
-        number_setting({"timeout": value}, "timeout", 1)
-    assert str(refused.value) == message
+        destination_block(m, {"type": kind, key: value})
+    assert str(refused.value).startswith(f"destination settings: destination.{key}: ")
+    assert str(refused.value).endswith((f"got {value!r}", f"got the YAML boolean {value!r}",
+                                        "got a number with a fractional part"))
 
 
 def test_job_slots_share_one_semaphore_of_that_size():

@@ -618,7 +618,7 @@ def test_from_settings_builds_a_working_destination(tail, fake_pinpoint, tmp_pat
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"aplication_id": "x"}, "destination.aplication_id is not a pinpoint setting"),
+    ({"aplication_id": "x"}, "destination.aplication_id: unknown key; did you mean 'application_id'?"),
     ({"mode": "lambda"}, "destination.mode"),
     ({"max_concurrent_jobs": 11}, "destination.max_concurrent_jobs"),
     ({"max_concurrent_jobs": "two"}, "destination.max_concurrent_jobs"),

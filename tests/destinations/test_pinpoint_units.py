@@ -294,25 +294,28 @@ def test_from_settings_without_a_session_uses_boto3s_default_one(monkeypatch):
         ("s3", "eu-west-2"), ("stepfunctions", "eu-west-2"), ("pinpoint", "eu-west-2")]
 
 
+MB = ("must be above 0 and at most 1024 for pinpoint (1 GB per import job) or 1000 for customer_profiles "
+      "(an upload stays under 1 GB)")
+
+
 @pytest.mark.parametrize("settings, message", [
-    ({"aplication_id": "x"}, f"destination.aplication_id is not a pinpoint setting; known: {KNOWN}"),
-    ({"zz": 1, "aa": 2}, f"destination.aa is not a pinpoint setting; known: {KNOWN}"),
-    ({"mode": "lambda"}, "destination.mode must be 'stack' or 'direct', got 'lambda'"),
-    ({"poll_seconds": 1.5}, "destination.poll_seconds must be a whole number of seconds from 0 to 3600, got 1.5"),
-    ({"poll_seconds": "3601"},
-     "destination.poll_seconds must be a whole number of seconds from 0 to 3600, got '3601'"),
-    ({"max_job_mb": 0}, "destination.max_job_mb must be above 0 and at most 1024 (Pinpoint's 1 GB per import job)"),
-    ({"max_job_mb": 1024.5},
-     "destination.max_job_mb must be above 0 and at most 1024 (Pinpoint's 1 GB per import job)"),
+    ({"aplication_id": "x"}, "destination.aplication_id: unknown key; did you mean 'application_id'?"),
+    ({"zz": 1, "aa": 2}, f"2 problems:\n  destination.zz: unknown key; valid keys: type, {KNOWN}\n  "
+                         f"destination.aa: unknown key; valid keys: type, {KNOWN}"),
+    ({"mode": "lambda"}, "destination.mode: Input should be 'stack' or 'direct', got 'lambda'"),
+    ({"poll_seconds": 1.5}, "destination.poll_seconds: must be a whole number of seconds, got 1.5"),
+    ({"poll_seconds": "3601"}, "destination.poll_seconds: must be between 0 and 3600 seconds, got '3601'"),
+    ({"max_job_mb": 0}, f"destination.max_job_mb: {MB}, got 0"),
+    ({"max_job_mb": 1024.5}, f"destination.max_job_mb: {MB}, got 1024.5"),
     ({"max_concurrent_jobs": 11},
-     "destination.max_concurrent_jobs must be between 1 and 10 (Pinpoint runs at most 10 import jobs per account), "
-     "got 11"),
+     "destination.max_concurrent_jobs: must be a whole number between 1 and 10 (Pinpoint runs at most 10 import "
+     "jobs), got 11"),
 ], ids=["unknown-key", "first-unknown-key-sorted", "mode", "poll-fraction", "poll-above-an-hour", "job-mb-zero",
         "job-mb-above-1024", "too-many-jobs"])
 def test_from_settings_refuses_a_bad_setting_word_for_word(settings, message):
     with pytest.raises(ConfigError) as err:
         build(settings)
-    assert str(err.value) == message
+    assert str(err.value) == f"destination settings: {message}"  # the block's one check: its settings model
 
 
 @pytest.mark.parametrize("poll, expected", [(0, 0.0), (3600, 3600.0), ("60", 60.0)], ids=["zero", "an-hour", "text"])

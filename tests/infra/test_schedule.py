@@ -90,7 +90,7 @@ def test_the_runner_is_off_by_default_and_one_parameter_turns_it_on(template, re
     assert {name: resources[name].get("Condition") for name in RUNNER} == dict.fromkeys(RUNNER, "RunnerOn")
     # the alarms exist when any runner (stack or GitHub) does
     assert template["Conditions"]["SomeRunnerOn"] == {"Fn::Or": [{"Condition": "RunnerOn"}, {"Condition": "GitHubOn"}]}
-    for name in ("RunFailedAlarm", "HeartbeatAlarm"):
+    for name in ("RunFailedAlarm", "HeartbeatAlarm", "NoRunFinishedAlarm", "HeartbeatArmedAlarm"):
         assert resources[name]["Condition"] == "SomeRunnerOn"
     # the dashboard and the history table are there either way, the import-failure rule with Pinpoint
     for name in ("Dashboard", "HistoryTable"):
@@ -395,16 +395,80 @@ def daily_runs(days: int, skip: set[int] = frozenset()) -> list[tuple[datetime, 
     return [(T0 + timedelta(days=d, hours=5, minutes=10 + (d * 37) % 86), 1.0) for d in range(days) if d not in skip]
 
 
+@dataclass(frozen=True)
+class Composite:
+    """A composite alarm: its rule over the states of metric alarms (ALARM/OK/INSUFFICIENT_DATA, AND/OR/NOT)."""
+
+    rule: str
+    children: dict  # ARN in the rule -> Alarm
+
+    @classmethod
+    def from_template(cls, resources: dict, name: str, refs: dict) -> Composite:
+        arns = {f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{child}": child
+                for child, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+        rule = resolve(resources[name]["Properties"]["AlarmRule"],
+                       {**refs, **{f"{child}.Arn": arn for arn, child in arns.items()}}, OFF)
+        named = set(re.findall(r'\("([^"]+)"\)', rule))
+        return cls(rule, {arn: Alarm.from_template(resources[arns[arn]], refs) for arn in named})
+
+    def holds(self, states: dict) -> bool:
+        expr = re.sub(r'(ALARM|OK|INSUFFICIENT_DATA)\("([^"]+)"\)',
+                      lambda m: str(states[m.group(2)] == m.group(1)), self.rule)
+        assert re.fullmatch(r"[\sA-Za-z()]*", expr) and not set(re.findall(r"[A-Za-z]+", expr)) - {
+            "True", "False", "AND", "OR", "NOT"}, expr
+        return eval(expr.replace("AND", "and").replace("OR", "or").replace("NOT", "not"))  # noqa: S307
+
+    def timeline(self, points, start: datetime, hours: int, step_minutes: int = 10) -> list[tuple[datetime, str]]:
+        """(time, composite state) at each evaluation from ``start`` (the deploy: every alarm INSUFFICIENT_DATA)."""
+        out, states = [], dict.fromkeys(self.children, "INSUFFICIENT_DATA")
+        t = start
+        while t <= start + timedelta(hours=hours):
+            states = {arn: alarm.state(points, t, states[arn]) for arn, alarm in self.children.items()}
+            out.append((t, "ALARM" if self.holds(states) else "OK"))
+            t += timedelta(minutes=step_minutes)
+        return out
+
+
 @pytest.fixture(scope="module")
-def heartbeat(resources) -> Alarm:
-    return Alarm.from_template(resources["HeartbeatAlarm"], REFS)
+def heartbeat(resources) -> Composite:
+    return Composite.from_template(resources, "HeartbeatAlarm", REFS)
+
+
+@pytest.fixture(scope="module")
+def no_run_finished(resources) -> Alarm:
+    return Alarm.from_template(resources["NoRunFinishedAlarm"], REFS)
+
+
+def test_the_heartbeat_is_the_one_alarm_that_notifies_and_names_its_two_parts(resources):
+    # Given the heartbeat: a composite alarm on the topic (ALARM and OK), its two metric alarms notifying nobody
+    props = resources["HeartbeatAlarm"]["Properties"]
+    assert resources["HeartbeatAlarm"]["Type"] == "AWS::CloudWatch::CompositeAlarm"
+    assert props["AlarmActions"] == props["OKActions"] == [{"Ref": "Topic"}]
+    for part in ("NoRunFinishedAlarm", "HeartbeatArmedAlarm"):
+        assert not {"AlarmActions", "OKActions", "InsufficientDataActions"} & set(resources[part]["Properties"])
+        assert resources[part]["Properties"]["MetricName"] == "RunsFinished"
+    # and the latch: the armed part keeps its state through hours without data
+    assert resources["HeartbeatArmedAlarm"]["Properties"]["TreatMissingData"] == "ignore"
+    assert resources["NoRunFinishedAlarm"]["Properties"]["TreatMissingData"] == "breaching"
+
+
+DEPLOY = T0 - timedelta(days=2, hours=-14)  # two days and a bit before the first daily run
+
+
+def test_the_heartbeat_is_quiet_from_the_deploy_until_the_first_run(heartbeat, no_run_finished):
+    # Given a stack deployed two and a half days before its first run (no RunsFinished at all until then)
+    states = heartbeat.timeline(daily_runs(3), DEPLOY, 24 * 4)
+    # then the heartbeat never alarms: not after the deploy, not at the first run, not after (up to 8 h after the third)
+    assert {s for _, s in states} == {"OK"}
+    # while its breaching part alone (the alarm as it was) alarms right after the deploy
+    assert no_run_finished.state([], DEPLOY + timedelta(hours=1)) == "ALARM"
 
 
 def test_the_heartbeat_stays_ok_while_daily_runs_finish_at_varying_times(heartbeat):
-    # given two weeks of daily runs whose finishing time wanders by 85 minutes
+    # given two weeks of daily runs whose finishing time wanders by 85 minutes, from a deploy before the first
     points = daily_runs(14)
-    # when the alarm is evaluated every 10 minutes from the day after the first run
-    states = {s for _, s in timeline(heartbeat, points, T0 + timedelta(days=1, hours=7), 24 * 12)}
+    # when the alarm is evaluated every 10 minutes
+    states = {s for _, s in heartbeat.timeline(points, DEPLOY, 24 * 15)}
     # then it never alarms
     assert states == {"OK"}
 
@@ -413,7 +477,7 @@ def test_the_heartbeat_alarms_within_hours_of_a_missed_run_and_clears_after_the_
     # given daily runs with day 5 missing
     points = daily_runs(10, skip={5})
     last_before = points[4][0]
-    states = timeline(heartbeat, points, T0 + timedelta(days=1, hours=7), 24 * 8)
+    states = heartbeat.timeline(points, DEPLOY, 24 * 11)
 
     # then it alarms once no run finished for HeartbeatHours (26) hours -- not before, and within the next hour
     first_alarm = next(t for t, s in states if s == "ALARM")
@@ -425,15 +489,32 @@ def test_the_heartbeat_alarms_within_hours_of_a_missed_run_and_clears_after_the_
     assert all(s == "ALARM" for t, s in states if first_alarm <= t < cleared)
 
 
-def test_the_heartbeat_alarms_when_no_run_ever_reports(heartbeat):
-    # no data at all (the schedule never fired): missing data counts as breaching
-    assert heartbeat.state([], T0 + timedelta(days=3)) == "ALARM"
+def test_once_runs_began_the_heartbeat_alarms_when_they_stop_and_stays_alarmed(heartbeat):
+    # given three daily runs, then none for a week (the schedule was disabled, the builds cannot start)
+    points = daily_runs(3)
+    states = heartbeat.timeline(points, DEPLOY, 24 * 12)
+    # then it alarms 26 to 28 hours after the last run and stays in ALARM for the rest of the week
+    first_alarm = next(t for t, s in states if s == "ALARM")
+    assert timedelta(hours=26) <= first_alarm - points[-1][0] <= timedelta(hours=28)
+    assert all(s == "ALARM" for t, s in states if t >= first_alarm)
+
+
+def test_without_the_latch_a_stopped_schedule_would_go_quiet_again(heartbeat):
+    # the evaluator is not vacuous: an armed part that forgets (missing data, CloudWatch's default) lets the
+    # heartbeat fall silent once the last run is out of the armed part's window
+    forgetful = Composite(heartbeat.rule, {arn: Alarm(**{**a.__dict__, "treat_missing": "missing"})
+                                           if a.treat_missing == "ignore" else a
+                                           for arn, a in heartbeat.children.items()})
+    states = forgetful.timeline(daily_runs(3), DEPLOY, 24 * 12)
+    assert "ALARM" not in {s for _, s in states}
 
 
 def test_without_treat_missing_as_breaching_a_missed_run_would_go_unnoticed(heartbeat):
-    # the evaluator is not vacuous: the same alarm with CloudWatch's default never fires on a skipped day
-    lenient = Alarm(**{**heartbeat.__dict__, "treat_missing": "missing"})
-    states = {s for _, s in timeline(lenient, daily_runs(10, skip={5}), T0 + timedelta(days=1, hours=7), 24 * 8)}
+    # and a breaching part with CloudWatch's default never fires on a skipped day
+    lenient = Composite(heartbeat.rule, {arn: Alarm(**{**a.__dict__, "treat_missing": "missing"})
+                                         if a.treat_missing == "breaching" else a
+                                         for arn, a in heartbeat.children.items()})
+    states = {s for _, s in lenient.timeline(daily_runs(10, skip={5}), DEPLOY, 24 * 11)}
     assert "ALARM" not in states
 
 

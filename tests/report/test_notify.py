@@ -227,9 +227,9 @@ def test_a_run_that_failed_with_an_error_is_a_failure_without_its_message():
                                      pytest.param((None,), id="server-never-answers")])
 def test_lakeseg_sync_alerts_after_the_run_and_exits_with_its_own_code_quickly(tmp_path, monkeypatch, hook,
                                                                                answers):
-    import sync.app.wiring
     from click.testing import CliRunner
 
+    import sync.app.wiring
     from sync.cli import main
 
     # Given a project whose lakeseg.yml sends alerts to a local webhook, and a sync whose run refuses a segment
@@ -262,9 +262,9 @@ def _report_of(doc: dict) -> RunReport:
 
 
 def test_a_run_that_raises_is_alerted_by_its_error_type_only_and_exits_as_before(tmp_path, monkeypatch, hook):
-    import sync.app.wiring
     from click.testing import CliRunner
 
+    import sync.app.wiring
     from sync.cli import main
 
     # Given a project with a webhook (and Slack) configured, and a sync that raises before it has a report

@@ -326,7 +326,11 @@ def test_the_run_registers_where_the_files_went(target_type, dest, expected):
     from sync.settings import Settings
 
     target = Target("lakeseg", "t", {"type": target_type, "schema": "lakeseg", "region_name": REGION})
-    settings = Settings("t", dest, "state", 0.3, 1, "1GB", Path("w"))
+    from pydantic import TypeAdapter
+
+    from sync.settings import Destination
+
+    settings = Settings("t", TypeAdapter(Destination).validate_python(dest), "state", 0.3, 1, "1GB", Path("w"))
     session = boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     table = build_imports_table(target, settings, session)
     assert type(table).__name__ == expected

@@ -1,5 +1,6 @@
 """lakeseg.yml: per-target settings, env interpolation, flag overrides."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from sync.settings import interpolate, load_settings
 
 def test_defaults_without_a_file(tmp_path):
     s = load_settings(tmp_path, "local")
-    assert s.destination == {"type": "files", "path": "build/exports"} and s.max_exit_share == 0.30
+    assert s.destination.model_dump(exclude_unset=True) == {"type": "files", "path": "build/exports"} and s.max_exit_share == 0.30
     assert s.max_file_bytes == 100 * 1024 * 1024
 
 
@@ -21,7 +22,7 @@ def test_file_interpolates_env_and_flags_override(tmp_path, monkeypatch):
     monkeypatch.setenv("APP", "abc123")
     monkeypatch.delenv("BUCKET", raising=False)
     s = load_settings(tmp_path, "prod", overrides={"guard": {"max_exit_share": 0.5}})
-    assert s.destination["application_id"] == "abc123"
+    assert s.destination.application_id == "abc123"
     assert s.state == "s3://fallback/state"
     assert s.max_exit_share == 0.5
 
@@ -69,7 +70,7 @@ def test_missing_variable_is_named(monkeypatch):
 def test_invalid_settings(tmp_path, yaml_text, match):
     (tmp_path / "lakeseg.yml").write_text(yaml_text)
     if match is None:
-        assert load_settings(tmp_path, "local").destination == {"type": "files", "path": "x"}
+        assert load_settings(tmp_path, "local").destination.model_dump(exclude_unset=True) == {"type": "files", "path": "x"}
     else:
         with pytest.raises(ConfigError, match=match):
             load_settings(tmp_path, "local")
@@ -77,7 +78,7 @@ def test_invalid_settings(tmp_path, yaml_text, match):
 
 def test_another_destination_type_does_not_inherit_files_keys(tmp_path):
     (tmp_path / "lakeseg.yml").write_text("targets:\n  prod:\n    destination: {type: pinpoint, application_id: x}\n")
-    assert load_settings(tmp_path, "prod").destination == {"type": "pinpoint", "application_id": "x"}
+    assert load_settings(tmp_path, "prod").destination.model_dump(exclude_unset=True) == {"type": "pinpoint", "application_id": "x"}
 
 
 @pytest.mark.parametrize("env,text,expected", [
@@ -97,7 +98,7 @@ def test_empty_default_is_accepted_where_empty_is_valid(tmp_path, monkeypatch):
     monkeypatch.delenv("LS_PREFIX", raising=False)
     (tmp_path / "lakeseg.yml").write_text(
         "targets:\n  prod:\n    destination: {type: pinpoint, segment_name_prefix: '${LS_PREFIX:-}'}\n")
-    assert load_settings(tmp_path, "prod").destination["segment_name_prefix"] == ""
+    assert load_settings(tmp_path, "prod").destination.segment_name_prefix == ""
 
 
 def test_unknown_key_names_the_nearest_valid_one(tmp_path):
@@ -164,7 +165,7 @@ def test_settings_say_where_they_came_from_and_flags_merge_into_them(tmp_path):
                                                      "work_dir": None})
     assert s.source == str(tmp_path / "lakeseg.yml")
     assert (s.max_exit_share, s.memory_limit, s.work_dir) == (0.5, "3GB", load_settings(tmp_path, "local").work_dir)
-    assert s.destination == {"type": "files", "path": "build/exports"}
+    assert s.destination.model_dump(exclude_unset=True) == {"type": "files", "path": "build/exports"}
 
 
 def test_an_unset_variable_names_the_key_path_it_was_found_at(monkeypatch):
@@ -202,7 +203,7 @@ def test_a_destination_path_flag_changes_only_the_path_of_the_files_destination(
     # When the settings are loaded with the flag
     s = load_settings(tmp_path, "local", overrides={"destination": {"path": "elsewhere"}})
     # Then the flag moves the deliveries; the type and the name stay as the file says
-    assert s.destination == {"type": "files", "path": "elsewhere", "name": "shared"}
+    assert s.destination.model_dump(exclude_unset=True) == {"type": "files", "path": "elsewhere", "name": "shared"}
 
 
 @pytest.mark.parametrize("text,message", [
@@ -260,7 +261,7 @@ def test_a_notify_block_is_read_with_its_secrets_from_the_environment(tmp_path, 
     monkeypatch.setenv("HOOK_URL", "https://hooks.example.com/lakeseg")
     monkeypatch.setenv("HOOK_SECRET", "s3cr3t")
     # When the settings are loaded
-    notify = load_settings(tmp_path, "local").raw["notify"]
+    notify = load_settings(tmp_path, "local").notify.model_dump()
     # Then the webhook is set, Slack is not, and the defaults fill the rest
     assert notify == {"slack_webhook_url": None, "webhook_url": "https://hooks.example.com/lakeseg",
                       "webhook_secret": "s3cr3t", "events": ["failure", "refusal"], "timeout_s": 3.0,
@@ -268,7 +269,7 @@ def test_a_notify_block_is_read_with_its_secrets_from_the_environment(tmp_path, 
 
 
 def test_without_a_notify_block_nothing_is_sent():
-    assert load_settings(Path("/nonexistent"), "local").raw["notify"] is None
+    assert load_settings(Path("/nonexistent"), "local").notify is None
 
 
 @pytest.mark.parametrize("block, message", [
@@ -285,3 +286,29 @@ def test_a_bad_notify_block_is_refused_by_key_without_echoing_secrets(tmp_path, 
     with pytest.raises(ConfigError, match=message) as err:
         load_settings(tmp_path, "local")
     assert "SECRETPART" not in str(err.value)
+
+
+def test_a_destination_block_is_checked_once_by_its_own_model_and_reaches_the_destination_as_is(tmp_path):
+    from sync.core.settings_types import destination_block
+    from sync.destinations.pinpoint import PinpointDestinationSettings
+
+    # Given a pinpoint block in lakeseg.yml
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  prod:\n    destination: {type: pinpoint, poll_seconds: 30}\n")
+    block = load_settings(tmp_path, "prod").destination
+    # Then the settings hold the destination's own model, and the destination takes that very object
+    assert isinstance(block, PinpointDestinationSettings) and block.poll_seconds == 30
+    assert destination_block(PinpointDestinationSettings, block) is block
+
+
+@pytest.mark.parametrize(("block", "words"), [
+    pytest.param("{type: pinpoint, poll_seconds: 1.5}", "destination.poll_seconds: must be a whole number of seconds",
+                 id="pinpoint-poll-not-whole"),
+    pytest.param("{type: customer_profiles, data_expiry_days: 5, refresh_before_expiry_days: 5}",
+                 "refresh_before_expiry_days must be less than data_expiry_days (5)", id="profiles-refresh-too-late"),
+])
+def test_what_a_destination_refuses_is_refused_by_the_settings_check(tmp_path, block, words):
+    # Given a destination rule that only its constructor used to check
+    (tmp_path / "lakeseg.yml").write_text(f"targets:\n  prod:\n    destination: {block}\n")
+    # Then loading the settings refuses it, before anything runs
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_settings(tmp_path, "prod")
