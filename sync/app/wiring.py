@@ -148,7 +148,7 @@ def build_imports_table(target: Target, settings: Settings, session=None):
 def run_lease(req: SyncRequest, *, command: str, session=None) -> RunLease:
     """The deployment's run lease (not yet taken): one run or sync at a time (sync/run/lease.py)."""
     _, settings = load_context(req)
-    return open_lease(build_state(settings.state, session, settings.raw.get("state_kms_key_id")),
+    return open_lease(build_state(settings.state, session, settings.state_kms_key_id),
                       run_id=new_run_id(), command=command)
 
 

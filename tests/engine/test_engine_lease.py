@@ -114,7 +114,7 @@ REQ = Req()
 
 class Settings:
     def __init__(self, state: str):
-        self.state, self.raw = state, {}
+        self.state, self.state_kms_key_id = state, None
 
 
 @pytest.fixture
