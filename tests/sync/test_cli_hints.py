@@ -64,11 +64,16 @@ def suggested_commands() -> list[str]:
     return sorted(found)
 
 
+def _remaining(ctx: click.Context) -> list[str]:
+    """The words a group left for its subcommand (click 8.2 keeps the first in ``_protected_args``)."""
+    return [*getattr(ctx, "_protected_args", []), *ctx.args]
+
+
 def _parse(group: click.Group, name: str, args: list[str]) -> None:
     """Parse a command line the way click would run it, without running it."""
     ctx = group.make_context(name, list(args), resilient_parsing=False)
-    while isinstance(ctx.command, click.Group) and ctx.protected_args + ctx.args:
-        sub_name, *rest = ctx.protected_args + ctx.args
+    while isinstance(ctx.command, click.Group) and _remaining(ctx):
+        sub_name, *rest = _remaining(ctx)
         sub = ctx.command.get_command(ctx, sub_name)
         assert sub is not None, f"{name}: no command {sub_name!r}"
         ctx = sub.make_context(sub_name, rest, parent=ctx)
