@@ -80,12 +80,15 @@ def components(destination: str, target: str, principal: str) -> set[str]:
 def calls(tmp_path_factory) -> list[dict]:
     """Every call lakeseg made in RECORDED (LAKESEG_IAM_CALLS=<dir> reuses an earlier recording).
 
-    Recorded once per test session: under xdist the workers share the folder (the parent of their
-    base temp), and the first to take the lock records while the others wait for it.
+    Recorded once per test session, never reused from another: under xdist the workers share a folder
+    named for this session's run (PYTEST_XDIST_TESTRUNUID, beside their base temps), and the first to
+    take the lock records while the others wait for it; without xdist the session's own base temp.
     """
     folder = os.environ.get("LAKESEG_IAM_CALLS")
     if not folder:
-        shared = tmp_path_factory.getbasetemp().parent / "iam-calls"
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+        base = tmp_path_factory.getbasetemp()
+        shared = base.parent / f"iam-calls-{run}" if run else base / "iam-calls"
         shared.mkdir(exist_ok=True)
         with open(shared / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
