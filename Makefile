@@ -19,7 +19,7 @@ CHECKOV := $(TOOLS)/checkov/bin/checkov
 ACTIONLINT := $(TOOLS)/actionlint/bin/actionlint
 DRT := $(TOOLS)/drt/bin/drt
 
-.PHONY: install tools browser lake demo test docs bench mutation bundle clean report-screenshot
+.PHONY: install tools browser lake demo test docs lint bench mutation bundle clean report-screenshot
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -127,3 +127,8 @@ bundle: ## the scheduled runner's project bundle (build/lakeseg-bundle.zip) from
 
 clean:
 	rm -rf build target logs
+
+lint: install ## ruff (lint, format check) and mypy; also part of `make test`
+	$(BIN)/ruff check sync tests benchmarks tools infra
+	$(BIN)/ruff format --check sync tests benchmarks tools infra
+	$(BIN)/mypy

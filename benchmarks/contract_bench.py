@@ -37,8 +37,12 @@ def run(variant: str, work: Path) -> dict:
     con = sync_bench._lakeseg_connection(work)
     c0, t0 = _cpu(), time.perf_counter()
     plan, files = sync_bench.lakeseg_sync(con, work, work / f"out-{variant}")
-    return {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu() - c0, "to_send": plan.to_send,
-            "rules": len(diff.value_rules(sync_bench._segment(), []))}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "cpu_seconds": _cpu() - c0,
+        "to_send": plan.to_send,
+        "rules": len(diff.value_rules(sync_bench._segment(), [])),
+    }
 
 
 def main(argv=None) -> int:
@@ -56,22 +60,34 @@ def main(argv=None) -> int:
     results: dict[str, list[dict]] = {"checked": [], "unchecked": []}
     for _ in range(args.repeat):
         for variant in results:
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.contract_bench", "--child", variant,
-                                   "--work", str(work)], capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "benchmarks.contract_bench", "--child", variant, "--work", str(work)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             results[variant].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     summary = {}
     for variant, runs in results.items():
-        summary[variant] = {"best_seconds": round(min(r["seconds"] for r in runs), 3),
-                            "median_cpu_seconds": round(statistics.median(r["cpu_seconds"] for r in runs), 3),
-                            "to_send": runs[0]["to_send"], "rules": runs[0]["rules"]}
-        print(f"{variant:>9}: best {summary[variant]['best_seconds']:.2f} s wall, median "
-              f"{summary[variant]['median_cpu_seconds']:.2f} s CPU, {runs[0]['rules']} rule(s), "
-              f"{runs[0]['to_send']:,} rows to send  (runs: "
-              + ", ".join(f"{r['seconds']:.2f}/{r['cpu_seconds']:.2f}" for r in runs) + ")")
+        summary[variant] = {
+            "best_seconds": round(min(r["seconds"] for r in runs), 3),
+            "median_cpu_seconds": round(statistics.median(r["cpu_seconds"] for r in runs), 3),
+            "to_send": runs[0]["to_send"],
+            "rules": runs[0]["rules"],
+        }
+        print(
+            f"{variant:>9}: best {summary[variant]['best_seconds']:.2f} s wall, median "
+            f"{summary[variant]['median_cpu_seconds']:.2f} s CPU, {runs[0]['rules']} rule(s), "
+            f"{runs[0]['to_send']:,} rows to send  (runs: "
+            + ", ".join(f"{r['seconds']:.2f}/{r['cpu_seconds']:.2f}" for r in runs)
+            + ")"
+        )
     extra_cpu = summary["checked"]["median_cpu_seconds"] - summary["unchecked"]["median_cpu_seconds"]
     extra_wall = summary["checked"]["best_seconds"] - summary["unchecked"]["best_seconds"]
-    print(f"the check costs {extra_cpu:+.2f} s CPU ({extra_cpu / args.rows * 1e9:+.0f} ns per row) and "
-          f"{extra_wall:+.2f} s wall at {args.rows:,} rows")
+    print(
+        f"the check costs {extra_cpu:+.2f} s CPU ({extra_cpu / args.rows * 1e9:+.0f} ns per row) and "
+        f"{extra_wall:+.2f} s wall at {args.rows:,} rows"
+    )
     print(json.dumps({"rows": args.rows, **summary}))
     return 0
 

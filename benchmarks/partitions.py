@@ -35,8 +35,9 @@ BOUNDS = re.compile(r"ingest_timestamp >= timestamp '([^']+)' and \S*ingest_time
 def reads_due(uid: str, nodes: dict, seen: set | None = None) -> bool:
     seen = seen if seen is not None else set()
     deps = nodes[uid]["depends_on"]["nodes"]
-    return SOURCE in deps or any(d in nodes and d not in seen and not seen.add(d) and reads_due(d, nodes, seen)
-                                 for d in deps)
+    return SOURCE in deps or any(
+        d in nodes and d not in seen and not seen.add(d) and reads_due(d, nodes, seen) for d in deps
+    )
 
 
 def window_days(sql: str, slack_hours: float) -> float | None:
@@ -69,16 +70,33 @@ def files_read(con: duckdb.DuckDBPyConnection, sql: str, profile: Path) -> int:
     return total
 
 
-def measure(lake: Path, build: Path, as_of: str | None = None, slack_hours: float = 24,
-            project: Path = PROJECT) -> list[dict]:
+def measure(
+    lake: Path, build: Path, as_of: str | None = None, slack_hours: float = 24, project: Path = PROJECT
+) -> list[dict]:
     """Build the project over ``lake`` into ``build``; one row per DUE-reading model."""
-    env = {**os.environ, "LAKESEG_LAKE_PATH": str(lake), "LAKESEG_BUILD_DIR": str(build),
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env = {
+        **os.environ,
+        "LAKESEG_LAKE_PATH": str(lake),
+        "LAKESEG_BUILD_DIR": str(build),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
     profiles = build / "profiles"
     profiles.mkdir(parents=True, exist_ok=True)
     shutil.copy(PROJECT / "profiles.yml.example", profiles / "profiles.yml")
-    args = [str(Path(sys.executable).parent / "dbt"), "run", "--project-dir", str(project), "--profiles-dir",
-            str(profiles), "--target-path", str(build / "target"), "--log-path", str(build / "logs"), "--target", "local"]
+    args = [
+        str(Path(sys.executable).parent / "dbt"),
+        "run",
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(profiles),
+        "--target-path",
+        str(build / "target"),
+        "--log-path",
+        str(build / "logs"),
+        "--target",
+        "local",
+    ]
     if as_of:
         args += ["--vars", json.dumps({"as_of": as_of})]
     subprocess.run(args, env=env, check=True, capture_output=True)
@@ -92,8 +110,14 @@ def measure(lake: Path, build: Path, as_of: str | None = None, slack_hours: floa
                 continue
             sql = (build / "target" / "compiled" / "lakeseg" / node["original_file_path"]).read_text()
             own = window_days(sql, slack_hours)
-            rows.append({"model": node["name"], "window_days": own, "partitions_read": files_read(
-                con, sql, build / "profile.json"), "partitions_in_lake": total})
+            rows.append(
+                {
+                    "model": node["name"],
+                    "window_days": own,
+                    "partitions_read": files_read(con, sql, build / "profile.json"),
+                    "partitions_in_lake": total,
+                }
+            )
     finally:
         con.close()
     return rows
@@ -120,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "" if limit is None else ("ok" if r["partitions_read"] <= limit else "OVER")
         ok &= verdict != "OVER"
         shown = "(view)" if window is None else f"{window:g}"
-        print(f"{r['model']:28} {shown:>14} {r['partitions_read']:>16} {r['partitions_in_lake']:>5}  "
-              f"{'' if limit is None else limit} {verdict}")
+        print(
+            f"{r['model']:28} {shown:>14} {r['partitions_read']:>16} {r['partitions_in_lake']:>5}  "
+            f"{'' if limit is None else limit} {verdict}"
+        )
     return 0 if ok else 1
 
 

@@ -21,6 +21,7 @@ by 5% churn: 2.5% of members entered, 2.5% exited and 5% changed.
 Targets: lakeseg <= 1.0x copy (best of 5, interleaved), >= 10x faster than
 python, peak RSS <= 400 MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,12 @@ import duckdb
 
 FIELDS = ("Id", "User.UserAttributes.State", "User.UserAttributes.Plan", "Attributes.Tier", "Metrics.Score")
 COLUMNS = ("endpoint_id", "state", "plan", "tier", "score")
-EXIT = {"User.UserAttributes.State": "None", "User.UserAttributes.Plan": "None", "Attributes.Tier": "None",
-        "Metrics.Score": "0"}
+EXIT = {
+    "User.UserAttributes.State": "None",
+    "User.UserAttributes.Plan": "None",
+    "Attributes.Tier": "None",
+    "Metrics.Score": "0",
+}
 MEMORY_LIMIT = "256MB"  # the diff spills past it; keeps the process under 400 MB at 10M
 TARGET_RATIO = 1.0  # lakeseg / copy
 TARGET_PEAK_MB = 400
@@ -60,9 +65,14 @@ def _segment():
     from sync.readers.base import RelationRef
 
     return Segment(
-        unique_id="model.bench.seg_bench", name="seg_bench", relation=RelationRef("seg", "main", "segment"),
-        mappings=tuple(FieldMapping(c, f) for c, f in zip(COLUMNS, FIELDS)), exit=EXIT, segment_name=None,
-        tags=(), path="",
+        unique_id="model.bench.seg_bench",
+        name="seg_bench",
+        relation=RelationRef("seg", "main", "segment"),
+        mappings=tuple(FieldMapping(c, f) for c, f in zip(COLUMNS, FIELDS)),
+        exit=EXIT,
+        segment_name=None,
+        tags=(),
+        path="",
     )
 
 
@@ -145,8 +155,14 @@ def lakeseg_sync(con: duckdb.DuckDBPyConnection, work: Path, out: Path):
     seg, key = _segment(), _key()
     shutil.rmtree(out, ignore_errors=True)
     prev_rows = con.execute(f"select count(*) from read_parquet('{work / 'previous.parquet'}')").fetchall()[0][0]
-    previous = Snapshot(work / "previous.parquet", seg.fields, effective_mapping_hash(con, seg, key.fingerprint),
-                        prev_rows, run_id="previous", committed_at="")
+    previous = Snapshot(
+        work / "previous.parquet",
+        seg.fields,
+        effective_mapping_hash(con, seg, key.fingerprint),
+        prev_rows,
+        run_id="previous",
+        committed_at="",
+    )
     prepared = prepare(con, seg, "seg.main.segment", previous=previous, workdir=out, digest_key=key)
     files = write_import_files(con, changes_sql(prepared), out / "import", 100 * 1024 * 1024)
     return prepared.plan, files
@@ -166,8 +182,15 @@ def run_lakeseg(work: Path) -> dict:
     t0 = time.perf_counter()
     plan, files = lakeseg_sync(con, work, work / "out-lakeseg")
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "entered": plan.entered, "changed": plan.changed, "exited": plan.exited,
-            "unchanged": plan.unchanged, "rows_written": _csv_rows(*files), "files": len(files)}
+    return {
+        "seconds": seconds,
+        "entered": plan.entered,
+        "changed": plan.changed,
+        "exited": plan.exited,
+        "unchanged": plan.unchanged,
+        "rows_written": _csv_rows(*files),
+        "files": len(files),
+    }
 
 
 def run_lakeseg_first(work: Path) -> dict:
@@ -189,14 +212,16 @@ def _drt_project(work: Path, table: str) -> Path:
     (root / "home" / ".drt").mkdir(parents=True, exist_ok=True)
     (root / "project" / "syncs").mkdir(parents=True, exist_ok=True)
     (root / "home" / ".drt" / "profiles.yml").write_text(
-        f"bench:\n  type: duckdb\n  database: {json.dumps(str((work / 'segment.duckdb').resolve()))}\n")
+        f"bench:\n  type: duckdb\n  database: {json.dumps(str((work / 'segment.duckdb').resolve()))}\n"
+    )
     (root / "project" / "drt_project.yml").write_text("name: bench\nprofile: bench\n")
     # The same header as lakeseg's files: the Pinpoint field names.
     select = ", ".join(f'{c} as "{f}"' for c, f in zip(COLUMNS, FIELDS))
     (root / "project" / "syncs" / "seg_bench.yml").write_text(
         "name: seg_bench\n"
         f"model: {json.dumps(f'select {select} from main.{table}')}\n"
-        "destination:\n  type: file\n  path: out/seg_bench.csv\n  format: csv\n")
+        "destination:\n  type: file\n  path: out/seg_bench.csv\n  format: csv\n"
+    )
     return root
 
 
@@ -204,12 +229,15 @@ def run_drt(work: Path, table: str) -> dict:
     """One `drt run` as a whole CLI process; its own peak RSS (the only child of this process)."""
     root = _drt_project(work, table)
     env = {**os.environ, "HOME": str(root / "home"), "DO_NOT_TRACK": "1", "NO_COLOR": "1"}
-    proc = subprocess.run([str(DRT.resolve()), "run"], cwd=root / "project", env=env, capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        [str(DRT.resolve()), "run"], cwd=root / "project", env=env, capture_output=True, text=True, check=False
+    )
     if proc.returncode:
         raise SystemExit(f"drt run failed:\n{proc.stdout}\n{proc.stderr}")
-    return {"rows_written": _csv_rows(root / "project" / "out" / "seg_bench.csv"),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    return {
+        "rows_written": _csv_rows(root / "project" / "out" / "seg_bench.csv"),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
 
 
 def run_python(work: Path) -> dict:
@@ -231,9 +259,11 @@ def run_python(work: Path) -> dict:
         next(reader)
         previous = {row[0]: tuple(row[1:]) for row in reader}
     entered = changed = unchanged = 0
-    with open(src, newline="", encoding="utf-8") as f, \
-            open(out / "changes.csv", "w", newline="", encoding="utf-8") as changes, \
-            open(out / "snapshot.csv", "w", newline="", encoding="utf-8") as snap:
+    with (
+        open(src, newline="", encoding="utf-8") as f,
+        open(out / "changes.csv", "w", newline="", encoding="utf-8") as changes,
+        open(out / "snapshot.csv", "w", newline="", encoding="utf-8") as snap,
+    ):
         reader = csv.reader(f)
         next(reader)
         w, s = csv.writer(changes, lineterminator="\r\n"), csv.writer(snap)
@@ -259,15 +289,24 @@ def run_python(work: Path) -> dict:
             if key not in seen:
                 exited += 1
                 w.writerow([key, *exit_values])
-    return {"seconds": time.perf_counter() - t0, "entered": entered, "changed": changed, "exited": exited,
-            "unchanged": unchanged}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "entered": entered,
+        "changed": changed,
+        "exited": exited,
+        "unchanged": unchanged,
+    }
 
 
 RUNNERS = {
-    "copy": run_copy, "lakeseg": run_lakeseg, "python": run_python,
+    "copy": run_copy,
+    "lakeseg": run_lakeseg,
+    "python": run_python,
     # The peer comparison: first sync (previous members), second sync (current members).
-    "lakeseg-first": run_lakeseg_first, "lakeseg-second": run_lakeseg,
-    "drt-first": lambda work: run_drt(work, "previous"), "drt-second": lambda work: run_drt(work, "segment"),
+    "lakeseg-first": run_lakeseg_first,
+    "lakeseg-second": run_lakeseg,
+    "drt-first": lambda work: run_drt(work, "previous"),
+    "drt-second": lambda work: run_drt(work, "segment"),
 }
 
 
@@ -281,7 +320,9 @@ def _measure(variant: str, work: Path) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.sync_bench", "--child", variant, "--work", str(work)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode:
         raise SystemExit(f"{variant} failed:\n{proc.stderr}")
@@ -324,8 +365,20 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     # In a child too: Linux keeps a process's peak RSS across exec, so the
     # parent must stay small for the children's figures to be their own.
-    subprocess.run([sys.executable, "-m", "benchmarks.sync_bench", "--child", "setup", "--rows", str(args.rows),
-                    "--work", str(args.work)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.sync_bench",
+            "--child",
+            "setup",
+            "--rows",
+            str(args.rows),
+            "--work",
+            str(args.work),
+        ],
+        check=True,
+    )
     print(f"data ready in {time.perf_counter() - t0:.1f}s ({args.rows:,} rows, 5% churn) under {args.work}")
     results: dict[str, list[dict]] = {"copy": [], "lakeseg": []}
     for _ in range(args.repeat):  # interleaved, so machine noise hits both alike
@@ -337,31 +390,45 @@ def main(argv=None) -> int:
     lk = best["lakeseg"]
     entered, changed, exited = expected_churn(args.rows)
     problems: list[str] = []
-    print(f"\nlakeseg plan: entered {lk['entered']:,}, changed {lk['changed']:,}, exited {lk['exited']:,}, "
-          f"unchanged {lk['unchanged']:,}; {lk['rows_written']:,} rows in {lk['files']} file(s)")
-    built = _check((lk["entered"], lk["changed"], lk["exited"]) == (entered, changed, exited)
-                   and lk["rows_written"] == entered + changed + exited, "lakeseg's plan or rows", problems)
+    print(
+        f"\nlakeseg plan: entered {lk['entered']:,}, changed {lk['changed']:,}, exited {lk['exited']:,}, "
+        f"unchanged {lk['unchanged']:,}; {lk['rows_written']:,} rows in {lk['files']} file(s)"
+    )
+    built = _check(
+        (lk["entered"], lk["changed"], lk["exited"]) == (entered, changed, exited)
+        and lk["rows_written"] == entered + changed + exited,
+        "lakeseg's plan or rows",
+        problems,
+    )
     print(f"lakeseg plan and rows equal the churn the data was built with: {built}")
     if "python" in best:
         py = best["python"]
         agree = all(py[k] == lk[k] for k in ("entered", "changed", "exited", "unchanged"))
         print(f"pure-Python plan agrees: {_check(agree, 'the pure-Python plan', problems)}")
         py["rows_written"] = py["entered"] + py["changed"] + py["exited"]
-    print(f"\n{'contender':<10} {'seconds':>8} {'peak MB':>8} {'rows written':>13} {'vs copy':>8}"
-          f"   (best of {args.repeat} for copy/lakeseg)")
+    print(
+        f"\n{'contender':<10} {'seconds':>8} {'peak MB':>8} {'rows written':>13} {'vs copy':>8}"
+        f"   (best of {args.repeat} for copy/lakeseg)"
+    )
     for v, r in best.items():
-        print(f"{v:<10} {r['seconds']:8.2f} {r['peak_rss_mb']:8.0f} {r['rows_written']:13,} "
-              f"{r['seconds'] / best['copy']['seconds']:7.2f}x")
+        print(
+            f"{v:<10} {r['seconds']:8.2f} {r['peak_rss_mb']:8.0f} {r['rows_written']:13,} "
+            f"{r['seconds'] / best['copy']['seconds']:7.2f}x"
+        )
     runs = ", ".join(f"{lr['seconds'] / cr['seconds']:.2f}x" for cr, lr in zip(results["copy"], results["lakeseg"]))
     print(f"(lakeseg / copy per interleaved pair: {runs})")
     ratio_copy = lk["seconds"] / best["copy"]["seconds"]
     peak = max(r["peak_rss_mb"] for r in results["lakeseg"])
-    print(f"\nP1 lakeseg / copy   = {ratio_copy:.2f}x   (target <= {TARGET_RATIO:.1f}x: "
-          f"{'met' if ratio_copy <= TARGET_RATIO else 'NOT met'})")
+    print(
+        f"\nP1 lakeseg / copy   = {ratio_copy:.2f}x   (target <= {TARGET_RATIO:.1f}x: "
+        f"{'met' if ratio_copy <= TARGET_RATIO else 'NOT met'})"
+    )
     if "python" in best:
         print(f"   python / lakeseg  = {best['python']['seconds'] / lk['seconds']:.1f}x   (target >= 10x)")
-    print(f"P3 lakeseg peak     = {peak:.0f} MB   (highest of {args.repeat}; target <= {TARGET_PEAK_MB} MB: "
-          f"{'met' if peak <= TARGET_PEAK_MB else 'NOT met'}; DuckDB memory_limit {MEMORY_LIMIT})")
+    print(
+        f"P3 lakeseg peak     = {peak:.0f} MB   (highest of {args.repeat}; target <= {TARGET_PEAK_MB} MB: "
+        f"{'met' if peak <= TARGET_PEAK_MB else 'NOT met'}; DuckDB memory_limit {MEMORY_LIMIT})"
+    )
     if not args.skip_drt:
         _peer(args, problems)
     if problems:
@@ -374,20 +441,27 @@ def _peer(args, problems: list[str]) -> None:
     """drt-core and lakeseg, first and second sync of the same table, each a whole process."""
     entered, changed, exited = expected_churn(args.rows)
     runs = {v: _measure(v, args.work) for v in ("drt-first", "lakeseg-first", "drt-second", "lakeseg-second")}
-    print(f"\npeer: drt-core {_drt_version()} (file destination, `drt run`) and lakeseg, each a whole process "
-          "(start-up included)")
-    print(f"{'sync':<7} {'drt s':>7} {'lakeseg s':>9} {'drt/lakeseg':>11} {'drt MB':>7} {'lakeseg MB':>10} "
-          f"{'drt rows':>11} {'lakeseg rows':>12}  output")
+    print(
+        f"\npeer: drt-core {_drt_version()} (file destination, `drt run`) and lakeseg, each a whole process "
+        "(start-up included)"
+    )
+    print(
+        f"{'sync':<7} {'drt s':>7} {'lakeseg s':>9} {'drt/lakeseg':>11} {'drt MB':>7} {'lakeseg MB':>10} "
+        f"{'drt rows':>11} {'lakeseg rows':>12}  output"
+    )
     for sync, lk_expected in (("first", args.rows), ("second", entered + changed + exited)):
         d, lk = runs[f"drt-{sync}"], runs[f"lakeseg-{sync}"]
         # drt has no diff for a DuckDB source: every sync writes every member.
-        ok = _check(d["rows_written"] == args.rows and lk["rows_written"] == lk_expected,
-                    f"{sync} sync rows", problems)
-        print(f"{sync:<7} {d['process_seconds']:7.2f} {lk['process_seconds']:9.2f} "
-              f"{d['process_seconds'] / lk['process_seconds']:10.1f}x {d['peak_rss_mb']:7.0f} "
-              f"{lk['peak_rss_mb']:10.0f} {d['rows_written']:11,} {lk['rows_written']:12,}  {ok}")
-    print(f"(expected rows: drt {args.rows:,} both times; lakeseg {args.rows:,}, then the churn "
-          f"{entered + changed + exited:,})")
+        ok = _check(d["rows_written"] == args.rows and lk["rows_written"] == lk_expected, f"{sync} sync rows", problems)
+        print(
+            f"{sync:<7} {d['process_seconds']:7.2f} {lk['process_seconds']:9.2f} "
+            f"{d['process_seconds'] / lk['process_seconds']:10.1f}x {d['peak_rss_mb']:7.0f} "
+            f"{lk['peak_rss_mb']:10.0f} {d['rows_written']:11,} {lk['rows_written']:12,}  {ok}"
+        )
+    print(
+        f"(expected rows: drt {args.rows:,} both times; lakeseg {args.rows:,}, then the churn "
+        f"{entered + changed + exited:,})"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ threads included) and the peak RSS so far -- and the copy contender once for
 comparison. Not part of ``make test``; figures on a shared machine vary from
 run to run, their proportions less.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,20 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=Path("build/bench2m"))
     ap.add_argument("--min-seconds", type=float, default=0.01, help="leave out statements faster than this")
     args = ap.parse_args(argv)
-    subprocess.run([sys.executable, "-m", "benchmarks.sync_bench", "--child", "setup", "--rows", str(args.rows),
-                    "--work", str(args.work)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.sync_bench",
+            "--child",
+            "setup",
+            "--rows",
+            str(args.rows),
+            "--work",
+            str(args.work),
+        ],
+        check=True,
+    )
     con = TimedConnection(_lakeseg_connection(args.work))
     t0, c0 = time.perf_counter(), time.process_time()
     plan, _files = lakeseg_sync(con, args.work, args.work / "out-profile")
@@ -73,8 +86,10 @@ def main(argv=None) -> int:
     for w, c, peak, sql in con.timings:
         if w >= args.min_seconds:
             print(f"{w:7.2f} {c:7.2f} {peak:8d}  {sql[:110]}")
-    print(f"{wall:7.2f} {cpu:7.2f} {'':8}  lakeseg in all (entered {plan.entered:,}, changed {plan.changed:,}, "
-          f"exited {plan.exited:,})")
+    print(
+        f"{wall:7.2f} {cpu:7.2f} {'':8}  lakeseg in all (entered {plan.entered:,}, changed {plan.changed:,}, "
+        f"exited {plan.exited:,})"
+    )
     copy_wall, copy_cpu = _copy_seconds(args.work)
     print(f"{copy_wall:7.2f} {copy_cpu:7.2f} {'':8}  copy (the contender, in the same process after lakeseg)")
     return 0

@@ -77,19 +77,33 @@ def handle_errors(fn):
 def project_options(fn):
     """--project-dir / --profiles-dir / --target, shared by commands that read dbt."""
     fn = click.option("--target", "-t", default=None, help="dbt target (default: the profile's target).")(fn)
-    fn = click.option("--profiles-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                      help="Directory holding profiles.yml (default: $DBT_PROFILES_DIR, the project, ~/.dbt).")(fn)
-    fn = click.option("--project-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-                      show_default=True, help="The dbt project.")(fn)
+    fn = click.option(
+        "--profiles-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Directory holding profiles.yml (default: $DBT_PROFILES_DIR, the project, ~/.dbt).",
+    )(fn)
+    fn = click.option(
+        "--project-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("."),
+        show_default=True,
+        help="The dbt project.",
+    )(fn)
     return fn
 
 
 @click.group(context_settings={"auto_envvar_prefix": "LAKESEG", "help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lakeseg")
-@click.option("-v", "--verbose", count=True,
-              help="More of lakeseg's own log output (-vv: debug, which may include values); tracebacks on errors.")
-@click.option("--debug-aws", is_flag=True,
-              help="Also log the AWS SDK's requests (botocore wire logs), credentials masked.")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More of lakeseg's own log output (-vv: debug, which may include values); tracebacks on errors.",
+)
+@click.option(
+    "--debug-aws", is_flag=True, help="Also log the AWS SDK's requests (botocore wire logs), credentials masked."
+)
 def main(verbose: int, debug_aws: bool) -> None:
     """lakeseg: customer segments as dbt models, synced into an engagement platform.
 
@@ -106,16 +120,29 @@ def main(verbose: int, debug_aws: bool) -> None:
 
 # --------------------------------------------------------------------------- check
 
+
 @main.command()
 @project_options
 @click.option("--no-parse", is_flag=True, help="Use the existing target/manifest.json instead of running `dbt parse`.")
-@click.option("--target-path", default=None, help="dbt target path (default: $DBT_TARGET_PATH, dbt_project.yml, target).")
+@click.option(
+    "--target-path", default=None, help="dbt target path (default: $DBT_TARGET_PATH, dbt_project.yml, target)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--exposures", type=click.Choice(["write", "check", "off"]), default="write", show_default=True,
-              help="Keep models/segments/_segments__exposures.yml (dbt lineage: where segments go) in step: "
-                   "write it, only check it is current (CI), or leave it alone.")
-@click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="lakeseg settings file (default: lakeseg.yml in the project): destination and owner.")
+@click.option(
+    "--exposures",
+    type=click.Choice(["write", "check", "off"]),
+    default="write",
+    show_default=True,
+    help="Keep models/segments/_segments__exposures.yml (dbt lineage: where segments go) in step: "
+    "write it, only check it is current (CI), or leave it alone.",
+)
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="lakeseg settings file (default: lakeseg.yml in the project): destination and owner.",
+)
 @handle_errors
 def check(project_dir, profiles_dir, target, no_parse, target_path, as_json, exposures, settings_file):
     """Validate segment declarations: field names, id column, exits, tests, ownership.
@@ -131,15 +158,27 @@ def check(project_dir, profiles_dir, target, no_parse, target_path, as_json, exp
     """
     from sync.app.check import destination_limits, run_check
 
-    segments, problems = run_check(project_dir, profiles_dir, target, parse=not no_parse, target_path=target_path,
-                                   exposures=exposures, settings_file=settings_file)
+    segments, problems = run_check(
+        project_dir,
+        profiles_dir,
+        target,
+        parse=not no_parse,
+        target_path=target_path,
+        exposures=exposures,
+        settings_file=settings_file,
+    )
     limits = destination_limits(project_dir, profiles_dir, target, settings_file)
     if as_json:
-        click.echo(json.dumps({
-            "segments": [s.name for s in segments],
-            "problems": [p.__dict__ for p in problems],
-            **({"destination_limits": limits} if limits else {}),
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "segments": [s.name for s in segments],
+                    "problems": [p.__dict__ for p in problems],
+                    **({"destination_limits": limits} if limits else {}),
+                },
+                indent=2,
+            )
+        )
     else:
         for p in problems:
             click.echo(str(p), err=True)
@@ -153,10 +192,18 @@ def check(project_dir, profiles_dir, target, no_parse, target_path, as_json, exp
 
 @main.command()
 @click.argument("name")
-@click.option("--project-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="The dbt project.")
-@click.option("--field", default=None,
-              help="The custom attribute it exports (default: User.UserAttributes.<Name> from the segment name).")
+@click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The dbt project.",
+)
+@click.option(
+    "--field",
+    default=None,
+    help="The custom attribute it exports (default: User.UserAttributes.<Name> from the segment name).",
+)
 @click.option("--exit-value", default="No", show_default=True, help="The value written when an endpoint leaves.")
 @click.option("--description", default=None, help="What the audience is (the model's description).")
 @handle_errors
@@ -172,37 +219,61 @@ def new(name, project_dir, field, exit_value, description):
     from sync.dbt.scaffold import new_segment
 
     made = new_segment(project_dir, name, field=field, exit_value=exit_value, description=description)
-    click.echo(f"Created {made.sql} and added {name} to {made.properties}: column {made.column} -> {made.field} "
-               f"(exit value {exit_value!r}).\nNext: write the audience in {made.sql.name}, then `lakeseg check` "
-               f"and `lakeseg run --select {name}` (dbt build and sync of this segment alone).")
+    click.echo(
+        f"Created {made.sql} and added {name} to {made.properties}: column {made.column} -> {made.field} "
+        f"(exit value {exit_value!r}).\nNext: write the audience in {made.sql.name}, then `lakeseg check` "
+        f"and `lakeseg run --select {name}` (dbt build and sync of this segment alone)."
+    )
 
 
 # --------------------------------------------------------------------------- sync
 
+
 def sync_options(fn):
     """Options shared by plan, sync and run."""
     opts = [
-        click.option("--target-path", default=None,
-                     help="dbt target path (default: $DBT_TARGET_PATH, dbt_project.yml, target)."),
-        click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="lakeseg settings file (default: lakeseg.yml in the project)."),
-        click.option("--select", "-s", multiple=True,
-                     help="dbt selector syntax, resolved by dbt (seg_x, seg_email_*, tag:daily, +seg_x, "
-                          "path:models/segments/crm, config.materialized:table, state:modified); only "
-                          "segment models are synced. Repeatable."),
+        click.option(
+            "--target-path", default=None, help="dbt target path (default: $DBT_TARGET_PATH, dbt_project.yml, target)."
+        ),
+        click.option(
+            "--settings",
+            "settings_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="lakeseg settings file (default: lakeseg.yml in the project).",
+        ),
+        click.option(
+            "--select",
+            "-s",
+            multiple=True,
+            help="dbt selector syntax, resolved by dbt (seg_x, seg_email_*, tag:daily, +seg_x, "
+            "path:models/segments/crm, config.materialized:table, state:modified); only "
+            "segment models are synced. Repeatable.",
+        ),
         click.option("--exclude", multiple=True, help="dbt selectors to leave out (same syntax as --select)."),
-        click.option("--dbt-state", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="dbt artifacts to compare with for state:modified selectors (dbt's own --state; "
-                          "lakeseg's --state is where sync state lives)."),
+        click.option(
+            "--dbt-state",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="dbt artifacts to compare with for state:modified selectors (dbt's own --state; "
+            "lakeseg's --state is where sync state lives).",
+        ),
         click.option("--full-refresh", is_flag=True, help="Send every row, not only the change."),
-        click.option("--max-exit-share", type=click.FloatRange(0, 1, min_open=True), default=None,
-                     help="Mass-exit guard: refuse a segment whose run exits more than this share (default 0.3)."),
+        click.option(
+            "--max-exit-share",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=None,
+            help="Mass-exit guard: refuse a segment whose run exits more than this share (default 0.3).",
+        ),
         click.option("--state", default=None, help="State location: a directory or s3://bucket/prefix."),
         click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON."),
-        click.option("--report-path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     envvar="LAKESEG_REPORT_PATH",
-                     help="Where sync and run write the HTML report (default: build/report/index.html "
-                          "in the project)."),
+        click.option(
+            "--report-path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            envvar="LAKESEG_REPORT_PATH",
+            help="Where sync and run write the HTML report (default: build/report/index.html in the project).",
+        ),
         click.option("--no-report", is_flag=True, help="Do not write the HTML report after the run."),
     ]
     for opt in reversed(opts):
@@ -210,15 +281,35 @@ def sync_options(fn):
     return project_options(fn)
 
 
-def _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, full_refresh,
-             max_exit_share, state, allow_mass_exit=False, dbt_state=None, allow_size_change=False):
+def _request(
+    project_dir,
+    profiles_dir,
+    target,
+    target_path,
+    settings_file,
+    select,
+    exclude,
+    full_refresh,
+    max_exit_share,
+    state,
+    allow_mass_exit=False,
+    dbt_state=None,
+    allow_size_change=False,
+):
     from sync.app.wiring import SyncRequest
     from sync.dbt.invoke import DbtProject
 
     return SyncRequest(
-        project=DbtProject(project_dir, profiles_dir, target), target_path=target_path,
-        settings_file=settings_file, select=tuple(select), exclude=tuple(exclude), full_refresh=full_refresh,
-        allow_mass_exit=allow_mass_exit, max_exit_share=max_exit_share, state=state, dbt_state=dbt_state,
+        project=DbtProject(project_dir, profiles_dir, target),
+        target_path=target_path,
+        settings_file=settings_file,
+        select=tuple(select),
+        exclude=tuple(exclude),
+        full_refresh=full_refresh,
+        allow_mass_exit=allow_mass_exit,
+        max_exit_share=max_exit_share,
+        state=state,
+        dbt_state=dbt_state,
         allow_size_change=allow_size_change,
     )
 
@@ -247,14 +338,28 @@ def metrics_options(fn):
         click.get_current_context().meta["lakeseg.metrics"] = (metrics, metrics_file, metrics_namespace)
         return fn(*args, **kwargs)
 
-    wrapper = click.option("--metrics-namespace", envvar="LAKESEG_METRICS_NAMESPACE", default="lakeseg",
-                           show_default=True, help="CloudWatch namespace of the metrics.")(wrapper)
-    wrapper = click.option("--metrics-file", envvar="LAKESEG_METRICS_FILE", default=None,
-                           type=click.Path(dir_okay=False, path_type=Path),
-                           help="Append the metric lines to this file instead of stderr.")(wrapper)
-    wrapper = click.option("--metrics", envvar="LAKESEG_METRICS", type=click.Choice(["none", "emf"]),
-                           default="none", show_default=True,
-                           help="Also print per-segment figures as CloudWatch Embedded Metric Format lines.")(wrapper)
+    wrapper = click.option(
+        "--metrics-namespace",
+        envvar="LAKESEG_METRICS_NAMESPACE",
+        default="lakeseg",
+        show_default=True,
+        help="CloudWatch namespace of the metrics.",
+    )(wrapper)
+    wrapper = click.option(
+        "--metrics-file",
+        envvar="LAKESEG_METRICS_FILE",
+        default=None,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Append the metric lines to this file instead of stderr.",
+    )(wrapper)
+    wrapper = click.option(
+        "--metrics",
+        envvar="LAKESEG_METRICS",
+        type=click.Choice(["none", "emf"]),
+        default="none",
+        show_default=True,
+        help="Also print per-segment figures as CloudWatch Embedded Metric Format lines.",
+    )(wrapper)
     return wrapper
 
 
@@ -265,12 +370,18 @@ def _emit_metrics(report) -> None:
         return
     from sync.output.metrics import emit_segment_metrics
 
-    emit_segment_metrics(report.as_dict(), namespace=namespace, path=metrics_file,
-                         stream=sys.stderr)
+    emit_segment_metrics(report.as_dict(), namespace=namespace, path=metrics_file, stream=sys.stderr)
 
 
-def _execute(req, command: str, dry_run: bool, as_json: bool, report_path: Path | None = None,
-             no_report: bool = False, dbt_args: tuple[str, ...] | None = None) -> None:
+def _execute(
+    req,
+    command: str,
+    dry_run: bool,
+    as_json: bool,
+    report_path: Path | None = None,
+    no_report: bool = False,
+    dbt_args: tuple[str, ...] | None = None,
+) -> None:
     from sync.app.run import build_then_sync
     from sync.app.wiring import run_sync
     from sync.output.terminal import Progress
@@ -317,8 +428,22 @@ def _write_html_report(req, report_path: Path | None) -> None:
 @sync_options
 @metrics_options
 @handle_errors
-def plan(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
-         max_exit_share, state, as_json, report_path, no_report):
+def plan(
+    project_dir,
+    profiles_dir,
+    target,
+    target_path,
+    settings_file,
+    select,
+    exclude,
+    dbt_state,
+    full_refresh,
+    max_exit_share,
+    state,
+    as_json,
+    report_path,
+    no_report,
+):
     """Show what a sync would send, per segment. Reads only; writes and sends nothing.
 
     It compares the tables of the last dbt build (not the lake itself) with
@@ -328,8 +453,19 @@ def plan(project_dir, profiles_dir, target, target_path, settings_file, select, 
     Example:
       lakeseg plan --select seg_email_clickers --json
     """
-    req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, dbt_state=dbt_state)
+    req = _request(
+        project_dir,
+        profiles_dir,
+        target,
+        target_path,
+        settings_file,
+        select,
+        exclude,
+        full_refresh,
+        max_exit_share,
+        state,
+        dbt_state=dbt_state,
+    )
     _execute(req, "plan", True, as_json)
 
 
@@ -337,12 +473,30 @@ def plan(project_dir, profiles_dir, target, target_path, settings_file, select, 
 @sync_options
 @metrics_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
-@click.option("--allow-size-change", is_flag=True,
-              help="Sync segments the size-change guard would refuse (guard.max_size_change_share, "
-                   "guard.max_entered_share).")
+@click.option(
+    "--allow-size-change",
+    is_flag=True,
+    help="Sync segments the size-change guard would refuse (guard.max_size_change_share, guard.max_entered_share).",
+)
 @handle_errors
-def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
-             max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, allow_size_change):
+def sync_cmd(
+    project_dir,
+    profiles_dir,
+    target,
+    target_path,
+    settings_file,
+    select,
+    exclude,
+    dbt_state,
+    full_refresh,
+    max_exit_share,
+    state,
+    as_json,
+    report_path,
+    no_report,
+    allow_mass_exit,
+    allow_size_change,
+):
     """Send what changed in each segment since the last successful sync.
 
     Reads dbt's artifacts: a segment is synced only if its model and every
@@ -352,8 +506,21 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
     Example:
       dbt build && lakeseg sync --select tag:daily
     """
-    req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state, allow_size_change)
+    req = _request(
+        project_dir,
+        profiles_dir,
+        target,
+        target_path,
+        settings_file,
+        select,
+        exclude,
+        full_refresh,
+        max_exit_share,
+        state,
+        allow_mass_exit,
+        dbt_state,
+        allow_size_change,
+    )
     _execute(req, "sync", False, as_json, report_path, no_report)
 
 
@@ -361,13 +528,32 @@ def sync_cmd(project_dir, profiles_dir, target, target_path, settings_file, sele
 @sync_options
 @metrics_options
 @click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
-@click.option("--allow-size-change", is_flag=True,
-              help="Sync segments the size-change guard would refuse (guard.max_size_change_share, "
-                   "guard.max_entered_share).")
+@click.option(
+    "--allow-size-change",
+    is_flag=True,
+    help="Sync segments the size-change guard would refuse (guard.max_size_change_share, guard.max_entered_share).",
+)
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
-def run(project_dir, profiles_dir, target, target_path, settings_file, select, exclude, dbt_state, full_refresh,
-        max_exit_share, state, as_json, report_path, no_report, allow_mass_exit, allow_size_change, dbt_args):
+def run(
+    project_dir,
+    profiles_dir,
+    target,
+    target_path,
+    settings_file,
+    select,
+    exclude,
+    dbt_state,
+    full_refresh,
+    max_exit_share,
+    state,
+    as_json,
+    report_path,
+    no_report,
+    allow_mass_exit,
+    allow_size_change,
+    dbt_args,
+):
     """`dbt build`, then sync, in one process: the unit a scheduler calls.
 
     --select/--exclude go to dbt build too: it builds what `dbt build -s X`
@@ -380,8 +566,21 @@ def run(project_dir, profiles_dir, target, target_path, settings_file, select, e
     Example:
       lakeseg run -- --vars '{as_of: "2026-11-01 00:00:00"}'
     """
-    req = _request(project_dir, profiles_dir, target, target_path, settings_file, select, exclude,
-                   full_refresh, max_exit_share, state, allow_mass_exit, dbt_state, allow_size_change)
+    req = _request(
+        project_dir,
+        profiles_dir,
+        target,
+        target_path,
+        settings_file,
+        select,
+        exclude,
+        full_refresh,
+        max_exit_share,
+        state,
+        allow_mass_exit,
+        dbt_state,
+        allow_size_change,
+    )
     _execute(req, "run", False, as_json, report_path, no_report, dbt_args=dbt_args)
 
 
@@ -415,8 +614,15 @@ def history(project_dir, profiles_dir, target, settings_file, state, limit, run_
 @project_options
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--state", default=None, help="State location: a directory or s3://bucket/prefix.")
-@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              envvar="LAKESEG_REPORT_PATH", help="HTML file to write (default: build/report/index.html in the project).")
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="LAKESEG_REPORT_PATH",
+    help="HTML file to write (default: build/report/index.html in the project).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True, help="Runs of history to read.")
 @handle_errors
 def report(project_dir, profiles_dir, target, settings_file, state, output, limit):
@@ -434,15 +640,19 @@ def report(project_dir, profiles_dir, target, settings_file, state, output, limi
 
     req = SyncRequest(project=DbtProject(project_dir, profiles_dir, target), settings_file=settings_file, state=state)
     written = write_html_report(req, output, limit=limit)
-    click.echo(f"Wrote {written.path}: {written.runs} run(s), {written.segments} segment(s), "
-               f"{written.bytes / 1e6:.1f} MB in {written.seconds:.1f} s.")
+    click.echo(
+        f"Wrote {written.path}: {written.runs} run(s), {written.segments} segment(s), "
+        f"{written.bytes / 1e6:.1f} MB in {written.seconds:.1f} s."
+    )
 
 
 @main.command()
 @project_options
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--state", default=None, help="State location: a directory or s3://bucket/prefix.")
-@click.option("--destination", "destination_key", required=True, help="Destination key (as shown by `lakeseg history`).")
+@click.option(
+    "--destination", "destination_key", required=True, help="Destination key (as shown by `lakeseg history`)."
+)
 @click.option("--segment", required=True)
 @handle_errors
 def unlock(project_dir, profiles_dir, target, settings_file, state, destination_key, segment):
@@ -457,11 +667,13 @@ def unlock(project_dir, profiles_dir, target, settings_file, state, destination_
     if info is None:
         click.echo(f"No lock held for {destination_key}/{segment}.")
     else:
-        click.echo(f"Removed the lock on {destination_key}/{segment} held by {info.owner} "
-                   f"for {info.age_seconds / 60:.0f} min.")
+        click.echo(
+            f"Removed the lock on {destination_key}/{segment} held by {info.owner} for {info.age_seconds / 60:.0f} min."
+        )
 
 
 # --------------------------------------------------------------------------- lake
+
 
 @main.group()
 def lake() -> None:
@@ -489,8 +701,11 @@ class LakeProgress:
         tenth = done * 10 // max(1, total)
         if tenth > self.shown:
             self.shown = tenth
-            click.echo(f"lake generate: {done}/{total} chunks written ({done / max(1, total):.0%}) "
-                       f"after {self.clock() - self.started:.0f}s", file=self.stream)
+            click.echo(
+                f"lake generate: {done}/{total} chunks written ({done / max(1, total):.0%}) "
+                f"after {self.clock() - self.started:.0f}s",
+                file=self.stream,
+            )
 
     def close(self) -> None:
         if self.bars is not None:
@@ -498,15 +713,23 @@ class LakeProgress:
 
 
 @lake.command("generate")
-@click.option("--path", type=click.Path(path_type=Path), default=Path("build/lake"), show_default=True,
-              help="Directory to write the lake into (replaced).")
+@click.option(
+    "--path",
+    type=click.Path(path_type=Path),
+    default=Path("build/lake"),
+    show_default=True,
+    help="Directory to write the lake into (replaced).",
+)
 @click.option("--endpoints", type=click.IntRange(min=1), default=50_000, show_default=True)
 @click.option("--events-per-endpoint", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--days", type=click.IntRange(min=1), default=200, show_default=True, help="Days of events.")
 @click.option("--end", default=None, help="Exclusive end of the event window, UTC (default 2026-11-01T00:00:00).")
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--if-missing", is_flag=True,
-              help="Do nothing when a lake with the same parameters and format exists (an older format is rewritten).")
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    help="Do nothing when a lake with the same parameters and format exists (an older format is rewritten).",
+)
 @handle_errors
 def lake_generate(path, endpoints, events_per_endpoint, days, end, seed, if_missing):
     """Write the sample lake: DUE all_events + CRM tables as Parquet.
@@ -519,12 +742,17 @@ def lake_generate(path, endpoints, events_per_endpoint, days, end, seed, if_miss
 
     from sync.lake.sample_lake import DEFAULT_END, LakeSpec, generate, read_manifest
 
-    spec = LakeSpec(endpoints=endpoints, events_per_endpoint=events_per_endpoint, days=days,
-                    end=end or DEFAULT_END, seed=seed)
+    spec = LakeSpec(
+        endpoints=endpoints, events_per_endpoint=events_per_endpoint, days=days, end=end or DEFAULT_END, seed=seed
+    )
     from sync.lake.sample_lake import LAKE_FORMAT
 
-    if (if_missing and (existing := read_manifest(path)) and existing.get("spec") == spec.__dict__
-            and existing.get("format") == LAKE_FORMAT):
+    if (
+        if_missing
+        and (existing := read_manifest(path))
+        and existing.get("spec") == spec.__dict__
+        and existing.get("format") == LAKE_FORMAT
+    ):
         click.echo(f"Sample lake at {path} is up to date ({existing['rows']['all_events']:,} events).")
         return
     started = time.monotonic()

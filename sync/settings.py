@@ -76,9 +76,11 @@ DEFAULTS: dict[str, Any] = {
 
 # --------------------------------------------------------------------------- interpolation
 
+
 def interpolate(value: Any, *, where: str = SETTINGS_FILE, key: str = "") -> Any:
     """Replace ``${NAME}`` / ``${NAME:-default}`` in every string, naming the key on error."""
     if isinstance(value, str):
+
         def sub(m: re.Match) -> str:
             name, default = m.group(1), m.group(2)
             current = os.environ.get(name)
@@ -87,8 +89,10 @@ def interpolate(value: Any, *, where: str = SETTINGS_FILE, key: str = "") -> Any
             if current is not None:
                 return current
             at = f" at {key}" if key else ""
-            raise ConfigError(f"{where}{at} uses ${{{name}}}, which is not set "
-                              f"(export it or write ${{{name}:-default}})")
+            raise ConfigError(
+                f"{where}{at} uses ${{{name}}}, which is not set (export it or write ${{{name}:-default}})"
+            )
+
         return _VAR.sub(sub, value)
     if isinstance(value, dict):
         return {k: interpolate(v, where=where, key=f"{key}.{k}" if key else str(k)) for k, v in value.items()}
@@ -98,6 +102,7 @@ def interpolate(value: Any, *, where: str = SETTINGS_FILE, key: str = "") -> Any
 
 
 # --------------------------------------------------------------------------- the schema
+
 
 def _memory_limit(value: str) -> str:
     memory_limit_bytes(value)
@@ -117,8 +122,10 @@ class FilesSettings(BaseModel):
     max_file_mb: Annotated[Number, Field(ge=MIN_FILE_MB, le=MAX_FILE_MB)]
 
 
-Destination = Annotated[FilesDestinationSettings | PinpointDestinationSettings | CustomerProfilesDestinationSettings,
-                        Field(discriminator="type")]
+Destination = Annotated[
+    FilesDestinationSettings | PinpointDestinationSettings | CustomerProfilesDestinationSettings,
+    Field(discriminator="type"),
+]
 
 
 class OwnerSettings(BaseModel):
@@ -204,6 +211,7 @@ def _raise(where: str, exc: ValidationError, known: dict[tuple, list[str]] = _KN
 
 # --------------------------------------------------------------------------- loading
 
+
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for k, v in override.items():
@@ -263,17 +271,27 @@ def _check_blocks(file: Path, blocks: dict, target: str, defined: Collection[str
             if name not in defined:
                 close = difflib.get_close_matches(str(name), list(defined), n=1, cutoff=0.5)
                 hint = f"did you mean '{close[0]}'? " if close else ""
-                raise ConfigError(f"{file} has settings for target '{name}', which the dbt profile does not define; "
-                                  f"{hint}(the profile's targets: {', '.join(defined) or 'none'})")
+                raise ConfigError(
+                    f"{file} has settings for target '{name}', which the dbt profile does not define; "
+                    f"{hint}(the profile's targets: {', '.join(defined) or 'none'})"
+                )
     if (blocks or explicit) and target not in blocks:
         close = difflib.get_close_matches(target, list(blocks), n=1, cutoff=0.5)
         hint = f"; is '{close[0]}' meant to be '{target}'?" if close else ""
-        raise ConfigError(f"{file} has no settings for dbt target '{target}' (has: {', '.join(blocks) or 'none'}){hint}: "
-                          f"add a '{target}:' block under targets:")
+        raise ConfigError(
+            f"{file} has no settings for dbt target '{target}' (has: {', '.join(blocks) or 'none'}){hint}: "
+            f"add a '{target}:' block under targets:"
+        )
 
 
-def load_settings(project_dir: Path, target: str, *, path: Path | None = None,
-                  overrides: dict | None = None, defined_targets: Collection[str] | None = None) -> Settings:
+def load_settings(
+    project_dir: Path,
+    target: str,
+    *,
+    path: Path | None = None,
+    overrides: dict | None = None,
+    defined_targets: Collection[str] | None = None,
+) -> Settings:
     """Settings for one dbt target: defaults < lakeseg.yml < overrides (flags).
 
     ``defined_targets`` are the outputs of the dbt profile: a block for any other target is refused.

@@ -39,8 +39,13 @@ def _imported_units(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level:
             raise AssertionError(f"{path}: relative import; lakeseg imports by absolute name (sync.<package>)")
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-            [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else []
+        )
         for name in names:
             parts = name.split(".")
             if parts[0] != "sync":
@@ -62,7 +67,9 @@ def test_each_module_imports_only_what_its_package_may(path):
     assert unit in ALLOWED, f"{unit} is not a known package of sync/: add it to ALLOWED with what it may import"
     # When its imports are read, then each is its own package or an allowed one
     wrong = _imported_units(path) - ALLOWED[unit] - {unit}
-    assert not wrong, f"sync/{path.relative_to(SYNC)} ({unit}) imports {sorted(wrong)}; it may import {sorted(ALLOWED[unit])}"
+    assert not wrong, (
+        f"sync/{path.relative_to(SYNC)} ({unit}) imports {sorted(wrong)}; it may import {sorted(ALLOWED[unit])}"
+    )
 
 
 def test_the_allowed_imports_run_one_way():

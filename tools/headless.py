@@ -25,9 +25,20 @@ from pathlib import Path
 import websocket
 
 INSTALL_HINT = "apt-get install -y chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--hide-scrollbars", "--remote-debugging-port=0", "--remote-allow-origins=*"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--remote-debugging-port=0",
+    "--remote-allow-origins=*",
+]
 
 
 def find_chromium() -> str | None:
@@ -83,16 +94,26 @@ class Page:
         code = self.KEYS[key]
         for _ in range(times):
             for kind in ("rawKeyDown", "keyUp"):
-                self.call("Input.dispatchKeyEvent", {"type": kind, "key": key, "code": key,
-                                                     "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code,
-                                                     "modifiers": 8 if shift else 0})
+                self.call(
+                    "Input.dispatchKeyEvent",
+                    {
+                        "type": kind,
+                        "key": key,
+                        "code": key,
+                        "windowsVirtualKeyCode": code,
+                        "nativeVirtualKeyCode": code,
+                        "modifiers": 8 if shift else 0,
+                    },
+                )
                 if kind == "rawKeyDown" and key == "Enter":
                     self.call("Input.dispatchKeyEvent", {"type": "char", "key": key, "text": "\r"})
 
     @property
     def focused(self) -> str:
         """The id (or tag name) of the element that has the keyboard focus."""
-        return self.evaluate("document.activeElement ? (document.activeElement.id || document.activeElement.tagName) : ''")
+        return self.evaluate(
+            "document.activeElement ? (document.activeElement.id || document.activeElement.tagName) : ''"
+        )
 
     def count(self, selector: str) -> int:
         return int(self.evaluate(f"document.querySelectorAll({json.dumps(selector)}).length"))
@@ -122,8 +143,9 @@ class Page:
         metrics = self.call("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics["contentSize"]
         clip = {"x": 0, "y": 0, "width": width, "height": min(int(size["height"]), height or 16000), "scale": 1}
-        data = base64.b64decode(self.call("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True, "clip": clip})["data"])
+        data = base64.b64decode(
+            self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip})["data"]
+        )
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_bytes(data)
@@ -140,8 +162,12 @@ class Browser:
         if binary is None:
             raise FileNotFoundError(f"Chromium not found; install it with `{INSTALL_HINT}`")
         profile = tempfile.mkdtemp(prefix="lakeseg-chromium-")
-        proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + timeout
         port = None
         while time.monotonic() < deadline and port is None:
@@ -156,6 +182,7 @@ class Browser:
             raise RuntimeError(f"Chromium ({binary}) did not start its DevTools endpoint")
         # Keep draining stderr so Chromium never blocks on a full pipe.
         import threading
+
         threading.Thread(target=proc.stderr.read, daemon=True).start()
         return cls(proc, port, profile)
 
@@ -170,8 +197,10 @@ class Browser:
         page = Page(ws)
         for domain in ("Runtime", "Log", "Page", "Network"):
             page.call(f"{domain}.enable")
-        page.call("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        page.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         page.call("Page.navigate", {"url": url})
         page.wait_for("Page.loadEventFired")
         time.sleep(settle)  # let charts finish drawing
@@ -199,10 +228,10 @@ def png_is_blank(data: bytes) -> bool:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat = 8, b""
     while pos < len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        kind = data[pos + 4:pos + 8]
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
         if kind == b"IDAT":
-            idat += data[pos + 8:pos + 8 + length]
+            idat += data[pos + 8 : pos + 8 + length]
         pos += 12 + length
     raw = zlib.decompress(idat)
-    return len(set(raw[: 4_000_000])) < 8
+    return len(set(raw[:4_000_000])) < 8

@@ -70,8 +70,9 @@ def still_equivalent(name: str, equivalents: dict[str, tuple[str, str]], diff: s
     return name in equivalents and equivalents[name][0] == changed_lines(diff)
 
 
-def tally(statuses: dict[str, str], equivalents: dict[str, tuple[str, str]],
-          diff_of: Callable[[str], str]) -> tuple[Counter, list[tuple[str, str, str]], set[str]]:
+def tally(
+    statuses: dict[str, str], equivalents: dict[str, tuple[str, str]], diff_of: Callable[[str], str]
+) -> tuple[Counter, list[tuple[str, str, str]], set[str]]:
     """One module's counts, its survivors ``(name, status, diff)`` and the equivalents it matched.
 
     A listed equivalent counts only while its mutant still changes the line the
@@ -99,8 +100,9 @@ def tally(statuses: dict[str, str], equivalents: dict[str, tuple[str, str]],
     return counts, survivors, matched
 
 
-def to_run(by_module: dict[str, dict[str, str]], equivalents: dict[str, tuple[str, str]],
-           diff_of: Callable[[str, str], str]) -> list[str]:
+def to_run(
+    by_module: dict[str, dict[str, str]], equivalents: dict[str, tuple[str, str]], diff_of: Callable[[str, str], str]
+) -> list[str]:
     """Every mutant still to run: not run yet, and not a listed equivalent whose mutated line still matches.
 
     A listed equivalent was seen to survive when it was listed, and it costs
@@ -126,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=90.0, help="minimum kill rate per module, percent")
     parser.add_argument("--show-diffs", action="store_true", help="print each survivor's diff")
-    parser.add_argument("--to-run", action="store_true",
-                        help="print the mutants still to run, one per line, listed equivalents left out")
+    parser.add_argument(
+        "--to-run",
+        action="store_true",
+        help="print the mutants still to run, one per line, listed equivalents left out",
+    )
     args = parser.parse_args(argv)
 
     by_module = collect()
@@ -143,9 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(col, justify="left" if col == "module" else "right")
 
     def add_row(label: str, counts: Counter, mutants: int, **style) -> None:
-        table.add_row(label, str(mutants), *(str(counts[k]) for k in ("killed", "survived", "equivalent", "no tests",
-                                                                        "not checked")),
-                      f"{kill_rate(counts, mutants):.1f}%", **style)
+        table.add_row(
+            label,
+            str(mutants),
+            *(str(counts[k]) for k in ("killed", "survived", "equivalent", "no tests", "not checked")),
+            f"{kill_rate(counts, mutants):.1f}%",
+            **style,
+        )
 
     total: Counter = Counter()
     failing: list[str] = []
@@ -158,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             not_run.append(module)  # left out of this run (`mutmut run <names>`)
             continue
         counts, module_survivors, module_matched = tally(
-            statuses, equivalents, lambda name, module=module: get_diff_for_mutant(name, path=module))
+            statuses, equivalents, lambda name, module=module: get_diff_for_mutant(name, path=module)
+        )
         run_names.update(statuses)
         matched |= module_matched
         survivors[module] = module_survivors
@@ -177,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             text = diff if args.show_diffs else changed_lines(diff)
             console.print(f"  {name} ({status}): {text}", markup=False, highlight=False)
     # Stale: listed for a module this run checked, but no longer a surviving mutant with that line.
-    stale = sorted(name for name in equivalents if name not in matched
-                   and (name in run_names or not any(name in s for s in by_module.values())))
+    stale = sorted(
+        name
+        for name in equivalents
+        if name not in matched and (name in run_names or not any(name in s for s in by_module.values()))
+    )
     if stale:
         console.print(f"{len(stale)} entries of {EQUIVALENTS.name} match no surviving mutant (stale):")
         for name in stale:

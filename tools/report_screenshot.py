@@ -38,8 +38,9 @@ def main(argv: list[str]) -> int:
     if args.sample:
         write_sample(source)
     if not source.exists():
-        print(f"{source} does not exist: run `make demo` (or `lakeseg report`) first, or pass --sample",
-              file=sys.stderr)
+        print(
+            f"{source} does not exist: run `make demo` (or `lakeseg report`) first, or pass --sample", file=sys.stderr
+        )
         return 2
     with Browser.launch() as browser:
         page = browser.open(source.as_uri(), width=args.width, settle=1.0)

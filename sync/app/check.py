@@ -14,9 +14,16 @@ from sync.dbt.invoke import DbtProject, invoke
 EXPOSURE_MODES = ("write", "check", "off")
 
 
-def run_check(project_dir: Path, profiles_dir: Path | None = None, target: str | None = None, *,
-              parse: bool = True, target_path: str | None = None, exposures: str = "off",
-              settings_file: Path | None = None) -> tuple[list[Segment], list[Problem]]:
+def run_check(
+    project_dir: Path,
+    profiles_dir: Path | None = None,
+    target: str | None = None,
+    *,
+    parse: bool = True,
+    target_path: str | None = None,
+    exposures: str = "off",
+    settings_file: Path | None = None,
+) -> tuple[list[Segment], list[Problem]]:
     """Check the segment contract; ``exposures``: 'write' the exposures file, 'check' it is current, or 'off'."""
     from sync.dbt.exposures import prune_missing_models
 
@@ -43,8 +50,9 @@ def _exposures(project_dir, profiles_dir, target, settings_file, segments, write
     from sync.app.wiring import SyncRequest, load_context
     from sync.dbt.exposures import Destination, sync_exposures
 
-    _, settings = load_context(SyncRequest(project=DbtProject(project_dir, profiles_dir, target),
-                                           settings_file=settings_file))
+    _, settings = load_context(
+        SyncRequest(project=DbtProject(project_dir, profiles_dir, target), settings_file=settings_file)
+    )
     return sync_exposures(project_dir, segments, Destination.from_settings(settings), write=write)
 
 
@@ -54,8 +62,9 @@ def _destination_settings(project_dir, profiles_dir, target, settings_file) -> A
 
     if settings_file is None and not (Path(project_dir) / "lakeseg.yml").exists():
         return None
-    _, settings = load_context(SyncRequest(project=DbtProject(project_dir, profiles_dir, target),
-                                           settings_file=settings_file))
+    _, settings = load_context(
+        SyncRequest(project=DbtProject(project_dir, profiles_dir, target), settings_file=settings_file)
+    )
     return settings.destination
 
 
@@ -74,8 +83,14 @@ def destination_problems(project_dir, profiles_dir, target, settings_file, segme
             column = next((m.column for m in seg.mappings if m.field == f), None)
             out.append(Problem(seg.name, column, "customer-profiles-field", f"{f}: {why}"))
         if seg.segment_name and not pf.SEGMENT_DEFINITION_NAME.match(prefix + seg.segment_name):
-            out.append(Problem(seg.name, None, "customer-profiles-name", f"segment definition name "
-                               f"{prefix + seg.segment_name!r} must be 1-64 letters, digits, _ or -"))
+            out.append(
+                Problem(
+                    seg.name,
+                    None,
+                    "customer-profiles-name",
+                    f"segment definition name {prefix + seg.segment_name!r} must be 1-64 letters, digits, _ or -",
+                )
+            )
     return out
 
 

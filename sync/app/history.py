@@ -44,12 +44,16 @@ def history_lines(runs: list[dict], detailed: bool = False) -> list[str]:
             by_status[s["status"]] = by_status.get(s["status"], 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in sorted(by_status.items())) or "no segments"
         outcome = run_outcome(run)
-        lines.append(f"{run['run_id']}  {run.get('command', '?'):<4}  {outcome:<11}  "
-                     f"{run.get('started_at', '')}  {run.get('destination', '')}  {summary}"
-                     + (f"  as_of {run['as_of']}" if run.get("as_of") else ""))
+        lines.append(
+            f"{run['run_id']}  {run.get('command', '?'):<4}  {outcome:<11}  "
+            f"{run.get('started_at', '')}  {run.get('destination', '')}  {summary}"
+            + (f"  as_of {run['as_of']}" if run.get("as_of") else "")
+        )
         if outcome == "interrupted":
-            lines.append("    interrupted: the run never finished (killed or crashed); segments it had not "
-                         "committed are sent again by the next run")
+            lines.append(
+                "    interrupted: the run never finished (killed or crashed); segments it had not "
+                "committed are sent again by the next run"
+            )
         if run.get("error"):
             lines.append(f"    error: {run['error']}")
         for s in segs:
@@ -59,9 +63,12 @@ def history_lines(runs: list[dict], detailed: bool = False) -> list[str]:
                 continue
             counts = ", ".join(f"{k} {plan[k]:,}" for k in ("rows", "entered", "changed", "exited") if k in plan)
             reason = s.get("reason") if s.get("reason") != full else ""
-            lines.append(f"    {s['segment']}: {s['status']}" + (f" ({counts})" if counts else "")
-                         + (f" - full send: {full}" if full else "")
-                         + (f" - {reason}" if reason else ""))
+            lines.append(
+                f"    {s['segment']}: {s['status']}"
+                + (f" ({counts})" if counts else "")
+                + (f" - full send: {full}" if full else "")
+                + (f" - {reason}" if reason else "")
+            )
             for note in s.get("notes") or []:
                 lines.append(f"      note: {note}")
             quarantined = quarantined_rows(s)
@@ -71,8 +78,10 @@ def history_lines(runs: list[dict], detailed: bool = False) -> list[str]:
                     tries = f", {q['attempts']} attempt(s)" if q.get("attempts") else ""
                     lines.append(f"        {q.get('id')}{tries}: {q.get('code') or q.get('message', '')}")
             for job in s.get("jobs") or []:
-                lines.append(f"      job {job.get('job_id')}: {job.get('status')} processed={job.get('total_processed')} "
-                             f"failures={job.get('total_failures')}")
+                lines.append(
+                    f"      job {job.get('job_id')}: {job.get('status')} processed={job.get('total_processed')} "
+                    f"failures={job.get('total_failures')}"
+                )
                 for failure in (job.get("failures") or [])[:5]:
                     lines.append(f"        {failure}")
     return lines

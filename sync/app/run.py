@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 def dbt_build_args(req: SyncRequest, dbt_args: Sequence[str]) -> list[str]:
     """The arguments of the run's ``dbt build``: the run's selection, its ``as_of``, then the user's own."""
     project = req.project
-    _, extra = fix_as_of(load_target(Path(project.project_dir), project.profiles_dir, project.target).type,
-                         list(dbt_args))
+    _, extra = fix_as_of(
+        load_target(Path(project.project_dir), project.profiles_dir, project.target).type, list(dbt_args)
+    )
     args: list[str] = []
     if req.select:
         args += ["--select", *req.select]
@@ -40,8 +41,9 @@ def dbt_build_args(req: SyncRequest, dbt_args: Sequence[str]) -> list[str]:
     return args + extra
 
 
-def build_then_sync(req: SyncRequest, dbt_args: Sequence[str] = (), *, progress: Progress | None = None,
-                    session=None) -> RunReport:
+def build_then_sync(
+    req: SyncRequest, dbt_args: Sequence[str] = (), *, progress: Progress | None = None, session=None
+) -> RunReport:
     """``dbt build`` (the request's selection) and then sync what it built, both under the run lease.
 
     The lease is taken before the build: a second run of the deployment (the other runner, a person)

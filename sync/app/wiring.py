@@ -55,8 +55,9 @@ def build_reader(target: Target, project_dir: Path, session=None, run_id: str | 
     if target.type == "athena":
         from sync.readers.athena import AthenaReader
 
-        return AthenaReader.from_profile(target.config, session or _boto_session(target.config.get("region_name")),
-                                         run_id=run_id)
+        return AthenaReader.from_profile(
+            target.config, session or _boto_session(target.config.get("region_name")), run_id=run_id
+        )
     raise ConfigError(f"dbt target '{target.name}' uses adapter '{target.type}'; lakeseg reads duckdb and athena")
 
 
@@ -86,8 +87,9 @@ def load_context(req: SyncRequest) -> tuple[Target, Settings]:
         overrides["state"] = req.state
     if req.destination_path:
         overrides["destination"] = {"path": req.destination_path}
-    settings = load_settings(project_dir, target.name, path=req.settings_file, overrides=overrides,
-                             defined_targets=target.targets)
+    settings = load_settings(
+        project_dir, target.name, path=req.settings_file, overrides=overrides, defined_targets=target.targets
+    )
     # Local paths in lakeseg.yml are relative to the dbt project.
     if not settings.state.startswith("s3://") and not Path(settings.state).is_absolute():
         settings.state = str(project_dir / settings.state)
@@ -99,32 +101,56 @@ def load_context(req: SyncRequest) -> tuple[Target, Settings]:
     return target, settings
 
 
-def prepare_run(req: SyncRequest, *, command: str, dry_run: bool = False, session=None,
-                progress: Progress | None = None, lease: RunLease | None = None) -> SyncRun:
+def prepare_run(
+    req: SyncRequest,
+    *,
+    command: str,
+    dry_run: bool = False,
+    session=None,
+    progress: Progress | None = None,
+    lease: RunLease | None = None,
+) -> SyncRun:
     target, settings = load_context(req)
     run_id = lease.run_id if lease is not None else new_run_id()
     project_dir = Path(req.project.project_dir)
     artifacts = load_artifacts(project_dir, req.target_path)
-    if session is None and (settings.destination.type != "files" or settings.state.startswith("s3://")
-                            or target.type != "duckdb"):
+    if session is None and (
+        settings.destination.type != "files" or settings.state.startswith("s3://") or target.type != "duckdb"
+    ):
         session = _boto_session(getattr(settings.destination, "region", None) or target.config.get("region_name"))
     destination = build_destination(settings.destination, session)
     state = build_state(settings.state, session, settings.state_kms_key_id)
     options = SyncOptions(
-        select=req.select, exclude=req.exclude, full_refresh=req.full_refresh,
-        allow_mass_exit=req.allow_mass_exit, max_exit_share=settings.max_exit_share,
-        allow_size_change=req.allow_size_change, max_size_change_share=settings.max_size_change_share,
+        select=req.select,
+        exclude=req.exclude,
+        full_refresh=req.full_refresh,
+        allow_mass_exit=req.allow_mass_exit,
+        max_exit_share=settings.max_exit_share,
+        allow_size_change=req.allow_size_change,
+        max_size_change_share=settings.max_size_change_share,
         max_entered_share=settings.max_entered_share,
-        max_file_bytes=settings.max_file_bytes, memory_limit=settings.memory_limit, dry_run=dry_run,
+        max_file_bytes=settings.max_file_bytes,
+        memory_limit=settings.memory_limit,
+        dry_run=dry_run,
         digest_key=resolve_digest_key(settings.digest_key, session),
-        selector=DbtSelector(req.project, resolve_target_path(project_dir, req.target_path) / "lakeseg-select",
-                             req.dbt_state),
+        selector=DbtSelector(
+            req.project, resolve_target_path(project_dir, req.target_path) / "lakeseg-select", req.dbt_state
+        ),
     )
     work_dir = settings.work_dir if settings.work_dir.is_absolute() else project_dir / settings.work_dir
     run = SyncRun(
-        artifacts=artifacts, reader=build_reader(target, project_dir, session, run_id), destination=destination,
-        destination_key=state_key(destination, settings.destination), state=state, options=options,
-        target=target.name, work_dir=work_dir, command=command, progress=progress, run_id=run_id, lease=lease,
+        artifacts=artifacts,
+        reader=build_reader(target, project_dir, session, run_id),
+        destination=destination,
+        destination_key=state_key(destination, settings.destination),
+        state=state,
+        options=options,
+        target=target.name,
+        work_dir=work_dir,
+        command=command,
+        progress=progress,
+        run_id=run_id,
+        lease=lease,
     )
     run.report.as_of = as_of_of_invocation(artifacts.run_results)
     run.report.built_at = artifacts.generated_at
@@ -148,17 +174,26 @@ def build_imports_table(target: Target, settings: Settings, session=None):
 def run_lease(req: SyncRequest, *, command: str, session=None) -> RunLease:
     """The deployment's run lease (not yet taken): one run or sync at a time (sync/run/lease.py)."""
     _, settings = load_context(req)
-    return open_lease(build_state(settings.state, session, settings.state_kms_key_id),
-                      run_id=new_run_id(), command=command)
+    return open_lease(
+        build_state(settings.state, session, settings.state_kms_key_id), run_id=new_run_id(), command=command
+    )
 
 
-def run_sync(req: SyncRequest, *, command: str = "sync", dry_run: bool = False, session=None,
-             progress: Progress | None = None, lease: RunLease | None = None) -> RunReport:
+def run_sync(
+    req: SyncRequest,
+    *,
+    command: str = "sync",
+    dry_run: bool = False,
+    session=None,
+    progress: Progress | None = None,
+    lease: RunLease | None = None,
+) -> RunReport:
     """One sync. It runs under the run lease: ``lease`` when the caller holds it (``lakeseg run``), else
     its own, taken here; a plan (``dry_run``), which writes and sends nothing, takes none."""
     if dry_run or lease is not None:
-        return prepare_run(req, command=command, dry_run=dry_run, session=session, progress=progress,
-                           lease=lease).execute()
+        return prepare_run(
+            req, command=command, dry_run=dry_run, session=session, progress=progress, lease=lease
+        ).execute()
     with run_lease(req, command=command, session=session) as own:
         return prepare_run(req, command=command, session=session, progress=progress, lease=own).execute()
 

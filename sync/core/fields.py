@@ -21,8 +21,21 @@ FIXED_GROUPS = {
 }
 ACCEPTED_VALUES = {
     "ChannelType": frozenset(
-        {"PUSH", "GCM", "APNS", "APNS_SANDBOX", "APNS_VOIP", "APNS_VOIP_SANDBOX", "ADM", "SMS", "VOICE",
-         "EMAIL", "BAIDU", "CUSTOM", "IN_APP"}
+        {
+            "PUSH",
+            "GCM",
+            "APNS",
+            "APNS_SANDBOX",
+            "APNS_VOIP",
+            "APNS_VOIP_SANDBOX",
+            "ADM",
+            "SMS",
+            "VOICE",
+            "EMAIL",
+            "BAIDU",
+            "CUSTOM",
+            "IN_APP",
+        }
     ),
     "OptOut": frozenset({"ALL", "NONE"}),
 }
@@ -51,7 +64,7 @@ def custom_name(field: str) -> str | None:
     """The attribute name of a custom field (``HasClicked`` of ``User.UserAttributes.HasClicked``)."""
     for prefix in CUSTOM_PREFIXES:
         if field.startswith(prefix):
-            return field[len(prefix):]
+            return field[len(prefix) :]
     return None
 
 
@@ -65,39 +78,49 @@ def validate_field(field: str) -> list[FieldProblem]:
         return []
     for prefix, allowed in FIXED_GROUPS.items():
         if field.startswith(prefix):
-            if field[len(prefix):] in allowed:
+            if field[len(prefix) :] in allowed:
                 return []
-            return [FieldProblem(
-                "field-name",
-                f"'{field}' is not a Pinpoint field; {prefix[:-1]} takes one of {', '.join(sorted(allowed))}",
-            )]
+            return [
+                FieldProblem(
+                    "field-name",
+                    f"'{field}' is not a Pinpoint field; {prefix[:-1]} takes one of {', '.join(sorted(allowed))}",
+                )
+            ]
     name = custom_name(field)
     if name is None:
-        return [FieldProblem(
-            "field-name",
-            f"'{field}' is not a Pinpoint CSV import field; use Id, Address, ChannelType, OptOut, "
-            "EffectiveDate, User.UserId, User.UserAttributes.<name>, Attributes.<name>, Metrics.<name>, "
-            "Demographic.<...> or Location.<...> (names are case-sensitive)",
-        )]
+        return [
+            FieldProblem(
+                "field-name",
+                f"'{field}' is not a Pinpoint CSV import field; use Id, Address, ChannelType, OptOut, "
+                "EffectiveDate, User.UserId, User.UserAttributes.<name>, Attributes.<name>, Metrics.<name>, "
+                "Demographic.<...> or Location.<...> (names are case-sensitive)",
+            )
+        ]
     problems = []
     if not name:
         problems.append(FieldProblem("field-name", f"'{field}' has an empty attribute name"))
     if len(name) > MAX_NAME_LENGTH:
-        problems.append(FieldProblem(
-            "name-length",
-            f"attribute name '{name}' is {len(name)} characters; Pinpoint allows at most {MAX_NAME_LENGTH}",
-        ))
+        problems.append(
+            FieldProblem(
+                "name-length",
+                f"attribute name '{name}' is {len(name)} characters; Pinpoint allows at most {MAX_NAME_LENGTH}",
+            )
+        )
     bad = sorted({c for c in name if c in FORBIDDEN_NAME_CHARS})
     if bad:
-        problems.append(FieldProblem(
-            "name-characters", f"attribute name '{name}' contains {' '.join(bad)}; Pinpoint names avoid # : ? \\ /"
-        ))
+        problems.append(
+            FieldProblem(
+                "name-characters", f"attribute name '{name}' contains {' '.join(bad)}; Pinpoint names avoid # : ? \\ /"
+            )
+        )
     if "." in name or _CONTROL.search(name) or name != name.strip():
-        problems.append(FieldProblem(
-            "name-characters",
-            f"attribute name '{name}' contains a dot, a control character or surrounding spaces; "
-            "the CSV header's dot notation cannot carry it",
-        ))
+        problems.append(
+            FieldProblem(
+                "name-characters",
+                f"attribute name '{name}' contains a dot, a control character or surrounding spaces; "
+                "the CSV header's dot notation cannot carry it",
+            )
+        )
     return problems
 
 
@@ -106,10 +129,15 @@ def validate_value(field: str, value: object) -> list[FieldProblem]:
     text = "" if value is None else str(value)
     problems = []
     if len(text) > MAX_VALUE_LENGTH:
-        problems.append(FieldProblem("max-length", f"value is {len(text)} characters; Pinpoint allows {MAX_VALUE_LENGTH}"))
+        problems.append(
+            FieldProblem("max-length", f"value is {len(text)} characters; Pinpoint allows {MAX_VALUE_LENGTH}")
+        )
     if has_control_chars(text):
-        problems.append(FieldProblem("no-control-chars", "value holds a control character (line break, tab, "
-                                                         "NUL, U+0085, U+2028/U+2029, ...)"))
+        problems.append(
+            FieldProblem(
+                "no-control-chars", "value holds a control character (line break, tab, NUL, U+0085, U+2028/U+2029, ...)"
+            )
+        )
     if is_metric(field):
         try:
             float(text)

@@ -41,8 +41,10 @@ _PATH_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
 def _path_part(value: str) -> str:
     """A value that becomes one folder name in the state store (``destination.name``): never a path of its own."""
     if not _PATH_PART.match(value) or value in (".", ".."):
-        raise ValueError("must be one folder name (letters, digits, _ . - only; not '.' or '..'): "
-                         "it names this destination's folders in the state store")
+        raise ValueError(
+            "must be one folder name (letters, digits, _ . - only; not '.' or '..'): "
+            "it names this destination's folders in the state store"
+        )
     return value
 
 
@@ -61,7 +63,7 @@ HINTS = {
     "max_file_mb": "must be between 1 and 1024 (MiB; Pinpoint takes 1 GB per import job)",
     "max_concurrent_jobs": "must be a whole number between 1 and 10 (Pinpoint runs at most 10 import jobs)",
     "max_job_mb": "must be above 0 and at most 1024 for pinpoint (1 GB per import job) or 1000 for "
-                  "customer_profiles (an upload stays under 1 GB)",
+    "customer_profiles (an upload stays under 1 GB)",
     "data_expiry_days": "must be between 1 and 1098 (CreateUploadJob's DataExpiry)",
     "refresh_before_expiry_days": "must be at least 0 (and less than destination.data_expiry_days)",
     "max_rejected_rows": "must be a whole number of 0 or more",
@@ -81,8 +83,9 @@ def _nearest(word: str, choices: list[str]) -> str:
 def describe(err: Any, known: Mapping[tuple, list[str]]) -> tuple[str, str]:
     """(dotted key, message) for one pydantic error, in a user's words; ``known``: valid keys per level."""
     loc = tuple(err["loc"])
-    shown = tuple(str(p) for p in loc if not (len(loc) > 1 and loc[0] == "destination" and p in DESTINATION_TYPES
-                                              and p == loc[1]))
+    shown = tuple(
+        str(p) for p in loc if not (len(loc) > 1 and loc[0] == "destination" and p in DESTINATION_TYPES and p == loc[1])
+    )
     key = ".".join(shown) or "(top level)"
     kind, value = err["type"], err.get("input")
     if kind == "extra_forbidden":

@@ -23,8 +23,14 @@ log = logging.getLogger(__name__)
 BUILD_HINT = "run `dbt build` (or `lakeseg run`)"
 PARSE_HINT = "run `dbt parse` or `dbt build`"
 # Project folders whose files shape the manifest (dbt_project.yml keys and dbt's defaults).
-PROJECT_PATHS = {"model-paths": ["models"], "macro-paths": ["macros"], "test-paths": ["tests"],
-                 "seed-paths": ["seeds"], "snapshot-paths": ["snapshots"], "analysis-paths": ["analyses"]}
+PROJECT_PATHS = {
+    "model-paths": ["models"],
+    "macro-paths": ["macros"],
+    "test-paths": ["tests"],
+    "seed-paths": ["seeds"],
+    "snapshot-paths": ["snapshots"],
+    "analysis-paths": ["analyses"],
+}
 SHAPING_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".py"}
 
 
@@ -55,8 +61,9 @@ def _load(path: Path, what: str, hint: str) -> dict:
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{what} at {path} is unreadable ({exc}): {hint}") from exc
     if not isinstance(doc, dict):
-        raise ArtifactError(f"{what} at {path} is not a dbt artifact (a JSON {type(doc).__name__}, "
-                            f"expected an object): {hint}")
+        raise ArtifactError(
+            f"{what} at {path} is not a dbt artifact (a JSON {type(doc).__name__}, expected an object): {hint}"
+        )
     return doc
 
 
@@ -65,14 +72,20 @@ def load_manifest(target_dir: Path) -> dict:
     manifest = _load(path, "dbt manifest", PARSE_HINT)
     nodes = manifest.get("nodes")
     if not isinstance(nodes, dict) or not nodes:
-        raise ArtifactError(f"dbt manifest at {path} has no nodes (is it a dbt manifest of this project?): "
-                            f"{PARSE_HINT}")
-    broken = [key for key, node in nodes.items()
-              if not isinstance(node, dict) or not isinstance(node.get("unique_id"), str)
-              or not isinstance(node.get("resource_type"), str)]
+        raise ArtifactError(
+            f"dbt manifest at {path} has no nodes (is it a dbt manifest of this project?): {PARSE_HINT}"
+        )
+    broken = [
+        key
+        for key, node in nodes.items()
+        if not isinstance(node, dict)
+        or not isinstance(node.get("unique_id"), str)
+        or not isinstance(node.get("resource_type"), str)
+    ]
     if broken:
-        raise ArtifactError(f"dbt manifest at {path} has malformed nodes ({', '.join(map(str, broken[:3]))}): "
-                            f"{PARSE_HINT}")
+        raise ArtifactError(
+            f"dbt manifest at {path} has malformed nodes ({', '.join(map(str, broken[:3]))}): {PARSE_HINT}"
+        )
     return manifest
 
 
@@ -81,17 +94,24 @@ def _check_run_results(path: Path, run_results: dict) -> None:
     if not isinstance(results, list):
         raise ArtifactError(f"dbt run results at {path} have no 'results' list: {BUILD_HINT}")
     for i, result in enumerate(results):
-        if not isinstance(result, dict) or not isinstance(result.get("unique_id"), str) \
-                or not isinstance(result.get("status"), str):
-            raise ArtifactError(f"dbt run results at {path}: result #{i + 1} has no unique_id/status "
-                                f"(not written by dbt?): {BUILD_HINT}")
+        if (
+            not isinstance(result, dict)
+            or not isinstance(result.get("unique_id"), str)
+            or not isinstance(result.get("status"), str)
+        ):
+            raise ArtifactError(
+                f"dbt run results at {path}: result #{i + 1} has no unique_id/status "
+                f"(not written by dbt?): {BUILD_HINT}"
+            )
 
 
 def require_segments(manifest: dict, where: Path) -> None:
     """A manifest without a single segment model is the wrong project or target path."""
     if not any(isinstance(n, dict) and is_segment_node(n) for n in (manifest.get("nodes") or {}).values()):
-        raise ArtifactError(f"dbt manifest at {where} declares no segment models (models in models/segments/ "
-                            f"or with config.meta.lakeseg): check --project-dir / --target-path, then {PARSE_HINT}")
+        raise ArtifactError(
+            f"dbt manifest at {where} declares no segment models (models in models/segments/ "
+            f"or with config.meta.lakeseg): check --project-dir / --target-path, then {PARSE_HINT}"
+        )
 
 
 @dataclass
@@ -133,8 +153,11 @@ class Artifacts:
             # dbt's message may quote data (a value a cast refused): the reason names the node, the log
             # keeps the message at debug level.
             log.debug("dbt's message for %s: %s", segment.unique_id, model.get("message"))
-            return Eligibility(False, f"model {model.get('status')} in the latest dbt invocation "
-                                      f"({segment.unique_id}); dbt's message is in dbt's log")
+            return Eligibility(
+                False,
+                f"model {model.get('status')} in the latest dbt invocation "
+                f"({segment.unique_id}); dbt's message is in dbt's log",
+            )
         failed, missing = [], []
         for test in tests_by_model(self.manifest).get(segment.unique_id, []):
             res = results.get(test["unique_id"])
@@ -142,13 +165,19 @@ class Artifacts:
                 missing.append(test["name"])
             elif res.get("status") != "pass":
                 log.debug("dbt's message for %s: %s", test["unique_id"], res.get("message"))
-                failed.append(f"{test['name']} ({res.get('status')}"
-                              + (f", {res['failures']} failing rows" if res.get("failures") else "") + ")")
+                failed.append(
+                    f"{test['name']} ({res.get('status')}"
+                    + (f", {res['failures']} failing rows" if res.get("failures") else "")
+                    + ")"
+                )
         if failed:
             return Eligibility(False, "tests did not pass: " + "; ".join(failed), failed)
         if missing:
-            return Eligibility(False, "tests did not run in the latest dbt invocation ("
-                               + ", ".join(missing) + f"): {BUILD_HINT}", missing)
+            return Eligibility(
+                False,
+                "tests did not run in the latest dbt invocation (" + ", ".join(missing) + f"): {BUILD_HINT}",
+                missing,
+            )
         return Eligibility(True)
 
 

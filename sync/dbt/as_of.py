@@ -89,8 +89,9 @@ def lake_end(lake: Path) -> datetime | None:
     return None if end_ms is None else datetime(1970, 1, 1) + timedelta(milliseconds=int(end_ms))
 
 
-def fix_as_of(target_type: str, dbt_args: Sequence[str], *, now: datetime | None = None,
-              lake: Path | None = None) -> tuple[str, list[str]]:
+def fix_as_of(
+    target_type: str, dbt_args: Sequence[str], *, now: datetime | None = None, lake: Path | None = None
+) -> tuple[str, list[str]]:
     """Fix the run's as_of: (as_of, dbt arguments that pass it)."""
     pinned = pinned_as_of(dbt_args)
     if pinned:

@@ -83,8 +83,7 @@ def _exit_value_problem(value) -> str | None:
     if value is None:
         return "is null (YAML ~, null or nothing); write the value in quotes, e.g. 'None'"
     if isinstance(value, bool):
-        return (f"is the YAML boolean {str(value).lower()} (an unquoted yes/no/true/false/on/off); "
-                f"quote it, e.g. 'No'")
+        return f"is the YAML boolean {str(value).lower()} (an unquoted yes/no/true/false/on/off); quote it, e.g. 'No'"
     if not isinstance(value, (str, int, float)):
         return f"must be a string or a number, got a {type(value).__name__}"
     return None
@@ -117,8 +116,12 @@ def check_segment(seg: Segment, tests: list[dict]) -> list[Problem]:
 
     # Exit choice: `keep`, or a value for every owned field.
     if seg.exit is None:
-        add(None, "exit", f"declares no exit behaviour: set config.meta.lakeseg.exit to '{KEEP}' "
-                          f"or to a value for each of {', '.join(seg.owned_fields) or 'its fields'}")
+        add(
+            None,
+            "exit",
+            f"declares no exit behaviour: set config.meta.lakeseg.exit to '{KEEP}' "
+            f"or to a value for each of {', '.join(seg.owned_fields) or 'its fields'}",
+        )
     elif isinstance(seg.exit, str):
         if seg.exit != KEEP:
             add(None, "exit", f"exit must be '{KEEP}' or a mapping of field to value, got {seg.exit!r}")
@@ -152,24 +155,39 @@ def check_segment(seg: Segment, tests: list[dict]) -> list[Problem]:
             if rule not in have:
                 add(m.column, "required-test", f"{m.field} needs the '{rule}' test")
             elif (why := neutralised(have[rule])) is not None:
-                add(m.column, "required-test", f"{m.field}'s '{rule}' test does not count with {why}: "
-                                               "required tests run at error severity on every row")
+                add(
+                    m.column,
+                    "required-test",
+                    f"{m.field}'s '{rule}' test does not count with {why}: "
+                    "required tests run at error severity on every row",
+                )
         allowed = pf.ACCEPTED_VALUES.get(m.field)
         if allowed is not None:
             found = [have[n] for n in ACCEPTED_VALUES_TESTS if n in have]
             guarding = [t for t in found if neutralised(t) is None]
             if not found:
-                add(m.column, "required-test",
-                    f"{m.field} needs a 'pinpoint_accepted_values' test with values from {', '.join(sorted(allowed))}")
+                add(
+                    m.column,
+                    "required-test",
+                    f"{m.field} needs a 'pinpoint_accepted_values' test with values from {', '.join(sorted(allowed))}",
+                )
             elif not guarding:
-                add(m.column, "required-test", f"{m.field}'s '{test_name(found[0])}' test does not count with "
-                                               f"{neutralised(found[0])}: required tests run at error severity on "
-                                               "every row")
+                add(
+                    m.column,
+                    "required-test",
+                    f"{m.field}'s '{test_name(found[0])}' test does not count with "
+                    f"{neutralised(found[0])}: required tests run at error severity on "
+                    "every row",
+                )
             else:
                 values = _accepted_values(guarding[0]) or []
                 extra = sorted(set(map(str, values)) - allowed)
                 if extra:
-                    add(m.column, "accepted-values", f"{m.field} test accepts {', '.join(extra)}, which Pinpoint does not")
+                    add(
+                        m.column,
+                        "accepted-values",
+                        f"{m.field} test accepts {', '.join(extra)}, which Pinpoint does not",
+                    )
     return problems
 
 
@@ -190,8 +208,14 @@ def check_manifest(manifest: dict) -> tuple[list[Segment], list[Problem]]:
             for model in sorted(models):
                 others = ", ".join(sorted(m for m in models if m != model))
                 col = next(m.column for s in segments if s.name == model for m in s.mappings if m.field == f)
-                problems.append(Problem(model, col, "field-ownership",
-                                        f"{f} is also written by {others}; each field has exactly one owner"))
+                problems.append(
+                    Problem(
+                        model,
+                        col,
+                        "field-ownership",
+                        f"{f} is also written by {others}; each field has exactly one owner",
+                    )
+                )
     problems.extend(_quota_problems(segments))
     return segments, problems
 
@@ -209,11 +233,18 @@ def _quota_problems(segments: list[Segment]) -> list[Problem]:
     for seg in sorted(segments, key=lambda s: s.name):
         new = sorted({f for f in seg.owned_fields if pf.custom_name(f) is not None} - counted)
         if len(counted) + len(new) > pf.MAX_CUSTOM_ATTRIBUTES:
-            problems.append(Problem(seg.name, None, "custom-attribute-quota",
-                                    f"its {len(new)} custom attribute(s) ({', '.join(new[:3])}"
-                                    + (", ..." if len(new) > 3 else "") + f") would take the project past "
-                                    f"Pinpoint's {pf.MAX_CUSTOM_ATTRIBUTES} per project ({total} declared "
-                                    f"across all segments; counted in segment name order)"))
+            problems.append(
+                Problem(
+                    seg.name,
+                    None,
+                    "custom-attribute-quota",
+                    f"its {len(new)} custom attribute(s) ({', '.join(new[:3])}"
+                    + (", ..." if len(new) > 3 else "")
+                    + f") would take the project past "
+                    f"Pinpoint's {pf.MAX_CUSTOM_ATTRIBUTES} per project ({total} declared "
+                    f"across all segments; counted in segment name order)",
+                )
+            )
             continue
         counted.update(new)
     return problems
@@ -264,10 +295,14 @@ def value_rules(seg: Segment, tests: list[dict]) -> list[ValueRule]:
         for name in ACCEPTED_VALUES_TESTS:
             values = _accepted_values(have[name]) if name in have and neutralised(have[name]) is None else None
             if values:
-                rules.append(ValueRule(m.column, m.field, name, "accepted_values",
-                                       values=tuple(str(v) for v in values)))
+                rules.append(
+                    ValueRule(m.column, m.field, name, "accepted_values", values=tuple(str(v) for v in values))
+                )
         allowed = pf.ACCEPTED_VALUES.get(m.field)
         if allowed is not None and not any(r.kind == "accepted_values" and r.column == m.column for r in rules):
-            rules.append(ValueRule(m.column, m.field, "pinpoint_accepted_values", "accepted_values",
-                                   values=tuple(sorted(allowed))))
+            rules.append(
+                ValueRule(
+                    m.column, m.field, "pinpoint_accepted_values", "accepted_values", values=tuple(sorted(allowed))
+                )
+            )
     return rules

@@ -157,9 +157,7 @@ def tests_by_model(manifest: dict) -> dict[str, list[dict]]:
     for node in (manifest.get("nodes") or {}).values():
         if node.get("resource_type") != "test":
             continue
-        attached = node.get("attached_node") or next(
-            iter((node.get("depends_on") or {}).get("nodes") or []), None
-        )
+        attached = node.get("attached_node") or next(iter((node.get("depends_on") or {}).get("nodes") or []), None)
         if attached:
             out.setdefault(attached, []).append(node)
     return out

@@ -35,21 +35,35 @@ class DbtSelector:
     dbt_state: Path | None = None  # artifacts to compare with for state:modified
 
     def __call__(self, select: Sequence[str], exclude: Sequence[str]) -> set[str]:
-        args = ["ls", *self.project.common_args(), "--resource-type", "model", "--output", "json",
-                "--output-keys", "unique_id", "--target-path", str(self.target_dir)]
+        args = [
+            "ls",
+            *self.project.common_args(),
+            "--resource-type",
+            "model",
+            "--output",
+            "json",
+            "--output-keys",
+            "unique_id",
+            "--target-path",
+            str(self.target_dir),
+        ]
         if select:
             args += ["--select", *select]
         if exclude:
             args += ["--exclude", *exclude]
         if self.dbt_state is not None:
             if not Path(self.dbt_state, "manifest.json").exists():
-                raise ConfigError(f"--dbt-state {self.dbt_state} holds no manifest.json: point it at the "
-                                  "target directory of the dbt run to compare with")
+                raise ConfigError(
+                    f"--dbt-state {self.dbt_state} holds no manifest.json: point it at the "
+                    "target directory of the dbt run to compare with"
+                )
             args += ["--state", str(self.dbt_state)]
         result = run_dbt(args, quiet=True)
         if not result.success:
-            raise ConfigError(f"dbt could not resolve --select {' '.join(select) or '-'} "
-                              f"--exclude {' '.join(exclude) or '-'}: {result.exception}")
+            raise ConfigError(
+                f"dbt could not resolve --select {' '.join(select) or '-'} "
+                f"--exclude {' '.join(exclude) or '-'}: {result.exception}"
+            )
         ids = set()
         for line in result.result or []:
             try:
@@ -59,8 +73,9 @@ class DbtSelector:
         return ids
 
 
-def choose_segments(segments: list[Segment], select: Sequence[str] = (), exclude: Sequence[str] = (),
-                    resolver: Resolver | None = None) -> list[Segment]:
+def choose_segments(
+    segments: list[Segment], select: Sequence[str] = (), exclude: Sequence[str] = (), resolver: Resolver | None = None
+) -> list[Segment]:
     """The segments among what dbt selects; all of them when nothing is selected or excluded."""
     if not select and not exclude:
         return list(segments)
@@ -74,6 +89,10 @@ def choose_segments(segments: list[Segment], select: Sequence[str] = (), exclude
     if not chosen:  # as `dbt build` does: a warning, nothing to do, and no error
         what = f"{len(chosen_ids)} model(s), none of them a segment" if chosen_ids else "nothing"
         flags = " ".join([*(f"--select {s}" for s in select), *(f"--exclude {e}" for e in exclude)])
-        log.warning("Nothing to do: %s matches no segment; dbt selected %s (segments: %s)", flags, what,
-                    ", ".join(s.name for s in segments) or "none")
+        log.warning(
+            "Nothing to do: %s matches no segment; dbt selected %s (segments: %s)",
+            flags,
+            what,
+            ", ".join(s.name for s in segments) or "none",
+        )
     return chosen

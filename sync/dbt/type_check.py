@@ -111,9 +111,13 @@ class TypeChecker:
 
     def add_table(self, relation_name: str, columns: Mapping[str, exp.DataType | str]) -> None:
         parts = _table_parts(relation_name)
-        self.schema.add_table(exp.table_(parts[-1], db=parts[-2] if len(parts) > 1 else None,
-                                         catalog=parts[-3] if len(parts) > 2 else None),
-                              {k.lower(): v for k, v in columns.items()}, dialect=DIALECT)
+        self.schema.add_table(
+            exp.table_(
+                parts[-1], db=parts[-2] if len(parts) > 1 else None, catalog=parts[-3] if len(parts) > 2 else None
+            ),
+            {k.lower(): v for k, v in columns.items()},
+            dialect=DIALECT,
+        )
 
     def add_source(self, relation_name: str, declared: dict[str, str]) -> None:
         """A source table with its declared Athena (Hive DDL) column types."""
@@ -122,8 +126,14 @@ class TypeChecker:
     def check_model(self, model: str, relation_name: str, sql: str) -> list[Problem]:
         try:
             tree = sqlglot.parse_one(sql, dialect=DIALECT)
-            tree = qualify(tree, schema=self.schema, dialect=DIALECT, validate_qualify_columns=True,
-                           quote_identifiers=False, identify=False)
+            tree = qualify(
+                tree,
+                schema=self.schema,
+                dialect=DIALECT,
+                validate_qualify_columns=True,
+                quote_identifiers=False,
+                identify=False,
+            )
             tree = annotate_types(tree, schema=self.schema, expression_metadata=self.metadata, dialect=DIALECT)
         except SqlglotError as e:
             found = re.search(r"Column '([^']+)'", str(e))
@@ -144,9 +154,15 @@ class TypeChecker:
 
     def _check_node(self, model: str, node: exp.Expr) -> list[Problem]:
         if isinstance(node, exp.Dot) and node.this.type is not None and node.this.type.is_type(T.MAP):
-            return [Problem(model, _name(node), f"struct access on a map: {_name(node.this)} is "
-                                                f"{node.this.type.sql(DIALECT)}; read a key with element_at "
-                                                f"(macro map_value), not with '.'")]
+            return [
+                Problem(
+                    model,
+                    _name(node),
+                    f"struct access on a map: {_name(node.this)} is "
+                    f"{node.this.type.sql(DIALECT)}; read a key with element_at "
+                    f"(macro map_value), not with '.'",
+                )
+            ]
         if isinstance(node, exp.Column) and (node.type is None or node.type.is_type(T.UNKNOWN)):
             return [Problem(model, _name(node), "its type cannot be resolved (is it declared with a data_type?)")]
         if isinstance(node, COMPARISONS):
@@ -154,8 +170,9 @@ class TypeChecker:
             left, right = _family(left_type), _family(right_type)
             if left and right and left != right:
                 assert left_type is not None and right_type is not None  # an untyped side has no family
-                return [Problem(model, _name(node), f"compares {left_type.sql(DIALECT)} with "
-                                                    f"{right_type.sql(DIALECT)}")]
+                return [
+                    Problem(model, _name(node), f"compares {left_type.sql(DIALECT)} with {right_type.sql(DIALECT)}")
+                ]
         return []
 
 
@@ -195,8 +212,9 @@ def check_manifest(manifest: dict) -> list[Problem]:
         declared = {c: col.get("data_type") for c, col in source["columns"].items()}
         for column, data_type in declared.items():
             if not data_type:
-                problems.append(Problem(f"source {source['source_name']}.{source['name']}", column,
-                                        "declared without a data_type"))
+                problems.append(
+                    Problem(f"source {source['source_name']}.{source['name']}", column, "declared without a data_type")
+                )
         checker.add_source(source["relation_name"], {c: t for c, t in declared.items() if t})
     failed: set[str] = set()
     for node in _ordered_models(manifest["nodes"]):
@@ -223,6 +241,7 @@ def check_target(target_path: Path) -> None:
 
 # ------------------------------------------------- declared vs found source types
 
+
 def _normal(dtype: exp.DataType) -> str:
     return dtype.sql(DIALECT).lower().replace('"', "")
 
@@ -235,10 +254,13 @@ def compare_source_types(source: str, declared: dict[str, str], found: dict[str,
         want = exp.DataType.build(data_type, dialect="hive")
         got = actual.get(column.lower())
         if got is None:
-            problems.append(Problem(f"source {source}", column, f"declared {data_type}, but the table has no such column"))
+            problems.append(
+                Problem(f"source {source}", column, f"declared {data_type}, but the table has no such column")
+            )
         elif _normal(got) != _normal(want):
-            problems.append(Problem(f"source {source}", column,
-                                    f"declared {_normal(want)}, found {_normal(got)} in the table"))
+            problems.append(
+                Problem(f"source {source}", column, f"declared {_normal(want)}, found {_normal(got)} in the table")
+            )
     return problems
 
 
@@ -251,5 +273,7 @@ def glue_column_types(glue_client, database: str, table: str) -> dict[str, exp.D
 
 def parquet_column_types(con, relation_sql: str) -> dict[str, exp.DataType]:
     """Columns of a DuckDB relation (e.g. read_parquet(...) of the local lake) with their types."""
-    return {name: exp.DataType.build(dtype, dialect="duckdb")
-            for name, dtype, *_ in con.execute(f"describe select * from {relation_sql}").fetchall()}
+    return {
+        name: exp.DataType.build(dtype, dialect="duckdb")
+        for name, dtype, *_ in con.execute(f"describe select * from {relation_sql}").fetchall()
+    }

@@ -34,11 +34,23 @@ Status = TypeVar("Status")  # what a poll fetches: a job's description, a list o
 log = logging.getLogger(__name__)
 
 THROTTLING = {"TooManyRequestsException", "ThrottlingException", "Throttling", "TooManyRequests"}
-TRANSIENT = {"InternalServerErrorException", "ServiceUnavailable", "ServiceUnavailableException",
-             "InternalFailure", "InternalServerError"}
+TRANSIENT = {
+    "InternalServerErrorException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalFailure",
+    "InternalServerError",
+}
 NOT_FOUND = {"NoSuchBucket", "404", "NotFound", "NoSuchKey", "ResourceNotFoundException", "NotFoundException"}
-DENIED = {"AccessDenied", "AccessDeniedException", "403", "Forbidden", "ForbiddenException",
-          "UnauthorizedOperation", "AllAccessDisabled"}
+DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "403",
+    "Forbidden",
+    "ForbiddenException",
+    "UnauthorizedOperation",
+    "AllAccessDisabled",
+}
 
 
 def error_code(exc: ClientError) -> str:
@@ -67,8 +79,15 @@ def client_config():
 class Retrier:
     """Call with exponential backoff and full jitter on throttling (and 5xx when safe to repeat)."""
 
-    def __init__(self, *, label: str, max_retries: int = 8, base_seconds: float = 0.5, cap_seconds: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        *,
+        label: str,
+        max_retries: int = 8,
+        base_seconds: float = 0.5,
+        cap_seconds: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.label = label
         self.max_retries = int(max_retries)
         self.base_seconds = float(base_seconds)
@@ -89,14 +108,28 @@ class Retrier:
                     raise
                 delay = random.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1)))
                 self.retries += 1
-                log.info("%s: %s (%s); retry %d/%d in %.1f s", self.label, getattr(call, "__name__", "call"), code,
-                         attempt, self.max_retries, delay)
+                log.info(
+                    "%s: %s (%s); retry %d/%d in %.1f s",
+                    self.label,
+                    getattr(call, "__name__", "call"),
+                    code,
+                    attempt,
+                    self.max_retries,
+                    delay,
+                )
                 self.sleep(delay)
 
 
-def poll(fetch: Callable[[], Status], finished: Callable[[Status], bool], *, interval: float, timeout: float,
-         sleep: Callable[[float], None], tick: Callable[[], None] | None = None,
-         clock: Callable[[], float] = time.monotonic) -> tuple[Status, bool]:
+def poll(
+    fetch: Callable[[], Status],
+    finished: Callable[[Status], bool],
+    *,
+    interval: float,
+    timeout: float,
+    sleep: Callable[[float], None],
+    tick: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[Status, bool]:
     """Fetch a status until ``finished(status)`` or ``timeout`` seconds pass: (last status, finished?)."""
     deadline = clock() + timeout
     while True:
@@ -110,15 +143,25 @@ def poll(fetch: Callable[[], Status], finished: Callable[[Status], bool], *, int
         sleep(interval)
 
 
-def preflight_error(exc: Exception, *, setting: str, what: str, actions: str, missing: Collection[str] = frozenset(),
-                    missing_message: str = "", platform: str = "") -> ConfigError:
+def preflight_error(
+    exc: Exception,
+    *,
+    setting: str,
+    what: str,
+    actions: str,
+    missing: Collection[str] = frozenset(),
+    missing_message: str = "",
+    platform: str = "",
+) -> ConfigError:
     """A preflight call failed: the ConfigError that names the setting and, when denied, the IAM actions.
 
     ``missing_message`` (formatted with ``code``) says what a code in ``missing`` means.
     """
     if isinstance(exc, NoCredentialsError):
-        return ConfigError(f"no AWS credentials for the {platform or 'platform'} destination (set a profile, role "
-                           "or AWS_* environment variables)")
+        return ConfigError(
+            f"no AWS credentials for the {platform or 'platform'} destination (set a profile, role "
+            "or AWS_* environment variables)"
+        )
     if isinstance(exc, ClientError):
         code = error_code(exc)
         if code in missing:

@@ -81,6 +81,7 @@ MAX_URL_FETCHES = 3
 DOMAIN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _NAME = re.compile(r"^lakeseg-(?P<run>\d{8}T\d{9}Z-[0-9a-f]{6})-(?P<segment>.+)-p(?P<part>[0-9a-z]+)$")
 
+
 class CustomerProfilesDestinationSettings(BaseModel):
     """The ``destination:`` block of a ``customer_profiles`` destination: its one check.
 
@@ -91,41 +92,55 @@ class CustomerProfilesDestinationSettings(BaseModel):
     type: Literal["customer_profiles"]
     name: PathPart | None = Field(None, description="the key state is kept under (read by the sync, not here)")
     domain_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")] | None = Field(
-        None, description="the Customer Profiles domain")
+        None, description="the Customer Profiles domain"
+    )
     region: StrictStr | None = Field(None, description="AWS region of the domain")
     data_expiry_days: Annotated[Whole, Field(ge=1, le=1098)] = Field(
-        14, description="days profiles from upload jobs live (DataExpiry, default 14)")
+        14, description="days profiles from upload jobs live (DataExpiry, default 14)"
+    )
     refresh_before_expiry_days: Annotated[Whole, Field(ge=0)] = Field(
-        3, description="unchanged members are sent again this many days before they expire (default 3)")
+        3, description="unchanged members are sent again this many days before they expire (default 3)"
+    )
     unique_key_target: Annotated[StrictStr, Field(pattern=r"^(_profile\.[A-Za-z0-9_.]+)?$")] | None = Field(
-        None, description="the profile field the Id goes to (default _profile.AccountNumber)")
+        None, description="the profile field the Id goes to (default _profile.AccountNumber)"
+    )
     segment_name_prefix: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9_-]*$")] | None = Field(
-        None, description="prefix for the segment definitions named by segment_name")
+        None, description="prefix for the segment definitions named by segment_name"
+    )
     poll_seconds: Annotated[Number, Field(ge=0, le=3600)] = Field(
-        15.0, description="seconds between status checks (default 15)")
+        15.0, description="seconds between status checks (default 15)"
+    )
     timeout: Annotated[Number, Field(gt=0)] = Field(
-        6 * 3600, description="seconds to wait for one upload job before stopping it (default 21600)")
+        6 * 3600, description="seconds to wait for one upload job before stopping it (default 21600)"
+    )
     max_concurrent_jobs: Annotated[Whole, Field(ge=1, le=10)] = Field(
-        2, description="upload jobs running at once (default 2)")
+        2, description="upload jobs running at once (default 2)"
+    )
     max_job_mb: Annotated[Number, Field(gt=0, le=1000)] = Field(
-        1000, description="largest upload in MB (default and maximum 1000: under 1 GB)")
+        1000, description="largest upload in MB (default and maximum 1000: under 1 GB)"
+    )
     max_rejected_rows: Annotated[Whole, Field(ge=0)] = Field(
-        DEFAULT_MAX_REJECTED_ROWS, description=ISOLATION_SETTINGS["max_rejected_rows"])
+        DEFAULT_MAX_REJECTED_ROWS, description=ISOLATION_SETTINGS["max_rejected_rows"]
+    )
     max_isolation_jobs: Annotated[Whole, Field(ge=0)] = Field(
-        DEFAULT_MAX_ISOLATION_JOBS, description=ISOLATION_SETTINGS["max_isolation_jobs"])
+        DEFAULT_MAX_ISOLATION_JOBS, description=ISOLATION_SETTINGS["max_isolation_jobs"]
+    )
 
     @model_validator(mode="after")
     def _refresh_before_expiry(self):
         if self.refresh_before_expiry_days >= self.data_expiry_days:
-            raise ValueError(f"refresh_before_expiry_days must be less than data_expiry_days "
-                             f"({self.data_expiry_days}), got {self.refresh_before_expiry_days}")
+            raise ValueError(
+                f"refresh_before_expiry_days must be less than data_expiry_days "
+                f"({self.data_expiry_days}), got {self.refresh_before_expiry_days}"
+            )
         return self
 
 
 # Every key of the block and what it means (the docs' table).
-SETTINGS = {"type": "customer_profiles",
-            **{k: str(f.description) for k, f in CustomerProfilesDestinationSettings.model_fields.items()
-               if k != "type"}}
+SETTINGS = {
+    "type": "customer_profiles",
+    **{k: str(f.description) for k, f in CustomerProfilesDestinationSettings.model_fields.items() if k != "type"},
+}
 
 
 def sse_c_headers(client_token: str) -> dict[str, str]:
@@ -157,14 +172,28 @@ class UploadFailed(Exception):
 class CustomerProfilesDestination:
     name = "customer_profiles"
 
-    def __init__(self, *, domain_name: str | None, profiles, data_expiry_days: int = 14,
-                 refresh_before_expiry_days: int = 3, unique_key_target: str = pf.DEFAULT_UNIQUE_KEY_TARGET,
-                 segment_name_prefix: str | None = None, poll_seconds: float = 15.0, timeout: float = 6 * 3600,
-                 max_concurrent_jobs: int = 2, max_job_bytes: int = pf.MAX_JOB_BYTES,
-                 max_rejected_rows: int = 100, max_isolation_jobs: int = DEFAULT_MAX_ISOLATION_JOBS, verify: bool | str = True,
-                 http_timeout: float = 300.0, retry_base_seconds: float = 0.5, max_retries: int = 8,
-                 sleep: Callable[[float], None] = time.sleep,
-                 wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+    def __init__(
+        self,
+        *,
+        domain_name: str | None,
+        profiles,
+        data_expiry_days: int = 14,
+        refresh_before_expiry_days: int = 3,
+        unique_key_target: str = pf.DEFAULT_UNIQUE_KEY_TARGET,
+        segment_name_prefix: str | None = None,
+        poll_seconds: float = 15.0,
+        timeout: float = 6 * 3600,
+        max_concurrent_jobs: int = 2,
+        max_job_bytes: int = pf.MAX_JOB_BYTES,
+        max_rejected_rows: int = 100,
+        max_isolation_jobs: int = DEFAULT_MAX_ISOLATION_JOBS,
+        verify: bool | str = True,
+        http_timeout: float = 300.0,
+        retry_base_seconds: float = 0.5,
+        max_retries: int = 8,
+        sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ):
         self.domain_name = domain_name
         self.profiles = profiles
         self.data_expiry_days = int(data_expiry_days)
@@ -180,25 +209,32 @@ class CustomerProfilesDestination:
         self.http_timeout = float(http_timeout)
         self._sleep = sleep
         self._wall_clock = wall_clock
-        self._retrying = Retrier(label="customer_profiles", max_retries=max_retries,
-                                 base_seconds=retry_base_seconds, sleep=sleep)
+        self._retrying = Retrier(
+            label="customer_profiles", max_retries=max_retries, base_seconds=retry_base_seconds, sleep=sleep
+        )
         lo, hi = pf.DATA_EXPIRY_RANGE
         if not lo <= self.data_expiry_days <= hi:
-            raise ConfigError(f"destination.data_expiry_days must be between {lo} and {hi} (CreateUploadJob's "
-                              f"DataExpiry), got {data_expiry_days!r}")
+            raise ConfigError(
+                f"destination.data_expiry_days must be between {lo} and {hi} (CreateUploadJob's "
+                f"DataExpiry), got {data_expiry_days!r}"
+            )
         if not 0 <= self.refresh_before_expiry_days < self.data_expiry_days:
-            raise ConfigError("destination.refresh_before_expiry_days must be at least 0 and less than "
-                              f"destination.data_expiry_days ({self.data_expiry_days}), got {refresh_before_expiry_days!r}")
+            raise ConfigError(
+                "destination.refresh_before_expiry_days must be at least 0 and less than "
+                f"destination.data_expiry_days ({self.data_expiry_days}), got {refresh_before_expiry_days!r}"
+            )
         self.max_concurrent_jobs, self._slots = job_slots(
-            max_concurrent_jobs, why="lakeseg's bound on upload jobs at once")
+            max_concurrent_jobs, why="lakeseg's bound on upload jobs at once"
+        )
         self.max_parallel = self.max_concurrent_jobs
         self._http = None
         self._http_lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_settings(cls, settings: CustomerProfilesDestinationSettings | Mapping[str, Any],
-                      session=None) -> CustomerProfilesDestination:
+    def from_settings(
+        cls, settings: CustomerProfilesDestinationSettings | Mapping[str, Any], session=None
+    ) -> CustomerProfilesDestination:
         block = destination_block(CustomerProfilesDestinationSettings, settings)
         if session is None:
             import boto3
@@ -241,41 +277,65 @@ class CustomerProfilesDestination:
         if not self.domain_name or not str(self.domain_name).strip():
             raise ConfigError("destination.domain_name is not set: the Customer Profiles domain to upload to")
         if not DOMAIN.match(str(self.domain_name)):
-            raise ConfigError(f"destination.domain_name {self.domain_name!r} is not a domain name (1-64 letters, "
-                              "digits, _ or -)")
+            raise ConfigError(
+                f"destination.domain_name {self.domain_name!r} is not a domain name (1-64 letters, digits, _ or -)"
+            )
         if not self.unique_key_target.startswith("_profile."):
-            raise ConfigError("destination.unique_key_target must name a profile field such as "
-                              f"_profile.AccountNumber, got {self.unique_key_target!r}")
-        actions = (f"profile:GetDomain, profile:ListUploadJobs, profile:CreateUploadJob, profile:GetUploadJobPath, "
-                   f"profile:StartUploadJob, profile:GetUploadJob and profile:StopUploadJob on "
-                   f"arn:aws:profile:<region>:<account>:domains/{self.domain_name} and its upload jobs "
-                   "(the stack's CustomerProfilesRunnerPolicy)")
-        checks: tuple[tuple[Any, dict[str, Any]], ...] = ((self.profiles.get_domain, {}),
-                                                          (self.profiles.list_upload_jobs, {"MaxResults": 1}))
+            raise ConfigError(
+                "destination.unique_key_target must name a profile field such as "
+                f"_profile.AccountNumber, got {self.unique_key_target!r}"
+            )
+        actions = (
+            f"profile:GetDomain, profile:ListUploadJobs, profile:CreateUploadJob, profile:GetUploadJobPath, "
+            f"profile:StartUploadJob, profile:GetUploadJob and profile:StopUploadJob on "
+            f"arn:aws:profile:<region>:<account>:domains/{self.domain_name} and its upload jobs "
+            "(the stack's CustomerProfilesRunnerPolicy)"
+        )
+        checks: tuple[tuple[Any, dict[str, Any]], ...] = (
+            (self.profiles.get_domain, {}),
+            (self.profiles.list_upload_jobs, {"MaxResults": 1}),
+        )
         for call, kwargs in checks:
             try:
                 self._retrying(call, DomainName=self.domain_name, **kwargs)
             except (ClientError, BotoCoreError) as exc:
-                raise preflight_error(exc, setting="domain_name", what=f"Customer Profiles domain {self.domain_name}",
-                                      platform="customer_profiles", missing={"ResourceNotFoundException"},
-                                      missing_message=f"no Customer Profiles domain {self.domain_name} in this "
-                                                      "region ({code}); create it or fix destination.region",
-                                      actions=actions) from exc
+                raise preflight_error(
+                    exc,
+                    setting="domain_name",
+                    what=f"Customer Profiles domain {self.domain_name}",
+                    platform="customer_profiles",
+                    missing={"ResourceNotFoundException"},
+                    missing_message=f"no Customer Profiles domain {self.domain_name} in this "
+                    "region ({code}); create it or fix destination.region",
+                    actions=actions,
+                ) from exc
 
     # ------------------------------------------------------------------ delivery
     def deliver(self, delivery: SegmentDelivery, progress: Progress | None = None) -> DeliveryResult:
         location = f"customer-profiles://{self.domain_name}/{delivery.segment}"
         mapping = pf.map_fields(delivery.fields, self.unique_key_target)
         if mapping.problems:
-            return DeliveryResult(confirmed=False, location=location, errors=[
-                f"{delivery.segment}: {f} has no Customer Profiles target: {why}" for f, why in mapping.problems])
+            return DeliveryResult(
+                confirmed=False,
+                location=location,
+                errors=[
+                    f"{delivery.segment}: {f} has no Customer Profiles target: {why}" for f, why in mapping.problems
+                ],
+            )
         if delivery.files:
             waiting = self._settle_in_flight(delivery)
             if waiting:
                 return DeliveryResult(confirmed=False, errors=[waiting], location=location)
-        result = deliver_in_jobs(self, delivery, progress, max_job_bytes=self.max_job_bytes,
-                                 max_concurrent=self.max_concurrent_jobs, max_rejected_rows=self.max_rejected_rows,
-                                 max_isolation_jobs=self.max_isolation_jobs, location=location)
+        result = deliver_in_jobs(
+            self,
+            delivery,
+            progress,
+            max_job_bytes=self.max_job_bytes,
+            max_concurrent=self.max_concurrent_jobs,
+            max_rejected_rows=self.max_rejected_rows,
+            max_isolation_jobs=self.max_isolation_jobs,
+            location=location,
+        )
         if result.confirmed and delivery.segment_name:
             error = self._keep_segment_definition(delivery, mapping)
             if error:
@@ -296,14 +356,23 @@ class CustomerProfilesDestination:
                 if existing is None:
                     created = self._create_job(name, mapping, delivery)
                     if created is None:
-                        return JobOutcome(JobRecord(job_id="", status="NOT_CREATED"), error=(
-                            f"CreateUploadJob {name} failed on the server and no job of that name exists; "
-                            "the rows are resent next run"))
+                        return JobOutcome(
+                            JobRecord(job_id="", status="NOT_CREATED"),
+                            error=(
+                                f"CreateUploadJob {name} failed on the server and no job of that name exists; "
+                                "the rows are resent next run"
+                            ),
+                        )
                     job_id, status = created, "CREATED"
                 else:
                     job_id, status = existing["JobId"], existing.get("Status", "CREATED")
-                    log.info("customer_profiles: %s part %s: attaching to upload job %s (%s), not creating another",
-                             delivery.segment, job.label, job_id, status)
+                    log.info(
+                        "customer_profiles: %s part %s: attaching to upload job %s (%s), not creating another",
+                        delivery.segment,
+                        job.label,
+                        job_id,
+                        status,
+                    )
                 if status == "CREATED":
                     self._upload(job_id, csv_path)
                     tracker.uploaded(len(job.files))
@@ -312,8 +381,12 @@ class CustomerProfilesDestination:
                     tracker.uploaded(len(job.files))
                 response, done = poll(
                     lambda: self._retrying(self.profiles.get_upload_job, DomainName=self.domain_name, JobId=job_id),
-                    lambda r: r.get("Status") in TERMINAL, interval=self.poll_seconds, timeout=self.timeout,
-                    sleep=self._sleep, tick=tracker.tick)
+                    lambda r: r.get("Status") in TERMINAL,
+                    interval=self.poll_seconds,
+                    timeout=self.timeout,
+                    sleep=self._sleep,
+                    tick=tracker.tick,
+                )
                 if not done:
                     return self._give_up(job_id, response)
                 if delivery.ledger is not None:  # it has ended: no later run needs to find it
@@ -323,8 +396,7 @@ class CustomerProfilesDestination:
             return JobOutcome(JobRecord(job_id=job_id, status="UPLOAD_FAILED"), error=str(exc))
         except ClientError as exc:
             log.warning("customer_profiles: %s part %s failed: %s", delivery.segment, job.label, error_code(exc))
-            return JobOutcome(JobRecord(job_id=job_id, status="ERROR"),
-                              error=f"{error_code(exc)}: {exc}")
+            return JobOutcome(JobRecord(job_id=job_id, status="ERROR"), error=f"{error_code(exc)}: {exc}")
         except BotoCoreError as exc:
             return JobOutcome(JobRecord(job_id=job_id, status="ERROR"), error=str(exc))
         finally:
@@ -385,14 +457,23 @@ class CustomerProfilesDestination:
         if ledger is not None:  # durably, before the call: a job created despite an error is looked for later
             ledger.remember(name, None, run_id)
         try:
-            created = self._retrying(self.profiles.create_upload_job, retry_transient=False,
-                                     DomainName=self.domain_name, DisplayName=name, Fields=mapping.fields(),
-                                     UniqueKey=mapping.unique_key, DataExpiry=self.data_expiry_days)
+            created = self._retrying(
+                self.profiles.create_upload_job,
+                retry_transient=False,
+                DomainName=self.domain_name,
+                DisplayName=name,
+                Fields=mapping.fields(),
+                UniqueKey=mapping.unique_key,
+                DataExpiry=self.data_expiry_days,
+            )
         except ClientError as exc:
             if not is_transient(exc):
                 raise
-            log.warning("customer_profiles: CreateUploadJob %s answered %s; looking for the job before anything else",
-                        name, error_code(exc))
+            log.warning(
+                "customer_profiles: CreateUploadJob %s answered %s; looking for the job before anything else",
+                name,
+                error_code(exc),
+            )
             found = next((j for j in self._listed() if j.get("DisplayName") == name), None)
             if found is not None and ledger is not None:
                 ledger.remember(name, str(found["JobId"]), run_id)
@@ -411,10 +492,15 @@ class CustomerProfilesDestination:
                 valid_until = valid_until.replace(tzinfo=timezone.utc)
             if valid_until is None or valid_until - self._wall_clock() > URL_MARGIN:
                 return path
-            log.info("customer_profiles: upload URL of job %s is valid only until %s; fetching another",
-                     job_id, valid_until.isoformat())
-        raise UploadFailed(f"upload job {job_id}: GetUploadJobPath returned {MAX_URL_FETCHES} URLs that had expired "
-                           "or were about to; nothing was uploaded (check the clock of this machine)")
+            log.info(
+                "customer_profiles: upload URL of job %s is valid only until %s; fetching another",
+                job_id,
+                valid_until.isoformat(),
+            )
+        raise UploadFailed(
+            f"upload job {job_id}: GetUploadJobPath returned {MAX_URL_FETCHES} URLs that had expired "
+            "or were about to; nothing was uploaded (check the clock of this machine)"
+        )
 
     def _session(self):
         from botocore.httpsession import URLLib3Session
@@ -439,8 +525,12 @@ class CustomerProfilesDestination:
                 raise UploadFailed(f"upload job {job_id}: {exc}") from None
             size = csv_path.stat().st_size
             with open(csv_path, "rb") as body:
-                request = AWSRequest(method="PUT", url=url, data=body,
-                                     headers={**headers, "Content-Type": "text/csv", "Content-Length": str(size)})
+                request = AWSRequest(
+                    method="PUT",
+                    url=url,
+                    data=body,
+                    headers={**headers, "Content-Type": "text/csv", "Content-Length": str(size)},
+                )
                 try:
                     response = self._session().send(request.prepare())
                 except BotoCoreError as exc:
@@ -452,21 +542,25 @@ class CustomerProfilesDestination:
             if expired and attempt == 1:
                 log.info("customer_profiles: the upload URL of job %s expired on the way; fetching another", job_id)
                 continue
-            raise UploadFailed(f"upload job {job_id}: the upload answered HTTP {response.status_code}; nothing was "
-                               "started (the rows are resent next run)")
+            raise UploadFailed(
+                f"upload job {job_id}: the upload answered HTTP {response.status_code}; nothing was "
+                "started (the rows are resent next run)"
+            )
 
     def _start(self, job_id: str) -> None:
         try:
-            self._retrying(self.profiles.start_upload_job, retry_transient=False, DomainName=self.domain_name,
-                           JobId=job_id)
+            self._retrying(
+                self.profiles.start_upload_job, retry_transient=False, DomainName=self.domain_name, JobId=job_id
+            )
         except ClientError as exc:
             if not is_transient(exc):
                 raise
             # The start may have happened: start again only if the job still waits.
             status = self._retrying(self.profiles.get_upload_job, DomainName=self.domain_name, JobId=job_id)
             if status.get("Status") == "CREATED":
-                self._retrying(self.profiles.start_upload_job, retry_transient=False, DomainName=self.domain_name,
-                               JobId=job_id)
+                self._retrying(
+                    self.profiles.start_upload_job, retry_transient=False, DomainName=self.domain_name, JobId=job_id
+                )
         log.info("customer_profiles: started upload job %s", job_id)
 
     def _give_up(self, job_id: str, response: dict) -> JobOutcome:
@@ -476,8 +570,13 @@ class CustomerProfilesDestination:
             stopped = "stopped it"
         except (ClientError, BotoCoreError) as exc:
             stopped = f"could not stop it ({exc})"
-        return JobOutcome(record, error=(f"upload job {job_id} still {response.get('Status')} after "
-                                         f"{self.timeout:.0f} s; lakeseg {stopped}; the rows are resent next run"))
+        return JobOutcome(
+            record,
+            error=(
+                f"upload job {job_id} still {response.get('Status')} after "
+                f"{self.timeout:.0f} s; lakeseg {stopped}; the rows are resent next run"
+            ),
+        )
 
     # ------------------------------------------------------------------ earlier runs
     def _settle_in_flight(self, delivery: SegmentDelivery) -> str | None:
@@ -497,8 +596,11 @@ class CustomerProfilesDestination:
                 name = str(entry.get("name"))
                 if entry.get("run_id") == delivery.run_id:
                     continue
-                job = self._by_id(str(entry["job_id"])) if entry.get("job_id") else \
-                    next((j for j in self._listed() if j.get("DisplayName") == name), None)
+                job = (
+                    self._by_id(str(entry["job_id"]))
+                    if entry.get("job_id")
+                    else next((j for j in self._listed() if j.get("DisplayName") == name), None)
+                )
                 if job is not None and job.get("Status") in RUNNING:
                     ledger.remember(name, str(job["JobId"]), str(entry.get("run_id")))
                     found.append(f"upload job {job['JobId']} ({name})")
@@ -515,14 +617,23 @@ class CustomerProfilesDestination:
                 name = str(j.get("DisplayName") or "")
                 m = _NAME.match(name)
                 # The whole name is compared: a segment too long for DisplayName appears only as its hash.
-                if (m and m["run"] != delivery.run_id and name == display_name(m["run"], delivery.segment, m["part"])
-                        and j.get("Status") in RUNNING):
+                if (
+                    m
+                    and m["run"] != delivery.run_id
+                    and name == display_name(m["run"], delivery.segment, m["part"])
+                    and j.get("Status") in RUNNING
+                ):
                     found.append(f"upload job {j.get('JobId')} ({name})")
             return found
 
-        return settle_earlier_runs(delivery.segment, earlier, platform="customer_profiles",
-                                   interval=max(0.02, min(self.poll_seconds, 60.0)), timeout=self.timeout,
-                                   sleep=self._sleep)
+        return settle_earlier_runs(
+            delivery.segment,
+            earlier,
+            platform="customer_profiles",
+            interval=max(0.02, min(self.poll_seconds, 60.0)),
+            timeout=self.timeout,
+            sleep=self._sleep,
+        )
 
     # ------------------------------------------------------------------ segment definitions
     def _keep_segment_definition(self, delivery: SegmentDelivery, mapping: pf.ProfileMapping) -> str | None:
@@ -531,16 +642,19 @@ class CustomerProfilesDestination:
         if not pf.SEGMENT_DEFINITION_NAME.match(name):
             return f"{delivery.segment}: segment definition name {name!r} must be 1-64 letters, digits, _ or -"
         if not delivery.segment_filter:
-            return (f"{delivery.segment}: segment_name is set but meta.lakeseg.segment_values is not: the segment "
-                    "definition needs the values that mean \"in the segment\" (e.g. {HasClicked: [\"Yes\"]})")
+            return (
+                f"{delivery.segment}: segment_name is set but meta.lakeseg.segment_values is not: the segment "
+                'definition needs the values that mean "in the segment" (e.g. {HasClicked: ["Yes"]})'
+            )
         try:
             groups = pf.segment_groups(delivery.segment_filter, mapping)
         except ValueError as exc:
             return f"{delivery.segment}: {exc}"
         try:
             try:
-                existing = self._retrying(self.profiles.get_segment_definition, DomainName=self.domain_name,
-                                          SegmentDefinitionName=name)
+                existing = self._retrying(
+                    self.profiles.get_segment_definition, DomainName=self.domain_name, SegmentDefinitionName=name
+                )
             except ClientError as exc:
                 if error_code(exc) != "ResourceNotFoundException":
                     raise
@@ -552,11 +666,19 @@ class CustomerProfilesDestination:
             if existing is not None and existing.get("Description") == description:
                 return None
             if existing is not None:  # definitions cannot be updated: replace it
-                self._retrying(self.profiles.delete_segment_definition, DomainName=self.domain_name,
-                               SegmentDefinitionName=name)
-            self._retrying(self.profiles.create_segment_definition, retry_transient=False,
-                           DomainName=self.domain_name, SegmentDefinitionName=name, DisplayName=name,
-                           Description=description, SegmentGroups=groups, Tags={"lakeseg:segment": delivery.segment})
+                self._retrying(
+                    self.profiles.delete_segment_definition, DomainName=self.domain_name, SegmentDefinitionName=name
+                )
+            self._retrying(
+                self.profiles.create_segment_definition,
+                retry_transient=False,
+                DomainName=self.domain_name,
+                SegmentDefinitionName=name,
+                DisplayName=name,
+                Description=description,
+                SegmentGroups=groups,
+                Tags={"lakeseg:segment": delivery.segment},
+            )
             log.info("customer_profiles: %s segment definition %r", "replaced" if existing else "created", name)
         except ClientError as exc:
             return f"{delivery.segment}: cannot keep segment definition {name!r}: {error_code(exc)}"
@@ -580,9 +702,14 @@ def _record(job_id: str, response: dict) -> JobRecord:
     processed = None if created is None and updated is None else int(created or 0) + int(updated or 0)
     reason = response.get("StatusReason")
     code = str(reason) if reason and re.fullmatch(r"[A-Z][A-Z_]{0,63}", str(reason)) else None  # an enum
-    return JobRecord(job_id=job_id, status=str(response.get("Status") or "UNKNOWN"), total_processed=processed,
-                     total_failures=summary.get("FailedRecords"), failures=[str(reason)] if reason else [],
-                     status_reason=code)
+    return JobRecord(
+        job_id=job_id,
+        status=str(response.get("Status") or "UNKNOWN"),
+        total_processed=processed,
+        total_failures=summary.get("FailedRecords"),
+        failures=[str(reason)] if reason else [],
+        status_reason=code,
+    )
 
 
 def verdict(response: dict, rows: int) -> JobOutcome:
@@ -600,8 +727,10 @@ def verdict(response: dict, rows: int) -> JobOutcome:
     if status in ("SUCCEEDED", "PARTIALLY_SUCCEEDED") and failed:
         return JobOutcome(record, refused_rows=min(failed, rows) or failed)
     if status == "PARTIALLY_SUCCEEDED":
-        return JobOutcome(record, error=f"upload job {record.job_id} partially succeeded but reports no failed record "
-                                        "count; not confirmed")
+        return JobOutcome(
+            record,
+            error=f"upload job {record.job_id} partially succeeded but reports no failed record count; not confirmed",
+        )
     reason = f" ({record.failures[0]})" if record.failures else ""
     # FAILED (not STOPPED): a one-row job that ends so refused its row (see jobs.py).
     return JobOutcome(record, error=f"upload job {record.job_id} {status}{reason}", platform_failed=status == "FAILED")

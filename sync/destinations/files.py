@@ -91,8 +91,11 @@ class FilesDestination:
         for staged in staging_root.iterdir():
             with contextlib.suppress(OSError):  # gone meanwhile: nothing to do
                 run = _STAGED_RUN.match(staged.name)
-                if staged.is_dir() and not staged.is_symlink() and (
-                        (run is not None and run.group(1) in dead_runs) or staged.lstat().st_mtime < cutoff):
+                if (
+                    staged.is_dir()
+                    and not staged.is_symlink()
+                    and ((run is not None and run.group(1) in dead_runs) or staged.lstat().st_mtime < cutoff)
+                ):
                     shutil.rmtree(staged)
                     removed.append(staged.name)
         return removed

@@ -53,9 +53,9 @@ DEFAULT_MAX_REJECTED_ROWS = 100
 DEFAULT_MAX_ISOLATION_JOBS = 32
 ISOLATION_SETTINGS = {
     "max_rejected_rows": "rows the platform may refuse before a delivery counts as failed (default 100); "
-                         "refused rows are quarantined and resent every run",
+    "refused rows are quarantined and resent every run",
     "max_isolation_jobs": "jobs per run spent finding refused rows by group testing (default 32); an unfinished "
-                          "search is kept in state and continued next run",
+    "search is kept in state and continued next run",
 }
 
 
@@ -127,26 +127,35 @@ def job_slots(value, *, why: str, limit: int = 10) -> tuple[int, threading.Bound
     return n, threading.BoundedSemaphore(n)
 
 
-def settle_earlier_runs(segment: str, pending: Callable[[], list[str]], *, platform: str, interval: float,
-                        timeout: float, sleep: Callable[[float], None],
-                        clock: Callable[[], float] = time.monotonic) -> str | None:
+def settle_earlier_runs(
+    segment: str,
+    pending: Callable[[], list[str]],
+    *,
+    platform: str,
+    interval: float,
+    timeout: float,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float] = time.monotonic,
+) -> str | None:
     """Wait until ``pending()`` (jobs of earlier runs of this segment still running) is empty.
 
     Imports of one segment stay in order: a later run does not start while an
     earlier one may still write. Returns an error when they outlive ``timeout``.
     """
+
     def still() -> list[str]:
         found = pending()
         if found:
             log.info("%s: %s waits for %d in-flight job(s) of earlier runs", platform, segment, len(found))
         return found
 
-    found, done = poll(still, lambda found: not found, interval=interval, timeout=timeout, sleep=sleep,
-                       clock=clock)
+    found, done = poll(still, lambda found: not found, interval=interval, timeout=timeout, sleep=sleep, clock=clock)
     if done:
         return None
-    return (f"{segment}: an import of an earlier run is still in flight ({found[0]}); nothing was imported so that "
-            "imports stay in order; the rows are resent next run")
+    return (
+        f"{segment}: an import of an earlier run is still in flight ({found[0]}); nothing was imported so that "
+        "imports stay in order; the rows are resent next run"
+    )
 
 
 class JobProgress:
@@ -294,8 +303,17 @@ def _hold_back(files, workdir: Path, held: dict[str, str]) -> tuple[list[Path], 
 class _Search:
     """Breadth-first group testing over the rows a delivery's jobs refused (see ``deliver_in_jobs``)."""
 
-    def __init__(self, platform: JobPlatform, delivery: SegmentDelivery, tracker: JobProgress, workdir: Path, *,
-                 max_concurrent: int, parts: int, max_rejected_rows: int):
+    def __init__(
+        self,
+        platform: JobPlatform,
+        delivery: SegmentDelivery,
+        tracker: JobProgress,
+        workdir: Path,
+        *,
+        max_concurrent: int,
+        parts: int,
+        max_rejected_rows: int,
+    ):
         self.platform, self.delivery, self.tracker, self.workdir = platform, delivery, tracker, workdir
         self.max_concurrent, self.parts, self.max_rejected_rows = max_concurrent, parts, max_rejected_rows
         self.records: list[JobRecord] = []
@@ -309,8 +327,9 @@ class _Search:
         if len(jobs) == 1:
             outcomes = [self.platform.run_job(self.delivery, jobs[0], self.tracker)]
         else:
-            with ThreadPoolExecutor(max_workers=min(len(jobs), self.max_concurrent),
-                                    thread_name_prefix="lakeseg-jobs") as pool:
+            with ThreadPoolExecutor(
+                max_workers=min(len(jobs), self.max_concurrent), thread_name_prefix="lakeseg-jobs"
+            ) as pool:
                 outcomes = list(pool.map(lambda j: self.platform.run_job(self.delivery, j, self.tracker), jobs))
         self.records.extend(o.record for o in outcomes)
         return outcomes
@@ -331,8 +350,15 @@ class _Search:
             self.rejected.update((rid, message[:300]) for rid, message in named.items())
             if outcome.refused_rows > len(named):
                 rest = tuple(i for i in group.ids if i not in named) if named else group.ids
-                suspects.append(_Group(group.label, group.files, rest, outcome.refused_rows - len(named),
-                                       filtered=group.filtered or bool(named)))
+                suspects.append(
+                    _Group(
+                        group.label,
+                        group.files,
+                        rest,
+                        outcome.refused_rows - len(named),
+                        filtered=group.filtered or bool(named),
+                    )
+                )
             return outcome.refused_rows
         what = " (isolating refused rows)" if isolating else ""
         self.errors.append(f"{self.delivery.segment} job {group.label}{what}: {outcome.error or 'not accepted'}")
@@ -416,9 +442,18 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 ISOLATION_PARTS = 2  # g: the parts a suspect group is split into per round
 
 
-def deliver_in_jobs(platform: JobPlatform, delivery: SegmentDelivery, progress: Progress | None, *,
-                    max_job_bytes: int, max_concurrent: int, max_rejected_rows: int, max_isolation_jobs: int,
-                    location: str | None, parts: int = ISOLATION_PARTS) -> DeliveryResult:
+def deliver_in_jobs(
+    platform: JobPlatform,
+    delivery: SegmentDelivery,
+    progress: Progress | None,
+    *,
+    max_job_bytes: int,
+    max_concurrent: int,
+    max_rejected_rows: int,
+    max_isolation_jobs: int,
+    location: str | None,
+    parts: int = ISOLATION_PARTS,
+) -> DeliveryResult:
     """Deliver in jobs; find refused rows by group testing, continuing the search an earlier run left.
 
     Rows of ``delivery.search`` (an unfinished search) and ``delivery.quarantined``
@@ -435,8 +470,9 @@ def deliver_in_jobs(platform: JobPlatform, delivery: SegmentDelivery, progress: 
     workdir = Path(delivery.files[0]).parent / "isolate"
     files: list[Path] = list(delivery.files)
     held: dict[str, tuple[Path, list[str]]] = {}
-    saved = delivery.search if delivery.search is not None and delivery.search.fields == tuple(delivery.fields) \
-        else None
+    saved = (
+        delivery.search if delivery.search is not None and delivery.search.fields == tuple(delivery.fields) else None
+    )
     if max_rejected_rows and (saved is not None or delivery.quarantined):
         labels = {rid: "q" for rid in delivery.quarantined}
         for n, group in enumerate(saved.groups if saved else (), start=1):
@@ -450,8 +486,15 @@ def deliver_in_jobs(platform: JobPlatform, delivery: SegmentDelivery, progress: 
     retry = [_Group("q", (held["q"][0],), tuple(held["q"][1]), None)] if "q" in held else []
     carried = [_Group(label, (path,), tuple(ids), None) for label, (path, ids) in held.items() if label != "q"]
     tracker = JobProgress(progress, delivery.segment, len(delivery.files), len(jobs) + len(retry))
-    search = _Search(platform, delivery, tracker, workdir, max_concurrent=max_concurrent, parts=parts,
-                     max_rejected_rows=max_rejected_rows)
+    search = _Search(
+        platform,
+        delivery,
+        tracker,
+        workdir,
+        max_concurrent=max_concurrent,
+        parts=parts,
+        max_rejected_rows=max_rejected_rows,
+    )
     outcomes = search.run(jobs + [Job(g.label, g.files) for g in retry]) if jobs or retry else []
 
     frontier: list[_Group] = []
@@ -459,8 +502,10 @@ def deliver_in_jobs(platform: JobPlatform, delivery: SegmentDelivery, progress: 
         if outcome.ok:
             continue
         if outcome.refused and max_rejected_rows == 0:  # no row may be refused: no point isolating them
-            search.errors.append(f"{delivery.segment} job {job.label}: {outcome.refused_rows} row(s) refused by the "
-                                 f"platform (job {outcome.record.job_id}); destination.max_rejected_rows is 0")
+            search.errors.append(
+                f"{delivery.segment} job {job.label}: {outcome.refused_rows} row(s) refused by the "
+                f"platform (job {outcome.record.job_id}); destination.max_rejected_rows is 0"
+            )
             continue
         if outcome.refused or outcome.platform_failed:
             job_ids = tuple(_ids(job.files))  # one read of the job's files: attribution and the search use it
@@ -468,7 +513,7 @@ def deliver_in_jobs(platform: JobPlatform, delivery: SegmentDelivery, progress: 
                 search.settle(_Group(job.label, job.files, job_ids, None), outcome, frontier, isolating=False)
                 continue
         search.errors.append(f"{delivery.segment} job {job.label}: {outcome.error or 'not accepted'}")
-    for again, outcome in zip(retry, outcomes[len(jobs):]):
+    for again, outcome in zip(retry, outcomes[len(jobs) :]):
         if outcome.refused and outcome.refused_rows >= len(again.ids):
             # Every row refused again: rows refused before stay quarantined (named ones with their message).
             named = _named(again.ids, outcome)
@@ -479,18 +524,27 @@ def deliver_in_jobs(platform: JobPlatform, delivery: SegmentDelivery, progress: 
 
     errors, rejected = search.errors, search.rejected
     if len(rejected) > max_rejected_rows:
-        errors.append(f"{delivery.segment}: {len(rejected)} row(s) refused by the platform, more than "
-                      f"destination.max_rejected_rows ({max_rejected_rows})")
+        errors.append(
+            f"{delivery.segment}: {len(rejected)} row(s) refused by the platform, more than "
+            f"destination.max_rejected_rows ({max_rejected_rows})"
+        )
     if left:
-        log.info("%s: %d isolation job(s); %d row(s) in %d group(s) still hold refused rows: the search continues "
-                 "next run", delivery.segment, search.jobs_used, sum(len(g.ids) for g in left), len(left))
+        log.info(
+            "%s: %d isolation job(s); %d row(s) in %d group(s) still hold refused rows: the search continues next run",
+            delivery.segment,
+            search.jobs_used,
+            sum(len(g.ids) for g in left),
+            len(left),
+        )
     found = RowSearch(tuple(g.ids for g in left), tuple(delivery.fields)) if left else None
-    return DeliveryResult(confirmed=not errors, jobs=search.records, errors=errors, rejected=rejected,
-                          location=location, search=found)
+    return DeliveryResult(
+        confirmed=not errors, jobs=search.records, errors=errors, rejected=rejected, location=location, search=found
+    )
 
 
-def search_bound(k: int, n: int, parts: int = ISOLATION_PARTS,
-                 budget: int = DEFAULT_MAX_ISOLATION_JOBS) -> tuple[int, int]:
+def search_bound(
+    k: int, n: int, parts: int = ISOLATION_PARTS, budget: int = DEFAULT_MAX_ISOLATION_JOBS
+) -> tuple[int, int]:
     """(jobs, runs): at most how many isolation jobs find ``k`` refused rows among ``n``, and in how many runs.
 
     The search is a tree: a suspect group of m rows splits into ``parts`` (g)
@@ -515,7 +569,7 @@ def search_bound(k: int, n: int, parts: int = ISOLATION_PARTS,
     depth, reach = 0, 1
     while reach < n:
         depth, reach = depth + 1, reach * parts
-    jobs = (parts - 1) * sum(min(k, parts ** d) for d in range(depth)) + k
+    jobs = (parts - 1) * sum(min(k, parts**d) for d in range(depth)) + k
     first = budget - (parts - 1)
     later = budget - (parts - 1) - min(k, budget // parts)
     if jobs <= first:

@@ -82,6 +82,7 @@ MAX_POLLS = 8700  # the import tail's bound on MaxPolls (8700 x 3600 s fits in t
 MODES = ("stack", "direct")
 TERMINAL_JOB_STATES = {"COMPLETED", "FAILED"}
 
+
 def _whole_seconds(value: float) -> float:
     if value != int(value):
         raise ValueError(f"must be a whole number of seconds, got {value!r}")
@@ -100,36 +101,51 @@ class PinpointDestinationSettings(BaseModel):
     name: PathPart | None = Field(None, description="the key state is kept under (read by the sync, not here)")
     application_id: StrictStr | None = Field(None, description="the Pinpoint project id")
     import_s3_url: Annotated[StrictStr, Field(pattern=r"^(s3://.+)?$")] | None = Field(
-        None, description="s3://bucket/prefix for import files")
+        None, description="s3://bucket/prefix for import files"
+    )
     mode: Annotated[Literal["stack", "direct"] | None, BeforeValidator(lambda v: None if v == "" else v)] = Field(
-        None, description="stack (default) or direct")
+        None, description="stack (default) or direct"
+    )
     state_machine_arn: StrictStr | None = Field(
-        None, description="stack mode: the import tail (stack output StateMachineArn)")
+        None, description="stack mode: the import tail (stack output StateMachineArn)"
+    )
     import_role_arn: StrictStr | None = Field(
-        None, description="direct mode: the role Pinpoint assumes (stack output ImportRoleArn); "
-                          "stack mode: overrides the stack's role")
+        None,
+        description="direct mode: the role Pinpoint assumes (stack output ImportRoleArn); "
+        "stack mode: overrides the stack's role",
+    )
     segment_name_prefix: StrictStr | None = Field(
-        None, description="prefix for the dynamic segments named by segment_name")
+        None, description="prefix for the dynamic segments named by segment_name"
+    )
     poll_seconds: Annotated[Number, Field(ge=0, le=3600), AfterValidator(_whole_seconds)] | None = Field(
-        None, description="seconds between status checks")
+        None, description="seconds between status checks"
+    )
     max_concurrent_jobs: Annotated[Whole, Field(ge=1, le=10)] = Field(
-        2, description="import jobs running at once (default 2)")
+        2, description="import jobs running at once (default 2)"
+    )
     kms_key_id: StrictStr | None = Field(
-        None, description="KMS key for SSE-KMS uploads (default: the bucket's default encryption)")
-    timeout: Annotated[Number, Field(gt=0)] = Field(6 * 3600, description="seconds to wait for one import job "
-                                                                          "(default 21600)")
+        None, description="KMS key for SSE-KMS uploads (default: the bucket's default encryption)"
+    )
+    timeout: Annotated[Number, Field(gt=0)] = Field(
+        6 * 3600, description="seconds to wait for one import job (default 21600)"
+    )
     max_job_mb: Annotated[Number, Field(gt=0, le=1024)] = Field(
-        1024, description="largest import job in MiB (default and maximum 1024)")
+        1024, description="largest import job in MiB (default and maximum 1024)"
+    )
     region: StrictStr | None = Field(None, description="AWS region of the project, bucket and state machine")
     max_rejected_rows: Annotated[Whole, Field(ge=0)] = Field(
-        DEFAULT_MAX_REJECTED_ROWS, description=ISOLATION_SETTINGS["max_rejected_rows"])
+        DEFAULT_MAX_REJECTED_ROWS, description=ISOLATION_SETTINGS["max_rejected_rows"]
+    )
     max_isolation_jobs: Annotated[Whole, Field(ge=0)] = Field(
-        DEFAULT_MAX_ISOLATION_JOBS, description=ISOLATION_SETTINGS["max_isolation_jobs"])
+        DEFAULT_MAX_ISOLATION_JOBS, description=ISOLATION_SETTINGS["max_isolation_jobs"]
+    )
 
 
 # Every key of the block and what it means (the docs' table).
-SETTINGS = {"type": "pinpoint", **{k: str(f.description) for k, f in PinpointDestinationSettings.model_fields.items()
-                                   if k != "type"}}
+SETTINGS = {
+    "type": "pinpoint",
+    **{k: str(f.description) for k, f in PinpointDestinationSettings.model_fields.items() if k != "type"},
+}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -167,16 +183,31 @@ def execution_name(run_id: str, segment: str, part: int | str) -> str:
 class PinpointDestination:
     name = "pinpoint"
 
-    def __init__(self, *, application_id: str | None, import_s3_url: str | None, s3,
-                 stepfunctions=None, pinpoint=None, mode: str = "stack",
-                 state_machine_arn: str | None = None, import_role_arn: str | None = None,
-                 segment_name_prefix: str | None = None, poll_seconds: float | None = None,
-                 max_concurrent_jobs: int = 2, kms_key_id: str | None = None,
-                 timeout: float = 6 * 3600, max_job_bytes: int = MAX_JOB_BYTES,
-                 multipart_threshold: int = 64 * 1024**2, multipart_chunksize: int = 16 * 1024**2,
-                 retry_base_seconds: float = 0.5, max_retries: int = 8,
-                 max_rejected_rows: int = 100, max_isolation_jobs: int = DEFAULT_MAX_ISOLATION_JOBS,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        *,
+        application_id: str | None,
+        import_s3_url: str | None,
+        s3,
+        stepfunctions=None,
+        pinpoint=None,
+        mode: str = "stack",
+        state_machine_arn: str | None = None,
+        import_role_arn: str | None = None,
+        segment_name_prefix: str | None = None,
+        poll_seconds: float | None = None,
+        max_concurrent_jobs: int = 2,
+        kms_key_id: str | None = None,
+        timeout: float = 6 * 3600,
+        max_job_bytes: int = MAX_JOB_BYTES,
+        multipart_threshold: int = 64 * 1024**2,
+        multipart_chunksize: int = 16 * 1024**2,
+        retry_base_seconds: float = 0.5,
+        max_retries: int = 8,
+        max_rejected_rows: int = 100,
+        max_isolation_jobs: int = DEFAULT_MAX_ISOLATION_JOBS,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.application_id = application_id
         self.import_s3_url = import_s3_url
         self.mode = mode
@@ -194,19 +225,22 @@ class PinpointDestination:
         self.max_rejected_rows = int(max_rejected_rows)
         self.max_isolation_jobs = int(max_isolation_jobs)
         self._sleep = sleep
-        self._retrying = Retrier(label="pinpoint", max_retries=self.max_retries,
-                                 base_seconds=self.retry_base_seconds, sleep=sleep)
+        self._retrying = Retrier(
+            label="pinpoint", max_retries=self.max_retries, base_seconds=self.retry_base_seconds, sleep=sleep
+        )
         self.s3 = s3
         self.stepfunctions = stepfunctions
         self.pinpoint = pinpoint
         self.max_concurrent_jobs, self._slots = job_slots(
-            max_concurrent_jobs, why="Pinpoint runs at most 10 import jobs per account")
+            max_concurrent_jobs, why="Pinpoint runs at most 10 import jobs per account"
+        )
         self.max_parallel = self.max_concurrent_jobs
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_settings(cls, settings: PinpointDestinationSettings | Mapping[str, Any],
-                      session=None) -> PinpointDestination:
+    def from_settings(
+        cls, settings: PinpointDestinationSettings | Mapping[str, Any], session=None
+    ) -> PinpointDestination:
         block = destination_block(PinpointDestinationSettings, settings)
         if session is None:
             import boto3
@@ -242,24 +276,29 @@ class PinpointDestination:
     def preflight(self) -> None:
         """Check every setting and permission the delivery needs; upload nothing."""
         if not self.application_id or not str(self.application_id).strip():
-            raise ConfigError("destination.application_id is not set: the Pinpoint project id "
-                              "(stack output ApplicationId)")
+            raise ConfigError(
+                "destination.application_id is not set: the Pinpoint project id (stack output ApplicationId)"
+            )
         if not self.import_s3_url:
-            raise ConfigError("destination.import_s3_url is not set: s3://bucket/prefix for import files "
-                              "(stack output ImportS3Url)")
+            raise ConfigError(
+                "destination.import_s3_url is not set: s3://bucket/prefix for import files (stack output ImportS3Url)"
+            )
         bucket, prefix = parse_s3_url(self.import_s3_url)
         if self.mode not in MODES:
             raise ConfigError(f"destination.mode must be 'stack' or 'direct', got {self.mode!r}")
         if self.mode == "stack":
             if not self.state_machine_arn:
-                raise ConfigError("destination.state_machine_arn is not set (stack output StateMachineArn); "
-                                  "or use mode: direct")
+                raise ConfigError(
+                    "destination.state_machine_arn is not set (stack output StateMachineArn); or use mode: direct"
+                )
             if self.stepfunctions is None:
                 raise ConfigError("destination.mode is stack but no Step Functions client was given")
         else:
             if not self.import_role_arn:
-                raise ConfigError("destination.import_role_arn is not set: direct mode passes the role Pinpoint "
-                                  "assumes to read the files (stack output ImportRoleArn)")
+                raise ConfigError(
+                    "destination.import_role_arn is not set: direct mode passes the role Pinpoint "
+                    "assumes to read the files (stack output ImportRoleArn)"
+                )
             if self.pinpoint is None:
                 raise ConfigError("destination.mode is direct but no Pinpoint client was given")
         self._check_bucket(bucket, prefix)
@@ -275,35 +314,48 @@ class PinpointDestination:
         try:
             self.s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
         except (ClientError, BotoCoreError) as exc:
-            raise preflight_error(exc, setting="import_s3_url", what=f"bucket {bucket} ({where})", platform="pinpoint",
-                                  missing={"NoSuchBucket", "404", "NotFound"},
-                                  missing_message=f"bucket {bucket} does not exist ({where})",
-                                  actions=f"s3:ListBucket on arn:aws:s3:::{bucket} and s3:PutObject on {where}/*"
-                                  ) from exc
+            raise preflight_error(
+                exc,
+                setting="import_s3_url",
+                what=f"bucket {bucket} ({where})",
+                platform="pinpoint",
+                missing={"NoSuchBucket", "404", "NotFound"},
+                missing_message=f"bucket {bucket} does not exist ({where})",
+                actions=f"s3:ListBucket on arn:aws:s3:::{bucket} and s3:PutObject on {where}/*",
+            ) from exc
 
     def _check_state_machine(self) -> None:
         arn = self.state_machine_arn
         try:
             self.stepfunctions.describe_state_machine(stateMachineArn=arn)
         except (ClientError, BotoCoreError) as exc:
-            raise preflight_error(exc, setting="state_machine_arn", what=f"state machine {arn}", platform="pinpoint",
-                                  missing={"StateMachineDoesNotExist", "InvalidArn", "ResourceNotFound"},
-                                  missing_message=f"no state machine {arn} ({{code}}); use the stack output "
-                                                  "StateMachineArn",
-                                  actions="states:DescribeStateMachine and states:StartExecution on it and "
-                                          "states:DescribeExecution on its executions") from exc
+            raise preflight_error(
+                exc,
+                setting="state_machine_arn",
+                what=f"state machine {arn}",
+                platform="pinpoint",
+                missing={"StateMachineDoesNotExist", "InvalidArn", "ResourceNotFound"},
+                missing_message=f"no state machine {arn} ({{code}}); use the stack output StateMachineArn",
+                actions="states:DescribeStateMachine and states:StartExecution on it and "
+                "states:DescribeExecution on its executions",
+            ) from exc
 
     def _check_project(self) -> None:
         app = self.application_id
         try:
             self.pinpoint.get_import_jobs(ApplicationId=app, PageSize="1")
         except (ClientError, BotoCoreError) as exc:
-            raise preflight_error(exc, setting="application_id", what=f"Pinpoint project {app}", platform="pinpoint",
-                                  missing={"NotFoundException", "BadRequestException"},
-                                  missing_message=f"Pinpoint has no project {app} ({{code}})",
-                                  actions="mobiletargeting:GetImportJobs, mobiletargeting:CreateImportJob and "
-                                          "mobiletargeting:GetImportJob on it, and iam:PassRole on "
-                                          "destination.import_role_arn") from exc
+            raise preflight_error(
+                exc,
+                setting="application_id",
+                what=f"Pinpoint project {app}",
+                platform="pinpoint",
+                missing={"NotFoundException", "BadRequestException"},
+                missing_message=f"Pinpoint has no project {app} ({{code}})",
+                actions="mobiletargeting:GetImportJobs, mobiletargeting:CreateImportJob and "
+                "mobiletargeting:GetImportJob on it, and iam:PassRole on "
+                "destination.import_role_arn",
+            ) from exc
 
     # ------------------------------------------------------------------ delivery
     def deliver(self, delivery: SegmentDelivery, progress: Progress | None = None) -> DeliveryResult:
@@ -314,9 +366,16 @@ class PinpointDestination:
             waiting = self._settle_in_flight(delivery, bucket, prefix)
             if waiting:
                 return DeliveryResult(confirmed=False, errors=[waiting], location=location)
-        result = deliver_in_jobs(self, delivery, progress, max_job_bytes=self.max_job_bytes,
-                                 max_concurrent=self.max_concurrent_jobs, max_rejected_rows=self.max_rejected_rows,
-                                 max_isolation_jobs=self.max_isolation_jobs, location=location)
+        result = deliver_in_jobs(
+            self,
+            delivery,
+            progress,
+            max_job_bytes=self.max_job_bytes,
+            max_concurrent=self.max_concurrent_jobs,
+            max_rejected_rows=self.max_rejected_rows,
+            max_isolation_jobs=self.max_isolation_jobs,
+            location=location,
+        )
         if result.confirmed and delivery.segment_name:
             error = self._keep_segment(delivery)
             if error:
@@ -377,27 +436,37 @@ class PinpointDestination:
                 try:
                     for j in self._running_jobs():
                         url = j["Definition"]["S3Url"]  # both required in Pinpoint's model
-                        parts = url[len(root):].split("/") if url.startswith(root) else []
+                        parts = url[len(root) :].split("/") if url.startswith(root) else []
                         if len(parts) > 1 and parts[1] == delivery.segment and not url.startswith(mine):
                             found.append(f"import job {j.get('Id')} ({url})")
                 except (ClientError, BotoCoreError) as exc:
                     if self.mode == "direct":
                         raise
-                    log.warning("pinpoint: cannot list import jobs (%s); in-flight imports of earlier runs "
-                                "are not waited for (grant mobiletargeting:GetImportJobs)", exc)
+                    log.warning(
+                        "pinpoint: cannot list import jobs (%s); in-flight imports of earlier runs "
+                        "are not waited for (grant mobiletargeting:GetImportJobs)",
+                        exc,
+                    )
             if self.mode == "stack":
                 for arn in self._running_executions(delivery.segment):
-                    if not arn[arn.rindex(":") + 1:].startswith(delivery.run_id):  # the execution's name
+                    if not arn[arn.rindex(":") + 1 :].startswith(delivery.run_id):  # the execution's name
                         found.append(f"execution {arn}")
             return found
 
-        return settle_earlier_runs(delivery.segment, earlier, platform="pinpoint", interval=self._interval(),
-                                   timeout=self.timeout, sleep=self._sleep)
+        return settle_earlier_runs(
+            delivery.segment,
+            earlier,
+            platform="pinpoint",
+            interval=self._interval(),
+            timeout=self.timeout,
+            sleep=self._sleep,
+        )
 
     def _running_executions(self, segment: str) -> list[str]:
         arns = []
         pages = self.stepfunctions.get_paginator("list_executions").paginate(
-            stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")
+            stateMachineArn=self.state_machine_arn, statusFilter="RUNNING"
+        )
         for page in pages:
             for ex in page["executions"]:
                 described = self._retrying(self.stepfunctions.describe_execution, executionArn=ex["executionArn"])
@@ -434,8 +503,9 @@ class PinpointDestination:
             running = sum(1 for j in listed if _running(j))
             if running < self.max_concurrent_jobs:
                 return None
-            log.info("pinpoint: %d import jobs running in the project (limit %d); waiting", running,
-                     self.max_concurrent_jobs)
+            log.info(
+                "pinpoint: %d import jobs running in the project (limit %d); waiting", running, self.max_concurrent_jobs
+            )
             self._sleep(self._interval())
         return None
 
@@ -452,26 +522,36 @@ class PinpointDestination:
         if self.pinpoint is None:
             return "segment_name needs a Pinpoint client"
         if not delivery.segment_filter:
-            return (f"{delivery.segment}: segment_name is set but meta.lakeseg.segment_values is not: the dynamic "
-                    "segment needs the values that mean \"in the segment\" (e.g. {HasClicked: [\"Yes\"]})")
+            return (
+                f"{delivery.segment}: segment_name is set but meta.lakeseg.segment_values is not: the dynamic "
+                'segment needs the values that mean "in the segment" (e.g. {HasClicked: ["Yes"]})'
+            )
         name = f"{self.segment_name_prefix}{delivery.segment_name}"
         try:
             dimensions = segment_dimensions(delivery.segment_filter)
         except ValueError as exc:
             return f"{delivery.segment}: {exc}"
-        request = {"Name": name, "Dimensions": dimensions,
-                   "tags": {"lakeseg:segment": delivery.segment}}
+        request = {"Name": name, "Dimensions": dimensions, "tags": {"lakeseg:segment": delivery.segment}}
         try:
             # Pages are read only until the segment is found.
-            existing = next((s for s in self._listed(self.pinpoint.get_segments, "SegmentsResponse")
-                             if s.get("Name") == name), None)
+            existing = next(
+                (s for s in self._listed(self.pinpoint.get_segments, "SegmentsResponse") if s.get("Name") == name), None
+            )
             if existing is None:
-                self._retrying(self.pinpoint.create_segment, ApplicationId=self.application_id,
-                               WriteSegmentRequest=request, retry_transient=False)
+                self._retrying(
+                    self.pinpoint.create_segment,
+                    ApplicationId=self.application_id,
+                    WriteSegmentRequest=request,
+                    retry_transient=False,
+                )
                 log.info("pinpoint: created dynamic segment %r", name)
             elif existing.get("Dimensions") != dimensions:
-                self._retrying(self.pinpoint.update_segment, ApplicationId=self.application_id,
-                               SegmentId=existing["Id"], WriteSegmentRequest={"Name": name, "Dimensions": dimensions})
+                self._retrying(
+                    self.pinpoint.update_segment,
+                    ApplicationId=self.application_id,
+                    SegmentId=existing["Id"],
+                    WriteSegmentRequest={"Name": name, "Dimensions": dimensions},
+                )
                 log.info("pinpoint: updated dynamic segment %r", name)
         except ClientError as exc:
             return f"{delivery.segment}: cannot keep segment {name!r}: {_code(exc)}"
@@ -480,11 +560,17 @@ class PinpointDestination:
     def _upload(self, bucket: str, job: Job, folder_key: str, tracker: JobProgress) -> None:
         from boto3.s3.transfer import TransferConfig
 
-        config = TransferConfig(multipart_threshold=self.multipart_threshold,
-                                multipart_chunksize=self.multipart_chunksize)
+        config = TransferConfig(
+            multipart_threshold=self.multipart_threshold, multipart_chunksize=self.multipart_chunksize
+        )
         for path in job.files:
-            self.s3.upload_file(str(path), bucket, folder_key + path.name, Config=config,
-                                ExtraArgs={"ContentType": "text/csv; charset=utf-8", **self._sse()})
+            self.s3.upload_file(
+                str(path),
+                bucket,
+                folder_key + path.name,
+                Config=config,
+                ExtraArgs={"ContentType": "text/csv; charset=utf-8", **self._sse()},
+            )
             tracker.uploaded()
 
     def _sse(self) -> dict:
@@ -499,16 +585,22 @@ class PinpointDestination:
             raise ConfigError(f"destination.state_machine_arn is not a state machine ARN: {self.state_machine_arn}")
         return f"{head}:execution:{sm_name.split(':')[0]}:{name}"
 
-    def _run_stack_job(self, delivery: SegmentDelivery, job: Job, bucket: str, folder_key: str,
-                       tracker: JobProgress) -> tuple[JobRecord, str | None]:
+    def _run_stack_job(
+        self, delivery: SegmentDelivery, job: Job, bucket: str, folder_key: str, tracker: JobProgress
+    ) -> tuple[JobRecord, str | None]:
         # The execution name is the job's identity: Step Functions starts one execution per
         # name, and the execution calls CreateImportJob once (never retried on server errors).
         name = execution_name(delivery.run_id, delivery.segment, job.label)
         arn = self._execution_arn(name)
         existing = self._describe_if_exists(arn)
         if existing is not None:
-            log.info("pinpoint: %s part %s: attaching to execution %s (%s), not importing again",
-                     delivery.segment, job.label, name, existing["status"])
+            log.info(
+                "pinpoint: %s part %s: attaching to execution %s (%s), not importing again",
+                delivery.segment,
+                job.label,
+                name,
+                existing["status"],
+            )
             tracker.uploaded(len(job.files))
         else:
             self._upload(bucket, job, folder_key, tracker)
@@ -535,11 +627,16 @@ class PinpointDestination:
             poll = int(self.poll_seconds)
             per = max(poll, 1)  # seconds a poll counts for (an interval of 0 still takes time)
             payload["PollSeconds"] = poll
-            payload["MaxPolls"] = max(1, min(math.ceil(self.timeout / per), MAX_POLLS,
-                                             (EXECUTION_LIMIT_SECONDS - 3600) // per))
+            payload["MaxPolls"] = max(
+                1, min(math.ceil(self.timeout / per), MAX_POLLS, (EXECUTION_LIMIT_SECONDS - 3600) // per)
+            )
         try:
-            arn = self._retrying(self.stepfunctions.start_execution, stateMachineArn=self.state_machine_arn,
-                                 name=name, input=json.dumps(payload, sort_keys=True))["executionArn"]
+            arn = self._retrying(
+                self.stepfunctions.start_execution,
+                stateMachineArn=self.state_machine_arn,
+                name=name,
+                input=json.dumps(payload, sort_keys=True),
+            )["executionArn"]
             log.info("pinpoint: %s part %s: started execution %s", delivery.segment, job.label, name)
         except ClientError as exc:
             if _code(exc) != "ExecutionAlreadyExists":
@@ -557,9 +654,14 @@ class PinpointDestination:
             raise
 
     def _wait_execution(self, arn: str, tracker: JobProgress) -> dict:
-        described, done = poll(lambda: self._retrying(self.stepfunctions.describe_execution, executionArn=arn),
-                               lambda d: d["status"] != "RUNNING", interval=self._interval(), timeout=self.timeout,
-                               sleep=self._sleep, tick=tracker.tick)
+        described, done = poll(
+            lambda: self._retrying(self.stepfunctions.describe_execution, executionArn=arn),
+            lambda d: d["status"] != "RUNNING",
+            interval=self._interval(),
+            timeout=self.timeout,
+            sleep=self._sleep,
+            tick=tracker.tick,
+        )
         if not done:
             return {**described, "status": "WAIT_TIMEOUT"}
         tracker.job_done()
@@ -585,13 +687,18 @@ class PinpointDestination:
         )
         log.debug("pinpoint: execution %s report: %s", arn, report)
         if status == "WAIT_TIMEOUT":
-            return record, (f"import tail execution {arn} still running after {self.timeout:.0f} s; "
-                            "it may still import (the rows are resent next run)")
+            return record, (
+                f"import tail execution {arn} still running after {self.timeout:.0f} s; "
+                "it may still import (the rows are resent next run)"
+            )
         if status == "SUCCEEDED":
             return record, None
         if described.get("error") == "Lakeseg.NotificationFailed" and report.get("Outcome") == "SUCCEEDED":
-            log.warning("pinpoint: import job %s completed but the SNS notification failed (%s)",
-                        record.job_id, (report.get("NotifyError") or {}).get("Error"))
+            log.warning(
+                "pinpoint: import job %s completed but the SNS notification failed (%s)",
+                record.job_id,
+                (report.get("NotifyError") or {}).get("Error"),
+            )
             return record, None
         if not report:
             detail = " ".join(str(x) for x in (described.get("error"), described.get("cause")) if x)
@@ -603,19 +710,26 @@ class PinpointDestination:
         if record.status in TERMINAL_JOB_STATES and (record.total_failures or 0) > 0:
             return record, None  # endpoints refused: the shared layer isolates and quarantines them
         if error.get("Error") == "Lakeseg.ImportStillRunning":
-            return record, (f"import job {record.job_id} still running when its execution {arn} stopped polling "
-                            "(MaxPolls); it may still import (the rows are resent next run)")
+            return record, (
+                f"import job {record.job_id} still running when its execution {arn} stopped polling "
+                "(MaxPolls); it may still import (the rows are resent next run)"
+            )
         return record, _describe(record) + (f" ({error.get('Error')})" if error.get("Error") else "")
 
     # ------------------------------------------------------------------ direct mode
-    def _run_direct_job(self, delivery: SegmentDelivery, job: Job, bucket: str, base: str, folder_key: str,
-                        tracker: JobProgress) -> tuple[JobRecord, str | None]:
+    def _run_direct_job(
+        self, delivery: SegmentDelivery, job: Job, bucket: str, base: str, folder_key: str, tracker: JobProgress
+    ) -> tuple[JobRecord, str | None]:
         marker_key = f"{base}/_jobs/part-{job.label}.json"
         s3_url = f"s3://{bucket}/{folder_key}"
         job_id = self._read_marker(bucket, marker_key)
         if job_id:
-            log.info("pinpoint: %s part %s: attaching to import job %s, not importing again",
-                     delivery.segment, job.label, job_id)
+            log.info(
+                "pinpoint: %s part %s: attaching to import job %s, not importing again",
+                delivery.segment,
+                job.label,
+                job_id,
+            )
             tracker.uploaded(len(job.files))
         else:
             self._upload(bucket, job, folder_key, tracker)
@@ -628,7 +742,8 @@ class PinpointDestination:
                 if job_id is None:
                     return JobRecord(job_id="", status="NOT_CREATED"), (
                         f"CreateImportJob for {s3_url} failed on the server and no job for that folder exists; "
-                        "the rows are resent next run")
+                        "the rows are resent next run"
+                    )
             self._write_marker(bucket, marker_key, job_id, delivery, job, s3_url)
             response = self._wait_import_job(job_id, tracker)
         record = JobRecord(
@@ -639,22 +754,37 @@ class PinpointDestination:
             failures=[str(f) for f in (response.get("Failures") or [])],
         )
         if record.status not in TERMINAL_JOB_STATES:
-            return record, (f"import job {job_id} still {record.status} after "
-                            f"{self.timeout:.0f} s; it may still import (the rows are resent next run)")
+            return record, (
+                f"import job {job_id} still {record.status} after "
+                f"{self.timeout:.0f} s; it may still import (the rows are resent next run)"
+            )
         return record, None
 
     def _create_import_job(self, delivery: SegmentDelivery, job: Job, s3_url: str) -> str | None:
         """CreateImportJob at most once; after a server error, look for the job it may have created."""
-        request: dict[str, Any] = {"S3Url": s3_url, "RoleArn": self.import_role_arn, "Format": "CSV",
-                                   "RegisterEndpoints": True, "DefineSegment": False}
+        request: dict[str, Any] = {
+            "S3Url": s3_url,
+            "RoleArn": self.import_role_arn,
+            "Format": "CSV",
+            "RegisterEndpoints": True,
+            "DefineSegment": False,
+        }
         try:
-            created = self._retrying(self.pinpoint.create_import_job, ApplicationId=self.application_id,
-                                     ImportJobRequest=request, retry_transient=False)
+            created = self._retrying(
+                self.pinpoint.create_import_job,
+                ApplicationId=self.application_id,
+                ImportJobRequest=request,
+                retry_transient=False,
+            )
         except ClientError as exc:
             if not is_transient(exc):
                 raise
-            log.warning("pinpoint: %s part %s: CreateImportJob answered %s; looking for the job before anything else",
-                        delivery.segment, job.label, _code(exc))
+            log.warning(
+                "pinpoint: %s part %s: CreateImportJob answered %s; looking for the job before anything else",
+                delivery.segment,
+                job.label,
+                _code(exc),
+            )
             return self._find_job(s3_url)
         job_id = created["ImportJobResponse"]["Id"]
         log.info("pinpoint: %s part %s: created import job %s", delivery.segment, job.label, job_id)
@@ -672,18 +802,32 @@ class PinpointDestination:
         except (ValueError, KeyError, TypeError):
             return None
 
-    def _write_marker(self, bucket: str, key: str, job_id: str, delivery: SegmentDelivery, job: Job,
-                      s3_url: str) -> None:
-        body = json.dumps({"JobId": job_id, "ApplicationId": self.application_id, "RunId": delivery.run_id,
-                           "Segment": delivery.segment, "Part": job.label, "S3Url": s3_url}).encode()
+    def _write_marker(
+        self, bucket: str, key: str, job_id: str, delivery: SegmentDelivery, job: Job, s3_url: str
+    ) -> None:
+        body = json.dumps(
+            {
+                "JobId": job_id,
+                "ApplicationId": self.application_id,
+                "RunId": delivery.run_id,
+                "Segment": delivery.segment,
+                "Part": job.label,
+                "S3Url": s3_url,
+            }
+        ).encode()
         self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **self._sse())
 
     def _wait_import_job(self, job_id: str, tracker: JobProgress) -> dict:
-        response, done = poll(lambda: self._retrying(self.pinpoint.get_import_job, ApplicationId=self.application_id,
-                                                     JobId=job_id)["ImportJobResponse"],
-                              lambda r: r.get("JobStatus") in TERMINAL_JOB_STATES,
-                              interval=self.poll_seconds if self.poll_seconds is not None else 15.0,
-                              timeout=self.timeout, sleep=self._sleep, tick=tracker.tick)
+        response, done = poll(
+            lambda: self._retrying(self.pinpoint.get_import_job, ApplicationId=self.application_id, JobId=job_id)[
+                "ImportJobResponse"
+            ],
+            lambda r: r.get("JobStatus") in TERMINAL_JOB_STATES,
+            interval=self.poll_seconds if self.poll_seconds is not None else 15.0,
+            timeout=self.timeout,
+            sleep=self._sleep,
+            tick=tracker.tick,
+        )
         if done:
             tracker.job_done()
         return response
@@ -724,13 +868,17 @@ def segment_dimensions(segment_filter: dict[str, tuple[str, ...]]) -> dict:
     for f, values in segment_filter.items():
         kind, _, name = f.partition(".")
         if f.startswith("User.UserAttributes."):
-            dims.setdefault("UserAttributes", {})[f[len("User.UserAttributes."):]] = {
-                "AttributeType": "INCLUSIVE", "Values": list(values)}
+            dims.setdefault("UserAttributes", {})[f[len("User.UserAttributes.") :]] = {
+                "AttributeType": "INCLUSIVE",
+                "Values": list(values),
+            }
         elif kind == "Attributes" and name:
             dims.setdefault("Attributes", {})[name] = {"AttributeType": "INCLUSIVE", "Values": list(values)}
         else:
-            raise ValueError(f"segment_values: {f} cannot select a dynamic segment (use a User.UserAttributes.* "
-                             "or Attributes.* field)")
+            raise ValueError(
+                f"segment_values: {f} cannot select a dynamic segment (use a User.UserAttributes.* "
+                "or Attributes.* field)"
+            )
         if not values:
             raise ValueError(f"segment_values: {f} lists no value")
     return dims
@@ -743,6 +891,8 @@ def _job_ok(record: JobRecord) -> bool:
 def _describe(record: JobRecord) -> str:
     where = f" (execution {record.execution_arn})" if record.execution_arn else ""
     if record.status == "COMPLETED":
-        return (f"import job {record.job_id} completed but rejected {record.total_failures} endpoint(s) "
-                f"of {record.total_processed}{where}; see the job's failures in `lakeseg history`")
+        return (
+            f"import job {record.job_id} completed but rejected {record.total_failures} endpoint(s) "
+            f"of {record.total_processed}{where}; see the job's failures in `lakeseg history`"
+        )
     return f"import job {record.job_id or '(none)'} {record.status}{where}"

@@ -97,7 +97,9 @@ def _leaf(target: str) -> str:
     return target.rsplit(".", 1)[-1]
 
 
-def map_fields(fields: tuple[str, ...] | list[str], unique_key_target: str = DEFAULT_UNIQUE_KEY_TARGET) -> ProfileMapping:
+def map_fields(
+    fields: tuple[str, ...] | list[str], unique_key_target: str = DEFAULT_UNIQUE_KEY_TARGET
+) -> ProfileMapping:
     """The upload job's columns for a segment's Pinpoint fields, and the fields that have no target."""
     columns: list[ProfileColumn] = []
     problems: list[tuple[str, str]] = []
@@ -110,34 +112,45 @@ def map_fields(fields: tuple[str, ...] | list[str], unique_key_target: str = DEF
             if "ChannelType" not in has:
                 problems.append((f, "Address needs ChannelType to tell an email address from a phone number"))
                 continue
-            columns.append(ProfileColumn("EmailAddress", "_profile.EmailAddress", "EMAIL_ADDRESS", f,
-                                         frozenset(EMAIL_CHANNELS)))
-            columns.append(ProfileColumn("PhoneNumber", "_profile.PhoneNumber", "PHONE_NUMBER", f,
-                                         frozenset(PHONE_CHANNELS)))
+            columns.append(
+                ProfileColumn("EmailAddress", "_profile.EmailAddress", "EMAIL_ADDRESS", f, frozenset(EMAIL_CHANNELS))
+            )
+            columns.append(
+                ProfileColumn("PhoneNumber", "_profile.PhoneNumber", "PHONE_NUMBER", f, frozenset(PHONE_CHANNELS))
+            )
         elif f == "ChannelType":
             if "Address" not in has:
                 problems.append((f, "ChannelType only says where Address goes; without Address it has no target"))
         elif f == "User.UserId":
             columns.append(ProfileColumn("UserId", "_profile.Attributes.UserId", "STRING", f))
         elif f.startswith("User.UserAttributes.") and len(f) > len("User.UserAttributes."):
-            attr = f[len("User.UserAttributes."):]
+            attr = f[len("User.UserAttributes.") :]
             columns.append(ProfileColumn(attr, f"_profile.Attributes.{attr}", "STRING", f))
         elif kind in ("Attributes", "Metrics") and name:
-            columns.append(ProfileColumn(name, f"_profile.Attributes.{name}",
-                                         "NUMBER" if kind == "Metrics" else "STRING", f))
+            columns.append(
+                ProfileColumn(name, f"_profile.Attributes.{name}", "NUMBER" if kind == "Metrics" else "STRING", f)
+            )
         elif kind == "Location" and name in LOCATION_TARGETS:
-            columns.append(ProfileColumn(LOCATION_TARGETS[name], f"_profile.Address.{LOCATION_TARGETS[name]}",
-                                         "STRING", f))
+            columns.append(
+                ProfileColumn(LOCATION_TARGETS[name], f"_profile.Address.{LOCATION_TARGETS[name]}", "STRING", f)
+            )
         else:
-            problems.append((f, "Customer Profiles has no target for it (see the field mapping in docs/customer-profiles.md)"))
+            problems.append(
+                (f, "Customer Profiles has no target for it (see the field mapping in docs/customer-profiles.md)")
+            )
     seen: dict[str, str] = {}
     for c in columns:
         if c.column in seen and seen[c.column] != c.field:
             problems.append((c.field, f"maps to the same Customer Profiles column {c.column!r} as {seen[c.column]}"))
         seen.setdefault(c.column, c.field)
         if not COLUMN_NAME.match(c.column):
-            problems.append((c.field, f"column {c.column!r} is not 1-{MAX_COLUMN_NAME} characters of letters, "
-                                      "digits, _ . - (the upload job's Fields key)"))
+            problems.append(
+                (
+                    c.field,
+                    f"column {c.column!r} is not 1-{MAX_COLUMN_NAME} characters of letters, "
+                    "digits, _ . - (the upload job's Fields key)",
+                )
+            )
         if c.target.startswith("_profile.Attributes.") and len(_leaf(c.target)) > MAX_ATTRIBUTE_NAME:
             problems.append((c.field, f"attribute name longer than {MAX_ATTRIBUTE_NAME} characters"))
     unique = next((c.column for c in columns if c.field == ID_FIELD), "")
@@ -175,15 +188,21 @@ def segment_groups(segment_filter: dict[str, tuple[str, ...]], mapping: ProfileM
     for f, values in segment_filter.items():
         column = mapping.target_of(f)
         if column is None or not column.target.startswith("_profile.Attributes."):
-            raise ValueError(f"segment_values: {f} is not a profile attribute here (use a User.UserAttributes.*, "
-                             "Attributes.* or Metrics.* field)")
+            raise ValueError(
+                f"segment_values: {f} is not a profile attribute here (use a User.UserAttributes.*, "
+                "Attributes.* or Metrics.* field)"
+            )
         if not values:
             raise ValueError(f"segment_values: {f} lists no value")
         if len(values) > MAX_DIMENSION_VALUES:
-            raise ValueError(f"segment_values: {f} lists {len(values)} values; a segment definition takes at most "
-                             f"{MAX_DIMENSION_VALUES}")
+            raise ValueError(
+                f"segment_values: {f} lists {len(values)} values; a segment definition takes at most "
+                f"{MAX_DIMENSION_VALUES}"
+            )
         attributes[_leaf(column.target)] = {"DimensionType": "INCLUSIVE", "Values": list(values)}
     if not attributes:
         raise ValueError("segment_values is empty")
-    return {"Groups": [{"Dimensions": [{"ProfileAttributes": {"Attributes": attributes}}], "Type": "ALL"}],
-            "Include": "ALL"}
+    return {
+        "Groups": [{"Dimensions": [{"ProfileAttributes": {"Attributes": attributes}}], "Type": "ALL"}],
+        "Include": "ALL",
+    }

@@ -104,7 +104,9 @@ def _macros(con: duckdb.DuckDBPyConnection, spec: LakeSpec) -> None:
     con.execute(f"create or replace macro u(i, salt) as (hash({seed}, i, salt) % 1000000007) / 1000000007.0")
     # Skewed pick in [0, n): low indexes are picked far more often, so a few
     # endpoints are very active and a long tail is nearly silent.
-    con.execute("create or replace macro skewed(i, salt, n) as least(n - 1, cast(floor(n * pow(u(i, salt), 2.2)) as bigint))")
+    con.execute(
+        "create or replace macro skewed(i, salt, n) as least(n - 1, cast(floor(n * pow(u(i, salt), 2.2)) as bigint))"
+    )
     con.execute(
         f"""create or replace macro endpoint_id(i) as (
             with h as (select md5('lakeseg-{seed}-' || i::varchar) as m)
@@ -270,23 +272,33 @@ def _write_crm(con, spec: LakeSpec, root: Path, step: Callable[[], None] = lambd
     )
     step()
     _write_in_time_order(
-        con, crm / "app_logins", CRM["app_logins"], n * 4, "login_timestamp",
+        con,
+        crm / "app_logins",
+        CRM["app_logins"],
+        n * 4,
+        "login_timestamp",
         f"""
           select 'login-' || i::varchar as login_id,
                  'user' || skewed(i, 31, {n})::varchar as username,
                  timestamp '{start}' + to_seconds(cast(floor(u(i, 32) * {span_s}) as bigint)) as login_timestamp,
                  list_extract(['ios', 'android', 'web'], 1 + (hash(i, 33) % 3)::integer) as client
-        """, step,
+        """,
+        step,
     )
     _write_in_time_order(
-        con, crm / "web_sessions", CRM["web_sessions"], n * 4, "session_timestamp",
+        con,
+        crm / "web_sessions",
+        CRM["web_sessions"],
+        n * 4,
+        "session_timestamp",
         f"""
           select 'ga-' || i::varchar as session_id,
                  endpoint_id(skewed(i, 41, {n})) as user_id,
                  timestamp '{start}' + to_seconds(cast(floor(u(i, 42) * {span_s}) as bigint)) as session_timestamp,
                  1 + (hash(i, 43) % 12)::integer as page_views,
                  list_extract(['organic', 'paid', 'email', 'direct'], 1 + (hash(i, 44) % 4)::integer) as traffic_source
-        """, step,
+        """,
+        step,
     )
 
 
@@ -295,8 +307,9 @@ def _write_crm(con, spec: LakeSpec, root: Path, step: Callable[[], None] = lambd
 CRM_ROWS_PER_FILE = 4_000_000
 
 
-def _write_in_time_order(con, folder: Path, columns, rows: int, order_by: str, select: str,
-                         step: Callable[[], None] = lambda: None) -> None:
+def _write_in_time_order(
+    con, folder: Path, columns, rows: int, order_by: str, select: str, step: Callable[[], None] = lambda: None
+) -> None:
     """Write ``rows`` generated rows (``select`` reads ``i`` from a ``range``) as
     Parquet files of at most ``CRM_ROWS_PER_FILE`` rows, each sorted by time.
 
@@ -319,8 +332,14 @@ def _write_in_time_order(con, folder: Path, columns, rows: int, order_by: str, s
         step()
 
 
-def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = None, memory_limit: str = "1GB",
-             progress: GenerateProgress | None = None) -> dict:
+def generate(
+    root: Path,
+    spec: LakeSpec = LakeSpec(),
+    *,
+    threads: int | None = None,
+    memory_limit: str = "1GB",
+    progress: GenerateProgress | None = None,
+) -> dict:
     """Write the sample lake under ``root`` (replacing it) and return its manifest.
 
     ``progress(done, total)`` is called once before the first write step and after each one."""
@@ -352,7 +371,9 @@ def generate(root: Path, spec: LakeSpec = LakeSpec(), *, threads: int | None = N
         _write_events(con, spec, root, step)
         _write_crm(con, spec, root, step)
         counts = {
-            "all_events": con.sql(f"select count(*) from read_parquet('{root}/due/all_events/**/*.parquet')").fetchall()[0][0],
+            "all_events": con.sql(
+                f"select count(*) from read_parquet('{root}/due/all_events/**/*.parquet')"
+            ).fetchall()[0][0],
             **{
                 t: con.sql(f"select count(*) from read_parquet('{root}/crm/{t}/*.parquet')").fetchall()[0][0]
                 for t in ("contacts", "subscriptions", "app_logins", "web_sessions")

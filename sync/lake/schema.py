@@ -62,15 +62,37 @@ ALL_EVENTS: tuple[tuple[str, str], ...] = (
 ALL_EVENTS_PARTITION = ("ingest_timestamp", "timestamp")
 
 CRM: dict[str, tuple[tuple[str, str], ...]] = {
-    "contacts": (("id", "string"), ("username", "string"), ("email", "string"), ("first_name", "string"),
-                 ("last_name", "string"), ("state", "string"), ("created_at", "timestamp")),
-    "subscriptions": (("subscription_id", "string"), ("contact_id", "string"), ("plan", "string"),
-                      ("start_date", "date"), ("end_date", "date"), ("auto_renewal", "boolean"),
-                      ("missed_payments", "int")),
-    "app_logins": (("login_id", "string"), ("username", "string"), ("login_timestamp", "timestamp"),
-                   ("client", "string")),
-    "web_sessions": (("session_id", "string"), ("user_id", "string"), ("session_timestamp", "timestamp"),
-                     ("page_views", "int"), ("traffic_source", "string")),
+    "contacts": (
+        ("id", "string"),
+        ("username", "string"),
+        ("email", "string"),
+        ("first_name", "string"),
+        ("last_name", "string"),
+        ("state", "string"),
+        ("created_at", "timestamp"),
+    ),
+    "subscriptions": (
+        ("subscription_id", "string"),
+        ("contact_id", "string"),
+        ("plan", "string"),
+        ("start_date", "date"),
+        ("end_date", "date"),
+        ("auto_renewal", "boolean"),
+        ("missed_payments", "int"),
+    ),
+    "app_logins": (
+        ("login_id", "string"),
+        ("username", "string"),
+        ("login_timestamp", "timestamp"),
+        ("client", "string"),
+    ),
+    "web_sessions": (
+        ("session_id", "string"),
+        ("user_id", "string"),
+        ("session_timestamp", "timestamp"),
+        ("page_views", "int"),
+        ("traffic_source", "string"),
+    ),
 }
 
 

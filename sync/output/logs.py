@@ -16,13 +16,17 @@ OWN_LOGGER = "sync"
 AWS_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
 MASK = "***"
 
-_SECRET_KEYS = (r"x-amz-security-token|authorization|aws_access_key_id|aws_secret_access_key|aws_session_token"
-                r"|x-amz-credential|x-amz-signature|secretaccesskey|sessiontoken|accesskeyid")
+_SECRET_KEYS = (
+    r"x-amz-security-token|authorization|aws_access_key_id|aws_secret_access_key|aws_session_token"
+    r"|x-amz-credential|x-amz-signature|secretaccesskey|sessiontoken|accesskeyid"
+)
 # 'Authorization': b'AWS4-HMAC-SHA256 Credential=...'   "aws_secret_access_key": "..."
 _QUOTED = re.compile(rf"(?i)((?:{_SECRET_KEYS})['\"]?\s*[:=]\s*b?)(['\"])(.*?)(\2)")
 # X-Amz-Security-Token=...&   aws_access_key_id = AKIA...   Authorization: AWS4-HMAC-SHA256 ...
-_BARE = re.compile(rf"(?i)((?:{_SECRET_KEYS})\s*[:=]\s*)(?!['\"]|\*\*\*)([^&\s,;'\"}}\]]+(?: Credential=[^\s,'\"]+)?"
-                   rf"(?:,? ?SignedHeaders=[^\s,'\"]+)?(?:,? ?Signature=[0-9a-f]+)?)")
+_BARE = re.compile(
+    rf"(?i)((?:{_SECRET_KEYS})\s*[:=]\s*)(?!['\"]|\*\*\*)([^&\s,;'\"}}\]]+(?: Credential=[^\s,'\"]+)?"
+    rf"(?:,? ?SignedHeaders=[^\s,'\"]+)?(?:,? ?Signature=[0-9a-f]+)?)"
+)
 # Access key ids wherever they appear (e.g. inside Credential=AKIA.../date/region/...).
 _KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,}\b")
 

@@ -87,16 +87,24 @@ def segment_values(segment: Mapping) -> dict[str, float]:
     return values
 
 
-def _document(namespace: str, dimensions: Mapping[str, str], values: Mapping[str, float],
-              units: Mapping[str, str], properties: Mapping[str, object], timestamp_ms: int) -> dict:
+def _document(
+    namespace: str,
+    dimensions: Mapping[str, str],
+    values: Mapping[str, float],
+    units: Mapping[str, str],
+    properties: Mapping[str, object],
+    timestamp_ms: int,
+) -> dict:
     doc: dict = {
         "_aws": {
             "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": namespace,
-                "Dimensions": [list(dimensions)],
-                "Metrics": [{"Name": name, "Unit": units[name]} for name in values],
-            }],
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [list(dimensions)],
+                    "Metrics": [{"Name": name, "Unit": units[name]} for name in values],
+                }
+            ],
         },
     }
     # Properties first, so a dimension or metric of the same name wins.
@@ -106,22 +114,33 @@ def _document(namespace: str, dimensions: Mapping[str, str], values: Mapping[str
     return doc
 
 
-def segment_documents(report: Mapping, *, namespace: str = DEFAULT_NAMESPACE,
-                      timestamp_ms: int | None = None) -> list[dict]:
+def segment_documents(
+    report: Mapping, *, namespace: str = DEFAULT_NAMESPACE, timestamp_ms: int | None = None
+) -> list[dict]:
     """One EMF document per segment of a run report."""
     ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
     units = dict(SEGMENT_METRICS)
     docs = []
     for seg in report.get("segments") or []:
         dims = {"Destination": str(report.get("destination", "")), "Segment": str(seg.get("segment", ""))}
-        props = {"RunId": report.get("run_id", ""), "Command": report.get("command", ""),
-                 "Target": report.get("target", ""), "Status": seg.get("status", "")}
+        props = {
+            "RunId": report.get("run_id", ""),
+            "Command": report.get("command", ""),
+            "Target": report.get("target", ""),
+            "Status": seg.get("status", ""),
+        }
         docs.append(_document(namespace, dims, segment_values(seg), units, props, ts))
     return docs
 
 
-def run_document(exit_code: int, *, run_id: str | None = None, failed_segments: Iterable[str] = (),
-                 namespace: str = DEFAULT_NAMESPACE, timestamp_ms: int | None = None) -> dict:
+def run_document(
+    exit_code: int,
+    *,
+    run_id: str | None = None,
+    failed_segments: Iterable[str] = (),
+    namespace: str = DEFAULT_NAMESPACE,
+    timestamp_ms: int | None = None,
+) -> dict:
     """The run's outcome: the heartbeat (RunsFinished) and RunsFailed (exit code not 0)."""
     ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
     values = {"RunsFinished": 1, "RunsFailed": 0 if exit_code == 0 else 1}

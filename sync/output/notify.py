@@ -89,8 +89,9 @@ def events_of(run: dict, wanted=EVENTS) -> list[Event]:
     segments = [s for s in run.get("segments") or [] if isinstance(s, dict) and s.get("segment")]
     if run.get("crashed"):  # the run stopped with an exception before it had a report: its type only
         out.append(Event("failure", status, rule=str(run["crashed"])))
-    elif run.get("error") or (status in FAILED_STATUSES and not any(s.get("status") in FAILED_STATUSES + ("refused",)
-                                                                  for s in segments)):
+    elif run.get("error") or (
+        status in FAILED_STATUSES and not any(s.get("status") in FAILED_STATUSES + ("refused",) for s in segments)
+    ):
         if status != "succeeded":
             out.append(Event("failure", status))
     for seg in segments:
@@ -115,16 +116,28 @@ def crashed_run(command: str, exc: BaseException) -> dict:
     """A run document for a run that raised before it had a report (its message is not kept)."""
     from datetime import datetime, timezone
 
-    return {"run_id": None, "command": command, "status": "failed", "crashed": type(exc).__name__,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "segments": []}
+    return {
+        "run_id": None,
+        "command": command,
+        "status": "failed",
+        "crashed": type(exc).__name__,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "segments": [],
+    }
 
 
 def payload(run: dict, events: list[Event]) -> dict:
     """The generic webhook's JSON document: identifiers, statuses, counts and rule names only."""
     return {
-        "source": "lakeseg", "version": 1, "run_id": run.get("run_id"), "command": run.get("command"),
-        "target": run.get("target"), "destination": run.get("destination"), "status": run_status(run),
-        "started_at": run.get("started_at"), "finished_at": run.get("finished_at"),
+        "source": "lakeseg",
+        "version": 1,
+        "run_id": run.get("run_id"),
+        "command": run.get("command"),
+        "target": run.get("target"),
+        "destination": run.get("destination"),
+        "status": run_status(run),
+        "started_at": run.get("started_at"),
+        "finished_at": run.get("finished_at"),
         "events": [{k: v for k, v in asdict(e).items() if v is not None} for e in events],
     }
 
@@ -133,15 +146,22 @@ def slack_message(run: dict, events: list[Event]) -> dict:
     """A Slack incoming-webhook message: one line for the run, one per event."""
     icon = {"failure": ":red_circle:", "refusal": ":no_entry:", "quarantine": ":warning:", "expiry": ":hourglass:"}
     if run.get("run_id"):
-        lines = [f"*lakeseg {run.get('command') or 'sync'}* `{run.get('run_id')}` on {run.get('target')} "
-                 f"→ {run.get('destination')}: *{run_status(run)}*"]
+        lines = [
+            f"*lakeseg {run.get('command') or 'sync'}* `{run.get('run_id')}` on {run.get('target')} "
+            f"→ {run.get('destination')}: *{run_status(run)}*"
+        ]
     else:
-        lines = [f"*lakeseg {run.get('command') or 'sync'}* on {run.get('target')}: *{run_status(run)}* before it "
-                 "recorded a run (see the runner's log)"]
+        lines = [
+            f"*lakeseg {run.get('command') or 'sync'}* on {run.get('target')}: *{run_status(run)}* before it "
+            "recorded a run (see the runner's log)"
+        ]
     for e in events:
         what = f"{e.segment} {e.status}" if e.segment else f"run {e.status}"
-        extra = ", ".join(x for x in (e.rule, f"{e.count:,}" if e.count is not None else None,
-                                      f"{e.new:,} new" if e.new else None) if x)
+        extra = ", ".join(
+            x
+            for x in (e.rule, f"{e.count:,}" if e.count is not None else None, f"{e.new:,} new" if e.new else None)
+            if x
+        )
         lines.append(f"{icon.get(e.event, '•')} {e.event}: {what}" + (f" ({extra})" if extra else ""))
     if any(e.segment for e in events):
         first = next(e.segment for e in events if e.segment)
@@ -154,8 +174,16 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def post(url: str, body: bytes, headers: dict, *, timeout: float = 3.0, retries: int = 2, backoff: float = 0.5,
-         secret: str | None = None) -> bool:
+def post(
+    url: str,
+    body: bytes,
+    headers: dict,
+    *,
+    timeout: float = 3.0,
+    retries: int = 2,
+    backoff: float = 0.5,
+    secret: str | None = None,
+) -> bool:
     """POST ``body``; retry 5xx, 429, timeouts and connection errors with exponential backoff. True when sent."""
     import urllib3
 
@@ -178,7 +206,7 @@ def post(url: str, body: bytes, headers: dict, *, timeout: float = 3.0, retries:
                 log.warning("notify: %s answered %s; not retried", where, problem)
                 return False
         if attempt < retries:
-            time.sleep(backoff * 2 ** attempt)
+            time.sleep(backoff * 2**attempt)
     log.warning("notify: %s failed after %d attempt(s): %s", where, retries + 1, problem)
     return False
 
@@ -201,8 +229,14 @@ def notify(run: dict, settings: dict | None, *, deadline_s: float | None = None)
         if settings.get("slack_webhook_url"):
             jobs.append(("slack", settings["slack_webhook_url"], json.dumps(slack_message(run, events)).encode(), None))
         if settings.get("webhook_url"):
-            jobs.append(("webhook", settings["webhook_url"], json.dumps(payload(run, events)).encode(),
-                         settings.get("webhook_secret")))
+            jobs.append(
+                (
+                    "webhook",
+                    settings["webhook_url"],
+                    json.dumps(payload(run, events)).encode(),
+                    settings.get("webhook_secret"),
+                )
+            )
         done: list[str] = []
 
         def send(name, url, body, secret):
@@ -212,8 +246,9 @@ def notify(run: dict, settings: dict | None, *, deadline_s: float | None = None)
             except Exception as exc:  # noqa: BLE001 - an alert never fails the sync
                 log.warning("notify: %s could not be sent: %s", name, type(exc).__name__)
 
-        threads = [threading.Thread(target=send, args=job, name=f"lakeseg-notify-{job[0]}", daemon=True)
-                   for job in jobs]
+        threads = [
+            threading.Thread(target=send, args=job, name=f"lakeseg-notify-{job[0]}", daemon=True) for job in jobs
+        ]
         for t in threads:
             t.start()
         end = time.monotonic() + deadline

@@ -41,7 +41,7 @@ def load_report(path: Path | None) -> dict | None:
     if not starts:
         return None
     try:
-        return json.loads("\n".join(lines[starts[-1]:]))
+        return json.loads("\n".join(lines[starts[-1] :]))
     except ValueError:
         return None
 
@@ -59,8 +59,10 @@ def message(exit_code: int, report: dict | None, where: str) -> dict:
         "RunId": (report or {}).get("run_id"),
         "Destination": (report or {}).get("destination"),
         "Error": (report or {}).get("error"),
-        "Segments": [{"Segment": s.get("segment"), "Status": s.get("status"), "Reason": s.get("reason", "")}
-                     for s in not_ok_segments(report)],
+        "Segments": [
+            {"Segment": s.get("segment"), "Status": s.get("status"), "Reason": s.get("reason", "")}
+            for s in not_ok_segments(report)
+        ],
         "Where": where,
     }
 
@@ -80,22 +82,37 @@ def publish_alert(sns, topic_arn: str, exit_code: int, report: dict | None, wher
     failed = ", ".join(s["Segment"] for s in body["Segments"]) or "no segment report"
     subject = f"lakeseg run failed (exit {exit_code}): {failed}"[:100]
     resp = sns.publish(
-        TopicArn=topic_arn, Subject=subject, Message=json.dumps(body, indent=2),
-        MessageAttributes={"outcome": {"DataType": "String", "StringValue": "FAILED"},
-                           "source": {"DataType": "String", "StringValue": "lakeseg"}},
+        TopicArn=topic_arn,
+        Subject=subject,
+        Message=json.dumps(body, indent=2),
+        MessageAttributes={
+            "outcome": {"DataType": "String", "StringValue": "FAILED"},
+            "source": {"DataType": "String", "StringValue": "lakeseg"},
+        },
     )
     return resp["MessageId"]
 
 
 def put_metric_data(cloudwatch, namespace: str, exit_code: int) -> None:
-    cloudwatch.put_metric_data(Namespace=namespace, MetricData=[
-        {"MetricName": "RunsFinished", "Value": 1, "Unit": "Count"},
-        {"MetricName": "RunsFailed", "Value": 0 if exit_code == 0 else 1, "Unit": "Count"},
-    ])
+    cloudwatch.put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            {"MetricName": "RunsFinished", "Value": 1, "Unit": "Count"},
+            {"MetricName": "RunsFailed", "Value": 0 if exit_code == 0 else 1, "Unit": "Count"},
+        ],
+    )
 
 
-def report_outcome(exit_code: int, report_path: Path | None, *, topic_arn: str | None, namespace: str,
-                   put_metrics: bool, session=None, out=None) -> dict | None:
+def report_outcome(
+    exit_code: int,
+    report_path: Path | None,
+    *,
+    topic_arn: str | None,
+    namespace: str,
+    put_metrics: bool,
+    session=None,
+    out=None,
+) -> dict | None:
     report = load_report(report_path)
     failed = [s.get("segment", "") for s in not_ok_segments(report)]
     doc = run_document(exit_code, run_id=(report or {}).get("run_id"), failed_segments=failed, namespace=namespace)
@@ -116,14 +133,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sync.output.outcome", description=__doc__.split("\n\n")[0])
     parser.add_argument("--exit-code", type=int, required=True, help="`lakeseg run`'s exit code")
     parser.add_argument("--report", type=Path, default=None, help="the run's --json output, if any")
-    parser.add_argument("--topic-arn", default=os.environ.get("LAKESEG_ALERT_TOPIC_ARN") or None,
-                        help="SNS topic for failures (default $LAKESEG_ALERT_TOPIC_ARN; none: no message)")
+    parser.add_argument(
+        "--topic-arn",
+        default=os.environ.get("LAKESEG_ALERT_TOPIC_ARN") or None,
+        help="SNS topic for failures (default $LAKESEG_ALERT_TOPIC_ARN; none: no message)",
+    )
     parser.add_argument("--namespace", default=os.environ.get("LAKESEG_METRICS_NAMESPACE") or DEFAULT_NAMESPACE)
-    parser.add_argument("--put-metric-data", action="store_true",
-                        help="also send the two run metrics with PutMetricData (runners without CloudWatch Logs)")
+    parser.add_argument(
+        "--put-metric-data",
+        action="store_true",
+        help="also send the two run metrics with PutMetricData (runners without CloudWatch Logs)",
+    )
     args = parser.parse_args(argv)
-    report_outcome(args.exit_code, args.report, topic_arn=args.topic_arn, namespace=args.namespace,
-                   put_metrics=args.put_metric_data)
+    report_outcome(
+        args.exit_code,
+        args.report,
+        topic_arn=args.topic_arn,
+        namespace=args.namespace,
+        put_metrics=args.put_metric_data,
+    )
     # The scheduler must see the run's own verdict.
     return args.exit_code
 

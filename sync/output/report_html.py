@@ -144,11 +144,14 @@ class SegmentHistory:
         if not members:
             return f"{self.name}: no committed counts yet ({len(self.points)} run(s))."
         held = sum(1 for b in rows if b.committed_members is None)
-        return (f"{self.name}: members {members[0]:,} to {members[-1]:,} over {len(self.points)} run(s) "
-                f"(lowest {min(members):,}, highest {max(members):,}"
-                + (f"; {held} row(s) with no committed run, marked ×" if held else "") + "); "
-                f"in total {sum(b.total('entered') for b in rows):,} entered and "
-                f"{sum(b.total('exited') for b in rows):,} exited in committed runs.")
+        return (
+            f"{self.name}: members {members[0]:,} to {members[-1]:,} over {len(self.points)} run(s) "
+            f"(lowest {min(members):,}, highest {max(members):,}"
+            + (f"; {held} row(s) with no committed run, marked ×" if held else "")
+            + "); "
+            f"in total {sum(b.total('entered') for b in rows):,} entered and "
+            f"{sum(b.total('exited') for b in rows):,} exited in committed runs."
+        )
 
 
 @dataclass
@@ -219,12 +222,26 @@ class ReportData:
             status = run_status(run)
             bad = [s for s in run.get("segments") or [] if isinstance(s, dict) and s.get("status") in PROBLEMS]
             if run.get("error") or (status in ("failed", "interrupted") and not bad):
-                out.append(Failure(str(run["run_id"]), str(run.get("started_at") or ""), status,
-                                   run_error(run), f"lakeseg {command}"))
+                out.append(
+                    Failure(
+                        str(run["run_id"]),
+                        str(run.get("started_at") or ""),
+                        status,
+                        run_error(run),
+                        f"lakeseg {command}",
+                    )
+                )
             for seg in bad:
-                out.append(Failure(str(run["run_id"]), str(seg.get("started_at") or run.get("started_at") or ""),
-                                   str(seg["status"]), one_line(seg.get("reason")) or "(no reason recorded)",
-                                   f"lakeseg {command} --select {seg['segment']}", str(seg["segment"])))
+                out.append(
+                    Failure(
+                        str(run["run_id"]),
+                        str(seg.get("started_at") or run.get("started_at") or ""),
+                        str(seg["status"]),
+                        one_line(seg.get("reason")) or "(no reason recorded)",
+                        f"lakeseg {command} --select {seg['segment']}",
+                        str(seg["segment"]),
+                    )
+                )
         return out
 
     def periods(self, kind: str) -> list[Period]:
@@ -263,8 +280,9 @@ class ReportData:
                 continue
             recent = self.reference is None or self.reference - moment < timedelta(days=DAY_DAYS)
             label, start = day_of(moment) if recent else week_of(moment)
-            row = rows.setdefault(label, {"label": label, "start": start, "runs": 0, "statuses": {},
-                                          "duration_s": 0.0, "segments": set()})
+            row = rows.setdefault(
+                label, {"label": label, "start": start, "runs": 0, "statuses": {}, "duration_s": 0.0, "segments": set()}
+            )
             row["runs"] += 1
             status = run_status(run)
             row["statuses"][status] = row["statuses"].get(status, 0) + 1
@@ -362,8 +380,11 @@ def run_phases(run: dict) -> list[tuple[str, float]]:
     phases = run.get("phases")
     if not isinstance(phases, dict):
         return []
-    clean = {str(k): float(v) for k, v in phases.items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0}
+    clean = {
+        str(k): float(v)
+        for k, v in phases.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+    }
     known = [k for k in PHASE_ORDER if k in clean]
     return [(k, clean[k]) for k in known + sorted(set(clean) - set(known))]
 
@@ -410,8 +431,9 @@ def collect(runs: list[dict], reference: datetime | None = None) -> ReportData:
 
     ``reference`` is the report's "now" (default: the newest run's start).
     """
-    ordered = sorted((r for r in runs if isinstance(r, dict) and r.get("run_id")),
-                     key=lambda r: str(r.get("started_at") or ""))
+    ordered = sorted(
+        (r for r in runs if isinstance(r, dict) and r.get("run_id")), key=lambda r: str(r.get("started_at") or "")
+    )
     by_segment: dict[str, SegmentHistory] = {}
     for run in ordered:
         for seg in run.get("segments") or []:
@@ -420,12 +442,17 @@ def collect(runs: list[dict], reference: datetime | None = None) -> ReportData:
             plan: dict = seg["plan"] if isinstance(seg.get("plan"), dict) else {}
             duration = seg.get("duration_s")
             point = Point(
-                run_id=str(run["run_id"]), started_at=str(seg.get("started_at") or run.get("started_at") or ""),
-                status=str(seg.get("status") or "?"), reason=str(seg.get("reason") or ""), plan=plan,
-                location=seg.get("location"), files=len(seg.get("files") or []),
+                run_id=str(run["run_id"]),
+                started_at=str(seg.get("started_at") or run.get("started_at") or ""),
+                status=str(seg.get("status") or "?"),
+                reason=str(seg.get("reason") or ""),
+                plan=plan,
+                location=seg.get("location"),
+                files=len(seg.get("files") or []),
                 quarantined=_count(seg.get("quarantined")),
                 full_send=str(plan.get("full_refresh_reason") or "") if plan.get("full_refresh") else "",
-                segment=str(seg["segment"]), command=rerun_command(run),
+                segment=str(seg["segment"]),
+                command=rerun_command(run),
                 duration_s=float(duration) if isinstance(duration, (int, float)) else 0.0,
             )
             by_segment.setdefault(seg["segment"], SegmentHistory(seg["segment"])).points.append(point)
@@ -444,31 +471,83 @@ def segment_figure(history: SegmentHistory):
     rows = [b for b in history.buckets if b.members is not None]
     x = [b.start.isoformat() if b.start else b.label for b in rows]
     text = [f"{b.label} · {b.status_text}" for b in rows]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12, row_heights=[0.55, 0.45],
-                        subplot_titles=("Members (axis from zero)", "Entered (+) and exited (−), as sent"))
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.12,
+        row_heights=[0.55, 0.45],
+        subplot_titles=("Members (axis from zero)", "Entered (+) and exited (−), as sent"),
+    )
     # The line joins what was committed; a run that did not commit (refused, failed) is a × at what it
     # would have made the segment, off the line, so a refused mass exit does not read as a real dip.
     kept = [(xi, b.committed_members, t) for xi, b, t in zip(x, rows, text) if b.committed_members is not None]
     held = [(xi, b.members, t) for xi, b, t in zip(x, rows, text) if b.committed_members is None]
-    fig.add_trace(go.Scatter(x=[k[0] for k in kept], y=[k[1] for k in kept], mode="lines+markers", name="members",
-                             line={"color": COLOURS["rows"]}, hovertext=[k[2] for k in kept], hoverinfo="text+y",
-                             marker={"size": 6}), row=1, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=[k[0] for k in kept],
+            y=[k[1] for k in kept],
+            mode="lines+markers",
+            name="members",
+            line={"color": COLOURS["rows"]},
+            hovertext=[k[2] for k in kept],
+            hoverinfo="text+y",
+            marker={"size": 6},
+        ),
+        row=1,
+        col=1,
+    )
     if held:
-        fig.add_trace(go.Scatter(x=[h[0] for h in held], y=[h[1] for h in held], mode="markers",
-                                 name="not committed", hovertext=[h[2] for h in held], hoverinfo="text+y",
-                                 marker={"symbol": "x", "size": 9, "color": COLOURS["exited"]}), row=1, col=1)
-    fig.add_trace(go.Bar(x=x, y=[b.total("entered") for b in rows], name="entered", hovertext=text,
-                         marker={"color": COLOURS["entered"]}), row=2, col=1)
-    fig.add_trace(go.Bar(x=x, y=[-b.total("exited") for b in rows], name="exited", hovertext=text,
-                         marker={"color": COLOURS["exited"]}), row=2, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=[h[0] for h in held],
+                y=[h[1] for h in held],
+                mode="markers",
+                name="not committed",
+                hovertext=[h[2] for h in held],
+                hoverinfo="text+y",
+                marker={"symbol": "x", "size": 9, "color": COLOURS["exited"]},
+            ),
+            row=1,
+            col=1,
+        )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=[b.total("entered") for b in rows],
+            name="entered",
+            hovertext=text,
+            marker={"color": COLOURS["entered"]},
+        ),
+        row=2,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=[-b.total("exited") for b in rows],
+            name="exited",
+            hovertext=text,
+            marker={"color": COLOURS["exited"]},
+        ),
+        row=2,
+        col=1,
+    )
     fig.update_yaxes(rangemode="tozero", gridcolor="#eef1f4", zerolinecolor="#9aa7b1", row=1, col=1)
     fig.update_yaxes(zeroline=True, zerolinecolor="#1d2b36", gridcolor="#eef1f4", row=2, col=1)
     fig.update_xaxes(gridcolor="#eef1f4")
     # No template: plotly's default one is ~10 kB of JSON in every chart.
-    fig.update_layout(template=None, barmode="relative", height=420, autosize=True,
-                      margin={"l": 50, "r": 10, "t": 40, "b": 30}, paper_bgcolor="#fff", plot_bgcolor="#fff",
-                      font={"family": "system-ui, sans-serif", "size": 12, "color": "#1d2b36"},
-                      legend={"orientation": "h", "y": -0.15})
+    fig.update_layout(
+        template=None,
+        barmode="relative",
+        height=420,
+        autosize=True,
+        margin={"l": 50, "r": 10, "t": 40, "b": 30},
+        paper_bgcolor="#fff",
+        plot_bgcolor="#fff",
+        font={"family": "system-ui, sans-serif", "size": 12, "color": "#1d2b36"},
+        legend={"orientation": "h", "y": -0.15},
+    )
     return fig
 
 
@@ -482,11 +561,14 @@ def render_html(runs: list[dict], *, title: str = "lakeseg report", generated_at
             continue
         # plotly.js goes into the page once, inline, with the first chart.
         charts[seg.name] = segment_figure(seg).to_html(
-            full_html=False, include_plotlyjs=True if first else False, div_id=f"chart-{seg.name}",
-            config={"displaylogo": False, "responsive": True, "displayModeBar": False}, default_width="100%")
+            full_html=False,
+            include_plotlyjs=True if first else False,
+            div_id=f"chart-{seg.name}",
+            config={"displaylogo": False, "responsive": True, "displayModeBar": False},
+            default_width="100%",
+        )
         first = False
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True,
-                             lstrip_blocks=True)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = when
     env.filters["seconds"] = seconds
     env.filters["epoch"] = lambda s: int(m.timestamp()) if (m := parse_time(s)) else ""
@@ -494,12 +576,24 @@ def render_html(runs: list[dict], *, title: str = "lakeseg report", generated_at
     template = env.from_string(resources.files("sync.output").joinpath("templates/report.html.j2").read_text("utf-8"))
     last = data.last_run
     return template.render(
-        title=title, data=data, charts=charts, outcome=run_outcome, last=last,
-        last_status=run_status(last) if last else None, age=lambda s: age(s, data.reference),
-        duration=run_duration, phases=run_phases, run_error=run_error, problems=PROBLEMS,
-        generated_at=generated_at, markup=jinja2.utils.markupsafe.Markup, tojson=json.dumps,
+        title=title,
+        data=data,
+        charts=charts,
+        outcome=run_outcome,
+        last=last,
+        last_status=run_status(last) if last else None,
+        age=lambda s: age(s, data.reference),
+        duration=run_duration,
+        phases=run_phases,
+        run_error=run_error,
+        problems=PROBLEMS,
+        generated_at=generated_at,
+        markup=jinja2.utils.markupsafe.Markup,
+        tojson=json.dumps,
         statuses=sorted({p.status for s in data.segments for p in s.points} | {run_status(r) for r in data.runs}),
-        run_days=RUN_DAYS, day_days=DAY_DAYS, recent=RECENT_RUNS,
+        run_days=RUN_DAYS,
+        day_days=DAY_DAYS,
+        recent=RECENT_RUNS,
     )
 
 

@@ -13,12 +13,32 @@ from typing import Any
 
 from sync.run.engine import RunReport
 
-COLUMNS = ("segment", "status", "rows", "entered", "changed", "exited", "unchanged", "resent", "sent", "quarantined",
-           "files", "full send")
+COLUMNS = (
+    "segment",
+    "status",
+    "rows",
+    "entered",
+    "changed",
+    "exited",
+    "unchanged",
+    "resent",
+    "sent",
+    "quarantined",
+    "files",
+    "full send",
+)
 NUMERIC = {"rows", "entered", "changed", "exited", "unchanged", "resent", "sent", "quarantined", "files"}
-STYLES = {"synced": "green", "unchanged": "green", "planned": "cyan", "skipped": "yellow", "refused": "yellow",
-          "partial": "yellow",
-          "failed": "bold red", "succeeded": "green", "interrupted": "yellow"}
+STYLES = {
+    "synced": "green",
+    "unchanged": "green",
+    "planned": "cyan",
+    "skipped": "yellow",
+    "refused": "yellow",
+    "partial": "yellow",
+    "failed": "bold red",
+    "succeeded": "green",
+    "interrupted": "yellow",
+}
 
 
 def full_send_reason(plan: dict | None) -> str:
@@ -35,14 +55,31 @@ def _row(seg) -> list[str]:
     def n(key):
         return f"{plan[key]:,}" if key in plan else "-"
 
-    sent = (f"{plan['to_send']:,}" if seg.status in ("synced", "planned", "partial") and "to_send" in plan
-            else "0" if plan else "-")
+    sent = (
+        f"{plan['to_send']:,}"
+        if seg.status in ("synced", "planned", "partial") and "to_send" in plan
+        else "0"
+        if plan
+        else "-"
+    )
     full = full_send_reason(plan) if seg.status in ("synced", "planned", "failed", "partial") else ""
     # resent: ids in doubt (an unconfirmed delivery) or quarantined, sent again whatever the snapshot says
     resent = f"{plan.get('resent', 0) + plan.get('resent_exits', 0):,}" if plan else "-"
     quarantined = f"{len(seg.quarantined):,}" if seg.quarantined else "-"
-    return [seg.segment, seg.status, n("rows"), n("entered"), n("changed"), n("exited"), n("unchanged"),
-            resent, sent, quarantined, str(len(seg.files)) if seg.files else "-", full or "-"]
+    return [
+        seg.segment,
+        seg.status,
+        n("rows"),
+        n("entered"),
+        n("changed"),
+        n("exited"),
+        n("unchanged"),
+        resent,
+        sent,
+        quarantined,
+        str(len(seg.files)) if seg.files else "-",
+        full or "-",
+    ]
 
 
 def summary_table(report: RunReport) -> str:
@@ -73,8 +110,11 @@ def _header(report: RunReport) -> str:
 
 
 def _notes(report: RunReport) -> list[str]:
-    notes = [f"  {s.segment}: {s.reason}" for s in report.segments if s.reason and s.status not in ("planned", "unchanged")
-             and s.reason != full_send_reason(s.plan)]
+    notes = [
+        f"  {s.segment}: {s.reason}"
+        for s in report.segments
+        if s.reason and s.status not in ("planned", "unchanged") and s.reason != full_send_reason(s.plan)
+    ]
     notes += [f"  {s.segment}: {n}" for s in report.segments for n in s.notes]
     return [f"  {n}" for n in report.notes] + notes  # run-level first (a run lease taken over)
 
@@ -104,8 +144,10 @@ def render(report: RunReport) -> str:
     return "\n".join(out + _footer(report))
 
 
-PLAN_NOTE = ("A plan compares the tables of the last dbt build (not the lake itself) with the last "
-             "committed sync: run `dbt build` (or `lakeseg run`) first to plan from fresh data.")
+PLAN_NOTE = (
+    "A plan compares the tables of the last dbt build (not the lake itself) with the last "
+    "committed sync: run `dbt build` (or `lakeseg run`) first to plan from fresh data."
+)
 
 
 def print_rich(report: RunReport, console=None) -> None:
@@ -122,8 +164,13 @@ def print_rich(report: RunReport, console=None) -> None:
         widest = max([len(col)] + [len(r[i]) for r in rows])
         # Names, statuses and counts never wrap or truncate; only the reason column folds.
         fixed = col != "full send"
-        table.add_column(col, justify="right" if col in NUMERIC else "left", no_wrap=fixed,
-                         min_width=widest if fixed else None, style="dim" if not fixed else None)
+        table.add_column(
+            col,
+            justify="right" if col in NUMERIC else "left",
+            no_wrap=fixed,
+            min_width=widest if fixed else None,
+            style="dim" if not fixed else None,
+        )
     for seg in report.segments:
         name, status, *counts = _row(seg)
         table.add_row(name, Text(status, style=STYLES.get(seg.status, "")), *counts)
@@ -150,9 +197,15 @@ class Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as Bars
 
-        self._bars = Bars(TextColumn("{task.fields[segment]:<28}"), TextColumn("{task.description:<14}"),
-                          BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=Console(file=self.stream, force_terminal=True), transient=True)
+        self._bars = Bars(
+            TextColumn("{task.fields[segment]:<28}"),
+            TextColumn("{task.description:<14}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(file=self.stream, force_terminal=True),
+            transient=True,
+        )
         self._bars.start()
         return self._bars
 

@@ -92,16 +92,29 @@ def _timeout_from_env(default: float = 3600.0) -> float:
     except ValueError:
         value = -1
     if value <= 0:
-        raise ConfigError(f"LAKESEG_ATHENA_QUERY_TIMEOUT={raw!r}: give the query timeout in seconds (a positive number)")
+        raise ConfigError(
+            f"LAKESEG_ATHENA_QUERY_TIMEOUT={raw!r}: give the query timeout in seconds (a positive number)"
+        )
     return value
 
 
 class AthenaReader:
-    def __init__(self, athena_client, s3_client, *, s3_staging_dir: str, work_group: str | None = None,
-                 catalog: str = "awsdatacatalog", poll_seconds: float = 0.5, max_poll_seconds: float = 10.0,
-                 timeout_seconds: float = 3600.0, sleep: Callable[[float], None] = time.sleep,
-                 new_id: Callable[[], str] = lambda: uuid.uuid4().hex, run_id: str | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        athena_client,
+        s3_client,
+        *,
+        s3_staging_dir: str,
+        work_group: str | None = None,
+        catalog: str = "awsdatacatalog",
+        poll_seconds: float = 0.5,
+        max_poll_seconds: float = 10.0,
+        timeout_seconds: float = 3600.0,
+        sleep: Callable[[float], None] = time.sleep,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        run_id: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if not s3_staging_dir:
             raise ConfigError("the athena target has no s3_staging_dir (profiles.yml): lakeseg unloads segments there")
         self.athena = athena_client
@@ -128,10 +141,13 @@ class AthenaReader:
     def from_profile(cls, target: dict, session, run_id: str | None = None) -> AthenaReader:
         region = target.get("region_name")
         return cls(
-            session.client("athena", region_name=region), session.client("s3", region_name=region),
-            s3_staging_dir=target.get("s3_staging_dir", ""), work_group=target.get("work_group"),
+            session.client("athena", region_name=region),
+            session.client("s3", region_name=region),
+            s3_staging_dir=target.get("s3_staging_dir", ""),
+            work_group=target.get("work_group"),
             catalog=target.get("database") or "awsdatacatalog",
-            poll_seconds=float(target.get("poll_interval", 0.5)), timeout_seconds=_timeout_from_env(),
+            poll_seconds=float(target.get("poll_interval", 0.5)),
+            timeout_seconds=_timeout_from_env(),
             run_id=run_id,
         )
 
@@ -150,8 +166,11 @@ class AthenaReader:
         its ClientRequestToken. However the wait ends early (timeout, exception, SIGTERM), the query is stopped.
         """
         context = {"Catalog": self.catalog, **({"Database": database} if database else {})}
-        args = {"QueryString": sql, "QueryExecutionContext": context,
-                "ResultConfiguration": {"OutputLocation": self.output_location}}
+        args = {
+            "QueryString": sql,
+            "QueryExecutionContext": context,
+            "ResultConfiguration": {"OutputLocation": self.output_location},
+        }
         if self.work_group:
             args["WorkGroup"] = self.work_group
         if token:
@@ -174,8 +193,9 @@ class AthenaReader:
                     break
                 left = deadline - self.clock()
                 if left <= 0:
-                    raise AthenaQueryFailed(f"Athena query {query_id} did not finish in {self.timeout_seconds:.0f}s "
-                                            "(wall time); stopped it")
+                    raise AthenaQueryFailed(
+                        f"Athena query {query_id} did not finish in {self.timeout_seconds:.0f}s (wall time); stopped it"
+                    )
                 self.sleep(min(delay, left))
                 delay = min(delay * 2, self.max_poll_seconds)
         except BaseException as exc:
@@ -183,12 +203,17 @@ class AthenaReader:
             self._stop(query_id, type(exc).__name__)
             raise
         if state != "SUCCEEDED":
-            reason = status.get("StateChangeReason") or (status.get("AthenaError") or {}).get("ErrorMessage") or "no reason given"
-            raise AthenaQueryFailed(f"Athena query {query_id} {state}: {reason}",
-                                    public=f"Athena query {query_id} {state} (Athena's reason is in the local log "
-                                           "at debug level and in the Athena console)")
-        log.info("athena query %s succeeded, scanned %s bytes", query_id,
-                 self._queries[query_id]["data_scanned_bytes"])
+            reason = (
+                status.get("StateChangeReason")
+                or (status.get("AthenaError") or {}).get("ErrorMessage")
+                or "no reason given"
+            )
+            raise AthenaQueryFailed(
+                f"Athena query {query_id} {state}: {reason}",
+                public=f"Athena query {query_id} {state} (Athena's reason is in the local log "
+                "at debug level and in the Athena console)",
+            )
+        log.info("athena query %s succeeded, scanned %s bytes", query_id, self._queries[query_id]["data_scanned_bytes"])
         return query_id
 
     def _note_scanned(self, query_id: str, execution: dict) -> None:
@@ -220,8 +245,9 @@ class AthenaReader:
         return [f"athena query {got['query_id']} scanned {got['data_scanned_bytes']} bytes"]
 
     # ----------------------------------------------------------------- reader
-    def stage(self, con: duckdb.DuckDBPyConnection, relation: RelationRef, columns: Sequence[str],
-              workdir: Path) -> str:
+    def stage(
+        self, con: duckdb.DuckDBPyConnection, relation: RelationRef, columns: Sequence[str], workdir: Path
+    ) -> str:
         token = self.request_token(relation)
         # With a run id the prefix is derived like the token: a retried start sends the very same request.
         prefix = _key(self.base, "lakeseg-unload", f"{self.run_id}-{token[:16]}" if token else self.new_id())
@@ -230,12 +256,17 @@ class AthenaReader:
         table = f"{qi(relation.schema)}.{qi(relation.identifier)}"
         self._last_query = None
         try:
-            self.run_query(f"UNLOAD (SELECT {select} FROM {table}) TO {ql(f's3://{self.bucket}/{prefix}/')} "
-                           "WITH (format = 'PARQUET', compression = 'SNAPPY')", database=relation.schema, token=token)
+            self.run_query(
+                f"UNLOAD (SELECT {select} FROM {table}) TO {ql(f's3://{self.bucket}/{prefix}/')} "
+                "WITH (format = 'PARQUET', compression = 'SNAPPY')",
+                database=relation.schema,
+                token=token,
+            )
         finally:  # bytes scanned are billed, and reported, for a failed or stopped query too
             if self._last_query:
                 self.stats[str(relation)] = self._queries.get(
-                    self._last_query, {"query_id": self._last_query, "data_scanned_bytes": None})
+                    self._last_query, {"query_id": self._last_query, "data_scanned_bytes": None}
+                )
         local = Path(workdir) / "athena"
         local.mkdir(parents=True, exist_ok=True)
         self._dirs.append(local)
@@ -263,8 +294,9 @@ class AthenaReader:
         for prefix in self._prefixes:
             keys = self._list(prefix)
             for i in range(0, len(keys), 1000):
-                self.s3.delete_objects(Bucket=self.bucket,
-                                       Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True})
+                self.s3.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True}
+                )
         self._prefixes.clear()
         for d in self._dirs:
             shutil.rmtree(d, ignore_errors=True)

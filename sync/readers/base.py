@@ -67,4 +67,3 @@ def select_declared(actual: Sequence[str], columns: Sequence[str], relation: Rel
             raise ConfigError(f"{relation} has no column matching '{col}' (has: {', '.join(actual)})")
         picked.append(f"{qi(found)} as {qi(col)}")
     return ", ".join(picked)
-

@@ -15,8 +15,6 @@ from sync.readers.base import RelationRef, select_declared
 _aliases = itertools.count()
 
 
-
-
 class DuckDBReader:
     """Reads from the DuckDB file of the dbt profile's target."""
 
@@ -42,14 +40,18 @@ class DuckDBReader:
             self._con = con
         return self._attached[key]
 
-    def stage(self, con: duckdb.DuckDBPyConnection, relation: RelationRef, columns: Sequence[str],
-              workdir: Path) -> str:
+    def stage(
+        self, con: duckdb.DuckDBPyConnection, relation: RelationRef, columns: Sequence[str], workdir: Path
+    ) -> str:
         alias = self._alias(con)
-        actual = [r[0] for r in con.execute(
-            "select column_name from information_schema.columns "
-            "where table_catalog = ? and table_schema = ? and table_name = ? order by ordinal_position",
-            [alias, relation.schema, relation.identifier],
-        ).fetchall()]
+        actual = [
+            r[0]
+            for r in con.execute(
+                "select column_name from information_schema.columns "
+                "where table_catalog = ? and table_schema = ? and table_name = ? order by ordinal_position",
+                [alias, relation.schema, relation.identifier],
+            ).fetchall()
+        ]
         if not actual:
             raise ConfigError(f"{relation} is not in {self.database_path}: run `dbt build` for this segment")
         table = f"{alias}.{qi(relation.schema)}.{qi(relation.identifier)}"

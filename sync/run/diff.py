@@ -108,8 +108,7 @@ def digest_sql(fields: tuple[str, ...], alias: str = "", keyed: bool = False) ->
         return "cast(0 as ubigint)"  # no values, nothing to tell apart or to give away
     cols = ", ".join([f"{prefix}{qi(ID_FIELD)}", *values])
     if keyed:
-        return (f"(md5_number(getvariable('{DIGEST_KEY_VARIABLE}') || chr(0) || "
-                f"hash({cols})::varchar) >> 64)::ubigint")
+        return f"(md5_number(getvariable('{DIGEST_KEY_VARIABLE}') || chr(0) || hash({cols})::varchar) >> 64)::ubigint"
     return f"hash({cols})"
 
 
@@ -185,8 +184,7 @@ def _parquet(path: Path) -> str:
 def effective_mapping_hash(con: duckdb.DuckDBPyConnection, segment: Segment, key_fingerprint: str = "") -> str:
     """The segment's mapping hash, DuckDB's hash signature, the digest key's fingerprint, the digest scheme
     and the key scheme."""
-    return (f"{segment.mapping_hash}-{hash_signature(con)}-{key_fingerprint or 'unkeyed'}-{DIGEST_SCHEME}"
-            f"-{KEY_SCHEME}")
+    return f"{segment.mapping_hash}-{hash_signature(con)}-{key_fingerprint or 'unkeyed'}-{DIGEST_SCHEME}-{KEY_SCHEME}"
 
 
 def _only_keys_differ(previous_hash: str, current_hash: str) -> bool:
@@ -243,20 +241,33 @@ def checked_id_sql(rules: list[ValueRule]) -> str:
     return f"case when {' or '.join(conditions)} then error('lakeseg-value-rule-broken') else {qi(ID_FIELD)} end"
 
 
-def _refuse_broken_rules(con: duckdb.DuckDBPyConnection, segment: Segment, current_sql: str,
-                         rules: list[ValueRule]) -> SegmentRefused:
+def _refuse_broken_rules(
+    con: duckdb.DuckDBPyConnection, segment: Segment, current_sql: str, rules: list[ValueRule]
+) -> SegmentRefused:
     """The refusal when values break the contract: each broken rule with its column and row count, no value."""
     counts = _one(con, f"select {', '.join(f'count_if({rule_sql(r)})' for r in rules)} from {current_sql}")
-    broken = "; ".join(f"column {r.column} ({r.field}) breaks {r.rule} in {n:,} row(s)"
-                       for r, n in zip(rules, counts) if n)
-    return SegmentRefused(f"{segment.name}: {broken or 'a value breaks the contract'} -- the table changed after "
-                          "its dbt tests passed (rebuild it with `dbt build`); nothing was sent")
+    broken = "; ".join(
+        f"column {r.column} ({r.field}) breaks {r.rule} in {n:,} row(s)" for r, n in zip(rules, counts) if n
+    )
+    return SegmentRefused(
+        f"{segment.name}: {broken or 'a value breaks the contract'} -- the table changed after "
+        "its dbt tests passed (rebuild it with `dbt build`); nothing was sent"
+    )
 
 
-def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *,
-            previous: Snapshot | None, workdir: Path, full_refresh: bool = False,
-            dirty: Path | None = None, digest_key=None, expiry: Expiry | None = None,
-            tests: list[dict] | None = None) -> PreparedSegment:
+def prepare(
+    con: duckdb.DuckDBPyConnection,
+    segment: Segment,
+    source_sql: str,
+    *,
+    previous: Snapshot | None,
+    workdir: Path,
+    full_refresh: bool = False,
+    dirty: Path | None = None,
+    digest_key=None,
+    expiry: Expiry | None = None,
+    tests: list[dict] | None = None,
+) -> PreparedSegment:
     """Read the segment once into a new snapshot and classify every member.
 
     ``source_sql`` is a relation (from a reader) with the segment's declared
@@ -301,8 +312,10 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
     if previous is None:
         plan.first_sync = plan.full_refresh = True
         plan.full_refresh_reason = "first sync"
-        prev_rel = f"(select cast(null as varchar) as {SNAPSHOT_ID}, 0::ubigint as k1, 0::ubigint as k2, " \
-                   f"0::ubigint as {SNAPSHOT_DIGEST} where false)"
+        prev_rel = (
+            f"(select cast(null as varchar) as {SNAPSHOT_ID}, 0::ubigint as k1, 0::ubigint as k2, "
+            f"0::ubigint as {SNAPSHOT_DIGEST} where false)"
+        )
     else:
         plan.previous_rows = previous.rows
         prev_rel = _parquet(Path(previous.path))
@@ -338,8 +351,17 @@ def prepare(con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, *
         # A full send stamps every member now, so the previous stamps matter only to an incremental run.
         prev_confirmed = prev_rel if previous is not None and previous.confirmed else None
         new_snapshot = _stamp(con, plan, new_snapshot, prev_rel, prev_confirmed, expiry, workdir)
-    return PreparedSegment(segment, plan, current_sql, new_snapshot, prev_path, workdir, mapping_hash, prev_rel,
-                           tracks_confirmation=expiry is not None)
+    return PreparedSegment(
+        segment,
+        plan,
+        current_sql,
+        new_snapshot,
+        prev_path,
+        workdir,
+        mapping_hash,
+        prev_rel,
+        tracks_confirmation=expiry is not None,
+    )
 
 
 def _classify(con: duckdb.DuckDBPyConnection, new_snapshot: Path, prev_rel: str) -> None:
@@ -376,15 +398,25 @@ def _ts(value: datetime) -> str:
     return f"timestamp {ql(value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=' '))}"
 
 
-def _stamp(con: duckdb.DuckDBPyConnection, plan: Plan, new_snapshot: Path, prev_rel: str, prev_confirmed: str | None,
-           expiry: Expiry, workdir: Path) -> Path:
+def _stamp(
+    con: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    new_snapshot: Path,
+    prev_rel: str,
+    prev_confirmed: str | None,
+    expiry: Expiry,
+    workdir: Path,
+) -> Path:
     """Mark members due for a refresh ('f' in _delta) and write the snapshot with each member's confirmed_at.
 
     A member sent now is stamped ``expiry.now``; an unchanged member keeps its
     previous stamp. A previous snapshot without stamps makes every member due.
     """
-    confirmed = (f"(select k1, k2, {SNAPSHOT_CONFIRMED} from {prev_confirmed})" if prev_confirmed else
-                 f"(select k1, k2, cast(null as timestamp) as {SNAPSHOT_CONFIRMED} from {prev_rel})")
+    confirmed = (
+        f"(select k1, k2, {SNAPSHOT_CONFIRMED} from {prev_confirmed})"
+        if prev_confirmed
+        else f"(select k1, k2, cast(null as timestamp) as {SNAPSHOT_CONFIRMED} from {prev_rel})"
+    )
     if not plan.full_refresh:
         con.execute(
             f"""
@@ -399,8 +431,11 @@ def _stamp(con: duckdb.DuckDBPyConnection, plan: Plan, new_snapshot: Path, prev_
         plan.refresh = _one(con, "select count(*) from _delta where kind = 'f'")[0]
         plan.unchanged -= plan.refresh
     out = workdir / "snapshot-confirmed.parquet"
-    sent = ("true" if plan.full_refresh else
-            "exists (select 1 from _delta d where d.k1 = s.k1 and d.k2 = s.k2 and d.kind in ('e', 'c', 'r', 'f'))")
+    sent = (
+        "true"
+        if plan.full_refresh
+        else "exists (select 1 from _delta d where d.k1 = s.k1 and d.k2 = s.k2 and d.kind in ('e', 'c', 'r', 'f'))"
+    )
     con.execute(
         f"""
         copy (
@@ -414,11 +449,15 @@ def _stamp(con: duckdb.DuckDBPyConnection, plan: Plan, new_snapshot: Path, prev_
     return out
 
 
-def _add_dirty(con: duckdb.DuckDBPyConnection, plan: Plan, new_snapshot: Path, prev_rel: str,
-               dirty: Path | None) -> None:
+def _add_dirty(
+    con: duckdb.DuckDBPyConnection, plan: Plan, new_snapshot: Path, prev_rel: str, dirty: Path | None
+) -> None:
     """Mark ids in doubt as to-send: members as 'r', leavers the snapshot does not know as 'q'."""
-    source = (f"(select distinct {SNAPSHOT_ID} from {_parquet(dirty)} where {SNAPSHOT_ID} is not null)"
-              if dirty is not None else f"(select cast(null as varchar) as {SNAPSHOT_ID} where false)")
+    source = (
+        f"(select distinct {SNAPSHOT_ID} from {_parquet(dirty)} where {SNAPSHOT_ID} is not null)"
+        if dirty is not None
+        else f"(select cast(null as varchar) as {SNAPSHOT_ID} where false)"
+    )
     con.execute(f"create or replace temp table _dirty as select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)} from {source}")
     plan.dirty = _one(con, "select count(*) from _dirty")[0]
     if not plan.dirty:
@@ -473,24 +512,31 @@ def changes_sql(prepared: PreparedSegment) -> str:
         f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and {_k2_matches('p.k2', 'd.k2')}"
     )
     if plan.resent_exits:
-        exits += (f"\nunion all\nselect {exit_cols} from _dirty p "
-                  f"semi join (select k1, k2 from _delta where kind = 'q') d on d.k1 = p.k1 and d.k2 = p.k2")
+        exits += (
+            f"\nunion all\nselect {exit_cols} from _dirty p "
+            f"semi join (select k1, k2 from _delta where kind = 'q') d on d.k1 = p.k1 and d.k2 = p.k2"
+        )
     return f"{upserts}\nunion all\n{exits}"
 
 
 def sent_ids_sql(prepared: PreparedSegment) -> str:
     """The Ids a delivery of ``changes_sql`` carries (for the in-doubt record), without reading the source."""
     plan = prepared.plan
-    members = (f"select {SNAPSHOT_ID} from {_parquet(prepared.new_snapshot)}" if plan.full_refresh else
-               f"select s.{SNAPSHOT_ID} from {_parquet(prepared.new_snapshot)} s "
-               f"semi join (select k1, k2 from _delta where kind in ('e', 'c', 'r', 'f')) d on d.k1 = s.k1 "
-               f"and {_k2_matches('d.k2', 's.k2')}")
+    members = (
+        f"select {SNAPSHOT_ID} from {_parquet(prepared.new_snapshot)}"
+        if plan.full_refresh
+        else f"select s.{SNAPSHOT_ID} from {_parquet(prepared.new_snapshot)} s "
+        f"semi join (select k1, k2 from _delta where kind in ('e', 'c', 'r', 'f')) d on d.k1 = s.k1 "
+        f"and {_k2_matches('d.k2', 's.k2')}"
+    )
     if not plan.exit_rows:
         return members
-    return (f"{members}\nunion all\nselect p.{SNAPSHOT_ID} from {prepared.previous_sql} p "
-            f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and {_k2_matches('p.k2', 'd.k2')}"
-            f"\nunion all\nselect p.{SNAPSHOT_ID} from _dirty p "
-            f"semi join (select k1, k2 from _delta where kind = 'q') d on d.k1 = p.k1 and d.k2 = p.k2")
+    return (
+        f"{members}\nunion all\nselect p.{SNAPSHOT_ID} from {prepared.previous_sql} p "
+        f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and {_k2_matches('p.k2', 'd.k2')}"
+        f"\nunion all\nselect p.{SNAPSHOT_ID} from _dirty p "
+        f"semi join (select k1, k2 from _delta where kind = 'q') d on d.k1 = p.k1 and d.k2 = p.k2"
+    )
 
 
 def _columns(con: duckdb.DuckDBPyConnection, path: Path) -> set[str]:
@@ -510,13 +556,17 @@ def snapshot_to_commit(con: duckdb.DuckDBPyConnection, prepared: PreparedSegment
     con.executemany("insert into _rejected values (?)", [(i,) for i in sorted(rejected_ids)])
     # A rejected member keeps its previous row -- and its previous confirmation time, if any.
     confirmed = ""
-    if prepared.tracks_confirmation and prepared.previous_snapshot and SNAPSHOT_CONFIRMED in _columns(
-            con, prepared.previous_snapshot):
+    if (
+        prepared.tracks_confirmation
+        and prepared.previous_snapshot
+        and SNAPSHOT_CONFIRMED in _columns(con, prepared.previous_snapshot)
+    ):
         confirmed = f", {SNAPSHOT_CONFIRMED}"
     keep_previous = (
         f"union all by name select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {SNAPSHOT_DIGEST}{confirmed} "
         f"from {_parquet(prepared.previous_snapshot)} where {SNAPSHOT_ID} in (select id from _rejected)"
-        if prepared.previous_snapshot else ""
+        if prepared.previous_snapshot
+        else ""
     )
     con.execute(
         f"copy (select * from {_parquet(prepared.new_snapshot)} "

@@ -50,22 +50,26 @@ def resolve_digest_key(spec: str | None, session=None) -> DigestKey | None:
     if spec.startswith("file:"):
         return DigestKey(_file_key(Path(spec[5:])), spec)
     if spec.startswith("secretsmanager:"):
-        name = spec[len("secretsmanager:"):]
-        value = _aws_call(session, "secretsmanager", "get_secret_value", spec,
-                          "secretsmanager:GetSecretValue", SecretId=name).get("SecretString")
+        name = spec[len("secretsmanager:") :]
+        value = _aws_call(
+            session, "secretsmanager", "get_secret_value", spec, "secretsmanager:GetSecretValue", SecretId=name
+        ).get("SecretString")
         return _checked(value, spec)
     if spec.startswith("ssm:"):
-        name = spec[len("ssm:"):]
-        value = _aws_call(session, "ssm", "get_parameter", spec, "ssm:GetParameter",
-                          Name=name, WithDecryption=True)["Parameter"]["Value"]
+        name = spec[len("ssm:") :]
+        value = _aws_call(session, "ssm", "get_parameter", spec, "ssm:GetParameter", Name=name, WithDecryption=True)[
+            "Parameter"
+        ]["Value"]
         return _checked(value, spec)
     return _checked(spec, "digest_key")
 
 
 def _checked(value, source: str) -> DigestKey:
     if not isinstance(value, str) or len(value) < MIN_KEY_CHARS:
-        raise ConfigError(f"digest_key from {source} must be a secret of at least {MIN_KEY_CHARS} characters "
-                          "(e.g. `openssl rand -hex 32`)")
+        raise ConfigError(
+            f"digest_key from {source} must be a secret of at least {MIN_KEY_CHARS} characters "
+            "(e.g. `openssl rand -hex 32`)"
+        )
     return DigestKey(value, source)
 
 

@@ -253,10 +253,23 @@ class RunReport:
 class SyncRun:
     """Carries one run's collaborators; ``execute`` does the work."""
 
-    def __init__(self, *, artifacts: Artifacts, reader: SegmentReader, destination: Destination,
-                 destination_key: str, state, options: SyncOptions, target: str, work_dir: Path,
-                 command: str, progress: Progress | None = None,
-                 clock: Callable[[], datetime] | None = None, run_id: str | None = None, lease=None):
+    def __init__(
+        self,
+        *,
+        artifacts: Artifacts,
+        reader: SegmentReader,
+        destination: Destination,
+        destination_key: str,
+        state,
+        options: SyncOptions,
+        target: str,
+        work_dir: Path,
+        command: str,
+        progress: Progress | None = None,
+        clock: Callable[[], datetime] | None = None,
+        run_id: str | None = None,
+        lease=None,
+    ):
         self.clock = clock or wall_clock
         self.artifacts = artifacts
         self.reader = reader
@@ -401,8 +414,11 @@ class SyncRun:
             owner = owner if isinstance(owner, dict) else {}
             named = owners.owner_of(child.name)
             with contextlib.suppress(OSError):  # gone meanwhile: nothing to remove
-                if (_owner_is_dead_here(owner) or (named is not None and _owner_is_dead_here(named))
-                        or child.stat().st_mtime < cutoff):
+                if (
+                    _owner_is_dead_here(owner)
+                    or (named is not None and _owner_is_dead_here(named))
+                    or child.stat().st_mtime < cutoff
+                ):
                     remove_work_folder(child)
                     dead_runs.add(str(owner.get("run_id") or child.name.partition(".")[0]))
         return dead_runs
@@ -428,15 +444,15 @@ class SyncRun:
         """
         age = LONGEST_RUN.total_seconds()
         for where, collect, args in (
-                ("state store", getattr(self.state, "collect_debris", None), (lambda o: _owner_is_dead_here(o), age)),
-                ("destination", getattr(self.destination, "collect_debris", None), (dead_runs, age))):
+            ("state store", getattr(self.state, "collect_debris", None), (lambda o: _owner_is_dead_here(o), age)),
+            ("destination", getattr(self.destination, "collect_debris", None), (dead_runs, age)),
+        ):
             if collect is None:
                 continue
             try:
                 removed = collect(*args)
             except Exception as exc:  # noqa: BLE001 - housekeeping must not fail the run
-                log.warning("could not collect what dead runs left in the %s: %s: %s", where,
-                            type(exc).__name__, exc)
+                log.warning("could not collect what dead runs left in the %s: %s: %s", where, type(exc).__name__, exc)
                 continue
             if removed:
                 log.info("removed %d file(s) or folder(s) dead runs left in the %s", len(removed), where)
@@ -445,11 +461,17 @@ class SyncRun:
         """The run's private scratch folder (0700), marked with its owner for _clean_old_work."""
         workdir.mkdir(parents=True, mode=0o700)  # the run id is new: so is its folder
         os.chmod(workdir, 0o700)
-        (workdir / OWNER_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                                      "run_id": self.run_id}))
+        (workdir / OWNER_FILE).write_text(
+            json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "run_id": self.run_id})
+        )
 
     def _owner(self) -> dict:
-        owner = {"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "command": self.report.command}
+        owner = {
+            "run_id": self.run_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "command": self.report.command,
+        }
         if self.lease is not None:  # the lease it runs under: a lock of any other lease is a dead run's
             owner["lease"] = self.lease.token
         return owner
@@ -490,8 +512,9 @@ class SyncRun:
             notes.append("keeps its fields although another segment claims them: " + "; ".join(problems))
             problems = None
         if problems:
-            return SegmentReport(seg.name, REFUSED, "breaks the segment contract (see `lakeseg check`): "
-                                 + "; ".join(problems))
+            return SegmentReport(
+                seg.name, REFUSED, "breaks the segment contract (see `lakeseg check`): " + "; ".join(problems)
+            )
         stack = contextlib.ExitStack()
         try:
             if not opts.dry_run:
@@ -499,45 +522,83 @@ class SyncRun:
             self.progress(seg.name, "reading", 0, 1)
             t = time.monotonic()
             previous = self.state.load_snapshot(self.destination_key, seg.name, workdir / "previous")
-            in_doubt = self.state.load_in_doubt(self.destination_key, seg.name, workdir / "in-doubt",
-                                                committed_run_id=previous.run_id if previous else None)
+            in_doubt = self.state.load_in_doubt(
+                self.destination_key,
+                seg.name,
+                workdir / "in-doubt",
+                committed_run_id=previous.run_id if previous else None,
+            )
             quarantine = {q.id: q for q in (previous.quarantine if previous else ())}
             search = self.state.load_search(self.destination_key, seg.name, workdir / "search")
             dirty = self._dirty_ids(con, workdir, in_doubt, quarantine, search.ids if search else ())
             if in_doubt is not None:
                 notes.append(f"{in_doubt.rows:,} id(s) in doubt from run {in_doubt.run_id} (never confirmed): resent")
             if search is not None:
-                notes.append(f"{search.rows:,} row(s) in {len(search.groups):,} group(s) still suspect from run "
-                             f"{search.run_id}: resent, the search for refused rows continues")
+                notes.append(
+                    f"{search.rows:,} row(s) in {len(search.groups):,} group(s) still suspect from run "
+                    f"{search.run_id}: resent, the search for refused rows continues"
+                )
             source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
             t = self._spent("read", t)
-            notes.extend(getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation))  # Athena: query id, bytes
-            prepared = prepare(con, seg, source, previous=previous, workdir=workdir,
-                               full_refresh=opts.full_refresh, dirty=dirty, digest_key=opts.digest_key,
-                               expiry=self._expiry,
-                               tests=tests_by_model(self.artifacts.manifest).get(seg.unique_id, []))
+            notes.extend(
+                getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation)
+            )  # Athena: query id, bytes
+            prepared = prepare(
+                con,
+                seg,
+                source,
+                previous=previous,
+                workdir=workdir,
+                full_refresh=opts.full_refresh,
+                dirty=dirty,
+                digest_key=opts.digest_key,
+                expiry=self._expiry,
+                tests=tests_by_model(self.artifacts.manifest).get(seg.unique_id, []),
+            )
             self._spent("diff", t)
             failpoints.hit("after-read")
             plan = prepared.plan
             if plan.refresh and self._expiry is not None:  # only a destination whose data expires refreshes
-                notes.append(f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
-                             f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent")
-            refusal = (mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit)
-                       or size_change_refusal(self._as_last_delivered(con, prepared, dirty), opts.max_size_change_share,
-                                              opts.max_entered_share, opts.allow_size_change))
+                notes.append(
+                    f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
+                    f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent"
+                )
+            refusal = mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit) or size_change_refusal(
+                self._as_last_delivered(con, prepared, dirty),
+                opts.max_size_change_share,
+                opts.max_entered_share,
+                opts.allow_size_change,
+            )
             if refusal:
                 stack.close()
-                return SegmentReport(seg.name, REFUSED, refusal, plan.as_dict(), notes=notes,
-                                     quarantined=[asdict(q) for q in quarantine.values()])
+                return SegmentReport(
+                    seg.name,
+                    REFUSED,
+                    refusal,
+                    plan.as_dict(),
+                    notes=notes,
+                    quarantined=[asdict(q) for q in quarantine.values()],
+                )
             if opts.dry_run:
                 stack.close()
-                return SegmentReport(seg.name, PLANNED, plan.full_refresh_reason, plan.as_dict(), notes=notes,
-                                     quarantined=[asdict(q) for q in quarantine.values()])
+                return SegmentReport(
+                    seg.name,
+                    PLANNED,
+                    plan.full_refresh_reason,
+                    plan.as_dict(),
+                    notes=notes,
+                    quarantined=[asdict(q) for q in quarantine.values()],
+                )
             if plan.to_send == 0:
                 if search is not None:  # none of its rows is left to send: nothing left to search
                     self.state.clear_search(self.destination_key, seg.name)
-                if (previous is None or previous.mapping_hash != prepared.mapping_hash or in_doubt is not None
-                        or quarantine or plan.exited):
+                if (
+                    previous is None
+                    or previous.mapping_hash != prepared.mapping_hash
+                    or in_doubt is not None
+                    or quarantine
+                    or plan.exited
+                ):
                     # Nothing left to send for what was in doubt or quarantined, or for leavers of a
                     # `keep` segment: the commit supersedes those records, and a leaver is counted
                     # once (an uncommitted one would count again every run, towards the guard).
@@ -554,10 +615,15 @@ class SyncRun:
             self._spent("files", t)
             failpoints.hit("after-in-doubt")
             delivery = SegmentDelivery(
-                run_id=self.run_id, segment=seg.name, files=tuple(files), fields=seg.fields,
+                run_id=self.run_id,
+                segment=seg.name,
+                files=tuple(files),
+                fields=seg.fields,
                 counts={k: v for k, v in plan.as_dict().items() if isinstance(v, int) and not isinstance(v, bool)},
-                segment_name=seg.segment_name, segment_filter=seg.segment_filter,
-                quarantined=frozenset(quarantine), search=RowSearch(search.groups, search.fields) if search else None,
+                segment_name=seg.segment_name,
+                segment_filter=seg.segment_filter,
+                quarantined=frozenset(quarantine),
+                search=RowSearch(search.groups, search.fields) if search else None,
                 ledger=self.state.job_ledger(self.destination_key, seg.name),
             )
         except LakesegError as exc:
@@ -571,20 +637,26 @@ class SyncRun:
             raise
         # Delivery waits on the platform: run it in the pool, commit when confirmed.
         t0, started = time.monotonic(), _now()
-        pending.append(pool.submit(self._deliver_and_commit, con.cursor(), prepared, delivery, stack, t0, started,
-                                   notes, quarantine))
+        pending.append(
+            pool.submit(
+                self._deliver_and_commit, con.cursor(), prepared, delivery, stack, t0, started, notes, quarantine
+            )
+        )
         return None
 
-    def _dirty_ids(self, con, workdir: Path, in_doubt, quarantine: dict[str, QuarantinedRow],
-                   suspect=()) -> Path | None:
+    def _dirty_ids(
+        self, con, workdir: Path, in_doubt, quarantine: dict[str, QuarantinedRow], suspect=()
+    ) -> Path | None:
         """One Parquet file of every Id to resend whatever the snapshot says: in doubt, quarantined or suspect."""
         if in_doubt is None and not quarantine and not suspect:
             return None
         out = workdir / "dirty.parquet"
         con.execute(f"create or replace temp table _quarantined ({SNAPSHOT_ID} varchar)")
         if quarantine or suspect:
-            con.execute(f"insert into _quarantined select unnest($1::varchar[]) as {SNAPSHOT_ID}",
-                        [sorted(set(quarantine) | set(suspect))])
+            con.execute(
+                f"insert into _quarantined select unnest($1::varchar[]) as {SNAPSHOT_ID}",
+                [sorted(set(quarantine) | set(suspect))],
+            )
         parts = ["select * from _quarantined"]
         if in_doubt is not None:
             parts.append(f"select {SNAPSHOT_ID} from read_parquet({ql(str(in_doubt.path))})")
@@ -603,14 +675,17 @@ class SyncRun:
         held, now = con.execute(
             f"select count(*), count(*) filter (where {SNAPSHOT_ID} in (select {SNAPSHOT_ID} from "
             f"read_parquet({ql(str(prepared.new_snapshot))}))) from _quarantined where {SNAPSHOT_ID} not in "
-            f"(select {SNAPSHOT_ID} from read_parquet({ql(str(previous))}))").fetchall()[0]
+            f"(select {SNAPSHOT_ID} from read_parquet({ql(str(previous))}))"
+        ).fetchall()[0]
         return replace(plan, previous_rows=plan.previous_rows + held, entered=max(0, plan.entered - now))
 
     def _record_in_doubt(self, con, prepared: PreparedSegment) -> None:
         """Durably record every Id this delivery carries, plus those still in doubt, before handing over."""
         out = prepared.workdir / "in-doubt.parquet"
-        con.execute(f"copy (select distinct {SNAPSHOT_ID} from ({sent_ids_sql(prepared)} union all "
-                    f"select {SNAPSHOT_ID} from _dirty)) to {ql(str(out))} (format parquet)")
+        con.execute(
+            f"copy (select distinct {SNAPSHOT_ID} from ({sent_ids_sql(prepared)} union all "
+            f"select {SNAPSHOT_ID} from _dirty)) to {ql(str(out))} (format parquet)"
+        )
         rows = con.execute(f"select count(*) from read_parquet({ql(str(out))})").fetchall()[0][0]
         self.state.record_in_doubt(self.destination_key, prepared.segment.name, out, rows=rows, run_id=self.run_id)
 
@@ -639,20 +714,35 @@ class SyncRun:
             log.warning("took over the lock on %s/%s from dead %s", self.destination_key, segment, held.describe())
             notes.append(f"took over the lock left by a dead run ({held.describe()})")
 
-    def _deliver_and_commit(self, con, prepared: PreparedSegment, delivery: SegmentDelivery,
-                            stack: contextlib.ExitStack, t0: float, started: str,
-                            notes: list[str], quarantine: dict[str, QuarantinedRow]) -> SegmentReport:
+    def _deliver_and_commit(
+        self,
+        con,
+        prepared: PreparedSegment,
+        delivery: SegmentDelivery,
+        stack: contextlib.ExitStack,
+        t0: float,
+        started: str,
+        notes: list[str],
+        quarantine: dict[str, QuarantinedRow],
+    ) -> SegmentReport:
         seg, plan = prepared.segment, prepared.plan
-        rep = SegmentReport(seg.name, FAILED, plan=plan.as_dict(), started_at=started, notes=notes,
-                            files=[p.name for p in delivery.files],
-                            bytes=sum(p.stat().st_size for p in delivery.files))
+        rep = SegmentReport(
+            seg.name,
+            FAILED,
+            plan=plan.as_dict(),
+            started_at=started,
+            notes=notes,
+            files=[p.name for p in delivery.files],
+            bytes=sum(p.stat().st_size for p in delivery.files),
+        )
         try:
             with stack:
                 self._hold_lease()
                 self.progress(seg.name, "delivering", 0, len(delivery.files))
                 t = time.monotonic()
                 result = self.destination.deliver(
-                    delivery, lambda label, done, total: self.progress(seg.name, "delivering", done, total))
+                    delivery, lambda label, done, total: self.progress(seg.name, "delivering", done, total)
+                )
                 t = self._spent("delivery", t)
                 rep.jobs = [_job_document(seg.name, j) for j in result.jobs]
                 rep.location = result.location
@@ -663,18 +753,37 @@ class SyncRun:
                     return rep
                 failpoints.hit("before-commit")
                 # The unfinished search is kept before the commit that leaves its rows out (in doubt, resent).
-                self.state.save_search(self.destination_key, seg.name, result.search.groups if result.search else (),
-                                       fields=delivery.fields, run_id=self.run_id, workdir=prepared.workdir / "search")
+                self.state.save_search(
+                    self.destination_key,
+                    seg.name,
+                    result.search.groups if result.search else (),
+                    fields=delivery.fields,
+                    run_id=self.run_id,
+                    workdir=prepared.workdir / "search",
+                )
                 kept = self._commit(con, prepared, result, quarantine)
                 self._spent("commit", t)
                 rep.quarantined = [asdict(q) for q in kept]
                 suspect = len(result.suspect_ids)
                 if kept or suspect:
                     rep.status = PARTIAL
-                    rep.reason = "; ".join(filter(None, (
-                        f"{len(kept)} row(s) rejected by the destination are quarantined (resent next run)" if kept else "",
-                        f"{suspect} row(s) still suspect (not yet proven refused or accepted) are resent next run, "
-                        "which continues the search" if suspect else ""))) + "; the rest is committed"
+                    rep.reason = (
+                        "; ".join(
+                            filter(
+                                None,
+                                (
+                                    f"{len(kept)} row(s) rejected by the destination are quarantined (resent next run)"
+                                    if kept
+                                    else "",
+                                    f"{suspect} row(s) still suspect (not yet proven refused or accepted) are resent next run, "
+                                    "which continues the search"
+                                    if suspect
+                                    else "",
+                                ),
+                            )
+                        )
+                        + "; the rest is committed"
+                    )
                 else:
                     rep.status = SYNCED
                 if not register_imports(self.imports_table, seg, self.run_id, result.location, notes):
@@ -694,8 +803,9 @@ class SyncRun:
             rep.duration_s = round(time.monotonic() - t0, 3)
         return rep
 
-    def _commit(self, con, prepared: PreparedSegment, result: DeliveryResult,
-                quarantine: dict[str, QuarantinedRow]) -> list[QuarantinedRow]:
+    def _commit(
+        self, con, prepared: PreparedSegment, result: DeliveryResult, quarantine: dict[str, QuarantinedRow]
+    ) -> list[QuarantinedRow]:
         """Commit the new snapshot with the rows the platform rejected quarantined; returns them."""
         self._hold_lease()
         seg = prepared.segment
@@ -704,13 +814,27 @@ class SyncRun:
         kept = []
         for rid in sorted(rejected):
             old = quarantine.get(rid)
-            kept.append(QuarantinedRow(rid, PLATFORM_REFUSED, old.first_run_id if old else self.run_id, self.run_id,
-                                       (old.attempts + 1) if old else 1))
+            kept.append(
+                QuarantinedRow(
+                    rid,
+                    PLATFORM_REFUSED,
+                    old.first_run_id if old else self.run_id,
+                    self.run_id,
+                    (old.attempts + 1) if old else 1,
+                )
+            )
         path = snapshot_to_commit(con, prepared, frozenset(rejected) | result.suspect_ids)  # suspect: neither
         rows = con.execute(f"select count(*) from read_parquet({ql(str(path))})").fetchall()[0][0]
-        self.state.commit_snapshot(self.destination_key, seg.name, path, fields=seg.fields,
-                                   mapping_hash=prepared.mapping_hash, rows=rows, run_id=self.run_id,
-                                   quarantine=tuple(kept))
+        self.state.commit_snapshot(
+            self.destination_key,
+            seg.name,
+            path,
+            fields=seg.fields,
+            mapping_hash=prepared.mapping_hash,
+            rows=rows,
+            run_id=self.run_id,
+            quarantine=tuple(kept),
+        )
         return kept
 
 
@@ -727,12 +851,19 @@ def _unconfirmed_reason(segment: str, result: DeliveryResult) -> str:
     """Why a delivery is unconfirmed, by code, job ids, statuses and counts; the platform's messages go to the log."""
     for error in result.errors:
         log.debug("%s: %s", segment, error)
-    jobs = ", ".join(f"job {j.job_id} {j.status}" + (f" ({j.status_reason})" if j.status_reason else "")
-                     + (f", {j.total_failures} failure(s)" if j.total_failures else "") for j in result.jobs)
+    jobs = ", ".join(
+        f"job {j.job_id} {j.status}"
+        + (f" ({j.status_reason})" if j.status_reason else "")
+        + (f", {j.total_failures} failure(s)" if j.total_failures else "")
+        for j in result.jobs
+    )
     count = len(result.errors)
-    said = (f"{count} error{'s' if count != 1 else ''} (platform-error" + (f"; {jobs}" if jobs else "") + "); "
-            "the platform's messages are in the local log at debug level" if count else
-            "the destination did not say why" + (f" ({jobs})" if jobs else ""))
+    said = (
+        f"{count} error{'s' if count != 1 else ''} (platform-error" + (f"; {jobs}" if jobs else "") + "); "
+        "the platform's messages are in the local log at debug level"
+        if count
+        else "the destination did not say why" + (f" ({jobs})" if jobs else "")
+    )
     return f"the destination did not confirm the delivery: {said}; the rows stay in doubt and are resent next run"
 
 

@@ -23,18 +23,23 @@ def mass_exit_refusal(plan: Plan, max_exit_share: float, allow: bool = False) ->
         return None
     allow_it = f"`lakeseg sync --select {plan.segment} --allow-mass-exit`"
     if plan.rows == 0:
-        return (f"would empty the segment: all {plan.previous_rows:,} previous members would exit "
-                f"(if that is intended, send it with {allow_it})")
+        return (
+            f"would empty the segment: all {plan.previous_rows:,} previous members would exit "
+            f"(if that is intended, send it with {allow_it})"
+        )
     share = plan.exited / plan.previous_rows
     if share > max_exit_share:
-        return (f"{plan.exited:,} of {plan.previous_rows:,} previous members ({share:.1%}) would exit, "
-                f"above the {max_exit_share:.0%} limit (guard.max_exit_share); "
-                f"if that is intended, send it with {allow_it}")
+        return (
+            f"{plan.exited:,} of {plan.previous_rows:,} previous members ({share:.1%}) would exit, "
+            f"above the {max_exit_share:.0%} limit (guard.max_exit_share); "
+            f"if that is intended, send it with {allow_it}"
+        )
     return None
 
 
-def size_change_refusal(plan: Plan, max_size_change_share: float, max_entered_share: float,
-                        allow: bool = False) -> str | None:
+def size_change_refusal(
+    plan: Plan, max_size_change_share: float, max_entered_share: float, allow: bool = False
+) -> str | None:
     """A refusal message when the segment's size moves, either way, by more than
     ``max_size_change_share`` of its last committed size, or more than
     ``max_entered_share`` of that size enters; None when the plan may proceed.
@@ -49,11 +54,15 @@ def size_change_refusal(plan: Plan, max_size_change_share: float, max_entered_sh
     change = (plan.rows - previous) / previous
     if abs(change) > max_size_change_share:
         verb = "grow" if change > 0 else "shrink"
-        return (f"{plan.segment} would {verb} from {previous:,} to {plan.rows:,} members ({change:+.1%}), "
-                f"beyond the {max_size_change_share:.0%} limit (guard.max_size_change_share); {allow_it}")
+        return (
+            f"{plan.segment} would {verb} from {previous:,} to {plan.rows:,} members ({change:+.1%}), "
+            f"beyond the {max_size_change_share:.0%} limit (guard.max_size_change_share); {allow_it}"
+        )
     entered = plan.entered / previous
     if entered > max_entered_share:
-        return (f"{plan.segment}: {plan.entered:,} members would enter, {entered:.1%} of its previous "
-                f"{previous:,} (size {previous:,} -> {plan.rows:,}), beyond the {max_entered_share:.0%} limit "
-                f"(guard.max_entered_share); {allow_it}")
+        return (
+            f"{plan.segment}: {plan.entered:,} members would enter, {entered:.1%} of its previous "
+            f"{previous:,} (size {previous:,} -> {plan.rows:,}), beyond the {max_entered_share:.0%} limit "
+            f"(guard.max_entered_share); {allow_it}"
+        )
     return None

@@ -81,8 +81,10 @@ def _checked(name: str, what: str) -> str:
 
 def columns(segment: Segment) -> list[dict]:
     """Glue columns, in the import file's column order: model column name, string, field name as comment."""
-    return [{"Name": _checked(m.column.lower(), f"segment {segment.name}: column"), "Type": "string",
-             "Comment": m.field} for m in segment.mappings]
+    return [
+        {"Name": _checked(m.column.lower(), f"segment {segment.name}: column"), "Type": "string", "Comment": m.field}
+        for m in segment.mappings
+    ]
 
 
 def _folder(location: str) -> str:
@@ -94,8 +96,8 @@ def table_input(segment: Segment, table_location: str) -> dict:
     return {
         "Name": _checked(segment.name.lower(), "segment"),
         "Description": f"Import files lakeseg delivered for {segment.name} (RFC-4180 CSV, header row); "
-                       "one partition per run_id; columns by position, every value a string, "
-                       "an empty value (or NULL) reads as ''.",
+        "one partition per run_id; columns by position, every value a string, "
+        "an empty value (or NULL) reads as ''.",
         "TableType": "EXTERNAL_TABLE",
         "Parameters": {"EXTERNAL": "TRUE", "classification": "csv", "skip.header.line.count": "1"},
         "PartitionKeys": [{"Name": "run_id", "Type": "string"}],
@@ -117,13 +119,15 @@ def _storage(segment: Segment, location: str) -> dict:
 def athena_ddl(database: str, segment: Segment, table_location: str) -> str:
     """The same table as Athena DDL (for reading, or to create it by hand)."""
     cols = ",\n  ".join(f"`{c['Name']}` string COMMENT '{c['Comment']}'" for c in columns(segment))
-    return (f"CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{segment.name.lower()}` (\n  {cols}\n)\n"
-            "PARTITIONED BY (`run_id` string)\n"
-            f"ROW FORMAT SERDE '{SERDE}'\n"
-            f"WITH SERDEPROPERTIES ({_serde_properties()})\n"
-            f"STORED AS INPUTFORMAT '{INPUT_FORMAT}' OUTPUTFORMAT '{OUTPUT_FORMAT}'\n"
-            f"LOCATION '{_folder(table_location)}'\n"
-            "TBLPROPERTIES ('skip.header.line.count' = '1', 'classification' = 'csv')")
+    return (
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{segment.name.lower()}` (\n  {cols}\n)\n"
+        "PARTITIONED BY (`run_id` string)\n"
+        f"ROW FORMAT SERDE '{SERDE}'\n"
+        f"WITH SERDEPROPERTIES ({_serde_properties()})\n"
+        f"STORED AS INPUTFORMAT '{INPUT_FORMAT}' OUTPUTFORMAT '{OUTPUT_FORMAT}'\n"
+        f"LOCATION '{_folder(table_location)}'\n"
+        "TBLPROPERTIES ('skip.header.line.count' = '1', 'classification' = 'csv')"
+    )
 
 
 def _literal(value: str) -> str:
@@ -167,9 +171,13 @@ class GlueImportsTable:
             self.glue.get_database(Name=self.database, **self.catalog)
         except self.glue.exceptions.EntityNotFoundException:
             try:
-                self.glue.create_database(DatabaseInput={
-                    "Name": self.database, "Description": "lakeseg: what each run imported, one table per segment"},
-                    **self.catalog)
+                self.glue.create_database(
+                    DatabaseInput={
+                        "Name": self.database,
+                        "Description": "lakeseg: what each run imported, one table per segment",
+                    },
+                    **self.catalog,
+                )
             except self.glue.exceptions.AlreadyExistsException:
                 pass
 
@@ -189,29 +197,37 @@ class GlueImportsTable:
         Their files were written alike (quote '"', doubled quotes), so the current parameters read them exactly;
         each partition keeps its columns and location.
         """
-        pages = self.glue.get_paginator("get_partitions").paginate(DatabaseName=self.database, TableName=name,
-                                                                   **self.catalog)
+        pages = self.glue.get_paginator("get_partitions").paginate(
+            DatabaseName=self.database, TableName=name, **self.catalog
+        )
         for page in pages:
             for part in page["Partitions"]:
                 if _serde_parameters(part) == SERDE_PARAMETERS:
                     continue
                 sd = dict(part["StorageDescriptor"])
                 sd["SerdeInfo"] = {**sd.get("SerdeInfo", {}), "Parameters": dict(SERDE_PARAMETERS)}
-                self.glue.update_partition(DatabaseName=self.database, TableName=name,
-                                           PartitionValueList=part["Values"],
-                                           PartitionInput={"Values": part["Values"], "StorageDescriptor": sd},
-                                           **self.catalog)
+                self.glue.update_partition(
+                    DatabaseName=self.database,
+                    TableName=name,
+                    PartitionValueList=part["Values"],
+                    PartitionInput={"Values": part["Values"], "StorageDescriptor": sd},
+                    **self.catalog,
+                )
 
     def _upsert_partition(self, segment: Segment, run_id: str, location: str) -> None:
         partition = {"Values": [run_id], "StorageDescriptor": _storage(segment, location)}
         try:
-            self.glue.create_partition(DatabaseName=self.database, TableName=segment.name.lower(),
-                                       PartitionInput=partition, **self.catalog)
+            self.glue.create_partition(
+                DatabaseName=self.database, TableName=segment.name.lower(), PartitionInput=partition, **self.catalog
+            )
         except self.glue.exceptions.AlreadyExistsException:
-            self.glue.update_partition(DatabaseName=self.database, TableName=segment.name.lower(),
-                                       PartitionValueList=[run_id], PartitionInput=partition, **self.catalog)
-
-
+            self.glue.update_partition(
+                DatabaseName=self.database,
+                TableName=segment.name.lower(),
+                PartitionValueList=[run_id],
+                PartitionInput=partition,
+                **self.catalog,
+            )
 
 
 def view_sql(segment: Segment, exports: Path) -> str:
@@ -220,12 +236,15 @@ def view_sql(segment: Segment, exports: Path) -> str:
     An empty value reads as ``''``, as the SerDe reads it (DuckDB alone would read NULL).
     """
     pattern = str(Path(exports).resolve() / "*" / segment.name / "*.csv")
-    cols = ", ".join(f"coalesce({qi(m.field)}, '') as {qi(c['Name'])}"
-                     for m, c in zip(segment.mappings, columns(segment)))
-    return (f"create or replace view imports.{qi(segment.name.lower())} as "
-            f"select {cols}, regexp_extract(filename, '([^/\\\\]+)[/\\\\][^/\\\\]+[/\\\\][^/\\\\]+$', 1) as run_id "
-            f"from read_csv({ql(pattern)}, header = true, all_varchar = true, union_by_name = true, "
-            "filename = true, quote = '\"', escape = '\"', delim = ',')")
+    cols = ", ".join(
+        f"coalesce({qi(m.field)}, '') as {qi(c['Name'])}" for m, c in zip(segment.mappings, columns(segment))
+    )
+    return (
+        f"create or replace view imports.{qi(segment.name.lower())} as "
+        f"select {cols}, regexp_extract(filename, '([^/\\\\]+)[/\\\\][^/\\\\]+[/\\\\][^/\\\\]+$', 1) as run_id "
+        f"from read_csv({ql(pattern)}, header = true, all_varchar = true, union_by_name = true, "
+        "filename = true, quote = '\"', escape = '\"', delim = ',')"
+    )
 
 
 class DuckDBImportsViews:
@@ -259,8 +278,16 @@ class DuckDBImportsViews:
             try:
                 con = duckdb.connect(str(self.database), read_only=True) if self.database.exists() else None
                 try:
-                    have = {r[0] for r in con.execute("select view_name from duckdb_views() "
-                                                      "where schema_name = 'imports'").fetchall()} if con else set()
+                    have = (
+                        {
+                            r[0]
+                            for r in con.execute(
+                                "select view_name from duckdb_views() where schema_name = 'imports'"
+                            ).fetchall()
+                        }
+                        if con
+                        else set()
+                    )
                 finally:
                     if con is not None:
                         con.close()
@@ -272,8 +299,12 @@ class DuckDBImportsViews:
                 if any(w in str(exc).lower() for w in ("could not set lock", "conflicting lock")):
                     raise
                 log.debug("imports database %s: %s", self.database, exc)
-                log.warning("imports database %s cannot be opened or updated (%s); rebuilding it from %s",
-                            self.database, public_reason(exc), self.exports)
+                log.warning(
+                    "imports database %s cannot be opened or updated (%s); rebuilding it from %s",
+                    self.database,
+                    public_reason(exc),
+                    self.exports,
+                )
                 self._rebuild()
 
     def _delivered(self) -> list[Segment]:
@@ -291,8 +322,12 @@ class DuckDBImportsViews:
                 if any(w in str(exc).lower() for w in ("could not set lock", "conflicting lock")):
                     raise  # another process has it open: not ours to replace
                 log.debug("imports database %s: %s", self.database, exc)
-                log.warning("imports database %s cannot be opened or updated (%s); rebuilding it from %s",
-                            self.database, public_reason(exc), self.exports)
+                log.warning(
+                    "imports database %s cannot be opened or updated (%s); rebuilding it from %s",
+                    self.database,
+                    public_reason(exc),
+                    self.exports,
+                )
                 self._rebuild()
 
     def _create_views(self, segments: Sequence[Segment]) -> None:
@@ -313,8 +348,9 @@ class DuckDBImportsViews:
         self._create_views(self._delivered())
 
 
-def register_all(table: ImportsTable | None, segment: Segment, run_id: str, location: str | None,
-                 notes: list[str]) -> bool:
+def register_all(
+    table: ImportsTable | None, segment: Segment, run_id: str, location: str | None, notes: list[str]
+) -> bool:
     """Register a confirmed delivery; a failure becomes a note (returns False), never undoing the delivery."""
     if table is None or not location:
         return True

@@ -106,8 +106,11 @@ def this_process() -> dict:
 
 def owner_is_here(owner: dict) -> bool:
     """The owner ran on this host, in this pid namespace (so its pid means the same process numbering)."""
-    return (owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int)
-            and owner.get("pid_ns", _pid_namespace()) == _pid_namespace())
+    return (
+        owner.get("host") == socket.gethostname()
+        and isinstance(owner.get("pid"), int)
+        and owner.get("pid_ns", _pid_namespace()) == _pid_namespace()
+    )
 
 
 def owner_is_dead_here(owner: dict) -> bool:
@@ -143,8 +146,10 @@ def lease_timing_from_env() -> tuple[float, float]:
     ttl = _seconds_from_env("LAKESEG_LEASE_TTL_SECONDS", DEFAULT_TTL_SECONDS)
     heartbeat = _seconds_from_env("LAKESEG_LEASE_HEARTBEAT_SECONDS", min(DEFAULT_HEARTBEAT_SECONDS, ttl / 5))
     if heartbeat > ttl / 5:
-        raise ConfigError(f"LAKESEG_LEASE_HEARTBEAT_SECONDS={heartbeat:g} must be at most a fifth of "
-                          f"LAKESEG_LEASE_TTL_SECONDS={ttl:g}: a run must renew several times before its lease expires")
+        raise ConfigError(
+            f"LAKESEG_LEASE_HEARTBEAT_SECONDS={heartbeat:g} must be at most a fifth of "
+            f"LAKESEG_LEASE_TTL_SECONDS={ttl:g}: a run must renew several times before its lease expires"
+        )
     return ttl, heartbeat
 
 
@@ -170,8 +175,10 @@ class LeaseDoc:
 
     def describe(self, now: datetime) -> str:
         o = self.owner
-        who = (f"run {o.get('run_id', '?')} ({'lakeseg ' + str(o['command']) if o.get('command') else 'lakeseg'}) "
-               f"on {o.get('host', '?')} (pid {o.get('pid', '?')}), started {self.doc.get('acquired_at', '?')}")
+        who = (
+            f"run {o.get('run_id', '?')} ({'lakeseg ' + str(o['command']) if o.get('command') else 'lakeseg'}) "
+            f"on {o.get('host', '?')} (pid {o.get('pid', '?')}), started {self.doc.get('acquired_at', '?')}"
+        )
         renewed = _parse(self.doc.get("renewed_at"))
         expires = self.expires_at
         if renewed is not None:
@@ -194,8 +201,9 @@ def _load(raw: bytes) -> LeaseDoc:
 
 def _exit_process(reason: str) -> None:
     """The holder outlived its lease: end the process now (see the module docstring)."""
-    log.critical("%s; ending this run now (exit %d) so that another run may take over safely",
-                 reason, LEASE_LOST_EXIT_CODE)
+    log.critical(
+        "%s; ending this run now (exit %d) so that another run may take over safely", reason, LEASE_LOST_EXIT_CODE
+    )
     logging.shutdown()
     os._exit(LEASE_LOST_EXIT_CODE)
 
@@ -203,12 +211,23 @@ def _exit_process(reason: str) -> None:
 class RunLease:
     """Holds the run lease of ``state`` for one run; use as a context manager (acquire, heartbeat, release)."""
 
-    def __init__(self, state, *, run_id: str, command: str, ttl: float = DEFAULT_TTL_SECONDS,
-                 heartbeat: float = DEFAULT_HEARTBEAT_SECONDS, margin: float | None = None,
-                 clock: Callable[[], datetime] = _utcnow, monotonic: Callable[[], float] = time.monotonic,
-                 on_lost: Callable[[str], None] = _exit_process):
+    def __init__(
+        self,
+        state,
+        *,
+        run_id: str,
+        command: str,
+        ttl: float = DEFAULT_TTL_SECONDS,
+        heartbeat: float = DEFAULT_HEARTBEAT_SECONDS,
+        margin: float | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_lost: Callable[[str], None] = _exit_process,
+    ):
         if heartbeat <= 0 or ttl <= 0 or heartbeat > ttl / 5:
-            raise ConfigError(f"lease heartbeat {heartbeat:g}s must be positive and at most a fifth of its ttl {ttl:g}s")
+            raise ConfigError(
+                f"lease heartbeat {heartbeat:g}s must be positive and at most a fifth of its ttl {ttl:g}s"
+            )
         self.state = state
         self.run_id = run_id
         self.command = command
@@ -233,11 +252,18 @@ class RunLease:
 
     # ------------------------------------------------------------ the document
     def _document(self, now: datetime) -> bytes:
-        return json.dumps({
-            "owner": self._owner, "token": self.token, "acquired_at": self._acquired_at or _stamp(now),
-            "renewed_at": _stamp(now), "expires_at": _stamp(now + timedelta(seconds=self.ttl)),
-            "ttl_seconds": self.ttl, "heartbeat_seconds": self.heartbeat,
-        }, indent=2).encode()
+        return json.dumps(
+            {
+                "owner": self._owner,
+                "token": self.token,
+                "acquired_at": self._acquired_at or _stamp(now),
+                "renewed_at": _stamp(now),
+                "expires_at": _stamp(now + timedelta(seconds=self.ttl)),
+                "ttl_seconds": self.ttl,
+                "heartbeat_seconds": self.heartbeat,
+            },
+            indent=2,
+        ).encode()
 
     def _dead(self, held: LeaseDoc, now: datetime) -> str | None:
         """Why ``held``'s owner is dead, or None while it may still be alive."""
@@ -273,17 +299,18 @@ class RunLease:
                     f"another run holds the lease ({held.describe(now)}, {self.state.lease_location()}); "
                     "nothing was built or synced. Runs of one deployment never overlap: this one ends here. "
                     "The lease frees itself when that run ends, or once its heartbeat stops for "
-                    f"{held.doc.get('ttl_seconds', self.ttl):g}s (see docs/scheduling.md)")
+                    f"{held.doc.get('ttl_seconds', self.ttl):g}s (see docs/scheduling.md)"
+                )
             if self.state.replace_lease(raw, data):
                 self._held(data, start)
                 dead_run = held.owner.get("run_id", "?")
-                self.took_over = (f"took over the run lease of dead run {dead_run} "
-                                  f"({held.describe(now)}): {why}")
+                self.took_over = f"took over the run lease of dead run {dead_run} ({held.describe(now)}): {why}"
                 log.warning("%s", self.took_over)
                 return self
             # Another run took it over (or it was renewed) between our read and our swap: look again.
-        raise LeaseHeld(f"could not take the run lease at {self.state.lease_location()}: it kept changing; "
-                        "another run is taking it")
+        raise LeaseHeld(
+            f"could not take the run lease at {self.state.lease_location()}: it kept changing; another run is taking it"
+        )
 
     def _held(self, data: bytes, start: float) -> None:
         self._raw = data
@@ -344,8 +371,7 @@ class RunLease:
         while a renewal hangs (a store call can block for minutes) and the main thread waits on a platform."""
         self._thread = threading.Thread(target=self._beat, name=f"lakeseg-lease-{self.run_id}", daemon=True)
         self._thread.start()
-        self._watchdog = threading.Thread(target=self._watch, name=f"lakeseg-lease-watch-{self.run_id}",
-                                          daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name=f"lakeseg-lease-watch-{self.run_id}", daemon=True)
         self._watchdog.start()
 
     def _beat(self) -> None:

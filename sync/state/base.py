@@ -121,8 +121,13 @@ class QuarantinedRow:
         if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
             raise ValueError("a quarantine entry has no id")
         code = doc.get("code")
-        return cls(doc["id"], code if code in (PLATFORM_REFUSED,) else PLATFORM_REFUSED,
-                   str(doc.get("first_run_id", "")), str(doc.get("last_run_id", "")), int(doc.get("attempts", 1)))
+        return cls(
+            doc["id"],
+            code if code in (PLATFORM_REFUSED,) else PLATFORM_REFUSED,
+            str(doc.get("first_run_id", "")),
+            str(doc.get("last_run_id", "")),
+            int(doc.get("attempts", 1)),
+        )
 
 
 @dataclass(frozen=True)
@@ -253,8 +258,15 @@ class StateStore(abc.ABC):
         return f"{self._folder(destination, segment)}/{name}"
 
     # ---- pointed files: one mechanism for snapshots and in-doubt records -----
-    def _load_pointed(self, destination: str, segment: str, name: str, schema: dict[str, str] | tuple[dict, ...],
-                      workdir: Path, what: str) -> tuple[dict, Path, dict[str, str]] | None:
+    def _load_pointed(
+        self,
+        destination: str,
+        segment: str,
+        name: str,
+        schema: dict[str, str] | tuple[dict, ...],
+        workdir: Path,
+        what: str,
+    ) -> tuple[dict, Path, dict[str, str]] | None:
         """Read a pointer and the data file it names, checking everything it claims: (pointer, file, columns).
 
         Any inconsistency raises SegmentRefused: a damaged record is never
@@ -279,46 +291,55 @@ class StateStore(abc.ABC):
             if not isinstance(meta.get("run_id", ""), str):
                 raise ValueError("run_id must be a string")
         except (ValueError, KeyError, TypeError) as exc:
-            raise SegmentRefused(f"{what} pointer for {where} is corrupt ({exc}); refusing to treat it as empty. "
-                                 + hint) from exc
+            raise SegmentRefused(
+                f"{what} pointer for {where} is corrupt ({exc}); refusing to treat it as empty. " + hint
+            ) from exc
         # Confined to its own folder: a tampered pointer can neither read nor, on
         # the next commit, delete any other file.
         # _SAFE admits no "/" and no empty name: the leaf is a file directly in the folder.
         leaf = data_key.removeprefix(folder + "/")
         if leaf == data_key or not _SAFE.match(leaf) or not leaf.endswith(".parquet"):
-            raise SegmentRefused(f"{what} pointer for {where} names {data_key!r}, outside its folder {folder}/; "
-                                 "refusing to read it. " + hint)
+            raise SegmentRefused(
+                f"{what} pointer for {where} names {data_key!r}, outside its folder {folder}/; "
+                "refusing to read it. " + hint
+            )
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         local = workdir / leaf
         if not self._download(data_key, local):
-            raise SegmentRefused(f"{what} data {self._location(data_key)} for {where} is missing; "
-                                 "refusing to treat it as empty")
+            raise SegmentRefused(
+                f"{what} data {self._location(data_key)} for {where} is missing; refusing to treat it as empty"
+            )
         if sha256_file(local) != expected:
-            raise SegmentRefused(f"{what} data {self._location(data_key)} for {where} fails its checksum; "
-                                 "refusing to treat it as empty")
+            raise SegmentRefused(
+                f"{what} data {self._location(data_key)} for {where} fails its checksum; refusing to treat it as empty"
+            )
         try:
             found, actual = parquet_facts(local)
         except duckdb.Error as exc:
-            raise SegmentRefused(f"{what} data for {where} is unreadable ({exc}); refusing to treat it as empty") from exc
+            raise SegmentRefused(
+                f"{what} data for {where} is unreadable ({exc}); refusing to treat it as empty"
+            ) from exc
         schemas = schema if isinstance(schema, tuple) else (schema,)
         if found not in schemas:
-            raise SegmentRefused(f"{what} data {self._location(data_key)} for {where} has columns {found}, "
-                                 f"expected {' or '.join(str(s) for s in schemas)}; refusing to read it")
+            raise SegmentRefused(
+                f"{what} data {self._location(data_key)} for {where} has columns {found}, "
+                f"expected {' or '.join(str(s) for s in schemas)}; refusing to read it"
+            )
         if actual != rows:
             raise SegmentRefused(f"{what} data for {where} has {actual} rows, its pointer says {rows}")
         return meta, local, found
 
-    def _point_to(self, destination: str, segment: str, name: str, parquet: Path, prefix: str,
-                  meta: dict) -> str:
+    def _point_to(self, destination: str, segment: str, name: str, parquet: Path, prefix: str, meta: dict) -> str:
         """Store ``parquet`` under a fresh name, then move pointer ``name`` to it in one write."""
         folder = self._folder(destination, segment)
         pointer_key = f"{folder}/{name}"
         data_key = f"{folder}/{prefix}{safe_name('run id', meta['run_id'])}-{uuid.uuid4().hex[:8]}.parquet"
         previous = self._read(pointer_key)
         self._upload(data_key, Path(parquet))
-        self._write(pointer_key, json.dumps({"file": data_key, "sha256": sha256_file(Path(parquet)), **meta},
-                                            indent=2).encode())
+        self._write(
+            pointer_key, json.dumps({"file": data_key, "sha256": sha256_file(Path(parquet)), **meta}, indent=2).encode()
+        )
         if previous:  # the pointer has moved: the superseded data file is garbage now
             self._delete_data(folder, previous, keep=data_key)
         return data_key
@@ -326,13 +347,19 @@ class StateStore(abc.ABC):
     def _delete_data(self, folder: str, pointer_bytes: bytes, keep: str | None = None) -> None:
         with contextlib.suppress(Exception):
             old = json.loads(pointer_bytes)["file"]
-            if isinstance(old, str) and old != keep and old.startswith(folder + "/") and "/" not in old[len(folder) + 1:]:
+            if (
+                isinstance(old, str)
+                and old != keep
+                and old.startswith(folder + "/")
+                and "/" not in old[len(folder) + 1 :]
+            ):
                 self._delete(old)
 
     # ---- snapshots -----------------------------------------------------------
     def load_snapshot(self, destination: str, segment: str, workdir: Path) -> Snapshot | None:
-        found = self._load_pointed(destination, segment, POINTER, (SNAPSHOT_SCHEMA, SNAPSHOT_SCHEMA_CONFIRMED),
-                                   workdir, "snapshot")
+        found = self._load_pointed(
+            destination, segment, POINTER, (SNAPSHOT_SCHEMA, SNAPSHOT_SCHEMA_CONFIRMED), workdir, "snapshot"
+        )
         if found is None:
             return None
         meta, local, columns = found
@@ -342,17 +369,41 @@ class StateStore(abc.ABC):
                 raise ValueError("fields and mapping_hash must be strings")
             quarantine = tuple(QuarantinedRow.from_dict(q) for q in meta.get("quarantine") or ())
         except (ValueError, TypeError) as exc:
-            raise SegmentRefused(f"snapshot pointer for {destination}/{segment} is corrupt ({exc}); "
-                                 "refusing to treat it as empty") from exc
-        return Snapshot(local, fields, meta.get("mapping_hash", ""), meta["rows"], meta.get("run_id", ""),
-                        str(meta.get("committed_at", "")), quarantine,
-                        confirmed=columns == SNAPSHOT_SCHEMA_CONFIRMED)
+            raise SegmentRefused(
+                f"snapshot pointer for {destination}/{segment} is corrupt ({exc}); refusing to treat it as empty"
+            ) from exc
+        return Snapshot(
+            local,
+            fields,
+            meta.get("mapping_hash", ""),
+            meta["rows"],
+            meta.get("run_id", ""),
+            str(meta.get("committed_at", "")),
+            quarantine,
+            confirmed=columns == SNAPSHOT_SCHEMA_CONFIRMED,
+        )
 
-    def commit_snapshot(self, destination: str, segment: str, parquet: Path, *, fields, mapping_hash: str,
-                        rows: int, run_id: str, quarantine: tuple[QuarantinedRow, ...] = ()) -> Snapshot:
+    def commit_snapshot(
+        self,
+        destination: str,
+        segment: str,
+        parquet: Path,
+        *,
+        fields,
+        mapping_hash: str,
+        rows: int,
+        run_id: str,
+        quarantine: tuple[QuarantinedRow, ...] = (),
+    ) -> Snapshot:
         committed_at = utcnow().isoformat(timespec="seconds")
-        meta = {"rows": rows, "fields": list(fields), "mapping_hash": mapping_hash, "run_id": run_id,
-                "committed_at": committed_at, "quarantine": [asdict(q) for q in quarantine]}
+        meta = {
+            "rows": rows,
+            "fields": list(fields),
+            "mapping_hash": mapping_hash,
+            "run_id": run_id,
+            "committed_at": committed_at,
+            "quarantine": [asdict(q) for q in quarantine],
+        }
         self._point_to(destination, segment, POINTER, parquet, "", meta)
         # The commit supersedes this run's in-doubt record (see load_in_doubt); drop it now.
         with contextlib.suppress(Exception):
@@ -373,8 +424,9 @@ class StateStore(abc.ABC):
         meta = {"rows": rows, "run_id": run_id, "recorded_at": utcnow().isoformat(timespec="seconds")}
         self._point_to(destination, segment, IN_DOUBT, parquet, "in-doubt-", meta)
 
-    def load_in_doubt(self, destination: str, segment: str, workdir: Path,
-                      committed_run_id: str | None = None) -> InDoubt | None:
+    def load_in_doubt(
+        self, destination: str, segment: str, workdir: Path, committed_run_id: str | None = None
+    ) -> InDoubt | None:
         """The open in-doubt record, or None (none, or superseded by a commit of the same run)."""
         found = self._load_pointed(destination, segment, IN_DOUBT, IN_DOUBT_SCHEMA, workdir, "in-doubt")
         if found is None:
@@ -412,13 +464,20 @@ class StateStore(abc.ABC):
         pos = [p for g in groups for p in range(len(g))]
         con = duckdb.connect()
         try:
-            con.execute("copy (select unnest($1::varchar[]) as Id, unnest($2::integer[]) as grp, "
-                        "unnest($3::integer[]) as pos) to '" + str(out).replace("'", "''") + "' (format parquet)",
-                        [ids, grp, pos])
+            con.execute(
+                "copy (select unnest($1::varchar[]) as Id, unnest($2::integer[]) as grp, "
+                "unnest($3::integer[]) as pos) to '" + str(out).replace("'", "''") + "' (format parquet)",
+                [ids, grp, pos],
+            )
         finally:
             con.close()
-        meta = {"rows": len(ids), "groups": len(groups), "fields": list(fields), "run_id": run_id,
-                "recorded_at": utcnow().isoformat(timespec="seconds")}
+        meta = {
+            "rows": len(ids),
+            "groups": len(groups),
+            "fields": list(fields),
+            "run_id": run_id,
+            "recorded_at": utcnow().isoformat(timespec="seconds"),
+        }
         self._point_to(destination, segment, SEARCH, out, "search-", meta)
 
     def load_search(self, destination: str, segment: str, workdir: Path) -> SavedSearch | None:
@@ -428,8 +487,10 @@ class StateStore(abc.ABC):
         meta, local, _columns = found
         fields = meta.get("fields") or ()
         if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
-            raise SegmentRefused(f"search pointer for {destination}/{segment} is corrupt (fields must be strings); "
-                                 "delete it to start the search afresh")
+            raise SegmentRefused(
+                f"search pointer for {destination}/{segment} is corrupt (fields must be strings); "
+                "delete it to start the search afresh"
+            )
         con = duckdb.connect()
         try:
             rows = con.execute("select grp, Id from read_parquet(?) order by grp, pos", [str(local)]).fetchall()
@@ -467,8 +528,15 @@ class StateStore(abc.ABC):
             doc = {"owner": {"note": "unreadable lock file"}, "acquired_at": ""}
         acquired = str(doc.get("acquired_at", ""))
         owner: dict = doc["owner"] if isinstance(doc.get("owner"), dict) else {}
-        return LockInfo(destination, segment, owner, acquired, _age_seconds(acquired), self._location(key),
-                        str(doc.get("token", "")))
+        return LockInfo(
+            destination,
+            segment,
+            owner,
+            acquired,
+            _age_seconds(acquired),
+            self._location(key),
+            str(doc.get("token", "")),
+        )
 
     @contextlib.contextmanager
     def lock(self, destination: str, segment: str, owner: dict) -> Iterator[LockInfo]:
@@ -597,8 +665,14 @@ class StateJobLedger:
     def remember(self, name: str, job_id: str | None, run_id: str) -> None:
         with self._lock:
             jobs = [j for j in self._load() or [] if j["name"] != name]
-            jobs.append({"name": name, "job_id": job_id, "run_id": run_id,
-                         "recorded_at": utcnow().isoformat(timespec="seconds")})
+            jobs.append(
+                {
+                    "name": name,
+                    "job_id": job_id,
+                    "run_id": run_id,
+                    "recorded_at": utcnow().isoformat(timespec="seconds"),
+                }
+            )
             self._save(jobs)
 
     def forget(self, name: str) -> None:
@@ -609,5 +683,15 @@ class StateJobLedger:
                 self._save(kept)
 
 
-__all__ = ["PLATFORM_REFUSED", "InDoubt", "LockInfo", "QuarantinedRow", "SavedSearch", "Snapshot", "StateJobLedger",
-           "StateStore", "asdict", "safe_name"]
+__all__ = [
+    "PLATFORM_REFUSED",
+    "InDoubt",
+    "LockInfo",
+    "QuarantinedRow",
+    "SavedSearch",
+    "Snapshot",
+    "StateJobLedger",
+    "StateStore",
+    "asdict",
+    "safe_name",
+]

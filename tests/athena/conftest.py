@@ -13,9 +13,14 @@ from moto import mock_aws
 
 PROJECT = Path(__file__).resolve().parents[2]
 
-ATHENA_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-              "LAKESEG_ATHENA_STAGING_DIR": "s3://athena-results/lakeseg/", "LAKESEG_ATHENA_DATA_DIR": "s3://lake/tables/",
-              "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+ATHENA_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "LAKESEG_ATHENA_STAGING_DIR": "s3://athena-results/lakeseg/",
+    "LAKESEG_ATHENA_DATA_DIR": "s3://lake/tables/",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+}
 
 
 @dataclass
@@ -41,8 +46,19 @@ def compile_for_athena(root: Path, project: Path = PROJECT, *extra: str) -> Comp
 
         with mock_aws():
             boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="athena-results")
-            common = ["--project-dir", str(project), "--profiles-dir", str(profiles), "--target", "athena",
-                      "--target-path", str(root / "target"), "--log-path", str(root / "logs"), *extra]
+            common = [
+                "--project-dir",
+                str(project),
+                "--profiles-dir",
+                str(profiles),
+                "--target",
+                "athena",
+                "--target-path",
+                str(root / "target"),
+                "--log-path",
+                str(root / "logs"),
+                *extra,
+            ]
             parsed = dbtRunner().invoke(["parse", *common])
             compiled = dbtRunner().invoke(["compile", *common])
     finally:

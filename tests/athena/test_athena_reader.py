@@ -35,13 +35,18 @@ ROWS = [
     ("ep-3", "田中", "a,b,c"),
     ("ep-4", None, ""),
 ]
-UNLOAD = re.compile(r"UNLOAD \(SELECT (?P<cols>.+) FROM \"(?P<schema>[^\"]+)\"\.\"(?P<table>[^\"]+)\"\) TO '(?P<to>[^']+)'")
+UNLOAD = re.compile(
+    r"UNLOAD \(SELECT (?P<cols>.+) FROM \"(?P<schema>[^\"]+)\"\.\"(?P<table>[^\"]+)\"\) TO '(?P<to>[^']+)'"
+)
 
 
 @pytest.fixture
 def aws(monkeypatch):
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": REGION}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(k, v)
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
@@ -83,13 +88,22 @@ class FakeAthenaEngine:
 
 def segment(columns=("endpoint_id", "full_name", "note")) -> Segment:
     fields = ("Id", "User.UserAttributes.FullName", "Attributes.Note")
-    return Segment("model.p.seg_people", "seg_people", RelationRef("awsdatacatalog", "lakeseg_segments", "seg_people"),
-                   tuple(FieldMapping(c, f) for c, f in zip(columns, fields)), "keep", None, (), "")
+    return Segment(
+        "model.p.seg_people",
+        "seg_people",
+        RelationRef("awsdatacatalog", "lakeseg_segments", "seg_people"),
+        tuple(FieldMapping(c, f) for c, f in zip(columns, fields)),
+        "keep",
+        None,
+        (),
+        "",
+    )
 
 
 def make_reader(athena, s3, **kw) -> AthenaReader:
-    return AthenaReader(athena, s3, s3_staging_dir=f"s3://{BUCKET}/lakeseg/", work_group="primary",
-                        sleep=lambda s: None, **kw)
+    return AthenaReader(
+        athena, s3, s3_staging_dir=f"s3://{BUCKET}/lakeseg/", work_group="primary", sleep=lambda s: None, **kw
+    )
 
 
 def test_reader_feeds_the_diff_engine_with_exact_values(aws, tmp_path):
@@ -143,10 +157,21 @@ def test_failed_query_reports_id_and_athena_message(tmp_path):
     athena = boto3.client("athena", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     stub = Stubber(athena)
     stub.add_response("start_query_execution", {"QueryExecutionId": "q-123"})
-    stub.add_response("get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-123",
-                                                                 "Status": {"State": "RUNNING"}}})
-    stub.add_response("get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-123", "Status": {
-        "State": "FAILED", "StateChangeReason": "TABLE_NOT_FOUND: line 1:28: Table 'seg_people' does not exist"}}})
+    stub.add_response(
+        "get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-123", "Status": {"State": "RUNNING"}}}
+    )
+    stub.add_response(
+        "get_query_execution",
+        {
+            "QueryExecution": {
+                "QueryExecutionId": "q-123",
+                "Status": {
+                    "State": "FAILED",
+                    "StateChangeReason": "TABLE_NOT_FOUND: line 1:28: Table 'seg_people' does not exist",
+                },
+            }
+        },
+    )
     sleeps = []
     reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", work_group="primary", sleep=sleeps.append)
     with stub, pytest.raises(AthenaQueryFailed, match=r"q-123 FAILED: TABLE_NOT_FOUND"):
@@ -159,12 +184,21 @@ def test_polling_backs_off_and_times_out(tmp_path):
     stub = Stubber(athena)
     stub.add_response("start_query_execution", {"QueryExecutionId": "q-9"})
     for _ in range(5):
-        stub.add_response("get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-9",
-                                                                     "Status": {"State": "RUNNING"}}})
+        stub.add_response(
+            "get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-9", "Status": {"State": "RUNNING"}}}
+        )
     stub.add_response("stop_query_execution", {})
     sleeps = []
-    reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=sleeps.append,
-                          poll_seconds=1, max_poll_seconds=4, timeout_seconds=10, clock=lambda: sum(sleeps))
+    reader = AthenaReader(
+        athena,
+        None,
+        s3_staging_dir=f"s3://{BUCKET}/x/",
+        sleep=sleeps.append,
+        poll_seconds=1,
+        max_poll_seconds=4,
+        timeout_seconds=10,
+        clock=lambda: sum(sleeps),
+    )
     with stub, pytest.raises(AthenaQueryFailed, match="q-9 did not finish"):
         reader.run_query("select 1")
     assert sleeps == [1, 2, 4, 3]  # the last pause ends at the deadline
@@ -177,25 +211,45 @@ def test_profile_without_staging_dir_is_a_config_error():
 
 # ------------------------------------------------- request shape (botocore Stubber)
 
+
 def stubbed_athena():
     athena = boto3.client("athena", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     return athena, Stubber(athena)
 
 
-@pytest.mark.parametrize("staging,expected", [
-    ("s3://athena-results/lakeseg/", "s3://athena-results/lakeseg/"),
-    ("s3://athena-results//lakeseg//x/", "s3://athena-results/lakeseg/x/"),
-    ("s3://athena-results", "s3://athena-results/"),
-    ("s3://athena-results/", "s3://athena-results/"),
-], ids=["plain", "double-slashes", "bucket-only", "bucket-slash"])
+@pytest.mark.parametrize(
+    "staging,expected",
+    [
+        ("s3://athena-results/lakeseg/", "s3://athena-results/lakeseg/"),
+        ("s3://athena-results//lakeseg//x/", "s3://athena-results/lakeseg/x/"),
+        ("s3://athena-results", "s3://athena-results/"),
+        ("s3://athena-results/", "s3://athena-results/"),
+    ],
+    ids=["plain", "double-slashes", "bucket-only", "bucket-slash"],
+)
 def test_every_query_sends_the_result_location_with_the_work_group(staging, expected):
     # Given a work group that may not have a result location of its own
     athena, stub = stubbed_athena()
-    stub.add_response("start_query_execution", {"QueryExecutionId": "q-1"}, {
-        "QueryString": "select 1", "QueryExecutionContext": {"Catalog": "awsdatacatalog"},
-        "ResultConfiguration": {"OutputLocation": expected}, "WorkGroup": "primary"})
-    stub.add_response("get_query_execution", {"QueryExecution": {
-        "QueryExecutionId": "q-1", "Status": {"State": "SUCCEEDED"}, "Statistics": {"DataScannedInBytes": 1234}}})
+    stub.add_response(
+        "start_query_execution",
+        {"QueryExecutionId": "q-1"},
+        {
+            "QueryString": "select 1",
+            "QueryExecutionContext": {"Catalog": "awsdatacatalog"},
+            "ResultConfiguration": {"OutputLocation": expected},
+            "WorkGroup": "primary",
+        },
+    )
+    stub.add_response(
+        "get_query_execution",
+        {
+            "QueryExecution": {
+                "QueryExecutionId": "q-1",
+                "Status": {"State": "SUCCEEDED"},
+                "Statistics": {"DataScannedInBytes": 1234},
+            }
+        },
+    )
     reader = AthenaReader(athena, None, s3_staging_dir=staging, work_group="primary", sleep=lambda s: None)
     # When a query runs, then the request (checked against Athena's model) carries both, without '//'
     with stub:
@@ -206,8 +260,16 @@ def test_every_query_sends_the_result_location_with_the_work_group(staging, expe
 def test_unload_prefix_has_no_double_slash(aws, tmp_path):
     athena, s3 = aws
     engine = FakeAthenaEngine(s3, tmp_path, {"seg_people": ROWS})
-    reader = engine(AthenaReader(athena, s3, s3_staging_dir=f"s3://{BUCKET}//lakeseg//", work_group="primary",
-                                 sleep=lambda s: None, new_id=lambda: "run1"))
+    reader = engine(
+        AthenaReader(
+            athena,
+            s3,
+            s3_staging_dir=f"s3://{BUCKET}//lakeseg//",
+            work_group="primary",
+            sleep=lambda s: None,
+            new_id=lambda: "run1",
+        )
+    )
     reader.stage(duckdb.connect(), segment().relation, segment().columns, tmp_path / "w")
     assert f"TO 's3://{BUCKET}/lakeseg/lakeseg-unload/run1/'" in engine.queries[0]
 
@@ -215,12 +277,19 @@ def test_unload_prefix_has_no_double_slash(aws, tmp_path):
 def test_the_unload_runs_in_the_segments_database_never_in_default():
     # Given Athena (Stubber, checked against its model) and a segment table in lakeseg_segments
     athena, stub = stubbed_athena()
-    stub.add_response("start_query_execution", {"QueryExecutionId": "q-1"}, {
-        "QueryString": ANY, "WorkGroup": "primary",
-        "QueryExecutionContext": {"Catalog": "awsdatacatalog", "Database": "lakeseg_segments"},
-        "ResultConfiguration": {"OutputLocation": f"s3://{BUCKET}/lakeseg/"}})
-    stub.add_response("get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-1",
-                                                                  "Status": {"State": "SUCCEEDED"}}})
+    stub.add_response(
+        "start_query_execution",
+        {"QueryExecutionId": "q-1"},
+        {
+            "QueryString": ANY,
+            "WorkGroup": "primary",
+            "QueryExecutionContext": {"Catalog": "awsdatacatalog", "Database": "lakeseg_segments"},
+            "ResultConfiguration": {"OutputLocation": f"s3://{BUCKET}/lakeseg/"},
+        },
+    )
+    stub.add_response(
+        "get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-1", "Status": {"State": "SUCCEEDED"}}}
+    )
     s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     s3_stub = Stubber(s3)
     s3_stub.add_response("list_objects_v2", {"Contents": []})
@@ -254,14 +323,18 @@ def test_each_segment_records_its_query_id_and_bytes_scanned(aws, tmp_path):
     assert reader.notes_for(seg.relation) == [f"athena query {got['query_id']} scanned 4096 bytes"]
 
 
-@pytest.mark.parametrize("value,expected", [("120", 120.0), ("", 3600.0), (None, 3600.0)], ids=["set", "empty", "unset"])
+@pytest.mark.parametrize(
+    "value,expected", [("120", 120.0), ("", 3600.0), (None, 3600.0)], ids=["set", "empty", "unset"]
+)
 def test_query_timeout_comes_from_the_environment(monkeypatch, value, expected):
     if value is None:
         monkeypatch.delenv("LAKESEG_ATHENA_QUERY_TIMEOUT", raising=False)
     else:
         monkeypatch.setenv("LAKESEG_ATHENA_QUERY_TIMEOUT", value)
-    reader = AthenaReader.from_profile({"type": "athena", "region_name": REGION, "s3_staging_dir": "s3://b/x/"},
-                                       boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"))
+    reader = AthenaReader.from_profile(
+        {"type": "athena", "region_name": REGION, "s3_staging_dir": "s3://b/x/"},
+        boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"),
+    )
     assert reader.timeout_seconds == expected
 
 
@@ -269,14 +342,21 @@ def test_query_timeout_comes_from_the_environment(monkeypatch, value, expected):
 def test_bad_query_timeout_is_named(monkeypatch, value):
     monkeypatch.setenv("LAKESEG_ATHENA_QUERY_TIMEOUT", value)
     with pytest.raises(ConfigError, match="LAKESEG_ATHENA_QUERY_TIMEOUT"):
-        AthenaReader.from_profile({"type": "athena", "region_name": REGION, "s3_staging_dir": "s3://b/x/"},
-                                  boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"))
+        AthenaReader.from_profile(
+            {"type": "athena", "region_name": REGION, "s3_staging_dir": "s3://b/x/"},
+            boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"),
+        )
 
 
 # ------------------------------------------------- no query outlives the run (issue 21, item 4)
 
-RUNNING = {"QueryExecution": {"QueryExecutionId": "q-7", "Status": {"State": "RUNNING"},
-                              "Statistics": {"DataScannedInBytes": 5_000_000}}}
+RUNNING = {
+    "QueryExecution": {
+        "QueryExecutionId": "q-7",
+        "Status": {"State": "RUNNING"},
+        "Statistics": {"DataScannedInBytes": 5_000_000},
+    }
+}
 
 
 def running_query(stub, polls: int = 1) -> None:
@@ -292,6 +372,7 @@ class Interrupted(Exception):
 def _raise(exc):
     def sleep(_seconds):
         raise exc
+
     return sleep
 
 
@@ -351,8 +432,15 @@ def test_the_timeout_is_wall_time_however_long_each_poll_takes():
         return real(**kw)
 
     athena.get_query_execution = slow_poll
-    reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=lambda s: None,
-                          clock=lambda: now[0], timeout_seconds=100, poll_seconds=0.5)
+    reader = AthenaReader(
+        athena,
+        None,
+        s3_staging_dir=f"s3://{BUCKET}/x/",
+        sleep=lambda s: None,
+        clock=lambda: now[0],
+        timeout_seconds=100,
+        poll_seconds=0.5,
+    )
     # When the query keeps running, then it is stopped after 120 s of wall time (not 100 s of pauses)
     with stub, pytest.raises(AthenaQueryFailed, match=r"q-7 did not finish in 100s \(wall time\); stopped it"):
         reader.run_query("select 1")
@@ -363,8 +451,9 @@ def test_the_timeout_is_wall_time_however_long_each_poll_takes():
 def start_requests(athena) -> list[dict]:
     """Every StartQueryExecution request as sent (after botocore validated it against Athena's model)."""
     seen: list[dict] = []
-    athena.meta.events.register("before-parameter-build.athena.StartQueryExecution",
-                                lambda params, **_kw: seen.append(dict(params)))
+    athena.meta.events.register(
+        "before-parameter-build.athena.StartQueryExecution", lambda params, **_kw: seen.append(dict(params))
+    )
     return seen
 
 
@@ -374,13 +463,22 @@ def test_a_retried_start_sends_the_same_request_token(tmp_path):
     sent = start_requests(athena)
     stub.add_client_error("start_query_execution", "InternalServerException", "no answer", 500)
     stub.add_response("start_query_execution", {"QueryExecutionId": "q-1"})
-    stub.add_response("get_query_execution", {"QueryExecution": {
-        "QueryExecutionId": "q-1", "Status": {"State": "SUCCEEDED"}, "Statistics": {"DataScannedInBytes": 10}}})
+    stub.add_response(
+        "get_query_execution",
+        {
+            "QueryExecution": {
+                "QueryExecutionId": "q-1",
+                "Status": {"State": "SUCCEEDED"},
+                "Statistics": {"DataScannedInBytes": 10},
+            }
+        },
+    )
     s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     s3_stub = Stubber(s3)
     s3_stub.add_response("list_objects_v2", {"KeyCount": 0})
-    reader = AthenaReader(athena, s3, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=lambda s: None,
-                          run_id="20261201T050000000Z-abc123")
+    reader = AthenaReader(
+        athena, s3, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=lambda s: None, run_id="20261201T050000000Z-abc123"
+    )
     seg = segment()
     with stub, s3_stub:
         with pytest.raises(Exception, match="no answer"):
@@ -392,10 +490,17 @@ def test_a_retried_start_sends_the_same_request_token(tmp_path):
     assert "lakeseg-unload/20261201T050000000Z-abc123-" in sent[0]["QueryString"]  # the UNLOAD target too
 
 
-@pytest.mark.parametrize("other", [
-    {"run_id": "20261201T050000000Z-abc123", "relation": RelationRef("awsdatacatalog", "lakeseg_segments", "seg_b")},
-    {"run_id": "20261202T050000000Z-def456", "relation": None},
-], ids=["another-segment", "another-run"])
+@pytest.mark.parametrize(
+    "other",
+    [
+        {
+            "run_id": "20261201T050000000Z-abc123",
+            "relation": RelationRef("awsdatacatalog", "lakeseg_segments", "seg_b"),
+        },
+        {"run_id": "20261202T050000000Z-def456", "relation": None},
+    ],
+    ids=["another-segment", "another-run"],
+)
 def test_the_request_token_is_the_run_and_segments_own(other):
     athena, _ = stubbed_athena()
     mine = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", run_id="20261201T050000000Z-abc123")
@@ -403,8 +508,9 @@ def test_the_request_token_is_the_run_and_segments_own(other):
     relation = segment().relation
     token = mine.request_token(relation)
     # the same run and segment give the same token (32 to 128 characters, as Athena requires)
-    assert token == AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/",
-                                 run_id="20261201T050000000Z-abc123").request_token(relation)
+    assert token == AthenaReader(
+        athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", run_id="20261201T050000000Z-abc123"
+    ).request_token(relation)
     assert 32 <= len(token) <= 128
     # another segment, or another run, gets another one
     assert theirs.request_token(other["relation"] or relation) != token
@@ -412,14 +518,23 @@ def test_the_request_token_is_the_run_and_segments_own(other):
 
 def test_the_start_carries_the_token(tmp_path):
     athena, stub = stubbed_athena()
-    reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=lambda s: None,
-                          run_id="20261201T050000000Z-abc123")
+    reader = AthenaReader(
+        athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", sleep=lambda s: None, run_id="20261201T050000000Z-abc123"
+    )
     token = reader.request_token(segment().relation)
-    stub.add_response("start_query_execution", {"QueryExecutionId": "q-1"}, {
-        "QueryString": "select 1", "QueryExecutionContext": {"Catalog": "awsdatacatalog"},
-        "ResultConfiguration": {"OutputLocation": f"s3://{BUCKET}/x/"}, "ClientRequestToken": token})
-    stub.add_response("get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-1",
-                                                                 "Status": {"State": "SUCCEEDED"}}})
+    stub.add_response(
+        "start_query_execution",
+        {"QueryExecutionId": "q-1"},
+        {
+            "QueryString": "select 1",
+            "QueryExecutionContext": {"Catalog": "awsdatacatalog"},
+            "ResultConfiguration": {"OutputLocation": f"s3://{BUCKET}/x/"},
+            "ClientRequestToken": token,
+        },
+    )
+    stub.add_response(
+        "get_query_execution", {"QueryExecution": {"QueryExecutionId": "q-1", "Status": {"State": "SUCCEEDED"}}}
+    )
     with stub:
         reader.run_query("select 1", token=token)
     stub.assert_no_pending_responses()
@@ -431,8 +546,14 @@ def test_bytes_scanned_by_a_stopped_query_are_reported(tmp_path):
     running_query(stub, polls=3)
     stub.add_response("stop_query_execution", {}, {"QueryExecutionId": "q-7"})
     now = [0.0]
-    reader = AthenaReader(athena, None, s3_staging_dir=f"s3://{BUCKET}/x/", timeout_seconds=1,
-                          sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+    reader = AthenaReader(
+        athena,
+        None,
+        s3_staging_dir=f"s3://{BUCKET}/x/",
+        timeout_seconds=1,
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+        clock=lambda: now[0],
+    )
     seg = segment()
     with stub, pytest.raises(AthenaQueryFailed):
         reader.stage(duckdb.connect(), seg.relation, seg.columns, tmp_path / "w")

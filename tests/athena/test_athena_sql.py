@@ -11,8 +11,16 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 # Functions and syntax that exist in DuckDB but not in Athena (Trino).
-DUCKDB_ONLY = [r"\bepoch_ms\(", r"\bto_(seconds|minutes|hours|days|months|years)\(", r"\bmap_extract_value\(",
-               r"\bregexp_matches\(", r"::", r"\btimezone\(", r"read_parquet\(", r"\bstrftime\("]
+DUCKDB_ONLY = [
+    r"\bepoch_ms\(",
+    r"\bto_(seconds|minutes|hours|days|months|years)\(",
+    r"\bmap_extract_value\(",
+    r"\bregexp_matches\(",
+    r"::",
+    r"\btimezone\(",
+    r"read_parquet\(",
+    r"\bstrftime\(",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,25 +53,38 @@ def test_sources_resolve_to_glue_tables_and_filter_partitions(athena_compiled):
     sql = (root / "models" / "staging" / "stg_due__all_events.sql").read_text()
     assert '"awsdatacatalog"."due_eventdb"."all_events"' in sql
     # constant bounds on the partition column: lookback + 24 h slack before as_of, and as_of itself
-    assert re.search(r"where ingest_timestamp >= timestamp '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d' "
-                     r"and ingest_timestamp <= timestamp '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d'", sql)
+    assert re.search(
+        r"where ingest_timestamp >= timestamp '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d' "
+        r"and ingest_timestamp <= timestamp '\d{4}-\d\d-\d\d \d\d:\d\d:\d\d'",
+        sql,
+    )
     assert "element_at(session, 'session_id')" in sql
     assert "session.session_id" not in sql
     contacts = (root / "models" / "staging" / "stg_crm__contacts.sql").read_text()
     assert '"awsdatacatalog"."crm"."contacts"' in contacts
 
 
-@pytest.mark.parametrize("macro,expected", [
-    ("epoch_ms_to_timestamp", "cast(from_unixtime(cast(1776273651267 as double) / 1000.0) as timestamp)"),
-    ("timestamp_add", "date_add('month', -6, timestamp '2026-08-31 12:00:00')"),
-    ("map_value", "element_at(map(array['campaign_id'], array['cmp-1']), 'campaign_id')"),
-    ("contains_control_chars", "regexp_like('a' || chr(9) || 'b', '[\\x00-\\x1F\\x7F-\\x9F\\x{2028}\\x{2029}]')"),
-    ("contains_control_chars", "regexp_like('a' || chr(0) || 'b', '[\\x00-\\x1F\\x7F-\\x9F\\x{2028}\\x{2029}]')"),
-    ("contains_control_chars", "regexp_like('a' || chr(8232) || 'b', '[\\x00-\\x1F\\x7F-\\x9F\\x{2028}\\x{2029}]')"),
-    ("try_to_double", "try_cast(cast('3.5' as varchar) as double)"),
-    ("split_bucket", "mod(from_base(substr(lower(to_hex(md5(to_utf8('winback-2026-11' || ':' "
-                     "|| cast('ep-000001' as varchar))))), 1, 8), 16), 10000)"),
-], ids=lambda v: v if "(" not in v else "")
+@pytest.mark.parametrize(
+    "macro,expected",
+    [
+        ("epoch_ms_to_timestamp", "cast(from_unixtime(cast(1776273651267 as double) / 1000.0) as timestamp)"),
+        ("timestamp_add", "date_add('month', -6, timestamp '2026-08-31 12:00:00')"),
+        ("map_value", "element_at(map(array['campaign_id'], array['cmp-1']), 'campaign_id')"),
+        ("contains_control_chars", "regexp_like('a' || chr(9) || 'b', '[\\x00-\\x1F\\x7F-\\x9F\\x{2028}\\x{2029}]')"),
+        ("contains_control_chars", "regexp_like('a' || chr(0) || 'b', '[\\x00-\\x1F\\x7F-\\x9F\\x{2028}\\x{2029}]')"),
+        (
+            "contains_control_chars",
+            "regexp_like('a' || chr(8232) || 'b', '[\\x00-\\x1F\\x7F-\\x9F\\x{2028}\\x{2029}]')",
+        ),
+        ("try_to_double", "try_cast(cast('3.5' as varchar) as double)"),
+        (
+            "split_bucket",
+            "mod(from_base(substr(lower(to_hex(md5(to_utf8('winback-2026-11' || ':' "
+            "|| cast('ep-000001' as varchar))))), 1, 8), 16), 10000)",
+        ),
+    ],
+    ids=lambda v: v if "(" not in v else "",
+)
 def test_dispatch_macros_render_athena_branches(athena_compiled, macro, expected):
     _, _, root = athena_compiled
     sql = next((root / "tests").rglob("assert_portable_macros.sql")).read_text()

@@ -25,12 +25,17 @@ def declared_sources() -> dict[tuple[str, str], dict[str, str]]:
     """The declared data_types, rendered as dbt renders them with the default vars."""
     doc = yaml.safe_load(SOURCES.read_text())
     render = lambda text: jinja2.Template(text).render(var=lambda name, default=None: default)  # noqa: E731
-    return {(src["name"], t["name"]): {c["name"]: render(c["data_type"]) if c.get("data_type") else None
-                                       for c in t.get("columns", [])}
-            for src in doc["sources"] for t in src["tables"]}
+    return {
+        (src["name"], t["name"]): {
+            c["name"]: render(c["data_type"]) if c.get("data_type") else None for c in t.get("columns", [])
+        }
+        for src in doc["sources"]
+        for t in src["tables"]
+    }
 
 
 # ---------------------------------------------------------------- the project
+
 
 def test_every_model_type_checks_on_athena(athena_build):
     # Given the project compiled for the athena target
@@ -41,8 +46,9 @@ def test_every_model_type_checks_on_athena(athena_build):
     assert check_manifest(manifest) == []
     from tests.e2e.conftest import PROJECT
 
-    assert sum(n["resource_type"] == "model" for n in manifest["nodes"].values()) == \
-        len(list((PROJECT / "models").rglob("*.sql")))
+    assert sum(n["resource_type"] == "model" for n in manifest["nodes"].values()) == len(
+        list((PROJECT / "models").rglob("*.sql"))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +80,7 @@ def test_broken_copy_reading_session_as_a_struct_fails_naming_model_and_column(b
 
 # ------------------------------------------------------ declared source types
 
+
 def test_sources_declare_the_lake_schema_types():
     # Given the declared data_type of every source column the models read
     declared = declared_sources()
@@ -90,10 +97,14 @@ def test_sample_lake_writes_exactly_the_declared_types(tmp_path):
     generate(tmp_path / "lake", LakeSpec(endpoints=40, events_per_endpoint=5, days=3))
     con = duckdb.connect()
     found = {
-        ("due", "all_events"): con.sql(f"describe select * from read_parquet('{tmp_path}/lake/due/all_events/**/*.parquet', "
-                                       "hive_partitioning = true)").fetchall(),
-        **{("crm", t): con.sql(f"describe select * from read_parquet('{tmp_path}/lake/crm/{t}/*.parquet')").fetchall()
-           for t in lake_schema.CRM},
+        ("due", "all_events"): con.sql(
+            f"describe select * from read_parquet('{tmp_path}/lake/due/all_events/**/*.parquet', "
+            "hive_partitioning = true)"
+        ).fetchall(),
+        **{
+            ("crm", t): con.sql(f"describe select * from read_parquet('{tmp_path}/lake/crm/{t}/*.parquet')").fetchall()
+            for t in lake_schema.CRM
+        },
     }
     for table, rows in found.items():
         expected = lake_schema.tables()[table]
@@ -101,14 +112,18 @@ def test_sample_lake_writes_exactly_the_declared_types(tmp_path):
         assert [r[0] for r in rows] == list(expected), table
         for name, dtype, *_ in rows:
             found_type = exp.DataType.build(dtype, dialect="duckdb").sql("trino").lower().replace('"', "")
-            assert found_type == lake_schema.parse_type(expected[name]).sql("trino").lower().replace('"', ""), (table, name)
+            assert found_type == lake_schema.parse_type(expected[name]).sql("trino").lower().replace('"', ""), (
+                table,
+                name,
+            )
 
 
 def test_session_is_a_map_in_the_sample_lake(tmp_path):
     generate(tmp_path / "lake", LakeSpec(endpoints=40, events_per_endpoint=5, days=3))
     con = duckdb.connect()
-    [(kind,)] = con.sql(f"select distinct typeof(session) from read_parquet('{tmp_path}/lake/due/all_events/**/*.parquet')"
-                        ).fetchall()
+    [(kind,)] = con.sql(
+        f"select distinct typeof(session) from read_parquet('{tmp_path}/lake/due/all_events/**/*.parquet')"
+    ).fetchall()
     assert kind == "MAP(VARCHAR, VARCHAR)"
 
 
@@ -117,10 +132,16 @@ def test_session_is_a_map_in_the_sample_lake(tmp_path):
 CASES = {
     "struct access on a map": ("select session.session_id as s from db.events", "session", "struct access on a map"),
     "undeclared column": ("select campaign from db.events", "campaign", "cannot be resolved"),
-    "text compared with a number": ("select event_type from db.events where event_type = 3",
-                                    "event_type = 3", "compares VARCHAR with INTEGER"),
-    "time compared with text": ("select event_type from db.events where ingest_timestamp > 'yesterday'",
-                                "ingest_timestamp > 'yesterday'", "compares TIMESTAMP with VARCHAR"),
+    "text compared with a number": (
+        "select event_type from db.events where event_type = 3",
+        "event_type = 3",
+        "compares VARCHAR with INTEGER",
+    ),
+    "time compared with text": (
+        "select event_type from db.events where ingest_timestamp > 'yesterday'",
+        "ingest_timestamp > 'yesterday'",
+        "compares TIMESTAMP with VARCHAR",
+    ),
     "unknown function result": ("select my_udf(event_type) as x from db.events", "x", "cannot be resolved"),
 }
 
@@ -142,19 +163,31 @@ def test_checker_names_model_column_and_problem(sql, column, message):
 def test_checker_resolves_map_values_and_upstream_model_outputs():
     checker = TypeChecker()
     checker.add_source('"cat"."db"."events"', dict((*lake_schema.ALL_EVENTS, lake_schema.ALL_EVENTS_PARTITION)))
-    assert checker.check_model("up", '"cat"."s"."up"', "select element_at(session, 'session_id') as sid, "
-                               "client.client_id as endpoint_id from \"cat\".\"db\".\"events\"") == []
+    assert (
+        checker.check_model(
+            "up",
+            '"cat"."s"."up"',
+            "select element_at(session, 'session_id') as sid, "
+            'client.client_id as endpoint_id from "cat"."db"."events"',
+        )
+        == []
+    )
     # the downstream model sees the upstream model's output types
-    problems = checker.check_model("down", '"cat"."s"."down"', "select sid from \"cat\".\"s\".\"up\" where sid = 1")
+    problems = checker.check_model("down", '"cat"."s"."down"', 'select sid from "cat"."s"."up" where sid = 1')
     assert [p.message for p in problems] == ["compares VARCHAR with INTEGER"]
 
 
 # ------------------------------------------------ string-partitioned layouts
 
+
 @pytest.fixture(scope="module")
 def string_partitioned(tmp_path_factory):
-    return compile_for_athena(tmp_path_factory.mktemp("strpart"), PROJECT,
-                              "--vars", '{ingest_partition_format: "%Y/%m/%d/%H", as_of: "2026-10-31 12:30:00"}')
+    return compile_for_athena(
+        tmp_path_factory.mktemp("strpart"),
+        PROJECT,
+        "--vars",
+        '{ingest_partition_format: "%Y/%m/%d/%H", as_of: "2026-10-31 12:30:00"}',
+    )
 
 
 def test_string_partitioned_layout_compiles_with_string_bounds_and_type_checks(string_partitioned):
@@ -182,6 +215,7 @@ def test_partition_layout_not_matching_the_declared_type_is_named(string_partiti
 
 # ------------------------------------------------ declared vs found in the real table
 
+
 def test_a_real_table_whose_type_differs_from_the_declared_one_is_named(monkeypatch):
     # Given a Glue table where session is a struct (as the old sample lake had it), in moto's Glue
     import boto3
@@ -196,17 +230,23 @@ def test_a_real_table_whose_type_differs_from_the_declared_one_is_named(monkeypa
     with mock_aws():
         glue = boto3.client("glue", region_name="us-east-1")
         glue.create_database(DatabaseInput={"Name": "due_eventdb"})
-        glue.create_table(DatabaseName="due_eventdb", TableInput={
-            "Name": "all_events", "StorageDescriptor": {"Columns": columns},
-            "PartitionKeys": [{"Name": "ingest_timestamp", "Type": "timestamp"}]})
+        glue.create_table(
+            DatabaseName="due_eventdb",
+            TableInput={
+                "Name": "all_events",
+                "StorageDescriptor": {"Columns": columns},
+                "PartitionKeys": [{"Name": "ingest_timestamp", "Type": "timestamp"}],
+            },
+        )
         found = glue_column_types(glue, "due_eventdb", "all_events")
     declared = declared_sources()[("due", "all_events")]
     # When the declared types are compared with it
     problems = compare_source_types("due.all_events", declared, found)
     # Then exactly the session column is named, with both types
     assert [(p.model, p.column) for p in problems] == [("source due.all_events", "session")]
-    assert problems[0].message == ("declared map(varchar, varchar), found "
-                                   "row(session_id varchar, start_timestamp bigint) in the table")
+    assert problems[0].message == (
+        "declared map(varchar, varchar), found row(session_id varchar, start_timestamp bigint) in the table"
+    )
 
 
 def test_the_sample_lake_matches_every_declared_source(tmp_path):
@@ -216,6 +256,7 @@ def test_the_sample_lake_matches_every_declared_source(tmp_path):
     con = duckdb.connect()
     for (source, table), declared in declared_sources().items():
         glob = "**/*.parquet" if source == "due" else "*.parquet"
-        found = parquet_column_types(con, f"read_parquet('{tmp_path}/lake/{source}/{table}/{glob}', "
-                                          "hive_partitioning = true)")
+        found = parquet_column_types(
+            con, f"read_parquet('{tmp_path}/lake/{source}/{table}/{glob}', hive_partitioning = true)"
+        )
         assert compare_source_types(f"{source}.{table}", declared, found) == [], (source, table)

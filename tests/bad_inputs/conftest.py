@@ -28,28 +28,40 @@ def write_quota_models(project: Path) -> int:
     """Fill the project's custom attributes to exactly Pinpoint's 250 with a ballast segment, then add a
     good, fully tested segment whose 2 attributes push past it (both sort after every other model).
     Returns the number of custom attributes declared in all."""
-    declared = len(re.findall(r"field: (?:Attributes|User\.UserAttributes|Metrics)\.",
-                              (FIXTURE / "models" / "segments" / "_segments__models.yml").read_text()))
+    declared = len(
+        re.findall(
+            r"field: (?:Attributes|User\.UserAttributes|Metrics)\.",
+            (FIXTURE / "models" / "segments" / "_segments__models.yml").read_text(),
+        )
+    )
     ballast = QUOTA - declared
     folder = project / "models" / "quota"
     folder.mkdir(parents=True)
     (folder / "seg_zz_quota_ballast.sql").write_text("select 'ep-1' as endpoint_id\n")
     (folder / f"{QUOTA_PUSH}.sql").write_text("select * from (values ('ep-1', 'a', 'b')) t(endpoint_id, p1, p2)\n")
     tests = "[pinpoint_max_length, pinpoint_no_control_chars]"
-    lines = ["version: 2", "", "models:",
-             "  - name: seg_zz_quota_ballast",
-             "    description: Quota ballast (columns declared, not built or tested). One row per endpoint.",
-             "    config: {meta: {lakeseg: {exit: keep}}}", "    columns:",
-             "      - {name: endpoint_id, config: {meta: {lakeseg: {field: Id}}}}",
-             *[f"      - {{name: b{i:03d}, config: {{meta: {{lakeseg: {{field: Attributes.Ballast{i:03d}}}}}}}}}"
-               for i in range(ballast)],
-             f"  - name: {QUOTA_PUSH}",
-             "    description: A good segment whose 2 attributes take the project past 250. One row per endpoint.",
-             "    config: {meta: {lakeseg: {exit: keep}}}", "    columns:",
-             "      - {name: endpoint_id, config: {meta: {lakeseg: {field: Id}}}, "
-             "data_tests: [unique, not_null, pinpoint_max_length, pinpoint_no_control_chars]}",
-             f"      - {{name: p1, config: {{meta: {{lakeseg: {{field: Attributes.QuotaPush1}}}}}}, data_tests: {tests}}}",
-             f"      - {{name: p2, config: {{meta: {{lakeseg: {{field: Attributes.QuotaPush2}}}}}}, data_tests: {tests}}}"]
+    lines = [
+        "version: 2",
+        "",
+        "models:",
+        "  - name: seg_zz_quota_ballast",
+        "    description: Quota ballast (columns declared, not built or tested). One row per endpoint.",
+        "    config: {meta: {lakeseg: {exit: keep}}}",
+        "    columns:",
+        "      - {name: endpoint_id, config: {meta: {lakeseg: {field: Id}}}}",
+        *[
+            f"      - {{name: b{i:03d}, config: {{meta: {{lakeseg: {{field: Attributes.Ballast{i:03d}}}}}}}}}"
+            for i in range(ballast)
+        ],
+        f"  - name: {QUOTA_PUSH}",
+        "    description: A good segment whose 2 attributes take the project past 250. One row per endpoint.",
+        "    config: {meta: {lakeseg: {exit: keep}}}",
+        "    columns:",
+        "      - {name: endpoint_id, config: {meta: {lakeseg: {field: Id}}}, "
+        "data_tests: [unique, not_null, pinpoint_max_length, pinpoint_no_control_chars]}",
+        f"      - {{name: p1, config: {{meta: {{lakeseg: {{field: Attributes.QuotaPush1}}}}}}, data_tests: {tests}}}",
+        f"      - {{name: p2, config: {{meta: {{lakeseg: {{field: Attributes.QuotaPush2}}}}}}, data_tests: {tests}}}",
+    ]
     (folder / "_quota__models.yml").write_text("\n".join(lines) + "\n")
     return QUOTA + 2
 
@@ -81,8 +93,9 @@ def corpus_build(corpus_root, corpus_project, corpus_profiles) -> Build:
     """`dbt build` of the corpus project: good segments pass, the control-character model fails its tests."""
     build = dbt_build(corpus_root, "build", corpus_root / "no-lake", corpus_profiles, project=corpus_project)
     results = json.loads((build.target_path / "run_results.json").read_text())["results"]
-    assert any(r["unique_id"] == "model.lakeseg_bad_inputs.seg_ok" and r["status"] == "success" for r in results), \
-        (build.build_dir / "logs" / "dbt.log").read_text()[-3000:]
+    assert any(r["unique_id"] == "model.lakeseg_bad_inputs.seg_ok" and r["status"] == "success" for r in results), (
+        build.build_dir / "logs" / "dbt.log"
+    ).read_text()[-3000:]
     return build
 
 
@@ -122,8 +135,9 @@ class Corpus:
         self.write_settings(BASE_SETTINGS)
 
     def write_settings(self, text: str) -> Path:
-        text = text.replace("EXPORTS", str(self.exports)).replace("STATE", str(self.state)) \
-            .replace("WORK", str(self.work))
+        text = (
+            text.replace("EXPORTS", str(self.exports)).replace("STATE", str(self.state)).replace("WORK", str(self.work))
+        )
         self.settings.write_text(text)
         return self.settings
 
@@ -131,8 +145,14 @@ class Corpus:
         build_dir = str(self.build.build_dir) if self.build else str(self.root / "no-build")
         return {"LAKESEG_BUILD_DIR": build_dir, "LAKESEG_TARGET": None, "DBT_TARGET_PATH": None}
 
-    def invoke(self, *args: str, project: Path | None = None, target_path: Path | str | None = None,
-               settings: bool = True, root_args: tuple[str, ...] = ()) -> Outcome:
+    def invoke(
+        self,
+        *args: str,
+        project: Path | None = None,
+        target_path: Path | str | None = None,
+        settings: bool = True,
+        root_args: tuple[str, ...] = (),
+    ) -> Outcome:
         command, rest = args[0], list(args[1:])
         shared = ["--project-dir", str(project or self.project), "--profiles-dir", str(self.profiles)]
         if command in ("sync", "plan", "run", "check"):
@@ -141,8 +161,7 @@ class Corpus:
                 shared += ["--target-path", str(tp)]
         if settings and command in ("sync", "plan", "run", "history", "unlock"):
             shared += ["--settings", str(self.settings)]
-        result = CliRunner().invoke(cli, [*root_args, command, *shared, *rest], env=self.env(),
-                                    catch_exceptions=False)
+        result = CliRunner().invoke(cli, [*root_args, command, *shared, *rest], env=self.env(), catch_exceptions=False)
         return Outcome(result.exit_code, result.stdout, result.stderr)
 
     def sync(self, *select: str, extra: tuple[str, ...] = (), **kw) -> Outcome:

@@ -25,27 +25,48 @@ def _results(doc: dict, fn) -> dict:
 # (id, file, how to break it: a function of the parsed document or raw text, words the message must contain)
 ARTIFACT_CASES = [
     ("run-results-empty-list", "run_results.json", lambda d: [], ["run_results.json", "JSON list", "dbt build"]),
-    ("run-results-without-unique-id", "run_results.json",
-     lambda d: _results(d, lambda rs: [{k: v for k, v in r.items() if k != "unique_id"} for r in rs]),
-     ["run_results.json", "unique_id", "dbt build"]),
-    ("run-results-results-not-a-list", "run_results.json", lambda d: {**d, "results": {"a": 1}},
-     ["'results' list", "dbt build"]),
-    ("run-results-result-a-string", "run_results.json", lambda d: _results(d, lambda rs: ["model.x"]),
-     ["result #1", "dbt build"]),
-    ("run-results-truncated", "run_results.json", "{\"metadata\": {", ["run_results.json", "unreadable", "dbt build"]),
+    (
+        "run-results-without-unique-id",
+        "run_results.json",
+        lambda d: _results(d, lambda rs: [{k: v for k, v in r.items() if k != "unique_id"} for r in rs]),
+        ["run_results.json", "unique_id", "dbt build"],
+    ),
+    (
+        "run-results-results-not-a-list",
+        "run_results.json",
+        lambda d: {**d, "results": {"a": 1}},
+        ["'results' list", "dbt build"],
+    ),
+    (
+        "run-results-result-a-string",
+        "run_results.json",
+        lambda d: _results(d, lambda rs: ["model.x"]),
+        ["result #1", "dbt build"],
+    ),
+    ("run-results-truncated", "run_results.json", '{"metadata": {', ["run_results.json", "unreadable", "dbt build"]),
     ("run-results-missing", "run_results.json", None, ["run_results.json", "not found", "dbt build"]),
     ("manifest-empty-object", "manifest.json", lambda d: {}, ["manifest.json", "no nodes", "dbt parse"]),
     ("manifest-a-list", "manifest.json", lambda d: [], ["manifest.json", "JSON list", "dbt parse"]),
-    ("manifest-without-segments", "manifest.json",
-     lambda d: {**d, "nodes": {k: v for k, v in d["nodes"].items() if v["resource_type"] != "model"}},
-     ["declares no segment models", "--target-path", "dbt parse"]),
-    ("manifest-node-malformed", "manifest.json", lambda d: {**d, "nodes": {**d["nodes"], "model.x.y": 5}},
-     ["malformed nodes", "model.x.y", "dbt parse"]),
-    ("manifest-truncated", "manifest.json", "{\"nodes\": ", ["manifest.json", "unreadable", "dbt parse"]),
+    (
+        "manifest-without-segments",
+        "manifest.json",
+        lambda d: {**d, "nodes": {k: v for k, v in d["nodes"].items() if v["resource_type"] != "model"}},
+        ["declares no segment models", "--target-path", "dbt parse"],
+    ),
+    (
+        "manifest-node-malformed",
+        "manifest.json",
+        lambda d: {**d, "nodes": {**d["nodes"], "model.x.y": 5}},
+        ["malformed nodes", "model.x.y", "dbt parse"],
+    ),
+    ("manifest-truncated", "manifest.json", '{"nodes": ', ["manifest.json", "unreadable", "dbt parse"]),
     ("manifest-missing", "manifest.json", None, ["manifest.json", "not found", "dbt parse"]),
-    ("invocations-differ", "manifest.json",
-     lambda d: {**d, "metadata": {**d["metadata"], "invocation_id": "another-invocation"}},
-     ["different dbt invocations", "dbt build"]),
+    (
+        "invocations-differ",
+        "manifest.json",
+        lambda d: {**d, "metadata": {**d["metadata"], "invocation_id": "another-invocation"}},
+        ["different dbt invocations", "dbt build"],
+    ),
 ]
 
 
@@ -79,9 +100,11 @@ def test_bad_artifacts_name_the_file_and_the_dbt_command(corpus, tmp_path, name,
     corpus.assert_nothing_committed()
 
 
-@pytest.mark.parametrize("name,how,words", [c[1:] for c in ARTIFACT_CASES if c[1] == "manifest.json"
-                                             and c[0] != "invocations-differ"],
-                         ids=[c[0] for c in ARTIFACT_CASES if c[1] == "manifest.json" and c[0] != "invocations-differ"])
+@pytest.mark.parametrize(
+    "name,how,words",
+    [c[1:] for c in ARTIFACT_CASES if c[1] == "manifest.json" and c[0] != "invocations-differ"],
+    ids=[c[0] for c in ARTIFACT_CASES if c[1] == "manifest.json" and c[0] != "invocations-differ"],
+)
 def test_check_refuses_a_bad_manifest_too(corpus, tmp_path, name, how, words):
     target = broken_target(corpus, tmp_path, name, how)
     out = corpus.invoke("check", "--no-parse", target_path=target)

@@ -84,7 +84,8 @@ def test_an_unexpected_error_is_one_line_and_exit_1(unbuilt, crashing):
     out = unbuilt.invoke("sync")
     assert out.exit_code == 1
     assert out.stderr.strip().splitlines() == [
-        "Error: unexpected RuntimeError: something nobody foresaw (run with -v for the traceback)"]
+        "Error: unexpected RuntimeError: something nobody foresaw (run with -v for the traceback)"
+    ]
     assert no_traceback(out)
 
 
@@ -104,8 +105,12 @@ FAKE_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLETOKENvalue/with+chars=="
 def s3_state(monkeypatch):
     from moto import mock_aws
 
-    for key, value in {"AWS_ACCESS_KEY_ID": FAKE_KEY_ID, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
-                       "AWS_SESSION_TOKEN": FAKE_TOKEN, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": FAKE_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
+        "AWS_SESSION_TOKEN": FAKE_TOKEN,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(key, raising=False)
@@ -136,11 +141,15 @@ def test_debug_aws_logs_the_wire_with_credentials_masked(unbuilt, s3_state):
         assert secret not in out.output
 
 
-@pytest.mark.parametrize("text", [
-    "headers={'X-Amz-Security-Token': b'%s', 'Authorization': b'AWS4-HMAC-SHA256 Credential=%s/20261126/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=abc123'}",
-    "https://b.s3.amazonaws.com/k?X-Amz-Credential=%s%%2F2026&X-Amz-Security-Token=%s&X-Amz-Signature=ff",
-    "aws_access_key_id = %s aws_session_token = %s",
-], ids=["header-dump", "presigned-url", "config-dump"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "headers={'X-Amz-Security-Token': b'%s', 'Authorization': b'AWS4-HMAC-SHA256 Credential=%s/20261126/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=abc123'}",
+        "https://b.s3.amazonaws.com/k?X-Amz-Credential=%s%%2F2026&X-Amz-Security-Token=%s&X-Amz-Signature=ff",
+        "aws_access_key_id = %s aws_session_token = %s",
+    ],
+    ids=["header-dump", "presigned-url", "config-dump"],
+)
 def test_redaction_masks_tokens_and_key_ids(text):
     from sync.output.logs import redact
 

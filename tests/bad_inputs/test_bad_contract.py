@@ -75,10 +75,18 @@ def test_the_good_segments_pass_check_and_sync(check_report, corpus):
 
 
 # Data rules: `pinpoint_no_control_chars` fails in dbt for each of these characters.
-CONTROL_CHARS = [("nul", "NUL U+0000"), ("vt", "vertical tab U+000B"), ("ff", "form feed U+000C"),
-                 ("cr", "carriage return U+000D"), ("esc", "escape U+001B"), ("del", "DEL U+007F"),
-                 ("nel", "next line U+0085"), ("csi", "C1 U+009B"), ("ls", "line separator U+2028"),
-                 ("ps", "paragraph separator U+2029")]
+CONTROL_CHARS = [
+    ("nul", "NUL U+0000"),
+    ("vt", "vertical tab U+000B"),
+    ("ff", "form feed U+000C"),
+    ("cr", "carriage return U+000D"),
+    ("esc", "escape U+001B"),
+    ("del", "DEL U+007F"),
+    ("nel", "next line U+0085"),
+    ("csi", "C1 U+009B"),
+    ("ls", "line separator U+2028"),
+    ("ps", "paragraph separator U+2029"),
+]
 
 
 @pytest.fixture(scope="module")

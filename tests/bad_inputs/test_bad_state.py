@@ -116,8 +116,15 @@ def snapshot_wrong_schema(c):
 def lock_held_by_a_live_run(c):
     lock = c.state / "locks" / "files" / f"{SEG}.json"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(json.dumps({"owner": {"run_id": "r-live", "host": "another-host", "pid": 2**22 + 1},
-                                "acquired_at": "2026-11-26T00:00:00+00:00", "token": "t"}))
+    lock.write_text(
+        json.dumps(
+            {
+                "owner": {"run_id": "r-live", "host": "another-host", "pid": 2**22 + 1},
+                "acquired_at": "2026-11-26T00:00:00+00:00",
+                "token": "t",
+            }
+        )
+    )
 
 
 def lock_unreadable(c):
@@ -129,8 +136,15 @@ def lock_unreadable(c):
 def lock_naive_timestamp(c):
     lock = c.state / "locks" / "files" / f"{SEG}.json"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(json.dumps({"owner": {"run_id": "r-live", "host": "another-host", "pid": 2**22 + 1},
-                                "acquired_at": "2026-11-26T00:00:00", "token": "t"}))
+    lock.write_text(
+        json.dumps(
+            {
+                "owner": {"run_id": "r-live", "host": "another-host", "pid": 2**22 + 1},
+                "acquired_at": "2026-11-26T00:00:00",
+                "token": "t",
+            }
+        )
+    )
 
 
 STATE_CASES = [
@@ -143,16 +157,36 @@ STATE_CASES = [
     pytest.param(snapshot_not_parquet, "unreadable", id="snapshot-not-parquet"),
     pytest.param(lock_held_by_a_live_run, "lakeseg unlock", id="lock-held-by-a-live-run"),
     pytest.param(lock_unreadable, "locked", id="lock-unreadable"),
-    pytest.param(pointer_file_a_number, "current.json", id="pointer-file-a-number",
-                 marks=engine("pointer 'file' type-checked; a bad one refuses only its segment")),
-    pytest.param(pointer_escapes_its_folder, "current.json", id="pointer-escapes-its-folder",
-                 marks=engine("pointer 'file' confined to its segment's folder")),
-    pytest.param(pointer_absolute_path, "current.json", id="pointer-absolute-path",
-                 marks=engine("pointer 'file' confined to its segment's folder")),
-    pytest.param(snapshot_wrong_schema, ".parquet", id="snapshot-wrong-schema",
-                 marks=engine("snapshot schema checked on load; a bad one refuses only its segment")),
-    pytest.param(lock_naive_timestamp, "lock", id="lock-naive-timestamp",
-                 marks=engine("a lock with a naive timestamp refuses only its segment")),
+    pytest.param(
+        pointer_file_a_number,
+        "current.json",
+        id="pointer-file-a-number",
+        marks=engine("pointer 'file' type-checked; a bad one refuses only its segment"),
+    ),
+    pytest.param(
+        pointer_escapes_its_folder,
+        "current.json",
+        id="pointer-escapes-its-folder",
+        marks=engine("pointer 'file' confined to its segment's folder"),
+    ),
+    pytest.param(
+        pointer_absolute_path,
+        "current.json",
+        id="pointer-absolute-path",
+        marks=engine("pointer 'file' confined to its segment's folder"),
+    ),
+    pytest.param(
+        snapshot_wrong_schema,
+        ".parquet",
+        id="snapshot-wrong-schema",
+        marks=engine("snapshot schema checked on load; a bad one refuses only its segment"),
+    ),
+    pytest.param(
+        lock_naive_timestamp,
+        "lock",
+        id="lock-naive-timestamp",
+        marks=engine("a lock with a naive timestamp refuses only its segment"),
+    ),
 ]
 
 

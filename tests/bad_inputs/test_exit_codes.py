@@ -28,7 +28,7 @@ ROW = re.compile(r"^\| `(\d+)` \| (.+?) \|$")
 def documented_exit_codes() -> dict[str, int]:
     """The rows of the exit-code table in docs/cli.md: situation -> code."""
     text = CLI_DOC.read_text()
-    table = text[text.index("**Exit codes**"):]
+    table = text[text.index("**Exit codes**") :]
     rows = {}
     for line in table.splitlines():
         if line.startswith(("| Code |", "|---")):
@@ -44,6 +44,7 @@ def documented_exit_codes() -> dict[str, int]:
 
 
 # ---- scenarios: (corpus, monkeypatch, tmp_path) -> (outcome, what the run reported, if anything) ----------------
+
 
 def status_of(out: Outcome, segment: str = SEG) -> str:
     return out.segment(segment)["status"]
@@ -78,10 +79,16 @@ def check_clean(c, mp, tmp):
     # the corpus with its broken models left out of the manifest: only the good segments remain
     manifest = json.loads((c.build.target_path / "manifest.json").read_text())
     keep = {f"model.lakeseg_bad_inputs.{s}" for s in (SEG, OTHER)}
-    segments = {k for k, n in manifest["nodes"].items() if n.get("resource_type") == "model"
-                and n.get("name", "").startswith("seg_")}
-    manifest["nodes"] = {k: n for k, n in manifest["nodes"].items()
-                         if k not in segments - keep and n.get("attached_node") not in segments - keep}
+    segments = {
+        k
+        for k, n in manifest["nodes"].items()
+        if n.get("resource_type") == "model" and n.get("name", "").startswith("seg_")
+    }
+    manifest["nodes"] = {
+        k: n
+        for k, n in manifest["nodes"].items()
+        if k not in segments - keep and n.get("attached_node") not in segments - keep
+    }
     target = tmp / "clean-target"
     target.mkdir()
     (target / "manifest.json").write_text(json.dumps(manifest))
@@ -99,8 +106,9 @@ def unlock(c, mp, tmp):
 
 
 def lake_generate(c, mp, tmp):
-    result = CliRunner().invoke(cli, ["lake", "generate", "--path", str(tmp / "lake"), "--endpoints", "20",
-                                      "--days", "2"])
+    result = CliRunner().invoke(
+        cli, ["lake", "generate", "--path", str(tmp / "lake"), "--endpoints", "20", "--days", "2"]
+    )
     return Outcome(result.exit_code, result.stdout, result.stderr)
 
 
@@ -137,9 +145,12 @@ def _rewrite_snapshot(c, sql: str) -> None:
 def refused_mass_exit(c, mp, tmp):
     assert c.sync(SEG).exit_code == 0
     # the committed snapshot had 12 more members, who have all left since
-    _rewrite_snapshot(c, "select * from {p} union all "
-                         "select p.* replace ('gone-' || t.i || '-' || p.Id as Id, (p.k1 + t.i + 1)::ubigint as k1) "
-                         "from {p}, range(4) t(i)")
+    _rewrite_snapshot(
+        c,
+        "select * from {p} union all "
+        "select p.* replace ('gone-' || t.i || '-' || p.Id as Id, (p.k1 + t.i + 1)::ubigint as k1) "
+        "from {p}, range(4) t(i)",
+    )
     out = c.sync(SEG)
     seg = out.segment(SEG)
     assert seg["status"] == "refused" and "previous members" in seg["reason"], seg
@@ -175,8 +186,11 @@ def refused_lock_held(c, mp, tmp):
 
 
 def failed_unconfirmed(c, mp, tmp):
-    mp.setattr(FilesDestination, "deliver", lambda self, delivery, progress=None: DeliveryResult(
-        confirmed=False, errors=["import job FAILED"]))
+    mp.setattr(
+        FilesDestination,
+        "deliver",
+        lambda self, delivery, progress=None: DeliveryResult(confirmed=False, errors=["import job FAILED"]),
+    )
     out = c.sync(SEG)
     assert status_of(out) == "failed", out.output
     return out
@@ -260,8 +274,9 @@ def read_only_exports(c, mp, tmp):
     try:
         for where in (c.exports, staging):
             where.mkdir(exist_ok=True)
-            done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True, text=True
+            )
             if done.returncode != 0:
                 pytest.skip(f"a read-only export folder needs mount (root): {done.stderr.strip()}")
             mounted.append(where)
@@ -291,10 +306,16 @@ def lease_held(c, mp, tmp):
     # the other runner's run, alive on another host, holds the run lease
     other = subprocess.Popen(["sleep", "600"])
     try:
-        LocalStateStore(c.state).create_lease(json.dumps({
-            "owner": {"run_id": "r-codebuild", "command": "run", "host": "codebuild-1", "pid": other.pid},
-            "token": "t", "renewed_at": "2099-01-01T00:00:00+00:00", "expires_at": "2099-01-01T00:15:00+00:00",
-        }).encode())
+        LocalStateStore(c.state).create_lease(
+            json.dumps(
+                {
+                    "owner": {"run_id": "r-codebuild", "command": "run", "host": "codebuild-1", "pid": other.pid},
+                    "token": "t",
+                    "renewed_at": "2099-01-01T00:00:00+00:00",
+                    "expires_at": "2099-01-01T00:15:00+00:00",
+                }
+            ).encode()
+        )
         out = c.sync(SEG)
     finally:
         other.kill()
@@ -339,14 +360,12 @@ SCENARIOS = {
     "`check` found a problem": check_problem,
     "an unexpected error in a segment or the run (one line; the traceback with `-v`)": unexpected_error,
     "a bad option (usage error)": bad_option,
-    "a bad or missing setting in `lakeseg.yml`, named by key (a `destination.name` that is not one folder name too)":
-        bad_setting,
+    "a bad or missing setting in `lakeseg.yml`, named by key (a `destination.name` that is not one folder name too)": bad_setting,
     "a bad `profiles.yml`": bad_profiles,
     "an unwritable state store": unwritable_state,
     "an unwritable destination (a read-only export folder)": read_only_exports,
     "a missing DuckDB database file": missing_duckdb,
-    "missing, malformed or stale dbt artifacts (the message names the file and the dbt command to run)":
-        missing_artifacts,
+    "missing, malformed or stale dbt artifacts (the message names the file and the dbt command to run)": missing_artifacts,
     "another run of the deployment holds the run lease: nothing built or sent (see [One run at a time]"
     "(scheduling.md#one-run-at-a-time-the-run-lease))": lease_held,
     "stopped by SIGTERM (CodeBuild's timeout or stop): the run's cleanup ran (Athena queries stopped, lease "

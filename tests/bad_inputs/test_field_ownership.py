@@ -25,8 +25,9 @@ CLAIMER = """
 """
 
 
-def test_a_new_claim_on_a_synced_field_refuses_only_the_newcomer(tmp_path, corpus_project, corpus_profiles,
-                                                                 corpus_build):
+def test_a_new_claim_on_a_synced_field_refuses_only_the_newcomer(
+    tmp_path, corpus_project, corpus_profiles, corpus_build
+):
     # Given seg_ok synced and committed (it owns User.UserAttributes.Tier)
     corpus = Corpus(tmp_path, corpus_project, corpus_profiles, corpus_build)
     assert corpus.sync("seg_ok").exit_code == 0
@@ -34,11 +35,13 @@ def test_a_new_claim_on_a_synced_field_refuses_only_the_newcomer(tmp_path, corpu
     project = tmp_path / "project"
     shutil.copytree(corpus_project, project)
     (project / "models" / "segments" / "seg_claimer.sql").write_text(
-        "select * from (values ('ep-9', 'Bronze')) t(endpoint_id, tier)\n")
+        "select * from (values ('ep-9', 'Bronze')) t(endpoint_id, tier)\n"
+    )
     yml = project / "models" / "segments" / "_segments__models.yml"
     yml.write_text(yml.read_text().rstrip() + "\n" + CLAIMER)
-    build = dbt_build(tmp_path, "claim", tmp_path / "no-lake", corpus_profiles, "--select", "seg_ok+ seg_claimer+",
-                      project=project)
+    build = dbt_build(
+        tmp_path, "claim", tmp_path / "no-lake", corpus_profiles, "--select", "seg_ok+ seg_claimer+", project=project
+    )
     assert build.ok, (build.build_dir / "logs" / "dbt.log").read_text()[-2000:]
     corpus.project, corpus.build = project, build
     out = corpus.sync("seg_ok", "seg_claimer", extra=("--full-refresh",))

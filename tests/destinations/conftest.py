@@ -22,8 +22,12 @@ def s3(aws):
     client = h.client("s3")
     client.create_bucket(Bucket=BUCKET)
     # As the stack creates it: default encryption on the bucket (uploads do not override it).
-    client.put_bucket_encryption(Bucket=BUCKET, ServerSideEncryptionConfiguration={
-        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    client.put_bucket_encryption(
+        Bucket=BUCKET,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
     return client
 
 
@@ -60,8 +64,9 @@ def tail(aws, fake_pinpoint):
 
 def _stop_running(tail) -> None:
     """Leave no execution looping in moto's worker threads after a test."""
-    for page in tail.sfn.get_paginator("list_executions").paginate(stateMachineArn=tail.state_machine_arn,
-                                                                    statusFilter="RUNNING"):
+    for page in tail.sfn.get_paginator("list_executions").paginate(
+        stateMachineArn=tail.state_machine_arn, statusFilter="RUNNING"
+    ):
         for ex in page["executions"]:
             tail.sfn.stop_execution(executionArn=ex["executionArn"])
 

@@ -79,8 +79,7 @@ def session() -> boto3.Session:
     import moto  # noqa: F401  (registers moto's request interception for new sessions)
 
     if not _SESSION:
-        _SESSION.append(boto3.Session(region_name=REGION, aws_access_key_id="testing",
-                                      aws_secret_access_key="testing"))
+        _SESSION.append(boto3.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"))
     return _SESSION[0]
 
 
@@ -197,8 +196,13 @@ def job_response(job_id: str, status: str, s3_url: str = "s3://bucket/prefix/", 
 
 
 def stub_error(stubber, method: str, code: str, status: int) -> None:
-    stubber.add_client_error(method, service_error_code=code, service_message=code, http_status_code=status,
-                             response_meta={"RequestId": f"req-{uuid.uuid4().hex[:8]}"})
+    stubber.add_client_error(
+        method,
+        service_error_code=code,
+        service_message=code,
+        http_status_code=status,
+        response_meta={"RequestId": f"req-{uuid.uuid4().hex[:8]}"},
+    )
 
 
 @dataclass
@@ -216,8 +220,15 @@ Verdict = Callable[[FakeJob], dict]
 
 
 def all_accepted(job: FakeJob) -> dict:
-    return {"JobStatus": "COMPLETED", "TotalProcessed": job.rows, "TotalFailures": 0, "Failures": [],
-            "TotalPieces": max(1, len(job.files)), "CompletedPieces": max(1, len(job.files)), "FailedPieces": 0}
+    return {
+        "JobStatus": "COMPLETED",
+        "TotalProcessed": job.rows,
+        "TotalFailures": 0,
+        "Failures": [],
+        "TotalPieces": max(1, len(job.files)),
+        "CompletedPieces": max(1, len(job.files)),
+        "FailedPieces": 0,
+    }
 
 
 class FakePinpoint:
@@ -243,8 +254,17 @@ class FakePinpoint:
         self._throttle: Counter = Counter()
         self._lock = threading.Lock()
         model = client.meta.service_model
-        self._shapes = {op: model.operation_model(op).output_shape for op in (
-            "CreateImportJob", "GetImportJob", "GetImportJobs", "GetSegments", "CreateSegment", "UpdateSegment")}
+        self._shapes = {
+            op: model.operation_model(op).output_shape
+            for op in (
+                "CreateImportJob",
+                "GetImportJob",
+                "GetImportJobs",
+                "GetSegments",
+                "CreateSegment",
+                "UpdateSegment",
+            )
+        }
         self.segments: dict[str, dict] = {}
         client.meta.events.register("before-parameter-build.pinpoint.*", self._keep_params)
         client.meta.events.register("before-call.pinpoint.*", self._answer)
@@ -276,8 +296,10 @@ class FakePinpoint:
         if isinstance(result, tuple):
             return result
         validate_parameters(result, self._shapes[op])
-        return AWSResponse(None, 200, {}, None), {**result, "ResponseMetadata": {"HTTPStatusCode": 200,
-                                                                                 "RequestId": "fake"}}
+        return AWSResponse(None, 200, {}, None), {
+            **result,
+            "ResponseMetadata": {"HTTPStatusCode": 200, "RequestId": "fake"},
+        }
 
     @staticmethod
     def _error(status: int, code: str, message: str):
@@ -321,9 +343,16 @@ class FakePinpoint:
         return {"ImportJobsResponse": {"Item": items}}
 
     def _segment(self, seg_id: str, request: dict) -> dict:
-        return {"ApplicationId": APP_ID, "Arn": f"arn:aws:mobiletargeting:{REGION}:{ACCOUNT}:apps/{APP_ID}/segments/"
-                f"{seg_id}", "CreationDate": "2026-11-25T03:00:00.000Z", "Id": seg_id, "Name": request["Name"],
-                "Dimensions": request["Dimensions"], "SegmentType": "DIMENSIONAL", "Version": 1}
+        return {
+            "ApplicationId": APP_ID,
+            "Arn": f"arn:aws:mobiletargeting:{REGION}:{ACCOUNT}:apps/{APP_ID}/segments/{seg_id}",
+            "CreationDate": "2026-11-25T03:00:00.000Z",
+            "Id": seg_id,
+            "Name": request["Name"],
+            "Dimensions": request["Dimensions"],
+            "SegmentType": "DIMENSIONAL",
+            "Version": 1,
+        }
 
     def _GetSegments(self, params: dict):
         return {"SegmentsResponse": {"Item": list(self.segments.values())}}
@@ -364,8 +393,9 @@ class ImportTail:
     seen: list[dict] = field(default_factory=list)
 
     def start(self, name: str, payload: dict) -> str:
-        return self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name,
-                                        input=json.dumps(payload))["executionArn"]
+        return self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(payload))[
+            "executionArn"
+        ]
 
     def wait(self, execution_arn: str, timeout: float = 30.0) -> dict:
         deadline = time.monotonic() + timeout
@@ -380,13 +410,18 @@ class ImportTail:
     def messages(self) -> list[dict]:
         """Every SNS message delivered so far (raw delivery: the body is the report)."""
         while True:
-            got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                           MessageAttributeNames=["All"]).get("Messages", [])
+            got = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+            ).get("Messages", [])
             if not got:
                 return list(self.seen)
             for m in got:
-                self.seen.append({"body": json.loads(m["Body"]), "attributes": {
-                    k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()}})
+                self.seen.append(
+                    {
+                        "body": json.loads(m["Body"]),
+                        "attributes": {k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()},
+                    }
+                )
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
 
     def history(self, execution_arn: str) -> list[dict]:
@@ -399,10 +434,11 @@ def deploy_import_tail(poll_seconds: int = 0, max_polls: int = 1000, name: str =
     topic_arn = sns.create_topic(Name=f"{name}-topic", Attributes={"KmsMasterKeyId": "alias/aws/sns"})["TopicArn"]
     queue_url = sqs.create_queue(QueueName=f"{name}-oncall")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
-                  Attributes={"RawMessageDelivery": "true"})
-    definition = render_asl(ImportRoleArn=IMPORT_ROLE_ARN, SnsTopicArn=topic_arn,
-                            PollIntervalSeconds=poll_seconds, MaxPolls=max_polls)
-    arn = sfn.create_state_machine(name=name, definition=definition, roleArn=SFN_ROLE_ARN,
-                                   type="STANDARD")["stateMachineArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    definition = render_asl(
+        ImportRoleArn=IMPORT_ROLE_ARN, SnsTopicArn=topic_arn, PollIntervalSeconds=poll_seconds, MaxPolls=max_polls
+    )
+    arn = sfn.create_state_machine(name=name, definition=definition, roleArn=SFN_ROLE_ARN, type="STANDARD")[
+        "stateMachineArn"
+    ]
     return ImportTail(sfn=sfn, sqs=sqs, state_machine_arn=arn, topic_arn=topic_arn, queue_url=queue_url)

@@ -68,8 +68,7 @@ def session():
     import boto3
 
     if not _SESSION:
-        _SESSION.append(boto3.Session(region_name=REGION, aws_access_key_id="testing",
-                                      aws_secret_access_key="testing"))
+        _SESSION.append(boto3.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"))
     return _SESSION[0]
 
 
@@ -92,17 +91,24 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     folder.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     os.chmod(key_path, 0o600)
     return cert_path, key_path
 
@@ -175,8 +181,10 @@ class UploadServer:
                     return self._answer(400, "InvalidEncryptionAlgorithmError")
                 if h.get("x-amz-server-side-encryption-customer-key") != issued.token:
                     return self._answer(403, "AccessDenied: wrong customer key")
-                if h.get("x-amz-server-side-encryption-customer-key-md5") != \
-                        base64.b64encode(hashlib.md5(key).digest()).decode():
+                if (
+                    h.get("x-amz-server-side-encryption-customer-key-md5")
+                    != base64.b64encode(hashlib.md5(key).digest()).decode()
+                ):
                     return self._answer(400, "InvalidArgument: The calculated MD5 hash of the key did not match")
                 if server.fail_next:
                     return self._answer(server.fail_next.pop(0), "InternalError")
@@ -229,11 +237,22 @@ def accept_all(job: FakeUploadJob) -> tuple[str, set]:
 class FakeCustomerProfiles:
     """Upload jobs, segment definitions and a domain with state (see module doc)."""
 
-    OPS = ("GetDomain", "ListUploadJobs", "CreateUploadJob", "GetUploadJobPath", "StartUploadJob", "GetUploadJob",
-           "StopUploadJob", "GetSegmentDefinition", "CreateSegmentDefinition", "DeleteSegmentDefinition")
+    OPS = (
+        "GetDomain",
+        "ListUploadJobs",
+        "CreateUploadJob",
+        "GetUploadJobPath",
+        "StartUploadJob",
+        "GetUploadJob",
+        "StopUploadJob",
+        "GetSegmentDefinition",
+        "CreateSegmentDefinition",
+        "DeleteSegmentDefinition",
+    )
 
-    def __init__(self, client, server: UploadServer, clock: Clock, *, polls: int = 1, verdict: Verdict = accept_all,
-                 events=None):
+    def __init__(
+        self, client, server: UploadServer, clock: Clock, *, polls: int = 1, verdict: Verdict = accept_all, events=None
+    ):
         """Answer ``client``; with ``events`` (a boto3 Session's), every client made from it afterwards."""
         self.client = client
         self.server = server
@@ -269,8 +288,9 @@ class FakeCustomerProfiles:
     def throttle(self, operation: str, times: int) -> None:
         self._throttle[operation] += times
 
-    def fail(self, operation: str, status: int, code: str, *, times: int = 1, after: bool = False,
-             skip: int = 0) -> None:
+    def fail(
+        self, operation: str, status: int, code: str, *, times: int = 1, after: bool = False, skip: int = 0
+    ) -> None:
         """Answer ``times`` calls of ``operation`` (after ``skip`` normal ones) with an error; ``after``: do the
         call's work first, as a server that fails after acting does."""
         self.errors.setdefault(operation, []).extend([None] * skip + [(status, code, after)] * times)
@@ -312,8 +332,10 @@ class FakeCustomerProfiles:
         if isinstance(result, tuple):
             return result
         validate_parameters(result, self._shapes[op])
-        return AWSResponse(None, 200, {}, None), {**result, "ResponseMetadata": {"HTTPStatusCode": 200,
-                                                                                 "RequestId": "fake"}}
+        return AWSResponse(None, 200, {}, None), {
+            **result,
+            "ResponseMetadata": {"HTTPStatusCode": 200, "RequestId": "fake"},
+        }
 
     @staticmethod
     def _error(status: int, code: str, message: str):
@@ -324,12 +346,21 @@ class FakeCustomerProfiles:
 
     # operations ----------------------------------------------------------------
     def _GetDomain(self, params):
-        return {"DomainName": self.domain, "DefaultExpirationDays": 366, "CreatedAt": self.clock(),
-                "LastUpdatedAt": self.clock()}
+        return {
+            "DomainName": self.domain,
+            "DefaultExpirationDays": 366,
+            "CreatedAt": self.clock(),
+            "LastUpdatedAt": self.clock(),
+        }
 
     def _item(self, job: FakeUploadJob) -> dict:
-        item = {"JobId": job.id, "DisplayName": job.name, "Status": job.status, "CreatedAt": job.created,
-                "DataExpiry": job.expiry}
+        item = {
+            "JobId": job.id,
+            "DisplayName": job.name,
+            "Status": job.status,
+            "CreatedAt": job.created,
+            "DataExpiry": job.expiry,
+        }
         if job.id in self.list_without_status:
             del item["Status"]
         if job.reason:
@@ -346,8 +377,14 @@ class FakeCustomerProfiles:
         return page
 
     def _CreateUploadJob(self, params):
-        job = FakeUploadJob(uuid.uuid4().hex, params["DisplayName"], params["Fields"], params["UniqueKey"],
-                            params.get("DataExpiry", 14), self.clock())
+        job = FakeUploadJob(
+            uuid.uuid4().hex,
+            params["DisplayName"],
+            params["Fields"],
+            params["UniqueKey"],
+            params.get("DataExpiry", 14),
+            self.clock(),
+        )
         self.jobs[job.id] = job
         if self.create_then_fail:
             self.create_then_fail -= 1
@@ -425,8 +462,15 @@ class FakeCustomerProfiles:
                 if status == "SUCCEEDED" and refused:
                     status = "PARTIALLY_SUCCEEDED"
                 self._finish(job, status, refused, "INTERNAL_FAILURE" if status == "FAILED" else None)
-        out = {"JobId": job.id, "DisplayName": job.name, "Status": job.status, "CreatedAt": job.created,
-               "Fields": job.fields, "UniqueKey": job.unique_key, "DataExpiry": job.expiry}
+        out = {
+            "JobId": job.id,
+            "DisplayName": job.name,
+            "Status": job.status,
+            "CreatedAt": job.created,
+            "Fields": job.fields,
+            "UniqueKey": job.unique_key,
+            "DataExpiry": job.expiry,
+        }
         if job.summary is not None:
             out["ResultsSummary"] = job.summary
             out["CompletedAt"] = self.clock()
@@ -455,11 +499,15 @@ class FakeCustomerProfiles:
         if name in self.definitions:
             return self._error(400, "BadRequestException", "already exists")
         self.definitions[name] = {
-            "SegmentDefinitionName": name, "DisplayName": params["DisplayName"],
-            "SegmentGroups": params["SegmentGroups"], "CreatedAt": self.clock(), "Tags": params.get("Tags", {}),
+            "SegmentDefinitionName": name,
+            "DisplayName": params["DisplayName"],
+            "SegmentGroups": params["SegmentGroups"],
+            "CreatedAt": self.clock(),
+            "Tags": params.get("Tags", {}),
             **({"Description": params["Description"]} if "Description" in params else {}),
             "SegmentDefinitionArn": f"arn:aws:profile:{REGION}:{ACCOUNT}:domains/{self.domain}/"
-                                    f"segment-definitions/{name}"}
+            f"segment-definitions/{name}",
+        }
         return {k: v for k, v in self.definitions[name].items() if k != "SegmentGroups"}
 
     def _DeleteSegmentDefinition(self, params):
@@ -510,9 +558,15 @@ def write_csv(path: Path, rows: int, start: int = 0) -> Path:
 def delivery(files, segment="seg_email_clickers", run_id=RUN_ID, segment_name=None, segment_filter=None):
     from sync.destinations.base import SegmentDelivery
 
-    return SegmentDelivery(run_id=run_id, segment=segment, files=tuple(files), fields=FIELDS,
-                           counts={"rows": 10, "entered": 10, "changed": 0, "exited": 0, "unchanged": 0},
-                           segment_name=segment_name, segment_filter=segment_filter or {})
+    return SegmentDelivery(
+        run_id=run_id,
+        segment=segment,
+        files=tuple(files),
+        fields=FIELDS,
+        counts={"rows": 10, "entered": 10, "changed": 0, "exited": 0, "unchanged": 0},
+        segment_name=segment_name,
+        segment_filter=segment_filter or {},
+    )
 
 
 def destination(fake, server, clock, **overrides):
@@ -520,8 +574,15 @@ def destination(fake, server, clock, **overrides):
     from sync.destinations.customer_profiles import CustomerProfilesDestination
 
     # http_timeout: a local PUT takes milliseconds; an upload that hangs (a broken body) fails in seconds, not 5 min
-    settings = dict(domain_name=DOMAIN, poll_seconds=0, retry_base_seconds=0, verify=str(server.cert),
-                    wall_clock=clock, sleep=Sleeps(), http_timeout=10)
+    settings = dict(
+        domain_name=DOMAIN,
+        poll_seconds=0,
+        retry_base_seconds=0,
+        verify=str(server.cert),
+        wall_clock=clock,
+        sleep=Sleeps(),
+        http_timeout=10,
+    )
     settings.update(overrides)
     return CustomerProfilesDestination(profiles=fake.client, **settings)
 

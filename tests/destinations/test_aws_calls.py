@@ -31,32 +31,44 @@ def client_error(code: str | None, status: int | None = None, op: str = "GetApp"
 
 
 # ---- classifying errors ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("exc, code, status", [
-    (client_error("AccessDenied", 403), "AccessDenied", 403),
-    (client_error(None, None), "", 0),
-    (ClientError({"ResponseMetadata": {"HTTPStatusCode": None}}, "op"), "", 0),
-], ids=["both", "neither", "status-none"])
+@pytest.mark.parametrize(
+    "exc, code, status",
+    [
+        (client_error("AccessDenied", 403), "AccessDenied", 403),
+        (client_error(None, None), "", 0),
+        (ClientError({"ResponseMetadata": {"HTTPStatusCode": None}}, "op"), "", 0),
+    ],
+    ids=["both", "neither", "status-none"],
+)
 def test_code_and_status_are_read_from_the_response(exc, code, status):
     assert (error_code(exc), http_status(exc)) == (code, status)
 
 
-@pytest.mark.parametrize("exc, denied", [
-    (client_error("AccessDeniedException", 400), True),
-    (client_error("Whatever", 403), True),
-    (client_error("Forbidden"), True),
-    (client_error("ValidationException", 400), False),
-], ids=["code", "status-403", "forbidden", "other"])
+@pytest.mark.parametrize(
+    "exc, denied",
+    [
+        (client_error("AccessDeniedException", 400), True),
+        (client_error("Whatever", 403), True),
+        (client_error("Forbidden"), True),
+        (client_error("ValidationException", 400), False),
+    ],
+    ids=["code", "status-403", "forbidden", "other"],
+)
 def test_denied_is_a_code_or_a_403(exc, denied):
     assert is_denied(exc) is denied
 
 
-@pytest.mark.parametrize("exc, transient", [
-    (client_error("InternalServerErrorException", 400), True),
-    (client_error("Whatever", 500), True),
-    (client_error("Whatever", 503), True),
-    (client_error("Whatever", 499), False),
-    (client_error("BadRequestException", 400), False),
-], ids=["code", "500", "503", "499", "client-error"])
+@pytest.mark.parametrize(
+    "exc, transient",
+    [
+        (client_error("InternalServerErrorException", 400), True),
+        (client_error("Whatever", 500), True),
+        (client_error("Whatever", 503), True),
+        (client_error("Whatever", 499), False),
+        (client_error("BadRequestException", 400), False),
+    ],
+    ids=["code", "500", "503", "499", "client-error"],
+)
 def test_transient_is_a_code_or_any_5xx(exc, transient):
     assert is_transient(exc) is transient
 
@@ -93,8 +105,11 @@ def upper_bound(monkeypatch):
     return bounds
 
 
-@pytest.mark.parametrize("error", [client_error("TooManyRequestsException", 400), client_error("Throttling"),
-                                   client_error("Whatever", 429)], ids=["code", "throttling", "429"])
+@pytest.mark.parametrize(
+    "error",
+    [client_error("TooManyRequestsException", 400), client_error("Throttling"), client_error("Whatever", 429)],
+    ids=["code", "throttling", "429"],
+)
 def test_throttling_is_retried_with_doubling_capped_backoff(upper_bound, error):
     slept = []
     call = Calls(*[error] * 5)
@@ -155,8 +170,15 @@ def test_a_retry_is_logged_with_call_code_and_count(upper_bound, caplog):
 def test_poll_fetches_until_finished_ticking_between_checks():
     statuses = iter(["RUNNING", "RUNNING", "DONE"])
     slept, ticks = [], []
-    status, done = poll(lambda: next(statuses), lambda s: s == "DONE", interval=3, timeout=100, sleep=slept.append,
-                        tick=lambda: ticks.append(1), clock=lambda: 0.0)
+    status, done = poll(
+        lambda: next(statuses),
+        lambda s: s == "DONE",
+        interval=3,
+        timeout=100,
+        sleep=slept.append,
+        tick=lambda: ticks.append(1),
+        clock=lambda: 0.0,
+    )
     assert (status, done) == ("DONE", True) and slept == [3, 3] and len(ticks) == 2
 
 
@@ -182,38 +204,55 @@ def test_poll_at_exactly_the_deadline_gives_up():
 
 # ---- preflight messages -------------------------------------------------------------------------------------------
 def fail(exc, **kw):
-    args = {"setting": "application_id", "what": "Pinpoint project app-1", "actions": "mobiletargeting:GetApp",
-            "platform": "pinpoint", **kw}
+    args = {
+        "setting": "application_id",
+        "what": "Pinpoint project app-1",
+        "actions": "mobiletargeting:GetApp",
+        "platform": "pinpoint",
+        **kw,
+    }
     return str(preflight_error(exc, **args))
 
 
 def test_no_credentials_say_where_credentials_come_from():
-    assert fail(NoCredentialsError()) == ("no AWS credentials for the pinpoint destination (set a profile, role or "
-                                          "AWS_* environment variables)")
+    assert fail(NoCredentialsError()) == (
+        "no AWS credentials for the pinpoint destination (set a profile, role or AWS_* environment variables)"
+    )
     unnamed = preflight_error(NoCredentialsError(), setting="s", what="w", actions="a")
     assert str(unnamed).startswith("no AWS credentials for the platform destination")
 
 
 def test_a_missing_resource_names_the_setting():
-    assert fail(client_error("NotFoundException", 404), missing={"NotFoundException"}) == \
-        "destination.application_id: Pinpoint project app-1 does not exist (NotFoundException)"
-    assert fail(client_error("NotFoundException", 404), missing={"NotFoundException"},
-                missing_message="no such project ({code})") == \
-        "destination.application_id: no such project (NotFoundException)"
+    assert (
+        fail(client_error("NotFoundException", 404), missing={"NotFoundException"})
+        == "destination.application_id: Pinpoint project app-1 does not exist (NotFoundException)"
+    )
+    assert (
+        fail(
+            client_error("NotFoundException", 404),
+            missing={"NotFoundException"},
+            missing_message="no such project ({code})",
+        )
+        == "destination.application_id: no such project (NotFoundException)"
+    )
 
 
 def test_access_denied_names_the_iam_actions():
     assert fail(client_error("AccessDeniedException", 403)) == (
-        "destination.application_id: access denied to Pinpoint project app-1; the caller needs mobiletargeting:GetApp")
+        "destination.application_id: access denied to Pinpoint project app-1; the caller needs mobiletargeting:GetApp"
+    )
 
 
 def test_other_errors_say_the_resource_cannot_be_reached():
-    assert fail(client_error("BadRequestException", 400)) == \
-        "destination.application_id: cannot reach Pinpoint project app-1: BadRequestException"
+    assert (
+        fail(client_error("BadRequestException", 400))
+        == "destination.application_id: cannot reach Pinpoint project app-1: BadRequestException"
+    )
     assert fail(client_error(None, 400)).startswith("destination.application_id: cannot reach Pinpoint project app-1: ")
     assert fail(EndpointConnectionError(endpoint_url="https://x")) == (
-        'destination.application_id: cannot reach Pinpoint project app-1: Could not connect to the endpoint URL: '
-        '"https://x"')
+        "destination.application_id: cannot reach Pinpoint project app-1: Could not connect to the endpoint URL: "
+        '"https://x"'
+    )
 
 
 def test_anything_else_is_not_a_configuration_error():

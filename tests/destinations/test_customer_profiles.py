@@ -15,8 +15,14 @@ from sync.destinations.profile_fields import map_fields
 from . import profiles_harness as ph
 from .profiles_harness import RUN_ID, delivery, destination, expected_csv, write_csv
 
-CALL_ORDER = ["ListUploadJobs", "ListUploadJobs", "CreateUploadJob", "GetUploadJobPath", "StartUploadJob",
-              "GetUploadJob"]
+CALL_ORDER = [
+    "ListUploadJobs",
+    "ListUploadJobs",
+    "CreateUploadJob",
+    "GetUploadJobPath",
+    "StartUploadJob",
+    "GetUploadJob",
+]
 
 
 # --------------------------------------------------------------------------- the happy path
@@ -34,8 +40,11 @@ def test_succeeded_job_is_confirmed_after_create_path_put_start_and_polls(fake, 
     create = dict(fake.calls)["CreateUploadJob"]
     assert create["DisplayName"] == display_name(RUN_ID, "seg_email_clickers", "1")
     assert create["UniqueKey"] == "AccountNumber" and create["DataExpiry"] == 14
-    assert create["Fields"]["EmailAddress"] == {"Source": "_source.EmailAddress", "Target": "_profile.EmailAddress",
-                                                "ContentType": "EMAIL_ADDRESS"}
+    assert create["Fields"]["EmailAddress"] == {
+        "Source": "_source.EmailAddress",
+        "Target": "_profile.EmailAddress",
+        "ContentType": "EMAIL_ADDRESS",
+    }
     assert create["Fields"]["Opens"]["Target"] == "_profile.Attributes.Opens"
     assert create["Fields"]["Opens"]["ContentType"] == "NUMBER"
     # And the HTTPS server got one PUT with the SSE-C headers and exactly the mapped CSV
@@ -73,8 +82,9 @@ def test_failed_job_is_not_confirmed(client, server, clock, tmp_path):
 
 def test_partially_succeeded_rows_are_isolated_and_quarantined(client, server, clock, tmp_path):
     # Given a service that refuses the profile ep-5 (it counts failures, naming no record)
-    fake = ph.FakeCustomerProfiles(client, server, clock,
-                                   verdict=lambda job: ("SUCCEEDED", {"ep-5"} & {r["AccountNumber"] for r in job.rows}))
+    fake = ph.FakeCustomerProfiles(
+        client, server, clock, verdict=lambda job: ("SUCCEEDED", {"ep-5"} & {r["AccountNumber"] for r in job.rows})
+    )
     result = destination(fake, server, clock).deliver(delivery([write_csv(tmp_path / "i" / "part-00000.csv", 8)]))
     # Then the shared layer finds ep-5 by uploading halves, and the delivery is confirmed without it
     assert result.confirmed, result.errors
@@ -86,6 +96,7 @@ def test_partially_succeeded_rows_are_isolated_and_quarantined(client, server, c
 def test_stopped_job_is_not_confirmed(client, server, clock, tmp_path):
     def stop(job):
         return "STOPPED", set()
+
     fake = ph.FakeCustomerProfiles(client, server, clock, verdict=stop)
     result = destination(fake, server, clock).deliver(delivery([write_csv(tmp_path / "i" / "part-00000.csv", 3)]))
     assert not result.confirmed and "STOPPED" in result.errors[0]
@@ -95,33 +106,42 @@ def test_giving_up_stops_the_job(fake, server, clock, tmp_path):
     # Given a job that never finishes
     fake.hang = True
     result = destination(fake, server, clock, timeout=0).deliver(
-        delivery([write_csv(tmp_path / "i" / "part-00000.csv", 3)]))
+        delivery([write_csv(tmp_path / "i" / "part-00000.csv", 3)])
+    )
     # Then lakeseg stops it and confirms nothing
     assert not result.confirmed and "stopped it" in result.errors[0]
     assert fake.ops()[-1] == "StopUploadJob"
     assert [j.status for j in fake.jobs.values()] == ["STOPPED"]
 
 
-@pytest.mark.parametrize("response, ok, refused, error", [
-    ({"Status": "SUCCEEDED", "ResultsSummary": {"FailedRecords": 0}}, True, 0, None),
-    ({"Status": "SUCCEEDED", "ResultsSummary": {"FailedRecords": 2}}, False, 2, None),
-    ({"Status": "PARTIALLY_SUCCEEDED", "ResultsSummary": {"FailedRecords": 3}}, False, 3, None),
-    ({"Status": "PARTIALLY_SUCCEEDED"}, False, 0, "no failed record count"),
-    ({"Status": "FAILED", "StatusReason": "VALIDATION_FAILURE"}, False, 0, "FAILED (VALIDATION_FAILURE)"),
-    ({"Status": "STOPPED"}, False, 0, "STOPPED"),
-], ids=["succeeded", "succeeded-with-failures", "partial", "partial-without-count", "failed", "stopped"])
+@pytest.mark.parametrize(
+    "response, ok, refused, error",
+    [
+        ({"Status": "SUCCEEDED", "ResultsSummary": {"FailedRecords": 0}}, True, 0, None),
+        ({"Status": "SUCCEEDED", "ResultsSummary": {"FailedRecords": 2}}, False, 2, None),
+        ({"Status": "PARTIALLY_SUCCEEDED", "ResultsSummary": {"FailedRecords": 3}}, False, 3, None),
+        ({"Status": "PARTIALLY_SUCCEEDED"}, False, 0, "no failed record count"),
+        ({"Status": "FAILED", "StatusReason": "VALIDATION_FAILURE"}, False, 0, "FAILED (VALIDATION_FAILURE)"),
+        ({"Status": "STOPPED"}, False, 0, "STOPPED"),
+    ],
+    ids=["succeeded", "succeeded-with-failures", "partial", "partial-without-count", "failed", "stopped"],
+)
 def test_verdicts(response, ok, refused, error):
     out = verdict({"JobId": "j1", **response}, rows=10)
     assert out.ok is ok and out.refused_rows == refused
     assert (error is None and out.error is None) or error in out.error
 
 
-@pytest.mark.parametrize("reason, code", [
-    ("INTERNAL_FAILURE", "INTERNAL_FAILURE"),
-    ("VALIDATION_FAILURE", "VALIDATION_FAILURE"),
-    ("value 'Zyxwv-Smith, Jr.' is invalid", None),
-    (None, None),
-], ids=["internal-failure", "validation-failure", "free-text", "none"])
+@pytest.mark.parametrize(
+    "reason, code",
+    [
+        ("INTERNAL_FAILURE", "INTERNAL_FAILURE"),
+        ("VALIDATION_FAILURE", "VALIDATION_FAILURE"),
+        ("value 'Zyxwv-Smith, Jr.' is invalid", None),
+        (None, None),
+    ],
+    ids=["internal-failure", "validation-failure", "free-text", "none"],
+)
 def test_a_jobs_status_reason_is_kept_as_a_code_only_when_it_is_an_enum(reason, code):
     # Given a job that failed with a StatusReason
     out = verdict({"JobId": "j1", "Status": "FAILED", **({"StatusReason": reason} if reason else {})}, rows=10)
@@ -167,10 +187,16 @@ def test_the_server_rejects_a_wrong_key_md5(server, clock):
     import urllib.request  # noqa: E401
 
     url, token = server.issue("job1", clock() + ph.URL_LIFETIME)
-    request = urllib.request.Request(url, data=b"x", method="PUT", headers={
-        "x-amz-server-side-encryption-customer-algorithm": "AES256",
-        "x-amz-server-side-encryption-customer-key": token,
-        "x-amz-server-side-encryption-customer-key-MD5": "AAAAAAAAAAAAAAAAAAAAAA=="})
+    request = urllib.request.Request(
+        url,
+        data=b"x",
+        method="PUT",
+        headers={
+            "x-amz-server-side-encryption-customer-algorithm": "AES256",
+            "x-amz-server-side-encryption-customer-key": token,
+            "x-amz-server-side-encryption-customer-key-MD5": "AAAAAAAAAAAAAAAAAAAAAA==",
+        },
+    )
     context = ssl.create_default_context(cafile=str(server.cert))
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(request, context=context)
@@ -226,12 +252,16 @@ def test_preflight_passes_for_the_domain(fake, server, clock):
     assert fake.ops() == ["GetDomain", "ListUploadJobs"]
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"domain_name": None}, "destination.domain_name is not set"),
-    ({"domain_name": "bad name"}, "destination.domain_name 'bad name' is not a domain name"),
-    ({"domain_name": "other-domain"}, "no Customer Profiles domain other-domain"),
-    ({"unique_key_target": "AccountNumber"}, "destination.unique_key_target must name a profile field"),
-], ids=["unset", "malformed", "missing", "bad-key-target"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"domain_name": None}, "destination.domain_name is not set"),
+        ({"domain_name": "bad name"}, "destination.domain_name 'bad name' is not a domain name"),
+        ({"domain_name": "other-domain"}, "no Customer Profiles domain other-domain"),
+        ({"unique_key_target": "AccountNumber"}, "destination.unique_key_target must name a profile field"),
+    ],
+    ids=["unset", "malformed", "missing", "bad-key-target"],
+)
 def test_preflight_names_the_setting(fake, server, clock, change, message):
     with pytest.raises(ConfigError, match=message):
         destination(fake, server, clock, **change).preflight()
@@ -245,13 +275,17 @@ def test_preflight_names_the_iam_actions_when_denied(fake, server, clock, op):
         destination(fake, server, clock).preflight()
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"data_expiry_days": 0}, "data_expiry_days: must be between 1 and 1098"),
-    ({"refresh_before_expiry_days": 14}, "refresh_before_expiry_days must be less than data_expiry_days"),
-    ({"max_concurrent_jobs": 11}, "max_concurrent_jobs: must be a whole number between 1 and 10"),
-    ({"max_job_mb": 1001}, "max_job_mb: must be above 0 and at most 1024 for pinpoint .* or 1000"),
-    ({"domain": "x"}, "destination.domain: unknown key; did you mean 'domain_name'"),
-], ids=["expiry", "margin", "concurrency", "job-size", "unknown-key"])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"data_expiry_days": 0}, "data_expiry_days: must be between 1 and 1098"),
+        ({"refresh_before_expiry_days": 14}, "refresh_before_expiry_days must be less than data_expiry_days"),
+        ({"max_concurrent_jobs": 11}, "max_concurrent_jobs: must be a whole number between 1 and 10"),
+        ({"max_job_mb": 1001}, "max_job_mb: must be above 0 and at most 1024 for pinpoint .* or 1000"),
+        ({"domain": "x"}, "destination.domain: unknown key; did you mean 'domain_name'"),
+    ],
+    ids=["expiry", "margin", "concurrency", "job-size", "unknown-key"],
+)
 def test_settings_are_checked(settings, message):
     session = ph.session()
     with pytest.raises(ConfigError, match=message):
@@ -260,33 +294,66 @@ def test_settings_are_checked(settings, message):
 
 def test_refresh_after_is_expiry_minus_margin():
     session = ph.session()
-    dest = build_destination({"type": "customer_profiles", "domain_name": ph.DOMAIN, "data_expiry_days": 30,
-                              "refresh_before_expiry_days": 5}, session)
+    dest = build_destination(
+        {
+            "type": "customer_profiles",
+            "domain_name": ph.DOMAIN,
+            "data_expiry_days": 30,
+            "refresh_before_expiry_days": 5,
+        },
+        session,
+    )
     assert dest.refresh_after.days == 25
 
 
 # --------------------------------------------------------------------------- field mapping
 def segment(*fields, segment_name=None) -> Segment:
-    return Segment("model.p.seg_x", "seg_x", RelationRef("db", "main", "seg_x"),
-                   tuple(FieldMapping(f.lower().replace(".", "_"), f) for f in fields), {}, segment_name, (), "p")
+    return Segment(
+        "model.p.seg_x",
+        "seg_x",
+        RelationRef("db", "main", "seg_x"),
+        tuple(FieldMapping(f.lower().replace(".", "_"), f) for f in fields),
+        {},
+        segment_name,
+        (),
+        "p",
+    )
 
 
-@pytest.mark.parametrize("fields, problem", [
-    (("Id", "Demographic.Timezone"), "Demographic.Timezone: [customer-profiles-field] Customer Profiles has no target"),
-    (("Id", "Address"), "Address needs ChannelType"),
-    (("Id", "ChannelType"), "without Address it has no target"),
-    (("Id", "Attributes.Plan", "User.UserAttributes.Plan"), "same Customer Profiles column 'Plan'"),
-    (("Id", "Location.Latitude"), "Location.Latitude: [customer-profiles-field]"),
-    (("Id", "OptOut"), "OptOut: [customer-profiles-field]"),
-], ids=["demographic", "address-alone", "channel-alone", "collision", "latitude", "optout"])
+@pytest.mark.parametrize(
+    "fields, problem",
+    [
+        (
+            ("Id", "Demographic.Timezone"),
+            "Demographic.Timezone: [customer-profiles-field] Customer Profiles has no target",
+        ),
+        (("Id", "Address"), "Address needs ChannelType"),
+        (("Id", "ChannelType"), "without Address it has no target"),
+        (("Id", "Attributes.Plan", "User.UserAttributes.Plan"), "same Customer Profiles column 'Plan'"),
+        (("Id", "Location.Latitude"), "Location.Latitude: [customer-profiles-field]"),
+        (("Id", "OptOut"), "OptOut: [customer-profiles-field]"),
+    ],
+    ids=["demographic", "address-alone", "channel-alone", "collision", "latitude", "optout"],
+)
 def test_fields_without_a_target_are_named(fake, server, clock, fields, problem):
     problems = destination(fake, server, clock).check_segment(segment(*fields))
     assert any(problem in p for p in problems), problems
 
 
 def test_supported_fields_map_cleanly(fake, server, clock):
-    fields = ("Id", "Address", "ChannelType", "User.UserId", "User.UserAttributes.Stage", "Attributes.Plan",
-              "Metrics.Opens", "Location.City", "Location.Region", "Location.Country", "Location.PostalCode")
+    fields = (
+        "Id",
+        "Address",
+        "ChannelType",
+        "User.UserId",
+        "User.UserAttributes.Stage",
+        "Attributes.Plan",
+        "Metrics.Opens",
+        "Location.City",
+        "Location.Region",
+        "Location.Country",
+        "Location.PostalCode",
+    )
     assert destination(fake, server, clock).check_segment(segment(*fields)) == []
     mapping = map_fields(fields)
     assert mapping.target_of("Location.Region").target == "_profile.Address.State"
@@ -309,38 +376,53 @@ def test_segment_definition_is_created_once_and_replaced_when_it_changes(fake, s
     dest = destination(fake, server, clock, segment_name_prefix="lakeseg-")
     yes = {"User.UserAttributes.HasClicked": ("Yes",)}
     assert dest.deliver(delivery([src], segment_name="clickers", segment_filter=yes)).confirmed
-    assert dest.deliver(delivery([src], run_id="20261126T030000123Z-bbbbbb", segment_name="clickers",
-                                 segment_filter=yes)).confirmed
+    assert dest.deliver(
+        delivery([src], run_id="20261126T030000123Z-bbbbbb", segment_name="clickers", segment_filter=yes)
+    ).confirmed
     assert fake.ops().count("CreateSegmentDefinition") == 1
     groups = fake.definitions["lakeseg-clickers"]["SegmentGroups"]
     assert groups["Groups"][0]["Dimensions"][0]["ProfileAttributes"]["Attributes"] == {
-        "HasClicked": {"DimensionType": "INCLUSIVE", "Values": ["Yes"]}}
+        "HasClicked": {"DimensionType": "INCLUSIVE", "Values": ["Yes"]}
+    }
     # When the in-segment values change, the definition is replaced
-    assert dest.deliver(delivery([src], run_id="20261127T030000123Z-cccccc", segment_name="clickers",
-                                 segment_filter={"User.UserAttributes.HasClicked": ("Yes", "Maybe")})).confirmed
+    assert dest.deliver(
+        delivery(
+            [src],
+            run_id="20261127T030000123Z-cccccc",
+            segment_name="clickers",
+            segment_filter={"User.UserAttributes.HasClicked": ("Yes", "Maybe")},
+        )
+    ).confirmed
     assert fake.ops().count("DeleteSegmentDefinition") == 1 and fake.ops().count("CreateSegmentDefinition") == 2
-    assert fake.definitions["lakeseg-clickers"]["SegmentGroups"]["Groups"][0]["Dimensions"][0][
-        "ProfileAttributes"]["Attributes"]["HasClicked"]["Values"] == ["Yes", "Maybe"]
+    assert fake.definitions["lakeseg-clickers"]["SegmentGroups"]["Groups"][0]["Dimensions"][0]["ProfileAttributes"][
+        "Attributes"
+    ]["HasClicked"]["Values"] == ["Yes", "Maybe"]
 
 
 def test_segment_definition_needs_an_attribute_filter(fake, server, clock, tmp_path):
     src = write_csv(tmp_path / "i" / "part-00000.csv", 3)
-    result = destination(fake, server, clock).deliver(delivery([src], segment_name="clickers",
-                                                               segment_filter={"Address": ("x",)}))
+    result = destination(fake, server, clock).deliver(
+        delivery([src], segment_name="clickers", segment_filter={"Address": ("x",)})
+    )
     assert not result.confirmed and "is not a profile attribute" in result.errors[0]
 
 
-@pytest.mark.parametrize("block, words", [
-    ("domain_nam: x", ["destination.domain_nam", "did you mean 'domain_name'"]),
-    ("data_expiry_days: 2000", ["destination.data_expiry_days"]),
-    ("domain_name: 'a b'", ["destination.domain_name"]),
-    ("unique_key_target: AccountNumber", ["destination.unique_key_target"]),
-], ids=["typo", "expiry-range", "domain-pattern", "key-target"])
+@pytest.mark.parametrize(
+    "block, words",
+    [
+        ("domain_nam: x", ["destination.domain_nam", "did you mean 'domain_name'"]),
+        ("data_expiry_days: 2000", ["destination.data_expiry_days"]),
+        ("domain_name: 'a b'", ["destination.domain_name"]),
+        ("unique_key_target: AccountNumber", ["destination.unique_key_target"]),
+    ],
+    ids=["typo", "expiry-range", "domain-pattern", "key-target"],
+)
 def test_lakeseg_yml_schema_names_the_key(tmp_path, block, words):
     from sync.settings import load_settings
 
-    (tmp_path / "lakeseg.yml").write_text(f"targets:\n  local:\n    destination:\n      type: customer_profiles\n"
-                                          f"      {block}\n")
+    (tmp_path / "lakeseg.yml").write_text(
+        f"targets:\n  local:\n    destination:\n      type: customer_profiles\n      {block}\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path, "local")
     assert all(w in str(err.value) for w in words), str(err.value)

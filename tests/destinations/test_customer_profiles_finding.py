@@ -39,20 +39,24 @@ def ledger(tmp_path):
 
 
 def dest(client, **kw) -> CustomerProfilesDestination:
-    return CustomerProfilesDestination(domain_name=D, profiles=client, poll_seconds=0, retry_base_seconds=0,
-                                       sleep=lambda _s: None, **kw)
+    return CustomerProfilesDestination(
+        domain_name=D, profiles=client, poll_seconds=0, retry_base_seconds=0, sleep=lambda _s: None, **kw
+    )
 
 
 def busy_listing(stubber, pages: int, wanted: dict | None):
     """``pages`` pages of 100 other jobs each, in no particular order; ``wanted`` is the last item of the last page."""
     for n in range(pages):
-        items = [{"JobId": f"other-{n}-{i}", "DisplayName": f"other-{(n * 37 + i) % 997}", "Status": "SUCCEEDED"}
-                 for i in range(100 if wanted is None or n < pages - 1 else 99)]
+        items = [
+            {"JobId": f"other-{n}-{i}", "DisplayName": f"other-{(n * 37 + i) % 997}", "Status": "SUCCEEDED"}
+            for i in range(100 if wanted is None or n < pages - 1 else 99)
+        ]
         if wanted is not None and n == pages - 1:
             items.append(wanted)
         page = {"Items": items, **({"NextToken": f"t{n + 1}"} if n < pages - 1 else {})}
-        stubber.add_response("list_upload_jobs", page,
-                             {"DomainName": D, "MaxResults": 100, **({"NextToken": f"t{n}"} if n else {})})
+        stubber.add_response(
+            "list_upload_jobs", page, {"DomainName": D, "MaxResults": 100, **({"NextToken": f"t{n}"} if n else {})}
+        )
 
 
 def delivery(tmp_path, ledger=None):
@@ -61,10 +65,12 @@ def delivery(tmp_path, ledger=None):
 
 def created_despite_a_500(stubber):
     """CreateUploadJob answers 500 although it created the job, in a domain listing 2,599 other jobs first."""
-    stubber.add_client_error("create_upload_job", service_error_code="InternalServerException",
-                             http_status_code=500, expected_params={
-                                 "DomainName": D, "DisplayName": NAME, "Fields": ANY, "UniqueKey": ANY,
-                                 "DataExpiry": 14})
+    stubber.add_client_error(
+        "create_upload_job",
+        service_error_code="InternalServerException",
+        http_status_code=500,
+        expected_params={"DomainName": D, "DisplayName": NAME, "Fields": ANY, "UniqueKey": ANY, "DataExpiry": 14},
+    )
     busy_listing(stubber, 26, {"JobId": "created-anyway", "DisplayName": NAME, "Status": "CREATED"})
 
 
@@ -96,8 +102,11 @@ def test_an_earlier_runs_job_in_flight_is_read_by_its_id_and_waited_for_without_
     # Given the ledger holds an earlier run's job, still in progress, that no listing page would show early
     ledger.remember(OLD_NAME, "job-old", EARLIER)
     for status in ("IN_PROGRESS", "IN_PROGRESS", "SUCCEEDED"):
-        stubber.add_response("get_upload_job", {"JobId": "job-old", "DisplayName": OLD_NAME, "Status": status},
-                             {"DomainName": D, "JobId": "job-old"})
+        stubber.add_response(
+            "get_upload_job",
+            {"JobId": "job-old", "DisplayName": OLD_NAME, "Status": status},
+            {"DomainName": D, "JobId": "job-old"},
+        )
     # When this run settles earlier runs before uploading
     waited = dest(client)._settle_in_flight(delivery(tmp_path, ledger))
     # Then it waited for that job by id until it ended (no ListUploadJobs call), and forgot it then
@@ -107,21 +116,26 @@ def test_an_earlier_runs_job_in_flight_is_read_by_its_id_and_waited_for_without_
 def test_an_earlier_runs_job_still_in_flight_at_the_timeout_stops_the_delivery_naming_it(stubbed, ledger, tmp_path):
     client, stubber = stubbed
     ledger.remember(OLD_NAME, "job-old", EARLIER)
-    stubber.add_response("get_upload_job", {"JobId": "job-old", "DisplayName": OLD_NAME, "Status": "IN_PROGRESS"},
-                         {"DomainName": D, "JobId": "job-old"})
+    stubber.add_response(
+        "get_upload_job",
+        {"JobId": "job-old", "DisplayName": OLD_NAME, "Status": "IN_PROGRESS"},
+        {"DomainName": D, "JobId": "job-old"},
+    )
     waited = dest(client, timeout=0)._settle_in_flight(delivery(tmp_path, ledger))
     assert waited is not None and f"upload job job-old ({OLD_NAME})" in waited
     assert [e["job_id"] for e in ledger.entries()] == ["job-old"]
 
 
-def test_an_earlier_create_that_failed_is_resolved_through_the_whole_listing_then_read_by_id(stubbed, ledger,
-                                                                                           tmp_path):
+def test_an_earlier_create_that_failed_is_resolved_through_the_whole_listing_then_read_by_id(stubbed, ledger, tmp_path):
     client, stubber = stubbed
     # Given an earlier run noted a create whose call failed (no id), and the job exists, in progress, 2,500 jobs down
     ledger.remember(OLD_NAME, None, EARLIER)
     busy_listing(stubber, 26, {"JobId": "job-old", "DisplayName": OLD_NAME, "Status": "IN_PROGRESS"})
-    stubber.add_response("get_upload_job", {"JobId": "job-old", "DisplayName": OLD_NAME, "Status": "SUCCEEDED"},
-                         {"DomainName": D, "JobId": "job-old"})
+    stubber.add_response(
+        "get_upload_job",
+        {"JobId": "job-old", "DisplayName": OLD_NAME, "Status": "SUCCEEDED"},
+        {"DomainName": D, "JobId": "job-old"},
+    )
     # When this run settles earlier runs
     waited = dest(client)._settle_in_flight(delivery(tmp_path, ledger))
     # Then the job was found by name once, then followed by id until it ended
@@ -145,8 +159,10 @@ def test_a_delivery_notes_each_job_before_creating_it_and_forgets_it_once_ended(
     fake.calls.clear()
     notes = []
     real_remember = ledger.remember
-    ledger.remember = lambda name, job_id, run_id: (notes.append((name, job_id, fake.ops().count("CreateUploadJob"))),
-                                                    real_remember(name, job_id, run_id))
+    ledger.remember = lambda name, job_id, run_id: (
+        notes.append((name, job_id, fake.ops().count("CreateUploadJob"))),
+        real_remember(name, job_id, run_id),
+    )
     # When a delivery runs one upload job
     result = ph.destination(fake, server, clock).deliver(delivery(tmp_path, ledger))
     # Then the job was noted by name before CreateUploadJob and by id after it, and forgotten once it ended,

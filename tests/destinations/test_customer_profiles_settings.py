@@ -24,13 +24,17 @@ from . import profiles_harness as ph
 from .profiles_harness import destination
 
 D = ph.DOMAIN
-KNOWN = ("name, domain_name, region, data_expiry_days, refresh_before_expiry_days, unique_key_target, "
-         "segment_name_prefix, poll_seconds, timeout, max_concurrent_jobs, max_job_mb, max_rejected_rows, "
-         "max_isolation_jobs")
-ACTIONS = ("profile:GetDomain, profile:ListUploadJobs, profile:CreateUploadJob, profile:GetUploadJobPath, "
-           "profile:StartUploadJob, profile:GetUploadJob and profile:StopUploadJob on "
-           f"arn:aws:profile:<region>:<account>:domains/{D} and its upload jobs "
-           "(the stack's CustomerProfilesRunnerPolicy)")
+KNOWN = (
+    "name, domain_name, region, data_expiry_days, refresh_before_expiry_days, unique_key_target, "
+    "segment_name_prefix, poll_seconds, timeout, max_concurrent_jobs, max_job_mb, max_rejected_rows, "
+    "max_isolation_jobs"
+)
+ACTIONS = (
+    "profile:GetDomain, profile:ListUploadJobs, profile:CreateUploadJob, profile:GetUploadJobPath, "
+    "profile:StartUploadJob, profile:GetUploadJob and profile:StopUploadJob on "
+    f"arn:aws:profile:<region>:<account>:domains/{D} and its upload jobs "
+    "(the stack's CustomerProfilesRunnerPolicy)"
+)
 
 
 @pytest.fixture
@@ -85,11 +89,24 @@ def test_defaults_when_only_the_domain_is_set(plain_env):
 def test_every_setting_reaches_the_destination(plain_env):
     # Given every setting away from its default, and a CA bundle in the AWS config
     config_with_ca_bundle(plain_env, "/etc/lakeseg/ca.pem")
-    dest = build({"name": "profiles-eu", "domain_name": "eu-domain", "region": "eu-west-2", "data_expiry_days": 30,
-                  "refresh_before_expiry_days": 5, "unique_key_target": "_profile.Attributes.LoyaltyId",
-                  "segment_name_prefix": "lakeseg-", "poll_seconds": 7, "timeout": 600, "max_concurrent_jobs": 4,
-                  "max_job_mb": 250, "max_rejected_rows": 7, "max_isolation_jobs": 3},
-                 session(None))
+    dest = build(
+        {
+            "name": "profiles-eu",
+            "domain_name": "eu-domain",
+            "region": "eu-west-2",
+            "data_expiry_days": 30,
+            "refresh_before_expiry_days": 5,
+            "unique_key_target": "_profile.Attributes.LoyaltyId",
+            "segment_name_prefix": "lakeseg-",
+            "poll_seconds": 7,
+            "timeout": 600,
+            "max_concurrent_jobs": 4,
+            "max_job_mb": 250,
+            "max_rejected_rows": 7,
+            "max_isolation_jobs": 3,
+        },
+        session(None),
+    )
     # Then each one is what the destination uses
     assert (dest.domain_name, dest.data_expiry_days, dest.refresh_before_expiry_days) == ("eu-domain", 30, 5)
     assert dest.refresh_after == timedelta(days=25)
@@ -130,36 +147,75 @@ def test_the_constructor_defaults():
     assert (dest.max_job_bytes, dest.max_rejected_rows, dest.max_isolation_jobs) == (1_000_000_000, 100, 32)
     assert (dest.verify, dest.http_timeout) == (True, 300.0)
     assert (dest._retrying.max_retries, dest._retrying.base_seconds, dest._retrying.label) == (
-        8, 0.5, "customer_profiles")
+        8,
+        0.5,
+        "customer_profiles",
+    )
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"data_expiry_days": 0},
-     "destination.data_expiry_days: must be between 1 and 1098 (CreateUploadJob's DataExpiry), got 0"),
-    ({"data_expiry_days": 1099},
-     "destination.data_expiry_days: must be between 1 and 1098 (CreateUploadJob's DataExpiry), got 1099"),
-    ({"refresh_before_expiry_days": 14},
-     "destination: refresh_before_expiry_days must be less than data_expiry_days (14), got 14"),
-    ({"refresh_before_expiry_days": -1},
-     "destination.refresh_before_expiry_days: must be at least 0 (and less than destination.data_expiry_days), "
-     "got -1"),
-    ({"max_concurrent_jobs": 11},
-     "destination.max_concurrent_jobs: must be a whole number between 1 and 10 (Pinpoint runs at most 10 import "
-     "jobs), got 11"),
-    ({"max_job_mb": 0}, "destination.max_job_mb: must be above 0 and at most 1024 for pinpoint (1 GB per import "
-                        "job) or 1000 for customer_profiles (an upload stays under 1 GB), got 0"),
-    ({"max_job_mb": 1001}, "destination.max_job_mb: must be above 0 and at most 1024 for pinpoint (1 GB per import "
-                           "job) or 1000 for customer_profiles (an upload stays under 1 GB), got 1001"),
-    ({"max_rejected_rows": -1}, "destination.max_rejected_rows: must be a whole number of 0 or more, got -1"),
-    ({"poll_seconds": "soon"},
-     "destination.poll_seconds: Input should be a valid number, unable to parse string as a number, got 'soon'"),
-    ({"timeout": -5}, "destination.timeout: must be above 0 seconds, got -5"),
-    ({"domain": "x"}, "destination.domain: unknown key; did you mean 'domain_name'?"),
-    ({"zone": "x", "bucket": "y"}, f"2 problems:\n  destination.zone: unknown key; did you mean 'name'?\n  "
-                                   f"destination.bucket: unknown key; valid keys: type, {KNOWN}"),
-], ids=["expiry-0", "expiry-1099", "margin-equal-to-expiry", "margin-negative", "concurrency-11", "job-mb-0",
-        "job-mb-1001", "rejected-negative", "poll-not-a-number", "timeout-negative", "unknown-key",
-        "two-unknown-keys-first-sorted"])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (
+            {"data_expiry_days": 0},
+            "destination.data_expiry_days: must be between 1 and 1098 (CreateUploadJob's DataExpiry), got 0",
+        ),
+        (
+            {"data_expiry_days": 1099},
+            "destination.data_expiry_days: must be between 1 and 1098 (CreateUploadJob's DataExpiry), got 1099",
+        ),
+        (
+            {"refresh_before_expiry_days": 14},
+            "destination: refresh_before_expiry_days must be less than data_expiry_days (14), got 14",
+        ),
+        (
+            {"refresh_before_expiry_days": -1},
+            "destination.refresh_before_expiry_days: must be at least 0 (and less than destination.data_expiry_days), "
+            "got -1",
+        ),
+        (
+            {"max_concurrent_jobs": 11},
+            "destination.max_concurrent_jobs: must be a whole number between 1 and 10 (Pinpoint runs at most 10 import "
+            "jobs), got 11",
+        ),
+        (
+            {"max_job_mb": 0},
+            "destination.max_job_mb: must be above 0 and at most 1024 for pinpoint (1 GB per import "
+            "job) or 1000 for customer_profiles (an upload stays under 1 GB), got 0",
+        ),
+        (
+            {"max_job_mb": 1001},
+            "destination.max_job_mb: must be above 0 and at most 1024 for pinpoint (1 GB per import "
+            "job) or 1000 for customer_profiles (an upload stays under 1 GB), got 1001",
+        ),
+        ({"max_rejected_rows": -1}, "destination.max_rejected_rows: must be a whole number of 0 or more, got -1"),
+        (
+            {"poll_seconds": "soon"},
+            "destination.poll_seconds: Input should be a valid number, unable to parse string as a number, got 'soon'",
+        ),
+        ({"timeout": -5}, "destination.timeout: must be above 0 seconds, got -5"),
+        ({"domain": "x"}, "destination.domain: unknown key; did you mean 'domain_name'?"),
+        (
+            {"zone": "x", "bucket": "y"},
+            f"2 problems:\n  destination.zone: unknown key; did you mean 'name'?\n  "
+            f"destination.bucket: unknown key; valid keys: type, {KNOWN}",
+        ),
+    ],
+    ids=[
+        "expiry-0",
+        "expiry-1099",
+        "margin-equal-to-expiry",
+        "margin-negative",
+        "concurrency-11",
+        "job-mb-0",
+        "job-mb-1001",
+        "rejected-negative",
+        "poll-not-a-number",
+        "timeout-negative",
+        "unknown-key",
+        "two-unknown-keys-first-sorted",
+    ],
+)
 def test_a_bad_setting_is_refused_by_name(settings, message):
     # Given a destination block with one bad value (or unknown keys)
     # When it is built
@@ -169,18 +225,31 @@ def test_a_bad_setting_is_refused_by_name(settings, message):
     assert str(err.value) == f"destination settings: {message}"
 
 
-@pytest.mark.parametrize("settings, expect", [
-    ({"data_expiry_days": 1, "refresh_before_expiry_days": 0}, ("data_expiry_days", 1)),
-    ({"data_expiry_days": 1098}, ("data_expiry_days", 1098)),
-    ({"refresh_before_expiry_days": 0}, ("refresh_before_expiry_days", 0)),
-    ({"refresh_before_expiry_days": 13}, ("refresh_before_expiry_days", 13)),
-    ({"max_job_mb": 0.5}, ("max_job_bytes", 500_000)),
-    ({"max_job_mb": 1}, ("max_job_bytes", 1_000_000)),
-    ({"max_job_mb": 1000}, ("max_job_bytes", 1_000_000_000)),
-    ({"max_concurrent_jobs": 1}, ("max_concurrent_jobs", 1)),
-    ({"max_concurrent_jobs": 10}, ("max_concurrent_jobs", 10)),
-], ids=["expiry-1", "expiry-1098", "margin-0", "margin-13", "job-mb-half", "job-mb-1", "job-mb-1000",
-        "concurrency-1", "concurrency-10"])
+@pytest.mark.parametrize(
+    "settings, expect",
+    [
+        ({"data_expiry_days": 1, "refresh_before_expiry_days": 0}, ("data_expiry_days", 1)),
+        ({"data_expiry_days": 1098}, ("data_expiry_days", 1098)),
+        ({"refresh_before_expiry_days": 0}, ("refresh_before_expiry_days", 0)),
+        ({"refresh_before_expiry_days": 13}, ("refresh_before_expiry_days", 13)),
+        ({"max_job_mb": 0.5}, ("max_job_bytes", 500_000)),
+        ({"max_job_mb": 1}, ("max_job_bytes", 1_000_000)),
+        ({"max_job_mb": 1000}, ("max_job_bytes", 1_000_000_000)),
+        ({"max_concurrent_jobs": 1}, ("max_concurrent_jobs", 1)),
+        ({"max_concurrent_jobs": 10}, ("max_concurrent_jobs", 10)),
+    ],
+    ids=[
+        "expiry-1",
+        "expiry-1098",
+        "margin-0",
+        "margin-13",
+        "job-mb-half",
+        "job-mb-1",
+        "job-mb-1000",
+        "concurrency-1",
+        "concurrency-10",
+    ],
+)
 def test_values_at_the_limits_are_accepted(settings, expect):
     dest = build({"domain_name": D, **settings}, ph.session())
     assert getattr(dest, expect[0]) == expect[1]
@@ -215,17 +284,27 @@ def test_preflight_reads_the_domain_and_lists_one_upload_job(fake, server, clock
     assert fake.calls == [("GetDomain", {"DomainName": D}), ("ListUploadJobs", {"DomainName": D, "MaxResults": 1})]
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"domain_name": None}, "destination.domain_name is not set: the Customer Profiles domain to upload to"),
-    ({"domain_name": "   "}, "destination.domain_name is not set: the Customer Profiles domain to upload to"),
-    ({"domain_name": "bad name"},
-     "destination.domain_name 'bad name' is not a domain name (1-64 letters, digits, _ or -)"),
-    ({"domain_name": "other-domain"},
-     "destination.domain_name: no Customer Profiles domain other-domain in this region (ResourceNotFoundException); "
-     "create it or fix destination.region"),
-    ({"unique_key_target": "AccountNumber"},
-     "destination.unique_key_target must name a profile field such as _profile.AccountNumber, got 'AccountNumber'"),
-], ids=["unset", "blank", "malformed", "missing", "key-target-not-a-profile-field"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"domain_name": None}, "destination.domain_name is not set: the Customer Profiles domain to upload to"),
+        ({"domain_name": "   "}, "destination.domain_name is not set: the Customer Profiles domain to upload to"),
+        (
+            {"domain_name": "bad name"},
+            "destination.domain_name 'bad name' is not a domain name (1-64 letters, digits, _ or -)",
+        ),
+        (
+            {"domain_name": "other-domain"},
+            "destination.domain_name: no Customer Profiles domain other-domain in this region (ResourceNotFoundException); "
+            "create it or fix destination.region",
+        ),
+        (
+            {"unique_key_target": "AccountNumber"},
+            "destination.unique_key_target must name a profile field such as _profile.AccountNumber, got 'AccountNumber'",
+        ),
+    ],
+    ids=["unset", "blank", "malformed", "missing", "key-target-not-a-profile-field"],
+)
 def test_preflight_refuses_with_the_setting_named(fake, server, clock, change, message):
     with pytest.raises(ConfigError) as err:
         destination(fake, server, clock, **change).preflight()
@@ -238,30 +317,40 @@ def test_preflight_denied_names_every_iam_action(fake, server, clock, op):
     fake.denied = {op}
     with pytest.raises(ConfigError) as err:
         destination(fake, server, clock).preflight()
-    assert str(err.value) == f"destination.domain_name: access denied to Customer Profiles domain {D}; the caller " \
-                             f"needs {ACTIONS}"
+    assert (
+        str(err.value) == f"destination.domain_name: access denied to Customer Profiles domain {D}; the caller "
+        f"needs {ACTIONS}"
+    )
 
 
 def test_preflight_unreachable_says_so(fake, server, clock):
     fake.unreachable = {"GetDomain"}
     with pytest.raises(ConfigError) as err:
         destination(fake, server, clock).preflight()
-    assert str(err.value) == (f"destination.domain_name: cannot reach Customer Profiles domain {D}: Could not "
-                              'connect to the endpoint URL: "https://profile.us-east-1.amazonaws.com/"')
+    assert str(err.value) == (
+        f"destination.domain_name: cannot reach Customer Profiles domain {D}: Could not "
+        'connect to the endpoint URL: "https://profile.us-east-1.amazonaws.com/"'
+    )
 
 
 def test_preflight_without_credentials_says_so(plain_env, monkeypatch):
     # Given no credentials anywhere (and no instance metadata to ask)
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+    for key in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    dest = CustomerProfilesDestination(domain_name=D, profiles=session().client("customer-profiles"),
-                                       sleep=ph.Sleeps())
+    dest = CustomerProfilesDestination(domain_name=D, profiles=session().client("customer-profiles"), sleep=ph.Sleeps())
     with pytest.raises(ConfigError) as err:
         dest.preflight()
-    assert str(err.value) == ("no AWS credentials for the customer_profiles destination (set a profile, role or "
-                              "AWS_* environment variables)")
+    assert str(err.value) == (
+        "no AWS credentials for the customer_profiles destination (set a profile, role or AWS_* environment variables)"
+    )
 
 
 def test_a_throttled_preflight_is_retried_and_logged(fake, server, clock, caplog):
@@ -272,24 +361,47 @@ def test_a_throttled_preflight_is_retried_and_logged(fake, server, clock, caplog
     assert fake.ops() == ["GetDomain", "GetDomain", "ListUploadJobs"]
     assert sleeps.calls == [0.0]  # the backoff waits through the destination's sleep (base 0 s here)
     assert [r.getMessage() for r in caplog.records] == [
-        "customer_profiles: get_domain (ThrottlingException); retry 1/8 in 0.0 s"]
+        "customer_profiles: get_domain (ThrottlingException); retry 1/8 in 0.0 s"
+    ]
 
 
 # --------------------------------------------------------------------------- the static check (lakeseg check)
 def segment(*fields, segment_name=None) -> Segment:
-    return Segment("model.p.seg_x", "seg_x", RelationRef("db", "main", "seg_x"),
-                   tuple(FieldMapping(f.lower().replace(".", "_"), f) for f in fields), {}, segment_name, (), "p")
+    return Segment(
+        "model.p.seg_x",
+        "seg_x",
+        RelationRef("db", "main", "seg_x"),
+        tuple(FieldMapping(f.lower().replace(".", "_"), f) for f in fields),
+        {},
+        segment_name,
+        (),
+        "p",
+    )
 
 
-@pytest.mark.parametrize("prefix, name, problems", [
-    ("", "clickers", []),
-    ("lakeseg-", "clickers", []),
-    ("", "has clicked", ["segment_name: [customer-profiles-name] 'has clicked' must be 1-64 letters, digits, _ or -"]),
-    ("lakeseg ", "clickers",
-     ["segment_name: [customer-profiles-name] 'lakeseg clickers' must be 1-64 letters, digits, _ or -"]),
-    ("p" * 60, "clickers",
-     [f"segment_name: [customer-profiles-name] '{'p' * 60}clickers' must be 1-64 letters, digits, _ or -"]),
-], ids=["plain", "prefixed", "space-in-name", "space-in-prefix", "prefix-makes-it-too-long"])
+@pytest.mark.parametrize(
+    "prefix, name, problems",
+    [
+        ("", "clickers", []),
+        ("lakeseg-", "clickers", []),
+        (
+            "",
+            "has clicked",
+            ["segment_name: [customer-profiles-name] 'has clicked' must be 1-64 letters, digits, _ or -"],
+        ),
+        (
+            "lakeseg ",
+            "clickers",
+            ["segment_name: [customer-profiles-name] 'lakeseg clickers' must be 1-64 letters, digits, _ or -"],
+        ),
+        (
+            "p" * 60,
+            "clickers",
+            [f"segment_name: [customer-profiles-name] '{'p' * 60}clickers' must be 1-64 letters, digits, _ or -"],
+        ),
+    ],
+    ids=["plain", "prefixed", "space-in-name", "space-in-prefix", "prefix-makes-it-too-long"],
+)
 def test_check_segment_names_a_segment_definition_name_it_cannot_create(fake, server, clock, prefix, name, problems):
     dest = destination(fake, server, clock, segment_name_prefix=prefix)
     assert dest.check_segment(segment("Id", "User.UserAttributes.HasClicked", segment_name=name)) == problems
@@ -300,7 +412,8 @@ def test_check_segment_names_fields_without_a_target_and_uses_the_key_target(fak
     assert dest.check_segment(segment("Id", "Demographic.Timezone", "Attributes.LoyaltyId")) == [
         "Demographic.Timezone: [customer-profiles-field] Customer Profiles has no target for it (see the field "
         "mapping in docs/customer-profiles.md)",
-        "Attributes.LoyaltyId: [customer-profiles-field] maps to the same Customer Profiles column 'LoyaltyId' as Id"]
+        "Attributes.LoyaltyId: [customer-profiles-field] maps to the same Customer Profiles column 'LoyaltyId' as Id",
+    ]
     assert fake.calls == []
 
 

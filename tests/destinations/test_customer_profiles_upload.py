@@ -38,14 +38,18 @@ def test_sse_c_headers_carry_the_key_its_md5_and_aes256():
     }
 
 
-@pytest.mark.parametrize("token", [
-    "",
-    "AAAA",
-    base64.b64encode(bytes(48)).decode(),
-    "!" + TOKEN,
-    TOKEN[:20] + "\n" + TOKEN[20:],
-    "not base64 at all",
-], ids=["empty", "3-bytes", "384-bit-key", "stray-character", "line-break-inside", "not-base64"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "AAAA",
+        base64.b64encode(bytes(48)).decode(),
+        "!" + TOKEN,
+        TOKEN[:20] + "\n" + TOKEN[20:],
+        "not base64 at all",
+    ],
+    ids=["empty", "3-bytes", "384-bit-key", "stray-character", "line-break-inside", "not-base64"],
+)
 def test_a_client_token_that_is_not_a_base64_256_bit_key_is_refused(token):
     with pytest.raises(ValueError) as err:
         sse_c_headers(token)
@@ -56,9 +60,15 @@ def test_a_bad_client_token_uploads_nothing(fake, server, clock, src):
     fake.path_token = "AAAA"
     result = destination(fake, server, clock).deliver(delivery([src]))
     job_id = only_job(fake)
-    assert result == DeliveryResult(confirmed=False, jobs=[JobRecord(job_id, "UPLOAD_FAILED")], location=LOCATION,
-                                    errors=[f"{SEG} job 1: upload job {job_id}: GetUploadJobPath returned a ClientToken "
-                                            "that is not a base64 256-bit key"])
+    assert result == DeliveryResult(
+        confirmed=False,
+        jobs=[JobRecord(job_id, "UPLOAD_FAILED")],
+        location=LOCATION,
+        errors=[
+            f"{SEG} job 1: upload job {job_id}: GetUploadJobPath returned a ClientToken "
+            "that is not a base64 256-bit key"
+        ],
+    )
     assert not server.puts and "StartUploadJob" not in fake.ops()
     assert not list(src.parent.glob("profiles-*.csv")), "the translated copy is removed after a failure too"
 
@@ -67,8 +77,9 @@ def test_a_plain_http_url_uploads_nothing(fake, server, clock, src):
     fake.path_url = f"http://127.0.0.1:{server.port}/lakeseg-uploads/x"
     result = destination(fake, server, clock).deliver(delivery([src]))
     job_id = only_job(fake)
-    assert result.errors == [f"{SEG} job 1: upload job {job_id}: the pre-signed URL is not HTTPS; refusing to send "
-                             "the file"]
+    assert result.errors == [
+        f"{SEG} job 1: upload job {job_id}: the pre-signed URL is not HTTPS; refusing to send the file"
+    ]
     assert not server.puts
 
 
@@ -96,9 +107,15 @@ def test_a_refused_upload_is_not_retried(fake, server, clock, src):
     result = destination(fake, server, clock).deliver(delivery([src]))
     job_id = only_job(fake)
     # Then it fails at once, naming the status, and nothing is started
-    assert result == DeliveryResult(confirmed=False, jobs=[JobRecord(job_id, "UPLOAD_FAILED")], location=LOCATION,
-                                    errors=[f"{SEG} job 1: upload job {job_id}: the upload answered HTTP 403; nothing "
-                                            "was started (the rows are resent next run)"])
+    assert result == DeliveryResult(
+        confirmed=False,
+        jobs=[JobRecord(job_id, "UPLOAD_FAILED")],
+        location=LOCATION,
+        errors=[
+            f"{SEG} job 1: upload job {job_id}: the upload answered HTTP 403; nothing "
+            "was started (the rows are resent next run)"
+        ],
+    )
     assert [p.status for p in server.puts] == [403] and "StartUploadJob" not in fake.ops()
 
 
@@ -107,11 +124,14 @@ def test_a_url_that_expires_in_transit_twice_fails(fake, server, clock, src, cap
     caplog.set_level(logging.INFO, logger="sync.destinations")
     result = destination(fake, server, clock).deliver(delivery([src]))
     job_id = only_job(fake)
-    assert result.errors == [f"{SEG} job 1: upload job {job_id}: the upload answered HTTP 403; nothing was started "
-                             "(the rows are resent next run)"]
+    assert result.errors == [
+        f"{SEG} job 1: upload job {job_id}: the upload answered HTTP 403; nothing was started "
+        "(the rows are resent next run)"
+    ]
     assert [p.status for p in server.puts] == [403, 403] and fake.ops().count("GetUploadJobPath") == 2
-    assert ("INFO", f"customer_profiles: the upload URL of job {job_id} expired on the way; fetching another") in \
-        logs(caplog)
+    assert ("INFO", f"customer_profiles: the upload URL of job {job_id} expired on the way; fetching another") in logs(
+        caplog
+    )
 
 
 def test_an_unreachable_upload_url_fails_the_job(fake, server, clock, src):
@@ -122,8 +142,10 @@ def test_an_unreachable_upload_url_fails_the_job(fake, server, clock, src):
     result = destination(fake, server, clock).deliver(delivery([src]))
     job_id = only_job(fake)
     assert result.jobs == [JobRecord(job_id, "UPLOAD_FAILED")]
-    assert result.errors == [f"{SEG} job 1: upload job {job_id}: the upload failed: Could not connect to the endpoint "
-                             f'URL: "https://127.0.0.1:{port}/lakeseg-uploads/x"']
+    assert result.errors == [
+        f"{SEG} job 1: upload job {job_id}: the upload failed: Could not connect to the endpoint "
+        f'URL: "https://127.0.0.1:{port}/lakeseg-uploads/x"'
+    ]
 
 
 def test_an_upload_slower_than_http_timeout_fails(fake, server, clock, src):
@@ -137,11 +159,15 @@ def test_an_upload_slower_than_http_timeout_fails(fake, server, clock, src):
 
 
 # --------------------------------------------------------------------------- URL validity
-@pytest.mark.parametrize("validity, fetches", [
-    ([timedelta(seconds=60)], 2),
-    ([timedelta(seconds=61)], 1),
-    ([None], 1),
-], ids=["valid-exactly-60s-fetched-again", "valid-61s-used", "no-valid-until-used"])
+@pytest.mark.parametrize(
+    "validity, fetches",
+    [
+        ([timedelta(seconds=60)], 2),
+        ([timedelta(seconds=61)], 1),
+        ([None], 1),
+    ],
+    ids=["valid-exactly-60s-fetched-again", "valid-61s-used", "no-valid-until-used"],
+)
 def test_a_url_needs_more_than_a_minute_of_validity(fake, server, clock, src, validity, fetches):
     fake.path_validity = list(validity)
     result = destination(fake, server, clock).deliver(delivery([src]))
@@ -163,11 +189,16 @@ def test_three_expired_urls_upload_nothing_and_say_why(fake, server, clock, src,
     caplog.set_level(logging.INFO, logger="sync.destinations")
     result = destination(fake, server, clock).deliver(delivery([src]))
     job_id = only_job(fake)
-    assert result.errors == [f"{SEG} job 1: upload job {job_id}: GetUploadJobPath returned 3 URLs that had expired or "
-                             "were about to; nothing was uploaded (check the clock of this machine)"]
+    assert result.errors == [
+        f"{SEG} job 1: upload job {job_id}: GetUploadJobPath returned 3 URLs that had expired or "
+        "were about to; nothing was uploaded (check the clock of this machine)"
+    ]
     stale = (clock() - timedelta(seconds=1)).isoformat()
-    assert logs(caplog)[1:4] == [
-        ("INFO", f"customer_profiles: upload URL of job {job_id} is valid only until {stale}; fetching another")] * 3
+    assert (
+        logs(caplog)[1:4]
+        == [("INFO", f"customer_profiles: upload URL of job {job_id} is valid only until {stale}; fetching another")]
+        * 3
+    )
     assert [params for op, params in fake.calls if op == "GetUploadJobPath"] == [{"DomainName": D, "JobId": job_id}] * 3
     assert not server.puts
 
@@ -178,15 +209,20 @@ EARLIER = "20261124T030000123Z-aaaaaa"
 
 def listed_job(fake, name: str, status: str) -> str:
     """A job in the service's listing, as another run (or someone else) left it."""
-    job_id = fake.client.create_upload_job(DomainName=D, DisplayName=name, UniqueKey="AccountNumber", Fields={
-        "AccountNumber": {"Source": "_source.AccountNumber", "Target": "_profile.AccountNumber"}})["JobId"]
+    job_id = fake.client.create_upload_job(
+        DomainName=D,
+        DisplayName=name,
+        UniqueKey="AccountNumber",
+        Fields={"AccountNumber": {"Source": "_source.AccountNumber", "Target": "_profile.AccountNumber"}},
+    )["JobId"]
     fake.jobs[job_id].status = status
     fake.calls.clear()
     return job_id
 
 
-@pytest.mark.parametrize("poll_seconds, interval", [(0, 0.02), (7, 7.0), (90, 60.0)],
-                         ids=["floor-20ms", "poll-interval", "ceiling-60s"])
+@pytest.mark.parametrize(
+    "poll_seconds, interval", [(0, 0.02), (7, 7.0), (90, 60.0)], ids=["floor-20ms", "poll-interval", "ceiling-60s"]
+)
 def test_a_later_run_waits_for_an_earlier_runs_upload(fake, server, clock, src, caplog, poll_seconds, interval):
     # Given an upload of an earlier run still in progress, that finishes while lakeseg waits
     earlier = listed_job(fake, display_name(EARLIER, SEG, "1"), "IN_PROGRESS")
@@ -203,16 +239,21 @@ def test_a_later_run_waits_for_an_earlier_runs_upload(fake, server, clock, src, 
     assert result.confirmed, result.errors
     assert sleeps.calls == [interval]
     assert logs(caplog, "sync.destinations.jobs") == [
-        ("INFO", f"customer_profiles: {SEG} waits for 1 in-flight job(s) of earlier runs")]
+        ("INFO", f"customer_profiles: {SEG} waits for 1 in-flight job(s) of earlier runs")
+    ]
 
 
-@pytest.mark.parametrize("name, status", [
-    (display_name(EARLIER, "seg_other", "1"), "IN_PROGRESS"),
-    (display_name(EARLIER, SEG, "1"), "SUCCEEDED"),
-    (display_name(EARLIER, SEG, "1"), "CREATED"),
-    ("manual-upload", "IN_PROGRESS"),
-    (f"lakeseg-not-a-run-{SEG}-p1", "IN_PROGRESS"),
-], ids=["other-segment", "earlier-run-finished", "earlier-run-never-started", "not-lakesegs", "not-a-run-id"])
+@pytest.mark.parametrize(
+    "name, status",
+    [
+        (display_name(EARLIER, "seg_other", "1"), "IN_PROGRESS"),
+        (display_name(EARLIER, SEG, "1"), "SUCCEEDED"),
+        (display_name(EARLIER, SEG, "1"), "CREATED"),
+        ("manual-upload", "IN_PROGRESS"),
+        (f"lakeseg-not-a-run-{SEG}-p1", "IN_PROGRESS"),
+    ],
+    ids=["other-segment", "earlier-run-finished", "earlier-run-never-started", "not-lakesegs", "not-a-run-id"],
+)
 def test_jobs_that_do_not_hold_the_segment_back(fake, server, clock, src, name, status):
     listed_job(fake, name, status)
     fake.polls = 1
@@ -229,11 +270,14 @@ def test_a_segment_named_past_the_display_name_limit_waits_for_its_earlier_run(f
     listed_job(fake, display_name(EARLIER, long_name + "_other", "1"), "IN_PROGRESS")
     # When this run delivers that segment
     result = destination(fake, server, clock, timeout=0).deliver(
-        delivery([write_csv(tmp_path / "i" / "part-00000.csv", 3)], segment=long_name))
+        delivery([write_csv(tmp_path / "i" / "part-00000.csv", 3)], segment=long_name)
+    )
     # Then it waits for the earlier run's upload only (and gives up at the timeout)
-    assert result.errors == [f"{long_name}: an import of an earlier run is still in flight (upload job {earlier} "
-                             f"({display_name(EARLIER, long_name, '1')})); nothing was imported so that imports stay "
-                             "in order; the rows are resent next run"]
+    assert result.errors == [
+        f"{long_name}: an import of an earlier run is still in flight (upload job {earlier} "
+        f"({display_name(EARLIER, long_name, '1')})); nothing was imported so that imports stay "
+        "in order; the rows are resent next run"
+    ]
     assert "CreateUploadJob" not in fake.ops()
 
 
@@ -264,16 +308,30 @@ def test_an_earlier_upload_that_outlives_the_timeout_stops_this_run(fake, server
     name = display_name(EARLIER, SEG, "1")
     earlier = listed_job(fake, name, "IN_PROGRESS")
     result = destination(fake, server, clock, timeout=0).deliver(delivery([src]))
-    assert result == DeliveryResult(confirmed=False, location=LOCATION, errors=[
-        f"{SEG}: an import of an earlier run is still in flight (upload job {earlier} ({name})); nothing was "
-        "imported so that imports stay in order; the rows are resent next run"])
+    assert result == DeliveryResult(
+        confirmed=False,
+        location=LOCATION,
+        errors=[
+            f"{SEG}: an import of an earlier run is still in flight (upload job {earlier} ({name})); nothing was "
+            "imported so that imports stay in order; the rows are resent next run"
+        ],
+    )
     assert fake.ops() == ["ListUploadJobs"]
 
 
 # --------------------------------------------------------------------------- segment definitions
 YES = {"User.UserAttributes.HasClicked": ("Yes",)}
-GROUPS = {"Groups": [{"Dimensions": [{"ProfileAttributes": {"Attributes": {
-    "HasClicked": {"DimensionType": "INCLUSIVE", "Values": ["Yes"]}}}}], "Type": "ALL"}], "Include": "ALL"}
+GROUPS = {
+    "Groups": [
+        {
+            "Dimensions": [
+                {"ProfileAttributes": {"Attributes": {"HasClicked": {"DimensionType": "INCLUSIVE", "Values": ["Yes"]}}}}
+            ],
+            "Type": "ALL",
+        }
+    ],
+    "Include": "ALL",
+}
 
 
 def test_a_segment_definition_is_created_with_its_fingerprint_and_tag(fake, server, clock, src, caplog):
@@ -282,9 +340,14 @@ def test_a_segment_definition_is_created_with_its_fingerprint_and_tag(fake, serv
     assert result.confirmed, result.errors
     create = dict(fake.calls)["CreateSegmentDefinition"]
     fingerprint = hashlib.sha256(json.dumps(GROUPS, sort_keys=True).encode()).hexdigest()[:16]
-    assert create == {"DomainName": D, "SegmentDefinitionName": "clickers", "DisplayName": "clickers",
-                      "Description": f"lakeseg segment {SEG} (definition {fingerprint})", "SegmentGroups": GROUPS,
-                      "Tags": {"lakeseg:segment": SEG}}
+    assert create == {
+        "DomainName": D,
+        "SegmentDefinitionName": "clickers",
+        "DisplayName": "clickers",
+        "Description": f"lakeseg segment {SEG} (definition {fingerprint})",
+        "SegmentGroups": GROUPS,
+        "Tags": {"lakeseg:segment": SEG},
+    }
     assert dict(fake.calls)["GetSegmentDefinition"] == {"DomainName": D, "SegmentDefinitionName": "clickers"}
     assert logs(caplog)[-1] == ("INFO", "customer_profiles: created segment definition 'clickers'")
 
@@ -295,40 +358,62 @@ def test_a_changed_definition_is_replaced_and_the_same_one_in_another_order_is_k
     assert dest.deliver(delivery([src], segment_name="clickers", segment_filter=both)).confirmed
     # When the same values come in another order: kept
     swapped = {"Metrics.Opens": ("1", "2"), "User.UserAttributes.HasClicked": ("Yes",)}
-    assert dest.deliver(delivery([src], run_id="20261126T030000123Z-bbbbbb", segment_name="clickers",
-                                 segment_filter=swapped)).confirmed
+    assert dest.deliver(
+        delivery([src], run_id="20261126T030000123Z-bbbbbb", segment_name="clickers", segment_filter=swapped)
+    ).confirmed
     assert fake.ops().count("CreateSegmentDefinition") == 1 and "DeleteSegmentDefinition" not in fake.ops()
     # When the values change: replaced
     caplog.set_level(logging.INFO, logger="sync.destinations")
-    assert dest.deliver(delivery([src], run_id="20261127T030000123Z-cccccc", segment_name="clickers",
-                                 segment_filter=YES)).confirmed
+    assert dest.deliver(
+        delivery([src], run_id="20261127T030000123Z-cccccc", segment_name="clickers", segment_filter=YES)
+    ).confirmed
     assert [c for c in fake.calls if c[0] == "DeleteSegmentDefinition"] == [
-        ("DeleteSegmentDefinition", {"DomainName": D, "SegmentDefinitionName": "lakeseg-clickers"})]
+        ("DeleteSegmentDefinition", {"DomainName": D, "SegmentDefinitionName": "lakeseg-clickers"})
+    ]
     assert fake.definitions["lakeseg-clickers"]["SegmentGroups"] == GROUPS
     assert logs(caplog)[-1] == ("INFO", "customer_profiles: replaced segment definition 'lakeseg-clickers'")
 
 
-@pytest.mark.parametrize("segment_name, segment_filter, error", [
-    ("has clicked", YES, f"{SEG}: segment definition name 'has clicked' must be 1-64 letters, digits, _ or -"),
-    ("clickers", {}, f"{SEG}: segment_name is set but meta.lakeseg.segment_values is not: the segment definition "
-                     'needs the values that mean "in the segment" (e.g. {HasClicked: ["Yes"]})'),
-    ("clickers", {"Address": ("x",)}, f"{SEG}: segment_values: Address is not a profile attribute here (use a "
-                                      "User.UserAttributes.*, Attributes.* or Metrics.* field)"),
-], ids=["bad-name", "no-values", "not-an-attribute"])
-def test_a_definition_that_cannot_be_made_leaves_the_delivery_unconfirmed(fake, server, clock, src, segment_name,
-                                                                          segment_filter, error):
-    result = destination(fake, server, clock).deliver(delivery([src], segment_name=segment_name,
-                                                               segment_filter=segment_filter))
+@pytest.mark.parametrize(
+    "segment_name, segment_filter, error",
+    [
+        ("has clicked", YES, f"{SEG}: segment definition name 'has clicked' must be 1-64 letters, digits, _ or -"),
+        (
+            "clickers",
+            {},
+            f"{SEG}: segment_name is set but meta.lakeseg.segment_values is not: the segment definition "
+            'needs the values that mean "in the segment" (e.g. {HasClicked: ["Yes"]})',
+        ),
+        (
+            "clickers",
+            {"Address": ("x",)},
+            f"{SEG}: segment_values: Address is not a profile attribute here (use a "
+            "User.UserAttributes.*, Attributes.* or Metrics.* field)",
+        ),
+    ],
+    ids=["bad-name", "no-values", "not-an-attribute"],
+)
+def test_a_definition_that_cannot_be_made_leaves_the_delivery_unconfirmed(
+    fake, server, clock, src, segment_name, segment_filter, error
+):
+    result = destination(fake, server, clock).deliver(
+        delivery([src], segment_name=segment_name, segment_filter=segment_filter)
+    )
     job_id = only_job(fake)
-    assert result == DeliveryResult(confirmed=False, jobs=[JobRecord(job_id, "SUCCEEDED", 4, 0, [])],
-                                    location=LOCATION, errors=[error])
+    assert result == DeliveryResult(
+        confirmed=False, jobs=[JobRecord(job_id, "SUCCEEDED", 4, 0, [])], location=LOCATION, errors=[error]
+    )
     assert not fake.definitions
 
 
-@pytest.mark.parametrize("op, status, code", [
-    ("GetSegmentDefinition", 403, "AccessDeniedException"),
-    ("CreateSegmentDefinition", 500, "InternalServerException"),
-], ids=["read-denied", "create-fails-on-the-server"])
+@pytest.mark.parametrize(
+    "op, status, code",
+    [
+        ("GetSegmentDefinition", 403, "AccessDeniedException"),
+        ("CreateSegmentDefinition", 500, "InternalServerException"),
+    ],
+    ids=["read-denied", "create-fails-on-the-server"],
+)
 def test_a_definition_call_that_fails_is_named_and_not_retried(fake, server, clock, src, op, status, code):
     fake.fail(op, status, code)
     result = destination(fake, server, clock).deliver(delivery([src], segment_name="clickers", segment_filter=YES))
@@ -341,10 +426,12 @@ def test_a_failed_delivery_leaves_the_definition_alone(client, server, clock, sr
     fake = ph.FakeCustomerProfiles(client, server, clock, verdict=lambda job: ("FAILED", set()))
     result = destination(fake, server, clock).deliver(delivery([src], segment_name="clickers", segment_filter=YES))
     job_id = only_job(fake)
-    assert result == DeliveryResult(confirmed=False, location=LOCATION,
-                                    jobs=[JobRecord(job_id, "FAILED", 0, 0, ["INTERNAL_FAILURE"],
-                                                    status_reason="INTERNAL_FAILURE")],
-                                    errors=[f"{SEG} job 1: upload job {job_id} FAILED (INTERNAL_FAILURE)"])
+    assert result == DeliveryResult(
+        confirmed=False,
+        location=LOCATION,
+        jobs=[JobRecord(job_id, "FAILED", 0, 0, ["INTERNAL_FAILURE"], status_reason="INTERNAL_FAILURE")],
+        errors=[f"{SEG} job 1: upload job {job_id} FAILED (INTERNAL_FAILURE)"],
+    )
     assert "GetSegmentDefinition" not in fake.ops()
 
 
@@ -354,6 +441,8 @@ def test_an_upload_server_with_an_untrusted_certificate_gets_nothing(fake, serve
     job_id = only_job(fake)
     # Then the TLS handshake fails and nothing is sent or started
     assert result.jobs == [JobRecord(job_id, "UPLOAD_FAILED")]
-    assert result.errors[0].startswith(f"{SEG} job 1: upload job {job_id}: the upload failed: SSL validation failed "
-                                       f"for https://127.0.0.1:{server.port}/lakeseg-uploads/{job_id}/")
+    assert result.errors[0].startswith(
+        f"{SEG} job 1: upload job {job_id}: the upload failed: SSL validation failed "
+        f"for https://127.0.0.1:{server.port}/lakeseg-uploads/{job_id}/"
+    )
     assert not server.puts and "StartUploadJob" not in fake.ops()

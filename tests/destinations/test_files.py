@@ -62,7 +62,9 @@ def test_a_delivery_reports_progress_per_file_and_a_receipt_naming_every_file(tm
     assert (receipt["run_id"], receipt["segment"]) == (RUN_ID, SEGMENT)
     assert receipt["fields"] == ["Id", "Address", "ChannelType", "User.UserAttributes.HasClicked"]
     assert receipt["counts"]["entered"] == 3
-    assert receipt["delivered_at"].endswith("+00:00") and len(receipt["delivered_at"]) == len("2026-11-26T06:00:00+00:00")
+    assert receipt["delivered_at"].endswith("+00:00") and len(receipt["delivered_at"]) == len(
+        "2026-11-26T06:00:00+00:00"
+    )
     text = (tmp_path / "new" / "exports" / RUN_ID / SEGMENT / "_delivery.json").read_text()
     assert text == json.dumps(receipt, indent=2) + "\n"
     assert result.confirmed and result.jobs == [] and result.rejected == {}
@@ -78,13 +80,20 @@ def test_a_leftover_staging_folder_of_the_same_delivery_is_replaced(tmp_path):
     stale.mkdir(parents=True)
     (stale / "part-00009.csv").write_text("half")
     dest.deliver(delivery(files, segment=SEGMENT))
-    assert sorted(p.name for p in (tmp_path / "exports" / RUN_ID / SEGMENT).iterdir()) == ["_delivery.json", "part-00000.csv"]
+    assert sorted(p.name for p in (tmp_path / "exports" / RUN_ID / SEGMENT).iterdir()) == [
+        "_delivery.json",
+        "part-00000.csv",
+    ]
 
 
-@pytest.mark.parametrize("settings,message", [({"type": "files"}, "^destination settings: destination.path: is required$"),
-                                              ({"type": "files", "path": ""},
-                                               "^destination settings: destination.path: must not be empty")],
-                         ids=["missing", "empty"])
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        ({"type": "files"}, "^destination settings: destination.path: is required$"),
+        ({"type": "files", "path": ""}, "^destination settings: destination.path: must not be empty"),
+    ],
+    ids=["missing", "empty"],
+)
 def test_from_settings_needs_a_path(settings, message):
     from sync.core.errors import ConfigError
 
@@ -155,14 +164,18 @@ def test_a_delivery_that_fails_on_a_full_disk_leaves_no_staging_folder(tmp_path,
 DEAD_RUN, LIVE_RUN = "20261125T020000000Z-dead01", "20261125T040000000Z-11fe01"
 
 
-@pytest.mark.parametrize(("name", "dead_runs", "age_days", "collected"), [
-    pytest.param(f"{DEAD_RUN}-{SEGMENT}", {DEAD_RUN}, 0, True, id="a-dead-runs-staging-goes-at-once"),
-    pytest.param(f"{LIVE_RUN}-{SEGMENT}", {DEAD_RUN}, 0, False, id="a-live-runs-staging-stays"),
-    pytest.param(f"{LIVE_RUN}-{SEGMENT}", set(), 1.5, True, id="staging-older-than-any-run-goes"),
-    pytest.param("not-a-run-id", set(), 0, False, id="a-recent-folder-of-unknown-run-stays"),
-])
-def test_staging_folders_of_dead_runs_are_collected_and_a_live_runs_kept(tmp_path, name, dead_runs, age_days,
-                                                                          collected):
+@pytest.mark.parametrize(
+    ("name", "dead_runs", "age_days", "collected"),
+    [
+        pytest.param(f"{DEAD_RUN}-{SEGMENT}", {DEAD_RUN}, 0, True, id="a-dead-runs-staging-goes-at-once"),
+        pytest.param(f"{LIVE_RUN}-{SEGMENT}", {DEAD_RUN}, 0, False, id="a-live-runs-staging-stays"),
+        pytest.param(f"{LIVE_RUN}-{SEGMENT}", set(), 1.5, True, id="staging-older-than-any-run-goes"),
+        pytest.param("not-a-run-id", set(), 0, False, id="a-recent-folder-of-unknown-run-stays"),
+    ],
+)
+def test_staging_folders_of_dead_runs_are_collected_and_a_live_runs_kept(
+    tmp_path, name, dead_runs, age_days, collected
+):
     import os
     import time
 

@@ -61,12 +61,26 @@ def write_delivery(folder: Path, run: int, ids, search, quarantined) -> SegmentD
         w = csv.writer(f, lineterminator="\r\n")
         w.writerow(["Attributes.Plan", "Id"])
         w.writerows(["gold", i] for i in ids)
-    return SegmentDelivery(run_id=f"r{run}", segment="seg_a", files=(path,), fields=FIELDS, counts={},
-                           quarantined=frozenset(quarantined), search=search)
+    return SegmentDelivery(
+        run_id=f"r{run}",
+        segment="seg_a",
+        files=(path,),
+        fields=FIELDS,
+        counts={},
+        quarantined=frozenset(quarantined),
+        search=search,
+    )
 
 
-def converge(tmp_path: Path, n: int, bad: set[str], *, budget: int = DEFAULT_MAX_ISOLATION_JOBS,
-             parts: int = ISOLATION_PARTS, max_runs: int = 500):
+def converge(
+    tmp_path: Path,
+    n: int,
+    bad: set[str],
+    *,
+    budget: int = DEFAULT_MAX_ISOLATION_JOBS,
+    parts: int = ISOLATION_PARTS,
+    max_runs: int = 500,
+):
     """Run until nothing is left suspect; returns (runs, isolation jobs per run, platform, final quarantine)."""
     platform = CountingPlatform(bad)
     rows = [f"ep-{i}" for i in range(n)]
@@ -79,9 +93,17 @@ def converge(tmp_path: Path, n: int, bad: set[str], *, budget: int = DEFAULT_MAX
             send = [i for i in rows if i in keep]
         before = len(platform.jobs)
         delivery = write_delivery(tmp_path / f"run-{run}", run, send, search, quarantine)
-        result = deliver_in_jobs(platform, delivery, None, max_job_bytes=10**9, max_concurrent=2,
-                                 max_rejected_rows=DEFAULT_MAX_REJECTED_ROWS, max_isolation_jobs=budget,
-                                 location=None, parts=parts)
+        result = deliver_in_jobs(
+            platform,
+            delivery,
+            None,
+            max_job_bytes=10**9,
+            max_concurrent=2,
+            max_rejected_rows=DEFAULT_MAX_REJECTED_ROWS,
+            max_isolation_jobs=budget,
+            location=None,
+            parts=parts,
+        )
         assert result.confirmed, result.errors
         # No innocent row is ever quarantined, and suspect rows are not counted as refused
         assert set(result.rejected) <= bad, sorted(set(result.rejected) - bad)[:5]
@@ -152,8 +174,16 @@ def test_a_search_found_with_another_header_is_started_afresh(tmp_path):
     stale = RowSearch((("ep-0", "ep-1"),), ("Id", "Attributes.Old"))
     delivery = write_delivery(tmp_path / "d", 2, [f"ep-{i}" for i in range(4)], stale, {})
     # When this run delivers
-    result = deliver_in_jobs(platform, delivery, None, max_job_bytes=10**9, max_concurrent=2, max_rejected_rows=100,
-                             max_isolation_jobs=32, location=None)
+    result = deliver_in_jobs(
+        platform,
+        delivery,
+        None,
+        max_job_bytes=10**9,
+        max_concurrent=2,
+        max_rejected_rows=100,
+        max_isolation_jobs=32,
+        location=None,
+    )
     # Then the old groups are not held back: the rows go in the delivery's job, and the search starts from it
     assert platform.jobs[0] == ("1", ("ep-0", "ep-1", "ep-2", "ep-3"))
     assert result.rejected == {"ep-1": "record failed validation"} and result.search is None
@@ -162,11 +192,18 @@ def test_a_search_found_with_another_header_is_started_afresh(tmp_path):
 def test_quarantined_rows_are_retried_together_in_one_job_and_stay_quarantined_when_all_refused_again(tmp_path):
     # Given two rows quarantined by an earlier run, both still refused, and two other rows
     platform = CountingPlatform({"ep-1", "ep-2"})
-    delivery = write_delivery(tmp_path / "d", 2, ["ep-0", "ep-1", "ep-2", "ep-3"], None,
-                              {"ep-1": "old", "ep-2": "old"})
+    delivery = write_delivery(tmp_path / "d", 2, ["ep-0", "ep-1", "ep-2", "ep-3"], None, {"ep-1": "old", "ep-2": "old"})
     # When this run delivers
-    result = deliver_in_jobs(platform, delivery, None, max_job_bytes=10**9, max_concurrent=2, max_rejected_rows=100,
-                             max_isolation_jobs=32, location=None)
+    result = deliver_in_jobs(
+        platform,
+        delivery,
+        None,
+        max_job_bytes=10**9,
+        max_concurrent=2,
+        max_rejected_rows=100,
+        max_isolation_jobs=32,
+        location=None,
+    )
     # Then the others go in the delivery's job, the quarantined ones in one retry job, and no search is needed
     assert sorted(platform.jobs) == [("1", ("ep-0", "ep-3")), ("q", ("ep-1", "ep-2"))]
     assert set(result.rejected) == {"ep-1", "ep-2"} and result.search is None and result.confirmed
@@ -177,8 +214,16 @@ def test_a_quarantined_row_accepted_again_leaves_the_quarantine_through_the_sear
     platform = CountingPlatform({"ep-2"})
     delivery = write_delivery(tmp_path / "d", 2, ["ep-0", "ep-1", "ep-2"], None, {"ep-1": "old", "ep-2": "old"})
     # When this run delivers
-    result = deliver_in_jobs(platform, delivery, None, max_job_bytes=10**9, max_concurrent=2, max_rejected_rows=100,
-                             max_isolation_jobs=32, location=None)
+    result = deliver_in_jobs(
+        platform,
+        delivery,
+        None,
+        max_job_bytes=10**9,
+        max_concurrent=2,
+        max_rejected_rows=100,
+        max_isolation_jobs=32,
+        location=None,
+    )
     # Then the retry job refuses one of two: the search proves which, and the other is no longer refused
     assert result.rejected == {"ep-2": "record failed validation"} and result.search is None
     assert "ep-1" in platform.imported

@@ -32,7 +32,7 @@ def write_part(folder: Path, name: str, ids: list[str]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\r\n")
         w.writerow(["Attributes.Plan", "Id"])
-        w.writerows([["p,\"x\"", i] for i in ids])
+        w.writerows([['p,"x"', i] for i in ids])
     return path
 
 
@@ -80,8 +80,14 @@ class Platform:
 
 
 def deliver(platform, delivery, **kw):
-    settings = {"max_job_bytes": 10**9, "max_concurrent": 2, "max_rejected_rows": 100, "max_isolation_jobs": 16,
-                "location": "s3://b/p", **kw}
+    settings = {
+        "max_job_bytes": 10**9,
+        "max_concurrent": 2,
+        "max_rejected_rows": 100,
+        "max_isolation_jobs": 16,
+        "location": "s3://b/p",
+        **kw,
+    }
     return deliver_in_jobs(platform, delivery, None, **settings)
 
 
@@ -110,8 +116,9 @@ def test_a_file_larger_than_a_job_fails_the_delivery_naming_it(tmp_path):
 
 
 def test_a_failed_job_fails_the_delivery_naming_job_and_error(tmp_path):
-    result = deliver(Platform(fail={"2": "import job FAILED: bad role"}), delivery_of(tmp_path, ["a"], ["b"]),
-                     max_job_bytes=40)
+    result = deliver(
+        Platform(fail={"2": "import job FAILED: bad role"}), delivery_of(tmp_path, ["a"], ["b"]), max_job_bytes=40
+    )
     assert not result.confirmed
     assert result.errors == ["seg_a job 2: import job FAILED: bad role"]
     assert [r.status for r in result.jobs] == ["COMPLETED", "FAILED"]
@@ -131,7 +138,8 @@ def test_with_no_refused_row_allowed_every_job_is_still_judged(tmp_path):
     result = deliver(platform, delivery_of(tmp_path, ["a"], ["c"]), max_job_bytes=40, max_rejected_rows=0)
     assert result.errors == [
         "seg_a job 1: 1 row(s) refused by the platform (job job-1); destination.max_rejected_rows is 0",
-        "seg_a job 2: 1 row(s) refused by the platform (job job-2); destination.max_rejected_rows is 0"]
+        "seg_a job 2: 1 row(s) refused by the platform (job job-2); destination.max_rejected_rows is 0",
+    ]
 
 
 def test_a_job_that_neither_succeeded_nor_refused_rows_is_not_accepted(tmp_path):
@@ -158,9 +166,17 @@ def test_refused_rows_are_quarantined_and_the_rest_confirmed(tmp_path, name_ids)
         # Breadth first, halving: one half of each suspect group is imported, the other's count follows from its
         # group's (1a held 1 of 2: 1b holds 1; 1aa held none: 1ab holds 1; 1ba held 1: 1bb none), and a row is
         # refused only by a job that held it alone (c by 1aba; f, inferred in 1bab, by 1baba)
-        assert sorted(platform.jobs) == sorted([
-            ("1", list("abcdefgh")), ("1a", list("abcd")), ("1aa", ["a", "b"]), ("1ba", ["e", "f"]),
-            ("1aba", ["c"]), ("1baa", ["e"]), ("1baba", ["f"])])
+        assert sorted(platform.jobs) == sorted(
+            [
+                ("1", list("abcdefgh")),
+                ("1a", list("abcd")),
+                ("1aa", ["a", "b"]),
+                ("1ba", ["e", "f"]),
+                ("1aba", ["c"]),
+                ("1baa", ["e"]),
+                ("1baba", ["f"]),
+            ]
+        )
         assert result.search is None
         # Every job run, isolation jobs included, is in the result's records
         assert sorted(r.job_id for r in result.jobs) == sorted(f"job-{label}" for label, _ in platform.jobs)
@@ -173,32 +189,44 @@ def test_halves_keep_the_header_and_every_row_byte_for_byte(tmp_path, open_umask
     # A value with a line break and non-ASCII text inside its quotes must come through unchanged
     with d.files[1].open("a", newline="", encoding="utf-8") as f:
         csv.writer(f, lineterminator="\r\n").writerow(["Z\u00fcrich\r\nline 2", "f"])
-    search = jobs._Search(Platform(), d, JobProgress(None, "seg_a", 2, 1), tmp_path / "iso", max_concurrent=1, parts=2,
-                          max_rejected_rows=100)
+    search = jobs._Search(
+        Platform(),
+        d,
+        JobProgress(None, "seg_a", 2, 1),
+        tmp_path / "iso",
+        max_concurrent=1,
+        parts=2,
+        max_rejected_rows=100,
+    )
     a, b = search.split(jobs._Group("3", d.files, ("a", "b", "c", "d", "e", "f"), None), 2)
     assert (a.ids, b.ids) == (("a", "b", "c"), ("d", "e", "f"))
     assert (a.label, b.label) == ("3a", "3b")
-    header = b'Attributes.Plan,Id\r\n'
+    header = b"Attributes.Plan,Id\r\n"
     assert a.files[0].read_bytes() == header + b'"p,""x""",a\r\n"p,""x""",b\r\n"p,""x""",c\r\n'
-    assert b.files[0].read_bytes() == header + b'"p,""x""",d\r\n"p,""x""",e\r\n' + \
-        '"Z\u00fcrich\r\nline 2",f\r\n'.encode("utf-8")
+    assert b.files[
+        0
+    ].read_bytes() == header + b'"p,""x""",d\r\n"p,""x""",e\r\n' + '"Z\u00fcrich\r\nline 2",f\r\n'.encode("utf-8")
     # Each half is an import file of its own (part-00000.csv) in a private folder
-    assert [(p.parent.name, p.name) for p in (a.files[0], b.files[0])] == [("part-3a", "part-00000.csv"),
-                                                                          ("part-3b", "part-00000.csv")]
+    assert [(p.parent.name, p.name) for p in (a.files[0], b.files[0])] == [
+        ("part-3a", "part-00000.csv"),
+        ("part-3b", "part-00000.csv"),
+    ]
     assert all((p.parent.stat().st_mode & 0o777) == 0o700 for p in (a.files[0], b.files[0]))
 
 
 def test_more_refused_rows_than_allowed_fail_the_delivery(tmp_path):
-    result = deliver(Platform(bad={"a", "b", "c"}, name_ids=True), delivery_of(tmp_path, ["a", "b", "c", "d"]),
-                     max_rejected_rows=2)
+    result = deliver(
+        Platform(bad={"a", "b", "c"}, name_ids=True), delivery_of(tmp_path, ["a", "b", "c", "d"]), max_rejected_rows=2
+    )
     assert not result.confirmed
     assert result.errors == ["seg_a: 3 row(s) refused by the platform, more than destination.max_rejected_rows (2)"]
     assert len(result.rejected) == 3
 
 
 def test_exactly_the_allowed_number_of_refused_rows_is_confirmed(tmp_path):
-    result = deliver(Platform(bad={"a", "b"}, name_ids=True), delivery_of(tmp_path, ["a", "b", "c"]),
-                     max_rejected_rows=2)
+    result = deliver(
+        Platform(bad={"a", "b"}, name_ids=True), delivery_of(tmp_path, ["a", "b", "c"]), max_rejected_rows=2
+    )
     assert result.confirmed and sorted(result.rejected) == ["a", "b"]
 
 
@@ -206,14 +234,20 @@ def test_no_refused_row_allowed_fails_without_isolating(tmp_path):
     platform = Platform(bad={"b"})
     result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c"]), max_rejected_rows=0)
     assert not result.confirmed and result.rejected == {}
-    assert result.errors == ["seg_a job 1: 1 row(s) refused by the platform (job job-1); "
-                             "destination.max_rejected_rows is 0"]
+    assert result.errors == [
+        "seg_a job 1: 1 row(s) refused by the platform (job job-1); destination.max_rejected_rows is 0"
+    ]
     assert [label for label, _ in platform.jobs] == ["1"]
 
 
-@pytest.mark.parametrize("budget, jobs_run, suspect", [(0, 1, ("a", "b", "c", "d")), (1, 2, ("a", "b")), (2, 3, ("b",))],
-                         ids=["none", "one-job", "two-jobs"])
-def test_an_exhausted_isolation_budget_leaves_the_unproven_rows_suspect_not_refused(tmp_path, budget, jobs_run, suspect):
+@pytest.mark.parametrize(
+    "budget, jobs_run, suspect",
+    [(0, 1, ("a", "b", "c", "d")), (1, 2, ("a", "b")), (2, 3, ("b",))],
+    ids=["none", "one-job", "two-jobs"],
+)
+def test_an_exhausted_isolation_budget_leaves_the_unproven_rows_suspect_not_refused(
+    tmp_path, budget, jobs_run, suspect
+):
     # Given one refused row among four, named by no message, and a budget too small to isolate it
     platform = Platform(bad={"b"})
     # When the rows are delivered
@@ -294,15 +328,25 @@ def test_a_half_that_fails_outright_fails_the_delivery(tmp_path):
 
 
 # ---- attributing refused rows from messages --------------------------------------------------------------------
-@pytest.mark.parametrize("messages, refused, expected", [
-    (["ep-13 is bad"], 1, {"ep-13": "ep-13 is bad"}),
-    (["ep-1 is bad", "ep-13 is bad"], 2, {"ep-1": "ep-1 is bad", "ep-13": "ep-13 is bad"}),
-    (["bad: ep-1."], 1, None),
-    (["bad: (ep-1)"], 1, {"ep-1": "bad: (ep-1)"}),
-    (["ep-1 is bad"], 2, None),
-    ([], 1, None),
-], ids=["longer-id-is-not-it", "each-its-own", "dot-continues-an-id", "brackets-delimit", "too-few-named",
-        "no-messages"])
+@pytest.mark.parametrize(
+    "messages, refused, expected",
+    [
+        (["ep-13 is bad"], 1, {"ep-13": "ep-13 is bad"}),
+        (["ep-1 is bad", "ep-13 is bad"], 2, {"ep-1": "ep-1 is bad", "ep-13": "ep-13 is bad"}),
+        (["bad: ep-1."], 1, None),
+        (["bad: (ep-1)"], 1, {"ep-1": "bad: (ep-1)"}),
+        (["ep-1 is bad"], 2, None),
+        ([], 1, None),
+    ],
+    ids=[
+        "longer-id-is-not-it",
+        "each-its-own",
+        "dot-continues-an-id",
+        "brackets-delimit",
+        "too-few-named",
+        "no-messages",
+    ],
+)
 def test_a_message_names_an_id_only_as_a_whole_word(messages, refused, expected):
     outcome = JobOutcome(JobRecord("j", "COMPLETED"), refused_rows=refused, messages=messages)
     assert jobs._attribute(["", "ep-1", "ep-13", "ep-2"], outcome) == expected
@@ -321,8 +365,10 @@ def test_files_fill_jobs_in_order_up_to_the_limit(tmp_path):
 
 
 # ---- settings ------------------------------------------------------------------------------------------------------
-MODELS = [pytest.param("sync.destinations.pinpoint:PinpointDestinationSettings", id="pinpoint"),
-          pytest.param("sync.destinations.customer_profiles:CustomerProfilesDestinationSettings", id="profiles")]
+MODELS = [
+    pytest.param("sync.destinations.pinpoint:PinpointDestinationSettings", id="pinpoint"),
+    pytest.param("sync.destinations.customer_profiles:CustomerProfilesDestinationSettings", id="profiles"),
+]
 
 
 def _model(path: str):
@@ -345,9 +391,16 @@ def test_isolation_limits_default_and_accept_zero_and_text_from_the_environment(
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("key, value", [("max_rejected_rows", -1), ("max_rejected_rows", True),
-                                        ("max_isolation_jobs", 2.5), ("max_isolation_jobs", "many")],
-                         ids=["negative", "bool", "fraction", "text"])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("max_rejected_rows", -1),
+        ("max_rejected_rows", True),
+        ("max_isolation_jobs", 2.5),
+        ("max_isolation_jobs", "many"),
+    ],
+    ids=["negative", "bool", "fraction", "text"],
+)
 def test_isolation_limits_refuse_anything_but_whole_numbers(model, key, value):
     from sync.core.settings_types import destination_block
 
@@ -356,8 +409,9 @@ def test_isolation_limits_refuse_anything_but_whole_numbers(model, key, value):
     with pytest.raises(ConfigError) as refused:
         destination_block(m, {"type": kind, key: value})
     assert str(refused.value).startswith(f"destination settings: destination.{key}: ")
-    assert str(refused.value).endswith((f"got {value!r}", f"got the YAML boolean {value!r}",
-                                        "got a number with a fractional part"))
+    assert str(refused.value).endswith(
+        (f"got {value!r}", f"got the YAML boolean {value!r}", "got a number with a fractional part")
+    )
 
 
 def test_job_slots_share_one_semaphore_of_that_size():
@@ -367,14 +421,18 @@ def test_job_slots_share_one_semaphore_of_that_size():
     assert job_slots(10, why="x")[0] == 10 and job_slots(1, why="x")[0] == 1
 
 
-@pytest.mark.parametrize("value, message", [
-    ("many", "destination.max_concurrent_jobs must be a whole number, got 'many'"),
-    (None, "destination.max_concurrent_jobs must be a whole number, got None"),
-    (0, "destination.max_concurrent_jobs must be between 1 and 10 (quota), got 0"),
-    (11, "destination.max_concurrent_jobs must be between 1 and 10 (quota), got 11"),
-    (2.5, "destination.max_concurrent_jobs must be between 1 and 10 (quota), got 2.5"),
-    (True, "destination.max_concurrent_jobs must be between 1 and 10 (quota), got True"),
-], ids=["text", "none", "zero", "above-limit", "fraction", "bool"])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("many", "destination.max_concurrent_jobs must be a whole number, got 'many'"),
+        (None, "destination.max_concurrent_jobs must be a whole number, got None"),
+        (0, "destination.max_concurrent_jobs must be between 1 and 10 (quota), got 0"),
+        (11, "destination.max_concurrent_jobs must be between 1 and 10 (quota), got 11"),
+        (2.5, "destination.max_concurrent_jobs must be between 1 and 10 (quota), got 2.5"),
+        (True, "destination.max_concurrent_jobs must be between 1 and 10 (quota), got True"),
+    ],
+    ids=["text", "none", "zero", "above-limit", "fraction", "bool"],
+)
 def test_job_slots_refuse_what_the_quota_does_not_allow(value, message):
     with pytest.raises(ConfigError) as refused:
         job_slots(value, why="quota")
@@ -391,11 +449,14 @@ def test_earlier_runs_are_waited_for_until_none_is_left_saying_so(caplog):
     answers = [["job-old", "job-older"], ["job-old"], []]
     slept = []
     with caplog.at_level("INFO", logger="sync.destinations.jobs"):
-        error = settle_earlier_runs("seg_a", lambda: answers.pop(0), platform="pinpoint", interval=2.0, timeout=60,
-                                    sleep=slept.append)
+        error = settle_earlier_runs(
+            "seg_a", lambda: answers.pop(0), platform="pinpoint", interval=2.0, timeout=60, sleep=slept.append
+        )
     assert error is None and answers == [] and slept == [2.0, 2.0]
-    assert caplog.messages == ["pinpoint: seg_a waits for 2 in-flight job(s) of earlier runs",
-                               "pinpoint: seg_a waits for 1 in-flight job(s) of earlier runs"]
+    assert caplog.messages == [
+        "pinpoint: seg_a waits for 2 in-flight job(s) of earlier runs",
+        "pinpoint: seg_a waits for 1 in-flight job(s) of earlier runs",
+    ]
 
 
 def test_an_earlier_run_still_in_flight_at_the_timeout_stops_the_delivery():
@@ -404,10 +465,19 @@ def test_an_earlier_run_still_in_flight_at_the_timeout_stops_the_delivery():
     def sleep(seconds):
         now[0] += seconds
 
-    error = settle_earlier_runs("seg_a", lambda: ["job-old", "job-older"], platform="pinpoint", interval=5.0,
-                                timeout=12, sleep=sleep, clock=lambda: now[0])
-    assert error == ("seg_a: an import of an earlier run is still in flight (job-old); nothing was imported so that "
-                     "imports stay in order; the rows are resent next run")
+    error = settle_earlier_runs(
+        "seg_a",
+        lambda: ["job-old", "job-older"],
+        platform="pinpoint",
+        interval=5.0,
+        timeout=12,
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
+    assert error == (
+        "seg_a: an import of an earlier run is still in flight (job-old); nothing was imported so that "
+        "imports stay in order; the rows are resent next run"
+    )
     assert now[0] == 15.0  # checked at 0, 5, 10 and 15 s: the first check past the deadline gives up
 
 
@@ -421,8 +491,14 @@ def test_progress_counts_uploads_then_jobs_under_the_segments_name():
     tracker.job_done()
     tracker.job_done()
     tracker.job_done()
-    assert calls == [("seg_a: uploading", 1, 2), ("seg_a: uploading", 3, 3), ("seg_a: importing", 0, 2),
-                     ("seg_a: importing", 1, 2), ("seg_a: importing", 2, 2), ("seg_a: importing", 3, 3)]
+    assert calls == [
+        ("seg_a: uploading", 1, 2),
+        ("seg_a: uploading", 3, 3),
+        ("seg_a: importing", 0, 2),
+        ("seg_a: importing", 1, 2),
+        ("seg_a: importing", 2, 2),
+        ("seg_a: importing", 3, 3),
+    ]
 
 
 def test_progress_without_a_callback_is_silent():
@@ -454,8 +530,11 @@ class FailsAlone(Platform):
         if len(ids) == 1 and ids[0] in self.bad:
             with self.lock:
                 self.jobs.append((job.label, ids))
-            return JobOutcome(JobRecord(f"job-{job.label}", "FAILED", 0, 0), error=f"import job job-{job.label} FAILED",
-                              platform_failed=True)
+            return JobOutcome(
+                JobRecord(f"job-{job.label}", "FAILED", 0, 0),
+                error=f"import job job-{job.label} FAILED",
+                platform_failed=True,
+            )
         return super().run_job(delivery, job, tracker)
 
 
@@ -467,8 +546,9 @@ def test_a_one_row_job_that_ends_failed_is_that_row_refused(tmp_path, rows):
     result = deliver(platform, delivery_of(tmp_path, rows))
     # Then b is refused with the platform's verdict as its message, and the delivery is confirmed
     assert result.confirmed and result.errors == [] and result.search is None
-    assert result.rejected == {"b": next(f"import job job-{label} FAILED" for label, ids in platform.jobs
-                                         if ids == ["b"])}
+    assert result.rejected == {
+        "b": next(f"import job job-{label} FAILED" for label, ids in platform.jobs if ids == ["b"])
+    }
 
 
 def test_a_job_of_several_rows_that_ends_failed_with_no_count_still_fails_the_delivery(tmp_path):

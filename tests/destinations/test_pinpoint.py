@@ -33,26 +33,45 @@ def write_csv(path: Path, rows: int, pad: int = 0) -> Path:
     return path
 
 
-def delivery(files, segment="seg_email_clickers", run_id=RUN_ID, segment_name=None,
-             segment_filter=None) -> SegmentDelivery:
-    return SegmentDelivery(run_id=run_id, segment=segment, files=tuple(files),
-                           fields=("Id", "Address", "ChannelType", "User.UserAttributes.HasClicked"),
-                           counts={"rows": 10, "entered": 3, "changed": 1, "exited": 0, "unchanged": 6},
-                           segment_name=segment_name, segment_filter=segment_filter or {})
+def delivery(
+    files, segment="seg_email_clickers", run_id=RUN_ID, segment_name=None, segment_filter=None
+) -> SegmentDelivery:
+    return SegmentDelivery(
+        run_id=run_id,
+        segment=segment,
+        files=tuple(files),
+        fields=("Id", "Address", "ChannelType", "User.UserAttributes.HasClicked"),
+        counts={"rows": 10, "entered": 3, "changed": 1, "exited": 0, "unchanged": 6},
+        segment_name=segment_name,
+        segment_filter=segment_filter or {},
+    )
 
 
 def stack_destination(tail, **overrides) -> PinpointDestination:
-    settings = dict(application_id=h.APP_ID, import_s3_url=IMPORT_URL, mode="stack",
-                    state_machine_arn=tail.state_machine_arn, poll_seconds=0, retry_base_seconds=0)
+    settings = dict(
+        application_id=h.APP_ID,
+        import_s3_url=IMPORT_URL,
+        mode="stack",
+        state_machine_arn=tail.state_machine_arn,
+        poll_seconds=0,
+        retry_base_seconds=0,
+    )
     settings.update(overrides)
     pinpoint = settings.pop("pinpoint", None)  # stack mode lists jobs and keeps segments with it
-    return PinpointDestination(s3=h.client("s3"), stepfunctions=h.client("stepfunctions"), pinpoint=pinpoint,
-                               **settings)
+    return PinpointDestination(
+        s3=h.client("s3"), stepfunctions=h.client("stepfunctions"), pinpoint=pinpoint, **settings
+    )
 
 
 def direct_destination(pinpoint_client, **overrides) -> PinpointDestination:
-    settings = dict(application_id=h.APP_ID, import_s3_url=IMPORT_URL, mode="direct",
-                    import_role_arn=h.IMPORT_ROLE_ARN, poll_seconds=0, retry_base_seconds=0)
+    settings = dict(
+        application_id=h.APP_ID,
+        import_s3_url=IMPORT_URL,
+        mode="direct",
+        import_role_arn=h.IMPORT_ROLE_ARN,
+        poll_seconds=0,
+        retry_base_seconds=0,
+    )
     settings.update(overrides)
     return PinpointDestination(s3=h.client("s3"), pinpoint=pinpoint_client, **settings)
 
@@ -82,25 +101,38 @@ def test_a_delivery_is_uploaded_encrypted_imported_and_confirmed(tail, fake_pinp
     assert job.request["S3Url"] == f"s3://{BUCKET}/lakeseg/imports/{RUN_ID}/seg_email_clickers/part-1/"
     assert job.request["RoleArn"] == h.IMPORT_ROLE_ARN  # baked into the stack
     assert (job.request["Format"], job.request["RegisterEndpoints"], job.request["DefineSegment"]) == (
-        "CSV", True, False)
+        "CSV",
+        True,
+        False,
+    )
     # and the verdict is confirmed, with the job's numbers
     assert result.confirmed, result.errors
     assert result.location == f"s3://{BUCKET}/lakeseg/imports/{RUN_ID}/seg_email_clickers/"
     (record,) = result.jobs
     assert (record.job_id, record.status, record.total_processed, record.total_failures, record.failures) == (
-        job.id, "COMPLETED", 5, 0, [])
+        job.id,
+        "COMPLETED",
+        5,
+        0,
+        [],
+    )
     assert record.execution_arn == execution["executionArn"]
     # and on-call got one SUCCEEDED message for it
     (message,) = tail.messages()
     assert message["attributes"]["outcome"] == "SUCCEEDED"
     assert (message["body"]["Segment"], message["body"]["RunId"], message["body"]["JobId"]) == (
-        "seg_email_clickers", RUN_ID, job.id)
+        "seg_email_clickers",
+        RUN_ID,
+        job.id,
+    )
     assert message["body"]["Counts"] == delivery([f]).counts
 
 
-@pytest.mark.parametrize("kms_key_id, expected", [(None, ("AES256", None)),
-                                                  ("alias/lakeseg", ("aws:kms", "alias/lakeseg"))],
-                         ids=["sse-s3", "sse-kms"])
+@pytest.mark.parametrize(
+    "kms_key_id, expected",
+    [(None, ("AES256", None)), ("alias/lakeseg", ("aws:kms", "alias/lakeseg"))],
+    ids=["sse-s3", "sse-kms"],
+)
 def test_uploads_are_encrypted_with_the_configured_key(tail, s3, bucket_keys, tmp_path, kms_key_id, expected):
     # given a destination with or without a KMS key
     dest = stack_destination(tail, kms_key_id=kms_key_id)
@@ -130,8 +162,10 @@ def test_a_file_above_the_threshold_goes_multipart(tail, s3, bucket_keys, tmp_pa
     assert heads["part-00001.csv"]["ETag"].strip('"').endswith("-2")
     assert "-" not in heads["part-00002.csv"]["ETag"]
     assert {hd["ServerSideEncryption"] for hd in heads.values()} == {"AES256"}
-    assert s3.get_object(Bucket=BUCKET, Key=next(k for k in bucket_keys() if k.endswith("1.csv")))[
-        "Body"].read() == big.read_bytes()
+    assert (
+        s3.get_object(Bucket=BUCKET, Key=next(k for k in bucket_keys() if k.endswith("1.csv")))["Body"].read()
+        == big.read_bytes()
+    )
 
 
 def test_files_are_grouped_into_one_job_per_size_limit(tail, fake_pinpoint, bucket_keys, tmp_path):
@@ -146,9 +180,13 @@ def test_files_are_grouped_into_one_job_per_size_limit(tail, fake_pinpoint, buck
     # then three folders, three executions, three jobs, each importing only its own folder
     assert result.confirmed, result.errors
     base = f"lakeseg/imports/{RUN_ID}/seg_email_clickers"
-    assert bucket_keys() == [f"{base}/part-1/part-00001.csv", f"{base}/part-1/part-00002.csv",
-                             f"{base}/part-2/part-00003.csv", f"{base}/part-2/part-00004.csv",
-                             f"{base}/part-3/part-00005.csv"]
+    assert bucket_keys() == [
+        f"{base}/part-1/part-00001.csv",
+        f"{base}/part-1/part-00002.csv",
+        f"{base}/part-2/part-00003.csv",
+        f"{base}/part-2/part-00004.csv",
+        f"{base}/part-3/part-00005.csv",
+    ]
     assert sorted(e["name"] for e in executions(tail)) == [f"{RUN_ID}-seg_email_clickers-p{n}" for n in (1, 2, 3)]
     by_folder = {job.request["S3Url"].rstrip("/").rsplit("/", 1)[-1]: job for job in fake_pinpoint.created()}
     assert {k: len(v.files) for k, v in by_folder.items()} == {"part-1": 2, "part-2": 2, "part-3": 1}
@@ -210,8 +248,9 @@ def test_at_most_max_concurrent_jobs_run_at_once_across_deliveries(tail, fake_pi
     fake_pinpoint.hold = 0.3
     dest = stack_destination(tail, max_concurrent_jobs=2)
     assert dest.max_parallel == 2
-    deliveries = [delivery([write_csv(tmp_path / f"s{n}" / "part-00001.csv", rows=2)], segment=f"seg_{n}")
-                  for n in range(5)]
+    deliveries = [
+        delivery([write_csv(tmp_path / f"s{n}" / "part-00001.csv", rows=2)], segment=f"seg_{n}") for n in range(5)
+    ]
     results = {}
 
     def run(d):
@@ -230,25 +269,42 @@ def test_at_most_max_concurrent_jobs_run_at_once_across_deliveries(tail, fake_pi
 
 
 def failed_job(job: h.FakeJob) -> dict:
-    return {"JobStatus": "FAILED", "TotalProcessed": job.rows, "TotalFailures": 2, "FailedPieces": 1,
-            "TotalPieces": 1, "Failures": ["line 2: ChannelType is invalid", "line 3: Address is missing"]}
+    return {
+        "JobStatus": "FAILED",
+        "TotalProcessed": job.rows,
+        "TotalFailures": 2,
+        "FailedPieces": 1,
+        "TotalPieces": 1,
+        "Failures": ["line 2: ChannelType is invalid", "line 3: Address is missing"],
+    }
 
 
 def rejected_rows(job: h.FakeJob) -> dict:
-    return {"JobStatus": "COMPLETED", "TotalProcessed": job.rows, "TotalFailures": 1, "FailedPieces": 0,
-            "TotalPieces": 1, "Failures": ["line 4: Id is too long"]}
+    return {
+        "JobStatus": "COMPLETED",
+        "TotalProcessed": job.rows,
+        "TotalFailures": 1,
+        "FailedPieces": 0,
+        "TotalPieces": 1,
+        "Failures": ["line 4: Id is too long"],
+    }
 
 
-@pytest.mark.parametrize("verdict, status, failures", [(failed_job, "FAILED", 2), (rejected_rows, "COMPLETED", 1)],
-                         ids=["job-failed", "completed-with-rejected-rows"])
-def test_refused_rows_fail_the_delivery_when_none_may_be_refused(tail, fake_pinpoint, tmp_path, verdict, status,
-                                                                  failures):
+@pytest.mark.parametrize(
+    "verdict, status, failures",
+    [(failed_job, "FAILED", 2), (rejected_rows, "COMPLETED", 1)],
+    ids=["job-failed", "completed-with-rejected-rows"],
+)
+def test_refused_rows_fail_the_delivery_when_none_may_be_refused(
+    tail, fake_pinpoint, tmp_path, verdict, status, failures
+):
     # given Pinpoint fails the job, or completes it but rejects rows, and max_rejected_rows is 0
     fake_pinpoint.verdict = verdict
 
     # when delivered
     result = stack_destination(tail, max_rejected_rows=0).deliver(
-        delivery([write_csv(tmp_path / "part-00001.csv", rows=3)]))
+        delivery([write_csv(tmp_path / "part-00001.csv", rows=3)])
+    )
 
     # then the delivery is not confirmed (no isolation job either), and the job carries Pinpoint's failures
     assert not result.confirmed
@@ -262,13 +318,24 @@ def test_refused_rows_fail_the_delivery_when_none_may_be_refused(tail, fake_pinp
 
 def refusing(s3, refused_id: str):
     """A verdict that refuses the row ``refused_id`` wherever a job's folder holds it, naming no Id."""
+
     def verdict(job: h.FakeJob) -> dict:
-        ids = [line.split(",")[0] for key in job.files
-               for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()[1:]]
+        ids = [
+            line.split(",")[0]
+            for key in job.files
+            for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()[1:]
+        ]
         if refused_id not in ids:
             return h.all_accepted(job)
-        return {"JobStatus": "COMPLETED", "TotalProcessed": job.rows, "TotalFailures": 1, "FailedPieces": 0,
-                "TotalPieces": 1, "Failures": ["a value was refused"]}
+        return {
+            "JobStatus": "COMPLETED",
+            "TotalProcessed": job.rows,
+            "TotalFailures": 1,
+            "FailedPieces": 0,
+            "TotalPieces": 1,
+            "Failures": ["a value was refused"],
+        }
+
     return verdict
 
 
@@ -278,15 +345,16 @@ def rows_athena_reads(s3, location: str) -> list[str]:
     lines = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            if any(part.startswith(("_", ".")) for part in obj["Key"][len(prefix):].split("/")):
+            if any(part.startswith(("_", ".")) for part in obj["Key"][len(prefix) :].split("/")):
                 continue
             lines += s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode().splitlines()[1:]
     return lines
 
 
 @pytest.mark.parametrize("mode", ["stack", "direct"])
-def test_isolation_reimports_stay_out_of_the_imports_table_and_of_each_others_folders(tail, fake_pinpoint, s3,
-                                                                                      tmp_path, mode):
+def test_isolation_reimports_stay_out_of_the_imports_table_and_of_each_others_folders(
+    tail, fake_pinpoint, s3, tmp_path, mode
+):
     # Given Pinpoint refuses one row of four without naming it, so the rows are isolated by re-importing halves
     fake_pinpoint.verdict = refusing(s3, "ep-2")
     dest = stack_destination(tail) if mode == "stack" else direct_destination(fake_pinpoint.client)
@@ -307,8 +375,8 @@ def test_isolation_reimports_stay_out_of_the_imports_table_and_of_each_others_fo
     assert all(u.startswith(f"{location}_isolation/part-1") and u.endswith("/") for u in urls), urls
     # and each job imported exactly the files of its own folder (Pinpoint imports all under its S3Url)
     for j in jobs:
-        folder = j.request["S3Url"][len(f"s3://{BUCKET}/"):]
-        assert j.files and all("/" not in key[len(folder):] for key in j.files), (folder, j.files)
+        folder = j.request["S3Url"][len(f"s3://{BUCKET}/") :]
+        assert j.files and all("/" not in key[len(folder) :] for key in j.files), (folder, j.files)
     # and the imports table's partition (the run's folder, read as Athena reads it) holds each row once
     assert sorted(rows_athena_reads(s3, location)) == sorted(f.read_text().splitlines()[1:])
 
@@ -334,8 +402,14 @@ def test_a_segment_name_keeps_one_dynamic_segment_not_one_per_import(tail, fake_
     in_segment = {"User.UserAttributes.HasClicked": ("Yes",)}
     # when it is delivered twice (two runs)
     for run in (RUN_ID, RUN_ID.replace("abc", "abd")):
-        result = dest.deliver(delivery([write_csv(tmp_path / f"{run}.csv", rows=1)], run_id=run,
-                                       segment_name="Email clickers", segment_filter=in_segment))
+        result = dest.deliver(
+            delivery(
+                [write_csv(tmp_path / f"{run}.csv", rows=1)],
+                run_id=run,
+                segment_name="Email clickers",
+                segment_filter=in_segment,
+            )
+        )
         assert result.confirmed, result.errors
     # then the imports define no segment, and one dynamic segment selects HasClicked = Yes
     assert [j.request["DefineSegment"] for j in fake_pinpoint.created()] == [False, False]
@@ -384,21 +458,37 @@ def stubbed_pinpoint(aws):
 
 
 def expect_direct_create(stubber, folder: str, job_id: str = "job-d1") -> None:
-    stubber.add_response("create_import_job", {"ImportJobResponse": h.job_response(job_id, "CREATED", folder)},
-                         expected_params={"ApplicationId": h.APP_ID, "ImportJobRequest": {
-                             "S3Url": folder, "RoleArn": h.IMPORT_ROLE_ARN, "Format": "CSV",
-                             "RegisterEndpoints": True, "DefineSegment": False}})
+    stubber.add_response(
+        "create_import_job",
+        {"ImportJobResponse": h.job_response(job_id, "CREATED", folder)},
+        expected_params={
+            "ApplicationId": h.APP_ID,
+            "ImportJobRequest": {
+                "S3Url": folder,
+                "RoleArn": h.IMPORT_ROLE_ARN,
+                "Format": "CSV",
+                "RegisterEndpoints": True,
+                "DefineSegment": False,
+            },
+        },
+    )
 
 
 def expect_list(stubber, *items) -> None:
     """GetImportJobs: before importing (earlier runs' jobs in flight) and before creating (find before create)."""
-    stubber.add_response("get_import_jobs", {"ImportJobsResponse": {"Item": list(items)}},
-                         expected_params={"ApplicationId": h.APP_ID, "PageSize": "100"})
+    stubber.add_response(
+        "get_import_jobs",
+        {"ImportJobsResponse": {"Item": list(items)}},
+        expected_params={"ApplicationId": h.APP_ID, "PageSize": "100"},
+    )
 
 
 def expect_direct_get(stubber, status: str, job_id: str = "job-d1", **extra) -> None:
-    stubber.add_response("get_import_job", {"ImportJobResponse": h.job_response(job_id, status, **extra)},
-                         expected_params={"ApplicationId": h.APP_ID, "JobId": job_id})
+    stubber.add_response(
+        "get_import_job",
+        {"ImportJobResponse": h.job_response(job_id, status, **extra)},
+        expected_params={"ApplicationId": h.APP_ID, "JobId": job_id},
+    )
 
 
 FOLDER = f"s3://{BUCKET}/lakeseg/imports/{RUN_ID}/seg_email_clickers/part-1/"
@@ -542,11 +632,16 @@ PREFLIGHT_CASES = {
     "blank-application-id": (dict(application_id="  "), "destination.application_id"),
     "no-import-url": (dict(import_s3_url=None), "destination.import_s3_url"),
     "import-url-not-s3": (dict(import_s3_url="https://example.com/x"), "destination.import_s3_url"),
-    "bucket-missing": (dict(import_s3_url="s3://no-such-bucket-lakeseg/x"), "bucket no-such-bucket-lakeseg does not exist"),
+    "bucket-missing": (
+        dict(import_s3_url="s3://no-such-bucket-lakeseg/x"),
+        "bucket no-such-bucket-lakeseg does not exist",
+    ),
     "bucket-denied": (dict(s3="denied"), "s3:ListBucket"),
     "no-state-machine": (dict(state_machine_arn=None), "destination.state_machine_arn is not set"),
-    "wrong-state-machine": (dict(state_machine_arn=f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:stateMachine:nope"),
-                            "destination.state_machine_arn: no state machine"),
+    "wrong-state-machine": (
+        dict(state_machine_arn=f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:stateMachine:nope"),
+        "destination.state_machine_arn: no state machine",
+    ),
     "state-machine-denied": (dict(stepfunctions="denied"), "states:DescribeStateMachine"),
     "bad-mode": (dict(mode="lambda"), "destination.mode"),
 }
@@ -559,11 +654,16 @@ def test_preflight_names_the_bad_setting_before_any_upload(tail, bucket_keys, ov
     if overrides.get("s3") == "denied":
         overrides["s3"] = _stubbed_client("s3", "list_objects_v2", "AccessDenied", 403)
     if overrides.get("stepfunctions") == "denied":
-        overrides["stepfunctions"] = _stubbed_client("stepfunctions", "describe_state_machine",
-                                                     "AccessDeniedException", 400)
-    settings = dict(application_id=h.APP_ID, import_s3_url=IMPORT_URL, state_machine_arn=tail.state_machine_arn,
-                    s3=h.client("s3"),
-                    stepfunctions=h.client("stepfunctions"))
+        overrides["stepfunctions"] = _stubbed_client(
+            "stepfunctions", "describe_state_machine", "AccessDeniedException", 400
+        )
+    settings = dict(
+        application_id=h.APP_ID,
+        import_s3_url=IMPORT_URL,
+        state_machine_arn=tail.state_machine_arn,
+        s3=h.client("s3"),
+        stepfunctions=h.client("stepfunctions"),
+    )
     settings.update(overrides)
     dest = PinpointDestination(**settings)
 
@@ -584,9 +684,11 @@ def test_direct_mode_preflight(s3, bucket_keys, case):
         stubber.add_client_error("get_import_jobs", service_error_code="ForbiddenException", http_status_code=403)
     stubber.activate()
     dest = direct_destination(client, import_role_arn=None if case == "no-role" else h.IMPORT_ROLE_ARN)
-    expected = {"no-role": "destination.import_role_arn",
-                "unknown-project": "destination.application_id: Pinpoint has no project",
-                "project-denied": "mobiletargeting:GetImportJobs"}[case]
+    expected = {
+        "no-role": "destination.import_role_arn",
+        "unknown-project": "destination.application_id: Pinpoint has no project",
+        "project-denied": "mobiletargeting:GetImportJobs",
+    }[case]
     with pytest.raises(ConfigError, match=re.escape(expected)):
         dest.preflight()
     assert bucket_keys() == []
@@ -595,17 +697,27 @@ def test_direct_mode_preflight(s3, bucket_keys, case):
 def test_direct_mode_preflight_passes_with_a_reachable_project(s3):
     client = h.pinpoint_client()
     with Stubber(client) as stubber:
-        stubber.add_response("get_import_jobs", {"ImportJobsResponse": {"Item": []}},
-                             expected_params={"ApplicationId": h.APP_ID, "PageSize": "1"})
+        stubber.add_response(
+            "get_import_jobs",
+            {"ImportJobsResponse": {"Item": []}},
+            expected_params={"ApplicationId": h.APP_ID, "PageSize": "1"},
+        )
         direct_destination(client).preflight()
 
 
 # --------------------------------------------------------------------------- settings and names
 def test_from_settings_builds_a_working_destination(tail, fake_pinpoint, tmp_path):
     # given lakeseg.yml's destination block, as the sync passes it
-    settings = {"type": "pinpoint", "application_id": h.APP_ID, "import_s3_url": IMPORT_URL, "mode": "stack",
-                "state_machine_arn": tail.state_machine_arn, "max_concurrent_jobs": 3, "poll_seconds": 0,
-                "region": h.REGION}
+    settings = {
+        "type": "pinpoint",
+        "application_id": h.APP_ID,
+        "import_s3_url": IMPORT_URL,
+        "mode": "stack",
+        "state_machine_arn": tail.state_machine_arn,
+        "max_concurrent_jobs": 3,
+        "poll_seconds": 0,
+        "region": h.REGION,
+    }
 
     # when the registry builds it from a boto3 session
     dest = build_destination(settings, h.session())
@@ -617,23 +729,28 @@ def test_from_settings_builds_a_working_destination(tail, fake_pinpoint, tmp_pat
     assert dest.deliver(delivery([write_csv(tmp_path / "p.csv", rows=2)])).confirmed
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"aplication_id": "x"}, "destination.aplication_id: unknown key; did you mean 'application_id'?"),
-    ({"mode": "lambda"}, "destination.mode"),
-    ({"max_concurrent_jobs": 11}, "destination.max_concurrent_jobs"),
-    ({"max_concurrent_jobs": "two"}, "destination.max_concurrent_jobs"),
-    ({"poll_seconds": "soon"}, "destination.poll_seconds"),
-    ({"max_job_mb": 2048}, "destination.max_job_mb"),
-], ids=["typo", "mode", "too-many-jobs", "jobs-not-a-number", "poll-not-a-number", "job-too-big"])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"aplication_id": "x"}, "destination.aplication_id: unknown key; did you mean 'application_id'?"),
+        ({"mode": "lambda"}, "destination.mode"),
+        ({"max_concurrent_jobs": 11}, "destination.max_concurrent_jobs"),
+        ({"max_concurrent_jobs": "two"}, "destination.max_concurrent_jobs"),
+        ({"poll_seconds": "soon"}, "destination.poll_seconds"),
+        ({"max_job_mb": 2048}, "destination.max_job_mb"),
+    ],
+    ids=["typo", "mode", "too-many-jobs", "jobs-not-a-number", "poll-not-a-number", "job-too-big"],
+)
 def test_from_settings_rejects_bad_settings_by_name(aws, settings, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         PinpointDestination.from_settings({"type": "pinpoint", **settings}, h.session())
 
 
 def test_defaults(aws):
-    dest = PinpointDestination.from_settings({"type": "pinpoint", "application_id": h.APP_ID,
-                                              "import_s3_url": IMPORT_URL}, h.session())
-    assert (dest.mode, dest.max_parallel, dest.kms_key_id, dest.max_job_bytes) == ("stack", 2, None, 1024 ** 3)
+    dest = PinpointDestination.from_settings(
+        {"type": "pinpoint", "application_id": h.APP_ID, "import_s3_url": IMPORT_URL}, h.session()
+    )
+    assert (dest.mode, dest.max_parallel, dest.kms_key_id, dest.max_job_bytes) == ("stack", 2, None, 1024**3)
     # stack mode lists the project's import jobs too (earlier runs' imports, the account's running jobs)
     assert dest.pinpoint is not None and dest.stepfunctions is not None
 
@@ -641,8 +758,11 @@ def test_defaults(aws):
 VALID_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 
-@pytest.mark.parametrize("segment", ["seg_email_clickers", "seg_" + "x" * 120, "seg with spaces/and:colons"],
-                         ids=["plain", "too-long", "odd-characters"])
+@pytest.mark.parametrize(
+    "segment",
+    ["seg_email_clickers", "seg_" + "x" * 120, "seg with spaces/and:colons"],
+    ids=["plain", "too-long", "odd-characters"],
+)
 def test_execution_names_are_valid_deterministic_and_distinct(segment):
     names = {execution_name(RUN_ID, segment, part) for part in (1, 2, 10)}
     assert len(names) == 3
@@ -660,9 +780,16 @@ OLD_RUN = "20261124T030000000Z-000000"
 
 def start_orphan(tail, segment="seg_email_clickers") -> str:
     """An execution of an earlier (killed) run for the segment, still importing."""
-    return tail.start(execution_name(OLD_RUN, segment, 1), {
-        "ApplicationId": h.APP_ID, "S3Url": f"s3://{BUCKET}/lakeseg/imports/{OLD_RUN}/{segment}/part-1/",
-        "RunId": OLD_RUN, "Segment": segment, "PollSeconds": 0})
+    return tail.start(
+        execution_name(OLD_RUN, segment, 1),
+        {
+            "ApplicationId": h.APP_ID,
+            "S3Url": f"s3://{BUCKET}/lakeseg/imports/{OLD_RUN}/{segment}/part-1/",
+            "RunId": OLD_RUN,
+            "Segment": segment,
+            "PollSeconds": 0,
+        },
+    )
 
 
 @pytest.mark.parametrize("lists_jobs", [True, False], ids=["job-list-and-executions", "executions-only"])

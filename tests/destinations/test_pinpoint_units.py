@@ -37,9 +37,11 @@ SM_ARN = f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:stateMachine:lakeseg-import-tai
 EXEC_NAME = f"{RUN}-{SEG}-p1"
 EXEC_ARN = f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:execution:lakeseg-import-tail:{EXEC_NAME}"
 COUNTS = {"rows": 10, "entered": 3, "changed": 1, "exited": 0, "unchanged": 6}
-KNOWN = ("name, application_id, import_s3_url, mode, state_machine_arn, import_role_arn, segment_name_prefix, "
-         "poll_seconds, max_concurrent_jobs, kms_key_id, timeout, max_job_mb, region, max_rejected_rows, "
-         "max_isolation_jobs")
+KNOWN = (
+    "name, application_id, import_s3_url, mode, state_machine_arn, import_role_arn, segment_name_prefix, "
+    "poll_seconds, max_concurrent_jobs, kms_key_id, timeout, max_job_mb, region, max_rejected_rows, "
+    "max_isolation_jobs"
+)
 
 
 @functools.cache
@@ -75,18 +77,28 @@ class Recorder:
 
     def __getattr__(self, name):
         if name in self.raising:
+
             def fail(**kwargs):
                 raise self.raising[name]
+
             return fail
         return getattr(self.client, name)
 
 
 def make(mode: str = "stack", *, sleeps: list | None = None, **overrides) -> PinpointDestination:
-    settings = dict(application_id=h.APP_ID, import_s3_url=URL, mode=mode, s3=aws_client("s3"),
-                    stepfunctions=aws_client("stepfunctions") if mode == "stack" else None,
-                    pinpoint=aws_client("pinpoint"), state_machine_arn=SM_ARN if mode == "stack" else None,
-                    import_role_arn=h.IMPORT_ROLE_ARN if mode == "direct" else None, poll_seconds=0,
-                    retry_base_seconds=0, sleep=(sleeps if sleeps is not None else []).append)
+    settings = dict(
+        application_id=h.APP_ID,
+        import_s3_url=URL,
+        mode=mode,
+        s3=aws_client("s3"),
+        stepfunctions=aws_client("stepfunctions") if mode == "stack" else None,
+        pinpoint=aws_client("pinpoint"),
+        state_machine_arn=SM_ARN if mode == "stack" else None,
+        import_role_arn=h.IMPORT_ROLE_ARN if mode == "direct" else None,
+        poll_seconds=0,
+        retry_base_seconds=0,
+        sleep=(sleeps if sleeps is not None else []).append,
+    )
     settings.update(overrides)
     return PinpointDestination(**settings)
 
@@ -98,9 +110,15 @@ def csv_file(tmp_path: Path, name: str = "part-00001.csv", rows: int = 2) -> Pat
 
 
 def delivery(files=(), *, run_id: str = RUN, segment: str = SEG, segment_name=None, segment_filter=None):
-    return SegmentDelivery(run_id=run_id, segment=segment, files=tuple(files),
-                           fields=("Id", "Address", "ChannelType"), counts=dict(COUNTS),
-                           segment_name=segment_name, segment_filter=segment_filter or {})
+    return SegmentDelivery(
+        run_id=run_id,
+        segment=segment,
+        files=tuple(files),
+        fields=("Id", "Address", "ChannelType"),
+        counts=dict(COUNTS),
+        segment_name=segment_name,
+        segment_filter=segment_filter or {},
+    )
 
 
 def error(stub, method: str, code: str, status: int = 400, message: str = "m") -> None:
@@ -124,13 +142,19 @@ def expect_list_jobs(stub, *items, token=None, next_token=None) -> None:
 
 
 def expect_no_execution(stub, arn: str = EXEC_ARN, code: str = "ExecutionDoesNotExist") -> None:
-    stub.add_client_error("describe_execution", service_error_code=code, http_status_code=400,
-                          expected_params={"executionArn": arn})
+    stub.add_client_error(
+        "describe_execution", service_error_code=code, http_status_code=400, expected_params={"executionArn": arn}
+    )
 
 
 def execution(status: str, arn: str = EXEC_ARN, **extra) -> dict:
-    return {"executionArn": arn, "stateMachineArn": SM_ARN, "status": status,
-            "startDate": "2026-11-25T03:00:00Z", **extra}
+    return {
+        "executionArn": arn,
+        "stateMachineArn": SM_ARN,
+        "status": status,
+        "startDate": "2026-11-25T03:00:00Z",
+        **extra,
+    }
 
 
 def expect_execution(stub, status: str, arn: str = EXEC_ARN, **extra) -> None:
@@ -138,17 +162,37 @@ def expect_execution(stub, status: str, arn: str = EXEC_ARN, **extra) -> None:
 
 
 def expect_put(stub, key: str, **extra) -> None:
-    stub.add_response("put_object", {}, expected_params={
-        "Bucket": BUCKET, "Key": key, "Body": ANY, "ChecksumAlgorithm": ANY,
-        "ContentType": "text/csv; charset=utf-8", **extra})
+    stub.add_response(
+        "put_object",
+        {},
+        expected_params={
+            "Bucket": BUCKET,
+            "Key": key,
+            "Body": ANY,
+            "ChecksumAlgorithm": ANY,
+            "ContentType": "text/csv; charset=utf-8",
+            **extra,
+        },
+    )
 
 
 def expect_running_executions(stub, *executions_: tuple[str, str | None]) -> None:
     """ListExecutions (RUNNING) and DescribeExecution of each: (name, input)."""
-    listed = [{"executionArn": f"{SM_ARN.replace('stateMachine', 'execution')}:{name}", "stateMachineArn": SM_ARN,
-               "name": name, "status": "RUNNING", "startDate": "2026-11-25T03:00:00Z"} for name, _ in executions_]
-    stub.add_response("list_executions", {"executions": listed},
-                      expected_params={"stateMachineArn": SM_ARN, "statusFilter": "RUNNING"})
+    listed = [
+        {
+            "executionArn": f"{SM_ARN.replace('stateMachine', 'execution')}:{name}",
+            "stateMachineArn": SM_ARN,
+            "name": name,
+            "status": "RUNNING",
+            "startDate": "2026-11-25T03:00:00Z",
+        }
+        for name, _ in executions_
+    ]
+    stub.add_response(
+        "list_executions",
+        {"executions": listed},
+        expected_params={"stateMachineArn": SM_ARN, "statusFilter": "RUNNING"},
+    )
     for item, (_, payload) in zip(listed, executions_):
         extra = {"input": payload} if payload is not None else {}
         expect_execution(stub, "RUNNING", item["executionArn"], **extra)
@@ -159,46 +203,82 @@ def report(**fields) -> str:
 
 
 def start_input(**extra) -> dict:
-    return {"ApplicationId": h.APP_ID, "S3Url": FOLDER, "RunId": RUN, "Segment": SEG, "Counts": COUNTS,
-            "Part": "1", **extra}
+    return {
+        "ApplicationId": h.APP_ID,
+        "S3Url": FOLDER,
+        "RunId": RUN,
+        "Segment": SEG,
+        "Counts": COUNTS,
+        "Part": "1",
+        **extra,
+    }
 
 
 def expect_start(stub, payload: dict, name: str = EXEC_NAME) -> None:
-    stub.add_response("start_execution", {"executionArn": EXEC_ARN, "startDate": "2026-11-25T03:00:00Z"},
-                      expected_params={"stateMachineArn": SM_ARN, "name": name,
-                                       "input": json.dumps(payload, sort_keys=True)})
+    stub.add_response(
+        "start_execution",
+        {"executionArn": EXEC_ARN, "startDate": "2026-11-25T03:00:00Z"},
+        expected_params={"stateMachineArn": SM_ARN, "name": name, "input": json.dumps(payload, sort_keys=True)},
+    )
 
 
 # --------------------------------------------------------------------------- parse_s3_url
-@pytest.mark.parametrize("url, expected", [
-    ("s3://lakeseg-units/lakeseg/imports", ("lakeseg-units", "lakeseg/imports")),
-    ("s3://lakeseg-units//a/b//", ("lakeseg-units", "a/b")),
-    ("s3://lakeseg-units/X/Y/X/", ("lakeseg-units", "X/Y/X")),
-    ("s3://lakeseg-units/", ("lakeseg-units", "")),
-    ("s3://lakeseg-units", ("lakeseg-units", "")),
-    ("s3://abc/x", ("abc", "x")),
-    ("s3://a.b-c/x", ("a.b-c", "x")),
-    (f"s3://{'a' * 63}/x", ("a" * 63, "x")),
-], ids=["prefix", "slashes-stripped", "only-slashes-stripped", "trailing-slash", "bucket-only", "shortest-bucket", "dots-and-hyphens",
-        "longest-bucket"])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("s3://lakeseg-units/lakeseg/imports", ("lakeseg-units", "lakeseg/imports")),
+        ("s3://lakeseg-units//a/b//", ("lakeseg-units", "a/b")),
+        ("s3://lakeseg-units/X/Y/X/", ("lakeseg-units", "X/Y/X")),
+        ("s3://lakeseg-units/", ("lakeseg-units", "")),
+        ("s3://lakeseg-units", ("lakeseg-units", "")),
+        ("s3://abc/x", ("abc", "x")),
+        ("s3://a.b-c/x", ("a.b-c", "x")),
+        (f"s3://{'a' * 63}/x", ("a" * 63, "x")),
+    ],
+    ids=[
+        "prefix",
+        "slashes-stripped",
+        "only-slashes-stripped",
+        "trailing-slash",
+        "bucket-only",
+        "shortest-bucket",
+        "dots-and-hyphens",
+        "longest-bucket",
+    ],
+)
 def test_an_s3_url_splits_into_bucket_and_prefix(url, expected):
     assert parse_s3_url(url) == expected
 
 
-@pytest.mark.parametrize("url, message", [
-    (None, "destination.import_s3_url must be an s3://bucket/prefix URL, got None"),
-    (5, "destination.import_s3_url must be an s3://bucket/prefix URL, got 5"),
-    ("https://b/x", "destination.import_s3_url must be an s3://bucket/prefix URL, got 'https://b/x'"),
-    ("S3://bucket/x", "destination.import_s3_url must be an s3://bucket/prefix URL, got 'S3://bucket/x'"),
-    ("s3://ab/x", "destination.import_s3_url names no valid bucket: 's3://ab/x'"),
-    (f"s3://{'a' * 64}/x", f"destination.import_s3_url names no valid bucket: 's3://{'a' * 64}/x'"),
-    ("s3://Bucket/x", "destination.import_s3_url names no valid bucket: 's3://Bucket/x'"),
-    ("s3://-bucket/x", "destination.import_s3_url names no valid bucket: 's3://-bucket/x'"),
-    ("s3://bucket./x", "destination.import_s3_url names no valid bucket: 's3://bucket./x'"),
-    ("s3://buc_ket/x", "destination.import_s3_url names no valid bucket: 's3://buc_ket/x'"),
-    ("s3:///x", "destination.import_s3_url names no valid bucket: 's3:///x'"),
-], ids=["none", "not-text", "https", "upper-scheme", "bucket-too-short", "bucket-too-long", "upper-case",
-        "leading-hyphen", "trailing-dot", "underscore", "no-bucket"])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        (None, "destination.import_s3_url must be an s3://bucket/prefix URL, got None"),
+        (5, "destination.import_s3_url must be an s3://bucket/prefix URL, got 5"),
+        ("https://b/x", "destination.import_s3_url must be an s3://bucket/prefix URL, got 'https://b/x'"),
+        ("S3://bucket/x", "destination.import_s3_url must be an s3://bucket/prefix URL, got 'S3://bucket/x'"),
+        ("s3://ab/x", "destination.import_s3_url names no valid bucket: 's3://ab/x'"),
+        (f"s3://{'a' * 64}/x", f"destination.import_s3_url names no valid bucket: 's3://{'a' * 64}/x'"),
+        ("s3://Bucket/x", "destination.import_s3_url names no valid bucket: 's3://Bucket/x'"),
+        ("s3://-bucket/x", "destination.import_s3_url names no valid bucket: 's3://-bucket/x'"),
+        ("s3://bucket./x", "destination.import_s3_url names no valid bucket: 's3://bucket./x'"),
+        ("s3://buc_ket/x", "destination.import_s3_url names no valid bucket: 's3://buc_ket/x'"),
+        ("s3:///x", "destination.import_s3_url names no valid bucket: 's3:///x'"),
+    ],
+    ids=[
+        "none",
+        "not-text",
+        "https",
+        "upper-scheme",
+        "bucket-too-short",
+        "bucket-too-long",
+        "upper-case",
+        "leading-hyphen",
+        "trailing-dot",
+        "underscore",
+        "no-bucket",
+    ],
+)
 def test_a_bad_s3_url_is_refused_by_setting_name(url, message):
     with pytest.raises(ConfigError) as err:
         parse_s3_url(url)
@@ -211,13 +291,17 @@ def test_a_bad_s3_url_names_the_setting_it_came_from():
 
 
 # --------------------------------------------------------------------------- execution names
-@pytest.mark.parametrize("segment, part, expected", [
-    (SEG, 1, f"{RUN}-{SEG}-p1"),
-    (SEG, "1a", f"{RUN}-{SEG}-p1a"),
-    ("s" * 50, 1, f"{RUN}-{'s' * 50}-p1"),  # 26 + 1 + 50 + 3 = 80 characters: still plain
-    ("seg.a", 1, f"{RUN}-seg_a-f989c7848fa0-p1"),
-    ("seg_" + "x" * 120, 2, f"{RUN}-seg_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-de000fd50205-p2"),
-], ids=["plain", "isolation-half", "exactly-80", "odd-character", "too-long"])
+@pytest.mark.parametrize(
+    "segment, part, expected",
+    [
+        (SEG, 1, f"{RUN}-{SEG}-p1"),
+        (SEG, "1a", f"{RUN}-{SEG}-p1a"),
+        ("s" * 50, 1, f"{RUN}-{'s' * 50}-p1"),  # 26 + 1 + 50 + 3 = 80 characters: still plain
+        ("seg.a", 1, f"{RUN}-seg_a-f989c7848fa0-p1"),
+        ("seg_" + "x" * 120, 2, f"{RUN}-seg_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-de000fd50205-p2"),
+    ],
+    ids=["plain", "isolation-half", "exactly-80", "odd-character", "too-long"],
+)
 def test_execution_names_are_exact(segment, part, expected):
     name = execution_name(RUN, segment, part)
     assert name == expected
@@ -244,25 +328,54 @@ class FakeSession:
 
 
 def build(settings: dict, session=None) -> PinpointDestination:
-    return PinpointDestination.from_settings({"type": "pinpoint", **settings},
-                                             FakeSession() if session is None else session)
+    return PinpointDestination.from_settings(
+        {"type": "pinpoint", **settings}, FakeSession() if session is None else session
+    )
 
 
 def test_from_settings_passes_every_setting_on():
     # given a full destination block
     session = FakeSession()
-    dest = build({"name": "prod", "application_id": "app", "import_s3_url": URL, "mode": "direct",
-                  "state_machine_arn": "sm", "import_role_arn": "role", "segment_name_prefix": "lakeseg ",
-                  "poll_seconds": "30", "max_concurrent_jobs": 3, "kms_key_id": "alias/k", "timeout": "120",
-                  "max_job_mb": 0.5, "region": "eu-west-1", "max_rejected_rows": 7, "max_isolation_jobs": 4},
-                 session)
+    dest = build(
+        {
+            "name": "prod",
+            "application_id": "app",
+            "import_s3_url": URL,
+            "mode": "direct",
+            "state_machine_arn": "sm",
+            "import_role_arn": "role",
+            "segment_name_prefix": "lakeseg ",
+            "poll_seconds": "30",
+            "max_concurrent_jobs": 3,
+            "kms_key_id": "alias/k",
+            "timeout": "120",
+            "max_job_mb": 0.5,
+            "region": "eu-west-1",
+            "max_rejected_rows": 7,
+            "max_isolation_jobs": 4,
+        },
+        session,
+    )
     # then each reaches the destination, and the clients come from the session, in the region, without SDK retries
-    assert (dest.application_id, dest.import_s3_url, dest.mode, dest.state_machine_arn, dest.import_role_arn,
-            dest.segment_name_prefix, dest.poll_seconds, dest.max_concurrent_jobs, dest.kms_key_id, dest.timeout,
-            dest.max_job_bytes, dest.max_rejected_rows, dest.max_isolation_jobs) == (
-        "app", URL, "direct", "sm", "role", "lakeseg ", 30.0, 3, "alias/k", 120.0, 512 * 1024, 7, 4)
-    assert [(service, region) for service, region, _ in session.asked] == [("s3", "eu-west-1"),
-                                                                          ("pinpoint", "eu-west-1")]
+    assert (
+        dest.application_id,
+        dest.import_s3_url,
+        dest.mode,
+        dest.state_machine_arn,
+        dest.import_role_arn,
+        dest.segment_name_prefix,
+        dest.poll_seconds,
+        dest.max_concurrent_jobs,
+        dest.kms_key_id,
+        dest.timeout,
+        dest.max_job_bytes,
+        dest.max_rejected_rows,
+        dest.max_isolation_jobs,
+    ) == ("app", URL, "direct", "sm", "role", "lakeseg ", 30.0, 3, "alias/k", 120.0, 512 * 1024, 7, 4)
+    assert [(service, region) for service, region, _ in session.asked] == [
+        ("s3", "eu-west-1"),
+        ("pinpoint", "eu-west-1"),
+    ]
     assert (dest.s3, dest.stepfunctions, dest.pinpoint) == ("<s3 client>", None, "<pinpoint client>")
     config = session.asked[0][2]
     assert config is session.asked[1][2]
@@ -272,12 +385,26 @@ def test_from_settings_passes_every_setting_on():
 def test_from_settings_defaults():
     session = FakeSession()
     dest = build({"region": ""}, session)
-    assert (dest.mode, dest.application_id, dest.import_s3_url, dest.state_machine_arn, dest.import_role_arn,
-            dest.segment_name_prefix, dest.poll_seconds, dest.max_concurrent_jobs, dest.kms_key_id, dest.timeout,
-            dest.max_job_bytes, dest.max_rejected_rows, dest.max_isolation_jobs) == (
-        "stack", None, None, None, None, "", None, 2, None, 21600.0, 1024 ** 3, 100, 32)
+    assert (
+        dest.mode,
+        dest.application_id,
+        dest.import_s3_url,
+        dest.state_machine_arn,
+        dest.import_role_arn,
+        dest.segment_name_prefix,
+        dest.poll_seconds,
+        dest.max_concurrent_jobs,
+        dest.kms_key_id,
+        dest.timeout,
+        dest.max_job_bytes,
+        dest.max_rejected_rows,
+        dest.max_isolation_jobs,
+    ) == ("stack", None, None, None, None, "", None, 2, None, 21600.0, 1024**3, 100, 32)
     assert [(service, region) for service, region, _ in session.asked] == [
-        ("s3", None), ("stepfunctions", None), ("pinpoint", None)]
+        ("s3", None),
+        ("stepfunctions", None),
+        ("pinpoint", None),
+    ]
     assert dest.stepfunctions == "<stepfunctions client>"
 
 
@@ -291,27 +418,49 @@ def test_from_settings_without_a_session_uses_boto3s_default_one(monkeypatch):
     dest = PinpointDestination.from_settings({"type": "pinpoint", "mode": "", "region": "eu-west-2"})
     assert dest.mode == "stack"
     assert [(service, region) for service, region, _ in default.asked] == [
-        ("s3", "eu-west-2"), ("stepfunctions", "eu-west-2"), ("pinpoint", "eu-west-2")]
+        ("s3", "eu-west-2"),
+        ("stepfunctions", "eu-west-2"),
+        ("pinpoint", "eu-west-2"),
+    ]
 
 
-MB = ("must be above 0 and at most 1024 for pinpoint (1 GB per import job) or 1000 for customer_profiles "
-      "(an upload stays under 1 GB)")
+MB = (
+    "must be above 0 and at most 1024 for pinpoint (1 GB per import job) or 1000 for customer_profiles "
+    "(an upload stays under 1 GB)"
+)
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"aplication_id": "x"}, "destination.aplication_id: unknown key; did you mean 'application_id'?"),
-    ({"zz": 1, "aa": 2}, f"2 problems:\n  destination.zz: unknown key; valid keys: type, {KNOWN}\n  "
-                         f"destination.aa: unknown key; valid keys: type, {KNOWN}"),
-    ({"mode": "lambda"}, "destination.mode: Input should be 'stack' or 'direct', got 'lambda'"),
-    ({"poll_seconds": 1.5}, "destination.poll_seconds: must be a whole number of seconds, got 1.5"),
-    ({"poll_seconds": "3601"}, "destination.poll_seconds: must be between 0 and 3600 seconds, got '3601'"),
-    ({"max_job_mb": 0}, f"destination.max_job_mb: {MB}, got 0"),
-    ({"max_job_mb": 1024.5}, f"destination.max_job_mb: {MB}, got 1024.5"),
-    ({"max_concurrent_jobs": 11},
-     "destination.max_concurrent_jobs: must be a whole number between 1 and 10 (Pinpoint runs at most 10 import "
-     "jobs), got 11"),
-], ids=["unknown-key", "first-unknown-key-sorted", "mode", "poll-fraction", "poll-above-an-hour", "job-mb-zero",
-        "job-mb-above-1024", "too-many-jobs"])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"aplication_id": "x"}, "destination.aplication_id: unknown key; did you mean 'application_id'?"),
+        (
+            {"zz": 1, "aa": 2},
+            f"2 problems:\n  destination.zz: unknown key; valid keys: type, {KNOWN}\n  "
+            f"destination.aa: unknown key; valid keys: type, {KNOWN}",
+        ),
+        ({"mode": "lambda"}, "destination.mode: Input should be 'stack' or 'direct', got 'lambda'"),
+        ({"poll_seconds": 1.5}, "destination.poll_seconds: must be a whole number of seconds, got 1.5"),
+        ({"poll_seconds": "3601"}, "destination.poll_seconds: must be between 0 and 3600 seconds, got '3601'"),
+        ({"max_job_mb": 0}, f"destination.max_job_mb: {MB}, got 0"),
+        ({"max_job_mb": 1024.5}, f"destination.max_job_mb: {MB}, got 1024.5"),
+        (
+            {"max_concurrent_jobs": 11},
+            "destination.max_concurrent_jobs: must be a whole number between 1 and 10 (Pinpoint runs at most 10 import "
+            "jobs), got 11",
+        ),
+    ],
+    ids=[
+        "unknown-key",
+        "first-unknown-key-sorted",
+        "mode",
+        "poll-fraction",
+        "poll-above-an-hour",
+        "job-mb-zero",
+        "job-mb-above-1024",
+        "too-many-jobs",
+    ],
+)
 def test_from_settings_refuses_a_bad_setting_word_for_word(settings, message):
     with pytest.raises(ConfigError) as err:
         build(settings)
@@ -324,29 +473,59 @@ def test_poll_seconds_accepts_whole_seconds_up_to_an_hour(poll, expected):
 
 
 def test_max_job_mb_of_1024_is_pinpoints_limit():
-    assert build({"max_job_mb": 1024}).max_job_bytes == 1024 ** 3
+    assert build({"max_job_mb": 1024}).max_job_bytes == 1024**3
 
 
 def test_constructor_defaults():
     dest = PinpointDestination(application_id="a", import_s3_url=URL, s3=None)
-    assert (dest.mode, dest.segment_name_prefix, dest.timeout, dest.max_job_bytes, dest.multipart_threshold,
-            dest.multipart_chunksize, dest.retry_base_seconds, dest.max_retries, dest.max_rejected_rows,
-            dest.max_isolation_jobs, dest.max_concurrent_jobs, dest.max_parallel, dest.poll_seconds) == (
-        "stack", "", 21600.0, 1024 ** 3, 64 * 1024 ** 2, 16 * 1024 ** 2, 0.5, 8, 100, 32, 2, 2, None)
+    assert (
+        dest.mode,
+        dest.segment_name_prefix,
+        dest.timeout,
+        dest.max_job_bytes,
+        dest.multipart_threshold,
+        dest.multipart_chunksize,
+        dest.retry_base_seconds,
+        dest.max_retries,
+        dest.max_rejected_rows,
+        dest.max_isolation_jobs,
+        dest.max_concurrent_jobs,
+        dest.max_parallel,
+        dest.poll_seconds,
+    ) == ("stack", "", 21600.0, 1024**3, 64 * 1024**2, 16 * 1024**2, 0.5, 8, 100, 32, 2, 2, None)
     assert (dest._retrying.label, dest._retrying.max_retries, dest._retrying.base_seconds) == ("pinpoint", 8, 0.5)
     assert dest.name == "pinpoint"
 
 
 def test_constructor_converts_and_keeps_what_it_is_given():
     sleeps: list = []
-    dest = PinpointDestination(application_id="a", import_s3_url=URL, s3="s3", stepfunctions="sfn",
-                               pinpoint="pp", timeout="1.5", max_job_bytes="10", multipart_threshold="11",
-                               multipart_chunksize="12", retry_base_seconds="0.25", max_retries="3",
-                               max_rejected_rows="4", max_isolation_jobs="5", max_concurrent_jobs=3,
-                               sleep=sleeps.append)
-    assert (dest.timeout, dest.max_job_bytes, dest.multipart_threshold, dest.multipart_chunksize,
-            dest.retry_base_seconds, dest.max_retries, dest.max_rejected_rows, dest.max_isolation_jobs) == (
-        1.5, 10, 11, 12, 0.25, 3, 4, 5)
+    dest = PinpointDestination(
+        application_id="a",
+        import_s3_url=URL,
+        s3="s3",
+        stepfunctions="sfn",
+        pinpoint="pp",
+        timeout="1.5",
+        max_job_bytes="10",
+        multipart_threshold="11",
+        multipart_chunksize="12",
+        retry_base_seconds="0.25",
+        max_retries="3",
+        max_rejected_rows="4",
+        max_isolation_jobs="5",
+        max_concurrent_jobs=3,
+        sleep=sleeps.append,
+    )
+    assert (
+        dest.timeout,
+        dest.max_job_bytes,
+        dest.multipart_threshold,
+        dest.multipart_chunksize,
+        dest.retry_base_seconds,
+        dest.max_retries,
+        dest.max_rejected_rows,
+        dest.max_isolation_jobs,
+    ) == (1.5, 10, 11, 12, 0.25, 3, 4, 5)
     assert (dest.s3, dest.stepfunctions, dest.pinpoint, dest.max_parallel) == ("s3", "sfn", "pp", 3)
     assert (dest._retrying.max_retries, dest._retrying.base_seconds) == (3, 0.25)
     dest._sleep(1)
@@ -359,30 +538,41 @@ def test_constructor_converts_and_keeps_what_it_is_given():
 
 # --------------------------------------------------------------------------- preflight: settings
 STACK_NOT_SET = {
-    "no-application-id": (dict(application_id=None),
-                          "destination.application_id is not set: the Pinpoint project id (stack output ApplicationId)"),
-    "blank-application-id": (dict(application_id=" "),
-                             "destination.application_id is not set: the Pinpoint project id (stack output "
-                             "ApplicationId)"),
-    "no-import-url": (dict(import_s3_url=""), "destination.import_s3_url is not set: s3://bucket/prefix for import "
-                                              "files (stack output ImportS3Url)"),
+    "no-application-id": (
+        dict(application_id=None),
+        "destination.application_id is not set: the Pinpoint project id (stack output ApplicationId)",
+    ),
+    "blank-application-id": (
+        dict(application_id=" "),
+        "destination.application_id is not set: the Pinpoint project id (stack output ApplicationId)",
+    ),
+    "no-import-url": (
+        dict(import_s3_url=""),
+        "destination.import_s3_url is not set: s3://bucket/prefix for import files (stack output ImportS3Url)",
+    ),
     "bad-import-url": (dict(import_s3_url="s3://B"), "destination.import_s3_url names no valid bucket: 's3://B'"),
     "bad-mode": (dict(mode="lambda"), "destination.mode must be 'stack' or 'direct', got 'lambda'"),
-    "no-state-machine": (dict(state_machine_arn=""), "destination.state_machine_arn is not set (stack output "
-                                                     "StateMachineArn); or use mode: direct"),
+    "no-state-machine": (
+        dict(state_machine_arn=""),
+        "destination.state_machine_arn is not set (stack output StateMachineArn); or use mode: direct",
+    ),
     "no-sfn-client": (dict(stepfunctions=None), "destination.mode is stack but no Step Functions client was given"),
 }
 DIRECT_NOT_SET = {
-    "no-role": (dict(import_role_arn=None), "destination.import_role_arn is not set: direct mode passes the role "
-                                            "Pinpoint assumes to read the files (stack output ImportRoleArn)"),
+    "no-role": (
+        dict(import_role_arn=None),
+        "destination.import_role_arn is not set: direct mode passes the role "
+        "Pinpoint assumes to read the files (stack output ImportRoleArn)",
+    ),
     "no-pinpoint-client": (dict(pinpoint=None), "destination.mode is direct but no Pinpoint client was given"),
 }
 
 
-@pytest.mark.parametrize("mode, overrides, message",
-                         [("stack", *c) for c in STACK_NOT_SET.values()]
-                         + [("direct", *c) for c in DIRECT_NOT_SET.values()],
-                         ids=[*STACK_NOT_SET, *DIRECT_NOT_SET])
+@pytest.mark.parametrize(
+    "mode, overrides, message",
+    [("stack", *c) for c in STACK_NOT_SET.values()] + [("direct", *c) for c in DIRECT_NOT_SET.values()],
+    ids=[*STACK_NOT_SET, *DIRECT_NOT_SET],
+)
 def test_preflight_refuses_a_missing_setting_before_any_call(aws_stub, mode, overrides, message):
     overrides = dict(overrides)
     # given a destination with one setting missing (the stubbers answer no call at all)
@@ -394,66 +584,149 @@ def test_preflight_refuses_a_missing_setting_before_any_call(aws_stub, mode, ove
 
 
 def expect_bucket_listed(stub, prefix: str = "lakeseg/imports/") -> None:
-    stub.add_response("list_objects_v2", {"KeyCount": 0, "IsTruncated": False},
-                      expected_params={"Bucket": BUCKET, "Prefix": prefix, "MaxKeys": 1})
+    stub.add_response(
+        "list_objects_v2",
+        {"KeyCount": 0, "IsTruncated": False},
+        expected_params={"Bucket": BUCKET, "Prefix": prefix, "MaxKeys": 1},
+    )
 
 
 def test_stack_preflight_lists_the_prefix_and_describes_the_state_machine(aws_stub):
     # given a bucket and state machine that answer (a stack destination needs no Pinpoint client)
     expect_bucket_listed(aws_stub.s3)
-    aws_stub.sfn.add_response("describe_state_machine", {
-        "stateMachineArn": SM_ARN, "name": "lakeseg-import-tail", "definition": "{}", "roleArn": h.SFN_ROLE_ARN,
-        "type": "STANDARD", "creationDate": "2026-11-25T03:00:00Z"}, expected_params={"stateMachineArn": SM_ARN})
+    aws_stub.sfn.add_response(
+        "describe_state_machine",
+        {
+            "stateMachineArn": SM_ARN,
+            "name": "lakeseg-import-tail",
+            "definition": "{}",
+            "roleArn": h.SFN_ROLE_ARN,
+            "type": "STANDARD",
+            "creationDate": "2026-11-25T03:00:00Z",
+        },
+        expected_params={"stateMachineArn": SM_ARN},
+    )
     # when preflight runs, then it passes having made exactly those calls
     make("stack", pinpoint=None).preflight()
 
 
 def test_direct_preflight_lists_the_bucket_root_and_one_import_job(aws_stub):
     expect_bucket_listed(aws_stub.s3, prefix="")
-    aws_stub.pinpoint.add_response("get_import_jobs", {"ImportJobsResponse": {"Item": []}},
-                                   expected_params={"ApplicationId": h.APP_ID, "PageSize": "1"})
+    aws_stub.pinpoint.add_response(
+        "get_import_jobs",
+        {"ImportJobsResponse": {"Item": []}},
+        expected_params={"ApplicationId": h.APP_ID, "PageSize": "1"},
+    )
     make("direct", import_s3_url=f"s3://{BUCKET}", stepfunctions=None).preflight()
 
 
 WHERE = f"s3://{BUCKET}/lakeseg/imports"
 PREFLIGHT_ERRORS = {
-    "bucket-missing": ("s3", "list_objects_v2", "NoSuchBucket", 404,
-                       f"destination.import_s3_url: bucket {BUCKET} does not exist ({WHERE})"),
-    "bucket-404": ("s3", "list_objects_v2", "404", 404,
-                   f"destination.import_s3_url: bucket {BUCKET} does not exist ({WHERE})"),
-    "bucket-not-found": ("s3", "list_objects_v2", "NotFound", 404,
-                         f"destination.import_s3_url: bucket {BUCKET} does not exist ({WHERE})"),
-    "bucket-denied": ("s3", "list_objects_v2", "AccessDenied", 403,
-                      f"destination.import_s3_url: access denied to bucket {BUCKET} ({WHERE}); the caller needs "
-                      f"s3:ListBucket on arn:aws:s3:::{BUCKET} and s3:PutObject on {WHERE}/*"),
-    "bucket-other": ("s3", "list_objects_v2", "SlowDown", 400,
-                     f"destination.import_s3_url: cannot reach bucket {BUCKET} ({WHERE}): SlowDown"),
-    "sm-missing": ("sfn", "describe_state_machine", "StateMachineDoesNotExist", 400,
-                   f"destination.state_machine_arn: no state machine {SM_ARN} (StateMachineDoesNotExist); use the "
-                   "stack output StateMachineArn"),
-    "sm-invalid-arn": ("sfn", "describe_state_machine", "InvalidArn", 400,
-                       f"destination.state_machine_arn: no state machine {SM_ARN} (InvalidArn); use the stack output "
-                       "StateMachineArn"),
-    "sm-resource-not-found": ("sfn", "describe_state_machine", "ResourceNotFound", 400,
-                              f"destination.state_machine_arn: no state machine {SM_ARN} (ResourceNotFound); use the "
-                              "stack output StateMachineArn"),
-    "sm-denied": ("sfn", "describe_state_machine", "AccessDeniedException", 400,
-                  f"destination.state_machine_arn: access denied to state machine {SM_ARN}; the caller needs "
-                  "states:DescribeStateMachine and states:StartExecution on it and states:DescribeExecution on its "
-                  "executions"),
-    "sm-other": ("sfn", "describe_state_machine", "ThrottlingException", 400,
-                 f"destination.state_machine_arn: cannot reach state machine {SM_ARN}: ThrottlingException"),
-    "project-missing": ("pinpoint", "get_import_jobs", "NotFoundException", 404,
-                        f"destination.application_id: Pinpoint has no project {h.APP_ID} (NotFoundException)"),
-    "project-bad-request": ("pinpoint", "get_import_jobs", "BadRequestException", 400,
-                            f"destination.application_id: Pinpoint has no project {h.APP_ID} (BadRequestException)"),
-    "project-denied": ("pinpoint", "get_import_jobs", "ForbiddenException", 403,
-                       f"destination.application_id: access denied to Pinpoint project {h.APP_ID}; the caller needs "
-                       "mobiletargeting:GetImportJobs, mobiletargeting:CreateImportJob and "
-                       "mobiletargeting:GetImportJob on it, and iam:PassRole on destination.import_role_arn"),
-    "project-other": ("pinpoint", "get_import_jobs", "TooManyRequestsException", 429,
-                      f"destination.application_id: cannot reach Pinpoint project {h.APP_ID}: "
-                      "TooManyRequestsException"),
+    "bucket-missing": (
+        "s3",
+        "list_objects_v2",
+        "NoSuchBucket",
+        404,
+        f"destination.import_s3_url: bucket {BUCKET} does not exist ({WHERE})",
+    ),
+    "bucket-404": (
+        "s3",
+        "list_objects_v2",
+        "404",
+        404,
+        f"destination.import_s3_url: bucket {BUCKET} does not exist ({WHERE})",
+    ),
+    "bucket-not-found": (
+        "s3",
+        "list_objects_v2",
+        "NotFound",
+        404,
+        f"destination.import_s3_url: bucket {BUCKET} does not exist ({WHERE})",
+    ),
+    "bucket-denied": (
+        "s3",
+        "list_objects_v2",
+        "AccessDenied",
+        403,
+        f"destination.import_s3_url: access denied to bucket {BUCKET} ({WHERE}); the caller needs "
+        f"s3:ListBucket on arn:aws:s3:::{BUCKET} and s3:PutObject on {WHERE}/*",
+    ),
+    "bucket-other": (
+        "s3",
+        "list_objects_v2",
+        "SlowDown",
+        400,
+        f"destination.import_s3_url: cannot reach bucket {BUCKET} ({WHERE}): SlowDown",
+    ),
+    "sm-missing": (
+        "sfn",
+        "describe_state_machine",
+        "StateMachineDoesNotExist",
+        400,
+        f"destination.state_machine_arn: no state machine {SM_ARN} (StateMachineDoesNotExist); use the "
+        "stack output StateMachineArn",
+    ),
+    "sm-invalid-arn": (
+        "sfn",
+        "describe_state_machine",
+        "InvalidArn",
+        400,
+        f"destination.state_machine_arn: no state machine {SM_ARN} (InvalidArn); use the stack output StateMachineArn",
+    ),
+    "sm-resource-not-found": (
+        "sfn",
+        "describe_state_machine",
+        "ResourceNotFound",
+        400,
+        f"destination.state_machine_arn: no state machine {SM_ARN} (ResourceNotFound); use the "
+        "stack output StateMachineArn",
+    ),
+    "sm-denied": (
+        "sfn",
+        "describe_state_machine",
+        "AccessDeniedException",
+        400,
+        f"destination.state_machine_arn: access denied to state machine {SM_ARN}; the caller needs "
+        "states:DescribeStateMachine and states:StartExecution on it and states:DescribeExecution on its "
+        "executions",
+    ),
+    "sm-other": (
+        "sfn",
+        "describe_state_machine",
+        "ThrottlingException",
+        400,
+        f"destination.state_machine_arn: cannot reach state machine {SM_ARN}: ThrottlingException",
+    ),
+    "project-missing": (
+        "pinpoint",
+        "get_import_jobs",
+        "NotFoundException",
+        404,
+        f"destination.application_id: Pinpoint has no project {h.APP_ID} (NotFoundException)",
+    ),
+    "project-bad-request": (
+        "pinpoint",
+        "get_import_jobs",
+        "BadRequestException",
+        400,
+        f"destination.application_id: Pinpoint has no project {h.APP_ID} (BadRequestException)",
+    ),
+    "project-denied": (
+        "pinpoint",
+        "get_import_jobs",
+        "ForbiddenException",
+        403,
+        f"destination.application_id: access denied to Pinpoint project {h.APP_ID}; the caller needs "
+        "mobiletargeting:GetImportJobs, mobiletargeting:CreateImportJob and "
+        "mobiletargeting:GetImportJob on it, and iam:PassRole on destination.import_role_arn",
+    ),
+    "project-other": (
+        "pinpoint",
+        "get_import_jobs",
+        "TooManyRequestsException",
+        429,
+        f"destination.application_id: cannot reach Pinpoint project {h.APP_ID}: TooManyRequestsException",
+    ),
 }
 
 
@@ -486,8 +759,9 @@ def test_preflight_says_when_there_are_no_credentials(aws_stub, service):
     clients[service] = Recorder(clients[service], **{method[service]: NoCredentialsError()})
     with pytest.raises(ConfigError) as err:
         make("direct" if service == "pinpoint" else "stack", **clients).preflight()
-    assert str(err.value) == ("no AWS credentials for the pinpoint destination (set a profile, role or AWS_* "
-                              "environment variables)")
+    assert str(err.value) == (
+        "no AWS credentials for the pinpoint destination (set a profile, role or AWS_* environment variables)"
+    )
 
 
 @pytest.mark.parametrize("service", ["s3", "stepfunctions", "pinpoint"])
@@ -511,27 +785,48 @@ def test_preflight_reports_an_unreachable_endpoint_by_setting(aws_stub, service)
 
 # --------------------------------------------------------------------------- verdicts (no AWS)
 def rec(status="COMPLETED", failures=0, job_id="j1", processed=10, messages=(), arn=None) -> JobRecord:
-    return JobRecord(job_id=job_id, status=status, total_processed=processed, total_failures=failures,
-                     failures=list(messages), execution_arn=arn)
+    return JobRecord(
+        job_id=job_id,
+        status=status,
+        total_processed=processed,
+        total_failures=failures,
+        failures=list(messages),
+        execution_arn=arn,
+    )
 
 
-@pytest.mark.parametrize("record, expected", [
-    (rec("COMPLETED", 0), True), (rec("COMPLETED", None), True), (rec("COMPLETED", 1), False),
-    (rec("FAILED", 0), False), (rec("PROCESSING", 0), False),
-], ids=["completed", "completed-no-count", "completed-with-failures", "failed", "processing"])
+@pytest.mark.parametrize(
+    "record, expected",
+    [
+        (rec("COMPLETED", 0), True),
+        (rec("COMPLETED", None), True),
+        (rec("COMPLETED", 1), False),
+        (rec("FAILED", 0), False),
+        (rec("PROCESSING", 0), False),
+    ],
+    ids=["completed", "completed-no-count", "completed-with-failures", "failed", "processing"],
+)
 def test_a_job_is_ok_only_completed_without_failures(record, expected):
     assert pp._job_ok(record) is expected
 
 
-@pytest.mark.parametrize("record, text", [
-    (rec("COMPLETED", 2, processed=10),
-     "import job j1 completed but rejected 2 endpoint(s) of 10; see the job's failures in `lakeseg history`"),
-    (rec("COMPLETED", 2, processed=10, arn="arn:x"),
-     "import job j1 completed but rejected 2 endpoint(s) of 10 (execution arn:x); see the job's failures in "
-     "`lakeseg history`"),
-    (rec("FAILED", 0), "import job j1 FAILED"),
-    (rec("FAILED", 0, job_id="", arn="arn:x"), "import job (none) FAILED (execution arn:x)"),
-], ids=["completed-with-rejections", "with-execution", "failed", "no-job-id"])
+@pytest.mark.parametrize(
+    "record, text",
+    [
+        (
+            rec("COMPLETED", 2, processed=10),
+            "import job j1 completed but rejected 2 endpoint(s) of 10; see the job's failures in `lakeseg history`",
+        ),
+        (
+            rec("COMPLETED", 2, processed=10, arn="arn:x"),
+            "import job j1 completed but rejected 2 endpoint(s) of 10 (execution arn:x); see the job's failures in "
+            "`lakeseg history`",
+        ),
+        (rec("FAILED", 0), "import job j1 FAILED"),
+        (rec("FAILED", 0, job_id="", arn="arn:x"), "import job (none) FAILED (execution arn:x)"),
+    ],
+    ids=["completed-with-rejections", "with-execution", "failed", "no-job-id"],
+)
 def test_a_job_is_described_in_one_line(record, text):
     assert pp._describe(record) == text
 
@@ -551,28 +846,40 @@ def test_outcome_of_refused_endpoints_carries_their_count_and_messages(status):
     record = rec(status, 2, messages=["line 2: bad", "line 3: bad"])
     outcome = pp._outcome(record, None)
     assert (outcome.ok, outcome.error, outcome.refused_rows, outcome.messages) == (
-        False, None, 2, ["line 2: bad", "line 3: bad"])
+        False,
+        None,
+        2,
+        ["line 2: bad", "line 3: bad"],
+    )
     assert outcome.refused and outcome.record is record
     assert outcome.messages is not record.failures
 
 
-@pytest.mark.parametrize("record, text", [
-    (rec("FAILED", 0), "import job j1 FAILED"),
-    (rec("FAILED", None), "import job j1 FAILED"),
-    (rec("PROCESSING", 3), "import job j1 PROCESSING"),
-], ids=["failed-no-failures", "failed-no-count", "not-terminal"])
+@pytest.mark.parametrize(
+    "record, text",
+    [
+        (rec("FAILED", 0), "import job j1 FAILED"),
+        (rec("FAILED", None), "import job j1 FAILED"),
+        (rec("PROCESSING", 3), "import job j1 PROCESSING"),
+    ],
+    ids=["failed-no-failures", "failed-no-count", "not-terminal"],
+)
 def test_outcome_of_a_failed_job_is_an_error(record, text):
     outcome = pp._outcome(record, None)
     assert (outcome.ok, outcome.error, outcome.refused_rows) == (False, text, 0)
 
 
-@pytest.mark.parametrize("record, error, platform_failed", [
-    (rec("FAILED", 0), None, True),
-    (rec("FAILED", None), "import job j1 FAILED (States.TaskFailed)", True),
-    (rec("FAILED", 0, job_id=""), "import tail execution arn:x ended FAILED", False),
-    (rec("PROCESSING", 0), "import job j1 still PROCESSING after 5 s", False),
-    (rec("COMPLETED", 0), "boom", False),
-], ids=["direct-failed", "tail-failed", "no-job-created", "gave-up-waiting", "an-error"])
+@pytest.mark.parametrize(
+    "record, error, platform_failed",
+    [
+        (rec("FAILED", 0), None, True),
+        (rec("FAILED", None), "import job j1 FAILED (States.TaskFailed)", True),
+        (rec("FAILED", 0, job_id=""), "import tail execution arn:x ended FAILED", False),
+        (rec("PROCESSING", 0), "import job j1 still PROCESSING after 5 s", False),
+        (rec("COMPLETED", 0), "boom", False),
+    ],
+    ids=["direct-failed", "tail-failed", "no-job-created", "gave-up-waiting", "an-error"],
+)
 def test_only_an_import_job_that_pinpoint_ended_failed_is_the_platforms_verdict(record, error, platform_failed):
     # Given a job's record and the error lakeseg met, if any
     # When it becomes an outcome
@@ -582,46 +889,80 @@ def test_only_an_import_job_that_pinpoint_ended_failed_is_the_platforms_verdict(
 
 
 def test_segment_dimensions_select_in_segment_values():
-    dims = segment_dimensions({"User.UserAttributes.HasClicked": ("Yes",), "User.UserAttributes.Tier": ("a", "b"),
-                               "Attributes.Plan": ("gold",), "Attributes.Region": ("eu",)})
+    dims = segment_dimensions(
+        {
+            "User.UserAttributes.HasClicked": ("Yes",),
+            "User.UserAttributes.Tier": ("a", "b"),
+            "Attributes.Plan": ("gold",),
+            "Attributes.Region": ("eu",),
+        }
+    )
     assert dims == {
-        "UserAttributes": {"HasClicked": {"AttributeType": "INCLUSIVE", "Values": ["Yes"]},
-                           "Tier": {"AttributeType": "INCLUSIVE", "Values": ["a", "b"]}},
-        "Attributes": {"Plan": {"AttributeType": "INCLUSIVE", "Values": ["gold"]},
-                       "Region": {"AttributeType": "INCLUSIVE", "Values": ["eu"]}},
+        "UserAttributes": {
+            "HasClicked": {"AttributeType": "INCLUSIVE", "Values": ["Yes"]},
+            "Tier": {"AttributeType": "INCLUSIVE", "Values": ["a", "b"]},
+        },
+        "Attributes": {
+            "Plan": {"AttributeType": "INCLUSIVE", "Values": ["gold"]},
+            "Region": {"AttributeType": "INCLUSIVE", "Values": ["eu"]},
+        },
     }
 
 
 def test_an_attribute_name_is_everything_after_the_first_dot():
     assert segment_dimensions({"Attributes.plan.tier": ("gold",)}) == {
-        "Attributes": {"plan.tier": {"AttributeType": "INCLUSIVE", "Values": ["gold"]}}}
+        "Attributes": {"plan.tier": {"AttributeType": "INCLUSIVE", "Values": ["gold"]}}
+    }
 
 
-@pytest.mark.parametrize("field, values, message", [
-    ("Metrics.score", ("1",), "segment_values: Metrics.score cannot select a dynamic segment (use a "
-                              "User.UserAttributes.* or Attributes.* field)"),
-    ("Attributes.", ("1",), "segment_values: Attributes. cannot select a dynamic segment (use a "
-                            "User.UserAttributes.* or Attributes.* field)"),
-    ("User.Plan", ("1",), "segment_values: User.Plan cannot select a dynamic segment (use a "
-                          "User.UserAttributes.* or Attributes.* field)"),
-    ("Attributes.Plan", (), "segment_values: Attributes.Plan lists no value"),
-    ("User.UserAttributes.Plan", (), "segment_values: User.UserAttributes.Plan lists no value"),
-], ids=["metric", "attribute-without-name", "user-field", "no-attribute-value", "no-user-attribute-value"])
+@pytest.mark.parametrize(
+    "field, values, message",
+    [
+        (
+            "Metrics.score",
+            ("1",),
+            "segment_values: Metrics.score cannot select a dynamic segment (use a "
+            "User.UserAttributes.* or Attributes.* field)",
+        ),
+        (
+            "Attributes.",
+            ("1",),
+            "segment_values: Attributes. cannot select a dynamic segment (use a "
+            "User.UserAttributes.* or Attributes.* field)",
+        ),
+        (
+            "User.Plan",
+            ("1",),
+            "segment_values: User.Plan cannot select a dynamic segment (use a "
+            "User.UserAttributes.* or Attributes.* field)",
+        ),
+        ("Attributes.Plan", (), "segment_values: Attributes.Plan lists no value"),
+        ("User.UserAttributes.Plan", (), "segment_values: User.UserAttributes.Plan lists no value"),
+    ],
+    ids=["metric", "attribute-without-name", "user-field", "no-attribute-value", "no-user-attribute-value"],
+)
 def test_segment_dimensions_refuse_what_cannot_select(field, values, message):
     with pytest.raises(ValueError) as err:
         segment_dimensions({field: values})
     assert str(err.value) == message
 
 
-@pytest.mark.parametrize("status, running", [("CREATED", True), ("PROCESSING", True), ("INITIALIZING", True),
-                                             ("COMPLETED", False), ("FAILED", False)])
+@pytest.mark.parametrize(
+    "status, running",
+    [("CREATED", True), ("PROCESSING", True), ("INITIALIZING", True), ("COMPLETED", False), ("FAILED", False)],
+)
 def test_a_listed_job_runs_until_completed_or_failed(status, running):
     assert pp._running({"JobStatus": status}) is running
 
 
 def test_the_job_for_a_folder_is_the_first_listed_for_exactly_that_url():
-    jobs = [{"Id": "a", "Definition": None}, {"Id": "b"}, {"Id": "c", "Definition": {"S3Url": FOLDER + "x/"}},
-            {"Id": 7, "Definition": {"S3Url": FOLDER}}, {"Id": "e", "Definition": {"S3Url": FOLDER}}]
+    jobs = [
+        {"Id": "a", "Definition": None},
+        {"Id": "b"},
+        {"Id": "c", "Definition": {"S3Url": FOLDER + "x/"}},
+        {"Id": 7, "Definition": {"S3Url": FOLDER}},
+        {"Id": "e", "Definition": {"S3Url": FOLDER}},
+    ]
     assert pp._job_for(jobs, FOLDER) == "7"
     assert pp._job_for(jobs[:3], FOLDER) is None
 
@@ -636,15 +977,18 @@ def test_stack_delivery_uploads_starts_one_execution_and_reads_its_report(aws_st
     # given no import in flight, no execution of this job yet, and an import tail that succeeds
     caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
     f = csv_file(tmp_path)
-    expect_list_jobs(aws_stub.pinpoint)                                     # earlier runs' jobs: none
-    expect_running_executions(aws_stub.sfn)                                 # earlier runs' executions: none
-    expect_no_execution(aws_stub.sfn)                                       # this job's: not started
-    expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")               # the bucket's default encryption
+    expect_list_jobs(aws_stub.pinpoint)  # earlier runs' jobs: none
+    expect_running_executions(aws_stub.sfn)  # earlier runs' executions: none
+    expect_no_execution(aws_stub.sfn)  # this job's: not started
+    expect_put(aws_stub.s3, f"{BASE}/part-1/part-00001.csv")  # the bucket's default encryption
     expect_list_jobs(aws_stub.pinpoint, h.job_response("other", "PROCESSING", "s3://x/y/"))  # a free slot
     expect_start(aws_stub.sfn, start_input(PollSeconds=0, MaxPolls=8700))
     expect_execution(aws_stub.sfn, "RUNNING")
-    expect_execution(aws_stub.sfn, "SUCCEEDED", output=report(
-        JobId="job-1", JobStatus="COMPLETED", TotalProcessed=2, TotalFailures=0, Failures=[]))
+    expect_execution(
+        aws_stub.sfn,
+        "SUCCEEDED",
+        output=report(JobId="job-1", JobStatus="COMPLETED", TotalProcessed=2, TotalFailures=0, Failures=[]),
+    )
     sleeps: list = []
     s3 = Recorder(aws_client("s3"))
     seen, progress = progress_log()
@@ -652,16 +996,18 @@ def test_stack_delivery_uploads_starts_one_execution_and_reads_its_report(aws_st
     result = make("stack", s3=s3, sleeps=sleeps).deliver(delivery([f]), progress)
     # then confirmed with the job's numbers, the execution named after run, segment and part
     assert (result.confirmed, result.errors, result.location) == (True, [], f"s3://{BUCKET}/{BASE}/")
-    assert result.jobs == [JobRecord(job_id="job-1", status="COMPLETED", total_processed=2, total_failures=0,
-                                     failures=[], execution_arn=EXEC_ARN)]
+    assert result.jobs == [
+        JobRecord(
+            job_id="job-1", status="COMPLETED", total_processed=2, total_failures=0, failures=[], execution_arn=EXEC_ARN
+        )
+    ]
     # and it polled once at the shortest interval, reporting progress
     assert sleeps == [0.02]
     assert seen == [(f"{SEG}: uploading", 1, 1), (f"{SEG}: importing", 0, 1), (f"{SEG}: importing", 1, 1)]
-    (args, kwargs), = s3.uploads
+    ((args, kwargs),) = s3.uploads
     assert args == (str(f), BUCKET, f"{BASE}/part-1/part-00001.csv")
     assert kwargs["ExtraArgs"] == {"ContentType": "text/csv; charset=utf-8"}
-    assert (kwargs["Config"].multipart_threshold, kwargs["Config"].multipart_chunksize) == (64 * 1024 ** 2,
-                                                                                           16 * 1024 ** 2)
+    assert (kwargs["Config"].multipart_threshold, kwargs["Config"].multipart_chunksize) == (64 * 1024**2, 16 * 1024**2)
     assert f"pinpoint: {SEG} part 1: started execution {EXEC_NAME}" in caplog.messages
 
 
@@ -671,31 +1017,44 @@ def test_uploads_use_the_kms_key_and_the_multipart_settings(aws_stub, tmp_path):
     for f in files:
         expect_put(aws_stub.s3, f"{BASE}/part-1/{f.name}", ServerSideEncryption="aws:kms", SSEKMSKeyId="alias/k")
     s3 = Recorder(aws_client("s3"))
-    dest = make("stack", s3=s3, kms_key_id="alias/k", multipart_threshold=6 * 1024 ** 2,
-                multipart_chunksize=7 * 1024 ** 2)
+    dest = make("stack", s3=s3, kms_key_id="alias/k", multipart_threshold=6 * 1024**2, multipart_chunksize=7 * 1024**2)
     seen, progress = progress_log()
     tracker = pp.JobProgress(progress, SEG, 2, 1)
     # when one job's files are uploaded
     dest._upload(BUCKET, pp.Job("1", tuple(files)), f"{BASE}/part-1/", tracker)
     # then each is encrypted with the key, uploaded with those settings, and counted
     assert [kw["ExtraArgs"] for _, kw in s3.uploads] == [
-        {"ContentType": "text/csv; charset=utf-8", "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/k"}] * 2
+        {"ContentType": "text/csv; charset=utf-8", "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/k"}
+    ] * 2
     assert {(kw["Config"].multipart_threshold, kw["Config"].multipart_chunksize) for _, kw in s3.uploads} == {
-        (6 * 1024 ** 2, 7 * 1024 ** 2)}
+        (6 * 1024**2, 7 * 1024**2)
+    }
     assert seen == [(f"{SEG}: uploading", 1, 2), (f"{SEG}: uploading", 2, 2)]
 
 
-@pytest.mark.parametrize("poll_seconds, timeout, extra", [
-    (None, 100, {}),
-    (30, 100, {"PollSeconds": 30, "MaxPolls": 4}),
-    (30, 90, {"PollSeconds": 30, "MaxPolls": 3}),
-    (0, 0, {"PollSeconds": 0, "MaxPolls": 1}),
-    (0, 5.5, {"PollSeconds": 0, "MaxPolls": 6}),
-    (1, 10 ** 9, {"PollSeconds": 1, "MaxPolls": 8700}),
-    (7200, 10 ** 9, {"PollSeconds": 7200, "MaxPolls": 4379}),
-    (8759, 10 ** 9, {"PollSeconds": 8759, "MaxPolls": 3600}),  # (365 days - 1 hour) / 8759 s is exactly 3600
-], ids=["tail-default", "timeout-over-interval", "exact-multiple", "at-least-one-poll", "no-interval",
-        "tail-bound", "execution-time-limit", "execution-time-limit-exactly"])
+@pytest.mark.parametrize(
+    "poll_seconds, timeout, extra",
+    [
+        (None, 100, {}),
+        (30, 100, {"PollSeconds": 30, "MaxPolls": 4}),
+        (30, 90, {"PollSeconds": 30, "MaxPolls": 3}),
+        (0, 0, {"PollSeconds": 0, "MaxPolls": 1}),
+        (0, 5.5, {"PollSeconds": 0, "MaxPolls": 6}),
+        (1, 10**9, {"PollSeconds": 1, "MaxPolls": 8700}),
+        (7200, 10**9, {"PollSeconds": 7200, "MaxPolls": 4379}),
+        (8759, 10**9, {"PollSeconds": 8759, "MaxPolls": 3600}),  # (365 days - 1 hour) / 8759 s is exactly 3600
+    ],
+    ids=[
+        "tail-default",
+        "timeout-over-interval",
+        "exact-multiple",
+        "at-least-one-poll",
+        "no-interval",
+        "tail-bound",
+        "execution-time-limit",
+        "execution-time-limit-exactly",
+    ],
+)
 def test_the_execution_polls_as_long_as_lakeseg_waits(aws_stub, poll_seconds, timeout, extra):
     # given a poll interval and timeout, then the input tells the tail how often and how long to poll
     expect_start(aws_stub.sfn, start_input(**extra))
@@ -707,7 +1066,8 @@ def test_the_execution_polls_as_long_as_lakeseg_waits(aws_stub, poll_seconds, ti
 def test_the_execution_input_carries_a_configured_role(aws_stub):
     expect_start(aws_stub.sfn, start_input(RoleArn="arn:aws:iam::1:role/r"))
     make("stack", import_role_arn="arn:aws:iam::1:role/r", poll_seconds=None)._start_execution(
-        delivery(), pp.Job("1", ()), FOLDER, EXEC_NAME, "arn:computed")
+        delivery(), pp.Job("1", ()), FOLDER, EXEC_NAME, "arn:computed"
+    )
 
 
 def test_an_execution_started_meanwhile_is_attached_to(aws_stub, caplog):
@@ -715,8 +1075,9 @@ def test_an_execution_started_meanwhile_is_attached_to(aws_stub, caplog):
     caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
     error(aws_stub.sfn, "start_execution", "ExecutionAlreadyExists")
     # when started, then the computed ARN of that execution is used, and the log says so
-    arn = make("stack", poll_seconds=None)._start_execution(delivery(), pp.Job("1", ()), FOLDER, EXEC_NAME,
-                                                            "arn:computed")
+    arn = make("stack", poll_seconds=None)._start_execution(
+        delivery(), pp.Job("1", ()), FOLDER, EXEC_NAME, "arn:computed"
+    )
     assert arn == "arn:computed"
     assert caplog.messages == [f"pinpoint: {SEG} part 1: execution {EXEC_NAME} already exists; attaching"]
 
@@ -728,8 +1089,9 @@ def test_a_job_whose_execution_was_started_meanwhile_waits_for_that_execution(aw
     error(aws_stub.sfn, "start_execution", "ExecutionAlreadyExists")
     expect_execution(aws_stub.sfn, "SUCCEEDED", output=report(JobId="job-1", JobStatus="COMPLETED", TotalFailures=0))
     # when the job runs, then it waits for that execution (by its ARN) and takes its verdict
-    outcome = make("stack", pinpoint=None).run_job(delivery(), pp.Job("1", (csv_file(tmp_path),)),
-                                                   pp.JobProgress(None, SEG, 1, 1))
+    outcome = make("stack", pinpoint=None).run_job(
+        delivery(), pp.Job("1", (csv_file(tmp_path),)), pp.JobProgress(None, SEG, 1, 1)
+    )
     assert outcome.ok and outcome.record.execution_arn == EXEC_ARN
 
 
@@ -737,8 +1099,12 @@ def test_a_throttled_start_is_retried_after_a_backoff(aws_stub):
     error(aws_stub.sfn, "start_execution", "ThrottlingException")
     expect_start(aws_stub.sfn, start_input())
     sleeps: list = []
-    assert make("stack", poll_seconds=None, sleeps=sleeps)._start_execution(
-        delivery(), pp.Job("1", ()), FOLDER, EXEC_NAME, "arn:computed") == EXEC_ARN
+    assert (
+        make("stack", poll_seconds=None, sleeps=sleeps)._start_execution(
+            delivery(), pp.Job("1", ()), FOLDER, EXEC_NAME, "arn:computed"
+        )
+        == EXEC_ARN
+    )
     assert sleeps == [0]
 
 
@@ -751,8 +1117,10 @@ def test_a_start_refused_otherwise_fails_the_job(aws_stub, tmp_path, caplog):
     dest = make("stack", pinpoint=None)
     # when the job runs, then it fails with the code and the message, and no slot stays taken
     outcome = dest.run_job(delivery(), pp.Job("1", (csv_file(tmp_path),)), pp.JobProgress(None, SEG, 1, 1))
-    assert outcome.error == ("StateMachineDoesNotExist: An error occurred (StateMachineDoesNotExist) when calling "
-                             "the StartExecution operation: gone")
+    assert outcome.error == (
+        "StateMachineDoesNotExist: An error occurred (StateMachineDoesNotExist) when calling "
+        "the StartExecution operation: gone"
+    )
     assert (outcome.record.job_id, outcome.record.status, outcome.ok) == ("", "ERROR", False)
     assert all(dest._slots.acquire(blocking=False) for _ in range(2))
     assert caplog.messages == [f"pinpoint: {SEG} part 1 failed: StateMachineDoesNotExist"]
@@ -772,8 +1140,9 @@ def test_an_existing_execution_is_attached_to_not_started_again(aws_stub, tmp_pa
     # then its verdict is read, the files count as uploaded, and the log says why nothing was imported
     assert outcome.ok and outcome.record.job_id == "job-1"
     assert seen[0] == (f"{SEG}: uploading", 2, 2)
-    assert caplog.messages[0] == (f"pinpoint: {SEG} part 1: attaching to execution {EXEC_NAME} ({status}), "
-                                  "not importing again")
+    assert caplog.messages[0] == (
+        f"pinpoint: {SEG} part 1: attaching to execution {EXEC_NAME} ({status}), not importing again"
+    )
 
 
 @pytest.mark.parametrize("code", ["ExecutionDoesNotExist", "ResourceNotFound"])
@@ -785,8 +1154,9 @@ def test_an_execution_that_does_not_exist_is_none(aws_stub, code):
 def test_a_describe_refused_otherwise_fails_the_job(aws_stub, tmp_path):
     expect_no_execution(aws_stub.sfn, code="AccessDeniedException")
     outcome = make("stack").run_job(delivery(), pp.Job("1", (csv_file(tmp_path),)), pp.JobProgress(None, SEG, 1, 1))
-    assert outcome.error.startswith("AccessDeniedException: An error occurred (AccessDeniedException) when calling "
-                                    "the DescribeExecution operation")
+    assert outcome.error.startswith(
+        "AccessDeniedException: An error occurred (AccessDeniedException) when calling the DescribeExecution operation"
+    )
 
 
 def test_an_unreachable_service_fails_the_job_with_its_message(tmp_path):
@@ -807,13 +1177,17 @@ def test_an_execution_still_running_at_the_timeout_is_not_confirmed(aws_stub):
     assert described["status"] == "WAIT_TIMEOUT" and described["executionArn"] == EXEC_ARN
     assert seen == [(f"{SEG}: importing", 0, 1)]
     record, err = dest._record_from_execution(EXEC_ARN, described)
-    assert err == (f"import tail execution {EXEC_ARN} still running after 0 s; it may still import (the rows are "
-                   "resent next run)")
+    assert err == (
+        f"import tail execution {EXEC_ARN} still running after 0 s; it may still import (the rows are resent next run)"
+    )
     assert (record.job_id, record.status) == ("", "EXECUTION_WAIT_TIMEOUT")
 
 
-@pytest.mark.parametrize("poll_seconds, interval", [(None, 15.0), (0, 0.02), (5, 5), (600, 60.0)],
-                         ids=["default", "floor", "configured", "ceiling"])
+@pytest.mark.parametrize(
+    "poll_seconds, interval",
+    [(None, 15.0), (0, 0.02), (5, 5), (600, 60.0)],
+    ids=["default", "floor", "configured", "ceiling"],
+)
 def test_polls_wait_the_interval_between_status_checks(aws_stub, poll_seconds, interval):
     expect_execution(aws_stub.sfn, "RUNNING")
     expect_execution(aws_stub.sfn, "FAILED")
@@ -824,12 +1198,16 @@ def test_polls_wait_the_interval_between_status_checks(aws_stub, poll_seconds, i
 
 def test_the_execution_arn_is_derived_from_the_state_machine_arn():
     assert make("stack")._execution_arn("n") == f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:execution:lakeseg-import-tail:n"
-    assert make("stack", state_machine_arn=SM_ARN + ":live")._execution_arn("n").endswith(
-        ":execution:lakeseg-import-tail:n")
+    assert (
+        make("stack", state_machine_arn=SM_ARN + ":live")
+        ._execution_arn("n")
+        .endswith(":execution:lakeseg-import-tail:n")
+    )
     # a state machine named "stateMachine", addressed through an alias
     named = f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:stateMachine:stateMachine:live"
     assert make("stack", state_machine_arn=named)._execution_arn("n") == (
-        f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:execution:stateMachine:n")
+        f"arn:aws:states:{h.REGION}:{h.ACCOUNT}:execution:stateMachine:n"
+    )
     with pytest.raises(ConfigError) as err:
         make("stack", state_machine_arn="arn:aws:lambda:x")._execution_arn("n")
     assert str(err.value) == "destination.state_machine_arn is not a state machine ARN: arn:aws:lambda:x"
@@ -847,61 +1225,132 @@ def verdict(status: str, raw: str | None = None, error_name: str | None = None, 
 
 def test_a_succeeded_execution_reports_the_job(caplog):
     caplog.set_level(logging.DEBUG, logger="sync.destinations.pinpoint")
-    record, err = verdict("SUCCEEDED", report(JobId="j1", JobStatus="COMPLETED", TotalProcessed=5, TotalFailures=0,
-                                              Failures=["x", 3]))
+    record, err = verdict(
+        "SUCCEEDED", report(JobId="j1", JobStatus="COMPLETED", TotalProcessed=5, TotalFailures=0, Failures=["x", 3])
+    )
     assert err is None
-    assert record == JobRecord(job_id="j1", status="COMPLETED", total_processed=5, total_failures=0,
-                               failures=["x", "3"], execution_arn=EXEC_ARN)
-    assert caplog.messages == [f"pinpoint: execution {EXEC_ARN} report: {{'JobId': 'j1', 'JobStatus': 'COMPLETED', "
-                               "'TotalProcessed': 5, 'TotalFailures': 0, 'Failures': ['x', 3]}"]
+    assert record == JobRecord(
+        job_id="j1",
+        status="COMPLETED",
+        total_processed=5,
+        total_failures=0,
+        failures=["x", "3"],
+        execution_arn=EXEC_ARN,
+    )
+    assert caplog.messages == [
+        f"pinpoint: execution {EXEC_ARN} report: {{'JobId': 'j1', 'JobStatus': 'COMPLETED', "
+        "'TotalProcessed': 5, 'TotalFailures': 0, 'Failures': ['x', 3]}"
+    ]
 
 
 @pytest.mark.parametrize("raw", [None, "", "not json", "[1, 2]"], ids=["none", "empty", "not-json", "not-a-dict"])
 def test_a_succeeded_execution_without_a_report_is_accepted_as_such(raw):
     record, err = verdict("SUCCEEDED", raw)
     assert err is None
-    assert record == JobRecord(job_id="", status="EXECUTION_SUCCEEDED", total_processed=None, total_failures=None,
-                               failures=[], execution_arn=EXEC_ARN)
+    assert record == JobRecord(
+        job_id="",
+        status="EXECUTION_SUCCEEDED",
+        total_processed=None,
+        total_failures=None,
+        failures=[],
+        execution_arn=EXEC_ARN,
+    )
 
 
 def test_a_failed_execution_reads_its_report_from_the_cause_not_the_output():
-    record, err = make("stack")._record_from_execution(EXEC_ARN, {
-        "status": "FAILED", "output": report(JobId="wrong"), "cause": report(JobId="j1", JobStatus="FAILED",
-                                                                              TotalFailures=2, TotalProcessed=2)})
+    record, err = make("stack")._record_from_execution(
+        EXEC_ARN,
+        {
+            "status": "FAILED",
+            "output": report(JobId="wrong"),
+            "cause": report(JobId="j1", JobStatus="FAILED", TotalFailures=2, TotalProcessed=2),
+        },
+    )
     assert (record.job_id, record.total_failures, err) == ("j1", 2, None)
 
 
 def test_a_succeeded_execution_reads_its_output_not_the_cause():
-    record, _ = make("stack")._record_from_execution(EXEC_ARN, {
-        "status": "SUCCEEDED", "cause": report(JobId="wrong"), "output": report(JobId="j1", JobStatus="COMPLETED")})
+    record, _ = make("stack")._record_from_execution(
+        EXEC_ARN,
+        {"status": "SUCCEEDED", "cause": report(JobId="wrong"), "output": report(JobId="j1", JobStatus="COMPLETED")},
+    )
     assert record.job_id == "j1"
 
 
-@pytest.mark.parametrize("status, raw, error_name, message", [
-    ("FAILED", None, "States.Timeout", f"import tail execution {EXEC_ARN} ended FAILED: States.Timeout"),
-    ("FAILED", "oops", "States.TaskFailed", f"import tail execution {EXEC_ARN} ended FAILED: States.TaskFailed oops"),
-    ("ABORTED", None, None, f"import tail execution {EXEC_ARN} ended ABORTED"),
-    ("TIMED_OUT", "[]", None, f"import tail execution {EXEC_ARN} ended TIMED_OUT: []"),
-    ("FAILED", report(Error={"Error": "Pinpoint.BadRequestException", "Cause": "no role"}), None,
-     f"import tail execution {EXEC_ARN} ended FAILED (Pinpoint.BadRequestException: no role)"),
-    ("FAILED", report(Error={"Cause": "no role"}), None, f"import tail execution {EXEC_ARN} ended FAILED (no role)"),
-    ("FAILED", report(Error="flat", Outcome="FAILED"), None, f"import tail execution {EXEC_ARN} ended FAILED"),
-    ("FAILED", report(JobId="j1", JobStatus="COMPLETED", TotalFailures=0), "Lakeseg.Other",
-     f"import tail execution {EXEC_ARN} ended FAILED"),
-    ("FAILED", report(JobId="j1", JobStatus="FAILED", TotalFailures=0,
-                      Error={"Error": "Lakeseg.ImportStillRunning"}), None,
-     f"import job j1 still running when its execution {EXEC_ARN} stopped polling (MaxPolls); it may still import "
-     "(the rows are resent next run)"),
-    ("FAILED", report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Error={"Error": "Lakeseg.ImportFailed"}),
-     None, f"import job j1 FAILED (execution {EXEC_ARN}) (Lakeseg.ImportFailed)"),
-    ("FAILED", report(JobId="j1", JobStatus="PROCESSING", TotalFailures=3), None,
-     f"import job j1 PROCESSING (execution {EXEC_ARN})"),
-    ("FAILED", report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Error={"Cause": "c"}), None,
-     f"import job j1 FAILED (execution {EXEC_ARN})"),
-    ("FAILED", report(JobId="j1", JobStatus="FAILED"), None, f"import job j1 FAILED (execution {EXEC_ARN})"),
-], ids=["no-report", "cause-not-json", "aborted", "report-not-a-dict", "no-job", "no-job-cause-only", "no-job-flat-error",
-        "job-ok-execution-failed", "still-running", "job-failed", "job-not-ended", "job-failed-unnamed-error",
-        "job-failed-no-failure-count"])
+@pytest.mark.parametrize(
+    "status, raw, error_name, message",
+    [
+        ("FAILED", None, "States.Timeout", f"import tail execution {EXEC_ARN} ended FAILED: States.Timeout"),
+        (
+            "FAILED",
+            "oops",
+            "States.TaskFailed",
+            f"import tail execution {EXEC_ARN} ended FAILED: States.TaskFailed oops",
+        ),
+        ("ABORTED", None, None, f"import tail execution {EXEC_ARN} ended ABORTED"),
+        ("TIMED_OUT", "[]", None, f"import tail execution {EXEC_ARN} ended TIMED_OUT: []"),
+        (
+            "FAILED",
+            report(Error={"Error": "Pinpoint.BadRequestException", "Cause": "no role"}),
+            None,
+            f"import tail execution {EXEC_ARN} ended FAILED (Pinpoint.BadRequestException: no role)",
+        ),
+        (
+            "FAILED",
+            report(Error={"Cause": "no role"}),
+            None,
+            f"import tail execution {EXEC_ARN} ended FAILED (no role)",
+        ),
+        ("FAILED", report(Error="flat", Outcome="FAILED"), None, f"import tail execution {EXEC_ARN} ended FAILED"),
+        (
+            "FAILED",
+            report(JobId="j1", JobStatus="COMPLETED", TotalFailures=0),
+            "Lakeseg.Other",
+            f"import tail execution {EXEC_ARN} ended FAILED",
+        ),
+        (
+            "FAILED",
+            report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Error={"Error": "Lakeseg.ImportStillRunning"}),
+            None,
+            f"import job j1 still running when its execution {EXEC_ARN} stopped polling (MaxPolls); it may still import "
+            "(the rows are resent next run)",
+        ),
+        (
+            "FAILED",
+            report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Error={"Error": "Lakeseg.ImportFailed"}),
+            None,
+            f"import job j1 FAILED (execution {EXEC_ARN}) (Lakeseg.ImportFailed)",
+        ),
+        (
+            "FAILED",
+            report(JobId="j1", JobStatus="PROCESSING", TotalFailures=3),
+            None,
+            f"import job j1 PROCESSING (execution {EXEC_ARN})",
+        ),
+        (
+            "FAILED",
+            report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Error={"Cause": "c"}),
+            None,
+            f"import job j1 FAILED (execution {EXEC_ARN})",
+        ),
+        ("FAILED", report(JobId="j1", JobStatus="FAILED"), None, f"import job j1 FAILED (execution {EXEC_ARN})"),
+    ],
+    ids=[
+        "no-report",
+        "cause-not-json",
+        "aborted",
+        "report-not-a-dict",
+        "no-job",
+        "no-job-cause-only",
+        "no-job-flat-error",
+        "job-ok-execution-failed",
+        "still-running",
+        "job-failed",
+        "job-not-ended",
+        "job-failed-unnamed-error",
+        "job-failed-no-failure-count",
+    ],
+)
 def test_a_failed_execution_says_why(status, raw, error_name, message):
     _, err = verdict(status, raw, error_name)
     assert err == message
@@ -909,31 +1358,53 @@ def test_a_failed_execution_says_why(status, raw, error_name, message):
 
 @pytest.mark.parametrize("job_status, failures", [("FAILED", 2), ("COMPLETED", 1)])
 def test_refused_endpoints_are_left_to_the_shared_layer(job_status, failures):
-    record, err = verdict("FAILED", report(JobId="j1", JobStatus=job_status, TotalFailures=failures,
-                                           Failures=["line 2: bad"], Error={"Error": "Lakeseg.ImportFailed"}))
+    record, err = verdict(
+        "FAILED",
+        report(
+            JobId="j1",
+            JobStatus=job_status,
+            TotalFailures=failures,
+            Failures=["line 2: bad"],
+            Error={"Error": "Lakeseg.ImportFailed"},
+        ),
+    )
     assert err is None and record.total_failures == failures and record.failures == ["line 2: bad"]
 
 
 def test_a_failed_notification_after_a_completed_import_is_accepted_with_a_warning(caplog):
     caplog.set_level(logging.WARNING, logger="sync.destinations.pinpoint")
-    raw = report(JobId="j1", JobStatus="COMPLETED", TotalFailures=0, Outcome="SUCCEEDED",
-                 NotifyError={"Error": "SNS.AuthorizationError"})
+    raw = report(
+        JobId="j1",
+        JobStatus="COMPLETED",
+        TotalFailures=0,
+        Outcome="SUCCEEDED",
+        NotifyError={"Error": "SNS.AuthorizationError"},
+    )
     record, err = verdict("FAILED", raw, "Lakeseg.NotificationFailed")
     assert err is None and record.job_id == "j1"
-    assert caplog.messages == ["pinpoint: import job j1 completed but the SNS notification failed "
-                               "(SNS.AuthorizationError)"]
+    assert caplog.messages == [
+        "pinpoint: import job j1 completed but the SNS notification failed (SNS.AuthorizationError)"
+    ]
     caplog.clear()
-    assert verdict("FAILED", report(JobId="j1", JobStatus="COMPLETED", Outcome="SUCCEEDED"),
-                   "Lakeseg.NotificationFailed")[1] is None
+    assert (
+        verdict("FAILED", report(JobId="j1", JobStatus="COMPLETED", Outcome="SUCCEEDED"), "Lakeseg.NotificationFailed")[
+            1
+        ]
+        is None
+    )
     assert caplog.messages == ["pinpoint: import job j1 completed but the SNS notification failed (None)"]
 
 
 def test_a_failed_notification_of_a_failed_import_is_still_a_failure():
-    _, err = verdict("FAILED", report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Outcome="FAILED"),
-                     "Lakeseg.NotificationFailed")
+    _, err = verdict(
+        "FAILED",
+        report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Outcome="FAILED"),
+        "Lakeseg.NotificationFailed",
+    )
     assert err == f"import job j1 FAILED (execution {EXEC_ARN})"
-    _, err = verdict("FAILED", report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Outcome="SUCCEEDED"),
-                     "Lakeseg.Other")
+    _, err = verdict(
+        "FAILED", report(JobId="j1", JobStatus="FAILED", TotalFailures=0, Outcome="SUCCEEDED"), "Lakeseg.Other"
+    )
     assert err == f"import job j1 FAILED (execution {EXEC_ARN})"
 
 
@@ -947,8 +1418,12 @@ MARKER = f"{BASE}/_jobs/part-1.json"
 
 
 def expect_no_marker(stub, code: str = "NoSuchKey", status: int = 404) -> None:
-    stub.add_client_error("get_object", service_error_code=code, http_status_code=status,
-                          expected_params={"Bucket": BUCKET, "Key": MARKER})
+    stub.add_client_error(
+        "get_object",
+        service_error_code=code,
+        http_status_code=status,
+        expected_params={"Bucket": BUCKET, "Key": MARKER},
+    )
 
 
 def expect_marker(stub, body: bytes) -> None:
@@ -956,30 +1431,56 @@ def expect_marker(stub, body: bytes) -> None:
 
     from botocore.response import StreamingBody
 
-    stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(body), len(body))},
-                      expected_params={"Bucket": BUCKET, "Key": MARKER})
+    stub.add_response(
+        "get_object",
+        {"Body": StreamingBody(io.BytesIO(body), len(body))},
+        expected_params={"Bucket": BUCKET, "Key": MARKER},
+    )
 
 
 def marker_body(job_id: str = "job-d1") -> bytes:
-    return json.dumps({"JobId": job_id, "ApplicationId": h.APP_ID, "RunId": RUN, "Segment": SEG, "Part": "1",
-                       "S3Url": FOLDER}).encode()
+    return json.dumps(
+        {"JobId": job_id, "ApplicationId": h.APP_ID, "RunId": RUN, "Segment": SEG, "Part": "1", "S3Url": FOLDER}
+    ).encode()
 
 
 def expect_marker_written(stub, job_id: str = "job-d1", **sse) -> None:
-    stub.add_response("put_object", {}, expected_params={
-        "Bucket": BUCKET, "Key": MARKER, "Body": marker_body(job_id), "ContentType": "application/json", **sse})
+    stub.add_response(
+        "put_object",
+        {},
+        expected_params={
+            "Bucket": BUCKET,
+            "Key": MARKER,
+            "Body": marker_body(job_id),
+            "ContentType": "application/json",
+            **sse,
+        },
+    )
 
 
 def expect_create(stub, job_id: str = "job-d1") -> None:
-    stub.add_response("create_import_job", {"ImportJobResponse": h.job_response(job_id, "CREATED", FOLDER)},
-                      expected_params={"ApplicationId": h.APP_ID, "ImportJobRequest": {
-                          "S3Url": FOLDER, "RoleArn": h.IMPORT_ROLE_ARN, "Format": "CSV",
-                          "RegisterEndpoints": True, "DefineSegment": False}})
+    stub.add_response(
+        "create_import_job",
+        {"ImportJobResponse": h.job_response(job_id, "CREATED", FOLDER)},
+        expected_params={
+            "ApplicationId": h.APP_ID,
+            "ImportJobRequest": {
+                "S3Url": FOLDER,
+                "RoleArn": h.IMPORT_ROLE_ARN,
+                "Format": "CSV",
+                "RegisterEndpoints": True,
+                "DefineSegment": False,
+            },
+        },
+    )
 
 
 def expect_get(stub, status: str, job_id: str = "job-d1", **extra) -> None:
-    stub.add_response("get_import_job", {"ImportJobResponse": h.job_response(job_id, status, FOLDER, **extra)},
-                      expected_params={"ApplicationId": h.APP_ID, "JobId": job_id})
+    stub.add_response(
+        "get_import_job",
+        {"ImportJobResponse": h.job_response(job_id, status, FOLDER, **extra)},
+        expected_params={"ApplicationId": h.APP_ID, "JobId": job_id},
+    )
 
 
 def run_direct(dest, tmp_path, files=None, progress=None):
@@ -1005,8 +1506,9 @@ def test_direct_delivery_uploads_creates_once_records_the_job_and_waits(aws_stub
     result = make("direct", kms_key_id="k", poll_seconds=5, sleeps=sleeps).deliver(delivery([f]), progress)
     # then confirmed with the job's numbers; the job id was kept next to the folder before waiting
     assert (result.confirmed, result.errors) == (True, [])
-    assert result.jobs == [JobRecord(job_id="job-d1", status="COMPLETED", total_processed=2, total_failures=0,
-                                     failures=[])]
+    assert result.jobs == [
+        JobRecord(job_id="job-d1", status="COMPLETED", total_processed=2, total_failures=0, failures=[])
+    ]
     assert sleeps == [5]
     assert seen == [(f"{SEG}: uploading", 1, 1), (f"{SEG}: importing", 0, 1), (f"{SEG}: importing", 1, 1)]
     assert f"pinpoint: {SEG} part 1: created import job job-d1" in caplog.messages
@@ -1018,7 +1520,8 @@ def test_direct_polls_at_the_configured_interval(aws_stub, poll_seconds, interva
     expect_get(aws_stub.pinpoint, "FAILED")
     sleeps: list = []
     response = make("direct", poll_seconds=poll_seconds, sleeps=sleeps)._wait_import_job(
-        "job-d1", pp.JobProgress(None, SEG, 1, 1))
+        "job-d1", pp.JobProgress(None, SEG, 1, 1)
+    )
     assert sleeps == [interval] and response["JobStatus"] == "FAILED"
 
 
@@ -1026,14 +1529,18 @@ def test_direct_a_throttled_status_check_is_retried(aws_stub):
     error(aws_stub.pinpoint, "get_import_job", "TooManyRequestsException", 429)
     expect_get(aws_stub.pinpoint, "COMPLETED")
     sleeps: list = []
-    assert make("direct", sleeps=sleeps)._wait_import_job("job-d1", pp.JobProgress(None, SEG, 1, 1))[
-        "JobStatus"] == "COMPLETED"
+    assert (
+        make("direct", sleeps=sleeps)._wait_import_job("job-d1", pp.JobProgress(None, SEG, 1, 1))["JobStatus"]
+        == "COMPLETED"
+    )
     assert sleeps == [0]
 
 
-@pytest.mark.parametrize("status, failures, ok, refused", [("COMPLETED", 0, True, 0), ("FAILED", 3, False, 3),
-                                                            ("COMPLETED", 1, False, 1)],
-                         ids=["completed", "failed-with-refusals", "completed-with-refusals"])
+@pytest.mark.parametrize(
+    "status, failures, ok, refused",
+    [("COMPLETED", 0, True, 0), ("FAILED", 3, False, 3), ("COMPLETED", 1, False, 1)],
+    ids=["completed", "failed-with-refusals", "completed-with-refusals"],
+)
 def test_direct_a_job_with_a_marker_is_attached_to(aws_stub, tmp_path, caplog, status, failures, ok, refused):
     # given the marker of an earlier attempt of this run names the job
     caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
@@ -1046,15 +1553,18 @@ def test_direct_a_job_with_a_marker_is_attached_to(aws_stub, tmp_path, caplog, s
     outcome = run_direct(make("direct"), tmp_path, files, progress)
     # then that job's verdict counts
     assert (outcome.ok, outcome.refused_rows, outcome.error) == (ok, refused, None)
-    assert outcome.record == JobRecord(job_id="job-9", status=status, total_processed=4, total_failures=failures,
-                                       failures=["x"] * failures)
+    assert outcome.record == JobRecord(
+        job_id="job-9", status=status, total_processed=4, total_failures=failures, failures=["x"] * failures
+    )
     assert seen[0] == (f"{SEG}: uploading", 2, 2)
     assert caplog.messages[0] == f"pinpoint: {SEG} part 1: attaching to import job job-9, not importing again"
 
 
-@pytest.mark.parametrize("body, job_id", [(b"not json", None), (b'{"Id": "x"}', None), (b'["JobId"]', None),
-                                          (b'{"JobId": ""}', "")],
-                         ids=["not-json", "no-job-id", "not-an-object", "empty-job-id"])
+@pytest.mark.parametrize(
+    "body, job_id",
+    [(b"not json", None), (b'{"Id": "x"}', None), (b'["JobId"]', None), (b'{"JobId": ""}', "")],
+    ids=["not-json", "no-job-id", "not-an-object", "empty-job-id"],
+)
 def test_direct_an_unreadable_marker_means_no_job_yet(aws_stub, body, job_id):
     expect_marker(aws_stub.s3, body)
     assert make("direct")._read_marker(BUCKET, MARKER) == job_id
@@ -1071,8 +1581,9 @@ def test_direct_a_marker_that_cannot_be_read_fails_the_job(aws_stub, tmp_path):
     expect_no_marker(aws_stub.s3, "AccessDenied", 403)
     result = make("direct").deliver(delivery([csv_file(tmp_path)]))
     assert not result.confirmed
-    assert result.errors == [f"{SEG} job 1: AccessDenied: An error occurred (AccessDenied) when calling the "
-                             "GetObject operation: "]
+    assert result.errors == [
+        f"{SEG} job 1: AccessDenied: An error occurred (AccessDenied) when calling the GetObject operation: "
+    ]
 
 
 def test_direct_a_job_already_created_for_the_folder_is_found_not_created_again(aws_stub, tmp_path, caplog):
@@ -1097,11 +1608,15 @@ def test_direct_a_create_that_failed_on_the_server_is_looked_for_not_repeated(aw
     expect_list_jobs(aws_stub.pinpoint, h.job_response("x", "PROCESSING", FOLDER + "other/"))
     # when the job runs, then nothing is retried and the job is not created
     outcome = run_direct(make("direct"), tmp_path)
-    assert outcome.error == (f"CreateImportJob for {FOLDER} failed on the server and no job for that folder "
-                             "exists; the rows are resent next run")
+    assert outcome.error == (
+        f"CreateImportJob for {FOLDER} failed on the server and no job for that folder "
+        "exists; the rows are resent next run"
+    )
     assert (outcome.record.job_id, outcome.record.status) == ("", "NOT_CREATED")
-    assert caplog.messages == [f"pinpoint: {SEG} part 1: CreateImportJob answered InternalServerErrorException; "
-                               "looking for the job before anything else"]
+    assert caplog.messages == [
+        f"pinpoint: {SEG} part 1: CreateImportJob answered InternalServerErrorException; "
+        "looking for the job before anything else"
+    ]
 
 
 def test_direct_a_job_created_despite_a_server_error_is_found_past_the_20th_page(aws_stub, tmp_path):
@@ -1112,8 +1627,12 @@ def test_direct_a_job_created_despite_a_server_error_is_found_past_the_20th_page
     error(aws_stub.pinpoint, "create_import_job", "InternalServerErrorException", 500)
     expect_list_jobs(aws_stub.pinpoint, h.job_response("x0", "COMPLETED", FOLDER + "other/"), next_token="t1")
     for n in range(1, 24):
-        expect_list_jobs(aws_stub.pinpoint, h.job_response(f"x{n}", "COMPLETED", FOLDER + "other/"), token=f"t{n}",
-                         next_token=f"t{n + 1}")
+        expect_list_jobs(
+            aws_stub.pinpoint,
+            h.job_response(f"x{n}", "COMPLETED", FOLDER + "other/"),
+            token=f"t{n}",
+            next_token=f"t{n + 1}",
+        )
     expect_list_jobs(aws_stub.pinpoint, h.job_response("job-7", "PROCESSING", FOLDER), token="t24")
     expect_marker_written(aws_stub.s3, "job-7")
     expect_get(aws_stub.pinpoint, "COMPLETED", "job-7", TotalFailures=0)
@@ -1129,8 +1648,10 @@ def test_direct_a_create_refused_as_a_bad_request_fails_the_job(aws_stub, tmp_pa
     expect_list_jobs(aws_stub.pinpoint)
     error(aws_stub.pinpoint, "create_import_job", "BadRequestException", 400, message="bad role")
     outcome = run_direct(make("direct"), tmp_path)
-    assert outcome.error == ("BadRequestException: An error occurred (BadRequestException) when calling the "
-                             "CreateImportJob operation: bad role")
+    assert outcome.error == (
+        "BadRequestException: An error occurred (BadRequestException) when calling the "
+        "CreateImportJob operation: bad role"
+    )
 
 
 def test_direct_a_throttled_create_is_retried(aws_stub):
@@ -1147,8 +1668,9 @@ def test_direct_a_job_still_running_at_the_timeout_is_not_confirmed(aws_stub, tm
     seen, progress = progress_log()
     # when the job runs, then lakeseg stops waiting, says the import may still happen, and counts no job done
     outcome = run_direct(make("direct", timeout=0), tmp_path, progress=progress)
-    assert outcome.error == ("import job job-d1 still PROCESSING after 0 s; it may still import (the rows are "
-                             "resent next run)")
+    assert outcome.error == (
+        "import job job-d1 still PROCESSING after 0 s; it may still import (the rows are resent next run)"
+    )
     assert outcome.record.status == "PROCESSING"
     assert seen == [(f"{SEG}: uploading", 1, 1), (f"{SEG}: importing", 0, 1)]
 
@@ -1171,8 +1693,12 @@ def test_the_job_list_reads_every_page_to_the_last(aws_stub):
     # Given a project whose import jobs fill 25 pages (issue 22: the list used to stop after 20)
     expect_list_jobs(aws_stub.pinpoint, next_token="t1")
     for n in range(1, 25):
-        expect_list_jobs(aws_stub.pinpoint, h.job_response(f"j{n}", "FAILED"), token=f"t{n}",
-                         next_token=f"t{n + 1}" if n < 24 else None)
+        expect_list_jobs(
+            aws_stub.pinpoint,
+            h.job_response(f"j{n}", "FAILED"),
+            token=f"t{n}",
+            next_token=f"t{n + 1}" if n < 24 else None,
+        )
     # When it is listed, then every page is read
     assert len(make("direct")._list_jobs()) == 24
 
@@ -1216,8 +1742,10 @@ def test_stack_mode_does_not_wait_for_a_slot_it_cannot_count(aws_stub, caplog):
     caplog.set_level(logging.WARNING, logger="sync.destinations.pinpoint")
     error(aws_stub.pinpoint, "get_import_jobs", "ForbiddenException", 403)
     assert make("stack")._wait_for_a_free_job_slot() is None
-    assert caplog.messages == ["pinpoint: cannot count running import jobs (An error occurred (ForbiddenException) "
-                               "when calling the GetImportJobs operation: m)"]
+    assert caplog.messages == [
+        "pinpoint: cannot count running import jobs (An error occurred (ForbiddenException) "
+        "when calling the GetImportJobs operation: m)"
+    ]
 
 
 def test_direct_mode_fails_when_it_cannot_count_running_jobs(aws_stub):
@@ -1243,15 +1771,22 @@ def settle(dest) -> str | None:
 
 def test_an_earlier_runs_job_of_this_segment_holds_the_delivery(aws_stub):
     # given the job list shows, besides jobs that do not matter, one earlier-run job of this segment in flight
-    expect_list_jobs(aws_stub.pinpoint, earlier_job("COMPLETED"), earlier_job(run=RUN),
-                     earlier_job(segment="seg_other"), earlier_job(root="s3://elsewhere/lakeseg/imports"),
-                     h.job_response("odd", "PROCESSING", f"{URL}/{OLD_RUN}"),
-                     earlier_job())
+    expect_list_jobs(
+        aws_stub.pinpoint,
+        earlier_job("COMPLETED"),
+        earlier_job(run=RUN),
+        earlier_job(segment="seg_other"),
+        earlier_job(root="s3://elsewhere/lakeseg/imports"),
+        h.job_response("odd", "PROCESSING", f"{URL}/{OLD_RUN}"),
+        earlier_job(),
+    )
     # when the timeout is 0, then the delivery names that job and imports nothing
     message = settle(make("direct", timeout=0))
-    assert message == (f"{SEG}: an import of an earlier run is still in flight (import job job-000-{SEG} "
-                       f"({URL}/{OLD_RUN}/{SEG}/part-1/)); nothing was imported so that imports stay in order; the "
-                       "rows are resent next run")
+    assert message == (
+        f"{SEG}: an import of an earlier run is still in flight (import job job-000-{SEG} "
+        f"({URL}/{OLD_RUN}/{SEG}/part-1/)); nothing was imported so that imports stay in order; the "
+        "rows are resent next run"
+    )
 
 
 def test_the_delivery_goes_ahead_once_the_earlier_job_ended(aws_stub, caplog):
@@ -1280,9 +1815,14 @@ def test_earlier_executions_of_this_segment_hold_the_delivery(aws_stub):
     # given running executions: this segment's of an earlier run, this run's own, another segment's, unreadable ones
     expect_list_jobs(aws_stub.pinpoint)
     mine = json.dumps({"Segment": SEG})
-    expect_running_executions(aws_stub.sfn, (execution_name(OLD_RUN, SEG, 1), mine), (EXEC_NAME, mine),
-                              ("other", json.dumps({"Segment": "seg_other"})), ("garbled", "{not json"),
-                              ("no-input", None))
+    expect_running_executions(
+        aws_stub.sfn,
+        (execution_name(OLD_RUN, SEG, 1), mine),
+        (EXEC_NAME, mine),
+        ("other", json.dumps({"Segment": "seg_other"})),
+        ("garbled", "{not json"),
+        ("no-input", None),
+    )
     # when the timeout is 0, then the earlier one is named
     message = settle(make("stack", timeout=0))
     arn = f"{SM_ARN.replace('stateMachine', 'execution')}:{execution_name(OLD_RUN, SEG, 1)}"
@@ -1304,9 +1844,11 @@ def test_stack_mode_without_a_job_list_still_waits_for_executions(aws_stub, capl
     expect_running_executions(aws_stub.sfn)
     # when settling, then nothing holds the delivery and the log says what is not waited for
     assert settle(make("stack")) is None
-    assert caplog.messages == ["pinpoint: cannot list import jobs (An error occurred (ForbiddenException) when "
-                               "calling the GetImportJobs operation: m); in-flight imports of earlier runs are not "
-                               "waited for (grant mobiletargeting:GetImportJobs)"]
+    assert caplog.messages == [
+        "pinpoint: cannot list import jobs (An error occurred (ForbiddenException) when "
+        "calling the GetImportJobs operation: m); in-flight imports of earlier runs are not "
+        "waited for (grant mobiletargeting:GetImportJobs)"
+    ]
 
 
 def test_stack_mode_without_a_pinpoint_client_waits_for_executions_only(aws_stub):
@@ -1344,9 +1886,15 @@ DIMS = {"UserAttributes": {"HasClicked": {"AttributeType": "INCLUSIVE", "Values"
 
 
 def pinpoint_segment(seg_id: str, name: str, dims: dict) -> dict:
-    return {"ApplicationId": h.APP_ID, "Arn": f"arn:aws:mobiletargeting:{h.REGION}:{h.ACCOUNT}:apps/x/segments/"
-            f"{seg_id}", "CreationDate": "2026-11-25T03:00:00Z", "Id": seg_id, "Name": name, "Dimensions": dims,
-            "SegmentType": "DIMENSIONAL"}
+    return {
+        "ApplicationId": h.APP_ID,
+        "Arn": f"arn:aws:mobiletargeting:{h.REGION}:{h.ACCOUNT}:apps/x/segments/{seg_id}",
+        "CreationDate": "2026-11-25T03:00:00Z",
+        "Id": seg_id,
+        "Name": name,
+        "Dimensions": dims,
+        "SegmentType": "DIMENSIONAL",
+    }
 
 
 def expect_segments(stub, *items, token=None, next_token=None) -> None:
@@ -1362,9 +1910,18 @@ def test_a_new_dynamic_segment_is_created_with_its_filter_and_tag(aws_stub, capl
     caplog.set_level(logging.INFO, logger="sync.destinations.pinpoint")
     expect_segments(aws_stub.pinpoint, pinpoint_segment("s0", "lakeseg Other", DIMS), next_token="t1")
     expect_segments(aws_stub.pinpoint, token="t1")
-    aws_stub.pinpoint.add_response("create_segment", {"SegmentResponse": pinpoint_segment(
-        "s1", "lakeseg Email clickers", DIMS)}, expected_params={"ApplicationId": h.APP_ID, "WriteSegmentRequest": {
-            "Name": "lakeseg Email clickers", "Dimensions": DIMS, "tags": {"lakeseg:segment": SEG}}})
+    aws_stub.pinpoint.add_response(
+        "create_segment",
+        {"SegmentResponse": pinpoint_segment("s1", "lakeseg Email clickers", DIMS)},
+        expected_params={
+            "ApplicationId": h.APP_ID,
+            "WriteSegmentRequest": {
+                "Name": "lakeseg Email clickers",
+                "Dimensions": DIMS,
+                "tags": {"lakeseg:segment": SEG},
+            },
+        },
+    )
     # when kept, then it is created once, named with the prefix
     assert make("stack", segment_name_prefix="lakeseg ")._keep_segment(segment_delivery()) is None
     assert caplog.messages == ["pinpoint: created dynamic segment 'lakeseg Email clickers'"]
@@ -1376,10 +1933,15 @@ def test_a_dynamic_segment_whose_filter_changed_is_updated(aws_stub, caplog):
     old = {"UserAttributes": {"HasClicked": {"AttributeType": "INCLUSIVE", "Values": ["No"]}}}
     expect_segments(aws_stub.pinpoint, pinpoint_segment("s0", "Other", DIMS), next_token="t1")
     expect_segments(aws_stub.pinpoint, pinpoint_segment("s1", "Email clickers", old), token="t1", next_token="t2")
-    aws_stub.pinpoint.add_response("update_segment", {"SegmentResponse": pinpoint_segment(
-        "s1", "Email clickers", DIMS)}, expected_params={"ApplicationId": h.APP_ID, "SegmentId": "s1",
-                                                         "WriteSegmentRequest": {"Name": "Email clickers",
-                                                                                 "Dimensions": DIMS}})
+    aws_stub.pinpoint.add_response(
+        "update_segment",
+        {"SegmentResponse": pinpoint_segment("s1", "Email clickers", DIMS)},
+        expected_params={
+            "ApplicationId": h.APP_ID,
+            "SegmentId": "s1",
+            "WriteSegmentRequest": {"Name": "Email clickers", "Dimensions": DIMS},
+        },
+    )
     assert make("stack")._keep_segment(segment_delivery()) is None
     assert caplog.messages == ["pinpoint: updated dynamic segment 'Email clickers'"]
 
@@ -1424,14 +1986,25 @@ def test_a_segment_update_that_failed_on_the_server_is_repeated(aws_stub):
     assert err == f"{SEG}: cannot keep segment 'Email clickers': BadRequestException"
 
 
-@pytest.mark.parametrize("dest_kw, kw, message", [
-    ({"pinpoint": None}, {}, "segment_name needs a Pinpoint client"),
-    ({}, {"segment_filter": {}}, f"{SEG}: segment_name is set but meta.lakeseg.segment_values is not: the dynamic "
-                                 "segment needs the values that mean \"in the segment\" (e.g. {HasClicked: [\"Yes\"]})"),
-    ({}, {"segment_filter": {"Metrics.x": ("1",)}},
-     f"{SEG}: segment_values: Metrics.x cannot select a dynamic segment (use a User.UserAttributes.* or Attributes.* "
-     "field)"),
-], ids=["no-client", "no-values", "bad-field"])
+@pytest.mark.parametrize(
+    "dest_kw, kw, message",
+    [
+        ({"pinpoint": None}, {}, "segment_name needs a Pinpoint client"),
+        (
+            {},
+            {"segment_filter": {}},
+            f"{SEG}: segment_name is set but meta.lakeseg.segment_values is not: the dynamic "
+            'segment needs the values that mean "in the segment" (e.g. {HasClicked: ["Yes"]})',
+        ),
+        (
+            {},
+            {"segment_filter": {"Metrics.x": ("1",)}},
+            f"{SEG}: segment_values: Metrics.x cannot select a dynamic segment (use a User.UserAttributes.* or Attributes.* "
+            "field)",
+        ),
+    ],
+    ids=["no-client", "no-values", "bad-field"],
+)
 def test_a_segment_that_cannot_be_kept_says_why_without_any_call(aws_stub, dest_kw, kw, message):
     assert make("stack", **dest_kw)._keep_segment(segment_delivery(**kw)) == message
 
@@ -1447,8 +2020,10 @@ def test_a_delivery_whose_segment_cannot_be_kept_is_not_confirmed(aws_stub, tmp_
     result = make("direct").deliver(d)
     assert result.confirmed is False
     assert [r.job_id for r in result.jobs] == ["job-d1"]
-    assert result.errors == [f"{SEG}: segment_name is set but meta.lakeseg.segment_values is not: the dynamic "
-                             "segment needs the values that mean \"in the segment\" (e.g. {HasClicked: [\"Yes\"]})"]
+    assert result.errors == [
+        f"{SEG}: segment_name is set but meta.lakeseg.segment_values is not: the dynamic "
+        'segment needs the values that mean "in the segment" (e.g. {HasClicked: ["Yes"]})'
+    ]
 
 
 def test_a_failed_delivery_keeps_no_segment(aws_stub, tmp_path):
@@ -1456,8 +2031,9 @@ def test_a_failed_delivery_keeps_no_segment(aws_stub, tmp_path):
     expect_marker(aws_stub.s3, marker_body())
     expect_marker_written(aws_stub.s3)
     expect_get(aws_stub.pinpoint, "FAILED", TotalFailures=0)
-    result = make("direct").deliver(delivery([csv_file(tmp_path)], segment_name="Email clickers",
-                                             segment_filter=IN_SEGMENT))
+    result = make("direct").deliver(
+        delivery([csv_file(tmp_path)], segment_name="Email clickers", segment_filter=IN_SEGMENT)
+    )
     assert result.errors == [f"{SEG} job 1: import job job-d1 FAILED"]
 
 
@@ -1467,8 +2043,9 @@ def test_a_confirmed_delivery_keeps_its_segment(aws_stub, tmp_path):
     expect_marker_written(aws_stub.s3)
     expect_get(aws_stub.pinpoint, "COMPLETED", TotalFailures=0)
     expect_segments(aws_stub.pinpoint, pinpoint_segment("s1", "Email clickers", DIMS))
-    result = make("direct").deliver(delivery([csv_file(tmp_path)], segment_name="Email clickers",
-                                             segment_filter=IN_SEGMENT))
+    result = make("direct").deliver(
+        delivery([csv_file(tmp_path)], segment_name="Email clickers", segment_filter=IN_SEGMENT)
+    )
     assert (result.confirmed, result.errors) == (True, [])
 
 

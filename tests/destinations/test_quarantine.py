@@ -22,17 +22,27 @@ BAD = {"ep-13", "ep-77"}
 
 def refuse_bad(fake: h.FakePinpoint, name_ids: bool, listed: int | None = None):
     """Refuse the rows whose Id is in BAD; Pinpoint's Failures list only the first ``listed`` (all by default)."""
+
     def verdict(job: h.FakeJob) -> dict:
         bucket, _, prefix = job.request["S3Url"][5:].partition("/")
         refused = []
         for key in job.files:
             body = fake.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
             refused += [r["Id"] for r in csv.DictReader(io.StringIO(body)) if r["Id"] in BAD]
-        messages = [f"Endpoint {i} rejected: invalid attribute" if name_ids else "Invalid endpoint in file"
-                    for i in refused][:listed]
+        messages = [
+            f"Endpoint {i} rejected: invalid attribute" if name_ids else "Invalid endpoint in file" for i in refused
+        ][:listed]
         status = "FAILED" if refused else "COMPLETED"
-        return {"JobStatus": status, "TotalProcessed": job.rows, "TotalFailures": len(refused), "Failures": messages,
-                "TotalPieces": 1, "CompletedPieces": 0 if refused else 1, "FailedPieces": 1 if refused else 0}
+        return {
+            "JobStatus": status,
+            "TotalProcessed": job.rows,
+            "TotalFailures": len(refused),
+            "Failures": messages,
+            "TotalPieces": 1,
+            "CompletedPieces": 0 if refused else 1,
+            "FailedPieces": 1 if refused else 0,
+        }
+
     return verdict
 
 
@@ -105,15 +115,24 @@ def test_messages_naming_only_some_refused_rows_do_not_confirm_the_rest(direct_f
 def test_each_refused_row_keeps_the_message_that_names_it(direct_fake, tmp_path):
     # Given Pinpoint refuses ep-1 and ep-13, naming ep-13 first (an Id that contains the other one)
     def verdict(job: h.FakeJob) -> dict:
-        return {"JobStatus": "FAILED", "TotalProcessed": job.rows, "TotalFailures": 2, "TotalPieces": 1,
-                "CompletedPieces": 0, "FailedPieces": 1,
-                "Failures": ["Endpoint ep-13 rejected: Tier too long", "Endpoint ep-1 rejected: Address missing"]}
+        return {
+            "JobStatus": "FAILED",
+            "TotalProcessed": job.rows,
+            "TotalFailures": 2,
+            "TotalPieces": 1,
+            "CompletedPieces": 0,
+            "FailedPieces": 1,
+            "Failures": ["Endpoint ep-13 rejected: Tier too long", "Endpoint ep-1 rejected: Address missing"],
+        }
 
     direct_fake.verdict = verdict
     # When a delivery carries them
     result = direct_destination(direct_fake.client).deliver(
-        delivery([write_csv(tmp_path / "import" / "part-00000.csv", rows=20)]))
+        delivery([write_csv(tmp_path / "import" / "part-00000.csv", rows=20)])
+    )
     # Then each is quarantined with its own message
     assert result.confirmed, result.errors
-    assert result.rejected == {"ep-1": "Endpoint ep-1 rejected: Address missing",
-                               "ep-13": "Endpoint ep-13 rejected: Tier too long"}
+    assert result.rejected == {
+        "ep-1": "Endpoint ep-1 rejected: Address missing",
+        "ep-13": "Endpoint ep-13 rejected: Tier too long",
+    }

@@ -42,13 +42,31 @@ class Build:
 def dbt_build(root: Path, name: str, lake: Path, profiles: Path, *extra: str, project: Path = PROJECT) -> Build:
     build_dir = root / name
     build_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LAKESEG_LAKE_PATH": str(lake), "LAKESEG_BUILD_DIR": str(build_dir),
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env = {
+        **os.environ,
+        "LAKESEG_LAKE_PATH": str(lake),
+        "LAKESEG_BUILD_DIR": str(build_dir),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
     env.pop("DBT_TARGET_PATH", None)
     proc = subprocess.run(
-        [str(BIN / "dbt"), "build", "--project-dir", str(project), "--profiles-dir", str(profiles),
-         "--target-path", str(build_dir / "target"), "--log-path", str(build_dir / "logs"), *extra],
-        env=env, capture_output=True, text=True, check=False,
+        [
+            str(BIN / "dbt"),
+            "build",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(profiles),
+            "--target-path",
+            str(build_dir / "target"),
+            "--log-path",
+            str(build_dir / "logs"),
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return Build(name, build_dir, build_dir / "target", proc.returncode == 0)
 
@@ -101,8 +119,13 @@ class Lakeseg:
         self.report = root / "report" / "index.html"
 
     def env(self, build: Build) -> dict:
-        return {**build.env(), "LAKESEG_STATE_DIR": str(self.state), "LAKESEG_EXPORT_DIR": str(self.exports),
-                "LAKESEG_WORK_DIR": str(self.work), "LAKESEG_REPORT_PATH": str(self.report)}
+        return {
+            **build.env(),
+            "LAKESEG_STATE_DIR": str(self.state),
+            "LAKESEG_EXPORT_DIR": str(self.exports),
+            "LAKESEG_WORK_DIR": str(self.work),
+            "LAKESEG_REPORT_PATH": str(self.report),
+        }
 
     def args(self, build: Build, command: str = "sync") -> list[str]:
         args = ["--project-dir", str(PROJECT), "--profiles-dir", str(self.profiles)]
@@ -111,8 +134,9 @@ class Lakeseg:
         return args
 
     def __call__(self, command: str, build: Build, *extra: str):
-        result = CliRunner().invoke(cli, [command, *self.args(build, command), *extra], env=self.env(build),
-                                    catch_exceptions=False)
+        result = CliRunner().invoke(
+            cli, [command, *self.args(build, command), *extra], env=self.env(build), catch_exceptions=False
+        )
         return result
 
     def json(self, command: str, build: Build, *extra: str) -> tuple[int, dict]:
@@ -122,15 +146,19 @@ class Lakeseg:
     def subprocess(self, command: str, build: Build, *extra: str, env: dict | None = None):
         return subprocess.run(
             [str(BIN / "lakeseg"), command, *self.args(build), *extra],
-            env={**os.environ, **self.env(build), **(env or {})}, capture_output=True, text=True, check=False,
+            env={**os.environ, **self.env(build), **(env or {})},
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
     def deliveries(self) -> list[Path]:
         """Delivered segment folders, oldest run first."""
         if not self.exports.exists():
             return []
-        return sorted(p for run in sorted(self.exports.iterdir()) if not run.name.startswith(".")
-                      for p in run.iterdir())
+        return sorted(
+            p for run in sorted(self.exports.iterdir()) if not run.name.startswith(".") for p in run.iterdir()
+        )
 
     def applied(self) -> dict[str, dict[str, str]]:
         """Replay every delivered import file in run order: the platform's endpoint state."""

@@ -59,9 +59,12 @@ def bad_build(bad_project, lake, profiles_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def check_output(bad_project, profiles_dir):
-    result = CliRunner().invoke(cli, ["check", "--project-dir", str(bad_project), "--profiles-dir",
-                                      str(profiles_dir), "--json"], catch_exceptions=False)
-    return result.exit_code, json.loads(result.stdout[result.stdout.index("{\n"):])
+    result = CliRunner().invoke(
+        cli,
+        ["check", "--project-dir", str(bad_project), "--profiles-dir", str(profiles_dir), "--json"],
+        catch_exceptions=False,
+    )
+    return result.exit_code, json.loads(result.stdout[result.stdout.index("{\n") :])
 
 
 @pytest.mark.parametrize("model,test_name", DATA_RULES, ids=[m for m, _ in DATA_RULES])
@@ -79,8 +82,11 @@ def test_good_segment_passes_dbt_build(bad_build):
     assert good and all(r["status"] in ("success", "pass") for r in good)
 
 
-@pytest.mark.parametrize("model,column,rule,words", METADATA_RULES,
-                         ids=[f"{m}-{r}" + (f"-{c}" if c else "") for m, c, r, _ in METADATA_RULES])
+@pytest.mark.parametrize(
+    "model,column,rule,words",
+    METADATA_RULES,
+    ids=[f"{m}-{r}" + (f"-{c}" if c else "") for m, c, r, _ in METADATA_RULES],
+)
 def test_metadata_rule_breakers_fail_lakeseg_check(check_output, model, column, rule, words):
     code, out = check_output
     assert code == 1
@@ -99,7 +105,9 @@ def test_good_and_data_breakers_pass_lakeseg_check(check_output):
 def test_check_text_names_model_column_and_rule(bad_project, profiles_dir):
     result = CliRunner().invoke(cli, ["check", "--project-dir", str(bad_project), "--profiles-dir", str(profiles_dir)])
     assert result.exit_code == 1
-    assert "seg_bad_field_name.foo: [field-name] 'User.Attributes.Foo' is not a Pinpoint CSV import field" in result.output
+    assert (
+        "seg_bad_field_name.foo: [field-name] 'User.Attributes.Foo' is not a Pinpoint CSV import field" in result.output
+    )
 
 
 def test_the_real_project_passes_check(profiles_dir):
@@ -110,10 +118,23 @@ def test_the_real_project_passes_check(profiles_dir):
 
 def test_nothing_of_a_broken_segment_is_sent(bad_project, bad_build, profiles_dir, tmp_path):
     env = {**bad_build.env(), "LAKESEG_STATE_DIR": str(tmp_path / "state")}
-    result = CliRunner().invoke(cli, ["sync", "--project-dir", str(bad_project), "--profiles-dir", str(profiles_dir),
-                                      "--target-path", str(bad_build.target_path), "--state", str(tmp_path / "state"),
-                                      "--json"], env={**env, "LAKESEG_SYNC_STATE": str(tmp_path / "state")},
-                           catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "sync",
+            "--project-dir",
+            str(bad_project),
+            "--profiles-dir",
+            str(profiles_dir),
+            "--target-path",
+            str(bad_build.target_path),
+            "--state",
+            str(tmp_path / "state"),
+            "--json",
+        ],
+        env={**env, "LAKESEG_SYNC_STATE": str(tmp_path / "state")},
+        catch_exceptions=False,
+    )
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     by_name = {s["segment"]: s for s in report["segments"]}
@@ -124,6 +145,10 @@ def test_nothing_of_a_broken_segment_is_sent(bad_project, bad_build, profiles_di
         assert by_name[model]["status"] in ("refused", "skipped")
         if by_name[model]["status"] == "refused":
             assert f"[{rule}]" in by_name[model]["reason"]
-    delivered = {p.name for run in (bad_project / "build" / "exports").iterdir() for p in run.iterdir()
-                 if not run.name.startswith(".")}
+    delivered = {
+        p.name
+        for run in (bad_project / "build" / "exports").iterdir()
+        for p in run.iterdir()
+        if not run.name.startswith(".")
+    }
     assert delivered == {"seg_good"}

@@ -23,8 +23,10 @@ from tests.e2e.conftest import PROJECT
 
 pytestmark = pytest.mark.e2e
 
-SEGMENTS = {"seg_lifecycle_stage": ("lifecycle_stage", "LifecycleStage"),
-            "seg_active_last_24h": ("logged_in_last_24h", "LoggedInDuringLast24Hours")}
+SEGMENTS = {
+    "seg_lifecycle_stage": ("lifecycle_stage", "LifecycleStage"),
+    "seg_active_last_24h": ("logged_in_last_24h", "LoggedInDuringLast24Hours"),
+}
 SELECTED = [a for s in SEGMENTS for a in ("--select", s)]
 EXPIRY, MARGIN = 14, 3
 
@@ -71,15 +73,27 @@ targets:
       refresh_before_expiry_days: {MARGIN}
       poll_seconds: 0
     guard: {{max_exit_share: 1.0}}  # the simulation moves the data back and forth on purpose
-    state: {tmp_path / 'state'}
-    work_dir: {tmp_path / 'work'}
+    state: {tmp_path / "state"}
+    work_dir: {tmp_path / "work"}
 """)
     return path
 
 
 def lakeseg(command, build, settings: Path, *extra):
-    args = [command, "--project-dir", str(PROJECT), "--profiles-dir", str(build.profiles_dir),
-            "--target-path", str(build.target_path), "--settings", str(settings), "--json", *SELECTED, *extra]
+    args = [
+        command,
+        "--project-dir",
+        str(PROJECT),
+        "--profiles-dir",
+        str(build.profiles_dir),
+        "--target-path",
+        str(build.target_path),
+        "--settings",
+        str(settings),
+        "--json",
+        *SELECTED,
+        *extra,
+    ]
     result = CliRunner().invoke(cli, args, env=build.env(), catch_exceptions=False)
     assert result.stdout.startswith("{"), result.output
     return result.exit_code, json.loads(result.stdout)
@@ -89,8 +103,12 @@ def members(build) -> dict[str, dict[str, str]]:
     """segment -> {Id: attribute value}, read from the table dbt built."""
     con = duckdb.connect(str(build.build_dir / "lakeseg.duckdb"), read_only=True)
     try:
-        return {seg: {str(i): str(v) for i, v in con.execute(f"select endpoint_id, {col} from main_segments.{seg}").fetchall()}
-                for seg, (col, _) in SEGMENTS.items()}
+        return {
+            seg: {
+                str(i): str(v) for i, v in con.execute(f"select endpoint_id, {col} from main_segments.{seg}").fetchall()
+            }
+            for seg, (col, _) in SEGMENTS.items()
+        }
     finally:
         con.close()
 
@@ -129,11 +147,14 @@ def test_sync_uploads_through_customer_profiles_and_commits(cloud, builds, tmp_p
         for i, value in want[seg].items():
             assert cloud.fake.profiles[i][f"_profile.Attributes.{attribute}"] == value
         # And the state is committed, with each member's confirmation time
-        pointer = json.loads((tmp_path / "state" / "snapshots" / "customer_profiles" / seg / "current.json").read_text())
+        pointer = json.loads(
+            (tmp_path / "state" / "snapshots" / "customer_profiles" / seg / "current.json").read_text()
+        )
         assert pointer["rows"] == len(want[seg])
         con = duckdb.connect()
-        stamps = con.execute("select distinct confirmed_at from read_parquet(?)",
-                             [str(tmp_path / "state" / pointer["file"])]).fetchall()
+        stamps = con.execute(
+            "select distinct confirmed_at from read_parquet(?)", [str(tmp_path / "state" / pointer["file"])]
+        ).fetchall()
         assert stamps == [(cloud.clock().replace(tzinfo=None),)]
     # And every PUT carried the SSE-C headers (the server checked them) and succeeded
     assert [p.status for p in cloud.server.puts] == [200, 200]
@@ -173,8 +194,14 @@ def test_three_weeks_of_daily_runs_refresh_members_before_they_expire(cloud, bui
                     assert now - last_sent[i] >= refresh_after, (day, i)
         for i in sent:
             last_sent[i] = now
-        schedule.append({"day": day, "jobs": len(cloud.fake.jobs) - jobs_before, "rows": len(sent),
-                         "refresh": sum(s["plan"].get("refresh", 0) for s in report["segments"])})
+        schedule.append(
+            {
+                "day": day,
+                "jobs": len(cloud.fake.jobs) - jobs_before,
+                "rows": len(sent),
+                "refresh": sum(s["plan"].get("refresh", 0) for s in report["segments"]),
+            }
+        )
         # Members never expire: every current member is alive now and until the next run
         alive = cloud.fake.alive(now + dt.timedelta(days=1))
         for seg, current in want.items():
@@ -197,8 +224,20 @@ def test_check_reports_fields_without_a_target_and_the_limits(builds, tmp_path):
     build = builds["now"]
     settings = settings_file(tmp_path)
     # The real project's segments all map to Customer Profiles; check lists the destination's limits
-    args = ["check", "--project-dir", str(PROJECT), "--profiles-dir", str(build.profiles_dir), "--no-parse",
-            "--target-path", str(build.target_path), "--settings", str(settings), "--exposures", "off"]
+    args = [
+        "check",
+        "--project-dir",
+        str(PROJECT),
+        "--profiles-dir",
+        str(build.profiles_dir),
+        "--no-parse",
+        "--target-path",
+        str(build.target_path),
+        "--settings",
+        str(settings),
+        "--exposures",
+        "off",
+    ]
     result = CliRunner().invoke(cli, args + ["--json"], env=build.env(), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -206,8 +245,16 @@ def test_check_reports_fields_without_a_target_and_the_limits(builds, tmp_path):
     text = CliRunner().invoke(cli, args, env=build.env(), catch_exceptions=False)
     assert "Destination limits:" in text.output and "1-64 characters" in text.output
     # A segment exporting a field with no target is named, with its column and the rule
-    seg = Segment("model.p.seg_tz", "seg_tz", RelationRef(None, "main", "seg_tz"),
-                  (FieldMapping("endpoint_id", "Id"), FieldMapping("tz", "Demographic.Timezone")), {}, None, (), "")
+    seg = Segment(
+        "model.p.seg_tz",
+        "seg_tz",
+        RelationRef(None, "main", "seg_tz"),
+        (FieldMapping("endpoint_id", "Id"), FieldMapping("tz", "Demographic.Timezone")),
+        {},
+        None,
+        (),
+        "",
+    )
     (problem,) = destination_problems(PROJECT, build.profiles_dir, None, settings, [seg])
     assert (problem.model, problem.column, problem.rule) == ("seg_tz", "tz", "customer-profiles-field")
     assert "Demographic.Timezone" in str(problem)
@@ -249,7 +296,9 @@ def test_failed_upload_commits_nothing_and_is_resent(cloud, builds, tmp_path):
     code, report = lakeseg("sync", build, settings)
     assert code == 1 and {s["status"] for s in report["segments"]} == {"failed"}
     assert all("FAILED (INTERNAL_FAILURE)" in s["reason"] for s in report["segments"])
-    assert not (tmp_path / "state" / "snapshots" / "customer_profiles" / "seg_lifecycle_stage" / "current.json").exists()
+    assert not (
+        tmp_path / "state" / "snapshots" / "customer_profiles" / "seg_lifecycle_stage" / "current.json"
+    ).exists()
     cloud.fake.verdict = ph.accept_all
     code, retry = lakeseg("sync", build, settings)
     assert code == 0
@@ -259,29 +308,51 @@ def test_failed_upload_commits_nothing_and_is_resent(cloud, builds, tmp_path):
 def test_sync_refuses_a_segment_the_destination_cannot_map(cloud, builds, tmp_path):
     # Given a unique key target that lands on the same column as seg_lifecycle_stage's attribute
     settings = settings_file(tmp_path)
-    settings.write_text(settings.read_text().replace(
-        "      poll_seconds: 0\n", "      poll_seconds: 0\n      unique_key_target: _profile.Attributes.LifecycleStage\n"))
+    settings.write_text(
+        settings.read_text().replace(
+            "      poll_seconds: 0\n",
+            "      poll_seconds: 0\n      unique_key_target: _profile.Attributes.LifecycleStage\n",
+        )
+    )
     code, report = lakeseg("sync", builds["now"], settings)
     by_name = {s["segment"]: s for s in report["segments"]}
     # Then that segment is refused, naming the field and the rule, and nothing of it is uploaded
     assert code == 1
     refused = by_name["seg_lifecycle_stage"]
     assert refused["status"] == "refused"
-    assert "[customer-profiles-field]" in refused["reason"] and "User.UserAttributes.LifecycleStage" in refused["reason"]
+    assert (
+        "[customer-profiles-field]" in refused["reason"] and "User.UserAttributes.LifecycleStage" in refused["reason"]
+    )
     assert by_name["seg_active_last_24h"]["status"] == "synced"
     assert [j.name for j in cloud.fake.jobs.values() if "seg_lifecycle_stage" in j.name] == []
 
 
 def test_lakeseg_run_builds_and_syncs_every_segment_to_customer_profiles(cloud, lake, profiles_dir, tmp_path):
     """`lakeseg run` (dbt build on DuckDB, then sync) with destination.type customer_profiles."""
-    env = {"LAKESEG_LAKE_PATH": str(lake), "LAKESEG_BUILD_DIR": str(tmp_path / "build"),
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    args = ["run", "--project-dir", str(PROJECT), "--profiles-dir", str(profiles_dir), "--settings",
-            str(settings_file(tmp_path)), "--target-path", str(tmp_path / "build" / "target"), "--json",
-            "--no-report", "--", "--log-path", str(tmp_path / "logs")]
+    env = {
+        "LAKESEG_LAKE_PATH": str(lake),
+        "LAKESEG_BUILD_DIR": str(tmp_path / "build"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    args = [
+        "run",
+        "--project-dir",
+        str(PROJECT),
+        "--profiles-dir",
+        str(profiles_dir),
+        "--settings",
+        str(settings_file(tmp_path)),
+        "--target-path",
+        str(tmp_path / "build" / "target"),
+        "--json",
+        "--no-report",
+        "--",
+        "--log-path",
+        str(tmp_path / "logs"),
+    ]
     result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output[-2000:]
-    report = json.loads(result.stdout[result.stdout.index("{\n"):])
+    report = json.loads(result.stdout[result.stdout.index("{\n") :])
     assert report["destination"] == "customer_profiles" and len(report["segments"]) >= 6
     assert {s["status"] for s in report["segments"]} == {"synced"}
     sent = sum(s["plan"]["to_send"] for s in report["segments"])

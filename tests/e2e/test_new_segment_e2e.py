@@ -58,8 +58,11 @@ def test_stale_exposures_fail_check_in_ci_mode(project_copy, profiles_dir):
     doc["exposures"] = doc["exposures"][1:]
     path.write_text(yaml.safe_dump(doc))
     # When check runs in CI mode
-    result = CliRunner().invoke(cli, ["check", "--project-dir", str(project_copy), "--profiles-dir",
-                                      str(profiles_dir), "--exposures", "check"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["check", "--project-dir", str(project_copy), "--profiles-dir", str(profiles_dir), "--exposures", "check"],
+        catch_exceptions=False,
+    )
     # Then it fails, naming the file and the command that fixes it
     assert result.exit_code == 1
     assert "[exposures] models/segments/_segments__exposures.yml is out of date" in result.output

@@ -19,8 +19,16 @@ def test_the_24_hour_segment_reads_at_most_3_daily_partitions(reads):
     assert 1 <= reads["seg_active_last_24h"]["partitions_read"] <= 3
 
 
-@pytest.mark.parametrize("model", ["seg_active_last_24h", "seg_email_opens_30d", "seg_email_clickers",
-                                   "seg_unengaged_by_state", "stg_due__all_events"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "seg_active_last_24h",
+        "seg_email_opens_30d",
+        "seg_email_clickers",
+        "seg_unengaged_by_state",
+        "stg_due__all_events",
+    ],
+)
 def test_no_model_reads_more_than_its_window_plus_2_days(reads, model):
     row = reads[model]
     assert row["window_days"] is not None, f"{model} has no constant ingest_timestamp bounds"

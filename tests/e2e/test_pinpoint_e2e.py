@@ -42,14 +42,26 @@ targets:
       poll_seconds: 0
       max_concurrent_jobs: 2
     state: s3://{BUCKET}/lakeseg/state
-    work_dir: {tmp_path / 'work'}
+    work_dir: {tmp_path / "work"}
 """)
     return path
 
 
 def sync(build, profiles_dir, settings: Path, *extra, command: str = "sync"):
-    args = [command, "--project-dir", str(PROJECT), "--profiles-dir", str(profiles_dir),
-            "--target-path", str(build.target_path), "--settings", str(settings), "--json", *SELECTED, *extra]
+    args = [
+        command,
+        "--project-dir",
+        str(PROJECT),
+        "--profiles-dir",
+        str(profiles_dir),
+        "--target-path",
+        str(build.target_path),
+        "--settings",
+        str(settings),
+        "--json",
+        *SELECTED,
+        *extra,
+    ]
     result = CliRunner().invoke(cli, args, env=build.env(), catch_exceptions=False)
     assert result.stdout.startswith("{"), result.output
     return result.exit_code, json.loads(result.stdout)
@@ -105,9 +117,15 @@ def test_failed_import_leaves_state_and_is_visible_everywhere(cloud, build_now, 
     s3 = cloud
 
     def reject(job):  # the job fails as a whole: no endpoint is named as refused
-        return {"JobStatus": "FAILED", "TotalProcessed": 0, "TotalFailures": 0,
-                "Failures": ["row 2: invalid attribute value"], "TotalPieces": 1, "CompletedPieces": 0,
-                "FailedPieces": 1}
+        return {
+            "JobStatus": "FAILED",
+            "TotalProcessed": 0,
+            "TotalFailures": 0,
+            "Failures": ["row 2: invalid attribute value"],
+            "TotalPieces": 1,
+            "CompletedPieces": 0,
+            "FailedPieces": 1,
+        }
 
     pinpoint = h.FakePinpoint(h.pinpoint_client(), s3=s3, polls=1, verdict=reject)
     with h.moto_fidelity(pinpoint.client):
@@ -118,12 +136,25 @@ def test_failed_import_leaves_state_and_is_visible_everywhere(cloud, build_now, 
         assert code == 1
         for seg in report["segments"]:
             assert seg["status"] == "failed"
-            assert seg["jobs"][0]["status"] == "FAILED" and "failures" not in seg["jobs"][0]  # Pinpoint's words: log only
+            assert (
+                seg["jobs"][0]["status"] == "FAILED" and "failures" not in seg["jobs"][0]
+            )  # Pinpoint's words: log only
         # (no snapshot: only the in-doubt records of what was handed over)
         assert [k for k in state_key_prefix(s3) if not k.rsplit("/", 1)[-1].startswith(("in_doubt", "in-doubt"))] == []
         assert {m["body"]["Segment"] for m in tail.messages()} == set(SELECTED[1::2])
-        history = CliRunner().invoke(cli, ["history", "--project-dir", str(PROJECT), "--profiles-dir",
-                                           str(profiles_dir), "--settings", str(settings)], env=build_now.env())
+        history = CliRunner().invoke(
+            cli,
+            [
+                "history",
+                "--project-dir",
+                str(PROJECT),
+                "--profiles-dir",
+                str(profiles_dir),
+                "--settings",
+                str(settings),
+            ],
+            env=build_now.env(),
+        )
         assert "platform-error" in history.output and "row 2: invalid attribute value" not in history.output
         # And once Pinpoint accepts, the next run sends the same rows again
         pinpoint.verdict = h.all_accepted
@@ -157,9 +188,15 @@ def test_refused_rows_are_quarantined_and_the_rest_committed(cloud, build_now, p
             ids += [line.split(",")[0] for line in body.splitlines()[1:]]
         bad = sorted(ids)[:2]
         refused.update(bad)
-        return {"JobStatus": "FAILED", "TotalProcessed": job.rows, "TotalFailures": len(bad),
-                "Failures": [f"Endpoint {i}: attribute value rejected" for i in bad], "TotalPieces": 1,
-                "CompletedPieces": 0, "FailedPieces": 1}
+        return {
+            "JobStatus": "FAILED",
+            "TotalProcessed": job.rows,
+            "TotalFailures": len(bad),
+            "Failures": [f"Endpoint {i}: attribute value rejected" for i in bad],
+            "TotalPieces": 1,
+            "CompletedPieces": 0,
+            "FailedPieces": 1,
+        }
 
     pinpoint = h.FakePinpoint(h.pinpoint_client(), s3=s3, polls=1, verdict=refuse_some)
     with h.moto_fidelity(pinpoint.client):

@@ -16,21 +16,41 @@ pytestmark = pytest.mark.e2e
 
 
 def test_run_fixes_as_of_once_and_records_it(lake, profiles_dir, tmp_path):
-    env = {"LAKESEG_LAKE_PATH": str(lake), "LAKESEG_BUILD_DIR": str(tmp_path / "build"),
-           "LAKESEG_STATE_DIR": str(tmp_path / "state"), "LAKESEG_EXPORT_DIR": str(tmp_path / "exports"),
-           "LAKESEG_WORK_DIR": str(tmp_path / "work"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env = {
+        "LAKESEG_LAKE_PATH": str(lake),
+        "LAKESEG_BUILD_DIR": str(tmp_path / "build"),
+        "LAKESEG_STATE_DIR": str(tmp_path / "state"),
+        "LAKESEG_EXPORT_DIR": str(tmp_path / "exports"),
+        "LAKESEG_WORK_DIR": str(tmp_path / "work"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
     target = tmp_path / "target"
-    args = ["run", "--project-dir", str(PROJECT), "--profiles-dir", str(profiles_dir), "--target-path", str(target),
-            "--json", "--", "--log-path", str(tmp_path / "logs")]
+    args = [
+        "run",
+        "--project-dir",
+        str(PROJECT),
+        "--profiles-dir",
+        str(profiles_dir),
+        "--target-path",
+        str(target),
+        "--json",
+        "--",
+        "--log-path",
+        str(tmp_path / "logs"),
+    ]
     # When lakeseg run runs without a pinned as_of on the local lake
     result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output[-2000:]
-    report = json.loads(result.stdout[result.stdout.index("{\n"):])
+    report = json.loads(result.stdout[result.stdout.index("{\n") :])
     # Then as_of is the lake's end, recorded in the run report and history
     expected = lake_end(lake).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     assert report["as_of"] == expected
-    hist = CliRunner().invoke(cli, ["history", "--project-dir", str(PROJECT), "--profiles-dir", str(profiles_dir),
-                                    "--json"], env=env, catch_exceptions=False)
+    hist = CliRunner().invoke(
+        cli,
+        ["history", "--project-dir", str(PROJECT), "--profiles-dir", str(profiles_dir), "--json"],
+        env=env,
+        catch_exceptions=False,
+    )
     assert f"as_of {expected}" in hist.stdout or f'"as_of": "{expected}"' in hist.stdout
     # and every windowed model was compiled with that one instant
     seen = set()
@@ -44,14 +64,30 @@ def test_run_registers_each_delivery_in_the_local_imports_views(lake, profiles_d
 
     import duckdb
 
-    env = {"LAKESEG_LAKE_PATH": str(lake), "LAKESEG_BUILD_DIR": str(tmp_path / "build"),
-           "LAKESEG_STATE_DIR": str(tmp_path / "state"), "LAKESEG_EXPORT_DIR": str(tmp_path / "exports"),
-           "LAKESEG_WORK_DIR": str(tmp_path / "work"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    args = ["run", "--project-dir", str(PROJECT), "--profiles-dir", str(profiles_dir), "--target-path",
-            str(tmp_path / "target"), "--json", "--", "--log-path", str(tmp_path / "logs")]
+    env = {
+        "LAKESEG_LAKE_PATH": str(lake),
+        "LAKESEG_BUILD_DIR": str(tmp_path / "build"),
+        "LAKESEG_STATE_DIR": str(tmp_path / "state"),
+        "LAKESEG_EXPORT_DIR": str(tmp_path / "exports"),
+        "LAKESEG_WORK_DIR": str(tmp_path / "work"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    args = [
+        "run",
+        "--project-dir",
+        str(PROJECT),
+        "--profiles-dir",
+        str(profiles_dir),
+        "--target-path",
+        str(tmp_path / "target"),
+        "--json",
+        "--",
+        "--log-path",
+        str(tmp_path / "logs"),
+    ]
     result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output[-2000:]
-    report = json.loads(result.stdout[result.stdout.index("{\n"):])
+    report = json.loads(result.stdout[result.stdout.index("{\n") :])
     con = duckdb.connect(str(tmp_path / "lakeseg_imports.duckdb"), read_only=True)
     synced = [s for s in report["segments"] if s["status"] == "synced"]
     assert len(synced) == len(list((PROJECT / "models" / "segments").glob("seg_*.sql")))
@@ -61,6 +97,7 @@ def test_run_registers_each_delivery_in_the_local_imports_views(lake, profiles_d
         for f in sorted(folder.glob("part-*.csv")):
             with f.open(newline="", encoding="utf-8") as fh:
                 delivered += [tuple(row) for row in list(csv.reader(fh))[1:]]  # empty and NULL read as ''
-        got = con.execute(f"select * exclude (run_id) from imports.{seg['segment']} "
-                          f"where run_id = '{report['run_id']}'").fetchall()
+        got = con.execute(
+            f"select * exclude (run_id) from imports.{seg['segment']} where run_id = '{report['run_id']}'"
+        ).fetchall()
         assert sorted(got) == sorted(delivered), seg["segment"]

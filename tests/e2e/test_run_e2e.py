@@ -50,11 +50,25 @@ def project_copy(tmp_path):
 
 
 def test_run_skips_the_broken_segment_and_syncs_the_rest(project_copy, lake, profiles_dir, tmp_path):
-    env = {"LAKESEG_LAKE_PATH": str(lake), "LAKESEG_BUILD_DIR": str(tmp_path / "build"),
-           "LAKESEG_STATE_DIR": str(tmp_path / "state"), "LAKESEG_EXPORT_DIR": str(tmp_path / "exports"),
-           "LAKESEG_WORK_DIR": str(tmp_path / "work"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    args = ["run", "--project-dir", str(project_copy), "--profiles-dir", str(profiles_dir), "--json", "--",
-            "--log-path", str(tmp_path / "logs")]
+    env = {
+        "LAKESEG_LAKE_PATH": str(lake),
+        "LAKESEG_BUILD_DIR": str(tmp_path / "build"),
+        "LAKESEG_STATE_DIR": str(tmp_path / "state"),
+        "LAKESEG_EXPORT_DIR": str(tmp_path / "exports"),
+        "LAKESEG_WORK_DIR": str(tmp_path / "work"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    args = [
+        "run",
+        "--project-dir",
+        str(project_copy),
+        "--profiles-dir",
+        str(profiles_dir),
+        "--json",
+        "--",
+        "--log-path",
+        str(tmp_path / "logs"),
+    ]
     result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
     assert result.exit_code == 1, result.output[-2000:]
     report = json.loads(result.stdout)  # dbt's own lines go to stderr: stdout is one JSON document
@@ -67,11 +81,17 @@ def test_run_skips_the_broken_segment_and_syncs_the_rest(project_copy, lake, pro
     assert (tmp_path / "exports" / report["run_id"] / "seg_email_clickers" / "part-00000.csv").exists()
 
 
-def test_run_select_builds_what_dbt_would_and_syncs_those_and_new_segment_hint_works(project_copy, lake, profiles_dir,
-                                                                                      tmp_path):
-    env = {"LAKESEG_LAKE_PATH": str(lake), "LAKESEG_BUILD_DIR": str(tmp_path / "build"),
-           "LAKESEG_STATE_DIR": str(tmp_path / "state"), "LAKESEG_EXPORT_DIR": str(tmp_path / "exports"),
-           "LAKESEG_WORK_DIR": str(tmp_path / "work"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+def test_run_select_builds_what_dbt_would_and_syncs_those_and_new_segment_hint_works(
+    project_copy, lake, profiles_dir, tmp_path
+):
+    env = {
+        "LAKESEG_LAKE_PATH": str(lake),
+        "LAKESEG_BUILD_DIR": str(tmp_path / "build"),
+        "LAKESEG_STATE_DIR": str(tmp_path / "state"),
+        "LAKESEG_EXPORT_DIR": str(tmp_path / "exports"),
+        "LAKESEG_WORK_DIR": str(tmp_path / "work"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
     (project_copy / "models" / "segments" / "seg_broken_tier.sql").unlink()
     (project_copy / "models" / "segments" / "_broken__models.yml").unlink()
     shared = ["--project-dir", str(project_copy), "--profiles-dir", str(profiles_dir)]
@@ -107,6 +127,18 @@ def test_run_select_builds_what_dbt_would_and_syncs_those_and_new_segment_hint_w
 
 
 def test_history_of_an_unknown_run_id_is_an_error(project_copy, profiles_dir, tmp_path):
-    result = CliRunner().invoke(cli, ["history", "--project-dir", str(project_copy), "--profiles-dir",
-                                      str(profiles_dir), "--state", str(tmp_path / "state"), "--run-id", "nope"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "history",
+            "--project-dir",
+            str(project_copy),
+            "--profiles-dir",
+            str(profiles_dir),
+            "--state",
+            str(tmp_path / "state"),
+            "--run-id",
+            "nope",
+        ],
+    )
     assert result.exit_code == 2 and "no run 'nope' in the run history" in result.stderr

@@ -72,8 +72,11 @@ class Lake:
 
     def lifecycle_renewal(self, as_of):
         today: date = as_of.date()
-        renewing = {cid for cid, end, auto, missed in self.subscriptions
-                    if today <= end < today + timedelta(days=30) and not auto and missed == 0}
+        renewing = {
+            cid
+            for cid, end, auto, missed in self.subscriptions
+            if today <= end < today + timedelta(days=30) and not auto and missed == 0
+        }
         return {cid: "Renewal" for cid, _, _ in self.contacts if cid in renewing}
 
     def unengaged_by_state(self, as_of):
@@ -82,14 +85,19 @@ class Lake:
         clicks = Counter(e[3] for e in self.events_in("_email.click", start, as_of))
         logins = Counter(u for u, t in self.logins if within(t))
         sessions = Counter(c for c, t in self.web_sessions if within(t))
-        return {cid: state for cid, username, state in self.contacts
-                if state is not None and clicks[cid] < 2 and logins[username] < 2 and sessions[cid] < 2}
+        return {
+            cid: state
+            for cid, username, state in self.contacts
+            if state is not None and clicks[cid] < 2 and logins[username] < 2 and sessions[cid] < 2
+        }
 
     def newsletter_split(self, as_of):
         """A 45 / B 45 / holdout 10 by md5(salt:id) with hashlib: the macro must agree on every contact."""
+
         def group(cid):
             bucket = int(hashlib.md5(f"newsletter-2026-11:{cid}".encode()).hexdigest()[:8], 16) % 10000
             return "A" if bucket < 4500 else "B" if bucket < 9000 else "holdout"
+
         return {cid: group(cid) for cid, _, _ in self.contacts if cid is not None}
 
 

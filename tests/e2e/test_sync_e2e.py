@@ -11,9 +11,14 @@ from sync.core.failpoints import KILLED_EXIT_CODE, STAGES
 
 pytestmark = pytest.mark.e2e
 
-SEGMENTS = ["seg_active_last_24h", "seg_email_clickers", "seg_email_opens_30d", "seg_lifecycle_stage",
-            "seg_newsletter_split",
-            "seg_unengaged_by_state"]
+SEGMENTS = [
+    "seg_active_last_24h",
+    "seg_email_clickers",
+    "seg_email_opens_30d",
+    "seg_lifecycle_stage",
+    "seg_newsletter_split",
+    "seg_unengaged_by_state",
+]
 
 
 def statuses(report: dict) -> dict[str, str]:
@@ -69,8 +74,11 @@ def test_change_sends_entered_changed_and_exit_rows(lakeseg, build_now, build_la
     # And replaying everything delivered equals the later build's segment, with exits at their exit value
     applied = lakeseg.applied()
     import duckdb
+
     con = duckdb.connect(str(build_later.build_dir / "lakeseg.duckdb"), read_only=True)
-    now = dict(con.execute("select endpoint_id, emails_opened_30d::varchar from main_segments.seg_email_opens_30d").fetchall())
+    now = dict(
+        con.execute("select endpoint_id, emails_opened_30d::varchar from main_segments.seg_email_opens_30d").fetchall()
+    )
     for endpoint, values in applied.items():
         if "Metrics.EmailsOpened30d" in values:
             assert values["Metrics.EmailsOpened30d"] == now.get(endpoint, "0")
@@ -98,8 +106,9 @@ def test_plan_writes_nothing(lakeseg, build_now):
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_killed_run_then_rerun_delivers_the_same_as_one_clean_run(lakeseg, build_now, build_later, stage,
-                                                                   tmp_path_factory):
+def test_killed_run_then_rerun_delivers_the_same_as_one_clean_run(
+    lakeseg, build_now, build_later, stage, tmp_path_factory
+):
     # Given a committed first sync
     assert lakeseg.subprocess("sync", build_now).returncode == 0
     # When the next sync is killed at `stage`, then run again
@@ -111,6 +120,7 @@ def test_killed_run_then_rerun_delivers_the_same_as_one_clean_run(lakeseg, build
     assert "took over the lock left by a dead run" in rerun.stdout
     # Then what the platform ends up with equals one clean run of the same two syncs
     from tests.e2e.conftest import Lakeseg
+
     clean = Lakeseg(tmp_path_factory.mktemp(f"clean-{stage}"), lakeseg.profiles)
     assert clean.subprocess("sync", build_now).returncode == 0
     assert clean.subprocess("sync", build_later, "--allow-mass-exit").returncode == 0
@@ -174,13 +184,17 @@ def selected(lakeseg, build, *args) -> list[str]:
     return [s["segment"] for s in report["segments"]]
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--select", "seg_email_*", "--exclude", "seg_email_opens_30d"], ["seg_email_clickers"]),
-    (["--select", "tag:segment"], SEGMENTS),
-    # graph operator: everything downstream of a staging view, of which only segments are synced
-    (["--select", "stg_due__email_click+"], ["seg_email_clickers", "seg_unengaged_by_state"]),
-    (["--select", "path:models/segments", "--exclude", "tag:segment"], None),
-], ids=["wildcard-and-exclude", "tag", "graph-operator", "nothing-left"])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--select", "seg_email_*", "--exclude", "seg_email_opens_30d"], ["seg_email_clickers"]),
+        (["--select", "tag:segment"], SEGMENTS),
+        # graph operator: everything downstream of a staging view, of which only segments are synced
+        (["--select", "stg_due__email_click+"], ["seg_email_clickers", "seg_unengaged_by_state"]),
+        (["--select", "path:models/segments", "--exclude", "tag:segment"], None),
+    ],
+    ids=["wildcard-and-exclude", "tag", "graph-operator", "nothing-left"],
+)
 def test_select_and_exclude_use_dbt_selection(lakeseg, build_now, args, expected):
     if expected is None:  # as dbt: a warning on stderr, nothing to do, exit 0, one JSON document on stdout
         result = lakeseg("plan", build_now, *args, "--json")
@@ -213,7 +227,8 @@ def test_state_modified_selects_segments_changed_since_the_given_artifacts(lakes
     # When plan selects state:modified against them
     # Then dbt finds exactly that segment modified
     assert selected(lakeseg, build_now, "--select", "state:modified", "--dbt-state", str(earlier)) == [
-        "seg_email_clickers"]
+        "seg_email_clickers"
+    ]
 
 
 def test_missing_artifacts_name_the_dbt_command(lakeseg, build_now, tmp_path):

@@ -112,8 +112,10 @@ class EngineHarness:
             if model.rows:
                 # One multi-row insert: several times faster than executemany.
                 row = "(" + ", ".join("?" for _ in cols) + ")"
-                con.execute(f'insert into build.segments."{model.name}" values {", ".join(row for _ in model.rows)}',
-                            [None if v is None else str(v) for r in model.rows for v in r])
+                con.execute(
+                    f'insert into build.segments."{model.name}" values {", ".join(row for _ in model.rows)}',
+                    [None if v is None else str(v) for r in model.rows for v in r],
+                )
         finally:
             con.execute("detach build")
 
@@ -123,35 +125,64 @@ class EngineHarness:
         for m in self.models.values():
             meta = {"lakeseg": {"exit": m.exit, **m.extra_meta}}
             nodes[m.unique_id] = {
-                "unique_id": m.unique_id, "resource_type": "model", "name": m.name, "alias": m.name,
-                "database": "lakeseg", "schema": "segments", "package_name": PROJECT,
-                "path": f"segments/{m.name}.sql", "original_file_path": f"models/segments/{m.name}.sql",
-                "config": {"materialized": "table", "meta": meta}, "meta": meta, "tags": [],
-                "columns": {c: {"name": c, "meta": {"lakeseg": {"field": f}},
-                                "config": {"meta": {"lakeseg": {"field": f}}}}
-                            for c, f in m.columns.items()},
+                "unique_id": m.unique_id,
+                "resource_type": "model",
+                "name": m.name,
+                "alias": m.name,
+                "database": "lakeseg",
+                "schema": "segments",
+                "package_name": PROJECT,
+                "path": f"segments/{m.name}.sql",
+                "original_file_path": f"models/segments/{m.name}.sql",
+                "config": {"materialized": "table", "meta": meta},
+                "meta": meta,
+                "tags": [],
+                "columns": {
+                    c: {"name": c, "meta": {"lakeseg": {"field": f}}, "config": {"meta": {"lakeseg": {"field": f}}}}
+                    for c, f in m.columns.items()
+                },
             }
             for rule, column in m.tests:
                 tid = m.test_id(rule, column)
-                nodes[tid] = {"unique_id": tid, "resource_type": "test", "name": f"{rule}_{m.name}_{column}",
-                              "attached_node": m.unique_id, "column_name": column,
-                              "test_metadata": {"name": rule, "kwargs": {"column_name": column}},
-                              "depends_on": {"nodes": [m.unique_id]}}
-        return {"metadata": {"invocation_id": "inv-1", "dbt_schema_version":
-                             "https://schemas.getdbt.com/dbt/manifest/v12.json"}, "nodes": nodes}
+                nodes[tid] = {
+                    "unique_id": tid,
+                    "resource_type": "test",
+                    "name": f"{rule}_{m.name}_{column}",
+                    "attached_node": m.unique_id,
+                    "column_name": column,
+                    "test_metadata": {"name": rule, "kwargs": {"column_name": column}},
+                    "depends_on": {"nodes": [m.unique_id]},
+                }
+        return {
+            "metadata": {
+                "invocation_id": "inv-1",
+                "dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json",
+            },
+            "nodes": nodes,
+        }
 
     def run_results(self) -> dict:
         results = []
         for m in self.models.values():
             if m.status is None:
                 continue
-            results.append({"unique_id": m.unique_id, "status": m.status,
-                            "message": None if m.status == "success" else m.dbt_message})
+            results.append(
+                {
+                    "unique_id": m.unique_id,
+                    "status": m.status,
+                    "message": None if m.status == "success" else m.dbt_message,
+                }
+            )
             for (rule, column), status in m.tests.items():
                 if status is not None:  # None: the test did not run in this invocation
-                    results.append({"unique_id": m.test_id(rule, column), "status": status,
-                                    "failures": 0 if status == "pass" else 3,
-                                    "message": None if status == "pass" else m.dbt_message})
+                    results.append(
+                        {
+                            "unique_id": m.test_id(rule, column),
+                            "status": status,
+                            "failures": 0 if status == "pass" else 3,
+                            "message": None if status == "pass" else m.dbt_message,
+                        }
+                    )
         return {"metadata": {"invocation_id": "inv-1"}, "results": results, "args": {}}
 
     def artifacts(self) -> Artifacts:
@@ -164,14 +195,33 @@ class EngineHarness:
     def options(self, **kw) -> SyncOptions:
         return SyncOptions(**{"digest_key": KEY, "memory_limit": "256MB", **kw})
 
-    def run(self, *, destination=None, state=None, command: str = "sync", progress=None, imports_table=None,
-            clock=None, reader=None, lease=None, **options) -> RunReport:
+    def run(
+        self,
+        *,
+        destination=None,
+        state=None,
+        command: str = "sync",
+        progress=None,
+        imports_table=None,
+        clock=None,
+        reader=None,
+        lease=None,
+        **options,
+    ) -> RunReport:
         run = SyncRun(
-            artifacts=self.artifacts(), reader=reader or DuckDBReader(self.database),
-            destination=destination or FilesDestination(self.exports), destination_key="files",
-            state=state or open_state_store(str(self.state_dir)), options=self.options(**options),
-            target="local", work_dir=self.work, command=command, progress=progress, clock=clock,
-            run_id=lease.run_id if lease is not None else None, lease=lease,
+            artifacts=self.artifacts(),
+            reader=reader or DuckDBReader(self.database),
+            destination=destination or FilesDestination(self.exports),
+            destination_key="files",
+            state=state or open_state_store(str(self.state_dir)),
+            options=self.options(**options),
+            target="local",
+            work_dir=self.work,
+            command=command,
+            progress=progress,
+            clock=clock,
+            run_id=lease.run_id if lease is not None else None,
+            lease=lease,
         )
         if imports_table is not None:
             run.imports_table = imports_table
@@ -219,7 +269,15 @@ class Scripted(FilesDestination):
             raise RuntimeError("connection reset")
         result = super().deliver(delivery, progress)
         if self.verdict == "unconfirmed":
-            return DeliveryResult(confirmed=False, errors=["import job FAILED"],
-                                  jobs=[JobRecord("job-1", "FAILED", 3, 3)], location=result.location)
-        return DeliveryResult(confirmed=True, rejected=self.rejected, location=result.location,
-                              jobs=[JobRecord("job-1", "COMPLETED", 3, len(self.rejected))])
+            return DeliveryResult(
+                confirmed=False,
+                errors=["import job FAILED"],
+                jobs=[JobRecord("job-1", "FAILED", 3, 3)],
+                location=result.location,
+            )
+        return DeliveryResult(
+            confirmed=True,
+            rejected=self.rejected,
+            location=result.location,
+            jobs=[JobRecord("job-1", "COMPLETED", 3, len(self.rejected))],
+        )

@@ -40,6 +40,7 @@ def everything_under(folder) -> list[str]:
 
 def run_killed_at(h: EngineHarness, monkeypatch, stage: str):
     """A run by a process (pid GONE) that is killed at ``stage``; returns its work folder."""
+
     def exit_now(code):
         raise Killed(code)
 
@@ -53,13 +54,17 @@ def run_killed_at(h: EngineHarness, monkeypatch, stage: str):
     return folder
 
 
-@pytest.mark.parametrize(("stage", "left"), [
-    pytest.param("cleanup-start", "the-import-csv-and-the-owner-file", id="killed-before-clean-up"),
-    pytest.param("cleanup-after-contents", "only-the-owner-file", id="killed-after-the-contents-went"),
-    pytest.param("cleanup-after-owner-file", "an-empty-folder", id="killed-after-the-owner-file-went"),
-])
-def test_a_run_killed_at_each_step_of_its_clean_up_leaves_a_folder_the_next_run_removes_at_once(h, monkeypatch,
-                                                                                                   stage, left):
+@pytest.mark.parametrize(
+    ("stage", "left"),
+    [
+        pytest.param("cleanup-start", "the-import-csv-and-the-owner-file", id="killed-before-clean-up"),
+        pytest.param("cleanup-after-contents", "only-the-owner-file", id="killed-after-the-contents-went"),
+        pytest.param("cleanup-after-owner-file", "an-empty-folder", id="killed-after-the-owner-file-went"),
+    ],
+)
+def test_a_run_killed_at_each_step_of_its_clean_up_leaves_a_folder_the_next_run_removes_at_once(
+    h, monkeypatch, stage, left
+):
     # Given a run that delivered and committed, then was killed at one step of removing its work folder
     folder = run_killed_at(h, monkeypatch, stage)
     # Then what is left shows the owner file goes last: it is there as long as anything else is
@@ -91,13 +96,17 @@ def test_a_dead_runs_folder_whose_owner_file_is_gone_is_still_removed_at_once(h)
     assert not folder.exists()
 
 
-@pytest.mark.parametrize(("owner", "age_days", "kept"), [
-    pytest.param("<live>@<here>", 0, True, id="a-live-run-here"),
-    pytest.param(f"{GONE}@elsewhere", 0, True, id="another-hosts-recent-run"),
-    pytest.param(f"{GONE}@elsewhere", 1.5, False, id="another-hosts-run-a-day-and-a-half-old"),
-])
-def test_a_folder_named_after_a_live_or_unknowable_owner_is_kept_without_its_owner_file(h, live_pid, owner, age_days,
-                                                                                        kept):
+@pytest.mark.parametrize(
+    ("owner", "age_days", "kept"),
+    [
+        pytest.param("<live>@<here>", 0, True, id="a-live-run-here"),
+        pytest.param(f"{GONE}@elsewhere", 0, True, id="another-hosts-recent-run"),
+        pytest.param(f"{GONE}@elsewhere", 1.5, False, id="another-hosts-run-a-day-and-a-half-old"),
+    ],
+)
+def test_a_folder_named_after_a_live_or_unknowable_owner_is_kept_without_its_owner_file(
+    h, live_pid, owner, age_days, kept
+):
     # Given a work folder with no owner file, named after its owner
     tag = owner.replace("<live>", str(live_pid)).replace("<here>", owners.host_label())
     folder = h.work / f"{DEAD_RUN}.{tag}"
@@ -174,9 +183,14 @@ def test_a_process_really_killed_during_its_clean_up_leaves_nothing_after_the_ne
 
     # Given a sync in a process of its own, which exits abruptly (os._exit, no finally) at a step of its clean-up
     root = tmp_path / "project"
-    child = subprocess.run([sys.executable, "-c", CHILD.format(cols=COLS, rows=ROWS), str(root)],
-                           env={**os.environ, "LAKESEG_FAILPOINTS": stage}, cwd=Path(__file__).resolve().parents[2],
-                           capture_output=True, text=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD.format(cols=COLS, rows=ROWS), str(root)],
+        env={**os.environ, "LAKESEG_FAILPOINTS": stage},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert child.returncode == failpoints.KILLED_EXIT_CODE, child.stderr
     h = EngineHarness(root)
     assert len(list(h.work.iterdir())) == 1  # its work folder, in whatever state the kill left it
@@ -188,11 +202,13 @@ def test_a_process_really_killed_during_its_clean_up_leaves_nothing_after_the_ne
     assert list(h.work.iterdir()) == []
 
 
-
-@pytest.mark.parametrize(("age_days", "collected"), [
-    pytest.param(1.5, False, id="a-day-and-a-half-old-may-be-a-long-live-run-kept"),
-    pytest.param(2.5, True, id="older-than-any-run-may-last-collected"),
-])
+@pytest.mark.parametrize(
+    ("age_days", "collected"),
+    [
+        pytest.param(1.5, False, id="a-day-and-a-half-old-may-be-a-long-live-run-kept"),
+        pytest.param(2.5, True, id="older-than-any-run-may-last-collected"),
+    ],
+)
 def test_temp_files_and_staging_of_an_owner_that_cannot_be_judged_go_once_older_than_any_run(h, age_days, collected):
     # Given a temp file and a staging folder of a run on another host (its pid says nothing here)
     state_folder = h.state_dir / "snapshots" / "files" / "seg_a"

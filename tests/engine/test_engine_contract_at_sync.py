@@ -28,7 +28,8 @@ def test_given_a_newline_written_after_the_tests_passed_when_synced_then_that_se
     # Then seg_a is refused naming the model, the column and the rule (not the value), and seg_b is synced
     assert report["seg_a"].status == "refused"
     assert report["seg_a"].reason.startswith(
-        "seg_a: column last_name (User.UserAttributes.LastName) breaks pinpoint_no_control_chars in 1 row(s)")
+        "seg_a: column last_name (User.UserAttributes.LastName) breaks pinpoint_no_control_chars in 1 row(s)"
+    )
     assert "Zyxwv" not in report["seg_a"].reason
     assert report["seg_b"].status == "synced"
     # And nothing of seg_a was sent or committed: its last delivery is the first run's, its snapshot unchanged

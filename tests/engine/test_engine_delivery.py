@@ -24,7 +24,9 @@ def test_a_failed_delivery_commits_nothing_and_the_next_run_resends_it(h, verdic
     failed = by_segment(h.run(destination=Scripted(h.exports, verdict)))["seg_a"]
     # Then the segment failed, saying so, and the exit code will be 1
     assert failed.status == "failed"
-    assert ("resent next run" in failed.reason) if verdict == "unconfirmed" else (failed.reason.startswith("RuntimeError"))
+    assert (
+        ("resent next run" in failed.reason) if verdict == "unconfirmed" else (failed.reason.startswith("RuntimeError"))
+    )
     # And the next run sends the same rows again
     again = h.run()
     assert sorted(r["Id"] for r in h.delivered(again, "seg_a")) == ["e2", "e3"]
@@ -90,6 +92,8 @@ def test_one_segments_crash_fails_only_that_segment(h):
             raise ValueError("a bug")
 
     report = h.run(destination=Scripted(h.exports, check=boom))
-    assert by_segment(report)["seg_a"].status == "failed" and by_segment(report)["seg_a"].reason.startswith("ValueError")
+    assert by_segment(report)["seg_a"].status == "failed" and by_segment(report)["seg_a"].reason.startswith(
+        "ValueError"
+    )
     assert by_segment(report)["seg_b"].status == "synced"
     assert report.status == "failed" and not report.ok

@@ -56,7 +56,9 @@ def test_an_unexpected_error_in_one_segment_fails_only_that_segment(h, monkeypat
     seg = by_segment(report)
     # Then seg_a failed with the error's type and first line, timed like any segment, and seg_b synced
     assert (seg["seg_a"].status, seg["seg_a"].reason) == (
-        "failed", "ValueError (its message is in the local log at debug level)")
+        "failed",
+        "ValueError (its message is in the local log at debug level)",
+    )
     assert seg["seg_a"].started_at and seg["seg_a"].duration_s in {1.5, 3.0, 4.5}
     assert seg["seg_b"].status == "synced" and report.status == "failed"
     # And the traceback is logged at debug level only, naming the segment
@@ -70,7 +72,10 @@ def test_an_interrupted_run_records_why_in_its_history_and_leaves_no_work_folder
         h.run(reader=Failing(h.database, "seg_a", KeyboardInterrupt("stop")))
     # Then its history says it failed and why, and its work folder (personal data) is gone
     (run,) = open_state_store(str(h.state_dir)).list_runs()
-    assert (run["status"], run["error"]) == ("failed", "KeyboardInterrupt (its message is in the local log at debug level)")
+    assert (run["status"], run["error"]) == (
+        "failed",
+        "KeyboardInterrupt (its message is in the local log at debug level)",
+    )
     assert list(h.work.iterdir()) == []
 
 
@@ -186,11 +191,14 @@ class Bare:
         return self.inner.deliver(delivery, progress)
 
 
-@pytest.mark.parametrize(("max_parallel", "bare", "most"), [
-    pytest.param(1, False, 1, id="one-at-a-time"),
-    pytest.param(2, False, 2, id="two-at-once"),
-    pytest.param(None, True, 1, id="unsaid-means-one"),
-])
+@pytest.mark.parametrize(
+    ("max_parallel", "bare", "most"),
+    [
+        pytest.param(1, False, 1, id="one-at-a-time"),
+        pytest.param(2, False, 2, id="two-at-once"),
+        pytest.param(None, True, 1, id="unsaid-means-one"),
+    ],
+)
 def test_deliveries_overlap_only_as_far_as_the_destination_allows(h, max_parallel, bare, most):
     destination = Overlap(h.exports, max_parallel)
     report = h.run(destination=Bare(destination) if bare else destination)

@@ -27,8 +27,9 @@ def rows(version: str) -> list[tuple]:
 @contextlib.contextmanager
 def small_disk(where, size="2m"):
     where.mkdir(parents=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"a small filesystem needs `mount -t tmpfs` (root, CAP_SYS_ADMIN): {done.stderr.strip()}")
     try:
@@ -57,14 +58,23 @@ def debris(disk) -> list[str]:
 
 
 CASES = [  # (when the disk fills, KiB left free): each runs out of space at another step of the run
-    ("first-sync", 150), ("first-sync", 250), ("first-sync", 360), ("first-sync", 400),
-    ("change", 0), ("change", 16), ("change", 96), ("change", 192), ("change", 320), ("change", 412),
+    ("first-sync", 150),
+    ("first-sync", 250),
+    ("first-sync", 360),
+    ("first-sync", 400),
+    ("change", 0),
+    ("change", 16),
+    ("change", 96),
+    ("change", 192),
+    ("change", 320),
+    ("change", 412),
 ]
 
 
 @pytest.mark.parametrize(("phase", "free_kib"), CASES, ids=[f"{p}-with-{k}-KiB-left" for p, k in CASES])
-def test_a_run_on_a_full_disk_leaves_no_debris_once_the_disk_is_freed_and_the_next_run_converges(tmp_path, phase,
-                                                                                                 free_kib):
+def test_a_run_on_a_full_disk_leaves_no_debris_once_the_disk_is_freed_and_the_next_run_converges(
+    tmp_path, phase, free_kib
+):
     with small_disk(tmp_path / "disk") as disk:
         # Given state, exports (and the imports database beside them) and work folders on a small disk
         h = EngineHarness(tmp_path / "project")
@@ -90,8 +100,9 @@ def test_a_run_on_a_full_disk_leaves_no_debris_once_the_disk_is_freed_and_the_ne
         assert h.pointer("seg_a")["rows"] == MEMBERS
         con = duckdb.connect(str(views.database), read_only=True)
         try:
-            seen = con.execute("select count(distinct endpoint_id) from imports.seg_a "
-                               f"where last_name like '{latest}-%'").fetchall()[0][0]
+            seen = con.execute(
+                f"select count(distinct endpoint_id) from imports.seg_a where last_name like '{latest}-%'"
+            ).fetchall()[0][0]
         finally:
             con.close()
         assert seen == MEMBERS

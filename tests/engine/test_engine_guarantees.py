@@ -80,8 +80,9 @@ def test_the_mass_exit_guard_holds_on_a_full_send(h, how):
     assert committed_run(h) == first.run_id
 
 
-@pytest.mark.parametrize("host,taken_over", [(socket.gethostname(), True), ("another-host", False)],
-                         ids=["this-host", "another-host"])
+@pytest.mark.parametrize(
+    "host,taken_over", [(socket.gethostname(), True), ("another-host", False)], ids=["this-host", "another-host"]
+)
 def test_a_dead_owners_lock_is_taken_over_only_on_its_own_host(h, host, taken_over):
     """Guards issue 15 behaviour 8: a lock whose pid is free here is taken over only if it was taken on this host;
     verified to fail on a broken copy (sync/run/engine.py:_owner_is_dead_here without the host check)."""
@@ -105,8 +106,9 @@ def test_a_taken_over_lock_is_held_in_this_runs_name(h):
     owners = []
     # Given a lock left by a dead run on this host, and a destination that looks at the lock while it delivers
     with contextlib.ExitStack() as held:
-        held.enter_context(store.lock("files", SEG, {"run_id": "gone", "host": socket.gethostname(),
-                                                    "pid": NO_SUCH_PID}))
+        held.enter_context(
+            store.lock("files", SEG, {"run_id": "gone", "host": socket.gethostname(), "pid": NO_SUCH_PID})
+        )
         destination = Scripted(h.exports, check=lambda _d: owners.append(store.read_lock("files", SEG).owner))
         # When the segment is synced
         report = h.run(state=store, destination=destination)
@@ -117,12 +119,15 @@ def test_a_taken_over_lock_is_held_in_this_runs_name(h):
 def test_a_takeover_is_logged_naming_the_lock_and_its_dead_owner(h, caplog):
     store = open_state_store(str(h.state_dir))
     with contextlib.ExitStack() as held:
-        held.enter_context(store.lock("files", SEG, {"run_id": "gone", "host": socket.gethostname(),
-                                                    "pid": NO_SUCH_PID}))
+        held.enter_context(
+            store.lock("files", SEG, {"run_id": "gone", "host": socket.gethostname(), "pid": NO_SUCH_PID})
+        )
         with caplog.at_level("WARNING", logger="sync.run.engine"):
             h.run(state=store)
-    assert (f"took over the lock on files/{SEG} from dead held by run gone on {socket.gethostname()} "
-            f"(pid {NO_SUCH_PID}) for 0 min") in caplog.messages
+    assert (
+        f"took over the lock on files/{SEG} from dead held by run gone on {socket.gethostname()} "
+        f"(pid {NO_SUCH_PID}) for 0 min"
+    ) in caplog.messages
 
 
 def test_a_dead_lock_replaced_by_a_live_run_meanwhile_is_not_taken(h, monkeypatch, live_pid):
@@ -139,8 +144,9 @@ def test_a_dead_lock_replaced_by_a_live_run_meanwhile_is_not_taken(h, monkeypatc
 
     monkeypatch.setattr(store, "force_unlock", raced)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(store.lock("files", SEG, {"run_id": "gone", "host": socket.gethostname(),
-                                                     "pid": NO_SUCH_PID}))
+        stack.enter_context(
+            store.lock("files", SEG, {"run_id": "gone", "host": socket.gethostname(), "pid": NO_SUCH_PID})
+        )
         segment = by_segment(h.run(state=store))[SEG]
         # Then this run is refused and the live run's lock is still there
         assert segment.status == "refused" and "run live on elsewhere" in segment.reason

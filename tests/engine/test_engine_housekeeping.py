@@ -20,7 +20,7 @@ from sync.state import open_state_store
 from tests.engine.harness import EngineHarness, by_segment
 
 HERE = socket.gethostname()
-GONE = 2 ** 22 + 4321  # above Linux's pid_max: no such process
+GONE = 2**22 + 4321  # above Linux's pid_max: no such process
 
 
 def test_run_ids_sort_by_start_to_the_millisecond_and_are_unique():
@@ -31,17 +31,26 @@ def test_run_ids_sort_by_start_to_the_millisecond_and_are_unique():
     assert new_run_id(t) < new_run_id(t + timedelta(milliseconds=1))
 
 
-@pytest.mark.parametrize("run,status", [
-    pytest.param({"status": "running", "host": HERE, "pid": GONE}, "interrupted", id="dead-pid-here"),
-    pytest.param({"status": "running", "host": HERE, "pid": "<live>"}, "running", id="live-pid-here"),
-    pytest.param({"status": "running", "host": "elsewhere", "pid": GONE}, "running", id="other-host-recent"),
-    pytest.param({"status": "running", "host": "elsewhere", "pid": GONE,
-                  "started_at": "2020-01-01T00:00:00+00:00"}, "interrupted", id="other-host-days-old"),
-    pytest.param({"status": "running", "host": "elsewhere", "pid": GONE,
-                  "started_at": "2020-01-01T00:00:00"}, "interrupted", id="naive-timestamp-days-old"),
-    pytest.param({"status": "running", "host": HERE, "pid": "12"}, "running", id="pid-not-a-number"),
-    pytest.param({"status": "succeeded", "host": HERE, "pid": GONE}, "succeeded", id="finished-kept"),
-])
+@pytest.mark.parametrize(
+    "run,status",
+    [
+        pytest.param({"status": "running", "host": HERE, "pid": GONE}, "interrupted", id="dead-pid-here"),
+        pytest.param({"status": "running", "host": HERE, "pid": "<live>"}, "running", id="live-pid-here"),
+        pytest.param({"status": "running", "host": "elsewhere", "pid": GONE}, "running", id="other-host-recent"),
+        pytest.param(
+            {"status": "running", "host": "elsewhere", "pid": GONE, "started_at": "2020-01-01T00:00:00+00:00"},
+            "interrupted",
+            id="other-host-days-old",
+        ),
+        pytest.param(
+            {"status": "running", "host": "elsewhere", "pid": GONE, "started_at": "2020-01-01T00:00:00"},
+            "interrupted",
+            id="naive-timestamp-days-old",
+        ),
+        pytest.param({"status": "running", "host": HERE, "pid": "12"}, "running", id="pid-not-a-number"),
+        pytest.param({"status": "succeeded", "host": HERE, "pid": GONE}, "succeeded", id="finished-kept"),
+    ],
+)
 def test_a_running_run_whose_process_is_gone_reads_as_interrupted(run, status, live_pid):
     run = {"started_at": datetime.now(timezone.utc).isoformat(), **run}
     run["pid"] = live_pid if run["pid"] == "<live>" else run["pid"]
@@ -53,8 +62,12 @@ def test_work_folders_of_dead_runs_here_are_removed_and_live_ones_kept(tmp_path,
     h = EngineHarness(tmp_path)
     h.segment("seg_a", {"endpoint_id": "Id", "plan": "Attributes.Plan"}, [("e1", "pro")])
     folders = {}
-    for name, owner in {"dead": {"host": HERE, "pid": GONE}, "live": {"host": HERE, "pid": live_pid},
-                        "remote": {"host": "elsewhere", "pid": GONE}, "remote-old": {"host": "elsewhere", "pid": GONE}}.items():
+    for name, owner in {
+        "dead": {"host": HERE, "pid": GONE},
+        "live": {"host": HERE, "pid": live_pid},
+        "remote": {"host": "elsewhere", "pid": GONE},
+        "remote-old": {"host": "elsewhere", "pid": GONE},
+    }.items():
         d = h.work / name
         d.mkdir(parents=True)
         (d / OWNER_FILE).write_text(json.dumps(owner))
@@ -67,13 +80,16 @@ def test_work_folders_of_dead_runs_here_are_removed_and_live_ones_kept(tmp_path,
     assert sorted(p.name for p in h.work.iterdir()) == ["live", "remote"]
 
 
-@pytest.mark.parametrize(("owner_file", "age_days", "removed"), [
-    pytest.param(None, 1.5, True, id="no-owner-file-day-and-a-half-old"),
-    pytest.param("not json", 2, True, id="damaged-owner-file-old"),
-    pytest.param("[1, 2]", 2, True, id="owner-file-not-a-mapping-old"),
-    pytest.param("not json", 0, False, id="damaged-owner-file-recent"),
-    pytest.param(None, 0, False, id="no-owner-file-recent"),
-], )
+@pytest.mark.parametrize(
+    ("owner_file", "age_days", "removed"),
+    [
+        pytest.param(None, 1.5, True, id="no-owner-file-day-and-a-half-old"),
+        pytest.param("not json", 2, True, id="damaged-owner-file-old"),
+        pytest.param("[1, 2]", 2, True, id="owner-file-not-a-mapping-old"),
+        pytest.param("not json", 0, False, id="damaged-owner-file-recent"),
+        pytest.param(None, 0, False, id="no-owner-file-recent"),
+    ],
+)
 def test_a_work_folder_of_unknown_owner_is_removed_once_a_day_old(tmp_path, owner_file, age_days, removed):
     # Given a work folder whose owner cannot be told, beside plain files (they are not work folders)
     h = EngineHarness(tmp_path)
@@ -91,7 +107,8 @@ def test_a_work_folder_of_unknown_owner_is_removed_once_a_day_old(tmp_path, owne
     # Then the folder goes once it is over a day old, and the files stay
     assert folder.exists() is not removed
     assert sorted(p.name for p in h.work.iterdir()) == (["left"] if not removed else []) + [
-        f"note-{n}.txt" for n in range(5)]
+        f"note-{n}.txt" for n in range(5)
+    ]
 
 
 def test_a_work_folder_exactly_a_day_old_is_kept(tmp_path, monkeypatch):
@@ -148,8 +165,16 @@ def test_a_field_claimed_by_two_segments_refuses_only_the_newcomer(tmp_path):
 
 def test_asking_whether_a_live_owner_is_dead_does_not_signal_it():
     # Given a live process on this host, on which any signal would act (SIGHUP too, even under nohup)
-    child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); "
-                              "print('ready', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); "
+            "print('ready', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout.readline().strip() == "ready"
         # When its liveness is checked
@@ -180,7 +205,7 @@ def _incumbent_and_newcomer(h: EngineHarness, newcomer_columns: dict) -> None:
     """seg_a committed Attributes.Plan; then seg_b claims it too and seg_a changes."""
     h.segment("seg_a", PLAN_COLS, [("e1", "pro")])
     h.run()
-    h.segment("seg_b", newcomer_columns, [("e2", "basic", "gold")[:len(newcomer_columns)]])
+    h.segment("seg_b", newcomer_columns, [("e2", "basic", "gold")[: len(newcomer_columns)]])
     h.rebuild("seg_a", [("e1", "plus")])
 
 
@@ -192,9 +217,11 @@ def test_the_incumbent_keeps_its_field_when_the_newcomer_also_exports_fields_of_
     report = by_segment(h.run())
     # Then only the shared field is contested: seg_a syncs, saying why, and seg_b is refused
     assert report["seg_a"].status == "synced"
-    assert report["seg_a"].notes == ["keeps its fields although another segment claims them: seg_a.plan: "
-                                     "[field-ownership] Attributes.Plan is also written by seg_b; each field has "
-                                     "exactly one owner"]
+    assert report["seg_a"].notes == [
+        "keeps its fields although another segment claims them: seg_a.plan: "
+        "[field-ownership] Attributes.Plan is also written by seg_b; each field has "
+        "exactly one owner"
+    ]
     assert report["seg_b"].status == "refused"
 
 

@@ -17,18 +17,25 @@ B = {"endpoint_id": "Id", "tier": "Attributes.Tier"}
 def views(database) -> dict[str, list[tuple]]:
     con = duckdb.connect(str(database), read_only=True)
     try:
-        names = [r[0] for r in con.execute("select view_name from duckdb_views() where schema_name = 'imports' "
-                                           "order by 1").fetchall()]
+        names = [
+            r[0]
+            for r in con.execute(
+                "select view_name from duckdb_views() where schema_name = 'imports' order by 1"
+            ).fetchall()
+        ]
         return {n: sorted(con.execute(f'select * exclude (run_id) from imports."{n}"').fetchall()) for n in names}
     finally:
         con.close()
 
 
-@pytest.mark.parametrize("damage", [
-    pytest.param(lambda data: data[: len(data) // 2], id="cut-off-half-way"),
-    pytest.param(lambda data: b"\0" * len(data), id="zeroed"),
-    pytest.param(lambda data: b"", id="empty"),
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[: len(data) // 2], id="cut-off-half-way"),
+        pytest.param(lambda data: b"\0" * len(data), id="zeroed"),
+        pytest.param(lambda data: b"", id="empty"),
+    ],
+)
 def test_a_corrupt_imports_database_is_rebuilt_from_the_export_folder(tmp_path, damage):
     # Given two delivered segments and their views, then the database file damaged (a disk that filled up)
     h = EngineHarness(tmp_path)

@@ -39,9 +39,16 @@ class GroupTesting:
     def deliver(self, delivery, progress=None):
         self.deliveries.append(delivery)
         self.sent = {i for path in delivery.files for i in _ids([path])}
-        return deliver_in_jobs(self.platform, delivery, progress, max_job_bytes=10**9, max_concurrent=2,
-                               max_rejected_rows=DEFAULT_MAX_REJECTED_ROWS, max_isolation_jobs=self.budget,
-                               location="counting://seg")
+        return deliver_in_jobs(
+            self.platform,
+            delivery,
+            progress,
+            max_job_bytes=10**9,
+            max_concurrent=2,
+            max_rejected_rows=DEFAULT_MAX_REJECTED_ROWS,
+            max_isolation_jobs=self.budget,
+            location="counting://seg",
+        )
 
 
 @pytest.fixture
@@ -130,6 +137,7 @@ def test_rows_left_out_of_the_last_commit_are_no_jump_in_the_segments_size(h, le
     if left_out == "quarantined":
         first = h.run(destination=Scripted(h.exports, rejected={f"ep-{i}": "bad" for i in range(6)}))
     else:
+
         class Suspect(Scripted):
             def deliver(self, delivery, progress=None):
                 result = super().deliver(delivery, progress)

@@ -34,15 +34,24 @@ def new_lease(store, run_id="20261201T050000000Z-abcdef", **kw) -> RunLease:
     return RunLease(store, run_id=run_id, command="run", ttl=600, heartbeat=60, on_lost=lambda _r: None, **kw)
 
 
-@pytest.mark.parametrize("lock_lease,expected", [
-    ("t-killed-run", "synced"),
-    (None, "refused"),
-], ids=["taken-under-an-earlier-lease", "taken-without-a-lease"])
+@pytest.mark.parametrize(
+    "lock_lease,expected",
+    [
+        ("t-killed-run", "synced"),
+        (None, "refused"),
+    ],
+    ids=["taken-under-an-earlier-lease", "taken-without-a-lease"],
+)
 def test_a_segment_lock_of_a_run_whose_lease_is_gone_is_taken_over(h, live_pid, lock_lease, expected):
     # Given a segment lock left by a run on another host (whose pid says nothing here), taken under an
     # earlier run lease -- or under none (an older lakeseg): then its owner's death cannot be proven
     store = open_state_store(str(h.state_dir))
-    owner = {"run_id": "r-killed", "host": "codebuild-9", "pid": live_pid, **({"lease": lock_lease} if lock_lease else {})}
+    owner = {
+        "run_id": "r-killed",
+        "host": "codebuild-9",
+        "pid": live_pid,
+        **({"lease": lock_lease} if lock_lease else {}),
+    }
     with contextlib.ExitStack() as left, new_lease(store) as lease:
         left.enter_context(store.lock("files", SEG, owner))
         # When a run holding the lease syncs the segment
@@ -50,8 +59,9 @@ def test_a_segment_lock_of_a_run_whose_lease_is_gone_is_taken_over(h, live_pid, 
     # Then a lock of an earlier lease is taken over, saying whose; one without a lease still refuses
     assert segment.status == expected, segment.reason
     if expected == "synced":
-        assert any("took over the lock left by a dead run (held by run r-killed on codebuild-9" in n
-                   for n in segment.notes)
+        assert any(
+            "took over the lock left by a dead run (held by run r-killed on codebuild-9" in n for n in segment.notes
+        )
     else:
         assert "r-killed" in segment.reason
 
@@ -144,6 +154,7 @@ def app(tmp_path, monkeypatch):
 
             def execute(self):
                 return "report"
+
         return Run()
 
     monkeypatch.setattr(app_run, "invoke", invoke)
@@ -153,10 +164,16 @@ def app(tmp_path, monkeypatch):
 
 
 def plant_live_lease(store, pid: int) -> None:
-    store.create_lease(json.dumps({
-        "owner": {"run_id": "r-codebuild", "command": "run", "host": "codebuild-1", "pid": pid},
-        "token": "t", "renewed_at": "2099-01-01T00:00:00+00:00", "expires_at": "2099-01-01T00:10:00+00:00",
-    }).encode())
+    store.create_lease(
+        json.dumps(
+            {
+                "owner": {"run_id": "r-codebuild", "command": "run", "host": "codebuild-1", "pid": pid},
+                "token": "t",
+                "renewed_at": "2099-01-01T00:00:00+00:00",
+                "expires_at": "2099-01-01T00:10:00+00:00",
+            }
+        ).encode()
+    )
 
 
 def test_lakeseg_run_builds_and_syncs_under_one_lease(app):
@@ -233,10 +250,16 @@ def test_a_lease_taken_over_is_in_the_runs_history_and_output(h):
 
     # Given a lease left by a run killed on another host, expired
     store = open_state_store(str(h.state_dir))
-    store.create_lease(json.dumps({
-        "owner": {"run_id": "r-killed", "command": "run", "host": "codebuild-1", "pid": 7},
-        "token": "t", "renewed_at": "2020-01-01T00:00:00+00:00", "expires_at": "2020-01-01T00:15:00+00:00",
-    }).encode())
+    store.create_lease(
+        json.dumps(
+            {
+                "owner": {"run_id": "r-killed", "command": "run", "host": "codebuild-1", "pid": 7},
+                "token": "t",
+                "renewed_at": "2020-01-01T00:00:00+00:00",
+                "expires_at": "2020-01-01T00:15:00+00:00",
+            }
+        ).encode()
+    )
     # When a run takes it over and syncs
     with new_lease(store) as lease:
         report = h.run(state=store, lease=lease)

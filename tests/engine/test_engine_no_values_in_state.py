@@ -27,6 +27,7 @@ def columns(segment: str) -> dict[str, str]:
     own = "".join(part.title() for part in segment.split("_")[1:])
     return {"endpoint_id": "Id", "last_name": f"User.UserAttributes.LastName{own}"}
 
+
 ROWS = [("ep-1", PLANTED), ("ep-2", "Jones"), ("ep-3", "Brown")]
 
 
@@ -38,12 +39,19 @@ class Quoting(FilesDestination):
         result = super().deliver(delivery, progress)
         quote = f"endpoint ep-1: value '{PLANTED}' of User.UserAttributes.LastName is invalid"
         if delivery.segment == "seg_refused_row":
-            return DeliveryResult(confirmed=True, rejected={"ep-1": quote}, location=result.location,
-                                  jobs=[JobRecord("job-r", "COMPLETED", 3, 1, failures=[quote])])
+            return DeliveryResult(
+                confirmed=True,
+                rejected={"ep-1": quote},
+                location=result.location,
+                jobs=[JobRecord("job-r", "COMPLETED", 3, 1, failures=[quote])],
+            )
         if delivery.segment == "seg_platform_error":
-            return DeliveryResult(confirmed=False, errors=[f"import job job-e FAILED: {quote}"],
-                                  jobs=[JobRecord("job-e", "FAILED", 3, 3, failures=[quote, quote])],
-                                  location=result.location)
+            return DeliveryResult(
+                confirmed=False,
+                errors=[f"import job job-e FAILED: {quote}"],
+                jobs=[JobRecord("job-e", "FAILED", 3, 3, failures=[quote, quote])],
+                location=result.location,
+            )
         if delivery.segment == "seg_raises":
             raise RuntimeError(f"connection reset while sending {quote}")
         return result
@@ -58,10 +66,20 @@ class QuotingImportsTable:
 
 def _project(tmp_path: Path) -> EngineHarness:
     h = EngineHarness(tmp_path)
-    h.segment("seg_model_error", columns("seg_model_error"), ROWS, status="error",
-              dbt_message=f"Conversion Error: Could not convert string '{PLANTED}' to INT32")
-    h.segment("seg_test_failure", columns("seg_test_failure"), ROWS, test_status={("pinpoint_max_length", "last_name"): "fail"},
-              dbt_message=f"Got 1 result, configured to fail if != 0: failing_value='{PLANTED}'")
+    h.segment(
+        "seg_model_error",
+        columns("seg_model_error"),
+        ROWS,
+        status="error",
+        dbt_message=f"Conversion Error: Could not convert string '{PLANTED}' to INT32",
+    )
+    h.segment(
+        "seg_test_failure",
+        columns("seg_test_failure"),
+        ROWS,
+        test_status={("pinpoint_max_length", "last_name"): "fail"},
+        dbt_message=f"Got 1 result, configured to fail if != 0: failing_value='{PLANTED}'",
+    )
     for name in ("seg_refused_row", "seg_platform_error", "seg_raises"):
         h.segment(name, columns(name), ROWS)
     return h
@@ -73,8 +91,11 @@ def _local_bytes(root: Path) -> dict[str, bytes]:
 
 def _s3_bytes(bucket: str) -> dict[str, bytes]:
     s3 = boto3.client("s3")
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-            for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+    ]
     return {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
 
 
@@ -91,7 +112,8 @@ def store(request, tmp_path):
 
 
 def test_given_messages_quoting_a_value_when_synced_twice_then_no_byte_of_the_state_store_holds_it(
-        tmp_path, store, caplog):
+    tmp_path, store, caplog
+):
     # Given segments whose rows and whose every message (dbt's, the platform's, an exception's, the imports
     # table's reader's) quote a value
     h = _project(tmp_path / "project")
@@ -104,8 +126,12 @@ def test_given_messages_quoting_a_value_when_synced_twice_then_no_byte_of_the_st
     # Then each segment ended as expected ...
     for report in (first, second):
         assert {s: r.status for s, r in by_segment(report).items()} == {
-            "seg_model_error": "skipped", "seg_test_failure": "skipped", "seg_refused_row": "partial",
-            "seg_platform_error": "failed", "seg_raises": "failed"}
+            "seg_model_error": "skipped",
+            "seg_test_failure": "skipped",
+            "seg_refused_row": "partial",
+            "seg_platform_error": "failed",
+            "seg_raises": "failed",
+        }
     # ... the store holds history, snapshots, the quarantine and an in-doubt record ...
     objects = stored()
     assert any("history/" in k for k in objects) and any(k.endswith("in_doubt.json") for k in objects)
@@ -121,9 +147,12 @@ def test_given_messages_quoting_a_value_when_synced_twice_then_no_byte_of_the_st
 class FailedWithCode(FilesDestination):
     def deliver(self, delivery, progress=None):
         located = super().deliver(delivery, progress).location
-        return DeliveryResult(confirmed=False, errors=["upload job j-9 FAILED (INTERNAL_FAILURE)"], location=located,
-                              jobs=[JobRecord("j-9", "FAILED", 0, None, failures=["INTERNAL_FAILURE"],
-                                              status_reason="INTERNAL_FAILURE")])
+        return DeliveryResult(
+            confirmed=False,
+            errors=["upload job j-9 FAILED (INTERNAL_FAILURE)"],
+            location=located,
+            jobs=[JobRecord("j-9", "FAILED", 0, None, failures=["INTERNAL_FAILURE"], status_reason="INTERNAL_FAILURE")],
+        )
 
 
 def test_given_a_failed_job_with_a_status_code_then_the_reason_names_job_status_and_code(tmp_path):
@@ -141,10 +170,11 @@ def test_given_messages_quoting_a_value_then_the_report_names_rules_nodes_codes_
     report = by_segment(h.run(destination=Quoting(tmp_path / "exports")))
     # Then what it says is value-free and still tells what happened
     assert report["seg_model_error"].reason == (
-        "model error in the latest dbt invocation (model.lakeseg_engine.seg_model_error); "
-        "dbt's message is in dbt's log")
+        "model error in the latest dbt invocation (model.lakeseg_engine.seg_model_error); dbt's message is in dbt's log"
+    )
     assert report["seg_test_failure"].reason == (
-        "tests did not pass: pinpoint_max_length_seg_test_failure_last_name (fail, 3 failing rows)")
+        "tests did not pass: pinpoint_max_length_seg_test_failure_last_name (fail, 3 failing rows)"
+    )
     assert report["seg_refused_row"].quarantined[0]["id"] == "ep-1"
     assert report["seg_refused_row"].quarantined[0]["code"] == "platform-refused"
     assert "message" not in report["seg_refused_row"].quarantined[0]
@@ -152,7 +182,8 @@ def test_given_messages_quoting_a_value_then_the_report_names_rules_nodes_codes_
     assert report["seg_platform_error"].reason == (
         "the destination did not confirm the delivery: 1 error (platform-error; job job-e FAILED, 3 failure(s)); "
         "the platform's messages are in the local log at debug level; "
-        "the rows stay in doubt and are resent next run")
+        "the rows stay in doubt and are resent next run"
+    )
     assert report["seg_raises"].reason == "RuntimeError (its message is in the local log at debug level)"
     for rep in report.values():
         assert PLANTED not in repr(rep)
@@ -164,6 +195,7 @@ def test_an_os_error_keeps_its_number_and_the_systems_words_but_not_its_path():
     # Given a disk-full error on a file whose name quotes a value
     exc = OSError(28, "No space left on device", "/work/Zyxwv-Smith, Jr..csv")
     # Then the public reason says what happened, without the path
-    assert public_reason(exc) == ("OSError: [Errno 28] No space left on device "
-                                  "(the path is in the local log at debug level)")
+    assert public_reason(exc) == (
+        "OSError: [Errno 28] No space left on device (the path is in the local log at debug level)"
+    )
     assert "Zyxwv" not in public_reason(exc)

@@ -92,11 +92,17 @@ def _quarantined_and_in_doubt(h: EngineHarness) -> str:
     return h.run(destination=Scripted(h.exports, "unconfirmed")).run_id
 
 
-@pytest.mark.parametrize(("options", "status"), [
-    pytest.param({"max_exit_share": 0.5}, "refused", id="mass-exit-refusal"),
-    pytest.param({"dry_run": True, "command": "plan", "allow_mass_exit": True, "allow_size_change": True}, "planned",
-                 id="plan"),
-])
+@pytest.mark.parametrize(
+    ("options", "status"),
+    [
+        pytest.param({"max_exit_share": 0.5}, "refused", id="mass-exit-refusal"),
+        pytest.param(
+            {"dry_run": True, "command": "plan", "allow_mass_exit": True, "allow_size_change": True},
+            "planned",
+            id="plan",
+        ),
+    ],
+)
 def test_a_run_that_stops_before_delivery_still_reports_notes_and_quarantined_rows(h, options, status):
     # Given a quarantined row and ids in doubt
     unconfirmed = _quarantined_and_in_doubt(h)
@@ -114,15 +120,18 @@ def test_a_waiver_note_names_every_contested_field(h):
     both = {"endpoint_id": "Id", "plan": "Attributes.Plan", "tier": "Attributes.Tier"}
     h.segment("seg_a", both, [("e1", "pro", "gold")])
     h.run()
-    h.segment("seg_b", {"endpoint_id": "Id", "p": "Attributes.Plan", "t": "Attributes.Tier"},
-              [("e2", "basic", "silver")])
+    h.segment(
+        "seg_b", {"endpoint_id": "Id", "p": "Attributes.Plan", "t": "Attributes.Tier"}, [("e2", "basic", "silver")]
+    )
     # When both sync
     rep = by_segment(h.run())["seg_a"]
     # Then seg_a keeps both, and its note lists the two conflicts apart
     rule = "each field has exactly one owner"
-    assert rep.notes == ["keeps its fields although another segment claims them: "
-                         f"seg_a.plan: [field-ownership] Attributes.Plan is also written by seg_b; {rule}; "
-                         f"seg_a.tier: [field-ownership] Attributes.Tier is also written by seg_b; {rule}"]
+    assert rep.notes == [
+        "keeps its fields although another segment claims them: "
+        f"seg_a.plan: [field-ownership] Attributes.Plan is also written by seg_b; {rule}; "
+        f"seg_a.tier: [field-ownership] Attributes.Tier is also written by seg_b; {rule}"
+    ]
 
 
 def test_a_segment_that_cannot_be_read_fails_and_keeps_the_notes_gathered_before(h):
@@ -140,5 +149,6 @@ def test_a_segment_that_cannot_be_read_fails_and_keeps_the_notes_gathered_before
     # Then it failed (a build to fix, not a refusal of bad data), saying why and what was in doubt
     assert rep.status == "failed"
     assert rep.reason.startswith("lakeseg.segments.seg_a is not in ") and rep.reason.endswith(
-        ": run `dbt build` for this segment")
+        ": run `dbt build` for this segment"
+    )
     assert rep.notes == [f"1 id(s) in doubt from run {unconfirmed} (never confirmed): resent"]

@@ -33,8 +33,13 @@ class Verdict(FilesDestination):
 
     def deliver(self, delivery, progress=None):
         location = super().deliver(delivery, progress).location
-        return DeliveryResult(confirmed=self.confirmed, errors=self.errors, rejected=self.rejected,
-                              location=location, jobs=list(self.jobs))
+        return DeliveryResult(
+            confirmed=self.confirmed,
+            errors=self.errors,
+            rejected=self.rejected,
+            location=location,
+            jobs=list(self.jobs),
+        )
 
 
 def _export_folder(h: EngineHarness, report, segment: str):
@@ -50,9 +55,11 @@ def test_progress_names_the_segment_and_each_stage_in_order(h):
     # Then progress went reading, writing files, then delivering file by file, all under the segment's name
     files = by_segment(report)["seg_a"].files
     assert len(files) >= 3
-    assert calls == [("seg_a", "reading", 0, 1), ("seg_a", "writing files", 0, 1),
-                     ("seg_a", "delivering", 0, len(files))] + \
-        [("seg_a", "delivering", n, len(files)) for n in range(1, len(files) + 1)]
+    assert calls == [
+        ("seg_a", "reading", 0, 1),
+        ("seg_a", "writing files", 0, 1),
+        ("seg_a", "delivering", 0, len(files)),
+    ] + [("seg_a", "delivering", n, len(files)) for n in range(1, len(files) + 1)]
 
 
 def test_a_synced_segment_reports_its_files_bytes_location_jobs_and_start(h):
@@ -70,25 +77,47 @@ def test_a_synced_segment_reports_its_files_bytes_location_jobs_and_start(h):
     assert rep.files == [p.name for p in parts]
     assert rep.bytes == sum(p.stat().st_size for p in parts) > 0
     assert rep.location == str(folder)
-    assert rep.jobs == [{"job_id": "job-7", "status": "COMPLETED", "total_processed": 3, "total_failures": 0,
-                         "execution_arn": None, "status_reason": None}]
+    assert rep.jobs == [
+        {
+            "job_id": "job-7",
+            "status": "COMPLETED",
+            "total_processed": 3,
+            "total_failures": 0,
+            "execution_arn": None,
+            "status_reason": None,
+        }
+    ]
     started = datetime.fromisoformat(rep.started_at)
     assert before <= started <= datetime.now(timezone.utc)
     assert rep.duration_s >= 0
 
 
-@pytest.mark.parametrize("errors, reason", [
-    (["import job FAILED", "3 rows refused"],
-     "the destination did not confirm the delivery: 2 errors (platform-error; job job-1 FAILED, 3 failure(s)); "
-     "the platform's messages are in the local log at debug level; the rows stay in doubt and are resent next run"),
-    ([], "the destination did not confirm the delivery: the destination did not say why (job job-1 FAILED, "
-         "3 failure(s)); the rows stay in doubt and are resent next run"),
-], ids=["platform-errors", "no-error-given"])
+@pytest.mark.parametrize(
+    "errors, reason",
+    [
+        (
+            ["import job FAILED", "3 rows refused"],
+            "the destination did not confirm the delivery: 2 errors (platform-error; job job-1 FAILED, 3 failure(s)); "
+            "the platform's messages are in the local log at debug level; the rows stay in doubt and are resent next run",
+        ),
+        (
+            [],
+            "the destination did not confirm the delivery: the destination did not say why (job job-1 FAILED, "
+            "3 failure(s)); the rows stay in doubt and are resent next run",
+        ),
+    ],
+    ids=["platform-errors", "no-error-given"],
+)
 def test_an_unconfirmed_delivery_reports_why_and_what_was_sent(h, errors, reason):
     # Given a destination that does not confirm, naming a refused row
     h.segment("seg_a", COLS, ROWS)
-    destination = Verdict(h.exports, confirmed=False, errors=errors, rejected={"e2": "bad plan"},
-                          jobs=[JobRecord("job-1", "FAILED", 3, 3)])
+    destination = Verdict(
+        h.exports,
+        confirmed=False,
+        errors=errors,
+        rejected={"e2": "bad plan"},
+        jobs=[JobRecord("job-1", "FAILED", 3, 3)],
+    )
     # When the segment syncs
     report = h.run(destination=destination)
     # Then it failed naming codes and jobs (never the platform's words), and its report still says what was sent,
@@ -113,8 +142,10 @@ def test_rows_the_platform_rejected_make_the_segment_partial_with_a_count(h):
     rep = by_segment(report)["seg_a"]
     assert rep.status == "partial"
     assert rep.reason == "2 row(s) rejected by the destination are quarantined (resent next run); the rest is committed"
-    assert [(q["id"], q["code"], q["attempts"]) for q in rep.quarantined] == [("e1", "platform-refused", 1),
-                                                                           ("e3", "platform-refused", 1)]
+    assert [(q["id"], q["code"], q["attempts"]) for q in rep.quarantined] == [
+        ("e1", "platform-refused", 1),
+        ("e3", "platform-refused", 1),
+    ]
 
 
 class Recorder:
@@ -186,8 +217,15 @@ def test_a_quarantined_row_keeps_its_first_run_counts_attempts_and_a_code_not_th
     second = h.run(destination=Verdict(h.exports, rejected={"e2": message}))
     # Then the second report names the run that first quarantined it, this run, two attempts and a code
     row = by_segment(second)["seg_a"].quarantined
-    assert row == [{"id": "e2", "code": "platform-refused", "first_run_id": first.run_id,
-                    "last_run_id": second.run_id, "attempts": 2}]
+    assert row == [
+        {
+            "id": "e2",
+            "code": "platform-refused",
+            "first_run_id": first.run_id,
+            "last_run_id": second.run_id,
+            "attempts": 2,
+        }
+    ]
 
 
 def test_a_rejected_row_stays_out_of_the_committed_snapshot(h):
@@ -215,8 +253,10 @@ def test_a_run_that_started_exactly_max_age_ago_is_not_yet_interrupted(monkeypat
     run = {"status": "running", "host": "elsewhere", "pid": 2**22 + 1, "started_at": start.isoformat()}
     # Then it may still be running; a second later it is interrupted
     assert engine.mark_interrupted(run)["status"] == "running"
-    assert engine.mark_interrupted({**run, "started_at": (start - timedelta(seconds=1)).isoformat()})["status"] \
+    assert (
+        engine.mark_interrupted({**run, "started_at": (start - timedelta(seconds=1)).isoformat()})["status"]
         == "interrupted"
+    )
 
 
 class Raising(FilesDestination):
@@ -254,8 +294,7 @@ def test_durations_are_seconds_rounded_to_milliseconds(h, monkeypatch):
     from sync.run import engine
 
     readings = iter(10_000 + n * 1.23456 for n in range(1, 1000))
-    monkeypatch.setattr(engine, "time", types.SimpleNamespace(monotonic=lambda: next(readings),
-                                                              time=engine.time.time))
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(monotonic=lambda: next(readings), time=engine.time.time))
     h.segment("seg_a", COLS, ROWS)
     h.segment("seg_b", {"endpoint_id": "Id", "tier": "Attributes.Tier"}, [("e1", "gold")], status="error")
     report = by_segment(h.run())

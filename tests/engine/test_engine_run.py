@@ -33,16 +33,32 @@ class Recording(FilesDestination):
 
 def test_the_destination_is_handed_the_run_segment_header_counts_and_platform_segment(h):
     # Given a segment that keeps a platform segment of the members whose plan is 'pro'
-    h.segment("seg_a", COLS, [("e1", "pro"), ("e2", "basic")],
-              extra_meta={"segment_name": "Pro users", "segment_values": {"Attributes.Plan": ["pro"]}})
+    h.segment(
+        "seg_a",
+        COLS,
+        [("e1", "pro"), ("e2", "basic")],
+        extra_meta={"segment_name": "Pro users", "segment_values": {"Attributes.Plan": ["pro"]}},
+    )
     destination = Recording(h.exports)
     # When it syncs
     report = h.run(destination=destination)
     # Then the delivery names the run, the segment, the header, every count and the platform segment
     (d,) = destination.deliveries
     assert (d.run_id, d.segment, d.fields) == (report.run_id, "seg_a", ("Id", "Attributes.Plan"))
-    assert d.counts == {"rows": 2, "previous_rows": 0, "entered": 2, "changed": 0, "exited": 0, "unchanged": 0,
-                        "exit_rows": 0, "dirty": 0, "resent": 0, "resent_exits": 0, "refresh": 0, "to_send": 2}
+    assert d.counts == {
+        "rows": 2,
+        "previous_rows": 0,
+        "entered": 2,
+        "changed": 0,
+        "exited": 0,
+        "unchanged": 0,
+        "exit_rows": 0,
+        "dirty": 0,
+        "resent": 0,
+        "resent_exits": 0,
+        "refresh": 0,
+        "to_send": 2,
+    }
     assert (d.segment_name, d.segment_filter) == ("Pro users", {"Attributes.Plan": ("pro",)})
     assert [p.name for p in d.files] == by_segment(report)["seg_a"].files
     assert destination.preflights == 1
@@ -53,7 +69,11 @@ def test_the_run_report_names_command_target_destination_state_and_ends(h):
     h.segment("seg_a", COLS, [("e2", "pro")])
     report = h.run()
     assert (report.command, report.target, report.destination, report.state) == (
-        "sync", "local", "files", str(h.state_dir))
+        "sync",
+        "local",
+        "files",
+        str(h.state_dir),
+    )
     assert report.status == "succeeded" and report.error is None and report.finished_at >= report.started_at
     assert [s.segment for s in report.segments] == ["seg_a", "seg_b"]
     assert report.as_dict()["segments"][0]["segment"] == "seg_a"
@@ -90,8 +110,10 @@ def test_a_segment_breaking_its_contract_is_refused_naming_each_problem(h):
     h.segment("seg_a", COLS, [("e1", "pro")], exit="drop")
     rep = by_segment(h.run())["seg_a"]
     assert rep.status == "refused"
-    assert rep.reason == ("breaks the segment contract (see `lakeseg check`): seg_a: [exit] exit must be 'keep' or a "
-                          "mapping of field to value, got 'drop'")
+    assert rep.reason == (
+        "breaks the segment contract (see `lakeseg check`): seg_a: [exit] exit must be 'keep' or a "
+        "mapping of field to value, got 'drop'"
+    )
 
 
 def test_a_segment_whose_model_failed_is_skipped_with_dbts_reason(h):
@@ -129,11 +151,15 @@ def test_an_expiring_destination_resends_members_due_for_a_refresh_with_a_note(h
     report = h.run(destination=Expiring(h.exports), clock=lambda: later)
     rep = by_segment(report)["seg_a"]
     assert rep.plan["refresh"] == 2 and sorted(r["Id"] for r in h.delivered(report, "seg_a")) == ["e1", "e2"]
-    assert ("2 unchanged member(s) due for a refresh before they expire (last confirmed at or before "
-            "2026-11-02 12:00 UTC): resent") in rep.notes
+    assert (
+        "2 unchanged member(s) due for a refresh before they expire (last confirmed at or before "
+        "2026-11-02 12:00 UTC): resent"
+    ) in rep.notes
     # and a day later nothing is due
-    assert by_segment(h.run(destination=Expiring(h.exports), clock=lambda: later + timedelta(days=1)))[
-        "seg_a"].status == "unchanged"
+    assert (
+        by_segment(h.run(destination=Expiring(h.exports), clock=lambda: later + timedelta(days=1)))["seg_a"].status
+        == "unchanged"
+    )
 
 
 def test_a_destination_that_cannot_take_a_segment_refuses_only_that_one(h):
@@ -145,8 +171,9 @@ def test_a_destination_that_cannot_take_a_segment_refuses_only_that_one(h):
     h.segment("seg_b", OTHER, [("e2", "gold")])
     report = by_segment(h.run(destination=Picky(h.exports)))
     assert report["seg_a"].status == "synced"
-    assert report["seg_b"].reason == ("breaks the segment contract (see `lakeseg check`): "
-                                      "seg_b.Attributes.Tier [no-target]: no profile field for it")
+    assert report["seg_b"].reason == (
+        "breaks the segment contract (see `lakeseg check`): seg_b.Attributes.Tier [no-target]: no profile field for it"
+    )
 
 
 def test_the_wall_clock_is_utc():
@@ -158,12 +185,18 @@ def test_the_wall_clock_is_utc():
 
 
 def test_a_segment_with_several_contract_problems_names_them_all(h):
-    h.segment("seg_a", {"endpoint_id": "Id", "plan": "Attributes.Plan", "plan2": "Attributes.Plan"},
-              [("e1", "pro", "pro")], exit="drop")
+    h.segment(
+        "seg_a",
+        {"endpoint_id": "Id", "plan": "Attributes.Plan", "plan2": "Attributes.Plan"},
+        [("e1", "pro", "pro")],
+        exit="drop",
+    )
     rep = by_segment(h.run())["seg_a"]
-    assert rep.reason == ("breaks the segment contract (see `lakeseg check`): "
-                          "seg_a.plan2: [one-column-per-field] Attributes.Plan is also mapped from column plan; "
-                          "seg_a: [exit] exit must be 'keep' or a mapping of field to value, got 'drop'")
+    assert rep.reason == (
+        "breaks the segment contract (see `lakeseg check`): "
+        "seg_a.plan2: [one-column-per-field] Attributes.Plan is also mapped from column plan; "
+        "seg_a: [exit] exit must be 'keep' or a mapping of field to value, got 'drop'"
+    )
 
 
 def test_an_in_doubt_record_of_the_run_that_committed_is_void(h):

@@ -38,8 +38,12 @@ def test_first_sync_sends_every_member_then_nothing_changes(h):
 
 def test_entered_changed_and_exited_members_are_sent_with_exit_values_in_header_order(h):
     # Given a segment whose exit mapping is written in another order than its columns
-    h.segment("seg_a", COLS, [("e1", "pro", "Paris"), ("e2", "basic", "Oslo"), ("e3", "pro", "Rome")],
-              exit={"User.UserAttributes.City": "gone", "Attributes.Plan": "none"})
+    h.segment(
+        "seg_a",
+        COLS,
+        [("e1", "pro", "Paris"), ("e2", "basic", "Oslo"), ("e3", "pro", "Rome")],
+        exit={"User.UserAttributes.City": "gone", "Attributes.Plan": "none"},
+    )
     h.run()
     # When e1 changes, e2 leaves and e4 enters
     h.rebuild("seg_a", [("e1", "basic", "Paris"), ("e3", "pro", "Rome"), ("e4", "pro", "Lima")])
@@ -75,7 +79,9 @@ def test_a_change_in_any_one_attribute_is_sent(h):
     # When only the last attribute of e2 changes
     h.rebuild("seg_a", [("e1", "pro", "Paris"), ("e2", "basic", "Bergen")])
     report = h.run()
-    assert h.delivered(report, "seg_a") == [{"Id": "e2", "Attributes.Plan": "basic", "User.UserAttributes.City": "Bergen"}]
+    assert h.delivered(report, "seg_a") == [
+        {"Id": "e2", "Attributes.Plan": "basic", "User.UserAttributes.City": "Bergen"}
+    ]
     # And a value moving between two attributes is a change too
     h.rebuild("seg_a", [("e1", "Paris", "pro"), ("e2", "basic", "Bergen")])
     assert [r["Id"] for r in h.delivered(h.run(), "seg_a")] == ["e1"]
@@ -102,16 +108,27 @@ def test_the_mass_exit_guard_refuses_and_sends_nothing_until_allowed(h, full_ref
 TEN = [(f"e{i}", "pro", "Paris") for i in range(10)]
 
 
-@pytest.mark.parametrize("after,reason", [
-    pytest.param(TEN + [(f"n{i}", "pro", "Oslo") for i in range(10)],
-                 "seg_a would grow from 10 to 20 members (+100.0%), beyond the 50% limit (guard.max_size_change_share)",
-                 id="grows-to-double"),
-    pytest.param(TEN[:4], "seg_a would shrink from 10 to 4 members (-60.0%), beyond the 50% limit "
-                 "(guard.max_size_change_share)", id="shrinks-to-40pct"),
-    pytest.param(TEN[:4] + [(f"n{i}", "pro", "Oslo") for i in range(6)],
-                 "seg_a: 6 members would enter, 60.0% of its previous 10 (size 10 -> 10), beyond the 50% limit "
-                 "(guard.max_entered_share)", id="same-size-six-replaced"),
-])
+@pytest.mark.parametrize(
+    "after,reason",
+    [
+        pytest.param(
+            TEN + [(f"n{i}", "pro", "Oslo") for i in range(10)],
+            "seg_a would grow from 10 to 20 members (+100.0%), beyond the 50% limit (guard.max_size_change_share)",
+            id="grows-to-double",
+        ),
+        pytest.param(
+            TEN[:4],
+            "seg_a would shrink from 10 to 4 members (-60.0%), beyond the 50% limit (guard.max_size_change_share)",
+            id="shrinks-to-40pct",
+        ),
+        pytest.param(
+            TEN[:4] + [(f"n{i}", "pro", "Oslo") for i in range(6)],
+            "seg_a: 6 members would enter, 60.0% of its previous 10 (size 10 -> 10), beyond the 50% limit "
+            "(guard.max_entered_share)",
+            id="same-size-six-replaced",
+        ),
+    ],
+)
 @pytest.mark.parametrize("full_refresh", [False, True], ids=["incremental", "full-refresh"])
 def test_the_size_change_guard_refuses_a_jump_and_sends_nothing_until_allowed(h, after, reason, full_refresh):
     # Given a committed segment of 10 members, and exits allowed up to 100% (the mass-exit guard stays quiet)
@@ -122,7 +139,10 @@ def test_the_size_change_guard_refuses_a_jump_and_sends_nothing_until_allowed(h,
     refused = by_segment(h.run(max_exit_share=1.0, full_refresh=full_refresh))["seg_a"]
     # Then it is refused with the sizes, the share, the setting and the command that allows it
     assert refused.status == "refused", refused.reason
-    assert reason in refused.reason and "if that is intended, send it with `lakeseg sync --select seg_a --allow-size-change`" in refused.reason
+    assert (
+        reason in refused.reason
+        and "if that is intended, send it with `lakeseg sync --select seg_a --allow-size-change`" in refused.reason
+    )
     # And nothing was sent, recorded in doubt or committed
     assert [p.name for p in h.exports.iterdir() if p.name != ".incoming"] == [first.run_id]
     assert open_state_store(str(h.state_dir)).load_in_doubt("files", "seg_a", h.root / "check") is None
@@ -141,15 +161,18 @@ def test_the_size_change_guard_lets_a_first_sync_through(h):
 
 
 def test_an_emptied_segment_is_refused_even_under_a_full_exit_share(h):
-    h.segment("seg_a", COLS, [("e1", "pro", "Paris")], exit={"Attributes.Plan": "none", "User.UserAttributes.City": "x"})
+    h.segment(
+        "seg_a", COLS, [("e1", "pro", "Paris")], exit={"Attributes.Plan": "none", "User.UserAttributes.City": "x"}
+    )
     h.run()
     h.rebuild("seg_a", [])
     seg = by_segment(h.run(max_exit_share=1.0))["seg_a"]
     assert seg.status == "refused" and "would empty the segment" in seg.reason
 
 
-@pytest.mark.parametrize("status", ["fail", "error", "warn", "skipped", None],
-                         ids=["fail", "error", "warn", "skipped", "did-not-run"])
+@pytest.mark.parametrize(
+    "status", ["fail", "error", "warn", "skipped", None], ids=["fail", "error", "warn", "skipped", "did-not-run"]
+)
 def test_a_segment_whose_test_did_not_pass_is_skipped_and_nothing_is_sent(h, status):
     # Given a segment whose not_null test on the Id has that status in run_results
     h.segment("seg_a", COLS, [("e1", "pro", "Paris")], test_status={("not_null", "endpoint_id"): status})
@@ -203,14 +226,14 @@ def test_only_the_segments_dbt_selects_run(h):
 
 
 def test_many_small_files_carry_every_row_once(h):
-    members = [(f"e{i:04d}", "a, \"quoted\" value", "Zürich") for i in range(400)]
+    members = [(f"e{i:04d}", 'a, "quoted" value', "Zürich") for i in range(400)]
     h.segment("seg_a", COLS, members)
     report = h.run(max_file_bytes=4096)
     seg = by_segment(report)["seg_a"]
     assert len(seg.files) > 3
     sent = h.delivered(report, "seg_a")
     assert sorted(r["Id"] for r in sent) == [m[0] for m in members]
-    assert {r["Attributes.Plan"] for r in sent} == {"a, \"quoted\" value"}
+    assert {r["Attributes.Plan"] for r in sent} == {'a, "quoted" value'}
     assert all(p.stat().st_size <= 4096 for p in (h.exports / report.run_id / "seg_a").glob("part-*.csv"))
 
 

@@ -21,12 +21,14 @@ def h(tmp_path) -> EngineHarness:
     return h
 
 
-@pytest.mark.parametrize("winner_still_holds", [
-    pytest.param(True, id="winner-still-holds-the-lock"),
-    pytest.param(False, id="winner-already-released-it"),
-])
-def test_the_loser_of_a_takeover_race_never_says_it_took_the_lock(h, monkeypatch, caplog, live_pid,
-                                                                  winner_still_holds):
+@pytest.mark.parametrize(
+    "winner_still_holds",
+    [
+        pytest.param(True, id="winner-still-holds-the-lock"),
+        pytest.param(False, id="winner-already-released-it"),
+    ],
+)
+def test_the_loser_of_a_takeover_race_never_says_it_took_the_lock(h, monkeypatch, caplog, live_pid, winner_still_holds):
     # Given a lock left by a dead run here, and another run that takes it over first (between this run's read
     # of the dead lock and its compare-and-delete), then holds it or has already released it again
     store = open_state_store(str(h.state_dir))
@@ -41,8 +43,9 @@ def test_the_loser_of_a_takeover_race_never_says_it_took_the_lock(h, monkeypatch
 
     monkeypatch.setattr(store, "force_unlock", raced)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(store.lock("files", SEG, {"run_id": "gone", "host": socket.gethostname(),
-                                                     "pid": NO_SUCH_PID}))
+        stack.enter_context(
+            store.lock("files", SEG, {"run_id": "gone", "host": socket.gethostname(), "pid": NO_SUCH_PID})
+        )
         # When this run syncs the segment
         with caplog.at_level("INFO", logger="sync.run.engine"):
             segment = by_segment(h.run(state=store))[SEG]

@@ -22,9 +22,20 @@ from dataclasses import dataclass
 
 from .policy import Request
 
-PREFIX = {"s3": "s3", "states": "states", "mobiletargeting": "mobiletargeting", "profile": "profile",
-          "glue": "glue", "athena": "athena", "secretsmanager": "secretsmanager", "sns": "sns",
-          "monitoring": "cloudwatch", "cloudwatch": "cloudwatch", "ssm": "ssm", "kms": "kms"}
+PREFIX = {
+    "s3": "s3",
+    "states": "states",
+    "mobiletargeting": "mobiletargeting",
+    "profile": "profile",
+    "glue": "glue",
+    "athena": "athena",
+    "secretsmanager": "secretsmanager",
+    "sns": "sns",
+    "monitoring": "cloudwatch",
+    "cloudwatch": "cloudwatch",
+    "ssm": "ssm",
+    "kms": "kms",
+}
 MULTIPART = {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}
 
 
@@ -37,6 +48,7 @@ def split_s3(url: str) -> tuple[str, str]:
 @dataclass(frozen=True)
 class Deployment:
     """What a deployed stack hands the principal that runs lakeseg (env of the runner)."""
+
     partition: str
     region: str
     account: str
@@ -45,8 +57,10 @@ class Deployment:
     digest_secret_arn: str | None  # DigestKeySecretArn; unset: lakeseg reads lakeseg/digest-key
 
     def arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
-        return (f"arn:{self.partition}:{service}:{self.region if region else ''}:"
-                f"{self.account if account else ''}:{resource}")
+        return (
+            f"arn:{self.partition}:{service}:{self.region if region else ''}:"
+            f"{self.account if account else ''}:{resource}"
+        )
 
     def setting(self, name: str) -> str:
         value = self.env.get(name)
@@ -58,7 +72,7 @@ class Deployment:
 def _rebase(key: str, root: str, deploy_prefix: str) -> str:
     """The test's key below its component root -> the same path below the deployment's prefix."""
     root = root.strip("/")
-    rel = key[len(root) + 1:] if root and key.startswith(root + "/") else ("" if key == root else key)
+    rel = key[len(root) + 1 :] if root and key.startswith(root + "/") else ("" if key == root else key)
     return "/".join(p for p in (deploy_prefix, rel) if p)
 
 
@@ -174,8 +188,11 @@ def athena_requests(call: dict, d: Deployment) -> list[Request]:
         out += _glue(d, "glue:GetTable", f"{schema}_segments", m.group(2))
         data_bucket, data_prefix = split_s3(d.setting("LAKESEG_ATHENA_DATA_DIR"))
         out.append(Request("s3:GetObject", f"arn:{d.partition}:s3:::{data_bucket}/{data_prefix}/{m.group(2)}/x"))
-        out.append(Request("s3:ListBucket", f"arn:{d.partition}:s3:::{data_bucket}",
-                           {"s3:prefix": f"{data_prefix}/{m.group(2)}/"}))
+        out.append(
+            Request(
+                "s3:ListBucket", f"arn:{d.partition}:s3:::{data_bucket}", {"s3:prefix": f"{data_prefix}/{m.group(2)}/"}
+            )
+        )
     root = call["roots"].get("base") or ""
     bucket, prefix = split_s3(d.setting("LAKESEG_ATHENA_STAGING_DIR"))
     out.append(Request("s3:GetBucketLocation", f"arn:{d.partition}:s3:::{bucket}"))
@@ -191,19 +208,30 @@ def athena_requests(call: dict, d: Deployment) -> list[Request]:
 def secret_requests(call: dict, d: Deployment) -> list[Request]:
     """The digest key: DigestKeySecretArn (CodeBuild reads it at build start; a person or the workflow
     names it in digest_key), else the secret the settings fall back to, lakeseg/digest-key."""
-    return [Request("secretsmanager:GetSecretValue",
-                    d.digest_secret_arn or d.arn("secretsmanager", "secret:lakeseg/digest-key-AbCdEf"))]
+    return [
+        Request(
+            "secretsmanager:GetSecretValue",
+            d.digest_secret_arn or d.arn("secretsmanager", "secret:lakeseg/digest-key-AbCdEf"),
+        )
+    ]
 
 
 def outcome_requests(call: dict, d: Deployment) -> list[Request]:
     op = call["operation"]
     if op == "Publish":  # to a topic encrypted with the stack's CMK, SNS uses the key as the caller
-        key = [Request(a, d.kms_key_arn, {"kms:ViaService": f"sns.{d.region}.amazonaws.com"})
-               for a in ("kms:GenerateDataKey", "kms:Decrypt")] if d.kms_key_arn else []
+        key = (
+            [
+                Request(a, d.kms_key_arn, {"kms:ViaService": f"sns.{d.region}.amazonaws.com"})
+                for a in ("kms:GenerateDataKey", "kms:Decrypt")
+            ]
+            if d.kms_key_arn
+            else []
+        )
         return [Request("sns:Publish", d.setting("LAKESEG_ALERT_TOPIC_ARN"))] + key
     if op == "PutMetricData":
-        return [Request("cloudwatch:PutMetricData", "*",
-                        {"cloudwatch:namespace": d.setting("LAKESEG_METRICS_NAMESPACE")})]
+        return [
+            Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": d.setting("LAKESEG_METRICS_NAMESPACE")})
+        ]
     raise LookupError(f"no IAM mapping for the outcome step's {call['service']}:{op}")
 
 
@@ -215,8 +243,13 @@ def requests(call: dict, d: Deployment) -> list[Request]:
         return outcome_requests(call, d)
     if service == "s3":
         return s3_requests(call, d)
-    handler = {"states": states_requests, "mobiletargeting": pinpoint_requests, "profile": profile_requests,
-               "glue": glue_requests, "athena": athena_requests}.get(service)
+    handler = {
+        "states": states_requests,
+        "mobiletargeting": pinpoint_requests,
+        "profile": profile_requests,
+        "glue": glue_requests,
+        "athena": athena_requests,
+    }.get(service)
     if handler is None:
         raise LookupError(f"no IAM mapping for {service}:{call['operation']} (component {comp})")
     return handler(call, d)
@@ -228,18 +261,30 @@ def codebuild_requests(stack_params: dict, d: Deployment, project: dict) -> list
     write the build log, and read SECRETS_MANAGER environment variables at build start."""
     bucket, key = stack_params["BucketName"], stack_params["BundleKey"]
     log_group = project["LogsConfig"]["CloudWatchLogs"]["GroupName"]
-    out = [("fetch the bundle", Request("s3:GetObject", f"arn:{d.partition}:s3:::{bucket}/{key}")),
-           ("check the bundle bucket", Request("s3:GetBucketAcl", f"arn:{d.partition}:s3:::{bucket}")),
-           ("check the bundle bucket", Request("s3:GetBucketLocation", f"arn:{d.partition}:s3:::{bucket}")),
-           ("write the build log", Request("logs:CreateLogStream",
-                                           d.arn("logs", f"log-group:{log_group}:log-stream:build-1"))),
-           ("write the build log", Request("logs:PutLogEvents",
-                                           d.arn("logs", f"log-group:{log_group}:log-stream:build-1")))]
+    out = [
+        ("fetch the bundle", Request("s3:GetObject", f"arn:{d.partition}:s3:::{bucket}/{key}")),
+        ("check the bundle bucket", Request("s3:GetBucketAcl", f"arn:{d.partition}:s3:::{bucket}")),
+        ("check the bundle bucket", Request("s3:GetBucketLocation", f"arn:{d.partition}:s3:::{bucket}")),
+        (
+            "write the build log",
+            Request("logs:CreateLogStream", d.arn("logs", f"log-group:{log_group}:log-stream:build-1")),
+        ),
+        (
+            "write the build log",
+            Request("logs:PutLogEvents", d.arn("logs", f"log-group:{log_group}:log-stream:build-1")),
+        ),
+    ]
     if stack_params.get("BundleVersion"):
-        out.append(("fetch the pinned bundle", Request("s3:GetObjectVersion", f"arn:{d.partition}:s3:::{bucket}/{key}")))
+        out.append(
+            ("fetch the pinned bundle", Request("s3:GetObjectVersion", f"arn:{d.partition}:s3:::{bucket}/{key}"))
+        )
     if d.kms_key_arn:
-        out.append(("fetch the bundle", Request("kms:Decrypt", d.kms_key_arn,
-                                                {"kms:ViaService": f"s3.{d.region}.amazonaws.com"})))
+        out.append(
+            (
+                "fetch the bundle",
+                Request("kms:Decrypt", d.kms_key_arn, {"kms:ViaService": f"s3.{d.region}.amazonaws.com"}),
+            )
+        )
     for var in project["Environment"]["EnvironmentVariables"]:
         if var["Type"] == "SECRETS_MANAGER":
             out.append((f"read {var['Name']} at build start", Request("secretsmanager:GetSecretValue", var["Value"])))

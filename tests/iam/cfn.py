@@ -23,8 +23,16 @@ def load_template(path: Path = TEMPLATE) -> dict:
 
 
 class Stack:
-    def __init__(self, template: dict, parameters: dict, *, name: str = "lakeseg", account: str = "123456789012",
-                 region: str = "eu-west-1", partition: str = "aws"):
+    def __init__(
+        self,
+        template: dict,
+        parameters: dict,
+        *,
+        name: str = "lakeseg",
+        account: str = "123456789012",
+        region: str = "eu-west-1",
+        partition: str = "aws",
+    ):
         self.t = template
         self.name, self.account, self.region, self.partition = name, account, region, partition
         self.params = {}
@@ -42,8 +50,9 @@ class Stack:
         if unknown:
             raise ValueError(f"unknown parameters {sorted(unknown)}")
         self._conditions: dict[str, bool] = {}
-        self.resources = {k: r for k, r in template["Resources"].items()
-                          if "Condition" not in r or self.condition(r["Condition"])}
+        self.resources = {
+            k: r for k, r in template["Resources"].items() if "Condition" not in r or self.condition(r["Condition"])
+        }
 
     # ------------------------------------------------------------- conditions
     def condition(self, name: str) -> bool:
@@ -52,7 +61,7 @@ class Stack:
         return self._conditions[name]
 
     def _cond(self, node) -> bool:
-        (fn, arg), = node.items()
+        ((fn, arg),) = node.items()
         if fn == "Fn::Equals":
             a, b = (self.resolve(x) for x in arg)
             return str(a) == str(b)
@@ -68,10 +77,15 @@ class Stack:
 
     # ------------------------------------------------------------- ids
     def pseudo(self, name: str):
-        return {"AWS::AccountId": self.account, "AWS::Region": self.region, "AWS::Partition": self.partition,
-                "AWS::StackName": self.name, "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": NO_VALUE,
-                "AWS::StackId": f"arn:{self.partition}:cloudformation:{self.region}:{self.account}:stack/{self.name}/1"
-                }[name]
+        return {
+            "AWS::AccountId": self.account,
+            "AWS::Region": self.region,
+            "AWS::Partition": self.partition,
+            "AWS::StackName": self.name,
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": NO_VALUE,
+            "AWS::StackId": f"arn:{self.partition}:cloudformation:{self.region}:{self.account}:stack/{self.name}/1",
+        }[name]
 
     def ref(self, name: str):
         if name.startswith("AWS::"):
@@ -136,7 +150,7 @@ class Stack:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (fn, arg), = node.items()
+            ((fn, arg),) = node.items()
             if fn == "Ref":
                 return self.ref(arg)
             if fn == "Fn::If":
@@ -181,8 +195,11 @@ class Stack:
     # ------------------------------------------------------------- IAM
     def managed_policies(self) -> dict[str, tuple[str, dict]]:
         """ARN -> (logical id, policy document) of the stack's managed policies."""
-        return {self.ref(k): (k, self.resolve(r["Properties"]["PolicyDocument"]))
-                for k, r in self.resources.items() if r["Type"] == "AWS::IAM::ManagedPolicy"}
+        return {
+            self.ref(k): (k, self.resolve(r["Properties"]["PolicyDocument"]))
+            for k, r in self.resources.items()
+            if r["Type"] == "AWS::IAM::ManagedPolicy"
+        }
 
     def role_policies(self, role: str) -> dict[str, dict]:
         """Every policy document attached to a role of the stack: its inline ones and its managed ones."""

@@ -34,7 +34,7 @@ class Request:
 @dataclass
 class Decision:
     allowed: bool
-    by: list = field(default_factory=list)      # (policy name, statement) that allowed
+    by: list = field(default_factory=list)  # (policy name, statement) that allowed
     denied_by: list = field(default_factory=list)
 
 
@@ -83,14 +83,18 @@ _OPS = {
     "NumericGreaterThan": lambda want, got: _number(got) > _number(want),
     "NumericGreaterThanEquals": lambda want, got: _number(got) >= _number(want),
 }
-_NEGATED = {"StringNotEquals": "StringEquals", "StringNotLike": "StringLike", "ArnNotEquals": "ArnEquals",
-            "ArnNotLike": "ArnLike"}
+_NEGATED = {
+    "StringNotEquals": "StringEquals",
+    "StringNotLike": "StringLike",
+    "ArnNotEquals": "ArnEquals",
+    "ArnNotLike": "ArnLike",
+}
 
 
 def condition_holds(block: dict | None, context: dict) -> bool:
     for operator, keys in (block or {}).items():
         if_exists = operator.endswith("IfExists")
-        op = operator[:-len("IfExists")] if if_exists else operator
+        op = operator[: -len("IfExists")] if if_exists else operator
         negated = op in _NEGATED
         base = _NEGATED.get(op, op)
         if base not in _OPS:

@@ -37,17 +37,42 @@ _lock = threading.Lock()
 # class name -> (component, attributes that root its resources)
 COMPONENTS = {
     "S3StateStore": ("state", ("bucket", "prefix", "kms_key_id")),
-    "PinpointDestination": ("pinpoint", ("application_id", "import_s3_url", "mode", "state_machine_arn",
-                                         "kms_key_id")),
+    "PinpointDestination": ("pinpoint", ("application_id", "import_s3_url", "mode", "state_machine_arn", "kms_key_id")),
     "CustomerProfilesDestination": ("customer_profiles", ("domain_name",)),
     "AthenaReader": ("athena_reader", ("bucket", "base", "work_group")),
     "GlueImportsTable": ("glue_imports", ("database",)),
 }
 MODULES = {"digest_key": "digest", "outcome": "outcome"}
-KEEP = {"Bucket", "Key", "Prefix", "Delete", "stateMachineArn", "executionArn", "name", "ApplicationId", "SegmentId",
-        "JobId", "DomainName", "SegmentDefinitionName", "DatabaseName", "Name", "TableName", "WorkGroup",
-        "QueryExecutionId", "QueryString", "QueryExecutionContext", "ResultConfiguration", "SecretId", "TopicArn",
-        "Namespace", "SSEKMSKeyId", "ServerSideEncryption", "CopySource", "statusFilter", "ResourceArn"}
+KEEP = {
+    "Bucket",
+    "Key",
+    "Prefix",
+    "Delete",
+    "stateMachineArn",
+    "executionArn",
+    "name",
+    "ApplicationId",
+    "SegmentId",
+    "JobId",
+    "DomainName",
+    "SegmentDefinitionName",
+    "DatabaseName",
+    "Name",
+    "TableName",
+    "WorkGroup",
+    "QueryExecutionId",
+    "QueryString",
+    "QueryExecutionContext",
+    "ResultConfiguration",
+    "SecretId",
+    "TopicArn",
+    "Namespace",
+    "SSEKMSKeyId",
+    "ServerSideEncryption",
+    "CopySource",
+    "statusFilter",
+    "ResourceArn",
+}
 
 
 def _component(frame) -> dict | None:
@@ -100,8 +125,9 @@ def record(service: str, operation: str, params: dict, region: str | None, frame
     found = _component(frame)
     if found is None:
         return
-    _write({"service": service, "operation": operation, "params": _params(params), "region": region,
-            "via": via, **found})
+    _write(
+        {"service": service, "operation": operation, "params": _params(params), "region": region, "via": via, **found}
+    )
 
 
 def _on_params(params, model, context=None, **_):

@@ -44,8 +44,12 @@ RECORDED = [
 ]
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 BASE = {
-    "BucketName": "acme-lakeseg", "CreateBucket": "true", "ScheduledRunner": "true",
-    "GitHubRepository": "acme/segments", "LakeBucket": "acme-lake", "BundleVersion": "v1",
+    "BucketName": "acme-lakeseg",
+    "CreateBucket": "true",
+    "ScheduledRunner": "true",
+    "GitHubRepository": "acme/segments",
+    "LakeBucket": "acme-lake",
+    "BundleVersion": "v1",
 }
 CMK = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0b7e3d8c-1111-2222-3333-444455556666"
 SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:lakeseg/digest-key-AbCdEf"
@@ -106,9 +110,27 @@ def record(folder: Path) -> None:
     env = {**os.environ, "LAKESEG_IAM_RECORD": str(folder)}
     for key in [k for k in env if k.startswith("PYTEST_")]:
         env.pop(key)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-n", "2",
-                           "-p", "tests.iam.recorder", *RECORDED], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "2",
+            "-p",
+            "tests.iam.recorder",
+            *RECORDED,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, f"the recorded tests failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
 
 
@@ -135,12 +157,20 @@ def policies_of(stack: Stack, principal: str) -> dict[str, dict]:
 def test_the_recording_covers_every_component_and_the_calls_the_issue_names(calls):
     # Given the recorded calls, then each AWS-facing part of lakeseg was exercised
     seen = {(c["component"], c["service"], c["operation"]) for c in calls}
-    for needed in [("state", "s3", "PutObject"), ("state", "s3", "ListObjectsV2"),
-                   ("athena_reader", "athena", "StartQueryExecution"), ("glue_imports", "glue", "CreateTable"),
-                   ("pinpoint", "states", "ListExecutions"), ("pinpoint", "states", "StartExecution"),
-                   ("pinpoint", "mobiletargeting", "GetImportJobs"), ("pinpoint", "mobiletargeting", "CreateSegment"),
-                   ("customer_profiles", "profile", "CreateUploadJob"), ("digest", "secretsmanager", "GetSecretValue"),
-                   ("outcome", "sns", "Publish"), ("outcome", "monitoring", "PutMetricData")]:
+    for needed in [
+        ("state", "s3", "PutObject"),
+        ("state", "s3", "ListObjectsV2"),
+        ("athena_reader", "athena", "StartQueryExecution"),
+        ("glue_imports", "glue", "CreateTable"),
+        ("pinpoint", "states", "ListExecutions"),
+        ("pinpoint", "states", "StartExecution"),
+        ("pinpoint", "mobiletargeting", "GetImportJobs"),
+        ("pinpoint", "mobiletargeting", "CreateSegment"),
+        ("customer_profiles", "profile", "CreateUploadJob"),
+        ("digest", "secretsmanager", "GetSecretValue"),
+        ("outcome", "sns", "Publish"),
+        ("outcome", "monitoring", "PutMetricData"),
+    ]:
         assert needed in seen, f"no recorded test makes {needed}"
     # and no lakeseg call came from a part the mapping does not know
     assert not [c for c in calls if c["component"] == "unknown"]
@@ -153,8 +183,14 @@ def test_every_call_is_allowed_to_the_principal_that_makes_it(calls, parameter_s
     # Given the stack deployed with this parameter set, and the principal's policies
     stack = stack_for(parameter_set)
     policies = policies_of(stack, principal)
-    deployment = Deployment("aws", REGION, ACCOUNT, runner_env(stack), stack.params["KmsKeyArn"] or None,
-                            stack.params["DigestKeySecretArn"] or None)
+    deployment = Deployment(
+        "aws",
+        REGION,
+        ACCOUNT,
+        runner_env(stack),
+        stack.params["KmsKeyArn"] or None,
+        stack.params["DigestKeySecretArn"] or None,
+    )
     wanted = components(destination, target, principal)
     # When every call of the components this deployment runs is evaluated
     denied, used, evaluated = [], set(), set()
@@ -178,9 +214,10 @@ def test_every_call_is_allowed_to_the_principal_that_makes_it(calls, parameter_s
                 used.update((name, st.get("Sid"), req.action.lower()) for name, st in decision.by)
             else:
                 cond = f" with {req.context}" if req.context else ""
-                denied.append(f"{describe(call)} needs Allow {req.action} on {req.resource}{cond}"
-                              + (f" (denied by {[s.get('Sid') for _, s in decision.denied_by]})"
-                                 if decision.denied_by else ""))
+                denied.append(
+                    f"{describe(call)} needs Allow {req.action} on {req.resource}{cond}"
+                    + (f" (denied by {[s.get('Sid') for _, s in decision.denied_by]})" if decision.denied_by else "")
+                )
     if principal == "codebuild":
         project = stack.resolve(stack.resources["RunnerProject"]["Properties"])
         for why, req in codebuild_requests(stack.params, deployment, project):
@@ -201,25 +238,47 @@ def test_codebuild_puts_no_metric_data_and_the_workflow_does():
     assert "--put-metric-data" in (REPO / ".github" / "workflows" / "segments.yml").read_text()
 
 
-GLUE_WRITES = ["glue:CreateDatabase", "glue:UpdateDatabase", "glue:DeleteDatabase", "glue:CreateTable",
-               "glue:UpdateTable", "glue:DeleteTable", "glue:BatchDeleteTable", "glue:DeleteTableVersion",
-               "glue:BatchDeleteTableVersion", "glue:CreatePartition", "glue:BatchCreatePartition",
-               "glue:UpdatePartition", "glue:DeletePartition", "glue:BatchDeletePartition"]
+GLUE_WRITES = [
+    "glue:CreateDatabase",
+    "glue:UpdateDatabase",
+    "glue:DeleteDatabase",
+    "glue:CreateTable",
+    "glue:UpdateTable",
+    "glue:DeleteTable",
+    "glue:BatchDeleteTable",
+    "glue:DeleteTableVersion",
+    "glue:BatchDeleteTableVersion",
+    "glue:CreatePartition",
+    "glue:BatchCreatePartition",
+    "glue:UpdatePartition",
+    "glue:DeletePartition",
+    "glue:BatchDeletePartition",
+]
 
 
-@pytest.mark.parametrize("history_database", ["lakeseg_ops", "lakeseg_imports", "lakeseg_segments"],
-                         ids=["default-next-to-the-models", "named-like-the-imports", "named-like-the-segments"])
+@pytest.mark.parametrize(
+    "history_database",
+    ["lakeseg_ops", "lakeseg_imports", "lakeseg_segments"],
+    ids=["default-next-to-the-models", "named-like-the-imports", "named-like-the-segments"],
+)
 @pytest.mark.parametrize("principal", PRINCIPALS)
 def test_no_principal_may_write_the_stacks_ops_database(principal, history_database):
     # Given an Athena deployment whose ops database (run history) is named next to the model databases
-    stack = Stack(load_template(), {**PARAMETER_SETS["pinpoint-athena"], "HistoryDatabaseName": history_database},
-                  account=ACCOUNT, region=REGION)
+    stack = Stack(
+        load_template(),
+        {**PARAMETER_SETS["pinpoint-athena"], "HistoryDatabaseName": history_database},
+        account=ACCOUNT,
+        region=REGION,
+    )
     policies = policies_of(stack, principal)
     glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
     # When any Glue write is asked for the ops database or its history table
-    allowed = [(a, r) for a in GLUE_WRITES for r in (f"{glue}:database/{history_database}",
-                                                    f"{glue}:table/{history_database}/lakeseg_history")
-               if evaluate(policies, Request(a, r)).allowed]
+    allowed = [
+        (a, r)
+        for a in GLUE_WRITES
+        for r in (f"{glue}:database/{history_database}", f"{glue}:table/{history_database}/lakeseg_history")
+        if evaluate(policies, Request(a, r)).allowed
+    ]
     # Then none is allowed
     assert not allowed
     # while the imports table, which lakeseg does write, stays writable when it is not the ops database
@@ -239,8 +298,10 @@ def write_unused(parameter_set: str, principal: str, policies: dict, used: set) 
                     lines.append(f"{name} {st.get('Sid')} {action}")
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     (REPORT_DIR / f"unused-{parameter_set}-{principal}.txt").write_text("\n".join(lines) + "\n")
-    print(f"\n{parameter_set} {principal}: {len(lines)} granted action(s) no recorded call used "
-          f"(build/iam/unused-{parameter_set}-{principal}.txt)")
+    print(
+        f"\n{parameter_set} {principal}: {len(lines)} granted action(s) no recorded call used "
+        f"(build/iam/unused-{parameter_set}-{principal}.txt)"
+    )
 
 
 def _covers(pattern: str, action: str) -> bool:

@@ -28,6 +28,7 @@ def tail(aws, pinpoint):
     """The import tail as the stack deploys it (default poll interval 30 s: tests pass PollSeconds 0)."""
     deployed = h.deploy_import_tail(poll_seconds=30, max_polls=1000)
     yield deployed
-    for ex in deployed.sfn.list_executions(stateMachineArn=deployed.state_machine_arn,
-                                           statusFilter="RUNNING")["executions"]:
+    for ex in deployed.sfn.list_executions(stateMachineArn=deployed.state_machine_arn, statusFilter="RUNNING")[
+        "executions"
+    ]:
         deployed.sfn.stop_execution(executionArn=ex["executionArn"])

@@ -63,8 +63,14 @@ def test_the_buildspec_has_only_what_codebuild_understands_and_no_secret():
     for phase in spec["phases"].values():
         assert set(phase) <= {"run-as", "on-failure", "runtime-versions", "commands", "finally"}
         assert all(isinstance(c, str) for c in phase["commands"])
-    assert set(spec["env"]) <= {"shell", "variables", "parameter-store", "exported-variables", "secrets-manager",
-                                "git-credential-helper"}
+    assert set(spec["env"]) <= {
+        "shell",
+        "variables",
+        "parameter-store",
+        "exported-variables",
+        "secrets-manager",
+        "git-credential-helper",
+    }
     # the digest key is the project's SECRETS_MANAGER variable (tests/infra/test_schedule.py), never a value here
     assert not any("KEY" in k or "SECRET" in k for k in spec["env"]["variables"])
 
@@ -76,8 +82,10 @@ def codebuild_script(spec: dict, status_file: Path) -> str:
         out.append(f"__phase_{phase}() {{")
         for i, command in enumerate((spec["phases"].get(phase) or {}).get("commands") or []):
             out.append(command)
-            out.append(f'__rc=$?; if [ "$__rc" -ne 0 ]; then echo "[Container] Command {i + 1} of {phase} did not '
-                       f'exit successfully, exit status $__rc"; return "$__rc"; fi')
+            out.append(
+                f'__rc=$?; if [ "$__rc" -ne 0 ]; then echo "[Container] Command {i + 1} of {phase} did not '
+                f'exit successfully, exit status $__rc"; return "$__rc"; fi'
+            )
         out.append("  return 0\n}")
     status = shlex.quote(str(status_file))
     out.append(f"""
@@ -117,10 +125,20 @@ def project_environment(overrides: dict) -> dict:
     """The CodeBuild project's environment variables as the stack sets them (runner on), plus overrides."""
     template = json.loads(json.dumps(cfn_yaml.loads(h.TEMPLATE_PATH.read_text())))
     # Destination=files on the local (DuckDB) target: the rehearsal without a platform or Athena
-    refs = {**REFS, "BucketName": BUCKET, "StatePrefix": "lakeseg/state", "Destination": "files",
-            "ModelDatabasePrefix": "lakeseg", "AthenaStagingPrefix": "lakeseg/athena", "AthenaDataPrefix": "lakeseg/tables"}
-    env = resolve(template["Resources"]["RunnerProject"]["Properties"]["Environment"]["EnvironmentVariables"], refs,
-                  {"HasDigestSecret": False, "UseAthena": False, "UsePinpoint": False, "UseCustomerProfiles": False})
+    refs = {
+        **REFS,
+        "BucketName": BUCKET,
+        "StatePrefix": "lakeseg/state",
+        "Destination": "files",
+        "ModelDatabasePrefix": "lakeseg",
+        "AthenaStagingPrefix": "lakeseg/athena",
+        "AthenaDataPrefix": "lakeseg/tables",
+    }
+    env = resolve(
+        template["Resources"]["RunnerProject"]["Properties"]["Environment"]["EnvironmentVariables"],
+        refs,
+        {"HasDigestSecret": False, "UseAthena": False, "UsePinpoint": False, "UseCustomerProfiles": False},
+    )
     assert all(v["Type"] == "PLAINTEXT" for v in env)
     return {**{v["Name"]: str(v["Value"]) for v in env}, **overrides}
 
@@ -132,10 +150,16 @@ def run_build(src: Path, env: dict, tmp: Path) -> Build:
     script = tmp / f"build-{src.name}.sh"
     script.write_text(codebuild_script(spec, status))
     base = {k: v for k, v in os.environ.items() if not k.startswith(("LAKESEG_", "DBT_", "VIRTUAL_ENV", "AWS_"))}
-    full = {**base, **{k: str(v) for k, v in spec["env"]["variables"].items()}, **env,
-            "CODEBUILD_SRC_DIR": str(src), "CODEBUILD_BUILD_ARN": f"arn:aws:codebuild:us-east-1:123:build/x:{src.name}"}
-    proc = subprocess.run(["bash", str(script)], cwd=src, env=full, capture_output=True, text=True, timeout=900,
-                          check=False)
+    full = {
+        **base,
+        **{k: str(v) for k, v in spec["env"]["variables"].items()},
+        **env,
+        "CODEBUILD_SRC_DIR": str(src),
+        "CODEBUILD_BUILD_ARN": f"arn:aws:codebuild:us-east-1:123:build/x:{src.name}",
+    }
+    proc = subprocess.run(
+        ["bash", str(script)], cwd=src, env=full, capture_output=True, text=True, timeout=900, check=False
+    )
     assert status.exists(), proc.stdout + proc.stderr
     phases = {p: int(rc) for p, rc in (line.split() for line in status.read_text().splitlines())}
     return Build(phases, proc.stdout + proc.stderr, src)
@@ -143,8 +167,16 @@ def run_build(src: Path, env: dict, tmp: Path) -> Build:
 
 def bundle_bytes(extra: dict[str, str] | None = None) -> bytes:
     """The project bundle: the repository's files (as `make bundle` packs them), plus ``extra`` files."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=h.REPO,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=h.REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name in filter(None, listed):
@@ -199,8 +231,7 @@ models:
 """
 
 
-def test_the_runner_build_syncs_a_bundle_version_and_alerts_with_run_id_and_segment_when_one_fails(
-        aws_env, tmp_path):
+def test_the_runner_build_syncs_a_bundle_version_and_alerts_with_run_id_and_segment_when_one_fails(aws_env, tmp_path):
     endpoint = aws_env["AWS_ENDPOINT_URL"]
     s3, sns, sqs = client("s3", endpoint), client("sns", endpoint), client("sqs", endpoint)
     # given the stack's versioned bucket holding two versions of the bundle: a good one, then one with a broken segment
@@ -208,9 +239,13 @@ def test_the_runner_build_syncs_a_bundle_version_and_alerts_with_run_id_and_segm
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     key = "lakeseg/bundle/lakeseg.zip"
     v1 = s3.put_object(Bucket=BUCKET, Key=key, Body=bundle_bytes())["VersionId"]
-    v2 = s3.put_object(Bucket=BUCKET, Key=key, Body=bundle_bytes({
-        "models/segments/seg_broken_tier.sql": BROKEN_SQL,
-        "models/segments/_broken__models.yml": BROKEN_YML}))["VersionId"]
+    v2 = s3.put_object(
+        Bucket=BUCKET,
+        Key=key,
+        Body=bundle_bytes(
+            {"models/segments/seg_broken_tier.sql": BROKEN_SQL, "models/segments/_broken__models.yml": BROKEN_YML}
+        ),
+    )["VersionId"]
     # and the alert topic, with a queue subscribed to read what on-call would get
     topic = sns.create_topic(Name="lakeseg-Topic")["TopicArn"]
     queue = sqs.create_queue(QueueName="on-call")["QueueUrl"]
@@ -218,14 +253,16 @@ def test_the_runner_build_syncs_a_bundle_version_and_alerts_with_run_id_and_segm
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
     lake = tmp_path / "lake"
     generate(lake, LakeSpec(endpoints=400))
-    project_env = project_environment({
-        "LAKESEG_ALERT_TOPIC_ARN": topic,
-        "LAKESEG_LAKE_PATH": str(lake),
-        "LAKESEG_EXPORT_DIR": str(tmp_path / "exports"),
-        # what CodeBuild puts in the SECRETS_MANAGER variable: the same key for every build, so a
-        # fresh bundle does not look like a new key (which would send every member again)
-        "LAKESEG_DIGEST_KEY": "k3y-fr0m-secrets-manager-0123456789",
-    })
+    project_env = project_environment(
+        {
+            "LAKESEG_ALERT_TOPIC_ARN": topic,
+            "LAKESEG_LAKE_PATH": str(lake),
+            "LAKESEG_EXPORT_DIR": str(tmp_path / "exports"),
+            # what CodeBuild puts in the SECRETS_MANAGER variable: the same key for every build, so a
+            # fresh bundle does not look like a new key (which would send every member again)
+            "LAKESEG_DIGEST_KEY": "k3y-fr0m-secrets-manager-0123456789",
+        }
+    )
     assert (project_env["LAKESEG_DESTINATION"], project_env["LAKESEG_TARGET"]) == ("files", "local")
     assert project_env["LAKESEG_STATE_URL"] == f"s3://{BUCKET}/lakeseg/state"  # infra/settings/files.yml reads it
 

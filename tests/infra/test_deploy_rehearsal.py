@@ -63,14 +63,27 @@ pytestmark = pytest.mark.e2e
 
 ACCOUNT, REGION, STACK = "123456789012", "eu-west-1", "lakeseg"
 BUCKET = "acme-lakeseg"
-PARAMETERS = {"BucketName": BUCKET, "CreateBucket": "true", "ScheduledRunner": "true", "Destination": "files",
-              "EnableAthena": "false"}
+PARAMETERS = {
+    "BucketName": BUCKET,
+    "CreateBucket": "true",
+    "ScheduledRunner": "true",
+    "Destination": "files",
+    "EnableAthena": "false",
+}
 # Resource types of infra/template.yaml that moto's CloudFormation cannot create (moto 5.2): the
 # rehearsal deploys without them. test_the_unsupported_list_is_moto_s_own keeps this list honest.
 UNSUPPORTED = [
-    "AWS::Athena::WorkGroup", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm", "AWS::CodeBuild::Project",
-    "AWS::Glue::Database", "AWS::Glue::Table", "AWS::IAM::OIDCProvider", "AWS::S3::BucketPolicy",
-    "AWS::SNS::Subscription", "AWS::SNS::TopicPolicy", "AWS::Scheduler::Schedule",
+    "AWS::Athena::WorkGroup",
+    "AWS::CloudWatch::Alarm",
+    "AWS::CloudWatch::CompositeAlarm",
+    "AWS::CodeBuild::Project",
+    "AWS::Glue::Database",
+    "AWS::Glue::Table",
+    "AWS::IAM::OIDCProvider",
+    "AWS::S3::BucketPolicy",
+    "AWS::SNS::Subscription",
+    "AWS::SNS::TopicPolicy",
+    "AWS::Scheduler::Schedule",
 ]
 
 
@@ -101,7 +114,7 @@ def without_unsupported(template: dict, stack: Stack) -> tuple[dict, list[str]]:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (fn, arg), = node.items()
+            ((fn, arg),) = node.items()
             if fn == "Ref" and arg in dropped:
                 return value(arg)
             if fn == "Fn::GetAtt":
@@ -130,8 +143,10 @@ class DeployedStack(Stack):
         super().__init__(template, parameters, name=STACK, account=ACCOUNT, region=REGION)
 
     def ref(self, name: str):
-        if name in self.physical and self.resources.get(name, {}).get("Type") in ("AWS::SNS::Topic",
-                                                                                  "AWS::IAM::ManagedPolicy"):
+        if name in self.physical and self.resources.get(name, {}).get("Type") in (
+            "AWS::SNS::Topic",
+            "AWS::IAM::ManagedPolicy",
+        ):
             return self.physical[name]
         return super().ref(name)
 
@@ -201,12 +216,17 @@ def test_the_deployed_stack_s_runner_build_succeeds_with_iam_enforced(moto_serve
 
     # Given the template deployed into moto's CloudFormation (a copy without what moto cannot create)
     template = load_template()
-    deployable, dropped = without_unsupported(template, Stack(template, PARAMETERS, name=STACK, account=ACCOUNT,
-                                                              region=REGION))
+    deployable, dropped = without_unsupported(
+        template, Stack(template, PARAMETERS, name=STACK, account=ACCOUNT, region=REGION)
+    )
     assert {template["Resources"][d]["Type"] for d in dropped} <= set(UNSUPPORTED)
     cfn = client("cloudformation")
-    cfn.create_stack(StackName=STACK, TemplateBody=json.dumps(deployable), Capabilities=["CAPABILITY_IAM"],
-                     Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in PARAMETERS.items()])
+    cfn.create_stack(
+        StackName=STACK,
+        TemplateBody=json.dumps(deployable),
+        Capabilities=["CAPABILITY_IAM"],
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in PARAMETERS.items()],
+    )
     described = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
     assert described["StackStatus"] == "CREATE_COMPLETE", described
     summaries = cfn.list_stack_resources(StackName=STACK)["StackResourceSummaries"]
@@ -232,8 +252,11 @@ def test_the_deployed_stack_s_runner_build_succeeds_with_iam_enforced(moto_serve
     assert inline == ["scheduled-runner"]
     for name in inline:
         stored = ast.literal_eval(iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"])
-        [resolved] = [p["PolicyDocument"] for p in stack.resolve(stack.resources["RunnerRole"]["Properties"]["Policies"])
-                      if p["PolicyName"] == name]
+        [resolved] = [
+            p["PolicyDocument"]
+            for p in stack.resolve(stack.resources["RunnerRole"]["Properties"]["Policies"])
+            if p["PolicyName"] == name
+        ]
         assert [st["Sid"] for st in stored["Statement"] if st] == [st["Sid"] for st in resolved["Statement"]]
         iam.put_role_policy(RoleName=role_name, PolicyName=name, PolicyDocument=json.dumps(resolved))
 
@@ -253,10 +276,17 @@ def test_the_deployed_stack_s_runner_build_succeeds_with_iam_enforced(moto_serve
     # and the build's credentials: CodeBuild assumes the project's service role (RunnerRole)
     role_arn = iam.get_role(RoleName=role_name)["Role"]["Arn"]
     creds = client("sts").assume_role(RoleArn=role_arn, RoleSessionName="codebuild-rehearsal")["Credentials"]
-    runner = boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                           aws_session_token=creds["SessionToken"], region_name=REGION)
-    assert client("sts", runner).get_caller_identity()["Arn"].startswith(
-        f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/")
+    runner = boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=REGION,
+    )
+    assert (
+        client("sts", runner)
+        .get_caller_identity()["Arn"]
+        .startswith(f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/")
+    )
 
     # When moto enforces IAM from here on, for every request (with IAM's "?" wildcard, which moto's matcher
     # turns into a broken regular expression: RunnerPolicy's digest-key grant ends in "-??????")
@@ -292,8 +322,10 @@ def test_the_deployed_stack_s_runner_build_succeeds_with_iam_enforced(moto_serve
     # (enforcement is live: the runner may not read the digest key's neighbours nor list every bucket)
     from botocore.exceptions import ClientError
 
-    for denied in (lambda: client("s3", runner).list_buckets(),
-                   lambda: client("s3", runner).get_object(Bucket=BUCKET, Key="elsewhere/x")):
+    for denied in (
+        lambda: client("s3", runner).list_buckets(),
+        lambda: client("s3", runner).get_object(Bucket=BUCKET, Key="elsewhere/x"),
+    ):
         with pytest.raises(ClientError) as refused:
             denied()
         assert refused.value.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException"), refused.value
@@ -310,9 +342,16 @@ def test_the_deployed_stack_s_runner_build_succeeds_with_iam_enforced(moto_serve
     assert (env["LAKESEG_TARGET"], env["LAKESEG_DESTINATION"]) == ("local", "files")
     assert env["LAKESEG_STATE_URL"] == outputs["StateUrl"] == f"s3://{BUCKET}/lakeseg/state"
     assert env["LAKESEG_ALERT_TOPIC_ARN"] == outputs["TopicArn"] == physical["Topic"]
-    build_env = {**env, "AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
-                 "AWS_SESSION_TOKEN": creds["SessionToken"], "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
-                 "AWS_ENDPOINT_URL": moto_server, "LAKESEG_LAKE_PATH": str(lake)}
+    build_env = {
+        **env,
+        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": creds["SessionToken"],
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ENDPOINT_URL": moto_server,
+        "LAKESEG_LAKE_PATH": str(lake),
+    }
     try:
         build = run_build(src, build_env, tmp_path)
     finally:
@@ -327,8 +366,10 @@ def test_the_deployed_stack_s_runner_build_succeeds_with_iam_enforced(moto_serve
     logging.getLogger("werkzeug").removeHandler(served)
     monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", float("inf"))  # the checks below read as admin
     assert len(checked) == served.count, (len(checked), served.count)
-    assert [c for c in checked if not c[2]] == [("s3:ListAllMyBuckets", "arn:aws:s3:::*", False),
-                                                ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/elsewhere/x", False)]
+    assert [c for c in checked if not c[2]] == [
+        ("s3:ListAllMyBuckets", "arn:aws:s3:::*", False),
+        ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/elsewhere/x", False),
+    ]
     actions = {a for a, _, ok in checked if ok}
     assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "secretsmanager:GetSecretValue"} <= actions, actions
     # and the state is where the stack keeps it (StatePrefix in the stack's bucket), the import files where

@@ -73,10 +73,16 @@ def runner_on(text: str) -> str:
     """The template with the scheduled runner, the GitHub role and the digest key secret on."""
     out = re.sub(r'(  ScheduledRunner:\n(?:    .*\n)*?    Default: )"false"', r'\1"true"', text)
     out = re.sub(r'(  GitHubRepository:\n(?:    .*\n)*?    Default: )""', r'\1"octo/segments"', out)
-    out = re.sub(r'(  DigestKeySecretArn:\n(?:    .*\n)*?    Default: )""',
-                 r'\1"arn:aws:secretsmanager:us-east-1:123456789012:secret:lakeseg/digest-AbCdEf"', out)
-    out = re.sub(r'(  RunnerExtraPolicyArns:\n(?:    .*\n)*?    Default: )""',
-                 r'\1"arn:aws:iam::123456789012:policy/athena-lake"', out)
+    out = re.sub(
+        r'(  DigestKeySecretArn:\n(?:    .*\n)*?    Default: )""',
+        r'\1"arn:aws:secretsmanager:us-east-1:123456789012:secret:lakeseg/digest-AbCdEf"',
+        out,
+    )
+    out = re.sub(
+        r'(  RunnerExtraPolicyArns:\n(?:    .*\n)*?    Default: )""',
+        r'\1"arn:aws:iam::123456789012:policy/athena-lake"',
+        out,
+    )
     assert re.search(r'  ScheduledRunner:\n(?:    .*\n)*?    Default: "true"', out)
     assert "octo/segments" in out and "athena-lake" in out and "lakeseg/digest" in out
     return out
@@ -86,8 +92,10 @@ def test_cfn_lint_accepts_the_template_with_the_runners_on_and_rejects_a_broken_
     # given the template with every runner on, and a copy whose schedule starts a project that does not exist
     on = runner_on(h.TEMPLATE_PATH.read_text())
     (tmp_path / "runners_on.yaml").write_text(on)
-    broken = on.replace("Action: codebuild:StartBuild\n                Resource: !GetAtt RunnerProject.Arn",
-                        "Action: codebuild:StartBuild\n                Resource: !GetAtt NoSuchProject.Arn")
+    broken = on.replace(
+        "Action: codebuild:StartBuild\n                Resource: !GetAtt RunnerProject.Arn",
+        "Action: codebuild:StartBuild\n                Resource: !GetAtt NoSuchProject.Arn",
+    )
     assert broken != on
     (tmp_path / "broken_runner.yaml").write_text(broken)
 
@@ -103,12 +111,17 @@ def test_cfn_lint_accepts_the_template_with_the_runners_on_and_rejects_a_broken_
 def _checkov_variants(tmp_path: Path) -> dict[str, Path]:
     """The template as shipped, with every option on, and a copy that breaks a rule."""
     text = h.TEMPLATE_PATH.read_text()
-    all_on = text.replace('    AllowedValues: ["true", "false"]\n    Default: "false"',
-                          '    AllowedValues: ["true", "false"]\n    Default: "true"')
-    all_on = re.sub(r'(  KmsKeyArn:\n(?:    .*\n)*?    Default: )""',
-                    r'\1"arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"', all_on)
+    all_on = text.replace(
+        '    AllowedValues: ["true", "false"]\n    Default: "false"',
+        '    AllowedValues: ["true", "false"]\n    Default: "true"',
+    )
+    all_on = re.sub(
+        r'(  KmsKeyArn:\n(?:    .*\n)*?    Default: )""',
+        r'\1"arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"',
+        all_on,
+    )
     all_on = runner_on(all_on)
-    all_on = re.sub(r'(  Destination:\n(?:    .*\n)*?    Default: )customer_profiles', r'\1pinpoint', all_on)
+    all_on = re.sub(r"(  Destination:\n(?:    .*\n)*?    Default: )customer_profiles", r"\1pinpoint", all_on)
     all_on = re.sub(r'(  PinpointProjectId:\n(?:    .*\n)*?    Default: )""', r'\1"0123456789abcdef"', all_on)
     assert "Default: pinpoint" in all_on
     broken = text.replace("      KmsMasterKeyId: !If [UseCmk, !Ref KmsKeyArn, !Ref TopicKey]\n", "")
@@ -129,8 +142,7 @@ def test_checkov_passes_the_template_and_catches_a_broken_copy(tmp_path):
     _checkov_variants(tmp_path)
 
     # when checkov scans them (one process; it takes seconds to start)
-    proc = run(CHECKOV, "-d", tmp_path, "--framework", "cloudformation", "--skip-download",
-               "-o", "json")
+    proc = run(CHECKOV, "-d", tmp_path, "--framework", "cloudformation", "--skip-download", "-o", "json")
     report = json.loads(proc.stdout)
     failed = {(Path(r["file_path"]).stem, r["check_id"]) for r in report["results"]["failed_checks"]}
     scanned = {(Path(r["file_path"]).stem, r["resource"]) for r in report["results"]["passed_checks"]}
@@ -142,9 +154,14 @@ def test_checkov_passes_the_template_and_catches_a_broken_copy(tmp_path):
         assert ("shipped", resource) in scanned
     for resource in ("AWS::IAM::Role.ImportRole", "AWS::Athena::WorkGroup.QueryWorkGroup"):
         assert ("all_options", resource) in scanned, resource
-    for resource in ("AWS::CodeBuild::Project.RunnerProject", "AWS::IAM::Role.RunnerRole",
-                     "AWS::IAM::Role.GitHubRunnerRole", "AWS::Logs::LogGroup.RunnerLogGroup"):
+    for resource in (
+        "AWS::CodeBuild::Project.RunnerProject",
+        "AWS::IAM::Role.RunnerRole",
+        "AWS::IAM::Role.GitHubRunnerRole",
+        "AWS::Logs::LogGroup.RunnerLogGroup",
+    ):
         assert ("all_options", resource) in scanned or ("all_options", resource) in {
-            (Path(r["file_path"]).stem, r["resource"]) for r in report["results"]["skipped_checks"]}, resource
+            (Path(r["file_path"]).stem, r["resource"]) for r in report["results"]["skipped_checks"]
+        }, resource
     skipped = {(Path(r["file_path"]).stem, r["check_id"]) for r in report["results"]["skipped_checks"]}
     assert ("all_options", "CKV_AWS_18") in skipped  # justified inline in the template

@@ -31,34 +31,57 @@ def emf_problems(doc: dict) -> list[str]:
         for metric in directive["Metrics"]:
             value = doc.get(metric["Name"])
             values = value if isinstance(value, list) else [value]
-            if not values or len(values) > 100 or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            if (
+                not values
+                or len(values) > 100
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            ):
                 problems.append(f"metric {metric['Name']} has no numeric top-level value ({value!r})")
     return problems
 
 
 def plan(rows, entered, changed, exited, to_send):
-    return {"segment": "x", "rows": rows, "previous_rows": rows - entered + exited, "entered": entered,
-            "changed": changed, "exited": exited, "unchanged": rows - entered - changed, "exit_rows": exited,
-            "full_refresh": False, "full_refresh_reason": "", "first_sync": False, "to_send": to_send}
+    return {
+        "segment": "x",
+        "rows": rows,
+        "previous_rows": rows - entered + exited,
+        "entered": entered,
+        "changed": changed,
+        "exited": exited,
+        "unchanged": rows - entered - changed,
+        "exit_rows": exited,
+        "full_refresh": False,
+        "full_refresh_reason": "",
+        "first_sync": False,
+        "to_send": to_send,
+    }
 
 
 def sample_report() -> RunReport:
     return RunReport(
-        run_id="20261126T050000123Z-abc123", command="run", target="athena", destination="pinpoint-app1",
-        state="s3://bucket/lakeseg/state", started_at="2026-11-26T05:00:00+00:00",
-        finished_at="2026-11-26T05:03:00+00:00", status="failed",
+        run_id="20261126T050000123Z-abc123",
+        command="run",
+        target="athena",
+        destination="pinpoint-app1",
+        state="s3://bucket/lakeseg/state",
+        started_at="2026-11-26T05:00:00+00:00",
+        finished_at="2026-11-26T05:03:00+00:00",
+        status="failed",
         segments=[
             SegmentReport("seg_email_clickers", "synced", plan=plan(1000, 40, 10, 5, 55), duration_s=12.5),
-            SegmentReport("seg_lifecycle_stage", "unchanged", "nothing changed", plan=plan(500, 0, 0, 0, 0),
-                          duration_s=1.25),
+            SegmentReport(
+                "seg_lifecycle_stage", "unchanged", "nothing changed", plan=plan(500, 0, 0, 0, 0), duration_s=1.25
+            ),
             SegmentReport("seg_dup_ids", "skipped", "test unique_seg_dup_ids_endpoint_id failed"),
-            SegmentReport("seg_unengaged_by_state", "failed", "import job FAILED", plan=plan(80, 80, 0, 0, 80),
-                          duration_s=30.0),
-        ])
+            SegmentReport(
+                "seg_unengaged_by_state", "failed", "import job FAILED", plan=plan(80, 80, 0, 0, 80), duration_s=30.0
+            ),
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- per segment
+
 
 def test_every_segment_gets_one_valid_emf_document_with_its_figures():
     # given a run report with a synced, an unchanged, a skipped and a failed segment
@@ -77,26 +100,41 @@ def test_every_segment_gets_one_valid_emf_document_with_its_figures():
         assert directive["Dimensions"] == [["Destination", "Segment"]]
         assert doc["_aws"]["Timestamp"] == 1_700_000 and doc["RunId"] == report["run_id"]
     clickers = docs["seg_email_clickers"]
-    assert {k: clickers[k] for k in ("Members", "Entered", "Changed", "Exited", "Sent", "Quarantined",
-                                     "DurationSeconds", "SegmentFailed")} == {
-        "Members": 1000, "Entered": 40, "Changed": 10, "Exited": 5, "Sent": 55, "Quarantined": 0,
-        "DurationSeconds": 12.5, "SegmentFailed": 0}
+    assert {
+        k: clickers[k]
+        for k in ("Members", "Entered", "Changed", "Exited", "Sent", "Quarantined", "DurationSeconds", "SegmentFailed")
+    } == {
+        "Members": 1000,
+        "Entered": 40,
+        "Changed": 10,
+        "Exited": 5,
+        "Sent": 55,
+        "Quarantined": 0,
+        "DurationSeconds": 12.5,
+        "SegmentFailed": 0,
+    }
     # a failed delivery sent nothing that counts; a skipped segment reports no counts it does not know
     assert (docs["seg_unengaged_by_state"]["Sent"], docs["seg_unengaged_by_state"]["SegmentFailed"]) == (0, 1)
     skipped = docs["seg_dup_ids"]
     assert "Members" not in skipped and skipped["SegmentFailed"] == 1 and skipped["Status"] == "skipped"
     assert [m["Name"] for m in skipped["_aws"]["CloudWatchMetrics"][0]["Metrics"]] == [
-        "Quarantined", "DurationSeconds", "SegmentFailed"]
+        "Quarantined",
+        "DurationSeconds",
+        "SegmentFailed",
+    ]
     units = {m["Name"]: m["Unit"] for m in clickers["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert units["DurationSeconds"] == "Seconds" and units["Members"] == "Count"
 
 
-@pytest.mark.parametrize("quarantined, expected", [
-    pytest.param(None, 0, id="field-missing"),
-    pytest.param(7, 7, id="a-count"),
-    pytest.param(["id-1", "id-2"], 2, id="a-list-of-ids"),
-    pytest.param([{"id": "a", "message": "m", "attempts": 1, "first_run_id": "r"}], 1, id="a-list-of-rows"),
-])
+@pytest.mark.parametrize(
+    "quarantined, expected",
+    [
+        pytest.param(None, 0, id="field-missing"),
+        pytest.param(7, 7, id="a-count"),
+        pytest.param(["id-1", "id-2"], 2, id="a-list-of-ids"),
+        pytest.param([{"id": "a", "message": "m", "attempts": 1, "first_run_id": "r"}], 1, id="a-list-of-rows"),
+    ],
+)
 def test_quarantined_is_read_from_the_segment_report_or_taken_as_zero(quarantined, expected):
     seg = {"segment": "s", "status": "synced", "plan": plan(10, 1, 0, 0, 1), "duration_s": 1}
     if quarantined is not None:
@@ -104,8 +142,10 @@ def test_quarantined_is_read_from_the_segment_report_or_taken_as_zero(quarantine
     assert metrics.segment_values(seg)["Quarantined"] == expected
 
 
-@pytest.mark.parametrize("breakage", ["no-timestamp", "unknown-unit", "metric-without-value",
-                                      "dimension-not-a-string", "too-many-dimensions"])
+@pytest.mark.parametrize(
+    "breakage",
+    ["no-timestamp", "unknown-unit", "metric-without-value", "dimension-not-a-string", "too-many-dimensions"],
+)
 def test_the_emf_check_rejects_documents_that_break_the_specification(breakage):
     # given a valid document with one thing broken
     doc = metrics.segment_documents(sample_report().as_dict(), timestamp_ms=1)[0]
@@ -126,8 +166,11 @@ def test_the_emf_check_rejects_documents_that_break_the_specification(breakage):
 
 # --------------------------------------------------------------------------- the run's outcome
 
-@pytest.mark.parametrize("exit_code, failed", [pytest.param(0, 0, id="ok"), pytest.param(1, 1, id="segment-failed"),
-                                               pytest.param(2, 1, id="config-error")])
+
+@pytest.mark.parametrize(
+    "exit_code, failed",
+    [pytest.param(0, 0, id="ok"), pytest.param(1, 1, id="segment-failed"), pytest.param(2, 1, id="config-error")],
+)
 def test_the_outcome_line_is_valid_emf_with_the_heartbeat_and_the_failure_flag(exit_code, failed):
     doc = metrics.run_document(exit_code, run_id="r1", failed_segments=["b", "a"], timestamp_ms=5)
     assert emf_problems(doc) == []
@@ -148,8 +191,9 @@ def topic_queue(aws):
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
 
     def received() -> list[dict]:
-        msgs = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10,
-                                   MessageAttributeNames=["All"]).get("Messages", [])
+        msgs = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"]).get(
+            "Messages", []
+        )
         return msgs
 
     return topic, received
@@ -171,7 +215,9 @@ def test_a_failed_run_publishes_one_message_naming_run_id_and_segments(topic_que
     body = json.loads(msg["Body"])
     assert body["RunId"] == "20261126T050000123Z-abc123" and body["ExitCode"] == 1
     assert [(s["Segment"], s["Status"]) for s in body["Segments"]] == [
-        ("seg_dup_ids", "skipped"), ("seg_unengaged_by_state", "failed")]
+        ("seg_dup_ids", "skipped"),
+        ("seg_unengaged_by_state", "failed"),
+    ]
     assert msg["MessageAttributes"]["outcome"]["StringValue"] == "FAILED"
 
 
@@ -210,6 +256,7 @@ def test_the_outcome_command_exits_with_the_runs_exit_code(aws, capsys):
 
 # --------------------------------------------------------------------------- the CLI hook
 
+
 @pytest.mark.parametrize("to_file", [pytest.param(False, id="stderr"), pytest.param(True, id="metrics-file")])
 def test_lakeseg_sync_with_metrics_emf_prints_one_line_per_segment(monkeypatch, tmp_path, to_file):
     # given a sync whose report is the sample (the engine is not under test here)
@@ -244,8 +291,13 @@ def test_without_metrics_nothing_extra_is_printed(monkeypatch, tmp_path):
 
 def test_a_partial_segment_counts_as_sent_and_failed_with_its_quarantined_rows():
     # given a segment delivered and committed with two rows quarantined (status partial)
-    seg = {"segment": "s", "status": "partial", "plan": plan(10, 4, 0, 0, 4), "duration_s": 2,
-           "quarantined": [{"id": "a", "message": "bad"}, {"id": "b", "message": "bad"}]}
+    seg = {
+        "segment": "s",
+        "status": "partial",
+        "plan": plan(10, 4, 0, 0, 4),
+        "duration_s": 2,
+        "quarantined": [{"id": "a", "message": "bad"}, {"id": "b", "message": "bad"}],
+    }
     values = metrics.segment_values(seg)
     # then what was sent counts, the rejected rows are quarantined, and the segment needs attention
     assert (values["Sent"], values["Quarantined"], values["SegmentFailed"]) == (4, 2, 1)

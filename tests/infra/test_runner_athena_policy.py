@@ -45,7 +45,9 @@ def test_dbt_athenas_glue_calls_are_allowed_on_the_model_databases_only(policy):
     assert {"glue:GetTableVersions", "glue:DeleteTableVersion", "glue:CreateDatabase"} <= set(actions(st))
     # and only on the catalog and the <prefix>, <prefix>_staging/_segments/_imports databases and their tables
     # (never <prefix>_*, which matches the ops database lakeseg_ops)
-    subs = [r["Fn::Sub"].removeprefix("arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:") for r in resources(st)]
+    subs = [
+        r["Fn::Sub"].removeprefix("arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:") for r in resources(st)
+    ]
     model = ["${ModelDatabasePrefix}"] + [f"${{ModelDatabasePrefix}}_{s}" for s in ("staging", "segments", "imports")]
     assert subs == ["catalog"] + [f"database/{m}" for m in model] + [f"table/{m}/*" for m in model]
 
@@ -61,7 +63,8 @@ def test_queries_run_in_one_work_group_and_writes_stay_under_the_two_prefixes(po
     writes = by_sid(policy, "StagingAndTables")
     assert [r["Fn::Sub"] for r in resources(writes)] == [
         "arn:${AWS::Partition}:s3:::${BucketName}/${AthenaStagingPrefix}/*",
-        "arn:${AWS::Partition}:s3:::${BucketName}/${AthenaDataPrefix}/*"]
+        "arn:${AWS::Partition}:s3:::${BucketName}/${AthenaDataPrefix}/*",
+    ]
 
 
 def test_no_statement_allows_everything(policy):

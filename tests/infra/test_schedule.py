@@ -43,7 +43,7 @@ def resolve(node, refs: dict, conditions: dict):
     if not isinstance(node, dict):
         return node
     if len(node) == 1:
-        (fn, arg), = node.items()
+        ((fn, arg),) = node.items()
         if fn == "Ref":
             return _NOVALUE if arg == "AWS::NoValue" else refs[arg]
         if fn == "Fn::GetAtt":
@@ -65,22 +65,49 @@ def resolve(node, refs: dict, conditions: dict):
 
 _NOVALUE = object()
 REFS = {
-    "AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": "lakeseg",
-    "ImportTail": MACHINE_ARN, "ImportTail.Name": "ImportTail-Abc123", "RunnerProject": PROJECT,
-    "Topic": f"arn:aws:sns:{REGION}:{ACCOUNT}:lakeseg-Topic", "MetricsNamespace": "lakeseg",
-    "HeartbeatHours": 26, "RunnerPolicy": f"arn:aws:iam::{ACCOUNT}:policy/RunnerPolicy",
-    "RunnerKmsPolicy": f"arn:aws:iam::{ACCOUNT}:policy/RunnerKmsPolicy", "RunnerExtraPolicyArns": [""],
-    "TopicKey": "key-1", "KmsKeyArn": "",
+    "AWS::Partition": "aws",
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::StackName": "lakeseg",
+    "ImportTail": MACHINE_ARN,
+    "ImportTail.Name": "ImportTail-Abc123",
+    "RunnerProject": PROJECT,
+    "Topic": f"arn:aws:sns:{REGION}:{ACCOUNT}:lakeseg-Topic",
+    "MetricsNamespace": "lakeseg",
+    "HeartbeatHours": 26,
+    "RunnerPolicy": f"arn:aws:iam::{ACCOUNT}:policy/RunnerPolicy",
+    "RunnerKmsPolicy": f"arn:aws:iam::{ACCOUNT}:policy/RunnerKmsPolicy",
+    "RunnerExtraPolicyArns": [""],
+    "TopicKey": "key-1",
+    "KmsKeyArn": "",
 }
-OFF = {"UseCmk": False, "RunnerOn": False, "HasRunnerExtraPolicies": False, "HasDigestSecret": False,
-       "CreateGitHubOidcProvider": False, "HasBundleVersion": False, "UseAthena": False, "UsePinpoint": False,
-       "UseCustomerProfiles": False, "UseProfilesCmk": False, "SomeRuleToTopic": True}
+OFF = {
+    "UseCmk": False,
+    "RunnerOn": False,
+    "HasRunnerExtraPolicies": False,
+    "HasDigestSecret": False,
+    "CreateGitHubOidcProvider": False,
+    "HasBundleVersion": False,
+    "UseAthena": False,
+    "UsePinpoint": False,
+    "UseCustomerProfiles": False,
+    "UseProfilesCmk": False,
+    "SomeRuleToTopic": True,
+}
 
 
 # --------------------------------------------------------------------------- what the runner deploys
 
-RUNNER = ["RunnerLogGroup", "RunnerRole", "RunnerProject", "RunnerScheduleRole", "RunnerSchedule",
-          "RunnerBuildFailedRule", "RunnerScheduleDeadLetters", "RunnerScheduleDeadLetterAlarm"]
+RUNNER = [
+    "RunnerLogGroup",
+    "RunnerRole",
+    "RunnerProject",
+    "RunnerScheduleRole",
+    "RunnerSchedule",
+    "RunnerBuildFailedRule",
+    "RunnerScheduleDeadLetters",
+    "RunnerScheduleDeadLetterAlarm",
+]
 
 
 def test_the_runner_is_off_by_default_and_one_parameter_turns_it_on(template, resources):
@@ -102,7 +129,9 @@ def test_the_schedule_starts_the_runner_build_at_the_given_time_and_zone(resourc
     props = resources["RunnerSchedule"]["Properties"]
     assert props["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
     assert props["ScheduleExpressionTimezone"] == {"Ref": "ScheduleTimezone"}
-    target = resolve(props["Target"], {**REFS, "RunnerScheduleRole.Arn": "role", "RunnerScheduleDeadLetters.Arn": "arn:dlq"}, OFF)
+    target = resolve(
+        props["Target"], {**REFS, "RunnerScheduleRole.Arn": "role", "RunnerScheduleDeadLetters.Arn": "arn:dlq"}, OFF
+    )
     assert target["Arn"] == "arn:aws:scheduler:::aws-sdk:codebuild:startBuild"
     assert json.loads(target["Input"]) == {"ProjectName": PROJECT}
     # the scheduler may start this one project, and write to its dead-letter queue, nothing else
@@ -125,25 +154,46 @@ def test_a_start_the_schedule_cannot_make_goes_to_an_encrypted_dead_letter_queue
     assert resolve(queue, REFS, OFF) == {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}
     assert resolve(queue, {**REFS, "KmsKeyArn": "arn:key"}, {**OFF, "UseCmk": True})["KmsMasterKeyId"] == "arn:key"
     # which the scheduler's role may write to (and use the key for, through SQS only)
-    statements = resolve(resources["RunnerScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"],
-                         {**REFS, "RunnerProject.Arn": "arn:project", "RunnerScheduleDeadLetters.Arn": "arn:dlq",
-                          "KmsKeyArn": "arn:key"}, {**OFF, "UseCmk": True})
+    statements = resolve(
+        resources["RunnerScheduleRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"],
+        {
+            **REFS,
+            "RunnerProject.Arn": "arn:project",
+            "RunnerScheduleDeadLetters.Arn": "arn:dlq",
+            "KmsKeyArn": "arn:key",
+        },
+        {**OFF, "UseCmk": True},
+    )
     by_sid = {st["Sid"]: st for st in statements}
     assert (by_sid["DeadLetters"]["Action"], by_sid["DeadLetters"]["Resource"]) == ("sqs:SendMessage", "arn:dlq")
-    assert by_sid["EncryptedDeadLetters"]["Condition"] == {"StringEquals": {"kms:ViaService": "sqs.us-east-1.amazonaws.com"}}
+    assert by_sid["EncryptedDeadLetters"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": "sqs.us-east-1.amazonaws.com"}
+    }
     # and one message there alarms on the topic
-    alarm = resolve(resources["RunnerScheduleDeadLetterAlarm"]["Properties"],
-                    {**REFS, "RunnerScheduleDeadLetters.QueueName": "dlq"}, OFF)
+    alarm = resolve(
+        resources["RunnerScheduleDeadLetterAlarm"]["Properties"],
+        {**REFS, "RunnerScheduleDeadLetters.QueueName": "dlq"},
+        OFF,
+    )
     assert (alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]) == (
-        "AWS/SQS", "ApproximateNumberOfMessagesVisible", [{"Name": "QueueName", "Value": "dlq"}])
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        [{"Name": "QueueName", "Value": "dlq"}],
+    )
     assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["AlarmActions"]) == (
-        1, "GreaterThanOrEqualToThreshold", [REFS["Topic"]])
+        1,
+        "GreaterThanOrEqualToThreshold",
+        [REFS["Topic"]],
+    )
 
 
 def test_the_runner_runs_the_buildspec_of_a_versioned_bundle_one_build_at_a_time(resources):
     props = resources["RunnerProject"]["Properties"]
-    assert props["Source"] == {"Type": "S3", "Location": {"Fn::Sub": "${BucketName}/${BundleKey}"},
-                               "BuildSpec": "infra/buildspec.yml"}
+    assert props["Source"] == {
+        "Type": "S3",
+        "Location": {"Fn::Sub": "${BucketName}/${BundleKey}"},
+        "BuildSpec": "infra/buildspec.yml",
+    }
     assert (h.REPO / "infra" / "buildspec.yml").exists()
     assert props["SourceVersion"] == {"Fn::If": ["HasBundleVersion", {"Ref": "BundleVersion"}, {"Ref": "AWS::NoValue"}]}
     assert props["ConcurrentBuildLimit"] == 1  # overlapping schedules queue instead of racing
@@ -153,22 +203,42 @@ def test_the_runner_runs_the_buildspec_of_a_versioned_bundle_one_build_at_a_time
 
 
 def test_the_digest_key_comes_from_secrets_manager_never_in_plain_text(resources):
-    env = resolve(resources["RunnerProject"]["Properties"]["Environment"]["EnvironmentVariables"],
-                  {**REFS, "DigestKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:k-AbCdEf",
-                   **{p: "x" for p in ("PinpointProjectId", "BucketName", "ImportPrefix", "StatePrefix", "Destination",
-                                       "ModelDatabasePrefix", "AthenaStagingPrefix", "AthenaDataPrefix")}},
-                  {**OFF, "HasDigestSecret": True})
+    env = resolve(
+        resources["RunnerProject"]["Properties"]["Environment"]["EnvironmentVariables"],
+        {
+            **REFS,
+            "DigestKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:k-AbCdEf",
+            **{
+                p: "x"
+                for p in (
+                    "PinpointProjectId",
+                    "BucketName",
+                    "ImportPrefix",
+                    "StatePrefix",
+                    "Destination",
+                    "ModelDatabasePrefix",
+                    "AthenaStagingPrefix",
+                    "AthenaDataPrefix",
+                )
+            },
+        },
+        {**OFF, "HasDigestSecret": True},
+    )
     by_name = {v["Name"]: v for v in env}
     assert by_name["LAKESEG_DIGEST_KEY"]["Type"] == "SECRETS_MANAGER"
     assert all(v["Type"] == "PLAINTEXT" for n, v in by_name.items() if n != "LAKESEG_DIGEST_KEY")
     assert not any(re.search(r"KEY|SECRET|PASSWORD|TOKEN", n) for n, v in by_name.items() if v["Type"] == "PLAINTEXT")
     # the runner policy (both runner roles and a person) may read that one secret
     policy_refs = {**REFS, "BucketName": "b", "StatePrefix": "s", "ImportPrefix": "i", "PinpointProjectId": "app1"}
-    statements = resolve(resources["RunnerPolicy"]["Properties"]["PolicyDocument"]["Statement"],
-                         {**policy_refs, "DigestKeySecretArn": "arn:secret"}, {**OFF, "HasDigestSecret": True})
+    statements = resolve(
+        resources["RunnerPolicy"]["Properties"]["PolicyDocument"]["Statement"],
+        {**policy_refs, "DigestKeySecretArn": "arn:secret"},
+        {**OFF, "HasDigestSecret": True},
+    )
     secret = [s for s in statements if s["Sid"] == "DigestKey"]
-    assert secret == [{"Sid": "DigestKey", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                       "Resource": "arn:secret"}]
+    assert secret == [
+        {"Sid": "DigestKey", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "arn:secret"}
+    ]
     # without one, the secret lakeseg.yml's athena target falls back to, and no other
     statements = resolve(resources["RunnerPolicy"]["Properties"]["PolicyDocument"]["Statement"], policy_refs, OFF)
     [secret] = [s for s in statements if s["Sid"] == "DigestKey"]
@@ -178,20 +248,34 @@ def test_the_digest_key_comes_from_secrets_manager_never_in_plain_text(resources
 @pytest.mark.parametrize("role", ["RunnerRole", "GitHubRunnerRole"])
 def test_both_runner_roles_carry_the_runner_policy_and_little_else(resources, role):
     props = resources[role]["Properties"]
-    refs = {**REFS, "RunnerExtraPolicyArns": ["arn:aws:iam::123456789012:policy/lake-formation"],
-            "RunnerAthenaPolicy": "arn:athena-policy", "CustomerProfilesRunnerPolicy": "arn:profiles-policy",
-            "RunnerPinpointPolicy": "arn:pinpoint-policy"}
+    refs = {
+        **REFS,
+        "RunnerExtraPolicyArns": ["arn:aws:iam::123456789012:policy/lake-formation"],
+        "RunnerAthenaPolicy": "arn:athena-policy",
+        "CustomerProfilesRunnerPolicy": "arn:profiles-policy",
+        "RunnerPinpointPolicy": "arn:pinpoint-policy",
+    }
     arns = resolve(props["ManagedPolicyArns"], refs, {**OFF, "HasRunnerExtraPolicies": True})
     assert arns == [REFS["RunnerPolicy"], "arn:aws:iam::123456789012:policy/lake-formation"]
     assert resolve(props["ManagedPolicyArns"], REFS, {**OFF, "UseCmk": True}) == [
-        REFS["RunnerPolicy"], REFS["RunnerKmsPolicy"]]
+        REFS["RunnerPolicy"],
+        REFS["RunnerKmsPolicy"],
+    ]
     # the Athena policy whenever the target is Athena, the Customer Profiles one when that is the destination
     assert resolve(props["ManagedPolicyArns"], refs, {**OFF, "UseAthena": True, "UseCustomerProfiles": True}) == [
-        REFS["RunnerPolicy"], "arn:athena-policy", "arn:profiles-policy"]
+        REFS["RunnerPolicy"],
+        "arn:athena-policy",
+        "arn:profiles-policy",
+    ]
     assert resolve(props["ManagedPolicyArns"], refs, {**OFF, "UsePinpoint": True}) == [
-        REFS["RunnerPolicy"], "arn:pinpoint-policy"]
-    statements = resolve(props["Policies"][0]["PolicyDocument"]["Statement"],
-                         {**REFS, "BucketName": "b", "BundleKey": "k.zip", "RunnerLogGroup.Arn": "arn:lg"}, OFF)
+        REFS["RunnerPolicy"],
+        "arn:pinpoint-policy",
+    ]
+    statements = resolve(
+        props["Policies"][0]["PolicyDocument"]["Statement"],
+        {**REFS, "BucketName": "b", "BundleKey": "k.zip", "RunnerLogGroup.Arn": "arn:lg"},
+        OFF,
+    )
     for st in statements:
         assert st["Effect"] == "Allow" and "*" not in str(st["Action"])
         if st["Resource"] == "*":  # PutMetricData has no resource type; the namespace condition scopes it
@@ -200,22 +284,35 @@ def test_both_runner_roles_carry_the_runner_policy_and_little_else(resources, ro
 
 def test_the_github_role_trusts_one_repository_and_one_branch(resources, template):
     assert template["Parameters"]["GitHubRepository"]["Default"] == ""
-    [st] = resolve(resources["GitHubRunnerRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"],
-                   {**REFS, "GitHubRepository": "octo/segments", "GitHubBranch": "main",
-                    "GitHubOidcProvider": "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"},
-                   {**OFF, "CreateGitHubOidcProvider": True})
+    [st] = resolve(
+        resources["GitHubRunnerRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"],
+        {
+            **REFS,
+            "GitHubRepository": "octo/segments",
+            "GitHubBranch": "main",
+            "GitHubOidcProvider": "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com",
+        },
+        {**OFF, "CreateGitHubOidcProvider": True},
+    )
     assert st["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert st["Condition"] == {"StringEquals": {
-        "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-        "token.actions.githubusercontent.com:sub": "repo:octo/segments:ref:refs/heads/main"}}
+    assert st["Condition"] == {
+        "StringEquals": {
+            "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+            "token.actions.githubusercontent.com:sub": "repo:octo/segments:ref:refs/heads/main",
+        }
+    }
 
 
 def test_alarms_and_rules_may_publish_to_the_topic_and_its_key(resources):
-    statements = resolve(resources["TopicPolicy"]["Properties"]["PolicyDocument"]["Statement"],
-                         {**REFS, "ImportFailedRule.Arn": "arn:rule/import", "RunnerBuildFailedRule.Arn": "arn:rule/build"},
-                         {**OFF, "RunnerOn": True, "UsePinpoint": True})
+    statements = resolve(
+        resources["TopicPolicy"]["Properties"]["PolicyDocument"]["Statement"],
+        {**REFS, "ImportFailedRule.Arn": "arn:rule/import", "RunnerBuildFailedRule.Arn": "arn:rule/build"},
+        {**OFF, "RunnerOn": True, "UsePinpoint": True},
+    )
     by_sid = {s.get("Sid"): s for s in statements}
-    assert by_sid["RulesPublish"]["Condition"] == {"ArnEquals": {"aws:SourceArn": ["arn:rule/import", "arn:rule/build"]}}
+    assert by_sid["RulesPublish"]["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": ["arn:rule/import", "arn:rule/build"]}
+    }
     assert by_sid["AlarmsPublish"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     key = resources["TopicKey"]["Properties"]["KeyPolicy"]["Statement"]
     services = [s for s in key if s["Sid"] == "AlarmsAndRulesPublish"][0]["Principal"]["Service"]
@@ -224,41 +321,87 @@ def test_alarms_and_rules_may_publish_to_the_topic_and_its_key(resources):
 
 # --------------------------------------------------------------------------- rule patterns vs sample events
 
+
 def sfn_event(status: str, machine: str = MACHINE_ARN, name="20261126T050000123Z-abc123-seg_email_clickers-p1"):
     execution = machine.replace(":stateMachine:", ":execution:") + f":{name}"
     return {
-        "version": "0", "id": "315c1398-40ff-a850-213b-158f73e60175",
-        "detail-type": "Step Functions Execution Status Change", "source": "aws.states", "account": ACCOUNT,
-        "time": "2026-11-26T05:20:00Z", "region": REGION, "resources": [execution],
-        "detail": {"executionArn": execution, "stateMachineArn": machine, "name": name, "status": status,
-                   "startDate": 1795664400000, "stopDate": 1795665600000, "input": "{}", "output": None,
-                   "inputDetails": {"included": True}, "outputDetails": None,
-                   "error": "Lakeseg.ImportFailed" if status == "FAILED" else None, "cause": None},
+        "version": "0",
+        "id": "315c1398-40ff-a850-213b-158f73e60175",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": ACCOUNT,
+        "time": "2026-11-26T05:20:00Z",
+        "region": REGION,
+        "resources": [execution],
+        "detail": {
+            "executionArn": execution,
+            "stateMachineArn": machine,
+            "name": name,
+            "status": status,
+            "startDate": 1795664400000,
+            "stopDate": 1795665600000,
+            "input": "{}",
+            "output": None,
+            "inputDetails": {"included": True},
+            "outputDetails": None,
+            "error": "Lakeseg.ImportFailed" if status == "FAILED" else None,
+            "cause": None,
+        },
     }
 
 
 def codebuild_event(status: str, project: str = PROJECT):
     build = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:build/{project}:0fd5e7a8-4a9c-4b58-9e53-ef1c2d6f0a11"
     return {
-        "version": "0", "id": "bfdc1220-60ff-44ac-fc9f-2fc9ef28d1d9", "detail-type": "CodeBuild Build State Change",
-        "source": "aws.codebuild", "account": ACCOUNT, "time": "2026-11-26T05:40:00Z", "region": REGION,
+        "version": "0",
+        "id": "bfdc1220-60ff-44ac-fc9f-2fc9ef28d1d9",
+        "detail-type": "CodeBuild Build State Change",
+        "source": "aws.codebuild",
+        "account": ACCOUNT,
+        "time": "2026-11-26T05:40:00Z",
+        "region": REGION,
         "resources": [build],
-        "detail": {"build-status": status, "project-name": project, "build-id": build, "current-phase": "COMPLETED",
-                   "current-phase-context": "[: ]", "version": "1",
-                   "additional-information": {"initiator": "lakeseg-RunnerScheduleRole-X/ab12", "timeout-in-minutes": 240,
-                                              "build-complete": True}},
+        "detail": {
+            "build-status": status,
+            "project-name": project,
+            "build-id": build,
+            "current-phase": "COMPLETED",
+            "current-phase-context": "[: ]",
+            "version": "1",
+            "additional-information": {
+                "initiator": "lakeseg-RunnerScheduleRole-X/ab12",
+                "timeout-in-minutes": 240,
+                "build-complete": True,
+            },
+        },
     }
 
 
 def scheduler_events():
     """What EventBridge Scheduler and scheduled rules put on the bus: neither rule is about them."""
     return [
-        {"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events", "account": ACCOUNT,
-         "time": "2026-11-26T05:00:00Z", "region": REGION, "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/x"],
-         "detail": {}},
-        {"version": "0", "id": "2", "detail-type": "AWS API Call via CloudTrail", "source": "aws.scheduler",
-         "account": ACCOUNT, "time": "2026-11-26T05:00:00Z", "region": REGION, "resources": [],
-         "detail": {"eventSource": "scheduler.amazonaws.com", "eventName": "UpdateSchedule", "status": "FAILED"}},
+        {
+            "version": "0",
+            "id": "1",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT,
+            "time": "2026-11-26T05:00:00Z",
+            "region": REGION,
+            "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/x"],
+            "detail": {},
+        },
+        {
+            "version": "0",
+            "id": "2",
+            "detail-type": "AWS API Call via CloudTrail",
+            "source": "aws.scheduler",
+            "account": ACCOUNT,
+            "time": "2026-11-26T05:00:00Z",
+            "region": REGION,
+            "resources": [],
+            "detail": {"eventSource": "scheduler.amazonaws.com", "eventName": "UpdateSchedule", "status": "FAILED"},
+        },
     ]
 
 
@@ -266,32 +409,38 @@ def pattern(resources, rule: str) -> dict:
     return resolve(resources[rule]["Properties"]["EventPattern"], REFS, OFF)
 
 
-@pytest.mark.parametrize("event, matches", [
-    pytest.param(sfn_event("FAILED"), True, id="failed"),
-    pytest.param(sfn_event("TIMED_OUT"), True, id="timed-out"),
-    pytest.param(sfn_event("ABORTED"), True, id="aborted"),
-    pytest.param(sfn_event("SUCCEEDED"), False, id="succeeded"),
-    pytest.param(sfn_event("RUNNING"), False, id="running"),
-    pytest.param(sfn_event("FAILED", machine=MACHINE_ARN + "-other"), False, id="another-state-machine"),
-    pytest.param(codebuild_event("FAILED"), False, id="a-codebuild-event"),
-    *[pytest.param(e, False, id=f"scheduler-{i}") for i, e in enumerate(scheduler_events())],
-])
+@pytest.mark.parametrize(
+    "event, matches",
+    [
+        pytest.param(sfn_event("FAILED"), True, id="failed"),
+        pytest.param(sfn_event("TIMED_OUT"), True, id="timed-out"),
+        pytest.param(sfn_event("ABORTED"), True, id="aborted"),
+        pytest.param(sfn_event("SUCCEEDED"), False, id="succeeded"),
+        pytest.param(sfn_event("RUNNING"), False, id="running"),
+        pytest.param(sfn_event("FAILED", machine=MACHINE_ARN + "-other"), False, id="another-state-machine"),
+        pytest.param(codebuild_event("FAILED"), False, id="a-codebuild-event"),
+        *[pytest.param(e, False, id=f"scheduler-{i}") for i, e in enumerate(scheduler_events())],
+    ],
+)
 def test_the_import_failure_rule_matches_only_failed_executions_of_this_state_machine(resources, event, matches):
     from moto.events.models import EventPattern
 
     assert EventPattern.load(json.dumps(pattern(resources, "ImportFailedRule"))).matches_event(event) is matches
 
 
-@pytest.mark.parametrize("event, matches", [
-    pytest.param(codebuild_event("FAILED"), True, id="failed"),
-    pytest.param(codebuild_event("STOPPED"), True, id="stopped"),
-    pytest.param(codebuild_event("TIMED_OUT"), True, id="timed-out"),
-    pytest.param(codebuild_event("SUCCEEDED"), False, id="succeeded"),
-    pytest.param(codebuild_event("IN_PROGRESS"), False, id="in-progress"),
-    pytest.param(codebuild_event("FAILED", project="someone-else"), False, id="another-project"),
-    pytest.param(sfn_event("FAILED"), False, id="a-step-functions-event"),
-    *[pytest.param(e, False, id=f"scheduler-{i}") for i, e in enumerate(scheduler_events())],
-])
+@pytest.mark.parametrize(
+    "event, matches",
+    [
+        pytest.param(codebuild_event("FAILED"), True, id="failed"),
+        pytest.param(codebuild_event("STOPPED"), True, id="stopped"),
+        pytest.param(codebuild_event("TIMED_OUT"), True, id="timed-out"),
+        pytest.param(codebuild_event("SUCCEEDED"), False, id="succeeded"),
+        pytest.param(codebuild_event("IN_PROGRESS"), False, id="in-progress"),
+        pytest.param(codebuild_event("FAILED", project="someone-else"), False, id="another-project"),
+        pytest.param(sfn_event("FAILED"), False, id="a-step-functions-event"),
+        *[pytest.param(e, False, id=f"scheduler-{i}") for i, e in enumerate(scheduler_events())],
+    ],
+)
 def test_the_build_failure_rule_matches_only_failed_runner_builds(resources, event, matches):
     from moto.events.models import EventPattern
 
@@ -308,14 +457,23 @@ def test_an_import_failure_reaches_the_target_with_execution_name_and_status(aws
     props = resources["ImportFailedRule"]["Properties"]
     events.put_rule(Name="import-failed", EventPattern=json.dumps(pattern(resources, "ImportFailedRule")))
     [target] = props["Targets"]
-    events.put_targets(Rule="import-failed", Targets=[{"Id": "t", "Arn": queue_arn,
-                                                       "InputTransformer": target["InputTransformer"]}])
+    events.put_targets(
+        Rule="import-failed", Targets=[{"Id": "t", "Arn": queue_arn, "InputTransformer": target["InputTransformer"]}]
+    )
 
     # when Step Functions reports one failed and one succeeded execution
     for status in ("SUCCEEDED", "TIMED_OUT"):
         sample = sfn_event(status)
-        events.put_events(Entries=[{"Source": sample["source"], "DetailType": sample["detail-type"],
-                                    "Detail": json.dumps(sample["detail"]), "Resources": sample["resources"]}])
+        events.put_events(
+            Entries=[
+                {
+                    "Source": sample["source"],
+                    "DetailType": sample["detail-type"],
+                    "Detail": json.dumps(sample["detail"]),
+                    "Resources": sample["resources"],
+                }
+            ]
+        )
 
     # then one message arrives, naming the execution (run id, segment, part) and its status
     msgs = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
@@ -327,6 +485,7 @@ def test_an_import_failure_reaches_the_target_with_execution_name_and_status(aws
 
 
 # --------------------------------------------------------------------------- the alarms' math
+
 
 @dataclass(frozen=True)
 class Alarm:
@@ -343,18 +502,28 @@ class Alarm:
     @classmethod
     def from_template(cls, resource: dict, refs: dict) -> Alarm:
         p = resolve(resource["Properties"], refs, OFF)
-        return cls(int(p["Period"]), int(p["EvaluationPeriods"]), int(p.get("DatapointsToAlarm", p["EvaluationPeriods"])),
-                   float(p["Threshold"]), p["ComparisonOperator"], p["Statistic"], p.get("TreatMissingData", "missing"))
+        return cls(
+            int(p["Period"]),
+            int(p["EvaluationPeriods"]),
+            int(p.get("DatapointsToAlarm", p["EvaluationPeriods"])),
+            float(p["Threshold"]),
+            p["ComparisonOperator"],
+            p["Statistic"],
+            p.get("TreatMissingData", "missing"),
+        )
 
     def _breaches(self, value: float) -> bool:
-        return {"LessThanThreshold": value < self.threshold,
-                "LessThanOrEqualToThreshold": value <= self.threshold,
-                "GreaterThanThreshold": value > self.threshold,
-                "GreaterThanOrEqualToThreshold": value >= self.threshold}[self.comparison]
+        return {
+            "LessThanThreshold": value < self.threshold,
+            "LessThanOrEqualToThreshold": value <= self.threshold,
+            "GreaterThanThreshold": value > self.threshold,
+            "GreaterThanOrEqualToThreshold": value >= self.threshold,
+        }[self.comparison]
 
     def _stat(self, values: list[float]) -> float:
-        return {"Sum": sum, "Maximum": max, "Minimum": min, "SampleCount": len,
-                "Average": lambda v: sum(v) / len(v)}[self.statistic](values)
+        return {"Sum": sum, "Maximum": max, "Minimum": min, "SampleCount": len, "Average": lambda v: sum(v) / len(v)}[
+            self.statistic
+        ](values)
 
     def state(self, points: list[tuple[datetime, float]], at: datetime, previous: str = "INSUFFICIENT_DATA") -> str:
         """State after evaluating at ``at``: the latest ``evaluation_periods`` complete periods,
@@ -404,18 +573,30 @@ class Composite:
 
     @classmethod
     def from_template(cls, resources: dict, name: str, refs: dict) -> Composite:
-        arns = {f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{child}": child
-                for child, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
-        rule = resolve(resources[name]["Properties"]["AlarmRule"],
-                       {**refs, **{f"{child}.Arn": arn for arn, child in arns.items()}}, OFF)
+        arns = {
+            f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{child}": child
+            for child, r in resources.items()
+            if r["Type"] == "AWS::CloudWatch::Alarm"
+        }
+        rule = resolve(
+            resources[name]["Properties"]["AlarmRule"],
+            {**refs, **{f"{child}.Arn": arn for arn, child in arns.items()}},
+            OFF,
+        )
         named = set(re.findall(r'\("([^"]+)"\)', rule))
         return cls(rule, {arn: Alarm.from_template(resources[arns[arn]], refs) for arn in named})
 
     def holds(self, states: dict) -> bool:
-        expr = re.sub(r'(ALARM|OK|INSUFFICIENT_DATA)\("([^"]+)"\)',
-                      lambda m: str(states[m.group(2)] == m.group(1)), self.rule)
+        expr = re.sub(
+            r'(ALARM|OK|INSUFFICIENT_DATA)\("([^"]+)"\)', lambda m: str(states[m.group(2)] == m.group(1)), self.rule
+        )
         assert re.fullmatch(r"[\sA-Za-z()]*", expr) and not set(re.findall(r"[A-Za-z]+", expr)) - {
-            "True", "False", "AND", "OR", "NOT"}, expr
+            "True",
+            "False",
+            "AND",
+            "OR",
+            "NOT",
+        }, expr
         return eval(expr.replace("AND", "and").replace("OR", "or").replace("NOT", "not"))  # noqa: S307
 
     def timeline(self, points, start: datetime, hours: int, step_minutes: int = 10) -> list[tuple[datetime, str]]:
@@ -502,18 +683,26 @@ def test_once_runs_began_the_heartbeat_alarms_when_they_stop_and_stays_alarmed(h
 def test_without_the_latch_a_stopped_schedule_would_go_quiet_again(heartbeat):
     # the evaluator is not vacuous: an armed part that forgets (missing data, CloudWatch's default) lets the
     # heartbeat fall silent once the last run is out of the armed part's window
-    forgetful = Composite(heartbeat.rule, {arn: Alarm(**{**a.__dict__, "treat_missing": "missing"})
-                                           if a.treat_missing == "ignore" else a
-                                           for arn, a in heartbeat.children.items()})
+    forgetful = Composite(
+        heartbeat.rule,
+        {
+            arn: Alarm(**{**a.__dict__, "treat_missing": "missing"}) if a.treat_missing == "ignore" else a
+            for arn, a in heartbeat.children.items()
+        },
+    )
     states = forgetful.timeline(daily_runs(3), DEPLOY, 24 * 12)
     assert "ALARM" not in {s for _, s in states}
 
 
 def test_without_treat_missing_as_breaching_a_missed_run_would_go_unnoticed(heartbeat):
     # and a breaching part with CloudWatch's default never fires on a skipped day
-    lenient = Composite(heartbeat.rule, {arn: Alarm(**{**a.__dict__, "treat_missing": "missing"})
-                                         if a.treat_missing == "breaching" else a
-                                         for arn, a in heartbeat.children.items()})
+    lenient = Composite(
+        heartbeat.rule,
+        {
+            arn: Alarm(**{**a.__dict__, "treat_missing": "missing"}) if a.treat_missing == "breaching" else a
+            for arn, a in heartbeat.children.items()
+        },
+    )
     states = {s for _, s in lenient.timeline(daily_runs(10, skip={5}), DEPLOY, 24 * 11)}
     assert "ALARM" not in states
 
@@ -530,10 +719,13 @@ def test_the_run_failed_alarm_fires_after_a_failed_run_and_not_after_good_ones(r
 
 # --------------------------------------------------------------------------- dashboard and history
 
+
 def test_the_dashboard_is_valid_json_and_shows_the_metrics_the_run_publishes(resources):
     from sync.output import metrics
 
-    body = json.loads(resolve(resources["Dashboard"]["Properties"]["DashboardBody"], REFS, {**OFF, "UsePinpoint": True}))
+    body = json.loads(
+        resolve(resources["Dashboard"]["Properties"]["DashboardBody"], REFS, {**OFF, "UsePinpoint": True})
+    )
     text = json.dumps(body)
     assert len(body["widgets"]) == 7
     for name, _ in metrics.SEGMENT_METRICS + metrics.RUN_METRICS:
@@ -611,7 +803,8 @@ def test_the_history_table_reads_compact_json_lines_of_real_run_reports(resource
     # the host and pid of the run, and each segment's quarantined rows, as the engine records them
     report["host"], report["pid"] = "ip-10-0-0-1", 4242
     report["segments"][0]["quarantined"] = [
-        {"id": "ep-9", "message": "invalid ChannelType", "attempts": 2, "first_run_id": "r0"}]
+        {"id": "ep-9", "message": "invalid ChannelType", "attempts": 2, "first_run_id": "r0"}
+    ]
     assert set(report) <= set(columns), set(report) - set(columns)  # every field of a run report is a column
     assert set(columns) <= set(report) | {"host", "pid"}, set(columns) - set(report)
 
@@ -622,10 +815,12 @@ def test_the_history_table_reads_compact_json_lines_of_real_run_reports(resource
 
     spec = ", ".join(f"'{k}': '{duck(v)}'" for k, v in columns.items())
     con = duckdb.connect()
-    rows = con.execute(f"select run_id, status, len(segments), segments[1].plan.entered, "
-                       f"segments[1].quarantined[1].id, pid "
-                       f"from read_json('{path}', format='newline_delimited', columns={{{spec}}}) "
-                       f"where status = 'failed'").fetchall()
+    rows = con.execute(
+        f"select run_id, status, len(segments), segments[1].plan.entered, "
+        f"segments[1].quarantined[1].id, pid "
+        f"from read_json('{path}', format='newline_delimited', columns={{{spec}}}) "
+        f"where status = 'failed'"
+    ).fetchall()
 
     # then the query docs/scheduling.md promises works
     assert rows == [("20261126T050000123Z-abc123", "failed", 4, 40, "ep-9", 4242)]

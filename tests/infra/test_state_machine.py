@@ -32,15 +32,26 @@ def tail_input(**overrides) -> dict:
 
 def expect_create(stubber, *, segment_name: str | None = None, job_id: str = "job-1") -> None:
     # Imports never define a segment (a static segment of one run's changes is not the segment).
-    request = {"S3Url": S3_URL, "RoleArn": h.IMPORT_ROLE_ARN, "Format": "CSV", "RegisterEndpoints": True,
-               "DefineSegment": False}
-    stubber.add_response("create_import_job", {"ImportJobResponse": h.job_response(job_id, "CREATED", S3_URL)},
-                         expected_params={"ApplicationId": h.APP_ID, "ImportJobRequest": request})
+    request = {
+        "S3Url": S3_URL,
+        "RoleArn": h.IMPORT_ROLE_ARN,
+        "Format": "CSV",
+        "RegisterEndpoints": True,
+        "DefineSegment": False,
+    }
+    stubber.add_response(
+        "create_import_job",
+        {"ImportJobResponse": h.job_response(job_id, "CREATED", S3_URL)},
+        expected_params={"ApplicationId": h.APP_ID, "ImportJobRequest": request},
+    )
 
 
 def expect_get(stubber, status: str, job_id: str = "job-1", **extra) -> None:
-    stubber.add_response("get_import_job", {"ImportJobResponse": h.job_response(job_id, status, S3_URL, **extra)},
-                         expected_params={"ApplicationId": h.APP_ID, "JobId": job_id})
+    stubber.add_response(
+        "get_import_job",
+        {"ImportJobResponse": h.job_response(job_id, status, S3_URL, **extra)},
+        expected_params={"ApplicationId": h.APP_ID, "JobId": job_id},
+    )
 
 
 def failed_report(described: dict) -> dict:
@@ -57,8 +68,7 @@ def test_completed_job_succeeds_and_notifies_once(tail, pinpoint, segment_name):
     # given Pinpoint creates the job, reports it PROCESSING, then COMPLETED with no failures
     expect_create(pinpoint, segment_name=segment_name)
     expect_get(pinpoint, "PROCESSING")
-    expect_get(pinpoint, "COMPLETED", TotalProcessed=3, TotalFailures=0, Failures=[], TotalPieces=1,
-               FailedPieces=0)
+    expect_get(pinpoint, "COMPLETED", TotalProcessed=3, TotalFailures=0, Failures=[], TotalPieces=1, FailedPieces=0)
 
     # when the tail runs for one import folder
     arn = tail.start("run-1-seg_email_clickers-p1", tail_input(SegmentName=segment_name))
@@ -68,10 +78,22 @@ def test_completed_job_succeeds_and_notifies_once(tail, pinpoint, segment_name):
     assert described["status"] == "SUCCEEDED"
     report = json.loads(described["output"])
     assert report == {
-        "Outcome": "SUCCEEDED", "Segment": "seg_email_clickers", "RunId": "20261125T030000000Z-abc123",
-        "Part": None, "Parts": None, "Counts": COUNTS, "ApplicationId": h.APP_ID, "S3Url": S3_URL,
-        "JobId": "job-1", "JobStatus": "COMPLETED", "TotalProcessed": 3,
-        "TotalFailures": 0, "Failures": [], "TotalPieces": 1, "FailedPieces": 0, "Error": None,
+        "Outcome": "SUCCEEDED",
+        "Segment": "seg_email_clickers",
+        "RunId": "20261125T030000000Z-abc123",
+        "Part": None,
+        "Parts": None,
+        "Counts": COUNTS,
+        "ApplicationId": h.APP_ID,
+        "S3Url": S3_URL,
+        "JobId": "job-1",
+        "JobStatus": "COMPLETED",
+        "TotalProcessed": 3,
+        "TotalFailures": 0,
+        "Failures": [],
+        "TotalPieces": 1,
+        "FailedPieces": 0,
+        "Error": None,
         "ExecutionArn": arn,
     }
     assert tail.messages() == [{"body": report, "attributes": {"outcome": "SUCCEEDED", "source": "lakeseg"}}]
@@ -82,8 +104,7 @@ def test_failed_job_fails_the_execution_with_the_failures(tail, pinpoint):
     # given Pinpoint reports the job FAILED with failures
     failures = ["Failed to import piece 1: invalid ChannelType on line 2", "line 3: missing Address"]
     expect_create(pinpoint)
-    expect_get(pinpoint, "FAILED", TotalProcessed=2, TotalFailures=2, Failures=failures, TotalPieces=1,
-               FailedPieces=1)
+    expect_get(pinpoint, "FAILED", TotalProcessed=2, TotalFailures=2, Failures=failures, TotalPieces=1, FailedPieces=1)
 
     # when the tail runs
     arn = tail.start("run-1-seg-p1", tail_input())
@@ -193,9 +214,11 @@ def test_an_unreachable_topic_fails_the_execution_with_the_report(aws, pinpoint)
     assert report["NotifyError"]["Error"]
 
 
-@pytest.mark.parametrize("code, status", [("InternalServerErrorException", 500), ("ServiceUnavailable", 503),
-                                          ("AccessDeniedException", 403)],
-                         ids=["500", "503-unmodelled", "access-denied"])
+@pytest.mark.parametrize(
+    "code, status",
+    [("InternalServerErrorException", 500), ("ServiceUnavailable", 503), ("AccessDeniedException", 403)],
+    ids=["500", "503-unmodelled", "access-denied"],
+)
 def test_create_import_job_is_not_retried_after_an_error_that_may_have_created_a_job(tail, pinpoint, code, status):
     # given CreateImportJob answers an error after which a job may exist
     # (one stubbed answer: a second CreateImportJob would fail as "Unexpected API Call")
@@ -211,10 +234,11 @@ def test_create_import_job_is_not_retried_after_an_error_that_may_have_created_a
     assert [m["attributes"]["outcome"] for m in tail.messages()] == ["FAILED"]
 
 
-@pytest.mark.parametrize("overrides", [{"PollSeconds": 1.5}, {"MaxPolls": 2.5}, {"MaxPolls": 0},
-                                       {"PollSeconds": -1}, {"PollSeconds": "30"}],
-                         ids=["fractional-poll", "fractional-max-polls", "zero-max-polls", "negative-poll",
-                              "poll-as-text"])
+@pytest.mark.parametrize(
+    "overrides",
+    [{"PollSeconds": 1.5}, {"MaxPolls": 2.5}, {"MaxPolls": 0}, {"PollSeconds": -1}, {"PollSeconds": "30"}],
+    ids=["fractional-poll", "fractional-max-polls", "zero-max-polls", "negative-poll", "poll-as-text"],
+)
 def test_bad_numbers_are_refused_before_any_import(tail, pinpoint, overrides):
     # given numbers a Wait state cannot use
     report = failed_report(tail.wait(tail.start("run-1-seg-p1", tail_input(**overrides))))

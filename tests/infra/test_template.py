@@ -83,10 +83,23 @@ def test_every_definition_substitution_is_filled_and_used(template):
 
 
 def test_parameters_and_outputs_cover_what_the_cli_needs(template):
-    assert {"PinpointProjectId", "BucketName", "ImportPrefix", "StatePrefix", "PollIntervalSeconds",
-            "CreateBucket"} <= set(template["Parameters"])
-    assert {"StateMachineArn", "ImportRoleArn", "TopicArn", "ImportS3Url", "StateUrl", "ApplicationId",
-            "Region"} <= set(template["Outputs"])
+    assert {
+        "PinpointProjectId",
+        "BucketName",
+        "ImportPrefix",
+        "StatePrefix",
+        "PollIntervalSeconds",
+        "CreateBucket",
+    } <= set(template["Parameters"])
+    assert {
+        "StateMachineArn",
+        "ImportRoleArn",
+        "TopicArn",
+        "ImportS3Url",
+        "StateUrl",
+        "ApplicationId",
+        "Region",
+    } <= set(template["Outputs"])
 
 
 def test_the_state_machine_role_can_do_only_the_import_tail(resources):
@@ -98,8 +111,11 @@ def test_the_state_machine_role_can_do_only_the_import_tail(resources):
     # then Pinpoint: the two import calls on this project only
     pinpoint = sts["PinpointImportJobs"]
     assert sorted(pinpoint["Action"]) == ["mobiletargeting:CreateImportJob", "mobiletargeting:GetImportJob"]
-    assert [r["Fn::Sub"] for r in pinpoint["Resource"]] == [project, f"{project}/jobs/import",
-                                                            f"{project}/jobs/import/*"]
+    assert [r["Fn::Sub"] for r in pinpoint["Resource"]] == [
+        project,
+        f"{project}/jobs/import",
+        f"{project}/jobs/import/*",
+    ]
     # and it may pass only the import role, only to Pinpoint
     passrole = sts["PassImportRoleToPinpoint"]
     assert passrole["Action"] == "iam:PassRole"
@@ -133,8 +149,9 @@ def test_the_optional_bucket_is_private_encrypted_tls_only_and_forgets_import_fi
     assert bucket["Condition"] == "CreateTheBucket"
     props = plain(bucket["Properties"])
     assert all(props["PublicAccessBlockConfiguration"].values())
-    assert "Fn::If" in props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
-        "ServerSideEncryptionByDefault"]
+    assert (
+        "Fn::If" in props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    )
     rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
     assert rules["expire-import-files"]["Prefix"] == {"Fn::Sub": "${ImportPrefix}/"}
     assert rules["expire-import-files"]["ExpirationInDays"] == {"Ref": "ImportRetentionDays"}
@@ -145,7 +162,8 @@ def test_the_optional_bucket_is_private_encrypted_tls_only_and_forgets_import_fi
 def test_the_topic_is_encrypted_and_the_state_machine_logs_no_execution_data(resources):
     # A key alarms and EventBridge rules may use (they cannot use alias/aws/sns): the given CMK or the stack's.
     assert plain(resources["Topic"]["Properties"]["KmsMasterKeyId"]) == {
-        "Fn::If": ["UseCmk", {"Ref": "KmsKeyArn"}, {"Ref": "TopicKey"}]}
+        "Fn::If": ["UseCmk", {"Ref": "KmsKeyArn"}, {"Ref": "TopicKey"}]
+    }
     assert resources["TopicKey"]["Properties"]["EnableKeyRotation"] is True
     props = plain(resources["ImportTail"]["Properties"])
     assert props["StateMachineType"] == "STANDARD"  # execution names are unique for 90 days
@@ -158,8 +176,11 @@ def test_polling_always_ends_inside_the_execution_limit(template):
     asl = json.loads(h.ASL_PATH.read_text())
     params = template["Parameters"]
     longest = params["PollIntervalSeconds"]["MaxValue"] * params["MaxPolls"]["MaxValue"]
-    bounds = {c["Variable"].rsplit(".", 1)[-1]: c["NumericLessThanEquals"]
-              for c in asl["States"]["ValidateInput"]["Choices"][0]["And"] if "NumericLessThanEquals" in c}
+    bounds = {
+        c["Variable"].rsplit(".", 1)[-1]: c["NumericLessThanEquals"]
+        for c in asl["States"]["ValidateInput"]["Choices"][0]["And"]
+        if "NumericLessThanEquals" in c
+    }
     # Then the longest polling any allowed value permits ends before the execution times out
     assert longest < asl["TimeoutSeconds"]
     assert bounds["PollSeconds"] * bounds["MaxPolls"] < asl["TimeoutSeconds"]
@@ -178,9 +199,10 @@ def test_the_runners_import_wait_ends_inside_the_build(template, destination):
     # Then lakeseg gives up waiting for one import (and reports it) before CodeBuild kills the build
     assert timeout < template["Parameters"]["RunnerTimeoutMinutes"]["Default"] * 60
     # and the template's runner uses exactly these files
-    assert 'infra/settings/$LAKESEG_DESTINATION.yml' in (h.REPO / "infra" / "buildspec.yml").read_text()
+    assert "infra/settings/$LAKESEG_DESTINATION.yml" in (h.REPO / "infra" / "buildspec.yml").read_text()
     assert set(template["Parameters"]["Destination"]["AllowedValues"]) == {
-        p.stem for p in (h.REPO / "infra" / "settings").glob("*.yml")}
+        p.stem for p in (h.REPO / "infra" / "settings").glob("*.yml")
+    }
 
 
 def test_lakeseg_asks_for_no_more_polls_than_the_tail_allows():
@@ -188,17 +210,23 @@ def test_lakeseg_asks_for_no_more_polls_than_the_tail_allows():
 
     asl = json.loads(h.ASL_PATH.read_text())
     assert EXECUTION_LIMIT_SECONDS == asl["TimeoutSeconds"]
-    bounds = {c["Variable"].rsplit(".", 1)[-1]: c["NumericLessThanEquals"]
-              for c in asl["States"]["ValidateInput"]["Choices"][0]["And"] if "NumericLessThanEquals" in c}
+    bounds = {
+        c["Variable"].rsplit(".", 1)[-1]: c["NumericLessThanEquals"]
+        for c in asl["States"]["ValidateInput"]["Choices"][0]["And"]
+        if "NumericLessThanEquals" in c
+    }
     assert MAX_POLLS == bounds["MaxPolls"]
 
 
-@pytest.mark.parametrize("endpoint, accepted", [
-    pytest.param("", True, id="empty-no-subscription"),
-    pytest.param("https://hooks.example.com/lakeseg?k=1", True, id="https-url"),
-    pytest.param("http://hooks.example.com/lakeseg", False, id="plain-http-refused"),
-    pytest.param("https://", False, id="no-host"),
-])
+@pytest.mark.parametrize(
+    "endpoint, accepted",
+    [
+        pytest.param("", True, id="empty-no-subscription"),
+        pytest.param("https://hooks.example.com/lakeseg?k=1", True, id="https-url"),
+        pytest.param("http://hooks.example.com/lakeseg", False, id="plain-http-refused"),
+        pytest.param("https://", False, id="no-host"),
+    ],
+)
 def test_the_topic_can_route_its_events_to_an_https_endpoint_and_only_https(template, resources, endpoint, accepted):
     import re
 

@@ -23,8 +23,13 @@ def actionlint(*files: Path) -> subprocess.CompletedProcess:
         pytest.skip(f"actionlint is not installed at {ACTIONLINT} (run `make tools`)")
     # shellcheck lives next to it; actionlint finds it on PATH
     env = {**os.environ, "PATH": f"{ACTIONLINT.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([str(ACTIONLINT), "-oneline", "-verbose", *map(str, files)], capture_output=True,
-                          text=True, env=env, check=False)
+    return subprocess.run(
+        [str(ACTIONLINT), "-oneline", "-verbose", *map(str, files)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
 
 
 def test_actionlint_accepts_the_workflow_and_checks_its_scripts_with_shellcheck():
@@ -34,8 +39,11 @@ def test_actionlint_accepts_the_workflow_and_checks_its_scripts_with_shellcheck(
 
 
 BREAKAGES = {
-    "unknown-step-output": ('EXIT_CODE: ${{ steps.run.outputs.exit_code', 'EXIT_CODE: ${{ steps.nosuch.outputs.exit_code',
-                            '"nosuch" is not defined'),
+    "unknown-step-output": (
+        "EXIT_CODE: ${{ steps.run.outputs.exit_code",
+        "EXIT_CODE: ${{ steps.nosuch.outputs.exit_code",
+        '"nosuch" is not defined',
+    ),
     # (an action's unknown input is no longer caught: actionlint knows inputs by tag, and the actions
     # are pinned to commits; test_it_installs_assumes_the_stack_role_by_oidc_runs_... checks the role's)
     "unknown-context": ("role-to-assume: ${{ vars.", "role-to-assume: ${{ var.", 'undefined variable "var"'),
@@ -88,8 +96,16 @@ def test_it_installs_assumes_the_stack_role_by_oidc_runs_and_keeps_the_report(wo
     upload = by_use["actions/upload-artifact"]
     assert upload["if"] == "always()" and upload["with"]["path"] == "build/report/"
     # the steps come in that order: install, credentials, run, outcome, upload
-    order = [steps.index(s) for s in (steps[runs.index("make install")],
-                                      by_use["aws-actions/configure-aws-credentials"], run, outcome[0], upload)]
+    order = [
+        steps.index(s)
+        for s in (
+            steps[runs.index("make install")],
+            by_use["aws-actions/configure-aws-credentials"],
+            run,
+            outcome[0],
+            upload,
+        )
+    ]
     assert order == sorted(order)
 
 
@@ -109,7 +125,10 @@ def test_the_two_runners_never_run_at_the_same_time_by_default(workflow):
     from cfnlint.decode import cfn_yaml
 
     params = cfn_yaml.loads(h.TEMPLATE_PATH.read_text())["Parameters"]
-    assert params["ScheduleExpression"]["Default"] == "cron(0 5 * * ? *)" and params["ScheduleTimezone"]["Default"] == "UTC"
+    assert (
+        params["ScheduleExpression"]["Default"] == "cron(0 5 * * ? *)"
+        and params["ScheduleTimezone"]["Default"] == "UTC"
+    )
     [schedule] = workflow[True]["schedule"]
     minute, hour = (int(x) for x in schedule["cron"].split()[:2])
     # Then a run of either, as long as it may last, ends before the other starts

@@ -79,8 +79,11 @@ class CSVParser:
         def same(a, b):
             return a != NULL_CHARACTER and a == b
 
-        if (same(self.separator, self.quotechar) or same(self.separator, self.escape)
-                or same(self.quotechar, self.escape)):
+        if (
+            same(self.separator, self.quotechar)
+            or same(self.separator, self.escape)
+            or same(self.quotechar, self.escape)
+        ):
             raise UnsupportedOperation("The separator, quote, and escape characters must be different!")
         if self.separator == NULL_CHARACTER:
             raise UnsupportedOperation("The separator character must be defined!")
@@ -132,8 +135,12 @@ class CSVParser:
                 else:
                     if not self.strict_quotes:
                         # a quote in mid-field (a,bc"d"ef,g): kept, unless only white space precedes it
-                        if (i > 2 and line[i - 1] != self.separator and len(line) > i + 1
-                                and line[i + 1] != self.separator):
+                        if (
+                            i > 2
+                            and line[i - 1] != self.separator
+                            and len(line) > i + 1
+                            and line[i + 1] != self.separator
+                        ):
                             text = "".join(sb)
                             if self.ignore_leading_white_space and text and all(map(_is_java_whitespace, text)):
                                 sb = []
@@ -172,8 +179,14 @@ def _java_read_lines(text: str) -> list[str]:
 class CSVReader:
     """opencsv 2.3 CSVReader over a text: readNext joins lines while a quoted field is pending."""
 
-    def __init__(self, text: str, separator=DEFAULT_SEPARATOR, quotechar=DEFAULT_QUOTE_CHARACTER,
-                 escape=DEFAULT_ESCAPE_CHARACTER, skip_lines: int = 0):
+    def __init__(
+        self,
+        text: str,
+        separator=DEFAULT_SEPARATOR,
+        quotechar=DEFAULT_QUOTE_CHARACTER,
+        escape=DEFAULT_ESCAPE_CHARACTER,
+        skip_lines: int = 0,
+    ):
         self.parser = CSVParser(separator, quotechar, escape)
         self._lines = _java_read_lines(text)[skip_lines:]
         self._at = 0
@@ -217,8 +230,9 @@ class OpenCSVSerde:
             value = parameters.get(name)
             return value[0] if value is not None else default
 
-        return cls(prop("separatorChar", ","), prop("quoteChar", '"'),
-                   prop("escapeChar", WRITER_DEFAULT_ESCAPE_CHARACTER))
+        return cls(
+            prop("separatorChar", ","), prop("quoteChar", '"'), prop("escapeChar", WRITER_DEFAULT_ESCAPE_CHARACTER)
+        )
 
     def new_reader(self, line: str) -> CSVReader:
         # newReader: an escape equal to CSVWriter's default (") is not passed on, so the
@@ -233,8 +247,9 @@ class OpenCSVSerde:
         return [read[i] if read is not None and i < len(read) else None for i in range(columns)]
 
 
-def read_text_file(data: bytes, parameters: dict[str, str], columns: int, skip_header_lines: int = 0
-                   ) -> list[list[str | None]]:
+def read_text_file(
+    data: bytes, parameters: dict[str, str], columns: int, skip_header_lines: int = 0
+) -> list[list[str | None]]:
     """A file as a Hive table over TextInputFormat reads it: UTF-8 lines, header lines skipped, a row per line."""
     serde = OpenCSVSerde.from_parameters(parameters)
     lines = _java_read_lines(data.decode("utf-8"))[skip_header_lines:]

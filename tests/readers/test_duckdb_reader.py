@@ -32,7 +32,9 @@ def test_selects_declared_columns_case_insensitively(database, tmp_path):
 
 def test_missing_column_names_relation_and_column(database, tmp_path):
     with pytest.raises(ConfigError, match="seg_x has no column matching 'score'"):
-        DuckDBReader(database).stage(duckdb.connect(), RelationRef("dbt", "main_segments", "seg_x"), ["score"], tmp_path)
+        DuckDBReader(database).stage(
+            duckdb.connect(), RelationRef("dbt", "main_segments", "seg_x"), ["score"], tmp_path
+        )
 
 
 def test_missing_table_and_missing_database_say_run_dbt_build(database, tmp_path):

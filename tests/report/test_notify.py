@@ -74,17 +74,40 @@ def hook(request):
 def refused_run() -> dict:
     """A run in which one segment was refused by the mass-exit guard, one quarantined rows and needed a refresh
     before expiry, and one was skipped; its reasons hold text that must never be sent."""
-    run = RunReport("20261103T050000000Z-cccccc", "sync", "prod", "pinpoint", "s3://b/state",
-                    "2026-11-03T05:00:00+00:00", "2026-11-03T05:01:00+00:00", "failed")
+    run = RunReport(
+        "20261103T050000000Z-cccccc",
+        "sync",
+        "prod",
+        "pinpoint",
+        "s3://b/state",
+        "2026-11-03T05:00:00+00:00",
+        "2026-11-03T05:01:00+00:00",
+        "failed",
+    )
     plan = _plan("seg_active", 50, 0, 0, 250, 300)
     refreshing = dict(_plan("seg_vip", 1000, 5, 0, 0, 995), refresh=40)
     run.segments = [
-        SegmentReport("seg_active", "refused", "250 of 300 previous members (83.3%) would exit, above the 30% limit "
-                      "(guard.max_exit_share); alice@example.com", plan),
-        SegmentReport("seg_vip", "synced", "", refreshing,
-                      quarantined=[{"id": "endpoint-17", "message": "Invalid email 'bob@example.com'",
-                                    "first_run_id": "20261103T050000000Z-cccccc"},
-                                   {"id": "endpoint-18", "code": "refused", "first_run_id": "20261101T050000000Z-aaaaaa"}]),
+        SegmentReport(
+            "seg_active",
+            "refused",
+            "250 of 300 previous members (83.3%) would exit, above the 30% limit "
+            "(guard.max_exit_share); alice@example.com",
+            plan,
+        ),
+        SegmentReport(
+            "seg_vip",
+            "synced",
+            "",
+            refreshing,
+            quarantined=[
+                {
+                    "id": "endpoint-17",
+                    "message": "Invalid email 'bob@example.com'",
+                    "first_run_id": "20261103T050000000Z-cccccc",
+                },
+                {"id": "endpoint-18", "code": "refused", "first_run_id": "20261101T050000000Z-aaaaaa"},
+            ],
+        ),
         SegmentReport("seg_clickers", "skipped", "tests did not pass: accepted_values (value 'carol')"),
     ]
     return run.as_dict()
@@ -93,8 +116,9 @@ def refused_run() -> dict:
 def _verify(request: dict) -> None:
     headers = {k.lower(): v for k, v in request["headers"].items()}
     stamp = headers[TIMESTAMP_HEADER.lower()]
-    expected = "sha256=" + hmac.new(SECRET.encode(), stamp.encode() + b"." + request["body"],
-                                    hashlib.sha256).hexdigest()
+    expected = (
+        "sha256=" + hmac.new(SECRET.encode(), stamp.encode() + b"." + request["body"], hashlib.sha256).hexdigest()
+    )
     assert hmac.compare_digest(headers[SIGNATURE_HEADER.lower()], expected)
     assert abs(time.time() - int(stamp)) < 60
 
@@ -112,8 +136,13 @@ def test_the_webhook_gets_a_signed_payload_of_ids_statuses_counts_and_rules_only
     assert body["events"] == [
         {"event": "refusal", "status": "refused", "segment": "seg_active", "count": 250, "rule": "max_exit_share"},
         {"event": "quarantine", "status": "synced", "segment": "seg_vip", "count": 2, "new": 1},
-        {"event": "expiry", "status": "synced", "segment": "seg_vip", "count": 40,
-         "rule": "refresh_before_expiry_days"},
+        {
+            "event": "expiry",
+            "status": "synced",
+            "segment": "seg_vip",
+            "count": 40,
+            "rule": "refresh_before_expiry_days",
+        },
         {"event": "failure", "status": "skipped", "segment": "seg_clickers"},
     ]
     # and nothing of the reasons or the quarantined rows: no attribute value, no id
@@ -136,7 +165,10 @@ def test_slack_gets_one_line_per_event_and_how_to_reproduce(hook):
     text = server.json()["text"]
     assert "`20261103T050000000Z-cccccc` on prod → pinpoint: *failed*" in text
     assert "refusal: seg_active refused (max_exit_share, 250)" in text
-    assert "quarantine: seg_vip synced (2, 1 new)" in text and "expiry: seg_vip synced (refresh_before_expiry_days, 40)" in text
+    assert (
+        "quarantine: seg_vip synced (2, 1 new)" in text
+        and "expiry: seg_vip synced (refresh_before_expiry_days, 40)" in text
+    )
     assert "Reproduce: `lakeseg sync --select seg_active`" in text
     assert "alice@" not in text and "bob@" not in text
 
@@ -167,8 +199,10 @@ def test_a_server_that_never_answers_costs_at_most_the_deadline_and_raises_nothi
     started = time.monotonic()
     # When the alerts are sent with a short timeout
     with caplog.at_level(logging.WARNING, logger="sync.output.notify"):
-        sent = notify(refused_run(), {"webhook_url": server.url, "webhook_secret": SECRET, "timeout_s": 0.3,
-                                      "retries": 1, "deadline_s": 5})
+        sent = notify(
+            refused_run(),
+            {"webhook_url": server.url, "webhook_secret": SECRET, "timeout_s": 0.3, "retries": 1, "deadline_s": 5},
+        )
     # Then nothing was sent, it took about two timeouts and a backoff, and a warning says so
     assert sent == [] and time.monotonic() - started < 3
     assert len(server.requests) == 2
@@ -178,21 +212,25 @@ def test_a_server_that_never_answers_costs_at_most_the_deadline_and_raises_nothi
 def test_the_deadline_bounds_the_wait_even_with_long_timeouts(hook):
     server = hook(None)
     started = time.monotonic()
-    assert notify(refused_run(), {"webhook_url": server.url, "webhook_secret": SECRET, "timeout_s": 20,
-                                  "deadline_s": 0.5}) == []
+    assert (
+        notify(refused_run(), {"webhook_url": server.url, "webhook_secret": SECRET, "timeout_s": 20, "deadline_s": 0.5})
+        == []
+    )
     assert time.monotonic() - started < 2
 
 
 def test_a_refused_connection_is_swallowed():
-    assert notify(refused_run(), {"webhook_url": "http://127.0.0.1:9/x", "webhook_secret": SECRET,
-                                  "retries": 0}) == []
+    assert notify(refused_run(), {"webhook_url": "http://127.0.0.1:9/x", "webhook_secret": SECRET, "retries": 0}) == []
 
 
-@pytest.mark.parametrize("events, kinds", [
-    pytest.param(["failure"], ["failure"], id="failures-only"),
-    pytest.param(["refusal", "quarantine"], ["refusal", "quarantine"], id="refusal-and-quarantine"),
-    pytest.param(["expiry"], ["expiry"], id="expiry-only"),
-])
+@pytest.mark.parametrize(
+    "events, kinds",
+    [
+        pytest.param(["failure"], ["failure"], id="failures-only"),
+        pytest.param(["refusal", "quarantine"], ["refusal", "quarantine"], id="refusal-and-quarantine"),
+        pytest.param(["expiry"], ["expiry"], id="expiry-only"),
+    ],
+)
 def test_only_the_chosen_events_are_sent(hook, events, kinds):
     server = hook(200)
     notify(refused_run(), {"webhook_url": server.url, "webhook_secret": SECRET, "events": events})
@@ -206,11 +244,21 @@ def test_a_run_with_nothing_to_report_sends_nothing(hook):
     assert server.requests == []
 
 
-@pytest.mark.parametrize("run_index, expected", [
-    pytest.param(3, [("failure", "interrupted", None)], id="interrupted-run"),
-    pytest.param(2, [("failure", "skipped", "seg_clickers"), ("quarantine", "skipped", "seg_clickers"),
-                     ("refusal", "refused", "seg_active")], id="skip-and-refusal"),
-])
+@pytest.mark.parametrize(
+    "run_index, expected",
+    [
+        pytest.param(3, [("failure", "interrupted", None)], id="interrupted-run"),
+        pytest.param(
+            2,
+            [
+                ("failure", "skipped", "seg_clickers"),
+                ("quarantine", "skipped", "seg_clickers"),
+                ("refusal", "refused", "seg_active"),
+            ],
+            id="skip-and-refusal",
+        ),
+    ],
+)
 def test_failures_are_found_in_run_documents(run_index, expected):
     found = [(e.event, e.status, e.segment) for e in events_of(history()[run_index])]
     assert found == expected
@@ -223,10 +271,10 @@ def test_a_run_that_failed_with_an_error_is_a_failure_without_its_message():
     assert "dave" not in json.dumps([e.__dict__ for e in events])
 
 
-@pytest.mark.parametrize("answers", [pytest.param((500, 200), id="retried-after-500"),
-                                     pytest.param((None,), id="server-never-answers")])
-def test_lakeseg_sync_alerts_after_the_run_and_exits_with_its_own_code_quickly(tmp_path, monkeypatch, hook,
-                                                                               answers):
+@pytest.mark.parametrize(
+    "answers", [pytest.param((500, 200), id="retried-after-500"), pytest.param((None,), id="server-never-answers")]
+)
+def test_lakeseg_sync_alerts_after_the_run_and_exits_with_its_own_code_quickly(tmp_path, monkeypatch, hook, answers):
     from click.testing import CliRunner
 
     import sync.app.wiring
@@ -235,17 +283,21 @@ def test_lakeseg_sync_alerts_after_the_run_and_exits_with_its_own_code_quickly(t
     # Given a project whose lakeseg.yml sends alerts to a local webhook, and a sync whose run refuses a segment
     server = hook(*answers)
     (tmp_path / "dbt_project.yml").write_text("name: p\nprofile: p\n")
-    (tmp_path / "profiles.yml").write_text("p:\n  target: local\n  outputs:\n    local: {type: duckdb, path: p.duckdb}\n")
+    (tmp_path / "profiles.yml").write_text(
+        "p:\n  target: local\n  outputs:\n    local: {type: duckdb, path: p.duckdb}\n"
+    )
     (tmp_path / "lakeseg.yml").write_text(
         "targets:\n  local:\n    notify:\n      webhook_url: ${HOOK_URL}\n      webhook_secret: ${HOOK_SECRET}\n"
-        "      timeout_s: 0.5\n      retries: 1\n      deadline_s: 3\n")
+        "      timeout_s: 0.5\n      retries: 1\n      deadline_s: 3\n"
+    )
     monkeypatch.setenv("HOOK_URL", server.url)
     monkeypatch.setenv("HOOK_SECRET", SECRET)
     monkeypatch.setattr(sync.app.wiring, "run_sync", lambda req, **kw: _report_of(refused_run()))
     started = time.monotonic()
     # When `lakeseg sync` runs
-    result = CliRunner().invoke(main, ["sync", "--project-dir", str(tmp_path), "--profiles-dir", str(tmp_path),
-                                       "--no-report"])
+    result = CliRunner().invoke(
+        main, ["sync", "--project-dir", str(tmp_path), "--profiles-dir", str(tmp_path), "--no-report"]
+    )
     # Then it exits with the run's own code (a refusal: 1), within the alert's bounds
     assert result.exit_code == 1, result.output
     assert time.monotonic() - started < 6
@@ -270,18 +322,22 @@ def test_a_run_that_raises_is_alerted_by_its_error_type_only_and_exits_as_before
     # Given a project with a webhook (and Slack) configured, and a sync that raises before it has a report
     server, slack = hook(200), hook(200)
     (tmp_path / "dbt_project.yml").write_text("name: p\nprofile: p\n")
-    (tmp_path / "profiles.yml").write_text("p:\n  target: local\n  outputs:\n    local: {type: duckdb, path: p.duckdb}\n")
+    (tmp_path / "profiles.yml").write_text(
+        "p:\n  target: local\n  outputs:\n    local: {type: duckdb, path: p.duckdb}\n"
+    )
     (tmp_path / "lakeseg.yml").write_text(
         f"targets:\n  local:\n    notify:\n      webhook_url: '{server.url}'\n      webhook_secret: '{SECRET}'\n"
-        f"      slack_webhook_url: '{slack.url}'\n")
+        f"      slack_webhook_url: '{slack.url}'\n"
+    )
 
     def boom(req, **kw):
         raise RuntimeError("could not parse 'erin@example.com'")
 
     monkeypatch.setattr(sync.app.wiring, "run_sync", boom)
     # When `lakeseg sync` runs
-    result = CliRunner().invoke(main, ["sync", "--project-dir", str(tmp_path), "--profiles-dir", str(tmp_path),
-                                       "--no-report"])
+    result = CliRunner().invoke(
+        main, ["sync", "--project-dir", str(tmp_path), "--profiles-dir", str(tmp_path), "--no-report"]
+    )
     # Then it fails as an unexpected error always has (exit 1)
     assert result.exit_code == 1
     # and the webhook was told of a failure, by the error's type only
@@ -297,23 +353,44 @@ def _guarded(rows: int, entered: int, exited: int, previous: int) -> str:
     from sync.run.diff import Plan
     from sync.run.guard import mass_exit_refusal, size_change_refusal
 
-    plan = Plan("seg_x", rows=rows, previous_rows=previous, entered=entered, changed=0, exited=exited,
-                unchanged=rows - entered, exit_rows=exited)
+    plan = Plan(
+        "seg_x",
+        rows=rows,
+        previous_rows=previous,
+        entered=entered,
+        changed=0,
+        exited=exited,
+        unchanged=rows - entered,
+        exit_rows=exited,
+    )
     return mass_exit_refusal(plan, 0.30) or size_change_refusal(plan, 0.50, 0.50) or ""
 
 
-@pytest.mark.parametrize("rows, entered, exited, previous, rule, count", [
-    pytest.param(50, 0, 250, 300, "max_exit_share", 250, id="mass-exit"),
-    pytest.param(0, 0, 300, 300, "max_exit_share", 300, id="would-empty"),
-    pytest.param(1000, 700, 0, 300, "max_size_change_share", 1000, id="size-grows"),
-])
+@pytest.mark.parametrize(
+    "rows, entered, exited, previous, rule, count",
+    [
+        pytest.param(50, 0, 250, 300, "max_exit_share", 250, id="mass-exit"),
+        pytest.param(0, 0, 300, 300, "max_exit_share", 300, id="would-empty"),
+        pytest.param(1000, 700, 0, 300, "max_size_change_share", 1000, id="size-grows"),
+    ],
+)
 def test_a_refusal_names_the_guard_rule_that_refused_it(rows, entered, exited, previous, rule, count):
     # Given a segment refused with the guard's own reason
     reason = _guarded(rows, entered, exited, previous)
     assert reason
-    run = {"run_id": "r", "status": "failed", "finished_at": "x",
-           "segments": [{"segment": "seg_x", "status": "refused", "reason": reason,
-                         "plan": _plan("seg_x", rows, entered, 0, exited, previous)}]}
+    run = {
+        "run_id": "r",
+        "status": "failed",
+        "finished_at": "x",
+        "segments": [
+            {
+                "segment": "seg_x",
+                "status": "refused",
+                "reason": reason,
+                "plan": _plan("seg_x", rows, entered, 0, exited, previous),
+            }
+        ],
+    }
     # Then the alert names the rule (a settings key) and the count, not the reason
     [event] = events_of(run)
     assert (event.event, event.rule, event.count) == ("refusal", rule, count)

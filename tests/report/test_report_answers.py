@@ -24,7 +24,7 @@ def _text(html: str) -> str:
 def _section(html: str, ident: str) -> str:
     start = html.index(f'id="{ident}"')
     end = html.find("<h2 ", start + 1)
-    return html[start:end if end > 0 else None]
+    return html[start : end if end > 0 else None]
 
 
 def test_the_header_gives_as_of_build_time_data_age_and_the_last_runs_status():
@@ -51,18 +51,25 @@ def test_the_last_runs_phases_are_shown_in_the_order_a_run_goes_through_them():
     html = render_html(synthetic_history(6, 30), generated_at=LATER)
     # Then the header shows each phase with its seconds, in the pipeline's order
     phases = _text(_section(html, "time"))
-    assert re.search(r"dbt_build 50 s select 0\.4 s read 12 s diff 8\.0 s files 3\.1 s delivery 22 s commit 1\.5 s",
-                     phases), phases
+    assert re.search(
+        r"dbt_build 50 s select 0\.4 s read 12 s diff 8\.0 s files 3\.1 s delivery 22 s commit 1\.5 s", phases
+    ), phases
     # and each run in the runs table has its duration and phases
     runs = _text(_section(html, "runs"))
     assert "1 min 35 s dbt_build 50 s · select 0.4 s · read 12 s" in runs
 
 
-@pytest.mark.parametrize("phases, expected", [
-    pytest.param(None, [], id="phases-missing"),
-    pytest.param({"read": 2, "dbt_build": 1.5, "custom": 0.1, "bad": "x", "neg": -1},
-                 [("dbt_build", 1.5), ("read", 2.0), ("custom", 0.1)], id="pipeline-order-then-others"),
-])
+@pytest.mark.parametrize(
+    "phases, expected",
+    [
+        pytest.param(None, [], id="phases-missing"),
+        pytest.param(
+            {"read": 2, "dbt_build": 1.5, "custom": 0.1, "bad": "x", "neg": -1},
+            [("dbt_build", 1.5), ("read", 2.0), ("custom", 0.1)],
+            id="pipeline-order-then-others",
+        ),
+    ],
+)
 def test_phases_are_tolerated_when_absent_or_odd(phases, expected):
     run = {"run_id": "r", "started_at": "2026-01-01T00:00:00+00:00"}
     if phases is not None:
@@ -70,11 +77,16 @@ def test_phases_are_tolerated_when_absent_or_odd(phases, expected):
     assert run_phases(run) == expected
 
 
-@pytest.mark.parametrize("value, text", [
-    pytest.param(0.44, "0.4 s", id="under-ten-seconds"), pytest.param(42, "42 s", id="seconds"),
-    pytest.param(185, "3 min 05 s", id="minutes"), pytest.param(7380, "2 h 03 min", id="hours"),
-    pytest.param(None, "-", id="unknown"),
-])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        pytest.param(0.44, "0.4 s", id="under-ten-seconds"),
+        pytest.param(42, "42 s", id="seconds"),
+        pytest.param(185, "3 min 05 s", id="minutes"),
+        pytest.param(7380, "2 h 03 min", id="hours"),
+        pytest.param(None, "-", id="unknown"),
+    ],
+)
 def test_durations_read_as_people_say_them(value, text):
     assert seconds(value) == text
 
@@ -134,12 +146,19 @@ def test_entered_and_exited_are_totalled_per_day_and_per_week_from_committed_run
     days, weeks = data.periods("day"), data.periods("week")
     # Then each day's totals are what the committed runs sent that day
     day = next(p for p in days if p.segment == "seg_00" and p.label == "2026-01-29")
-    point = next(p for s in data.segments if s.name == "seg_00" for p in s.points if p.started_at.startswith("2026-01-29"))
+    point = next(
+        p for s in data.segments if s.name == "seg_00" for p in s.points if p.started_at.startswith("2026-01-29")
+    )
     assert (day.entered, day.exited) == (point.plan["entered"], point.plan["exited"])
     # and a week's totals add up its days, leaving out refused plans
     week = next(p for p in weeks if p.segment == "seg_00" and p.label == "2026-W02")
-    committed = [p for s in data.segments if s.name == "seg_00" for p in s.points
-                 if "2026-01-05" <= p.started_at[:10] <= "2026-01-11" and p.status == "synced"]
+    committed = [
+        p
+        for s in data.segments
+        if s.name == "seg_00"
+        for p in s.points
+        if "2026-01-05" <= p.started_at[:10] <= "2026-01-11" and p.status == "synced"
+    ]
     assert week.runs == 7 and week.entered == sum(p.plan["entered"] for p in committed)
     html = render_html(runs, generated_at=LATER)
     assert 'id="totals-day-table"' in html and 'id="totals-week-table"' in html
@@ -158,7 +177,8 @@ def test_member_axes_start_at_zero_and_exits_are_drawn_as_negative_deltas():
     html = render_html(synthetic_history(2, 30), generated_at=LATER)
     assert '"rangemode":"tozero"' in html
     figure = re.search(r'"name":"exited".*?"y":\[([^\]]*)\]', html, re.S) or re.search(
-        r'"y":\[([^\]]*)\][^{}]*"name":"exited"', html, re.S)
+        r'"y":\[([^\]]*)\][^{}]*"name":"exited"', html, re.S
+    )
     assert figure and all(float(v) <= 0 for v in figure.group(1).split(",") if v)
 
 

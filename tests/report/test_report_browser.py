@@ -11,8 +11,9 @@ from sync.output.report_html import render_html
 from tests.report.fixtures_runs import history, synthetic_history
 from tools.headless import INSTALL_HINT, Browser, find_chromium, png_is_blank
 
-pytestmark = pytest.mark.skipif(find_chromium() is None,
-                                reason=f"Chromium is not installed; install it with `{INSTALL_HINT}`")
+pytestmark = pytest.mark.skipif(
+    find_chromium() is None, reason=f"Chromium is not installed; install it with `{INSTALL_HINT}`"
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +72,11 @@ def four_runs(tmp_path_factory):
 
 
 def _visible(page, selector: str) -> int:
-    return int(page.evaluate(
-        f"Array.from(document.querySelectorAll({selector!r})).filter(e => e.offsetParent !== null).length"))
+    return int(
+        page.evaluate(
+            f"Array.from(document.querySelectorAll({selector!r})).filter(e => e.offsetParent !== null).length"
+        )
+    )
 
 
 @pytest.mark.parametrize("fixture", ["thirty_runs", "four_runs"])
@@ -85,14 +89,21 @@ def test_no_horizontal_scrolling_at_any_width(request, browser, fixture, width):
     # Then the page is no wider than the viewport (measured in the page), and the charts drew without errors
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     # nor is any element (plotly's drag handles, inside its clipped SVG, aside)
-    assert page.evaluate("Math.max(...Array.from(document.querySelectorAll('body *'))"
-                         ".filter(e => !e.parentElement.closest('svg'))"
-                         ".map(e => e.getBoundingClientRect().right))") <= width
+    assert (
+        page.evaluate(
+            "Math.max(...Array.from(document.querySelectorAll('body *'))"
+            ".filter(e => !e.parentElement.closest('svg'))"
+            ".map(e => e.getBoundingClientRect().right))"
+        )
+        <= width
+    )
     assert page.errors == [] and page.requests == [page_file.as_uri()]  # offline: nothing else was fetched
     # and at 390 px the members, entered and exited of the last status are on screen, labelled
     if width == 390:
-        labels = page.evaluate("Array.from(document.querySelectorAll('#last-status tbody tr:first-child td'))"
-                               ".map(td => getComputedStyle(td, '::before').content)")
+        labels = page.evaluate(
+            "Array.from(document.querySelectorAll('#last-status tbody tr:first-child td'))"
+            ".map(td => getComputedStyle(td, '::before').content)"
+        )
         assert {'"Members"', '"Entered"', '"Exited"'} <= set(labels)
 
 
@@ -121,9 +132,11 @@ def test_filters_work_from_the_keyboard(browser, thirty_runs):
     page.press("ArrowDown")
     # Then only that segment's rows and section remain
     assert page.evaluate("document.getElementById('f-segment').value") == "seg_00"
-    segments = page.evaluate("Array.from(document.querySelectorAll('[data-segment]')).filter(e => e.offsetParent"
-                             " !== null || e.tagName === 'TR' && !e.hidden && e.closest('details')).map(e =>"
-                             " e.getAttribute('data-segment'))")
+    segments = page.evaluate(
+        "Array.from(document.querySelectorAll('[data-segment]')).filter(e => e.offsetParent"
+        " !== null || e.tagName === 'TR' && !e.hidden && e.closest('details')).map(e =>"
+        " e.getAttribute('data-segment'))"
+    )
     assert segments and all("seg_00" in s.split(" ") for s in segments)
     assert page.count("section.segment:not([hidden])") == 1
     # When Tab moves to the status filter and ArrowDown chooses "any problem"
@@ -131,16 +144,20 @@ def test_filters_work_from_the_keyboard(browser, thirty_runs):
     assert page.focused == "f-status"
     page.press("ArrowDown")
     assert page.evaluate("document.getElementById('f-status').value") == "problem"
-    statuses = page.evaluate("Array.from(document.querySelectorAll('#failures-table tbody tr:not([hidden])'))"
-                             ".map(tr => tr.getAttribute('data-status'))")
+    statuses = page.evaluate(
+        "Array.from(document.querySelectorAll('#failures-table tbody tr:not([hidden])'))"
+        ".map(tr => tr.getAttribute('data-status'))"
+    )
     assert statuses and set(statuses) <= {"failed", "skipped", "refused", "interrupted"}
     # When Tab moves to the time range and ArrowDown twice chooses the last 7 days
     page.press("Tab")
     assert page.focused == "f-range"
     page.press("ArrowDown", 2)
     assert page.evaluate("document.getElementById('f-range').value") == "7"
-    oldest = page.evaluate("Math.min(...Array.from(document.querySelectorAll('tr[data-t]:not([hidden])'))"
-                           ".map(tr => Number(tr.getAttribute('data-t'))).concat([Infinity]))")
+    oldest = page.evaluate(
+        "Math.min(...Array.from(document.querySelectorAll('tr[data-t]:not([hidden])'))"
+        ".map(tr => Number(tr.getAttribute('data-t'))).concat([Infinity]))"
+    )
     assert oldest >= page.evaluate("Number(document.body.dataset.ref)") - 7 * 86400
     # and the count of rows shown is announced
     assert "showing" in page.evaluate("document.getElementById('f-count').textContent")
@@ -149,11 +166,13 @@ def test_filters_work_from_the_keyboard(browser, thirty_runs):
 
 def test_every_chart_has_a_text_alternative_and_its_numbers_in_a_table(browser, thirty_runs):
     page = browser.open(thirty_runs.as_uri())
-    charts = page.evaluate("Array.from(document.querySelectorAll('.js-plotly-plot')).map(c => {"
-                           " const box = c.closest('[role=img]'); const fig = c.closest('figure');"
-                           " const table = document.getElementById('table-' + c.id.replace('chart-', ''));"
-                           " return [box && box.getAttribute('aria-label'), fig && fig.querySelector('figcaption')"
-                           " .textContent, table && table.querySelectorAll('tbody tr').length]; })")
+    charts = page.evaluate(
+        "Array.from(document.querySelectorAll('.js-plotly-plot')).map(c => {"
+        " const box = c.closest('[role=img]'); const fig = c.closest('figure');"
+        " const table = document.getElementById('table-' + c.id.replace('chart-', ''));"
+        " return [box && box.getAttribute('aria-label'), fig && fig.querySelector('figcaption')"
+        " .textContent, table && table.querySelectorAll('tbody tr').length]; })"
+    )
     assert len(charts) == 6
     for label, caption, rows in charts:
         assert label and label.startswith("Chart of seg_") and "members" in label
@@ -162,7 +181,9 @@ def test_every_chart_has_a_text_alternative_and_its_numbers_in_a_table(browser, 
 
 def test_member_axes_start_at_zero_in_the_drawn_chart(browser, thirty_runs):
     page = browser.open(thirty_runs.as_uri())
-    lows = page.evaluate("Array.from(document.querySelectorAll('.js-plotly-plot')).map(c => c._fullLayout.yaxis.range[0])")
+    lows = page.evaluate(
+        "Array.from(document.querySelectorAll('.js-plotly-plot')).map(c => c._fullLayout.yaxis.range[0])"
+    )
     assert lows and all(low <= 0 for low in lows)
 
 
@@ -171,10 +192,13 @@ def test_a_refusal_quarantine_or_failure_link_opens_the_run_in_its_segments_hist
     # Given the report, with the segment's history folded
     page = browser.open(four_runs.as_uri())
     # When the first link of the section is followed from the keyboard (focus, Enter)
-    target = page.evaluate(f"(() => {{ const a = document.querySelector('#{section} ~ table a[href^=\"#seg-\"]');"
-                           " a.focus(); return a.getAttribute('href').slice(1); })()")
+    target = page.evaluate(
+        f"(() => {{ const a = document.querySelector('#{section} ~ table a[href^=\"#seg-\"]');"
+        " a.focus(); return a.getAttribute('href').slice(1); })()"
+    )
     page.press("Enter")
     import time
+
     time.sleep(0.3)
     # Then the page went to that run's row, which is now shown (its history unfolded)
     assert page.evaluate("location.hash.slice(1)") == target

@@ -42,8 +42,15 @@ def test_page_inlines_plotly_once_and_loads_nothing_from_the_network():
     assert not re.search(r"<script[^>]+src=", html)
     assert not re.search(r"<link[^>]+href=\"https?:", html)
     assert html.count('class="plotly-graph-div') == 2  # one chart per segment with counts
-    for expected in ("seg_active", "seg_clickers", "would exit 250 of 300", "unique_seg_clickers_endpoint_id",
-                     "build/exports/r2/seg_clickers", "interrupted", "2026-11-03 05:00:20 UTC"):
+    for expected in (
+        "seg_active",
+        "seg_clickers",
+        "would exit 250 of 300",
+        "unique_seg_clickers_endpoint_id",
+        "build/exports/r2/seg_clickers",
+        "interrupted",
+        "2026-11-03 05:00:20 UTC",
+    ):
         assert expected in html
 
 
@@ -93,8 +100,15 @@ def test_a_run_in_progress_is_running_in_the_report_and_history_and_a_dead_one_i
     # Given a run document still 'running' (no finish time) whose process is alive on this host, and one whose
     # process is gone
     now = datetime.now(timezone.utc).isoformat()
-    alive = {"run_id": "r-live", "command": "sync", "status": "running", "started_at": now,
-             "host": socket.gethostname(), "pid": live_pid, "segments": []}
+    alive = {
+        "run_id": "r-live",
+        "command": "sync",
+        "status": "running",
+        "started_at": now,
+        "host": socket.gethostname(),
+        "pid": live_pid,
+        "segments": [],
+    }
     dead = {**alive, "run_id": "r-dead", "pid": 2**22 + 7}
     # Then the report and history agree: the live one is running, the dead one interrupted
     assert [run_outcome(alive), run_outcome(dead)] == ["running", "interrupted"]

@@ -72,10 +72,20 @@ RUN = {"run_id": "r1", "started_at": "2026-11-26T12:00:00+00:00", "status": "ok"
 @pytest.mark.parametrize(
     "write, rename, folder, key",
     [
-        pytest.param(lambda store: store.write_run(RUN), "replace", "history/", "history/20261126T120000Z-r1.json",
-                     id="history-record-replaced-into-place"),
-        pytest.param(lambda store: store._create("locks/files/seg.json", b"{}"), "link", "locks/",
-                     "locks/files/seg.json", id="lock-linked-into-place"),
+        pytest.param(
+            lambda store: store.write_run(RUN),
+            "replace",
+            "history/",
+            "history/20261126T120000Z-r1.json",
+            id="history-record-replaced-into-place",
+        ),
+        pytest.param(
+            lambda store: store._create("locks/files/seg.json", b"{}"),
+            "link",
+            "locks/",
+            "locks/files/seg.json",
+            id="lock-linked-into-place",
+        ),
     ],
 )
 def test_a_file_in_flight_sits_hidden_beside_its_target(tmp_path, monkeypatch, write, rename, folder, key):
@@ -102,11 +112,13 @@ def test_a_file_in_flight_sits_hidden_beside_its_target(tmp_path, monkeypatch, w
 
 
 @pytest.mark.parametrize(
-    "other_run_takes_the_lock", [pytest.param(False, id="other-run-made-the-folder"),
-                                 pytest.param(True, id="other-run-made-the-folder-and-took-the-lock")],
+    "other_run_takes_the_lock",
+    [
+        pytest.param(False, id="other-run-made-the-folder"),
+        pytest.param(True, id="other-run-made-the-folder-and-took-the-lock"),
+    ],
 )
-def test_two_runs_racing_on_a_fresh_store_both_get_past_making_folders(tmp_path, monkeypatch,
-                                                                       other_run_takes_the_lock):
+def test_two_runs_racing_on_a_fresh_store_both_get_past_making_folders(tmp_path, monkeypatch, other_run_takes_the_lock):
     # Given a fresh store, and another run that makes the lock folder just after this run saw it missing
     root = tmp_path / "state"
     store, other = LocalStateStore(root), LocalStateStore(root)
@@ -162,6 +174,7 @@ def _record_syncs(monkeypatch, root: Path) -> list[tuple[str, str]]:
             result = real(src, dst)
             events.append((kind, name(dst)))
             return result
+
         return spy
 
     monkeypatch.setattr(local.os, "fsync", fsync)
@@ -226,17 +239,21 @@ def _dead_here(owner: dict) -> bool:
     return _owner_is_dead_here(owner)
 
 
-@pytest.mark.parametrize(("owner", "age_days", "collected"), [
-    pytest.param("<gone>@<here>", 0, True, id="a-dead-writer-here-goes-at-once"),
-    pytest.param("<live>@<here>", 0, False, id="a-live-writers-file-stays"),
-    pytest.param("<live>@<here>", 1.5, True, id="older-than-any-run-goes-even-if-the-pid-runs"),
-    pytest.param("<gone>@elsewhere", 0, False, id="another-hosts-recent-file-stays"),
-    pytest.param("<gone>@elsewhere", 1.5, True, id="another-hosts-old-file-goes"),
-    pytest.param(None, 0, False, id="an-untagged-recent-file-stays"),
-    pytest.param(None, 1.5, True, id="an-untagged-old-file-goes"),
-])
-def test_temp_files_of_dead_writers_are_collected_and_a_live_writers_kept(tmp_path, live_pid, owner, age_days,
-                                                                          collected):
+@pytest.mark.parametrize(
+    ("owner", "age_days", "collected"),
+    [
+        pytest.param("<gone>@<here>", 0, True, id="a-dead-writer-here-goes-at-once"),
+        pytest.param("<live>@<here>", 0, False, id="a-live-writers-file-stays"),
+        pytest.param("<live>@<here>", 1.5, True, id="older-than-any-run-goes-even-if-the-pid-runs"),
+        pytest.param("<gone>@elsewhere", 0, False, id="another-hosts-recent-file-stays"),
+        pytest.param("<gone>@elsewhere", 1.5, True, id="another-hosts-old-file-goes"),
+        pytest.param(None, 0, False, id="an-untagged-recent-file-stays"),
+        pytest.param(None, 1.5, True, id="an-untagged-old-file-goes"),
+    ],
+)
+def test_temp_files_of_dead_writers_are_collected_and_a_live_writers_kept(
+    tmp_path, live_pid, owner, age_days, collected
+):
     import time
 
     from sync.core import owners
@@ -244,10 +261,20 @@ def test_temp_files_of_dead_writers_are_collected_and_a_live_writers_kept(tmp_pa
     # Given a committed pointer and, beside it, the hidden temp file of a write that never finished
     store = LocalStateStore(tmp_path / "state")
     store._write("snapshots/files/seg/current.json", b"{}")
-    tag = (owner or "").replace("<gone>", str(GONE_PID)).replace("<live>", str(live_pid)) \
+    tag = (
+        (owner or "")
+        .replace("<gone>", str(GONE_PID))
+        .replace("<live>", str(live_pid))
         .replace("<here>", owners.host_label())
-    temp = tmp_path / "state" / "snapshots" / "files" / "seg" / (
-        f".current.json.{tag}.k3y_9ab1.tmp" if owner else ".current.json.k3y_9ab1.tmp")
+    )
+    temp = (
+        tmp_path
+        / "state"
+        / "snapshots"
+        / "files"
+        / "seg"
+        / (f".current.json.{tag}.k3y_9ab1.tmp" if owner else ".current.json.k3y_9ab1.tmp")
+    )
     temp.write_bytes(b'{"half')
     when = time.time() - age_days * 86400
     os.utime(temp, (when, when))
@@ -276,8 +303,11 @@ def test_the_temp_files_of_this_process_carry_its_owner_tag(tmp_path, monkeypatc
     monkeypatch.setattr(local.os, "link", disk_full)
     src = tmp_path / "data.parquet"
     src.write_bytes(b"PAR1")
-    for write in (lambda: store._write("a/x.json", b"{}"), lambda: store._create("a/y.json", b"{}"),
-                  lambda: store._upload("a/z.parquet", src)):
+    for write in (
+        lambda: store._write("a/x.json", b"{}"),
+        lambda: store._create("a/y.json", b"{}"),
+        lambda: store._upload("a/z.parquet", src),
+    ):
         with pytest.raises(OSError):
             write()
     # Then each temp file was named with this process's tag, and none stays behind after the failure

@@ -28,8 +28,11 @@ def store(request, tmp_path, monkeypatch):
     if request.param == "local":
         yield open_state_store(str(tmp_path / "state"))
         return
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
@@ -56,16 +59,29 @@ class Clock:
 
 def lease(store, run_id="r-new", clock=None, lost=None, **kw) -> RunLease:
     clock = clock or Clock()
-    return RunLease(store, run_id=run_id, command="run", ttl=600, heartbeat=60, clock=clock.wall,
-                    monotonic=clock.monotonic, on_lost=(lost.append if lost is not None else lambda _r: None), **kw)
+    return RunLease(
+        store,
+        run_id=run_id,
+        command="run",
+        ttl=600,
+        heartbeat=60,
+        clock=clock.wall,
+        monotonic=clock.monotonic,
+        on_lost=(lost.append if lost is not None else lambda _r: None),
+        **kw,
+    )
 
 
 def plant(store, *, run_id="r-old", host="runner-7f3a", pid=4242, expires_in=300.0, now=T0, **owner) -> bytes:
     """A lease left in the store by another run."""
-    doc = {"owner": {"run_id": run_id, "command": "run", "host": host, "pid": pid, **owner}, "token": "t-old",
-           "acquired_at": (now - timedelta(hours=1)).isoformat(),
-           "renewed_at": (now + timedelta(seconds=expires_in - 600)).isoformat(),
-           "expires_at": (now + timedelta(seconds=expires_in)).isoformat(), "ttl_seconds": 600}
+    doc = {
+        "owner": {"run_id": run_id, "command": "run", "host": host, "pid": pid, **owner},
+        "token": "t-old",
+        "acquired_at": (now - timedelta(hours=1)).isoformat(),
+        "renewed_at": (now + timedelta(seconds=expires_in - 600)).isoformat(),
+        "expires_at": (now + timedelta(seconds=expires_in)).isoformat(),
+        "ttl_seconds": 600,
+    }
     raw = json.dumps(doc).encode()
     assert store.create_lease(raw)
     return raw
@@ -234,10 +250,14 @@ def test_a_holder_that_cannot_renew_stops_before_others_may_take_over(store, mon
         mine.ensure_held()
 
 
-@pytest.mark.parametrize("env,message", [
-    ({"LAKESEG_LEASE_TTL_SECONDS": "soon"}, "LAKESEG_LEASE_TTL_SECONDS"),
-    ({"LAKESEG_LEASE_TTL_SECONDS": "600", "LAKESEG_LEASE_HEARTBEAT_SECONDS": "300"}, "at most a fifth"),
-], ids=["ttl-not-a-number", "heartbeat-too-slow"])
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"LAKESEG_LEASE_TTL_SECONDS": "soon"}, "LAKESEG_LEASE_TTL_SECONDS"),
+        ({"LAKESEG_LEASE_TTL_SECONDS": "600", "LAKESEG_LEASE_HEARTBEAT_SECONDS": "300"}, "at most a fifth"),
+    ],
+    ids=["ttl-not-a-number", "heartbeat-too-slow"],
+)
 def test_lease_timing_settings_are_checked(monkeypatch, env, message):
     for k, v in env.items():
         monkeypatch.setenv(k, v)

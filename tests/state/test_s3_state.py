@@ -29,30 +29,44 @@ def body(data: bytes) -> StreamingBody:
     return StreamingBody(io.BytesIO(data), len(data))
 
 
-@pytest.mark.parametrize("url,bucket,prefix,key,location", [
-    ("s3://b/pre/fix/", "b", "pre/fix", "pre/fix/k.json", "s3://b/pre/fix/k.json"),
-    ("s3://b/", "b", "", "k.json", "s3://b/k.json"),
-    ("s3://b", "b", "", "k.json", "s3://b/k.json"),
-    ("s3://b/XpreX/", "b", "XpreX", "XpreX/k.json", "s3://b/XpreX/k.json"),
-], ids=["prefix-with-slashes", "bucket-slash", "bucket", "only-slashes-trimmed"])
+@pytest.mark.parametrize(
+    "url,bucket,prefix,key,location",
+    [
+        ("s3://b/pre/fix/", "b", "pre/fix", "pre/fix/k.json", "s3://b/pre/fix/k.json"),
+        ("s3://b/", "b", "", "k.json", "s3://b/k.json"),
+        ("s3://b", "b", "", "k.json", "s3://b/k.json"),
+        ("s3://b/XpreX/", "b", "XpreX", "XpreX/k.json", "s3://b/XpreX/k.json"),
+    ],
+    ids=["prefix-with-slashes", "bucket-slash", "bucket", "only-slashes-trimmed"],
+)
 def test_the_url_names_bucket_and_prefix(url, bucket, prefix, key, location):
     store = S3StateStore(url, s3_client=None)
-    assert (store.bucket, store.prefix, store._key("k.json"), store._location("k.json")) == (bucket, prefix, key, location)
+    assert (store.bucket, store.prefix, store._key("k.json"), store._location("k.json")) == (
+        bucket,
+        prefix,
+        key,
+        location,
+    )
     assert store.url == url.rstrip("/")
 
 
-@pytest.mark.parametrize("url,message", [("gs://b/p", "is not an s3:// URL"), ("s3:///p", "names no bucket")],
-                         ids=["not-s3", "no-bucket"])
+@pytest.mark.parametrize(
+    "url,message", [("gs://b/p", "is not an s3:// URL"), ("s3:///p", "names no bucket")], ids=["not-s3", "no-bucket"]
+)
 def test_a_bad_url_is_a_configuration_error_naming_it(url, message):
     with pytest.raises(ConfigError, match=message) as err:
         S3StateStore(url, s3_client=None)
     assert repr(url) in str(err.value)
 
 
-@pytest.mark.parametrize("kms,sse", [
-    (None, {"ServerSideEncryption": "AES256"}),
-    ("alias/state", {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/state"}),
-], ids=["sse-s3", "sse-kms"])
+@pytest.mark.parametrize(
+    "kms,sse",
+    [
+        (None, {"ServerSideEncryption": "AES256"}),
+        ("alias/state", {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/state"}),
+    ],
+    ids=["sse-s3", "sse-kms"],
+)
 def test_every_write_is_encrypted_at_rest(s3, kms, sse):
     client, stub = s3
     store = S3StateStore("s3://b/p", client, kms_key_id=kms)
@@ -66,10 +80,16 @@ def error(stub, method, code, status=400):
     stub.add_client_error(method, service_error_code=code, http_status_code=status)
 
 
-@pytest.mark.parametrize("code,status,result", [
-    ("NoSuchKey", 404, None), ("404", 404, None), ("NotFound", 404, None),
-    ("AccessDenied", 403, "raises"), ("InternalError", 500, "raises"),
-])
+@pytest.mark.parametrize(
+    "code,status,result",
+    [
+        ("NoSuchKey", 404, None),
+        ("404", 404, None),
+        ("NotFound", 404, None),
+        ("AccessDenied", 403, "raises"),
+        ("InternalError", 500, "raises"),
+    ],
+)
 def test_a_read_is_missing_only_when_s3_says_so(s3, code, status, result):
     client, stub = s3
     error(stub, "get_object", code, status)
@@ -81,8 +101,9 @@ def test_a_read_is_missing_only_when_s3_says_so(s3, code, status, result):
         assert store._read("x.json") is None
 
 
-@pytest.mark.parametrize("code,result", [("PreconditionFailed", False), ("ConditionalRequestConflict", False),
-                                         ("AccessDenied", "raises")])
+@pytest.mark.parametrize(
+    "code,result", [("PreconditionFailed", False), ("ConditionalRequestConflict", False), ("AccessDenied", "raises")]
+)
 def test_creating_an_existing_object_is_false_and_other_errors_raise(s3, code, result):
     client, stub = s3
     error(stub, "put_object", code, 412 if code == "PreconditionFailed" else 409 if "Conflict" in code else 403)
@@ -106,13 +127,17 @@ def test_compare_and_delete_deletes_only_the_object_it_compared(s3):
     assert store._delete_if_unchanged("l.json", b"mine") is False
 
 
-@pytest.mark.parametrize("step,code,result", [
-    ("get_object", "NoSuchKey", False),
-    ("get_object", "AccessDenied", "raises"),
-    ("delete_object", "PreconditionFailed", False),
-    ("delete_object", "NoSuchKey", False),
-    ("delete_object", "AccessDenied", "raises"),
-], ids=["gone-before-read", "read-denied", "changed-before-delete", "gone-before-delete", "delete-denied"])
+@pytest.mark.parametrize(
+    "step,code,result",
+    [
+        ("get_object", "NoSuchKey", False),
+        ("get_object", "AccessDenied", "raises"),
+        ("delete_object", "PreconditionFailed", False),
+        ("delete_object", "NoSuchKey", False),
+        ("delete_object", "AccessDenied", "raises"),
+    ],
+    ids=["gone-before-read", "read-denied", "changed-before-delete", "gone-before-delete", "delete-denied"],
+)
 def test_compare_and_delete_under_errors(s3, step, code, result):
     client, stub = s3
     store = S3StateStore("s3://b", client)
@@ -126,15 +151,20 @@ def test_compare_and_delete_under_errors(s3, step, code, result):
         assert store._delete_if_unchanged("l.json", b"mine") is result
 
 
-@pytest.mark.parametrize("url,listed", [("s3://b/pre", ["snapshots/a.json", "snapshots/b.json"]),
-                                        ("s3://b", ["snapshots/a.json", "snapshots/b.json"])],
-                         ids=["with-prefix", "no-prefix"])
+@pytest.mark.parametrize(
+    "url,listed",
+    [("s3://b/pre", ["snapshots/a.json", "snapshots/b.json"]), ("s3://b", ["snapshots/a.json", "snapshots/b.json"])],
+    ids=["with-prefix", "no-prefix"],
+)
 def test_listing_returns_keys_relative_to_the_prefix(s3, url, listed):
     client, stub = s3
     store = S3StateStore(url, client)
     full = [store._key(k) for k in listed]
-    stub.add_response("list_objects_v2", {"Contents": [{"Key": k} for k in full], "IsTruncated": False},
-                      {"Bucket": "b", "Prefix": store._key("snapshots/")})
+    stub.add_response(
+        "list_objects_v2",
+        {"Contents": [{"Key": k} for k in full], "IsTruncated": False},
+        {"Bucket": "b", "Prefix": store._key("snapshots/")},
+    )
     assert store._list("snapshots/") == listed
 
 

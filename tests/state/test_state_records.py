@@ -42,12 +42,21 @@ def write_pointer(store, doc, name="current.json") -> Path:
 
 
 # ---- quarantine entries ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("doc", [
-    {"id": "e1", "message": "value 'Zyxwv-Smith, Jr.' is too long", "first_run_id": "r1", "last_run_id": "r2",
-     "attempts": 3},
-    {"id": "e1", "code": "platform-refused", "first_run_id": "r1", "last_run_id": "r2", "attempts": 3},
-    {"id": "e1", "code": "value 'Zyxwv-Smith, Jr.'", "first_run_id": "r1", "last_run_id": "r2", "attempts": 3},
-], ids=["written-with-a-message", "written-with-a-code", "a-code-that-is-not-one"])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {
+            "id": "e1",
+            "message": "value 'Zyxwv-Smith, Jr.' is too long",
+            "first_run_id": "r1",
+            "last_run_id": "r2",
+            "attempts": 3,
+        },
+        {"id": "e1", "code": "platform-refused", "first_run_id": "r1", "last_run_id": "r2", "attempts": 3},
+        {"id": "e1", "code": "value 'Zyxwv-Smith, Jr.'", "first_run_id": "r1", "last_run_id": "r2", "attempts": 3},
+    ],
+    ids=["written-with-a-message", "written-with-a-code", "a-code-that-is-not-one"],
+)
 def test_a_quarantine_entry_keeps_its_id_a_code_and_its_runs_never_a_message(doc):
     # Given an entry as a pointer holds it (before codes, the platform's message was stored)
     row = QuarantinedRow.from_dict(doc)
@@ -68,9 +77,11 @@ def test_a_quarantine_entry_without_an_id_is_refused(doc):
 
 
 # ---- locks ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("minutes, age", [(0, "0 min"), (119, "119 min"), (120, "2.0 h"), (150, "2.5 h"),
-                                          (600, "10.0 h")],
-                         ids=["new", "just-under-two-hours", "two-hours", "longer", "ten-hours"])
+@pytest.mark.parametrize(
+    "minutes, age",
+    [(0, "0 min"), (119, "119 min"), (120, "2.0 h"), (150, "2.5 h"), (600, "10.0 h")],
+    ids=["new", "just-under-two-hours", "two-hours", "longer", "ten-hours"],
+)
 def test_a_lock_describes_its_owner_and_age(minutes, age):
     info = LockInfo("files", "seg_a", {"run_id": "r1", "host": "box", "pid": 42}, age_seconds=minutes * 60)
     assert info.describe() == f"held by run r1 on box (pid 42) for {age}"
@@ -85,13 +96,17 @@ def test_a_lock_is_stale_only_past_its_age_limit():
     assert LockInfo("d", "s", age_seconds=61).is_stale(60)
 
 
-@pytest.mark.parametrize("stamp, age", [
-    ("2026-11-26T07:00:00+00:00", 3600.0),
-    ("2026-11-26T07:00:00", 3600.0),
-    ("2026-11-26T09:00:00+02:00", 3600.0),
-    ("yesterday", 0.0),
-    (None, 0.0),
-], ids=["utc", "naive-is-utc", "other-offset", "garbage", "none"])
+@pytest.mark.parametrize(
+    "stamp, age",
+    [
+        ("2026-11-26T07:00:00+00:00", 3600.0),
+        ("2026-11-26T07:00:00", 3600.0),
+        ("2026-11-26T09:00:00+02:00", 3600.0),
+        ("yesterday", 0.0),
+        (None, 0.0),
+    ],
+    ids=["utc", "naive-is-utc", "other-offset", "garbage", "none"],
+)
 def test_the_age_of_a_stamp(frozen, stamp, age):
     assert _age_seconds(stamp) == age
 
@@ -102,9 +117,11 @@ def test_a_held_lock_refuses_naming_owner_age_place_and_how_to_remove_it(store, 
             with store.lock("files", "seg_a", {"run_id": "r2"}):
                 pass
     where = Path(store.root) / "locks/files/seg_a.json"
-    assert str(held.value) == (f"files/seg_a is locked (held by run r1 on box (pid 42) for 0 min, {where}). "
-                               "If that run is dead, remove the lock with "
-                               "`lakeseg unlock --destination files --segment seg_a`")
+    assert str(held.value) == (
+        f"files/seg_a is locked (held by run r1 on box (pid 42) for 0 min, {where}). "
+        "If that run is dead, remove the lock with "
+        "`lakeseg unlock --destination files --segment seg_a`"
+    )
 
 
 def test_a_lock_records_owner_time_and_a_token(store, frozen):
@@ -113,8 +130,12 @@ def test_a_lock_records_owner_time_and_a_token(store, frozen):
         assert doc["owner"] == {"run_id": "r1"} and doc["acquired_at"] == "2026-11-26T08:00:00+00:00"
         assert len(doc["token"]) == 32 and info.token == doc["token"]
         read = store.read_lock("files", "seg_a")
-        assert (read.owner, read.acquired_at, read.age_seconds, read.token) == ({"run_id": "r1"},
-                                                                               doc["acquired_at"], 0.0, info.token)
+        assert (read.owner, read.acquired_at, read.age_seconds, read.token) == (
+            {"run_id": "r1"},
+            doc["acquired_at"],
+            0.0,
+            info.token,
+        )
         assert read.location == str(Path(store.root) / "locks/files/seg_a.json")
     assert store.read_lock("files", "seg_a") is None
 
@@ -177,13 +198,13 @@ def test_force_unlock_with_another_token_or_no_lock_removes_nothing(store):
 
 
 # ---- names -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("value", [".", "..", "", "a b", None, 7], ids=["dot", "dotdot", "empty", "space", "none",
-                                                                      "a-number-not-text"])
+@pytest.mark.parametrize(
+    "value", [".", "..", "", "a b", None, 7], ids=["dot", "dotdot", "empty", "space", "none", "a-number-not-text"]
+)
 def test_unsafe_names_are_refused_with_their_kind(value):
     with pytest.raises(ConfigError) as refused:
         safe_name("segment", value)
-    assert str(refused.value) == (f"segment name {value!r} cannot be used in state keys "
-                                  "(letters, digits, _ . - only)")
+    assert str(refused.value) == (f"segment name {value!r} cannot be used in state keys (letters, digits, _ . - only)")
 
 
 def test_safe_names_pass_through():
@@ -208,8 +229,9 @@ def test_the_write_probe_leaves_nothing_behind(store):
 def test_a_commit_records_rows_fields_hash_run_time_and_quarantine(store, tmp_path, frozen):
     q = QuarantinedRow("e9", "platform-refused", "r0", "run-1", 2)
     data = parquet(tmp_path, ["a", "b"])
-    snap = store.commit_snapshot("files", "seg_a", data, fields=("Id", "A"),
-                                 mapping_hash="m1", rows=2, run_id="run-1", quarantine=(q,))
+    snap = store.commit_snapshot(
+        "files", "seg_a", data, fields=("Id", "A"), mapping_hash="m1", rows=2, run_id="run-1", quarantine=(q,)
+    )
     text = (Path(store.root) / FOLDER / "current.json").read_text()
     pointer = json.loads(text)
     # The pointer is indented JSON an operator can read; the data file is named by run and a random suffix
@@ -218,23 +240,42 @@ def test_a_commit_records_rows_fields_hash_run_time_and_quarantine(store, tmp_pa
     assert snap.path == data
     assert len(pointer["sha256"]) == 64
     assert {k: v for k, v in pointer.items() if k not in ("file", "sha256")} == {
-        "rows": 2, "fields": ["Id", "A"], "mapping_hash": "m1", "run_id": "run-1",
+        "rows": 2,
+        "fields": ["Id", "A"],
+        "mapping_hash": "m1",
+        "run_id": "run-1",
         "committed_at": "2026-11-26T08:00:00+00:00",
-        "quarantine": [{"id": "e9", "code": "platform-refused", "first_run_id": "r0", "last_run_id": "run-1",
-                        "attempts": 2}]}
+        "quarantine": [
+            {"id": "e9", "code": "platform-refused", "first_run_id": "r0", "last_run_id": "run-1", "attempts": 2}
+        ],
+    }
     assert (snap.rows, snap.fields, snap.mapping_hash, snap.run_id, snap.committed_at, snap.quarantine) == (
-        2, ("Id", "A"), "m1", "run-1", "2026-11-26T08:00:00+00:00", (q,))
+        2,
+        ("Id", "A"),
+        "m1",
+        "run-1",
+        "2026-11-26T08:00:00+00:00",
+        (q,),
+    )
     loaded = store.load_snapshot("files", "seg_a", tmp_path / "w")
-    assert (loaded.rows, loaded.fields, loaded.mapping_hash, loaded.run_id, loaded.committed_at,
-            loaded.quarantine, loaded.confirmed) == (2, ("Id", "A"), "m1", "run-1", "2026-11-26T08:00:00+00:00",
-                                                     (q,), False)
+    assert (
+        loaded.rows,
+        loaded.fields,
+        loaded.mapping_hash,
+        loaded.run_id,
+        loaded.committed_at,
+        loaded.quarantine,
+        loaded.confirmed,
+    ) == (2, ("Id", "A"), "m1", "run-1", "2026-11-26T08:00:00+00:00", (q,), False)
 
 
 def test_a_snapshot_with_confirmation_times_loads_as_confirmed(store, tmp_path):
     path = tmp_path / "confirmed.parquet"
     with duckdb.connect() as con:
-        con.execute(f"copy (select 'a' as Id, 1::ubigint as k1, 2::ubigint as k2, 3::ubigint as digest, "
-                    f"timestamp '2026-11-01 00:00:00' as confirmed_at) to '{path}' (format parquet)")
+        con.execute(
+            f"copy (select 'a' as Id, 1::ubigint as k1, 2::ubigint as k2, 3::ubigint as digest, "
+            f"timestamp '2026-11-01 00:00:00' as confirmed_at) to '{path}' (format parquet)"
+        )
     store.commit_snapshot("files", "seg_a", path, fields=("Id",), mapping_hash="m", rows=1, run_id="r1")
     assert store.load_snapshot("files", "seg_a", tmp_path / "w").confirmed is True
 
@@ -255,35 +296,59 @@ def test_a_pointer_naming_a_file_elsewhere_never_gets_that_file_deleted(store, t
     assert outside.read_text() == "keep me"
 
 
-@pytest.mark.parametrize("doc, why", [
-    ("[1]", "not a JSON object"),
-    ({"sha256": "0" * 64, "rows": 1}, "'file'"),
-    ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 63, "rows": 1}, "file and sha256 must be strings"),
-    ({"file": 5, "sha256": "0" * 64, "rows": 1}, "file and sha256 must be strings"),
-    ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": -1}, "rows must be a whole number"),
-    ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": True}, "rows must be a whole number"),
-    ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": "3"}, "rows must be a whole number"),
-    ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": 1, "run_id": 7}, "run_id must be a string"),
-], ids=["not-an-object", "no-file", "short-sha", "file-not-text", "negative-rows", "rows-bool", "rows-text",
-        "run-id-not-text"])
+@pytest.mark.parametrize(
+    "doc, why",
+    [
+        ("[1]", "not a JSON object"),
+        ({"sha256": "0" * 64, "rows": 1}, "'file'"),
+        ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 63, "rows": 1}, "file and sha256 must be strings"),
+        ({"file": 5, "sha256": "0" * 64, "rows": 1}, "file and sha256 must be strings"),
+        ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": -1}, "rows must be a whole number"),
+        ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": True}, "rows must be a whole number"),
+        ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": "3"}, "rows must be a whole number"),
+        ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": 1, "run_id": 7}, "run_id must be a string"),
+    ],
+    ids=[
+        "not-an-object",
+        "no-file",
+        "short-sha",
+        "file-not-text",
+        "negative-rows",
+        "rows-bool",
+        "rows-text",
+        "run-id-not-text",
+    ],
+)
 def test_a_corrupt_pointer_refuses_the_segment_saying_why(store, tmp_path, doc, why):
     path = write_pointer(store, doc)
     with pytest.raises(SegmentRefused) as refused:
         store.load_snapshot("files", "seg_a", tmp_path / "w")
-    assert str(refused.value) == (f"snapshot pointer for files/seg_a at {path} is corrupt ({why}); refusing to treat "
-                                  "it as empty. Restore it, or delete it to resend the whole segment")
+    assert str(refused.value) == (
+        f"snapshot pointer for files/seg_a at {path} is corrupt ({why}); refusing to treat "
+        "it as empty. Restore it, or delete it to resend the whole segment"
+    )
 
 
-@pytest.mark.parametrize("data_key", [
-    "snapshots/files/other/x.parquet", f"{FOLDER}/sub/x.parquet", f"{FOLDER}/x.csv", f"{FOLDER}/", f"{FOLDER}/a b.parquet",
-    "x.parquet",
-], ids=["other-folder", "subfolder", "not-parquet", "no-name", "unsafe-name", "no-folder"])
+@pytest.mark.parametrize(
+    "data_key",
+    [
+        "snapshots/files/other/x.parquet",
+        f"{FOLDER}/sub/x.parquet",
+        f"{FOLDER}/x.csv",
+        f"{FOLDER}/",
+        f"{FOLDER}/a b.parquet",
+        "x.parquet",
+    ],
+    ids=["other-folder", "subfolder", "not-parquet", "no-name", "unsafe-name", "no-folder"],
+)
 def test_a_pointer_naming_a_file_outside_its_folder_is_refused(store, tmp_path, data_key):
     path = write_pointer(store, {"file": data_key, "sha256": "0" * 64, "rows": 1})
     with pytest.raises(SegmentRefused) as refused:
         store.load_snapshot("files", "seg_a", tmp_path / "w")
-    assert str(refused.value) == (f"snapshot pointer for files/seg_a at {path} names {data_key!r}, outside its folder "
-                                  f"{FOLDER}/; refusing to read it. Restore it, or delete it to resend the whole segment")
+    assert str(refused.value) == (
+        f"snapshot pointer for files/seg_a at {path} names {data_key!r}, outside its folder "
+        f"{FOLDER}/; refusing to read it. Restore it, or delete it to resend the whole segment"
+    )
 
 
 def _damage(store, tmp_path, **changes) -> tuple[Path, Path]:
@@ -300,16 +365,18 @@ def test_missing_snapshot_data_is_refused_naming_it(store, tmp_path):
     data.unlink()
     with pytest.raises(SegmentRefused) as refused:
         store.load_snapshot("files", "seg_a", tmp_path / "w")
-    assert str(refused.value) == (f"snapshot data {data} for files/seg_a at {pointer} is missing; "
-                                  "refusing to treat it as empty")
+    assert str(refused.value) == (
+        f"snapshot data {data} for files/seg_a at {pointer} is missing; refusing to treat it as empty"
+    )
 
 
 def test_snapshot_data_that_fails_its_checksum_is_refused_naming_it(store, tmp_path):
     pointer, data = _damage(store, tmp_path, sha256="f" * 64)
     with pytest.raises(SegmentRefused) as refused:
         store.load_snapshot("files", "seg_a", tmp_path / "w")
-    assert str(refused.value) == (f"snapshot data {data} for files/seg_a at {pointer} fails its checksum; "
-                                  "refusing to treat it as empty")
+    assert str(refused.value) == (
+        f"snapshot data {data} for files/seg_a at {pointer} fails its checksum; refusing to treat it as empty"
+    )
 
 
 def test_snapshot_data_with_other_rows_than_its_pointer_is_refused(store, tmp_path):
@@ -331,17 +398,20 @@ def test_snapshot_data_with_other_columns_is_refused_naming_both(store, tmp_path
     assert "'confirmed_at': 'TIMESTAMP'}; refusing to read it" in message and " or {" in message
 
 
-@pytest.mark.parametrize("changes, why", [
-    ({"fields": ["Id", 3]}, "fields and mapping_hash must be strings"),
-    ({"mapping_hash": 5}, "fields and mapping_hash must be strings"),
-    ({"quarantine": [{"message": "no id"}]}, "a quarantine entry has no id"),
-], ids=["field-not-text", "hash-not-text", "quarantine-without-id"])
+@pytest.mark.parametrize(
+    "changes, why",
+    [
+        ({"fields": ["Id", 3]}, "fields and mapping_hash must be strings"),
+        ({"mapping_hash": 5}, "fields and mapping_hash must be strings"),
+        ({"quarantine": [{"message": "no id"}]}, "a quarantine entry has no id"),
+    ],
+    ids=["field-not-text", "hash-not-text", "quarantine-without-id"],
+)
 def test_a_pointer_with_bad_details_is_corrupt(store, tmp_path, changes, why):
     _damage(store, tmp_path, **changes)
     with pytest.raises(SegmentRefused) as refused:
         store.load_snapshot("files", "seg_a", tmp_path / "w")
-    assert str(refused.value) == (f"snapshot pointer for files/seg_a is corrupt ({why}); "
-                                  "refusing to treat it as empty")
+    assert str(refused.value) == (f"snapshot pointer for files/seg_a is corrupt ({why}); refusing to treat it as empty")
 
 
 def test_committed_fields_come_from_the_pointer_and_skip_non_text(store, tmp_path):
@@ -424,15 +494,21 @@ def test_reading_a_corrupt_run_names_the_file(store, content):
 def test_a_run_started_at_a_naive_or_offset_time_keeps_only_digits_t_and_z_in_its_name():
     key = base.StateStore._history_key({"run_id": "r1", "started_at": datetime(2026, 1, 2, 3, 4, 5)})
     assert key == "history/20260102030405-r1.json"
-    assert base.StateStore._history_key({"run_id": "r2", "started_at": "2026-01-02T03:04:05+00:00"}) == \
-        "history/20260102T030405Z-r2.json"
+    assert (
+        base.StateStore._history_key({"run_id": "r2", "started_at": "2026-01-02T03:04:05+00:00"})
+        == "history/20260102T030405Z-r2.json"
+    )
     assert base.StateStore._history_key({"run_id": "r3"}) == "history/-r3.json"
 
 
-@pytest.mark.parametrize("destination, segment, message", [
-    ("a b", "seg_a", "destination name 'a b' cannot be used in state keys (letters, digits, _ . - only)"),
-    ("files", "../x", "segment name '../x' cannot be used in state keys (letters, digits, _ . - only)"),
-], ids=["destination", "segment"])
+@pytest.mark.parametrize(
+    "destination, segment, message",
+    [
+        ("a b", "seg_a", "destination name 'a b' cannot be used in state keys (letters, digits, _ . - only)"),
+        ("files", "../x", "segment name '../x' cannot be used in state keys (letters, digits, _ . - only)"),
+    ],
+    ids=["destination", "segment"],
+)
 def test_a_lock_on_an_unsafe_name_is_refused_naming_which(store, destination, segment, message):
     with pytest.raises(ConfigError) as refused:
         with store.lock(destination, segment, {}):
@@ -443,10 +519,14 @@ def test_a_lock_on_an_unsafe_name_is_refused_naming_which(store, destination, se
     assert str(again.value) == message
 
 
-@pytest.mark.parametrize("destination, segment, message", [
-    ("a b", "seg_a", "destination name 'a b' cannot be used in state keys (letters, digits, _ . - only)"),
-    ("files", "../x", "segment name '../x' cannot be used in state keys (letters, digits, _ . - only)"),
-], ids=["destination", "segment"])
+@pytest.mark.parametrize(
+    "destination, segment, message",
+    [
+        ("a b", "seg_a", "destination name 'a b' cannot be used in state keys (letters, digits, _ . - only)"),
+        ("files", "../x", "segment name '../x' cannot be used in state keys (letters, digits, _ . - only)"),
+    ],
+    ids=["destination", "segment"],
+)
 def test_a_snapshot_of_an_unsafe_name_is_refused_naming_which(store, tmp_path, destination, segment, message):
     with pytest.raises(ConfigError) as refused:
         store.load_snapshot(destination, segment, tmp_path / "w")
@@ -459,8 +539,9 @@ def test_a_commit_over_a_garbage_pointer_replaces_it(store, tmp_path):
     assert store.load_snapshot("files", "seg_a", tmp_path / "w").rows == 1
 
 
-@pytest.mark.parametrize("named", [f"{FOLDER}/sub/old.parquet", f"{FOLDER}//keep.parquet"],
-                         ids=["subfolder", "double-slash"])
+@pytest.mark.parametrize(
+    "named", [f"{FOLDER}/sub/old.parquet", f"{FOLDER}//keep.parquet"], ids=["subfolder", "double-slash"]
+)
 def test_a_superseded_pointer_naming_a_nested_path_gets_nothing_deleted(store, tmp_path, named):
     # Given a pointer that names a path below the folder (or the folder's own file through "//")
     for path in (Path(store.root) / FOLDER / "sub" / "old.parquet", Path(store.root) / FOLDER / "keep.parquet"):
@@ -478,8 +559,10 @@ def test_a_corrupt_in_doubt_pointer_says_it_is_the_in_doubt_record(store, tmp_pa
     path = write_pointer(store, "[1]", name="in_doubt.json")
     with pytest.raises(SegmentRefused) as refused:
         store.load_in_doubt("files", "seg_a", tmp_path / "w")
-    assert str(refused.value) == (f"in-doubt pointer for files/seg_a at {path} is corrupt (not a JSON object); "
-                                  "refusing to treat it as empty. Restore it, or delete it to resend the whole segment")
+    assert str(refused.value) == (
+        f"in-doubt pointer for files/seg_a at {path} is corrupt (not a JSON object); "
+        "refusing to treat it as empty. Restore it, or delete it to resend the whole segment"
+    )
 
 
 def test_an_in_doubt_record_without_run_or_time_reads_them_as_empty(store, tmp_path):
@@ -493,8 +576,13 @@ def test_an_in_doubt_record_without_run_or_time_reads_them_as_empty(store, tmp_p
 
 
 def test_a_run_document_with_times_is_written_as_text(store):
-    store.write_run({"run_id": "r1", "started_at": "2026-11-26T08:00:00+00:00",
-                     "finished_at": datetime(2026, 11, 26, 8, 5, tzinfo=timezone.utc)})
+    store.write_run(
+        {
+            "run_id": "r1",
+            "started_at": "2026-11-26T08:00:00+00:00",
+            "finished_at": datetime(2026, 11, 26, 8, 5, tzinfo=timezone.utc),
+        }
+    )
     assert store.get_run("r1")["finished_at"] == "2026-11-26 08:05:00+00:00"
 
 
@@ -523,8 +611,9 @@ def test_a_commit_stands_when_clearing_its_in_doubt_record_fails(store, tmp_path
 def test_an_unsafe_run_id_is_refused_naming_it(store, tmp_path):
     message = "run id name 'a/b' cannot be used in state keys (letters, digits, _ . - only)"
     with pytest.raises(ConfigError) as snapshot:
-        store.commit_snapshot("files", "seg_a", parquet(tmp_path, ["a"]), fields=("Id",), mapping_hash="m", rows=1,
-                              run_id="a/b")
+        store.commit_snapshot(
+            "files", "seg_a", parquet(tmp_path, ["a"]), fields=("Id",), mapping_hash="m", rows=1, run_id="a/b"
+        )
     with pytest.raises(ConfigError) as history:
         store.write_run({"run_id": "a/b", "started_at": "2026-11-26T08:00:00+00:00"})
     assert str(snapshot.value) == str(history.value) == message

@@ -41,8 +41,15 @@ def parquet(tmp_path: Path, ids: list[str], name="snap.parquet") -> Path:
 
 
 def commit(store, tmp_path, ids, run_id="run-1"):
-    return store.commit_snapshot("files", "seg_a", parquet(tmp_path, ids, f"{run_id}.parquet"),
-                                 fields=("Id", "Attributes.A"), mapping_hash="m1", rows=len(ids), run_id=run_id)
+    return store.commit_snapshot(
+        "files",
+        "seg_a",
+        parquet(tmp_path, ids, f"{run_id}.parquet"),
+        fields=("Id", "Attributes.A"),
+        mapping_hash="m1",
+        rows=len(ids),
+        run_id=run_id,
+    )
 
 
 def test_snapshot_round_trip_and_replacement(store, tmp_path):
@@ -277,9 +284,12 @@ def test_an_s3_error_reading_the_pointer_is_not_a_first_sync(aws, tmp_path, code
     s3 = boto3.client("s3", region_name="us-east-1")
     store = open_state_store(f"s3://{BUCKET}/prod/lakeseg", s3_client=s3)
     with Stubber(s3) as stubber:
-        stubber.add_client_error("get_object", service_error_code=code, http_status_code=status,
-                                 expected_params={"Bucket": BUCKET,
-                                                  "Key": "prod/lakeseg/snapshots/files/seg_a/current.json"})
+        stubber.add_client_error(
+            "get_object",
+            service_error_code=code,
+            http_status_code=status,
+            expected_params={"Bucket": BUCKET, "Key": "prod/lakeseg/snapshots/files/seg_a/current.json"},
+        )
         # When the committed snapshot is loaded
         # Then the error is raised: it is never read as "nothing committed" (a full resend)
         with pytest.raises(ClientError, match=code):

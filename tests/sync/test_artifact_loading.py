@@ -30,21 +30,39 @@ T0 = 1_700_000_000
 
 
 def segment_node() -> dict:
-    return {"unique_id": SEG, "resource_type": "model", "name": "seg_a", "path": "segments/seg_a.sql",
-            "schema": "main", "columns": {"endpoint_id": {"name": "endpoint_id", "meta": {"lakeseg": {"field": "Id"}}}},
-            "config": {"meta": {"lakeseg": {"exit": "keep"}}}}
+    return {
+        "unique_id": SEG,
+        "resource_type": "model",
+        "name": "seg_a",
+        "path": "segments/seg_a.sql",
+        "schema": "main",
+        "columns": {"endpoint_id": {"name": "endpoint_id", "meta": {"lakeseg": {"field": "Id"}}}},
+        "config": {"meta": {"lakeseg": {"exit": "keep"}}},
+    }
 
 
 def manifest(**metadata) -> dict:
-    return {"metadata": metadata, "nodes": {
-        SEG: segment_node(),
-        TEST: {"unique_id": TEST, "resource_type": "test", "name": "unique_seg_a_endpoint_id", "attached_node": SEG,
-               "column_name": "endpoint_id", "test_metadata": {"name": "unique"}}}}
+    return {
+        "metadata": metadata,
+        "nodes": {
+            SEG: segment_node(),
+            TEST: {
+                "unique_id": TEST,
+                "resource_type": "test",
+                "name": "unique_seg_a_endpoint_id",
+                "attached_node": SEG,
+                "column_name": "endpoint_id",
+                "test_metadata": {"name": "unique"},
+            },
+        },
+    }
 
 
 def run_results(**metadata) -> dict:
-    return {"metadata": metadata, "results": [{"unique_id": SEG, "status": "success"},
-                                              {"unique_id": TEST, "status": "pass", "failures": 0}]}
+    return {
+        "metadata": metadata,
+        "results": [{"unique_id": SEG, "status": "success"}, {"unique_id": TEST, "status": "pass", "failures": 0}],
+    }
 
 
 def set_mtime(path: Path, seconds: float) -> None:
@@ -90,21 +108,24 @@ def refusal(project: Path) -> str:
 
 
 # ------------------------------------------------------------------ target path
-@pytest.mark.parametrize("option,env,project_yml,expected", [
-    pytest.param(None, None, "name: p\n", "target", id="dbt-default"),
-    pytest.param(None, None, None, "target", id="no-project-file"),
-    pytest.param(None, None, "", "target", id="empty-project-file"),
-    pytest.param(None, None, "name: p\ntarget-path: custom\n", "custom", id="project-file"),
-    pytest.param(None, None, "name: [unclosed\n", "target", id="project-file-not-yaml"),
-    pytest.param(None, None, "- target-path\n", "target", id="project-file-a-list"),
-    pytest.param(None, "from_env", "name: p\ntarget-path: custom\n", "from_env", id="env-over-project-file"),
-    pytest.param(None, "", "name: p\ntarget-path: custom\n", "custom", id="empty-env-is-unset"),
-    pytest.param("opt", "from_env", "name: p\ntarget-path: custom\n", "opt", id="option-over-env"),
-    pytest.param("", "from_env", None, "from_env", id="empty-option-is-unset"),
-    pytest.param("/abs/opt", None, None, "/abs/opt", id="absolute-option"),
-    pytest.param(None, "/abs/env", None, "/abs/env", id="absolute-env"),
-    pytest.param(None, None, "target-path: /abs/yml\n", "/abs/yml", id="absolute-in-project-file"),
-])
+@pytest.mark.parametrize(
+    "option,env,project_yml,expected",
+    [
+        pytest.param(None, None, "name: p\n", "target", id="dbt-default"),
+        pytest.param(None, None, None, "target", id="no-project-file"),
+        pytest.param(None, None, "", "target", id="empty-project-file"),
+        pytest.param(None, None, "name: p\ntarget-path: custom\n", "custom", id="project-file"),
+        pytest.param(None, None, "name: [unclosed\n", "target", id="project-file-not-yaml"),
+        pytest.param(None, None, "- target-path\n", "target", id="project-file-a-list"),
+        pytest.param(None, "from_env", "name: p\ntarget-path: custom\n", "from_env", id="env-over-project-file"),
+        pytest.param(None, "", "name: p\ntarget-path: custom\n", "custom", id="empty-env-is-unset"),
+        pytest.param("opt", "from_env", "name: p\ntarget-path: custom\n", "opt", id="option-over-env"),
+        pytest.param("", "from_env", None, "from_env", id="empty-option-is-unset"),
+        pytest.param("/abs/opt", None, None, "/abs/opt", id="absolute-option"),
+        pytest.param(None, "/abs/env", None, "/abs/env", id="absolute-env"),
+        pytest.param(None, None, "target-path: /abs/yml\n", "/abs/yml", id="absolute-in-project-file"),
+    ],
+)
 def test_target_path_order(tmp_path, monkeypatch, option, env, project_yml, expected):
     # Given an option, DBT_TARGET_PATH and dbt_project.yml's target-path, each set or not
     if env is None:
@@ -120,19 +141,36 @@ def test_target_path_order(tmp_path, monkeypatch, option, env, project_yml, expe
 
 
 # ------------------------------------------------------------- unusable files
-@pytest.mark.parametrize("content,expected", [
-    pytest.param(None, "dbt manifest not found at {path}: " + PARSE, id="missing"),
-    pytest.param("{", "dbt manifest at {path} is unreadable (Expecting property name enclosed in double quotes: "
-                      "line 1 column 2 (char 1)): " + PARSE, id="not-json"),
-    pytest.param("[1]", "dbt manifest at {path} is not a dbt artifact (a JSON list, expected an object): " + PARSE,
-                 id="a-list"),
-    pytest.param("{}", "dbt manifest at {path} has no nodes (is it a dbt manifest of this project?): " + PARSE,
-                 id="no-nodes"),
-    pytest.param('{"nodes": {}}', "dbt manifest at {path} has no nodes (is it a dbt manifest of this project?): "
-                 + PARSE, id="empty-nodes"),
-    pytest.param('{"nodes": ["model.p.a"]}', "dbt manifest at {path} has no nodes (is it a dbt manifest of this "
-                 "project?): " + PARSE, id="nodes-a-list"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        pytest.param(None, "dbt manifest not found at {path}: " + PARSE, id="missing"),
+        pytest.param(
+            "{",
+            "dbt manifest at {path} is unreadable (Expecting property name enclosed in double quotes: "
+            "line 1 column 2 (char 1)): " + PARSE,
+            id="not-json",
+        ),
+        pytest.param(
+            "[1]",
+            "dbt manifest at {path} is not a dbt artifact (a JSON list, expected an object): " + PARSE,
+            id="a-list",
+        ),
+        pytest.param(
+            "{}", "dbt manifest at {path} has no nodes (is it a dbt manifest of this project?): " + PARSE, id="no-nodes"
+        ),
+        pytest.param(
+            '{"nodes": {}}',
+            "dbt manifest at {path} has no nodes (is it a dbt manifest of this project?): " + PARSE,
+            id="empty-nodes",
+        ),
+        pytest.param(
+            '{"nodes": ["model.p.a"]}',
+            "dbt manifest at {path} has no nodes (is it a dbt manifest of this project?): " + PARSE,
+            id="nodes-a-list",
+        ),
+    ],
+)
 def test_an_unusable_manifest_is_refused(project, content, expected):
     # Given a target folder whose manifest is missing, not JSON, or has no nodes
     target = write(project, content, run_results())
@@ -141,14 +179,17 @@ def test_an_unusable_manifest_is_refused(project, content, expected):
     assert refusal(project) == expected.format(path=target / "manifest.json")
 
 
-@pytest.mark.parametrize("nodes,listed", [
-    pytest.param({"a": "model.p.a"}, "a", id="node-not-a-mapping"),
-    pytest.param({"a": {"resource_type": "model"}}, "a", id="no-unique-id"),
-    pytest.param({"a": {"unique_id": 7, "resource_type": "model"}}, "a", id="unique-id-not-text"),
-    pytest.param({"a": {"unique_id": "a"}}, "a", id="no-resource-type"),
-    pytest.param({"a": {"unique_id": "a", "resource_type": ["model"]}}, "a", id="resource-type-not-text"),
-    pytest.param({**{k: None for k in "abcd"}, "e": segment_node()}, "a, b, c", id="first-three-named"),
-])
+@pytest.mark.parametrize(
+    "nodes,listed",
+    [
+        pytest.param({"a": "model.p.a"}, "a", id="node-not-a-mapping"),
+        pytest.param({"a": {"resource_type": "model"}}, "a", id="no-unique-id"),
+        pytest.param({"a": {"unique_id": 7, "resource_type": "model"}}, "a", id="unique-id-not-text"),
+        pytest.param({"a": {"unique_id": "a"}}, "a", id="no-resource-type"),
+        pytest.param({"a": {"unique_id": "a", "resource_type": ["model"]}}, "a", id="resource-type-not-text"),
+        pytest.param({**{k: None for k in "abcd"}, "e": segment_node()}, "a, b, c", id="first-three-named"),
+    ],
+)
 def test_a_manifest_with_malformed_nodes_is_refused(tmp_path, nodes, listed):
     # Given a manifest whose nodes lack a textual unique_id or resource_type
     (tmp_path / "manifest.json").write_text(json.dumps({"nodes": {SEG: segment_node(), **nodes}}))
@@ -164,25 +205,41 @@ def test_a_well_formed_manifest_is_returned_as_read(tmp_path):
     assert load_manifest(tmp_path) == manifest()
 
 
-@pytest.mark.parametrize("content,expected", [
-    pytest.param(None, "dbt run results not found at {path}: " + BUILD, id="missing"),
-    pytest.param("nope", "dbt run results at {path} is unreadable (Expecting value: line 1 column 1 (char 0)): "
-                 + BUILD, id="not-json"),
-    pytest.param('"text"', "dbt run results at {path} is not a dbt artifact (a JSON str, expected an object): "
-                 + BUILD, id="a-string"),
-    pytest.param("{}", "dbt run results at {path} have no 'results' list: " + BUILD, id="no-results"),
-    pytest.param('{"results": {}}', "dbt run results at {path} have no 'results' list: " + BUILD,
-                 id="results-a-mapping"),
-    pytest.param('{"results": [{"unique_id": "a", "status": "pass"}, "b"]}',
-                 "dbt run results at {path}: result #2 has no unique_id/status (not written by dbt?): " + BUILD,
-                 id="result-not-a-mapping"),
-    pytest.param('{"results": [{"status": "pass"}]}',
-                 "dbt run results at {path}: result #1 has no unique_id/status (not written by dbt?): " + BUILD,
-                 id="no-unique-id"),
-    pytest.param('{"results": [{"unique_id": "a", "status": "pass"}, {"unique_id": "b", "status": null}]}',
-                 "dbt run results at {path}: result #2 has no unique_id/status (not written by dbt?): " + BUILD,
-                 id="status-null"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        pytest.param(None, "dbt run results not found at {path}: " + BUILD, id="missing"),
+        pytest.param(
+            "nope",
+            "dbt run results at {path} is unreadable (Expecting value: line 1 column 1 (char 0)): " + BUILD,
+            id="not-json",
+        ),
+        pytest.param(
+            '"text"',
+            "dbt run results at {path} is not a dbt artifact (a JSON str, expected an object): " + BUILD,
+            id="a-string",
+        ),
+        pytest.param("{}", "dbt run results at {path} have no 'results' list: " + BUILD, id="no-results"),
+        pytest.param(
+            '{"results": {}}', "dbt run results at {path} have no 'results' list: " + BUILD, id="results-a-mapping"
+        ),
+        pytest.param(
+            '{"results": [{"unique_id": "a", "status": "pass"}, "b"]}',
+            "dbt run results at {path}: result #2 has no unique_id/status (not written by dbt?): " + BUILD,
+            id="result-not-a-mapping",
+        ),
+        pytest.param(
+            '{"results": [{"status": "pass"}]}',
+            "dbt run results at {path}: result #1 has no unique_id/status (not written by dbt?): " + BUILD,
+            id="no-unique-id",
+        ),
+        pytest.param(
+            '{"results": [{"unique_id": "a", "status": "pass"}, {"unique_id": "b", "status": null}]}',
+            "dbt run results at {path}: result #2 has no unique_id/status (not written by dbt?): " + BUILD,
+            id="status-null",
+        ),
+    ],
+)
 def test_unusable_run_results_are_refused(project, content, expected):
     # Given a good manifest and run results that are missing, not JSON, or not dbt's
     target = write(project, manifest(), content)
@@ -191,11 +248,15 @@ def test_unusable_run_results_are_refused(project, content, expected):
     assert refusal(project) == expected.format(path=target / "run_results.json")
 
 
-@pytest.mark.parametrize("other", [
-    pytest.param({"unique_id": "model.p.stg", "resource_type": "model", "path": "staging/stg.sql"},
-                 id="a-staging-model"),
-    pytest.param({"unique_id": "seed.p.s", "resource_type": "seed", "path": "segments/s.csv"}, id="a-seed"),
-])
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param(
+            {"unique_id": "model.p.stg", "resource_type": "model", "path": "staging/stg.sql"}, id="a-staging-model"
+        ),
+        pytest.param({"unique_id": "seed.p.s", "resource_type": "seed", "path": "segments/s.csv"}, id="a-seed"),
+    ],
+)
 def test_a_manifest_without_segments_is_the_wrong_project(project, other):
     # Given a manifest whose only node is not a segment model
     target = write(project, {"nodes": {other["unique_id"]: other}}, run_results())
@@ -203,7 +264,8 @@ def test_a_manifest_without_segments_is_the_wrong_project(project, other):
     # Then the refusal says to check the project folder and target path
     assert refusal(project) == (
         f"dbt manifest at {target / 'manifest.json'} declares no segment models (models in models/segments/ or "
-        f"with config.meta.lakeseg): check --project-dir / --target-path, then {PARSE}")
+        f"with config.meta.lakeseg): check --project-dir / --target-path, then {PARSE}"
+    )
 
 
 def test_a_manifest_without_nodes_declares_no_segments(tmp_path):
@@ -218,15 +280,19 @@ def test_artifacts_of_different_invocations_are_refused(project):
     # Then they are refused as a pair
     assert refusal(project) == (
         f"{target}/manifest.json and run_results.json come from different dbt invocations "
-        f"(a later `dbt parse`/`dbt compile` replaced the manifest): {BUILD}")
+        f"(a later `dbt parse`/`dbt compile` replaced the manifest): {BUILD}"
+    )
 
 
-@pytest.mark.parametrize("m,r", [
-    pytest.param(manifest(invocation_id="inv-1"), run_results(invocation_id="inv-1"), id="same-invocation"),
-    pytest.param(manifest(), run_results(invocation_id="inv-1"), id="manifest-without-id"),
-    pytest.param(manifest(invocation_id="inv-1"), run_results(), id="results-without-id"),
-    pytest.param({"nodes": manifest()["nodes"]}, {"results": run_results()["results"]}, id="no-metadata"),
-])
+@pytest.mark.parametrize(
+    "m,r",
+    [
+        pytest.param(manifest(invocation_id="inv-1"), run_results(invocation_id="inv-1"), id="same-invocation"),
+        pytest.param(manifest(), run_results(invocation_id="inv-1"), id="manifest-without-id"),
+        pytest.param(manifest(invocation_id="inv-1"), run_results(), id="results-without-id"),
+        pytest.param({"nodes": manifest()["nodes"]}, {"results": run_results()["results"]}, id="no-metadata"),
+    ],
+)
 def test_artifacts_that_may_belong_together_load(project, m, r):
     # Given artifacts whose invocation ids agree, or one of them has none
     target = write(project, m, r)
@@ -246,12 +312,19 @@ def test_the_target_path_option_is_where_the_artifacts_are_read(project):
     assert art.target_dir == project / "build"
 
 
-@pytest.mark.parametrize("r,invocation,generated", [
-    pytest.param({"metadata": {"invocation_id": "inv-1", "generated_at": "2026-01-02T03:04:05Z"}},
-                 "inv-1", "2026-01-02T03:04:05Z", id="metadata"),
-    pytest.param({}, None, None, id="no-metadata"),
-    pytest.param({"metadata": None}, None, None, id="null-metadata"),
-])
+@pytest.mark.parametrize(
+    "r,invocation,generated",
+    [
+        pytest.param(
+            {"metadata": {"invocation_id": "inv-1", "generated_at": "2026-01-02T03:04:05Z"}},
+            "inv-1",
+            "2026-01-02T03:04:05Z",
+            id="metadata",
+        ),
+        pytest.param({}, None, None, id="no-metadata"),
+        pytest.param({"metadata": None}, None, None, id="null-metadata"),
+    ],
+)
 def test_the_invocation_comes_from_the_run_results(r, invocation, generated):
     art = Artifacts(Path("target"), {"metadata": {"invocation_id": "other"}}, r)
     assert (art.invocation_id, art.generated_at) == (invocation, generated)
@@ -264,8 +337,10 @@ def test_a_file_edited_after_the_build_makes_the_artifacts_stale(project):
     project_file(project, "models/segments/seg_a.sql", T0 + 1)
     # When they are loaded
     # Then the refusal names the file
-    assert refusal(project) == (f"dbt artifacts in {project / 'target'} are older than models/segments/seg_a.sql "
-                                f"(edited after the last dbt build): {BUILD}")
+    assert refusal(project) == (
+        f"dbt artifacts in {project / 'target'} are older than models/segments/seg_a.sql "
+        f"(edited after the last dbt build): {BUILD}"
+    )
 
 
 def test_a_file_edited_at_the_build_instant_is_not_newer(project):
@@ -276,11 +351,14 @@ def test_a_file_edited_at_the_build_instant_is_not_newer(project):
     assert load_artifacts(project).manifest == manifest()
 
 
-@pytest.mark.parametrize("count,names", [
-    pytest.param(3, "models/a0.sql, models/a1.sql, models/a2.sql", id="three-named"),
-    pytest.param(4, "models/a0.sql, models/a1.sql, models/a2.sql and 1 other file(s)", id="four-three-named"),
-    pytest.param(5, "models/a0.sql, models/a1.sql, models/a2.sql and 2 other file(s)", id="five-three-named"),
-])
+@pytest.mark.parametrize(
+    "count,names",
+    [
+        pytest.param(3, "models/a0.sql, models/a1.sql, models/a2.sql", id="three-named"),
+        pytest.param(4, "models/a0.sql, models/a1.sql, models/a2.sql and 1 other file(s)", id="four-three-named"),
+        pytest.param(5, "models/a0.sql, models/a1.sql, models/a2.sql and 2 other file(s)", id="five-three-named"),
+    ],
+)
 def test_the_stale_files_are_named_three_at_most(project, count, names):
     # Given several files edited after the build, written in reverse name order
     write(project, manifest(), run_results())
@@ -288,8 +366,9 @@ def test_the_stale_files_are_named_three_at_most(project, count, names):
         project_file(project, f"models/a{i}.sql", T0 + 10)
     # When the artifacts are loaded
     # Then the first three names in sorted order are given, and how many others
-    assert refusal(project) == (f"dbt artifacts in {project / 'target'} are older than {names} "
-                                f"(edited after the last dbt build): {BUILD}")
+    assert refusal(project) == (
+        f"dbt artifacts in {project / 'target'} are older than {names} (edited after the last dbt build): {BUILD}"
+    )
 
 
 @pytest.mark.parametrize("later", ["manifest.json", "run_results.json"])
@@ -303,9 +382,11 @@ def test_the_build_time_is_the_earlier_artifact(project, later):
     assert refusal(project) == stale(project, "models/x.sql")
 
 
-@pytest.mark.parametrize("generated_at", ["2023-11-14T22:00:00Z", "2023-11-14T22:00:00+00:00",
-                                          "2023-11-14T23:00:00+01:00", "2023-11-14T22:00:00.000000Z"],
-                         ids=["zulu", "utc-offset", "other-offset", "fraction"])
+@pytest.mark.parametrize(
+    "generated_at",
+    ["2023-11-14T22:00:00Z", "2023-11-14T22:00:00+00:00", "2023-11-14T23:00:00+01:00", "2023-11-14T22:00:00.000000Z"],
+    ids=["zulu", "utc-offset", "other-offset", "fraction"],
+)
 def test_the_manifest_generation_time_counts_when_earlier(project, generated_at):
     # Given artifacts copied into place at T0 (2023-11-14T22:13:20Z) from a build generated at 22:00
     # and a model edited in between
@@ -326,8 +407,7 @@ def test_a_generation_time_without_zone_is_utc(project, new_york):
     assert refusal(project) == stale(project, "models/x.sql")
 
 
-@pytest.mark.parametrize("generated_at", ["yesterday", 1700000000, None],
-                         ids=["not-a-time", "a-number", "null"])
+@pytest.mark.parametrize("generated_at", ["yesterday", 1700000000, None], ids=["not-a-time", "a-number", "null"])
 def test_an_unreadable_generation_time_is_ignored(project, generated_at):
     # Given a manifest whose generated_at cannot be read and a model edited before the artifacts were written
     write(project, manifest(generated_at=generated_at), run_results())
@@ -385,15 +465,27 @@ def test_shaping_files_are_the_project_file_and_dbt_sources_in_the_default_folde
     project_file(project, "README.md", T0)
     # When the files shaping the manifest are listed
     # Then they are dbt_project.yml and every .sql/.yml/.yaml/.csv/.py file under those folders
-    assert relative(project) == sorted(["dbt_project.yml"] + [
-        f"{folder}/sub/f{suffix}" for folder in ("models", "macros", "tests", "seeds", "snapshots", "analyses")
-        for suffix in (".sql", ".yml", ".yaml", ".csv", ".py")])
+    assert relative(project) == sorted(
+        ["dbt_project.yml"]
+        + [
+            f"{folder}/sub/f{suffix}"
+            for folder in ("models", "macros", "tests", "seeds", "snapshots", "analyses")
+            for suffix in (".sql", ".yml", ".yaml", ".csv", ".py")
+        ]
+    )
 
 
-@pytest.mark.parametrize("key,default", [
-    ("model-paths", "models"), ("macro-paths", "macros"), ("test-paths", "tests"),
-    ("seed-paths", "seeds"), ("snapshot-paths", "snapshots"), ("analysis-paths", "analyses"),
-])
+@pytest.mark.parametrize(
+    "key,default",
+    [
+        ("model-paths", "models"),
+        ("macro-paths", "macros"),
+        ("test-paths", "tests"),
+        ("seed-paths", "seeds"),
+        ("snapshot-paths", "snapshots"),
+        ("analysis-paths", "analyses"),
+    ],
+)
 def test_a_configured_folder_replaces_the_default(project, key, default):
     # Given dbt_project.yml moving one kind of file to two other folders
     (project / "dbt_project.yml").write_text(f"name: p\n{key}: [src_a, src_b]\n")
@@ -405,13 +497,16 @@ def test_a_configured_folder_replaces_the_default(project, key, default):
     assert relative(project) == sorted(expected)
 
 
-@pytest.mark.parametrize("project_yml,listed", [
-    pytest.param("name: p\nmodel-paths: src\n", True, id="paths-not-a-list"),
-    pytest.param("- a list\n", True, id="project-file-a-list"),
-    pytest.param("name: [unclosed\n", True, id="project-file-not-yaml"),
-    pytest.param("", True, id="project-file-empty"),
-    pytest.param(None, False, id="no-project-file"),
-])
+@pytest.mark.parametrize(
+    "project_yml,listed",
+    [
+        pytest.param("name: p\nmodel-paths: src\n", True, id="paths-not-a-list"),
+        pytest.param("- a list\n", True, id="project-file-a-list"),
+        pytest.param("name: [unclosed\n", True, id="project-file-not-yaml"),
+        pytest.param("", True, id="project-file-empty"),
+        pytest.param(None, False, id="no-project-file"),
+    ],
+)
 def test_the_default_folders_count_when_the_project_file_says_nothing_usable(project, project_yml, listed):
     # Given a dbt_project.yml that is absent, empty, not a mapping or sets a folder list as text
     if project_yml is None:

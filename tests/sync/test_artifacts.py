@@ -19,14 +19,25 @@ def manifest(invocation="inv-1"):
     return {
         "metadata": {"invocation_id": invocation},
         "nodes": {
-            SEG: {"unique_id": SEG, "resource_type": "model", "name": "seg_a", "path": "segments/seg_a.sql",
-                  "original_file_path": "models/segments/seg_a.sql", "schema": "main", "alias": "seg_a",
-                  "columns": {"endpoint_id": {"name": "endpoint_id", "meta": {"lakeseg": {"field": "Id"}}}},
-                  "config": {"meta": {"lakeseg": {"exit": "keep"}}}},
+            SEG: {
+                "unique_id": SEG,
+                "resource_type": "model",
+                "name": "seg_a",
+                "path": "segments/seg_a.sql",
+                "original_file_path": "models/segments/seg_a.sql",
+                "schema": "main",
+                "alias": "seg_a",
+                "columns": {"endpoint_id": {"name": "endpoint_id", "meta": {"lakeseg": {"field": "Id"}}}},
+                "config": {"meta": {"lakeseg": {"exit": "keep"}}},
+            },
             "test.p.unique_seg_a_endpoint_id": {
-                "unique_id": "test.p.unique_seg_a_endpoint_id", "resource_type": "test",
-                "name": "unique_seg_a_endpoint_id", "attached_node": SEG, "column_name": "endpoint_id",
-                "test_metadata": {"name": "unique"}},
+                "unique_id": "test.p.unique_seg_a_endpoint_id",
+                "resource_type": "test",
+                "name": "unique_seg_a_endpoint_id",
+                "attached_node": SEG,
+                "column_name": "endpoint_id",
+                "test_metadata": {"name": "unique"},
+            },
         },
     }
 
@@ -65,10 +76,13 @@ def test_target_path_order(project, monkeypatch):
     assert resolve_target_path(project, "/abs/opt") == project / "/abs/opt"
 
 
-@pytest.mark.parametrize("missing,hint", [
-    pytest.param("manifest", "dbt parse", id="no-manifest"),
-    pytest.param("run_results", "dbt build", id="no-run-results"),
-])
+@pytest.mark.parametrize(
+    "missing,hint",
+    [
+        pytest.param("manifest", "dbt parse", id="no-manifest"),
+        pytest.param("run_results", "dbt build", id="no-run-results"),
+    ],
+)
 def test_missing_artifacts_name_the_dbt_command(project, missing, hint):
     write(project, m=None if missing == "manifest" else manifest(), r=None if missing == "run_results" else results())
     with pytest.raises(ArtifactError, match=hint):
@@ -92,13 +106,16 @@ def test_stale_artifacts_are_refused(project):
         load_artifacts(project)
 
 
-@pytest.mark.parametrize("model,test,ok,reason", [
-    pytest.param("success", "pass", True, "", id="built-and-tested"),
-    pytest.param("error", "skipped", False, "model error in the latest dbt invocation", id="model-failed"),
-    pytest.param("success", "fail", False, "unique_seg_a_endpoint_id (fail, 3 failing rows)", id="test-failed"),
-    pytest.param("success", "warn", False, "unique_seg_a_endpoint_id (warn", id="test-warned"),
-    pytest.param("success", None, False, "did not run", id="tests-not-run"),
-])
+@pytest.mark.parametrize(
+    "model,test,ok,reason",
+    [
+        pytest.param("success", "pass", True, "", id="built-and-tested"),
+        pytest.param("error", "skipped", False, "model error in the latest dbt invocation", id="model-failed"),
+        pytest.param("success", "fail", False, "unique_seg_a_endpoint_id (fail, 3 failing rows)", id="test-failed"),
+        pytest.param("success", "warn", False, "unique_seg_a_endpoint_id (warn", id="test-warned"),
+        pytest.param("success", None, False, "did not run", id="tests-not-run"),
+    ],
+)
 def test_eligibility(project, model, test, ok, reason):
     write(project, manifest(), results(model=model, test=test, failures=3))
     art = load_artifacts(project)

@@ -17,7 +17,9 @@ def all_commands(group: click.Group, prefix=()):
             yield prefix + (name,), cmd
 
 
-@pytest.mark.parametrize("path,cmd", list(all_commands(main)), ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+@pytest.mark.parametrize(
+    "path,cmd", list(all_commands(main)), ids=lambda v: " ".join(v) if isinstance(v, tuple) else ""
+)
 def test_every_command_has_help_with_an_example_or_warning(path, cmd):
     result = CliRunner().invoke(main, [*path, "--help"])
     assert result.exit_code == 0
@@ -64,8 +66,9 @@ def test_lake_generate_if_missing_rewrites_a_lake_of_an_older_format(tmp_path):
 def test_lake_generate_without_a_terminal_says_how_many_chunks_are_written(tmp_path):
     # Given no terminal (CliRunner's streams are not ttys)
     # When a small lake is generated (1 event chunk and 4 CRM files)
-    result = CliRunner().invoke(main, ["lake", "generate", "--path", str(tmp_path / "lake"), "--endpoints", "50",
-                                       "--days", "3"])
+    result = CliRunner().invoke(
+        main, ["lake", "generate", "--path", str(tmp_path / "lake"), "--endpoints", "50", "--days", "3"]
+    )
     # Then stderr has a plain line from the start to the end, and stdout only the summary
     assert result.exit_code == 0
     lines = result.stderr.splitlines()
@@ -113,8 +116,13 @@ def test_lake_progress_on_a_terminal_draws_a_bar_instead_of_lines():
     assert "lake generate:" not in drawn
 
 
-@pytest.mark.parametrize("flags,allowed", [pytest.param([], False, id="guarded-by-default"),
-                                           pytest.param(["--allow-size-change"], True, id="allowed-by-flag")])
+@pytest.mark.parametrize(
+    "flags,allowed",
+    [
+        pytest.param([], False, id="guarded-by-default"),
+        pytest.param(["--allow-size-change"], True, id="allowed-by-flag"),
+    ],
+)
 def test_sync_passes_allow_size_change_to_the_run(tmp_path, monkeypatch, flags, allowed):
     import sync.cli
 

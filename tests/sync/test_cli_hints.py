@@ -22,17 +22,25 @@ from sync.cli import main
 SYNC = Path(__file__).resolve().parents[2] / "sync"
 COMMAND = re.compile(r"`((?:lakeseg|dbt) [^`]*)`")
 # What a placeholder stands for in a real command line.
-PLACEHOLDERS = [(re.compile(r"\{[^}]*destination[^}]*\}"), "files"), (re.compile(r"\{[^}]*\}"), "seg_x"),
-                (re.compile(r"<[^>]+>"), "seg_x"), (re.compile(r"\bX\b"), "seg_x")]
+PLACEHOLDERS = [
+    (re.compile(r"\{[^}]*destination[^}]*\}"), "files"),
+    (re.compile(r"\{[^}]*\}"), "seg_x"),
+    (re.compile(r"<[^>]+>"), "seg_x"),
+    (re.compile(r"\bX\b"), "seg_x"),
+]
 
 
 def _message_strings(path: Path) -> list[str]:
     """String constants and f-string parts of a module that are not docstrings."""
     tree = ast.parse(path.read_text())
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                  and node.body and isinstance(node.body[0], ast.Expr)
-                  and isinstance(node.body[0].value, ast.Constant)}
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.JoinedStr):
@@ -50,6 +58,7 @@ def _help_texts() -> list[str]:
                 yield from walk(cmd, prefix + (name,))
             else:
                 yield prefix + (name,)
+
     return [CliRunner().invoke(main, [*path, "--help"], terminal_width=400).output for path in walk(main)]
 
 

@@ -20,9 +20,14 @@ from sync.run.digest_key import DigestKey
 def make_segment(exit="keep", fields=("Id", "User.UserAttributes.Tier")) -> Segment:
     columns = ("endpoint_id", "tier", "score")[: len(fields)]
     return Segment(
-        unique_id="model.t.seg_t", name="seg_t", relation=RelationRef(None, "main", "seg_t"),
-        mappings=tuple(FieldMapping(c, f) for c, f in zip(columns, fields)), exit=exit,
-        segment_name=None, tags=(), path="",
+        unique_id="model.t.seg_t",
+        name="seg_t",
+        relation=RelationRef(None, "main", "seg_t"),
+        mappings=tuple(FieldMapping(c, f) for c, f in zip(columns, fields)),
+        exit=exit,
+        segment_name=None,
+        tags=(),
+        path="",
     )
 
 
@@ -71,7 +76,9 @@ def test_first_sync_sends_every_member(con, tmp_path):
     # Then every member is entered and sent, with the declared header
     assert prepared.plan.entered == 2 and prepared.plan.first_sync and prepared.plan.full_refresh
     assert sorted(sent, key=lambda r: r["Id"]) == [
-        {"Id": "a", "User.UserAttributes.Tier": "gold"}, {"Id": "b", "User.UserAttributes.Tier": "silver"}]
+        {"Id": "a", "User.UserAttributes.Tier": "gold"},
+        {"Id": "b", "User.UserAttributes.Tier": "silver"},
+    ]
 
 
 def test_second_sync_classifies_and_sends_only_the_change(con, tmp_path):
@@ -85,7 +92,10 @@ def test_second_sync_classifies_and_sends_only_the_change(con, tmp_path):
     assert (plan.entered, plan.changed, plan.exited, plan.unchanged) == (1, 1, 1, 1)
     assert plan.to_send == 3 and not plan.full_refresh
     assert sorted((r["Id"], r["User.UserAttributes.Tier"]) for r in sent) == [
-        ("b", "gold"), ("c", "none"), ("d", "new")]
+        ("b", "gold"),
+        ("c", "none"),
+        ("d", "new"),
+    ]
 
 
 def test_keep_sends_no_exit_rows(con, tmp_path):
@@ -107,12 +117,15 @@ def test_unchanged_segment_sends_nothing(con, tmp_path):
     assert prepared.plan.to_send == 0 and prepared.plan.unchanged == 2 and sent == []
 
 
-@pytest.mark.parametrize("before,after", [
-    pytest.param(None, "", id="null-to-empty"),
-    pytest.param("", None, id="empty-to-null"),
-    pytest.param("a", "a ", id="trailing-space"),
-    pytest.param("José", "Jose", id="accent"),
-])
+@pytest.mark.parametrize(
+    "before,after",
+    [
+        pytest.param(None, "", id="null-to-empty"),
+        pytest.param("", None, id="empty-to-null"),
+        pytest.param("a", "a ", id="trailing-space"),
+        pytest.param("José", "Jose", id="accent"),
+    ],
+)
 def test_any_value_difference_is_a_change(con, tmp_path, before, after):
     seg = make_segment()
     _, _, snap = sync_once(con, seg, [("a", before)], None, tmp_path, "r1")
@@ -145,8 +158,9 @@ def test_a_change_in_the_second_attribute_alone_is_a_change(con, tmp_path, keyed
     key = DigestKey("a-test-secret-of-enough-length-0123456789", "test") if keyed else None
     _, _, snap = sync_once(con, seg, [("a", "gold", "7"), ("b", "silver", "3")], None, tmp_path, "r1", digest_key=key)
     # When only b's second attribute changes
-    prepared, sent, _ = sync_once(con, seg, [("a", "gold", "7"), ("b", "silver", "4")], snap, tmp_path, "r2",
-                                  digest_key=key)
+    prepared, sent, _ = sync_once(
+        con, seg, [("a", "gold", "7"), ("b", "silver", "4")], snap, tmp_path, "r2", digest_key=key
+    )
     # Then b is a change, and is sent with its new value
     assert (prepared.plan.changed, prepared.plan.unchanged) == (1, 1)
     assert sent == [{"Id": "b", "User.UserAttributes.Tier": "silver", "Metrics.Score": "4"}]
@@ -172,20 +186,26 @@ def test_changed_mapping_forces_a_full_send(con, tmp_path):
     assert sorted(r["Id"] for r in sent) == ["a", "b"]
 
 
-@pytest.mark.parametrize("rows,rule", [
-    pytest.param([("a", "x"), ("a", "y")], "unique", id="duplicate-id-first-sync"),
-    pytest.param([("a", "x"), (None, "y")], "not_null", id="null-id"),
-])
+@pytest.mark.parametrize(
+    "rows,rule",
+    [
+        pytest.param([("a", "x"), ("a", "y")], "unique", id="duplicate-id-first-sync"),
+        pytest.param([("a", "x"), (None, "y")], "not_null", id="null-id"),
+    ],
+)
 def test_broken_ids_are_refused(con, tmp_path, rows, rule):
     with pytest.raises(SegmentRefused, match=rf"seg_t: .*\(rule: {rule}\)"):
         sync_once(con, make_segment(), rows, None, tmp_path, "r1")
 
 
-@pytest.mark.parametrize("rows", [
-    pytest.param([("a", "x"), ("b", "y"), ("b", "y")], id="duplicate-unchanged"),
-    pytest.param([("a", "x"), ("b", "z"), ("b", "w")], id="duplicate-changed"),
-    pytest.param([("a", "x"), ("b", "y"), ("c", "1"), ("c", "2")], id="duplicate-entered"),
-])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param([("a", "x"), ("b", "y"), ("b", "y")], id="duplicate-unchanged"),
+        pytest.param([("a", "x"), ("b", "z"), ("b", "w")], id="duplicate-changed"),
+        pytest.param([("a", "x"), ("b", "y"), ("c", "1"), ("c", "2")], id="duplicate-entered"),
+    ],
+)
 def test_duplicate_ids_are_refused_against_a_snapshot(con, tmp_path, rows):
     seg = make_segment()
     _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y")], None, tmp_path, "r1")
@@ -201,8 +221,9 @@ def test_rejected_rows_keep_their_previous_state(con, tmp_path):
     # When the destination rejects b and c
     committed = snapshot_to_commit(con, prepared, frozenset({"b", "c"}))
     # Then the next run sends b and c again, but not a
-    nxt, sent, _ = sync_once(con, seg, [("a", "x2"), ("b", "y2"), ("c", "z")],
-                             Snap(committed, 2, prepared.mapping_hash), tmp_path, "r3")
+    nxt, sent, _ = sync_once(
+        con, seg, [("a", "x2"), ("b", "y2"), ("c", "z")], Snap(committed, 2, prepared.mapping_hash), tmp_path, "r3"
+    )
     assert sorted(r["Id"] for r in sent) == ["b", "c"]
 
 
@@ -212,8 +233,10 @@ def test_snapshot_from_another_hash_function_is_rekeyed_not_mass_exited(con, tmp
     seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
     _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y"), ("c", "z")], None, tmp_path, "r1")
     foreign = tmp_path / "foreign.parquet"
-    con.execute(f"copy (select Id, k1 + 1 as k1, k2 + 1 as k2, digest + 1 as digest from read_parquet('{snap.path}')) "
-                f"to '{foreign}' (format parquet)")
+    con.execute(
+        f"copy (select Id, k1 + 1 as k1, k2 + 1 as k2, digest + 1 as digest from read_parquet('{snap.path}')) "
+        f"to '{foreign}' (format parquet)"
+    )
     old = Snap(foreign, 3, snap.mapping_hash.split("-")[0] + "-other-signature")
     # When the segment is synced with c gone
     prepared, sent, _ = sync_once(con, seg, [("a", "x"), ("b", "y")], old, tmp_path, "r2")
@@ -227,8 +250,9 @@ def test_rows_to_send_match_on_both_halves_of_the_key(con, tmp_path):
     # Given a committed a, b, c and a run where only b changes
     seg = make_segment(exit={"User.UserAttributes.Tier": "none"})
     _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y"), ("c", "z")], None, tmp_path, "r1")
-    prepared = prepare(con, seg, load(con, "src_r2", [("a", "x"), ("b", "y2"), ("c", "z")]), previous=snap,
-                       workdir=tmp_path / "r2")
+    prepared = prepare(
+        con, seg, load(con, "src_r2", [("a", "x"), ("b", "y2"), ("c", "z")]), previous=snap, workdir=tmp_path / "r2"
+    )
     # When the delta also holds keys that agree with a's and c's on k1 but not on k2 (a 64-bit collision)
     con.execute("insert into _delta select hash('a'), hash('a', 'lakeseg') + 1, 'c'")
     con.execute("insert into _delta select hash('c'), hash('c', 'lakeseg') + 1, 'x'")

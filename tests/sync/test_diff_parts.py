@@ -35,30 +35,51 @@ def con():
     c.close()
 
 
-@pytest.mark.parametrize("previous, reason", [
-    ("map-111-fp-d1-k2v2", "the value digest's construction changed (a lakeseg upgrade): every member is sent again"),
-    ("map-111-fp", "the value digest's construction changed (a lakeseg upgrade): every member is sent again"),
-    ("map-111-other-d2-k2v2", "the digest key changed (digest_key): every member is sent again"),
-    ("map-111-other", "the digest key changed (digest_key): every member is sent again"),
-    ("map-222-fp-d2-k2v2", "DuckDB's hash function changed (an upgrade): every member is sent again"),
-    ("map-222", "DuckDB's hash function changed (an upgrade): every member is sent again"),
-    ("other-111-fp-d2-k2v2", "field mapping or exit values changed since the last sync"),
-    ("map", "field mapping or exit values changed since the last sync"),
-    ("map-fp", "DuckDB's hash function changed (an upgrade): every member is sent again"),
-    ("map-111", "field mapping or exit values changed since the last sync"),
-], ids=["digest-scheme", "digest-scheme-three-parts", "digest-key", "digest-key-three-parts", "hash-function",
-        "hash-function-two-parts", "mapping", "mapping-only", "signature-like-a-key", "same-signature-two-parts"])
+@pytest.mark.parametrize(
+    "previous, reason",
+    [
+        (
+            "map-111-fp-d1-k2v2",
+            "the value digest's construction changed (a lakeseg upgrade): every member is sent again",
+        ),
+        ("map-111-fp", "the value digest's construction changed (a lakeseg upgrade): every member is sent again"),
+        ("map-111-other-d2-k2v2", "the digest key changed (digest_key): every member is sent again"),
+        ("map-111-other", "the digest key changed (digest_key): every member is sent again"),
+        ("map-222-fp-d2-k2v2", "DuckDB's hash function changed (an upgrade): every member is sent again"),
+        ("map-222", "DuckDB's hash function changed (an upgrade): every member is sent again"),
+        ("other-111-fp-d2-k2v2", "field mapping or exit values changed since the last sync"),
+        ("map", "field mapping or exit values changed since the last sync"),
+        ("map-fp", "DuckDB's hash function changed (an upgrade): every member is sent again"),
+        ("map-111", "field mapping or exit values changed since the last sync"),
+    ],
+    ids=[
+        "digest-scheme",
+        "digest-scheme-three-parts",
+        "digest-key",
+        "digest-key-three-parts",
+        "hash-function",
+        "hash-function-two-parts",
+        "mapping",
+        "mapping-only",
+        "signature-like-a-key",
+        "same-signature-two-parts",
+    ],
+)
 def test_a_full_send_names_what_changed_since_the_snapshot(previous, reason):
     assert _full_send_reason(previous, NOW) == reason
 
 
-@pytest.mark.parametrize("previous, only_keys", [
-    ("map-111-fp-d2", True),
-    ("map-111-fp-d2-k2v1", True),
-    ("map-111-fp-d1", False),
-    ("map-111-other-d2-k2v2", False),
-    ("map-222-fp-d2-k2v2", False),
-], ids=["earlier-key-scheme", "other-key-scheme", "other-digest", "other-key", "other-hash"])
+@pytest.mark.parametrize(
+    "previous, only_keys",
+    [
+        ("map-111-fp-d2", True),
+        ("map-111-fp-d2-k2v1", True),
+        ("map-111-fp-d1", False),
+        ("map-111-other-d2-k2v2", False),
+        ("map-222-fp-d2-k2v2", False),
+    ],
+    ids=["earlier-key-scheme", "other-key-scheme", "other-digest", "other-key", "other-hash"],
+)
 def test_only_a_change_of_key_scheme_is_re_keyed_without_a_full_send(previous, only_keys):
     assert _only_keys_differ(previous, NOW) is only_keys
 
@@ -78,12 +99,16 @@ def test_the_hash_signature_is_duckdbs_hash_of_fixed_values(con):
         assert hash_signature(other) == sig
 
 
-@pytest.mark.parametrize("plan, to_send", [
-    (Plan("s", rows=10, entered=1, changed=2, resent=3, refresh=4, exit_rows=5), 15),
-    (Plan("s", rows=10, entered=1, changed=2, resent=3, refresh=4, exit_rows=5, full_refresh=True), 15),
-    (Plan("s", rows=7, entered=1, changed=0, exit_rows=0, full_refresh=True), 7),
-    (Plan("s", rows=7, entered=0, changed=1, resent=0, refresh=0, exit_rows=2), 3),
-], ids=["incremental", "full-equal-by-chance", "full", "changed-and-exits"])
+@pytest.mark.parametrize(
+    "plan, to_send",
+    [
+        (Plan("s", rows=10, entered=1, changed=2, resent=3, refresh=4, exit_rows=5), 15),
+        (Plan("s", rows=10, entered=1, changed=2, resent=3, refresh=4, exit_rows=5, full_refresh=True), 15),
+        (Plan("s", rows=7, entered=1, changed=0, exit_rows=0, full_refresh=True), 7),
+        (Plan("s", rows=7, entered=0, changed=1, resent=0, refresh=0, exit_rows=2), 3),
+    ],
+    ids=["incremental", "full-equal-by-chance", "full", "changed-and-exits"],
+)
 def test_rows_to_send_count_every_kind_once(plan, to_send):
     assert plan.to_send == to_send
     assert plan.as_dict()["to_send"] == to_send and plan.as_dict()["rows"] == plan.rows
@@ -103,19 +128,28 @@ def test_the_digest_of_a_segment_without_attributes_is_a_constant_and_aliases_pr
 
 def test_the_diff_settings_are_the_memory_limit_spill_folder_and_no_insertion_order(con, tmp_path):
     configure(con, "300MB", tmp_path / "spill")
-    settings = dict(con.execute(
-        "select name, value from duckdb_settings() where name in "
-        "('memory_limit', 'temp_directory', 'preserve_insertion_order')").fetchall())
+    settings = dict(
+        con.execute(
+            "select name, value from duckdb_settings() where name in "
+            "('memory_limit', 'temp_directory', 'preserve_insertion_order')"
+        ).fetchall()
+    )
     assert settings["temp_directory"] == str(tmp_path / "spill")
     assert settings["preserve_insertion_order"] == "false"
     assert settings["memory_limit"] == "286.1 MiB"  # how DuckDB shows 300MB
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([("a", "x"), (None, "y"), (None, "z")], "seg_t: 2 row(s) have a null Id (rule: not_null); nothing was sent"),
-    ([("a", "x"), ("a", "y"), ("b", "z")],
-     "seg_t: duplicate Id values (rule: unique) -- 1 of 3 rows repeat an Id (2 distinct); nothing was sent"),
-], ids=["null", "duplicate"])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([("a", "x"), (None, "y"), (None, "z")], "seg_t: 2 row(s) have a null Id (rule: not_null); nothing was sent"),
+        (
+            [("a", "x"), ("a", "y"), ("b", "z")],
+            "seg_t: duplicate Id values (rule: unique) -- 1 of 3 rows repeat an Id (2 distinct); nothing was sent",
+        ),
+    ],
+    ids=["null", "duplicate"],
+)
 def test_broken_ids_are_refused_with_an_exact_message(con, tmp_path, rows, message):
     with pytest.raises(SegmentRefused) as refused:
         prepare(con, make_segment(), load(con, "src", rows), previous=None, workdir=tmp_path / "w")
@@ -126,10 +160,12 @@ def test_a_duplicate_among_unchanged_members_is_counted_in_the_message(con, tmp_
     seg = make_segment()
     _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y")], None, tmp_path, "r1")
     with pytest.raises(SegmentRefused) as refused:
-        prepare(con, seg, load(con, "src2", [("a", "x"), ("b", "y"), ("b", "y")]), previous=snap,
-                workdir=tmp_path / "r2")
-    assert str(refused.value) == ("seg_t: duplicate Id values (rule: unique) -- 1 of 3 rows repeat an Id "
-                                  "(2 distinct); nothing was sent")
+        prepare(
+            con, seg, load(con, "src2", [("a", "x"), ("b", "y"), ("b", "y")]), previous=snap, workdir=tmp_path / "r2"
+        )
+    assert str(refused.value) == (
+        "seg_t: duplicate Id values (rule: unique) -- 1 of 3 rows repeat an Id (2 distinct); nothing was sent"
+    )
 
 
 def after_abc_with_one_in_doubt(con, tmp_path, in_doubt: str, rows: list[tuple]):
@@ -160,8 +196,13 @@ def test_a_full_send_carries_every_member(con, tmp_path):
 def test_a_keep_segment_delivery_carries_no_leavers(con, tmp_path):
     seg = make_segment()
     _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y")], None, tmp_path, "r1")
-    prepared = prepare(con, seg, load(con, "src2", [("a", "x2")]), previous=Snap(snap.path, 2, snap.mapping_hash),
-                       workdir=tmp_path / "r2")
+    prepared = prepare(
+        con,
+        seg,
+        load(con, "src2", [("a", "x2")]),
+        previous=Snap(snap.path, 2, snap.mapping_hash),
+        workdir=tmp_path / "r2",
+    )
     assert [r[0] for r in con.execute(sent_ids_sql(prepared)).fetchall()] == ["a"]
     assert Path(prepared.new_snapshot).exists()
 
@@ -169,15 +210,25 @@ def test_a_keep_segment_delivery_carries_no_leavers(con, tmp_path):
 def test_a_full_refresh_carries_unchanged_members_too(con, tmp_path):
     seg = make_segment()
     _, _, snap = sync_once(con, seg, [("a", "x"), ("b", "y")], None, tmp_path, "r1")
-    prepared = prepare(con, seg, load(con, "src2", [("a", "x"), ("b", "y2")]), previous=snap,
-                       workdir=tmp_path / "r2", full_refresh=True)
+    prepared = prepare(
+        con,
+        seg,
+        load(con, "src2", [("a", "x"), ("b", "y2")]),
+        previous=snap,
+        workdir=tmp_path / "r2",
+        full_refresh=True,
+    )
     assert sorted(r[0] for r in con.execute(sent_ids_sql(prepared)).fetchall()) == ["a", "b"]
 
 
-@pytest.mark.parametrize("secret, subkey", [
-    ("engine-test-key-0123456789abcdef", "5291fd7fd150b145f1eceff9a844517d"),
-    ("Zürich-key", "bc8cc61efdaa1f595f624122d5b12111"),
-], ids=["ascii", "non-ascii"])
+@pytest.mark.parametrize(
+    "secret, subkey",
+    [
+        ("engine-test-key-0123456789abcdef", "5291fd7fd150b145f1eceff9a844517d"),
+        ("Zürich-key", "bc8cc61efdaa1f595f624122d5b12111"),
+    ],
+    ids=["ascii", "non-ascii"],
+)
 def test_the_digest_subkey_is_pinned(secret, subkey):
     """Every committed snapshot's digests depend on it: a change must come with a new DIGEST_SCHEME."""
     from sync.run.diff import digest_subkey
@@ -203,8 +254,9 @@ def test_members_in_doubt_are_resent_and_no_longer_counted_unchanged(con, tmp_pa
 
 
 def test_a_work_folder_is_made_with_its_parents(con, tmp_path):
-    prepared = prepare(con, make_segment(), load(con, "src", [("a", "x")]), previous=None,
-                       workdir=tmp_path / "runs" / "r1" / "seg_t")
+    prepared = prepare(
+        con, make_segment(), load(con, "src", [("a", "x")]), previous=None, workdir=tmp_path / "runs" / "r1" / "seg_t"
+    )
     assert prepared.new_snapshot.exists()
 
 
@@ -215,7 +267,6 @@ def test_an_unkeyed_plan_names_its_segment_and_says_unkeyed_in_its_mapping_hash(
     # Then its plan names the segment, and its mapping hash says the digest is unkeyed
     assert prepared.plan.segment == seg.name
     assert prepared.mapping_hash.split("-")[2] == "unkeyed"
-
 
 
 def test_the_second_half_of_a_key_hashes_the_id_a_zero_byte_and_the_salt(con):

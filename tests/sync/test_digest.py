@@ -27,8 +27,11 @@ def con():
 
 def _digest(con, tier, plan, member="ep-1") -> int:
     sql = digest_sql(FIELDS, keyed=True)
-    return con.execute(f'select {sql} from (select ?::varchar as "Id", ?::varchar as "User.UserAttributes.Tier", '
-                       f'?::varchar as "Attributes.Plan")', [member, tier, plan]).fetchall()[0][0]
+    return con.execute(
+        f'select {sql} from (select ?::varchar as "Id", ?::varchar as "User.UserAttributes.Tier", '
+        f'?::varchar as "Attributes.Plan")',
+        [member, tier, plan],
+    ).fetchall()[0][0]
 
 
 def test_given_values_when_digested_then_it_is_md5_over_the_subkey_and_the_hash_of_id_and_values(con):
@@ -46,13 +49,16 @@ def test_given_the_subkey_then_one_md5_block_holds_the_whole_input():
     assert len(digest_subkey(SECRET)) + 1 + len(str(2**64 - 1)) <= 55
 
 
-@pytest.mark.parametrize("a,b", [
-    pytest.param(("gold", "pro"), ("gold", "free"), id="second-value"),
-    pytest.param(("gold", "pro"), ("silver", "pro"), id="first-value"),
-    pytest.param((None, "pro"), ("", "pro"), id="null-vs-empty"),
-    pytest.param(("pro", "gold"), ("gold", "pro"), id="swapped-columns"),
-    pytest.param(("a,b", "c"), ("a", "b,c"), id="moved-separator"),
-])
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        pytest.param(("gold", "pro"), ("gold", "free"), id="second-value"),
+        pytest.param(("gold", "pro"), ("silver", "pro"), id="first-value"),
+        pytest.param((None, "pro"), ("", "pro"), id="null-vs-empty"),
+        pytest.param(("pro", "gold"), ("gold", "pro"), id="swapped-columns"),
+        pytest.param(("a,b", "c"), ("a", "b,c"), id="moved-separator"),
+    ],
+)
 def test_given_different_values_then_the_digests_differ(con, a, b):
     assert _digest(con, *a) != _digest(con, *b)
 
@@ -72,16 +78,24 @@ def test_given_the_key_then_neither_it_nor_the_subkey_appears_in_sql():
 
 def test_given_a_snapshot_of_the_earlier_digest_scheme_then_a_full_send_says_why(con, tmp_path):
     # Given a snapshot committed by the earlier scheme (mapping hash without the scheme part)
-    seg = Segment(unique_id="model.t.seg_t", name="seg_t", relation=RelationRef(None, "main", "seg_t"),
-                  mappings=tuple(FieldMapping(c, f) for c, f in zip(("endpoint_id", "tier", "plan"), FIELDS)),
-                  exit="keep", segment_name=None, tags=(), path="")
+    seg = Segment(
+        unique_id="model.t.seg_t",
+        name="seg_t",
+        relation=RelationRef(None, "main", "seg_t"),
+        mappings=tuple(FieldMapping(c, f) for c, f in zip(("endpoint_id", "tier", "plan"), FIELDS)),
+        exit="keep",
+        segment_name=None,
+        tags=(),
+        path="",
+    )
     key = DigestKey(SECRET, "test")
     con.execute("create table seg_t as select 'a' as endpoint_id, 'gold' as tier, 'pro' as plan")
     first = prepare(con, seg, "seg_t", previous=None, workdir=tmp_path / "r1", digest_key=key)
     old_hash = effective_mapping_hash(con, seg, key.fingerprint).rsplit("-", 2)[0]
     # When the next sync plans against it
-    plan = prepare(con, seg, "seg_t", previous=Snap(first.new_snapshot, 1, old_hash), workdir=tmp_path / "r2",
-                   digest_key=key).plan
+    plan = prepare(
+        con, seg, "seg_t", previous=Snap(first.new_snapshot, 1, old_hash), workdir=tmp_path / "r2", digest_key=key
+    ).plan
     # Then every member is sent, and the reason names the digest's construction
     assert plan.full_refresh and "digest's construction changed" in plan.full_refresh_reason
 
@@ -89,18 +103,31 @@ def test_given_a_snapshot_of_the_earlier_digest_scheme_then_a_full_send_says_why
 def test_given_a_snapshot_of_the_earlier_key_scheme_then_it_is_rekeyed_and_nothing_more_is_sent(con, tmp_path):
     """Before key scheme k2v2, k2 was hash(Id, salt): DuckDB combines hash(Id) -- k1 -- with the salt's hash,
     so k2 was a function of k1 and the key held 64 bits. A snapshot of that scheme is re-keyed from its Ids."""
-    seg = Segment(unique_id="model.t.seg_t", name="seg_t", relation=RelationRef(None, "main", "seg_t"),
-                  mappings=tuple(FieldMapping(c, f) for c, f in zip(("endpoint_id", "tier", "plan"), FIELDS)),
-                  exit="keep", segment_name=None, tags=(), path="")
+    seg = Segment(
+        unique_id="model.t.seg_t",
+        name="seg_t",
+        relation=RelationRef(None, "main", "seg_t"),
+        mappings=tuple(FieldMapping(c, f) for c, f in zip(("endpoint_id", "tier", "plan"), FIELDS)),
+        exit="keep",
+        segment_name=None,
+        tags=(),
+        path="",
+    )
     key = DigestKey(SECRET, "test")
-    con.execute("create table seg_t as select * from (values ('a', 'gold', 'pro'), ('b', 'gold', 'pro'), "
-                "('c', 'silver', 'pro')) t(endpoint_id, tier, plan)")
+    con.execute(
+        "create table seg_t as select * from (values ('a', 'gold', 'pro'), ('b', 'gold', 'pro'), "
+        "('c', 'silver', 'pro')) t(endpoint_id, tier, plan)"
+    )
     first = prepare(con, seg, "seg_t", previous=None, workdir=tmp_path / "r1", digest_key=key)
     # Given that snapshot rewritten with the earlier k2, under the earlier mapping hash (no key scheme part)
     old = tmp_path / "old.parquet"
     con.execute(f"copy (select Id, k1, hash(Id, 'lakeseg') as k2, digest from '{first.new_snapshot}') to '{old}'")
-    assert con.execute(f"select count(*) from '{old}' o join '{first.new_snapshot}' n using (Id) "
-                       "where o.k2 = n.k2").fetchall()[0][0] == 0
+    assert (
+        con.execute(
+            f"select count(*) from '{old}' o join '{first.new_snapshot}' n using (Id) where o.k2 = n.k2"
+        ).fetchall()[0][0]
+        == 0
+    )
     old_hash = effective_mapping_hash(con, seg, key.fingerprint).rsplit("-", 1)[0]
     # When one member changes and the next sync plans against it
     con.execute("update seg_t set tier = 'bronze' where endpoint_id = 'c'")
@@ -114,8 +141,9 @@ def test_the_keys_second_half_is_not_a_function_of_the_first(con):
     (so the earlier k2 = hash(Id, salt) was a function of k1). k2 hashes other bytes: no such constant."""
     from sync.run.diff import k2_sql
 
-    rows = con.execute(f"select xor(hash(id, 'lakeseg'), hash(id, 'x')), xor({k2_sql('id')}, "
-                       f"hash(id || chr(0) || 'x')) from (select 'ep-' || i::varchar as id from range(50) t(i))"
-                       ).fetchall()
+    rows = con.execute(
+        f"select xor(hash(id, 'lakeseg'), hash(id, 'x')), xor({k2_sql('id')}, "
+        f"hash(id || chr(0) || 'x')) from (select 'ep-' || i::varchar as id from range(50) t(i))"
+    ).fetchall()
     assert len({r[0] for r in rows}) == 1  # the earlier scheme: the salt's part does not depend on the Id
     assert len({r[1] for r in rows}) == 50

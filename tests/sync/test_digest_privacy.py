@@ -22,14 +22,31 @@ from tests.sync.test_diff import Snap
 
 KEY = DigestKey("a-test-secret-of-enough-length-0123456789", "test")
 # A public list of last names and their frequencies (people per 10,000), most frequent first.
-PUBLIC_NAMES = [("Smith", 828), ("Johnson", 655), ("Williams", 550), ("Brown", 487), ("Jones", 483),
-                ("Garcia", 395), ("Miller", 385), ("Davis", 365), ("Rodriguez", 311), ("Martinez", 299)]
+PUBLIC_NAMES = [
+    ("Smith", 828),
+    ("Johnson", 655),
+    ("Williams", 550),
+    ("Brown", 487),
+    ("Jones", 483),
+    ("Garcia", 395),
+    ("Miller", 385),
+    ("Davis", 365),
+    ("Rodriguez", 311),
+    ("Martinez", 299),
+]
 
 
 def _segment(field: str) -> Segment:
-    return Segment(unique_id="model.t.seg_t", name="seg_t", relation=RelationRef(None, "main", "seg_t"),
-                   mappings=(FieldMapping("endpoint_id", "Id"), FieldMapping("value", field)),
-                   exit="keep", segment_name=None, tags=(), path="")
+    return Segment(
+        unique_id="model.t.seg_t",
+        name="seg_t",
+        relation=RelationRef(None, "main", "seg_t"),
+        mappings=(FieldMapping("endpoint_id", "Id"), FieldMapping("value", field)),
+        exit="keep",
+        segment_name=None,
+        tags=(),
+        path="",
+    )
 
 
 def _snapshot_digests(tmp_path, field: str, values: list[str]) -> dict[str, int]:
@@ -95,8 +112,14 @@ def test_given_the_d2_construction_then_the_same_attack_would_have_recovered_mor
     chance = max(Counter(names).values())
     con = duckdb.connect()
     con.execute(f"set variable {DIGEST_KEY_VARIABLE} = ?", [digest_subkey(KEY.secret)])
-    d2 = {m: con.execute(f"select (md5_number(getvariable('{DIGEST_KEY_VARIABLE}') || chr(0) || "
-                         "hash(?::varchar)::varchar) >> 64)::ubigint", [v]).fetchall()[0][0] for m, v in truth.items()}
+    d2 = {
+        m: con.execute(
+            f"select (md5_number(getvariable('{DIGEST_KEY_VARIABLE}') || chr(0) || "
+            "hash(?::varchar)::varchar) >> 64)::ubigint",
+            [v],
+        ).fetchall()[0][0]
+        for m, v in truth.items()
+    }
     con.close()
     recovered = sum(_frequency_attack(d2)[m] == truth[m] for m in truth)
     assert len(set(d2.values())) == len(set(names)) and recovered > 2 * chance
@@ -113,14 +136,21 @@ def test_given_a_snapshot_of_digest_scheme_d2_then_one_full_send_follows_and_the
     d2_hash = now.replace(f"-{DIGEST_SCHEME}-", "-d2-")
     assert d2_hash != now
     # When the next sync plans against it
-    second = prepare(con, seg, "seg_t", previous=Snap(first.new_snapshot, 2, d2_hash), workdir=tmp_path / "r2",
-                     digest_key=KEY)
+    second = prepare(
+        con, seg, "seg_t", previous=Snap(first.new_snapshot, 2, d2_hash), workdir=tmp_path / "r2", digest_key=KEY
+    )
     # Then every member is sent once, saying why
     assert second.plan.full_refresh and second.plan.to_send == 2
     assert "digest's construction changed" in second.plan.full_refresh_reason
     # And the run after that, against the d3 snapshot it committed, sends nothing
-    third = prepare(con, seg, "seg_t", previous=Snap(second.new_snapshot, 2, second.mapping_hash),
-                    workdir=tmp_path / "r3", digest_key=KEY)
+    third = prepare(
+        con,
+        seg,
+        "seg_t",
+        previous=Snap(second.new_snapshot, 2, second.mapping_hash),
+        workdir=tmp_path / "r3",
+        digest_key=KEY,
+    )
     assert (third.plan.full_refresh, third.plan.to_send) == (False, 0)
     con.close()
 
@@ -129,8 +159,14 @@ def test_given_a_snapshot_of_digest_scheme_d2_then_one_full_send_follows_and_the
 def test_given_two_members_with_equal_values_then_their_digests_differ(tmp_path, keyed):
     con = duckdb.connect()
     con.execute("create table seg_t as select * from (values ('a', 'gold'), ('b', 'gold')) t(endpoint_id, value)")
-    prepared = prepare(con, _segment("User.UserAttributes.Tier"), "seg_t", previous=None, workdir=tmp_path,
-                       digest_key=KEY if keyed else None)
+    prepared = prepare(
+        con,
+        _segment("User.UserAttributes.Tier"),
+        "seg_t",
+        previous=None,
+        workdir=tmp_path,
+        digest_key=KEY if keyed else None,
+    )
     digests = [r[0] for r in con.execute(f"select digest from '{prepared.new_snapshot}'").fetchall()]
     con.close()
     assert len(set(digests)) == 2

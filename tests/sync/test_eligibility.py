@@ -17,14 +17,25 @@ BUILD = "run `dbt build` (or `lakeseg run`)"
 
 def model_node(uid: str) -> dict:
     name = uid.rsplit(".", 1)[1]
-    return {"unique_id": uid, "resource_type": "model", "name": name, "path": f"segments/{name}.sql", "schema": "main",
-            "columns": {"endpoint_id": {"name": "endpoint_id", "meta": {"lakeseg": {"field": "Id"}}}},
-            "config": {"meta": {"lakeseg": {"exit": "keep"}}}}
+    return {
+        "unique_id": uid,
+        "resource_type": "model",
+        "name": name,
+        "path": f"segments/{name}.sql",
+        "schema": "main",
+        "columns": {"endpoint_id": {"name": "endpoint_id", "meta": {"lakeseg": {"field": "Id"}}}},
+        "config": {"meta": {"lakeseg": {"exit": "keep"}}},
+    }
 
 
 def test_node(name: str, model: str = SEG) -> dict:
-    return {"unique_id": f"test.p.{name}", "resource_type": "test", "name": name, "attached_node": model,
-            "test_metadata": {"name": name.split("_seg")[0]}}
+    return {
+        "unique_id": f"test.p.{name}",
+        "resource_type": "test",
+        "name": name,
+        "attached_node": model,
+        "test_metadata": {"name": name.split("_seg")[0]},
+    }
 
 
 test_node.__test__ = False  # a builder, not a test
@@ -58,10 +69,22 @@ def test_a_segment_without_attached_tests_is_eligible_here():
 
 def test_a_test_attached_to_another_model_is_not_this_segments():
     # Given seg_b's test failing in the invocation that built seg_a (seg_b itself not built)
-    art = Artifacts(Path("target"), {"nodes": {SEG: model_node(SEG), OTHER: model_node(OTHER),
-                                               "test.p.b": test_node("unique_seg_b_endpoint_id", OTHER)}},
-                    {"results": [{"unique_id": SEG, "status": "success"},
-                                 {"unique_id": "test.p.b", "status": "fail", "failures": 4}]})
+    art = Artifacts(
+        Path("target"),
+        {
+            "nodes": {
+                SEG: model_node(SEG),
+                OTHER: model_node(OTHER),
+                "test.p.b": test_node("unique_seg_b_endpoint_id", OTHER),
+            }
+        },
+        {
+            "results": [
+                {"unique_id": SEG, "status": "success"},
+                {"unique_id": "test.p.b", "status": "fail", "failures": 4},
+            ]
+        },
+    )
     seg_a, seg_b = load_segments(art.manifest)
     # When each segment's eligibility is decided
     # Then seg_a may sync, and seg_b is refused as not built
@@ -81,15 +104,24 @@ def test_a_model_the_invocation_did_not_build_may_not_sync(run_results_extra):
 NOT_BUILT = "in the latest dbt invocation (model.p.seg_a); dbt's message is in dbt's log"
 
 
-@pytest.mark.parametrize("result,reason", [
-    pytest.param({"status": "error", "message": "  Runtime Error in model seg_a\n  Binder Error: x  \n"},
-                 f"model error {NOT_BUILT}", id="with-a-message"),
-    pytest.param({"status": "error", "message": "Could not convert string 'Smith, Jr.' to INT32"},
-                 f"model error {NOT_BUILT}", id="a-message-quoting-a-value"),
-    pytest.param({"status": "error", "message": None}, f"model error {NOT_BUILT}", id="null-message"),
-    pytest.param({"status": "skipped"}, f"model skipped {NOT_BUILT}", id="skipped"),
-    pytest.param({"status": "pass", "message": "ok"}, f"model pass {NOT_BUILT}", id="a-test-status-is-not-success"),
-])
+@pytest.mark.parametrize(
+    "result,reason",
+    [
+        pytest.param(
+            {"status": "error", "message": "  Runtime Error in model seg_a\n  Binder Error: x  \n"},
+            f"model error {NOT_BUILT}",
+            id="with-a-message",
+        ),
+        pytest.param(
+            {"status": "error", "message": "Could not convert string 'Smith, Jr.' to INT32"},
+            f"model error {NOT_BUILT}",
+            id="a-message-quoting-a-value",
+        ),
+        pytest.param({"status": "error", "message": None}, f"model error {NOT_BUILT}", id="null-message"),
+        pytest.param({"status": "skipped"}, f"model skipped {NOT_BUILT}", id="skipped"),
+        pytest.param({"status": "pass", "message": "ok"}, f"model pass {NOT_BUILT}", id="a-test-status-is-not-success"),
+    ],
+)
 def test_a_model_that_did_not_succeed_may_not_sync(result, reason):
     # Given seg_a's model result not `success` (its tests passed or not: they do not matter then)
     # When its eligibility is decided
@@ -97,21 +129,35 @@ def test_a_model_that_did_not_succeed_may_not_sync(result, reason):
     assert verdict(result, PASSED) == Eligibility(False, reason, [])
 
 
-@pytest.mark.parametrize("results,reason,failed", [
-    pytest.param({TESTS[0]: {"status": "fail", "failures": 3}, TESTS[1]: {"status": "pass"}},
-                 "tests did not pass: unique_seg_a_endpoint_id (fail, 3 failing rows)",
-                 ["unique_seg_a_endpoint_id (fail, 3 failing rows)"], id="failing-rows-counted"),
-    pytest.param({TESTS[0]: {"status": "fail", "failures": 0}, TESTS[1]: {"status": "pass"}},
-                 "tests did not pass: unique_seg_a_endpoint_id (fail)",
-                 ["unique_seg_a_endpoint_id (fail)"], id="zero-failures-not-shown"),
-    pytest.param({TESTS[0]: {"status": "warn", "failures": 1}, TESTS[1]: {"status": "error"}},
-                 "tests did not pass: unique_seg_a_endpoint_id (warn, 1 failing rows); not_null_seg_a_endpoint_id (error)",
-                 ["unique_seg_a_endpoint_id (warn, 1 failing rows)", "not_null_seg_a_endpoint_id (error)"],
-                 id="warn-and-error-both-listed"),
-    pytest.param({TESTS[0]: {"status": "skipped"}},
-                 "tests did not pass: unique_seg_a_endpoint_id (skipped)",
-                 ["unique_seg_a_endpoint_id (skipped)"], id="failed-before-missing"),
-])
+@pytest.mark.parametrize(
+    "results,reason,failed",
+    [
+        pytest.param(
+            {TESTS[0]: {"status": "fail", "failures": 3}, TESTS[1]: {"status": "pass"}},
+            "tests did not pass: unique_seg_a_endpoint_id (fail, 3 failing rows)",
+            ["unique_seg_a_endpoint_id (fail, 3 failing rows)"],
+            id="failing-rows-counted",
+        ),
+        pytest.param(
+            {TESTS[0]: {"status": "fail", "failures": 0}, TESTS[1]: {"status": "pass"}},
+            "tests did not pass: unique_seg_a_endpoint_id (fail)",
+            ["unique_seg_a_endpoint_id (fail)"],
+            id="zero-failures-not-shown",
+        ),
+        pytest.param(
+            {TESTS[0]: {"status": "warn", "failures": 1}, TESTS[1]: {"status": "error"}},
+            "tests did not pass: unique_seg_a_endpoint_id (warn, 1 failing rows); not_null_seg_a_endpoint_id (error)",
+            ["unique_seg_a_endpoint_id (warn, 1 failing rows)", "not_null_seg_a_endpoint_id (error)"],
+            id="warn-and-error-both-listed",
+        ),
+        pytest.param(
+            {TESTS[0]: {"status": "skipped"}},
+            "tests did not pass: unique_seg_a_endpoint_id (skipped)",
+            ["unique_seg_a_endpoint_id (skipped)"],
+            id="failed-before-missing",
+        ),
+    ],
+)
 def test_a_segment_whose_tests_did_not_pass_may_not_sync(results, reason, failed):
     # Given seg_a built, and some of its attached tests not `pass`
     # When its eligibility is decided
@@ -119,13 +165,17 @@ def test_a_segment_whose_tests_did_not_pass_may_not_sync(results, reason, failed
     assert verdict({"status": "success"}, results) == Eligibility(False, reason, failed)
 
 
-@pytest.mark.parametrize("results,missing", [
-    pytest.param({TESTS[1]: {"status": "pass"}}, ["unique_seg_a_endpoint_id"], id="one-not-run"),
-    pytest.param({}, list(TESTS), id="none-run"),
-])
+@pytest.mark.parametrize(
+    "results,missing",
+    [
+        pytest.param({TESTS[1]: {"status": "pass"}}, ["unique_seg_a_endpoint_id"], id="one-not-run"),
+        pytest.param({}, list(TESTS), id="none-run"),
+    ],
+)
 def test_a_segment_whose_tests_did_not_run_may_not_sync(results, missing):
     # Given seg_a built but some attached tests absent from the run results (`dbt run` instead of `dbt build`)
     # When its eligibility is decided
     # Then the tests that did not run are named, with the command to run
     assert verdict({"status": "success"}, results) == Eligibility(
-        False, f"tests did not run in the latest dbt invocation ({', '.join(missing)}): {BUILD}", missing)
+        False, f"tests did not run in the latest dbt invocation ({', '.join(missing)}): {BUILD}", missing
+    )

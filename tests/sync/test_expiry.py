@@ -67,8 +67,9 @@ def test_a_snapshot_without_stamps_makes_every_member_due(con, tmp_path):
     seg = make_segment()
     rows = [("a", "Gold"), ("b", "Gold")]
     _, _, plain = sync_once(con, seg, rows, None, tmp_path, "plain")  # no expiry: no confirmed_at column
-    prepared, sent, _ = run(con, seg, rows, Snap(plain.path, plain.rows, plain.mapping_hash, confirmed=False),
-                            tmp_path, 1)
+    prepared, sent, _ = run(
+        con, seg, rows, Snap(plain.path, plain.rows, plain.mapping_hash, confirmed=False), tmp_path, 1
+    )
     assert sent == ["a", "b"] and prepared.plan.refresh == 2
 
 
@@ -104,8 +105,9 @@ def test_a_rejected_member_of_a_snapshot_without_stamps_stays_due(con, tmp_path)
     seg = make_segment()
     rows = [("a", "Gold"), ("b", "Gold")]
     _, _, plain = sync_once(con, seg, rows, None, tmp_path, "plain")
-    prepared, sent, _ = run(con, seg, rows, Snap(plain.path, plain.rows, plain.mapping_hash, confirmed=False),
-                            tmp_path, 1)
+    prepared, sent, _ = run(
+        con, seg, rows, Snap(plain.path, plain.rows, plain.mapping_hash, confirmed=False), tmp_path, 1
+    )
     committed = snapshot_to_commit(con, prepared, frozenset({"b"}))
     # Then a is stamped now and b keeps no stamp: it is due again next run
     assert stamps(con, committed) == {"a": (DAY0 + timedelta(days=1)).replace(tzinfo=None), "b": None}

@@ -28,8 +28,11 @@ def test_one_application_exposure_per_segment_with_destination_and_owner():
     assert first["type"] == "application"
     assert first["depends_on"] == ["ref('seg_a')"]
     assert first["owner"] == {"name": "Marketing ops", "email": "mo@example.com"}
-    assert first["meta"]["lakeseg"] == {"destination": "pinpoint-prod", "destination_type": "pinpoint",
-                                        "target": "athena"}
+    assert first["meta"]["lakeseg"] == {
+        "destination": "pinpoint-prod",
+        "destination_type": "pinpoint",
+        "target": "athena",
+    }
 
 
 def test_owner_and_destination_come_from_lakeseg_yml(monkeypatch):

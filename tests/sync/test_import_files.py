@@ -48,8 +48,10 @@ def test_values_round_trip_exactly(tmp_path):
 @pytest.mark.parametrize("limit", [4_096, 65_536, 1_000_000], ids=["4KiB", "64KiB", "1MB"])
 def test_files_stay_under_the_limit_and_each_has_the_header(tmp_path, limit):
     con = duckdb.connect()
-    sql = ("select 'endpoint-' || i::varchar as \"Id\", "
-           "repeat('x', (i % 90)::integer) || ', \"q\"' as \"Attributes.Filler\" from range(20000) t(i)")
+    sql = (
+        "select 'endpoint-' || i::varchar as \"Id\", "
+        "repeat('x', (i % 90)::integer) || ', \"q\"' as \"Attributes.Filler\" from range(20000) t(i)"
+    )
     files = write_import_files(con, sql, tmp_path / "out", limit)
     assert len(files) > 1
     assert all(f.stat().st_size <= limit for f in files)
@@ -69,7 +71,7 @@ def test_oversized_duckdb_output_is_resplit(tmp_path, monkeypatch):
 
     monkeypatch.setattr(mod, "_TARGET_SHARE", 50.0)
     con = duckdb.connect()
-    files = write_import_files(con, "select i::varchar as \"Id\" from range(50000) t(i)", tmp_path / "o", 8_192)
+    files = write_import_files(con, 'select i::varchar as "Id" from range(50000) t(i)', tmp_path / "o", 8_192)
     assert len(files) > 10 and all(f.stat().st_size <= 8_192 for f in files)
     assert sum(len(read_back([f])) - 1 for f in files) == 50000
 
@@ -103,8 +105,10 @@ def test_a_file_just_over_the_limit_is_split_again(tmp_path, monkeypatch):
     import sync.core.import_files as mod
 
     con = duckdb.connect()
-    sql = ("select 'endpoint-' || lpad(i::varchar, 5, '0') as \"Id\", 'a, \"b\"' as \"Attributes.Note\" "
-           "from range(3000) t(i) order by 1")
+    sql = (
+        "select 'endpoint-' || lpad(i::varchar, 5, '0') as \"Id\", 'a, \"b\"' as \"Attributes.Note\" "
+        "from range(3000) t(i) order by 1"
+    )
     # Given the size of DuckDB's output as one file
     whole = write_import_files(con, sql, tmp_path / "whole", 10_000_000)
     assert len(whole) == 1
@@ -138,7 +142,7 @@ def test_a_split_keeps_every_byte_of_every_record_even_line_breaks_inside_values
     # Then each piece starts with the header, and without it they add up to the original, byte for byte
     header = encode_row(["Id", "Attributes.Note"])
     assert len(pieces) > 2 and all(p.read_bytes().startswith(header) for p in pieces)
-    assert header + b"".join(p.read_bytes()[len(header):] for p in pieces) == original
+    assert header + b"".join(p.read_bytes()[len(header) :] for p in pieces) == original
     assert not (tmp_path / "part-0.csv").exists()
 
 
@@ -164,7 +168,9 @@ def test_a_record_that_fits_the_limit_only_alone_is_accepted_and_a_larger_one_is
     _csv_file(tmp_path / "part-0.csv", [row, row])
     assert [p.stat().st_size for p in _split(tmp_path / "part-0.csv", exact)] == [exact, exact]
     _csv_file(tmp_path / "part-1.csv", [row])
-    with pytest.raises(ValueError, match=rf"one record of part-1.csv is larger than the file size limit \({exact - 1} bytes\)"):
+    with pytest.raises(
+        ValueError, match=rf"one record of part-1.csv is larger than the file size limit \({exact - 1} bytes\)"
+    ):
         _split(tmp_path / "part-1.csv", exact - 1)
 
 
@@ -208,13 +214,16 @@ def test_duckdbs_own_rotation_over_rows_of_varied_width_gives_files_within_the_l
 
     # Given rows whose width varies from about 30 to 330 bytes, with commas and quotes to escape
     rows = 60_000
-    sql = ("select 'endpoint-' || lpad(i::varchar, 6, '0') as \"Id\", "
-           "repeat('x', ((i * 7919) % 300)::integer) || ', \"q\" ' || i::varchar as \"Attributes.Note\" "
-           "from range(60000) t(i)")
+    sql = (
+        "select 'endpoint-' || lpad(i::varchar, 6, '0') as \"Id\", "
+        "repeat('x', ((i * 7919) % 300)::integer) || ', \"q\" ' || i::varchar as \"Attributes.Note\" "
+        "from range(60000) t(i)"
+    )
     duckdb_wrote = []  # the size of every file DuckDB's rotation produced (spied on, not changed)
     real_split = mod._split
-    monkeypatch.setattr(mod, "_split", lambda path, limit_: duckdb_wrote.append(path.stat().st_size)
-                        or real_split(path, limit_))
+    monkeypatch.setattr(
+        mod, "_split", lambda path, limit_: duckdb_wrote.append(path.stat().st_size) or real_split(path, limit_)
+    )
     # When they are written as import files with the real writer and the limit
     files = write_import_files(duckdb.connect(), sql, tmp_path / "out", limit)
     # Then DuckDB's own rotation wrote files just over the limit (what the test is about) ...
@@ -229,5 +238,8 @@ def test_duckdbs_own_rotation_over_rows_of_varied_width_gives_files_within_the_l
             assert next(reader) == ["Id", "Attributes.Note"]
             seen.extend(reader)
     assert sorted(r[0] for r in seen) == [f"endpoint-{i:06d}" for i in range(rows)]
-    assert all(note.endswith(f', "q" {int(eid[9:])}') and len(note) == (int(eid[9:]) * 7919) % 300
-               + len(f', "q" {int(eid[9:])}') for eid, note in seen)
+    assert all(
+        note.endswith(f', "q" {int(eid[9:])}')
+        and len(note) == (int(eid[9:]) * 7919) % 300 + len(f', "q" {int(eid[9:])}')
+        for eid, note in seen
+    )

@@ -33,8 +33,16 @@ ROWS = [("ep-1", 'Smith, Jr. says "hi"', "3"), ("ep-2", "José Nguyễn 田中",
 
 def segment(fields=("Id", "User.UserAttributes.FullName", "Metrics.Score")) -> Segment:
     cols = ("endpoint_id", "full_name", "score")
-    return Segment("model.p.seg_people", "seg_people", RelationRef(None, "s", "seg_people"),
-                   tuple(FieldMapping(c, f) for c, f in zip(cols, fields)), "keep", None, (), "")
+    return Segment(
+        "model.p.seg_people",
+        "seg_people",
+        RelationRef(None, "s", "seg_people"),
+        tuple(FieldMapping(c, f) for c, f in zip(cols, fields)),
+        "keep",
+        None,
+        (),
+        "",
+    )
 
 
 def import_files(tmp_path, seg=None, rows=ROWS):
@@ -49,7 +57,11 @@ def import_files(tmp_path, seg=None, rows=ROWS):
 
 @pytest.fixture
 def glue_s3(monkeypatch):
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(k, v)
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
@@ -79,8 +91,10 @@ def test_glue_table_is_csv_backed_partitioned_by_run_and_mapped_by_position(glue
     assert table["PartitionKeys"] == [{"Name": "run_id", "Type": "string"}]
     # columns by position: warehouse names, every one a string, the Pinpoint field as comment
     assert [(c["Name"], c["Type"], c["Comment"]) for c in sd["Columns"]] == [
-        ("endpoint_id", "string", "Id"), ("full_name", "string", "User.UserAttributes.FullName"),
-        ("score", "string", "Metrics.Score")]
+        ("endpoint_id", "string", "Id"),
+        ("full_name", "string", "User.UserAttributes.FullName"),
+        ("score", "string", "Metrics.Score"),
+    ]
     [partition] = glue.get_partitions(DatabaseName="lakeseg_imports", TableName="seg_people")["Partitions"]
     assert partition["Values"] == ["20261126T030000Z-abc"]
     assert partition["StorageDescriptor"]["Location"] == location
@@ -91,8 +105,11 @@ def read_partition_as_athena_does(glue, s3, run_id: str) -> list[dict]:
     (tests/readers/opencsv23.py) with the partition's SerDe parameters, header lines skipped, columns by position;
     every object under the location except names starting with _ or ."""
     table = glue.get_table(DatabaseName="lakeseg_imports", Name="seg_people")["Table"]
-    [part] = [p for p in glue.get_partitions(DatabaseName="lakeseg_imports", TableName="seg_people")["Partitions"]
-              if p["Values"] == [run_id]]
+    [part] = [
+        p
+        for p in glue.get_partitions(DatabaseName="lakeseg_imports", TableName="seg_people")["Partitions"]
+        if p["Values"] == [run_id]
+    ]
     sd = part["StorageDescriptor"]
     assert sd["SerdeInfo"]["SerializationLibrary"] == "org.apache.hadoop.hive.serde2.OpenCSVSerde"
     skip = int(table["Parameters"]["skip.header.line.count"])
@@ -100,7 +117,7 @@ def read_partition_as_athena_does(glue, s3, run_id: str) -> list[dict]:
     bucket, _, prefix = sd["Location"][5:].partition("/")
     rows = []
     for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
-        if any(part.startswith(("_", ".")) for part in obj["Key"][len(prefix):].split("/")):
+        if any(part.startswith(("_", ".")) for part in obj["Key"][len(prefix) :].split("/")):
             continue  # hidden from Athena
         data = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
         for record in read_text_file(data, sd["SerdeInfo"]["Parameters"], len(names), skip):
@@ -117,7 +134,8 @@ def test_comma_quote_and_non_ascii_values_read_back_through_the_table_definition
     assert sorted(got, key=lambda r: r["endpoint_id"]) == [
         {"endpoint_id": "ep-1", "full_name": 'Smith, Jr. says "hi"', "score": "3"},
         {"endpoint_id": "ep-2", "full_name": "José Nguyễn 田中", "score": "0"},
-        {"endpoint_id": "ep-3", "full_name": "", "score": "1"}]
+        {"endpoint_id": "ep-3", "full_name": "", "score": "1"},
+    ]
     assert len(read_partition_as_athena_does(glue, s3, "run-1")) == 1
 
 
@@ -161,25 +179,33 @@ def test_random_values_of_the_allowed_alphabet_read_back_exactly(glue_s3, tmp_pa
     glue, s3 = glue_s3
     # Given 400 values drawn from the characters that matter to a CSV reader (plus letters), NULLs among them
     rng = random.Random(22)
-    alphabet = ',"\\ \'aZé田🎉' + "\u00a0"
-    rows = [(f"ep-{n:03d}", None if n % 50 == 0 else "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))),
-             "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 100)))) for n in range(400)]
+    alphabet = ",\"\\ 'aZé田🎉" + "\u00a0"
+    rows = [
+        (
+            f"ep-{n:03d}",
+            None if n % 50 == 0 else "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))),
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 100))),
+        )
+        for n in range(400)
+    ]
     files = import_files(tmp_path / "f", rows=rows)
     # When read as Athena's SerDe reads them
     GlueImportsTable(glue, "lakeseg_imports").register(segment(), "run-1", deliver(s3, files, "run-1"))
     got = read_partition_as_athena_does(glue, s3, "run-1")
     # Then each reads back as written, NULL as ''
-    assert sorted((r["endpoint_id"], r["full_name"], r["score"]) for r in got) == [
-        (a, b or "", c) for a, b, c in rows]
+    assert sorted((r["endpoint_id"], r["full_name"], r["score"]) for r in got) == [(a, b or "", c) for a, b, c in rows]
 
 
-@pytest.mark.parametrize("value,read", [
-    ("C:\\temp\\new", "C:tempnew"),
-    ("a\\\\b", "a\\b"),
-    ('He said "x\\"', None),
-    ("Smith, Jr.", "Smith, Jr."),
-], ids=["windows-path-loses-backslashes", "double-backslash-halves", "backslash-quote-never-closes",
-        "comma-unharmed"])
+@pytest.mark.parametrize(
+    "value,read",
+    [
+        ("C:\\temp\\new", "C:tempnew"),
+        ("a\\\\b", "a\\b"),
+        ('He said "x\\"', None),
+        ("Smith, Jr.", "Smith, Jr."),
+    ],
+    ids=["windows-path-loses-backslashes", "double-backslash-halves", "backslash-quote-never-closes", "comma-unharmed"],
+)
 def test_the_old_escape_quote_lost_backslashes(tmp_path, value, read):
     # Given import files holding a value, written by the real writer
     [file] = import_files(tmp_path, rows=[("ep-1", value, "1")])
@@ -200,20 +226,28 @@ def test_partitions_registered_with_the_old_escape_are_given_the_new_one_once(gl
     table["StorageDescriptor"]["SerdeInfo"]["Parameters"] = old
     glue.create_database(DatabaseInput={"Name": "lakeseg_imports"})
     glue.create_table(DatabaseName="lakeseg_imports", TableInput=table)
-    glue.create_partition(DatabaseName="lakeseg_imports", TableName="seg_people", PartitionInput={
-        "Values": ["run-1"], "StorageDescriptor": {**table["StorageDescriptor"], "Location": location}})
+    glue.create_partition(
+        DatabaseName="lakeseg_imports",
+        TableName="seg_people",
+        PartitionInput={"Values": ["run-1"], "StorageDescriptor": {**table["StorageDescriptor"], "Location": location}},
+    )
     assert read_partition_as_athena_does(glue, s3, "run-1")[0]["full_name"] == "C:tempnew"
     # When the next run registers its delivery
     registry = GlueImportsTable(glue, "lakeseg_imports")
     registry.register(segment(), "run-2", deliver(s3, import_files(tmp_path / "2"), "run-2"))
     # Then the old partition reads with the new escape too, at its own location, and reads back exactly
-    parts = {p["Values"][0]: p["StorageDescriptor"]
-             for p in glue.get_partitions(DatabaseName="lakeseg_imports", TableName="seg_people")["Partitions"]}
-    assert {k: sd["SerdeInfo"]["Parameters"] for k, sd in parts.items()} == {"run-1": SERDE_PARAMETERS,
-                                                                            "run-2": SERDE_PARAMETERS}
+    parts = {
+        p["Values"][0]: p["StorageDescriptor"]
+        for p in glue.get_partitions(DatabaseName="lakeseg_imports", TableName="seg_people")["Partitions"]
+    }
+    assert {k: sd["SerdeInfo"]["Parameters"] for k, sd in parts.items()} == {
+        "run-1": SERDE_PARAMETERS,
+        "run-2": SERDE_PARAMETERS,
+    }
     assert parts["run-1"]["Location"] == location
     assert read_partition_as_athena_does(glue, s3, "run-1") == [
-        {"endpoint_id": "ep-1", "full_name": "C:\\temp\\new", "score": "1"}]
+        {"endpoint_id": "ep-1", "full_name": "C:\\temp\\new", "score": "1"}
+    ]
     # and a later registration does not list the partitions again
     calls = []
     glue.meta.events.register("before-call.glue.GetPartitions", lambda **kw: calls.append(kw))
@@ -255,8 +289,9 @@ def test_ddl_spells_the_same_table(tmp_path):
 
 
 def test_a_column_athena_cannot_name_is_refused():
-    bad = Segment("model.p.seg", "seg", RelationRef(None, "s", "seg"), (FieldMapping("Full Name", "Id"),),
-                  "keep", None, (), "")
+    bad = Segment(
+        "model.p.seg", "seg", RelationRef(None, "s", "seg"), (FieldMapping("Full Name", "Id"),), "keep", None, (), ""
+    )
     with pytest.raises(ConfigError, match="'full name' cannot name an Athena table or column"):
         table_input(bad, "s3://x/y")
 
@@ -275,8 +310,9 @@ def test_local_view_reads_every_run_with_run_id(tmp_path):
     views.register(segment(), "run-2", str(exports / "run-2" / "seg_people"))
     # Then the view shows exactly what each run delivered, as text, by the model's column names
     con = duckdb.connect(str(tmp_path / "lakeseg_imports.duckdb"), read_only=True)
-    got = con.execute("select endpoint_id, full_name, score from imports.seg_people where run_id = 'run-2' "
-                      "order by endpoint_id").fetchall()
+    got = con.execute(
+        "select endpoint_id, full_name, score from imports.seg_people where run_id = 'run-2' order by endpoint_id"
+    ).fetchall()
     assert got == [("ep-1", 'Smith, Jr. says "hi"', "3"), ("ep-2", "José Nguyễn 田中", "0"), ("ep-3", "", "1")]
     assert con.execute("select count(*) from imports.seg_people where run_id = 'run-1'").fetchall() == [(1,)]
 
@@ -312,12 +348,16 @@ def test_a_failed_registration_is_a_note_not_a_failed_delivery():
     assert len(notes) == 1
 
 
-@pytest.mark.parametrize("target_type,dest,expected", [
-    ("athena", {"type": "pinpoint"}, "GlueImportsTable"),
-    ("duckdb", {"type": "files", "path": "/tmp/exports"}, "DuckDBImportsViews"),
-    ("athena", {"type": "files", "path": "/tmp/exports"}, "DuckDBImportsViews"),
-    ("duckdb", {"type": "pinpoint"}, "NoneType"),
-], ids=["athena-pinpoint", "local-files", "athena-files", "local-pinpoint"])
+@pytest.mark.parametrize(
+    "target_type,dest,expected",
+    [
+        ("athena", {"type": "pinpoint"}, "GlueImportsTable"),
+        ("duckdb", {"type": "files", "path": "/tmp/exports"}, "DuckDBImportsViews"),
+        ("athena", {"type": "files", "path": "/tmp/exports"}, "DuckDBImportsViews"),
+        ("duckdb", {"type": "pinpoint"}, "NoneType"),
+    ],
+    ids=["athena-pinpoint", "local-files", "athena-files", "local-pinpoint"],
+)
 def test_the_run_registers_where_the_files_went(target_type, dest, expected):
     from pathlib import Path
 

@@ -57,6 +57,7 @@ def endpoint_ids(spec: LakeSpec) -> set[str]:
     def one(i):
         m = hashlib.md5(f"lakeseg-{spec.seed}-{i}".encode()).hexdigest()
         return f"{m[:8]}-{m[8:12]}-{m[12:16]}-{m[16:20]}-{m[20:32]}"
+
     return {one(i) for i in range(spec.endpoints)}
 
 
@@ -76,8 +77,9 @@ def chunked_lake(tmp_path_factory):
     return SimpleNamespace(root=root, steps=steps)
 
 
-@pytest.mark.parametrize("lake,event_chunks", [pytest.param("one", 1, id="one-chunk"),
-                                               pytest.param("chunked", 5, id="five-chunks")])
+@pytest.mark.parametrize(
+    "lake,event_chunks", [pytest.param("one", 1, id="one-chunk"), pytest.param("chunked", 5, id="five-chunks")]
+)
 def test_generation_reports_progress_once_per_event_chunk_and_crm_file(chunked_lake, lake, event_chunks):
     # Given a lake generated with a progress callback
     # Then it heard 0 of the total first, then one step per event chunk and per CRM file (4), in order
@@ -88,9 +90,13 @@ def test_generation_reports_progress_once_per_event_chunk_and_crm_file(chunked_l
 def by_chunk(root, select: str) -> dict[int, tuple]:
     """``select`` (aggregates over the events) per generation chunk, keyed by the chunk's number."""
     start = CHUNKED.start_dt.strftime("%Y-%m-%d")
-    return {row[0]: row[1:] for row in duckdb.sql(
-        f"select (ingest_timestamp::date - date '{start}') // {DAYS_PER_CHUNK} as chunk, {select} "
-        f"from {events(root)} group by chunk order by chunk").fetchall()}
+    return {
+        row[0]: row[1:]
+        for row in duckdb.sql(
+            f"select (ingest_timestamp::date - date '{start}') // {DAYS_PER_CHUNK} as chunk, {select} "
+            f"from {events(root)} group by chunk order by chunk"
+        ).fetchall()
+    }
 
 
 def test_a_lake_written_in_several_chunks_holds_the_same_events_as_one_written_in_one(chunked_lake):
@@ -98,45 +104,65 @@ def test_a_lake_written_in_several_chunks_holds_the_same_events_as_one_written_i
     # Then both hold exactly the same events, row for row
     one, chunked = events(chunked_lake.root / "one"), events(chunked_lake.root / "chunked")
     assert duckdb.sql(f"select count(*) from {chunked}").fetchall()[0][0] == CHUNKED.events
-    differ = duckdb.sql(f"select count(*) from ((from {one} except all from {chunked}) "
-                        f"union all (from {chunked} except all from {one}))").fetchall()[0][0]
+    differ = duckdb.sql(
+        f"select count(*) from ((from {one} except all from {chunked}) "
+        f"union all (from {chunked} except all from {one}))"
+    ).fetchall()[0][0]
     assert differ == 0
 
 
-@pytest.mark.parametrize("chunk", [pytest.param(c, id=f"chunk-{c}-days-{c * DAYS_PER_CHUNK}-to-{(c + 1) * DAYS_PER_CHUNK - 1}")
-                                   for c in range(CHUNKED.days // DAYS_PER_CHUNK)])
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        pytest.param(c, id=f"chunk-{c}-days-{c * DAYS_PER_CHUNK}-to-{(c + 1) * DAYS_PER_CHUNK - 1}")
+        for c in range(CHUNKED.days // DAYS_PER_CHUNK)
+    ],
+)
 def test_every_chunk_of_a_large_lake_has_the_distributions_segments_rely_on(chunked_lake, chunk):
     # Given a lake generated in 5 chunks
     root = chunked_lake.root / "chunked"
     per_day = CHUNKED.events // CHUNKED.days
     # When one chunk's events are counted
-    total, endpoints, sessions, session_ids, session_endpoints = by_chunk(root, """
+    total, endpoints, sessions, session_ids, session_endpoints = by_chunk(
+        root,
+        """
         count(*), count(distinct client.client_id),
         count(*) filter (where event_type like '_session%'),
         count(distinct session['session_id']) filter (where event_type like '_session%'),
-        count(distinct client.client_id) filter (where event_type like '_session%')""")[chunk]
+        count(distinct client.client_id) filter (where event_type like '_session%')""",
+    )[chunk]
     # Then it holds its 4 days of events, drawn from the lake's endpoints as often as expected
     assert total == DAYS_PER_CHUNK * per_day
     expected = expected_distinct_endpoints(CHUNKED.endpoints, total)
     assert abs(endpoints - expected) < 0.1 * expected, (endpoints, expected)
     # And each of its ingest days too
     start = CHUNKED.start_dt.strftime("%Y-%m-%d")
-    days = duckdb.sql(f"select count(*), count(distinct client.client_id) from {events(root)} "
-                      f"where (ingest_timestamp::date - date '{start}') // {DAYS_PER_CHUNK} = {chunk} "
-                      f"group by ingest_timestamp").fetchall()
+    days = duckdb.sql(
+        f"select count(*), count(distinct client.client_id) from {events(root)} "
+        f"where (ingest_timestamp::date - date '{start}') // {DAYS_PER_CHUNK} = {chunk} "
+        f"group by ingest_timestamp"
+    ).fetchall()
     assert len(days) == DAYS_PER_CHUNK
     expected_day = expected_distinct_endpoints(CHUNKED.endpoints, per_day)
     for count, distinct in days:
         assert count == per_day and abs(distinct - expected_day) < 0.15 * expected_day, (distinct, expected_day)
     # And every endpoint is one of the lake's own (a contact id, not an id outside the range)
-    ids = {r[0] for r in duckdb.sql(f"select distinct client.client_id from {events(root)} "
-                                    f"where (ingest_timestamp::date - date '{start}') // {DAYS_PER_CHUNK} = {chunk}"
-                                    ).fetchall()}
+    ids = {
+        r[0]
+        for r in duckdb.sql(
+            f"select distinct client.client_id from {events(root)} "
+            f"where (ingest_timestamp::date - date '{start}') // {DAYS_PER_CHUNK} = {chunk}"
+        ).fetchall()
+    }
     assert ids <= endpoint_ids(CHUNKED)
     # And the event types follow the mix within 3 points
-    mix = dict(duckdb.sql(f"select event_type, count(*) from {events(root)} "
-                          f"where (ingest_timestamp::date - date '{start}') // {DAYS_PER_CHUNK} = {chunk} "
-                          f"group by event_type").fetchall())
+    mix = dict(
+        duckdb.sql(
+            f"select event_type, count(*) from {events(root)} "
+            f"where (ingest_timestamp::date - date '{start}') // {DAYS_PER_CHUNK} = {chunk} "
+            f"group by event_type"
+        ).fetchall()
+    )
     assert set(mix) == {name for name, _ in sample_lake.EVENT_MIX}
     for name, basis_points in sample_lake.EVENT_MIX:
         assert abs(mix[name] / total - basis_points / 10_000) < 0.03, name

@@ -32,13 +32,17 @@ def test_second_segment_is_appended_to_the_same_properties_file(tmp_path):
     assert [m["name"] for m in doc["models"]] == ["seg_a", "seg_b"]
 
 
-@pytest.mark.parametrize("name,kwargs,message", [
-    ("vip", {}, "must look like seg_<audience>"),
-    ("seg_VIP", {}, "must look like seg_<audience>"),
-    ("seg_vip", {"field": "User.UserAttributes.A#B"}, "--field User.UserAttributes.A#B"),
-    ("seg_vip", {"field": "ChannelType"}, "custom attribute"),
-    ("seg_vip", {"exit_value": "x" * 101}, "--field"),
-], ids=["no-prefix", "upper-case", "bad-field", "standard-field", "exit-value-too-long"])
+@pytest.mark.parametrize(
+    "name,kwargs,message",
+    [
+        ("vip", {}, "must look like seg_<audience>"),
+        ("seg_VIP", {}, "must look like seg_<audience>"),
+        ("seg_vip", {"field": "User.UserAttributes.A#B"}, "--field User.UserAttributes.A#B"),
+        ("seg_vip", {"field": "ChannelType"}, "custom attribute"),
+        ("seg_vip", {"exit_value": "x" * 101}, "--field"),
+    ],
+    ids=["no-prefix", "upper-case", "bad-field", "standard-field", "exit-value-too-long"],
+)
 def test_bad_input_is_refused_and_nothing_written(tmp_path, name, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         new_segment(tmp_path, name, **kwargs)

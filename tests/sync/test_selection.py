@@ -10,11 +10,26 @@ from sync.dbt.selection import choose_segments
 
 
 def manifest(*names):
-    return {"nodes": {f"model.p.{n}": {"resource_type": "model", "unique_id": f"model.p.{n}", "name": n,
-                                       "path": f"segments/{n}.sql", "original_file_path": f"models/segments/{n}.sql",
-                                       "fqn": ["p", "segments", n], "tags": [], "config": {"meta": {}},
-                                       "columns": {}, "relation_name": n, "database": "db", "schema": "segments",
-                                       "alias": n} for n in names}}
+    return {
+        "nodes": {
+            f"model.p.{n}": {
+                "resource_type": "model",
+                "unique_id": f"model.p.{n}",
+                "name": n,
+                "path": f"segments/{n}.sql",
+                "original_file_path": f"models/segments/{n}.sql",
+                "fqn": ["p", "segments", n],
+                "tags": [],
+                "config": {"meta": {}},
+                "columns": {},
+                "relation_name": n,
+                "database": "db",
+                "schema": "segments",
+                "alias": n,
+            }
+            for n in names
+        }
+    }
 
 
 class Recorder:
@@ -52,8 +67,10 @@ def test_selection_of_no_segment_warns_naming_what_dbt_selected_as_dbt_does(segm
     # When dbt selects only a staging model, then nothing is chosen and a warning (not an error) says why
     with caplog.at_level("WARNING", logger="sync.dbt.selection"):
         assert choose_segments(segments, ("stg_events",), (), Recorder(["model.p.stg_events"])) == []
-    assert caplog.messages == ["Nothing to do: --select stg_events matches no segment; dbt selected 1 model(s), "
-                               "none of them a segment (segments: seg_a, seg_b)"]
+    assert caplog.messages == [
+        "Nothing to do: --select stg_events matches no segment; dbt selected 1 model(s), "
+        "none of them a segment (segments: seg_a, seg_b)"
+    ]
 
 
 def test_exclude_alone_may_leave_nothing(segments):

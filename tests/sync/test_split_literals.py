@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CASE = re.compile(r"split_bucket\(\"'(?P<id>[^']*)'\", '(?P<salt>[^']+)'\) \}\}.*?"
-                  r"split_group\(\"'(?P=id)'\", '(?P=salt)', (?P<groups>\[\[.*?\]\])\) \}\},\s*'(?P<expected>[^']+)'",
-                  re.S)
+CASE = re.compile(
+    r"split_bucket\(\"'(?P<id>[^']*)'\", '(?P<salt>[^']+)'\) \}\}.*?"
+    r"split_group\(\"'(?P=id)'\", '(?P=salt)', (?P<groups>\[\[.*?\]\])\) \}\},\s*'(?P<expected>[^']+)'",
+    re.S,
+)
 
 
 def python_split(id_: str, salt: str, groups: list) -> tuple[int, str]:
@@ -54,7 +56,10 @@ def test_athena_spelling_is_the_same_digest_prefix():
     macro = (ROOT / "macros" / "split.sql").read_text()
     athena = re.search(r"macro athena__split_bucket.*?endmacro", macro, re.S).group(0)
     duckdb = re.search(r"macro default__split_bucket.*?endmacro", macro, re.S).group(0)
-    assert "from_base(substr(lower(to_hex(md5(to_utf8('{{ salt }}' || ':' || cast({{ id_expr }} as varchar))))), 1, 8), 16)" in athena
+    assert (
+        "from_base(substr(lower(to_hex(md5(to_utf8('{{ salt }}' || ':' || cast({{ id_expr }} as varchar))))), 1, 8), 16)"
+        in athena
+    )
     assert "10000" in athena
     assert "substr(md5('{{ salt }}' || ':' || cast({{ id_expr }} as varchar)), 1, 8)" in duckdb
     assert "% 10000" in duckdb

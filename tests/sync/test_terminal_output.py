@@ -13,14 +13,32 @@ from tests.report.fixtures_runs import _plan, history
 
 
 def a_run(command="sync") -> RunReport:
-    run = RunReport("20261101T050000000Z-aaaaaa", command, "local", "files", "build/state",
-                    "2026-11-01T05:00:00+00:00", "2026-11-01T05:01:00+00:00", "succeeded")
+    run = RunReport(
+        "20261101T050000000Z-aaaaaa",
+        command,
+        "local",
+        "files",
+        "build/state",
+        "2026-11-01T05:00:00+00:00",
+        "2026-11-01T05:01:00+00:00",
+        "succeeded",
+    )
     run.segments = [
-        SegmentReport("seg_new", "synced" if command != "plan" else "planned", "first sync",
-                      _plan("seg_new", 10, 10, 0, 0, 0, "first sync"), files=["part-00000.csv"],
-                      location="build/exports/x/seg_new"),
-        SegmentReport("seg_old", "synced" if command != "plan" else "planned", "",
-                      _plan("seg_old", 100, 3, 2, 1, 99), files=["part-00000.csv"]),
+        SegmentReport(
+            "seg_new",
+            "synced" if command != "plan" else "planned",
+            "first sync",
+            _plan("seg_new", 10, 10, 0, 0, 0, "first sync"),
+            files=["part-00000.csv"],
+            location="build/exports/x/seg_new",
+        ),
+        SegmentReport(
+            "seg_old",
+            "synced" if command != "plan" else "planned",
+            "",
+            _plan("seg_old", 100, 3, 2, 1, 99),
+            files=["part-00000.csv"],
+        ),
     ]
     return run
 
@@ -28,8 +46,21 @@ def a_run(command="sync") -> RunReport:
 def test_plain_table_shows_why_a_segment_had_a_full_send():
     text = render(a_run())
     header, rule, new, old = text.splitlines()[2:6]
-    assert header.split() == ["segment", "status", "rows", "entered", "changed", "exited", "unchanged", "resent",
-                              "sent", "quarantined", "files", "full", "send"]
+    assert header.split() == [
+        "segment",
+        "status",
+        "rows",
+        "entered",
+        "changed",
+        "exited",
+        "unchanged",
+        "resent",
+        "sent",
+        "quarantined",
+        "files",
+        "full",
+        "send",
+    ]
     assert new.endswith("first sync") and old.endswith("-")
     assert "\x1b[" not in text  # no terminal escapes in plain output
 

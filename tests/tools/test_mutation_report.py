@@ -29,8 +29,15 @@ def test_changed_lines_are_the_added_lines_of_the_diff():
 
 def test_a_module_is_tallied_by_status_and_an_equivalent_counts_only_while_its_line_matches():
     # Given one mutant of each status, and two listed equivalents of which one's line has moved
-    statuses = {"m.k": "killed", "m.t": "timeout", "m.n": "not checked", "m.s": "survived", "m.o": "no tests",
-                "m.e": "survived", "m.moved": "survived"}
+    statuses = {
+        "m.k": "killed",
+        "m.t": "timeout",
+        "m.n": "not checked",
+        "m.s": "survived",
+        "m.o": "no tests",
+        "m.e": "survived",
+        "m.moved": "survived",
+    }
     lines = {"m.s": "a = 1", "m.o": "b = 2", "m.e": "c = 3", "m.moved": "d = 5"}
     equivalents = {"m.e": ("c = 3", "harmless"), "m.moved": ("d = 4", "was harmless")}
     read = []
@@ -66,8 +73,10 @@ def test_a_listed_equivalent_left_out_of_the_run_counts_as_one_only_while_its_li
 
 def test_the_mutants_to_run_leave_out_those_run_and_the_listed_equivalents_whose_line_matches():
     # Given a module with a run mutant, a matching and a moved listed equivalent, and two unrun mutants
-    by_module = {"sync/b.py": {"b.x": "not checked"},
-                 "sync/a.py": {"a.k": "killed", "a.e": "not checked", "a.moved": "not checked", "a.n": "not checked"}}
+    by_module = {
+        "sync/b.py": {"b.x": "not checked"},
+        "sync/a.py": {"a.k": "killed", "a.e": "not checked", "a.moved": "not checked", "a.n": "not checked"},
+    }
     lines = {"a.e": "c = 3", "a.moved": "d = 5"}
     equivalents = {"a.e": ("c = 3", "harmless"), "a.moved": ("d = 4", "was harmless")}
     read = []
