@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sync.core import owners
@@ -79,42 +79,37 @@ class LocalStateStore(StateStore):
     def _delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def _delete_if_unchanged(self, key: str, expected: bytes) -> bool:
+    @contextlib.contextmanager
+    def _unchanged(self, key: str, expected: bytes) -> Iterator[bool]:
+        """Under the key's sidecar flock (compare-and-delete and compare-and-replace take the same one):
+        whether the file still holds exactly ``expected``."""
         path = self._path(key)
         if not path.parent.exists():
-            return False
+            yield False
+            return
         mutex = path.with_name(f".{path.name}.mutex")
         fd = os.open(mutex, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                if path.read_bytes() != expected:
-                    return False
+                same = path.read_bytes() == expected
             except FileNotFoundError:
-                return False
-            path.unlink()
-            return True
+                same = False
+            yield same
         finally:
             os.close(fd)
 
+    def _delete_if_unchanged(self, key: str, expected: bytes) -> bool:
+        with self._unchanged(key, expected) as same:
+            if same:
+                self._path(key).unlink()
+            return same
+
     def _replace_if_unchanged(self, key: str, expected: bytes, data: bytes) -> bool:
-        # Under the same sidecar flock as _delete_if_unchanged: compare, then replace atomically.
-        path = self._path(key)
-        if not path.parent.exists():
-            return False
-        mutex = path.with_name(f".{path.name}.mutex")
-        fd = os.open(mutex, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                if path.read_bytes() != expected:
-                    return False
-            except FileNotFoundError:
-                return False
-            self._write(key, data)
-            return True
-        finally:
-            os.close(fd)
+        with self._unchanged(key, expected) as same:
+            if same:
+                self._write(key, data)  # atomic replace
+            return same
 
     def _mkdir(self, path: Path) -> None:
         """Make ``path`` and every missing parent 0700 (``mkdir(parents=True)`` gives parents the umask's mode)."""
