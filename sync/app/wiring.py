@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sync.core import aws
 from sync.core.errors import ConfigError
 from sync.dbt.artifacts import load_artifacts, resolve_target_path
 from sync.dbt.as_of import as_of_of_invocation
@@ -41,9 +42,7 @@ class SyncRequest:
 
 
 def _boto_session(region: str | None = None):
-    import boto3
-
-    return boto3.Session(region_name=region) if region else boto3.Session()
+    return aws.session(region)
 
 
 def build_reader(target: Target, project_dir: Path, session=None, run_id: str | None = None):

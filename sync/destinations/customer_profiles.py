@@ -55,6 +55,7 @@ from typing import Annotated, Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, StrictStr, model_validator
 
+from sync.core import aws
 from sync.core.errors import ConfigError
 from sync.core.settings_types import Number, PathPart, Strict, Whole, destination_block
 from sync.destinations import profile_fields as pf
@@ -237,9 +238,7 @@ class CustomerProfilesDestination:
     ) -> CustomerProfilesDestination:
         block = destination_block(CustomerProfilesDestinationSettings, settings)
         if session is None:
-            import boto3
-
-            session = boto3.Session()
+            session = aws.session()
         return cls(
             domain_name=block.domain_name,
             profiles=session.client("customer-profiles", region_name=block.region or None, config=client_config()),

@@ -54,6 +54,7 @@ from typing import Annotated, Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StrictStr
 
+from sync.core import aws
 from sync.core.errors import ConfigError
 from sync.core.settings_types import Number, PathPart, Strict, Whole, destination_block
 from sync.destinations.aws_calls import NOT_FOUND, Retrier, client_config, is_transient, poll, preflight_error
@@ -243,9 +244,7 @@ class PinpointDestination:
     ) -> PinpointDestination:
         block = destination_block(PinpointDestinationSettings, settings)
         if session is None:
-            import boto3
-
-            session = boto3.Session()
+            session = aws.session()
         # No SDK-level retries: a create call repeated after a 5xx could start a second import.
         # Calls that are safe to repeat go through _retrying (backoff with jitter) instead.
         config = client_config()

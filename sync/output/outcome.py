@@ -22,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+from sync.core import aws
 from sync.output.metrics import DEFAULT_NAMESPACE, OK_STATUSES, emf_lines, run_document
 
 MEANING = {
@@ -119,9 +120,7 @@ def report_outcome(
     print(emf_lines([doc])[0], file=out or sys.stdout, flush=True)
     if put_metrics or (topic_arn and exit_code != 0):
         if session is None:
-            import boto3
-
-            session = boto3.Session()
+            session = aws.session()
         if put_metrics:
             put_metric_data(session.client("cloudwatch"), namespace, exit_code)
         if topic_arn and exit_code != 0:

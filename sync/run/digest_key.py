@@ -24,6 +24,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from sync.core import aws
 from sync.core.errors import ConfigError
 
 MIN_KEY_CHARS = 16
@@ -94,9 +95,7 @@ def _aws_call(session, service: str, method: str, source: str, action: str, **kw
     from botocore.exceptions import BotoCoreError, ClientError
 
     if session is None:
-        import boto3
-
-        session = boto3.Session()
+        session = aws.session()
     try:
         return getattr(session.client(service), method)(**kwargs)
     except ClientError as exc:

@@ -5,6 +5,7 @@ Imports only ``sync.core``.
 
 from __future__ import annotations
 
+from sync.core import aws
 from sync.state.base import LockInfo, Snapshot, StateStore
 from sync.state.local import LocalStateStore
 
@@ -15,9 +16,7 @@ def open_state_store(url: str, *, s3_client=None, kms_key_id: str | None = None)
         from sync.state.s3 import S3StateStore
 
         if s3_client is None:
-            import boto3
-
-            s3_client = boto3.client("s3")
+            s3_client = aws.session().client("s3")
         return S3StateStore(str(url), s3_client, kms_key_id)
     return LocalStateStore(url)
 
