@@ -296,16 +296,21 @@ class DuckDBImportsViews:
                     self.database.parent.mkdir(parents=True, exist_ok=True)
                     self._create_views(missing)
             except duckdb.Error as exc:
-                if any(w in str(exc).lower() for w in ("could not set lock", "conflicting lock")):
-                    raise
-                log.debug("imports database %s: %s", self.database, exc)
-                log.warning(
-                    "imports database %s cannot be opened or updated (%s); rebuilding it from %s",
-                    self.database,
-                    public_reason(exc),
-                    self.exports,
-                )
-                self._rebuild()
+                self._rebuild_after(exc)
+
+    def _rebuild_after(self, exc: Exception) -> None:
+        """The views are derived data: a database DuckDB cannot open or update is rebuilt from the export
+        folder -- unless another process holds its lock, which makes it not ours to replace (re-raised)."""
+        if any(w in str(exc).lower() for w in ("could not set lock", "conflicting lock")):
+            raise exc
+        log.debug("imports database %s: %s", self.database, exc)
+        log.warning(
+            "imports database %s cannot be opened or updated (%s); rebuilding it from %s",
+            self.database,
+            public_reason(exc),
+            self.exports,
+        )
+        self._rebuild()
 
     def _delivered(self) -> list[Segment]:
         return [s for name, s in sorted(self.segments.items()) if any(self.exports.glob(f"*/{name}/*.csv"))]
@@ -319,16 +324,7 @@ class DuckDBImportsViews:
             try:
                 self._create_views([segment])
             except duckdb.Error as exc:
-                if any(w in str(exc).lower() for w in ("could not set lock", "conflicting lock")):
-                    raise  # another process has it open: not ours to replace
-                log.debug("imports database %s: %s", self.database, exc)
-                log.warning(
-                    "imports database %s cannot be opened or updated (%s); rebuilding it from %s",
-                    self.database,
-                    public_reason(exc),
-                    self.exports,
-                )
-                self._rebuild()
+                self._rebuild_after(exc)
 
     def _create_views(self, segments: Sequence[Segment]) -> None:
         import duckdb

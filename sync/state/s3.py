@@ -9,6 +9,7 @@ over with ``IfMatch`` on the ETag just compared (compare-and-swap). Every object
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from botocore.exceptions import ClientError
@@ -67,39 +68,40 @@ class S3StateStore(StateStore):
     def _delete(self, key: str) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
 
-    def _delete_if_unchanged(self, key: str, expected: bytes) -> bool:
+    def _etag_if_unchanged(self, key: str, expected: bytes) -> str | None:
+        """The object's ETag while it holds exactly ``expected``; None when it is gone or differs."""
         try:
             got = self.s3.get_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _MISSING:
-                return False
+                return None
             raise
-        if got["Body"].read() != expected:
-            return False
-        try:  # conditional delete: only the exact object we compared
-            self.s3.delete_object(Bucket=self.bucket, Key=self._key(key), IfMatch=got["ETag"])
+        return got["ETag"] if got["Body"].read() == expected else None
+
+    @staticmethod
+    def _conditional(call: Callable[[], object]) -> bool:
+        """A write or delete made with IfMatch: False when the object changed or went meanwhile."""
+        try:
+            call()
             return True
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _EXISTS | _MISSING:
                 return False
             raise
 
+    def _delete_if_unchanged(self, key: str, expected: bytes) -> bool:
+        etag = self._etag_if_unchanged(key, expected)
+        # conditional delete: only the exact object we compared
+        return etag is not None and self._conditional(
+            lambda: self.s3.delete_object(Bucket=self.bucket, Key=self._key(key), IfMatch=etag)
+        )
+
     def _replace_if_unchanged(self, key: str, expected: bytes, data: bytes) -> bool:
-        try:
-            got = self.s3.get_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING:
-                return False
-            raise
-        if got["Body"].read() != expected:
-            return False
-        try:  # conditional write: only over the exact object we compared
-            self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=got["ETag"], **self._sse())
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _EXISTS | _MISSING:
-                return False
-            raise
+        etag = self._etag_if_unchanged(key, expected)
+        # conditional write: only over the exact object we compared
+        return etag is not None and self._conditional(
+            lambda: self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=etag, **self._sse())
+        )
 
     def _list(self, prefix: str) -> list[str]:
         out: list[str] = []
