@@ -19,13 +19,16 @@ repeated by botocore after a 5xx could start a second job.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Callable, Collection
-from typing import TypeVar
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, TypeVar
 
+import botocore.session
 import tenacity
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.paginate import Paginator
 
 from sync.core.errors import ConfigError
 
@@ -166,11 +169,32 @@ def poll(
         retry=tenacity.retry_if_result(lambda checked: not checked[1]),
         stop=lambda _state: clock() >= deadline,
         wait=tenacity.wait_fixed(interval),
-        after=(lambda _state: tick()) if tick else None,
+        after=(lambda _state: tick()) if tick else tenacity.after_nothing,
         sleep=sleep,
         retry_error_callback=lambda state: state.outcome.result() if state.outcome is not None else None,
     )
     return retrying(check)
+
+
+def pages(client: Any, method: str, retrying: Retrier, page_size: int, **params) -> Iterator[dict]:
+    """The pages of a listing, through the service model's paginator; each page's call goes through ``retrying``.
+
+    botocore's paginator follows the tokens (and refuses a token that comes back, which a hand loop would
+    follow forever); the clients make one attempt (see the module doc), so a throttled page is retried here.
+    """
+    model = client.meta.service_model
+    operation = client.meta.method_to_api_mapping[method]
+    config = _paginators(model.service_name, model.api_version).get_paginator(operation)
+    call = getattr(client, method)
+    retried: Any = lambda **kwargs: retrying(call, **kwargs)  # noqa: E731 - the stubs type it as a str
+    paginator: Paginator[dict] = Paginator(retried, config, model.operation_model(operation))
+    return iter(paginator.paginate(**params, PaginationConfig={"PageSize": page_size}))
+
+
+@functools.cache
+def _paginators(service: str, api_version: str) -> Any:
+    """botocore's paginator model of a service (loaded once)."""
+    return botocore.session.get_session().get_paginator_model(service, api_version)
 
 
 def preflight_error(
