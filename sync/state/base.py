@@ -65,6 +65,9 @@ SNAPSHOT_SCHEMA = {"Id": "VARCHAR", "k1": "UBIGINT", "k2": "UBIGINT", "digest": 
 # Destinations whose data expires also keep when each member was last confirmed (UTC).
 SNAPSHOT_SCHEMA_CONFIRMED = {**SNAPSHOT_SCHEMA, "confirmed_at": "TIMESTAMP"}
 IN_DOUBT_SCHEMA = {"Id": "VARCHAR"}
+# The data files snapshot commits store: a base ``<run id>-<8 hex>.parquet`` or a delta ``delta-<...>`` (never an
+# in-doubt or search record's file, which have their own prefixes).
+_SNAPSHOT_FILE = re.compile(r"^(?!in-doubt-|search-)[A-Za-z0-9_.-]+-[0-9a-f]{8}\.parquet$")
 _HINT = "Restore it, or delete it to resend the whole segment"
 SEARCH = "search.json"
 JOBS = "jobs.json"  # the platform jobs a segment's deliveries created and that may not have ended
@@ -589,8 +592,13 @@ class StateStore(abc.ABC):
             doc = {"file": base["file"], "sha256": base["sha256"], **meta}
         self._write(pointer_key, json.dumps(doc, indent=2).encode())
         failpoints.hit("commit-after-pointer")
-        if previous_raw:  # the pointer has moved: what it named and no longer names is garbage now
-            self._delete_files(folder, _named_files(previous_raw) - _named_files(json.dumps(doc).encode()))
+        # The pointer has moved: what it named and no longer names is garbage now, and so is any snapshot file
+        # an earlier commit stored and was killed before pointing to (or before deleting what it superseded).
+        named = _named_files(json.dumps(doc).encode())
+        garbage = _named_files(previous_raw or b"") | {
+            k for k in self._list(folder + "/") if _SNAPSHOT_FILE.match(k[len(folder) + 1 :])
+        }
+        self._delete_files(folder, garbage - named)
         # The commit supersedes this run's in-doubt record (see load_in_doubt); drop it now.
         with contextlib.suppress(Exception):
             self.clear_in_doubt(destination, segment, run_id)
