@@ -43,14 +43,11 @@ class Compaction:
     max_deltas: int = 8
 
     @classmethod
-    def from_env(cls) -> Compaction:
-        """The defaults, or ``LAKESEG_COMPACT_SHARE`` / ``LAKESEG_MAX_DELTAS`` (tests and benchmarks)."""
+    def from_env(cls, max_share: float = 0.2, max_deltas: int = 8) -> Compaction:
+        """These thresholds, unless ``LAKESEG_COMPACT_SHARE`` / ``LAKESEG_MAX_DELTAS`` override them (tests, benchmarks)."""
         share = os.environ.get("LAKESEG_COMPACT_SHARE")
         most = os.environ.get("LAKESEG_MAX_DELTAS")
-        return cls(
-            float(share) if share else cls.max_share,
-            int(most) if most else cls.max_deltas,
-        )
+        return cls(float(share) if share else max_share, int(most) if most else max_deltas)
 
     def compacts(self, base_rows: int, delta_rows: Sequence[int], new_delta_rows: int) -> bool:
         if len(delta_rows) + 1 > self.max_deltas:
