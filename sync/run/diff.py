@@ -27,6 +27,7 @@ from sync.dbt.check import ValueRule, value_rules
 from sync.dbt.contract import Segment
 from sync.run import classify
 from sync.state.base import Snapshot
+from sync.state.deltas import DELETED
 
 SNAPSHOT_ID = "Id"
 SNAPSHOT_DIGEST = "digest"
@@ -546,4 +547,49 @@ def snapshot_to_commit(con: duckdb.DuckDBPyConnection, prepared: PreparedSegment
         f"where {SNAPSHOT_ID} not in (select id from _rejected) {keep_previous}) "
         f"to {ql(str(out))} ({SNAPSHOT_FORMAT})"
     )
+    return out
+
+
+def delta_to_commit(
+    con: duckdb.DuckDBPyConnection, prepared: PreparedSegment, rejected_ids: frozenset[str]
+) -> Path | None:
+    """The change from the previous snapshot to ``snapshot_to_commit``'s, derived from ``_delta``; None on a first sync.
+
+    The classification already names every member whose row changes: entered
+    and changed members are upserts (their committed rows), and so are the
+    resent and refreshed ones where the snapshot keeps confirmation times (they
+    are stamped now); exited members are tombstones. Rejected and suspect Ids
+    keep their previous row (or stay absent), so they are in neither. A full
+    send that stamps every member upserts them all. Only the rows named are
+    read from the snapshots, so the delta costs a scan of the new snapshot, not
+    a join of two memberships (``sync.state.deltas``: the state store takes it
+    as it is, or writes a new base).
+    """
+    if prepared.previous_snapshot is None:
+        return None
+    path = prepared.new_snapshot  # snapshot_to_commit's rows, but for the rejected Ids left out below
+    columns = [c for c in (SNAPSHOT_ID, "k1", "k2", SNAPSHOT_DIGEST, SNAPSHOT_CONFIRMED) if c in _columns(con, path)]
+    kinds = classify.SENT_KINDS if prepared.tracks_confirmation else ("e", "c")
+    everyone = prepared.plan.full_refresh and prepared.tracks_confirmation
+    keep = ""
+    if rejected_ids:
+        con.execute("create or replace temp table _rejected (id varchar)")
+        con.executemany("insert into _rejected values (?)", [(i,) for i in sorted(rejected_ids)])
+        keep = f"where {SNAPSHOT_ID} not in (select id from _rejected)"
+    named = ", ".join(f"s.{c}" for c in columns)
+    upserts = (
+        f"select {named}, false as {DELETED} from {_parquet(path)} s {keep}"
+        if everyone
+        else f"select {named}, false as {DELETED} from {_parquet(path)} s "
+        f"semi join (select k1, k2 from _delta where kind in ({', '.join(ql(k) for k in kinds)})) d "
+        f"on d.k1 = s.k1 and {_k2_matches('d.k2', 's.k2')} {keep}"
+    )
+    gone = ", ".join(f"p.{c}" if c in (SNAPSHOT_ID, "k1", "k2") else f"null as {c}" for c in columns)
+    tombstones = (
+        f"select {gone}, true as {DELETED} from {prepared.previous_sql} p "
+        f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and {_k2_matches('p.k2', 'd.k2')} "
+        f"{keep}"
+    )
+    out = prepared.workdir / "snapshot-delta.parquet"
+    con.execute(f"copy ({upserts}\nunion all\n{tombstones}) to {ql(str(out))} ({SNAPSHOT_FORMAT})")
     return out

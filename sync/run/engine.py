@@ -64,6 +64,7 @@ from sync.run.diff import (
     PreparedSegment,
     changes_sql,
     configure,
+    delta_to_commit,
     prepare,
     sent_ids_sql,
     snapshot_to_commit,
@@ -823,7 +824,9 @@ class SyncRun:
                     (old.attempts + 1) if old else 1,
                 )
             )
-        path = snapshot_to_commit(con, prepared, frozenset(rejected) | result.suspect_ids)  # suspect: neither
+        kept_back = frozenset(rejected) | result.suspect_ids  # suspect: neither
+        path = snapshot_to_commit(con, prepared, kept_back)
+        delta = delta_to_commit(con, prepared, kept_back)
         rows = con.execute(f"select count(*) from read_parquet({ql(str(path))})").fetchall()[0][0]
         self.state.commit_snapshot(
             self.destination_key,
@@ -834,6 +837,7 @@ class SyncRun:
             rows=rows,
             run_id=self.run_id,
             quarantine=tuple(kept),
+            delta=delta,
         )
         return kept
 

@@ -141,9 +141,18 @@ def _write_delta(new: Path, previous: Path, columns: list[str], out: Path) -> tu
     try:
         sql = deltas.delta_sql(_rp(new), _rp(previous), columns)
         con.execute(f"copy ({sql}) to '{str(out).replace(chr(39), chr(39) * 2)}' ({_SNAPSHOT_FORMAT})")
+    finally:
+        con.close()
+    return _count_delta(out)
+
+
+def _count_delta(path: Path) -> tuple[int, int]:
+    """A delta file's (upserts, tombstones)."""
+    con = _connect(path.parent / ".spill")
+    try:
         upserts, tombstones = con.execute(
             f"select count(*) filter (where not {deltas.DELETED}), count(*) filter (where {deltas.DELETED}) "
-            f"from {_rp(out)}"
+            f"from {_rp(path)}"
         ).fetchall()[0]
     finally:
         con.close()
@@ -548,6 +557,7 @@ class StateStore(abc.ABC):
         rows: int,
         run_id: str,
         quarantine: tuple[QuarantinedRow, ...] = (),
+        delta: Path | None = None,
     ) -> Snapshot:
         """Commit ``parquet`` (the whole new membership): as a delta beside the loaded base, or as a new base.
 
@@ -557,6 +567,13 @@ class StateStore(abc.ABC):
         the ``compaction`` thresholds -- writes the whole membership as a new
         base (a format-1 pointer). Either way the data is stored under fresh
         names first and the pointer moves in one write.
+
+        ``delta``, when the caller has it: the change from the loaded snapshot
+        to ``parquet`` (``parquet``'s columns and ``deleted``; see
+        ``sync.state.deltas``), derived from what the run classified
+        (``sync.run.diff.delta_to_commit``). It is stored as it is instead of
+        being worked out by joining the two memberships; the same conditions
+        decide whether a delta is stored at all.
         """
         committed_at = utcnow().isoformat(timespec="seconds")
         meta = {
@@ -571,16 +588,16 @@ class StateStore(abc.ABC):
         pointer_key = f"{folder}/{POINTER}"
         previous_raw = self._read(pointer_key)
         loaded = self._loaded.pop((destination, segment), None)
-        delta = self._delta_against(loaded, previous_raw, Path(parquet), mapping_hash)
+        delta_found = self._delta_against(loaded, previous_raw, Path(parquet), mapping_hash, delta)
         name = f"{safe_name('run id', run_id)}-{uuid.uuid4().hex[:8]}.parquet"
         parts: list[dict] = []
-        if delta is None or loaded is None or loaded.parts is None:
+        if delta_found is None or loaded is None or loaded.parts is None:
             base_key = f"{folder}/{name}"
             base = {"file": base_key, "sha256": sha256_file(Path(parquet)), "rows": rows}
             self._upload(base_key, Path(parquet))
         else:
             base, parts = dict(loaded.parts.base), list(loaded.parts.deltas)
-            delta_file, delta_part = delta
+            delta_file, delta_part = delta_found
             if delta_part["rows"]:
                 data_key = f"{folder}/delta-{name}"
                 self._upload(data_key, delta_file)
@@ -605,10 +622,17 @@ class StateStore(abc.ABC):
         return Snapshot(Path(parquet), tuple(fields), mapping_hash, rows, run_id, committed_at, tuple(quarantine))
 
     def _delta_against(
-        self, loaded: Snapshot | None, previous_raw: bytes | None, parquet: Path, mapping_hash: str
+        self,
+        loaded: Snapshot | None,
+        previous_raw: bytes | None,
+        parquet: Path,
+        mapping_hash: str,
+        derived: Path | None = None,
     ) -> tuple[Path, dict] | None:
         """The delta from ``loaded`` to ``parquet`` (its file; sha256, rows, upserts, tombstones), or None for a
-        new base: nothing loaded, the pointer moved since, another mapping or columns, or past compaction."""
+        new base: nothing loaded, the pointer moved since, another mapping or columns, or past compaction.
+
+        ``derived``: the delta as the run derived it, taken instead of joining ``parquet`` with ``loaded``."""
         if loaded is None or loaded.parts is None or previous_raw is None or loaded.parts.raw != previous_raw:
             return None
         if loaded.mapping_hash != mapping_hash or len(loaded.parts.deltas) + 1 > self.compaction.max_deltas:
@@ -616,8 +640,15 @@ class StateStore(abc.ABC):
         columns, _rows = parquet_facts(parquet)
         if columns != loaded.parts.columns:
             return None
-        out = parquet.parent / f"delta-{uuid.uuid4().hex[:8]}.parquet"
-        upserts, tombstones = _write_delta(parquet, loaded.path, list(columns), out)
+        if derived is not None:
+            derived_columns, _rows = parquet_facts(derived)
+            if derived_columns != {**columns, deltas.DELETED: "BOOLEAN"}:
+                return None
+            out = derived
+            upserts, tombstones = _count_delta(derived)
+        else:
+            out = parquet.parent / f"delta-{uuid.uuid4().hex[:8]}.parquet"
+            upserts, tombstones = _write_delta(parquet, loaded.path, list(columns), out)
         base_rows = int(loaded.parts.base["rows"])
         if self.compaction.compacts(base_rows, [int(d["rows"]) for d in loaded.parts.deltas], upserts + tombstones):
             return None
