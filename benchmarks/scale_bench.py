@@ -109,7 +109,7 @@ def _segment_sql(work: Path) -> str:
 def run_today(work: Path) -> dict:
     """The runner diff: load the snapshot, read every member, classify, write import files, commit the delta."""
     from sync.core.import_files import write_import_files
-    from sync.run.diff import changes_sql, delta_to_commit, effective_mapping_hash, prepare
+    from sync.run.diff import changes_sql, delta_to_commit, effective_mapping_hash, prepare, save_delta_rows
     from sync.state.local import LocalStateStore
 
     seg, key = _segment(), _key()
@@ -139,6 +139,7 @@ def run_today(work: Path) -> dict:
     assert previous is not None
     prepared = prepare(con, seg, _segment_sql(work), previous=previous, workdir=out, digest_key=key)
     files = write_import_files(con, changes_sql(prepared), out / "import", MAX_FILE_BYTES)
+    save_delta_rows(con, prepared)
     delta = delta_to_commit(con, prepared, frozenset())
     store.commit_snapshot(
         "files", "bench", prepared.new_snapshot, rows=prepared.plan.rows, run_id="next", delta=delta, **common

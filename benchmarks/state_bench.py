@@ -51,7 +51,7 @@ def peak_rss_mb() -> int:
 def _child(variant: str, work: Path) -> dict:
     import duckdb
 
-    from sync.run.diff import configure, delta_to_commit, effective_mapping_hash, prepare
+    from sync.run.diff import configure, delta_to_commit, effective_mapping_hash, prepare, save_delta_rows
     from sync.state.deltas import Compaction
     from sync.state.local import LocalStateStore
 
@@ -91,7 +91,9 @@ def _child(variant: str, work: Path) -> dict:
     t_load = time.perf_counter()
     prepared = prepare(con, seg, "seg.main.segment", previous=previous, workdir=work / f"out-{variant}", digest_key=key)
     t_diff = time.perf_counter()
-    delta = delta_to_commit(con, prepared, frozenset()) if variant == "delta" else None
+    if variant == "delta":
+        save_delta_rows(con, prepared)
+    delta = delta_to_commit(con, prepared, frozenset())
     store.commit_snapshot(
         "files",
         "bench",

@@ -66,6 +66,7 @@ from sync.run.diff import (
     configure,
     delta_to_commit,
     prepare,
+    save_delta_rows,
     sent_ids_sql,
     snapshot_to_commit,
 )
@@ -603,6 +604,7 @@ class SyncRun:
                     # Nothing left to send for what was in doubt or quarantined, or for leavers of a
                     # `keep` segment: the commit supersedes those records, and a leaver is counted
                     # once (an uncommitted one would count again every run, towards the guard).
+                    save_delta_rows(con, prepared)
                     self._commit(con, prepared, DeliveryResult(confirmed=True), {})
                     if in_doubt is not None:
                         self.state.clear_in_doubt(self.destination_key, seg.name, in_doubt.run_id)
@@ -611,6 +613,7 @@ class SyncRun:
             self.progress(seg.name, "writing files", 0, 1)
             t = time.monotonic()
             files = write_import_files(con, changes_sql(prepared), workdir / "import", opts.max_file_bytes)
+            save_delta_rows(con, prepared)  # while _delta is this segment's: the commit runs on another cursor
             failpoints.hit("after-files")
             self._record_in_doubt(con, prepared)
             self._spent("files", t)
