@@ -48,6 +48,11 @@ def peak_rss_mb() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _child(variant: str, work: Path) -> dict:
     import duckdb
 
@@ -88,9 +93,9 @@ def _child(variant: str, work: Path) -> dict:
     store._upload, store._write = counted_upload, counted_write  # type: ignore[method-assign]
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     previous = store.load_snapshot("files", "bench", work / f"load-{variant}")
-    t_load = time.perf_counter()
+    t_load, c_load = time.perf_counter(), _cpu()
     prepared = prepare(con, seg, "seg.main.segment", previous=previous, workdir=work / f"out-{variant}", digest_key=key)
-    t_diff = time.perf_counter()
+    t_diff, c_diff = time.perf_counter(), _cpu()
     if variant == "delta":
         save_delta_rows(con, prepared)
     delta = delta_to_commit(con, prepared, frozenset())
@@ -114,6 +119,11 @@ def _child(variant: str, work: Path) -> dict:
         "load_s": round(t_load - t0, 2),
         "diff_s": round(t_diff - t_load, 2),
         "commit_s": round(t_commit - t_diff, 2),
+        "cpu_load_diff_commit": [
+            round(c_load - (r0.ru_utime + r0.ru_stime), 2),
+            round(c_diff - c_load, 2),
+            round((r1.ru_utime + r1.ru_stime) - c_diff, 2),
+        ],
         "peak_rss_mb": peak_rss_mb(),
         "deltas": [d["rows"] for d in pointer.get("deltas", [])],
     }
