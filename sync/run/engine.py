@@ -358,7 +358,9 @@ class SyncRun:
         self.report = RunReport(self.run_id, command, target, destination_key, state.url, _now())
         self._history_lock = threading.Lock()
         # Where confirmed deliveries are registered, if anywhere.
-        self.imports_table = require(imports_table, ImportsTable, "imports table") if imports_table else None
+        self.imports_table = (
+            require(imports_table, ImportsTable, "imports table") if imports_table is not None else None
+        )
         if lease is not None and lease.took_over:  # never silent: the run's history names the dead run
             self.report.notes.append(lease.took_over)
 
