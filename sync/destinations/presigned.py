@@ -4,7 +4,9 @@ Customer Profiles hands out a pre-signed S3 URL per upload job (``GetUploadJobPa
 file goes there in one ``PUT``. urllib3 (installed with botocore) sends it: certificates are
 always verified, against ``ca_bundle`` (the AWS config's or ``AWS_CA_BUNDLE``) or else the
 system trust store; a request is never repeated by urllib3 (the body is a file read once),
-and failures read as botocore words them for an endpoint (``PutFailed``).
+and failures read as botocore words them for an endpoint (``PutFailed``), naming the URL
+without its query: the query string holds the signature and the credential, which no
+message, log or history document may carry.
 """
 
 from __future__ import annotations
@@ -39,8 +41,19 @@ def put_file(http: urllib3.PoolManager, url: str, path: Path, headers: dict[str,
                 "PUT", url, body=body, headers={**headers, "Content-Length": str(size)}, preload_content=True
             )
         except (http_errors.HTTPError, socket.gaierror) as exc:
-            raise PutFailed(_failure(exc, url)) from None
+            raise PutFailed(_without_query(_failure(exc, _where(url)), url)) from None
     return response.status, response.data or b""
+
+
+def _where(url: str) -> str:
+    """The URL without its query string (the pre-signed part)."""
+    return urllib3.util.parse_url(url)._replace(query=None, fragment=None).url
+
+
+def _without_query(text: str, url: str) -> str:
+    """``text`` with the URL's query string cut out wherever urllib3 quoted it."""
+    query = urllib3.util.parse_url(url).query
+    return text.replace(f"?{query}", "").replace(query, "<query>") if query else text
 
 
 def _failure(exc: Exception, url: str) -> str:

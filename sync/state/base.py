@@ -50,7 +50,9 @@ from pathlib import Path
 
 import duckdb
 
+from sync.core import failpoints
 from sync.core.errors import ConfigError, LockHeld, SegmentRefused
+from sync.state import deltas
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,10 @@ SNAPSHOT_SCHEMA = {"Id": "VARCHAR", "k1": "UBIGINT", "k2": "UBIGINT", "digest": 
 # Destinations whose data expires also keep when each member was last confirmed (UTC).
 SNAPSHOT_SCHEMA_CONFIRMED = {**SNAPSHOT_SCHEMA, "confirmed_at": "TIMESTAMP"}
 IN_DOUBT_SCHEMA = {"Id": "VARCHAR"}
+# The data files snapshot commits store: a base ``<run id>-<8 hex>.parquet`` or a delta ``delta-<...>`` (never an
+# in-doubt or search record's file, which have their own prefixes).
+_SNAPSHOT_FILE = re.compile(r"^(?!in-doubt-|search-)[A-Za-z0-9_.-]+-[0-9a-f]{8}\.parquet$")
+_HINT = "Restore it, or delete it to resend the whole segment"
 SEARCH = "search.json"
 JOBS = "jobs.json"  # the platform jobs a segment's deliveries created and that may not have ended
 SEARCH_SCHEMA = {"Id": "VARCHAR", "grp": "INTEGER", "pos": "INTEGER"}
@@ -98,6 +104,64 @@ def parquet_facts(path: Path) -> tuple[dict[str, str], int]:
     finally:
         con.close()
     return {c[0]: c[1] for c in columns}, rows
+
+
+# Snapshot files: Ids are unique and their hashes random, so neither dictionary encoding nor a codec shrinks them.
+_SNAPSHOT_FORMAT = "format parquet, compression uncompressed, dictionary_size_limit 1"
+# The state store's own DuckDB work (a delta, a membership) spills past this.
+_MEMORY_LIMIT = "256MB"
+
+
+def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"set memory_limit = '{_MEMORY_LIMIT}'")
+    con.execute("set temp_directory = '" + str(spill).replace("'", "''") + "'")
+    con.execute("set preserve_insertion_order = false")
+    return con
+
+
+def _rp(path: Path) -> str:
+    return "read_parquet('" + str(path).replace("'", "''") + "')"
+
+
+def _membership(base: Path, delta_files: list[Path], columns: list[str], out: Path) -> Path:
+    """Write the current membership (latest row per Id over the base and deltas) to ``out``."""
+    con = _connect(out.parent / ".spill")
+    try:
+        sql = deltas.current_sql(_rp(base), [_rp(d) for d in delta_files], columns)
+        con.execute(f"copy ({sql}) to '{str(out).replace(chr(39), chr(39) * 2)}' ({_SNAPSHOT_FORMAT})")
+    finally:
+        con.close()
+    return out
+
+
+def _write_delta(new: Path, previous: Path, columns: list[str], out: Path) -> tuple[int, int]:
+    """Write the delta from ``previous`` to ``new`` (both memberships) to ``out``: (upserts, tombstones)."""
+    con = _connect(out.parent / ".spill")
+    try:
+        sql = deltas.delta_sql(_rp(new), _rp(previous), columns)
+        con.execute(f"copy ({sql}) to '{str(out).replace(chr(39), chr(39) * 2)}' ({_SNAPSHOT_FORMAT})")
+        upserts, tombstones = con.execute(
+            f"select count(*) filter (where not {deltas.DELETED}), count(*) filter (where {deltas.DELETED}) "
+            f"from {_rp(out)}"
+        ).fetchall()[0]
+    finally:
+        con.close()
+    return int(upserts), int(tombstones)
+
+
+def _part(part: dict) -> dict:
+    return {k: part[k] for k in ("file", "sha256", "rows") if k in part}
+
+
+def _named_files(pointer_bytes: bytes) -> set[str]:
+    """Every data file a pointer names: its file (format 1), or its base and deltas (format 2)."""
+    try:
+        doc = json.loads(pointer_bytes)
+        parts = [doc, doc.get("base") or {}, *(doc.get("deltas") or [])]
+        return {p["file"] for p in parts if isinstance(p, dict) and isinstance(p.get("file"), str)}
+    except (ValueError, TypeError, AttributeError):
+        return set()
 
 
 @dataclass(frozen=True)
@@ -140,6 +204,17 @@ class Snapshot:
     committed_at: str
     quarantine: tuple[QuarantinedRow, ...] = ()
     confirmed: bool = False  # the data file has confirmed_at per member
+    parts: SnapshotParts | None = field(default=None, compare=False, repr=False)  # what the pointer named
+
+
+@dataclass(frozen=True)
+class SnapshotParts:
+    """What a loaded snapshot's pointer named: its bytes, the base and the deltas (file, sha256, rows)."""
+
+    raw: bytes
+    base: dict
+    deltas: tuple[dict, ...]
+    columns: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -202,6 +277,13 @@ def _age_seconds(stamp: str) -> float:
 
 class StateStore(abc.ABC):
     url: str
+    # When a commit writes a new base instead of a delta (settings: snapshots.compact_share, max_deltas).
+    compaction: deltas.Compaction = deltas.Compaction.from_env()
+
+    @property
+    def _loaded(self) -> dict[tuple[str, str], Snapshot]:
+        """The snapshot this store last loaded per (destination, segment): what a commit's delta is taken against."""
+        return self.__dict__.setdefault("_loaded_snapshots", {})
 
     # ---- primitives each backend implements -------------------------------
     @abc.abstractmethod
@@ -272,27 +354,56 @@ class StateStore(abc.ABC):
         Any inconsistency raises SegmentRefused: a damaged record is never
         read as "nothing there" (that would resend or forget a whole segment).
         """
-        folder = self._folder(destination, segment)
-        pointer_key = f"{folder}/{name}"
-        where = f"{destination}/{segment} at {self._location(pointer_key)}"
+        found = self._read_pointer(destination, segment, name, what)
+        if found is None:
+            return None
+        meta, _raw = found
+        local, columns = self._fetch_part(destination, segment, name, meta, schema, workdir, what)
+        return meta, local, columns
+
+    def _read_pointer(self, destination: str, segment: str, name: str, what: str) -> tuple[dict, bytes] | None:
+        """A pointer document as a JSON object, with its bytes; None when there is none."""
+        pointer_key = self._pointer_key(destination, segment, name)
         raw = self._read(pointer_key)
         if raw is None:
             return None
-        hint = "Restore it, or delete it to resend the whole segment"
         try:
             meta = json.loads(raw)
             if not isinstance(meta, dict):
                 raise ValueError("not a JSON object")
-            data_key, expected, rows = meta["file"], meta["sha256"], meta["rows"]
+        except ValueError as exc:
+            raise SegmentRefused(
+                f"{what} pointer for {destination}/{segment} at {self._location(pointer_key)} is corrupt ({exc}); "
+                f"refusing to treat it as empty. {_HINT}"
+            ) from exc
+        return meta, raw
+
+    def _fetch_part(
+        self,
+        destination: str,
+        segment: str,
+        name: str,
+        part: dict,
+        schema: dict[str, str] | tuple[dict, ...],
+        workdir: Path,
+        what: str,
+    ) -> tuple[Path, dict[str, str]]:
+        """Download one data file a pointer names (``part``: file, sha256, rows) and check what it claims."""
+        folder = self._folder(destination, segment)
+        where = f"{destination}/{segment} at {self._location(f'{folder}/{name}')}"
+        try:
+            if not isinstance(part, dict):
+                raise ValueError("not a JSON object")
+            data_key, expected, rows = part["file"], part["sha256"], part["rows"]
             if not isinstance(data_key, str) or not isinstance(expected, str) or not _SHA256.match(expected):
                 raise ValueError("file and sha256 must be strings")
             if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
                 raise ValueError("rows must be a whole number")
-            if not isinstance(meta.get("run_id", ""), str):
+            if not isinstance(part.get("run_id", ""), str):
                 raise ValueError("run_id must be a string")
         except (ValueError, KeyError, TypeError) as exc:
             raise SegmentRefused(
-                f"{what} pointer for {where} is corrupt ({exc}); refusing to treat it as empty. " + hint
+                f"{what} pointer for {where} is corrupt ({exc}); refusing to treat it as empty. " + _HINT
             ) from exc
         # Confined to its own folder: a tampered pointer can neither read nor, on
         # the next commit, delete any other file.
@@ -301,7 +412,7 @@ class StateStore(abc.ABC):
         if leaf == data_key or not _SAFE.match(leaf) or not leaf.endswith(".parquet"):
             raise SegmentRefused(
                 f"{what} pointer for {where} names {data_key!r}, outside its folder {folder}/; "
-                "refusing to read it. " + hint
+                "refusing to read it. " + _HINT
             )
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -328,7 +439,7 @@ class StateStore(abc.ABC):
             )
         if actual != rows:
             raise SegmentRefused(f"{what} data for {where} has {actual} rows, its pointer says {rows}")
-        return meta, local, found
+        return local, found
 
     def _point_to(self, destination: str, segment: str, name: str, parquet: Path, prefix: str, meta: dict) -> str:
         """Store ``parquet`` under a fresh name, then move pointer ``name`` to it in one write."""
@@ -345,24 +456,30 @@ class StateStore(abc.ABC):
         return data_key
 
     def _delete_data(self, folder: str, pointer_bytes: bytes, keep: str | None = None) -> None:
-        with contextlib.suppress(Exception):
-            old = json.loads(pointer_bytes)["file"]
-            if (
-                isinstance(old, str)
-                and old != keep
-                and old.startswith(folder + "/")
-                and "/" not in old[len(folder) + 1 :]
-            ):
-                self._delete(old)
+        """Delete the data files a superseded pointer named (its base and deltas), except those in use."""
+        self._delete_files(folder, _named_files(pointer_bytes) - {keep})
+
+    def _delete_files(self, folder: str, keys) -> None:
+        for old in keys:
+            if isinstance(old, str) and old.startswith(folder + "/") and "/" not in old[len(folder) + 1 :]:
+                with contextlib.suppress(Exception):
+                    self._delete(old)
 
     # ---- snapshots -----------------------------------------------------------
     def load_snapshot(self, destination: str, segment: str, workdir: Path) -> Snapshot | None:
-        found = self._load_pointed(
-            destination, segment, POINTER, (SNAPSHOT_SCHEMA, SNAPSHOT_SCHEMA_CONFIRMED), workdir, "snapshot"
-        )
+        """The committed snapshot: one local Parquet file of the current membership, whatever its format.
+
+        A format-1 pointer names one data file; a format-2 pointer names a base
+        and deltas (``sync.state.deltas``), each checked like a format-1 file,
+        and the membership is their latest row per Id.
+        """
+        found = self._read_pointer(destination, segment, POINTER, "snapshot")
         if found is None:
             return None
-        meta, local, columns = found
+        meta, raw = found
+        schemas = (SNAPSHOT_SCHEMA, SNAPSHOT_SCHEMA_CONFIRMED)
+        base, delta_parts = self._snapshot_parts(destination, segment, meta)
+        local, columns = self._fetch_part(destination, segment, POINTER, base, schemas, workdir, "snapshot")
         try:
             fields = tuple(meta.get("fields") or ())
             if not all(isinstance(f, str) for f in fields) or not isinstance(meta.get("mapping_hash", ""), str):
@@ -372,16 +489,53 @@ class StateStore(abc.ABC):
             raise SegmentRefused(
                 f"snapshot pointer for {destination}/{segment} is corrupt ({exc}); refusing to treat it as empty"
             ) from exc
-        return Snapshot(
+        delta_schema = {**columns, deltas.DELETED: "BOOLEAN"}
+        delta_files = [
+            self._fetch_part(destination, segment, POINTER, d, delta_schema, workdir, "snapshot delta")[0]
+            for d in delta_parts
+        ]
+        rows = meta["rows"]
+        if delta_files:
+            local = _membership(local, delta_files, list(columns), Path(workdir) / "membership.parquet")
+            actual = parquet_facts(local)[1]
+            if actual != rows:
+                raise SegmentRefused(
+                    f"snapshot data for {destination}/{segment} holds {actual} members, its pointer says {rows}"
+                )
+        snapshot = Snapshot(
             local,
             fields,
             meta.get("mapping_hash", ""),
-            meta["rows"],
+            rows,
             meta.get("run_id", ""),
             str(meta.get("committed_at", "")),
             quarantine,
             confirmed=columns == SNAPSHOT_SCHEMA_CONFIRMED,
+            parts=SnapshotParts(raw, base, tuple(delta_parts), columns),
         )
+        self._loaded[(destination, segment)] = snapshot
+        return snapshot
+
+    def _snapshot_parts(self, destination: str, segment: str, meta: dict) -> tuple[dict, list]:
+        """(base, deltas) of a snapshot pointer: format 1 is its own base with no deltas."""
+        fmt = meta.get("format", 1)
+        if fmt == 1 and not isinstance(fmt, bool):
+            return meta, []
+        try:
+            if fmt != deltas.POINTER_FORMAT or isinstance(fmt, bool):
+                raise ValueError(f"format {fmt!r} is not one this lakeseg reads (1 or {deltas.POINTER_FORMAT})")
+            base, parts, rows = meta["base"], meta.get("deltas") or [], meta["rows"]
+            if not isinstance(base, dict) or not isinstance(parts, list):
+                raise ValueError("base must be an object and deltas a list")
+            if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+                raise ValueError("rows must be a whole number")
+        except (ValueError, KeyError) as exc:
+            raise SegmentRefused(
+                f"snapshot pointer for {destination}/{segment} at "
+                f"{self._location(self._pointer_key(destination, segment))} is corrupt ({exc}); "
+                f"refusing to treat it as empty. {_HINT}"
+            ) from exc
+        return base, parts
 
     def commit_snapshot(
         self,
@@ -395,6 +549,15 @@ class StateStore(abc.ABC):
         run_id: str,
         quarantine: tuple[QuarantinedRow, ...] = (),
     ) -> Snapshot:
+        """Commit ``parquet`` (the whole new membership): as a delta beside the loaded base, or as a new base.
+
+        A delta is written only against the snapshot this store loaded for the
+        segment, when the pointer still holds exactly what was loaded and the
+        mapping hash and columns are the same; anything else -- and a delta past
+        the ``compaction`` thresholds -- writes the whole membership as a new
+        base (a format-1 pointer). Either way the data is stored under fresh
+        names first and the pointer moves in one write.
+        """
         committed_at = utcnow().isoformat(timespec="seconds")
         meta = {
             "rows": rows,
@@ -404,11 +567,66 @@ class StateStore(abc.ABC):
             "committed_at": committed_at,
             "quarantine": [asdict(q) for q in quarantine],
         }
-        self._point_to(destination, segment, POINTER, parquet, "", meta)
+        folder = self._folder(destination, segment)
+        pointer_key = f"{folder}/{POINTER}"
+        previous_raw = self._read(pointer_key)
+        loaded = self._loaded.pop((destination, segment), None)
+        delta = self._delta_against(loaded, previous_raw, Path(parquet), mapping_hash)
+        name = f"{safe_name('run id', run_id)}-{uuid.uuid4().hex[:8]}.parquet"
+        parts: list[dict] = []
+        if delta is None or loaded is None or loaded.parts is None:
+            base_key = f"{folder}/{name}"
+            base = {"file": base_key, "sha256": sha256_file(Path(parquet)), "rows": rows}
+            self._upload(base_key, Path(parquet))
+        else:
+            base, parts = dict(loaded.parts.base), list(loaded.parts.deltas)
+            delta_file, delta_part = delta
+            if delta_part["rows"]:
+                data_key = f"{folder}/delta-{name}"
+                self._upload(data_key, delta_file)
+                parts.append({"file": data_key, **delta_part})
+        failpoints.hit("commit-after-data")
+        if parts:
+            doc = {"format": deltas.POINTER_FORMAT, "base": _part(base), "deltas": parts, **meta}
+        else:
+            doc = {"file": base["file"], "sha256": base["sha256"], **meta}
+        self._write(pointer_key, json.dumps(doc, indent=2).encode())
+        failpoints.hit("commit-after-pointer")
+        # The pointer has moved: what it named and no longer names is garbage now, and so is any snapshot file
+        # an earlier commit stored and was killed before pointing to (or before deleting what it superseded).
+        named = _named_files(json.dumps(doc).encode())
+        garbage = _named_files(previous_raw or b"") | {
+            k for k in self._list(folder + "/") if _SNAPSHOT_FILE.match(k[len(folder) + 1 :])
+        }
+        self._delete_files(folder, garbage - named)
         # The commit supersedes this run's in-doubt record (see load_in_doubt); drop it now.
         with contextlib.suppress(Exception):
             self.clear_in_doubt(destination, segment, run_id)
         return Snapshot(Path(parquet), tuple(fields), mapping_hash, rows, run_id, committed_at, tuple(quarantine))
+
+    def _delta_against(
+        self, loaded: Snapshot | None, previous_raw: bytes | None, parquet: Path, mapping_hash: str
+    ) -> tuple[Path, dict] | None:
+        """The delta from ``loaded`` to ``parquet`` (its file; sha256, rows, upserts, tombstones), or None for a
+        new base: nothing loaded, the pointer moved since, another mapping or columns, or past compaction."""
+        if loaded is None or loaded.parts is None or previous_raw is None or loaded.parts.raw != previous_raw:
+            return None
+        if loaded.mapping_hash != mapping_hash or len(loaded.parts.deltas) + 1 > self.compaction.max_deltas:
+            return None
+        columns, _rows = parquet_facts(parquet)
+        if columns != loaded.parts.columns:
+            return None
+        out = parquet.parent / f"delta-{uuid.uuid4().hex[:8]}.parquet"
+        upserts, tombstones = _write_delta(parquet, loaded.path, list(columns), out)
+        base_rows = int(loaded.parts.base["rows"])
+        if self.compaction.compacts(base_rows, [int(d["rows"]) for d in loaded.parts.deltas], upserts + tombstones):
+            return None
+        return out, {
+            "sha256": sha256_file(out),
+            "rows": upserts + tombstones,
+            "upserts": upserts,
+            "tombstones": tombstones,
+        }
 
     def committed_fields(self, destination: str, segment: str) -> tuple[str, ...]:
         """The fields of the committed snapshot (read from its pointer only), or () if none."""
