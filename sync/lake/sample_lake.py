@@ -28,12 +28,13 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
 import duckdb
 
+from sync.core import clock
 from sync.core.sql import ql
 from sync.lake.schema import ALL_EVENTS, CRM, duckdb_type
 
@@ -87,7 +88,7 @@ class LakeSpec:
 
     @property
     def end_dt(self) -> datetime:
-        return datetime.fromisoformat(self.end).replace(tzinfo=timezone.utc)
+        return clock.as_utc(datetime.fromisoformat(self.end))
 
     @property
     def start_dt(self) -> datetime:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
 import jinja2
 
+from sync.core import clock
 from sync.output.terminal import PHASES as PHASE_ORDER  # the order a run goes through them
 from sync.run.engine import run_status
 
@@ -308,14 +309,7 @@ def _count(value) -> int:
 
 def parse_time(stamp) -> datetime | None:
     """An ISO time (or dbt's 'YYYY-MM-DD HH:MM:SS', taken as UTC), in UTC; None when it is not one."""
-    text = str(stamp or "").strip()
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return clock.parse_stamp(stamp)
 
 
 def day_of(moment: datetime) -> tuple[str, datetime]:
@@ -552,7 +546,7 @@ def segment_figure(history: SegmentHistory):
 
 
 def render_html(runs: list[dict], *, title: str = "lakeseg report", generated_at: str | None = None) -> str:
-    generated_at = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    generated_at = generated_at or clock.stamp()
     data = collect(runs, reference=parse_time(generated_at))
     charts = {}
     first = True

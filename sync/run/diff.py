@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
+from sync.core import clock
 from sync.core.errors import SegmentRefused
 from sync.core.fields import ID_FIELD
 from sync.core.sql import qi, ql
@@ -395,7 +396,7 @@ class Expiry:
 
 
 def _ts(value: datetime) -> str:
-    return f"timestamp {ql(value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=' '))}"
+    return f"timestamp {ql(clock.as_utc(value).replace(tzinfo=None).isoformat(sep=' '))}"
 
 
 def _stamp(
