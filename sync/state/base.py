@@ -29,8 +29,9 @@ rows left unproven (each still holds a refused row; which, is not known yet),
 with the header they were found with. Ids only, no values. The next run resends
 those rows and continues the search; a commit that leaves none clears it.
 
-Every pointer is schema-checked and may only name a data file in its own
-folder; a corrupt one refuses its segment, never the run.
+Every pointer is schema-checked (one pydantic model per document, in
+``sync/state/documents.py``) and may only name a data file in its own folder;
+a corrupt one refuses its segment, never the run.
 """
 
 from __future__ import annotations
@@ -38,24 +39,40 @@ from __future__ import annotations
 import abc
 import contextlib
 import hashlib
-import json
 import logging
 import re
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 
+from sync.core import clock
 from sync.core.errors import ConfigError, LockHeld, SegmentRefused
+from sync.state import documents
+from sync.state.documents import (
+    PLATFORM_REFUSED,
+    DataPointer,
+    DocumentError,
+    InDoubtPointer,
+    JobLedgerDocument,
+    LedgerEntry,
+    LockDocument,
+    QuarantineEntry,
+    RunRecord,
+    SearchPointer,
+    SnapshotPointer,
+)
 
 log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+P = TypeVar("P", bound=DataPointer)
+_RESTORE = "Restore it, or delete it to resend the whole segment"
 POINTER = "current.json"
 IN_DOUBT = "in_doubt.json"
 LEASE_KEY = "lease/run.json"  # the run lease: one run at a time per deployment (sync/run/lease.py)
@@ -66,9 +83,6 @@ IN_DOUBT_SCHEMA = {"Id": "VARCHAR"}
 SEARCH = "search.json"
 JOBS = "jobs.json"  # the platform jobs a segment's deliveries created and that may not have ended
 SEARCH_SCHEMA = {"Id": "VARCHAR", "grp": "INTEGER", "pos": "INTEGER"}
-# A quarantine entry says why a row is there by a code, never by the platform's message (which may quote the
-# row's values). The one code today: the platform refused the row.
-PLATFORM_REFUSED = "platform-refused"
 
 
 def safe_name(kind: str, value: str) -> str:
@@ -78,7 +92,7 @@ def safe_name(kind: str, value: str) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 def sha256_file(path: Path) -> str:
@@ -115,19 +129,19 @@ class QuarantinedRow:
     attempts: int = 1
 
     @classmethod
-    def from_dict(cls, doc: dict) -> QuarantinedRow:
+    def from_dict(cls, doc: Any) -> QuarantinedRow:
         """An entry read back from a pointer. One written before codes (with the platform's ``message``) is read
         as ``platform-refused`` and its message dropped: the next commit rewrites the pointer without it."""
         if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
             raise ValueError("a quarantine entry has no id")
-        code = doc.get("code")
-        return cls(
-            doc["id"],
-            code if code in (PLATFORM_REFUSED,) else PLATFORM_REFUSED,
-            str(doc.get("first_run_id", "")),
-            str(doc.get("last_run_id", "")),
-            int(doc.get("attempts", 1)),
-        )
+        return cls.from_entry(QuarantineEntry.model_validate(doc))
+
+    @classmethod
+    def from_entry(cls, entry: QuarantineEntry) -> QuarantinedRow:
+        return cls(entry.id, entry.code, entry.first_run_id, entry.last_run_id, entry.attempts)
+
+    def entry(self) -> QuarantineEntry:
+        return QuarantineEntry(**asdict(self))
 
 
 @dataclass(frozen=True)
@@ -191,13 +205,8 @@ class LockInfo:
 
 
 def _age_seconds(stamp: str) -> float:
-    try:
-        when = datetime.fromisoformat(stamp)
-    except (TypeError, ValueError):
-        return 0.0
-    if when.tzinfo is None:  # a naive stamp is taken as UTC, never compared with an aware one
-        when = when.replace(tzinfo=timezone.utc)
-    return (utcnow() - when).total_seconds()
+    when = clock.parse_stamp(stamp)  # a naive stamp is taken as UTC, never compared with an aware one
+    return 0.0 if when is None else (utcnow() - when).total_seconds()
 
 
 class StateStore(abc.ABC):
@@ -263,10 +272,11 @@ class StateStore(abc.ABC):
         destination: str,
         segment: str,
         name: str,
+        model: type[P],
         schema: dict[str, str] | tuple[dict, ...],
         workdir: Path,
         what: str,
-    ) -> tuple[dict, Path, dict[str, str]] | None:
+    ) -> tuple[P, Path, dict[str, str]] | None:
         """Read a pointer and the data file it names, checking everything it claims: (pointer, file, columns).
 
         Any inconsistency raises SegmentRefused: a damaged record is never
@@ -278,42 +288,52 @@ class StateStore(abc.ABC):
         raw = self._read(pointer_key)
         if raw is None:
             return None
-        hint = "Restore it, or delete it to resend the whole segment"
+        pointer = self._parse_pointer(model, raw, what, where)
+        leaf = self._confined_leaf(folder, pointer.file, what, where)
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        local = workdir / leaf
+        self._fetch_checked(pointer, local, what, where)
+        found = self._checked_columns(pointer, local, schema, what, where)
+        return pointer, local, found
+
+    @staticmethod
+    def _parse_pointer(model: type[P], raw: bytes, what: str, where: str) -> P:
         try:
-            meta = json.loads(raw)
-            if not isinstance(meta, dict):
-                raise ValueError("not a JSON object")
-            data_key, expected, rows = meta["file"], meta["sha256"], meta["rows"]
-            if not isinstance(data_key, str) or not isinstance(expected, str) or not _SHA256.match(expected):
-                raise ValueError("file and sha256 must be strings")
-            if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
-                raise ValueError("rows must be a whole number")
-            if not isinstance(meta.get("run_id", ""), str):
-                raise ValueError("run_id must be a string")
-        except (ValueError, KeyError, TypeError) as exc:
+            return documents.parse(model, raw)
+        except DocumentError as exc:
             raise SegmentRefused(
-                f"{what} pointer for {where} is corrupt ({exc}); refusing to treat it as empty. " + hint
+                f"{what} pointer for {where} is corrupt ({exc}); refusing to treat it as empty. " + _RESTORE
             ) from exc
-        # Confined to its own folder: a tampered pointer can neither read nor, on
-        # the next commit, delete any other file.
-        # _SAFE admits no "/" and no empty name: the leaf is a file directly in the folder.
+
+    @staticmethod
+    def _confined_leaf(folder: str, data_key: str, what: str, where: str) -> str:
+        """The data file's name in ``folder``: a tampered pointer can neither read nor, on the next commit,
+        delete any other file. _SAFE admits no "/" and no empty name: the leaf is a file directly in the folder."""
         leaf = data_key.removeprefix(folder + "/")
         if leaf == data_key or not _SAFE.match(leaf) or not leaf.endswith(".parquet"):
             raise SegmentRefused(
                 f"{what} pointer for {where} names {data_key!r}, outside its folder {folder}/; "
-                "refusing to read it. " + hint
+                "refusing to read it. " + _RESTORE
             )
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        local = workdir / leaf
-        if not self._download(data_key, local):
+        return leaf
+
+    def _fetch_checked(self, pointer: DataPointer, local: Path, what: str, where: str) -> None:
+        """Download the data file to ``local``; it must be there and match the pointer's checksum."""
+        if not self._download(pointer.file, local):
             raise SegmentRefused(
-                f"{what} data {self._location(data_key)} for {where} is missing; refusing to treat it as empty"
+                f"{what} data {self._location(pointer.file)} for {where} is missing; refusing to treat it as empty"
             )
-        if sha256_file(local) != expected:
+        if sha256_file(local) != pointer.sha256:
             raise SegmentRefused(
-                f"{what} data {self._location(data_key)} for {where} fails its checksum; refusing to treat it as empty"
+                f"{what} data {self._location(pointer.file)} for {where} fails its checksum; "
+                "refusing to treat it as empty"
             )
+
+    def _checked_columns(
+        self, pointer: DataPointer, local: Path, schema: dict[str, str] | tuple[dict, ...], what: str, where: str
+    ) -> dict[str, str]:
+        """The data file's columns, which must be one of ``schema``'s, and its rows the pointer's count."""
         try:
             found, actual = parquet_facts(local)
         except duckdb.Error as exc:
@@ -323,63 +343,57 @@ class StateStore(abc.ABC):
         schemas = schema if isinstance(schema, tuple) else (schema,)
         if found not in schemas:
             raise SegmentRefused(
-                f"{what} data {self._location(data_key)} for {where} has columns {found}, "
+                f"{what} data {self._location(pointer.file)} for {where} has columns {found}, "
                 f"expected {' or '.join(str(s) for s in schemas)}; refusing to read it"
             )
-        if actual != rows:
-            raise SegmentRefused(f"{what} data for {where} has {actual} rows, its pointer says {rows}")
-        return meta, local, found
+        if actual != pointer.rows:
+            raise SegmentRefused(f"{what} data for {where} has {actual} rows, its pointer says {pointer.rows}")
+        return found
 
-    def _point_to(self, destination: str, segment: str, name: str, parquet: Path, prefix: str, meta: dict) -> str:
-        """Store ``parquet`` under a fresh name, then move pointer ``name`` to it in one write."""
+    def _point_to(
+        self, destination: str, segment: str, name: str, parquet: Path, prefix: str, model: type[P], **fields: Any
+    ) -> str:
+        """Store ``parquet`` under a fresh name, then move pointer ``name`` (a ``model`` with ``fields``) to it in
+        one write."""
         folder = self._folder(destination, segment)
         pointer_key = f"{folder}/{name}"
-        data_key = f"{folder}/{prefix}{safe_name('run id', meta['run_id'])}-{uuid.uuid4().hex[:8]}.parquet"
+        data_key = f"{folder}/{prefix}{safe_name('run id', fields['run_id'])}-{uuid.uuid4().hex[:8]}.parquet"
         previous = self._read(pointer_key)
         self._upload(data_key, Path(parquet))
-        self._write(
-            pointer_key, json.dumps({"file": data_key, "sha256": sha256_file(Path(parquet)), **meta}, indent=2).encode()
-        )
+        pointer = model(file=data_key, sha256=sha256_file(Path(parquet)), **fields)
+        self._write(pointer_key, pointer.dump(indent=2))
         if previous:  # the pointer has moved: the superseded data file is garbage now
             self._delete_data(folder, previous, keep=data_key)
         return data_key
 
     def _delete_data(self, folder: str, pointer_bytes: bytes, keep: str | None = None) -> None:
         with contextlib.suppress(Exception):
-            old = json.loads(pointer_bytes)["file"]
-            if (
-                isinstance(old, str)
-                and old != keep
-                and old.startswith(folder + "/")
-                and "/" not in old[len(folder) + 1 :]
-            ):
+            old = documents.parse(documents.NamedFile, pointer_bytes).file
+            if old != keep and old.startswith(folder + "/") and "/" not in old[len(folder) + 1 :]:
                 self._delete(old)
 
     # ---- snapshots -----------------------------------------------------------
     def load_snapshot(self, destination: str, segment: str, workdir: Path) -> Snapshot | None:
         found = self._load_pointed(
-            destination, segment, POINTER, (SNAPSHOT_SCHEMA, SNAPSHOT_SCHEMA_CONFIRMED), workdir, "snapshot"
+            destination,
+            segment,
+            POINTER,
+            SnapshotPointer,
+            (SNAPSHOT_SCHEMA, SNAPSHOT_SCHEMA_CONFIRMED),
+            workdir,
+            "snapshot",
         )
         if found is None:
             return None
-        meta, local, columns = found
-        try:
-            fields = tuple(meta.get("fields") or ())
-            if not all(isinstance(f, str) for f in fields) or not isinstance(meta.get("mapping_hash", ""), str):
-                raise ValueError("fields and mapping_hash must be strings")
-            quarantine = tuple(QuarantinedRow.from_dict(q) for q in meta.get("quarantine") or ())
-        except (ValueError, TypeError) as exc:
-            raise SegmentRefused(
-                f"snapshot pointer for {destination}/{segment} is corrupt ({exc}); refusing to treat it as empty"
-            ) from exc
+        pointer, local, columns = found
         return Snapshot(
             local,
-            fields,
-            meta.get("mapping_hash", ""),
-            meta["rows"],
-            meta.get("run_id", ""),
-            str(meta.get("committed_at", "")),
-            quarantine,
+            pointer.fields,
+            pointer.mapping_hash,
+            pointer.rows,
+            pointer.run_id,
+            pointer.committed_at,
+            tuple(QuarantinedRow.from_entry(q) for q in pointer.quarantine),
             confirmed=columns == SNAPSHOT_SCHEMA_CONFIRMED,
         )
 
@@ -395,16 +409,21 @@ class StateStore(abc.ABC):
         run_id: str,
         quarantine: tuple[QuarantinedRow, ...] = (),
     ) -> Snapshot:
-        committed_at = utcnow().isoformat(timespec="seconds")
-        meta = {
-            "rows": rows,
-            "fields": list(fields),
-            "mapping_hash": mapping_hash,
-            "run_id": run_id,
-            "committed_at": committed_at,
-            "quarantine": [asdict(q) for q in quarantine],
-        }
-        self._point_to(destination, segment, POINTER, parquet, "", meta)
+        committed_at = clock.stamp(utcnow())
+        self._point_to(
+            destination,
+            segment,
+            POINTER,
+            parquet,
+            "",
+            SnapshotPointer,
+            rows=rows,
+            fields=tuple(fields),
+            mapping_hash=mapping_hash,
+            run_id=run_id,
+            committed_at=committed_at,
+            quarantine=tuple(q.entry() for q in quarantine),
+        )
         # The commit supersedes this run's in-doubt record (see load_in_doubt); drop it now.
         with contextlib.suppress(Exception):
             self.clear_in_doubt(destination, segment, run_id)
@@ -415,26 +434,34 @@ class StateStore(abc.ABC):
         raw = self._read(self._pointer_key(destination, segment))
         if raw is None:
             return ()
-        fields = json.loads(raw).get("fields") or ()
-        return tuple(f for f in fields if isinstance(f, str))
+        return documents.parse(documents.CommittedFields, raw).fields
 
     # ---- in-doubt records ----------------------------------------------------
     def record_in_doubt(self, destination: str, segment: str, parquet: Path, *, rows: int, run_id: str) -> None:
         """Durably note the Ids a delivery is about to carry, before it starts."""
-        meta = {"rows": rows, "run_id": run_id, "recorded_at": utcnow().isoformat(timespec="seconds")}
-        self._point_to(destination, segment, IN_DOUBT, parquet, "in-doubt-", meta)
+        self._point_to(
+            destination,
+            segment,
+            IN_DOUBT,
+            parquet,
+            "in-doubt-",
+            InDoubtPointer,
+            rows=rows,
+            run_id=run_id,
+            recorded_at=clock.stamp(utcnow()),
+        )
 
     def load_in_doubt(
         self, destination: str, segment: str, workdir: Path, committed_run_id: str | None = None
     ) -> InDoubt | None:
         """The open in-doubt record, or None (none, or superseded by a commit of the same run)."""
-        found = self._load_pointed(destination, segment, IN_DOUBT, IN_DOUBT_SCHEMA, workdir, "in-doubt")
+        found = self._load_pointed(destination, segment, IN_DOUBT, InDoubtPointer, IN_DOUBT_SCHEMA, workdir, "in-doubt")
         if found is None:
             return None
-        meta, local, _columns = found
-        if committed_run_id and meta.get("run_id") == committed_run_id:
+        pointer, local, _columns = found
+        if committed_run_id and pointer.run_id == committed_run_id:
             return None
-        return InDoubt(local, meta["rows"], str(meta.get("run_id", "")), str(meta.get("recorded_at", "")))
+        return InDoubt(local, pointer.rows, pointer.run_id, pointer.recorded_at)
 
     def clear_in_doubt(self, destination: str, segment: str, run_id: str) -> None:
         """Remove the in-doubt record if ``run_id`` wrote it (a newer one is left alone)."""
@@ -443,8 +470,8 @@ class StateStore(abc.ABC):
         if raw is None:
             return
         try:
-            owner = json.loads(raw).get("run_id")
-        except (ValueError, AttributeError):
+            owner = documents.parse(documents.WrittenBy, raw).run_id
+        except DocumentError:
             return
         if owner == run_id and self._delete_if_unchanged(key, raw):
             self._delete_data(self._folder(destination, segment), raw)
@@ -471,26 +498,25 @@ class StateStore(abc.ABC):
             )
         finally:
             con.close()
-        meta = {
-            "rows": len(ids),
-            "groups": len(groups),
-            "fields": list(fields),
-            "run_id": run_id,
-            "recorded_at": utcnow().isoformat(timespec="seconds"),
-        }
-        self._point_to(destination, segment, SEARCH, out, "search-", meta)
+        self._point_to(
+            destination,
+            segment,
+            SEARCH,
+            out,
+            "search-",
+            SearchPointer,
+            rows=len(ids),
+            groups=len(groups),
+            fields=tuple(fields),
+            run_id=run_id,
+            recorded_at=clock.stamp(utcnow()),
+        )
 
     def load_search(self, destination: str, segment: str, workdir: Path) -> SavedSearch | None:
-        found = self._load_pointed(destination, segment, SEARCH, SEARCH_SCHEMA, workdir, "search")
+        found = self._load_pointed(destination, segment, SEARCH, SearchPointer, SEARCH_SCHEMA, workdir, "search")
         if found is None:
             return None
-        meta, local, _columns = found
-        fields = meta.get("fields") or ()
-        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
-            raise SegmentRefused(
-                f"search pointer for {destination}/{segment} is corrupt (fields must be strings); "
-                "delete it to start the search afresh"
-            )
+        pointer, local, _columns = found
         con = duckdb.connect()
         try:
             rows = con.execute("select grp, Id from read_parquet(?) order by grp, pos", [str(local)]).fetchall()
@@ -499,7 +525,7 @@ class StateStore(abc.ABC):
         groups: dict[int, list[str]] = {}
         for grp, rid in rows:
             groups.setdefault(grp, []).append(rid)
-        return SavedSearch(tuple(tuple(g) for g in groups.values()), tuple(fields), str(meta.get("run_id", "")))
+        return SavedSearch(tuple(tuple(g) for g in groups.values()), pointer.fields, pointer.run_id)
 
     def clear_search(self, destination: str, segment: str) -> None:
         key = self._pointer_key(destination, segment, SEARCH)
@@ -521,29 +547,25 @@ class StateStore(abc.ABC):
         if raw is None:
             return None
         try:
-            doc = json.loads(raw)
-            if not isinstance(doc, dict):
-                raise ValueError
-        except ValueError:
-            doc = {"owner": {"note": "unreadable lock file"}, "acquired_at": ""}
-        acquired = str(doc.get("acquired_at", ""))
-        owner: dict = doc["owner"] if isinstance(doc.get("owner"), dict) else {}
+            doc = documents.parse(LockDocument, raw)
+        except DocumentError:
+            doc = LockDocument(owner={"note": "unreadable lock file"})
         return LockInfo(
             destination,
             segment,
-            owner,
-            acquired,
-            _age_seconds(acquired),
+            doc.owner,
+            doc.acquired_at,
+            _age_seconds(doc.acquired_at),
             self._location(key),
-            str(doc.get("token", "")),
+            doc.token,
         )
 
     @contextlib.contextmanager
     def lock(self, destination: str, segment: str, owner: dict) -> Iterator[LockInfo]:
         key = self._lock_key(destination, segment)
         token = uuid.uuid4().hex
-        now = utcnow().isoformat(timespec="seconds")
-        data = json.dumps({"owner": owner, "acquired_at": now, "token": token}).encode()
+        now = clock.stamp(utcnow())
+        data = LockDocument(owner=owner, acquired_at=now, token=token).dump()
         if not self._create(key, data):
             held = self.read_lock(destination, segment)
             desc = held.describe() if held else "held by another run"
@@ -601,17 +623,17 @@ class StateStore(abc.ABC):
 
     def write_run(self, run: dict) -> None:
         # One line of JSON per document: Athena's JSON SerDe reads the history as a table.
-        self._write(self._history_key(run), json.dumps(run, default=str, separators=(",", ":")).encode() + b"\n")
+        self._write(self._history_key(run), RunRecord.model_validate(run).dump())
 
     def _read_run(self, key: str) -> dict:
         raw = self._read(key)
         try:
-            doc = json.loads(raw or b"")
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict) or not isinstance(doc.get("run_id"), str):
-            raise ConfigError(f"history document {self._location(key)} is corrupt; move it away to read the rest")
-        return doc
+            return documents.parse(RunRecord, raw or b"").as_dict()
+        except DocumentError as exc:
+            log.debug("history document %s: %s", self._location(key), exc)
+            raise ConfigError(
+                f"history document {self._location(key)} is corrupt; move it away to read the rest"
+            ) from None
 
     def list_runs(self, limit: int = 20) -> list[dict]:
         """The newest runs; a corrupt document is skipped with a warning (it names the file)."""
@@ -642,43 +664,36 @@ class StateJobLedger:
         self._store, self._key = store, key
         self._lock = threading.Lock()
 
-    def _load(self) -> list[dict] | None:
+    def _load(self) -> list[LedgerEntry] | None:
         raw = self._store._read(self._key)
         if raw is None:
             return None
         try:
-            jobs = json.loads(raw)["jobs"]
-            if not isinstance(jobs, list):
-                raise ValueError("jobs must be a list")
-            return [j for j in jobs if isinstance(j, dict) and isinstance(j.get("name"), str)]
-        except (ValueError, KeyError, TypeError):
-            log.warning("job ledger %s is unreadable; jobs are looked up by listing", self._store._location(self._key))
+            return documents.parse(JobLedgerDocument, raw).jobs
+        except DocumentError as exc:
+            log.warning(
+                "job ledger %s is unreadable (%s); jobs are looked up by listing", self._store._location(self._key), exc
+            )
             return None
 
-    def _save(self, jobs: list[dict]) -> None:
-        self._store._write(self._key, json.dumps({"jobs": jobs}, indent=1).encode())
+    def _save(self, jobs: list[LedgerEntry]) -> None:
+        self._store._write(self._key, JobLedgerDocument(jobs=jobs).dump(indent=1))
 
     def entries(self) -> list[dict] | None:
         with self._lock:
-            return self._load()
+            jobs = self._load()
+            return None if jobs is None else [j.model_dump() for j in jobs]
 
     def remember(self, name: str, job_id: str | None, run_id: str) -> None:
         with self._lock:
-            jobs = [j for j in self._load() or [] if j["name"] != name]
-            jobs.append(
-                {
-                    "name": name,
-                    "job_id": job_id,
-                    "run_id": run_id,
-                    "recorded_at": utcnow().isoformat(timespec="seconds"),
-                }
-            )
+            jobs = [j for j in self._load() or [] if j.name != name]
+            jobs.append(LedgerEntry(name=name, job_id=job_id, run_id=run_id, recorded_at=clock.stamp(utcnow())))
             self._save(jobs)
 
     def forget(self, name: str) -> None:
         with self._lock:
             jobs = self._load() or []
-            kept = [j for j in jobs if j["name"] != name]
+            kept = [j for j in jobs if j.name != name]
             if len(kept) != len(jobs):
                 self._save(kept)
 
