@@ -459,7 +459,6 @@ def collect(runs: list[dict], reference: datetime | None = None) -> ReportData:
 
 def segment_figure(history: SegmentHistory):
     """Members over time (line, from zero) above what entered (up) and exited (down) in each row (bars)."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     rows = [b for b in history.buckets if b.members is not None]
@@ -473,8 +472,17 @@ def segment_figure(history: SegmentHistory):
         row_heights=[0.55, 0.45],
         subplot_titles=("Members (axis from zero)", "Entered (+) and exited (−), as sent"),
     )
-    # The line joins what was committed; a run that did not commit (refused, failed) is a × at what it
-    # would have made the segment, off the line, so a refused mass exit does not read as a real dip.
+    _add_members(fig, rows, x, text)
+    _add_flows(fig, rows, x, text)
+    _style(fig)
+    return fig
+
+
+def _add_members(fig, rows: list, x: list[str], text: list[str]) -> None:
+    """The top chart. The line joins what was committed; a run that did not commit (refused, failed) is a × at
+    what it would have made the segment, off the line, so a refused mass exit does not read as a real dip."""
+    import plotly.graph_objects as go
+
     kept = [(xi, b.committed_members, t) for xi, b, t in zip(x, rows, text) if b.committed_members is not None]
     held = [(xi, b.members, t) for xi, b, t in zip(x, rows, text) if b.committed_members is None]
     fig.add_trace(
@@ -505,28 +513,27 @@ def segment_figure(history: SegmentHistory):
             row=1,
             col=1,
         )
-    fig.add_trace(
-        go.Bar(
-            x=x,
-            y=[b.total("entered") for b in rows],
-            name="entered",
-            hovertext=text,
-            marker={"color": COLOURS["entered"]},
-        ),
-        row=2,
-        col=1,
-    )
-    fig.add_trace(
-        go.Bar(
-            x=x,
-            y=[-b.total("exited") for b in rows],
-            name="exited",
-            hovertext=text,
-            marker={"color": COLOURS["exited"]},
-        ),
-        row=2,
-        col=1,
-    )
+
+
+def _add_flows(fig, rows: list, x: list[str], text: list[str]) -> None:
+    """The bottom chart: what entered (up) and exited (down) in each row, as sent."""
+    import plotly.graph_objects as go
+
+    for name, sign in (("entered", 1), ("exited", -1)):
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=[sign * b.total(name) for b in rows],
+                name=name,
+                hovertext=text,
+                marker={"color": COLOURS[name]},
+            ),
+            row=2,
+            col=1,
+        )
+
+
+def _style(fig) -> None:
     fig.update_yaxes(rangemode="tozero", gridcolor="#eef1f4", zerolinecolor="#9aa7b1", row=1, col=1)
     fig.update_yaxes(zeroline=True, zerolinecolor="#1d2b36", gridcolor="#eef1f4", row=2, col=1)
     fig.update_xaxes(gridcolor="#eef1f4")
@@ -542,7 +549,6 @@ def segment_figure(history: SegmentHistory):
         font={"family": "system-ui, sans-serif", "size": 12, "color": "#1d2b36"},
         legend={"orientation": "h", "y": -0.15},
     )
-    return fig
 
 
 def render_html(runs: list[dict], *, title: str = "lakeseg report", generated_at: str | None = None) -> str:
