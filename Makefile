@@ -114,11 +114,13 @@ report-screenshot: install browser ## docs/report.png, docs/report-390.png: the 
 	$(BIN)/python -m tools.report_screenshot build/report/sample.html docs/report-390.png --width 390 --top 1500
 
 BENCH_ROWS ?= 10000000
+PIPELINE_ENDPOINTS ?= 1000000 10000000
 
 bench: install $(DRT) ## benchmarks (not part of the test suite): BENCH_ROWS=1000000 for a quick look
 	$(BIN)/python -m benchmarks.sync_bench --rows $(BENCH_ROWS)
 	$(BIN)/lakeseg lake generate --path $(LAKE) --endpoints $(ENDPOINTS) --if-missing
 	$(BIN)/python -m benchmarks.partitions --lake $(LAKE)
+	$(BIN)/python -m benchmarks.pipeline_bench --endpoints $(PIPELINE_ENDPOINTS)
 
 bundle: ## the scheduled runner's project bundle (build/lakeseg-bundle.zip) from the committed HEAD
 	mkdir -p build
