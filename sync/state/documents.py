@@ -177,30 +177,34 @@ class JobLedgerDocument(Document):
 
 
 class SegmentRecord(BaseModel):
-    """One segment of a run, as the run history holds it (the fields of ``sync.run.engine.SegmentReport``)."""
+    """One segment of a run, as the run history holds it (the fields of ``sync.run.engine.SegmentReport``).
+
+    A segment names itself and its status; the rest is kept as written (the type each field has when the
+    engine writes it is noted beside it): readers of the history tolerate other shapes, older or newer."""
 
     model_config = ConfigDict(extra="allow")
 
     segment: StrictStr
     status: StrictStr
     reason: Text = ""
-    plan: dict[str, Any] | None = None
-    files: list[str] = Field(default_factory=list)
-    bytes: int = 0
-    jobs: list[dict[str, Any]] = Field(default_factory=list)
+    plan: Any = None  # dict[str, Any] | None
+    files: Any = Field(default_factory=list)  # list[str]
+    bytes: Any = 0  # int
+    jobs: Any = Field(default_factory=list)  # list[dict[str, Any]]
     location: MaybeText = None
     started_at: Text = ""
-    duration_s: float = 0.0
-    notes: list[str] = Field(default_factory=list)
-    data_scanned_bytes: int | None = None
-    quarantined: list[dict[str, Any]] = Field(default_factory=list)
+    duration_s: Any = 0.0  # float
+    notes: Any = Field(default_factory=list)  # list[str]
+    data_scanned_bytes: Any = None  # int | None
+    quarantined: Any = Field(default_factory=list)  # list[dict[str, Any]]
 
 
 class RunRecord(BaseModel):
     """``history/<started_at>-<run_id>.json``: one run (the fields of ``sync.run.engine.RunReport``).
 
-    Only ``run_id`` is required; what a document holds is kept as it is (fields a newer writer adds too), and
-    written back in the same order, so the history reads the same through this model as without it.
+    Only ``run_id`` is required (and each segment's name and status); times and texts are text (a datetime
+    handed over is written as ``str()`` writes it); the rest is kept as written, fields a newer writer adds
+    too, in the same order, so the history reads the same through this model as without it.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -213,15 +217,17 @@ class RunRecord(BaseModel):
     started_at: Text = ""
     finished_at: MaybeText = None
     status: Text = ""
-    segments: list[SegmentRecord] = Field(default_factory=list)
+    segments: Annotated[list[SegmentRecord], BeforeValidator(lambda v: [] if v is None else v)] = Field(
+        default_factory=list
+    )
     error: MaybeText = None
     host: MaybeText = None
-    pid: int | None = None
+    pid: Any = None  # int | None
     as_of: MaybeText = None
     built_at: MaybeText = None
-    left_alone: list[str] = Field(default_factory=list)
-    phases: dict[str, float] = Field(default_factory=dict)
-    notes: list[str] = Field(default_factory=list)
+    left_alone: Any = Field(default_factory=list)  # list[str]
+    phases: Any = Field(default_factory=dict)  # dict[str, float]
+    notes: Any = Field(default_factory=list)  # list[str]
 
     def as_dict(self) -> dict[str, Any]:
         """The document as a plain dict: only what it holds (no defaults it did not have)."""
