@@ -79,18 +79,12 @@ def destination_problems(project_dir, profiles_dir, target, settings_file, segme
     prefix = destination.segment_name_prefix or ""
     out = []
     for seg in segments:
-        for f, why in pf.map_fields(seg.fields, key_target).problems:
-            column = next((m.column for m in seg.mappings if m.field == f), None)
-            out.append(Problem(seg.name, column, "customer-profiles-field", f"{f}: {why}"))
-        if seg.segment_name and not pf.SEGMENT_DEFINITION_NAME.match(prefix + seg.segment_name):
-            out.append(
-                Problem(
-                    seg.name,
-                    None,
-                    "customer-profiles-name",
-                    f"segment definition name {prefix + seg.segment_name!r} must be 1-64 letters, digits, _ or -",
-                )
-            )
+        for problem in pf.segment_problems(seg.fields, seg.segment_name, unique_key_target=key_target, prefix=prefix):
+            if problem.field is None:
+                out.append(Problem(seg.name, None, problem.rule, f"segment definition name {problem.why}"))
+                continue
+            column = next((m.column for m in seg.mappings if m.field == problem.field), None)
+            out.append(Problem(seg.name, column, problem.rule, f"{problem.field}: {problem.why}"))
     return out
 
 

@@ -1,8 +1,9 @@
 """Destination plugins, chosen by ``destination.type`` in lakeseg.yml.
 
 Adding a destination means one module implementing ``base.Destination`` (a
-job platform implements ``jobs.JobPlatform.run_job`` and uses ``aws_calls``)
-and one line here.
+job platform subclasses ``platform.JobDestination``, which delivers through
+``jobs.deliver_in_jobs`` and calls AWS as ``aws_calls`` says, and supplies
+``run_job`` and its own steps) and one line here.
 
 Imports only ``sync.core``: a destination knows nothing of dbt, the diff or the state store.
 """

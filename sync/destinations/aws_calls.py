@@ -19,13 +19,16 @@ repeated by botocore after a 5xx could start a second job.
 
 from __future__ import annotations
 
+import functools
 import logging
-import random
 import time
-from collections.abc import Callable, Collection
-from typing import TypeVar
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, TypeVar
 
+import botocore.session
+import tenacity
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.paginate import Paginator
 
 from sync.core.errors import ConfigError
 
@@ -77,7 +80,11 @@ def client_config():
 
 
 class Retrier:
-    """Call with exponential backoff and full jitter on throttling (and 5xx when safe to repeat)."""
+    """Call with exponential backoff and full jitter on throttling (and 5xx when safe to repeat).
+
+    tenacity runs the loop: the delay before retry n is drawn from [0, min(cap, base x 2^(n-1))]
+    (``wait_random_exponential``), at most ``max_retries`` retries, then the last error is raised as it was.
+    """
 
     def __init__(
         self,
@@ -96,28 +103,45 @@ class Retrier:
         self.retries = 0  # retries made, all calls together (for tests and reports)
 
     def __call__(self, call: Callable[..., dict], retry_transient: bool = True, **kwargs) -> dict:
-        attempt = 0
-        while True:
-            try:
-                return call(**kwargs)
-            except ClientError as exc:
-                code = error_code(exc)
-                retryable = code in THROTTLING or http_status(exc) == 429 or (retry_transient and is_transient(exc))
-                attempt += 1
-                if not retryable or attempt > self.max_retries:
-                    raise
-                delay = random.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1)))
-                self.retries += 1
-                log.info(
-                    "%s: %s (%s); retry %d/%d in %.1f s",
-                    self.label,
-                    getattr(call, "__name__", "call"),
-                    code,
-                    attempt,
-                    self.max_retries,
-                    delay,
-                )
-                self.sleep(delay)
+        def retryable(exc: BaseException) -> bool:
+            if not isinstance(exc, ClientError):
+                return False
+            return (
+                error_code(exc) in THROTTLING or http_status(exc) == 429 or bool(retry_transient and is_transient(exc))
+            )
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(retryable),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=self._backoff,
+            sleep=self.sleep,
+            before_sleep=lambda state: self._note(call, state),
+            reraise=True,
+        )
+        return retrying(call, **kwargs)
+
+    def _backoff(self, state: tenacity.RetryCallState) -> float:
+        # tenacity asks for the wait before it asks whether to stop: no draw for the attempt that gives up.
+        if state.attempt_number > self.max_retries:
+            return 0.0
+        return self._jitter(state)
+
+    @property
+    def _jitter(self) -> tenacity.wait.wait_random_exponential:
+        return tenacity.wait_random_exponential(multiplier=self.base_seconds, max=self.cap_seconds)
+
+    def _note(self, call: Callable[..., dict], state: tenacity.RetryCallState) -> None:
+        self.retries += 1
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.info(
+            "%s: %s (%s); retry %d/%d in %.1f s",
+            self.label,
+            getattr(call, "__name__", "call"),
+            error_code(exc) if isinstance(exc, ClientError) else "",
+            state.attempt_number,
+            self.max_retries,
+            state.upcoming_sleep,
+        )
 
 
 def poll(
@@ -130,17 +154,47 @@ def poll(
     tick: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[Status, bool]:
-    """Fetch a status until ``finished(status)`` or ``timeout`` seconds pass: (last status, finished?)."""
+    """Fetch a status until ``finished(status)`` or ``timeout`` seconds pass: (last status, finished?).
+
+    tenacity runs the loop: fetch, ``tick`` after a status that is not final, give up once ``clock``
+    reaches the deadline, else sleep ``interval``.
+    """
     deadline = clock() + timeout
-    while True:
+
+    def check() -> tuple[Status, bool]:
         status = fetch()
-        if finished(status):
-            return status, True
-        if tick:
-            tick()
-        if clock() >= deadline:
-            return status, False
-        sleep(interval)
+        return status, finished(status)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_result(lambda checked: not checked[1]),
+        stop=lambda _state: clock() >= deadline,
+        wait=tenacity.wait_fixed(interval),
+        after=(lambda _state: tick()) if tick else tenacity.after_nothing,
+        sleep=sleep,
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome is not None else None,
+    )
+    return retrying(check)
+
+
+def pages(client: Any, method: str, retrying: Retrier, page_size: int, **params) -> Iterator[dict]:
+    """The pages of a listing, through the service model's paginator; each page's call goes through ``retrying``.
+
+    botocore's paginator follows the tokens (and refuses a token that comes back, which a hand loop would
+    follow forever); the clients make one attempt (see the module doc), so a throttled page is retried here.
+    """
+    model = client.meta.service_model
+    operation = client.meta.method_to_api_mapping[method]
+    config = _paginators(model.service_name, model.api_version).get_paginator(operation)
+    call = getattr(client, method)
+    retried: Any = lambda **kwargs: retrying(call, **kwargs)  # noqa: E731 - the stubs type it as a str
+    paginator: Paginator[dict] = Paginator(retried, config, model.operation_model(operation))
+    return iter(paginator.paginate(**params, PaginationConfig={"PageSize": page_size}))
+
+
+@functools.cache
+def _paginators(service: str, api_version: str) -> Any:
+    """botocore's paginator model of a service (loaded once)."""
+    return botocore.session.get_session().get_paginator_model(service, api_version)
 
 
 def preflight_error(

@@ -47,7 +47,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -55,12 +55,13 @@ from typing import Annotated, Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, StrictStr, model_validator
 
-from sync.core import aws, clock
+from sync.core import clock
 from sync.core.errors import ConfigError
-from sync.core.settings_types import Number, PathPart, Strict, Whole, destination_block
+from sync.core.settings_types import Number, PathPart, Strict, Whole
+from sync.destinations import presigned
 from sync.destinations import profile_fields as pf
-from sync.destinations.aws_calls import Retrier, client_config, error_code, is_transient, poll, preflight_error
-from sync.destinations.base import DeliveryResult, JobLedger, JobRecord, Progress, SegmentDelivery
+from sync.destinations.aws_calls import error_code, is_transient, pages, preflight_error
+from sync.destinations.base import JobLedger, JobRecord, SegmentDelivery
 from sync.destinations.jobs import (
     DEFAULT_MAX_ISOLATION_JOBS,
     DEFAULT_MAX_REJECTED_ROWS,
@@ -68,10 +69,8 @@ from sync.destinations.jobs import (
     Job,
     JobOutcome,
     JobProgress,
-    deliver_in_jobs,
-    job_slots,
-    settle_earlier_runs,
 )
+from sync.destinations.platform import JobDestination, wiring
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +169,9 @@ class UploadFailed(Exception):
     """The pre-signed PUT did not store the file."""
 
 
-class CustomerProfilesDestination:
+class CustomerProfilesDestination(JobDestination):
     name = "customer_profiles"
+    poll_seconds: float
 
     def __init__(
         self,
@@ -197,38 +197,25 @@ class CustomerProfilesDestination:
     ):
         self.domain_name = domain_name
         self.profiles = profiles
-        self.data_expiry_days = int(data_expiry_days)
-        self.refresh_before_expiry_days = int(refresh_before_expiry_days)
+        self.data_expiry_days, self.refresh_before_expiry_days = _expiry(data_expiry_days, refresh_before_expiry_days)
         self.unique_key_target = unique_key_target
         self.segment_name_prefix = segment_name_prefix or ""
         self.poll_seconds = float(poll_seconds)
-        self.timeout = float(timeout)
-        self.max_job_bytes = int(max_job_bytes)
-        self.max_rejected_rows = int(max_rejected_rows)
-        self.max_isolation_jobs = int(max_isolation_jobs)
         self.verify = verify
         self.http_timeout = float(http_timeout)
-        self._sleep = sleep
         self._wall_clock = wall_clock
-        self._retrying = Retrier(
-            label="customer_profiles", max_retries=max_retries, base_seconds=retry_base_seconds, sleep=sleep
+        self._setup(
+            timeout=timeout,
+            max_job_bytes=max_job_bytes,
+            max_concurrent_jobs=max_concurrent_jobs,
+            max_rejected_rows=max_rejected_rows,
+            max_isolation_jobs=max_isolation_jobs,
+            retry_base_seconds=retry_base_seconds,
+            max_retries=max_retries,
+            sleep=sleep,
+            slots_why="lakeseg's bound on upload jobs at once",
         )
-        lo, hi = pf.DATA_EXPIRY_RANGE
-        if not lo <= self.data_expiry_days <= hi:
-            raise ConfigError(
-                f"destination.data_expiry_days must be between {lo} and {hi} (CreateUploadJob's "
-                f"DataExpiry), got {data_expiry_days!r}"
-            )
-        if not 0 <= self.refresh_before_expiry_days < self.data_expiry_days:
-            raise ConfigError(
-                "destination.refresh_before_expiry_days must be at least 0 and less than "
-                f"destination.data_expiry_days ({self.data_expiry_days}), got {refresh_before_expiry_days!r}"
-            )
-        self.max_concurrent_jobs, self._slots = job_slots(
-            max_concurrent_jobs, why="lakeseg's bound on upload jobs at once"
-        )
-        self.max_parallel = self.max_concurrent_jobs
-        self._http = None
+        self._http: Any = None  # the urllib3 pool of the pre-signed uploads, made on first use
         self._http_lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
@@ -236,12 +223,11 @@ class CustomerProfilesDestination:
     def from_settings(
         cls, settings: CustomerProfilesDestinationSettings | Mapping[str, Any], session=None
     ) -> CustomerProfilesDestination:
-        block = destination_block(CustomerProfilesDestinationSettings, settings)
-        if session is None:
-            session = aws.session()
+        wired = wiring(CustomerProfilesDestinationSettings, settings, session)
+        block = wired.block
         return cls(
             domain_name=block.domain_name,
-            profiles=session.client("customer-profiles", region_name=block.region or None, config=client_config()),
+            profiles=wired.client("customer-profiles"),
             data_expiry_days=block.data_expiry_days,
             refresh_before_expiry_days=block.refresh_before_expiry_days,
             unique_key_target=block.unique_key_target or pf.DEFAULT_UNIQUE_KEY_TARGET,
@@ -252,7 +238,7 @@ class CustomerProfilesDestination:
             max_job_bytes=int(block.max_job_mb * 1000 * 1000),
             max_rejected_rows=block.max_rejected_rows,
             max_isolation_jobs=block.max_isolation_jobs,
-            verify=_ca_bundle(session),
+            verify=_ca_bundle(wired.session),
         )
 
     # ------------------------------------------------------------------ what the sync asks
@@ -263,13 +249,13 @@ class CustomerProfilesDestination:
 
     def check_segment(self, segment) -> list[str]:
         """Why this segment cannot go to Customer Profiles (fields with no target, names), or nothing."""
-        mapping = pf.map_fields(segment.fields, self.unique_key_target)
-        out = [f"{f}: [customer-profiles-field] {why}" for f, why in mapping.problems]
-        if segment.segment_name:
-            name = f"{self.segment_name_prefix}{segment.segment_name}"
-            if not pf.SEGMENT_DEFINITION_NAME.match(name):
-                out.append(f"segment_name: [customer-profiles-name] {name!r} must be 1-64 letters, digits, _ or -")
-        return out
+        problems = pf.segment_problems(
+            segment.fields,
+            segment.segment_name,
+            unique_key_target=self.unique_key_target,
+            prefix=self.segment_name_prefix,
+        )
+        return [f"{p.field or 'segment_name'}: [{p.rule}] {p.why}" for p in problems]
 
     # ------------------------------------------------------------------ preflight
     def preflight(self) -> None:
@@ -309,116 +295,109 @@ class CustomerProfilesDestination:
                     actions=actions,
                 ) from exc
 
-    # ------------------------------------------------------------------ delivery
-    def deliver(self, delivery: SegmentDelivery, progress: Progress | None = None) -> DeliveryResult:
-        location = f"customer-profiles://{self.domain_name}/{delivery.segment}"
-        mapping = pf.map_fields(delivery.fields, self.unique_key_target)
-        if mapping.problems:
-            return DeliveryResult(
-                confirmed=False,
-                location=location,
-                errors=[
-                    f"{delivery.segment}: {f} has no Customer Profiles target: {why}" for f, why in mapping.problems
-                ],
-            )
-        if delivery.files:
-            waiting = self._settle_in_flight(delivery)
-            if waiting:
-                return DeliveryResult(confirmed=False, errors=[waiting], location=location)
-        result = deliver_in_jobs(
-            self,
-            delivery,
-            progress,
-            max_job_bytes=self.max_job_bytes,
-            max_concurrent=self.max_concurrent_jobs,
-            max_rejected_rows=self.max_rejected_rows,
-            max_isolation_jobs=self.max_isolation_jobs,
-            location=location,
-        )
-        if result.confirmed and delivery.segment_name:
-            error = self._keep_segment_definition(delivery, mapping)
-            if error:
-                result.errors.append(error)
-                result.confirmed = False
-        return result
+    # ------------------------------------------------------------------ delivery (the order: platform.JobDestination)
+    def _location(self, delivery: SegmentDelivery) -> str:
+        return f"customer-profiles://{self.domain_name}/{delivery.segment}"
+
+    def _mapping(self, delivery: SegmentDelivery) -> pf.ProfileMapping:
+        return pf.map_fields(delivery.fields, self.unique_key_target)
+
+    def _refused(self, delivery: SegmentDelivery) -> list[str]:
+        """Fields with no Customer Profiles target: the delivery sends nothing."""
+        return [
+            f"{delivery.segment}: {f} has no Customer Profiles target: {why}"
+            for f, why in self._mapping(delivery).problems
+        ]
+
+    def _wait_for_earlier_runs(self, delivery: SegmentDelivery) -> str | None:
+        return self._settle_in_flight(delivery)
+
+    def _keep_segment(self, delivery: SegmentDelivery) -> str | None:
+        return self._keep_segment_definition(delivery, self._mapping(delivery))
 
     def run_job(self, delivery: SegmentDelivery, job: Job, tracker: JobProgress) -> JobOutcome:
         """One upload job: translate, find or create, upload, start (each at most once), wait, read the verdict."""
         name = display_name(delivery.run_id, delivery.segment, job.label)
-        mapping = pf.map_fields(delivery.fields, self.unique_key_target)
         csv_path = Path(job.files[0]).parent / f"profiles-{job.label}.csv"
         job_id = ""
         try:
-            rows = pf.translate(job.files, csv_path, mapping)
+            rows = pf.translate(job.files, csv_path, self._mapping(delivery))
             with self._slots:  # an upload job is in flight from here until it ends
-                existing = self._find_job(name, delivery)
-                if existing is None:
-                    created = self._create_job(name, mapping, delivery)
-                    if created is None:
-                        return JobOutcome(
-                            JobRecord(job_id="", status="NOT_CREATED"),
-                            error=(
-                                f"CreateUploadJob {name} failed on the server and no job of that name exists; "
-                                "the rows are resent next run"
-                            ),
-                        )
-                    job_id, status = created, "CREATED"
-                else:
-                    job_id, status = existing["JobId"], existing.get("Status", "CREATED")
-                    log.info(
-                        "customer_profiles: %s part %s: attaching to upload job %s (%s), not creating another",
-                        delivery.segment,
-                        job.label,
-                        job_id,
-                        status,
-                    )
-                if status == "CREATED":
-                    self._upload(job_id, csv_path)
-                    tracker.uploaded(len(job.files))
-                    self._start(job_id)
-                else:
-                    tracker.uploaded(len(job.files))
-                response, done = poll(
-                    lambda: self._retrying(self.profiles.get_upload_job, DomainName=self.domain_name, JobId=job_id),
-                    lambda r: r.get("Status") in TERMINAL,
-                    interval=self.poll_seconds,
-                    timeout=self.timeout,
-                    sleep=self._sleep,
-                    tick=tracker.tick,
-                )
-                if not done:
-                    return self._give_up(job_id, response)
-                if delivery.ledger is not None:  # it has ended: no later run needs to find it
-                    delivery.ledger.forget(name)
-                tracker.job_done()
+                found = self._attach_or_create(delivery, job, name)
+                if isinstance(found, JobOutcome):
+                    return found
+                job_id, status = found
+                return self._send_and_wait(delivery, job, name, job_id, status, csv_path, rows, tracker)
         except UploadFailed as exc:
             return JobOutcome(JobRecord(job_id=job_id, status="UPLOAD_FAILED"), error=str(exc))
-        except ClientError as exc:
-            log.warning("customer_profiles: %s part %s failed: %s", delivery.segment, job.label, error_code(exc))
-            return JobOutcome(JobRecord(job_id=job_id, status="ERROR"), error=f"{error_code(exc)}: {exc}")
-        except BotoCoreError as exc:
-            return JobOutcome(JobRecord(job_id=job_id, status="ERROR"), error=str(exc))
+        except (ClientError, BotoCoreError) as exc:
+            return self._job_failed(exc, delivery, job, job_id)
         finally:
             csv_path.unlink(missing_ok=True)
+
+    def _attach_or_create(self, delivery: SegmentDelivery, job: Job, name: str) -> tuple[str, str] | JobOutcome:
+        """(job id, status) of the upload job of this name, created if none exists; NOT_CREATED if that failed."""
+        existing = self._find_job(name, delivery)
+        if existing is not None:
+            job_id, status = existing["JobId"], existing.get("Status", "CREATED")
+            log.info(
+                "customer_profiles: %s part %s: attaching to upload job %s (%s), not creating another",
+                delivery.segment,
+                job.label,
+                job_id,
+                status,
+            )
+            return job_id, status
+        created = self._create_job(name, self._mapping(delivery), delivery)
+        if created is None:
+            return JobOutcome(
+                JobRecord(job_id="", status="NOT_CREATED"),
+                error=(
+                    f"CreateUploadJob {name} failed on the server and no job of that name exists; "
+                    "the rows are resent next run"
+                ),
+            )
+        return created, "CREATED"
+
+    def _send_and_wait(
+        self,
+        delivery: SegmentDelivery,
+        job: Job,
+        name: str,
+        job_id: str,
+        status: str,
+        csv_path: Path,
+        rows: int,
+        tracker: JobProgress,
+    ) -> JobOutcome:
+        """Upload and start a job not started yet, wait for its end (stop it past ``timeout``), read its verdict."""
+        if status == "CREATED":
+            self._upload(job_id, csv_path)
+            tracker.uploaded(len(job.files))
+            self._start(job_id)
+        else:
+            tracker.uploaded(len(job.files))
+        response, done = self._await_job(
+            lambda: self._retrying(self.profiles.get_upload_job, DomainName=self.domain_name, JobId=job_id),
+            lambda r: r.get("Status") in TERMINAL,
+            self.poll_seconds,
+            tracker,
+        )
+        if not done:
+            return self._give_up(job_id, response)
+        if delivery.ledger is not None:  # it has ended: no later run needs to find it
+            delivery.ledger.forget(name)
         return verdict(response, rows)
 
     # ------------------------------------------------------------------ the job's calls
-    def _listed(self):
+    def _listed(self) -> Iterator[dict]:
         """Every upload job of the domain, page by page as they are consumed, to the last page.
 
         ListUploadJobs has no filter and promises no order: a job is found by
         reading the listing through, never by trusting the first pages.
         """
-        token = None
-        while True:
-            kwargs = {"DomainName": self.domain_name, "MaxResults": 100}
-            if token:
-                kwargs["NextToken"] = token
-            page = self._retrying(self.profiles.list_upload_jobs, **kwargs)
+        for page in pages(self.profiles, "list_upload_jobs", self._retrying, 100, DomainName=self.domain_name):
             yield from page.get("Items") or []
-            token = page.get("NextToken")
-            if not token:
-                return
 
     def _list_jobs(self) -> list[dict]:
         return list(self._listed())
@@ -455,25 +434,17 @@ class CustomerProfilesDestination:
         run_id = delivery.run_id if delivery is not None else ""
         if ledger is not None:  # durably, before the call: a job created despite an error is looked for later
             ledger.remember(name, None, run_id)
-        try:
-            created = self._retrying(
-                self.profiles.create_upload_job,
-                retry_transient=False,
-                DomainName=self.domain_name,
-                DisplayName=name,
-                Fields=mapping.fields(),
-                UniqueKey=mapping.unique_key,
-                DataExpiry=self.data_expiry_days,
-            )
-        except ClientError as exc:
-            if not is_transient(exc):
-                raise
-            log.warning(
-                "customer_profiles: CreateUploadJob %s answered %s; looking for the job before anything else",
-                name,
-                error_code(exc),
-            )
-            found = next((j for j in self._listed() if j.get("DisplayName") == name), None)
+        created, found = self._create_once(
+            self.profiles.create_upload_job,
+            lambda: next((j for j in self._listed() if j.get("DisplayName") == name), None),
+            f"CreateUploadJob {name}",
+            DomainName=self.domain_name,
+            DisplayName=name,
+            Fields=mapping.fields(),
+            UniqueKey=mapping.unique_key,
+            DataExpiry=self.data_expiry_days,
+        )
+        if created is None:
             if found is not None and ledger is not None:
                 ledger.remember(name, str(found["JobId"]), run_id)
             return found["JobId"] if found else None
@@ -501,18 +472,15 @@ class CustomerProfilesDestination:
             "or were about to; nothing was uploaded (check the clock of this machine)"
         )
 
-    def _session(self):
-        from botocore.httpsession import URLLib3Session
-
+    def _pool(self) -> Any:
+        """One urllib3 pool for every upload of the destination, verifying TLS against ``verify``'s trust."""
         with self._http_lock:
             if self._http is None:
-                self._http = URLLib3Session(verify=self.verify, timeout=self.http_timeout)
+                self._http = presigned.pool(self.verify, self.http_timeout)
             return self._http
 
     def _upload(self, job_id: str, csv_path: Path) -> None:
         """PUT the CSV to the job's pre-signed URL with the SSE-C headers; an expired URL is fetched again once."""
-        from botocore.awsrequest import AWSRequest
-
         for attempt in (1, 2):
             path = self._upload_path(job_id)
             url = str(path.get("Url") or "")
@@ -522,27 +490,19 @@ class CustomerProfilesDestination:
                 headers = sse_c_headers(str(path.get("ClientToken") or ""))
             except ValueError as exc:
                 raise UploadFailed(f"upload job {job_id}: {exc}") from None
-            size = csv_path.stat().st_size
-            with open(csv_path, "rb") as body:
-                request = AWSRequest(
-                    method="PUT",
-                    url=url,
-                    data=body,
-                    headers={**headers, "Content-Type": "text/csv", "Content-Length": str(size)},
-                )
-                try:
-                    response = self._session().send(request.prepare())
-                except BotoCoreError as exc:
-                    raise UploadFailed(f"upload job {job_id}: the upload failed: {exc}") from None
-            if response.status_code in (200, 201, 204):
-                log.info("customer_profiles: uploaded %d bytes for upload job %s", size, job_id)
+            try:
+                status, body = presigned.put_file(self._pool(), url, csv_path, {**headers, "Content-Type": "text/csv"})
+            except presigned.PutFailed as exc:
+                raise UploadFailed(f"upload job {job_id}: the upload failed: {exc}") from None
+            if status in (200, 201, 204):
+                log.info("customer_profiles: uploaded %d bytes for upload job %s", csv_path.stat().st_size, job_id)
                 return
-            expired = response.status_code == 403 and b"expired" in (response.content or b"").lower()
+            expired = status == 403 and b"expired" in body.lower()
             if expired and attempt == 1:
                 log.info("customer_profiles: the upload URL of job %s expired on the way; fetching another", job_id)
                 continue
             raise UploadFailed(
-                f"upload job {job_id}: the upload answered HTTP {response.status_code}; nothing was "
+                f"upload job {job_id}: the upload answered HTTP {status}; nothing was "
                 "started (the rows are resent next run)"
             )
 
@@ -625,21 +585,15 @@ class CustomerProfilesDestination:
                     found.append(f"upload job {j.get('JobId')} ({name})")
             return found
 
-        return settle_earlier_runs(
-            delivery.segment,
-            earlier,
-            platform="customer_profiles",
-            interval=max(0.02, min(self.poll_seconds, 60.0)),
-            timeout=self.timeout,
-            sleep=self._sleep,
-        )
+        return self._settle(delivery, earlier)
 
     # ------------------------------------------------------------------ segment definitions
     def _keep_segment_definition(self, delivery: SegmentDelivery, mapping: pf.ProfileMapping) -> str | None:
         """Create the segment definition of ``segment_name``, or recreate it when its groups changed."""
         name = f"{self.segment_name_prefix}{delivery.segment_name}"
-        if not pf.SEGMENT_DEFINITION_NAME.match(name):
-            return f"{delivery.segment}: segment definition name {name!r} must be 1-64 letters, digits, _ or -"
+        bad_name = pf.definition_name_problem(name)
+        if bad_name:
+            return f"{delivery.segment}: segment definition name {bad_name}"
         if not delivery.segment_filter:
             return (
                 f"{delivery.segment}: segment_name is set but meta.lakeseg.segment_values is not: the segment "
@@ -682,6 +636,23 @@ class CustomerProfilesDestination:
         except ClientError as exc:
             return f"{delivery.segment}: cannot keep segment definition {name!r}: {error_code(exc)}"
         return None
+
+
+def _expiry(data_expiry_days: int, refresh_before_expiry_days: int) -> tuple[int, int]:
+    """DataExpiry and the refresh margin, checked for a caller that builds the destination without its settings model."""
+    expiry, margin = int(data_expiry_days), int(refresh_before_expiry_days)
+    lo, hi = pf.DATA_EXPIRY_RANGE
+    if not lo <= expiry <= hi:
+        raise ConfigError(
+            f"destination.data_expiry_days must be between {lo} and {hi} (CreateUploadJob's "
+            f"DataExpiry), got {data_expiry_days!r}"
+        )
+    if not 0 <= margin < expiry:
+        raise ConfigError(
+            "destination.refresh_before_expiry_days must be at least 0 and less than "
+            f"destination.data_expiry_days ({expiry}), got {refresh_before_expiry_days!r}"
+        )
+    return expiry, margin
 
 
 def _ca_bundle(session) -> bool | str:

@@ -468,16 +468,7 @@ def deliver_in_jobs(
     if not delivery.files:
         return DeliveryResult(confirmed=True, location=location)
     workdir = Path(delivery.files[0]).parent / "isolate"
-    files: list[Path] = list(delivery.files)
-    held: dict[str, tuple[Path, list[str]]] = {}
-    saved = (
-        delivery.search if delivery.search is not None and delivery.search.fields == tuple(delivery.fields) else None
-    )
-    if max_rejected_rows and (saved is not None or delivery.quarantined):
-        labels = {rid: "q" for rid in delivery.quarantined}
-        for n, group in enumerate(saved.groups if saved else (), start=1):
-            labels.update((rid, f"s{n}") for rid in group)
-        files, held = _hold_back(delivery.files, workdir, labels)
+    files, held = _held_back(delivery, workdir, max_rejected_rows)
     try:
         groups = group_files(files, max_job_bytes)
     except ValueError as exc:
@@ -496,14 +487,44 @@ def deliver_in_jobs(
         max_rejected_rows=max_rejected_rows,
     )
     outcomes = search.run(jobs + [Job(g.label, g.files) for g in retry]) if jobs or retry else []
+    frontier = _first_verdicts(search, jobs, outcomes[: len(jobs)], max_rejected_rows)
+    frontier += _retried_verdicts(search, retry, outcomes[len(jobs) :])
+    left = search.rounds(frontier + carried, max_isolation_jobs)
+    return _result(search, left, location)
 
+
+def _held_back(
+    delivery: SegmentDelivery, workdir: Path, max_rejected_rows: int
+) -> tuple[list[Path], dict[str, tuple[Path, list[str]]]]:
+    """The delivery's files without the rows held back, and those rows per label.
+
+    Rows refused before (``delivery.quarantined``) go to label "q", the groups of an unfinished search
+    (``delivery.search``, when found with the same header) to "s1", "s2", ...; nothing is held back when
+    no row may be refused.
+    """
+    saved = (
+        delivery.search if delivery.search is not None and delivery.search.fields == tuple(delivery.fields) else None
+    )
+    if not (max_rejected_rows and (saved is not None or delivery.quarantined)):
+        return list(delivery.files), {}
+    labels = {rid: "q" for rid in delivery.quarantined}
+    for n, group in enumerate(saved.groups if saved else (), start=1):
+        labels.update((rid, f"s{n}") for rid in group)
+    return _hold_back(delivery.files, workdir, labels)
+
+
+def _first_verdicts(
+    search: _Search, jobs: list[Job], outcomes: list[JobOutcome], max_rejected_rows: int
+) -> list[_Group]:
+    """Settle the delivery's own jobs: the suspect groups they leave (a job that failed is an error)."""
+    segment = search.delivery.segment
     frontier: list[_Group] = []
     for job, outcome in zip(jobs, outcomes):
         if outcome.ok:
             continue
         if outcome.refused and max_rejected_rows == 0:  # no row may be refused: no point isolating them
             search.errors.append(
-                f"{delivery.segment} job {job.label}: {outcome.refused_rows} row(s) refused by the "
+                f"{segment} job {job.label}: {outcome.refused_rows} row(s) refused by the "
                 f"platform (job {outcome.record.job_id}); destination.max_rejected_rows is 0"
             )
             continue
@@ -512,21 +533,31 @@ def deliver_in_jobs(
             if outcome.refused or len(job_ids) == 1:
                 search.settle(_Group(job.label, job.files, job_ids, None), outcome, frontier, isolating=False)
                 continue
-        search.errors.append(f"{delivery.segment} job {job.label}: {outcome.error or 'not accepted'}")
-    for again, outcome in zip(retry, outcomes[len(jobs) :]):
+        search.errors.append(f"{segment} job {job.label}: {outcome.error or 'not accepted'}")
+    return frontier
+
+
+def _retried_verdicts(search: _Search, retry: list[_Group], outcomes: list[JobOutcome]) -> list[_Group]:
+    """Settle the job that retried quarantined rows: rows refused again stay quarantined, the rest is settled."""
+    frontier: list[_Group] = []
+    for again, outcome in zip(retry, outcomes):
         if outcome.refused and outcome.refused_rows >= len(again.ids):
             # Every row refused again: rows refused before stay quarantined (named ones with their message).
             named = _named(again.ids, outcome)
             search.rejected.update((rid, named.get(rid, _message(outcome))[:300]) for rid in again.ids)
         else:
             search.settle(again, outcome, frontier, isolating=False)
-    left = search.rounds(frontier + carried, max_isolation_jobs)
+    return frontier
 
+
+def _result(search: _Search, left: list[_Group], location: str | None) -> DeliveryResult:
+    """The delivery's verdict: confirmed unless a job failed or more rows were refused than allowed."""
+    delivery = search.delivery
     errors, rejected = search.errors, search.rejected
-    if len(rejected) > max_rejected_rows:
+    if len(rejected) > search.max_rejected_rows:
         errors.append(
             f"{delivery.segment}: {len(rejected)} row(s) refused by the platform, more than "
-            f"destination.max_rejected_rows ({max_rejected_rows})"
+            f"destination.max_rejected_rows ({search.max_rejected_rows})"
         )
     if left:
         log.info(

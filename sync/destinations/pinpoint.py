@@ -54,12 +54,11 @@ from typing import Annotated, Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StrictStr
 
-from sync.core import aws
 from sync.core.errors import ConfigError
-from sync.core.settings_types import Number, PathPart, Strict, Whole, destination_block
-from sync.destinations.aws_calls import NOT_FOUND, Retrier, client_config, is_transient, poll, preflight_error
+from sync.core.settings_types import Number, PathPart, Strict, Whole
+from sync.destinations.aws_calls import NOT_FOUND, preflight_error
 from sync.destinations.aws_calls import error_code as _code
-from sync.destinations.base import DeliveryResult, JobRecord, Progress, SegmentDelivery
+from sync.destinations.base import JobRecord, SegmentDelivery
 from sync.destinations.jobs import (  # noqa: F401
     DEFAULT_MAX_ISOLATION_JOBS,
     DEFAULT_MAX_REJECTED_ROWS,
@@ -72,6 +71,7 @@ from sync.destinations.jobs import (  # noqa: F401
     job_slots,
     settle_earlier_runs,
 )
+from sync.destinations.platform import JobDestination, wiring
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def execution_name(run_id: str, segment: str, part: int | str) -> str:
 
 
 # --------------------------------------------------------------------------- destination
-class PinpointDestination:
+class PinpointDestination(JobDestination):
     name = "pinpoint"
 
     def __init__(
@@ -217,41 +217,32 @@ class PinpointDestination:
         self.segment_name_prefix = segment_name_prefix or ""
         self.poll_seconds = poll_seconds
         self.kms_key_id = kms_key_id
-        self.timeout = float(timeout)
-        self.max_job_bytes = int(max_job_bytes)
         self.multipart_threshold = int(multipart_threshold)
         self.multipart_chunksize = int(multipart_chunksize)
-        self.retry_base_seconds = float(retry_base_seconds)
-        self.max_retries = int(max_retries)
-        self.max_rejected_rows = int(max_rejected_rows)
-        self.max_isolation_jobs = int(max_isolation_jobs)
-        self._sleep = sleep
-        self._retrying = Retrier(
-            label="pinpoint", max_retries=self.max_retries, base_seconds=self.retry_base_seconds, sleep=sleep
-        )
         self.s3 = s3
         self.stepfunctions = stepfunctions
         self.pinpoint = pinpoint
-        self.max_concurrent_jobs, self._slots = job_slots(
-            max_concurrent_jobs, why="Pinpoint runs at most 10 import jobs per account"
+        self._setup(
+            timeout=timeout,
+            max_job_bytes=max_job_bytes,
+            max_concurrent_jobs=max_concurrent_jobs,
+            max_rejected_rows=max_rejected_rows,
+            max_isolation_jobs=max_isolation_jobs,
+            retry_base_seconds=retry_base_seconds,
+            max_retries=max_retries,
+            sleep=sleep,
+            slots_why="Pinpoint runs at most 10 import jobs per account",
         )
-        self.max_parallel = self.max_concurrent_jobs
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_settings(
         cls, settings: PinpointDestinationSettings | Mapping[str, Any], session=None
     ) -> PinpointDestination:
-        block = destination_block(PinpointDestinationSettings, settings)
-        if session is None:
-            session = aws.session()
         # No SDK-level retries: a create call repeated after a 5xx could start a second import.
         # Calls that are safe to repeat go through _retrying (backoff with jitter) instead.
-        config = client_config()
-
-        def client(service: str):
-            return session.client(service, region_name=block.region or None, config=config)
-
+        wired = wiring(PinpointDestinationSettings, settings, session)
+        block, client = wired.block, wired.client
         return cls(
             application_id=block.application_id,
             import_s3_url=block.import_s3_url,
@@ -357,46 +348,30 @@ class PinpointDestination:
             ) from exc
 
     # ------------------------------------------------------------------ delivery
-    def deliver(self, delivery: SegmentDelivery, progress: Progress | None = None) -> DeliveryResult:
+    def _base(self, delivery: SegmentDelivery) -> tuple[str, str, str]:
+        """(bucket, prefix, the delivery's key ``<prefix>/<run_id>/<segment>``)."""
         bucket, prefix = parse_s3_url(self.import_s3_url or "")
-        base = "/".join(p for p in (prefix, delivery.run_id, delivery.segment) if p)
-        location = f"s3://{bucket}/{base}/"
-        if delivery.files:
-            waiting = self._settle_in_flight(delivery, bucket, prefix)
-            if waiting:
-                return DeliveryResult(confirmed=False, errors=[waiting], location=location)
-        result = deliver_in_jobs(
-            self,
-            delivery,
-            progress,
-            max_job_bytes=self.max_job_bytes,
-            max_concurrent=self.max_concurrent_jobs,
-            max_rejected_rows=self.max_rejected_rows,
-            max_isolation_jobs=self.max_isolation_jobs,
-            location=location,
-        )
-        if result.confirmed and delivery.segment_name:
-            error = self._keep_segment(delivery)
-            if error:
-                result.errors.append(error)
-                result.confirmed = False
-        return result
+        return bucket, prefix, "/".join(p for p in (prefix, delivery.run_id, delivery.segment) if p)
+
+    def _location(self, delivery: SegmentDelivery) -> str:
+        bucket, _, base = self._base(delivery)
+        return f"s3://{bucket}/{base}/"
+
+    def _wait_for_earlier_runs(self, delivery: SegmentDelivery) -> str | None:
+        bucket, prefix, _ = self._base(delivery)
+        return self._settle_in_flight(delivery, bucket, prefix)
 
     def run_job(self, delivery: SegmentDelivery, job: Job, tracker: JobProgress) -> JobOutcome:
         """One import job through the shared layer: upload, start at most once, wait, read the verdict."""
-        bucket, prefix = parse_s3_url(self.import_s3_url or "")
-        base = "/".join(p for p in (prefix, delivery.run_id, delivery.segment) if p)
+        bucket, _, base = self._base(delivery)
         folder_key = f"{base}/{job.folder}/"  # the job imports this folder only; isolation under _isolation/
         try:
             if self.mode == "stack":
                 record, error = self._run_stack_job(delivery, job, bucket, folder_key, tracker)
             else:
                 record, error = self._run_direct_job(delivery, job, bucket, base, folder_key, tracker)
-        except ClientError as exc:
-            log.warning("pinpoint: %s part %s failed: %s", delivery.segment, job.label, _code(exc))
-            return JobOutcome(JobRecord(job_id="", status="ERROR"), error=f"{_code(exc)}: {exc}")
-        except BotoCoreError as exc:
-            return JobOutcome(JobRecord(job_id="", status="ERROR"), error=str(exc))
+        except (ClientError, BotoCoreError) as exc:
+            return self._job_failed(exc, delivery, job)
         return _outcome(record, error)
 
     # ------------------------------------------------------------------ earlier runs, other processes
@@ -452,14 +427,7 @@ class PinpointDestination:
                         found.append(f"execution {arn}")
             return found
 
-        return settle_earlier_runs(
-            delivery.segment,
-            earlier,
-            platform="pinpoint",
-            interval=self._interval(),
-            timeout=self.timeout,
-            sleep=self._sleep,
-        )
+        return self._settle(delivery, earlier)
 
     def _running_executions(self, segment: str) -> list[str]:
         arns = []
@@ -507,9 +475,6 @@ class PinpointDestination:
             )
             self._sleep(self._interval())
         return None
-
-    def _interval(self) -> float:
-        return max(0.02, min(self.poll_seconds if self.poll_seconds is not None else 15.0, 60.0))
 
     def _find_job(self, s3_url: str) -> str | None:
         """An import job already created for exactly this folder (after a create call failed): read until found."""
@@ -653,18 +618,13 @@ class PinpointDestination:
             raise
 
     def _wait_execution(self, arn: str, tracker: JobProgress) -> dict:
-        described, done = poll(
+        described, done = self._await_job(
             lambda: self._retrying(self.stepfunctions.describe_execution, executionArn=arn),
             lambda d: d["status"] != "RUNNING",
-            interval=self._interval(),
-            timeout=self.timeout,
-            sleep=self._sleep,
-            tick=tracker.tick,
+            self._interval(),
+            tracker,
         )
-        if not done:
-            return {**described, "status": "WAIT_TIMEOUT"}
-        tracker.job_done()
-        return described
+        return described if done else {**described, "status": "WAIT_TIMEOUT"}
 
     def _record_from_execution(self, arn: str, described: dict) -> tuple[JobRecord, str | None]:
         status = described["status"]
@@ -768,23 +728,15 @@ class PinpointDestination:
             "RegisterEndpoints": True,
             "DefineSegment": False,
         }
-        try:
-            created = self._retrying(
-                self.pinpoint.create_import_job,
-                ApplicationId=self.application_id,
-                ImportJobRequest=request,
-                retry_transient=False,
-            )
-        except ClientError as exc:
-            if not is_transient(exc):
-                raise
-            log.warning(
-                "pinpoint: %s part %s: CreateImportJob answered %s; looking for the job before anything else",
-                delivery.segment,
-                job.label,
-                _code(exc),
-            )
-            return self._find_job(s3_url)
+        created, found = self._create_once(
+            self.pinpoint.create_import_job,
+            lambda: self._find_job(s3_url),
+            f"{delivery.segment} part {job.label}: CreateImportJob",
+            ApplicationId=self.application_id,
+            ImportJobRequest=request,
+        )
+        if created is None:
+            return found
         job_id = created["ImportJobResponse"]["Id"]
         log.info("pinpoint: %s part %s: created import job %s", delivery.segment, job.label, job_id)
         return job_id
@@ -817,18 +769,14 @@ class PinpointDestination:
         self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **self._sse())
 
     def _wait_import_job(self, job_id: str, tracker: JobProgress) -> dict:
-        response, done = poll(
+        response, _ = self._await_job(
             lambda: self._retrying(self.pinpoint.get_import_job, ApplicationId=self.application_id, JobId=job_id)[
                 "ImportJobResponse"
             ],
             lambda r: r.get("JobStatus") in TERMINAL_JOB_STATES,
-            interval=self.poll_seconds if self.poll_seconds is not None else 15.0,
-            timeout=self.timeout,
-            sleep=self._sleep,
-            tick=tracker.tick,
+            self.poll_seconds if self.poll_seconds is not None else 15.0,
+            tracker,
         )
-        if done:
-            tracker.job_done()
         return response
 
 

@@ -105,39 +105,50 @@ def map_fields(
     problems: list[tuple[str, str]] = []
     has = set(fields)
     for f in fields:
-        kind, _, name = f.partition(".")
-        if f == ID_FIELD:
-            columns.append(ProfileColumn(_leaf(unique_key_target), unique_key_target, "STRING", f))
-        elif f == "Address":
-            if "ChannelType" not in has:
-                problems.append((f, "Address needs ChannelType to tell an email address from a phone number"))
-                continue
-            columns.append(
-                ProfileColumn("EmailAddress", "_profile.EmailAddress", "EMAIL_ADDRESS", f, frozenset(EMAIL_CHANNELS))
-            )
-            columns.append(
-                ProfileColumn("PhoneNumber", "_profile.PhoneNumber", "PHONE_NUMBER", f, frozenset(PHONE_CHANNELS))
-            )
-        elif f == "ChannelType":
-            if "Address" not in has:
-                problems.append((f, "ChannelType only says where Address goes; without Address it has no target"))
-        elif f == "User.UserId":
-            columns.append(ProfileColumn("UserId", "_profile.Attributes.UserId", "STRING", f))
-        elif f.startswith("User.UserAttributes.") and len(f) > len("User.UserAttributes."):
-            attr = f[len("User.UserAttributes.") :]
-            columns.append(ProfileColumn(attr, f"_profile.Attributes.{attr}", "STRING", f))
-        elif kind in ("Attributes", "Metrics") and name:
-            columns.append(
-                ProfileColumn(name, f"_profile.Attributes.{name}", "NUMBER" if kind == "Metrics" else "STRING", f)
-            )
-        elif kind == "Location" and name in LOCATION_TARGETS:
-            columns.append(
-                ProfileColumn(LOCATION_TARGETS[name], f"_profile.Address.{LOCATION_TARGETS[name]}", "STRING", f)
-            )
-        else:
-            problems.append(
-                (f, "Customer Profiles has no target for it (see the field mapping in docs/customer-profiles.md)")
-            )
+        mapped, why = _columns_of(f, has, unique_key_target)
+        columns.extend(mapped)
+        if why:
+            problems.append((f, why))
+    problems.extend(_column_problems(columns))
+    unique = next((c.column for c in columns if c.field == ID_FIELD), "")
+    if not unique:
+        problems.append((ID_FIELD, "no column declares Id: the upload job needs it as its unique key"))
+    return ProfileMapping(tuple(columns), unique, tuple(problems))
+
+
+def _columns_of(f: str, has: set[str], unique_key_target: str) -> tuple[list[ProfileColumn], str | None]:
+    """The columns one Pinpoint field becomes (the table above), or why it has no target."""
+    kind, _, name = f.partition(".")
+    if f == ID_FIELD:
+        return [ProfileColumn(_leaf(unique_key_target), unique_key_target, "STRING", f)], None
+    if f == "Address":
+        if "ChannelType" not in has:
+            return [], "Address needs ChannelType to tell an email address from a phone number"
+        return [
+            ProfileColumn("EmailAddress", "_profile.EmailAddress", "EMAIL_ADDRESS", f, frozenset(EMAIL_CHANNELS)),
+            ProfileColumn("PhoneNumber", "_profile.PhoneNumber", "PHONE_NUMBER", f, frozenset(PHONE_CHANNELS)),
+        ], None
+    if f == "ChannelType":
+        if "Address" not in has:
+            return [], "ChannelType only says where Address goes; without Address it has no target"
+        return [], None
+    if f == "User.UserId":
+        return [ProfileColumn("UserId", "_profile.Attributes.UserId", "STRING", f)], None
+    if f.startswith("User.UserAttributes.") and len(f) > len("User.UserAttributes."):
+        attr = f[len("User.UserAttributes.") :]
+        return [ProfileColumn(attr, f"_profile.Attributes.{attr}", "STRING", f)], None
+    if kind in ("Attributes", "Metrics") and name:
+        content = "NUMBER" if kind == "Metrics" else "STRING"
+        return [ProfileColumn(name, f"_profile.Attributes.{name}", content, f)], None
+    if kind == "Location" and name in LOCATION_TARGETS:
+        target = LOCATION_TARGETS[name]
+        return [ProfileColumn(target, f"_profile.Address.{target}", "STRING", f)], None
+    return [], "Customer Profiles has no target for it (see the field mapping in docs/customer-profiles.md)"
+
+
+def _column_problems(columns: list[ProfileColumn]) -> list[tuple[str, str]]:
+    """Columns two fields share, column names the upload job refuses, attribute names too long."""
+    problems: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
     for c in columns:
         if c.column in seen and seen[c.column] != c.field:
@@ -153,10 +164,38 @@ def map_fields(
             )
         if c.target.startswith("_profile.Attributes.") and len(_leaf(c.target)) > MAX_ATTRIBUTE_NAME:
             problems.append((c.field, f"attribute name longer than {MAX_ATTRIBUTE_NAME} characters"))
-    unique = next((c.column for c in columns if c.field == ID_FIELD), "")
-    if not unique:
-        problems.append((ID_FIELD, "no column declares Id: the upload job needs it as its unique key"))
-    return ProfileMapping(tuple(columns), unique, tuple(problems))
+    return problems
+
+
+def definition_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a segment definition (``'<name>' must be ...``), or None when it can."""
+    return None if SEGMENT_DEFINITION_NAME.match(name) else f"{name!r} must be 1-64 letters, digits, _ or -"
+
+
+@dataclass(frozen=True)
+class SegmentProblem:
+    """Why a segment cannot go to Customer Profiles: a field with no target, or its definition name."""
+
+    rule: str  # customer-profiles-field | customer-profiles-name
+    field: str | None  # the Pinpoint field (None: the segment definition name)
+    why: str
+
+
+def segment_problems(
+    fields: tuple[str, ...] | list[str],
+    segment_name: str | None,
+    *,
+    unique_key_target: str = DEFAULT_UNIQUE_KEY_TARGET,
+    prefix: str = "",
+) -> list[SegmentProblem]:
+    """The one check of a segment against Customer Profiles, for ``lakeseg check`` and the destination alike."""
+    out = [
+        SegmentProblem("customer-profiles-field", f, why) for f, why in map_fields(fields, unique_key_target).problems
+    ]
+    why = definition_name_problem(prefix + segment_name) if segment_name else None
+    if why:
+        out.append(SegmentProblem("customer-profiles-name", None, why))
+    return out
 
 
 def translate(files, out: Path, mapping: ProfileMapping) -> int:

@@ -8,6 +8,8 @@ upload server on 127.0.0.1 sharing one controllable clock (profiles_harness).
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.destinations import pinpoint_harness as h
@@ -68,7 +70,26 @@ def _stop_running(tail) -> None:
         stateMachineArn=tail.state_machine_arn, statusFilter="RUNNING"
     ):
         for ex in page["executions"]:
-            tail.sfn.stop_execution(executionArn=ex["executionArn"])
+            _stop(tail.sfn, ex["executionArn"])
+
+
+def _stop(sfn, arn: str, wait_seconds: float = 10.0) -> None:
+    """StopExecution, waiting out moto's start-up race.
+
+    moto runs each execution in a worker thread that sets up its environment
+    after StartExecution returns; a stop that arrives first fails inside moto
+    with ``AttributeError: 'NoneType' object has no attribute 'set_stop'``
+    (seen on a loaded machine). AWS has no such window, so the test waits for it.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            sfn.stop_execution(executionArn=arn)
+            return
+        except AttributeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- Customer Profiles

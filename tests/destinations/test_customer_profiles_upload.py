@@ -446,3 +446,11 @@ def test_an_upload_server_with_an_untrusted_certificate_gets_nothing(fake, serve
         f"for https://127.0.0.1:{server.port}/lakeseg-uploads/{job_id}/"
     )
     assert not server.puts and "StartUploadJob" not in fake.ops()
+
+
+def test_a_failed_upload_names_the_url_without_its_signature(fake, server, clock, src):
+    # Given an upload server whose certificate is not trusted (the PUT fails in TLS)
+    result = destination(fake, server, clock, verify=True).deliver(delivery([src]))
+    # Then the error names where it went, but not the pre-signed query (signature, credential)
+    assert "/lakeseg-uploads/" in result.errors[0]
+    assert "X-Amz-Signature" not in result.errors[0] and "?" not in result.errors[0]
