@@ -66,6 +66,9 @@ DEFAULTS: dict[str, Any] = {
     # project's runs move a segment's size by at most 5% and its entries by at most 42% of it.
     "guard": {"max_exit_share": 0.30, "max_size_change_share": 0.50, "max_entered_share": 0.50},
     "files": {"max_file_mb": 100},
+    # A commit stores a delta beside the base until the deltas reach compact_share of the base's rows or
+    # there would be more than max_deltas of them; then it writes a new base (sync/state/deltas.py).
+    "snapshots": {"compact_share": 0.20, "max_deltas": 8},
     "memory_limit": "1GB",
     "work_dir": "build/work",
     # The value digest's secret (sync/run/digest_key.py): by default a random key in a 0600 file
@@ -115,6 +118,12 @@ class GuardSettings(BaseModel):
     # Shares of the last committed size; growth can exceed 1 (3.0: up to four times the size).
     max_size_change_share: Annotated[Number, Field(gt=0)]
     max_entered_share: Annotated[Number, Field(gt=0)]
+
+
+class SnapshotSettings(BaseModel):
+    model_config = Strict
+    compact_share: Annotated[Number, Field(gt=0)]
+    max_deltas: Annotated[Whole, Field(ge=0, le=1000)]
 
 
 class FilesSettings(BaseModel):
@@ -179,6 +188,7 @@ class TargetSettings(BaseModel):
     state: Text
     guard: GuardSettings
     files: FilesSettings
+    snapshots: SnapshotSettings
     memory_limit: Annotated[StrictStr, AfterValidator(_memory_limit)]
     work_dir: Text
     state_kms_key_id: Text | None = None
@@ -197,6 +207,7 @@ _KNOWN: dict[tuple, list[str]] = {
     (): list(TargetSettings.model_fields),
     ("guard",): list(GuardSettings.model_fields),
     ("files",): list(FilesSettings.model_fields),
+    ("snapshots",): list(SnapshotSettings.model_fields),
     ("owner",): list(OwnerSettings.model_fields),
     ("notify",): list(NotifySettings.model_fields),
     ("destination", "files"): list(FilesDestinationSettings.model_fields),
@@ -240,6 +251,8 @@ class Settings:
     state_kms_key_id: str | None = None
     owner: OwnerSettings | None = None
     notify: NotifySettings | None = None
+    compact_share: float = DEFAULTS["snapshots"]["compact_share"]
+    max_deltas: int = DEFAULTS["snapshots"]["max_deltas"]
 
 
 def _read(file: Path) -> dict:
@@ -338,4 +351,6 @@ def load_settings(
         state_kms_key_id=valid.state_kms_key_id,
         owner=valid.owner,
         notify=valid.notify,
+        compact_share=valid.snapshots.compact_share,
+        max_deltas=valid.snapshots.max_deltas,
     )

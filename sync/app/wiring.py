@@ -21,6 +21,7 @@ from sync.run.digest_key import resolve_digest_key
 from sync.run.engine import Progress, RunReport, SyncOptions, SyncRun, new_run_id
 from sync.run.lease import RunLease, open_lease
 from sync.settings import Settings, load_settings
+from sync.state.deltas import Compaction
 
 
 @dataclass
@@ -119,6 +120,7 @@ def prepare_run(
         session = _boto_session(getattr(settings.destination, "region", None) or target.config.get("region_name"))
     destination = build_destination(settings.destination, session)
     state = build_state(settings.state, session, settings.state_kms_key_id)
+    state.compaction = Compaction.from_env(settings.compact_share, settings.max_deltas)
     options = SyncOptions(
         select=req.select,
         exclude=req.exclude,

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import duckdb
 
-from sync.core import clock
 from sync.core.errors import SegmentRefused
 from sync.core.fields import ID_FIELD
 from sync.core.sql import qi, ql
 from sync.dbt.check import ValueRule, value_rules
 from sync.dbt.contract import Segment
+from sync.run import classify
 from sync.state.base import Snapshot
 
 SNAPSHOT_ID = "Id"
@@ -374,17 +374,7 @@ def _classify(con: duckdb.DuckDBPyConnection, new_snapshot: Path, prev_rel: str)
     measured (issue 14: 5 ranges at 10M and 256 MB) and was no faster in the
     whole sync: reading both snapshots once per range cost what spilling did.
     """
-    con.execute(
-        f"""
-        create or replace temp table _delta as
-        select coalesce(c.k1, p.k1) as k1, coalesce(c.k2, p.k2) as k2,
-               case when p.k1 is null then 'e' when c.k1 is null then 'x' else 'c' end as kind
-        from (select k1, k2, {SNAPSHOT_DIGEST} from {_parquet(new_snapshot)}) c
-        full outer join (select k1, k2, {SNAPSHOT_DIGEST} from {prev_rel}) p
-          on c.k1 = p.k1 and c.k2 = p.k2
-        where c.{SNAPSHOT_DIGEST} is distinct from p.{SNAPSHOT_DIGEST} or c.k1 is null or p.k1 is null
-        """
-    )
+    con.execute(f"create or replace temp table _delta as {classify.changed_sql(_parquet(new_snapshot), prev_rel)}")
 
 
 @dataclass(frozen=True)
@@ -395,8 +385,7 @@ class Expiry:
     due_before: datetime  # members last confirmed at or before this (or never) are sent again
 
 
-def _ts(value: datetime) -> str:
-    return f"timestamp {ql(clock.as_utc(value).replace(tzinfo=None).isoformat(sep=' '))}"
+_ts = classify.timestamp_sql
 
 
 def _stamp(
@@ -420,14 +409,7 @@ def _stamp(
     )
     if not plan.full_refresh:
         con.execute(
-            f"""
-            insert into _delta
-            select c.k1, c.k2, 'f'
-            from (select k1, k2 from {_parquet(new_snapshot)}) c
-            join {confirmed} p on p.k1 = c.k1 and p.k2 = c.k2
-            anti join _delta x on x.k1 = c.k1 and x.k2 = c.k2
-            where p.{SNAPSHOT_CONFIRMED} is null or p.{SNAPSHOT_CONFIRMED} <= {_ts(expiry.due_before)}
-            """
+            f"insert into _delta {classify.due_sql(_parquet(new_snapshot), confirmed, '_delta', expiry.due_before)}"
         )
         plan.refresh = _one(con, "select count(*) from _delta where kind = 'f'")[0]
         plan.unchanged -= plan.refresh
@@ -463,17 +445,7 @@ def _add_dirty(
     plan.dirty = _one(con, "select count(*) from _dirty")[0]
     if not plan.dirty:
         return
-    con.execute(
-        f"""
-        insert into _delta
-        select d.k1, d.k2, case when c.k1 is not null then 'r' else 'q' end
-        from _dirty d
-        left join (select k1, k2 from {_parquet(new_snapshot)}) c on c.k1 = d.k1 and c.k2 = d.k2
-        left join (select k1, k2 from {prev_rel}) p on p.k1 = d.k1 and p.k2 = d.k2
-        anti join _delta x on x.k1 = d.k1 and x.k2 = d.k2
-        where c.k1 is not null or p.k1 is null
-        """
-    )
+    con.execute(f"insert into _delta {classify.dirty_sql(_parquet(new_snapshot), prev_rel, '_dirty', '_delta')}")
     counts = dict(con.execute("select kind, count(*) from _delta where kind in ('r', 'q') group by kind").fetchall())
     plan.resent, plan.resent_exits = counts.get("r", 0), counts.get("q", 0)
     plan.unchanged -= plan.resent

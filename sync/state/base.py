@@ -51,12 +51,14 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from sync.core import clock
+from sync.core import clock, failpoints
 from sync.core.errors import ConfigError, LockHeld, SegmentRefused
-from sync.state import documents
+from sync.state import deltas, documents
 from sync.state.documents import (
     PLATFORM_REFUSED,
+    DataPart,
     DataPointer,
+    DeltaPart,
     DocumentError,
     InDoubtPointer,
     JobLedgerDocument,
@@ -65,6 +67,7 @@ from sync.state.documents import (
     QuarantineEntry,
     RunRecord,
     SearchPointer,
+    SnapshotDeltaPointer,
     SnapshotPointer,
 )
 
@@ -72,7 +75,6 @@ log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
 P = TypeVar("P", bound=DataPointer)
-_RESTORE = "Restore it, or delete it to resend the whole segment"
 POINTER = "current.json"
 IN_DOUBT = "in_doubt.json"
 LEASE_KEY = "lease/run.json"  # the run lease: one run at a time per deployment (sync/run/lease.py)
@@ -80,6 +82,10 @@ SNAPSHOT_SCHEMA = {"Id": "VARCHAR", "k1": "UBIGINT", "k2": "UBIGINT", "digest": 
 # Destinations whose data expires also keep when each member was last confirmed (UTC).
 SNAPSHOT_SCHEMA_CONFIRMED = {**SNAPSHOT_SCHEMA, "confirmed_at": "TIMESTAMP"}
 IN_DOUBT_SCHEMA = {"Id": "VARCHAR"}
+# The data files snapshot commits store: a base ``<run id>-<8 hex>.parquet`` or a delta ``delta-<...>`` (never an
+# in-doubt or search record's file, which have their own prefixes).
+_SNAPSHOT_FILE = re.compile(r"^(?!in-doubt-|search-)[A-Za-z0-9_.-]+-[0-9a-f]{8}\.parquet$")
+_HINT = "Restore it, or delete it to resend the whole segment"
 SEARCH = "search.json"
 JOBS = "jobs.json"  # the platform jobs a segment's deliveries created and that may not have ended
 SEARCH_SCHEMA = {"Id": "VARCHAR", "grp": "INTEGER", "pos": "INTEGER"}
@@ -112,6 +118,59 @@ def parquet_facts(path: Path) -> tuple[dict[str, str], int]:
     finally:
         con.close()
     return {c[0]: c[1] for c in columns}, rows
+
+
+# Snapshot files: Ids are unique and their hashes random, so neither dictionary encoding nor a codec shrinks them.
+_SNAPSHOT_FORMAT = "format parquet, compression uncompressed, dictionary_size_limit 1"
+# The state store's own DuckDB work (a delta, a membership) spills past this.
+_MEMORY_LIMIT = "256MB"
+
+
+def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"set memory_limit = '{_MEMORY_LIMIT}'")
+    con.execute("set temp_directory = '" + str(spill).replace("'", "''") + "'")
+    con.execute("set preserve_insertion_order = false")
+    return con
+
+
+def _rp(path: Path) -> str:
+    return "read_parquet('" + str(path).replace("'", "''") + "')"
+
+
+def _membership(base: Path, delta_files: list[Path], columns: list[str], out: Path) -> Path:
+    """Write the current membership (latest row per Id over the base and deltas) to ``out``."""
+    con = _connect(out.parent / ".spill")
+    try:
+        sql = deltas.current_sql(_rp(base), [_rp(d) for d in delta_files], columns)
+        con.execute(f"copy ({sql}) to '{str(out).replace(chr(39), chr(39) * 2)}' ({_SNAPSHOT_FORMAT})")
+    finally:
+        con.close()
+    return out
+
+
+def _write_delta(new: Path, previous: Path, columns: list[str], out: Path) -> tuple[int, int]:
+    """Write the delta from ``previous`` to ``new`` (both memberships) to ``out``: (upserts, tombstones)."""
+    con = _connect(out.parent / ".spill")
+    try:
+        sql = deltas.delta_sql(_rp(new), _rp(previous), columns)
+        con.execute(f"copy ({sql}) to '{str(out).replace(chr(39), chr(39) * 2)}' ({_SNAPSHOT_FORMAT})")
+        upserts, tombstones = con.execute(
+            f"select count(*) filter (where not {deltas.DELETED}), count(*) filter (where {deltas.DELETED}) "
+            f"from {_rp(out)}"
+        ).fetchall()[0]
+    finally:
+        con.close()
+    return int(upserts), int(tombstones)
+
+
+def _named_files(pointer_bytes: bytes) -> set[str]:
+    """Every data file a pointer names: its file (format 1), or its base and deltas (format 2); none when it is
+    unreadable."""
+    try:
+        return documents.parse(documents.NamedFiles, pointer_bytes).keys()
+    except DocumentError:
+        return set()
 
 
 @dataclass(frozen=True)
@@ -154,6 +213,17 @@ class Snapshot:
     committed_at: str
     quarantine: tuple[QuarantinedRow, ...] = ()
     confirmed: bool = False  # the data file has confirmed_at per member
+    parts: SnapshotParts | None = field(default=None, compare=False, repr=False)  # what the pointer named
+
+
+@dataclass(frozen=True)
+class SnapshotParts:
+    """What a loaded snapshot's pointer named: its bytes, the base and the deltas (file, sha256, rows)."""
+
+    raw: bytes
+    base: DataPart
+    deltas: tuple[DeltaPart, ...]
+    columns: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -211,6 +281,13 @@ def _age_seconds(stamp: str) -> float:
 
 class StateStore(abc.ABC):
     url: str
+    # When a commit writes a new base instead of a delta (settings: snapshots.compact_share, max_deltas).
+    compaction: deltas.Compaction = deltas.Compaction.from_env()
+
+    @property
+    def _loaded(self) -> dict[tuple[str, str], Snapshot]:
+        """The snapshot this store last loaded per (destination, segment): what a commit's delta is taken against."""
+        return self.__dict__.setdefault("_loaded_snapshots", {})
 
     # ---- primitives each backend implements -------------------------------
     @abc.abstractmethod
@@ -282,29 +359,47 @@ class StateStore(abc.ABC):
         Any inconsistency raises SegmentRefused: a damaged record is never
         read as "nothing there" (that would resend or forget a whole segment).
         """
-        folder = self._folder(destination, segment)
-        pointer_key = f"{folder}/{name}"
-        where = f"{destination}/{segment} at {self._location(pointer_key)}"
+        found = self._read_pointer(destination, segment, name, what, lambda raw: documents.parse(model, raw))
+        if found is None:
+            return None
+        pointer, _raw = found
+        local, columns = self._fetch_part(destination, segment, name, pointer, schema, workdir, what)
+        return pointer, local, columns
+
+    def _read_pointer(self, destination: str, segment: str, name: str, what: str, parse) -> tuple[Any, bytes] | None:
+        """A pointer document read by ``parse`` (one of ``sync.state.documents``), with its bytes; None when there
+        is none."""
+        pointer_key = self._pointer_key(destination, segment, name)
         raw = self._read(pointer_key)
         if raw is None:
             return None
-        pointer = self._parse_pointer(model, raw, what, where)
-        leaf = self._confined_leaf(folder, pointer.file, what, where)
+        try:
+            return parse(raw), raw
+        except DocumentError as exc:
+            raise SegmentRefused(
+                f"{what} pointer for {destination}/{segment} at {self._location(pointer_key)} is corrupt ({exc}); "
+                f"refusing to treat it as empty. {_HINT}"
+            ) from exc
+
+    def _fetch_part(
+        self,
+        destination: str,
+        segment: str,
+        name: str,
+        part: DataPart,
+        schema: dict[str, str] | tuple[dict, ...],
+        workdir: Path,
+        what: str,
+    ) -> tuple[Path, dict[str, str]]:
+        """Download one data file a pointer names and check what the pointer claims of it."""
+        folder = self._folder(destination, segment)
+        where = f"{destination}/{segment} at {self._location(f'{folder}/{name}')}"
+        leaf = self._confined_leaf(folder, part.file, what, where)
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         local = workdir / leaf
-        self._fetch_checked(pointer, local, what, where)
-        found = self._checked_columns(pointer, local, schema, what, where)
-        return pointer, local, found
-
-    @staticmethod
-    def _parse_pointer(model: type[P], raw: bytes, what: str, where: str) -> P:
-        try:
-            return documents.parse(model, raw)
-        except DocumentError as exc:
-            raise SegmentRefused(
-                f"{what} pointer for {where} is corrupt ({exc}); refusing to treat it as empty. " + _RESTORE
-            ) from exc
+        self._fetch_checked(part, local, what, where)
+        return local, self._checked_columns(part, local, schema, what, where)
 
     @staticmethod
     def _confined_leaf(folder: str, data_key: str, what: str, where: str) -> str:
@@ -314,24 +409,23 @@ class StateStore(abc.ABC):
         if leaf == data_key or not _SAFE.match(leaf) or not leaf.endswith(".parquet"):
             raise SegmentRefused(
                 f"{what} pointer for {where} names {data_key!r}, outside its folder {folder}/; "
-                "refusing to read it. " + _RESTORE
+                "refusing to read it. " + _HINT
             )
         return leaf
 
-    def _fetch_checked(self, pointer: DataPointer, local: Path, what: str, where: str) -> None:
+    def _fetch_checked(self, part: DataPart, local: Path, what: str, where: str) -> None:
         """Download the data file to ``local``; it must be there and match the pointer's checksum."""
-        if not self._download(pointer.file, local):
+        if not self._download(part.file, local):
             raise SegmentRefused(
-                f"{what} data {self._location(pointer.file)} for {where} is missing; refusing to treat it as empty"
+                f"{what} data {self._location(part.file)} for {where} is missing; refusing to treat it as empty"
             )
-        if sha256_file(local) != pointer.sha256:
+        if sha256_file(local) != part.sha256:
             raise SegmentRefused(
-                f"{what} data {self._location(pointer.file)} for {where} fails its checksum; "
-                "refusing to treat it as empty"
+                f"{what} data {self._location(part.file)} for {where} fails its checksum; refusing to treat it as empty"
             )
 
     def _checked_columns(
-        self, pointer: DataPointer, local: Path, schema: dict[str, str] | tuple[dict, ...], what: str, where: str
+        self, part: DataPart, local: Path, schema: dict[str, str] | tuple[dict, ...], what: str, where: str
     ) -> dict[str, str]:
         """The data file's columns, which must be one of ``schema``'s, and its rows the pointer's count."""
         try:
@@ -343,11 +437,11 @@ class StateStore(abc.ABC):
         schemas = schema if isinstance(schema, tuple) else (schema,)
         if found not in schemas:
             raise SegmentRefused(
-                f"{what} data {self._location(pointer.file)} for {where} has columns {found}, "
+                f"{what} data {self._location(part.file)} for {where} has columns {found}, "
                 f"expected {' or '.join(str(s) for s in schemas)}; refusing to read it"
             )
-        if actual != pointer.rows:
-            raise SegmentRefused(f"{what} data for {where} has {actual} rows, its pointer says {pointer.rows}")
+        if actual != part.rows:
+            raise SegmentRefused(f"{what} data for {where} has {actual} rows, its pointer says {part.rows}")
         return found
 
     def _point_to(
@@ -367,26 +461,43 @@ class StateStore(abc.ABC):
         return data_key
 
     def _delete_data(self, folder: str, pointer_bytes: bytes, keep: str | None = None) -> None:
-        with contextlib.suppress(Exception):
-            old = documents.parse(documents.NamedFile, pointer_bytes).file
-            if old != keep and old.startswith(folder + "/") and "/" not in old[len(folder) + 1 :]:
-                self._delete(old)
+        """Delete the data files a superseded pointer named (its base and deltas), except those in use."""
+        self._delete_files(folder, _named_files(pointer_bytes) - {keep})
+
+    def _delete_files(self, folder: str, keys) -> None:
+        for old in keys:
+            if isinstance(old, str) and old.startswith(folder + "/") and "/" not in old[len(folder) + 1 :]:
+                with contextlib.suppress(Exception):
+                    self._delete(old)
 
     # ---- snapshots -----------------------------------------------------------
     def load_snapshot(self, destination: str, segment: str, workdir: Path) -> Snapshot | None:
-        found = self._load_pointed(
-            destination,
-            segment,
-            POINTER,
-            SnapshotPointer,
-            (SNAPSHOT_SCHEMA, SNAPSHOT_SCHEMA_CONFIRMED),
-            workdir,
-            "snapshot",
-        )
+        """The committed snapshot: one local Parquet file of the current membership, whatever its format.
+
+        A format-1 pointer names one data file; a format-2 pointer names a base
+        and deltas (``sync.state.deltas``), each checked like a format-1 file,
+        and the membership is their latest row per Id.
+        """
+        found = self._read_pointer(destination, segment, POINTER, "snapshot", documents.parse_snapshot_pointer)
         if found is None:
             return None
-        pointer, local, columns = found
-        return Snapshot(
+        pointer, raw = found
+        schemas = (SNAPSHOT_SCHEMA, SNAPSHOT_SCHEMA_CONFIRMED)
+        base, delta_parts = pointer.parts()
+        local, columns = self._fetch_part(destination, segment, POINTER, base, schemas, workdir, "snapshot")
+        delta_schema = {**columns, deltas.DELETED: "BOOLEAN"}
+        delta_files = [
+            self._fetch_part(destination, segment, POINTER, d, delta_schema, workdir, "snapshot delta")[0]
+            for d in delta_parts
+        ]
+        if delta_files:
+            local = _membership(local, delta_files, list(columns), Path(workdir) / "membership.parquet")
+            actual = parquet_facts(local)[1]
+            if actual != pointer.rows:
+                raise SegmentRefused(
+                    f"snapshot data for {destination}/{segment} holds {actual} members, its pointer says {pointer.rows}"
+                )
+        snapshot = Snapshot(
             local,
             pointer.fields,
             pointer.mapping_hash,
@@ -395,7 +506,10 @@ class StateStore(abc.ABC):
             pointer.committed_at,
             tuple(QuarantinedRow.from_entry(q) for q in pointer.quarantine),
             confirmed=columns == SNAPSHOT_SCHEMA_CONFIRMED,
+            parts=SnapshotParts(raw, base, delta_parts, columns),
         )
+        self._loaded[(destination, segment)] = snapshot
+        return snapshot
 
     def commit_snapshot(
         self,
@@ -409,25 +523,88 @@ class StateStore(abc.ABC):
         run_id: str,
         quarantine: tuple[QuarantinedRow, ...] = (),
     ) -> Snapshot:
+        """Commit ``parquet`` (the whole new membership): as a delta beside the loaded base, or as a new base.
+
+        A delta is written only against the snapshot this store loaded for the
+        segment, when the pointer still holds exactly what was loaded and the
+        mapping hash and columns are the same; anything else -- and a delta past
+        the ``compaction`` thresholds -- writes the whole membership as a new
+        base (a format-1 pointer). Either way the data is stored under fresh
+        names first and the pointer moves in one write.
+        """
         committed_at = clock.stamp(utcnow())
-        self._point_to(
-            destination,
-            segment,
-            POINTER,
-            parquet,
-            "",
-            SnapshotPointer,
-            rows=rows,
-            fields=tuple(fields),
-            mapping_hash=mapping_hash,
-            run_id=run_id,
-            committed_at=committed_at,
-            quarantine=tuple(q.entry() for q in quarantine),
-        )
+        details: dict[str, Any] = {
+            "rows": rows,
+            "fields": tuple(fields),
+            "mapping_hash": mapping_hash,
+            "run_id": run_id,
+            "committed_at": committed_at,
+            "quarantine": tuple(q.entry() for q in quarantine),
+        }
+        folder = self._folder(destination, segment)
+        pointer_key = f"{folder}/{POINTER}"
+        previous_raw = self._read(pointer_key)
+        loaded = self._loaded.pop((destination, segment), None)
+        pointer = self._store_snapshot_data(folder, loaded, previous_raw, Path(parquet), details)
+        failpoints.hit("commit-after-data")
+        self._write(pointer_key, pointer.dump(indent=2))
+        failpoints.hit("commit-after-pointer")
+        # The pointer has moved: what it named and no longer names is garbage now, and so is any snapshot file
+        # an earlier commit stored and was killed before pointing to (or before deleting what it superseded).
+        garbage = _named_files(previous_raw or b"") | {
+            k for k in self._list(folder + "/") if _SNAPSHOT_FILE.match(k[len(folder) + 1 :])
+        }
+        self._delete_files(folder, garbage - pointer.named_files())
         # The commit supersedes this run's in-doubt record (see load_in_doubt); drop it now.
         with contextlib.suppress(Exception):
             self.clear_in_doubt(destination, segment, run_id)
         return Snapshot(Path(parquet), tuple(fields), mapping_hash, rows, run_id, committed_at, tuple(quarantine))
+
+    def _store_snapshot_data(
+        self, folder: str, loaded: Snapshot | None, previous_raw: bytes | None, parquet: Path, details: dict
+    ) -> SnapshotPointer | SnapshotDeltaPointer:
+        """Upload the commit's data under fresh names -- a delta beside the loaded base, or a new base -- and
+        return the pointer that names it (not yet written)."""
+        delta = self._delta_against(loaded, previous_raw, parquet, details["mapping_hash"])
+        name = f"{safe_name('run id', details['run_id'])}-{uuid.uuid4().hex[:8]}.parquet"
+        if delta is None or loaded is None or loaded.parts is None:
+            base_key = f"{folder}/{name}"
+            self._upload(base_key, parquet)
+            return SnapshotPointer(file=base_key, sha256=sha256_file(parquet), **details)
+        parts = list(loaded.parts.deltas)
+        delta_file, delta_part = delta
+        if delta_part["rows"]:
+            data_key = f"{folder}/delta-{name}"
+            self._upload(data_key, delta_file)
+            parts.append(DeltaPart(file=data_key, **delta_part))
+        if not parts:  # nothing changed since a format-1 base: the pointer stays format 1
+            base = loaded.parts.base
+            return SnapshotPointer(file=base.file, sha256=base.sha256, **details)
+        return SnapshotDeltaPointer(base=loaded.parts.base, deltas=tuple(parts), **details)
+
+    def _delta_against(
+        self, loaded: Snapshot | None, previous_raw: bytes | None, parquet: Path, mapping_hash: str
+    ) -> tuple[Path, dict] | None:
+        """The delta from ``loaded`` to ``parquet`` (its file; sha256, rows, upserts, tombstones), or None for a
+        new base: nothing loaded, the pointer moved since, another mapping or columns, or past compaction."""
+        if loaded is None or loaded.parts is None or previous_raw is None or loaded.parts.raw != previous_raw:
+            return None
+        if loaded.mapping_hash != mapping_hash or len(loaded.parts.deltas) + 1 > self.compaction.max_deltas:
+            return None
+        columns, _rows = parquet_facts(parquet)
+        if columns != loaded.parts.columns:
+            return None
+        out = parquet.parent / f"delta-{uuid.uuid4().hex[:8]}.parquet"
+        upserts, tombstones = _write_delta(parquet, loaded.path, list(columns), out)
+        base_rows = loaded.parts.base.rows
+        if self.compaction.compacts(base_rows, [d.rows for d in loaded.parts.deltas], upserts + tombstones):
+            return None
+        return out, {
+            "sha256": sha256_file(out),
+            "rows": upserts + tombstones,
+            "upserts": upserts,
+            "tombstones": tombstones,
+        }
 
     def committed_fields(self, destination: str, segment: str) -> tuple[str, ...]:
         """The fields of the committed snapshot (read from its pointer only), or () if none."""

@@ -20,7 +20,7 @@ what ``sync.state`` writes itself.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
@@ -99,23 +99,88 @@ class QuarantineEntry(Document):
     attempts: int = 1
 
 
-class DataPointer(Document):
-    """What every pointer holds: the data file it names (in its own folder), its checksum and row count, and the
-    run that wrote it. Snapshot, in-doubt and search pointers add their own fields."""
+Sha256 = Annotated[StrictStr, Field(pattern=SHA256_PATTERN)]
+SNAPSHOT_FORMATS = (1, 2)  # 1: one data file; 2: a base and deltas (sync.state.deltas.POINTER_FORMAT)
+
+
+class DataPart(Document):
+    """A data file a pointer names (in its own folder), with its checksum and row count."""
 
     file: StrictStr
-    sha256: Annotated[StrictStr, Field(pattern=SHA256_PATTERN)]
+    sha256: Sha256
     rows: Count
+
+
+class DeltaPart(DataPart):
+    """A delta of a format-2 snapshot: its rows are upserts and tombstones."""
+
+    upserts: Count = 0
+    tombstones: Count = 0
+
+
+class DataPointer(DataPart):
+    """A pointer that names one data file, and the run that wrote it: in-doubt and search records add theirs."""
+
     run_id: StrictStr = ""
 
 
-class SnapshotPointer(DataPointer):
-    """``current.json``: the committed snapshot."""
+class SnapshotDetails(Document):
+    """What every snapshot pointer (``current.json``) says besides the data files it names."""
 
+    rows: Count  # members of the snapshot
+    run_id: StrictStr = ""
     fields: Names = ()
     mapping_hash: StrictStr = ""
     committed_at: Text = ""
     quarantine: Annotated[tuple[QuarantineEntry, ...], BeforeValidator(_none_as_empty)] = ()
+
+    def parts(self) -> tuple[DataPart, tuple[DeltaPart, ...]]:
+        """(base, deltas): the data files whose latest row per Id is the membership."""
+        raise NotImplementedError
+
+    def named_files(self) -> set[str]:
+        base, deltas = self.parts()
+        return {base.file, *(d.file for d in deltas)}
+
+
+class SnapshotPointer(SnapshotDetails):
+    """Format 1 (no ``format`` key; every pointer before deltas): one data file, the whole membership."""
+
+    file: StrictStr
+    sha256: Sha256
+
+    def parts(self) -> tuple[DataPart, tuple[DeltaPart, ...]]:
+        return DataPart(file=self.file, sha256=self.sha256, rows=self.rows), ()
+
+    def dump(self, indent: int | None = None) -> bytes:
+        return self.model_dump_json(indent=indent).encode()
+
+
+class SnapshotDeltaPointer(SnapshotDetails):
+    """Format 2: a base and the deltas written since (``sync.state.deltas``)."""
+
+    format: Literal[2] = 2
+    base: DataPart
+    deltas: Annotated[tuple[DeltaPart, ...], BeforeValidator(_none_as_empty)] = ()
+
+    def parts(self) -> tuple[DataPart, tuple[DeltaPart, ...]]:
+        return self.base, self.deltas
+
+
+class PointerFormat(Document):
+    """Only a snapshot pointer's format (1 when it names none)."""
+
+    format: Any = 1
+
+
+def parse_snapshot_pointer(raw: bytes | str) -> SnapshotPointer | SnapshotDeltaPointer:
+    """A snapshot pointer of either format, or DocumentError (a format this lakeseg does not read too)."""
+    fmt = parse(PointerFormat, raw).format
+    if fmt == 1 and not isinstance(fmt, bool):
+        return parse(SnapshotPointer, raw)
+    if fmt == 2 and not isinstance(fmt, bool):
+        return parse(SnapshotDeltaPointer, raw)
+    raise DocumentError(f"format {fmt!r} is not one this lakeseg reads ({' or '.join(map(str, SNAPSHOT_FORMATS))})")
 
 
 class InDoubtPointer(DataPointer):
@@ -149,10 +214,17 @@ class LedgerEntry(Document):
     recorded_at: Text = ""
 
 
-class NamedFile(Document):
-    """Only the data file a pointer names (to delete it once superseded, whatever else the pointer holds)."""
+class NamedFiles(Document):
+    """Only the data files a pointer names (to delete them once superseded, whatever else the pointer holds):
+    its file (format 1, in-doubt, search), or its base and deltas (format 2)."""
 
-    file: StrictStr
+    file: Any = None
+    base: Any = None
+    deltas: Any = None
+
+    def keys(self) -> set[str]:
+        parts = [{"file": self.file}, self.base or {}, *(self.deltas if isinstance(self.deltas, list) else [])]
+        return {p["file"] for p in parts if isinstance(p, dict) and isinstance(p.get("file"), str)}
 
 
 class WrittenBy(Document):

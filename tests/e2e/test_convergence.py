@@ -17,7 +17,7 @@ import json
 import duckdb
 import pytest
 
-from sync.core.failpoints import KILLED_EXIT_CODE, STAGES
+from sync.core.failpoints import COMMIT_STAGES, KILLED_EXIT_CODE, STAGES
 from sync.dbt.contract import load_segments
 from tests.destinations import pinpoint_harness as h
 
@@ -85,6 +85,25 @@ def test_kill_at_any_stage_then_upstream_change_converges(lakeseg, build_now, bu
     # Then the destination holds `later`, whatever the killed run had delivered
     assert code == 0
     assert_converged(lakeseg.applied(), build_later)
+
+
+@pytest.mark.parametrize("stage", COMMIT_STAGES)
+@pytest.mark.parametrize("compact", [False, True], ids=["delta", "compaction"])
+def test_kill_inside_a_snapshot_commit_converges(lakeseg, build_now, build_later, stage, compact):
+    # Given a committed sync of `later`, then of `now` (committed as deltas beside the base)
+    assert lakeseg.subprocess("sync", build_later).returncode == 0
+    assert lakeseg.subprocess("sync", build_now, "--allow-mass-exit").returncode == 0
+    # When a sync of `later` is killed inside its commit (of one more delta, or of a compaction to a new base)
+    env = {"LAKESEG_FAILPOINTS": stage, **({"LAKESEG_MAX_DELTAS": "1"} if compact else {})}
+    killed = lakeseg.subprocess("sync", build_later, "--allow-mass-exit", env=env)
+    assert killed.returncode == KILLED_EXIT_CODE
+    # and upstream moves back to `now`
+    code, _ = lakeseg.json("sync", build_now, "--allow-mass-exit")
+    # Then the destination holds `now`, and the next run finds nothing to send
+    assert code == 0
+    assert_converged(lakeseg.applied(), build_now)
+    code, again = lakeseg.json("sync", build_now)
+    assert code == 0 and {s["status"] for s in again["segments"]} == {"unchanged"}
 
 
 class _Killed(BaseException):

@@ -185,7 +185,7 @@ def test_a_run_in_todays_format_reads_as_it_was_written(store):
 @pytest.mark.parametrize(
     "raw, why",
     [
-        (b'{"owner": {"run_id": "r1"}, "acquired_at": "x", "token": "t"}', "file: Field required"),
+        (b'{"owner": {"run_id": "r1"}, "acquired_at": "x", "token": "t"}', "rows: Field required"),
         (b"not json", "not JSON"),
         (b'["a"]', "not a JSON object"),
     ],

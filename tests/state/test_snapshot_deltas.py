@@ -1,0 +1,243 @@
+"""Snapshots as a base plus deltas: a commit stores what changed; loading reads the latest row per Id."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import duckdb
+import pytest
+
+import sync.core.failpoints as fp
+from sync.core.errors import SegmentRefused
+from sync.state import open_state_store
+from sync.state.deltas import Compaction
+
+BUCKET = "lakeseg-state"
+FOLDER = "snapshots/files/seg_a"
+POINTER = f"{FOLDER}/current.json"
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        s = open_state_store(str(tmp_path / "state"))
+    else:
+        request.getfixturevalue("aws")
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        s = open_state_store(f"s3://{BUCKET}/prod/lakeseg", s3_client=s3)
+    s.compaction = Compaction(max_share=0.5, max_deltas=3)
+    return s
+
+
+def members(tmp_path: Path, rows: dict[str, int], name: str) -> Path:
+    """A membership file: Id -> digest (keys derived from the Id)."""
+    path = tmp_path / name
+    con = duckdb.connect()
+    con.execute("create table t (Id varchar, k1 ubigint, k2 ubigint, digest ubigint)")
+    con.executemany("insert into t values (?, hash(?), hash(? || 'x'), ?)", [(i, i, i, d) for i, d in rows.items()])
+    con.execute(f"copy t to '{path}' (format parquet)")
+    return path
+
+
+def commit(store, tmp_path, rows: dict[str, int], run_id: str, mapping_hash="m1"):
+    return store.commit_snapshot(
+        "files",
+        "seg_a",
+        members(tmp_path, rows, f"{run_id}.parquet"),
+        fields=("Id", "Attributes.A"),
+        mapping_hash=mapping_hash,
+        rows=len(rows),
+        run_id=run_id,
+    )
+
+
+def load(store, tmp_path, name="w") -> dict[str, int]:
+    snap = store.load_snapshot("files", "seg_a", tmp_path / name)
+    got = duckdb.connect().execute(f"select Id, digest from read_parquet('{snap.path}')").fetchall()
+    assert len(got) == snap.rows
+    return dict(got)
+
+
+def pointer(store) -> dict:
+    return json.loads(store._read(POINTER))
+
+
+def files(store) -> list[str]:
+    return sorted(k.rsplit("/", 1)[1] for k in store._list(FOLDER + "/"))
+
+
+BASE = {f"m{n:02d}": n for n in range(10)}
+# one member leaves (m00), one changes (m01), one enters (n1): 3 delta rows, 30% of the base
+NEXT = {**{k: v for k, v in BASE.items() if k != "m00"}, "m01": 101, "n1": 1}
+
+
+def test_a_commit_after_a_load_stores_only_the_change(store, tmp_path):
+    # Given a committed base of 10 members, loaded by the next run
+    commit(store, tmp_path, BASE, "run-1")
+    load(store, tmp_path, "w1")
+    # When that run commits the membership with one exit, one change and one entry
+    commit(store, tmp_path, NEXT, "run-2")
+    # Then the pointer names the base and one delta of 2 upserts and 1 tombstone
+    doc = pointer(store)
+    assert doc["format"] == 2 and doc["rows"] == 10 and doc["base"]["rows"] == 10
+    assert [(d["rows"], d["upserts"], d["tombstones"]) for d in doc["deltas"]] == [(3, 2, 1)]
+    assert doc["deltas"][0]["file"].startswith(f"{FOLDER}/delta-run-2-")
+    # and loading it reads the latest row per Id
+    assert load(store, tmp_path, "w2") == NEXT
+
+
+def test_deltas_stack_until_compaction_writes_a_new_base(store, tmp_path):
+    # Given a base and a delta
+    commit(store, tmp_path, BASE, "run-1")
+    load(store, tmp_path, "w1")
+    commit(store, tmp_path, NEXT, "run-2")
+    # When a second small change is committed, then it is a second delta
+    third = {**NEXT, "m02": 202}
+    load(store, tmp_path, "w2")
+    commit(store, tmp_path, third, "run-3")
+    assert [d["rows"] for d in pointer(store)["deltas"]] == [3, 1]
+    assert load(store, tmp_path, "w3") == third
+    # When the deltas would pass half the base (compact_share 0.5), then the membership is a new base
+    fourth = {**third, "m03": 303, "m04": 404}
+    commit(store, tmp_path, fourth, "run-4")
+    doc = pointer(store)
+    assert "format" not in doc and doc["file"].startswith(f"{FOLDER}/run-4-") and doc["rows"] == 10
+    # and every superseded file is gone
+    assert files(store) == sorted(["current.json", doc["file"].rsplit("/", 1)[1]])
+    assert load(store, tmp_path, "w4") == fourth
+
+
+def test_more_deltas_than_allowed_compact(store, tmp_path):
+    # Given max_deltas 3 and three one-row deltas
+    rows = dict(BASE)
+    commit(store, tmp_path, rows, "run-0")
+    for n in range(1, 4):
+        load(store, tmp_path, f"w{n}")
+        rows = {**rows, f"m0{n}": 1000 + n}
+        commit(store, tmp_path, rows, f"run-{n}")
+    assert len(pointer(store)["deltas"]) == 3
+    # When a fourth is committed, then it compacts
+    load(store, tmp_path, "w4")
+    rows = {**rows, "m09": 9999}
+    commit(store, tmp_path, rows, "run-4")
+    assert "deltas" not in pointer(store) and load(store, tmp_path, "w5") == rows
+
+
+def test_a_commit_with_nothing_changed_stores_no_data(store, tmp_path):
+    # Given a base and a delta
+    commit(store, tmp_path, BASE, "run-1")
+    load(store, tmp_path, "w1")
+    commit(store, tmp_path, NEXT, "run-2")
+    before = files(store)
+    # When the next run commits the same membership
+    load(store, tmp_path, "w2")
+    commit(store, tmp_path, NEXT, "run-3")
+    # Then no file is added, and the pointer says run-3
+    assert files(store) == before and pointer(store)["run_id"] == "run-3"
+
+
+def test_a_commit_without_a_load_or_after_the_pointer_moved_writes_a_base(store, tmp_path):
+    # Given a committed base, loaded, and then replaced by another writer
+    commit(store, tmp_path, BASE, "run-1")
+    load(store, tmp_path, "w1")
+    commit(store, tmp_path, BASE, "run-x")
+    # When the loader commits, then it writes a whole base (its delta would be against a stale pointer)
+    commit(store, tmp_path, NEXT, "run-2")
+    assert "format" not in pointer(store) and load(store, tmp_path, "w2") == NEXT
+
+
+def test_a_changed_mapping_writes_a_base(store, tmp_path):
+    commit(store, tmp_path, BASE, "run-1")
+    load(store, tmp_path, "w1")
+    commit(store, tmp_path, NEXT, "run-2", mapping_hash="m2")
+    assert "format" not in pointer(store) and pointer(store)["mapping_hash"] == "m2"
+
+
+def test_an_old_single_file_snapshot_loads_and_takes_a_delta(store, tmp_path):
+    # Given a format-1 pointer as lakeseg wrote before deltas (no "format" key)
+    commit(store, tmp_path, BASE, "run-1")
+    assert set(pointer(store)) == {
+        "file",
+        "sha256",
+        "rows",
+        "fields",
+        "mapping_hash",
+        "run_id",
+        "committed_at",
+        "quarantine",
+    }
+    # When it is loaded and the next run commits, then it becomes the base of a delta
+    assert load(store, tmp_path, "w1") == BASE
+    commit(store, tmp_path, NEXT, "run-2")
+    assert pointer(store)["base"]["file"].endswith(".parquet") and load(store, tmp_path, "w2") == NEXT
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        ("unknown-format", "format 3 is not one this lakeseg reads"),
+        ("deltas-not-a-list", "deltas: Input should be a valid array"),
+        ("missing-delta", "is missing"),
+        ("delta-checksum", "fails its checksum"),
+        ("rows-disagree", "holds 10 members, its pointer says 11"),
+    ],
+)
+def test_a_damaged_delta_pointer_refuses_never_empty(store, tmp_path, damage, says):
+    # Given a base and a delta
+    commit(store, tmp_path, BASE, "run-1")
+    load(store, tmp_path, "w1")
+    commit(store, tmp_path, NEXT, "run-2")
+    doc = pointer(store)
+    # When the pointer or the delta is damaged
+    if damage == "unknown-format":
+        doc["format"] = 3
+    elif damage == "deltas-not-a-list":
+        doc["deltas"] = "x"
+    elif damage == "missing-delta":
+        store._delete(doc["deltas"][0]["file"])
+    elif damage == "delta-checksum":
+        doc["deltas"][0]["sha256"] = "0" * 64
+    else:
+        doc["rows"] = 11
+    store._write(POINTER, json.dumps(doc).encode())
+    # Then the segment is refused, naming it and why
+    with pytest.raises(SegmentRefused, match=says):
+        store.load_snapshot("files", "seg_a", tmp_path / "w2")
+
+
+class _Killed(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("stage", fp.COMMIT_STAGES)
+@pytest.mark.parametrize("kind", ["delta", "compaction"])
+def test_a_commit_killed_inside_converges(store, tmp_path, monkeypatch, stage, kind):
+    # Given a base and a delta, loaded by the next run
+    commit(store, tmp_path, BASE, "run-1")
+    load(store, tmp_path, "w1")
+    commit(store, tmp_path, NEXT, "run-2")
+    load(store, tmp_path, "w2")
+    after = {**NEXT, "m02": 202} if kind == "delta" else {k: v + 7 for k, v in NEXT.items()}
+
+    def die(at):
+        if at == stage:
+            raise _Killed(at)
+
+    # When its commit (a delta, or a compaction) is killed at `stage`
+    with monkeypatch.context() as m, pytest.raises(_Killed):
+        m.setattr(fp, "hit", die)
+        commit(store, tmp_path, after, "run-3")
+    # Then the store holds the old snapshot (data stored, pointer not moved) or the new one (pointer moved)
+    expected = NEXT if stage == "commit-after-data" else after
+    assert load(store, tmp_path, "w3") == expected
+    # and the next run's commit converges, and removes every file the pointer does not name (the kill's too)
+    final = {**after, "n9": 9}
+    commit(store, tmp_path, final, "run-4")
+    assert load(store, tmp_path, "w4") == final
+    named = {pointer(store).get("file"), pointer(store).get("base", {}).get("file")}
+    named |= {d["file"] for d in pointer(store).get("deltas", [])}
+    orphans = {f for f in files(store) if f != "current.json"} - {n.rsplit("/", 1)[1] for n in named if n}
+    assert not orphans
