@@ -17,8 +17,10 @@ from sync.dbt.profile import Target, load_target
 from sync.dbt.selection import DbtSelector
 from sync.destinations import build_destination, state_key
 from sync.destinations.files import FilesDestinationSettings
+from sync.readers.base import SegmentReader
 from sync.run.digest_key import resolve_digest_key
 from sync.run.engine import Progress, RunReport, SyncOptions, SyncRun, new_run_id
+from sync.run.imports_table import ImportsTable
 from sync.run.lease import RunLease, open_lease
 from sync.settings import Settings, load_settings
 from sync.state.deltas import Compaction
@@ -46,7 +48,7 @@ def _boto_session(region: str | None = None):
     return aws.session(region)
 
 
-def build_reader(target: Target, project_dir: Path, session=None, run_id: str | None = None):
+def build_reader(target: Target, project_dir: Path, session=None, run_id: str | None = None) -> SegmentReader:
     if target.type == "duckdb":
         from sync.readers.duckdb import DuckDBReader
 
@@ -152,14 +154,14 @@ def prepare_run(
         progress=progress,
         run_id=run_id,
         lease=lease,
+        imports_table=build_imports_table(target, settings, session),
     )
     run.report.as_of = as_of_of_invocation(artifacts.run_results)
     run.report.built_at = artifacts.generated_at
-    run.imports_table = build_imports_table(target, settings, session)
     return run
 
 
-def build_imports_table(target: Target, settings: Settings, session=None):
+def build_imports_table(target: Target, settings: Settings, session=None) -> ImportsTable | None:
     """Where confirmed deliveries are registered: Glue on Athena with an S3 destination, DuckDB views locally."""
     from sync.run.imports_table import DuckDBImportsViews, GlueImportsTable
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sync.core.errors import ConfigError
 from sync.destinations.base import DeliveryResult, Destination, JobRecord, SegmentDelivery
@@ -33,13 +33,21 @@ def build_destination(settings: Any, session=None) -> Destination:
     return getattr(importlib.import_module(module), cls).from_settings(settings, session)
 
 
+if TYPE_CHECKING:  # mypy checks that every registered destination declares all of base.Destination
+    from sync.destinations.customer_profiles import CustomerProfilesDestination
+    from sync.destinations.files import FilesDestination
+    from sync.destinations.pinpoint import PinpointDestination
+
+    _files: type[Destination] = FilesDestination
+    _pinpoint: type[Destination] = PinpointDestination
+    _customer_profiles: type[Destination] = CustomerProfilesDestination
+
+
 def state_key(destination: Destination, settings: Any) -> str:
-    """The name the state store keeps this destination's snapshots under: ``destination.name``, else its own."""
+    """The name the state store keeps this destination's snapshots under: ``destination.name`` (the
+    ``destination:`` block's), else the destination's own name (its type)."""
     name = settings.get("name") if isinstance(settings, Mapping) else settings.name
-    if name:
-        return str(name)
-    key = getattr(destination, "state_key", None)
-    return str(key or destination.name)
+    return str(name or destination.name)
 
 
 __all__ = ["DeliveryResult", "Destination", "JobRecord", "SegmentDelivery", "build_destination", "state_key"]

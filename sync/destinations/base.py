@@ -12,8 +12,9 @@ from those names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -123,11 +124,44 @@ Progress = Callable[[str, int, int], None]
 """progress(label, done, total): called by long-running destinations."""
 
 
+class SegmentShape(Protocol):
+    """What a destination may ask of a segment before any run: its name, its fields and its platform segment.
+
+    ``sync.dbt.contract.Segment`` has all three; a destination imports nothing of dbt.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def fields(self) -> tuple[str, ...]: ...
+
+    @property
+    def segment_name(self) -> str | None: ...
+
+
 @runtime_checkable
 class Destination(Protocol):
-    """A place segments are delivered to."""
+    """A place segments are delivered to, and everything the sync asks of it.
+
+    Every destination states each capability, even as "none" (``refresh_after = None``, a
+    ``check_segment`` that finds nothing): the sync calls them all directly, mypy checks each
+    implementation (``sync/destinations/__init__.py``), and ``SyncRun`` refuses one that lacks any
+    (``sync.core.capabilities.require``).
+    """
 
     name: str
+
+    @property
+    def max_parallel(self) -> int:
+        """How many deliveries the destination takes at once (1: one after the other)."""
+
+    @property
+    def refresh_after(self) -> timedelta | None:
+        """For data that expires: members confirmed longer ago than this are sent again. None: it never expires."""
+
+    def check_segment(self, segment: SegmentShape) -> list[str]:
+        """Why this destination cannot take ``segment`` (each reason as ``<field>: [<rule>] why``), or nothing."""
 
     def preflight(self) -> None:
         """Check settings and permissions before anything is delivered.
@@ -137,3 +171,7 @@ class Destination(Protocol):
 
     def deliver(self, delivery: SegmentDelivery, progress: Progress | None = None) -> DeliveryResult:
         """Deliver one segment's files and wait for the platform's verdict."""
+
+    def collect_debris(self, dead_runs: Collection[str], max_age_seconds: float) -> list[str]:
+        """Remove what runs that died (``dead_runs``), or anything older than ``max_age_seconds``, left behind
+        (staging folders); returns what was removed. A destination that leaves nothing returns []."""

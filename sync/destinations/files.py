@@ -18,7 +18,7 @@ import re
 import shutil
 import time
 from collections.abc import Collection, Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from sync.core import failpoints
 from sync.core.errors import ConfigError
 from sync.core.settings_types import PathPart, Strict, Text, destination_block
-from sync.destinations.base import DeliveryResult, Progress, SegmentDelivery
+from sync.destinations.base import DeliveryResult, Progress, SegmentDelivery, SegmentShape
 
 STAGING = ".incoming"
 _STAGED_RUN = re.compile(r"^(\d{8}T\d{9}Z-[0-9a-f]{6})-")  # .incoming/<run_id>-<segment>: the run id
@@ -44,7 +44,10 @@ class FilesDestinationSettings(BaseModel):
 
 class FilesDestination:
     name = "files"
+    # What the sync may ask of it (base.Destination): one delivery at a time, files that never expire, any
+    # segment the contract allows; what a dead run staged is collected (collect_debris, below).
     max_parallel = 1
+    refresh_after: timedelta | None = None
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -53,9 +56,9 @@ class FilesDestination:
     def from_settings(cls, settings: FilesDestinationSettings | Mapping[str, Any], session=None) -> FilesDestination:
         return cls(destination_block(FilesDestinationSettings, settings).path)
 
-    @property
-    def state_key(self) -> str:
-        return "files"
+    def check_segment(self, segment: SegmentShape) -> list[str]:
+        """Files take every field the segment contract allows: nothing to refuse."""
+        return []
 
     def preflight(self) -> None:
         """Both places a delivery writes must take it: the staging folder, and the export folder itself

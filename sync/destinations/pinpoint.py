@@ -183,6 +183,16 @@ def execution_name(run_id: str, segment: str, part: int | str) -> str:
 # --------------------------------------------------------------------------- destination
 class PinpointDestination(JobDestination):
     name = "pinpoint"
+    # What the sync may ask of it (base.Destination), besides max_parallel (= max_concurrent_jobs): endpoints
+    # never expire, every field the contract allows is a Pinpoint field, and a later run collects nothing a
+    # dead run left here (as before these were declared).
+    refresh_after = None
+
+    def check_segment(self, segment: object) -> list[str]:
+        return []
+
+    def collect_debris(self, dead_runs: object, max_age_seconds: float) -> list[str]:
+        return []
 
     def __init__(
         self,

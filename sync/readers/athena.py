@@ -233,6 +233,9 @@ class AthenaReader:
     def output_location(self) -> str:
         return f"s3://{_key(self.bucket, self.base)}/"
 
+    def preflight(self) -> None:
+        """Nothing to check before the first query: a workgroup or bucket it cannot use fails that query."""
+
     def stats_for(self, relation: RelationRef) -> dict | None:
         """The segment's query id and bytes scanned (``data_scanned_bytes``), once its query ran."""
         return self.stats.get(str(relation))

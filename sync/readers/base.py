@@ -36,7 +36,14 @@ class RelationRef:
 
 
 class SegmentReader(Protocol):
-    """Reads built segment tables for the diff engine."""
+    """Reads built segment tables for the diff engine, and everything the sync asks of a reader.
+
+    Every reader states each capability, even as none (a ``notes_for`` that has nothing to say): the sync
+    calls them directly and refuses a reader that lacks one (``sync.core.capabilities.require``).
+    """
+
+    def preflight(self) -> None:
+        """Before any segment is read: raise ``ConfigError`` if the reader cannot read at all (no database)."""
 
     def stage(
         self,
@@ -51,6 +58,12 @@ class SegmentReader(Protocol):
         case-insensitively against the warehouse) and nothing else. Anything
         written under ``workdir`` or remotely is removed by ``cleanup``.
         """
+
+    def stats_for(self, relation: RelationRef) -> dict | None:
+        """What reading ``relation`` cost, once staged (``data_scanned_bytes``), or None if not known."""
+
+    def notes_for(self, relation: RelationRef) -> list[str]:
+        """Lines for the run report about reading ``relation`` (a query id, bytes scanned), or none."""
 
     def cleanup(self) -> None:
         """Remove whatever ``stage`` wrote (temporary files, S3 prefixes)."""

@@ -57,6 +57,13 @@ class DuckDBReader:
         table = f"{alias}.{qi(relation.schema)}.{qi(relation.identifier)}"
         return f"(select {select_declared(actual, columns, relation)} from {table})"
 
+    def stats_for(self, relation: RelationRef) -> dict | None:
+        """A local read is not billed: nothing to report."""
+        return None
+
+    def notes_for(self, relation: RelationRef) -> list[str]:
+        return []
+
     def cleanup(self) -> None:
         for alias in self._attached.values():
             try:

@@ -287,9 +287,40 @@ def prepare(
     never the value -- and nothing is sent.
     """
     workdir.mkdir(parents=True, exist_ok=True)
+    new_snapshot = workdir / "snapshot.parquet"
+    current_sql, rows = _write_snapshot(con, segment, source_sql, new_snapshot, digest_key, tests)
+    mapping_hash = effective_mapping_hash(con, segment, digest_key.fingerprint if digest_key is not None else "")
+    plan = Plan(segment=segment.name, rows=rows, full_refresh=full_refresh)
+    prev_path = Path(previous.path) if previous is not None else None
+    prev_rel = _previous_relation(plan, previous, mapping_hash, full_refresh)
+    _count_changes(con, segment, plan, new_snapshot, prev_rel, previous)
+    _add_dirty(con, plan, new_snapshot, prev_rel, dirty)
+    if segment.exit_values:
+        plan.exit_rows = plan.exited + plan.resent_exits
+    if expiry is not None:
+        # A full send stamps every member now, so the previous stamps matter only to an incremental run.
+        prev_confirmed = prev_rel if previous is not None and previous.confirmed else None
+        new_snapshot = _stamp(con, plan, new_snapshot, prev_rel, prev_confirmed, expiry, workdir)
+    return PreparedSegment(
+        segment,
+        plan,
+        current_sql,
+        new_snapshot,
+        prev_path,
+        workdir,
+        mapping_hash,
+        prev_rel,
+        tracks_confirmation=expiry is not None,
+    )
+
+
+def _write_snapshot(
+    con: duckdb.DuckDBPyConnection, segment: Segment, source_sql: str, new_snapshot: Path, digest_key, tests
+) -> tuple[str, int]:
+    """Read the segment once into ``new_snapshot`` (Id, keys, digest), checking its values against the contract
+    on the way; returns the relation of its current rows (Pinpoint field names) and its row count."""
     renamed = ", ".join(f"cast({qi(m.column)} as varchar) as {qi(m.field)}" for m in segment.mappings)
     current_sql = f"(select {renamed} from {source_sql})"
-    new_snapshot = workdir / "snapshot.parquet"
     if digest_key is not None:
         con.execute(f"set variable {DIGEST_KEY_VARIABLE} = ?", [digest_subkey(digest_key.secret)])
     rules = value_rules(segment, list(tests or ()))
@@ -306,10 +337,12 @@ def prepare(
     rows, null_ids = _one(con, f"select count(*), count(*) - count({SNAPSHOT_ID}) from {_parquet(new_snapshot)}")
     if null_ids:
         raise SegmentRefused(f"{segment.name}: {null_ids} row(s) have a null Id (rule: not_null); nothing was sent")
+    return current_sql, rows
 
-    mapping_hash = effective_mapping_hash(con, segment, digest_key.fingerprint if digest_key is not None else "")
-    plan = Plan(segment=segment.name, rows=rows, full_refresh=full_refresh)
-    prev_path = Path(previous.path) if previous is not None else None
+
+def _previous_relation(plan: Plan, previous: Snapshot | None, mapping_hash: str, full_refresh: bool) -> str:
+    """The relation of the previous snapshot (an empty one on a first sync), keyed as this run keys Ids; says in
+    ``plan`` whether, and why, every member is sent."""
     if previous is None:
         plan.first_sync = plan.full_refresh = True
         plan.full_refresh_reason = "first sync"
@@ -330,6 +363,19 @@ def prepare(
             # Keys may come from another hash function or key scheme: derive them afresh.
             confirmed = f", {SNAPSHOT_CONFIRMED}" if previous.confirmed else ""
             prev_rel = f"(select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {SNAPSHOT_DIGEST}{confirmed} from {prev_rel})"
+    return prev_rel
+
+
+def _count_changes(
+    con: duckdb.DuckDBPyConnection,
+    segment: Segment,
+    plan: Plan,
+    new_snapshot: Path,
+    prev_rel: str,
+    previous: Snapshot | None,
+) -> None:
+    """Classify every member into ``_delta`` and count them in ``plan``; refuse a segment with duplicate Ids."""
+    rows = plan.rows
     _classify(con, new_snapshot, prev_rel)
     counts = dict(con.execute("select kind, count(*) from _delta group by kind").fetchall())
     plan.entered, plan.changed, plan.exited = counts.get("e", 0), counts.get("c", 0), counts.get("x", 0)
@@ -345,24 +391,6 @@ def prepare(
             f"{segment.name}: duplicate Id values (rule: unique) -- {rows - distinct:,} of {rows:,} rows repeat "
             f"an Id ({distinct:,} distinct); nothing was sent"
         )
-    _add_dirty(con, plan, new_snapshot, prev_rel, dirty)
-    if segment.exit_values:
-        plan.exit_rows = plan.exited + plan.resent_exits
-    if expiry is not None:
-        # A full send stamps every member now, so the previous stamps matter only to an incremental run.
-        prev_confirmed = prev_rel if previous is not None and previous.confirmed else None
-        new_snapshot = _stamp(con, plan, new_snapshot, prev_rel, prev_confirmed, expiry, workdir)
-    return PreparedSegment(
-        segment,
-        plan,
-        current_sql,
-        new_snapshot,
-        prev_path,
-        workdir,
-        mapping_hash,
-        prev_rel,
-        tracks_confirmation=expiry is not None,
-    )
 
 
 def _classify(con: duckdb.DuckDBPyConnection, new_snapshot: Path, prev_rel: str) -> None:

@@ -38,7 +38,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -47,6 +47,7 @@ from pathlib import Path
 import duckdb
 
 from sync.core import failpoints, owners
+from sync.core.capabilities import require
 from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused, public_reason
 from sync.core.fields import ID_FIELD
 from sync.core.import_files import write_import_files
@@ -61,6 +62,7 @@ from sync.readers.base import SegmentReader
 from sync.run.diff import (
     SNAPSHOT_ID,
     Expiry,
+    Plan,
     PreparedSegment,
     changes_sql,
     configure,
@@ -71,7 +73,8 @@ from sync.run.diff import (
 from sync.run.guard import mass_exit_refusal, size_change_refusal
 from sync.run.imports_table import ImportsTable
 from sync.run.imports_table import register_all as register_imports
-from sync.state.base import PLATFORM_REFUSED, QuarantinedRow
+from sync.run.lease import RunLease
+from sync.state.base import PLATFORM_REFUSED, InDoubt, QuarantinedRow, SavedSearch, Snapshot, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -250,8 +253,78 @@ class RunReport:
         return asdict(self)
 
 
+@dataclass
+class _SegmentWork:
+    """One segment's work in this run: what the state store holds for it, and its notes for the report."""
+
+    segment: Segment
+    workdir: Path  # its folder inside the run's work folder
+    notes: list[str] = field(default_factory=list)
+    previous: Snapshot | None = None  # the committed snapshot
+    in_doubt: InDoubt | None = None  # Ids an earlier delivery handed over and never confirmed
+    quarantine: dict[str, QuarantinedRow] = field(default_factory=dict)  # rows the platform refused, by Id
+    search: SavedSearch | None = None  # an unfinished search for refused rows
+    dirty: Path | None = None  # every Id to resend whatever the snapshot says (see SyncRun._dirty_ids)
+
+    def ended(self, status: str, reason: str, plan: Plan) -> SegmentReport:
+        """The report of a segment that ends before delivery with a plan (refused by a guard, or planned)."""
+        return SegmentReport(
+            self.segment.name,
+            status,
+            reason,
+            plan.as_dict(),
+            notes=self.notes,
+            quarantined=[asdict(q) for q in self.quarantine.values()],
+        )
+
+
+@dataclass
+class _Handover:
+    """A segment ready to deliver, as the pool thread that delivers and commits it receives it."""
+
+    con: duckdb.DuckDBPyConnection  # a cursor of the run's connection, for that thread alone
+    prepared: PreparedSegment
+    delivery: SegmentDelivery
+    work: _SegmentWork
+    t0: float  # time.monotonic() when it was handed over
+    started: str
+
+
+@dataclass
+class _Workspace:
+    """What the run holds while it syncs: its work folder, its DuckDB connection and its delivery pool."""
+
+    workdir: Path
+    con: duckdb.DuckDBPyConnection
+    pool: ThreadPoolExecutor
+    pending: list[Future[SegmentReport]] = field(default_factory=list)
+
+    def hand_over(
+        self, held: contextlib.ExitStack, deliver: Callable[[contextlib.ExitStack, _Handover], SegmentReport], job
+    ) -> None:
+        """Run ``deliver(held, job)`` in the pool, which owns ``held`` (the segment's lock) from then on and
+        closes it; a delivery that cannot be started closes it here. Either way it is released once."""
+        try:
+            self.pending.append(self.pool.submit(deliver, held, job))
+        except BaseException:
+            held.close()
+            raise
+
+
+def _check_memory_limit(memory_limit: str) -> None:
+    """Refused before anything is read, written or started (the settings file is checked the same way)."""
+    try:
+        memory_limit_bytes(memory_limit)
+    except ValueError as exc:
+        raise ConfigError(f"memory_limit {exc}") from None
+
+
 class SyncRun:
-    """Carries one run's collaborators; ``execute`` does the work."""
+    """Carries one run's collaborators; ``execute`` does the work, one ``_sync_segment`` per segment.
+
+    The destination, the reader and the imports table must each declare every capability of its Protocol
+    (``Destination``, ``SegmentReader``, ``ImportsTable``): one that lacks any is refused here, by name.
+    """
 
     def __init__(
         self,
@@ -260,7 +333,7 @@ class SyncRun:
         reader: SegmentReader,
         destination: Destination,
         destination_key: str,
-        state,
+        state: StateStore,
         options: SyncOptions,
         target: str,
         work_dir: Path,
@@ -268,12 +341,13 @@ class SyncRun:
         progress: Progress | None = None,
         clock: Callable[[], datetime] | None = None,
         run_id: str | None = None,
-        lease=None,
+        lease: RunLease | None = None,
+        imports_table: ImportsTable | None = None,
     ):
         self.clock = clock or wall_clock
         self.artifacts = artifacts
-        self.reader = reader
-        self.destination = destination
+        self.reader = require(reader, SegmentReader, "reader")
+        self.destination = require(destination, Destination, "destination")
         self.destination_key = destination_key
         self.state = state
         self.options = options
@@ -283,89 +357,120 @@ class SyncRun:
         self.work_root = Path(work_dir)
         self.report = RunReport(self.run_id, command, target, destination_key, state.url, _now())
         self._history_lock = threading.Lock()
-        self.imports_table: ImportsTable | None = None  # where confirmed deliveries are registered
+        # Where confirmed deliveries are registered, if anywhere.
+        self.imports_table = (
+            require(imports_table, ImportsTable, "imports table") if imports_table is not None else None
+        )
         if lease is not None and lease.took_over:  # never silent: the run's history names the dead run
             self.report.notes.append(lease.took_over)
 
     # ------------------------------------------------------------------ public
     def execute(self) -> RunReport:
         opts = self.options
-        try:  # refused before anything is read, written or started (the settings file is checked the same way)
-            memory_limit_bytes(opts.memory_limit)
-        except ValueError as exc:
-            raise ConfigError(f"memory_limit {exc}") from None
+        _check_memory_limit(opts.memory_limit)
+        segments = self._choose_segments()
+        # The static contract is enforced here too, whether or not anyone ran `lakeseg check`.
+        self._contract_problems = self._contract_problems_by_segment()
+        self._expiry = self._expiry_now()
+        if segments:  # a reader that cannot read at all (no DuckDB file) is a configuration error, not N failures
+            self.reader.preflight()
+        if not opts.dry_run:
+            self._get_ready()
+        with self._workspace() as space:
+            for seg in segments:
+                self._sync_segment(space, seg)
+            for future in space.pending:
+                self._record(future.result())
+        return self.report
+
+    # ------------------------------------------------------------ the run's steps
+    def _choose_segments(self) -> list[Segment]:
+        """The project's segments (the imports table learns them all), and those this run syncs."""
+        opts = self.options
         self._segments = load_segments(self.artifacts.manifest)
-        know = getattr(self.imports_table, "know", None)  # the local views: a rebuild needs every segment
-        if know is not None:
-            know(self._segments)
+        if self.imports_table is not None:  # the local views: a rebuild needs every segment
+            self.imports_table.know(self._segments)
         t = time.monotonic()
         segments = choose_segments(self._segments, opts.select, opts.exclude, opts.selector)
         self._spent("select", t)
         if not opts.select:  # a segment named by --select but not built is refused (skipped) below instead
             self.report.left_alone = sorted(s.name for s in segments if not self.artifacts.was_built(s))
             segments = [s for s in segments if self.artifacts.was_built(s)]
-        # The static contract is enforced here too, whether or not anyone ran `lakeseg check`.
-        self._contract_problems: dict[str, list[str]] = {}
+        return segments
+
+    def _contract_problems_by_segment(self) -> dict[str, list[str]]:
+        """What breaks the segment contract, and what this destination cannot take (e.g. a field with no
+        Customer Profiles target), by segment."""
+        problems: dict[str, list[str]] = {}
         for problem in check_manifest(self.artifacts.manifest)[1]:
-            self._contract_problems.setdefault(problem.model, []).append(str(problem))
-        # What this destination cannot take (e.g. a field with no Customer Profiles target).
-        destination_check = getattr(self.destination, "check_segment", None)
-        if destination_check is not None:
-            for seg in self._segments:
-                for problem in destination_check(seg):
-                    self._contract_problems.setdefault(seg.name, []).append(f"{seg.name}.{problem}")
-        # Destinations whose data expires: members confirmed before the cutoff are sent again.
-        refresh_after = getattr(self.destination, "refresh_after", None)
+            problems.setdefault(problem.model, []).append(str(problem))
+        for seg in self._segments:
+            for cannot in self.destination.check_segment(seg):
+                problems.setdefault(seg.name, []).append(f"{seg.name}.{cannot}")
+        return problems
+
+    def _expiry_now(self) -> Expiry | None:
+        """Destinations whose data expires: members confirmed before the cutoff are sent again."""
+        refresh_after = self.destination.refresh_after
         now = self.clock()
-        self._expiry = Expiry(now, now - refresh_after) if refresh_after is not None else None
-        if segments:  # a reader that cannot read at all (no DuckDB file) is a configuration error, not N failures
-            getattr(self.reader, "preflight", lambda: None)()
-        if not opts.dry_run:
-            # What dead runs left goes first (it may be what filled the disk). Then fail before anything is
-            # delivered: the state store must take the commit, and the destination must be reachable and configured.
-            self._collect_debris(self._clean_old_work())
-            self._repair_imports_table()
-            self.state.check_writable()
-            self.destination.preflight()
-            self._write_history()
-        # Named after the run and its owner (see sync/core/owners.py): judged dead or alive by a later run
-        # whatever its clean-up reached.
-        workdir = self.work_root / f"{self.run_id}.{owners.tag()}"
-        self._make_workdir(workdir)
-        con = duckdb.connect()
-        configure(con, opts.memory_limit, workdir / "spill")  # settings are quoted literals, never pasted SQL
-        con.execute("set enable_progress_bar = false")
-        pool = ThreadPoolExecutor(max_workers=max(1, int(getattr(self.destination, "max_parallel", 1))))
-        pending: list[Future[SegmentReport]] = []
+        return Expiry(now, now - refresh_after) if refresh_after is not None else None
+
+    def _get_ready(self) -> None:
+        """What dead runs left goes first (it may be what filled the disk). Then fail before anything is
+        delivered: the state store must take the commit, and the destination must be reachable and configured."""
+        self._collect_debris(self._clean_old_work())
+        self._repair_imports_table()
+        self.state.check_writable()
+        self.destination.preflight()
+        self._write_history()
+
+    @contextlib.contextmanager
+    def _workspace(self) -> Iterator[_Workspace]:
+        """The run's work folder, connection and pool for the block; its outcome recorded however it ends.
+
+        An exception -- SIGTERM's ``Terminated`` included -- becomes the run's error; then, as on any other
+        exit, what the run holds is released (``_held_for_the_run``) and its history written, once.
+        """
         try:
-            for seg in segments:
-                started, t0 = _now(), time.monotonic()
-                try:
-                    rep = self._prepare_and_submit(con, seg, workdir / seg.name, pool, pending)
-                except Exception as exc:  # one segment's bug or I/O error fails that segment, not the run
-                    log.debug("segment %s failed: %s", seg.name, exc, exc_info=True)
-                    rep = SegmentReport(seg.name, FAILED, public_reason(exc))
-                if rep is not None:
-                    rep.started_at, rep.duration_s = started, round(time.monotonic() - t0, 3)
-                    self._record(rep)
-            for future in pending:
-                self._record(future.result())
+            with self._held_for_the_run() as space:
+                yield space
         except BaseException as exc:
             log.debug("the run ended: %s: %s", type(exc).__name__, exc)
             self.report.error = public_reason(exc)
             raise
         finally:
-            pool.shutdown(wait=True)
-            with contextlib.suppress(Exception):
-                self.reader.cleanup()
-            con.close()
-            remove_work_folder(workdir, failpoints.hit)
-            self.report.finished_at = _now()
-            self.report.status = "succeeded" if self.report.ok else "failed"
-            self.report.segments.sort(key=lambda r: r.segment)
-            if not opts.dry_run:
-                self._write_history()
-        return self.report
+            self._finish()
+
+    @contextlib.contextmanager
+    def _held_for_the_run(self) -> Iterator[_Workspace]:
+        """Made in this order, released in the reverse: the work folder, the DuckDB connection, the reader's
+        staged data, the pool (which first waits for deliveries under way)."""
+        # Named after the run and its owner (see sync/core/owners.py): judged dead or alive by a later run
+        # whatever its clean-up reached.
+        workdir = self.work_root / f"{self.run_id}.{owners.tag()}"
+        self._make_workdir(workdir)
+        with contextlib.ExitStack() as stack:
+            stack.callback(remove_work_folder, workdir, failpoints.hit)
+            con = duckdb.connect()
+            stack.callback(con.close)
+            opts = self.options
+            configure(con, opts.memory_limit, workdir / "spill")  # settings are quoted literals, never pasted SQL
+            con.execute("set enable_progress_bar = false")
+            stack.callback(self._clean_up_reader)
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, int(self.destination.max_parallel))))
+            yield _Workspace(workdir, con, pool)
+
+    def _clean_up_reader(self) -> None:
+        with contextlib.suppress(Exception):
+            self.reader.cleanup()
+
+    def _finish(self) -> None:
+        """The run's outcome in its report and (unless a plan) its history."""
+        self.report.finished_at = _now()
+        self.report.status = "succeeded" if self.report.ok else "failed"
+        self.report.segments.sort(key=lambda r: r.segment)
+        if not self.options.dry_run:
+            self._write_history()
 
     # ----------------------------------------------------------------- helpers
     def _spent(self, phase: str, since: float) -> float:
@@ -376,10 +481,9 @@ class SyncRun:
         return now
 
     def _record(self, rep: SegmentReport) -> None:
-        read_stats = getattr(self.reader, "stats_for", None)
         seg = next((s for s in self._segments if s.name == rep.segment), None)
-        if read_stats is not None and seg is not None and rep.data_scanned_bytes is None:
-            rep.data_scanned_bytes = (read_stats(seg.relation) or {}).get("data_scanned_bytes")
+        if seg is not None and rep.data_scanned_bytes is None:
+            rep.data_scanned_bytes = (self.reader.stats_for(seg.relation) or {}).get("data_scanned_bytes")
         with self._history_lock:
             self.report.segments.append(rep)
             if not self.options.dry_run:
@@ -426,11 +530,10 @@ class SyncRun:
     def _repair_imports_table(self) -> None:
         """A local imports database left unreadable or short of a view (a full disk) is rebuilt from the export
         folder before the run; if that fails, the run fails (exit 1), as any unrecorded delivery does."""
-        repair = getattr(self.imports_table, "repair", None)
-        if repair is None:
+        if self.imports_table is None:
             return
         try:
-            repair()
+            self.imports_table.repair()
         except Exception as exc:  # noqa: BLE001 - the run goes on, but cannot succeed
             log.debug("imports table not repaired: %s: %s", type(exc).__name__, exc)
             log.warning("imports table not repaired: %s", public_reason(exc))
@@ -443,14 +546,13 @@ class SyncRun:
         here is logged and never stops the run (the next run tries again).
         """
         age = LONGEST_RUN.total_seconds()
-        for where, collect, args in (
-            ("state store", getattr(self.state, "collect_debris", None), (lambda o: _owner_is_dead_here(o), age)),
-            ("destination", getattr(self.destination, "collect_debris", None), (dead_runs, age)),
-        ):
-            if collect is None:
-                continue
+        collectors: tuple[tuple[str, Callable[[], list[str]]], ...] = (
+            ("state store", lambda: self.state.collect_debris(_owner_is_dead_here, age)),
+            ("destination", lambda: self.destination.collect_debris(dead_runs, age)),
+        )
+        for where, collect in collectors:
             try:
-                removed = collect(*args)
+                removed = collect()
             except Exception as exc:  # noqa: BLE001 - housekeeping must not fail the run
                 log.warning("could not collect what dead runs left in the %s: %s: %s", where, type(exc).__name__, exc)
                 continue
@@ -501,148 +603,189 @@ class SyncRun:
         contested.discard(ID_FIELD)
         return bool(contested) and contested <= set(committed)
 
-    def _prepare_and_submit(self, con, seg: Segment, workdir: Path, pool, pending) -> SegmentReport | None:
-        opts = self.options
+    # ------------------------------------------------------------ one segment
+    def _sync_segment(self, space: _Workspace, seg: Segment) -> None:
+        """One segment: it ends here (skipped, refused, planned, unchanged) or goes to the pool for delivery,
+        whose report is recorded when the pool is done."""
+        started, t0 = _now(), time.monotonic()
+        try:
+            rep = self._prepare_and_submit(space, seg)
+        except Exception as exc:  # one segment's bug or I/O error fails that segment, not the run
+            log.debug("segment %s failed: %s", seg.name, exc, exc_info=True)
+            rep = SegmentReport(seg.name, FAILED, public_reason(exc))
+        if rep is not None:
+            rep.started_at, rep.duration_s = started, round(time.monotonic() - t0, 3)
+            self._record(rep)
+
+    def _prepare_and_submit(self, space: _Workspace, seg: Segment) -> SegmentReport | None:
+        """Under the segment's lock: read, diff and guard it, write its files and hand them to the pool, which
+        then holds the lock until the delivery is committed or not. Any other ending releases the lock here."""
+        work = _SegmentWork(seg, space.workdir / seg.name)
+        unread = self._refused_unread(work)
+        if unread is not None:
+            return unread
+        with contextlib.ExitStack() as held:
+            try:
+                if not self.options.dry_run:
+                    held.enter_context(self._segment_lock(seg.name, work.notes))
+                ready = self._plan_segment(space.con, work)
+            except LakesegError as exc:
+                status = REFUSED if isinstance(exc, (SegmentRefused, LockHeld)) else FAILED
+                if exc.public != str(exc):
+                    log.debug("%s: %s", seg.name, exc)
+                return SegmentReport(seg.name, status, exc.public, notes=work.notes)
+            if isinstance(ready, SegmentReport):
+                return ready
+            # Delivery waits on the platform: run it in the pool, commit when confirmed.
+            prepared, delivery = ready
+            job = _Handover(space.con.cursor(), prepared, delivery, work, time.monotonic(), _now())
+            space.hand_over(held.pop_all(), self._deliver_and_commit, job)
+        return None
+
+    def _refused_unread(self, work: _SegmentWork) -> SegmentReport | None:
+        """Skipped (not built, or a test failed) or refused (the contract) before anything is read or locked."""
+        seg = work.segment
         eligible = self.artifacts.eligibility(seg)
         if not eligible.ok:
             return SegmentReport(seg.name, SKIPPED, eligible.reason)
         problems = self._contract_problems.get(seg.name)
-        notes: list[str] = []
         if problems and self._ownership_problems_waived(seg, problems):
-            notes.append("keeps its fields although another segment claims them: " + "; ".join(problems))
+            work.notes.append("keeps its fields although another segment claims them: " + "; ".join(problems))
             problems = None
         if problems:
             return SegmentReport(
                 seg.name, REFUSED, "breaks the segment contract (see `lakeseg check`): " + "; ".join(problems)
             )
-        stack = contextlib.ExitStack()
-        try:
-            if not opts.dry_run:
-                self._acquire_lock(stack, seg.name, notes)
-            self.progress(seg.name, "reading", 0, 1)
-            t = time.monotonic()
-            previous = self.state.load_snapshot(self.destination_key, seg.name, workdir / "previous")
-            in_doubt = self.state.load_in_doubt(
-                self.destination_key,
-                seg.name,
-                workdir / "in-doubt",
-                committed_run_id=previous.run_id if previous else None,
-            )
-            quarantine = {q.id: q for q in (previous.quarantine if previous else ())}
-            search = self.state.load_search(self.destination_key, seg.name, workdir / "search")
-            dirty = self._dirty_ids(con, workdir, in_doubt, quarantine, search.ids if search else ())
-            if in_doubt is not None:
-                notes.append(f"{in_doubt.rows:,} id(s) in doubt from run {in_doubt.run_id} (never confirmed): resent")
-            if search is not None:
-                notes.append(
-                    f"{search.rows:,} row(s) in {len(search.groups):,} group(s) still suspect from run "
-                    f"{search.run_id}: resent, the search for refused rows continues"
-                )
-            source = self.reader.stage(con, seg.relation, seg.columns, workdir / "source")
-            t = self._spent("read", t)
-            notes.extend(
-                getattr(self.reader, "notes_for", lambda _relation: [])(seg.relation)
-            )  # Athena: query id, bytes
-            prepared = prepare(
-                con,
-                seg,
-                source,
-                previous=previous,
-                workdir=workdir,
-                full_refresh=opts.full_refresh,
-                dirty=dirty,
-                digest_key=opts.digest_key,
-                expiry=self._expiry,
-                tests=tests_by_model(self.artifacts.manifest).get(seg.unique_id, []),
-            )
-            self._spent("diff", t)
-            failpoints.hit("after-read")
-            plan = prepared.plan
-            if plan.refresh and self._expiry is not None:  # only a destination whose data expires refreshes
-                notes.append(
-                    f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
-                    f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent"
-                )
-            refusal = mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit) or size_change_refusal(
-                self._as_last_delivered(con, prepared, dirty),
-                opts.max_size_change_share,
-                opts.max_entered_share,
-                opts.allow_size_change,
-            )
-            if refusal:
-                stack.close()
-                return SegmentReport(
-                    seg.name,
-                    REFUSED,
-                    refusal,
-                    plan.as_dict(),
-                    notes=notes,
-                    quarantined=[asdict(q) for q in quarantine.values()],
-                )
-            if opts.dry_run:
-                stack.close()
-                return SegmentReport(
-                    seg.name,
-                    PLANNED,
-                    plan.full_refresh_reason,
-                    plan.as_dict(),
-                    notes=notes,
-                    quarantined=[asdict(q) for q in quarantine.values()],
-                )
-            if plan.to_send == 0:
-                if search is not None:  # none of its rows is left to send: nothing left to search
-                    self.state.clear_search(self.destination_key, seg.name)
-                if (
-                    previous is None
-                    or previous.mapping_hash != prepared.mapping_hash
-                    or in_doubt is not None
-                    or quarantine
-                    or plan.exited
-                ):
-                    # Nothing left to send for what was in doubt or quarantined, or for leavers of a
-                    # `keep` segment: the commit supersedes those records, and a leaver is counted
-                    # once (an uncommitted one would count again every run, towards the guard).
-                    self._commit(con, prepared, DeliveryResult(confirmed=True), {})
-                    if in_doubt is not None:
-                        self.state.clear_in_doubt(self.destination_key, seg.name, in_doubt.run_id)
-                stack.close()
-                return SegmentReport(seg.name, UNCHANGED, "nothing changed", plan.as_dict(), notes=notes)
-            self.progress(seg.name, "writing files", 0, 1)
-            t = time.monotonic()
-            files = write_import_files(con, changes_sql(prepared), workdir / "import", opts.max_file_bytes)
-            failpoints.hit("after-files")
-            self._record_in_doubt(con, prepared)
-            self._spent("files", t)
-            failpoints.hit("after-in-doubt")
-            delivery = SegmentDelivery(
-                run_id=self.run_id,
-                segment=seg.name,
-                files=tuple(files),
-                fields=seg.fields,
-                counts={k: v for k, v in plan.as_dict().items() if isinstance(v, int) and not isinstance(v, bool)},
-                segment_name=seg.segment_name,
-                segment_filter=seg.segment_filter,
-                quarantined=frozenset(quarantine),
-                search=RowSearch(search.groups, search.fields) if search else None,
-                ledger=self.state.job_ledger(self.destination_key, seg.name),
-            )
-        except LakesegError as exc:
-            stack.close()
-            status = REFUSED if isinstance(exc, (SegmentRefused, LockHeld)) else FAILED
-            if exc.public != str(exc):
-                log.debug("%s: %s", seg.name, exc)
-            return SegmentReport(seg.name, status, exc.public, notes=notes)
-        except BaseException:
-            stack.close()
-            raise
-        # Delivery waits on the platform: run it in the pool, commit when confirmed.
-        t0, started = time.monotonic(), _now()
-        pending.append(
-            pool.submit(
-                self._deliver_and_commit, con.cursor(), prepared, delivery, stack, t0, started, notes, quarantine
-            )
-        )
         return None
+
+    @contextlib.contextmanager
+    def _segment_lock(self, segment: str, notes: list[str]) -> Iterator[None]:
+        """The (destination, segment) lock for the block (a dead run's taken over, see ``_acquire_lock``)."""
+        with contextlib.ExitStack() as stack:
+            self._acquire_lock(stack, segment, notes)
+            yield
+
+    def _plan_segment(self, con, work: _SegmentWork) -> SegmentReport | tuple[PreparedSegment, SegmentDelivery]:
+        """Read and diff the segment; its report if it ends here, else its delivery, written and in doubt."""
+        prepared = self._read_and_diff(con, work)
+        ended = self._ends_before_delivery(con, work, prepared)
+        if ended is not None:
+            return ended
+        return prepared, self._write_delivery(con, work, prepared)
+
+    def _load_state(self, con, work: _SegmentWork) -> None:
+        """What the state store holds for the segment, and the Ids to resend whatever its snapshot says."""
+        seg, workdir, notes = work.segment, work.workdir, work.notes
+        previous = self.state.load_snapshot(self.destination_key, seg.name, workdir / "previous")
+        in_doubt = self.state.load_in_doubt(
+            self.destination_key,
+            seg.name,
+            workdir / "in-doubt",
+            committed_run_id=previous.run_id if previous else None,
+        )
+        quarantine = {q.id: q for q in (previous.quarantine if previous else ())}
+        search = self.state.load_search(self.destination_key, seg.name, workdir / "search")
+        dirty = self._dirty_ids(con, workdir, in_doubt, quarantine, search.ids if search else ())
+        if in_doubt is not None:
+            notes.append(f"{in_doubt.rows:,} id(s) in doubt from run {in_doubt.run_id} (never confirmed): resent")
+        if search is not None:
+            notes.append(
+                f"{search.rows:,} row(s) in {len(search.groups):,} group(s) still suspect from run "
+                f"{search.run_id}: resent, the search for refused rows continues"
+            )
+        work.previous, work.in_doubt, work.search = previous, in_doubt, search
+        work.quarantine, work.dirty = quarantine, dirty
+
+    def _read_and_diff(self, con, work: _SegmentWork) -> PreparedSegment:
+        """Its state, then the built table through the reader, into a new snapshot diffed against the last."""
+        opts, seg = self.options, work.segment
+        self.progress(seg.name, "reading", 0, 1)
+        t = time.monotonic()
+        self._load_state(con, work)
+        source = self.reader.stage(con, seg.relation, seg.columns, work.workdir / "source")
+        t = self._spent("read", t)
+        work.notes.extend(self.reader.notes_for(seg.relation))  # Athena: query id, bytes
+        prepared = prepare(
+            con,
+            seg,
+            source,
+            previous=work.previous,
+            workdir=work.workdir,
+            full_refresh=opts.full_refresh,
+            dirty=work.dirty,
+            digest_key=opts.digest_key,
+            expiry=self._expiry,
+            tests=tests_by_model(self.artifacts.manifest).get(seg.unique_id, []),
+        )
+        self._spent("diff", t)
+        failpoints.hit("after-read")
+        plan = prepared.plan
+        if plan.refresh and self._expiry is not None:  # only a destination whose data expires refreshes
+            work.notes.append(
+                f"{plan.refresh:,} unchanged member(s) due for a refresh before they expire "
+                f"(last confirmed at or before {self._expiry.due_before:%Y-%m-%d %H:%M} UTC): resent"
+            )
+        return prepared
+
+    def _ends_before_delivery(self, con, work: _SegmentWork, prepared: PreparedSegment) -> SegmentReport | None:
+        """Refused by a guard, planned only (a dry run), or nothing to send: its report. Else None."""
+        opts, plan = self.options, prepared.plan
+        refusal = mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit) or size_change_refusal(
+            self._as_last_delivered(con, prepared, work.dirty),
+            opts.max_size_change_share,
+            opts.max_entered_share,
+            opts.allow_size_change,
+        )
+        if refusal:
+            return work.ended(REFUSED, refusal, plan)
+        if opts.dry_run:
+            return work.ended(PLANNED, plan.full_refresh_reason, plan)
+        if plan.to_send == 0:
+            return self._nothing_to_send(con, work, prepared)
+        return None
+
+    def _nothing_to_send(self, con, work: _SegmentWork, prepared: PreparedSegment) -> SegmentReport:
+        """Unchanged: committed all the same when that settles a record (in doubt, quarantine, leavers)."""
+        seg, plan, previous, in_doubt = work.segment, prepared.plan, work.previous, work.in_doubt
+        if work.search is not None:  # none of its rows is left to send: nothing left to search
+            self.state.clear_search(self.destination_key, seg.name)
+        if (
+            previous is None
+            or previous.mapping_hash != prepared.mapping_hash
+            or in_doubt is not None
+            or work.quarantine
+            or plan.exited
+        ):
+            # Nothing left to send for what was in doubt or quarantined, or for leavers of a
+            # `keep` segment: the commit supersedes those records, and a leaver is counted
+            # once (an uncommitted one would count again every run, towards the guard).
+            self._commit(con, prepared, DeliveryResult(confirmed=True), {})
+            if in_doubt is not None:
+                self.state.clear_in_doubt(self.destination_key, seg.name, in_doubt.run_id)
+        return SegmentReport(seg.name, UNCHANGED, "nothing changed", plan.as_dict(), notes=work.notes)
+
+    def _write_delivery(self, con, work: _SegmentWork, prepared: PreparedSegment) -> SegmentDelivery:
+        """The import files, every Id they carry recorded in doubt, and the delivery the destination gets."""
+        opts, seg, plan, workdir, search = self.options, work.segment, prepared.plan, work.workdir, work.search
+        self.progress(seg.name, "writing files", 0, 1)
+        t = time.monotonic()
+        files = write_import_files(con, changes_sql(prepared), workdir / "import", opts.max_file_bytes)
+        failpoints.hit("after-files")
+        self._record_in_doubt(con, prepared)
+        self._spent("files", t)
+        failpoints.hit("after-in-doubt")
+        return SegmentDelivery(
+            run_id=self.run_id,
+            segment=seg.name,
+            files=tuple(files),
+            fields=seg.fields,
+            counts={k: v for k, v in plan.as_dict().items() if isinstance(v, int) and not isinstance(v, bool)},
+            segment_name=seg.segment_name,
+            segment_filter=seg.segment_filter,
+            quarantined=frozenset(work.quarantine),
+            search=RowSearch(search.groups, search.fields) if search else None,
+            ledger=self.state.job_ledger(self.destination_key, seg.name),
+        )
 
     def _dirty_ids(
         self, con, workdir: Path, in_doubt, quarantine: dict[str, QuarantinedRow], suspect=()
@@ -714,94 +857,74 @@ class SyncRun:
             log.warning("took over the lock on %s/%s from dead %s", self.destination_key, segment, held.describe())
             notes.append(f"took over the lock left by a dead run ({held.describe()})")
 
-    def _deliver_and_commit(
-        self,
-        con,
-        prepared: PreparedSegment,
-        delivery: SegmentDelivery,
-        stack: contextlib.ExitStack,
-        t0: float,
-        started: str,
-        notes: list[str],
-        quarantine: dict[str, QuarantinedRow],
-    ) -> SegmentReport:
-        seg, plan = prepared.segment, prepared.plan
-        rep = SegmentReport(
-            seg.name,
-            FAILED,
-            plan=plan.as_dict(),
-            started_at=started,
-            notes=notes,
-            files=[p.name for p in delivery.files],
-            bytes=sum(p.stat().st_size for p in delivery.files),
-        )
-        try:
-            with stack:
-                self._hold_lease()
-                self.progress(seg.name, "delivering", 0, len(delivery.files))
-                t = time.monotonic()
-                result = self.destination.deliver(
-                    delivery, lambda label, done, total: self.progress(seg.name, "delivering", done, total)
-                )
-                t = self._spent("delivery", t)
-                rep.jobs = [_job_document(seg.name, j) for j in result.jobs]
-                rep.location = result.location
-                if not result.confirmed:
-                    rep.reason = _unconfirmed_reason(seg.name, result)
-                    _log_refusals(seg.name, result.rejected)
-                    rep.quarantined = [{"id": i, "code": PLATFORM_REFUSED} for i in sorted(result.rejected)]
-                    return rep
-                failpoints.hit("before-commit")
-                # The unfinished search is kept before the commit that leaves its rows out (in doubt, resent).
-                self.state.save_search(
-                    self.destination_key,
-                    seg.name,
-                    result.search.groups if result.search else (),
-                    fields=delivery.fields,
-                    run_id=self.run_id,
-                    workdir=prepared.workdir / "search",
-                )
-                kept = self._commit(con, prepared, result, quarantine)
-                self._spent("commit", t)
-                rep.quarantined = [asdict(q) for q in kept]
-                suspect = len(result.suspect_ids)
-                if kept or suspect:
-                    rep.status = PARTIAL
-                    rep.reason = (
-                        "; ".join(
-                            filter(
-                                None,
-                                (
-                                    f"{len(kept)} row(s) rejected by the destination are quarantined (resent next run)"
-                                    if kept
-                                    else "",
-                                    f"{suspect} row(s) still suspect (not yet proven refused or accepted) are resent next run, "
-                                    "which continues the search"
-                                    if suspect
-                                    else "",
-                                ),
-                            )
-                        )
-                        + "; the rest is committed"
-                    )
-                else:
-                    rep.status = SYNCED
-                if not register_imports(self.imports_table, seg, self.run_id, result.location, notes):
-                    # Delivered and committed, but not recorded where users look for it: the run fails (exit 1).
-                    with self._history_lock:
-                        self.report.error = self.report.error or f"{seg.name}: {notes[-1]}"
-        except LakesegError as exc:
-            if exc.public != str(exc):
-                log.debug("delivery of %s: %s", seg.name, exc)
-            rep.reason = exc.public
-        except Exception as exc:  # a destination bug must not lose the report
-            log.debug("delivery of %s failed: %s: %s", seg.name, type(exc).__name__, exc, exc_info=True)
-            log.warning("delivery of %s failed: %s (-vv logs its message)", seg.name, type(exc).__name__)
-            rep.reason = public_reason(exc)
-        finally:
-            con.close()
-            rep.duration_s = round(time.monotonic() - t0, 3)
+    def _deliver_and_commit(self, held: contextlib.ExitStack, job: _Handover) -> SegmentReport:
+        """In the pool: deliver, then commit if confirmed. ``held`` (the segment's lock) is released as this
+        ends, however it ends; a failure becomes the segment's report, never the run's."""
+        with held:
+            seg, files = job.prepared.segment, job.delivery.files
+            rep = SegmentReport(
+                seg.name,
+                FAILED,
+                plan=job.prepared.plan.as_dict(),
+                started_at=job.started,
+                notes=job.work.notes,
+                files=[p.name for p in files],
+                bytes=sum(p.stat().st_size for p in files),
+            )
+            try:
+                self._deliver_then_commit(job, rep)
+            except LakesegError as exc:
+                if exc.public != str(exc):
+                    log.debug("delivery of %s: %s", seg.name, exc)
+                rep.reason = exc.public
+            except Exception as exc:  # a destination bug must not lose the report
+                log.debug("delivery of %s failed: %s: %s", seg.name, type(exc).__name__, exc, exc_info=True)
+                log.warning("delivery of %s failed: %s (-vv logs its message)", seg.name, type(exc).__name__)
+                rep.reason = public_reason(exc)
+            finally:
+                job.con.close()
+                rep.duration_s = round(time.monotonic() - job.t0, 3)
         return rep
+
+    def _deliver_then_commit(self, job: _Handover, rep: SegmentReport) -> None:
+        """Hand the files over; commit what the destination confirmed and register it. ``rep`` says how it went."""
+        seg, delivery, notes = job.prepared.segment, job.delivery, job.work.notes
+        self._hold_lease()
+        self.progress(seg.name, "delivering", 0, len(delivery.files))
+        t = time.monotonic()
+        result = self.destination.deliver(
+            delivery, lambda label, done, total: self.progress(seg.name, "delivering", done, total)
+        )
+        t = self._spent("delivery", t)
+        rep.jobs = [_job_document(seg.name, j) for j in result.jobs]
+        rep.location = result.location
+        if not result.confirmed:
+            rep.reason = _unconfirmed_reason(seg.name, result)
+            _log_refusals(seg.name, result.rejected)
+            rep.quarantined = [{"id": i, "code": PLATFORM_REFUSED} for i in sorted(result.rejected)]
+            return
+        failpoints.hit("before-commit")
+        # The unfinished search is kept before the commit that leaves its rows out (in doubt, resent).
+        self.state.save_search(
+            self.destination_key,
+            seg.name,
+            result.search.groups if result.search else (),
+            fields=delivery.fields,
+            run_id=self.run_id,
+            workdir=job.prepared.workdir / "search",
+        )
+        kept = self._commit(job.con, job.prepared, result, job.work.quarantine)
+        self._spent("commit", t)
+        rep.quarantined = [asdict(q) for q in kept]
+        suspect = len(result.suspect_ids)
+        if kept or suspect:
+            rep.status, rep.reason = PARTIAL, _partial_reason(len(kept), suspect)
+        else:
+            rep.status = SYNCED
+        if not register_imports(self.imports_table, seg, self.run_id, result.location, notes):
+            # Delivered and committed, but not recorded where users look for it: the run fails (exit 1).
+            with self._history_lock:
+                self.report.error = self.report.error or f"{seg.name}: {notes[-1]}"
 
     def _commit(
         self, con, prepared: PreparedSegment, result: DeliveryResult, quarantine: dict[str, QuarantinedRow]
@@ -865,6 +988,25 @@ def _unconfirmed_reason(segment: str, result: DeliveryResult) -> str:
         else "the destination did not say why" + (f" ({jobs})" if jobs else "")
     )
     return f"the destination did not confirm the delivery: {said}; the rows stay in doubt and are resent next run"
+
+
+def _partial_reason(kept: int, suspect: int) -> str:
+    """Why a committed delivery is partial: rows the platform refused (quarantined), rows still suspect, or both."""
+    return (
+        "; ".join(
+            filter(
+                None,
+                (
+                    f"{kept} row(s) rejected by the destination are quarantined (resent next run)" if kept else "",
+                    f"{suspect} row(s) still suspect (not yet proven refused or accepted) are resent next run, "
+                    "which continues the search"
+                    if suspect
+                    else "",
+                ),
+            )
+        )
+        + "; the rest is committed"
+    )
 
 
 def _log_refusals(segment: str, rejected: dict[str, str]) -> None:

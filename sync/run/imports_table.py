@@ -69,6 +69,18 @@ log = logging.getLogger(__name__)
 
 
 class ImportsTable(Protocol):
+    """Where confirmed deliveries are registered, and everything the sync asks of it.
+
+    Every imports table states each capability, even as none: the sync calls them directly and refuses a
+    table that lacks one (``sync.core.capabilities.require``).
+    """
+
+    def know(self, segments: Sequence[Segment]) -> None:
+        """The project's segments, before the run (a table rebuilt from its files needs every one)."""
+
+    def repair(self) -> None:
+        """Before the run: bring a table left damaged or behind (a full disk) in step with what was delivered."""
+
     def register(self, segment: Segment, run_id: str, location: str) -> None:
         """Make ``location`` (the run's delivered files of ``segment``) the partition run_id = ``run_id``."""
 
@@ -157,6 +169,12 @@ class GlueImportsTable:
         self.database = _checked(database, "imports database")
         self.catalog = {"CatalogId": catalog_id} if catalog_id else {}
         self._lock = threading.Lock()
+
+    def know(self, segments: Sequence[Segment]) -> None:
+        """Glue keeps each table itself: it needs no list of segments."""
+
+    def repair(self) -> None:
+        """Each registration is its own Glue call: nothing is left half-written to repair before a run."""
 
     def register(self, segment: Segment, run_id: str, location: str) -> None:
         if not location.startswith("s3://"):

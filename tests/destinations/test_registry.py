@@ -26,12 +26,11 @@ def test_a_known_type_builds_its_destination_from_the_settings(tmp_path):
 @pytest.mark.parametrize(
     "destination,settings,key",
     [
-        (SimpleNamespace(name="pinpoint", state_key="pinpoint-app1"), {"name": "prod-pp"}, "prod-pp"),
-        (SimpleNamespace(name="pinpoint", state_key="pinpoint-app1"), {}, "pinpoint-app1"),
-        (SimpleNamespace(name="pinpoint", state_key=""), {"name": ""}, "pinpoint"),
+        (SimpleNamespace(name="pinpoint"), {"name": "prod-pp"}, "prod-pp"),
+        (SimpleNamespace(name="pinpoint"), {"name": ""}, "pinpoint"),
         (SimpleNamespace(name="files"), {}, "files"),
     ],
-    ids=["settings-name-wins", "destination-key", "empty-key-falls-back-to-name", "no-key"],
+    ids=["settings-name-wins", "empty-name-falls-back-to-the-type", "no-name"],
 )
 def test_the_state_key(destination, settings, key):
     assert state_key(destination, settings) == key

@@ -222,9 +222,8 @@ class EngineHarness:
             clock=clock,
             run_id=lease.run_id if lease is not None else None,
             lease=lease,
+            imports_table=imports_table,
         )
-        if imports_table is not None:
-            run.imports_table = imports_table
         return run.execute()
 
     # --------------------------------------------------------------- read back

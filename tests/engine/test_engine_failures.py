@@ -179,7 +179,10 @@ class Overlap(FilesDestination):
 
 
 class Bare:
-    """A destination that says nothing of how many deliveries it takes at once."""
+    """A destination that delivers, and says nothing else: not how many deliveries it takes at once, whether
+    its data expires, what it cannot take, or what a dead run left."""
+
+    name = "bare"
 
     def __init__(self, inner: FilesDestination):
         self.inner = inner
@@ -192,18 +195,33 @@ class Bare:
 
 
 @pytest.mark.parametrize(
-    ("max_parallel", "bare", "most"),
+    ("max_parallel", "most"),
     [
-        pytest.param(1, False, 1, id="one-at-a-time"),
-        pytest.param(2, False, 2, id="two-at-once"),
-        pytest.param(None, True, 1, id="unsaid-means-one"),
+        pytest.param(1, 1, id="one-at-a-time"),
+        pytest.param(2, 2, id="two-at-once"),
     ],
 )
-def test_deliveries_overlap_only_as_far_as_the_destination_allows(h, max_parallel, bare, most):
+def test_deliveries_overlap_only_as_far_as_the_destination_allows(h, max_parallel, most):
     destination = Overlap(h.exports, max_parallel)
-    report = h.run(destination=Bare(destination) if bare else destination)
+    report = h.run(destination=destination)
     assert report.status == "succeeded"
     assert destination.most == most
+
+
+def test_a_destination_that_does_not_declare_every_capability_is_refused_before_anything_runs(h):
+    # Given a destination that leaves capabilities of base.Destination undeclared
+    h.segment("seg_a", COLS, [("e1", "pro")])
+    destination = Overlap(h.exports, None)
+    # When a run is put together with it
+    with pytest.raises(TypeError) as err:
+        h.run(destination=Bare(destination))
+    # Then it is refused, naming what it lacks, instead of each capability being skipped silently
+    assert str(err.value) == (
+        "the destination Bare does not declare check_segment, collect_debris, max_parallel, refresh_after "
+        "(every destination states each capability of sync.destinations.base.Destination, even as none)"
+    )
+    # And nothing was read, sent or written
+    assert destination.most == 0 and not h.state_dir.exists() and not h.work.exists()
 
 
 def test_run_ids_are_utc_whatever_the_machines_time_zone(new_york):

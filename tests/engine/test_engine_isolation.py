@@ -27,6 +27,14 @@ class GroupTesting:
     """A job-based destination: the delivery goes through the shared layer to a platform that refuses ``bad``."""
 
     name = "counting"
+    max_parallel = 1
+    refresh_after = None
+
+    def check_segment(self, segment):
+        return []
+
+    def collect_debris(self, dead_runs, max_age_seconds):
+        return []
 
     def __init__(self, bad, max_isolation_jobs=DEFAULT_MAX_ISOLATION_JOBS):
         self.platform = CountingPlatform(bad)

@@ -152,6 +152,12 @@ class Recorder:
     def __init__(self, fail: bool = False):
         self.calls, self.fail = [], fail
 
+    def know(self, segments):
+        pass
+
+    def repair(self):
+        pass
+
     def register(self, segment, run_id, location):
         self.calls.append((segment.name, run_id, location))
         if self.fail:

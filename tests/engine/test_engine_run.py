@@ -246,6 +246,12 @@ class NotingReader:
         self.staged.append(workdir)
         return self.inner.stage(con, relation, columns, workdir)
 
+    def preflight(self):
+        self.inner.preflight()
+
+    def stats_for(self, relation):
+        return self.inner.stats_for(relation)
+
     def notes_for(self, relation):
         return [f"read {relation.identifier} (query q-1, 1 MB scanned)"]
 
