@@ -454,9 +454,19 @@ def test_the_diff_engine_defaults_to_auto_with_a_five_million_row_threshold(tmp_
 
 def test_the_diff_block_reaches_the_run(tmp_path):
     # Given a diff block, when loading, then both keys reach the settings
-    (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    diff: {engine: athena, pushdown_min_rows: 1000}\n")
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    diff: {engine: duckdb, pushdown_min_rows: 1000}\n")
     s = load_settings(tmp_path, "local")
-    assert (s.diff_engine, s.pushdown_min_rows) == ("athena", 1000)
+    assert (s.diff_engine, s.pushdown_min_rows) == ("duckdb", 1000)
+
+
+def test_diff_engine_athena_is_refused_while_the_pushdown_is_not_available(tmp_path):
+    # Given diff.engine athena, which the runner cannot honour yet (issue #26)
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  prod:\n    diff: {engine: athena}\n")
+    # When loading, then it is refused by key with the reason, before anything runs -- not accepted and ignored
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, "prod")
+    for word in ("diff.engine", "not available yet", "auto or duckdb"):
+        assert word in str(err.value), str(err.value)
 
 
 @pytest.mark.parametrize(
