@@ -32,9 +32,10 @@ from collections.abc import Sequence
 from sync.core.fields import ID_FIELD
 from sync.core.sql import qi, ql
 from sync.run import classify
+from sync.run.diff import LAKE_SIGNATURE
 from sync.state import deltas
 
-SIGNATURE = "athena"  # in place of DuckDB's hash signature in the mapping hash
+SIGNATURE = LAKE_SIGNATURE  # in place of DuckDB's hash signature in the mapping hash
 DIGEST_SCHEME = "ad1"
 KEY_SCHEME = "ak1"
 KEY_SALT = "lakeseg"
