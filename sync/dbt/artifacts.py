@@ -10,11 +10,11 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
+from sync.core import clock
 from sync.core.errors import ArtifactError
 from sync.dbt.contract import Segment, is_segment_node, test_name, tests_by_model
 
@@ -204,12 +204,9 @@ def _built_at(artifacts: Artifacts) -> float:
     """When dbt read the project: the earliest of the manifest's generated_at and the artifacts' mtimes."""
     times = [(artifacts.target_dir / name).stat().st_mtime for name in ("manifest.json", "run_results.json")]
     stamp = (artifacts.manifest.get("metadata") or {}).get("generated_at")
-    if isinstance(stamp, str):
-        try:
-            parsed = datetime.fromisoformat(stamp)  # reads dbt's trailing "Z" since Python 3.11
-            times.append((parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp())
-        except ValueError:
-            pass
+    parsed = clock.parse_stamp(stamp) if isinstance(stamp, str) else None
+    if parsed is not None:
+        times.append(parsed.timestamp())
     return min(times)
 
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
 
+from sync.core import clock
 from sync.core.errors import ConfigError
 
 FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -100,7 +101,7 @@ def fix_as_of(
     if target_type == "duckdb":
         value = lake_end(lake if lake is not None else Path(os.environ.get("LAKESEG_LAKE_PATH", "build/lake")))
     if value is None:
-        value = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
+        value = clock.as_utc(now or clock.now()).replace(tzinfo=None)
     as_of = format_as_of(value)
     return as_of, with_as_of(dbt_args, as_of)
 

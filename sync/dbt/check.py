@@ -8,6 +8,7 @@ id column, exit declarations, required tests and field ownership.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sync.core import fields as pf
@@ -89,6 +90,9 @@ def _exit_value_problem(value) -> str | None:
     return None
 
 
+Add = Callable[[str | None, str, str], None]  # (column or None, rule, message)
+
+
 def check_segment(seg: Segment, tests: list[dict]) -> list[Problem]:
     problems: list[Problem] = []
 
@@ -100,12 +104,18 @@ def check_segment(seg: Segment, tests: list[dict]) -> list[Problem]:
     if not seg.mappings:
         add(None, "contract", "declares no exported columns (column config.meta.lakeseg.field)")
         return problems
+    _check_fields(seg, add)
+    _check_exit(seg, add)
+    _check_required_tests(seg, tests, add)
+    return problems
 
+
+def _check_fields(seg: Segment, add: Add) -> None:
+    """One Id column; every field valid and mapped from one column only."""
     ids = seg.id_mappings
     if len(ids) != 1:
         cols = ", ".join(m.column for m in ids) or "none"
         add(None, "one-id-column", f"needs exactly one column mapped to Id, found {len(ids)} ({cols})")
-
     seen: dict[str, str] = {}
     for m in seg.mappings:
         for fp in pf.validate_field(m.field):
@@ -114,7 +124,9 @@ def check_segment(seg: Segment, tests: list[dict]) -> list[Problem]:
             add(m.column, "one-column-per-field", f"{m.field} is also mapped from column {seen[m.field]}")
         seen.setdefault(m.field, m.column)
 
-    # Exit choice: `keep`, or a value for every owned field.
+
+def _check_exit(seg: Segment, add: Add) -> None:
+    """Exit choice: `keep`, or a value for every owned field."""
     if seg.exit is None:
         add(
             None,
@@ -126,23 +138,29 @@ def check_segment(seg: Segment, tests: list[dict]) -> list[Problem]:
         if seg.exit != KEEP:
             add(None, "exit", f"exit must be '{KEEP}' or a mapping of field to value, got {seg.exit!r}")
     elif isinstance(seg.exit, dict):
-        for f in seg.owned_fields:
-            if f not in seg.exit:
-                add(None, "exit", f"exit has no value for {f} (give one, or declare exit: {KEEP})")
-        for f, v in seg.exit.items():
-            if f not in seg.owned_fields:
-                add(None, "exit", f"exit names {f}, which this segment does not export")
-                continue
-            bad = _exit_value_problem(v)
-            if bad:
-                add(None, "exit-value", f"exit value for {f} {bad}")
-                continue
-            for fp in pf.validate_value(f, v):
-                add(None, f"exit-{fp.rule}", f"exit value for {f}: {fp.message}")
+        _check_exit_values(seg, seg.exit, add)
     else:
         add(None, "exit", f"exit must be '{KEEP}' or a mapping of field to value, got {type(seg.exit).__name__}")
 
-    # Required tests, attached to the model in the manifest.
+
+def _check_exit_values(seg: Segment, exit_values: dict, add: Add) -> None:
+    for f in seg.owned_fields:
+        if f not in exit_values:
+            add(None, "exit", f"exit has no value for {f} (give one, or declare exit: {KEEP})")
+    for f, v in exit_values.items():
+        if f not in seg.owned_fields:
+            add(None, "exit", f"exit names {f}, which this segment does not export")
+            continue
+        bad = _exit_value_problem(v)
+        if bad:
+            add(None, "exit-value", f"exit value for {f} {bad}")
+            continue
+        for fp in pf.validate_value(f, v):
+            add(None, f"exit-{fp.rule}", f"exit value for {f}: {fp.message}")
+
+
+def _check_required_tests(seg: Segment, tests: list[dict], add: Add) -> None:
+    """Required tests, attached to the model in the manifest, each at error severity on every row."""
     attached = _column_tests(tests)
     for m in seg.mappings:
         have = attached.get(m.column.lower(), {})
@@ -163,32 +181,32 @@ def check_segment(seg: Segment, tests: list[dict]) -> list[Problem]:
                 )
         allowed = pf.ACCEPTED_VALUES.get(m.field)
         if allowed is not None:
-            found = [have[n] for n in ACCEPTED_VALUES_TESTS if n in have]
-            guarding = [t for t in found if neutralised(t) is None]
-            if not found:
-                add(
-                    m.column,
-                    "required-test",
-                    f"{m.field} needs a 'pinpoint_accepted_values' test with values from {', '.join(sorted(allowed))}",
-                )
-            elif not guarding:
-                add(
-                    m.column,
-                    "required-test",
-                    f"{m.field}'s '{test_name(found[0])}' test does not count with "
-                    f"{neutralised(found[0])}: required tests run at error severity on "
-                    "every row",
-                )
-            else:
-                values = _accepted_values(guarding[0]) or []
-                extra = sorted(set(map(str, values)) - allowed)
-                if extra:
-                    add(
-                        m.column,
-                        "accepted-values",
-                        f"{m.field} test accepts {', '.join(extra)}, which Pinpoint does not",
-                    )
-    return problems
+            _check_accepted_values(m.column, m.field, allowed, have, add)
+
+
+def _check_accepted_values(column: str, field: str, allowed, have: dict, add: Add) -> None:
+    """A field with a fixed set of values needs an accepted-values test that accepts none beyond it."""
+    found = [have[n] for n in ACCEPTED_VALUES_TESTS if n in have]
+    guarding = [t for t in found if neutralised(t) is None]
+    if not found:
+        add(
+            column,
+            "required-test",
+            f"{field} needs a 'pinpoint_accepted_values' test with values from {', '.join(sorted(allowed))}",
+        )
+    elif not guarding:
+        add(
+            column,
+            "required-test",
+            f"{field}'s '{test_name(found[0])}' test does not count with "
+            f"{neutralised(found[0])}: required tests run at error severity on "
+            "every row",
+        )
+    else:
+        values = _accepted_values(guarding[0]) or []
+        extra = sorted(set(map(str, values)) - allowed)
+        if extra:
+            add(column, "accepted-values", f"{field} test accepts {', '.join(extra)}, which Pinpoint does not")
 
 
 def check_manifest(manifest: dict) -> tuple[list[Segment], list[Problem]]:

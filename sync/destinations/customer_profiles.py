@@ -48,13 +48,14 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, StrictStr, model_validator
 
+from sync.core import clock
 from sync.core.errors import ConfigError
 from sync.core.settings_types import Number, PathPart, Strict, Whole
 from sync.destinations import presigned
@@ -192,7 +193,7 @@ class CustomerProfilesDestination(JobDestination):
         retry_base_seconds: float = 0.5,
         max_retries: int = 8,
         sleep: Callable[[float], None] = time.sleep,
-        wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        wall_clock: Callable[[], datetime] = clock.now,
     ):
         self.domain_name = domain_name
         self.profiles = profiles
@@ -461,8 +462,8 @@ class CustomerProfilesDestination(JobDestination):
         for _ in range(MAX_URL_FETCHES):
             path = self._retrying(self.profiles.get_upload_job_path, DomainName=self.domain_name, JobId=job_id)
             valid_until = path.get("ValidUntil")
-            if valid_until is not None and valid_until.tzinfo is None:
-                valid_until = valid_until.replace(tzinfo=timezone.utc)
+            if valid_until is not None:
+                valid_until = clock.as_utc(valid_until)
             if valid_until is None or valid_until - self._wall_clock() > URL_MARGIN:
                 return path
             log.info(

@@ -18,13 +18,13 @@ import re
 import shutil
 import time
 from collections.abc import Collection, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from sync.core import failpoints
+from sync.core import clock, failpoints
 from sync.core.errors import ConfigError
 from sync.core.settings_types import PathPart, Strict, Text, destination_block
 from sync.destinations.base import DeliveryResult, Progress, SegmentDelivery, SegmentShape
@@ -121,7 +121,7 @@ class FilesDestination:
             "fields": list(delivery.fields),
             "counts": delivery.counts,
             "files": names,
-            "delivered_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "delivered_at": clock.stamp(),
         }
         (staging / "_delivery.json").write_text(json.dumps(receipt, indent=2) + "\n")
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -28,12 +28,13 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
 import duckdb
 
+from sync.core import clock
 from sync.core.sql import ql
 from sync.lake.schema import ALL_EVENTS, CRM, duckdb_type
 
@@ -87,7 +88,7 @@ class LakeSpec:
 
     @property
     def end_dt(self) -> datetime:
-        return datetime.fromisoformat(self.end).replace(tzinfo=timezone.utc)
+        return clock.as_utc(datetime.fromisoformat(self.end))
 
     @property
     def start_dt(self) -> datetime:
@@ -150,17 +151,59 @@ def _write_events(con, spec: LakeSpec, root: Path, step: Callable[[], None] = la
     Events arrive uniformly over the day of their partition; each happened up to
     two minutes before it arrived (so an event can belong to the previous day's
     event time: the late-arrival slack the models allow for)."""
-    n = spec.endpoints
     total = spec.events
     out = root / "due" / "all_events"
-    start_ms = int(spec.start_dt.timestamp() * 1000)
     chunk = _days_per_chunk(spec)
     first = lambda day: -(-day * total // spec.days)  # noqa: E731 -- first row of an ingest day
     staging = root / ".staging"
     for d0 in range(0, spec.days, chunk):
         d1 = min(spec.days, d0 + chunk)
-        con.execute(
-            f"""
+        con.execute(_events_sql(spec, first(d0), first(d1), staging))
+        _unstage(staging, out)
+        step()
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+# The columns of an event in the DUE export's shape (each row of ``typed`` in ``_events_sql``).
+_EVENT_COLUMNS = """                  event_type,
+                  event_timestamp,
+                  arrival_timestamp,
+                  '3.1' as event_version,
+                  {'app_id': 'a1b2c3d4e5f6lakeseg'} as application,
+                  {'client_id': endpoint_id(ep)} as client,
+                  {'platform': map {'name': case when event_type like '_session%' then 'android' else 'email' end}} as device,
+                  case when event_type like '_session%'
+                       then map {'session_id': 'ses-' || md5((i // 2)::varchar),
+                                  'start_timestamp': event_timestamp::varchar}
+                  end as session,
+                  case when event_type like '_email%'
+                       then map {'campaign_id': campaign_id, 'treatment_id': '0', 'campaign_send_status': 'SUCCESS'}
+                       else map {'screen': 'home'}
+                  end as attributes,
+                  null as client_context,
+                  '123456789012' as awsaccountid,
+                  case when event_type like '_email%' then {'email_channel': {'mail_event': {
+                      'mail': {'message_id': message_id,
+                               'message_send_timestamp': event_timestamp,
+                               'from_address': 'news@example.com',
+                               'destination': [ 'user' || ep::varchar || '@example.com' ],
+                               'common_headers': {'subject': 'Your November update'}},
+                      'click': case when event_type = '_email.click'
+                                    then {'link': 'https://example.com/offer?c=' || campaign_id, 'user_agent': 'Mozilla/5.0'} end,
+                      'open': case when event_type = '_email.open'
+                                   then {'user_agent': 'Mozilla/5.0', 'ip_address': '192.0.2.1'} end
+                    }}} end as facets,
+                  null as metrics,
+                  day
+"""
+
+
+def _events_sql(spec: LakeSpec, lo: int, hi: int, staging: Path) -> str:
+    """The COPY of events ``lo`` (inclusive) to ``hi`` into ``staging``, partitioned by ingest day."""
+    n = spec.endpoints
+    total = spec.events
+    start_ms = int(spec.start_dt.timestamp() * 1000)
+    return f"""
             copy (
               with base as (
                 select i,
@@ -169,7 +212,7 @@ def _write_events(con, spec: LakeSpec, root: Path, step: Callable[[], None] = la
                        (i * {spec.days}) // {total} as day,
                        {start_ms} + ((i * {spec.days}) // {total}) * 86400000
                          + cast(floor(u(i, 3) * 86400000) as bigint) as arrival_timestamp
-                from range({first(d0)}, {first(d1)}) t(i)
+                from range({lo}, {hi}) t(i)
               ), typed as (
                 select *, {_event_type_case()} as event_type,
                        arrival_timestamp - cast(u(i, 4) * 120000 as bigint) as event_timestamp,
@@ -178,64 +221,40 @@ def _write_events(con, spec: LakeSpec, root: Path, step: Callable[[], None] = la
                 from base
               ), shaped as (
                 select
-                  event_type,
-                  event_timestamp,
-                  arrival_timestamp,
-                  '3.1' as event_version,
-                  {{'app_id': 'a1b2c3d4e5f6lakeseg'}} as application,
-                  {{'client_id': endpoint_id(ep)}} as client,
-                  {{'platform': map {{'name': case when event_type like '_session%' then 'android' else 'email' end}}}} as device,
-                  case when event_type like '_session%'
-                       then map {{'session_id': 'ses-' || md5((i // 2)::varchar),
-                                  'start_timestamp': event_timestamp::varchar}}
-                  end as session,
-                  case when event_type like '_email%'
-                       then map {{'campaign_id': campaign_id, 'treatment_id': '0', 'campaign_send_status': 'SUCCESS'}}
-                       else map {{'screen': 'home'}}
-                  end as attributes,
-                  null as client_context,
-                  '123456789012' as awsaccountid,
-                  case when event_type like '_email%' then {{'email_channel': {{'mail_event': {{
-                      'mail': {{'message_id': message_id,
-                               'message_send_timestamp': event_timestamp,
-                               'from_address': 'news@example.com',
-                               'destination': [ 'user' || ep::varchar || '@example.com' ],
-                               'common_headers': {{'subject': 'Your November update'}}}},
-                      'click': case when event_type = '_email.click'
-                                    then {{'link': 'https://example.com/offer?c=' || campaign_id, 'user_agent': 'Mozilla/5.0'}} end,
-                      'open': case when event_type = '_email.open'
-                                   then {{'user_agent': 'Mozilla/5.0', 'ip_address': '192.0.2.1'}} end
-                    }}}}}} end as facets,
-                  null as metrics,
-                  day
-                from typed
+{_EVENT_COLUMNS}                from typed
               )
               select {_cast_columns(ALL_EVENTS)},
                      make_timestamp(({start_ms} + day * 86400000) * 1000) as ingest_timestamp
               from shaped
             ) to '{staging}' (format parquet, compression zstd, partition_by (ingest_timestamp), overwrite_or_ignore)
             """
-        )
-        # DuckDB escapes the folder names (%20, %3A); give them the plain Hive form.
-        for folder in sorted(staging.iterdir()):
-            target = out / unquote(folder.name)
-            target.mkdir(parents=True, exist_ok=True)
-            # Not `n`: that is the endpoint count the next chunk's query reads.
-            for part, f in enumerate(sorted(folder.glob("*.parquet"))):
-                f.rename(target / f"part-{part:05d}.parquet")
-            folder.rmdir()
-        step()
-    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unstage(staging: Path, out: Path) -> None:
+    """Move the staged day folders under ``out``: DuckDB escapes the folder names (%20, %3A); give them the
+    plain Hive form."""
+    for folder in sorted(staging.iterdir()):
+        target = out / unquote(folder.name)
+        target.mkdir(parents=True, exist_ok=True)
+        for part, f in enumerate(sorted(folder.glob("*.parquet"))):
+            f.rename(target / f"part-{part:05d}.parquet")
+        folder.rmdir()
 
 
 def _write_crm(con, spec: LakeSpec, root: Path, step: Callable[[], None] = lambda: None) -> None:
-    n = spec.endpoints
-    end = spec.end_dt.strftime("%Y-%m-%d %H:%M:%S")
-    start = spec.start_dt.strftime("%Y-%m-%d %H:%M:%S")
-    span_s = spec.days * 86_400
     crm = root / "crm"
     for sub in ("contacts", "subscriptions", "app_logins", "web_sessions"):
         (crm / sub).mkdir(parents=True, exist_ok=True)
+    _write_contacts(con, spec, crm)
+    step()
+    _write_subscriptions(con, spec, crm)
+    step()
+    _write_activity(con, spec, crm, step)
+
+
+def _write_contacts(con, spec: LakeSpec, crm: Path) -> None:
+    n = spec.endpoints
+    start = spec.start_dt.strftime("%Y-%m-%d %H:%M:%S")
     # 97% of endpoints belong to a known contact; the id is the endpoint id.
     con.execute(
         f"""
@@ -253,7 +272,11 @@ def _write_crm(con, spec: LakeSpec, root: Path, step: Callable[[], None] = lambd
         )) to '{crm / "contacts" / "contacts.parquet"}' (format parquet)
         """
     )
-    step()
+
+
+def _write_subscriptions(con, spec: LakeSpec, crm: Path) -> None:
+    n = spec.endpoints
+    end = spec.end_dt.strftime("%Y-%m-%d %H:%M:%S")
     con.execute(
         f"""
         copy (select {_cast_columns(CRM["subscriptions"])} from (
@@ -270,7 +293,13 @@ def _write_crm(con, spec: LakeSpec, root: Path, step: Callable[[], None] = lambd
         )) to '{crm / "subscriptions" / "subscriptions.parquet"}' (format parquet)
         """
     )
-    step()
+
+
+def _write_activity(con, spec: LakeSpec, crm: Path, step: Callable[[], None]) -> None:
+    """App logins and web sessions: four per endpoint each, in time order."""
+    n = spec.endpoints
+    start = spec.start_dt.strftime("%Y-%m-%d %H:%M:%S")
+    span_s = spec.days * 86_400
     _write_in_time_order(
         con,
         crm / "app_logins",

@@ -34,6 +34,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
+from sync.core import clock
 from sync.run.engine import run_status
 
 log = logging.getLogger(__name__)
@@ -114,14 +115,13 @@ def events_of(run: dict, wanted=EVENTS) -> list[Event]:
 
 def crashed_run(command: str, exc: BaseException) -> dict:
     """A run document for a run that raised before it had a report (its message is not kept)."""
-    from datetime import datetime, timezone
 
     return {
         "run_id": None,
         "command": command,
         "status": "failed",
         "crashed": type(exc).__name__,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": clock.stamp(),
         "segments": [],
     }
 

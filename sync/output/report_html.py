@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
 import jinja2
 
+from sync.core import clock
 from sync.output.terminal import PHASES as PHASE_ORDER  # the order a run goes through them
 from sync.run.engine import run_status
 
@@ -308,14 +309,7 @@ def _count(value) -> int:
 
 def parse_time(stamp) -> datetime | None:
     """An ISO time (or dbt's 'YYYY-MM-DD HH:MM:SS', taken as UTC), in UTC; None when it is not one."""
-    text = str(stamp or "").strip()
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return clock.parse_stamp(stamp)
 
 
 def day_of(moment: datetime) -> tuple[str, datetime]:
@@ -465,7 +459,6 @@ def collect(runs: list[dict], reference: datetime | None = None) -> ReportData:
 
 def segment_figure(history: SegmentHistory):
     """Members over time (line, from zero) above what entered (up) and exited (down) in each row (bars)."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     rows = [b for b in history.buckets if b.members is not None]
@@ -479,8 +472,17 @@ def segment_figure(history: SegmentHistory):
         row_heights=[0.55, 0.45],
         subplot_titles=("Members (axis from zero)", "Entered (+) and exited (−), as sent"),
     )
-    # The line joins what was committed; a run that did not commit (refused, failed) is a × at what it
-    # would have made the segment, off the line, so a refused mass exit does not read as a real dip.
+    _add_members(fig, rows, x, text)
+    _add_flows(fig, rows, x, text)
+    _style(fig)
+    return fig
+
+
+def _add_members(fig, rows: list, x: list[str], text: list[str]) -> None:
+    """The top chart. The line joins what was committed; a run that did not commit (refused, failed) is a × at
+    what it would have made the segment, off the line, so a refused mass exit does not read as a real dip."""
+    import plotly.graph_objects as go
+
     kept = [(xi, b.committed_members, t) for xi, b, t in zip(x, rows, text) if b.committed_members is not None]
     held = [(xi, b.members, t) for xi, b, t in zip(x, rows, text) if b.committed_members is None]
     fig.add_trace(
@@ -511,28 +513,27 @@ def segment_figure(history: SegmentHistory):
             row=1,
             col=1,
         )
-    fig.add_trace(
-        go.Bar(
-            x=x,
-            y=[b.total("entered") for b in rows],
-            name="entered",
-            hovertext=text,
-            marker={"color": COLOURS["entered"]},
-        ),
-        row=2,
-        col=1,
-    )
-    fig.add_trace(
-        go.Bar(
-            x=x,
-            y=[-b.total("exited") for b in rows],
-            name="exited",
-            hovertext=text,
-            marker={"color": COLOURS["exited"]},
-        ),
-        row=2,
-        col=1,
-    )
+
+
+def _add_flows(fig, rows: list, x: list[str], text: list[str]) -> None:
+    """The bottom chart: what entered (up) and exited (down) in each row, as sent."""
+    import plotly.graph_objects as go
+
+    for name, sign in (("entered", 1), ("exited", -1)):
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=[sign * b.total(name) for b in rows],
+                name=name,
+                hovertext=text,
+                marker={"color": COLOURS[name]},
+            ),
+            row=2,
+            col=1,
+        )
+
+
+def _style(fig) -> None:
     fig.update_yaxes(rangemode="tozero", gridcolor="#eef1f4", zerolinecolor="#9aa7b1", row=1, col=1)
     fig.update_yaxes(zeroline=True, zerolinecolor="#1d2b36", gridcolor="#eef1f4", row=2, col=1)
     fig.update_xaxes(gridcolor="#eef1f4")
@@ -548,11 +549,10 @@ def segment_figure(history: SegmentHistory):
         font={"family": "system-ui, sans-serif", "size": 12, "color": "#1d2b36"},
         legend={"orientation": "h", "y": -0.15},
     )
-    return fig
 
 
 def render_html(runs: list[dict], *, title: str = "lakeseg report", generated_at: str | None = None) -> str:
-    generated_at = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    generated_at = generated_at or clock.stamp()
     data = collect(runs, reference=parse_time(generated_at))
     charts = {}
     first = True

@@ -1,15 +1,21 @@
 """Terminal output: progress on long work and the summary table at the end.
 
-On a terminal both come from ``rich`` (live progress bars on stderr, a
-coloured table); otherwise -- a pipe, a log file, a scheduler -- the table is
-plain, stable text and there is no progress output at all. ``--json`` prints
-the run report as JSON instead.
+Both come from ``rich``: on a terminal, live progress bars on stderr and a
+coloured table; otherwise -- a pipe, a log file, a scheduler, ``NO_COLOR`` --
+the same table without styles, never folded to a width, and no progress output
+at all. ``--json`` prints the run report as JSON instead (no table).
 """
 
 from __future__ import annotations
 
+import io
 import sys
 from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from sync.run.engine import RunReport
 
@@ -82,16 +88,23 @@ def _row(seg) -> list[str]:
     ]
 
 
-def summary_table(report: RunReport) -> str:
-    rows = [list(COLUMNS)] + [_row(s) for s in report.segments]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    lines = []
-    for k, r in enumerate(rows):
-        cells = [c.rjust(widths[i]) if COLUMNS[i] in NUMERIC else c.ljust(widths[i]) for i, c in enumerate(r)]
-        lines.append("  ".join(cells).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def summary_table(report: RunReport) -> Table:
+    """One row per segment: names, statuses and counts never wrap or truncate; only the reason column folds."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", pad_edge=False)
+    rows = [_row(seg) for seg in report.segments]
+    for i, col in enumerate(COLUMNS):
+        widest = max([len(col)] + [len(r[i]) for r in rows])
+        fixed = col != "full send"
+        table.add_column(
+            col,
+            justify="right" if col in NUMERIC else "left",
+            no_wrap=fixed,
+            min_width=widest if fixed else None,
+            style="dim" if not fixed else None,
+        )
+    for seg, (name, status, *counts) in zip(report.segments, rows):
+        table.add_row(name, Text(status, style=STYLES.get(seg.status, "")), *counts)
+    return table
 
 
 PHASES = ("dbt_build", "select", "read", "diff", "files", "delivery", "commit")
@@ -133,54 +146,38 @@ def _footer(report: RunReport) -> list[str]:
     return out
 
 
-def render(report: RunReport) -> str:
-    """Plain text: the same words and layout on every run (for logs, pipes and tests)."""
-    out = [_header(report), "", summary_table(report)]
-    if report.command == "plan":
-        out += ["", PLAN_NOTE]
-    notes = _notes(report)
-    if notes:
-        out += ["", *notes]
-    return "\n".join(out + _footer(report))
-
-
 PLAN_NOTE = (
     "A plan compares the tables of the last dbt build (not the lake itself) with the last "
     "committed sync: run `dbt build` (or `lakeseg run`) first to plan from fresh data."
 )
+# Off a terminal nothing is folded to a screen's width: a log line is as long as it needs to be.
+PLAIN_WIDTH = 10_000
 
 
-def print_rich(report: RunReport, console=None) -> None:
-    """The same content as ``render``, as a rich table for a terminal."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
+def print_report(report: RunReport, console: Console | None = None) -> None:
+    """The run's header, table, notes and footer. On a terminal rich colours them and fits them to its
+    width; to a pipe or file, or with NO_COLOR, rich writes them without styles."""
     console = console or Console()
-    console.print(_header(report), highlight=False)
-    table = Table(show_edge=False, header_style="bold", pad_edge=False)
-    rows = [_row(seg) for seg in report.segments]
-    for i, col in enumerate(COLUMNS):
-        widest = max([len(col)] + [len(r[i]) for r in rows])
-        # Names, statuses and counts never wrap or truncate; only the reason column folds.
-        fixed = col != "full send"
-        table.add_column(
-            col,
-            justify="right" if col in NUMERIC else "left",
-            no_wrap=fixed,
-            min_width=widest if fixed else None,
-            style="dim" if not fixed else None,
-        )
-    for seg in report.segments:
-        name, status, *counts = _row(seg)
-        table.add_row(name, Text(status, style=STYLES.get(seg.status, "")), *counts)
-    console.print(table)
+    console.print(_header(report), highlight=False, soft_wrap=True)
+    console.print()
+    console.print(summary_table(report))
     if report.command == "plan":
+        console.print()
         console.print(PLAN_NOTE, style="dim", highlight=False)
     notes = _notes(report)
     if notes:
-        console.print("\n".join(["", *notes]), highlight=False, markup=False)
-    console.print("\n".join(_footer(report)), highlight=False, markup=False)
+        console.print("\n".join(["", *notes]), highlight=False, markup=False, soft_wrap=True)
+    console.print("\n".join(_footer(report)), highlight=False, markup=False, soft_wrap=True)
+
+
+def render(report: RunReport) -> str:
+    """Plain text (for logs, pipes and tests): what ``print_report`` shows, without styles or folding."""
+    out = io.StringIO()
+    print_report(report, Console(file=out, width=PLAIN_WIDTH, force_terminal=False, color_system=None))
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
+
+
+print_rich = print_report  # the name the CLI and tests know
 
 
 class Progress:

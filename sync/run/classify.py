@@ -21,10 +21,11 @@ only how keys and digests are computed (``sync.run.pushdown``).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import sqlglot
 
+from sync.core import clock
 from sync.core.sql import ql
 
 SNAPSHOT_DIGEST = "digest"
@@ -38,7 +39,7 @@ def _same(a: str, b: str) -> str:
 
 
 def timestamp_sql(value: datetime) -> str:
-    return f"timestamp {ql(value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=' '))}"
+    return f"timestamp {ql(clock.as_utc(value).replace(tzinfo=None).isoformat(sep=' '))}"
 
 
 def changed_sql(current: str, previous: str) -> str:

@@ -30,6 +30,8 @@ from sync.state.base import Snapshot
 from sync.state.deltas import DELETED
 
 SNAPSHOT_ID = "Id"
+# The hash-signature part of a mapping hash the diff in Athena writes (``sync.run.pushdown.sql.SIGNATURE``).
+LAKE_SIGNATURE = "athena"
 SNAPSHOT_DIGEST = "digest"
 # Destinations whose data expires (Customer Profiles upload jobs) keep, per member, when the
 # platform last confirmed it (UTC): members confirmed before a cutoff are sent again.
@@ -195,8 +197,24 @@ def _only_keys_differ(previous_hash: str, current_hash: str) -> bool:
     return previous_hash.split("-")[:4] == current_hash.split("-")[:4]
 
 
+def _engines_differ(previous_hash: str, current_hash: str) -> bool:
+    """True when one snapshot was diffed on the runner (DuckDB) and the other in Athena (``diff.engine``).
+
+    Their keys and digests come from different functions (DuckDB's unsigned ``hash``; Trino's signed
+    ``xxhash64`` and ``hmac_sha256``, ``sync.run.pushdown.sql``), so neither engine reads the other's keys or
+    digests: only its Ids, re-keyed, for the exits; every current member is sent once.
+    """
+    old, new = previous_hash.split("-"), current_hash.split("-")
+    return len(old) >= 2 and len(new) >= 2 and (old[1] == LAKE_SIGNATURE) != (new[1] == LAKE_SIGNATURE)
+
+
 def _full_send_reason(previous_hash: str, current_hash: str) -> str:
     old, new = previous_hash.split("-"), current_hash.split("-")
+    if old[:1] == new[:1] and _engines_differ(previous_hash, current_hash):
+        return (
+            "the diff moved between the runner (DuckDB) and Athena (diff.engine): their snapshots are keyed and "
+            "digested differently, so every member is sent again, once"
+        )
     if len(old) >= 3 and old[:3] == new[:3]:
         return "the value digest's construction changed (a lakeseg upgrade): every member is sent again"
     if len(old) >= 3 and old[:2] == new[:2]:
@@ -364,7 +382,13 @@ def _previous_relation(plan: Plan, previous: Snapshot | None, mapping_hash: str,
         if rekey:
             # Keys may come from another hash function or key scheme: derive them afresh.
             confirmed = f", {SNAPSHOT_CONFIRMED}" if previous.confirmed else ""
-            prev_rel = f"(select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {SNAPSHOT_DIGEST}{confirmed} from {prev_rel})"
+            # Another engine's digest (signed, another function) is never compared: only its Ids are read.
+            digest = (
+                f"cast(null as ubigint) as {SNAPSHOT_DIGEST}"
+                if _engines_differ(previous.mapping_hash, mapping_hash)
+                else SNAPSHOT_DIGEST
+            )
+            prev_rel = f"(select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {digest}{confirmed} from {prev_rel})"
     return prev_rel
 
 

@@ -41,12 +41,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
-from sync.core import failpoints, owners
+from sync.core import clock, failpoints, owners
 from sync.core.capabilities import require
 from sync.core.errors import ConfigError, LakesegError, LockHeld, SegmentRefused, public_reason
 from sync.core.fields import ID_FIELD
@@ -98,7 +98,7 @@ Progress = Callable[[str, str, int, int], None]  # (segment, stage, done, total)
 
 def new_run_id(now: datetime | None = None) -> str:
     """Sortable by start time (to the millisecond), unique, safe in paths and execution names."""
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.now()
     return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + uuid.uuid4().hex[:6]
 
 
@@ -149,12 +149,12 @@ def remove_work_folder(folder: Path, failpoint: Callable[[str], None] = lambda _
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return clock.stamp()
 
 
 def wall_clock() -> datetime:
     """UTC now: when members are confirmed, for destinations whose data expires (tests replace it)."""
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 def mark_interrupted(run: dict, max_age: timedelta = LONGEST_RUN) -> dict:
@@ -166,13 +166,8 @@ def mark_interrupted(run: dict, max_age: timedelta = LONGEST_RUN) -> dict:
     if run.get("status") != "running":
         return run
     dead = _owner_is_dead_here({"host": run.get("host"), "pid": run.get("pid")})
-    try:
-        started = datetime.fromisoformat(str(run.get("started_at")))
-        if started.tzinfo is None:
-            started = started.replace(tzinfo=timezone.utc)
-        dead = dead or datetime.now(timezone.utc) - started > max_age
-    except ValueError:
-        pass
+    started = clock.parse_stamp(run.get("started_at"))
+    dead = dead or (started is not None and clock.now() - started > max_age)
     return {**run, "status": INTERRUPTED} if dead else run
 
 

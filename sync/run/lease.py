@@ -46,7 +46,6 @@ Settings (environment): ``LAKESEG_LEASE_TTL_SECONDS`` (default 900) and
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -55,9 +54,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sync.core.clock import now as _utcnow
+from sync.core.clock import parse_stamp, stamp
 from sync.core.errors import ConfigError, LeaseHeld, LeaseLost
+from sync.state.documents import Owner
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +70,8 @@ DEFAULT_HEARTBEAT_SECONDS = 60.0
 LEASE_LOST_EXIT_CODE = 1
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _stamp(when: datetime) -> str:
-    return when.isoformat(timespec="milliseconds")
-
-
-def _parse(stamp) -> datetime | None:
-    try:
-        when = datetime.fromisoformat(str(stamp))
-    except (TypeError, ValueError):
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return stamp(when, timespec="milliseconds")
 
 
 def _pid_namespace() -> str | None:
@@ -153,33 +145,47 @@ def lease_timing_from_env() -> tuple[float, float]:
     return ttl, heartbeat
 
 
+class LeaseDocument(BaseModel):
+    """``lease/run.json``: who holds the run lease (run id, command, host, pid) and until when."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    owner: Owner = Field(default_factory=dict)
+    token: str = ""
+    acquired_at: str | None = None
+    renewed_at: str | None = None
+    expires_at: str | None = None
+    ttl_seconds: float | None = None
+    heartbeat_seconds: float | None = None
+
+
 @dataclass(frozen=True)
 class LeaseDoc:
-    """A lease as read from the store."""
+    """A lease as read from the store: its exact bytes (what a takeover compares) and what they say."""
 
     raw: bytes
-    doc: dict
+    doc: LeaseDocument
 
     @property
     def owner(self) -> dict:
-        owner = self.doc.get("owner")
-        return owner if isinstance(owner, dict) else {}
+        return self.doc.owner
 
     @property
     def token(self) -> str:
-        return str(self.doc.get("token", ""))
+        return self.doc.token
 
     @property
     def expires_at(self) -> datetime | None:
-        return _parse(self.doc.get("expires_at"))
+        return parse_stamp(self.doc.expires_at)
 
     def describe(self, now: datetime) -> str:
         o = self.owner
+        started = "?" if self.doc.acquired_at is None else self.doc.acquired_at
         who = (
             f"run {o.get('run_id', '?')} ({'lakeseg ' + str(o['command']) if o.get('command') else 'lakeseg'}) "
-            f"on {o.get('host', '?')} (pid {o.get('pid', '?')}), started {self.doc.get('acquired_at', '?')}"
+            f"on {o.get('host', '?')} (pid {o.get('pid', '?')}), started {started}"
         )
-        renewed = _parse(self.doc.get("renewed_at"))
+        renewed = parse_stamp(self.doc.renewed_at)
         expires = self.expires_at
         if renewed is not None:
             who += f", last heartbeat {max(0.0, (now - renewed).total_seconds()):.0f}s ago"
@@ -191,11 +197,9 @@ class LeaseDoc:
 
 def _load(raw: bytes) -> LeaseDoc:
     try:
-        doc = json.loads(raw)
-        if not isinstance(doc, dict):
-            raise ValueError
-    except ValueError:
-        doc = {"owner": {"note": "unreadable lease document"}}
+        doc = LeaseDocument.model_validate_json(raw)
+    except ValidationError:
+        doc = LeaseDocument(owner={"note": "unreadable lease document"})
     return LeaseDoc(raw, doc)
 
 
@@ -252,18 +256,19 @@ class RunLease:
 
     # ------------------------------------------------------------ the document
     def _document(self, now: datetime) -> bytes:
-        return json.dumps(
-            {
-                "owner": self._owner,
-                "token": self.token,
-                "acquired_at": self._acquired_at or _stamp(now),
-                "renewed_at": _stamp(now),
-                "expires_at": _stamp(now + timedelta(seconds=self.ttl)),
-                "ttl_seconds": self.ttl,
-                "heartbeat_seconds": self.heartbeat,
-            },
-            indent=2,
-        ).encode()
+        return (
+            LeaseDocument(
+                owner=self._owner,
+                token=self.token,
+                acquired_at=self._acquired_at or _stamp(now),
+                renewed_at=_stamp(now),
+                expires_at=_stamp(now + timedelta(seconds=self.ttl)),
+                ttl_seconds=self.ttl,
+                heartbeat_seconds=self.heartbeat,
+            )
+            .model_dump_json(indent=2)
+            .encode()
+        )
 
     def _dead(self, held: LeaseDoc, now: datetime) -> str | None:
         """Why ``held``'s owner is dead, or None while it may still be alive."""
@@ -275,7 +280,7 @@ class RunLease:
         if expires is None:  # unreadable: nobody can tell; a person removes it (the message names where)
             return None
         if now > expires:
-            return f"its lease expired {(now - expires).total_seconds():.0f}s ago (no heartbeat since {held.doc.get('renewed_at')})"
+            return f"its lease expired {(now - expires).total_seconds():.0f}s ago (no heartbeat since {held.doc.renewed_at})"
         return None
 
     # ------------------------------------------------------------------ public
@@ -299,7 +304,7 @@ class RunLease:
                     f"another run holds the lease ({held.describe(now)}, {self.state.lease_location()}); "
                     "nothing was built or synced. Runs of one deployment never overlap: this one ends here. "
                     "The lease frees itself when that run ends, or once its heartbeat stops for "
-                    f"{held.doc.get('ttl_seconds', self.ttl):g}s (see docs/scheduling.md)"
+                    f"{held.doc.ttl_seconds if held.doc.ttl_seconds is not None else self.ttl:g}s (see docs/scheduling.md)"
                 )
             if self.state.replace_lease(raw, data):
                 self._held(data, start)

@@ -29,8 +29,9 @@ rows left unproven (each still holds a refused row; which, is not known yet),
 with the header they were found with. Ids only, no values. The next run resends
 those rows and continues the search; a commit that leaves none clears it.
 
-Every pointer is schema-checked and may only name a data file in its own
-folder; a corrupt one refuses its segment, never the run.
+Every pointer is schema-checked (one pydantic model per document, in
+``sync/state/documents.py``) and may only name a data file in its own folder;
+a corrupt one refuses its segment, never the run.
 """
 
 from __future__ import annotations
@@ -38,26 +39,42 @@ from __future__ import annotations
 import abc
 import contextlib
 import hashlib
-import json
 import logging
 import re
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 
-from sync.core import failpoints
+from sync.core import clock, failpoints
 from sync.core.errors import ConfigError, LockHeld, SegmentRefused
-from sync.state import deltas
+from sync.state import deltas, documents
+from sync.state.documents import (
+    PLATFORM_REFUSED,
+    DataPart,
+    DataPointer,
+    DeltaPart,
+    DocumentError,
+    InDoubtPointer,
+    JobLedgerDocument,
+    LedgerEntry,
+    LockDocument,
+    QuarantineEntry,
+    RunRecord,
+    SearchPointer,
+    SnapshotDeltaPointer,
+    SnapshotPointer,
+)
 
 log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+P = TypeVar("P", bound=DataPointer)
 POINTER = "current.json"
 IN_DOUBT = "in_doubt.json"
 LEASE_KEY = "lease/run.json"  # the run lease: one run at a time per deployment (sync/run/lease.py)
@@ -72,9 +89,6 @@ _HINT = "Restore it, or delete it to resend the whole segment"
 SEARCH = "search.json"
 JOBS = "jobs.json"  # the platform jobs a segment's deliveries created and that may not have ended
 SEARCH_SCHEMA = {"Id": "VARCHAR", "grp": "INTEGER", "pos": "INTEGER"}
-# A quarantine entry says why a row is there by a code, never by the platform's message (which may quote the
-# row's values). The one code today: the platform refused the row.
-PLATFORM_REFUSED = "platform-refused"
 
 
 def safe_name(kind: str, value: str) -> str:
@@ -84,7 +98,7 @@ def safe_name(kind: str, value: str) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 def sha256_file(path: Path) -> str:
@@ -159,17 +173,12 @@ def _count_delta(path: Path) -> tuple[int, int]:
     return int(upserts), int(tombstones)
 
 
-def _part(part: dict) -> dict:
-    return {k: part[k] for k in ("file", "sha256", "rows") if k in part}
-
-
 def _named_files(pointer_bytes: bytes) -> set[str]:
-    """Every data file a pointer names: its file (format 1), or its base and deltas (format 2)."""
+    """Every data file a pointer names: its file (format 1), or its base and deltas (format 2); none when it is
+    unreadable."""
     try:
-        doc = json.loads(pointer_bytes)
-        parts = [doc, doc.get("base") or {}, *(doc.get("deltas") or [])]
-        return {p["file"] for p in parts if isinstance(p, dict) and isinstance(p.get("file"), str)}
-    except (ValueError, TypeError, AttributeError):
+        return documents.parse(documents.NamedFiles, pointer_bytes).keys()
+    except DocumentError:
         return set()
 
 
@@ -188,19 +197,19 @@ class QuarantinedRow:
     attempts: int = 1
 
     @classmethod
-    def from_dict(cls, doc: dict) -> QuarantinedRow:
+    def from_dict(cls, doc: Any) -> QuarantinedRow:
         """An entry read back from a pointer. One written before codes (with the platform's ``message``) is read
         as ``platform-refused`` and its message dropped: the next commit rewrites the pointer without it."""
         if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
             raise ValueError("a quarantine entry has no id")
-        code = doc.get("code")
-        return cls(
-            doc["id"],
-            code if code in (PLATFORM_REFUSED,) else PLATFORM_REFUSED,
-            str(doc.get("first_run_id", "")),
-            str(doc.get("last_run_id", "")),
-            int(doc.get("attempts", 1)),
-        )
+        return cls.from_entry(QuarantineEntry.model_validate(doc))
+
+    @classmethod
+    def from_entry(cls, entry: QuarantineEntry) -> QuarantinedRow:
+        return cls(entry.id, entry.code, entry.first_run_id, entry.last_run_id, entry.attempts)
+
+    def entry(self) -> QuarantineEntry:
+        return QuarantineEntry(**asdict(self))
 
 
 @dataclass(frozen=True)
@@ -221,8 +230,8 @@ class SnapshotParts:
     """What a loaded snapshot's pointer named: its bytes, the base and the deltas (file, sha256, rows)."""
 
     raw: bytes
-    base: dict
-    deltas: tuple[dict, ...]
+    base: DataPart
+    deltas: tuple[DeltaPart, ...]
     columns: dict[str, str]
 
 
@@ -275,13 +284,8 @@ class LockInfo:
 
 
 def _age_seconds(stamp: str) -> float:
-    try:
-        when = datetime.fromisoformat(stamp)
-    except (TypeError, ValueError):
-        return 0.0
-    if when.tzinfo is None:  # a naive stamp is taken as UTC, never compared with an aware one
-        when = when.replace(tzinfo=timezone.utc)
-    return (utcnow() - when).total_seconds()
+    when = clock.parse_stamp(stamp)  # a naive stamp is taken as UTC, never compared with an aware one
+    return 0.0 if when is None else (utcnow() - when).total_seconds()
 
 
 class StateStore(abc.ABC):
@@ -354,86 +358,85 @@ class StateStore(abc.ABC):
         destination: str,
         segment: str,
         name: str,
+        model: type[P],
         schema: dict[str, str] | tuple[dict, ...],
         workdir: Path,
         what: str,
-    ) -> tuple[dict, Path, dict[str, str]] | None:
+    ) -> tuple[P, Path, dict[str, str]] | None:
         """Read a pointer and the data file it names, checking everything it claims: (pointer, file, columns).
 
         Any inconsistency raises SegmentRefused: a damaged record is never
         read as "nothing there" (that would resend or forget a whole segment).
         """
-        found = self._read_pointer(destination, segment, name, what)
+        found = self._read_pointer(destination, segment, name, what, lambda raw: documents.parse(model, raw))
         if found is None:
             return None
-        meta, _raw = found
-        local, columns = self._fetch_part(destination, segment, name, meta, schema, workdir, what)
-        return meta, local, columns
+        pointer, _raw = found
+        local, columns = self._fetch_part(destination, segment, name, pointer, schema, workdir, what)
+        return pointer, local, columns
 
-    def _read_pointer(self, destination: str, segment: str, name: str, what: str) -> tuple[dict, bytes] | None:
-        """A pointer document as a JSON object, with its bytes; None when there is none."""
+    def _read_pointer(self, destination: str, segment: str, name: str, what: str, parse) -> tuple[Any, bytes] | None:
+        """A pointer document read by ``parse`` (one of ``sync.state.documents``), with its bytes; None when there
+        is none."""
         pointer_key = self._pointer_key(destination, segment, name)
         raw = self._read(pointer_key)
         if raw is None:
             return None
         try:
-            meta = json.loads(raw)
-            if not isinstance(meta, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as exc:
+            return parse(raw), raw
+        except DocumentError as exc:
             raise SegmentRefused(
                 f"{what} pointer for {destination}/{segment} at {self._location(pointer_key)} is corrupt ({exc}); "
                 f"refusing to treat it as empty. {_HINT}"
             ) from exc
-        return meta, raw
 
     def _fetch_part(
         self,
         destination: str,
         segment: str,
         name: str,
-        part: dict,
+        part: DataPart,
         schema: dict[str, str] | tuple[dict, ...],
         workdir: Path,
         what: str,
     ) -> tuple[Path, dict[str, str]]:
-        """Download one data file a pointer names (``part``: file, sha256, rows) and check what it claims."""
+        """Download one data file a pointer names and check what the pointer claims of it."""
         folder = self._folder(destination, segment)
         where = f"{destination}/{segment} at {self._location(f'{folder}/{name}')}"
-        try:
-            if not isinstance(part, dict):
-                raise ValueError("not a JSON object")
-            data_key, expected, rows = part["file"], part["sha256"], part["rows"]
-            if not isinstance(data_key, str) or not isinstance(expected, str) or not _SHA256.match(expected):
-                raise ValueError("file and sha256 must be strings")
-            if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
-                raise ValueError("rows must be a whole number")
-            if not isinstance(part.get("run_id", ""), str):
-                raise ValueError("run_id must be a string")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SegmentRefused(
-                f"{what} pointer for {where} is corrupt ({exc}); refusing to treat it as empty. " + _HINT
-            ) from exc
-        # Confined to its own folder: a tampered pointer can neither read nor, on
-        # the next commit, delete any other file.
-        # _SAFE admits no "/" and no empty name: the leaf is a file directly in the folder.
+        leaf = self._confined_leaf(folder, part.file, what, where)
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        local = workdir / leaf
+        self._fetch_checked(part, local, what, where)
+        return local, self._checked_columns(part, local, schema, what, where)
+
+    @staticmethod
+    def _confined_leaf(folder: str, data_key: str, what: str, where: str) -> str:
+        """The data file's name in ``folder``: a tampered pointer can neither read nor, on the next commit,
+        delete any other file. _SAFE admits no "/" and no empty name: the leaf is a file directly in the folder."""
         leaf = data_key.removeprefix(folder + "/")
         if leaf == data_key or not _SAFE.match(leaf) or not leaf.endswith(".parquet"):
             raise SegmentRefused(
                 f"{what} pointer for {where} names {data_key!r}, outside its folder {folder}/; "
                 "refusing to read it. " + _HINT
             )
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        local = workdir / leaf
-        if not self._download(data_key, local):
+        return leaf
+
+    def _fetch_checked(self, part: DataPart, local: Path, what: str, where: str) -> None:
+        """Download the data file to ``local``; it must be there and match the pointer's checksum."""
+        if not self._download(part.file, local):
             raise SegmentRefused(
-                f"{what} data {self._location(data_key)} for {where} is missing; refusing to treat it as empty"
+                f"{what} data {self._location(part.file)} for {where} is missing; refusing to treat it as empty"
             )
-        if sha256_file(local) != expected:
+        if sha256_file(local) != part.sha256:
             raise SegmentRefused(
-                f"{what} data {self._location(data_key)} for {where} fails its checksum; refusing to treat it as empty"
+                f"{what} data {self._location(part.file)} for {where} fails its checksum; refusing to treat it as empty"
             )
+
+    def _checked_columns(
+        self, part: DataPart, local: Path, schema: dict[str, str] | tuple[dict, ...], what: str, where: str
+    ) -> dict[str, str]:
+        """The data file's columns, which must be one of ``schema``'s, and its rows the pointer's count."""
         try:
             found, actual = parquet_facts(local)
         except duckdb.Error as exc:
@@ -443,23 +446,25 @@ class StateStore(abc.ABC):
         schemas = schema if isinstance(schema, tuple) else (schema,)
         if found not in schemas:
             raise SegmentRefused(
-                f"{what} data {self._location(data_key)} for {where} has columns {found}, "
+                f"{what} data {self._location(part.file)} for {where} has columns {found}, "
                 f"expected {' or '.join(str(s) for s in schemas)}; refusing to read it"
             )
-        if actual != rows:
-            raise SegmentRefused(f"{what} data for {where} has {actual} rows, its pointer says {rows}")
-        return local, found
+        if actual != part.rows:
+            raise SegmentRefused(f"{what} data for {where} has {actual} rows, its pointer says {part.rows}")
+        return found
 
-    def _point_to(self, destination: str, segment: str, name: str, parquet: Path, prefix: str, meta: dict) -> str:
-        """Store ``parquet`` under a fresh name, then move pointer ``name`` to it in one write."""
+    def _point_to(
+        self, destination: str, segment: str, name: str, parquet: Path, prefix: str, model: type[P], **fields: Any
+    ) -> str:
+        """Store ``parquet`` under a fresh name, then move pointer ``name`` (a ``model`` with ``fields``) to it in
+        one write."""
         folder = self._folder(destination, segment)
         pointer_key = f"{folder}/{name}"
-        data_key = f"{folder}/{prefix}{safe_name('run id', meta['run_id'])}-{uuid.uuid4().hex[:8]}.parquet"
+        data_key = f"{folder}/{prefix}{safe_name('run id', fields['run_id'])}-{uuid.uuid4().hex[:8]}.parquet"
         previous = self._read(pointer_key)
         self._upload(data_key, Path(parquet))
-        self._write(
-            pointer_key, json.dumps({"file": data_key, "sha256": sha256_file(Path(parquet)), **meta}, indent=2).encode()
-        )
+        pointer = model(file=data_key, sha256=sha256_file(Path(parquet)), **fields)
+        self._write(pointer_key, pointer.dump(indent=2))
         if previous:  # the pointer has moved: the superseded data file is garbage now
             self._delete_data(folder, previous, keep=data_key)
         return data_key
@@ -482,69 +487,38 @@ class StateStore(abc.ABC):
         and deltas (``sync.state.deltas``), each checked like a format-1 file,
         and the membership is their latest row per Id.
         """
-        found = self._read_pointer(destination, segment, POINTER, "snapshot")
+        found = self._read_pointer(destination, segment, POINTER, "snapshot", documents.parse_snapshot_pointer)
         if found is None:
             return None
-        meta, raw = found
+        pointer, raw = found
         schemas = (SNAPSHOT_SCHEMA, SNAPSHOT_SCHEMA_CONFIRMED)
-        base, delta_parts = self._snapshot_parts(destination, segment, meta)
+        base, delta_parts = pointer.parts()
         local, columns = self._fetch_part(destination, segment, POINTER, base, schemas, workdir, "snapshot")
-        try:
-            fields = tuple(meta.get("fields") or ())
-            if not all(isinstance(f, str) for f in fields) or not isinstance(meta.get("mapping_hash", ""), str):
-                raise ValueError("fields and mapping_hash must be strings")
-            quarantine = tuple(QuarantinedRow.from_dict(q) for q in meta.get("quarantine") or ())
-        except (ValueError, TypeError) as exc:
-            raise SegmentRefused(
-                f"snapshot pointer for {destination}/{segment} is corrupt ({exc}); refusing to treat it as empty"
-            ) from exc
         delta_schema = {**columns, deltas.DELETED: "BOOLEAN"}
         delta_files = [
             self._fetch_part(destination, segment, POINTER, d, delta_schema, workdir, "snapshot delta")[0]
             for d in delta_parts
         ]
-        rows = meta["rows"]
         if delta_files:
             local = _membership(local, delta_files, list(columns), Path(workdir) / "membership.parquet")
             actual = parquet_facts(local)[1]
-            if actual != rows:
+            if actual != pointer.rows:
                 raise SegmentRefused(
-                    f"snapshot data for {destination}/{segment} holds {actual} members, its pointer says {rows}"
+                    f"snapshot data for {destination}/{segment} holds {actual} members, its pointer says {pointer.rows}"
                 )
         snapshot = Snapshot(
             local,
-            fields,
-            meta.get("mapping_hash", ""),
-            rows,
-            meta.get("run_id", ""),
-            str(meta.get("committed_at", "")),
-            quarantine,
+            pointer.fields,
+            pointer.mapping_hash,
+            pointer.rows,
+            pointer.run_id,
+            pointer.committed_at,
+            tuple(QuarantinedRow.from_entry(q) for q in pointer.quarantine),
             confirmed=columns == SNAPSHOT_SCHEMA_CONFIRMED,
-            parts=SnapshotParts(raw, base, tuple(delta_parts), columns),
+            parts=SnapshotParts(raw, base, delta_parts, columns),
         )
         self._loaded[(destination, segment)] = snapshot
         return snapshot
-
-    def _snapshot_parts(self, destination: str, segment: str, meta: dict) -> tuple[dict, list]:
-        """(base, deltas) of a snapshot pointer: format 1 is its own base with no deltas."""
-        fmt = meta.get("format", 1)
-        if fmt == 1 and not isinstance(fmt, bool):
-            return meta, []
-        try:
-            if fmt != deltas.POINTER_FORMAT or isinstance(fmt, bool):
-                raise ValueError(f"format {fmt!r} is not one this lakeseg reads (1 or {deltas.POINTER_FORMAT})")
-            base, parts, rows = meta["base"], meta.get("deltas") or [], meta["rows"]
-            if not isinstance(base, dict) or not isinstance(parts, list):
-                raise ValueError("base must be an object and deltas a list")
-            if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
-                raise ValueError("rows must be a whole number")
-        except (ValueError, KeyError) as exc:
-            raise SegmentRefused(
-                f"snapshot pointer for {destination}/{segment} at "
-                f"{self._location(self._pointer_key(destination, segment))} is corrupt ({exc}); "
-                f"refusing to treat it as empty. {_HINT}"
-            ) from exc
-        return base, parts
 
     def commit_snapshot(
         self,
@@ -575,51 +549,61 @@ class StateStore(abc.ABC):
         being worked out by joining the two memberships; the same conditions
         decide whether a delta is stored at all.
         """
-        committed_at = utcnow().isoformat(timespec="seconds")
-        meta = {
+        committed_at = clock.stamp(utcnow())
+        details: dict[str, Any] = {
             "rows": rows,
-            "fields": list(fields),
+            "fields": tuple(fields),
             "mapping_hash": mapping_hash,
             "run_id": run_id,
             "committed_at": committed_at,
-            "quarantine": [asdict(q) for q in quarantine],
+            "quarantine": tuple(q.entry() for q in quarantine),
         }
         folder = self._folder(destination, segment)
         pointer_key = f"{folder}/{POINTER}"
         previous_raw = self._read(pointer_key)
         loaded = self._loaded.pop((destination, segment), None)
-        delta_found = self._delta_against(loaded, previous_raw, Path(parquet), mapping_hash, delta)
-        name = f"{safe_name('run id', run_id)}-{uuid.uuid4().hex[:8]}.parquet"
-        parts: list[dict] = []
-        if delta_found is None or loaded is None or loaded.parts is None:
-            base_key = f"{folder}/{name}"
-            base = {"file": base_key, "sha256": sha256_file(Path(parquet)), "rows": rows}
-            self._upload(base_key, Path(parquet))
-        else:
-            base, parts = dict(loaded.parts.base), list(loaded.parts.deltas)
-            delta_file, delta_part = delta_found
-            if delta_part["rows"]:
-                data_key = f"{folder}/delta-{name}"
-                self._upload(data_key, delta_file)
-                parts.append({"file": data_key, **delta_part})
+        pointer = self._store_snapshot_data(folder, loaded, previous_raw, Path(parquet), details, delta)
         failpoints.hit("commit-after-data")
-        if parts:
-            doc = {"format": deltas.POINTER_FORMAT, "base": _part(base), "deltas": parts, **meta}
-        else:
-            doc = {"file": base["file"], "sha256": base["sha256"], **meta}
-        self._write(pointer_key, json.dumps(doc, indent=2).encode())
+        self._write(pointer_key, pointer.dump(indent=2))
         failpoints.hit("commit-after-pointer")
         # The pointer has moved: what it named and no longer names is garbage now, and so is any snapshot file
         # an earlier commit stored and was killed before pointing to (or before deleting what it superseded).
-        named = _named_files(json.dumps(doc).encode())
         garbage = _named_files(previous_raw or b"") | {
             k for k in self._list(folder + "/") if _SNAPSHOT_FILE.match(k[len(folder) + 1 :])
         }
-        self._delete_files(folder, garbage - named)
+        self._delete_files(folder, garbage - pointer.named_files())
         # The commit supersedes this run's in-doubt record (see load_in_doubt); drop it now.
         with contextlib.suppress(Exception):
             self.clear_in_doubt(destination, segment, run_id)
         return Snapshot(Path(parquet), tuple(fields), mapping_hash, rows, run_id, committed_at, tuple(quarantine))
+
+    def _store_snapshot_data(
+        self,
+        folder: str,
+        loaded: Snapshot | None,
+        previous_raw: bytes | None,
+        parquet: Path,
+        details: dict,
+        derived: Path | None = None,
+    ) -> SnapshotPointer | SnapshotDeltaPointer:
+        """Upload the commit's data under fresh names -- a delta beside the loaded base, or a new base -- and
+        return the pointer that names it (not yet written). ``derived``: the run's own delta, if any."""
+        delta = self._delta_against(loaded, previous_raw, parquet, details["mapping_hash"], derived)
+        name = f"{safe_name('run id', details['run_id'])}-{uuid.uuid4().hex[:8]}.parquet"
+        if delta is None or loaded is None or loaded.parts is None:
+            base_key = f"{folder}/{name}"
+            self._upload(base_key, parquet)
+            return SnapshotPointer(file=base_key, sha256=sha256_file(parquet), **details)
+        parts = list(loaded.parts.deltas)
+        delta_file, delta_part = delta
+        if delta_part["rows"]:
+            data_key = f"{folder}/delta-{name}"
+            self._upload(data_key, delta_file)
+            parts.append(DeltaPart(file=data_key, **delta_part))
+        if not parts:  # nothing changed since a format-1 base: the pointer stays format 1
+            base = loaded.parts.base
+            return SnapshotPointer(file=base.file, sha256=base.sha256, **details)
+        return SnapshotDeltaPointer(base=loaded.parts.base, deltas=tuple(parts), **details)
 
     def _delta_against(
         self,
@@ -649,8 +633,8 @@ class StateStore(abc.ABC):
         else:
             out = parquet.parent / f"delta-{uuid.uuid4().hex[:8]}.parquet"
             upserts, tombstones = _write_delta(parquet, loaded.path, list(columns), out)
-        base_rows = int(loaded.parts.base["rows"])
-        if self.compaction.compacts(base_rows, [int(d["rows"]) for d in loaded.parts.deltas], upserts + tombstones):
+        base_rows = loaded.parts.base.rows
+        if self.compaction.compacts(base_rows, [d.rows for d in loaded.parts.deltas], upserts + tombstones):
             return None
         return out, {
             "sha256": sha256_file(out),
@@ -664,26 +648,34 @@ class StateStore(abc.ABC):
         raw = self._read(self._pointer_key(destination, segment))
         if raw is None:
             return ()
-        fields = json.loads(raw).get("fields") or ()
-        return tuple(f for f in fields if isinstance(f, str))
+        return documents.parse(documents.CommittedFields, raw).fields
 
     # ---- in-doubt records ----------------------------------------------------
     def record_in_doubt(self, destination: str, segment: str, parquet: Path, *, rows: int, run_id: str) -> None:
         """Durably note the Ids a delivery is about to carry, before it starts."""
-        meta = {"rows": rows, "run_id": run_id, "recorded_at": utcnow().isoformat(timespec="seconds")}
-        self._point_to(destination, segment, IN_DOUBT, parquet, "in-doubt-", meta)
+        self._point_to(
+            destination,
+            segment,
+            IN_DOUBT,
+            parquet,
+            "in-doubt-",
+            InDoubtPointer,
+            rows=rows,
+            run_id=run_id,
+            recorded_at=clock.stamp(utcnow()),
+        )
 
     def load_in_doubt(
         self, destination: str, segment: str, workdir: Path, committed_run_id: str | None = None
     ) -> InDoubt | None:
         """The open in-doubt record, or None (none, or superseded by a commit of the same run)."""
-        found = self._load_pointed(destination, segment, IN_DOUBT, IN_DOUBT_SCHEMA, workdir, "in-doubt")
+        found = self._load_pointed(destination, segment, IN_DOUBT, InDoubtPointer, IN_DOUBT_SCHEMA, workdir, "in-doubt")
         if found is None:
             return None
-        meta, local, _columns = found
-        if committed_run_id and meta.get("run_id") == committed_run_id:
+        pointer, local, _columns = found
+        if committed_run_id and pointer.run_id == committed_run_id:
             return None
-        return InDoubt(local, meta["rows"], str(meta.get("run_id", "")), str(meta.get("recorded_at", "")))
+        return InDoubt(local, pointer.rows, pointer.run_id, pointer.recorded_at)
 
     def clear_in_doubt(self, destination: str, segment: str, run_id: str) -> None:
         """Remove the in-doubt record if ``run_id`` wrote it (a newer one is left alone)."""
@@ -692,8 +684,8 @@ class StateStore(abc.ABC):
         if raw is None:
             return
         try:
-            owner = json.loads(raw).get("run_id")
-        except (ValueError, AttributeError):
+            owner = documents.parse(documents.WrittenBy, raw).run_id
+        except DocumentError:
             return
         if owner == run_id and self._delete_if_unchanged(key, raw):
             self._delete_data(self._folder(destination, segment), raw)
@@ -720,26 +712,25 @@ class StateStore(abc.ABC):
             )
         finally:
             con.close()
-        meta = {
-            "rows": len(ids),
-            "groups": len(groups),
-            "fields": list(fields),
-            "run_id": run_id,
-            "recorded_at": utcnow().isoformat(timespec="seconds"),
-        }
-        self._point_to(destination, segment, SEARCH, out, "search-", meta)
+        self._point_to(
+            destination,
+            segment,
+            SEARCH,
+            out,
+            "search-",
+            SearchPointer,
+            rows=len(ids),
+            groups=len(groups),
+            fields=tuple(fields),
+            run_id=run_id,
+            recorded_at=clock.stamp(utcnow()),
+        )
 
     def load_search(self, destination: str, segment: str, workdir: Path) -> SavedSearch | None:
-        found = self._load_pointed(destination, segment, SEARCH, SEARCH_SCHEMA, workdir, "search")
+        found = self._load_pointed(destination, segment, SEARCH, SearchPointer, SEARCH_SCHEMA, workdir, "search")
         if found is None:
             return None
-        meta, local, _columns = found
-        fields = meta.get("fields") or ()
-        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
-            raise SegmentRefused(
-                f"search pointer for {destination}/{segment} is corrupt (fields must be strings); "
-                "delete it to start the search afresh"
-            )
+        pointer, local, _columns = found
         con = duckdb.connect()
         try:
             rows = con.execute("select grp, Id from read_parquet(?) order by grp, pos", [str(local)]).fetchall()
@@ -748,7 +739,7 @@ class StateStore(abc.ABC):
         groups: dict[int, list[str]] = {}
         for grp, rid in rows:
             groups.setdefault(grp, []).append(rid)
-        return SavedSearch(tuple(tuple(g) for g in groups.values()), tuple(fields), str(meta.get("run_id", "")))
+        return SavedSearch(tuple(tuple(g) for g in groups.values()), pointer.fields, pointer.run_id)
 
     def clear_search(self, destination: str, segment: str) -> None:
         key = self._pointer_key(destination, segment, SEARCH)
@@ -770,29 +761,25 @@ class StateStore(abc.ABC):
         if raw is None:
             return None
         try:
-            doc = json.loads(raw)
-            if not isinstance(doc, dict):
-                raise ValueError
-        except ValueError:
-            doc = {"owner": {"note": "unreadable lock file"}, "acquired_at": ""}
-        acquired = str(doc.get("acquired_at", ""))
-        owner: dict = doc["owner"] if isinstance(doc.get("owner"), dict) else {}
+            doc = documents.parse(LockDocument, raw)
+        except DocumentError:
+            doc = LockDocument(owner={"note": "unreadable lock file"})
         return LockInfo(
             destination,
             segment,
-            owner,
-            acquired,
-            _age_seconds(acquired),
+            doc.owner,
+            doc.acquired_at,
+            _age_seconds(doc.acquired_at),
             self._location(key),
-            str(doc.get("token", "")),
+            doc.token,
         )
 
     @contextlib.contextmanager
     def lock(self, destination: str, segment: str, owner: dict) -> Iterator[LockInfo]:
         key = self._lock_key(destination, segment)
         token = uuid.uuid4().hex
-        now = utcnow().isoformat(timespec="seconds")
-        data = json.dumps({"owner": owner, "acquired_at": now, "token": token}).encode()
+        now = clock.stamp(utcnow())
+        data = LockDocument(owner=owner, acquired_at=now, token=token).dump()
         if not self._create(key, data):
             held = self.read_lock(destination, segment)
             desc = held.describe() if held else "held by another run"
@@ -850,17 +837,17 @@ class StateStore(abc.ABC):
 
     def write_run(self, run: dict) -> None:
         # One line of JSON per document: Athena's JSON SerDe reads the history as a table.
-        self._write(self._history_key(run), json.dumps(run, default=str, separators=(",", ":")).encode() + b"\n")
+        self._write(self._history_key(run), RunRecord.model_validate(run).dump())
 
     def _read_run(self, key: str) -> dict:
         raw = self._read(key)
         try:
-            doc = json.loads(raw or b"")
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict) or not isinstance(doc.get("run_id"), str):
-            raise ConfigError(f"history document {self._location(key)} is corrupt; move it away to read the rest")
-        return doc
+            return documents.parse(RunRecord, raw or b"").as_dict()
+        except DocumentError as exc:
+            log.debug("history document %s: %s", self._location(key), exc)
+            raise ConfigError(
+                f"history document {self._location(key)} is corrupt; move it away to read the rest"
+            ) from None
 
     def list_runs(self, limit: int = 20) -> list[dict]:
         """The newest runs; a corrupt document is skipped with a warning (it names the file)."""
@@ -891,43 +878,36 @@ class StateJobLedger:
         self._store, self._key = store, key
         self._lock = threading.Lock()
 
-    def _load(self) -> list[dict] | None:
+    def _load(self) -> list[LedgerEntry] | None:
         raw = self._store._read(self._key)
         if raw is None:
             return None
         try:
-            jobs = json.loads(raw)["jobs"]
-            if not isinstance(jobs, list):
-                raise ValueError("jobs must be a list")
-            return [j for j in jobs if isinstance(j, dict) and isinstance(j.get("name"), str)]
-        except (ValueError, KeyError, TypeError):
-            log.warning("job ledger %s is unreadable; jobs are looked up by listing", self._store._location(self._key))
+            return documents.parse(JobLedgerDocument, raw).jobs
+        except DocumentError as exc:
+            log.warning(
+                "job ledger %s is unreadable (%s); jobs are looked up by listing", self._store._location(self._key), exc
+            )
             return None
 
-    def _save(self, jobs: list[dict]) -> None:
-        self._store._write(self._key, json.dumps({"jobs": jobs}, indent=1).encode())
+    def _save(self, jobs: list[LedgerEntry]) -> None:
+        self._store._write(self._key, JobLedgerDocument(jobs=jobs).dump(indent=1))
 
     def entries(self) -> list[dict] | None:
         with self._lock:
-            return self._load()
+            jobs = self._load()
+            return None if jobs is None else [j.model_dump() for j in jobs]
 
     def remember(self, name: str, job_id: str | None, run_id: str) -> None:
         with self._lock:
-            jobs = [j for j in self._load() or [] if j["name"] != name]
-            jobs.append(
-                {
-                    "name": name,
-                    "job_id": job_id,
-                    "run_id": run_id,
-                    "recorded_at": utcnow().isoformat(timespec="seconds"),
-                }
-            )
+            jobs = [j for j in self._load() or [] if j.name != name]
+            jobs.append(LedgerEntry(name=name, job_id=job_id, run_id=run_id, recorded_at=clock.stamp(utcnow())))
             self._save(jobs)
 
     def forget(self, name: str) -> None:
         with self._lock:
             jobs = self._load() or []
-            kept = [j for j in jobs if j["name"] != name]
+            kept = [j for j in jobs if j.name != name]
             if len(kept) != len(jobs):
                 self._save(kept)
 

@@ -245,17 +245,13 @@ def test_a_rejected_row_stays_out_of_the_committed_snapshot(h):
 
 
 def test_a_run_that_started_exactly_max_age_ago_is_not_yet_interrupted(monkeypatch):
-    # Given a clock frozen exactly two days after a run on another host started
+    # Given a clock frozen exactly two days after a run on another host started (the engine reads the time
+    # through sync.core.clock)
+    from sync.core import clock
     from sync.run import engine
 
     start = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
-
-    class Frozen(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return start + timedelta(days=2)
-
-    monkeypatch.setattr(engine, "datetime", Frozen)
+    monkeypatch.setattr(clock, "now", lambda: start + timedelta(days=2))
     run = {"status": "running", "host": "elsewhere", "pid": 2**22 + 1, "started_at": start.isoformat()}
     # Then it may still be running; a second later it is interrupted
     assert engine.mark_interrupted(run)["status"] == "running"

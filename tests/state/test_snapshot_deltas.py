@@ -179,7 +179,7 @@ def test_an_old_single_file_snapshot_loads_and_takes_a_delta(store, tmp_path):
     "damage, says",
     [
         ("unknown-format", "format 3 is not one this lakeseg reads"),
-        ("deltas-not-a-list", "base must be an object and deltas a list"),
+        ("deltas-not-a-list", "deltas: Input should be a valid array"),
         ("missing-delta", "is missing"),
         ("delta-checksum", "fails its checksum"),
         ("rows-disagree", "holds 10 members, its pointer says 11"),

@@ -300,13 +300,22 @@ def test_a_pointer_naming_a_file_elsewhere_never_gets_that_file_deleted(store, t
     "doc, why",
     [
         ("[1]", "not a JSON object"),
-        ({"sha256": "0" * 64, "rows": 1}, "'file'"),
-        ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 63, "rows": 1}, "file and sha256 must be strings"),
-        ({"file": 5, "sha256": "0" * 64, "rows": 1}, "file and sha256 must be strings"),
-        ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": -1}, "rows must be a whole number"),
-        ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": True}, "rows must be a whole number"),
-        ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": "3"}, "rows must be a whole number"),
-        ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": 1, "run_id": 7}, "run_id must be a string"),
+        ({"sha256": "0" * 64, "rows": 1}, "file: Field required"),
+        (
+            {"file": f"{FOLDER}/x.parquet", "sha256": "0" * 63, "rows": 1},
+            "sha256: String should match pattern '^[0-9a-f]{64}$'",
+        ),
+        ({"file": 5, "sha256": "0" * 64, "rows": 1}, "file: Input should be a valid string"),
+        (
+            {"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": -1},
+            "rows: Input should be greater than or equal to 0",
+        ),
+        ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": True}, "rows: Input should be a valid integer"),
+        ({"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": "3"}, "rows: Input should be a valid integer"),
+        (
+            {"file": f"{FOLDER}/x.parquet", "sha256": "0" * 64, "rows": 1, "run_id": 7},
+            "run_id: Input should be a valid string",
+        ),
     ],
     ids=[
         "not-an-object",
@@ -401,17 +410,22 @@ def test_snapshot_data_with_other_columns_is_refused_naming_both(store, tmp_path
 @pytest.mark.parametrize(
     "changes, why",
     [
-        ({"fields": ["Id", 3]}, "fields and mapping_hash must be strings"),
-        ({"mapping_hash": 5}, "fields and mapping_hash must be strings"),
-        ({"quarantine": [{"message": "no id"}]}, "a quarantine entry has no id"),
+        ({"fields": ["Id", 3]}, "fields[1]: Input should be a valid string"),
+        ({"mapping_hash": 5}, "mapping_hash: Input should be a valid string"),
+        ({"quarantine": [{"message": "no id"}]}, "quarantine[0].id: Field required"),
     ],
     ids=["field-not-text", "hash-not-text", "quarantine-without-id"],
 )
 def test_a_pointer_with_bad_details_is_corrupt(store, tmp_path, changes, why):
-    _damage(store, tmp_path, **changes)
+    # Given a pointer whose details are of the wrong kind
+    pointer, _ = _damage(store, tmp_path, **changes)
+    # When it is read, then the segment is refused naming the pointer and the field
     with pytest.raises(SegmentRefused) as refused:
         store.load_snapshot("files", "seg_a", tmp_path / "w")
-    assert str(refused.value) == (f"snapshot pointer for files/seg_a is corrupt ({why}); refusing to treat it as empty")
+    assert str(refused.value) == (
+        f"snapshot pointer for files/seg_a at {pointer} is corrupt ({why}); refusing to treat "
+        "it as empty. Restore it, or delete it to resend the whole segment"
+    )
 
 
 def test_committed_fields_come_from_the_pointer_and_skip_non_text(store, tmp_path):

@@ -14,6 +14,7 @@ from sync.run.diff import (
     Plan,
     _full_send_reason,
     _only_keys_differ,
+    _previous_relation,
     configure,
     digest_sql,
     effective_mapping_hash,
@@ -23,9 +24,14 @@ from sync.run.diff import (
     ql,
     sent_ids_sql,
 )
+from sync.state.base import Snapshot
 from tests.sync.test_diff import Snap, load, make_segment, sync_once
 
 NOW = "map-111-fp-d2-k2v2"
+SWITCH = (
+    "the diff moved between the runner (DuckDB) and Athena (diff.engine): their snapshots are keyed and "
+    "digested differently, so every member is sent again, once"
+)
 
 
 @pytest.fixture
@@ -51,6 +57,8 @@ def con():
         ("map", "field mapping or exit values changed since the last sync"),
         ("map-fp", "DuckDB's hash function changed (an upgrade): every member is sent again"),
         ("map-111", "field mapping or exit values changed since the last sync"),
+        ("map-athena-fp-ad1-ak1", SWITCH),
+        ("other-athena-fp-ad1-ak1", "field mapping or exit values changed since the last sync"),
     ],
     ids=[
         "digest-scheme",
@@ -63,6 +71,8 @@ def con():
         "mapping-only",
         "signature-like-a-key",
         "same-signature-two-parts",
+        "from-athena-to-duckdb",
+        "from-athena-with-another-mapping",
     ],
 )
 def test_a_full_send_names_what_changed_since_the_snapshot(previous, reason):
@@ -277,3 +287,20 @@ def test_the_second_half_of_a_key_hashes_the_id_a_zero_byte_and_the_salt(con):
     a, b = con.execute(f"select {k2_sql(chr(39) + 'a' + chr(39))}, {k2_sql(chr(39) + 'b' + chr(39))}").fetchone()
     expected = [con.execute("select hash(? || chr(0) || ?)", [i, KEY_SALT]).fetchone()[0] for i in ("a", "b")]
     assert [a, b] == expected and a != b
+
+
+@pytest.mark.parametrize(
+    "previous, now",
+    [("map-111-fp-d3-k2v2", "map-athena-fp-ad1-ak1"), ("map-athena-fp-ad1-ak1", "map-111-fp-d3-k2v2")],
+    ids=["duckdb-to-athena", "athena-to-duckdb"],
+)
+def test_a_segment_switching_engine_is_one_full_send_that_reads_only_the_other_snapshots_ids(previous, now):
+    # Given a committed snapshot written by the other engine (signed lake digests vs DuckDB's unsigned ones)
+    snap = Snapshot(Path("prev.parquet"), ("Id",), previous, 3, "r1", "", ())
+    plan = Plan("seg")
+    # When the diff takes it as its previous membership
+    rel = _previous_relation(plan, snap, now, full_refresh=False)
+    # Then it is a full send that says why, not a re-key, and the other engine's digest is never read
+    assert (plan.full_refresh, plan.full_refresh_reason) == (True, SWITCH)
+    assert _only_keys_differ(previous, now) is False
+    assert "cast(null as ubigint) as digest" in rel

@@ -444,3 +444,46 @@ def test_what_a_destination_refuses_is_refused_by_the_settings_check(tmp_path, b
     # Then loading the settings refuses it, before anything runs
     with pytest.raises(ConfigError, match=re.escape(words)):
         load_settings(tmp_path, "prod")
+
+
+def test_the_diff_engine_defaults_to_auto_with_a_five_million_row_threshold(tmp_path):
+    # Given no settings file, when loading, then the diff engine is auto above 5,000,000 members
+    s = load_settings(tmp_path, "local")
+    assert (s.diff_engine, s.pushdown_min_rows) == ("auto", 5_000_000)
+
+
+def test_the_diff_block_reaches_the_run(tmp_path):
+    # Given a diff block, when loading, then both keys reach the settings
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    diff: {engine: duckdb, pushdown_min_rows: 1000}\n")
+    s = load_settings(tmp_path, "local")
+    assert (s.diff_engine, s.pushdown_min_rows) == ("duckdb", 1000)
+
+
+def test_diff_engine_athena_is_refused_while_the_pushdown_is_not_available(tmp_path):
+    # Given diff.engine athena, which the runner cannot honour yet (issue #26)
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  prod:\n    diff: {engine: athena}\n")
+    # When loading, then it is refused by key with the reason, before anything runs -- not accepted and ignored
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, "prod")
+    for word in ("diff.engine", "not available yet", "auto or duckdb"):
+        assert word in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(
+    "block,words",
+    [
+        ("{engine: spark}", ["diff.engine", "'auto', 'duckdb' or 'athena'", "'spark'"]),
+        ("{pushdown_min_rows: -1}", ["diff.pushdown_min_rows"]),
+        ("{pushdown_min_rows: many}", ["diff.pushdown_min_rows", "'many'"]),
+        ("{engin: athena}", ["diff.engin", "did you mean 'engine'"]),
+    ],
+    ids=["unknown-engine", "negative-threshold", "threshold-text", "misspelt-key"],
+)
+def test_a_bad_diff_setting_is_refused_by_key(tmp_path, block, words):
+    # Given a diff block with one mistake
+    (tmp_path / "lakeseg.yml").write_text(f"targets:\n  local:\n    diff: {block}\n")
+    # When loading, then the error names the key
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, "local")
+    for word in words:
+        assert word in str(err.value), str(err.value)

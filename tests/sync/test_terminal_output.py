@@ -98,3 +98,21 @@ def test_history_shows_full_sends_and_interrupted_runs():
     assert "the run never finished" in lines
     assert "seg_clickers: synced (rows 1,200, entered 1,200, changed 0, exited 0) - full send: first sync" in lines
     assert "seg_active: refused" in lines and "would exit 250" in lines
+
+
+def test_the_terminal_table_is_rich_and_plain_text_is_its_unstyled_form(monkeypatch):
+    # Given the same run printed to a colour terminal and rendered as plain text
+    out = io.StringIO()
+    print_rich(a_run(), Console(file=out, width=200, force_terminal=True, color_system="standard"))
+    plain = render(a_run())
+    # Then the terminal has styles, the plain text none, and both carry the same rows
+    assert "\x1b[" in out.getvalue() and "\x1b[" not in plain
+    assert [line.split()[:2] for line in plain.splitlines()[4:6]] == [["seg_new", "synced"], ["seg_old", "synced"]]
+
+
+def test_no_color_leaves_the_terminal_table_without_colours(monkeypatch):
+    # Given NO_COLOR, when the run is printed to a terminal, then rich writes no colour codes
+    monkeypatch.setenv("NO_COLOR", "1")
+    out = io.StringIO()
+    print_rich(a_run(), Console(file=out, width=200, force_terminal=True))
+    assert "\x1b[32m" not in out.getvalue() and "seg_new" in out.getvalue()
