@@ -115,12 +115,15 @@ report-screenshot: install browser ## docs/report.png, docs/report-390.png: the 
 
 BENCH_ROWS ?= 10000000
 PIPELINE_ENDPOINTS ?= 1000000 10000000
+# The scale table (benchmarks/scale_bench.py): measured at these sizes, fitted per row, extrapolated to 100M and 1B.
+SCALE_SIZES ?= 1000000 2000000 10000000
 
 bench: install $(DRT) ## benchmarks (not part of the test suite): BENCH_ROWS=1000000 for a quick look
 	$(BIN)/python -m benchmarks.sync_bench --rows $(BENCH_ROWS)
 	$(BIN)/lakeseg lake generate --path $(LAKE) --endpoints $(ENDPOINTS) --if-missing
 	$(BIN)/python -m benchmarks.partitions --lake $(LAKE)
 	$(BIN)/python -m benchmarks.pipeline_bench --endpoints $(PIPELINE_ENDPOINTS)
+	$(BIN)/python -m benchmarks.scale_bench --sizes $(SCALE_SIZES)
 
 bundle: ## the scheduled runner's project bundle (build/lakeseg-bundle.zip) from the committed HEAD
 	mkdir -p build

@@ -7,10 +7,17 @@ snapshot as the base (not counted), then -- counted -- load it, diff the
 segment against it (``prepare``) and commit the new membership:
 
 - ``full``:  ``max_deltas 0``: every commit writes the whole membership (before deltas);
-- ``delta``: the defaults: the commit writes the change as a delta.
+- ``delta``: the defaults, as a sync commits: the delta derived from the
+  diff's classification (``sync.run.diff.delta_to_commit``);
+- ``delta-join``: the defaults, the store working the delta out itself by
+  joining both memberships on their keys (what a commit without a derived
+  delta does).
 
 Prints bytes written to the state store during the counted run, the runner's
-CPU seconds and peak RSS.
+CPU seconds and peak RSS. The data is made in a process of its own and the
+peak is the child's own high-water mark (``VmHWM``): ``ru_maxrss`` survives
+fork and exec, so a child of a parent that had just built a 10M-row segment
+reported the parent's 1.1 GB as its own.
 """
 
 from __future__ import annotations
@@ -27,11 +34,29 @@ from pathlib import Path
 
 from benchmarks.sync_bench import MEMORY_LIMIT, _key, _segment, setup
 
+VARIANTS = ("full", "delta", "delta-join")
+
+
+def peak_rss_mb() -> int:
+    """This process's own peak resident memory (MB), since it started (``VmHWM``; ``ru_maxrss`` elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
 
 def _child(variant: str, work: Path) -> dict:
     import duckdb
 
-    from sync.run.diff import configure, effective_mapping_hash, prepare
+    from sync.run.diff import configure, delta_to_commit, effective_mapping_hash, prepare, save_delta_rows
     from sync.state.deltas import Compaction
     from sync.state.local import LocalStateStore
 
@@ -68,9 +93,12 @@ def _child(variant: str, work: Path) -> dict:
     store._upload, store._write = counted_upload, counted_write  # type: ignore[method-assign]
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     previous = store.load_snapshot("files", "bench", work / f"load-{variant}")
-    t_load = time.perf_counter()
+    t_load, c_load = time.perf_counter(), _cpu()
     prepared = prepare(con, seg, "seg.main.segment", previous=previous, workdir=work / f"out-{variant}", digest_key=key)
-    t_diff = time.perf_counter()
+    t_diff, c_diff = time.perf_counter(), _cpu()
+    if variant == "delta":
+        save_delta_rows(con, prepared)
+    delta = delta_to_commit(con, prepared, frozenset())
     store.commit_snapshot(
         "files",
         "bench",
@@ -79,6 +107,7 @@ def _child(variant: str, work: Path) -> dict:
         mapping_hash=mapping_hash,
         rows=prepared.plan.rows,
         run_id="next",
+        delta=delta,
     )
     t_commit = time.perf_counter()
     r1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -90,7 +119,12 @@ def _child(variant: str, work: Path) -> dict:
         "load_s": round(t_load - t0, 2),
         "diff_s": round(t_diff - t_load, 2),
         "commit_s": round(t_commit - t_diff, 2),
-        "peak_rss_mb": round(r1.ru_maxrss / 1024),
+        "cpu_load_diff_commit": [
+            round(c_load - (r0.ru_utime + r0.ru_stime), 2),
+            round(c_diff - c_load, 2),
+            round((r1.ru_utime + r1.ru_stime) - c_diff, 2),
+        ],
+        "peak_rss_mb": peak_rss_mb(),
         "deltas": [d["rows"] for d in pointer.get("deltas", [])],
     }
 
@@ -100,13 +134,30 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", 1_000_000)))
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--child", default=None)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     args = parser.parse_args(argv)
     work = args.work or Path("build/bench") / f"state-{args.rows}"
-    if args.child:
+    if args.child and args.child != "setup":
         print(json.dumps(_child(args.child, work)))
         return 0
-    setup(work, args.rows)
-    for variant in ("full", "delta"):
+    if args.child == "setup":
+        setup(work, args.rows)
+        return 0
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.state_bench",
+            "--child",
+            "setup",
+            "--rows",
+            str(args.rows),
+            "--work",
+            str(work),
+        ],
+        check=True,
+    )
+    for variant in args.variants:
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.state_bench", "--child", variant, "--work", str(work)],
             capture_output=True,

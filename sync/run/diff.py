@@ -27,6 +27,7 @@ from sync.dbt.check import ValueRule, value_rules
 from sync.dbt.contract import Segment
 from sync.run import classify
 from sync.state.base import Snapshot
+from sync.state.deltas import DELETED
 
 SNAPSHOT_ID = "Id"
 # The hash-signature part of a mapping hash the diff in Athena writes (``sync.run.pushdown.sql.SIGNATURE``).
@@ -162,6 +163,7 @@ class PreparedSegment:
     mapping_hash: str  # the segment's mapping hash plus DuckDB's hash signature
     previous_sql: str = ""  # relation over the previous snapshot, keys as this run computes them
     tracks_confirmation: bool = False  # snapshots carry confirmed_at (see Expiry)
+    delta_rows: Path | None = None  # the change from the previous snapshot (save_delta_rows), for the state store
 
 
 def configure(con: duckdb.DuckDBPyConnection, memory_limit: str, temp_directory: Path) -> None:
@@ -596,6 +598,61 @@ def snapshot_to_commit(con: duckdb.DuckDBPyConnection, prepared: PreparedSegment
     con.execute(
         f"copy (select * from {_parquet(prepared.new_snapshot)} "
         f"where {SNAPSHOT_ID} not in (select id from _rejected) {keep_previous}) "
+        f"to {ql(str(out))} ({SNAPSHOT_FORMAT})"
+    )
+    return out
+
+
+def save_delta_rows(con: duckdb.DuckDBPyConnection, prepared: PreparedSegment) -> None:
+    """Write the rows that take the previous snapshot to the new one, from ``_delta``, while it is this segment's.
+
+    Call it on the connection ``prepare`` ran on, before another segment's
+    ``prepare`` replaces ``_delta`` (a delivery commits later, on a cursor of
+    its own that has no ``_delta``); ``delta_to_commit`` takes them from
+    ``prepared.delta_rows``. The classification already names every member
+    whose row changes: entered and changed members are upserts (their new
+    rows), and so are the resent and refreshed ones where the snapshot keeps
+    confirmation times (they are stamped now); exited members are tombstones.
+    A full send that stamps every member upserts them all. Only the rows named
+    are read from the snapshots: a scan of the new snapshot, not a join of two
+    memberships (``sync.state.deltas``). Nothing on a first sync.
+    """
+    if prepared.previous_snapshot is None:
+        return
+    path = prepared.new_snapshot
+    columns = [c for c in (SNAPSHOT_ID, "k1", "k2", SNAPSHOT_DIGEST, SNAPSHOT_CONFIRMED) if c in _columns(con, path)]
+    kinds = classify.SENT_KINDS if prepared.tracks_confirmation else ("e", "c")
+    named = ", ".join(f"s.{c}" for c in columns)
+    upserts = (
+        f"select {named}, false as {DELETED} from {_parquet(path)} s"
+        if prepared.plan.full_refresh and prepared.tracks_confirmation
+        else f"select {named}, false as {DELETED} from {_parquet(path)} s "
+        f"semi join (select k1, k2 from _delta where kind in ({', '.join(ql(k) for k in kinds)})) d "
+        f"on d.k1 = s.k1 and {_k2_matches('d.k2', 's.k2')}"
+    )
+    gone = ", ".join(f"p.{c}" if c in (SNAPSHOT_ID, "k1", "k2") else f"null as {c}" for c in columns)
+    tombstones = (
+        f"select {gone}, true as {DELETED} from {prepared.previous_sql} p "
+        f"semi join (select k1, k2 from _delta where kind = 'x') d on d.k1 = p.k1 and {_k2_matches('p.k2', 'd.k2')}"
+    )
+    out = prepared.workdir / "snapshot-delta-rows.parquet"
+    con.execute(f"copy ({upserts}\nunion all\n{tombstones}) to {ql(str(out))} ({SNAPSHOT_FORMAT})")
+    prepared.delta_rows = out
+
+
+def delta_to_commit(
+    con: duckdb.DuckDBPyConnection, prepared: PreparedSegment, rejected_ids: frozenset[str]
+) -> Path | None:
+    """The change from the previous snapshot to ``snapshot_to_commit``'s: ``save_delta_rows``'s rows without the
+    rejected and suspect Ids (they keep their previous row, or stay absent). None when none were saved: the state
+    store then works the delta out itself."""
+    if prepared.delta_rows is None or not rejected_ids:
+        return prepared.delta_rows
+    out = prepared.workdir / "snapshot-delta.parquet"
+    con.execute("create or replace temp table _rejected (id varchar)")
+    con.executemany("insert into _rejected values (?)", [(i,) for i in sorted(rejected_ids)])
+    con.execute(
+        f"copy (select * from {_parquet(prepared.delta_rows)} where {SNAPSHOT_ID} not in (select id from _rejected)) "
         f"to {ql(str(out))} ({SNAPSHOT_FORMAT})"
     )
     return out

@@ -66,7 +66,9 @@ from sync.run.diff import (
     PreparedSegment,
     changes_sql,
     configure,
+    delta_to_commit,
     prepare,
+    save_delta_rows,
     sent_ids_sql,
     snapshot_to_commit,
 )
@@ -754,6 +756,7 @@ class SyncRun:
             # Nothing left to send for what was in doubt or quarantined, or for leavers of a
             # `keep` segment: the commit supersedes those records, and a leaver is counted
             # once (an uncommitted one would count again every run, towards the guard).
+            save_delta_rows(con, prepared)
             self._commit(con, prepared, DeliveryResult(confirmed=True), {})
             if in_doubt is not None:
                 self.state.clear_in_doubt(self.destination_key, seg.name, in_doubt.run_id)
@@ -765,6 +768,7 @@ class SyncRun:
         self.progress(seg.name, "writing files", 0, 1)
         t = time.monotonic()
         files = write_import_files(con, changes_sql(prepared), workdir / "import", opts.max_file_bytes)
+        save_delta_rows(con, prepared)  # while _delta is this segment's: the commit runs on another cursor
         failpoints.hit("after-files")
         self._record_in_doubt(con, prepared)
         self._spent("files", t)
@@ -941,7 +945,9 @@ class SyncRun:
                     (old.attempts + 1) if old else 1,
                 )
             )
-        path = snapshot_to_commit(con, prepared, frozenset(rejected) | result.suspect_ids)  # suspect: neither
+        kept_back = frozenset(rejected) | result.suspect_ids  # suspect: neither
+        path = snapshot_to_commit(con, prepared, kept_back)
+        delta = delta_to_commit(con, prepared, kept_back)
         rows = con.execute(f"select count(*) from read_parquet({ql(str(path))})").fetchall()[0][0]
         self.state.commit_snapshot(
             self.destination_key,
@@ -952,6 +958,7 @@ class SyncRun:
             rows=rows,
             run_id=self.run_id,
             quarantine=tuple(kept),
+            delta=delta,
         )
         return kept
 

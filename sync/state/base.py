@@ -155,9 +155,18 @@ def _write_delta(new: Path, previous: Path, columns: list[str], out: Path) -> tu
     try:
         sql = deltas.delta_sql(_rp(new), _rp(previous), columns)
         con.execute(f"copy ({sql}) to '{str(out).replace(chr(39), chr(39) * 2)}' ({_SNAPSHOT_FORMAT})")
+    finally:
+        con.close()
+    return _count_delta(out)
+
+
+def _count_delta(path: Path) -> tuple[int, int]:
+    """A delta file's (upserts, tombstones)."""
+    con = _connect(path.parent / ".spill")
+    try:
         upserts, tombstones = con.execute(
             f"select count(*) filter (where not {deltas.DELETED}), count(*) filter (where {deltas.DELETED}) "
-            f"from {_rp(out)}"
+            f"from {_rp(path)}"
         ).fetchall()[0]
     finally:
         con.close()
@@ -522,6 +531,7 @@ class StateStore(abc.ABC):
         rows: int,
         run_id: str,
         quarantine: tuple[QuarantinedRow, ...] = (),
+        delta: Path | None = None,
     ) -> Snapshot:
         """Commit ``parquet`` (the whole new membership): as a delta beside the loaded base, or as a new base.
 
@@ -531,6 +541,13 @@ class StateStore(abc.ABC):
         the ``compaction`` thresholds -- writes the whole membership as a new
         base (a format-1 pointer). Either way the data is stored under fresh
         names first and the pointer moves in one write.
+
+        ``delta``, when the caller has it: the change from the loaded snapshot
+        to ``parquet`` (``parquet``'s columns and ``deleted``; see
+        ``sync.state.deltas``), derived from what the run classified
+        (``sync.run.diff.delta_to_commit``). It is stored as it is instead of
+        being worked out by joining the two memberships; the same conditions
+        decide whether a delta is stored at all.
         """
         committed_at = clock.stamp(utcnow())
         details: dict[str, Any] = {
@@ -545,7 +562,7 @@ class StateStore(abc.ABC):
         pointer_key = f"{folder}/{POINTER}"
         previous_raw = self._read(pointer_key)
         loaded = self._loaded.pop((destination, segment), None)
-        pointer = self._store_snapshot_data(folder, loaded, previous_raw, Path(parquet), details)
+        pointer = self._store_snapshot_data(folder, loaded, previous_raw, Path(parquet), details, delta)
         failpoints.hit("commit-after-data")
         self._write(pointer_key, pointer.dump(indent=2))
         failpoints.hit("commit-after-pointer")
@@ -561,11 +578,17 @@ class StateStore(abc.ABC):
         return Snapshot(Path(parquet), tuple(fields), mapping_hash, rows, run_id, committed_at, tuple(quarantine))
 
     def _store_snapshot_data(
-        self, folder: str, loaded: Snapshot | None, previous_raw: bytes | None, parquet: Path, details: dict
+        self,
+        folder: str,
+        loaded: Snapshot | None,
+        previous_raw: bytes | None,
+        parquet: Path,
+        details: dict,
+        derived: Path | None = None,
     ) -> SnapshotPointer | SnapshotDeltaPointer:
         """Upload the commit's data under fresh names -- a delta beside the loaded base, or a new base -- and
-        return the pointer that names it (not yet written)."""
-        delta = self._delta_against(loaded, previous_raw, parquet, details["mapping_hash"])
+        return the pointer that names it (not yet written). ``derived``: the run's own delta, if any."""
+        delta = self._delta_against(loaded, previous_raw, parquet, details["mapping_hash"], derived)
         name = f"{safe_name('run id', details['run_id'])}-{uuid.uuid4().hex[:8]}.parquet"
         if delta is None or loaded is None or loaded.parts is None:
             base_key = f"{folder}/{name}"
@@ -583,10 +606,17 @@ class StateStore(abc.ABC):
         return SnapshotDeltaPointer(base=loaded.parts.base, deltas=tuple(parts), **details)
 
     def _delta_against(
-        self, loaded: Snapshot | None, previous_raw: bytes | None, parquet: Path, mapping_hash: str
+        self,
+        loaded: Snapshot | None,
+        previous_raw: bytes | None,
+        parquet: Path,
+        mapping_hash: str,
+        derived: Path | None = None,
     ) -> tuple[Path, dict] | None:
         """The delta from ``loaded`` to ``parquet`` (its file; sha256, rows, upserts, tombstones), or None for a
-        new base: nothing loaded, the pointer moved since, another mapping or columns, or past compaction."""
+        new base: nothing loaded, the pointer moved since, another mapping or columns, or past compaction.
+
+        ``derived``: the delta as the run derived it, taken instead of joining ``parquet`` with ``loaded``."""
         if loaded is None or loaded.parts is None or previous_raw is None or loaded.parts.raw != previous_raw:
             return None
         if loaded.mapping_hash != mapping_hash or len(loaded.parts.deltas) + 1 > self.compaction.max_deltas:
@@ -594,8 +624,15 @@ class StateStore(abc.ABC):
         columns, _rows = parquet_facts(parquet)
         if columns != loaded.parts.columns:
             return None
-        out = parquet.parent / f"delta-{uuid.uuid4().hex[:8]}.parquet"
-        upserts, tombstones = _write_delta(parquet, loaded.path, list(columns), out)
+        if derived is not None:
+            derived_columns, _rows = parquet_facts(derived)
+            if derived_columns != {**columns, deltas.DELETED: "BOOLEAN"}:
+                return None
+            out = derived
+            upserts, tombstones = _count_delta(derived)
+        else:
+            out = parquet.parent / f"delta-{uuid.uuid4().hex[:8]}.parquet"
+            upserts, tombstones = _write_delta(parquet, loaded.path, list(columns), out)
         base_rows = loaded.parts.base.rows
         if self.compaction.compacts(base_rows, [d.rows for d in loaded.parts.deltas], upserts + tombstones):
             return None
