@@ -326,6 +326,16 @@ def _finish(report, as_json: bool) -> None:
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
+def guard_override_options(fn):
+    """--allow-mass-exit / --allow-size-change: the commands that send (sync, run) may override the guards."""
+    fn = click.option(
+        "--allow-size-change",
+        is_flag=True,
+        help="Sync segments the size-change guard would refuse (guard.max_size_change_share, guard.max_entered_share).",
+    )(fn)
+    return click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")(fn)
+
+
 def metrics_options(fn):
     """--metrics emf: one Embedded Metric Format line per segment after the run (see sync/output/metrics.py).
 
@@ -472,12 +482,7 @@ def plan(
 @main.command("sync")
 @sync_options
 @metrics_options
-@click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
-@click.option(
-    "--allow-size-change",
-    is_flag=True,
-    help="Sync segments the size-change guard would refuse (guard.max_size_change_share, guard.max_entered_share).",
-)
+@guard_override_options
 @handle_errors
 def sync_cmd(
     project_dir,
@@ -527,12 +532,7 @@ def sync_cmd(
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @sync_options
 @metrics_options
-@click.option("--allow-mass-exit", is_flag=True, help="Sync segments the mass-exit guard would refuse.")
-@click.option(
-    "--allow-size-change",
-    is_flag=True,
-    help="Sync segments the size-change guard would refuse (guard.max_size_change_share, guard.max_entered_share).",
-)
+@guard_override_options
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def run(
