@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.state_bench import peak_rss_mb
+from benchmarks.state_bench import count_writes, peak_rss_mb
 from benchmarks.sync_bench import EXIT, MEMORY_LIMIT, TARGET_PEAK_MB, _key, _segment
 
 SIZES = (1_000_000, 2_000_000, 10_000_000)
@@ -122,18 +122,7 @@ def run_today(work: Path) -> dict:
     prev_rows = con.execute(f"select count(*) from read_parquet('{work / 'previous.parquet'}')").fetchall()[0][0]
     common = {"fields": seg.fields, "mapping_hash": mapping_hash}
     store.commit_snapshot("files", "bench", work / "previous.parquet", rows=prev_rows, run_id="base", **common)
-    written = {"bytes": 0}
-    upload, write = store._upload, store._write
-
-    def counted_upload(k, path):
-        written["bytes"] += Path(path).stat().st_size
-        upload(k, path)
-
-    def counted_write(k, data):
-        written["bytes"] += len(data)
-        write(k, data)
-
-    store._upload, store._write = counted_upload, counted_write  # type: ignore[method-assign]
+    written = count_writes(store)
     cpu0 = _cpu()
     previous = store.load_snapshot("files", "bench", out / "load")
     assert previous is not None

@@ -48,6 +48,23 @@ def peak_rss_mb() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def count_writes(store) -> dict[str, int]:
+    """Wrap the store's uploads and writes so ``["bytes"]`` of the returned dict counts what it stores."""
+    written = {"bytes": 0}
+    upload, write = store._upload, store._write
+
+    def counted_upload(k, path):
+        written["bytes"] += Path(path).stat().st_size
+        upload(k, path)
+
+    def counted_write(k, data):
+        written["bytes"] += len(data)
+        write(k, data)
+
+    store._upload, store._write = counted_upload, counted_write
+    return written
+
+
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -79,18 +96,7 @@ def _child(variant: str, work: Path) -> dict:
         rows=prev_rows,
         run_id="base",
     )
-    written = {"bytes": 0}
-    upload, write = store._upload, store._write
-
-    def counted_upload(k, path):
-        written["bytes"] += Path(path).stat().st_size
-        upload(k, path)
-
-    def counted_write(k, data):
-        written["bytes"] += len(data)
-        write(k, data)
-
-    store._upload, store._write = counted_upload, counted_write  # type: ignore[method-assign]
+    written = count_writes(store)
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     previous = store.load_snapshot("files", "bench", work / f"load-{variant}")
     t_load, c_load = time.perf_counter(), _cpu()
