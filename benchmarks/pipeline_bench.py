@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from benchmarks.sync_bench import _csv_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "lakeseg.yml", "models", "macros")
@@ -66,22 +67,13 @@ def _env(project: Path, lake: Path) -> dict[str, str]:
     return env
 
 
-def _children_usage() -> tuple[float, float]:
-    """CPU seconds and peak RSS (MB) of the waited-for children so far."""
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
-
-
 def _tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
 def _rows_exported(path: Path) -> int:
-    rows = 0
-    for csv_file in path.rglob("*.csv"):
-        with csv_file.open("rb") as fh:
-            rows += max(0, sum(1 for _ in fh) - 1)
-    return rows
+    """Rows in every import file under ``path`` (header lines not counted)."""
+    return _csv_rows(*path.rglob("*.csv"))
 
 
 def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict:
