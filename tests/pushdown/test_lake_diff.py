@@ -122,7 +122,7 @@ class Lake:
                 else f"case when kind in ('x', 'q') then {_lit(exit_values.get(f))} else c{n} end"
                 for n, f in enumerate(seg.fields)
             )
-            keep = "" if exit_values else "where kind not in ('x', 'q')"
+            keep = "where kind <> 'n'" if exit_values else "where kind not in ('x', 'q', 'n')"
             rows_out = {
                 tuple(r)
                 for r in con.execute(

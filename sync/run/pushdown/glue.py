@@ -52,6 +52,18 @@ class GlueTables:
         self.created.append(name)
         return f'"{self.database}"."{name}"'
 
+    def drop_matching(self, prefix: str, keep: str) -> list[str]:
+        """Drop the tables named ``prefix...`` but not ``keep...`` (what killed runs left); their names."""
+        dropped = []
+        for page in self.glue.get_paginator("get_tables").paginate(DatabaseName=self.database):
+            for table in page.get("TableList", []):
+                name = table["Name"]
+                if name.startswith(prefix) and not name.startswith(keep):
+                    with contextlib.suppress(self.glue.exceptions.EntityNotFoundException):
+                        self.glue.delete_table(DatabaseName=self.database, Name=name)
+                    dropped.append(name)
+        return dropped
+
     def drop(self) -> None:
         for name in self.created:
             with contextlib.suppress(Exception):
