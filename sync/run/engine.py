@@ -695,6 +695,7 @@ class SyncRun:
         """What the state store holds for the segment, and the Ids to resend whatever its snapshot says.
         ``in_lake``: the diff runs in Athena, which reads the snapshot where it is (only its pointer is read)."""
         seg, workdir, notes = work.segment, work.workdir, work.notes
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         previous: Snapshot | PointedSnapshot | None = (
             self.state.read_snapshot(self.destination_key, seg.name)
             if in_lake

@@ -114,5 +114,7 @@ class LakeHarness(EngineHarness):
 
     def diff_tables(self) -> list[str]:
         return sorted(
-            t["Name"] for t in self.glue.get_tables(DatabaseName=DATABASE)["TableList"] if t["Name"].startswith("lakeseg_diff_")
+            t["Name"]
+            for t in self.glue.get_tables(DatabaseName=DATABASE)["TableList"]
+            if t["Name"].startswith("lakeseg_diff_")
         )

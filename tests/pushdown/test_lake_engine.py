@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 from moto import mock_aws
 
+from sync.core import failpoints
 from sync.state.deltas import Compaction
-from tests.engine.harness import EngineHarness, by_segment
+from tests.engine.harness import EngineHarness, Scripted, by_segment
 from tests.pushdown.lake_harness import LakeHarness
 
 COLS = {"endpoint_id": "Id", "tier": "User.UserAttributes.Tier", "city": "Location.City"}
@@ -157,3 +158,90 @@ def test_a_broken_segment_is_refused_in_athena_and_nothing_is_sent(lake, rows, r
     assert rep.status == "refused" and rule in rep.reason, rep.reason
     assert lake.lake_pointer("seg_a") == before
     assert lake.diff_tables() == []
+
+
+class Killed(BaseException):
+    """Stands in for the process exit a failpoint makes (os._exit skips every finally: so does this)."""
+
+
+KILL_STAGES = [s for s in failpoints.STAGES if s != "during-delivery"] + list(failpoints.COMMIT_STAGES)
+
+
+def _snapshot_files(lake: LakeHarness) -> list[str]:
+    folder = "lakeseg/state/snapshots/files/seg_a/"
+    return [k[len(folder) :] for k in lake.keys_under(folder) if not k.endswith(".json")]
+
+
+@pytest.mark.parametrize("compacting", [False, True], ids=["delta", "compaction"])
+@pytest.mark.parametrize("stage", KILL_STAGES)
+def test_a_run_in_athena_killed_at_each_stage_converges_exactly(lake, monkeypatch, stage, compacting):
+    # Given a segment synced in Athena (leavers get exit values), then a change (3 changed, 2 left, 2 entered)
+    lake.segment("seg_a", COLS, members(30), exit=EXIT)
+    lake.lake_run()
+    if compacting:  # the commit has Athena write a new base
+        lake.state.compaction = Compaction(max_share=0.01, max_deltas=0)
+    changed = [(i, "new" if n < 3 else t, c) for n, (i, t, c) in enumerate(members(28))] + members(2, start=90)
+    lake.rebuild("seg_a", changed)
+    change = {"e000", "e001", "e002", "e028", "e029", "e090", "e091"}
+    before = lake.lake_pointer("seg_a")
+
+    def exit_now(code):
+        raise Killed(code)
+
+    # When a run is killed at one stage
+    with monkeypatch.context() as m:
+        m.setattr(failpoints.os, "_exit", exit_now)
+        m.setenv("LAKESEG_FAILPOINTS", stage)
+        with pytest.raises(Killed):
+            lake.lake_run()
+    moved = lake.lake_pointer("seg_a") != before
+    assert moved == (stage == "commit-after-pointer"), stage
+    # and the next run starts (the lock is a dead run's in this same process: taken over)
+    monkeypatch.setattr("sync.run.engine._owner_is_dead_here", lambda owner: True)
+    after = lake.lake_run()
+    rep = by_segment(after)["seg_a"]
+    # Then it sends exactly the change -- or nothing, when the killed run had committed it
+    sent = {r["Id"] for r in lake.delivered(after, "seg_a")}
+    if moved:
+        assert rep.status == "unchanged" and sent == set(), rep.reason
+    else:
+        assert rep.status == "synced" and sent == change, (rep.reason, sent)
+    # And then nothing is left to send, and the killed run's tables and scratch files are gone
+    assert by_segment(lake.lake_run())["seg_a"].status == "unchanged"
+    assert lake.diff_tables() == []
+    assert lake.keys_under("lakeseg/state/lake-scratch/") == []
+    # And after the next commit the snapshot folder holds only what its pointer names
+    lake.rebuild("seg_a", [(i, "later" if i == "e005" else t, c) for i, t, c in changed])
+    later = lake.lake_run()
+    assert [r["Id"] for r in lake.delivered(later, "seg_a")] == ["e005"]
+    pointer = lake.lake_pointer("seg_a")
+    named = {p["file"] for p in pointer.get("lake_base", {}).get("parts", [])} | {
+        d["file"] for d in pointer.get("deltas", [])
+    }
+    named |= {pointer["file"]} if "file" in pointer else set()
+    named |= {pointer["base"]["file"]} if "base" in pointer else set()
+    assert sorted(_snapshot_files(lake)) == sorted(f.removeprefix("snapshots/files/seg_a/") for f in named)
+
+
+@pytest.mark.parametrize("verdict", ["rejected", "unconfirmed"])
+def test_rows_the_platform_refused_or_never_confirmed_are_sent_again_by_the_diff_in_athena(lake, twin, verdict):
+    # Given a segment synced in Athena and on DuckDB, then a change delivered to a platform that rejects one
+    # row (quarantined) or confirms nothing (in doubt)
+    for h in (lake, twin):
+        h.segment("seg_a", COLS, members(12), exit=EXIT)
+    lake.lake_run()
+    twin.run()
+    rows = [(i, "moved" if n < 4 else t, c) for n, (i, t, c) in enumerate(members(11))] + members(1, start=50)
+    for h in (lake, twin):
+        h.rebuild("seg_a", rows)
+    scripted = {"rejected": {"rejected": {"e001": "value refused"}}, "unconfirmed": {"verdict": "unconfirmed"}}
+    got = lake.lake_run(destination=Scripted(lake.exports, **scripted[verdict]))
+    want = twin.run(destination=Scripted(twin.exports, **scripted[verdict]))
+    assert by_segment(got)["seg_a"].status == by_segment(want)["seg_a"].status
+    # When the next runs deliver normally
+    for _ in range(2):
+        mine, theirs = lake.lake_run(), twin.run()
+        # Then each sends what the DuckDB diff sends: first the refused or unconfirmed rows again, then nothing
+        assert _rows(lake.delivered(mine, "seg_a")) == _rows(twin.delivered(theirs, "seg_a"))
+        assert by_segment(mine)["seg_a"].plan == by_segment(theirs)["seg_a"].plan
+    assert by_segment(mine)["seg_a"].status == "unchanged"
