@@ -36,6 +36,7 @@ RECORDED = [
     "tests/state/test_s3_state.py",
     "tests/state/test_run_lease.py",  # the run lease on S3 (moto): create, compare-and-swap, release
     "tests/athena/test_athena_reader.py",
+    "tests/pushdown/test_lake_engine.py",  # the diff in Athena: its Glue tables, statements and state files
     "tests/sync/test_imports_table.py",
     "tests/destinations/test_pinpoint.py",
     "tests/destinations/test_customer_profiles.py",
@@ -73,6 +74,8 @@ def components(destination: str, target: str, principal: str) -> set[str]:
         out.add("outcome")  # the runners' `python -m sync.output.outcome` step
     if target == "athena":
         out.add("athena_reader")
+        if destination != "customer_profiles":  # its data expires: it diffs on the runner (sync/run/pushdown)
+            out.add("lake_diff")
         if destination == "pinpoint":
             out.add("glue_imports")  # registered after Pinpoint deliveries only (runtime.build_imports_table)
     if destination in ("pinpoint", "customer_profiles"):
@@ -161,6 +164,7 @@ def test_the_recording_covers_every_component_and_the_calls_the_issue_names(call
         ("state", "s3", "PutObject"),
         ("state", "s3", "ListObjectsV2"),
         ("athena_reader", "athena", "StartQueryExecution"),
+        ("lake_diff", "glue", "CreateTable"),
         ("glue_imports", "glue", "CreateTable"),
         ("pinpoint", "states", "ListExecutions"),
         ("pinpoint", "states", "StartExecution"),
