@@ -701,8 +701,35 @@ class StateStore(abc.ABC):
                 f"the snapshot pointer of {destination}/{segment} moved since this run read it; nothing committed "
                 "(what was sent stays in doubt and is sent again next run)"
             )
-        old = previous.pointer
         name = f"{safe_name('run id', run_id)}-{uuid.uuid4().hex[:8]}"
+        details: dict[str, Any] = {
+            "rows": rows,
+            "fields": tuple(fields),
+            "mapping_hash": mapping_hash,
+            "run_id": run_id,
+            "committed_at": clock.stamp(utcnow()),
+            "quarantine": tuple(q.entry() for q in quarantine),
+        }
+        pointer = self._lake_pointer(folder, name, previous, delta, details, compact)
+        failpoints.hit("commit-after-data")
+        self._write(pointer_key, pointer.dump(indent=2))
+        failpoints.hit("commit-after-pointer")
+        self._sweep(folder, previous.raw, pointer.named_files())
+        with contextlib.suppress(Exception):
+            self.clear_in_doubt(destination, segment, run_id)
+
+    def _lake_pointer(
+        self,
+        folder: str,
+        name: str,
+        previous: PointedSnapshot,
+        delta: Path,
+        details: dict[str, Any],
+        compact: Callable[[str, list[str]], None] | None,
+    ) -> documents.AnySnapshotPointer:
+        """Store ``delta`` (unless empty) under a fresh name -- and past the compaction thresholds have Athena
+        write a new base from everything -- and return the pointer that names the result (not yet written)."""
+        old = previous.pointer
         upserts, tombstones = _count_delta(delta)
         parts = list(old.deltas) if isinstance(old, SnapshotLakePointer | SnapshotDeltaPointer) else []
         old_rows = [d.rows for d in parts]
@@ -718,16 +745,7 @@ class StateStore(abc.ABC):
                     tombstones=tombstones,
                 )
             )
-        details: dict[str, Any] = {
-            "rows": rows,
-            "fields": tuple(fields),
-            "mapping_hash": mapping_hash,
-            "run_id": run_id,
-            "committed_at": clock.stamp(utcnow()),
-            "quarantine": tuple(q.entry() for q in quarantine),
-        }
         base_rows = old.lake_base.rows if isinstance(old, SnapshotLakePointer) else old.parts()[0].rows
-        pointer: documents.AnySnapshotPointer
         if compact is not None and self.compaction.compacts(base_rows, old_rows, upserts + tombstones):
             lake_folder = f"lake-{name}"
             files = [*previous.base, *previous.deltas, *(self._location(d.file) for d in parts[len(old_rows) :])]
@@ -736,22 +754,15 @@ class StateStore(abc.ABC):
             lake = LakeBase(
                 folder=lake_folder,
                 parts=tuple(LakePart(file=k, etag=e, size=n) for k, e, n in sorted(listed) if n > 0),
-                rows=rows,
+                rows=details["rows"],
             )
-            pointer = SnapshotLakePointer(lake_base=lake, **details)
-        elif isinstance(old, SnapshotLakePointer):
-            pointer = SnapshotLakePointer(lake_base=old.lake_base, deltas=tuple(parts), **details)
-        elif parts:
-            pointer = SnapshotDeltaPointer(base=old.parts()[0], deltas=tuple(parts), **details)
-        else:
-            first = old.parts()[0]
-            pointer = SnapshotPointer(file=first.file, sha256=first.sha256, **details)
-        failpoints.hit("commit-after-data")
-        self._write(pointer_key, pointer.dump(indent=2))
-        failpoints.hit("commit-after-pointer")
-        self._sweep(folder, previous.raw, pointer.named_files())
-        with contextlib.suppress(Exception):
-            self.clear_in_doubt(destination, segment, run_id)
+            return SnapshotLakePointer(lake_base=lake, **details)
+        if isinstance(old, SnapshotLakePointer):
+            return SnapshotLakePointer(lake_base=old.lake_base, deltas=tuple(parts), **details)
+        if parts:
+            return SnapshotDeltaPointer(base=old.parts()[0], deltas=tuple(parts), **details)
+        first = old.parts()[0]
+        return SnapshotPointer(file=first.file, sha256=first.sha256, **details)
 
     def _sweep(self, folder: str, previous_raw: bytes | None, named: set[str]) -> None:
         """After the pointer moved: delete what it named before and names no more, every snapshot file an

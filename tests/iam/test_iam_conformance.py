@@ -176,6 +176,10 @@ def test_the_recording_covers_every_component_and_the_calls_the_issue_names(call
         ("outcome", "monitoring", "PutMetricData"),
     ]:
         assert needed in seen, f"no recorded test makes {needed}"
+    # and the diff in Athena's statements -- a classification, a compaction into the state store -- were recorded
+    statements = [c["params"].get("QueryString", "") for c in calls if c["component"] == "athena_reader"]
+    assert any("lakeseg_diff_" in q and "lakeseg-diff" in q for q in statements)
+    assert any("lakeseg_diff_" in q and "/snapshots/" in q.rsplit(" TO ", 1)[-1] for q in statements)
     # and no lakeseg call came from a part the mapping does not know
     assert not [c for c in calls if c["component"] == "unknown"]
 

@@ -72,7 +72,6 @@ class LakePrepared(PreparedSegment):
     database: str = ""
     snapshot_table: str = ""
     base_table: str | None = None
-    dirty_ids: int = 0
     counted: dict[str, int] = field(default_factory=dict)
 
 
@@ -127,35 +126,14 @@ class LakeDiff:
         tables = self._forget_dead_runs(segment)
         tag = table_tag(segment.name, self.run_id)
         key_table = tables.register(f"{tag}_key", self._key_location(digest_key, workdir), glue.KEY_COLUMNS)
-        snap = tables.register(
-            f"{tag}_snap", self.state.snapshot_location(self.destination_key, segment.name), glue.SNAPSHOT_COLUMNS
-        )
-        base_table = None
-        if previous is not None and isinstance(previous.pointer, SnapshotLakePointer):
-            folder = (
-                self.state.snapshot_location(self.destination_key, segment.name) + previous.pointer.lake_base.folder
-            )
-            base_table = tables.register(f"{tag}_base", folder + "/", glue.SNAPSHOT_COLUMNS)
-        prev_rel = sql.previous_sql(
-            snap,
-            previous.base if previous else (),
-            [[d] for d in previous.deltas] if previous else [],
-            native,
-            base_table,
-        )
+        snap, base_table, prev_rel = self._previous_tables(tables, tag, segment, previous, native)
         dirty_rel = self._dirty_table(con, tables, tag, segment, dirty)
         relation = segment.relation
         current = sql.current_sql(
             f"{qi(relation.schema)}.{qi(relation.identifier)}", segment.columns, segment.fields, key_table
         )
         select = sql.rows_to_send_sql(current, prev_rel, dirty_rel, len(segment.fields), plan.full_refresh)
-        files = self.queries.unload(classify.to_engine(select, "athena"), relation, workdir / "lake", "lakeseg-diff")
-        sent = workdir / "sent.parquet"
-        if files:
-            listing = "[" + ", ".join(ql(str(f)) for f in files) + "]"
-            con.execute(f"copy (select * from read_parquet({listing}, union_by_name = true)) to {ql(str(sent))}")
-        else:  # the counts row is always there: no file means Athena wrote none at all
-            raise SegmentRefused(f"{segment.name}: the diff in Athena wrote no rows, not even its counts; nothing sent")
+        sent = self._rows_to_send(con, select, segment, workdir)
         prepared = LakePrepared(
             segment,
             plan,
@@ -172,6 +150,33 @@ class LakeDiff:
         )
         self._count(con, prepared, tests)
         return prepared
+
+    def _previous_tables(
+        self, tables: glue.GlueTables, tag: str, segment: Segment, previous: PointedSnapshot | None, native: bool
+    ) -> tuple[str, str | None, str]:
+        """Tables over the segment's snapshot folder (and the folder of a base Athena wrote, if the pointer
+        names one): (snapshot table, base table or None, the committed membership as a relation)."""
+        folder = self.state.snapshot_location(self.destination_key, segment.name)
+        snap = tables.register(f"{tag}_snap", folder, glue.SNAPSHOT_COLUMNS)
+        base_table = None
+        if previous is not None and isinstance(previous.pointer, SnapshotLakePointer):
+            base_folder = f"{folder}{previous.pointer.lake_base.folder}/"
+            base_table = tables.register(f"{tag}_base", base_folder, glue.SNAPSHOT_COLUMNS)
+        deltas = [[d] for d in previous.deltas] if previous else []
+        prev_rel = sql.previous_sql(snap, previous.base if previous else (), deltas, native, base_table)
+        return snap, base_table, prev_rel
+
+    def _rows_to_send(self, con: duckdb.DuckDBPyConnection, select: str, segment: Segment, workdir: Path) -> Path:
+        """Run the statement (an UNLOAD) and gather what it wrote into one local Parquet file."""
+        files = self.queries.unload(
+            classify.to_engine(select, "athena"), segment.relation, workdir / "lake", "lakeseg-diff"
+        )
+        if not files:  # the counts row is always there: no file means Athena wrote none at all
+            raise SegmentRefused(f"{segment.name}: the diff in Athena wrote no rows, not even its counts; nothing sent")
+        sent = workdir / "sent.parquet"
+        listing = "[" + ", ".join(ql(str(f)) for f in files) + "]"
+        con.execute(f"copy (select * from read_parquet({listing}, union_by_name = true)) to {ql(str(sent))}")
+        return sent
 
     def _forget_dead_runs(self, segment: Segment) -> glue.GlueTables:
         """The run's tables in the segment's database, after dropping what killed runs left for the segment
