@@ -12,6 +12,9 @@ Layout under the store's root (a directory, or an S3 prefix):
     locks/<destination>/<segment>.json                  owner: run id, host, pid, lease, acquired_at, token
     lease/run.json                                      the run lease: owner, renewed_at, expires_at, token
     history/<started_at>-<run_id>.json                  one document per run (one line of JSON)
+    snapshots/<destination>/<segment>/lake-<run_id>-<hex>/...   a base Athena wrote (the diff in Athena)
+    keys/<fingerprint>/key.parquet                      the diff in Athena's digest key (a subkey, never the secret)
+    lake-scratch/<destination>/<segment>/<run_id>/...   Ids a run's diff in Athena resends (while it runs)
 
 A commit writes the data file under a fresh name, then replaces the pointer in
 one atomic step (``os.replace`` locally, a single PutObject on S3). Until the
