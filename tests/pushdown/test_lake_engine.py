@@ -9,6 +9,7 @@ diff (``EngineHarness``, local state) side by side.
 
 from __future__ import annotations
 
+import duckdb
 import pytest
 from moto import mock_aws
 
@@ -245,3 +246,27 @@ def test_rows_the_platform_refused_or_never_confirmed_are_sent_again_by_the_diff
         assert _rows(lake.delivered(mine, "seg_a")) == _rows(twin.delivered(theirs, "seg_a"))
         assert by_segment(mine)["seg_a"].plan == by_segment(theirs)["seg_a"].plan
     assert by_segment(mine)["seg_a"].status == "unchanged"
+
+
+def test_the_state_store_holds_no_attribute_value_after_runs_in_athena(lake, tmp_path):
+    # Given a segment with a distinctive value, synced in Athena across a change, a refusal and a compaction
+    lake.state.compaction = Compaction(max_share=0.01, max_deltas=1)
+    planted = "Zebulon-Quux"
+    lake.segment("seg_a", COLS, [(i, planted, c) for i, _t, c in members(10)], exit=EXIT)
+    lake.lake_run()
+    lake.rebuild("seg_a", [(i, planted + "!" if i == "e003" else planted, c) for i, _t, c in members(12)])
+    lake.lake_run(destination=Scripted(lake.exports, rejected={"e011": f"bad value {planted}"}))
+    lake.lake_run(destination=Scripted(lake.exports, verdict="unconfirmed"))
+    # When every object under the state prefix is read
+    seen_columns = set()
+    for key in lake.keys_under("lakeseg/state/"):
+        body = lake.s3.get_object(Bucket="lake-bucket", Key=key)["Body"].read()
+        # Then no byte sequence of the value is there
+        assert planted.encode() not in body, key
+        if key.endswith(".parquet") or "/lake-" in key:
+            local = tmp_path / "obj.parquet"
+            local.write_bytes(body)
+            with duckdb.connect() as con:
+                seen_columns |= {r[0].lower() for r in con.execute(f"describe select * from '{local}'").fetchall()}
+    # And the only columns stored are Ids, keys, digests, tombstones and the digest's key
+    assert seen_columns <= {"id", "k1", "k2", "digest", "deleted", "key"}, seen_columns
