@@ -78,6 +78,7 @@ from sync.run.imports_table import register_all as register_imports
 from sync.run.lease import RunLease
 from sync.run.pushdown import choose_engine
 from sync.run.pushdown.lake import LakeDiff, LakePrepared
+from sync.run.pushdown.sql import diffed_in_lake
 from sync.state.base import (
     PLATFORM_REFUSED,
     InDoubt,
@@ -725,12 +726,15 @@ class SyncRun:
         if self.lake is None:
             return False
         pointed = self.state.read_snapshot(self.destination_key, seg.name)
-        previous_rows = pointed.rows if pointed is not None else None
         opts = self.options
-        return (
-            choose_engine(opts.diff_engine, opts.pushdown_min_rows, problem=None, previous_rows=previous_rows)
-            == "athena"
+        engine = choose_engine(
+            opts.diff_engine,
+            opts.pushdown_min_rows,
+            problem=None,
+            previous_rows=pointed.rows if pointed is not None else None,
+            in_lake=pointed is not None and diffed_in_lake(pointed.mapping_hash),
         )
+        return engine == "athena"
 
     def _read_and_diff(self, con, work: _SegmentWork) -> PreparedSegment:
         """Its state, then the built table through the reader, into a new snapshot diffed against the last --

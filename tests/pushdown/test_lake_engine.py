@@ -270,3 +270,25 @@ def test_the_state_store_holds_no_attribute_value_after_runs_in_athena(lake, tmp
                 seen_columns |= {r[0].lower() for r in con.execute(f"describe select * from '{local}'").fetchall()}
     # And the only columns stored are Ids, keys, digests, tombstones and the digest's key
     assert seen_columns <= {"id", "k1", "k2", "digest", "deleted", "key"}, seen_columns
+
+
+def test_moving_into_athena_reads_the_runners_base_and_deltas_by_id(lake):
+    # Given a segment synced on the runner whose snapshot is a base plus deltas: e050 entered by a delta,
+    # e019 left by a tombstone
+    lake.segment("seg_a", COLS, members(20), exit=EXIT)
+    lake.lake_run(engine="duckdb")
+    lake.rebuild("seg_a", members(20) + members(1, start=50))
+    lake.lake_run(engine="duckdb")
+    lake.rebuild("seg_a", members(19) + members(1, start=50))
+    lake.lake_run(engine="duckdb")
+    assert len(lake.lake_pointer("seg_a")["deltas"]) == 2
+    # When the diff moves into Athena as e050 leaves
+    lake.rebuild("seg_a", members(19))
+    got = lake.lake_run()
+    rep = by_segment(got)["seg_a"]
+    # Then every member is sent once and only e050 gets an exit row: the membership was read base and deltas
+    assert rep.status == "synced", rep.reason
+    assert (rep.plan["rows"], rep.plan["previous_rows"], rep.plan["exited"]) == (19, 20, 1)
+    exits = [r["Id"] for r in lake.delivered(got, "seg_a") if r["User.UserAttributes.Tier"] == "former"]
+    assert exits == ["e050"] and len(lake.delivered(got, "seg_a")) == 20
+    assert by_segment(lake.lake_run())["seg_a"].status == "unchanged"

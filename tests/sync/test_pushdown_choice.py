@@ -49,5 +49,21 @@ def test_athena_where_the_deployment_cannot_push_down_is_a_configuration_error(
     assert choose_engine("auto", 0, problem=problem, previous_rows=10**9) == "duckdb"
 
 
+@pytest.mark.parametrize(
+    ("rows", "in_lake", "engine"),
+    [
+        pytest.param(1_000, False, "athena", id="at-the-threshold-moves-in"),
+        pytest.param(999, False, "duckdb", id="below-it-stays-on-the-runner"),
+        pytest.param(999, True, "athena", id="in-the-lake-stays-just-below"),
+        pytest.param(500, True, "athena", id="in-the-lake-stays-at-half"),
+        pytest.param(499, True, "duckdb", id="below-half-moves-out"),
+    ],
+)
+def test_auto_moves_a_segment_near_the_threshold_once_not_back_and_forth(rows, in_lake, engine):
+    # Given auto with a threshold of 1,000 and a segment on either side of it
+    # When choosing, then a segment in the lake leaves it only below half the threshold
+    assert choose_engine("auto", 1_000, problem=None, previous_rows=rows, in_lake=in_lake) == engine
+
+
 def test_a_deployment_that_can_push_down_has_no_problem():
     assert pushdown_problem(athena_target=True, state_on_s3=True, expires=False) is None

@@ -42,7 +42,9 @@ def check_engine(setting: str, problem: str | None) -> None:
         raise ConfigError(f"diff.engine is athena, but {problem}: use auto or duckdb")
 
 
-def choose_engine(setting: str, min_rows: int, *, problem: str | None, previous_rows: int | None) -> str:
+def choose_engine(
+    setting: str, min_rows: int, *, problem: str | None, previous_rows: int | None, in_lake: bool = False
+) -> str:
     """``duckdb`` or ``athena`` for one segment.
 
     ``setting`` is ``diff.engine``: ``duckdb`` always diffs on the runner;
@@ -50,13 +52,18 @@ def choose_engine(setting: str, min_rows: int, *, problem: str | None, previous_
     ``problem``, from ``pushdown_problem``); ``auto`` pushes down where the
     deployment can, once the committed snapshot holds at least ``min_rows``
     members (``previous_rows``, from its pointer; None when there is none, so a
-    first sync runs on the runner).
+    first sync runs on the runner). A segment already diffed in the lake
+    (``in_lake``: its snapshot was written there) stays there until it falls
+    below half of ``min_rows``: each move between the engines sends the segment
+    whole once, so a segment near the threshold must not move back and forth.
     """
     check_engine(setting, problem)
     if setting == "duckdb":
         return "duckdb"
     if setting == "athena":
         return "athena"
-    if problem is None and previous_rows is not None and previous_rows >= min_rows:
+    if problem is not None or previous_rows is None:
+        return "duckdb"
+    if previous_rows >= min_rows or (in_lake and previous_rows >= min_rows // 2):
         return "athena"
     return "duckdb"

@@ -10,6 +10,7 @@ is never read. Tables are named per run and dropped by ``drop``.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 
 PARQUET = {
@@ -52,13 +53,14 @@ class GlueTables:
         self.created.append(name)
         return f'"{self.database}"."{name}"'
 
-    def drop_matching(self, prefix: str, keep: str) -> list[str]:
-        """Drop the tables named ``prefix...`` but not ``keep...`` (what killed runs left); their names."""
+    def drop_matching(self, pattern: re.Pattern[str], keep: str) -> list[str]:
+        """Drop the tables whose whole name matches ``pattern`` but does not start with ``keep`` (what killed
+        runs left); their names."""
         dropped = []
         for page in self.glue.get_paginator("get_tables").paginate(DatabaseName=self.database):
             for table in page.get("TableList", []):
                 name = table["Name"]
-                if name.startswith(prefix) and not name.startswith(keep):
+                if pattern.fullmatch(name) and not name.startswith(keep):
                     with contextlib.suppress(self.glue.exceptions.EntityNotFoundException):
                         self.glue.delete_table(DatabaseName=self.database, Name=name)
                     dropped.append(name)

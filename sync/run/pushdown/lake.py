@@ -88,6 +88,13 @@ def table_tag(segment: str, run_id: str) -> str:
     return f"{TABLE_PREFIX}{_NOT_NAME.sub('_', segment.lower())}__{_NOT_NAME.sub('_', run_id.lower())}"
 
 
+def run_tables(segment: str) -> re.Pattern[str]:
+    """The names of the segment's tables in any run (a run id as ``new_run_id`` makes them), and no other
+    segment's: ``seg`` and ``seg__2024`` are told apart by the run id's shape."""
+    run = r"[0-9]{8}t[0-9]{9}z_[0-9a-f]{6}"
+    return re.compile(f"{re.escape(table_tag(segment, ''))}{run}_(key|snap|base|dirty)")
+
+
 class LakeDiff:
     """The diff in Athena for one run: ``prepare`` per segment, ``commit`` after delivery, ``cleanup`` at the end."""
 
@@ -186,7 +193,7 @@ class LakeDiff:
         if segment.name not in self._segments:
             self._segments.add(segment.name)
             own = table_tag(segment.name, self.run_id)
-            tables.drop_matching(table_tag(segment.name, "").removesuffix("__") + "__", keep=own)
+            tables.drop_matching(run_tables(segment.name), keep=own)
             self.state.drop_scratch(self.destination_key, segment.name, keep=self.run_id)
         return tables
 

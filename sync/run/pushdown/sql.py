@@ -52,6 +52,12 @@ def athena_subkey(secret: str) -> bytes:
     return hashlib.sha256(b"lakeseg athena digest subkey\0" + secret.encode("utf-8")).digest()
 
 
+def diffed_in_lake(mapping_hash: str) -> bool:
+    """Whether a snapshot with this mapping hash was written by the diff in Athena."""
+    parts = mapping_hash.split("-")
+    return len(parts) >= 2 and parts[1] == SIGNATURE
+
+
 def mapping_hash(segment_mapping_hash: str, key_fingerprint: str) -> str:
     return f"{segment_mapping_hash}-{SIGNATURE}-{key_fingerprint or 'unkeyed'}-{DIGEST_SCHEME}-{KEY_SCHEME}"
 
@@ -115,10 +121,30 @@ def previous_sql(
             "cast(0 as bigint) as digest where false)"
         )
     rel = f'(select * from {base_table or snapshot_table} where "$path" in {_files(base)})'
-    if not native:
-        return f"(select Id, {key_sql('Id')}, cast(null as bigint) as digest from {rel} b)"
     parts = [f'(select * from {snapshot_table} where "$path" in {_files(d)})' for d in delta_files]
+    if not native:
+        return f"(select Id, {key_sql('Id')}, cast(null as bigint) as digest from ({members_sql(rel, parts)}) b)"
     return f"({deltas.current_sql(rel, parts, cols)})"
+
+
+def members_sql(base: str, delta_rels: Sequence[str]) -> str:
+    """The Ids of a membership written under another scheme (a DuckDB snapshot, another key): the latest row
+    per Id over the base and deltas, read by Id alone -- its keys and digests are another engine's (DuckDB's
+    are unsigned) and never read."""
+    if not delta_rels:
+        return f"select Id from {base}"
+    stacked = "\nunion all\n".join(
+        f"select Id, {deltas.DELETED}, {n} as seq from {d}" for n, d in enumerate(delta_rels, start=1)
+    )
+    latest = (
+        f"select Id, {deltas.DELETED} from (select *, row_number() over (partition by Id order by seq desc) as rn "
+        f"from ({stacked}) s) r where rn = 1"
+    )
+    return (
+        f"with latest as ({latest})\n"
+        f"select b.Id from {base} b where not exists (select 1 from latest l where l.Id = b.Id)\n"
+        f"union all\nselect Id from latest where not {deltas.DELETED}"
+    )
 
 
 def rows_to_send_sql(current: str, previous: str, dirty: str | None, width: int, full: bool) -> str:
