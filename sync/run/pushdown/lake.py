@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,7 +72,6 @@ class LakePrepared(PreparedSegment):
     database: str = ""
     snapshot_table: str = ""
     base_table: str | None = None
-    counted: dict[str, int] = field(default_factory=dict)
 
 
 def _rp(path: Path) -> str:
@@ -255,7 +254,6 @@ class LakeDiff:
             if broken:
                 raise _refuse_broken_rules(con, seg, prepared.current_sql, rules)
         counts = dict(con.execute(f"select kind, count(*) from {rp} group by kind").fetchall())
-        prepared.counted = {str(k): int(v) for k, v in counts.items()}
         plan.rows = rows
         plan.entered, plan.changed, plan.exited = counts.get("e", 0), counts.get("c", 0), counts.get("x", 0)
         plan.resent, plan.resent_exits = counts.get("r", 0), counts.get("q", 0)
