@@ -69,9 +69,9 @@ DEFAULTS: dict[str, Any] = {
     # A commit stores a delta beside the base until the deltas reach compact_share of the base's rows or
     # there would be more than max_deltas of them; then it writes a new base (sync/state/deltas.py).
     "snapshots": {"compact_share": 0.20, "max_deltas": 8},
-    # Where the diff runs (sync/run/pushdown): duckdb (on the runner), athena (in the lake, athena targets
-    # only; refused until the pushdown is wired in) or auto (athena on an athena target once the committed
-    # snapshot has pushdown_min_rows members; on the runner until the pushdown is wired in).
+    # Where the diff runs (sync/run/pushdown): duckdb (on the runner), athena (in the lake: an athena target,
+    # the state on S3, a destination whose data does not expire) or auto (athena where it can run, once the
+    # committed snapshot has pushdown_min_rows members; else on the runner).
     "diff": {"engine": "auto", "pushdown_min_rows": 5_000_000},
     "memory_limit": "1GB",
     "work_dir": "build/work",
@@ -130,23 +130,9 @@ class SnapshotSettings(BaseModel):
     max_deltas: Annotated[Whole, Field(ge=0, le=1000)]
 
 
-# The diff in Athena (sync/run/pushdown) is not wired into the runner yet: `athena` is refused rather than
-# accepted and ignored, and `auto` diffs on the runner (sync.run.pushdown.PUSHDOWN_AVAILABLE).
-PUSHDOWN_UNAVAILABLE = (
-    "athena is not available yet: the diff in Athena (pushdown) is not wired into the runner in this version; "
-    "use auto or duckdb (both diff on the runner until it is)"
-)
-
-
-def _engine_available(value: str) -> str:
-    if value == "athena":
-        raise ValueError(PUSHDOWN_UNAVAILABLE)
-    return value
-
-
 class DiffSettings(BaseModel):
     model_config = Strict
-    engine: Annotated[Literal["auto", "duckdb", "athena"], AfterValidator(_engine_available)]
+    engine: Literal["auto", "duckdb", "athena"]
     pushdown_min_rows: Annotated[Whole, Field(ge=0)]
 
 

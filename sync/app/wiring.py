@@ -22,6 +22,7 @@ from sync.run.digest_key import resolve_digest_key
 from sync.run.engine import Progress, RunReport, SyncOptions, SyncRun, new_run_id
 from sync.run.imports_table import ImportsTable
 from sync.run.lease import RunLease, open_lease
+from sync.run.pushdown import check_engine, pushdown_problem
 from sync.settings import Settings, load_settings
 from sync.state.deltas import Compaction
 
@@ -140,13 +141,17 @@ def prepare_run(
             req.project, resolve_target_path(project_dir, req.target_path) / "lakeseg-select", req.dbt_state
         ),
     )
+    options.diff_engine, options.pushdown_min_rows = settings.diff_engine, settings.pushdown_min_rows
     work_dir = settings.work_dir if settings.work_dir.is_absolute() else project_dir / settings.work_dir
+    reader = build_reader(target, project_dir, session, run_id)
+    destination_key = state_key(destination, settings.destination)
     run = SyncRun(
         artifacts=artifacts,
-        reader=build_reader(target, project_dir, session, run_id),
+        reader=reader,
         destination=destination,
-        destination_key=state_key(destination, settings.destination),
+        destination_key=destination_key,
         state=state,
+        lake=build_lake_diff(target, settings, destination, reader, state, destination_key, run_id, session),
         options=options,
         target=target.name,
         work_dir=work_dir,
@@ -159,6 +164,24 @@ def prepare_run(
     run.report.as_of = as_of_of_invocation(artifacts.run_results)
     run.report.built_at = artifacts.generated_at
     return run
+
+
+def build_lake_diff(target: Target, settings: Settings, destination, reader, state, destination_key, run_id, session):
+    """The diff in Athena (``sync.run.pushdown``) where ``diff.engine`` may use it, else None; ``athena`` where
+    the deployment cannot push down is a configuration error."""
+    problem = pushdown_problem(
+        athena_target=target.type == "athena",
+        state_on_s3=settings.state.startswith("s3://"),
+        expires=destination.refresh_after is not None,
+    )
+    check_engine(settings.diff_engine, problem)
+    if problem is not None or settings.diff_engine == "duckdb":
+        return None
+    from sync.run.pushdown.lake import LakeDiff
+
+    region = target.config.get("region_name")
+    glue = (session or _boto_session(region)).client("glue", region_name=region)
+    return LakeDiff(reader, glue, state, destination_key, run_id)
 
 
 def build_imports_table(target: Target, settings: Settings, session=None) -> ImportsTable | None:

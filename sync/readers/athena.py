@@ -251,26 +251,32 @@ class AthenaReader:
     def stage(
         self, con: duckdb.DuckDBPyConnection, relation: RelationRef, columns: Sequence[str], workdir: Path
     ) -> str:
-        token = self.request_token(relation)
-        # With a run id the prefix is derived like the token: a retried start sends the very same request.
-        prefix = _key(self.base, "lakeseg-unload", f"{self.run_id}-{token[:16]}" if token else self.new_id())
-        self._prefixes.append(prefix)
         select = ", ".join(qi(c.lower()) for c in columns)
         table = f"{qi(relation.schema)}.{qi(relation.identifier)}"
+        files = self.unload(f"SELECT {select} FROM {table}", relation, workdir / "athena")
+        if not files:  # UNLOAD of zero rows writes no file
+            cols = ", ".join(f"cast(null as varchar) as {qi(c)}" for c in columns)
+            return f"(select {cols} where false)"
+        listing = "[" + ", ".join(ql(str(f)) for f in files) + "]"
+        actual = [r[0] for r in con.execute(f"describe select * from read_parquet({listing})").fetchall()]
+        return f"(select {select_declared(actual, columns, f'{relation} (as unloaded by Athena)')} from read_parquet({listing}))"
+
+    def unload(self, select: str, relation: RelationRef, local: Path, label: str = "lakeseg-unload") -> list[Path]:
+        """UNLOAD ``select`` (Athena's SQL) for the segment ``relation`` into a prefix of the staging dir, and
+        download the Parquet files to ``local``: their paths (none for zero rows). The prefix and ``local`` go
+        at ``cleanup``; the query's id and bytes scanned are the segment's ``stats``."""
+        token = self.request_token(f"{label}:{relation}" if label != "lakeseg-unload" else relation)
+        # With a run id the prefix is derived like the token: a retried start sends the very same request.
+        prefix = _key(self.base, label, f"{self.run_id}-{token[:16]}" if token else self.new_id())
+        self._prefixes.append(prefix)
         self._last_query = None
         try:
-            self.run_query(
-                f"UNLOAD (SELECT {select} FROM {table}) TO {ql(f's3://{self.bucket}/{prefix}/')} "
-                "WITH (format = 'PARQUET', compression = 'SNAPPY')",
-                database=relation.schema,
-                token=token,
-            )
+            self.unload_to(select, f"s3://{self.bucket}/{prefix}/", relation.schema, token)
         finally:  # bytes scanned are billed, and reported, for a failed or stopped query too
             if self._last_query:
                 self.stats[str(relation)] = self._queries.get(
                     self._last_query, {"query_id": self._last_query, "data_scanned_bytes": None}
                 )
-        local = Path(workdir) / "athena"
         local.mkdir(parents=True, exist_ok=True)
         self._dirs.append(local)
         files = []
@@ -278,12 +284,15 @@ class AthenaReader:
             dest = local / f"part-{n:05d}.parquet"
             self.s3.download_file(self.bucket, key, str(dest))
             files.append(dest)
-        if not files:  # UNLOAD of zero rows writes no file
-            cols = ", ".join(f"cast(null as varchar) as {qi(c)}" for c in columns)
-            return f"(select {cols} where false)"
-        listing = "[" + ", ".join(ql(str(f)) for f in files) + "]"
-        actual = [r[0] for r in con.execute(f"describe select * from read_parquet({listing})").fetchall()]
-        return f"(select {select_declared(actual, columns, f'{relation} (as unloaded by Athena)')} from read_parquet({listing}))"
+        return files
+
+    def unload_to(self, select: str, location: str, database: str, token: str | None = None) -> str:
+        """UNLOAD ``select`` (Athena's SQL) to Parquet at ``location`` (an empty s3:// folder); the query id."""
+        return self.run_query(
+            f"UNLOAD ({select}) TO {ql(location)} WITH (format = 'PARQUET', compression = 'SNAPPY')",
+            database=database,
+            token=token,
+        )
 
     def _list(self, prefix: str) -> list[str]:
         keys: list[str] = []

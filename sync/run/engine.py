@@ -76,7 +76,18 @@ from sync.run.guard import mass_exit_refusal, size_change_refusal
 from sync.run.imports_table import ImportsTable
 from sync.run.imports_table import register_all as register_imports
 from sync.run.lease import RunLease
-from sync.state.base import PLATFORM_REFUSED, InDoubt, QuarantinedRow, SavedSearch, Snapshot, StateStore
+from sync.run.pushdown import choose_engine
+from sync.run.pushdown.lake import LakeDiff, LakePrepared
+from sync.run.pushdown.sql import diffed_in_lake
+from sync.state.base import (
+    PLATFORM_REFUSED,
+    InDoubt,
+    PointedSnapshot,
+    QuarantinedRow,
+    SavedSearch,
+    Snapshot,
+    StateStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +205,8 @@ class SyncOptions:
     memory_limit: str = "1GB"
     dry_run: bool = False  # plan: read and count, write and send nothing
     digest_key: object | None = None  # sync.run.digest_key.DigestKey: the value digest's secret
+    diff_engine: str = "duckdb"  # diff.engine: where the diff runs (sync/run/pushdown)
+    pushdown_min_rows: int = 5_000_000  # diff.pushdown_min_rows: auto's threshold
     selector: Resolver | None = None  # resolves select/exclude (dbt's selection; see selection.py)
 
 
@@ -257,7 +270,7 @@ class _SegmentWork:
     segment: Segment
     workdir: Path  # its folder inside the run's work folder
     notes: list[str] = field(default_factory=list)
-    previous: Snapshot | None = None  # the committed snapshot
+    previous: Snapshot | PointedSnapshot | None = None  # the committed snapshot (its pointer alone, in Athena)
     in_doubt: InDoubt | None = None  # Ids an earlier delivery handed over and never confirmed
     quarantine: dict[str, QuarantinedRow] = field(default_factory=dict)  # rows the platform refused, by Id
     search: SavedSearch | None = None  # an unfinished search for refused rows
@@ -340,6 +353,7 @@ class SyncRun:
         run_id: str | None = None,
         lease: RunLease | None = None,
         imports_table: ImportsTable | None = None,
+        lake: LakeDiff | None = None,
     ):
         self.clock = clock or wall_clock
         self.artifacts = artifacts
@@ -358,6 +372,7 @@ class SyncRun:
         self.imports_table = (
             require(imports_table, ImportsTable, "imports table") if imports_table is not None else None
         )
+        self.lake = lake  # the diff in Athena, where diff.engine may use it (sync/run/pushdown)
         if lease is not None and lease.took_over:  # never silent: the run's history names the dead run
             self.report.notes.append(lease.took_over)
 
@@ -454,12 +469,19 @@ class SyncRun:
             configure(con, opts.memory_limit, workdir / "spill")  # settings are quoted literals, never pasted SQL
             con.execute("set enable_progress_bar = false")
             stack.callback(self._clean_up_reader)
+            if self.lake is not None:  # its Glue tables, before the reader's staging goes
+                stack.callback(self._clean_up_lake)
             pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, int(self.destination.max_parallel))))
             yield _Workspace(workdir, con, pool)
 
     def _clean_up_reader(self) -> None:
         with contextlib.suppress(Exception):
             self.reader.cleanup()
+
+    def _clean_up_lake(self) -> None:
+        if self.lake is not None:
+            with contextlib.suppress(Exception):
+                self.lake.cleanup()
 
     def _finish(self) -> None:
         """The run's outcome in its report and (unless a plan) its history."""
@@ -670,10 +692,16 @@ class SyncRun:
             return ended
         return prepared, self._write_delivery(con, work, prepared)
 
-    def _load_state(self, con, work: _SegmentWork) -> None:
-        """What the state store holds for the segment, and the Ids to resend whatever its snapshot says."""
+    def _load_state(self, con, work: _SegmentWork, in_lake: bool) -> None:
+        """What the state store holds for the segment, and the Ids to resend whatever its snapshot says.
+        ``in_lake``: the diff runs in Athena, which reads the snapshot where it is (only its pointer is read)."""
         seg, workdir, notes = work.segment, work.workdir, work.notes
-        previous = self.state.load_snapshot(self.destination_key, seg.name, workdir / "previous")
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        previous: Snapshot | PointedSnapshot | None = (
+            self.state.read_snapshot(self.destination_key, seg.name)
+            if in_lake
+            else self.state.load_snapshot(self.destination_key, seg.name, workdir / "previous")
+        )
         in_doubt = self.state.load_in_doubt(
             self.destination_key,
             seg.name,
@@ -693,28 +721,62 @@ class SyncRun:
         work.previous, work.in_doubt, work.search = previous, in_doubt, search
         work.quarantine, work.dirty = quarantine, dirty
 
+    def _in_lake(self, seg: Segment) -> bool:
+        """Whether the segment is diffed in Athena (``diff.engine``; decided from its pointer alone)."""
+        if self.lake is None:
+            return False
+        pointed = self.state.read_snapshot(self.destination_key, seg.name)
+        opts = self.options
+        engine = choose_engine(
+            opts.diff_engine,
+            opts.pushdown_min_rows,
+            problem=None,
+            previous_rows=pointed.rows if pointed is not None else None,
+            in_lake=pointed is not None and diffed_in_lake(pointed.mapping_hash),
+        )
+        return engine == "athena"
+
     def _read_and_diff(self, con, work: _SegmentWork) -> PreparedSegment:
-        """Its state, then the built table through the reader, into a new snapshot diffed against the last."""
+        """Its state, then the built table through the reader, into a new snapshot diffed against the last --
+        on the runner, or in Athena (which sends back only the rows to send)."""
         opts, seg = self.options, work.segment
         self.progress(seg.name, "reading", 0, 1)
         t = time.monotonic()
-        self._load_state(con, work)
-        source = self.reader.stage(con, seg.relation, seg.columns, work.workdir / "source")
-        t = self._spent("read", t)
-        work.notes.extend(self.reader.notes_for(seg.relation))  # Athena: query id, bytes
-        prepared = prepare(
-            con,
-            seg,
-            source,
-            previous=work.previous,
-            workdir=work.workdir,
-            full_refresh=opts.full_refresh,
-            dirty=work.dirty,
-            digest_key=opts.digest_key,
-            expiry=self._expiry,
-            tests=tests_by_model(self.artifacts.manifest).get(seg.unique_id, []),
-        )
-        self._spent("diff", t)
+        tests = tests_by_model(self.artifacts.manifest).get(seg.unique_id, [])
+        if self.lake is not None and self._in_lake(seg):
+            self._load_state(con, work, in_lake=True)
+            previous = work.previous if isinstance(work.previous, PointedSnapshot) else None
+            prepared: PreparedSegment = self.lake.prepare(
+                con,
+                seg,
+                previous,
+                workdir=work.workdir,
+                full_refresh=opts.full_refresh,
+                dirty=work.dirty,
+                digest_key=opts.digest_key,
+                tests=tests,
+            )
+            work.notes.append("diffed in Athena (diff.engine): only the rows to send left the lake")
+            work.notes.extend(self.reader.notes_for(seg.relation))
+            self._spent("diff", t)
+        else:
+            self._load_state(con, work, in_lake=False)
+            source = self.reader.stage(con, seg.relation, seg.columns, work.workdir / "source")
+            t = self._spent("read", t)
+            work.notes.extend(self.reader.notes_for(seg.relation))  # Athena: query id, bytes
+            prepared = prepare(
+                con,
+                seg,
+                source,
+                previous=work.previous if not isinstance(work.previous, PointedSnapshot) else None,
+                workdir=work.workdir,
+                full_refresh=opts.full_refresh,
+                dirty=work.dirty,
+                digest_key=opts.digest_key,
+                expiry=self._expiry,
+                tests=tests,
+            )
+            self._spent("diff", t)
         failpoints.hit("after-read")
         plan = prepared.plan
         if plan.refresh and self._expiry is not None:  # only a destination whose data expires refreshes
@@ -767,7 +829,8 @@ class SyncRun:
         opts, seg, plan, workdir, search = self.options, work.segment, prepared.plan, work.workdir, work.search
         self.progress(seg.name, "writing files", 0, 1)
         t = time.monotonic()
-        files = write_import_files(con, changes_sql(prepared), workdir / "import", opts.max_file_bytes)
+        changes = self.lake.changes_sql(prepared) if isinstance(prepared, LakePrepared) and self.lake else None
+        files = write_import_files(con, changes or changes_sql(prepared), workdir / "import", opts.max_file_bytes)
         save_delta_rows(con, prepared)  # while _delta is this segment's: the commit runs on another cursor
         failpoints.hit("after-files")
         self._record_in_doubt(con, prepared)
@@ -811,6 +874,8 @@ class SyncRun:
         Rows quarantined or still suspect in a search for refused rows were never committed when they
         entered; they were members all the same, so they count in the previous size, not as entering.
         """
+        if isinstance(prepared, LakePrepared) and self.lake is not None:
+            return self.lake.as_last_delivered(con, prepared, dirty)
         plan, previous = prepared.plan, prepared.previous_snapshot
         if dirty is None or previous is None:
             return plan
@@ -824,8 +889,13 @@ class SyncRun:
     def _record_in_doubt(self, con, prepared: PreparedSegment) -> None:
         """Durably record every Id this delivery carries, plus those still in doubt, before handing over."""
         out = prepared.workdir / "in-doubt.parquet"
+        sent = (
+            self.lake.sent_ids_sql(prepared)
+            if isinstance(prepared, LakePrepared) and self.lake is not None
+            else sent_ids_sql(prepared)
+        )
         con.execute(
-            f"copy (select distinct {SNAPSHOT_ID} from ({sent_ids_sql(prepared)} union all "
+            f"copy (select distinct {SNAPSHOT_ID} from ({sent} union all "
             f"select {SNAPSHOT_ID} from _dirty)) to {ql(str(out))} (format parquet)"
         )
         rows = con.execute(f"select count(*) from read_parquet({ql(str(out))})").fetchall()[0][0]
@@ -946,6 +1016,9 @@ class SyncRun:
                 )
             )
         kept_back = frozenset(rejected) | result.suspect_ids  # suspect: neither
+        if isinstance(prepared, LakePrepared) and self.lake is not None:
+            self.lake.commit(con, prepared, kept_back, tuple(kept))
+            return kept
         path = snapshot_to_commit(con, prepared, kept_back)
         delta = delta_to_commit(con, prepared, kept_back)
         rows = con.execute(f"select count(*) from read_parquet({ql(str(path))})").fetchall()[0][0]

@@ -12,6 +12,9 @@ Layout under the store's root (a directory, or an S3 prefix):
     locks/<destination>/<segment>.json                  owner: run id, host, pid, lease, acquired_at, token
     lease/run.json                                      the run lease: owner, renewed_at, expires_at, token
     history/<started_at>-<run_id>.json                  one document per run (one line of JSON)
+    snapshots/<destination>/<segment>/lake-<run_id>-<hex>/...   a base Athena wrote (the diff in Athena)
+    keys/<fingerprint>/key.parquet                      the diff in Athena's digest key (a subkey, never the secret)
+    lake-scratch/<destination>/<segment>/<run_id>/...   Ids a run's diff in Athena resends (while it runs)
 
 A commit writes the data file under a fresh name, then replaces the pointer in
 one atomic step (``os.replace`` locally, a single PutObject on S3). Until the
@@ -43,7 +46,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -62,12 +65,15 @@ from sync.state.documents import (
     DocumentError,
     InDoubtPointer,
     JobLedgerDocument,
+    LakeBase,
+    LakePart,
     LedgerEntry,
     LockDocument,
     QuarantineEntry,
     RunRecord,
     SearchPointer,
     SnapshotDeltaPointer,
+    SnapshotLakePointer,
     SnapshotPointer,
 )
 
@@ -81,10 +87,14 @@ LEASE_KEY = "lease/run.json"  # the run lease: one run at a time per deployment 
 SNAPSHOT_SCHEMA = {"Id": "VARCHAR", "k1": "UBIGINT", "k2": "UBIGINT", "digest": "UBIGINT"}
 # Destinations whose data expires also keep when each member was last confirmed (UTC).
 SNAPSHOT_SCHEMA_CONFIRMED = {**SNAPSHOT_SCHEMA, "confirmed_at": "TIMESTAMP"}
+# A snapshot the diff in Athena keeps (sync.run.pushdown): Trino's signed 64-bit keys and digest.
+SNAPSHOT_SCHEMA_LAKE = {"Id": "VARCHAR", "k1": "BIGINT", "k2": "BIGINT", "digest": "BIGINT"}
 IN_DOUBT_SCHEMA = {"Id": "VARCHAR"}
 # The data files snapshot commits store: a base ``<run id>-<8 hex>.parquet`` or a delta ``delta-<...>`` (never an
 # in-doubt or search record's file, which have their own prefixes).
 _SNAPSHOT_FILE = re.compile(r"^(?!in-doubt-|search-)[A-Za-z0-9_.-]+-[0-9a-f]{8}\.parquet$")
+# A file of a base Athena wrote: ``lake-<run id>-<8 hex>/<any name Athena chose>``.
+_LAKE_FILE = re.compile(r"^(lake-[A-Za-z0-9_.-]+-[0-9a-f]{8})/[^/]+$")
 _HINT = "Restore it, or delete it to resend the whole segment"
 SEARCH = "search.json"
 JOBS = "jobs.json"  # the platform jobs a segment's deliveries created and that may not have ended
@@ -134,12 +144,20 @@ def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _rp(path: Path) -> str:
-    return "read_parquet('" + str(path).replace("'", "''") + "')"
+def _lit(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
 
 
-def _membership(base: Path, delta_files: list[Path], columns: list[str], out: Path) -> Path:
-    """Write the current membership (latest row per Id over the base and deltas) to ``out``."""
+def _rp(path: Path | list[Path]) -> str:
+    """read_parquet of one file, or of several as one relation."""
+    if isinstance(path, Path):
+        return f"read_parquet({_lit(path)})"
+    return f"read_parquet([{', '.join(_lit(p) for p in path)}], union_by_name = true)"
+
+
+def _membership(base: Path | list[Path], delta_files: list[Path], columns: list[str], out: Path) -> Path:
+    """Write the current membership (latest row per Id over the base -- one file, or the files of a base
+    Athena wrote -- and deltas) to ``out``."""
     con = _connect(out.parent / ".spill")
     try:
         sql = deltas.current_sql(_rp(base), [_rp(d) for d in delta_files], columns)
@@ -233,6 +251,37 @@ class SnapshotParts:
     base: DataPart
     deltas: tuple[DeltaPart, ...]
     columns: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PointedSnapshot:
+    """A committed snapshot as its pointer alone says it, nothing downloaded: the diff in Athena
+    (``sync.run.pushdown``) reads the files where they are, by their locations."""
+
+    pointer: documents.AnySnapshotPointer
+    raw: bytes  # the pointer's bytes: a commit moves it only while it still holds them
+    base: tuple[str, ...]  # locations (s3://...) of the base's files
+    deltas: tuple[str, ...]  # location of each delta's file, oldest first
+
+    @property
+    def rows(self) -> int:
+        return self.pointer.rows
+
+    @property
+    def mapping_hash(self) -> str:
+        return self.pointer.mapping_hash
+
+    @property
+    def run_id(self) -> str:
+        return self.pointer.run_id
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.pointer.fields
+
+    @property
+    def quarantine(self) -> tuple[QuarantinedRow, ...]:
+        return tuple(QuarantinedRow.from_entry(q) for q in self.pointer.quarantine)
 
 
 @dataclass(frozen=True)
@@ -332,6 +381,14 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     def _location(self, key: str) -> str: ...
+
+    def _list_sized(self, prefix: str) -> list[tuple[str, str, int]]:
+        """(key, ETag, size) of every object under ``prefix``: what a base Athena wrote is recorded by."""
+        raise ConfigError(f"the state store at {self.url} keeps no snapshot Athena writes: put the state on S3")
+
+    def _download_exact(self, key: str, path: Path, etag: str) -> bool:
+        """Download ``key`` only while its ETag is ``etag``; False when it is missing or changed."""
+        raise ConfigError(f"the state store at {self.url} keeps no snapshot Athena writes: put the state on S3")
 
     # ---- the interface the sync uses ---------------------------------------
     def check_writable(self) -> None:
@@ -491,15 +548,24 @@ class StateStore(abc.ABC):
         if found is None:
             return None
         pointer, raw = found
-        schemas = (SNAPSHOT_SCHEMA, SNAPSHOT_SCHEMA_CONFIRMED)
-        base, delta_parts = pointer.parts()
-        local, columns = self._fetch_part(destination, segment, POINTER, base, schemas, workdir, "snapshot")
+        schemas = (SNAPSHOT_SCHEMA, SNAPSHOT_SCHEMA_CONFIRMED, SNAPSHOT_SCHEMA_LAKE)
+        base: DataPart | None = None
+        local: Path | list[Path]
+        if isinstance(pointer, SnapshotLakePointer):
+            local, columns = (
+                self._fetch_lake_base(destination, segment, pointer.lake_base, workdir),
+                SNAPSHOT_SCHEMA_LAKE,
+            )
+            delta_parts = pointer.deltas
+        else:
+            base, delta_parts = pointer.parts()
+            local, columns = self._fetch_part(destination, segment, POINTER, base, schemas, workdir, "snapshot")
         delta_schema = {**columns, deltas.DELETED: "BOOLEAN"}
         delta_files = [
             self._fetch_part(destination, segment, POINTER, d, delta_schema, workdir, "snapshot delta")[0]
             for d in delta_parts
         ]
-        if delta_files:
+        if delta_files or not isinstance(local, Path):
             local = _membership(local, delta_files, list(columns), Path(workdir) / "membership.parquet")
             actual = parquet_facts(local)[1]
             if actual != pointer.rows:
@@ -515,10 +581,203 @@ class StateStore(abc.ABC):
             pointer.committed_at,
             tuple(QuarantinedRow.from_entry(q) for q in pointer.quarantine),
             confirmed=columns == SNAPSHOT_SCHEMA_CONFIRMED,
-            parts=SnapshotParts(raw, base, delta_parts, columns),
+            # A base Athena wrote takes no delta from the runner: its next commit writes a new base.
+            parts=SnapshotParts(raw, base, delta_parts, columns) if base is not None else None,
         )
         self._loaded[(destination, segment)] = snapshot
         return snapshot
+
+    def _fetch_lake_base(self, destination: str, segment: str, lake: LakeBase, workdir: Path) -> list[Path]:
+        """Download the files of a base Athena wrote, each only as committed (its ETag and size)."""
+        folder = self._folder(destination, segment)
+        where = f"{destination}/{segment} at {self._location(f'{folder}/{POINTER}')}"
+        local_dir = Path(workdir) / "lake-base"
+        local_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files, rows = [], 0
+        for n, part in enumerate(lake.parts):
+            self._confined_lake_file(folder, lake.folder, part.file, where)
+            local = local_dir / f"part-{n:05d}.parquet"
+            if not self._download_exact(part.file, local, part.etag) or local.stat().st_size != part.size:
+                raise SegmentRefused(
+                    f"snapshot data {self._location(part.file)} for {where} is missing or changed since it was "
+                    f"committed; refusing to treat it as empty. {_HINT}"
+                )
+            found, count = parquet_facts(local)
+            if {k.lower(): v for k, v in found.items()} != {k.lower(): v for k, v in SNAPSHOT_SCHEMA_LAKE.items()}:
+                raise SegmentRefused(f"snapshot data {self._location(part.file)} for {where} has columns {found}")
+            files.append(local)
+            rows += count
+        if rows != lake.rows:
+            raise SegmentRefused(f"snapshot data for {where} has {rows} rows, its pointer says {lake.rows}")
+        return files
+
+    @staticmethod
+    def _confined_lake_file(folder: str, lake_folder: str, key: str, where: str) -> None:
+        """A base Athena wrote may only name files directly in its own ``lake-...`` folder of ``folder``."""
+        found = _LAKE_FILE.match(key.removeprefix(folder + "/")) if key.startswith(folder + "/") else None
+        if found is None or found.group(1) != lake_folder:
+            raise SegmentRefused(
+                f"snapshot pointer for {where} names {key!r}, outside its folder {folder}/{lake_folder}/; "
+                "refusing to read it. " + _HINT
+            )
+
+    def read_snapshot(self, destination: str, segment: str) -> PointedSnapshot | None:
+        """The committed snapshot's pointer and the locations of the files it names, nothing downloaded
+        (the diff in Athena reads them where they are); None when there is none."""
+        found = self._read_pointer(destination, segment, POINTER, "snapshot", documents.parse_snapshot_pointer)
+        if found is None:
+            return None
+        pointer, raw = found
+        folder = self._folder(destination, segment)
+        where = f"{destination}/{segment} at {self._location(f'{folder}/{POINTER}')}"
+        if isinstance(pointer, SnapshotLakePointer):
+            for part in pointer.lake_base.parts:
+                self._confined_lake_file(folder, pointer.lake_base.folder, part.file, where)
+            base = [part.file for part in pointer.lake_base.parts]
+            delta_parts = pointer.deltas
+        else:
+            first, delta_parts = pointer.parts()
+            base = [first.file]
+        for key in [*base[: 0 if isinstance(pointer, SnapshotLakePointer) else 1], *(d.file for d in delta_parts)]:
+            self._confined_leaf(folder, key, "snapshot", where)
+        return PointedSnapshot(
+            pointer, raw, tuple(self._location(k) for k in base), tuple(self._location(d.file) for d in delta_parts)
+        )
+
+    # ---- files the diff in Athena reads: the segment's folder, its key and a run's scratch ----------------
+    def snapshot_location(self, destination: str, segment: str) -> str:
+        """The segment's snapshot folder, where Athena reads what a pointer names (ends in /)."""
+        return self._location(self._folder(destination, segment)) + "/"
+
+    def put_lake_key(self, fingerprint: str, parquet: Path) -> str:
+        """Store the lake digest's key table (one row, ``sync.run.pushdown.sql``) once per key; its folder."""
+        key = f"keys/{safe_name('key fingerprint', fingerprint)}/key.parquet"
+        if self._read(key) is None:
+            self._upload(key, parquet)
+        return self._location(key.rsplit("/", 1)[0]) + "/"
+
+    def _scratch(self, destination: str, segment: str) -> str:
+        return f"lake-scratch/{safe_name('destination', destination)}/{safe_name('segment', segment)}"
+
+    def put_scratch(self, destination: str, segment: str, run_id: str, name: str, parquet: Path) -> str:
+        """Store a file of this run's diff in Athena (the Ids to resend) in a folder of its own; its folder."""
+        folder = f"{self._scratch(destination, segment)}/{safe_name('run id', run_id)}/{safe_name('file', name)}"
+        self._upload(f"{folder}/{safe_name('file', name)}.parquet", parquet)
+        return self._location(folder) + "/"
+
+    def drop_scratch(self, destination: str, segment: str, *, keep: str | None = None, only: str | None = None) -> None:
+        """Delete the segment's scratch files: run ``only``'s, or every run's but ``keep``'s (called under the
+        segment's lock: the other runs that left some are dead)."""
+        prefix = self._scratch(destination, segment) + "/"
+        for key in self._list(f"{prefix}{only}/" if only else prefix):
+            if keep is None or not key.startswith(f"{prefix}{keep}/"):
+                with contextlib.suppress(Exception):
+                    self._delete(key)
+
+    def commit_lake_delta(
+        self,
+        destination: str,
+        segment: str,
+        delta: Path,
+        *,
+        previous: PointedSnapshot,
+        fields,
+        mapping_hash: str,
+        rows: int,
+        run_id: str,
+        quarantine: tuple[QuarantinedRow, ...] = (),
+        compact: Callable[[str, list[str]], None] | None = None,
+    ) -> None:
+        """Commit the diff in Athena's change (``delta``: upserts and tombstones, ``sync.state.deltas``) as one
+        more delta beside what ``previous`` named; past the compaction thresholds, ``compact(location, files)``
+        has Athena write the membership over ``files`` (the base's and every delta's, this one's included) as a
+        new base under ``location`` (a fresh folder), and the pointer names that base alone.
+
+        As every commit: the data is stored under fresh names first and the pointer moves in one write, only
+        while it still holds what this run read (``previous.raw``); else nothing moves and the run's delivery
+        stays in doubt, resent next run.
+        """
+        folder = self._folder(destination, segment)
+        pointer_key = f"{folder}/{POINTER}"
+        if self._read(pointer_key) != previous.raw:
+            raise SegmentRefused(
+                f"the snapshot pointer of {destination}/{segment} moved since this run read it; nothing committed "
+                "(what was sent stays in doubt and is sent again next run)"
+            )
+        name = f"{safe_name('run id', run_id)}-{uuid.uuid4().hex[:8]}"
+        details: dict[str, Any] = {
+            "rows": rows,
+            "fields": tuple(fields),
+            "mapping_hash": mapping_hash,
+            "run_id": run_id,
+            "committed_at": clock.stamp(utcnow()),
+            "quarantine": tuple(q.entry() for q in quarantine),
+        }
+        pointer = self._lake_pointer(folder, name, previous, delta, details, compact)
+        failpoints.hit("commit-after-data")
+        self._write(pointer_key, pointer.dump(indent=2))
+        failpoints.hit("commit-after-pointer")
+        self._sweep(folder, previous.raw, pointer.named_files())
+        with contextlib.suppress(Exception):
+            self.clear_in_doubt(destination, segment, run_id)
+
+    def _lake_pointer(
+        self,
+        folder: str,
+        name: str,
+        previous: PointedSnapshot,
+        delta: Path,
+        details: dict[str, Any],
+        compact: Callable[[str, list[str]], None] | None,
+    ) -> documents.AnySnapshotPointer:
+        """Store ``delta`` (unless empty) under a fresh name -- and past the compaction thresholds have Athena
+        write a new base from everything -- and return the pointer that names the result (not yet written)."""
+        old = previous.pointer
+        upserts, tombstones = _count_delta(delta)
+        parts = list(old.deltas) if isinstance(old, SnapshotLakePointer | SnapshotDeltaPointer) else []
+        old_rows = [d.rows for d in parts]
+        if upserts + tombstones:
+            key = f"{folder}/delta-{name}.parquet"
+            self._upload(key, delta)
+            parts.append(
+                DeltaPart(
+                    file=key,
+                    sha256=sha256_file(delta),
+                    rows=upserts + tombstones,
+                    upserts=upserts,
+                    tombstones=tombstones,
+                )
+            )
+        base_rows = old.lake_base.rows if isinstance(old, SnapshotLakePointer) else old.parts()[0].rows
+        if compact is not None and self.compaction.compacts(base_rows, old_rows, upserts + tombstones):
+            lake_folder = f"lake-{name}"
+            files = [*previous.base, *previous.deltas, *(self._location(d.file) for d in parts[len(old_rows) :])]
+            compact(self._location(f"{folder}/{lake_folder}/"), files)
+            listed = self._list_sized(f"{folder}/{lake_folder}/")
+            lake = LakeBase(
+                folder=lake_folder,
+                parts=tuple(LakePart(file=k, etag=e, size=n) for k, e, n in sorted(listed) if n > 0),
+                rows=details["rows"],
+            )
+            return SnapshotLakePointer(lake_base=lake, **details)
+        if isinstance(old, SnapshotLakePointer):
+            return SnapshotLakePointer(lake_base=old.lake_base, deltas=tuple(parts), **details)
+        if parts:
+            return SnapshotDeltaPointer(base=old.parts()[0], deltas=tuple(parts), **details)
+        first = old.parts()[0]
+        return SnapshotPointer(file=first.file, sha256=first.sha256, **details)
+
+    def _sweep(self, folder: str, previous_raw: bytes | None, named: set[str]) -> None:
+        """After the pointer moved: delete what it named before and names no more, every snapshot file an
+        earlier commit stored and was killed before pointing to (or before deleting what it superseded), and
+        every file of a base Athena wrote that the pointer does not name."""
+        listed = self._list(folder + "/")
+        garbage = _named_files(previous_raw or b"") | {k for k in listed if _SNAPSHOT_FILE.match(k[len(folder) + 1 :])}
+        self._delete_files(folder, {k for k in garbage if "/" not in k[len(folder) + 1 :]} - named)
+        for key in listed:
+            if key not in named and _LAKE_FILE.match(key[len(folder) + 1 :]):
+                with contextlib.suppress(Exception):
+                    self._delete(key)
 
     def commit_snapshot(
         self,
@@ -566,12 +825,8 @@ class StateStore(abc.ABC):
         failpoints.hit("commit-after-data")
         self._write(pointer_key, pointer.dump(indent=2))
         failpoints.hit("commit-after-pointer")
-        # The pointer has moved: what it named and no longer names is garbage now, and so is any snapshot file
-        # an earlier commit stored and was killed before pointing to (or before deleting what it superseded).
-        garbage = _named_files(previous_raw or b"") | {
-            k for k in self._list(folder + "/") if _SNAPSHOT_FILE.match(k[len(folder) + 1 :])
-        }
-        self._delete_files(folder, garbage - pointer.named_files())
+        # The pointer has moved: what it named and no longer names is garbage now.
+        self._sweep(folder, previous_raw, pointer.named_files())
         # The commit supersedes this run's in-doubt record (see load_in_doubt); drop it now.
         with contextlib.suppress(Exception):
             self.clear_in_doubt(destination, segment, run_id)

@@ -100,7 +100,11 @@ class QuarantineEntry(Document):
 
 
 Sha256 = Annotated[StrictStr, Field(pattern=SHA256_PATTERN)]
-SNAPSHOT_FORMATS = (1, 2)  # 1: one data file; 2: a base and deltas (sync.state.deltas.POINTER_FORMAT)
+# 1: one data file; 2: a base and deltas (sync.state.deltas.POINTER_FORMAT); 3: a base Athena wrote, and deltas
+SNAPSHOT_FORMATS = (1, 2, 3)
+ETAG_PATTERN = r'^"?[0-9A-Za-z-]+"?$'
+# The folder of a base Athena wrote: ``lake-<run id>-<8 hex>``, directly in the segment's snapshot folder.
+LAKE_BASE_PATTERN = r"^lake-[A-Za-z0-9_.-]+-[0-9a-f]{8}$"
 
 
 class DataPart(Document):
@@ -167,19 +171,60 @@ class SnapshotDeltaPointer(SnapshotDetails):
         return self.base, self.deltas
 
 
+class LakePart(Document):
+    """A data file Athena wrote (an UNLOAD of a new base, ``sync.run.pushdown``): its key, S3 ETag and size.
+
+    Athena computes no sha256; a reader fetches the file with ``If-Match`` on the ETag, so a file changed
+    since the commit is refused by S3 itself."""
+
+    file: StrictStr
+    etag: Annotated[StrictStr, Field(pattern=ETAG_PATTERN)]
+    size: Count
+
+
+class LakeBase(Document):
+    """A base Athena wrote: every file under ``folder`` (a subfolder of the segment's snapshot folder)."""
+
+    folder: Annotated[StrictStr, Field(pattern=LAKE_BASE_PATTERN)]
+    parts: Annotated[tuple[LakePart, ...], BeforeValidator(_none_as_empty)] = ()
+    rows: Count
+
+
+class SnapshotLakePointer(SnapshotDetails):
+    """Format 3: a base Athena wrote (``lake_base``) and the deltas written since.
+
+    Only the diff in Athena writes it; a lakeseg that reads formats 1 and 2 only refuses it by its
+    ``format`` (it has no ``file`` or ``base`` key another reader could misread)."""
+
+    format: Literal[3] = 3
+    lake_base: LakeBase
+    deltas: Annotated[tuple[DeltaPart, ...], BeforeValidator(_none_as_empty)] = ()
+
+    def parts(self) -> tuple[DataPart, tuple[DeltaPart, ...]]:
+        raise DocumentError("a format-3 snapshot's base is files Athena wrote (lake_base), not one data file")
+
+    def named_files(self) -> set[str]:
+        return {*(p.file for p in self.lake_base.parts), *(d.file for d in self.deltas)}
+
+
+AnySnapshotPointer = SnapshotPointer | SnapshotDeltaPointer | SnapshotLakePointer
+
+
 class PointerFormat(Document):
     """Only a snapshot pointer's format (1 when it names none)."""
 
     format: Any = 1
 
 
-def parse_snapshot_pointer(raw: bytes | str) -> SnapshotPointer | SnapshotDeltaPointer:
+def parse_snapshot_pointer(raw: bytes | str) -> AnySnapshotPointer:
     """A snapshot pointer of either format, or DocumentError (a format this lakeseg does not read too)."""
     fmt = parse(PointerFormat, raw).format
     if fmt == 1 and not isinstance(fmt, bool):
         return parse(SnapshotPointer, raw)
     if fmt == 2 and not isinstance(fmt, bool):
         return parse(SnapshotDeltaPointer, raw)
+    if fmt == 3 and not isinstance(fmt, bool):
+        return parse(SnapshotLakePointer, raw)
     raise DocumentError(f"format {fmt!r} is not one this lakeseg reads ({' or '.join(map(str, SNAPSHOT_FORMATS))})")
 
 
@@ -216,14 +261,22 @@ class LedgerEntry(Document):
 
 class NamedFiles(Document):
     """Only the data files a pointer names (to delete them once superseded, whatever else the pointer holds):
-    its file (format 1, in-doubt, search), or its base and deltas (format 2)."""
+    its file (format 1, in-doubt, search), its base and deltas (format 2), or the files of the base Athena
+    wrote and deltas (format 3)."""
 
     file: Any = None
     base: Any = None
     deltas: Any = None
+    lake_base: Any = None
 
     def keys(self) -> set[str]:
-        parts = [{"file": self.file}, self.base or {}, *(self.deltas if isinstance(self.deltas, list) else [])]
+        lake = self.lake_base.get("parts") if isinstance(self.lake_base, dict) else None
+        parts = [
+            {"file": self.file},
+            self.base or {},
+            *(self.deltas if isinstance(self.deltas, list) else []),
+            *(lake if isinstance(lake, list) else []),
+        ]
         return {p["file"] for p in parts if isinstance(p, dict) and isinstance(p.get("file"), str)}
 
 

@@ -110,6 +110,25 @@ class S3StateStore(StateStore):
             out.extend(obj["Key"][start:] for obj in page.get("Contents", []))
         return out
 
+    def _list_sized(self, prefix: str) -> list[tuple[str, str, int]]:
+        out: list[tuple[str, str, int]] = []
+        start = len(self.prefix) + 1 if self.prefix else 0
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            out.extend((obj["Key"][start:], obj["ETag"], obj["Size"]) for obj in page.get("Contents", []))
+        return out
+
+    def _download_exact(self, key: str, path: Path, etag: str) -> bool:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self._key(key), IfMatch=etag)["Body"]
+            with open(path, "wb") as out:
+                for chunk in iter(lambda: body.read(1 << 20), b""):
+                    out.write(chunk)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING | _EXISTS:
+                return False
+            raise
+
     def _upload(self, key: str, path: Path) -> None:
         self.s3.upload_file(str(path), self.bucket, self._key(key), ExtraArgs=self._sse())
 

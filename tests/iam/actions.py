@@ -162,13 +162,58 @@ def _glue(d: Deployment, action: str, database: str, table: str | None = None) -
 
 def glue_requests(call: dict, d: Deployment) -> list[Request]:
     op, p = call["operation"], call["params"]
-    database = f"{d.setting('LAKESEG_ATHENA_SCHEMA')}_imports"  # GlueImportsTable: <schema>_imports
+    schema = d.setting("LAKESEG_ATHENA_SCHEMA")
+    if call["component"] == "lake_diff":  # the diff in Athena's tables, in the segments' own database
+        table = "*" if op == "GetTables" else (p.get("TableName") or p.get("Name"))
+        return _glue(d, f"glue:{op}", f"{schema}_segments", table)
+    database = f"{schema}_imports"  # GlueImportsTable: <schema>_imports
     table = p.get("TableName") if op not in ("GetDatabase", "CreateDatabase") else None
     return _glue(d, f"glue:{op}", database, table)
 
 
 _FROM = re.compile(r'\bFROM\s+"([^"]+)"\."([^"]+)"', re.I)
 _TO = re.compile(r"\bTO\s+'s3://([^/']+)/([^']*)'", re.I)
+_TABLE = re.compile(r'"([^"]+)"\."(lakeseg_diff_[^"]+)"')
+_STATE_FILE = re.compile(r"'s3://[^/']+/((?:[^']*/)?)((?:snapshots|keys|lake-scratch)/[^']*)'")
+
+
+def _state_object(d: Deployment, rel: str) -> str:
+    bucket, prefix = split_s3(d.setting("LAKESEG_STATE_URL"))
+    return f"arn:{d.partition}:s3:::{bucket}/{'/'.join(p for p in (prefix, rel) if p)}"
+
+
+def _lake_diff_requests(d: Deployment, sql: str) -> list[Request]:
+    """What the diff in Athena's statements make Athena do with the caller's credentials (sync/run/pushdown):
+    read its Glue tables (in the segments' database) and the state store's files they name (``"$path"``) --
+    the snapshot, the digest's key table, the Ids to resend -- and, for a compaction, write a new base into
+    the segment's snapshot folder."""
+    schema = d.setting("LAKESEG_ATHENA_SCHEMA")
+    t = _TO.search(sql)
+    target = t.group(2) if t else ""
+    out: list[Request] = []
+    tables = {table for _db, table in _TABLE.findall(sql)}
+    for table in sorted(tables):
+        out += _glue(d, "glue:GetTable", f"{schema}_segments", table)
+    # The files Athena reads: those named by "$path", and every file under the key's and the Ids' tables.
+    read = {rel for _root, rel in _STATE_FILE.findall(sql) if not (target and target.endswith(rel))}
+    if any(t.endswith("_key") for t in tables):
+        read.add("keys/fingerprint/key.parquet")
+    if any(t.endswith("_dirty") for t in tables):
+        read.add("lake-scratch/destination/segment/run/dirty/dirty.parquet")
+    bucket, prefix = split_s3(d.setting("LAKESEG_STATE_URL"))
+    for rel in sorted(read):
+        out.append(Request("s3:GetObject", _state_object(d, rel)))
+        out.append(
+            Request(
+                "s3:ListBucket", f"arn:{d.partition}:s3:::{bucket}", {"s3:prefix": f"{prefix}/{rel.rsplit('/', 1)[0]}/"}
+            )
+        )
+        out += _kms(d, "kms:Decrypt")
+    found = _STATE_FILE.search(f"'s3://{target}'") if target else None
+    if found:  # a compaction: Athena writes the new base into the segment's snapshot folder
+        out.append(Request("s3:PutObject", _state_object(d, f"{found.group(2).rstrip('/')}/part-0.parquet")))
+        out += _kms(d, "kms:GenerateDataKey")
+    return out
 
 
 def athena_requests(call: dict, d: Deployment) -> list[Request]:
@@ -193,12 +238,17 @@ def athena_requests(call: dict, d: Deployment) -> list[Request]:
                 "s3:ListBucket", f"arn:{d.partition}:s3:::{data_bucket}", {"s3:prefix": f"{data_prefix}/{m.group(2)}/"}
             )
         )
+    sql = p.get("QueryString", "")
+    if "lakeseg_diff_" in sql:
+        out += _lake_diff_requests(d, sql)
     root = call["roots"].get("base") or ""
     bucket, prefix = split_s3(d.setting("LAKESEG_ATHENA_STAGING_DIR"))
     out.append(Request("s3:GetBucketLocation", f"arn:{d.partition}:s3:::{bucket}"))
     out.append(Request("s3:PutObject", f"arn:{d.partition}:s3:::{bucket}/{prefix}/query-id.csv"))
-    t = _TO.search(p.get("QueryString", ""))
-    if t:
+    t = _TO.search(sql)
+    if t and _STATE_FILE.search(f"'s3://{t.group(2)}'"):
+        pass  # a compaction's UNLOAD writes into the state store (above), not the staging dir
+    elif t:
         target = _rebase(t.group(2).rstrip("/"), root, prefix)
         out.append(Request("s3:PutObject", f"arn:{d.partition}:s3:::{bucket}/{target}/part-0.parquet"))
         out.append(Request("s3:ListBucket", f"arn:{d.partition}:s3:::{bucket}", {"s3:prefix": target + "/"}))

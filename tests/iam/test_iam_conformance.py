@@ -36,6 +36,7 @@ RECORDED = [
     "tests/state/test_s3_state.py",
     "tests/state/test_run_lease.py",  # the run lease on S3 (moto): create, compare-and-swap, release
     "tests/athena/test_athena_reader.py",
+    "tests/pushdown/test_lake_engine.py",  # the diff in Athena: its Glue tables, statements and state files
     "tests/sync/test_imports_table.py",
     "tests/destinations/test_pinpoint.py",
     "tests/destinations/test_customer_profiles.py",
@@ -73,6 +74,8 @@ def components(destination: str, target: str, principal: str) -> set[str]:
         out.add("outcome")  # the runners' `python -m sync.output.outcome` step
     if target == "athena":
         out.add("athena_reader")
+        if destination != "customer_profiles":  # its data expires: it diffs on the runner (sync/run/pushdown)
+            out.add("lake_diff")
         if destination == "pinpoint":
             out.add("glue_imports")  # registered after Pinpoint deliveries only (runtime.build_imports_table)
     if destination in ("pinpoint", "customer_profiles"):
@@ -161,6 +164,7 @@ def test_the_recording_covers_every_component_and_the_calls_the_issue_names(call
         ("state", "s3", "PutObject"),
         ("state", "s3", "ListObjectsV2"),
         ("athena_reader", "athena", "StartQueryExecution"),
+        ("lake_diff", "glue", "CreateTable"),
         ("glue_imports", "glue", "CreateTable"),
         ("pinpoint", "states", "ListExecutions"),
         ("pinpoint", "states", "StartExecution"),
@@ -172,6 +176,10 @@ def test_the_recording_covers_every_component_and_the_calls_the_issue_names(call
         ("outcome", "monitoring", "PutMetricData"),
     ]:
         assert needed in seen, f"no recorded test makes {needed}"
+    # and the diff in Athena's statements -- a classification, a compaction into the state store -- were recorded
+    statements = [c["params"].get("QueryString", "") for c in calls if c["component"] == "athena_reader"]
+    assert any("lakeseg_diff_" in q and "lakeseg-diff" in q for q in statements)
+    assert any("lakeseg_diff_" in q and "/snapshots/" in q.rsplit(" TO ", 1)[-1] for q in statements)
     # and no lakeseg call came from a part the mapping does not know
     assert not [c for c in calls if c["component"] == "unknown"]
 

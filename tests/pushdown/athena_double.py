@@ -164,10 +164,17 @@ class ExecutingAthena:
         scanned = 0
         try:
             seen = set()
+            # Trino prunes a table's files by its "$path" predicates before it opens any (the Hive connector's
+            # split loader): a query that filters on "$path" reads only the files it names.
+            named = (
+                {lit.this for lit in tree.find_all(exp.Literal) if lit.is_string and lit.this.startswith("s3://")}
+                if '"$path"' in m["select"]
+                else None
+            )
             for table in tree.find_all(exp.Table):
                 if table.db and (table.db, table.name) not in seen:
                     seen.add((table.db, table.name))
-                    scanned += self._register(con, table.db, table.name, tmp)
+                    scanned += self._register(con, table.db, table.name, tmp, named)
             out = tmp / "out.parquet"
             con.execute(f"copy ({select}) to '{out}' (format parquet)")
             if con.execute(f"select count(*) from read_parquet('{out}')").fetchall()[0][0]:
@@ -178,10 +185,13 @@ class ExecutingAthena:
             shutil.rmtree(tmp, ignore_errors=True)
         return scanned
 
-    def _register(self, con, database: str, name: str, tmp: Path) -> int:
+    def _register(self, con, database: str, name: str, tmp: Path, named: set[str] | None = None) -> int:
         table = self.glue.get_table(DatabaseName=database, Name=name)["Table"]
         sd = table["StorageDescriptor"]
         bucket, _, prefix = sd["Location"][5:].partition("/")
+        # A table the query filters by "$path" (it names files under the table's location) reads those alone.
+        pruned = {n for n in named if n.startswith(sd["Location"])} if named else None
+        pruned = pruned or None
         files, scanned = [], 0
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
@@ -189,6 +199,8 @@ class ExecutingAthena:
                 if leaf.startswith(("_", ".")) or any(
                     p.startswith(("_", ".")) for p in obj["Key"][len(prefix) :].split("/")
                 ):
+                    continue
+                if pruned is not None and f"s3://{bucket}/{obj['Key']}" not in pruned:
                     continue
                 local = tmp / "s3" / bucket / obj["Key"]
                 local.parent.mkdir(parents=True, exist_ok=True)

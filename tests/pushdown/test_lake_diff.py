@@ -122,7 +122,7 @@ class Lake:
                 else f"case when kind in ('x', 'q') then {_lit(exit_values.get(f))} else c{n} end"
                 for n, f in enumerate(seg.fields)
             )
-            keep = "" if exit_values else "where kind not in ('x', 'q')"
+            keep = "where kind <> 'n'" if exit_values else "where kind not in ('x', 'q', 'n')"
             rows_out = {
                 tuple(r)
                 for r in con.execute(
@@ -205,3 +205,20 @@ def test_the_lake_diff_sends_what_the_duckdb_diff_sends(lake, tmp_path, pattern)
         assert sent == want, (pattern, n)
     # And no query text holds the key
     assert all(sql.athena_subkey(KEY.secret).hex() not in q and KEY.secret not in q for q in lake.athena.executed)
+
+
+@pytest.mark.parametrize(
+    ("name", "dropped"),
+    [
+        pytest.param("lakeseg_diff_seg__20261207t032734816z_a38f34_snap", True, id="a-run-of-the-segment"),
+        pytest.param("lakeseg_diff_seg__20261207t032734816z_a38f34_dirty", True, id="its-ids"),
+        pytest.param("lakeseg_diff_seg__2024__20261207t032734816z_a38f34_snap", False, id="segment-seg__2024"),
+        pytest.param("lakeseg_diff_seg_x__20261207t032734816z_a38f34_snap", False, id="segment-seg_x"),
+        pytest.param("seg", False, id="the-segment-table-itself"),
+    ],
+)
+def test_a_run_drops_only_its_segments_tables_of_other_runs(name, dropped):
+    # Given a table name in the segment's database, then the pattern of segment seg's run tables matches it or not
+    from sync.run.pushdown.lake import run_tables
+
+    assert bool(run_tables("seg").fullmatch(name)) is dropped

@@ -178,7 +178,7 @@ def test_an_old_single_file_snapshot_loads_and_takes_a_delta(store, tmp_path):
 @pytest.mark.parametrize(
     "damage, says",
     [
-        ("unknown-format", "format 3 is not one this lakeseg reads"),
+        ("unknown-format", "format 4 is not one this lakeseg reads"),
         ("deltas-not-a-list", "deltas: Input should be a valid array"),
         ("missing-delta", "is missing"),
         ("delta-checksum", "fails its checksum"),
@@ -193,7 +193,7 @@ def test_a_damaged_delta_pointer_refuses_never_empty(store, tmp_path, damage, sa
     doc = pointer(store)
     # When the pointer or the delta is damaged
     if damage == "unknown-format":
-        doc["format"] = 3
+        doc["format"] = 4
     elif damage == "deltas-not-a-list":
         doc["deltas"] = "x"
     elif damage == "missing-delta":

@@ -1,48 +1,69 @@
-"""When the diff runs in Athena: diff.engine and diff.pushdown_min_rows, decided from the pointer alone.
-
-The decision is pinned with the pushdown available (``available=True``), as it will be once the runner calls
-it; until then ``athena`` is refused and ``auto`` stays on DuckDB (the last tests).
-"""
+"""When the diff runs in Athena: diff.engine and diff.pushdown_min_rows, decided from the pointer alone, and
+where the deployment cannot push down (``pushdown_problem``)."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from sync.core.errors import ConfigError
-from sync.run.pushdown import choose_engine
+from sync.run.pushdown import check_engine, choose_engine, pushdown_problem
 
+CANNOT = "the target does not build on Athena"
 CASES = [
-    # (id, setting, min rows, athena target, rows in the committed snapshot, engine)
-    ("auto-local-target-stays-on-duckdb", "auto", 10, False, 1_000, "duckdb"),
-    ("auto-athena-below-threshold", "auto", 10, True, 9, "duckdb"),
-    ("auto-athena-at-threshold", "auto", 10, True, 10, "athena"),
-    ("auto-athena-first-sync-on-duckdb", "auto", 0, True, None, "duckdb"),
-    ("duckdb-always", "duckdb", 0, True, 10**9, "duckdb"),
-    ("athena-on-athena-small", "athena", 10**9, True, 1, "athena"),
-    ("athena-on-athena-first-sync", "athena", 10**9, True, None, "athena"),
+    # (id, setting, min rows, why the deployment cannot push down, rows in the committed snapshot, engine)
+    ("auto-where-it-cannot-stays-on-duckdb", "auto", 10, CANNOT, 1_000, "duckdb"),
+    ("auto-athena-below-threshold", "auto", 10, None, 9, "duckdb"),
+    ("auto-athena-at-threshold", "auto", 10, None, 10, "athena"),
+    ("auto-athena-first-sync-on-duckdb", "auto", 0, None, None, "duckdb"),
+    ("duckdb-always", "duckdb", 0, None, 10**9, "duckdb"),
+    ("duckdb-where-it-cannot", "duckdb", 0, CANNOT, 10**9, "duckdb"),
+    ("athena-on-athena-small", "athena", 10**9, None, 1, "athena"),
+    ("athena-on-athena-first-sync", "athena", 10**9, None, None, "athena"),
 ]
 
 
-@pytest.mark.parametrize("setting,min_rows,athena,rows,engine", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_the_engine_follows_the_setting_the_target_and_the_committed_size(setting, min_rows, athena, rows, engine):
-    # Given a setting, a target and the committed snapshot's size, when choosing, then the engine is as expected
-    assert choose_engine(setting, min_rows, athena_target=athena, previous_rows=rows, available=True) == engine
+@pytest.mark.parametrize("setting,min_rows,problem,rows,engine", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_the_engine_follows_the_setting_the_deployment_and_the_committed_size(setting, min_rows, problem, rows, engine):
+    # Given a setting, what the deployment allows and the committed snapshot's size, when choosing, then as expected
+    assert choose_engine(setting, min_rows, problem=problem, previous_rows=rows) == engine
 
 
-def test_athena_on_a_target_that_does_not_build_on_athena_is_a_configuration_error():
-    # Given diff.engine athena on the local target, when choosing, then the error names the key
-    with pytest.raises(ConfigError, match="diff.engine is athena"):
-        choose_engine("athena", 0, athena_target=False, previous_rows=5, available=True)
+@pytest.mark.parametrize(
+    ("athena_target", "state_on_s3", "expires", "words"),
+    [
+        pytest.param(False, True, False, "does not build on Athena", id="a-local-target"),
+        pytest.param(True, False, False, "state store is not on S3", id="local-state"),
+        pytest.param(True, True, True, "data expires (refresh_after)", id="customer-profiles-refreshes"),
+    ],
+)
+def test_athena_where_the_deployment_cannot_push_down_is_a_configuration_error(
+    athena_target, state_on_s3, expires, words
+):
+    # Given a deployment that cannot diff in Athena
+    problem = pushdown_problem(athena_target=athena_target, state_on_s3=state_on_s3, expires=expires)
+    # When diff.engine is athena, then the error names the key and the reason; auto and duckdb stay on the runner
+    with pytest.raises(ConfigError, match=f"diff.engine is athena, but .*{re.escape(words)}"):
+        check_engine("athena", problem)
+    assert choose_engine("auto", 0, problem=problem, previous_rows=10**9) == "duckdb"
 
 
-def test_while_the_pushdown_is_not_wired_in_athena_is_refused_rather_than_ignored():
-    # Given diff.engine athena on an Athena target, and a runner that cannot push down yet
-    # When choosing, then it is a configuration error that says so (never a setting that silently does nothing)
-    with pytest.raises(ConfigError, match="not available yet"):
-        choose_engine("athena", 0, athena_target=True, previous_rows=10**9)
+@pytest.mark.parametrize(
+    ("rows", "in_lake", "engine"),
+    [
+        pytest.param(1_000, False, "athena", id="at-the-threshold-moves-in"),
+        pytest.param(999, False, "duckdb", id="below-it-stays-on-the-runner"),
+        pytest.param(999, True, "athena", id="in-the-lake-stays-just-below"),
+        pytest.param(500, True, "athena", id="in-the-lake-stays-at-half"),
+        pytest.param(499, True, "duckdb", id="below-half-moves-out"),
+    ],
+)
+def test_auto_moves_a_segment_near_the_threshold_once_not_back_and_forth(rows, in_lake, engine):
+    # Given auto with a threshold of 1,000 and a segment on either side of it
+    # When choosing, then a segment in the lake leaves it only below half the threshold
+    assert choose_engine("auto", 1_000, problem=None, previous_rows=rows, in_lake=in_lake) == engine
 
 
-def test_while_the_pushdown_is_not_wired_in_auto_stays_on_duckdb():
-    # Given auto on an Athena target with a committed snapshot far above the threshold
-    # When choosing with the runner as it is, then the diff stays on DuckDB
-    assert choose_engine("auto", 10, athena_target=True, previous_rows=10**9) == "duckdb"
+def test_a_deployment_that_can_push_down_has_no_problem():
+    assert pushdown_problem(athena_target=True, state_on_s3=True, expires=False) is None

@@ -459,14 +459,11 @@ def test_the_diff_block_reaches_the_run(tmp_path):
     assert (s.diff_engine, s.pushdown_min_rows) == ("duckdb", 1000)
 
 
-def test_diff_engine_athena_is_refused_while_the_pushdown_is_not_available(tmp_path):
-    # Given diff.engine athena, which the runner cannot honour yet (issue #26)
+def test_diff_engine_athena_reaches_the_run(tmp_path):
+    # Given diff.engine athena (where the deployment can push down is checked when the run is wired)
     (tmp_path / "lakeseg.yml").write_text("targets:\n  prod:\n    diff: {engine: athena}\n")
-    # When loading, then it is refused by key with the reason, before anything runs -- not accepted and ignored
-    with pytest.raises(ConfigError) as err:
-        load_settings(tmp_path, "prod")
-    for word in ("diff.engine", "not available yet", "auto or duckdb"):
-        assert word in str(err.value), str(err.value)
+    # When loading, then it is accepted as it is
+    assert load_settings(tmp_path, "prod").diff_engine == "athena"
 
 
 @pytest.mark.parametrize(

@@ -4,56 +4,66 @@
 pointer alone (no extra query): ``duckdb`` -- the runner downloads the segment
 and diffs it (``sync.run.diff``), the embedded default -- or ``athena`` --
 one Athena statement classifies every member against the previous snapshot in
-the lake and UNLOADs only the rows to send (``sync.run.pushdown.sql``).
+the lake and UNLOADs only the rows to send (``sync.run.pushdown.lake``).
 
-Not yet wired into the runner (issue #26): until it is (``PUSHDOWN_AVAILABLE``),
-``diff.engine: athena`` is refused as a configuration error and ``auto`` stays
-on DuckDB, so no setting is accepted and silently ignored.
+The diff in Athena needs three things of the deployment, checked where the
+settings are: a target that builds on Athena, the state store on S3 (Athena
+reads the snapshot where the store keeps it), and a destination whose data
+does not expire (``refresh_after``: Customer Profiles' members due for a
+refresh are chosen by their confirmation times, which only the runner's
+snapshot keeps). ``athena`` without them is a configuration error; ``auto``
+diffs on the runner.
 """
 
 from __future__ import annotations
 
 from sync.core.errors import ConfigError
 
-# Not yet: the runner has no call site for the pushdown (issue #26), so ``athena`` is refused (here and when
-# the settings load) and ``auto`` stays on DuckDB. Set True in the commit that wires it into sync.run.engine.
-PUSHDOWN_AVAILABLE = False
-UNAVAILABLE = (
-    "diff.engine is athena, but the diff in Athena (pushdown) is not available yet in this version: "
-    "use auto or duckdb (both diff on the runner until it is)"
-)
 ENGINES = ("auto", "duckdb", "athena")
 DEFAULT_MIN_ROWS = 5_000_000
 
 
+def pushdown_problem(*, athena_target: bool, state_on_s3: bool, expires: bool) -> str | None:
+    """Why this deployment cannot diff in Athena, or None when it can."""
+    if not athena_target:
+        return "the target does not build on Athena"
+    if not state_on_s3:
+        return "the state store is not on S3 (Athena reads the committed snapshot where the store keeps it)"
+    if expires:
+        return "the destination's data expires (refresh_after): its refreshes need the runner's snapshot"
+    return None
+
+
+def check_engine(setting: str, problem: str | None) -> None:
+    """A configuration error for ``diff.engine`` athena where the deployment cannot push down."""
+    if setting not in ENGINES:
+        raise ConfigError(f"diff.engine {setting!r}: choose one of {', '.join(ENGINES)}")
+    if setting == "athena" and problem:
+        raise ConfigError(f"diff.engine is athena, but {problem}: use auto or duckdb")
+
+
 def choose_engine(
-    setting: str,
-    min_rows: int,
-    *,
-    athena_target: bool,
-    previous_rows: int | None,
-    available: bool = PUSHDOWN_AVAILABLE,
+    setting: str, min_rows: int, *, problem: str | None, previous_rows: int | None, in_lake: bool = False
 ) -> str:
     """``duckdb`` or ``athena`` for one segment.
 
     ``setting`` is ``diff.engine``: ``duckdb`` always diffs on the runner;
-    ``athena`` pushes down on an Athena target (and is refused elsewhere);
-    ``auto`` pushes down on an Athena target once the committed snapshot holds
-    at least ``min_rows`` members (``previous_rows``, from its pointer; None
-    when there is none, so a first sync runs on the runner).
-    ``available``: whether the runner can push down at all (``PUSHDOWN_AVAILABLE``); while it cannot,
-    ``athena`` is a configuration error and ``auto`` is ``duckdb``.
+    ``athena`` pushes down (and is refused where the deployment cannot:
+    ``problem``, from ``pushdown_problem``); ``auto`` pushes down where the
+    deployment can, once the committed snapshot holds at least ``min_rows``
+    members (``previous_rows``, from its pointer; None when there is none, so a
+    first sync runs on the runner). A segment already diffed in the lake
+    (``in_lake``: its snapshot was written there) stays there until it falls
+    below half of ``min_rows``: each move between the engines sends the segment
+    whole once, so a segment near the threshold must not move back and forth.
     """
-    if setting not in ENGINES:
-        raise ConfigError(f"diff.engine {setting!r}: choose one of {', '.join(ENGINES)}")
+    check_engine(setting, problem)
     if setting == "duckdb":
         return "duckdb"
     if setting == "athena":
-        if not available:
-            raise ConfigError(UNAVAILABLE)
-        if not athena_target:
-            raise ConfigError("diff.engine is athena, but the target does not build on Athena: use auto or duckdb")
         return "athena"
-    if available and athena_target and previous_rows is not None and previous_rows >= min_rows:
+    if problem is not None or previous_rows is None:
+        return "duckdb"
+    if previous_rows >= min_rows or (in_lake and previous_rows >= min_rows // 2):
         return "athena"
     return "duckdb"

@@ -10,6 +10,7 @@ is never read. Tables are named per run and dropped by ``drop``.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 
 PARQUET = {
@@ -51,6 +52,19 @@ class GlueTables:
         self.glue.create_table(DatabaseName=self.database, TableInput=table_input(name, location, columns))
         self.created.append(name)
         return f'"{self.database}"."{name}"'
+
+    def drop_matching(self, pattern: re.Pattern[str], keep: str) -> list[str]:
+        """Drop the tables whose whole name matches ``pattern`` but does not start with ``keep`` (what killed
+        runs left); their names."""
+        dropped = []
+        for page in self.glue.get_paginator("get_tables").paginate(DatabaseName=self.database):
+            for table in page.get("TableList", []):
+                name = table["Name"]
+                if pattern.fullmatch(name) and not name.startswith(keep):
+                    with contextlib.suppress(self.glue.exceptions.EntityNotFoundException):
+                        self.glue.delete_table(DatabaseName=self.database, Name=name)
+                    dropped.append(name)
+        return dropped
 
     def drop(self) -> None:
         for name in self.created:

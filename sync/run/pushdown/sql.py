@@ -44,11 +44,18 @@ SEND_KINDS = classify.SENT_KINDS
 EXIT_KINDS = classify.EXIT_KINDS
 DUPLICATE = "d"  # a current member whose key repeats: the segment is refused
 UNCHANGED = "u"  # sent on a full send only
+COUNTS = "n"  # one row: the segment's members (k1) and those with a NULL Id (k2)
 
 
 def athena_subkey(secret: str) -> bytes:
     """The 32-byte HMAC key the lake's digest uses, derived from ``digest_key`` (the secret never leaves the runner)."""
     return hashlib.sha256(b"lakeseg athena digest subkey\0" + secret.encode("utf-8")).digest()
+
+
+def diffed_in_lake(mapping_hash: str) -> bool:
+    """Whether a snapshot with this mapping hash was written by the diff in Athena."""
+    parts = mapping_hash.split("-")
+    return len(parts) >= 2 and parts[1] == SIGNATURE
 
 
 def mapping_hash(segment_mapping_hash: str, key_fingerprint: str) -> str:
@@ -74,14 +81,16 @@ def digest_sql(id_expr: str, value_exprs: Sequence[str], key_expr: str) -> str:
 
 
 def current_sql(table: str, columns: Sequence[str], fields: Sequence[str], key_table: str) -> str:
-    """The segment's members as the diff sees them: c0..cn (its columns in field order), Id, keys, digest."""
+    """The segment's members as the diff sees them: c0..cn (its columns in field order, as typed), Id (text),
+    keys, digest."""
     id_col = qi(columns[fields.index(ID_FIELD)].lower())
     cols = [qi(c.lower()) for c in columns]
     values = [c for c, f in zip(cols, fields, strict=True) if f != ID_FIELD]
     numbered = ", ".join(f"s.{c} as c{n}" for n, c in enumerate(cols))
+    id_text = f"cast(s.{id_col} as varchar)"
     return (
-        f"(select {numbered}, s.{id_col} as Id, {key_sql('s.' + id_col)}, "
-        f"{digest_sql('s.' + id_col, ['s.' + v for v in values], 'k.' + KEY_COLUMN)} as digest "
+        f"(select {numbered}, {id_text} as Id, {key_sql(id_text)}, "
+        f"{digest_sql(id_text, ['s.' + v for v in values], 'k.' + KEY_COLUMN)} as digest "
         f"from {table} s cross join {key_table} k)"
     )
 
@@ -90,12 +99,20 @@ def _files(paths: Sequence[str]) -> str:
     return "(" + ", ".join(ql(p) for p in paths) + ")"
 
 
-def previous_sql(snapshot_table: str, base: Sequence[str], delta_files: Sequence[Sequence[str]], native: bool) -> str:
+def previous_sql(
+    snapshot_table: str,
+    base: Sequence[str],
+    delta_files: Sequence[Sequence[str]],
+    native: bool,
+    base_table: str | None = None,
+) -> str:
     """The committed membership (Id, k1, k2, digest) over exactly the files the pointer names.
 
     ``native``: the snapshot was written with this scheme; otherwise (a DuckDB
     snapshot, another key) keys are derived afresh and digests are NULL, so
     every current member reads as changed: the full send a scheme change needs.
+    ``base_table``: the table over the base's folder, when it is not ``snapshot_table``'s (a base Athena
+    wrote, in a folder of its own).
     """
     cols = list(deltas.SNAPSHOT_ROW)
     if not base:  # a first sync: nothing committed
@@ -103,20 +120,41 @@ def previous_sql(snapshot_table: str, base: Sequence[str], delta_files: Sequence
             "(select cast(null as varchar) as Id, cast(0 as bigint) as k1, cast(0 as bigint) as k2, "
             "cast(0 as bigint) as digest where false)"
         )
-    rel = f'(select * from {snapshot_table} where "$path" in {_files(base)})'
-    if not native:
-        return f"(select Id, {key_sql('Id')}, cast(null as bigint) as digest from {rel} b)"
+    rel = f'(select * from {base_table or snapshot_table} where "$path" in {_files(base)})'
     parts = [f'(select * from {snapshot_table} where "$path" in {_files(d)})' for d in delta_files]
+    if not native:
+        return f"(select Id, {key_sql('Id')}, cast(null as bigint) as digest from ({members_sql(rel, parts)}) b)"
     return f"({deltas.current_sql(rel, parts, cols)})"
+
+
+def members_sql(base: str, delta_rels: Sequence[str]) -> str:
+    """The Ids of a membership written under another scheme (a DuckDB snapshot, another key): the latest row
+    per Id over the base and deltas, read by Id alone -- its keys and digests are another engine's (DuckDB's
+    are unsigned) and never read."""
+    if not delta_rels:
+        return f"select Id from {base}"
+    stacked = "\nunion all\n".join(
+        f"select Id, {deltas.DELETED}, {n} as seq from {d}" for n, d in enumerate(delta_rels, start=1)
+    )
+    latest = (
+        f"select Id, {deltas.DELETED} from (select *, row_number() over (partition by Id order by seq desc) as rn "
+        f"from ({stacked}) s) r where rn = 1"
+    )
+    return (
+        f"with latest as ({latest})\n"
+        f"select b.Id from {base} b where not exists (select 1 from latest l where l.Id = b.Id)\n"
+        f"union all\nselect Id from latest where not {deltas.DELETED}"
+    )
 
 
 def rows_to_send_sql(current: str, previous: str, dirty: str | None, width: int, full: bool) -> str:
     """ONE statement: every member classified, and only the rows to send (plus repeated Ids).
 
-    Columns: c0..c{width-1} (the segment's values; NULL for exit rows), Id, k1, k2, digest, kind.
-    ``full``: every current member is sent (unchanged ones as 'u').
+    Columns: c0..c{width-1} (the segment's values, as typed; NULL for exit rows), Id, k1, k2, digest, kind.
+    ``full``: every current member is sent (unchanged ones as 'u'). One more row (kind 'n') counts the
+    segment's members (k1) and those whose Id is NULL (k2).
     """
-    nulls = ", ".join(f"cast(null as varchar) as c{n}" for n in range(width))
+    nulls = ", ".join(f"null as c{n}" for n in range(width))
     vals = ", ".join(f"c.c{n}" for n in range(width))
     classified = classify.classification_sql("cur", "prev", "dirty" if dirty else None)
     sends = (
@@ -137,6 +175,10 @@ def rows_to_send_sql(current: str, previous: str, dirty: str | None, width: int,
     parts.append(
         f"select {nulls}, c.Id, c.k1, c.k2, c.digest, '{DUPLICATE}' as kind from cur c "
         f"join (select k1, k2 from cur group by k1, k2 having count(*) > 1) r on r.k1 = c.k1 and r.k2 = c.k2"
+    )
+    parts.append(
+        f"select {nulls}, cast(null as varchar) as Id, count(*) as k1, count(*) - count(Id) as k2, "
+        f"cast(null as bigint) as digest, '{COUNTS}' as kind from cur"
     )
     ctes = [f"cur as (select * from {current})", f"prev as (select * from {previous})"]
     if dirty:

@@ -1,0 +1,294 @@
+"""The diff in Athena inside the runner: the same rows sent as the DuckDB diff, run after run, and a clean lake.
+
+Every run goes through ``SyncRun`` with ``diff.engine: athena``: Athena (moto, with
+DuckDB executing its SQL) classifies every member against the snapshot the state
+store keeps in S3, the runner downloads only the rows to send, and the commit
+writes a delta (or Athena a new base). The same builds run through the DuckDB
+diff (``EngineHarness``, local state) side by side.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from moto import mock_aws
+
+from sync.core import failpoints
+from sync.state.deltas import Compaction
+from tests.engine.harness import EngineHarness, Scripted, by_segment
+from tests.pushdown.lake_harness import LakeHarness
+
+COLS = {"endpoint_id": "Id", "tier": "User.UserAttributes.Tier", "city": "Location.City"}
+EXIT = {"User.UserAttributes.Tier": "former", "Location.City": ""}
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for k, v in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def lake(aws, tmp_path) -> LakeHarness:
+    return LakeHarness(tmp_path / "lake")
+
+
+@pytest.fixture
+def twin(tmp_path) -> EngineHarness:
+    return EngineHarness(tmp_path / "duck")
+
+
+def members(n: int, tier: str = "gold", start: int = 0) -> list[tuple]:
+    return [(f"e{i:03d}", tier if i % 3 else "silver", f"city-{i % 7}") for i in range(start, start + n)]
+
+
+def _rows(report_rows: list[dict]) -> list[tuple]:
+    return sorted(tuple(sorted(r.items())) for r in report_rows)
+
+
+BUILDS = {
+    "values-change": [members(30), [(i, "platinum" if n < 5 else t, c) for n, (i, t, c) in enumerate(members(30))]],
+    "members-leave": [members(30), members(24)],
+    "members-enter": [members(30), members(36)],
+    "mixed-three-runs": [members(30), members(25, start=3), [(i, "bronze", c) for i, _t, c in members(20, start=8)]],
+    "nothing-changes": [members(30), members(30)],
+    "everyone-leaves": [members(10), []],
+}
+
+
+@pytest.mark.parametrize("exit_mode", ["keep", "exit-values"])
+@pytest.mark.parametrize("builds", list(BUILDS.values()), ids=list(BUILDS))
+def test_each_run_in_athena_sends_what_the_duckdb_diff_sends(lake, twin, builds, exit_mode):
+    # Given a segment rebuilt run after run, synced by the diff in Athena and by the DuckDB diff side by side
+    exit_ = "keep" if exit_mode == "keep" else EXIT
+    for n, rows in enumerate(builds):
+        for h in (lake, twin):
+            (h.segment if n == 0 else h.rebuild)(
+                "seg_a", *((COLS, rows) if n == 0 else (rows,)), **({"exit": exit_} if n == 0 else {})
+            )
+        # When both sync
+        free = {"allow_mass_exit": True, "allow_size_change": True}
+        got, want = lake.lake_run(**free), twin.run(**free)
+        mine, theirs = by_segment(got)["seg_a"], by_segment(want)["seg_a"]
+        # Then they end alike, count alike and send the very same rows
+        assert mine.status == theirs.status and mine.plan, (n, mine.reason, theirs.reason)
+        keys = ("rows", "entered", "changed", "exited", "unchanged", "exit_rows", "to_send", "full_refresh")
+        assert {k: mine.plan[k] for k in keys} == {k: theirs.plan[k] for k in keys}, n
+        assert _rows(lake.delivered(got, "seg_a")) == _rows(twin.delivered(want, "seg_a")), n
+        assert "diffed in Athena (diff.engine): only the rows to send left the lake" in mine.notes
+    # And the committed snapshot counts the members, and nothing of the run stays in Glue or in scratch
+    assert lake.lake_pointer("seg_a")["rows"] == len(builds[-1])
+    assert lake.diff_tables() == []
+    assert lake.keys_under("lakeseg/state/lake-scratch/") == []
+
+
+def test_after_the_first_run_only_deltas_are_uploaded_until_athena_compacts_them(lake):
+    # Given a segment synced in Athena, with a compaction after two deltas
+    lake.state.compaction = Compaction(max_share=0.9, max_deltas=2)
+    lake.segment("seg_a", COLS, members(40))
+    lake.lake_run()
+    first = lake.lake_pointer("seg_a")
+    assert "format" not in first  # a base the runner wrote: it held every member on the first (full) send
+    # When two runs change a few members each
+    for n in range(2):
+        lake.rebuild("seg_a", [(i, f"t{n}" if k < 3 else t, c) for k, (i, t, c) in enumerate(members(40))])
+        assert by_segment(lake.lake_run())["seg_a"].status == "synced"
+    # Then each committed a delta of its change beside the base
+    second = lake.lake_pointer("seg_a")
+    assert second["format"] == 2 and [d["rows"] for d in second["deltas"]] == [3, 3]
+    # When one more run would make a third delta
+    lake.rebuild("seg_a", members(38))
+    rep = by_segment(lake.lake_run(allow_mass_exit=True))["seg_a"]
+    # Then Athena wrote a new base in a folder of its own, named by ETag and size, and the old files are gone
+    third = lake.lake_pointer("seg_a")
+    assert rep.status == "synced" and third["format"] == 3 and third["deltas"] == []
+    assert third["lake_base"]["rows"] == 38 and third["rows"] == 38
+    parts = third["lake_base"]["parts"]
+    assert parts and all(p["etag"] and p["size"] > 0 for p in parts)
+    folder = "lakeseg/state/snapshots/files/seg_a/"
+    assert sorted(k for k in lake.keys_under(folder) if k.endswith(".parquet") or "/lake-" in k) == sorted(
+        p["file"].replace("snapshots/", "lakeseg/state/snapshots/", 1) for p in parts
+    )
+    # And the next runs keep sending exactly the change (here: one member changes)
+    lake.rebuild("seg_a", [(i, "zinc" if i == "e005" else t, c) for i, t, c in members(38)])
+    got = lake.lake_run()
+    assert [r["Id"] for r in lake.delivered(got, "seg_a")] == ["e005"]
+    assert lake.lake_pointer("seg_a")["format"] == 3 and len(lake.lake_pointer("seg_a")["deltas"]) == 1
+
+
+def test_moving_between_the_engines_sends_every_member_once_each_way(lake):
+    # Given a segment synced on the runner (DuckDB) on the Athena target
+    lake.segment("seg_a", COLS, members(20))
+    lake.lake_run(engine="duckdb")
+    # When diff.engine becomes athena
+    rep = by_segment(lake.lake_run())["seg_a"]
+    # Then every member is sent once, saying why, and then nothing
+    assert rep.plan["full_refresh"] and rep.plan["to_send"] == 20
+    assert "moved between the runner (DuckDB) and Athena" in rep.plan["full_refresh_reason"]
+    assert by_segment(lake.lake_run())["seg_a"].status == "unchanged"
+    # When it moves back to the runner after Athena compacted (a base Athena wrote)
+    lake.state.compaction = Compaction(max_share=0.01, max_deltas=0)
+    lake.rebuild("seg_a", members(21))
+    lake.lake_run()
+    assert lake.lake_pointer("seg_a")["format"] == 3
+    back = by_segment(lake.lake_run(engine="duckdb"))["seg_a"]
+    # Then the runner reads that base (by ETag), sends every member once, and the next run nothing
+    assert back.status == "synced" and back.plan["to_send"] == 21, back.reason
+    assert by_segment(lake.lake_run(engine="duckdb"))["seg_a"].status == "unchanged"
+
+
+@pytest.mark.parametrize(
+    ("rows", "rule"),
+    [
+        pytest.param([("e1", "gold", "x"), ("e1", "silver", "y")], "rule: unique", id="a-repeated-id"),
+        pytest.param([("e1", "gold", "x"), (None, "silver", "y")], "rule: not_null", id="a-null-id"),
+        pytest.param([("e1", "gold", "x"), ("e2", "sil\nver", "y")], "pinpoint_no_control_chars", id="a-newline"),
+    ],
+)
+def test_a_broken_segment_is_refused_in_athena_and_nothing_is_sent(lake, rows, rule):
+    # Given a segment synced in Athena, then rebuilt with a broken row (after its tests passed)
+    lake.segment("seg_a", COLS, [("e1", "gold", "x"), ("e2", "silver", "y")])
+    lake.lake_run()
+    before = lake.lake_pointer("seg_a")
+    lake.rebuild("seg_a", rows)
+    # When it syncs
+    rep = by_segment(lake.lake_run())["seg_a"]
+    # Then it is refused naming the rule, and the snapshot did not move
+    assert rep.status == "refused" and rule in rep.reason, rep.reason
+    assert lake.lake_pointer("seg_a") == before
+    assert lake.diff_tables() == []
+
+
+class Killed(BaseException):
+    """Stands in for the process exit a failpoint makes (os._exit skips every finally: so does this)."""
+
+
+KILL_STAGES = [s for s in failpoints.STAGES if s != "during-delivery"] + list(failpoints.COMMIT_STAGES)
+
+
+def _snapshot_files(lake: LakeHarness) -> list[str]:
+    folder = "lakeseg/state/snapshots/files/seg_a/"
+    return [k[len(folder) :] for k in lake.keys_under(folder) if not k.endswith(".json")]
+
+
+@pytest.mark.parametrize("compacting", [False, True], ids=["delta", "compaction"])
+@pytest.mark.parametrize("stage", KILL_STAGES)
+def test_a_run_in_athena_killed_at_each_stage_converges_exactly(lake, monkeypatch, stage, compacting):
+    # Given a segment synced in Athena (leavers get exit values), then a change (3 changed, 2 left, 2 entered)
+    lake.segment("seg_a", COLS, members(30), exit=EXIT)
+    lake.lake_run()
+    if compacting:  # the commit has Athena write a new base
+        lake.state.compaction = Compaction(max_share=0.01, max_deltas=0)
+    changed = [(i, "new" if n < 3 else t, c) for n, (i, t, c) in enumerate(members(28))] + members(2, start=90)
+    lake.rebuild("seg_a", changed)
+    change = {"e000", "e001", "e002", "e028", "e029", "e090", "e091"}
+    before = lake.lake_pointer("seg_a")
+
+    def exit_now(code):
+        raise Killed(code)
+
+    # When a run is killed at one stage
+    with monkeypatch.context() as m:
+        m.setattr(failpoints.os, "_exit", exit_now)
+        m.setenv("LAKESEG_FAILPOINTS", stage)
+        with pytest.raises(Killed):
+            lake.lake_run()
+    moved = lake.lake_pointer("seg_a") != before
+    assert moved == (stage == "commit-after-pointer"), stage
+    # and the next run starts (the lock is a dead run's in this same process: taken over)
+    monkeypatch.setattr("sync.run.engine._owner_is_dead_here", lambda owner: True)
+    after = lake.lake_run()
+    rep = by_segment(after)["seg_a"]
+    # Then it sends exactly the change -- or nothing, when the killed run had committed it
+    sent = {r["Id"] for r in lake.delivered(after, "seg_a")}
+    if moved:
+        assert rep.status == "unchanged" and sent == set(), rep.reason
+    else:
+        assert rep.status == "synced" and sent == change, (rep.reason, sent)
+    # And then nothing is left to send, and the killed run's tables and scratch files are gone
+    assert by_segment(lake.lake_run())["seg_a"].status == "unchanged"
+    assert lake.diff_tables() == []
+    assert lake.keys_under("lakeseg/state/lake-scratch/") == []
+    # And after the next commit the snapshot folder holds only what its pointer names
+    lake.rebuild("seg_a", [(i, "later" if i == "e005" else t, c) for i, t, c in changed])
+    later = lake.lake_run()
+    assert [r["Id"] for r in lake.delivered(later, "seg_a")] == ["e005"]
+    pointer = lake.lake_pointer("seg_a")
+    named = {p["file"] for p in pointer.get("lake_base", {}).get("parts", [])} | {
+        d["file"] for d in pointer.get("deltas", [])
+    }
+    named |= {pointer["file"]} if "file" in pointer else set()
+    named |= {pointer["base"]["file"]} if "base" in pointer else set()
+    assert sorted(_snapshot_files(lake)) == sorted(f.removeprefix("snapshots/files/seg_a/") for f in named)
+
+
+@pytest.mark.parametrize("verdict", ["rejected", "unconfirmed"])
+def test_rows_the_platform_refused_or_never_confirmed_are_sent_again_by_the_diff_in_athena(lake, twin, verdict):
+    # Given a segment synced in Athena and on DuckDB, then a change delivered to a platform that rejects one
+    # row (quarantined) or confirms nothing (in doubt)
+    for h in (lake, twin):
+        h.segment("seg_a", COLS, members(12), exit=EXIT)
+    lake.lake_run()
+    twin.run()
+    rows = [(i, "moved" if n < 4 else t, c) for n, (i, t, c) in enumerate(members(11))] + members(1, start=50)
+    for h in (lake, twin):
+        h.rebuild("seg_a", rows)
+    scripted = {"rejected": {"rejected": {"e001": "value refused"}}, "unconfirmed": {"verdict": "unconfirmed"}}
+    got = lake.lake_run(destination=Scripted(lake.exports, **scripted[verdict]))
+    want = twin.run(destination=Scripted(twin.exports, **scripted[verdict]))
+    assert by_segment(got)["seg_a"].status == by_segment(want)["seg_a"].status
+    # When the next runs deliver normally
+    for _ in range(2):
+        mine, theirs = lake.lake_run(), twin.run()
+        # Then each sends what the DuckDB diff sends: first the refused or unconfirmed rows again, then nothing
+        assert _rows(lake.delivered(mine, "seg_a")) == _rows(twin.delivered(theirs, "seg_a"))
+        assert by_segment(mine)["seg_a"].plan == by_segment(theirs)["seg_a"].plan
+    assert by_segment(mine)["seg_a"].status == "unchanged"
+
+
+def test_the_state_store_holds_no_attribute_value_after_runs_in_athena(lake, tmp_path):
+    # Given a segment with a distinctive value, synced in Athena across a change, a refusal and a compaction
+    lake.state.compaction = Compaction(max_share=0.01, max_deltas=1)
+    planted = "Zebulon-Quux"
+    lake.segment("seg_a", COLS, [(i, planted, c) for i, _t, c in members(10)], exit=EXIT)
+    lake.lake_run()
+    lake.rebuild("seg_a", [(i, planted + "!" if i == "e003" else planted, c) for i, _t, c in members(12)])
+    lake.lake_run(destination=Scripted(lake.exports, rejected={"e011": f"bad value {planted}"}))
+    lake.lake_run(destination=Scripted(lake.exports, verdict="unconfirmed"))
+    # When every object under the state prefix is read
+    seen_columns = set()
+    for key in lake.keys_under("lakeseg/state/"):
+        body = lake.s3.get_object(Bucket="lake-bucket", Key=key)["Body"].read()
+        # Then no byte sequence of the value is there
+        assert planted.encode() not in body, key
+        if key.endswith(".parquet") or "/lake-" in key:
+            local = tmp_path / "obj.parquet"
+            local.write_bytes(body)
+            with duckdb.connect() as con:
+                seen_columns |= {r[0].lower() for r in con.execute(f"describe select * from '{local}'").fetchall()}
+    # And the only columns stored are Ids, keys, digests, tombstones and the digest's key
+    assert seen_columns <= {"id", "k1", "k2", "digest", "deleted", "key"}, seen_columns
+
+
+def test_moving_into_athena_reads_the_runners_base_and_deltas_by_id(lake):
+    # Given a segment synced on the runner whose snapshot is a base plus deltas: e050 entered by a delta,
+    # e019 left by a tombstone
+    lake.segment("seg_a", COLS, members(20), exit=EXIT)
+    lake.lake_run(engine="duckdb")
+    lake.rebuild("seg_a", members(20) + members(1, start=50))
+    lake.lake_run(engine="duckdb")
+    lake.rebuild("seg_a", members(19) + members(1, start=50))
+    lake.lake_run(engine="duckdb")
+    assert len(lake.lake_pointer("seg_a")["deltas"]) == 2
+    # When the diff moves into Athena as e050 leaves
+    lake.rebuild("seg_a", members(19))
+    got = lake.lake_run()
+    rep = by_segment(got)["seg_a"]
+    # Then every member is sent once and only e050 gets an exit row: the membership was read base and deltas
+    assert rep.status == "synced", rep.reason
+    assert (rep.plan["rows"], rep.plan["previous_rows"], rep.plan["exited"]) == (19, 20, 1)
+    exits = [r["Id"] for r in lake.delivered(got, "seg_a") if r["User.UserAttributes.Tier"] == "former"]
+    assert exits == ["e050"] and len(lake.delivered(got, "seg_a")) == 20
+    assert by_segment(lake.lake_run())["seg_a"].status == "unchanged"
