@@ -99,20 +99,25 @@ def delta_sql(new: str, previous: str, columns: Sequence[str]) -> str:
     )
 
 
-def current_sql(base: str, deltas: Sequence[str], columns: Sequence[str]) -> str:
-    """The current membership: the latest row per member (``k1, k2``) over ``base`` and ``deltas`` (oldest first)."""
+def current_sql(base: str, deltas: Sequence[str], columns: Sequence[str], by: Sequence[str] = ("k1", "k2")) -> str:
+    """The current membership: the latest row per member over ``base`` and ``deltas`` (oldest first).
+
+    Members are told apart by ``by``: their key ``(k1, k2)``, or their ``Id`` alone where the keys are another
+    scheme's (the diff in Athena reading the runner's snapshot, ``sync.run.pushdown.sql``).
+    """
     if not deltas:
         return f"select {_cols(columns)} from {base}"
     stacked = "\nunion all\n".join(
         f"select {_cols(columns)}, {DELETED}, {n} as seq from {d}" for n, d in enumerate(deltas, start=1)
     )
     latest = (
-        f"select {_cols(columns)}, {DELETED} from (select *, row_number() over (partition by k1, k2 order by seq desc) "
-        f"as rn from ({stacked}) s) r where rn = 1"
+        f"select {_cols(columns)}, {DELETED} from (select *, row_number() over (partition by {_cols(by)} "
+        f"order by seq desc) as rn from ({stacked}) s) r where rn = 1"
     )
+    same = " and ".join(f"l.{c} = b.{c}" for c in by)
     return (
         f"with latest as ({latest})\n"
-        f"select {_cols(columns, 'b')} from {base} b where not exists (select 1 from latest l where {_same('l', 'b')})\n"
+        f"select {_cols(columns, 'b')} from {base} b where not exists (select 1 from latest l where {same})\n"
         f"union all\n"
         f"select {_cols(columns)} from latest where not {DELETED}"
     )

@@ -131,20 +131,7 @@ def members_sql(base: str, delta_rels: Sequence[str]) -> str:
     """The Ids of a membership written under another scheme (a DuckDB snapshot, another key): the latest row
     per Id over the base and deltas, read by Id alone -- its keys and digests are another engine's (DuckDB's
     are unsigned) and never read."""
-    if not delta_rels:
-        return f"select Id from {base}"
-    stacked = "\nunion all\n".join(
-        f"select Id, {deltas.DELETED}, {n} as seq from {d}" for n, d in enumerate(delta_rels, start=1)
-    )
-    latest = (
-        f"select Id, {deltas.DELETED} from (select *, row_number() over (partition by Id order by seq desc) as rn "
-        f"from ({stacked}) s) r where rn = 1"
-    )
-    return (
-        f"with latest as ({latest})\n"
-        f"select b.Id from {base} b where not exists (select 1 from latest l where l.Id = b.Id)\n"
-        f"union all\nselect Id from latest where not {deltas.DELETED}"
-    )
+    return deltas.current_sql(base, delta_rels, ["Id"], by=["Id"])
 
 
 def rows_to_send_sql(current: str, previous: str, dirty: str | None, width: int, full: bool) -> str:
