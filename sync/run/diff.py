@@ -589,8 +589,11 @@ def snapshot_to_commit(con: duckdb.DuckDBPyConnection, prepared: PreparedSegment
         and SNAPSHOT_CONFIRMED in _columns(con, prepared.previous_snapshot)
     ):
         confirmed = f", {SNAPSHOT_CONFIRMED}"
+    # The previous row's digest as this scheme stores it: a snapshot the diff in Athena wrote has signed
+    # digests (BIGINT), which would widen the column; another engine's digest never matches, so NULL is as good.
     keep_previous = (
-        f"union all by name select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, {SNAPSHOT_DIGEST}{confirmed} "
+        f"union all by name select {SNAPSHOT_ID}, {key_sql(SNAPSHOT_ID)}, "
+        f"try_cast({SNAPSHOT_DIGEST} as ubigint) as {SNAPSHOT_DIGEST}{confirmed} "
         f"from {_parquet(prepared.previous_snapshot)} where {SNAPSHOT_ID} in (select id from _rejected)"
         if prepared.previous_snapshot
         else ""

@@ -755,6 +755,7 @@ class SyncRun:
                 dirty=work.dirty,
                 digest_key=opts.digest_key,
                 tests=tests,
+                sweep=not opts.dry_run,  # a plan holds no lock: it leaves other runs' tables alone
             )
             work.notes.append("diffed in Athena (diff.engine): only the rows to send left the lake")
             work.notes.extend(self.reader.notes_for(seg.relation))

@@ -593,6 +593,17 @@ class StateStore(abc.ABC):
         where = f"{destination}/{segment} at {self._location(f'{folder}/{POINTER}')}"
         local_dir = Path(workdir) / "lake-base"
         local_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not lake.parts:  # a base of no members (all had left): Athena wrote no file
+            if lake.rows:
+                raise SegmentRefused(f"snapshot pointer for {where} names no file for {lake.rows} members. {_HINT}")
+            empty = local_dir / "empty.parquet"
+            con = duckdb.connect()
+            try:
+                cols = ", ".join(f"cast(null as {t}) as {c}" for c, t in SNAPSHOT_SCHEMA_LAKE.items())
+                con.execute(f"copy (select {cols} where false) to {_lit(empty)} (format parquet)")
+            finally:
+                con.close()
+            return [empty]
         files, rows = [], 0
         for n, part in enumerate(lake.parts):
             self._confined_lake_file(folder, lake.folder, part.file, where)
@@ -754,6 +765,11 @@ class StateStore(abc.ABC):
             files = [*previous.base, *previous.deltas, *(self._location(d.file) for d in parts[len(old_rows) :])]
             compact(self._location(f"{folder}/{lake_folder}/"), files)
             listed = self._list_sized(f"{folder}/{lake_folder}/")
+            if details["rows"] and not any(n > 0 for _k, _e, n in listed):
+                raise SegmentRefused(
+                    f"the compaction of {folder} wrote no file for {details['rows']} members; nothing committed "
+                    "(what was sent stays in doubt and is sent again next run)"
+                )
             lake = LakeBase(
                 folder=lake_folder,
                 parts=tuple(LakePart(file=k, etag=e, size=n) for k, e, n in sorted(listed) if n > 0),

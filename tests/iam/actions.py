@@ -200,6 +200,8 @@ def _lake_diff_requests(d: Deployment, sql: str) -> list[Request]:
         read.add("keys/fingerprint/key.parquet")
     if any(t.endswith("_dirty") for t in tables):
         read.add("lake-scratch/destination/segment/run/dirty/dirty.parquet")
+    if any(t.endswith("_base") for t in tables):  # a base Athena wrote: its folder, read whole
+        read.add("snapshots/destination/segment/lake-run-0a1b2c3d/part-0.parquet")
     bucket, prefix = split_s3(d.setting("LAKESEG_STATE_URL"))
     for rel in sorted(read):
         out.append(Request("s3:GetObject", _state_object(d, rel)))

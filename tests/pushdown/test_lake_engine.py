@@ -292,3 +292,55 @@ def test_moving_into_athena_reads_the_runners_base_and_deltas_by_id(lake):
     exits = [r["Id"] for r in lake.delivered(got, "seg_a") if r["User.UserAttributes.Tier"] == "former"]
     assert exits == ["e050"] and len(lake.delivered(got, "seg_a")) == 20
     assert by_segment(lake.lake_run())["seg_a"].status == "unchanged"
+
+
+def test_a_segment_emptied_and_compacted_in_athena_fills_again(lake):
+    # Given a segment in Athena whose members all leave, with a commit that compacts (a base of no rows)
+    lake.state.compaction = Compaction(max_share=0.01, max_deltas=0)
+    lake.segment("seg_a", COLS, members(6), exit=EXIT)
+    lake.lake_run()
+    lake.rebuild("seg_a", [])
+    assert by_segment(lake.lake_run(allow_mass_exit=True, allow_size_change=True))["seg_a"].status == "synced"
+    emptied = lake.lake_pointer("seg_a")
+    assert emptied["format"] == 3 and emptied["rows"] == 0 and emptied["lake_base"]["parts"] == []
+    # When members enter again, in Athena and then back on the runner
+    lake.rebuild("seg_a", members(4))
+    got = lake.lake_run(allow_size_change=True)
+    # Then they are sent and committed, and the next runs send nothing on either engine
+    assert sorted(r["Id"] for r in lake.delivered(got, "seg_a")) == ["e000", "e001", "e002", "e003"]
+    assert lake.lake_pointer("seg_a")["rows"] == 4
+    assert by_segment(lake.lake_run())["seg_a"].status == "unchanged"
+    lake.rebuild("seg_a", [])
+    lake.lake_run(allow_mass_exit=True, allow_size_change=True)
+    back = by_segment(lake.lake_run(engine="duckdb"))["seg_a"]
+    assert back.status == "unchanged", back.reason
+
+
+def test_a_plan_leaves_the_tables_of_other_runs_alone_and_a_sync_drops_a_dead_runs(lake):
+    # Given a segment synced in Athena, and a table a run of the segment left (dead, or still running)
+    from sync.run.pushdown.lake import table_tag
+
+    lake.segment("seg_a", COLS, members(5))
+    lake.lake_run()
+    left = f"{table_tag('files', 'seg_a', '20261201T000000000Z-abcdef')}_snap"
+    lake.glue.create_table(DatabaseName="segments", TableInput={"Name": left})
+    # When a plan diffs it in Athena (it holds no lock), then that table stays
+    assert by_segment(lake.lake_run(dry_run=True))["seg_a"].status == "planned"
+    assert lake.diff_tables() == [left]
+    # When a sync diffs it (under the segment's lock), then it goes
+    lake.lake_run()
+    assert lake.diff_tables() == []
+
+
+def test_moving_back_to_the_runner_with_a_rejected_row_commits_a_snapshot_the_next_run_reads(lake):
+    # Given a segment diffed in Athena, then moved back to the runner while the platform rejects one row
+    lake.segment("seg_a", COLS, members(6))
+    lake.lake_run()
+    lake.rebuild("seg_a", [(i, "moved" if i == "e002" else t, c) for i, t, c in members(6)])
+    back = by_segment(lake.lake_run(engine="duckdb", destination=Scripted(lake.exports, rejected={"e002": "no"})))
+    assert back["seg_a"].status == "partial", back["seg_a"].reason
+    # When the next runs sync on the runner
+    again = lake.lake_run(engine="duckdb")
+    # Then the committed snapshot reads (its digests are the runner's type), the rejected row is resent, then nothing
+    assert [r["Id"] for r in lake.delivered(again, "seg_a")] == ["e002"], by_segment(again)["seg_a"].reason
+    assert by_segment(lake.lake_run(engine="duckdb"))["seg_a"].status == "unchanged"

@@ -27,6 +27,7 @@ UNLOADed go with the reader's staging prefix.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 from dataclasses import dataclass, replace
@@ -82,16 +83,19 @@ def _kinds(kinds) -> str:
     return ", ".join(ql(k) for k in kinds)
 
 
-def table_tag(segment: str, run_id: str) -> str:
-    """The Glue names of a segment's tables in one run: ``lakeseg_diff_<segment>__<run>`` (Glue's letters)."""
-    return f"{TABLE_PREFIX}{_NOT_NAME.sub('_', segment.lower())}__{_NOT_NAME.sub('_', run_id.lower())}"
+def table_tag(destination: str, segment: str, run_id: str) -> str:
+    """The Glue names of a segment's tables in one run: ``lakeseg_diff_<segment>_<hash>__<run>`` in Glue's
+    letters, where the hash of the destination and the exact segment name keeps apart what Glue's letters
+    would not (``web.users`` and ``web_users``; one segment synced to two destinations from one schema)."""
+    owner = hashlib.sha256(f"{destination}\0{segment}".encode()).hexdigest()[:8]
+    return f"{TABLE_PREFIX}{_NOT_NAME.sub('_', segment.lower())}_{owner}__{_NOT_NAME.sub('_', run_id.lower())}"
 
 
-def run_tables(segment: str) -> re.Pattern[str]:
-    """The names of the segment's tables in any run (a run id as ``new_run_id`` makes them), and no other
-    segment's: ``seg`` and ``seg__2024`` are told apart by the run id's shape."""
+def run_tables(destination: str, segment: str) -> re.Pattern[str]:
+    """The names of the segment's tables (for this destination) in any run (a run id as ``new_run_id`` makes
+    them), and no other segment's or destination's."""
     run = r"[0-9]{8}t[0-9]{9}z_[0-9a-f]{6}"
-    return re.compile(f"{re.escape(table_tag(segment, ''))}{run}_(key|snap|base|dirty)")
+    return re.compile(f"{re.escape(table_tag(destination, segment, ''))}{run}_(key|snap|base|dirty)")
 
 
 class LakeDiff:
@@ -118,19 +122,22 @@ class LakeDiff:
         dirty: Path | None = None,
         digest_key=None,
         tests: list[dict] | None = None,
+        sweep: bool = True,
     ) -> LakePrepared:
         """Classify every member in Athena; download only the rows to send; count them into a plan.
 
         Refused, with nothing sent, like the DuckDB diff: a NULL Id, a repeated Id, a value that breaks the
         contract's data rules (checked on every row this run sends), a snapshot that does not add up.
+        ``sweep``: drop what killed runs left for the segment first -- only under the segment's lock (a plan
+        holds none: another run may be using its tables).
         """
         workdir.mkdir(parents=True, exist_ok=True)
         fingerprint = digest_key.fingerprint if digest_key is not None else ""
         mapping_hash = sql.mapping_hash(segment.mapping_hash, fingerprint)
         plan = Plan(segment=segment.name, full_refresh=full_refresh)
         native = _plan_previous(plan, previous, mapping_hash, full_refresh)
-        tables = self._forget_dead_runs(segment)
-        tag = table_tag(segment.name, self.run_id)
+        tables = self._tables_for(segment, sweep)
+        tag = table_tag(self.destination_key, segment.name, self.run_id)
         key_table = tables.register(f"{tag}_key", self._key_location(digest_key, workdir), glue.KEY_COLUMNS)
         snap, base_table, prev_rel = self._previous_tables(tables, tag, segment, previous, native)
         dirty_rel = self._dirty_table(con, tables, tag, segment, dirty)
@@ -184,16 +191,17 @@ class LakeDiff:
         con.execute(f"copy (select * from read_parquet({listing}, union_by_name = true)) to {ql(str(sent))}")
         return sent
 
-    def _forget_dead_runs(self, segment: Segment) -> glue.GlueTables:
-        """The run's tables in the segment's database, after dropping what killed runs left for the segment
-        (called under the segment's lock: no live run uses them)."""
+    def _tables_for(self, segment: Segment, sweep: bool) -> glue.GlueTables:
+        """The run's tables in the segment's database; with ``sweep``, after dropping what killed runs left
+        for the segment (under the segment's lock, no live run uses them)."""
         database = segment.relation.schema
         tables = self._tables.setdefault(database, glue.GlueTables(self.glue, database))
         if segment.name not in self._segments:
             self._segments.add(segment.name)
-            own = table_tag(segment.name, self.run_id)
-            tables.drop_matching(run_tables(segment.name), keep=own)
-            self.state.drop_scratch(self.destination_key, segment.name, keep=self.run_id)
+            if sweep:
+                own = table_tag(self.destination_key, segment.name, self.run_id)
+                tables.drop_matching(run_tables(self.destination_key, segment.name), keep=own)
+                self.state.drop_scratch(self.destination_key, segment.name, keep=self.run_id)
         return tables
 
     def _key_location(self, digest_key, workdir: Path) -> str:

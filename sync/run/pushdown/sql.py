@@ -111,16 +111,24 @@ def previous_sql(
     ``native``: the snapshot was written with this scheme; otherwise (a DuckDB
     snapshot, another key) keys are derived afresh and digests are NULL, so
     every current member reads as changed: the full send a scheme change needs.
-    ``base_table``: the table over the base's folder, when it is not ``snapshot_table``'s (a base Athena
-    wrote, in a folder of its own).
+    ``base_table``: the table over the folder of a base Athena wrote: every file in it is the base's (the
+    folder is fresh for each compaction and never written again), so it is read whole, without a list of
+    files that for a big base would outgrow Athena's limit on query length; and an empty base (a segment
+    whose members all left) is an empty folder.
     """
     cols = list(deltas.SNAPSHOT_ROW)
-    if not base:  # a first sync: nothing committed
-        return (
-            "(select cast(null as varchar) as Id, cast(0 as bigint) as k1, cast(0 as bigint) as k2, "
-            "cast(0 as bigint) as digest where false)"
-        )
-    rel = f'(select * from {base_table or snapshot_table} where "$path" in {_files(base)})'
+    empty = (
+        "(select cast(null as varchar) as Id, cast(0 as bigint) as k1, cast(0 as bigint) as k2, "
+        "cast(0 as bigint) as digest where false)"
+    )
+    if base_table is not None:
+        rel = f"(select * from {base_table})"
+    elif base:
+        rel = f'(select * from {snapshot_table} where "$path" in {_files(base)})'
+    elif not delta_files:  # a first sync: nothing committed
+        return empty
+    else:
+        rel = empty
     parts = [f'(select * from {snapshot_table} where "$path" in {_files(d)})' for d in delta_files]
     if not native:
         return f"(select Id, {key_sql('Id')}, cast(null as bigint) as digest from ({members_sql(rel, parts)}) b)"
