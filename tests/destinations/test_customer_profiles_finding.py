@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
 from sync.destinations import profile_fields as pf
@@ -171,3 +172,39 @@ def test_a_delivery_notes_each_job_before_creating_it_and_forgets_it_once_ended(
     assert result.confirmed, result.errors
     assert notes == [(NAME, None, 0), (NAME, job_id, 1)] and ledger.entries() == []
     assert "ListUploadJobs" not in fake.ops()
+
+
+def test_a_part_whose_job_this_run_noted_is_read_by_its_id_not_listed_or_created_again(stubbed, ledger, tmp_path):
+    client, stubber = stubbed
+    # Given this run noted the part's job by id (a part delivered again within the run), and other runs' entries
+    ledger.remember(OLD_NAME, "job-old", EARLIER)
+    ledger.remember(NAME, "job-this", ph.RUN_ID)
+    stubber.add_response(
+        "get_upload_job", {"DisplayName": NAME, "Status": "IN_PROGRESS"}, {"DomainName": D, "JobId": "job-this"}
+    )
+    # When the destination looks for the part's job (GetUploadJob's answer need not repeat the id)
+    found = dest(client)._find_job(NAME, delivery(tmp_path, ledger))
+    # Then it is that job, by the id asked for, with no listing and no create
+    assert found == {"JobId": "job-this", "DisplayName": NAME, "Status": "IN_PROGRESS"}
+
+
+def test_a_noted_job_the_domain_no_longer_has_reads_as_none_and_another_error_is_raised(stubbed, ledger, tmp_path):
+    client, stubber = stubbed
+    ledger.remember(NAME, "job-gone", ph.RUN_ID)
+    # Given GetUploadJob says the noted job does not exist, then the part has no job (it is created anew)
+    stubber.add_client_error(
+        "get_upload_job",
+        service_error_code="ResourceNotFoundException",
+        http_status_code=404,
+        expected_params={"DomainName": D, "JobId": "job-gone"},
+    )
+    assert dest(client)._find_job(NAME, delivery(tmp_path, ledger)) is None
+    # Given any other error, then it is raised, never read as "no job" (which would create a second one)
+    stubber.add_client_error(
+        "get_upload_job",
+        service_error_code="AccessDeniedException",
+        http_status_code=403,
+        expected_params={"DomainName": D, "JobId": "job-gone"},
+    )
+    with pytest.raises(ClientError):
+        dest(client)._find_job(NAME, delivery(tmp_path, ledger))

@@ -427,3 +427,24 @@ def test_throttling_past_max_retries_gives_up(fake, server, clock):
     # Then it stops after the third answer and says why
     assert str(err.value) == f"destination.domain_name: cannot reach Customer Profiles domain {D}: ThrottlingException"
     assert fake.ops() == ["GetDomain"] * 3 and len(sleeps.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("expiry", "margin", "words"),
+    [
+        pytest.param(
+            14, 14, "refresh_before_expiry_days must be at least 0 and less than", id="margin-equal-to-expiry"
+        ),
+        pytest.param(14, -1, "refresh_before_expiry_days must be at least 0 and less than", id="negative-margin"),
+        pytest.param(0, 0, "data_expiry_days must be between", id="expiry-below-its-range"),
+    ],
+)
+def test_a_destination_built_without_its_settings_model_checks_expiry_and_margin(expiry, margin, words):
+    # Given expiry settings handed to the destination directly (not through lakeseg.yml), then bad ones are refused
+    from sync.core.errors import ConfigError
+    from sync.destinations.customer_profiles import _expiry
+
+    with pytest.raises(ConfigError, match=words) as refused:
+        _expiry(expiry, margin)
+    assert f"got {margin!r}" in str(refused.value) or f"got {expiry!r}" in str(refused.value)
+    assert _expiry(14, 13) == (14, 13) and _expiry(14, 0) == (14, 0)
