@@ -150,6 +150,21 @@ def test_other_errors_are_raised_at_once():
     assert len(call.kwargs) == 1 and retrier.retries == 0
 
 
+@pytest.mark.parametrize(
+    "error",
+    [ValueError("not an AWS error"), EndpointConnectionError(endpoint_url="https://x")],
+    ids=["a-bug", "no-connection"],
+)
+def test_an_error_that_is_not_the_services_answer_is_never_retried(error):
+    # Given a call that fails before any answer from the service (a bug, a connection that never opened)
+    call = Calls(error)
+    retrier = Retrier(label="x", sleep=lambda s: pytest.fail("no sleep"))
+    # When it is made through the retrier, then it is raised at once, as it was
+    with pytest.raises(type(error)):
+        retrier(call)
+    assert len(call.kwargs) == 1 and retrier.retries == 0
+
+
 def test_the_retrier_defaults():
     r = Retrier(label="x")
     assert (r.max_retries, r.base_seconds, r.cap_seconds, r.sleep) == (8, 0.5, 30.0, aws_calls.time.sleep)
