@@ -34,3 +34,15 @@ def test_a_known_type_builds_its_destination_from_the_settings(tmp_path):
 )
 def test_the_state_key(destination, settings, key):
     assert state_key(destination, settings) == key
+
+
+def test_the_settings_model_from_lakeseg_yml_builds_and_names_the_destination(tmp_path):
+    # Given the destination block as the settings check leaves it (a model, not a mapping)
+    from sync.destinations.files import FilesDestinationSettings
+
+    named = FilesDestinationSettings(type="files", path=str(tmp_path), name="exports-eu")
+    unnamed = FilesDestinationSettings(type="files", path=str(tmp_path))
+    # When the run builds it and keys its state, then the model's fields are read as the mapping's would be
+    dest = build_destination(named)
+    assert isinstance(dest, FilesDestination) and dest.path == tmp_path
+    assert state_key(dest, named) == "exports-eu" and state_key(dest, unnamed) == "files"
