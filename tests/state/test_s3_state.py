@@ -190,3 +190,52 @@ def test_opening_s3_state_without_a_client_makes_an_s3_client_and_keeps_the_kms_
     assert isinstance(store, S3StateStore)
     assert store.s3.meta.service_model.service_name == "s3" and store.kms_key_id == "alias/state"
     assert (store.bucket, store.prefix) == ("b", "p")
+
+
+def test_compare_and_swap_writes_encrypted_over_only_the_object_it_compared(s3):
+    client, stub = s3
+    store = S3StateStore("s3://b/p", client, kms_key_id="alias/state")
+    sse = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/state"}
+    # Given the lease holds what we expect: it is replaced with IfMatch on the ETag read, encrypted
+    stub.add_response("get_object", {"Body": body(b"mine"), "ETag": '"e1"'}, {"Bucket": "b", "Key": "p/l.json"})
+    stub.add_response("put_object", {}, {"Bucket": "b", "Key": "p/l.json", "Body": b"new", "IfMatch": '"e1"', **sse})
+    assert store._replace_if_unchanged("l.json", b"mine", b"new") is True
+    # Given another run's lease, or one replaced between read and write: nothing is written
+    stub.add_response("get_object", {"Body": body(b"theirs"), "ETag": '"e2"'}, {"Bucket": "b", "Key": "p/l.json"})
+    assert store._replace_if_unchanged("l.json", b"mine", b"new") is False
+    stub.add_response("get_object", {"Body": body(b"mine"), "ETag": '"e3"'}, {"Bucket": "b", "Key": "p/l.json"})
+    error(stub, "put_object", "PreconditionFailed", 412)
+    assert store._replace_if_unchanged("l.json", b"mine", b"new") is False
+
+
+def test_an_exact_download_asks_for_the_committed_etag_and_writes_every_byte(s3, tmp_path):
+    client, stub = s3
+    store = S3StateStore("s3://b/p", client)
+    data = bytes(range(256)) * 9000  # more than one 1 MiB chunk
+    stub.add_response(
+        "get_object", {"Body": body(data), "ETag": '"e1"'}, {"Bucket": "b", "Key": "p/f.parquet", "IfMatch": '"e1"'}
+    )
+    assert store._download_exact("f.parquet", tmp_path / "f", '"e1"') is True
+    assert (tmp_path / "f").read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    "code,status,result",
+    [
+        ("PreconditionFailed", 412, False),
+        ("NoSuchKey", 404, False),
+        ("404", 404, False),
+        ("AccessDenied", 403, "raises"),
+        ("InternalError", 500, "raises"),
+    ],
+    ids=["changed", "gone", "gone-404", "denied", "server-error"],
+)
+def test_an_exact_download_is_false_only_when_the_file_changed_or_went(s3, tmp_path, code, status, result):
+    client, stub = s3
+    error(stub, "get_object", code, status)
+    store = S3StateStore("s3://b", client)
+    if result == "raises":
+        with pytest.raises(ClientError):
+            store._download_exact("f.parquet", tmp_path / "f", '"e1"')
+    else:
+        assert store._download_exact("f.parquet", tmp_path / "f", '"e1"') is False

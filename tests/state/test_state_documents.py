@@ -205,3 +205,29 @@ def test_a_model_parse_error_names_the_nested_field():
     with pytest.raises(DocumentError, match=r"quarantine\[0\]\.id: Field required"):
         parse(SnapshotPointer, json.dumps({"file": "f", "sha256": "0" * 64, "rows": 0, "quarantine": [{}]}))
     assert parse(LockDocument, b'{"owner": "someone"}').owner == {}
+
+
+def test_a_format_3_pointer_names_the_files_athena_wrote_and_has_no_single_data_file():
+    from sync.state.documents import parse_snapshot_pointer
+
+    # Given a format-3 pointer: a base of two files Athena wrote, and one delta since
+    folder = "lake-r2-0123abcd"
+    doc = {
+        "format": 3,
+        "rows": 3,
+        "lake_base": {
+            "folder": folder,
+            "rows": 3,
+            "parts": [
+                {"file": f"s/{folder}/a", "etag": '"e1"', "size": 10},
+                {"file": f"s/{folder}/b", "etag": '"e2"', "size": 11},
+            ],
+        },
+        "deltas": [{"file": "s/delta-r3-0123abcd.parquet", "sha256": "f" * 64, "rows": 1}],
+    }
+    pointer = parse_snapshot_pointer(json.dumps(doc).encode())
+    # Then it names every file it holds, and asking it for one data file is an error naming why
+    assert pointer.named_files() == {f"s/{folder}/a", f"s/{folder}/b", "s/delta-r3-0123abcd.parquet"}
+    with pytest.raises(DocumentError) as refused:
+        pointer.parts()
+    assert str(refused.value) == "a format-3 snapshot's base is files Athena wrote (lake_base), not one data file"

@@ -1,0 +1,161 @@
+"""A base Athena wrote (format-3 pointer, ``lake_base``), read back by a runner: each file only as committed.
+
+The files sit in a moto S3 bucket; the store fetches each with ``GetObject IfMatch`` on the ETag its pointer
+recorded and checks the size, columns and row count, so a file changed, gone or foreign since the commit is
+refused naming it, never read as fewer members."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import boto3
+import duckdb
+import pytest
+from moto import mock_aws
+
+from sync.core.errors import SegmentRefused
+from sync.state.base import SNAPSHOT_SCHEMA_LAKE
+from sync.state.s3 import S3StateStore
+
+FOLDER = "p/snapshots/files/seg_a"
+LAKE = "lake-run-2-0123abcd"
+POINTER = f"s3://state-b/{FOLDER}/current.json"
+WHERE = f"files/seg_a at {POINTER}"
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    for k, v in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="state-b")
+        yield client
+
+
+@pytest.fixture
+def store(s3):
+    return S3StateStore("s3://state-b/p", s3)
+
+
+def part_file(tmp_path: Path, name: str, ids: list[str], columns: str | None = None) -> Path:
+    path = tmp_path / name
+    cols = columns or "Id, 1::bigint as k1, 2::bigint as k2, 3::bigint as digest"
+    values = ", ".join(f"('{i}')" for i in ids) or "('none')"
+    where = "" if ids else " where false"
+    with duckdb.connect() as con:
+        con.execute(f"copy (select {cols} from (values {values}) t(Id){where}) to '{path}' (format parquet)")
+    return path
+
+
+def commit(s3, tmp_path, parts: dict[str, list[str]], rows: int | None = None, **columns) -> list[dict]:
+    """Upload ``parts`` (file name -> Ids) under the lake folder and point a format-3 pointer at them."""
+    named = []
+    for name, ids in parts.items():
+        key = f"{FOLDER}/{LAKE}/{name}"
+        s3.upload_file(str(part_file(tmp_path, name, ids, columns.get(name))), "state-b", key)
+        head = s3.head_object(Bucket="state-b", Key=key)
+        named.append({"file": key.removeprefix("p/"), "etag": head["ETag"], "size": head["ContentLength"]})
+    total = sum(len(ids) for ids in parts.values())
+    doc = {
+        "format": 3,
+        "rows": total if rows is None else rows,
+        "run_id": "run-2",
+        "fields": ["Id"],
+        "lake_base": {"folder": LAKE, "parts": named, "rows": total if rows is None else rows},
+    }
+    s3.put_object(Bucket="state-b", Key=f"{FOLDER}/current.json", Body=json.dumps(doc).encode())
+    return named
+
+
+def load(store, workdir):
+    return store.load_snapshot("files", "seg_a", workdir)
+
+
+def members(snapshot) -> list[str]:
+    with duckdb.connect() as con:
+        return [r[0] for r in con.execute(f"select Id from '{snapshot.path}' order by Id").fetchall()]
+
+
+def test_a_base_of_several_files_is_read_whole_into_a_private_folder(store, s3, tmp_path):
+    # Given a base Athena wrote as two files
+    commit(s3, tmp_path, {"part-0": ["a", "b"], "part-1": ["c"]})
+    # When a runner loads it, twice into the same work folder
+    work = tmp_path / "w"
+    load(store, work)
+    snapshot = load(store, work)
+    # Then every member is there, and the downloaded files sit in a folder only the runner can read
+    assert members(snapshot) == ["a", "b", "c"] and snapshot.rows == 3
+    folder = work / "lake-base"
+    assert sorted(p.name for p in folder.iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("damage", ["rewritten", "deleted"])
+def test_a_file_changed_or_gone_since_its_commit_is_refused_naming_it(store, s3, tmp_path, damage):
+    # Given a committed base, then one of its files rewritten (a new ETag) or deleted
+    named = commit(s3, tmp_path, {"part-0": ["a", "b"], "part-1": ["c"]})
+    key = f"p/{named[1]['file']}"
+    if damage == "rewritten":
+        s3.upload_file(str(part_file(tmp_path, "other", ["c", "d"])), "state-b", key)
+        assert s3.head_object(Bucket="state-b", Key=key)["ETag"] != named[1]["etag"]
+    else:
+        s3.delete_object(Bucket="state-b", Key=key)
+    # When it is loaded, then it is refused naming the file, and not read as fewer members
+    with pytest.raises(SegmentRefused) as refused:
+        load(store, tmp_path / "w")
+    assert str(refused.value) == (
+        f"snapshot data s3://state-b/{key} for {WHERE} is missing or changed since it was committed; refusing to "
+        "treat it as empty. Restore it, or delete it to resend the whole segment"
+    )
+
+
+def test_a_file_of_another_size_than_committed_is_refused_even_with_its_etag(store, s3, tmp_path):
+    # Given a pointer whose recorded size differs from the file's (same ETag)
+    named = commit(s3, tmp_path, {"part-0": ["a"]})
+    doc = json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
+    doc["lake_base"]["parts"][0]["size"] = named[0]["size"] + 1
+    s3.put_object(Bucket="state-b", Key=f"{FOLDER}/current.json", Body=json.dumps(doc).encode())
+    # Then it is refused as changed
+    with pytest.raises(SegmentRefused, match="is missing or changed since it was committed"):
+        load(store, tmp_path / "w")
+
+
+def test_a_file_with_other_columns_is_refused_naming_them(store, s3, tmp_path):
+    commit(s3, tmp_path, {"part-0": ["a"]}, **{"part-0": "Id, 1 as k1"})
+    with pytest.raises(SegmentRefused) as refused:
+        load(store, tmp_path / "w")
+    assert str(refused.value) == (
+        f"snapshot data s3://state-b/{FOLDER}/{LAKE}/part-0 for {WHERE} has columns {{'Id': 'VARCHAR', 'k1': 'INTEGER'}}"
+    )
+
+
+def test_files_that_hold_other_rows_than_the_pointer_says_are_refused_counting_all_of_them(store, s3, tmp_path):
+    # Given two files of 2 and 1 rows, and a pointer that says 4
+    commit(s3, tmp_path, {"part-0": ["a", "b"], "part-1": ["c"]}, rows=4)
+    with pytest.raises(SegmentRefused) as refused:
+        load(store, tmp_path / "w")
+    assert str(refused.value) == f"snapshot data for {WHERE} has 3 rows, its pointer says 4"
+
+
+def test_a_base_of_no_members_reads_as_an_empty_typed_table(store, s3, tmp_path):
+    # Given a base Athena wrote when every member had left: no file at all
+    commit(s3, tmp_path, {})
+    snapshot = load(store, tmp_path / "w")
+    # Then it reads as no members, with the lake snapshot's columns
+    assert snapshot.rows == 0 and members(snapshot) == []
+    with duckdb.connect() as con:
+        described = con.execute(f"describe select * from '{snapshot.path}'").fetchall()
+    assert {r[0]: r[1] for r in described} == SNAPSHOT_SCHEMA_LAKE
+
+
+def test_a_base_that_names_no_file_for_some_members_is_refused(store, s3, tmp_path):
+    commit(s3, tmp_path, {}, rows=2)
+    with pytest.raises(SegmentRefused) as refused:
+        load(store, tmp_path / "w")
+    assert str(refused.value) == (
+        f"snapshot pointer for {WHERE} names no file for 2 members. "
+        "Restore it, or delete it to resend the whole segment"
+    )
