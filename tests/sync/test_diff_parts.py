@@ -12,6 +12,7 @@ from sync.run.diff import (
     DIGEST_SCHEME,
     KEY_SCHEME,
     Plan,
+    _engines_differ,
     _full_send_reason,
     _only_keys_differ,
     _previous_relation,
@@ -77,6 +78,21 @@ def con():
 )
 def test_a_full_send_names_what_changed_since_the_snapshot(previous, reason):
     assert _full_send_reason(previous, NOW) == reason
+
+
+@pytest.mark.parametrize(
+    "previous, current, differ",
+    [
+        ("map-athena", "map-111", True),
+        ("map-111", "map-athena", True),
+        ("map-athena", "map-athena-fp", False),
+        ("map-111", "map-222", False),
+        ("map", "map-athena", False),
+    ],
+    ids=["from-athena-two-parts", "to-athena-two-parts", "both-athena", "both-duckdb", "no-signature"],
+)
+def test_the_engines_differ_when_exactly_one_hash_was_made_in_athena(previous, current, differ):
+    assert _engines_differ(previous, current) is differ
 
 
 @pytest.mark.parametrize(

@@ -355,6 +355,51 @@ def test_a_block_for_no_defined_target_or_a_target_without_a_block_is_refused(tm
     assert message in str(err.value)
 
 
+def test_a_shortened_block_name_is_still_matched_to_its_target(tmp_path):
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  prod:\n    state: s\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, "production", defined_targets=("production",))
+    assert str(err.value).endswith(
+        "has settings for target 'prod', which the dbt profile does not define; did you mean 'production'? "
+        "(the profile's targets: production)"
+    )
+
+
+def test_a_block_for_a_profile_without_targets_says_it_has_none(tmp_path):
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    state: s\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, "local", defined_targets=())
+    assert str(err.value).endswith("which the dbt profile does not define; (the profile's targets: none)")
+
+
+def test_a_target_without_a_block_is_pointed_at_the_block_nearest_its_name(tmp_path):
+    # Given a block named for a shortened target name, and no block for the selected target
+    (tmp_path / "lakeseg.yml").write_text("targets:\n  prod:\n    state: s\n")
+    # When the target's settings are loaded, then the refusal points at the block that was probably meant
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, "production")
+    assert str(err.value) == (
+        f"{tmp_path / 'lakeseg.yml'} has no settings for dbt target 'production' (has: prod); is 'prod' meant to "
+        "be 'production'?: add a 'production:' block under targets:"
+    )
+
+
+def test_the_state_snapshot_and_diff_keys_reach_the_run(tmp_path):
+    # Given a block setting each of them to something other than its default
+    (tmp_path / "lakeseg.yml").write_text(
+        "targets:\n  local:\n    state_kms_key_id: alias/lakeseg-state\n"
+        "    snapshots: {compact_share: 0.5, max_deltas: 3}\n    diff: {engine: duckdb, pushdown_min_rows: 7}\n"
+    )
+    s = load_settings(tmp_path, "local")
+    assert (s.state_kms_key_id, s.compact_share, s.max_deltas, s.diff_engine, s.pushdown_min_rows) == (
+        "alias/lakeseg-state",
+        0.5,
+        3,
+        "duckdb",
+        7,
+    )
+
+
 def test_blocks_matching_the_profile_load_without_complaint(tmp_path):
     # Given one block per profile target, then either target loads its own block
     (tmp_path / "lakeseg.yml").write_text("targets:\n  local:\n    state: a\n  athena:\n    state: b\n")
@@ -396,7 +441,8 @@ def test_without_a_notify_block_nothing_is_sent():
         ),
         pytest.param(
             "{slack_webhook_url: 'hooks.slack.com/services/T0/B0/SECRETPART'}",
-            "must be an https://",
+            "notify.slack_webhook_url: must be an https:// (or http://) URL (got something else; not shown, it may "
+            "hold a secret)",
             id="url-without-scheme",
         ),
         pytest.param("{events: [failure, outage]}", "notify.events.1", id="unknown-event"),
@@ -406,7 +452,7 @@ def test_without_a_notify_block_nothing_is_sent():
 )
 def test_a_bad_notify_block_is_refused_by_key_without_echoing_secrets(tmp_path, block, message):
     (tmp_path / "lakeseg.yml").write_text(f"targets:\n  local:\n    notify: {block}\n")
-    with pytest.raises(ConfigError, match=message) as err:
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
         load_settings(tmp_path, "local")
     assert "SECRETPART" not in str(err.value)
 
