@@ -16,10 +16,13 @@ import pytest
 from moto import mock_aws
 
 from sync.core.fields import ID_FIELD
+from sync.core.sql import ql
 from sync.readers.athena import AthenaReader
+from sync.run import classify
 from sync.run.diff import changes_sql, prepare, snapshot_to_commit
 from sync.run.digest_key import DigestKey
 from sync.run.pushdown import glue, sql
+from sync.state import deltas
 from tests.pushdown.athena_double import ExecutingAthena
 from tests.sync.test_diff import Snap, load, make_segment
 
@@ -27,6 +30,22 @@ BUCKET, DB = "stack-bucket", "lakeseg_diff"
 STATE = "lakeseg/state/snapshots/pinpoint/seg_t/lake"
 KEY = DigestKey("k" * 32, "test")
 FIELDS = ("Id", "User.UserAttributes.Tier", "User.UserAttributes.Score")
+
+
+def _delta_sql(sent: str) -> str:
+    """The snapshot delta from the rows UNLOADed to send: upserts for entered and changed, tombstones for exits."""
+    return f"select Id, k1, k2, digest, kind = 'x' as {deltas.DELETED} from {sent} where kind in ('e', 'c', 'x')"
+
+
+def _base_sql(previous: str, sent: str) -> str:
+    """The whole new membership, for a new base: the previous one with this run's delta applied."""
+    cols = list(deltas.SNAPSHOT_ROW)
+    return deltas.current_sql(f"(select {', '.join(cols)} from {previous})", [f"({_delta_sql(sent)})"], cols)
+
+
+def _unload(select: str, location: str) -> str:
+    """``select`` (DuckDB's dialect) as an Athena UNLOAD to Parquet at ``location``."""
+    return f"UNLOAD ({classify.to_engine(select, 'athena')}) TO {ql(location)} WITH (format = 'PARQUET')"
 
 
 @pytest.fixture
@@ -78,7 +97,7 @@ class Lake:
         # (b) one statement: every member classified, only the rows to send UNLOADed
         out = f"lakeseg/athena/lakeseg-diff/{run}"
         self.reader.run_query(
-            sql.unload(sql.rows_to_send_sql(current, previous, None, len(seg.fields), full), f"s3://{BUCKET}/{out}/")
+            _unload(sql.rows_to_send_sql(current, previous, None, len(seg.fields), full), f"s3://{BUCKET}/{out}/")
         )
         sent_table = self.tables.register(
             f"sent_{run}",
@@ -94,8 +113,8 @@ class Lake:
         )
         # (c) the new version: a base on a first sync, else a delta, under a fresh prefix of the state folder
         version = f"{STATE}/v-{run}"
-        body = sql.base_sql(previous, sent_table) if full else sql.delta_sql(sent_table)
-        self.reader.run_query(sql.unload(body, f"s3://{BUCKET}/{version}/"))
+        body = _base_sql(previous, sent_table) if full else _delta_sql(sent_table)
+        self.reader.run_query(_unload(body, f"s3://{BUCKET}/{version}/"))
         if full:
             self.base = self._files(version)
         elif self._files(version):

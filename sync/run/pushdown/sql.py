@@ -180,27 +180,3 @@ def rows_to_send_sql(current: str, previous: str, dirty: str | None, width: int,
         ctes.append(f"dirty as (select Id, {key_sql('Id')} from {dirty})")
     ctes.append(f"classified as ({classified})")
     return "with " + ", ".join(ctes) + "\n" + "\nunion all\n".join(parts)
-
-
-def delta_sql(sent: str, exclude: str | None = None) -> str:
-    """The snapshot delta from the rows UNLOADed to send: upserts for entered and changed, tombstones for exits.
-
-    ``exclude``: a relation of Ids the destination rejected; they keep their previous row (no delta entry).
-    """
-    keep = f" and Id not in (select Id from {exclude})" if exclude else ""
-    return f"select Id, k1, k2, digest, kind = 'x' as {deltas.DELETED} from {sent} where kind in ('e', 'c', 'x'){keep}"
-
-
-def base_sql(previous: str, sent: str, exclude: str | None = None) -> str:
-    """The whole new membership, for a new base: the previous one with this run's delta applied."""
-    delta = f"({delta_sql(sent, exclude)})"
-    cols = list(deltas.SNAPSHOT_ROW)
-    return deltas.current_sql(f"(select {', '.join(cols)} from {previous})", [delta], cols)
-
-
-def unload(select: str, location: str) -> str:
-    """``select`` (DuckDB's dialect) as an Athena UNLOAD to Parquet at ``location``."""
-    return (
-        f"UNLOAD ({classify.to_engine(select, 'athena')}) TO {ql(location)} "
-        "WITH (format = 'PARQUET', compression = 'SNAPPY')"
-    )
