@@ -40,7 +40,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -64,20 +64,17 @@ from sync.run.diff import (
     Expiry,
     Plan,
     PreparedSegment,
-    changes_sql,
     configure,
-    delta_to_commit,
     prepare,
     save_delta_rows,
-    sent_ids_sql,
-    snapshot_to_commit,
 )
+from sync.run.diff_ops import DiffOps, RunnerDiff
 from sync.run.guard import mass_exit_refusal, size_change_refusal
 from sync.run.imports_table import ImportsTable
 from sync.run.imports_table import register_all as register_imports
 from sync.run.lease import RunLease
 from sync.run.pushdown import choose_engine
-from sync.run.pushdown.lake import LakeDiff, LakePrepared
+from sync.run.pushdown.lake import LakeDiff
 from sync.run.pushdown.sql import diffed_in_lake
 from sync.state.base import (
     PLATFORM_REFUSED,
@@ -269,6 +266,7 @@ class _SegmentWork:
 
     segment: Segment
     workdir: Path  # its folder inside the run's work folder
+    ops: DiffOps  # the diff's engine: on the runner, or in Athena (diff.engine)
     notes: list[str] = field(default_factory=list)
     previous: Snapshot | PointedSnapshot | None = None  # the committed snapshot (its pointer alone, in Athena)
     in_doubt: InDoubt | None = None  # Ids an earlier delivery handed over and never confirmed
@@ -373,6 +371,7 @@ class SyncRun:
             require(imports_table, ImportsTable, "imports table") if imports_table is not None else None
         )
         self.lake = lake  # the diff in Athena, where diff.engine may use it (sync/run/pushdown)
+        self._runner_diff = RunnerDiff(state, destination_key, self.run_id)
         if lease is not None and lease.took_over:  # never silent: the run's history names the dead run
             self.report.notes.append(lease.took_over)
 
@@ -479,9 +478,8 @@ class SyncRun:
             self.reader.cleanup()
 
     def _clean_up_lake(self) -> None:
-        if self.lake is not None:
-            with contextlib.suppress(Exception):
-                self.lake.cleanup()
+        with contextlib.suppress(Exception):
+            self.lake.cleanup()  # type: ignore[union-attr] # only registered with a lake
 
     def _finish(self) -> None:
         """The run's outcome in its report and (unless a plan) its history."""
@@ -639,7 +637,7 @@ class SyncRun:
     def _prepare_and_submit(self, space: _Workspace, seg: Segment) -> SegmentReport | None:
         """Under the segment's lock: read, diff and guard it, write its files and hand them to the pool, which
         then holds the lock until the delivery is committed or not. Any other ending releases the lock here."""
-        work = _SegmentWork(seg, space.workdir / seg.name)
+        work = _SegmentWork(seg, space.workdir / seg.name, self._runner_diff)
         unread = self._refused_unread(work)
         if unread is not None:
             return unread
@@ -692,16 +690,10 @@ class SyncRun:
             return ended
         return prepared, self._write_delivery(con, work, prepared)
 
-    def _load_state(self, con, work: _SegmentWork, in_lake: bool) -> None:
-        """What the state store holds for the segment, and the Ids to resend whatever its snapshot says.
-        ``in_lake``: the diff runs in Athena, which reads the snapshot where it is (only its pointer is read)."""
+    def _load_state(self, con, work: _SegmentWork, previous: Snapshot | PointedSnapshot | None) -> None:
+        """What the state store holds for the segment besides its committed snapshot (``previous``: the
+        snapshot, or only its pointer where Athena diffs), and the Ids to resend whatever the snapshot says."""
         seg, workdir, notes = work.segment, work.workdir, work.notes
-        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        previous: Snapshot | PointedSnapshot | None = (
-            self.state.read_snapshot(self.destination_key, seg.name)
-            if in_lake
-            else self.state.load_snapshot(self.destination_key, seg.name, workdir / "previous")
-        )
         in_doubt = self.state.load_in_doubt(
             self.destination_key,
             seg.name,
@@ -721,10 +713,11 @@ class SyncRun:
         work.previous, work.in_doubt, work.search = previous, in_doubt, search
         work.quarantine, work.dirty = quarantine, dirty
 
-    def _in_lake(self, seg: Segment) -> bool:
-        """Whether the segment is diffed in Athena (``diff.engine``; decided from its pointer alone)."""
+    def _lake_for(self, seg: Segment) -> tuple[LakeDiff, PointedSnapshot | None] | None:
+        """The diff in Athena and the segment's committed pointer, when the segment is diffed there
+        (``diff.engine``, decided from the pointer alone); None when it is diffed on the runner."""
         if self.lake is None:
-            return False
+            return None
         pointed = self.state.read_snapshot(self.destination_key, seg.name)
         opts = self.options
         engine = choose_engine(
@@ -734,7 +727,7 @@ class SyncRun:
             previous_rows=pointed.rows if pointed is not None else None,
             in_lake=pointed is not None and diffed_in_lake(pointed.mapping_hash),
         )
-        return engine == "athena"
+        return (self.lake, pointed) if engine == "athena" else None
 
     def _read_and_diff(self, con, work: _SegmentWork) -> PreparedSegment:
         """Its state, then the built table through the reader, into a new snapshot diffed against the last --
@@ -743,13 +736,16 @@ class SyncRun:
         self.progress(seg.name, "reading", 0, 1)
         t = time.monotonic()
         tests = tests_by_model(self.artifacts.manifest).get(seg.unique_id, [])
-        if self.lake is not None and self._in_lake(seg):
-            self._load_state(con, work, in_lake=True)
-            previous = work.previous if isinstance(work.previous, PointedSnapshot) else None
-            prepared: PreparedSegment = self.lake.prepare(
+        work.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        in_lake = self._lake_for(seg)
+        if in_lake is not None:
+            lake, pointed = in_lake
+            self._load_state(con, work, pointed)
+            work.ops = lake
+            prepared: PreparedSegment = lake.prepare(
                 con,
                 seg,
-                previous,
+                pointed,
                 workdir=work.workdir,
                 full_refresh=opts.full_refresh,
                 dirty=work.dirty,
@@ -761,7 +757,8 @@ class SyncRun:
             work.notes.extend(self.reader.notes_for(seg.relation))
             self._spent("diff", t)
         else:
-            self._load_state(con, work, in_lake=False)
+            previous = self.state.load_snapshot(self.destination_key, seg.name, work.workdir / "previous")
+            self._load_state(con, work, previous)
             source = self.reader.stage(con, seg.relation, seg.columns, work.workdir / "source")
             t = self._spent("read", t)
             work.notes.extend(self.reader.notes_for(seg.relation))  # Athena: query id, bytes
@@ -769,7 +766,7 @@ class SyncRun:
                 con,
                 seg,
                 source,
-                previous=work.previous if not isinstance(work.previous, PointedSnapshot) else None,
+                previous=previous,
                 workdir=work.workdir,
                 full_refresh=opts.full_refresh,
                 dirty=work.dirty,
@@ -791,7 +788,7 @@ class SyncRun:
         """Refused by a guard, planned only (a dry run), or nothing to send: its report. Else None."""
         opts, plan = self.options, prepared.plan
         refusal = mass_exit_refusal(plan, opts.max_exit_share, opts.allow_mass_exit) or size_change_refusal(
-            self._as_last_delivered(con, prepared, work.dirty),
+            work.ops.as_last_delivered(con, prepared, work.dirty),
             opts.max_size_change_share,
             opts.max_entered_share,
             opts.allow_size_change,
@@ -820,7 +817,7 @@ class SyncRun:
             # `keep` segment: the commit supersedes those records, and a leaver is counted
             # once (an uncommitted one would count again every run, towards the guard).
             save_delta_rows(con, prepared)
-            self._commit(con, prepared, DeliveryResult(confirmed=True), {})
+            self._commit(con, work.ops, prepared, DeliveryResult(confirmed=True), {})
             if in_doubt is not None:
                 self.state.clear_in_doubt(self.destination_key, seg.name, in_doubt.run_id)
         return SegmentReport(seg.name, UNCHANGED, "nothing changed", plan.as_dict(), notes=work.notes)
@@ -830,11 +827,10 @@ class SyncRun:
         opts, seg, plan, workdir, search = self.options, work.segment, prepared.plan, work.workdir, work.search
         self.progress(seg.name, "writing files", 0, 1)
         t = time.monotonic()
-        changes = self.lake.changes_sql(prepared) if isinstance(prepared, LakePrepared) and self.lake else None
-        files = write_import_files(con, changes or changes_sql(prepared), workdir / "import", opts.max_file_bytes)
+        files = write_import_files(con, work.ops.changes_sql(prepared), workdir / "import", opts.max_file_bytes)
         save_delta_rows(con, prepared)  # while _delta is this segment's: the commit runs on another cursor
         failpoints.hit("after-files")
-        self._record_in_doubt(con, prepared)
+        self._record_in_doubt(con, work.ops, prepared)
         self._spent("files", t)
         failpoints.hit("after-in-doubt")
         return SegmentDelivery(
@@ -869,32 +865,10 @@ class SyncRun:
         con.execute(f"copy ({' union '.join(parts)}) to {ql(str(out))} (format parquet)")
         return out
 
-    def _as_last_delivered(self, con, prepared: PreparedSegment, dirty: Path | None):
-        """The plan as the size guard sees it: members the last run delivered but left out of its commit.
-
-        Rows quarantined or still suspect in a search for refused rows were never committed when they
-        entered; they were members all the same, so they count in the previous size, not as entering.
-        """
-        if isinstance(prepared, LakePrepared) and self.lake is not None:
-            return self.lake.as_last_delivered(con, prepared, dirty)
-        plan, previous = prepared.plan, prepared.previous_snapshot
-        if dirty is None or previous is None:
-            return plan
-        held, now = con.execute(
-            f"select count(*), count(*) filter (where {SNAPSHOT_ID} in (select {SNAPSHOT_ID} from "
-            f"read_parquet({ql(str(prepared.new_snapshot))}))) from _quarantined where {SNAPSHOT_ID} not in "
-            f"(select {SNAPSHOT_ID} from read_parquet({ql(str(previous))}))"
-        ).fetchall()[0]
-        return replace(plan, previous_rows=plan.previous_rows + held, entered=max(0, plan.entered - now))
-
-    def _record_in_doubt(self, con, prepared: PreparedSegment) -> None:
+    def _record_in_doubt(self, con, ops: DiffOps, prepared: PreparedSegment) -> None:
         """Durably record every Id this delivery carries, plus those still in doubt, before handing over."""
         out = prepared.workdir / "in-doubt.parquet"
-        sent = (
-            self.lake.sent_ids_sql(prepared)
-            if isinstance(prepared, LakePrepared) and self.lake is not None
-            else sent_ids_sql(prepared)
-        )
+        sent = ops.sent_ids_sql(prepared)
         con.execute(
             f"copy (select distinct {SNAPSHOT_ID} from ({sent} union all "
             f"select {SNAPSHOT_ID} from _dirty)) to {ql(str(out))} (format parquet)"
@@ -983,7 +957,7 @@ class SyncRun:
             run_id=self.run_id,
             workdir=job.prepared.workdir / "search",
         )
-        kept = self._commit(job.con, job.prepared, result, job.work.quarantine)
+        kept = self._commit(job.con, job.work.ops, job.prepared, result, job.work.quarantine)
         self._spent("commit", t)
         rep.quarantined = [asdict(q) for q in kept]
         suspect = len(result.suspect_ids)
@@ -997,7 +971,12 @@ class SyncRun:
                 self.report.error = self.report.error or f"{seg.name}: {notes[-1]}"
 
     def _commit(
-        self, con, prepared: PreparedSegment, result: DeliveryResult, quarantine: dict[str, QuarantinedRow]
+        self,
+        con,
+        ops: DiffOps,
+        prepared: PreparedSegment,
+        result: DeliveryResult,
+        quarantine: dict[str, QuarantinedRow],
     ) -> list[QuarantinedRow]:
         """Commit the new snapshot with the rows the platform rejected quarantined; returns them."""
         self._hold_lease()
@@ -1017,23 +996,7 @@ class SyncRun:
                 )
             )
         kept_back = frozenset(rejected) | result.suspect_ids  # suspect: neither
-        if isinstance(prepared, LakePrepared) and self.lake is not None:
-            self.lake.commit(con, prepared, kept_back, tuple(kept))
-            return kept
-        path = snapshot_to_commit(con, prepared, kept_back)
-        delta = delta_to_commit(con, prepared, kept_back)
-        rows = con.execute(f"select count(*) from read_parquet({ql(str(path))})").fetchall()[0][0]
-        self.state.commit_snapshot(
-            self.destination_key,
-            seg.name,
-            path,
-            fields=seg.fields,
-            mapping_hash=prepared.mapping_hash,
-            rows=rows,
-            run_id=self.run_id,
-            quarantine=tuple(kept),
-            delta=delta,
-        )
+        ops.commit(con, prepared, kept_back, tuple(kept))
         return kept
 
 

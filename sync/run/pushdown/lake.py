@@ -109,6 +109,7 @@ class LakeDiff:
         self.run_id = run_id
         self._tables: dict[str, glue.GlueTables] = {}
         self._segments: set[str] = set()
+        self._keys: dict[str, str] = {}  # digest key fingerprint -> the key table's folder, stored once a run
 
     # ------------------------------------------------------------------ prepare
     def prepare(
@@ -205,9 +206,16 @@ class LakeDiff:
         return tables
 
     def _key_location(self, digest_key, workdir: Path) -> str:
-        """The key table's folder: one row, the HMAC key Athena's digest uses (a subkey, never the secret)."""
-        secret = digest_key.secret if digest_key is not None else ""
+        """The key table's folder: one row, the HMAC key Athena's digest uses (a subkey, never the secret);
+        stored once a run, whatever the number of segments."""
         fingerprint = digest_key.fingerprint if digest_key is not None else "unkeyed"
+        if fingerprint not in self._keys:
+            self._keys[fingerprint] = self._store_key(
+                digest_key.secret if digest_key is not None else "", fingerprint, workdir
+            )
+        return self._keys[fingerprint]
+
+    def _store_key(self, secret: str, fingerprint: str, workdir: Path) -> str:
         local = workdir / "key.parquet"
         con = duckdb.connect()
         try:
@@ -277,8 +285,9 @@ class LakeDiff:
             )
 
     # ------------------------------------------------------- what the run sends
-    def changes_sql(self, prepared: LakePrepared) -> str:
+    def changes_sql(self, segment: PreparedSegment) -> str:
         """The rows to send, in the header order of the segment's fields: as ``sync.run.diff.changes_sql``."""
+        prepared = _lake(segment)
         upserts = _sent_values(prepared.segment, prepared.sent, SENDS, relation=False)
         if not prepared.plan.exit_rows:
             return upserts
@@ -288,15 +297,17 @@ class LakeDiff:
         )
         return f"{upserts}\nunion all\nselect {exit_cols} from {_rp(prepared.sent)} where kind in ({_kinds(EXITS)})"
 
-    def sent_ids_sql(self, prepared: LakePrepared) -> str:
+    def sent_ids_sql(self, segment: PreparedSegment) -> str:
         """The Ids a delivery of ``changes_sql`` carries (for the in-doubt record)."""
+        prepared = _lake(segment)
         kinds = SENDS + (EXITS if prepared.plan.exit_rows else ())
         return f"select id as Id from {_rp(prepared.sent)} where kind in ({_kinds(kinds)})"
 
-    def as_last_delivered(self, con: duckdb.DuckDBPyConnection, prepared: LakePrepared, dirty: Path | None) -> Plan:
+    def as_last_delivered(self, con: duckdb.DuckDBPyConnection, segment: PreparedSegment, dirty: Path | None) -> Plan:
         """The plan as the size guard sees it (``SyncRun._as_last_delivered``): quarantined rows the snapshot
         does not hold count as members before, not as entering. The classification says which: entered ('e')
         or a dirty leaver the snapshot never held ('q')."""
+        prepared = _lake(segment)
         plan = prepared.plan
         if dirty is None or prepared.previous is None:
             return plan
@@ -310,11 +321,12 @@ class LakeDiff:
     def commit(
         self,
         con: duckdb.DuckDBPyConnection,
-        prepared: LakePrepared,
+        segment: PreparedSegment,
         kept_back: frozenset[str],
         quarantine: tuple[QuarantinedRow, ...],
     ) -> None:
         """Commit what the destination took: rows in ``kept_back`` (rejected, suspect) keep their previous state."""
+        prepared = _lake(segment)
         seg, plan, rp = prepared.segment, prepared.plan, _rp(prepared.sent)
         con.execute("create or replace temp table _kept_back (id varchar)")
         if kept_back:
@@ -372,6 +384,13 @@ class LakeDiff:
         for segment in sorted(self._segments):
             with contextlib.suppress(Exception):
                 self.state.drop_scratch(self.destination_key, segment, only=self.run_id)
+
+
+def _lake(prepared: PreparedSegment) -> LakePrepared:
+    """The segment as the diff in Athena prepared it (a run keeps each segment with the diff that prepared it)."""
+    if not isinstance(prepared, LakePrepared):
+        raise TypeError(f"{prepared.segment.name} was diffed on the runner, not in Athena")
+    return prepared
 
 
 def _plan_previous(plan: Plan, previous: PointedSnapshot | None, mapping_hash: str, full_refresh: bool) -> bool:
