@@ -9,6 +9,7 @@ target (``--target``, 90%).
 
     python tools/mutation_report.py [--target 90] [--show-diffs]
     python tools/mutation_report.py --to-run   # the mutants `make mutation` still runs
+    python tools/mutation_report.py --renumber # follow listed equivalents whose mutant was renumbered
 """
 
 from __future__ import annotations
@@ -118,6 +119,41 @@ def to_run(
     return names
 
 
+def function_of(name: str) -> str:
+    """The function a mutant belongs to: its name without ``__mutmut_<n>``."""
+    return name.rsplit("__mutmut_", 1)[0]
+
+
+def renumber(
+    text: str, equivalents: dict[str, tuple[str, str]], lines_of: Callable[[str], dict[str, str]]
+) -> tuple[str, list[tuple[str, str]]]:
+    """The equivalents file with each entry whose mutant was renumbered (an edit elsewhere in its function
+    shifts mutmut's numbers) renamed to the one mutant of the same function that changes the same line.
+
+    ``lines_of(function)`` gives ``{mutant name: mutated line}`` for every mutant of a function. An entry
+    stays as it is when its own mutant still changes its line, when no mutant does, or when more than one
+    unlisted mutant does (which one was meant cannot be told). Returns the text and the (old, new) names.
+    """
+    renamed: list[tuple[str, str]] = []
+    taken = set(equivalents)
+    cache: dict[str, dict[str, str]] = {}
+    for name, (line, _reason) in equivalents.items():
+        function = function_of(name)
+        lines = cache.setdefault(function, lines_of(function))
+        if lines.get(name) == line:
+            continue
+        matches = [m for m, changed in lines.items() if changed == line and m not in taken]
+        if len(matches) == 1:
+            renamed.append((name, matches[0]))
+            taken.add(matches[0])
+    out = []
+    new_names = dict(renamed)
+    for raw in text.splitlines():
+        head, sep, rest = raw.partition(" | ")
+        out.append(f"{new_names[head.strip()]}{sep}{rest}" if sep and head.strip() in new_names else raw)
+    return "\n".join(out) + "\n", renamed
+
+
 def kill_rate(counts: Counter, mutants: int) -> float:
     """killed / (mutants - equivalent - not checked), in percent (100 when nothing is scored)."""
     scored = mutants - counts["equivalent"] - counts["not checked"]
@@ -133,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print the mutants still to run, one per line, listed equivalents left out",
     )
+    parser.add_argument(
+        "--renumber",
+        action="store_true",
+        help="rename listed equivalents whose mutant was renumbered (same function, same mutated line)",
+    )
     args = parser.parse_args(argv)
 
     by_module = collect()
@@ -140,6 +181,22 @@ def main(argv: list[str] | None = None) -> int:
         print("No mutation results under mutants/: run `make mutation`.", file=sys.stderr)
         return 2
     equivalents = load_equivalents()
+    if args.renumber:
+        module_of = {name: module for module, statuses in by_module.items() for name in statuses}
+
+        def lines_of(function: str) -> dict[str, str]:
+            return {
+                name: changed_lines(get_diff_for_mutant(name, path=module))
+                for name, module in module_of.items()
+                if function_of(name) == function
+            }
+
+        text, renamed = renumber(EQUIVALENTS.read_text(), equivalents, lines_of)
+        EQUIVALENTS.write_text(text)
+        for old, new in renamed:
+            print(f"{old} -> {new}")
+        print(f"{len(renamed)} entries renamed in {EQUIVALENTS.name}")
+        return 0
     if args.to_run:
         print("\n".join(to_run(by_module, equivalents, lambda name, module: get_diff_for_mutant(name, path=module))))
         return 0

@@ -90,3 +90,25 @@ def test_the_mutants_to_run_leave_out_those_run_and_the_listed_equivalents_whose
     # Then they are the unrun ones, the moved equivalent among them, module by module; only listed diffs are read
     assert names == ["a.moved", "a.n", "b.x"]
     assert sorted(read) == [("a.e", "sync/a.py"), ("a.moved", "sync/a.py")]
+
+
+def test_an_equivalent_follows_its_mutant_when_an_edit_renumbers_its_function():
+    # Given listed equivalents, and the mutants of their functions after an edit shifted the numbers
+    text = (
+        "# header\n"
+        "m.x_f__mutmut_3 | a = 2 | kept: its own mutant still changes its line\n"
+        "m.x_f__mutmut_4 | b = None | moved to 6\n"
+        "m.x_g__mutmut_1 | c = 'X' | two mutants now change it: left alone\n"
+        "m.x_h__mutmut_1 | d = 0 | no mutant changes it any more: left alone\n"
+    )
+    functions = {
+        "m.x_f": {"m.x_f__mutmut_3": "a = 2", "m.x_f__mutmut_4": "other", "m.x_f__mutmut_6": "b = None"},
+        "m.x_g": {"m.x_g__mutmut_1": "x", "m.x_g__mutmut_2": "c = 'X'", "m.x_g__mutmut_5": "c = 'X'"},
+        "m.x_h": {"m.x_h__mutmut_1": "e"},
+    }
+    equivalents = {line.split(" | ")[0]: (line.split(" | ")[1], line.split(" | ")[2]) for line in text.splitlines()[1:]}
+    # When renumbered
+    new, renamed = mr.renumber(text, equivalents, functions.__getitem__)
+    # Then only the entry with exactly one new match is renamed, its line and reason kept
+    assert renamed == [("m.x_f__mutmut_4", "m.x_f__mutmut_6")]
+    assert new == text.replace("m.x_f__mutmut_4 |", "m.x_f__mutmut_6 |")
