@@ -137,6 +137,12 @@ def test_given_values_within_the_rules_then_the_segment_is_prepared(con, tmp_pat
             "pinpoint_max_length",
             id="max-length-of-the-dbt-test",
         ),
+        pytest.param(
+            [_test("pinpoint_max_length", "last_name", arguments={"max_length": 10})],
+            ("ep-2", "Smith-Jones-Brown", "1", "ALL"),
+            "pinpoint_max_length",
+            id="max-length-under-arguments-dbt-1-10",
+        ),
     ],
 )
 def test_given_a_stricter_test_on_the_model_then_its_setting_is_the_rule(con, tmp_path, tests, row, rule):
