@@ -20,6 +20,13 @@ from sync.destinations.jobs import (
 from tests.destinations.test_isolation_converges import CountingPlatform
 from tests.engine.harness import EngineHarness, Scripted, by_segment
 
+
+def query(sql: str) -> duckdb.DuckDBPyRelation:
+    """``sql`` on a connection of its own: DuckDB's default connection (``duckdb.sql``) does not survive a
+    fork (its worker threads stay in the parent), and ``make mutation`` forks a child per mutant."""
+    return duckdb.connect().sql(sql)
+
+
 COLS = {"endpoint_id": "Id", "plan": "Attributes.Plan"}
 
 
@@ -98,7 +105,7 @@ def test_a_search_cut_short_by_the_budget_continues_next_run_until_every_refused
     # Then it ends partial with rows still suspect: neither quarantined nor committed, kept in state as Ids only
     assert first.status == "partial" and "still suspect" in first.reason
     assert {q["id"] for q in first.quarantined} <= bad
-    kept = duckdb.sql(f"select * from read_parquet('{search_file(h).parent}/search-*.parquet')")
+    kept = query(f"select * from read_parquet('{search_file(h).parent}/search-*.parquet')")
     assert kept.columns == ["Id", "grp", "pos"]
     suspect = {r[0] for r in kept.fetchall()}
     assert suspect and not suspect & {q["id"] for q in first.quarantined}
@@ -115,7 +122,7 @@ def test_a_search_cut_short_by_the_budget_continues_next_run_until_every_refused
         assert {q["id"] for q in seg.quarantined} <= bad
         suspect = set()
         if search_file(h).exists():
-            kept = duckdb.sql(f"select Id from read_parquet('{search_file(h).parent}/search-*.parquet')").fetchall()
+            kept = query(f"select Id from read_parquet('{search_file(h).parent}/search-*.parquet')").fetchall()
             suspect = {r[0] for r in kept}
         assert runs <= 50
     # Then it converged within the stated bound, every refused row quarantined and every other row committed

@@ -12,11 +12,18 @@ import pytest
 from sync.lake import sample_lake
 from sync.lake.sample_lake import LakeSpec, generate
 
+
+def query(sql: str) -> duckdb.DuckDBPyRelation:
+    """``sql`` on a connection of its own: DuckDB's default connection (``duckdb.sql``) does not survive a
+    fork (its worker threads stay in the parent), and ``make mutation`` forks a child per mutant."""
+    return duckdb.connect().sql(sql)
+
+
 SPEC = LakeSpec(endpoints=400, events_per_endpoint=3, days=5)
 
 
 def rows(root, table):
-    return duckdb.sql(f"select * from read_parquet('{root}/crm/{table}/*.parquet') order by all").fetchall()
+    return query(f"select * from read_parquet('{root}/crm/{table}/*.parquet') order by all").fetchall()
 
 
 @pytest.mark.parametrize("table,column", [("app_logins", "login_timestamp"), ("web_sessions", "session_timestamp")])
@@ -29,7 +36,7 @@ def test_a_crm_table_split_into_files_holds_the_same_rows_each_file_in_time_orde
     files = sorted((tmp_path / "split" / "crm" / table).glob("*.parquet"))
     assert [f.name for f in files] == [f"{table}-{k:04d}.parquet" for k in range(6)]
     for f in files:
-        times = [r[0] for r in duckdb.sql(f"select {column} from '{f}'").fetchall()]
+        times = [r[0] for r in query(f"select {column} from '{f}'").fetchall()]
         assert times == sorted(times)
     # And together they hold exactly the rows of the single file
     assert [f.name for f in (tmp_path / "one" / "crm" / table).glob("*.parquet")] == [f"{table}.parquet"]
@@ -92,7 +99,7 @@ def by_chunk(root, select: str) -> dict[int, tuple]:
     start = CHUNKED.start_dt.strftime("%Y-%m-%d")
     return {
         row[0]: row[1:]
-        for row in duckdb.sql(
+        for row in query(
             f"select (ingest_timestamp::date - date '{start}') // {DAYS_PER_CHUNK} as chunk, {select} "
             f"from {events(root)} group by chunk order by chunk"
         ).fetchall()
@@ -103,8 +110,8 @@ def test_a_lake_written_in_several_chunks_holds_the_same_events_as_one_written_i
     # Given the same lake generated in one chunk and in 5 chunks of 4 ingest days
     # Then both hold exactly the same events, row for row
     one, chunked = events(chunked_lake.root / "one"), events(chunked_lake.root / "chunked")
-    assert duckdb.sql(f"select count(*) from {chunked}").fetchall()[0][0] == CHUNKED.events
-    differ = duckdb.sql(
+    assert query(f"select count(*) from {chunked}").fetchall()[0][0] == CHUNKED.events
+    differ = query(
         f"select count(*) from ((from {one} except all from {chunked}) "
         f"union all (from {chunked} except all from {one}))"
     ).fetchall()[0][0]
@@ -137,7 +144,7 @@ def test_every_chunk_of_a_large_lake_has_the_distributions_segments_rely_on(chun
     assert abs(endpoints - expected) < 0.1 * expected, (endpoints, expected)
     # And each of its ingest days too
     start = CHUNKED.start_dt.strftime("%Y-%m-%d")
-    days = duckdb.sql(
+    days = query(
         f"select count(*), count(distinct client.client_id) from {events(root)} "
         f"where (ingest_timestamp::date - date '{start}') // {DAYS_PER_CHUNK} = {chunk} "
         f"group by ingest_timestamp"
@@ -149,7 +156,7 @@ def test_every_chunk_of_a_large_lake_has_the_distributions_segments_rely_on(chun
     # And every endpoint is one of the lake's own (a contact id, not an id outside the range)
     ids = {
         r[0]
-        for r in duckdb.sql(
+        for r in query(
             f"select distinct client.client_id from {events(root)} "
             f"where (ingest_timestamp::date - date '{start}') // {DAYS_PER_CHUNK} = {chunk}"
         ).fetchall()
@@ -157,7 +164,7 @@ def test_every_chunk_of_a_large_lake_has_the_distributions_segments_rely_on(chun
     assert ids <= endpoint_ids(CHUNKED)
     # And the event types follow the mix within 3 points
     mix = dict(
-        duckdb.sql(
+        query(
             f"select event_type, count(*) from {events(root)} "
             f"where (ingest_timestamp::date - date '{start}') // {DAYS_PER_CHUNK} = {chunk} "
             f"group by event_type"
