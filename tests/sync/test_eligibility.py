@@ -179,3 +179,17 @@ def test_a_segment_whose_tests_did_not_run_may_not_sync(results, missing):
     assert verdict({"status": "success"}, results) == Eligibility(
         False, f"tests did not run in the latest dbt invocation ({', '.join(missing)}): {BUILD}", missing
     )
+
+
+def test_dbts_messages_which_may_quote_data_go_to_the_debug_log_only_naming_the_node(caplog):
+    # Given a model that errored and, in another build, a test that failed, each with a message quoting a value
+    with caplog.at_level("DEBUG", logger="sync.dbt.artifacts"):
+        model = verdict({"status": "error", "message": "could not cast 'Smith, Jr.'"}, {})
+        test = verdict({"status": "success"}, {**PASSED, TESTS[0]: {"status": "fail", "message": "got 'Zyxwv'"}})
+    # Then the reasons name the node and the status, never the message
+    assert "Smith" not in model.reason and "Zyxwv" not in test.reason
+    # And the messages are in the debug log, each with the node it is about
+    assert [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"] == [
+        f"dbt's message for {SEG}: could not cast 'Smith, Jr.'",
+        f"dbt's message for test.p.{TESTS[0]}: got 'Zyxwv'",
+    ]
