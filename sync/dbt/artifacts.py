@@ -204,7 +204,7 @@ def _built_at(artifacts: Artifacts) -> float:
     """When dbt read the project: the earliest of the manifest's generated_at and the artifacts' mtimes."""
     times = [(artifacts.target_dir / name).stat().st_mtime for name in ("manifest.json", "run_results.json")]
     stamp = (artifacts.manifest.get("metadata") or {}).get("generated_at")
-    parsed = clock.parse_stamp(stamp) if isinstance(stamp, str) else None
+    parsed = clock.parse_stamp(stamp)  # None unless an ISO time (JSON holds no other kind of time)
     if parsed is not None:
         times.append(parsed.timestamp())
     return min(times)
