@@ -208,3 +208,53 @@ def test_a_noted_job_the_domain_no_longer_has_reads_as_none_and_another_error_is
     )
     with pytest.raises(ClientError):
         dest(client)._find_job(NAME, delivery(tmp_path, ledger))
+
+
+def test_a_job_found_in_the_listing_for_a_name_noted_without_an_id_is_noted_with_its_id(stubbed, ledger, tmp_path):
+    client, stubber = stubbed
+    # Given this run noted a create whose call failed (no id), and the job exists 2,500 jobs down the listing
+    ledger.remember(NAME, None, ph.RUN_ID)
+    busy_listing(stubber, 26, {"JobId": "job-found", "DisplayName": NAME, "Status": "CREATED"})
+    # When the destination looks for the part's job
+    found = dest(client)._find_job(NAME, delivery(tmp_path, ledger))
+    # Then it is found by name, and noted with its id and this run, for the next look-up to read by id
+    assert found["JobId"] == "job-found"
+    assert [(e["name"], e["job_id"], e["run_id"]) for e in ledger.entries()] == [(NAME, "job-found", ph.RUN_ID)]
+
+
+def test_an_earlier_create_found_still_in_flight_at_the_timeout_is_kept_with_its_id_and_run(stubbed, ledger, tmp_path):
+    client, stubber = stubbed
+    # Given an earlier run noted a create whose call failed, and the job is still in progress at the timeout
+    ledger.remember(OLD_NAME, None, EARLIER)
+    busy_listing(stubber, 1, {"JobId": "job-old", "DisplayName": OLD_NAME, "Status": "IN_PROGRESS"})
+    # When this run settles earlier runs
+    waited = dest(client, timeout=0)._settle_in_flight(delivery(tmp_path, ledger))
+    # Then the delivery stops naming it, and the ledger keeps it with its id, under the run that created it
+    assert waited is not None and f"upload job job-old ({OLD_NAME})" in waited
+    assert [(e["name"], e["job_id"], e["run_id"]) for e in ledger.entries()] == [(OLD_NAME, "job-old", EARLIER)]
+
+
+def test_this_runs_own_jobs_are_not_waited_for_but_every_earlier_runs_job_is(stubbed, ledger, tmp_path):
+    client, stubber = stubbed
+    # Given the ledger holds this run's job first, then an earlier run's job still in progress
+    ledger.remember(NAME, "job-this", ph.RUN_ID)
+    ledger.remember(OLD_NAME, "job-old", EARLIER)
+    stubber.add_response(
+        "get_upload_job",
+        {"JobId": "job-old", "DisplayName": OLD_NAME, "Status": "IN_PROGRESS"},
+        {"DomainName": D, "JobId": "job-old"},
+    )
+    # When this run settles earlier runs (with no time to wait)
+    waited = dest(client, timeout=0)._settle_in_flight(delivery(tmp_path, ledger))
+    # Then only the earlier run's job is read and waited for; this run's entry is left as it is
+    assert waited is not None and "job-old" in waited and "job-this" not in waited
+    assert [(e["name"], e["job_id"]) for e in ledger.entries()] == [(NAME, "job-this"), (OLD_NAME, "job-old")]
+
+
+def test_a_ledger_in_use_but_never_written_reads_the_whole_listing_for_earlier_runs(stubbed, ledger, tmp_path):
+    client, stubber = stubbed
+    # Given a ledger with no document yet, and an earlier run's job in progress in the listing
+    busy_listing(stubber, 1, {"JobId": "job-old", "DisplayName": OLD_NAME, "Status": "IN_PROGRESS"})
+    # When this run settles earlier runs, then it found that job through the listing
+    waited = dest(client, timeout=0)._settle_in_flight(delivery(tmp_path, ledger))
+    assert waited is not None and f"upload job job-old ({OLD_NAME})" in waited
