@@ -258,3 +258,31 @@ def test_a_ledger_in_use_but_never_written_reads_the_whole_listing_for_earlier_r
     # When this run settles earlier runs, then it found that job through the listing
     waited = dest(client, timeout=0)._settle_in_flight(delivery(tmp_path, ledger))
     assert waited is not None and f"upload job job-old ({OLD_NAME})" in waited
+
+
+def test_a_created_job_is_noted_with_its_id_and_run(stubbed, ledger, tmp_path):
+    client, stubber = stubbed
+    stubber.add_response(
+        "create_upload_job",
+        {"JobId": "job-new"},
+        {"DomainName": D, "DisplayName": NAME, "Fields": ANY, "UniqueKey": ANY, "DataExpiry": 14},
+    )
+    d = delivery(tmp_path, ledger)
+    assert dest(client)._create_job(NAME, pf.map_fields(d.fields, pf.DEFAULT_UNIQUE_KEY_TARGET), d) == "job-new"
+    assert [(e["name"], e["job_id"], e["run_id"]) for e in ledger.entries()] == [(NAME, "job-new", ph.RUN_ID)]
+
+
+def test_a_create_refused_outright_stays_noted_by_name_under_this_run(stubbed, ledger, tmp_path):
+    client, stubber = stubbed
+    # Given CreateUploadJob is refused (not a server error: nothing to look for)
+    stubber.add_client_error(
+        "create_upload_job",
+        service_error_code="AccessDeniedException",
+        http_status_code=403,
+        expected_params={"DomainName": D, "DisplayName": NAME, "Fields": ANY, "UniqueKey": ANY, "DataExpiry": 14},
+    )
+    d = delivery(tmp_path, ledger)
+    with pytest.raises(ClientError):
+        dest(client)._create_job(NAME, pf.map_fields(d.fields, pf.DEFAULT_UNIQUE_KEY_TARGET), d)
+    # Then the name noted before the call stays, under this run, for a later run to look for
+    assert [(e["name"], e["job_id"], e["run_id"]) for e in ledger.entries()] == [(NAME, None, ph.RUN_ID)]

@@ -448,3 +448,11 @@ def test_a_destination_built_without_its_settings_model_checks_expiry_and_margin
         _expiry(expiry, margin)
     assert f"got {margin!r}" in str(refused.value) or f"got {expiry!r}" in str(refused.value)
     assert _expiry(14, 13) == (14, 13) and _expiry(14, 0) == (14, 0)
+
+
+def test_a_job_bound_past_lakesegs_own_names_it_when_built_directly():
+    with pytest.raises(ConfigError) as refused:
+        CustomerProfilesDestination(domain_name=D, profiles=ph.client(), max_concurrent_jobs=11)
+    assert str(refused.value) == (
+        "destination.max_concurrent_jobs must be between 1 and 10 (lakeseg's bound on upload jobs at once), got 11"
+    )

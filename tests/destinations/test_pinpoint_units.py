@@ -2059,3 +2059,12 @@ def test_a_delivery_without_an_import_url_is_refused_by_setting_name(tmp_path):
     with pytest.raises(ConfigError) as err:
         dest.run_job(delivery(), pp.Job("1", ()), pp.JobProgress(None, SEG, 1, 1))
     assert str(err.value) == message
+
+
+def test_a_job_bound_past_pinpoints_quota_names_the_quota_when_built_directly():
+    with pytest.raises(ConfigError) as refused:
+        PinpointDestination(application_id="a", import_s3_url=URL, s3=None, max_concurrent_jobs=11)
+    assert str(refused.value) == (
+        "destination.max_concurrent_jobs must be between 1 and 10 "
+        "(Pinpoint runs at most 10 import jobs per account), got 11"
+    )
