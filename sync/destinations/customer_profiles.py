@@ -403,9 +403,6 @@ class CustomerProfilesDestination(JobDestination):
         for page in pages(self.profiles, "list_upload_jobs", self._retrying, 100, DomainName=self.domain_name):
             yield from page.get("Items") or []
 
-    def _list_jobs(self) -> list[dict]:
-        return list(self._listed())
-
     def _by_id(self, job_id: str) -> dict | None:
         """An upload job by its id (GetUploadJob), or None when the domain has none of that id."""
         try:
