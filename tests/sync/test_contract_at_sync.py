@@ -185,3 +185,11 @@ def test_every_control_character_the_dbt_test_refuses_is_refused(con, tmp_path, 
     _table(con, CLEAN, ("ep-2", f"a{value}b", "1", "ALL"))
     with pytest.raises(SegmentRefused, match="breaks pinpoint_no_control_chars in 1 row"):
         prepare(con, _segment(), "seg_t", previous=None, workdir=tmp_path)
+
+
+def test_a_columns_own_accepted_values_test_replaces_pinpoints_list_for_that_column():
+    # Given an accepted_values test on opt_out, stricter than the values Pinpoint accepts
+    tests = [_test("accepted_values", "opt_out", arguments={"values": ["NONE"]})]
+    # Then the column is held to that test's values alone, not to Pinpoint's list as well
+    rules = [r for r in value_rules(_segment(), tests) if r.kind == "accepted_values"]
+    assert rules == [ValueRule("opt_out", "OptOut", "accepted_values", "accepted_values", values=("NONE",))]
