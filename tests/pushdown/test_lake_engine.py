@@ -9,14 +9,17 @@ diff (``EngineHarness``, local state) side by side.
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pytest
 from moto import mock_aws
 
 from sync.core import failpoints
+from sync.readers.athena import AthenaReader
 from sync.state.deltas import Compaction
 from tests.engine.harness import EngineHarness, Scripted, by_segment
-from tests.pushdown.lake_harness import LakeHarness
+from tests.pushdown.lake_harness import BUCKET, LakeHarness
 
 COLS = {"endpoint_id": "Id", "tier": "User.UserAttributes.Tier", "city": "Location.City"}
 EXIT = {"User.UserAttributes.Tier": "former", "Location.City": ""}
@@ -344,3 +347,33 @@ def test_moving_back_to_the_runner_with_a_rejected_row_commits_a_snapshot_the_ne
     # Then the committed snapshot reads (its digests are the runner's type), the rejected row is resent, then nothing
     assert [r["Id"] for r in lake.delivered(again, "seg_a")] == ["e002"], by_segment(again)["seg_a"].reason
     assert by_segment(lake.lake_run(engine="duckdb"))["seg_a"].status == "unchanged"
+
+
+def test_a_snapshot_the_diff_in_athena_cannot_account_for_is_refused_and_nothing_is_sent(lake):
+    # Given a segment synced in Athena, then its committed pointer changed to claim one member more
+    lake.segment("seg_a", COLS, members(3))
+    lake.lake_run()
+    pointer = lake.lake_pointer("seg_a")
+    key = "lakeseg/state/snapshots/files/seg_a/current.json"
+    lake.s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({**pointer, "rows": 4}).encode())
+    lake.rebuild("seg_a", members(4))
+    # When it syncs
+    rep = by_segment(lake.lake_run())["seg_a"]
+    # Then it is refused with both counts, nothing is sent or committed, and no table is left
+    assert rep.status == "refused"
+    assert rep.reason == (
+        "seg_a: the committed snapshot holds 4 members, the diff in Athena matched 3; nothing was sent (restore "
+        "the snapshot, or delete its pointer to send the whole segment again)"
+    )
+    assert lake.lake_pointer("seg_a")["rows"] == 4 and lake.diff_tables() == []
+
+
+def test_a_diff_in_athena_that_wrote_nothing_at_all_is_refused(lake, monkeypatch):
+    # Given Athena's UNLOAD writes no file, not even the counts row every diff writes
+    lake.segment("seg_a", COLS, members(3))
+    monkeypatch.setattr(AthenaReader, "unload", lambda *_a, **_k: [])
+    # When the segment syncs, then it is refused: an empty answer is never read as "nothing changed"
+    rep = by_segment(lake.lake_run())["seg_a"]
+    assert rep.status == "refused"
+    assert rep.reason == "seg_a: the diff in Athena wrote no rows, not even its counts; nothing sent"
+    assert lake.lake_pointer("seg_a") is None
