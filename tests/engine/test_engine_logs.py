@@ -1,0 +1,94 @@
+"""What a run says in its log when housekeeping or a delivery goes wrong: a warning a user can act on, the
+exception's own words (which may quote data) at debug level only, and the segment or place named."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from sync.destinations.files import FilesDestination
+from sync.state import open_state_store
+from tests.engine.harness import EngineHarness, by_segment
+
+COLS = {"endpoint_id": "Id", "plan": "Attributes.Plan"}
+
+
+@pytest.fixture
+def h(tmp_path) -> EngineHarness:
+    h = EngineHarness(tmp_path)
+    h.segment("seg_a", COLS, [("e1", "pro")])
+    return h
+
+
+def records(caplog, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level and r.name == "sync.run.engine"]
+
+
+class BrokenImports:
+    """An imports table whose repair fails, quoting a value in its message."""
+
+    def know(self, segments) -> None: ...
+
+    def repair(self) -> None:
+        raise OSError("cannot rebuild from 'Smith, Jr.'")
+
+    def register(self, segment, run_id, location) -> None: ...
+
+
+def test_an_imports_table_that_cannot_be_repaired_is_a_warning_and_the_run_fails(h, caplog):
+    with caplog.at_level(logging.DEBUG, logger="sync.run.engine"):
+        report = h.run(imports_table=BrokenImports())
+    assert report.status == "failed" and report.error.startswith("imports table not repaired: ")
+    assert [m for m in records(caplog, logging.WARNING) if m.startswith("imports table")] == [report.error]
+    assert "imports table not repaired: OSError: cannot rebuild from 'Smith, Jr.'" in records(caplog, logging.DEBUG)
+
+
+class Debris(FilesDestination):
+    """The files destination, whose clean-up of dead runs' staging folders removes two, or fails."""
+
+    def __init__(self, exports, fail: bool):
+        super().__init__(exports)
+        self.fail = fail
+
+    def collect_debris(self, dead_runs, max_age_seconds):
+        if self.fail:
+            raise PermissionError("export folder is read-only")
+        return ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "fail,level,message",
+    [
+        (
+            True,
+            logging.WARNING,
+            "could not collect what dead runs left in the destination: PermissionError: export folder is read-only",
+        ),
+        (False, logging.INFO, "removed 2 file(s) or folder(s) dead runs left in the destination"),
+    ],
+    ids=["collection-fails", "collection-removes"],
+)
+def test_collecting_what_dead_runs_left_says_what_it_removed_or_why_it_could_not(h, caplog, fail, level, message):
+    with caplog.at_level(logging.INFO, logger="sync.run.engine"):
+        report = h.run(destination=Debris(h.exports, fail))
+    # Then the run goes on either way, and the log says what happened where
+    assert by_segment(report)["seg_a"].status == "synced"
+    assert message in records(caplog, level)
+
+
+def test_a_run_that_ends_in_an_exception_logs_it_at_debug_with_its_type(h, caplog):
+    state = open_state_store(str(h.state_dir))
+
+    def broken(*_a, **_k):
+        raise RuntimeError("state offline")
+
+    state.collect_debris = broken  # housekeeping only warns: the run goes on to its segments
+    state.load_snapshot = broken
+    with caplog.at_level(logging.DEBUG, logger="sync.run.engine"):
+        report = h.run(state=state)
+    assert by_segment(report)["seg_a"].status == "failed"
+    assert "segment seg_a failed: state offline" in records(caplog, logging.DEBUG)
+    assert "could not collect what dead runs left in the state store: RuntimeError: state offline" in records(
+        caplog, logging.WARNING
+    )
