@@ -19,7 +19,7 @@ CHECKOV := $(TOOLS)/checkov/bin/checkov
 ACTIONLINT := $(TOOLS)/actionlint/bin/actionlint
 DRT := $(TOOLS)/drt/bin/drt
 
-.PHONY: install tools browser lake demo test docs lint bench mutation bundle clean report-screenshot
+.PHONY: install tools browser lake demo test docs lint bench mutation mutation-resume bundle clean report-screenshot
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -105,6 +105,14 @@ mutation: install ## mutation testing: kill rate per module, survivors (tools/mu
 	  if [ "$(MUTATION_EQUIVALENTS)" = run ]; then $(MUTMUT); else \
 	    names=$$($(BIN)/python tools/mutation_report.py --to-run) && \
 	    if [ -n "$$names" ]; then $(MUTMUT) $$names; fi; fi; } > build/mutation.log 2>&1 \
+		|| { rm -rf $(MUTATION_TMP); tail -n 40 build/mutation.log; exit 1; }
+	rm -rf $(MUTATION_TMP)
+	$(BIN)/python tools/mutation_report.py
+
+mutation-resume: install ## go on with an interrupted `make mutation` where it stopped (mutants/ kept; each result is saved as it comes)
+	mkdir -p build $(MUTATION_TMP)
+	{ names=$$($(BIN)/python tools/mutation_report.py --to-run) && \
+	  if [ -n "$$names" ]; then $(MUTMUT) $$names; fi; } >> build/mutation.log 2>&1 \
 		|| { rm -rf $(MUTATION_TMP); tail -n 40 build/mutation.log; exit 1; }
 	rm -rf $(MUTATION_TMP)
 	$(BIN)/python tools/mutation_report.py
