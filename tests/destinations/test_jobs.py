@@ -7,12 +7,14 @@ isolating refused rows, the verdict and its messages, settings, progress -- is p
 from __future__ import annotations
 
 import csv
+import stat
 import threading
 from pathlib import Path
 
 import pytest
 
 from sync.core.errors import ConfigError
+from sync.core.import_files import encode_row
 from sync.destinations import jobs
 from sync.destinations.base import JobRecord, SegmentDelivery
 from sync.destinations.jobs import (
@@ -591,3 +593,37 @@ def test_the_jobs_of_one_round_of_the_search_run_in_parallel(tmp_path):
     # Then each round after the first splits both suspect halves at the same time, and both rows are found
     assert sorted(result.rejected) == ["a", "h"] and platform.most == 2
     assert {"1aa", "1ba"} <= {label for label, _ in platform.jobs}
+
+
+def _csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(encode_row(list(r)) for r in [("Id", "Location.City"), *rows]))
+    return path
+
+
+def _held_back_delivery(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    first = _csv(tmp_path / "import" / "part-00000.csv", [("a", "Zürich"), ("b", "Köln")])
+    second = _csv(tmp_path / "import" / "part-00001.csv", [("c", "Århus")])
+    return first, second, {"a": "q", "c": "s1"}
+
+
+def test_held_back_rows_leave_the_delivery_a_file_left_empty_is_dropped_and_the_rest_is_byte_for_byte(tmp_path):
+    # Given two import files: a row of the first and the only row of the second are held back
+    first, second, held = _held_back_delivery(tmp_path)
+    work = tmp_path / "import" / "isolate"
+    # When the delivery's files are split, twice in the same folder (a delivery handed over again in the run)
+    jobs._hold_back([first, second], work, held)
+    kept, rows = jobs._hold_back([first, second], work, held)
+    # Then the first file keeps its other row byte for byte, the second (left with no row) is dropped
+    assert kept == [work / "main" / "part-00000.csv"]
+    assert kept[0].read_bytes() == encode_row(["Id", "Location.City"]) + encode_row(["b", "Köln"])
+    assert not (work / "main" / "part-00001.csv").exists()
+    # And the held rows are written per label, in a folder only the runner can read
+    assert {label: ids for label, (_path, ids) in rows.items()} == {"q": ["a"], "s1": ["c"]}
+    assert stat.S_IMODE((work / "main").stat().st_mode) == 0o700
+
+
+def test_held_back_rows_are_split_as_utf_8_whatever_the_machines_locale(tmp_path, ascii_locale):
+    first, second, held = _held_back_delivery(tmp_path)
+    kept, _rows = jobs._hold_back([first, second], tmp_path / "isolate", held)
+    assert kept[0].read_bytes().decode("utf-8").endswith("b,Köln\r\n")
