@@ -227,3 +227,34 @@ def test_a_quarantined_row_accepted_again_leaves_the_quarantine_through_the_sear
     # Then the retry job refuses one of two: the search proves which, and the other is no longer refused
     assert result.rejected == {"ep-2": "record failed validation"} and result.search is None
     assert "ep-1" in platform.imported
+
+
+@pytest.mark.parametrize(
+    "k,n,parts,budget,bound",
+    [
+        (0, 10, 2, 32, (0, 0)),
+        (3, 0, 2, 32, (0, 0)),
+        (1, 1, 2, 32, (1, 1)),
+        (1, 2, 2, 32, (2, 1)),
+        (2, 4, 2, 32, (5, 1)),
+        (3, 8, 2, 32, (9, 1)),
+        (1, 9, 3, 32, (5, 1)),
+        (5, 1000, 4, 32, (65, 3)),
+        (3, 200, 2, 3, (24, 23)),
+    ],
+    ids=[
+        "no-refused-row",
+        "no-row",
+        "one-row-one-job",
+        "a-power-of-the-parts-is-one-level",
+        "two-in-four",
+        "three-in-eight",
+        "three-parts",
+        "budget-spread-over-runs",
+        "a-tiny-budget",
+    ],
+)
+def test_the_search_bound_is_the_documented_formula_worked_by_hand(k, n, parts, budget, bound):
+    # J = (g-1) * sum_{d<D} min(k, g^d) + k with D = ceil(log_g n); runs = 1 + ceil((J - (B-g+1)) / U),
+    # U = B - (g-1) - min(k, B // g): e.g. k=5, n=1000, g=4: D=5, J = 3*(1+4+5+5+5) + 5 = 65; U = 24, runs = 3
+    assert search_bound(k, n, parts, budget) == bound
