@@ -201,6 +201,8 @@ def test_poll_gives_up_at_the_deadline_with_the_last_status():
     now = [10.0]
 
     def sleep(s):
+        # a poll that waited another interval or never gave up fails here at once, rather than looping forever
+        assert s == 4 and now[0] < 100, (s, now[0])
         now[0] += s
 
     status, done = poll(lambda: "RUNNING", lambda s: False, interval=4, timeout=10, sleep=sleep, clock=lambda: now[0])
@@ -211,6 +213,7 @@ def test_poll_at_exactly_the_deadline_gives_up():
     now = [0.0]
 
     def sleep(s):
+        assert s == 5 and now[0] < 100, (s, now[0])
         now[0] += s
 
     _, done = poll(lambda: "RUNNING", lambda s: False, interval=5, timeout=10, sleep=sleep, clock=lambda: now[0])
