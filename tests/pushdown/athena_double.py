@@ -115,6 +115,7 @@ class ExecutingAthena:
         self._athena, self.glue, self.s3 = athena, glue, s3
         self.exceptions = athena.exceptions
         self.executed: list[str] = []  # the Athena SQL of every query, in order
+        self.databases: list[str | None] = []  # each query's context database (None: Athena's `default`)
         self.stopped: list[str] = []
         self.fail_next: str | None = None  # a state to end the next query in (FAILED, CANCELLED)
         self.hang = False  # queries stay RUNNING until stopped
@@ -129,6 +130,7 @@ class ExecutingAthena:
         qid = got["QueryExecutionId"]
         sql = kwargs["QueryString"]
         self.executed.append(sql)
+        self.databases.append(kwargs.get("QueryExecutionContext", {}).get("Database"))
         if self.hang:
             self._states[qid] = "RUNNING"
         elif self.fail_next:

@@ -19,7 +19,7 @@ from sync.core import failpoints
 from sync.readers.athena import AthenaReader
 from sync.state.deltas import Compaction
 from tests.engine.harness import EngineHarness, Scripted, by_segment
-from tests.pushdown.lake_harness import BUCKET, LakeHarness
+from tests.pushdown.lake_harness import BUCKET, DATABASE, LakeHarness
 
 COLS = {"endpoint_id": "Id", "tier": "User.UserAttributes.Tier", "city": "Location.City"}
 EXIT = {"User.UserAttributes.Tier": "former", "Location.City": ""}
@@ -119,6 +119,18 @@ def test_after_the_first_run_only_deltas_are_uploaded_until_athena_compacts_them
     got = lake.lake_run()
     assert [r["Id"] for r in lake.delivered(got, "seg_a")] == ["e005"]
     assert lake.lake_pointer("seg_a")["format"] == 3 and len(lake.lake_pointer("seg_a")["deltas"]) == 1
+    # And a second compaction reads the base Athena wrote, plus the deltas since, into a new base
+    lake.rebuild("seg_a", [(i, "zinc" if i in ("e005", "e006") else t, c) for i, t, c in members(36)])
+    lake.lake_run(allow_mass_exit=True)
+    lake.rebuild("seg_a", [(i, "zinc" if i in ("e005", "e006", "e007") else t, c) for i, t, c in members(36)])
+    lake.lake_run()
+    fourth = lake.lake_pointer("seg_a")
+    assert fourth["format"] == 3 and fourth["deltas"] == [] and fourth["lake_base"]["rows"] == 36
+    assert fourth["lake_base"]["folder"] != third["lake_base"]["folder"]
+    lake.rebuild("seg_a", [(i, "zinc" if i in ("e005", "e006", "e007", "e008") else t, c) for i, t, c in members(36)])
+    assert [r["Id"] for r in lake.delivered(lake.lake_run(), "seg_a")] == ["e008"]
+    # And every statement ran in the segment's own database (the runner's policy grants no other)
+    assert set(lake.athena.databases) == {DATABASE}
 
 
 def test_moving_between_the_engines_sends_every_member_once_each_way(lake):

@@ -76,3 +76,20 @@ def test_a_segments_tables_are_told_apart_from_every_other_segments(destination,
     mine = run_tables(destination, segment)
     assert mine.fullmatch(f"{table_tag(destination, segment, run)}_snap")
     assert not mine.fullmatch(f"{table_tag(*other, run)}_snap")
+
+
+@pytest.mark.parametrize(
+    "mapping_hash,in_lake",
+    [
+        (sql.mapping_hash("m1", "fp"), True),
+        ("m1-athena", True),
+        ("m1-3f2a9c-fp-d3-k2", False),
+        ("athena-m1", False),
+        ("m1", False),
+        ("m1-athenas-fp", False),
+    ],
+    ids=["written-in-athena", "two-parts", "written-by-duckdb", "signature-first", "no-signature", "a-longer-word"],
+)
+def test_a_snapshot_was_diffed_in_the_lake_when_its_mapping_hash_carries_athenas_signature(mapping_hash, in_lake):
+    assert sql.diffed_in_lake(mapping_hash) is in_lake
+    assert sql.mapping_hash("m1", "") == "m1-athena-unkeyed-ad1-ak1"
