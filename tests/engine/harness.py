@@ -42,6 +42,7 @@ class Model:
     status: str | None = "success"  # None: the latest dbt invocation did not build it (`dbt build --select` others)
     extra_meta: dict = field(default_factory=dict)
     dbt_message: str = "boom"  # dbt's message for a model or test that did not succeed
+    test_kwargs: dict[tuple[str, str], dict] = field(default_factory=dict)  # (rule, column) -> the test's settings
 
     @property
     def unique_id(self) -> str:
@@ -150,7 +151,10 @@ class EngineHarness:
                     "name": f"{rule}_{m.name}_{column}",
                     "attached_node": m.unique_id,
                     "column_name": column,
-                    "test_metadata": {"name": rule, "kwargs": {"column_name": column}},
+                    "test_metadata": {
+                        "name": rule,
+                        "kwargs": {"column_name": column, **m.test_kwargs.get((rule, column), {})},
+                    },
                     "depends_on": {"nodes": [m.unique_id]},
                 }
         return {

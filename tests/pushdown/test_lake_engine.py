@@ -158,20 +158,29 @@ def test_moving_between_the_engines_sends_every_member_once_each_way(lake):
     ("rows", "rule"),
     [
         pytest.param([("e1", "gold", "x"), ("e1", "silver", "y")], "rule: unique", id="a-repeated-id"),
+        pytest.param(
+            [("e1", "gold", "x"), ("e1", "silver", "y"), ("e1", "tin", "z"), ("e2", "gold", "x"), ("e3", "a", "b")],
+            "-- 2 of 5 rows repeat an Id (3 distinct)",
+            id="an-id-three-times",
+        ),
         pytest.param([("e1", "gold", "x"), (None, "silver", "y")], "rule: not_null", id="a-null-id"),
         pytest.param([("e1", "gold", "x"), ("e2", "sil\nver", "y")], "pinpoint_no_control_chars", id="a-newline"),
     ],
 )
-def test_a_broken_segment_is_refused_in_athena_and_nothing_is_sent(lake, rows, rule):
-    # Given a segment synced in Athena, then rebuilt with a broken row (after its tests passed)
-    lake.segment("seg_a", COLS, [("e1", "gold", "x"), ("e2", "silver", "y")])
+def test_a_broken_segment_is_refused_in_athena_and_nothing_is_sent(lake, twin, rows, rule):
+    # Given a segment synced in Athena (and on the runner), then rebuilt with a broken row (after its tests passed)
+    for h in (lake, twin):
+        h.segment("seg_a", COLS, [("e1", "gold", "x"), ("e2", "silver", "y")])
     lake.lake_run()
+    twin.run()
     before = lake.lake_pointer("seg_a")
-    lake.rebuild("seg_a", rows)
+    for h in (lake, twin):
+        h.rebuild("seg_a", rows)
     # When it syncs
     rep = by_segment(lake.lake_run())["seg_a"]
-    # Then it is refused naming the rule, and the snapshot did not move
+    # Then it is refused naming the rule, in the very words the DuckDB diff uses, and the snapshot did not move
     assert rep.status == "refused" and rule in rep.reason, rep.reason
+    assert rep.reason == by_segment(twin.run())["seg_a"].reason
     assert lake.lake_pointer("seg_a") == before
     assert lake.diff_tables() == []
 
@@ -389,3 +398,41 @@ def test_a_diff_in_athena_that_wrote_nothing_at_all_is_refused(lake, monkeypatch
     assert rep.status == "refused"
     assert rep.reason == "seg_a: the diff in Athena wrote no rows, not even its counts; nothing sent"
     assert lake.lake_pointer("seg_a") is None
+
+
+def test_a_refused_row_whose_value_went_back_is_resent_and_counted_as_resent_on_both_engines(lake, twin):
+    # Given a change the platform refused for one row (quarantined: the snapshot keeps its old value)
+    for h in (lake, twin):
+        h.segment("seg_a", COLS, members(6), exit=EXIT)
+    lake.lake_run()
+    twin.run()
+    changed = [(i, "moved" if i == "e001" else t, c) for i, t, c in members(6)]
+    for h in (lake, twin):
+        h.rebuild("seg_a", changed)
+    lake.lake_run(destination=Scripted(lake.exports, rejected={"e001": "value refused"}))
+    twin.run(destination=Scripted(twin.exports, rejected={"e001": "value refused"}))
+    # When its value goes back to what the snapshot holds
+    for h in (lake, twin):
+        h.rebuild("seg_a", members(6))
+    mine, theirs = lake.lake_run(), twin.run()
+    # Then both engines resend it as a resend (not a change), with the same plan
+    plan = by_segment(mine)["seg_a"].plan
+    assert plan["resent"] == 1 and plan["changed"] == 0
+    assert plan == by_segment(theirs)["seg_a"].plan
+    assert _rows(lake.delivered(mine, "seg_a")) == _rows(twin.delivered(theirs, "seg_a"))
+
+
+def test_a_stricter_test_on_the_model_holds_the_values_the_diff_in_athena_sends(lake, twin):
+    # Given a segment whose model has a stricter max_length test on tier (4 characters), synced on both engines
+    strict = {("pinpoint_max_length", "tier"): {"max_length": 4}}
+    for h in (lake, twin):
+        h.segment("seg_a", COLS, [("e1", "gold", "x")], test_kwargs=strict)
+    lake.lake_run()
+    twin.run()
+    # When the table gains a value the test would refuse, after the tests passed
+    for h in (lake, twin):
+        h.rebuild("seg_a", [("e1", "gold", "x"), ("e2", "silver", "y")])
+    rep = by_segment(lake.lake_run())["seg_a"]
+    # Then the diff in Athena refuses it as the DuckDB diff does, naming the column and the test
+    assert rep.status == "refused" and "column tier (User.UserAttributes.Tier) breaks pinpoint_max_length" in rep.reason
+    assert rep.reason == by_segment(twin.run())["seg_a"].reason
