@@ -377,7 +377,7 @@ def test_a_snapshot_the_diff_in_athena_cannot_account_for_is_refused_and_nothing
     pointer = lake.lake_pointer("seg_a")
     key = "lakeseg/state/snapshots/files/seg_a/current.json"
     lake.s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({**pointer, "rows": 4}).encode())
-    lake.rebuild("seg_a", members(4))
+    lake.rebuild("seg_a", members(3, start=1))  # one member leaves, one enters
     # When it syncs
     rep = by_segment(lake.lake_run())["seg_a"]
     # Then it is refused with both counts, nothing is sent or committed, and no table is left
@@ -436,3 +436,46 @@ def test_a_stricter_test_on_the_model_holds_the_values_the_diff_in_athena_sends(
     # Then the diff in Athena refuses it as the DuckDB diff does, naming the column and the test
     assert rep.status == "refused" and "column tier (User.UserAttributes.Tier) breaks pinpoint_max_length" in rep.reason
     assert rep.reason == by_segment(twin.run())["seg_a"].reason
+
+
+def test_rows_quarantined_on_entering_count_as_members_for_the_size_guard_on_both_engines(lake, twin):
+    # Given 10 members, then 10 more that the platform refused as they entered (quarantined, never committed)
+    for h in (lake, twin):
+        h.segment("seg_a", COLS, members(10), exit=EXIT)
+    lake.lake_run()
+    twin.run()
+    refused = {f"e{i:03d}": "value refused" for i in range(10, 20)}
+    for h in (lake, twin):
+        h.rebuild("seg_a", members(20))
+    got = lake.lake_run(destination=Scripted(lake.exports, rejected=refused), allow_size_change=True)
+    want = twin.run(destination=Scripted(twin.exports, rejected=refused), allow_size_change=True)
+    assert by_segment(got)["seg_a"].status == by_segment(want)["seg_a"].status == "partial"
+    # When the next run resends them (the table unchanged): 10 rows entering 10 committed members would trip
+    # the size guard (max_entered_share 50%), but they were members already, delivered last run
+    mine, theirs = lake.lake_run(), twin.run()
+    # Then neither engine refuses, and both resend the same rows
+    assert by_segment(mine)["seg_a"].status == by_segment(theirs)["seg_a"].status == "synced"
+    assert _rows(lake.delivered(mine, "seg_a")) == _rows(twin.delivered(theirs, "seg_a"))
+    assert len(lake.delivered(mine, "seg_a")) == 10
+
+
+def test_a_quarantined_row_that_leaves_is_sent_its_exit_values_once_on_both_engines(lake, twin):
+    # Given a member that entered and was refused by the platform (quarantined: the snapshot never held it)
+    for h in (lake, twin):
+        h.segment("seg_a", COLS, members(6), exit=EXIT)
+    lake.lake_run()
+    twin.run()
+    for h in (lake, twin):
+        h.rebuild("seg_a", members(7))
+    refused = {"e006": "value refused"}
+    lake.lake_run(destination=Scripted(lake.exports, rejected=refused))
+    twin.run(destination=Scripted(twin.exports, rejected=refused))
+    # When it leaves the segment
+    for h in (lake, twin):
+        h.rebuild("seg_a", members(6))
+    mine, theirs = lake.lake_run(), twin.run()
+    # Then both engines send it its exit values, counted as a resent exit, with the same plan
+    plan = by_segment(mine)["seg_a"].plan
+    assert plan["resent_exits"] == 1 and plan["exit_rows"] == 1
+    assert plan == by_segment(theirs)["seg_a"].plan
+    assert _rows(lake.delivered(mine, "seg_a")) == _rows(twin.delivered(theirs, "seg_a"))
