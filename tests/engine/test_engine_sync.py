@@ -328,3 +328,19 @@ def test_a_run_reports_the_time_of_each_phase(h):
     assert "Time: select " in render(report) and " · delivery " in render(report)
     # And a run with nothing to send has no files, delivery or commit phase
     assert set(h.run().phases) == {"select", "read", "diff"}
+
+
+def test_a_change_is_committed_as_a_delta_beside_the_base_not_a_whole_new_base(h):
+    # Given a segment of 20 members, synced
+    rows = [(f"e{i:02d}", "pro", "Paris") for i in range(20)]
+    h.segment("seg_a", COLS, rows)
+    h.run()
+    base = h.pointer("seg_a")
+    # When one member changes, one leaves and one enters
+    changed = [(i, "basic" if i == "e00" else p, c) for i, p, c in rows[:-1]] + [("e99", "pro", "Oslo")]
+    h.rebuild("seg_a", changed)
+    assert by_segment(h.run())["seg_a"].status == "synced"
+    # Then the run committed those three rows as a delta next to the same base, and the pointer counts 20
+    pointer = h.pointer("seg_a")
+    assert pointer["format"] == 2 and pointer["base"]["file"] == base["file"]
+    assert [d["rows"] for d in pointer["deltas"]] == [3] and pointer["rows"] == 20

@@ -451,8 +451,9 @@ def test_rows_quarantined_on_entering_count_as_members_for_the_size_guard_on_bot
     want = twin.run(destination=Scripted(twin.exports, rejected=refused), allow_size_change=True)
     assert by_segment(got)["seg_a"].status == by_segment(want)["seg_a"].status == "partial"
     # When the next run resends them (the table unchanged): 10 rows entering 10 committed members would trip
-    # the size guard (max_entered_share 50%), but they were members already, delivered last run
-    mine, theirs = lake.lake_run(), twin.run()
+    # the size guard even at its default (50%), and here it allows no row to enter (1%); but they were members
+    # already, delivered last run, so none of them enters
+    mine, theirs = lake.lake_run(max_entered_share=0.01), twin.run(max_entered_share=0.01)
     # Then neither engine refuses, and both resend the same rows
     assert by_segment(mine)["seg_a"].status == by_segment(theirs)["seg_a"].status == "synced"
     assert _rows(lake.delivered(mine, "seg_a")) == _rows(twin.delivered(theirs, "seg_a"))
