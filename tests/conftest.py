@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests import mutmut_timeouts
 from tests.destinations import pinpoint_harness as h
+
+mutmut_timeouts.guard()  # under `make mutation`: a timeout signals only the mutant child it was set for
 
 
 @pytest.fixture(autouse=True)
