@@ -159,3 +159,20 @@ def test_a_base_that_names_no_file_for_some_members_is_refused(store, s3, tmp_pa
         f"snapshot pointer for {WHERE} names no file for 2 members. "
         "Restore it, or delete it to resend the whole segment"
     )
+
+
+def test_a_pointer_naming_a_file_outside_its_base_folder_is_refused_naming_it(store, s3, tmp_path):
+    # Given a pointer whose base names a file in another folder (a damaged or hand-edited pointer)
+    named = commit(s3, tmp_path, {"part-0": ["a"]})
+    doc = json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
+    doc["lake_base"]["parts"][0]["file"] = "snapshots/files/seg_b/lake-run-2-0123abcd/part-0"
+    s3.put_object(Bucket="state-b", Key=f"{FOLDER}/current.json", Body=json.dumps(doc).encode())
+    assert named
+    # Then it is refused before anything is read, naming the file and the folder it must be in
+    with pytest.raises(SegmentRefused) as refused:
+        load(store, tmp_path / "w")
+    assert str(refused.value) == (
+        f"snapshot pointer for {WHERE} names 'snapshots/files/seg_b/lake-run-2-0123abcd/part-0', outside its "
+        f"folder snapshots/files/seg_a/{LAKE}/; refusing to read it. Restore it, or delete it to resend the whole "
+        "segment"
+    )

@@ -38,7 +38,7 @@ def members(tmp_path: Path, rows: dict[str, int], name: str) -> Path:
     con = duckdb.connect()
     con.execute("create table t (Id varchar, k1 ubigint, k2 ubigint, digest ubigint)")
     con.executemany("insert into t values (?, hash(?), hash(? || 'x'), ?)", [(i, i, i, d) for i, d in rows.items()])
-    con.execute(f"copy t to '{path}' (format parquet)")
+    con.execute("copy t to '" + str(path).replace("'", "''") + "' (format parquet)")
     return path
 
 
@@ -56,7 +56,7 @@ def commit(store, tmp_path, rows: dict[str, int], run_id: str, mapping_hash="m1"
 
 def load(store, tmp_path, name="w") -> dict[str, int]:
     snap = store.load_snapshot("files", "seg_a", tmp_path / name)
-    got = duckdb.connect().execute(f"select Id, digest from read_parquet('{snap.path}')").fetchall()
+    got = duckdb.connect().execute("select Id, digest from read_parquet(?)", [str(snap.path)]).fetchall()
     assert len(got) == snap.rows
     return dict(got)
 
@@ -241,3 +241,37 @@ def test_a_commit_killed_inside_converges(store, tmp_path, monkeypatch, stage, k
     named |= {d["file"] for d in pointer(store).get("deltas", [])}
     orphans = {f for f in files(store) if f != "current.json"} - {n.rsplit("/", 1)[1] for n in named if n}
     assert not orphans
+
+
+def test_deltas_are_written_and_read_in_a_work_folder_whose_path_holds_a_quote(store, tmp_path):
+    # Given runs whose work folders' paths hold a single quote (a user's home such as /home/o'brien)
+    quoted = tmp_path / "o'brien"
+    quoted.mkdir()
+    commit(store, quoted, BASE, "run-1")
+    load(store, quoted, "w1")
+    # When a change is committed as a delta and read back, then both work
+    commit(store, quoted, NEXT, "run-2")
+    assert pointer(store)["format"] == 2
+    assert load(store, quoted, "w2") == NEXT
+
+
+def test_the_state_stores_duckdb_spills_inside_the_work_folder_never_the_working_directory(
+    store, tmp_path, monkeypatch
+):
+    from sync.state import base
+
+    spills = []
+    real = base._connect
+
+    def recording(spill):
+        spills.append(spill)
+        return real(spill)
+
+    monkeypatch.setattr(base, "_connect", recording)
+    # Given a delta committed and the membership read back through base and delta
+    commit(store, tmp_path, BASE, "run-1")
+    load(store, tmp_path, "w1")
+    commit(store, tmp_path, NEXT, "run-2")
+    load(store, tmp_path, "w2")
+    # Then every DuckDB the store opened spills into a hidden folder inside the run's own folders
+    assert spills and all(s.name == ".spill" and tmp_path in s.parents for s in spills)
