@@ -161,18 +161,22 @@ def test_a_base_that_names_no_file_for_some_members_is_refused(store, s3, tmp_pa
     )
 
 
-def test_a_pointer_naming_a_file_outside_its_base_folder_is_refused_naming_it(store, s3, tmp_path):
+@pytest.mark.parametrize(
+    "elsewhere",
+    ["snapshots/files/seg_b/lake-run-2-0123abcd/part-0", "lake-run-2-0123abcd/part-0"],
+    ids=["another-segments-folder", "the-state-stores-root"],
+)
+def test_a_pointer_naming_a_file_outside_its_base_folder_is_refused_naming_it(store, s3, tmp_path, elsewhere):
     # Given a pointer whose base names a file in another folder (a damaged or hand-edited pointer)
     named = commit(s3, tmp_path, {"part-0": ["a"]})
     doc = json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
-    doc["lake_base"]["parts"][0]["file"] = "snapshots/files/seg_b/lake-run-2-0123abcd/part-0"
+    doc["lake_base"]["parts"][0]["file"] = elsewhere
     s3.put_object(Bucket="state-b", Key=f"{FOLDER}/current.json", Body=json.dumps(doc).encode())
     assert named
     # Then it is refused before anything is read, naming the file and the folder it must be in
     with pytest.raises(SegmentRefused) as refused:
         load(store, tmp_path / "w")
     assert str(refused.value) == (
-        f"snapshot pointer for {WHERE} names 'snapshots/files/seg_b/lake-run-2-0123abcd/part-0', outside its "
-        f"folder snapshots/files/seg_a/{LAKE}/; refusing to read it. Restore it, or delete it to resend the whole "
-        "segment"
+        f"snapshot pointer for {WHERE} names {elsewhere!r}, outside its folder snapshots/files/seg_a/{LAKE}/; "
+        "refusing to read it. Restore it, or delete it to resend the whole segment"
     )
