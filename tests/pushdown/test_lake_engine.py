@@ -61,6 +61,23 @@ BUILDS = {
 }
 
 
+def both(lake, twin, rows=None, rejected=None, **options):
+    """One run on each engine, after rebuilding seg_a with ``rows`` (if given); ``rejected``: the rows the
+    platform refuses. (The diff in Athena's report, the DuckDB diff's.)"""
+    for h in (lake, twin) if rows is not None else ():
+        h.rebuild("seg_a", rows)
+    dest = (lambda h: Scripted(h.exports, rejected=rejected)) if rejected else (lambda h: None)
+    return lake.lake_run(destination=dest(lake), **options), twin.run(destination=dest(twin), **options)
+
+
+def alike(lake, twin, mine, theirs) -> dict:
+    """The two runs planned and sent alike; the plan."""
+    plan = by_segment(mine)["seg_a"].plan
+    assert plan == by_segment(theirs)["seg_a"].plan
+    assert _rows(lake.delivered(mine, "seg_a")) == _rows(twin.delivered(theirs, "seg_a"))
+    return plan
+
+
 @pytest.mark.parametrize("exit_mode", ["keep", "exit-values"])
 @pytest.mark.parametrize("builds", list(BUILDS.values()), ids=list(BUILDS))
 def test_each_run_in_athena_sends_what_the_duckdb_diff_sends(lake, twin, builds, exit_mode):
@@ -404,22 +421,14 @@ def test_a_refused_row_whose_value_went_back_is_resent_and_counted_as_resent_on_
     # Given a change the platform refused for one row (quarantined: the snapshot keeps its old value)
     for h in (lake, twin):
         h.segment("seg_a", COLS, members(6), exit=EXIT)
-    lake.lake_run()
-    twin.run()
+    both(lake, twin)
     changed = [(i, "moved" if i == "e001" else t, c) for i, t, c in members(6)]
-    for h in (lake, twin):
-        h.rebuild("seg_a", changed)
-    lake.lake_run(destination=Scripted(lake.exports, rejected={"e001": "value refused"}))
-    twin.run(destination=Scripted(twin.exports, rejected={"e001": "value refused"}))
+    both(lake, twin, changed, rejected={"e001": "value refused"})
     # When its value goes back to what the snapshot holds
-    for h in (lake, twin):
-        h.rebuild("seg_a", members(6))
-    mine, theirs = lake.lake_run(), twin.run()
+    mine, theirs = both(lake, twin, members(6))
     # Then both engines resend it as a resend (not a change), with the same plan
-    plan = by_segment(mine)["seg_a"].plan
+    plan = alike(lake, twin, mine, theirs)
     assert plan["resent"] == 1 and plan["changed"] == 0
-    assert plan == by_segment(theirs)["seg_a"].plan
-    assert _rows(lake.delivered(mine, "seg_a")) == _rows(twin.delivered(theirs, "seg_a"))
 
 
 def test_a_stricter_test_on_the_model_holds_the_values_the_diff_in_athena_sends(lake, twin):
@@ -464,19 +473,10 @@ def test_a_quarantined_row_that_leaves_is_sent_its_exit_values_once_on_both_engi
     # Given a member that entered and was refused by the platform (quarantined: the snapshot never held it)
     for h in (lake, twin):
         h.segment("seg_a", COLS, members(6), exit=EXIT)
-    lake.lake_run()
-    twin.run()
-    for h in (lake, twin):
-        h.rebuild("seg_a", members(7))
-    refused = {"e006": "value refused"}
-    lake.lake_run(destination=Scripted(lake.exports, rejected=refused))
-    twin.run(destination=Scripted(twin.exports, rejected=refused))
+    both(lake, twin)
+    both(lake, twin, members(7), rejected={"e006": "value refused"})
     # When it leaves the segment
-    for h in (lake, twin):
-        h.rebuild("seg_a", members(6))
-    mine, theirs = lake.lake_run(), twin.run()
+    mine, theirs = both(lake, twin, members(6))
     # Then both engines send it its exit values, counted as a resent exit, with the same plan
-    plan = by_segment(mine)["seg_a"].plan
+    plan = alike(lake, twin, mine, theirs)
     assert plan["resent_exits"] == 1 and plan["exit_rows"] == 1
-    assert plan == by_segment(theirs)["seg_a"].plan
-    assert _rows(lake.delivered(mine, "seg_a")) == _rows(twin.delivered(theirs, "seg_a"))
