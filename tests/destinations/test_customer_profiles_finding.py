@@ -286,3 +286,13 @@ def test_a_create_refused_outright_stays_noted_by_name_under_this_run(stubbed, l
         dest(client)._create_job(NAME, pf.map_fields(d.fields, pf.DEFAULT_UNIQUE_KEY_TARGET), d)
     # Then the name noted before the call stays, under this run, for a later run to look for
     assert [(e["name"], e["job_id"], e["run_id"]) for e in ledger.entries()] == [(NAME, None, ph.RUN_ID)]
+
+
+def test_an_earlier_create_that_made_no_job_is_dropped_from_the_ledger(stubbed, ledger, tmp_path):
+    client, stubber = stubbed
+    # Given an earlier run noted a create whose call failed, and the domain has no job of that name
+    ledger.remember(OLD_NAME, None, EARLIER)
+    busy_listing(stubber, 1, None)
+    # When this run settles earlier runs, then there is nothing to wait for, and the name is forgotten
+    assert dest(client)._settle_in_flight(delivery(tmp_path, ledger)) is None
+    assert ledger.entries() == []

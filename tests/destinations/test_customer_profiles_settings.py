@@ -447,6 +447,7 @@ def test_a_destination_built_without_its_settings_model_checks_expiry_and_margin
     with pytest.raises(ConfigError, match=words) as refused:
         _expiry(expiry, margin)
     assert f"got {margin!r}" in str(refused.value) or f"got {expiry!r}" in str(refused.value)
+    assert str(refused.value).startswith(f"destination.{words}")
     assert _expiry(14, 13) == (14, 13) and _expiry(14, 0) == (14, 0)
 
 

@@ -448,25 +448,19 @@ def test_a_stricter_test_on_the_model_holds_the_values_the_diff_in_athena_sends(
 
 
 def test_rows_quarantined_on_entering_count_as_members_for_the_size_guard_on_both_engines(lake, twin):
-    # Given 10 members, then 10 more that the platform refused as they entered (quarantined, never committed)
+    # Given 20 members, then 5 more that the platform refused as they entered (quarantined, never committed)
     for h in (lake, twin):
-        h.segment("seg_a", COLS, members(10), exit=EXIT)
-    lake.lake_run()
-    twin.run()
-    refused = {f"e{i:03d}": "value refused" for i in range(10, 20)}
-    for h in (lake, twin):
-        h.rebuild("seg_a", members(20))
-    got = lake.lake_run(destination=Scripted(lake.exports, rejected=refused), allow_size_change=True)
-    want = twin.run(destination=Scripted(twin.exports, rejected=refused), allow_size_change=True)
+        h.segment("seg_a", COLS, members(20), exit=EXIT)
+    both(lake, twin)
+    got, want = both(lake, twin, members(25), rejected={f"e{i:03d}": "value refused" for i in range(20, 25)})
     assert by_segment(got)["seg_a"].status == by_segment(want)["seg_a"].status == "partial"
-    # When the next run resends them (the table unchanged): 10 rows entering 10 committed members would trip
-    # the size guard even at its default (50%), and here it allows no row to enter (1%); but they were members
-    # already, delivered last run, so none of them enters
-    mine, theirs = lake.lake_run(max_entered_share=0.01), twin.run(max_entered_share=0.01)
-    # Then neither engine refuses, and both resend the same rows
+    # When the next run resends them (the table unchanged), with the guard allowing no row to enter (1%): they
+    # were members already, delivered last run -- 25 members before, none entering, no change of size
+    mine, theirs = both(lake, twin, max_entered_share=0.01)
+    # Then neither engine refuses, and both resend the same 5 rows
     assert by_segment(mine)["seg_a"].status == by_segment(theirs)["seg_a"].status == "synced"
-    assert _rows(lake.delivered(mine, "seg_a")) == _rows(twin.delivered(theirs, "seg_a"))
-    assert len(lake.delivered(mine, "seg_a")) == 10
+    assert len(lake.delivered(mine, "seg_a")) == 5
+    alike(lake, twin, mine, theirs)
 
 
 def test_a_quarantined_row_that_leaves_is_sent_its_exit_values_once_on_both_engines(lake, twin):

@@ -239,3 +239,15 @@ def test_an_exact_download_is_false_only_when_the_file_changed_or_went(s3, tmp_p
             store._download_exact("f.parquet", tmp_path / "f", '"e1"')
     else:
         assert store._download_exact("f.parquet", tmp_path / "f", '"e1"') is False
+
+
+@pytest.mark.parametrize("url", ["s3://b/pre", "s3://b"], ids=["with-prefix", "bucket-root"])
+def test_a_sized_listing_gives_keys_relative_to_the_prefix_with_etag_and_size(s3, url):
+    client, stub = s3
+    store = S3StateStore(url, client)
+    stub.add_response(
+        "list_objects_v2",
+        {"Contents": [{"Key": store._key("snapshots/a/lake-x/p0"), "ETag": '"e1"', "Size": 7}], "IsTruncated": False},
+        {"Bucket": "b", "Prefix": store._key("snapshots/a/lake-x/")},
+    )
+    assert store._list_sized("snapshots/a/lake-x/") == [("snapshots/a/lake-x/p0", '"e1"', 7)]
