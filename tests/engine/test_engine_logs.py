@@ -92,3 +92,13 @@ def test_a_run_that_ends_in_an_exception_logs_it_at_debug_with_its_type(h, caplo
     assert "could not collect what dead runs left in the state store: RuntimeError: state offline" in records(
         caplog, logging.WARNING
     )
+
+
+def test_the_platforms_words_on_a_refused_row_go_to_the_debug_log_only(h, caplog):
+    from tests.engine.harness import Scripted
+
+    with caplog.at_level(logging.DEBUG, logger="sync.run.engine"):
+        report = h.run(destination=Scripted(h.exports, rejected={"e1": "bad value 'Smith, Jr.'"}))
+    assert by_segment(report)["seg_a"].status == "partial"
+    assert "seg_a: the platform refused e1: bad value 'Smith, Jr.'" in records(caplog, logging.DEBUG)
+    assert not any("Smith" in m for level in (logging.INFO, logging.WARNING) for m in records(caplog, level))

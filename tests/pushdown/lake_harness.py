@@ -75,7 +75,9 @@ class LakeHarness(EngineHarness):
             pass
         self.glue.create_table(DatabaseName=DATABASE, TableInput=table)
 
-    def lake_run(self, *, engine: str = "athena", destination=None, run_id: str | None = None, **options) -> RunReport:
+    def lake_run(
+        self, *, engine: str = "athena", destination=None, run_id: str | None = None, min_rows: int = 0, **options
+    ) -> RunReport:
         """One run on the Athena target, its state on S3; ``engine``: diff.engine (``athena`` or ``duckdb``)."""
         from sync.destinations.files import FilesDestination
 
@@ -89,7 +91,7 @@ class LakeHarness(EngineHarness):
             destination=destination or FilesDestination(self.exports),
             destination_key="files",
             state=self.state,
-            options=self.options(diff_engine=engine, pushdown_min_rows=0, **options),
+            options=self.options(diff_engine=engine, pushdown_min_rows=min_rows, **options),
             target="prod",
             work_dir=self.work,
             command="sync",

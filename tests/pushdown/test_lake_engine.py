@@ -474,3 +474,21 @@ def test_a_quarantined_row_that_leaves_is_sent_its_exit_values_once_on_both_engi
     # Then both engines send it its exit values, counted as a resent exit, with the same plan
     plan = alike(lake, twin, mine, theirs)
     assert plan["resent_exits"] == 1 and plan["exit_rows"] == 1
+
+
+IN_ATHENA = "diffed in Athena (diff.engine): only the rows to send left the lake"
+
+
+def test_auto_diffs_on_the_runner_until_the_committed_snapshot_reaches_the_threshold_then_stays(lake):
+    # Given diff.engine auto with a threshold of 5 members
+    def run(rows):
+        lake.rebuild("seg_a", rows)
+        rep = by_segment(lake.lake_run(engine="auto", min_rows=5, allow_size_change=True, allow_mass_exit=True))
+        return IN_ATHENA in rep["seg_a"].notes
+
+    lake.segment("seg_a", COLS, members(4))
+    # Then a first sync runs on the runner, as does a run whose snapshot holds 4
+    assert [run(members(4)), run(members(6))] == [False, False]
+    # And once the snapshot holds 6 (>= 5) the diff moves to Athena, and stays there below the threshold
+    # (the snapshot holds 3: at least half of it)
+    assert [run(members(3)), run(members(3))] == [True, True]
