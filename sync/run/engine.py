@@ -469,7 +469,7 @@ class SyncRun:
             con.execute("set enable_progress_bar = false")
             stack.callback(self._clean_up_reader)
             if self.lake is not None:  # its Glue tables, before the reader's staging goes
-                stack.callback(self._clean_up_lake)
+                stack.callback(self._clean_up_lake, self.lake)
             pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, int(self.destination.max_parallel))))
             yield _Workspace(workdir, con, pool)
 
@@ -477,9 +477,10 @@ class SyncRun:
         with contextlib.suppress(Exception):
             self.reader.cleanup()
 
-    def _clean_up_lake(self) -> None:
+    @staticmethod
+    def _clean_up_lake(lake: LakeDiff) -> None:
         with contextlib.suppress(Exception):
-            self.lake.cleanup()  # type: ignore[union-attr] # only registered with a lake
+            lake.cleanup()
 
     def _finish(self) -> None:
         """The run's outcome in its report and (unless a plan) its history."""
