@@ -166,3 +166,25 @@ def test_rows_left_out_of_the_last_commit_are_no_jump_in_the_segments_size(h, le
     # Then the size guard sees 10 members before and after, not a segment growing from 4 to 10
     assert again.status == "synced", again.reason
     assert h.pointer("seg_a")["rows"] == 10
+
+
+def test_a_search_whose_rows_all_left_the_segment_is_cleared_though_nothing_is_sent(h):
+    # Given a first sync of 10 rows that left two of them still suspect (kept as a search, not committed)
+    h.segment("seg_a", COLS, rows(10))
+
+    class Suspect(Scripted):
+        def deliver(self, delivery, progress=None):
+            result = super().deliver(delivery, progress)
+            result.search = RowSearch((("ep-0", "ep-1"),), delivery.fields)
+            return result
+
+    h.run(destination=Suspect(h.exports))
+    assert search_file(h).exists() and h.pointer("seg_a")["rows"] == 8
+    # When both suspect rows leave the segment, so the next run has nothing to send
+    h.rebuild("seg_a", rows(10)[2:])
+    again = by_segment(h.run(destination=Scripted(h.exports)))["seg_a"]
+    # Then nothing is sent and the search is over: no search left in state, none continued next run
+    assert again.status == "unchanged", again.reason
+    assert not search_file(h).exists()
+    last = by_segment(h.run(destination=Scripted(h.exports)))["seg_a"]
+    assert last.status == "unchanged" and not any("still suspect" in n for n in last.notes)
