@@ -71,9 +71,11 @@ def live_pid():
         child.wait()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def open_umask():
-    """A umask that lets group and others read (the CLI sets 077 for the whole process; tests must not rely on it)."""
+    """Every test runs under a umask that lets group and others read, restored after it: the CLI sets 077 for the
+    whole process, so without this a file's mode would depend on whether a CLI test ran earlier in the process (as
+    under ``make mutation``, whose forked children inherit the parent's umask) and a lost ``mode=0o700`` go unseen."""
     old = os.umask(0o022)
     yield
     os.umask(old)

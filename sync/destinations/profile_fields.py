@@ -186,7 +186,7 @@ def segment_problems(
     segment_name: str | None,
     *,
     unique_key_target: str = DEFAULT_UNIQUE_KEY_TARGET,
-    prefix: str = "",
+    prefix: str,
 ) -> list[SegmentProblem]:
     """The one check of a segment against Customer Profiles, for ``lakeseg check`` and the destination alike."""
     out = [

@@ -672,8 +672,9 @@ class StateStore(abc.ABC):
 
     def put_scratch(self, destination: str, segment: str, run_id: str, name: str, parquet: Path) -> str:
         """Store a file of this run's diff in Athena (the Ids to resend) in a folder of its own; its folder."""
-        folder = f"{self._scratch(destination, segment)}/{safe_name('run id', run_id)}/{safe_name('file', name)}"
-        self._upload(f"{folder}/{safe_name('file', name)}.parquet", parquet)
+        file = safe_name("file", name)
+        folder = f"{self._scratch(destination, segment)}/{safe_name('run id', run_id)}/{file}"
+        self._upload(f"{folder}/{file}.parquet", parquet)
         return self._location(folder) + "/"
 
     def drop_scratch(self, destination: str, segment: str, *, keep: str | None = None, only: str | None = None) -> None:

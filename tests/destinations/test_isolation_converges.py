@@ -241,6 +241,7 @@ def test_a_quarantined_row_accepted_again_leaves_the_quarantine_through_the_sear
         (1, 9, 3, 32, (5, 1)),
         (5, 1000, 4, 32, (65, 3)),
         (3, 200, 2, 3, (24, 23)),
+        (1, 1, 2, 2, (1, 1)),
     ],
     ids=[
         "no-refused-row",
@@ -252,6 +253,7 @@ def test_a_quarantined_row_accepted_again_leaves_the_quarantine_through_the_sear
         "three-parts",
         "budget-spread-over-runs",
         "a-tiny-budget",
+        "a-budget-spent-exactly-in-one-run-though-it-could-not-advance-a-second",
     ],
 )
 def test_the_search_bound_is_the_documented_formula_worked_by_hand(k, n, parts, budget, bound):

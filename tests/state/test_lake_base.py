@@ -140,12 +140,16 @@ def test_files_that_hold_other_rows_than_the_pointer_says_are_refused_counting_a
     assert str(refused.value) == f"snapshot data for {WHERE} has 3 rows, its pointer says 4"
 
 
-def test_a_base_of_no_members_reads_as_an_empty_typed_table(store, s3, tmp_path):
+def test_a_base_of_no_members_reads_as_an_empty_typed_table(store, s3, tmp_path, monkeypatch):
     # Given a base Athena wrote when every member had left: no file at all
     commit(s3, tmp_path, {})
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     snapshot = load(store, tmp_path / "w")
-    # Then it reads as no members, with the lake snapshot's columns
+    # Then it reads as no members, with the lake snapshot's columns, from a file inside the work folder only
     assert snapshot.rows == 0 and members(snapshot) == []
+    assert list(cwd.iterdir()) == [] and (tmp_path / "w" / "lake-base" / "empty.parquet").is_file()
     with duckdb.connect() as con:
         described = con.execute(f"describe select * from '{snapshot.path}'").fetchall()
     assert {r[0]: r[1] for r in described} == SNAPSHOT_SCHEMA_LAKE
