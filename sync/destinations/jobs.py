@@ -363,7 +363,7 @@ class _Search:
         what = " (isolating refused rows)" if isolating else ""
         self.errors.append(f"{self.delivery.segment} job {group.label}{what}: {outcome.error or 'not accepted'}")
         if isolating:
-            self.parked.append(_Group(group.label, group.files, group.ids, None, group.filtered))
+            self.parked.append(group)  # only its Ids are read from here on (the search left for the next run)
         return None
 
     def split(self, group: _Group, parts: int) -> list[_Group]:

@@ -7,6 +7,8 @@ isolating refused rows, the verdict and its messages, settings, progress -- is p
 from __future__ import annotations
 
 import csv
+import dataclasses
+import logging
 import stat
 import threading
 from pathlib import Path
@@ -627,3 +629,169 @@ def test_held_back_rows_are_split_as_utf_8_whatever_the_machines_locale(tmp_path
     first, second, held = _held_back_delivery(tmp_path)
     kept, _rows = jobs._hold_back([first, second], tmp_path / "isolate", held)
     assert kept[0].read_bytes().decode("utf-8").endswith("b,Köln\r\n")
+
+
+# ---- the search's finer points ---------------------------------------------------------------------------------
+class Recording(Platform):
+    """Also keeps every job as it came (its label, whether it re-imports rows of an earlier job, its rows);
+    ``named``: the refused rows its messages name (the others get an anonymous message); ``failed``: jobs the
+    platform ends FAILED (not lakeseg giving up); ``silent``: jobs that end neither accepted nor refused."""
+
+    def __init__(self, bad=(), named=(), failed=(), silent=(), **kw):
+        super().__init__(bad=bad, **kw)
+        self.named, self.failed, self.silent = set(named), set(failed), set(silent)
+        self.seen: list[tuple[str, bool, list[str]]] = []
+
+    def run_job(self, delivery, job, tracker):
+        out = super().run_job(delivery, job, tracker)
+        with self.lock:
+            self.seen.append((job.label, job.isolating, ids_of(job)))
+        if job.label in self.failed:
+            return JobOutcome(out.record, error="import job FAILED", platform_failed=True)
+        if job.label in self.silent:
+            return JobOutcome(out.record)
+        if self.named and out.refused:
+            out.messages = [
+                f"row {i}: bad" if i in self.named else "a row was bad" for i in ids_of(job) if i in self.bad
+            ]
+        return out
+
+    def labels(self) -> list[str]:
+        return [label for label, _iso, _ids in self.seen]
+
+    def imported_once(self) -> list[str]:
+        """Ids of the jobs that are the run's own imports (not re-imports under ``_isolation/``), sorted."""
+        return sorted(i for _label, isolating, ids in self.seen if not isolating for i in ids)
+
+
+def _search_of(*groups) -> jobs.RowSearch:
+    return jobs.RowSearch(tuple(tuple(g) for g in groups), ("Id", "Attributes.Plan"))
+
+
+@pytest.mark.parametrize(
+    "rows_per_file, bad, carried",
+    [
+        (2, {"x5"}, ()),
+        (2, {"x23"}, ()),  # the 12th job: a label of two digits is not a carried group
+        (1, {"b", "x1"}, (("a", "b"), ("x0", "x1", "x2"))),
+    ],
+    ids=["a-refused-row", "in-the-twelfth-job", "a-search-carried-from-an-earlier-run"],
+)
+def test_every_row_is_imported_once_outside_the_isolation_folder_however_the_search_goes(
+    tmp_path, rows_per_file, bad, carried
+):
+    # Given rows in several files (one job each), refused rows among them, and perhaps a search an earlier run left
+    rows = [f"x{i}" for i in range(24)] if rows_per_file == 2 else ["a", "b", "x0", "x1", "x2", "y"]
+    parts = [rows[i : i + rows_per_file] for i in range(0, len(rows), rows_per_file)]
+    d = delivery_of(tmp_path, *parts)
+    if carried:
+        d = dataclasses.replace(d, search=_search_of(*carried))
+    platform = Recording(bad=bad)
+    # When it is delivered
+    result = deliver(platform, d, max_job_bytes=max(f.stat().st_size for f in d.files))
+    # Then each row went once into a job of the run's own (the imports table's view), re-imports only under
+    # _isolation, and the refused rows were found
+    assert platform.imported_once() == sorted(rows)
+    assert sorted(result.rejected) == sorted(bad) and result.search is None
+
+
+def test_a_message_that_names_more_rows_than_were_refused_quarantines_none_of_them(tmp_path):
+    # Given one refused row, and the platform's messages naming it and an innocent row beside it
+    platform = Recording(bad={"a"}, extra_messages=["row b looks like row a"], name_ids=True)
+    # When the rows are delivered
+    result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]))
+    # Then the messages are not trusted: the refused row is found by the search, the innocent one never quarantined
+    assert list(result.rejected) == ["a"] and result.confirmed
+
+
+def test_rows_a_message_names_are_quarantined_at_once_and_only_the_others_are_searched_for(tmp_path):
+    # Given two refused rows among four, the platform's messages naming only one of them
+    platform = Recording(bad={"a", "c"}, named={"a"})
+    # When the rows are delivered
+    result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]))
+    # Then a is quarantined with its message, and the search looks for one row among b, c, d: [b, c] holds it, so
+    # d is clean without a job of its own; c is proven alone
+    assert result.rejected == {"a": "row a: bad", "c": "a row was bad"}
+    assert platform.labels() == ["1", "1a", "1aa", "1aba"]
+
+
+def test_a_message_naming_a_row_in_a_group_is_kept_to_300_characters(tmp_path):
+    class Long(Recording):
+        def run_job(self, delivery, job, tracker):
+            out = super().run_job(delivery, job, tracker)
+            out.messages = [f"row a: {'x' * 400}"] if out.refused else out.messages
+            return out
+
+    result = deliver(Long(bad={"a"}), delivery_of(tmp_path, ["a", "b"]))
+    assert result.rejected == {"a": f"row a: {'x' * 400}"[:300]}
+
+
+def test_the_search_goes_on_while_exactly_the_allowed_number_of_rows_is_refused(tmp_path):
+    # Given a job refusing two rows, one named at once, and one refused row allowed
+    platform = Recording(bad={"a", "c"}, named={"a"})
+    # When the rows are delivered
+    result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]), max_rejected_rows=1)
+    # Then the search did not stop at the allowed one: it found the second, and the delivery fails on the limit
+    assert sorted(result.rejected) == ["a", "c"] and result.search is None
+    assert result.errors == ["seg_a: 2 row(s) refused by the platform, more than destination.max_rejected_rows (1)"]
+
+
+def test_a_lone_suspect_row_takes_one_job_of_the_budget(tmp_path):
+    # Given one refused row of two, and a budget of exactly the two isolation jobs that prove it
+    platform = Recording(bad={"b"})
+    # When the rows are delivered
+    result = deliver(platform, delivery_of(tmp_path, ["a", "b"]), max_isolation_jobs=2)
+    # Then a is imported alone (clean), so b is suspect alone, imported alone and quarantined: nothing left to search
+    assert platform.labels() == ["1", "1a", "1ba"]
+    assert result.rejected == {"b": "some rows were bad"} and result.search is None
+
+
+@pytest.mark.parametrize("platform_failed", [False, True], ids=["lakeseg-gave-up", "the-platform-ended-it-failed"])
+def test_a_part_that_fails_outright_leaves_its_sibling_unknown_and_fails_the_delivery(tmp_path, platform_failed):
+    # Given one refused row among four, and the job of the first half failing as a whole
+    platform = Recording(
+        bad={"a"}, **({"failed": {"1a"}} if platform_failed else {"fail": {"1a": "import job FAILED"}})
+    )
+    # When the rows are delivered
+    result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]))
+    # Then the failure is the delivery's error, and the other half is not assumed to hold the refused row: both its
+    # parts are imported (they are clean), and the failed half's rows are left to search next run
+    assert result.errors == ["seg_a job 1a (isolating refused rows): import job FAILED"] and not result.confirmed
+    assert sorted(platform.labels()) == ["1", "1a", "1ba", "1bb"]
+    assert result.rejected == {} and result.search.groups == (("a", "b"),)
+
+
+def test_an_isolation_job_that_ends_neither_accepted_nor_refusing_is_not_accepted(tmp_path):
+    platform = Recording(bad={"a"}, silent={"1a"})
+    result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]))
+    assert result.errors == ["seg_a job 1a (isolating refused rows): not accepted"]
+
+
+def test_a_retry_of_quarantined_rows_that_fails_outright_is_named_as_that_job_alone(tmp_path):
+    # Given two rows quarantined by an earlier run, and their retry job failing as a whole
+    d = dataclasses.replace(delivery_of(tmp_path, ["a", "b", "c"]), quarantined=frozenset({"a", "b"}))
+    platform = Recording(fail={"q": "throttled for good"})
+    # When the delivery runs, then the error names the retry job, not an isolation
+    result = deliver(platform, d)
+    assert result.errors == ["seg_a job q: throttled for good"] and not result.confirmed
+
+
+def test_a_search_left_unfinished_is_logged_with_the_isolation_jobs_it_took(tmp_path, caplog):
+    # Given one refused row among four and a budget of two isolation jobs, used in two rounds
+    platform = Recording(bad={"b"})
+    with caplog.at_level(logging.INFO, logger="sync.destinations.jobs"):
+        result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]), max_isolation_jobs=2)
+    # Then the log says how many isolation jobs ran, and what is left to search
+    assert platform.labels() == ["1", "1a", "1aa"] and result.search.groups == (("b",),)
+    assert caplog.messages[-1] == (
+        "seg_a: 2 isolation job(s); 1 row(s) in 1 group(s) still hold refused rows: the search continues next run"
+    )
+
+
+@pytest.mark.parametrize("budget", [2, 3], ids=["too-small-to-advance", "one-more"])
+def test_a_budget_that_cannot_advance_a_search_over_runs_is_refused_by_the_bound(budget):
+    if budget == 2:
+        with pytest.raises(ValueError, match="^a budget of 2 jobs per run cannot be relied on to advance the search$"):
+            jobs.search_bound(1, 2, 2, budget)
+    else:
+        assert jobs.search_bound(1, 2, 2, budget) == (2, 1)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.core.errors import LockHeld
+from sync.core.errors import ConfigError, LockHeld
 from sync.state import local
 from sync.state.local import LocalStateStore
 
@@ -335,3 +335,15 @@ def test_an_upload_that_fills_the_disk_leaves_no_temp_file(tmp_path, monkeypatch
         store._upload("snapshots/files/seg/x.parquet", src)
     # Then no hidden temp file stays in the state store
     assert list((tmp_path / "state" / "snapshots" / "files" / "seg").iterdir()) == []
+
+
+def test_a_local_store_refuses_to_read_or_record_a_base_athena_wrote_and_says_to_put_the_state_on_s3(tmp_path):
+    # Given a local store (the diff in Athena needs the state on S3: Athena reads and writes the snapshot there)
+    store = LocalStateStore(tmp_path / "state")
+    why = f"the state store at {store.url} keeps no snapshot Athena writes: put the state on S3"
+    # When the parts of a base Athena wrote would be listed or downloaded, then each is refused with that reason
+    with pytest.raises(ConfigError) as listed:
+        store._list_sized("snapshots/files/seg/lake-r1/")
+    with pytest.raises(ConfigError) as fetched:
+        store._download_exact("snapshots/files/seg/lake-r1/part-0.parquet", tmp_path / "p.parquet", '"etag"')
+    assert str(listed.value) == str(fetched.value) == why
