@@ -693,6 +693,8 @@ def test_every_row_is_imported_once_outside_the_isolation_folder_however_the_sea
     # _isolation, and the refused rows were found
     assert platform.imported_once() == sorted(rows)
     assert sorted(result.rejected) == sorted(bad) and result.search is None
+    if carried:  # the carried groups are numbered from 1, in the order the earlier run kept them
+        assert {"s1a", "s1b", "s2a", "s2b"} <= set(platform.labels())
 
 
 def test_a_message_that_names_more_rows_than_were_refused_quarantines_none_of_them(tmp_path):
@@ -795,3 +797,48 @@ def test_a_budget_that_cannot_advance_a_search_over_runs_is_refused_by_the_bound
             jobs.search_bound(1, 2, 2, budget)
     else:
         assert jobs.search_bound(1, 2, 2, budget) == (2, 1)
+
+
+def test_rows_refused_in_several_jobs_are_each_found(tmp_path):
+    # Given refused rows in the first and the second of two jobs
+    platform = Recording(bad={"a", "d"})
+    # When they are delivered, then both jobs are judged and searched: each refused row is found
+    result = deliver(platform, delivery_of(tmp_path, ["a", "b"], ["c", "d"]), max_job_bytes=50)
+    assert sorted(result.rejected) == ["a", "d"] and result.confirmed
+
+
+@pytest.mark.parametrize(
+    "parts, refused", [(1, True), (2, False), (26, False), (27, True)], ids=["one", "two", "every-letter", "too-many"]
+)
+def test_a_search_splits_a_group_into_two_to_twenty_six_parts(tmp_path, parts, refused):
+    d = delivery_of(tmp_path, ["a", "b"])
+    if refused:
+        with pytest.raises(ValueError, match=f"^parts must be between 2 and 26, got {parts}$"):
+            deliver(Recording(bad={"a"}), d, parts=parts)
+    else:
+        assert deliver(Recording(bad={"a"}), d, parts=parts).rejected == {"a": "some rows were bad"}
+
+
+def test_progress_counts_the_retry_of_quarantined_rows_among_the_jobs(tmp_path):
+    # Given one job of new rows and the retry of a quarantined row
+    d = dataclasses.replace(delivery_of(tmp_path, ["a", "b"]), quarantined=frozenset({"a"}))
+    seen = []
+
+    # When it is delivered, then progress reports two jobs to import
+    class Reporting(Recording):
+        def run_job(self, delivery, job, tracker):
+            out = super().run_job(delivery, job, tracker)
+            tracker.job_done()
+            return out
+
+    deliver_in_jobs(
+        Reporting(),
+        d,
+        lambda label, done, total: seen.append((label, done, total)),
+        max_job_bytes=10**9,
+        max_concurrent=1,
+        max_rejected_rows=10,
+        max_isolation_jobs=4,
+        location=None,
+    )
+    assert [(done, total) for label, done, total in seen if label == "seg_a: importing"] == [(1, 2), (2, 2)]

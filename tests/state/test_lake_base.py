@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -15,7 +16,7 @@ import duckdb
 import pytest
 from moto import mock_aws
 
-from sync.core.errors import SegmentRefused
+from sync.core.errors import ConfigError, SegmentRefused
 from sync.state.base import SNAPSHOT_SCHEMA_LAKE
 from sync.state.s3 import S3StateStore
 
@@ -184,3 +185,71 @@ def test_a_pointer_naming_a_file_outside_its_base_folder_is_refused_naming_it(st
         f"snapshot pointer for {WHERE} names {elsewhere!r}, outside its folder snapshots/files/seg_a/{LAKE}/; "
         "refusing to read it. Restore it, or delete it to resend the whole segment"
     )
+
+
+# ---- a delta committed beside a base Athena wrote ------------------------------------------------------------------
+def delta_file(tmp_path: Path, upserts: list[str], tombstones: list[str]) -> Path:
+    path = tmp_path / "delta.parquet"
+    values = ", ".join([f"('{i}', false)" for i in upserts] + [f"('{i}', true)" for i in tombstones])
+    with duckdb.connect() as con:
+        con.execute(
+            "copy (select Id, 1::bigint as k1, 2::bigint as k2, 3::bigint as digest, deleted "
+            f"from (values {values}) t(Id, deleted)) to '{path}' (format parquet)"
+        )
+    return path
+
+
+def commit_delta(store, tmp_path, previous, run_id: str = "run-3"):
+    store.commit_lake_delta(
+        "files",
+        "seg_a",
+        delta_file(tmp_path, ["c"], ["a"]),
+        previous=previous,
+        fields=("Id", "Attributes.Plan"),
+        mapping_hash="m1",
+        rows=2,
+        run_id=run_id,
+    )
+
+
+def test_a_delta_beside_a_base_athena_wrote_is_named_by_a_pointer_holding_its_run_fields_and_time(store, s3, tmp_path):
+    # Given a base Athena wrote, as the run read it
+    commit(s3, tmp_path, {"part-0": ["a", "b"]})
+    previous = store.read_snapshot("files", "seg_a")
+    # When the run commits its change (one upsert, one tombstone) as a delta
+    before = datetime.now(UTC).replace(microsecond=0)  # stamps hold whole seconds
+    commit_delta(store, tmp_path, previous)
+    # Then the pointer names the base and the delta, with the run's fields, mapping, row count and commit time
+    doc = json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
+    assert (doc["rows"], doc["fields"], doc["mapping_hash"], doc["run_id"]) == (
+        2,
+        ["Id", "Attributes.Plan"],
+        "m1",
+        "run-3",
+    )
+    assert before <= datetime.fromisoformat(doc["committed_at"]) <= datetime.now(UTC)
+    [delta] = doc["deltas"]
+    assert (delta["upserts"], delta["tombstones"]) == (1, 1)
+    assert delta["file"].startswith("snapshots/files/seg_a/delta-run-3-") and doc["lake_base"]["folder"] == LAKE
+
+
+def test_a_delta_is_not_committed_once_the_pointer_moved_since_the_run_read_it(store, s3, tmp_path):
+    # Given a base as the run read it, then its pointer rewritten by another run
+    commit(s3, tmp_path, {"part-0": ["a", "b"]})
+    previous = store.read_snapshot("files", "seg_a")
+    commit(s3, tmp_path, {"part-0": ["a", "b", "c"]})
+    # When the run commits, then nothing moves and the refusal says the delivery stays in doubt
+    with pytest.raises(SegmentRefused) as refused:
+        commit_delta(store, tmp_path, previous)
+    assert str(refused.value) == (
+        "the snapshot pointer of files/seg_a moved since this run read it; nothing committed (what was sent stays "
+        "in doubt and is sent again next run)"
+    )
+    assert json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())["rows"] == 3
+
+
+def test_a_delta_of_a_run_whose_id_cannot_name_a_file_is_refused_naming_the_run_id(store, s3, tmp_path):
+    commit(s3, tmp_path, {"part-0": ["a", "b"]})
+    with pytest.raises(ConfigError) as refused:
+        commit_delta(store, tmp_path, store.read_snapshot("files", "seg_a"), run_id="../r")
+    assert str(refused.value) == "run id name '../r' cannot be used in state keys (letters, digits, _ . - only)"
