@@ -17,6 +17,7 @@ import pytest
 from moto import mock_aws
 
 from sync.core.errors import ConfigError, SegmentRefused
+from sync.state import base
 from sync.state.base import SNAPSHOT_SCHEMA_LAKE
 from sync.state.s3 import S3StateStore
 
@@ -212,12 +213,14 @@ def commit_delta(store, tmp_path, previous, run_id: str = "run-3"):
     )
 
 
-def test_a_delta_beside_a_base_athena_wrote_is_named_by_a_pointer_holding_its_run_fields_and_time(store, s3, tmp_path):
+def test_a_delta_beside_a_base_athena_wrote_is_named_by_a_pointer_holding_its_run_fields_and_time(
+    store, s3, tmp_path, monkeypatch
+):
     # Given a base Athena wrote, as the run read it
     commit(s3, tmp_path, {"part-0": ["a", "b"]})
     previous = store.read_snapshot("files", "seg_a")
     # When the run commits its change (one upsert, one tombstone) as a delta
-    before = datetime.now(UTC).replace(microsecond=0)  # stamps hold whole seconds
+    monkeypatch.setattr(base, "utcnow", lambda: datetime(2026, 12, 1, 5, 0, 1, tzinfo=UTC))
     commit_delta(store, tmp_path, previous)
     # Then the pointer names the base and the delta, with the run's fields, mapping, row count and commit time
     doc = json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
@@ -227,7 +230,7 @@ def test_a_delta_beside_a_base_athena_wrote_is_named_by_a_pointer_holding_its_ru
         "m1",
         "run-3",
     )
-    assert before <= datetime.fromisoformat(doc["committed_at"]) <= datetime.now(UTC)
+    assert doc["committed_at"] == "2026-12-01T05:00:01+00:00"
     [delta] = doc["deltas"]
     assert (delta["upserts"], delta["tombstones"]) == (1, 1)
     assert delta["file"].startswith("snapshots/files/seg_a/delta-run-3-") and doc["lake_base"]["folder"] == LAKE
