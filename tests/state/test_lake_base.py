@@ -19,6 +19,7 @@ from moto import mock_aws
 from sync.core.errors import ConfigError, SegmentRefused
 from sync.state import base
 from sync.state.base import SNAPSHOT_SCHEMA_LAKE
+from sync.state.deltas import Compaction
 from sync.state.s3 import S3StateStore
 
 FOLDER = "p/snapshots/files/seg_a"
@@ -256,3 +257,87 @@ def test_a_delta_of_a_run_whose_id_cannot_name_a_file_is_refused_naming_the_run_
     with pytest.raises(ConfigError) as refused:
         commit_delta(store, tmp_path, store.read_snapshot("files", "seg_a"), run_id="../r")
     assert str(refused.value) == "run id name '../r' cannot be used in state keys (letters, digits, _ . - only)"
+
+
+def compacting(store, s3, tmp_path, written: dict[str, bytes] | None):
+    """Compact past a share of half the base; ``written``: the files Athena's compaction writes (name -> bytes),
+    None to write the membership as one part. Returns the calls made."""
+    store.compaction = Compaction(max_share=0.5, max_deltas=8)
+    calls = []
+
+    def compact(location: str, files: list[str]) -> None:
+        calls.append((location, files))
+        prefix = location.removeprefix("s3://state-b/")
+        out = (
+            written if written is not None else {"part-0": part_file(tmp_path, "c0", ["b", "c", "d", "e"]).read_bytes()}
+        )
+        for name, body in out.items():
+            s3.put_object(Bucket="state-b", Key=f"{prefix}{name}", Body=body)
+
+    return compact, calls
+
+
+def test_a_delta_of_tombstones_counts_towards_compaction_and_the_new_base_replaces_every_file(store, s3, tmp_path):
+    # Given a base of four members, and compaction once the deltas reach half the base's rows
+    commit(s3, tmp_path, {"part-0": ["a", "b", "c", "d"]})
+    previous = store.read_snapshot("files", "seg_a")
+    compact, calls = compacting(store, s3, tmp_path, None)
+    # When a run commits one upsert and one tombstone (two rows: half the base)
+    store.commit_lake_delta(
+        "files",
+        "seg_a",
+        delta_file(tmp_path, ["e"], ["a"]),
+        previous=previous,
+        fields=("Id",),
+        mapping_hash="m1",
+        rows=4,
+        run_id="run-3",
+        compact=compact,
+    )
+    # Then Athena compacted the base and the delta into a fresh folder, and the pointer names that base alone
+    [(location, files)] = calls
+    assert location.startswith(f"s3://state-b/{FOLDER}/lake-run-3-") and len(files) == 2
+    doc = json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
+    assert doc["deltas"] == [] and doc["lake_base"]["rows"] == 4
+    assert doc["lake_base"]["folder"] != LAKE and location.endswith(f"/{doc['lake_base']['folder']}/")
+
+
+@pytest.mark.parametrize(
+    "written, refused",
+    [({}, True), ({"part-0": b""}, True), ({"part-0": b"x"}, False)],
+    ids=["no-file", "an-empty-file", "a-file-of-one-byte"],
+)
+def test_a_compaction_that_wrote_nothing_for_its_members_is_refused_and_nothing_is_committed(
+    store, s3, tmp_path, written, refused
+):
+    # Given a base, and an Athena compaction that writes no file, an empty one, or one of a single byte
+    commit(s3, tmp_path, {"part-0": ["a", "b", "c", "d"]})
+    previous = store.read_snapshot("files", "seg_a")
+    compact, _calls = compacting(store, s3, tmp_path, written)
+
+    def run():
+        store.commit_lake_delta(
+            "files",
+            "seg_a",
+            delta_file(tmp_path, ["e"], ["a"]),
+            previous=previous,
+            fields=("Id",),
+            mapping_hash="m1",
+            rows=4,
+            run_id="run-3",
+            compact=compact,
+        )
+
+    if not refused:  # a file with any byte in it is what Athena wrote: the pointer names it
+        run()
+        doc = json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
+        assert [p["size"] for p in doc["lake_base"]["parts"]] == [1]
+        return
+    # When the run commits, then it is refused naming the members, and the pointer did not move
+    with pytest.raises(SegmentRefused) as why:
+        run()
+    assert str(why.value) == (
+        f"the compaction of {FOLDER.removeprefix('p/')} wrote no file for 4 members; nothing committed (what was "
+        "sent stays in doubt and is sent again next run)"
+    )
+    assert json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())["run_id"] == "run-2"
