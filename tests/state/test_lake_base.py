@@ -304,8 +304,8 @@ def test_a_delta_of_tombstones_counts_towards_compaction_and_the_new_base_replac
 
 @pytest.mark.parametrize(
     "written, refused",
-    [({}, True), ({"part-0": b""}, True), ({"part-0": b"x"}, False)],
-    ids=["no-file", "an-empty-file", "a-file-of-one-byte"],
+    [({}, True), ({"part-0": b""}, True), ({"part-0": b"x"}, False), ({"part-0": b"", "part-1": b"x"}, False)],
+    ids=["no-file", "an-empty-file", "a-file-of-one-byte", "an-empty-file-beside-one-of-one-byte"],
 )
 def test_a_compaction_that_wrote_nothing_for_its_members_is_refused_and_nothing_is_committed(
     store, s3, tmp_path, written, refused

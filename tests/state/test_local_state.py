@@ -347,3 +347,40 @@ def test_a_local_store_refuses_to_read_or_record_a_base_athena_wrote_and_says_to
     with pytest.raises(ConfigError) as fetched:
         store._download_exact("snapshots/files/seg/lake-r1/part-0.parquet", tmp_path / "p.parquet", '"etag"')
     assert str(listed.value) == str(fetched.value) == why
+
+
+def test_an_upload_that_fails_before_its_temp_file_exists_raises_its_own_error(tmp_path):
+    # Given a data file that is gone before it is copied (nothing was written into the store yet)
+    store = LocalStateStore(tmp_path / "state")
+    missing = tmp_path / "gone.parquet"
+    # When it is uploaded, then the error is about that file, not about a temp file that never existed
+    with pytest.raises(FileNotFoundError) as raised:
+        store._upload("snapshots/files/seg/x.parquet", missing)
+    assert raised.value.filename == str(missing)
+
+
+def test_a_temp_file_its_writer_finishes_while_it_is_collected_is_left_to_it(tmp_path):
+    # Given a live writer's temp file, renamed into place by its writer while the collector looks at it
+    store = LocalStateStore(tmp_path / "state")
+    store._write("snapshots/files/seg/current.json", b"{}")
+    temp = tmp_path / "state" / "snapshots" / "files" / "seg" / ".current.json.4242@elsewhere.k3y.tmp"
+    temp.write_bytes(b"{}")
+
+    def finishing(owner: dict) -> bool:
+        temp.unlink()  # the writer renamed it meanwhile
+        return False
+
+    # When the next run collects debris, then the vanished file is no error and nothing is reported removed
+    assert store.collect_debris(finishing, 86400) == []
+
+
+@pytest.mark.parametrize("older_by", [0.0, 1.0], ids=["exactly-the-age-stays", "older-goes"])
+def test_an_untagged_temp_file_goes_only_once_older_than_the_age(tmp_path, monkeypatch, older_by):
+    store = LocalStateStore(tmp_path / "state")
+    store._write("snapshots/files/seg/current.json", b"{}")
+    temp = tmp_path / "state" / "snapshots" / "files" / "seg" / ".current.json.k3y.tmp"
+    temp.write_bytes(b"{}")
+    os.utime(temp, (1_000_000.0, 1_000_000.0))
+    monkeypatch.setattr(local.time, "time", lambda: 1_000_000.0 + 86400 + older_by)
+    store.collect_debris(_dead_here, 86400)
+    assert temp.exists() is (older_by == 0.0)
