@@ -454,9 +454,10 @@ def test_rows_quarantined_on_entering_count_as_members_for_the_size_guard_on_bot
     both(lake, twin)
     got, want = both(lake, twin, members(25), rejected={f"e{i:03d}": "value refused" for i in range(20, 25)})
     assert by_segment(got)["seg_a"].status == by_segment(want)["seg_a"].status == "partial"
-    # When the next run resends them (the table unchanged), with the guard allowing no row to enter (1%): they
-    # were members already, delivered last run -- 25 members before, none entering, no change of size
-    mine, theirs = both(lake, twin, max_entered_share=0.01)
+    # When the next run resends them (the table unchanged), with the guard allowing no row to enter (1%) and
+    # the size to move by 10% at most: they were members already, delivered last run -- 25 members before,
+    # none entering, no change of size
+    mine, theirs = both(lake, twin, max_entered_share=0.01, max_size_change_share=0.1)
     # Then neither engine refuses, and both resend the same 5 rows
     assert by_segment(mine)["seg_a"].status == by_segment(theirs)["seg_a"].status == "synced"
     assert len(lake.delivered(mine, "seg_a")) == 5
