@@ -151,7 +151,7 @@ class LakeDiff:
         prepared = LakePrepared(
             segment,
             plan,
-            _sent_values(segment, sent, SENDS),
+            f"({_sent_values(segment, sent, SENDS)})",
             sent,
             None,
             workdir,
@@ -288,7 +288,7 @@ class LakeDiff:
     def changes_sql(self, segment: PreparedSegment) -> str:
         """The rows to send, in the header order of the segment's fields: as ``sync.run.diff.changes_sql``."""
         prepared = _lake(segment)
-        upserts = _sent_values(prepared.segment, prepared.sent, SENDS, relation=False)
+        upserts = _sent_values(prepared.segment, prepared.sent, SENDS)
         if not prepared.plan.exit_rows:
             return upserts
         seg = prepared.segment
@@ -410,11 +410,8 @@ def _plan_previous(plan: Plan, previous: PointedSnapshot | None, mapping_hash: s
     return True
 
 
-def _sent_values(segment: Segment, sent: Path, kinds, relation: bool = True) -> str:
-    """The rows of ``kinds`` in ``sent`` with the segment's field names, values as text (as the DuckDB diff
-    reads them): a relation, or (``relation=False``) a select."""
-    cols = ", ".join(
-        f"id as {qi(f)}" if f == ID_FIELD else f"cast(c{n} as varchar) as {qi(f)}" for n, f in enumerate(segment.fields)
-    )
-    select = f"select {cols} from {_rp(sent)} where kind in ({_kinds(kinds)})"
-    return f"({select})" if relation else select
+def _sent_values(segment: Segment, sent: Path, kinds) -> str:
+    """A select of the rows of ``kinds`` in ``sent`` with the segment's field names, values as text (as the
+    DuckDB diff reads them; the Id's column holds the Id as typed, so its text is the Id)."""
+    cols = ", ".join(f"cast(c{n} as varchar) as {qi(f)}" for n, f in enumerate(segment.fields))
+    return f"select {cols} from {_rp(sent)} where kind in ({_kinds(kinds)})"
