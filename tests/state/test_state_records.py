@@ -350,10 +350,14 @@ def test_a_corrupt_pointer_refuses_the_segment_saying_why(store, tmp_path, doc, 
     ],
     ids=["other-folder", "subfolder", "not-parquet", "no-name", "unsafe-name", "no-folder"],
 )
-def test_a_pointer_naming_a_file_outside_its_folder_is_refused(store, tmp_path, data_key):
+@pytest.mark.parametrize("reader", ["downloaded-by-the-runner", "read-by-the-diff-in-athena"])
+def test_a_pointer_naming_a_file_outside_its_folder_is_refused(store, tmp_path, data_key, reader):
     path = write_pointer(store, {"file": data_key, "sha256": "0" * 64, "rows": 1})
     with pytest.raises(SegmentRefused) as refused:
-        store.load_snapshot("files", "seg_a", tmp_path / "w")
+        if reader == "downloaded-by-the-runner":
+            store.load_snapshot("files", "seg_a", tmp_path / "w")
+        else:
+            store.read_snapshot("files", "seg_a")
     assert str(refused.value) == (
         f"snapshot pointer for files/seg_a at {path} names {data_key!r}, outside its folder "
         f"{FOLDER}/; refusing to read it. Restore it, or delete it to resend the whole segment"
