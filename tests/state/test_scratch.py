@@ -64,3 +64,29 @@ def test_scratch_is_dropped_for_one_run_or_for_all_runs_but_one(store, tmp_path)
         "lake-scratch/files/seg_a/r3/dirty/dirty.parquet",
         "lake-scratch/files/seg_b/r1/dirty/dirty.parquet",
     ]
+
+
+# ---- the lake digest's key tables: one folder per key, stored once --------------------------------------------
+def test_each_key_table_is_stored_once_in_a_folder_of_its_own_which_is_returned(store, tmp_path):
+    # Given two digest keys' tables, and the first key's stored again by a later run with other bytes
+    first, second, again = (tmp_path / f"{n}.parquet" for n in ("first", "second", "again"))
+    first.write_bytes(b"PAR1-first")
+    second.write_bytes(b"PAR1-second")
+    again.write_bytes(b"PAR1-again")
+    # When each is stored
+    folders = [store.put_lake_key(fp, path) for fp, path in (("fp1", first), ("fp2", second), ("fp1", again))]
+    # Then each key has its own folder (Athena reads every file under a table's folder), returned as a location,
+    # and a key table once stored is kept as it is
+    assert folders == [f"{store.root}/keys/fp1/", f"{store.root}/keys/fp2/", f"{store.root}/keys/fp1/"]
+    assert scratch_files(store) == ["keys/fp1/key.parquet", "keys/fp2/key.parquet"]
+    assert (Path(store.root) / "keys/fp1/key.parquet").read_bytes() == b"PAR1-first"
+
+
+def test_a_key_fingerprint_that_cannot_name_a_folder_is_refused_naming_it(store, tmp_path):
+    data = tmp_path / "k.parquet"
+    data.write_bytes(b"PAR1")
+    with pytest.raises(ConfigError) as refused:
+        store.put_lake_key("../x", data)
+    assert (
+        str(refused.value) == "key fingerprint name '../x' cannot be used in state keys (letters, digits, _ . - only)"
+    )

@@ -119,20 +119,20 @@ class LakeDiff:
         previous: PointedSnapshot | None,
         *,
         workdir: Path,
-        full_refresh: bool = False,
-        dirty: Path | None = None,
-        digest_key=None,
-        tests: list[dict] | None = None,
-        sweep: bool = True,
+        full_refresh: bool,
+        dirty: Path | None,
+        digest_key,
+        tests: list[dict] | None,
+        sweep: bool,
     ) -> LakePrepared:
         """Classify every member in Athena; download only the rows to send; count them into a plan.
 
         Refused, with nothing sent, like the DuckDB diff: a NULL Id, a repeated Id, a value that breaks the
         contract's data rules (checked on every row this run sends), a snapshot that does not add up.
         ``sweep``: drop what killed runs left for the segment first -- only under the segment's lock (a plan
-        holds none: another run may be using its tables).
+        holds none: another run may be using its tables). ``workdir``: the segment's own work folder (the
+        engine made it, private).
         """
-        workdir.mkdir(parents=True, exist_ok=True)
         fingerprint = digest_key.fingerprint if digest_key is not None else ""
         mapping_hash = sql.mapping_hash(segment.mapping_hash, fingerprint)
         plan = Plan(segment=segment.name, full_refresh=full_refresh)
