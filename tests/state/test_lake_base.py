@@ -295,12 +295,8 @@ def compacting(store, s3, tmp_path, written: dict[str, bytes] | None):
     return compact, calls
 
 
-def test_a_delta_of_tombstones_counts_towards_compaction_and_the_new_base_replaces_every_file(store, s3, tmp_path):
-    # Given a base of four members, and compaction once the deltas reach half the base's rows
-    commit(s3, tmp_path, {"part-0": ["a", "b", "c", "d"]})
-    previous = store.read_snapshot("files", "seg_a")
-    compact, calls = compacting(store, s3, tmp_path, None)
-    # When a run commits one upsert and one tombstone (two rows: half the base)
+def commit_compacting(store, tmp_path, previous, compact) -> None:
+    """Commit one upsert and one tombstone over a base of four members, with Athena's compaction ``compact``."""
     store.commit_lake_delta(
         "files",
         "seg_a",
@@ -312,6 +308,15 @@ def test_a_delta_of_tombstones_counts_towards_compaction_and_the_new_base_replac
         run_id="run-3",
         compact=compact,
     )
+
+
+def test_a_delta_of_tombstones_counts_towards_compaction_and_the_new_base_replaces_every_file(store, s3, tmp_path):
+    # Given a base of four members, and compaction once the deltas reach half the base's rows
+    commit(s3, tmp_path, {"part-0": ["a", "b", "c", "d"]})
+    previous = store.read_snapshot("files", "seg_a")
+    compact, calls = compacting(store, s3, tmp_path, None)
+    # When a run commits one upsert and one tombstone (two rows: half the base)
+    commit_compacting(store, tmp_path, previous, compact)
     # Then Athena compacted the base and the delta into a fresh folder, and the pointer names that base alone
     [(location, files)] = calls
     assert location.startswith(f"s3://state-b/{FOLDER}/lake-run-3-") and len(files) == 2
@@ -334,17 +339,7 @@ def test_a_compaction_that_wrote_nothing_for_its_members_is_refused_and_nothing_
     compact, _calls = compacting(store, s3, tmp_path, written)
 
     def run():
-        store.commit_lake_delta(
-            "files",
-            "seg_a",
-            delta_file(tmp_path, ["e"], ["a"]),
-            previous=previous,
-            fields=("Id",),
-            mapping_hash="m1",
-            rows=4,
-            run_id="run-3",
-            compact=compact,
-        )
+        commit_compacting(store, tmp_path, previous, compact)
 
     if not refused:  # a file with any byte in it is what Athena wrote: the pointer names it
         run()
