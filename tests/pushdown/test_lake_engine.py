@@ -513,3 +513,87 @@ def test_a_lake_that_fails_to_clean_up_does_not_fail_the_run_and_the_next_run_dr
     # And the next run (clean-up working again) drops what the first left
     assert lake.lake_run().status == "succeeded"
     assert lake.diff_tables() == []
+
+
+def test_a_full_refresh_in_athena_sends_every_member_as_on_the_runner(lake, twin):
+    # Given a segment synced on both engines, unchanged since
+    for h in (lake, twin):
+        h.segment("seg_a", COLS, members(12), exit=EXIT)
+    both(lake, twin)
+    # When each syncs it again with --full-refresh, then both send every member, planned alike
+    plan = alike(lake, twin, *both(lake, twin, full_refresh=True))
+    assert plan["full_refresh"] and plan["to_send"] == 12
+    # And the next run (no full refresh) has nothing to send
+    assert by_segment(lake.lake_run())["seg_a"].status == "unchanged"
+
+
+def _committed_digests(lake, tmp_path) -> set[int]:
+    """The digests of the base the last full send committed (a runner-written base: one file)."""
+    local = tmp_path / "committed.parquet"
+    lake.s3.download_file(BUCKET, f"lakeseg/state/{lake.lake_pointer('seg_a')['file']}", str(local))
+    with duckdb.connect() as con:
+        return {r[0] for r in con.execute(f"select digest from '{local}'").fetchall()}
+
+
+def test_the_digests_athena_commits_are_keyed_and_a_new_key_sends_every_member_once(lake, tmp_path):
+    # Given a segment synced in Athena under one digest key
+    from sync.run.digest_key import DigestKey
+
+    lake.segment("seg_a", COLS, members(10))
+    lake.lake_run()
+    before = _committed_digests(lake, tmp_path)
+    # When the key changes (another secret)
+    other = DigestKey(secret="another-lake-key-0123456789abcdef", source="test")
+    rep = by_segment(lake.lake_run(digest_key=other))["seg_a"]
+    # Then every member is sent once, and the digests committed share no value with the old key's
+    assert rep.plan["full_refresh"] and rep.plan["to_send"] == 10
+    after = _committed_digests(lake, tmp_path)
+    assert len(after) == 10 and not before & after
+    assert by_segment(lake.lake_run(digest_key=other))["seg_a"].status == "unchanged"
+
+
+def test_a_library_caller_without_a_digest_key_diffs_in_athena_too(lake):
+    # Given a caller of SyncRun that names no digest key (the CLI always resolves one)
+    lake.segment("seg_a", COLS, members(6))
+    # When it syncs twice, then the first sends every member and the second nothing
+    assert by_segment(lake.lake_run(digest_key=None))["seg_a"].plan["to_send"] == 6
+    assert by_segment(lake.lake_run(digest_key=None))["seg_a"].status == "unchanged"
+
+
+def test_every_glue_table_a_run_makes_is_named_for_its_destination_segment_and_run(lake):
+    # Given a segment synced in Athena, then a run that quarantined a row (so the next run has one to resend)
+    from sync.run.pushdown.lake import run_tables, table_tag
+
+    lake.segment("seg_a", COLS, members(6))
+    lake.lake_run()
+    lake.rebuild("seg_a", [(i, "moved" if i == "e002" else t, c) for i, t, c in members(6)])
+    lake.lake_run(destination=Scripted(lake.exports, rejected={"e002": "no"}))
+    made: list[str] = []
+    lake.glue.meta.events.register(
+        "provide-client-params.glue.CreateTable", lambda params, **_kw: made.append(params["TableInput"]["Name"])
+    )
+    # When the next run diffs it (its key, its snapshot and the rows to resend as tables)
+    report = lake.lake_run()
+    # Then each table it made carries the run's own tag for this destination and segment
+    tag = table_tag("files", "seg_a", report.run_id)
+    assert sorted(made) == sorted(f"{tag}_{kind}" for kind in ("key", "snap", "dirty"))
+    assert all(run_tables("files", "seg_a").fullmatch(name) for name in made)
+
+
+def test_a_leaver_not_sent_is_not_recorded_in_doubt_by_the_diff_in_athena(lake):
+    # Given a segment with no exit values (a leaver is dropped from the snapshot, not sent), synced in Athena
+    lake.segment("seg_a", COLS, members(6))
+    lake.lake_run()
+    # When one member changes and another leaves, and the destination looks at the in-doubt record as it delivers
+    lake.rebuild("seg_a", [(i, "moved" if i == "e000" else t, c) for i, t, c in members(5)])
+    seen = []
+
+    class Looking(Scripted):
+        def deliver(self, delivery, progress=None):
+            key = "lakeseg/state/snapshots/files/seg_a/in_doubt.json"
+            seen.append(json.loads(lake.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())["rows"])
+            return super().deliver(delivery, progress)
+
+    report = lake.lake_run(destination=Looking(lake.exports))
+    # Then the delivery carried the changed member alone, and the record names that one Id, not the leaver
+    assert [r["Id"] for r in lake.delivered(report, "seg_a")] == ["e000"] and seen == [1]
