@@ -73,6 +73,11 @@ def commit(s3, tmp_path, parts: dict[str, list[str]], rows: int | None = None, *
     return named
 
 
+def pointer_doc(s3) -> dict:
+    """The segment's committed pointer as stored."""
+    return json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
+
+
 def load(store, workdir):
     return store.load_snapshot("files", "seg_a", workdir)
 
@@ -118,7 +123,7 @@ def test_a_file_changed_or_gone_since_its_commit_is_refused_naming_it(store, s3,
 def test_a_file_of_another_size_than_committed_is_refused_even_with_its_etag(store, s3, tmp_path):
     # Given a pointer whose recorded size differs from the file's (same ETag)
     named = commit(s3, tmp_path, {"part-0": ["a"]})
-    doc = json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
+    doc = pointer_doc(s3)
     doc["lake_base"]["parts"][0]["size"] = named[0]["size"] + 1
     s3.put_object(Bucket="state-b", Key=f"{FOLDER}/current.json", Body=json.dumps(doc).encode())
     # Then it is refused as changed
@@ -183,7 +188,7 @@ READERS = {
 def test_a_pointer_naming_a_file_outside_its_base_folder_is_refused_naming_it(store, s3, tmp_path, elsewhere, reader):
     # Given a pointer whose base names a file in another folder (a damaged or hand-edited pointer)
     named = commit(s3, tmp_path, {"part-0": ["a"]})
-    doc = json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
+    doc = pointer_doc(s3)
     doc["lake_base"]["parts"][0]["file"] = elsewhere
     s3.put_object(Bucket="state-b", Key=f"{FOLDER}/current.json", Body=json.dumps(doc).encode())
     assert named
@@ -242,7 +247,7 @@ def test_a_delta_beside_a_base_athena_wrote_is_named_by_a_pointer_holding_its_ru
     monkeypatch.setattr(base, "utcnow", lambda: datetime(2026, 12, 1, 5, 0, 1, tzinfo=UTC))
     commit_delta(store, tmp_path, previous)
     # Then the pointer names the base and the delta, with the run's fields, mapping, row count and commit time
-    doc = json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
+    doc = pointer_doc(s3)
     assert (doc["rows"], doc["fields"], doc["mapping_hash"], doc["run_id"]) == (
         2,
         ["Id", "Attributes.Plan"],
@@ -267,7 +272,7 @@ def test_a_delta_is_not_committed_once_the_pointer_moved_since_the_run_read_it(s
         "the snapshot pointer of files/seg_a moved since this run read it; nothing committed (what was sent stays "
         "in doubt and is sent again next run)"
     )
-    assert json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())["rows"] == 3
+    assert pointer_doc(s3)["rows"] == 3
 
 
 def test_a_delta_of_a_run_whose_id_cannot_name_a_file_is_refused_naming_the_run_id(store, s3, tmp_path):
@@ -320,7 +325,7 @@ def test_a_delta_of_tombstones_counts_towards_compaction_and_the_new_base_replac
     # Then Athena compacted the base and the delta into a fresh folder, and the pointer names that base alone
     [(location, files)] = calls
     assert location.startswith(f"s3://state-b/{FOLDER}/lake-run-3-") and len(files) == 2
-    doc = json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
+    doc = pointer_doc(s3)
     assert doc["deltas"] == [] and doc["lake_base"]["rows"] == 4
     assert doc["lake_base"]["folder"] != LAKE and location.endswith(f"/{doc['lake_base']['folder']}/")
 
@@ -337,20 +342,16 @@ def test_a_compaction_that_wrote_nothing_for_its_members_is_refused_and_nothing_
     commit(s3, tmp_path, {"part-0": ["a", "b", "c", "d"]})
     previous = store.read_snapshot("files", "seg_a")
     compact, _calls = compacting(store, s3, tmp_path, written)
-
-    def run():
-        commit_compacting(store, tmp_path, previous, compact)
-
     if not refused:  # a file with any byte in it is what Athena wrote: the pointer names it
-        run()
-        doc = json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
+        commit_compacting(store, tmp_path, previous, compact)
+        doc = pointer_doc(s3)
         assert [p["size"] for p in doc["lake_base"]["parts"]] == [1]
         return
     # When the run commits, then it is refused naming the members, and the pointer did not move
     with pytest.raises(SegmentRefused) as why:
-        run()
+        commit_compacting(store, tmp_path, previous, compact)
     assert str(why.value) == (
         f"the compaction of {FOLDER.removeprefix('p/')} wrote no file for 4 members; nothing committed (what was "
         "sent stays in doubt and is sent again next run)"
     )
-    assert json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())["run_id"] == "run-2"
+    assert pointer_doc(s3)["run_id"] == "run-2"

@@ -359,12 +359,18 @@ def test_an_upload_that_fails_before_its_temp_file_exists_raises_its_own_error(t
     assert raised.value.filename == str(missing)
 
 
-def test_a_temp_file_its_writer_finishes_while_it_is_collected_is_left_to_it(tmp_path):
-    # Given a live writer's temp file, renamed into place by its writer while the collector looks at it
+def _temp_beside_a_pointer(tmp_path: Path, name: str) -> tuple[LocalStateStore, Path]:
+    """A store holding a committed pointer, and the hidden temp file ``name`` of a write beside it."""
     store = LocalStateStore(tmp_path / "state")
     store._write("snapshots/files/seg/current.json", b"{}")
-    temp = tmp_path / "state" / "snapshots" / "files" / "seg" / ".current.json.4242@elsewhere.k3y.tmp"
+    temp = tmp_path / "state" / "snapshots" / "files" / "seg" / name
     temp.write_bytes(b"{}")
+    return store, temp
+
+
+def test_a_temp_file_its_writer_finishes_while_it_is_collected_is_left_to_it(tmp_path):
+    # Given a live writer's temp file, renamed into place by its writer while the collector looks at it
+    store, temp = _temp_beside_a_pointer(tmp_path, ".current.json.4242@elsewhere.k3y.tmp")
 
     def finishing(owner: dict) -> bool:
         temp.unlink()  # the writer renamed it meanwhile
@@ -376,10 +382,7 @@ def test_a_temp_file_its_writer_finishes_while_it_is_collected_is_left_to_it(tmp
 
 @pytest.mark.parametrize("older_by", [0.0, 1.0], ids=["exactly-the-age-stays", "older-goes"])
 def test_an_untagged_temp_file_goes_only_once_older_than_the_age(tmp_path, monkeypatch, older_by):
-    store = LocalStateStore(tmp_path / "state")
-    store._write("snapshots/files/seg/current.json", b"{}")
-    temp = tmp_path / "state" / "snapshots" / "files" / "seg" / ".current.json.k3y.tmp"
-    temp.write_bytes(b"{}")
+    store, temp = _temp_beside_a_pointer(tmp_path, ".current.json.k3y.tmp")
     os.utime(temp, (1_000_000.0, 1_000_000.0))
     monkeypatch.setattr(local.time, "time", lambda: 1_000_000.0 + 86400 + older_by)
     store.collect_debris(_dead_here, 86400)
