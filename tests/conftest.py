@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sync.output.logs import AWS_LOGGERS, OWN_LOGGER
 from tests import mutmut_timeouts
 from tests.destinations import pinpoint_harness as h
 
@@ -79,6 +81,21 @@ def open_umask():
     old = os.umask(0o022)
     yield
     os.umask(old)
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found():
+    """Every test leaves lakeseg's and the AWS SDK's loggers as it found them (level, handlers, propagation): the
+    CLI's ``logs.configure`` sets them for the whole process, so without this what a test's ``caplog`` sees would
+    depend on which CLI test ran before it, and with which ``-v`` (as under ``make mutation``, whose clean run
+    orders the tests by duration: a retry's log assertion saw the first attempt's lines)."""
+    loggers = [logging.getLogger(name) for name in (OWN_LOGGER, *AWS_LOGGERS)]
+    saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in loggers]
+    yield
+    for lg, level, propagate, handlers in saved:
+        lg.setLevel(level)
+        lg.propagate = propagate
+        lg.handlers[:] = handlers
 
 
 @pytest.fixture

@@ -117,9 +117,6 @@ def s3_state(monkeypatch):
     with mock_aws():
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="corpus-state")
         yield "s3://corpus-state/lakeseg/state"
-    for name in ("sync", "botocore", "boto3", "urllib3", "s3transfer"):  # leave logging as found
-        logging.getLogger(name).setLevel(logging.NOTSET)
-        logging.getLogger(name).propagate = True
 
 
 def test_vv_raises_only_lakesegs_own_loggers(unbuilt, s3_state):
