@@ -126,6 +126,14 @@ class ExecutingAthena:
         return getattr(self._athena, name)
 
     def start_query_execution(self, **kwargs):
+        # botocore checks a string's least length only; Athena refuses a query over the model's greatest too
+        shape = self._athena.meta.service_model.operation_model("StartQueryExecution").input_shape
+        limit = shape.members["QueryString"].metadata["max"]
+        if len(kwargs["QueryString"]) > limit:
+            raise self.exceptions.InvalidRequestException(
+                {"Error": {"Code": "InvalidRequestException", "Message": f"query longer than {limit} characters"}},
+                "StartQueryExecution",
+            )
         got = self._athena.start_query_execution(**kwargs)
         qid = got["QueryExecutionId"]
         sql = kwargs["QueryString"]

@@ -243,3 +243,13 @@ def test_a_run_drops_only_its_segments_tables_of_other_runs():
     pattern = run_tables("d", "seg")
     assert all(pattern.fullmatch(n) for n in mine)
     assert not [n for n in others if pattern.fullmatch(n)]
+
+
+def test_a_statement_over_athenas_length_limit_is_refused_by_the_double_as_by_athena(lake):
+    # Given a statement one character longer than the service model allows a query's text (botocore checks
+    # only the least length)
+    too_long = "select 1" + " " * (262_144 - len("select 1") + 1)
+    # When it is started, Then it is refused as Athena refuses it, and nothing runs
+    with pytest.raises(lake.athena.exceptions.InvalidRequestException, match="262144"):
+        lake.athena.start_query_execution(QueryString=too_long, WorkGroup="primary")
+    assert lake.athena.executed == []
