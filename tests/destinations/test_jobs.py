@@ -777,6 +777,24 @@ def test_a_retry_of_quarantined_rows_that_fails_outright_is_named_as_that_job_al
     assert result.errors == ["seg_a job q: throttled for good"] and not result.confirmed
 
 
+def test_quarantined_rows_refused_again_each_keep_the_message_naming_it_cut_to_300_characters(tmp_path):
+    # Given two rows quarantined by an earlier run, retried together, and the platform refusing both again,
+    # naming each in a message of its own (a's longer than 300 characters)
+    class Naming(Platform):
+        def run_job(self, delivery, job, tracker):
+            out = super().run_job(delivery, job, tracker)
+            bad = [i for i in ids_of(job) if i in self.bad]
+            out.messages = [f"row {i}: " + ("too long " * 50 if i == "a" else "bad plan") for i in bad]
+            return out
+
+    d = dataclasses.replace(delivery_of(tmp_path, ["a", "b", "c"]), quarantined=frozenset({"a", "b"}))
+    # When the delivery runs
+    result = deliver(Naming(bad={"a", "b"}), d)
+    # Then both stay quarantined, each with the message that names it, cut to 300 characters
+    assert result.confirmed, result.errors
+    assert result.rejected == {"a": ("row a: " + "too long " * 50)[:300], "b": "row b: bad plan"}
+
+
 def test_a_search_left_unfinished_is_logged_with_the_isolation_jobs_it_took(tmp_path, caplog):
     # Given one refused row among four and a budget of two isolation jobs, used in two rounds
     platform = Recording(bad={"b"})
