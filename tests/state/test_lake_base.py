@@ -69,13 +69,16 @@ def commit(s3, tmp_path, parts: dict[str, list[str]], rows: int | None = None, *
         "fields": ["Id"],
         "lake_base": {"folder": LAKE, "parts": named, "rows": total if rows is None else rows},
     }
-    s3.put_object(Bucket="state-b", Key=f"{FOLDER}/current.json", Body=json.dumps(doc).encode())
+    s3.put_object(Bucket="state-b", Key=f"{FOLDER}/current.json", Body=json.dumps(doc, indent=2).encode())
     return named
 
 
 def pointer_doc(s3) -> dict:
-    """The segment's committed pointer as stored."""
-    return json.loads(s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read())
+    """The segment's committed pointer as stored: JSON indented for an operator to read."""
+    text = s3.get_object(Bucket="state-b", Key=f"{FOLDER}/current.json")["Body"].read().decode()
+    doc = json.loads(text)
+    assert text == json.dumps(doc, indent=2)
+    return doc
 
 
 def load(store, workdir):
@@ -355,3 +358,34 @@ def test_a_compaction_that_wrote_nothing_for_its_members_is_refused_and_nothing_
         "sent stays in doubt and is sent again next run)"
     )
     assert pointer_doc(s3)["run_id"] == "run-2"
+
+
+def test_a_compaction_deletes_the_runners_base_its_old_pointer_named_whatever_the_files_name(store, s3, tmp_path):
+    # Given a runner's base named by its pointer alone (a name no commit makes today: an older release's, a restore's)
+    key = f"{FOLDER}/snapshot.parquet"
+    s3.upload_file(str(part_file(tmp_path, "snapshot.parquet", ["a", "b", "c", "d"])), "state-b", key)
+    old = {"file": key.removeprefix("p/"), "sha256": "0" * 64, "rows": 4, "fields": ["Id"], "run_id": "run-1"}
+    s3.put_object(Bucket="state-b", Key=f"{FOLDER}/current.json", Body=json.dumps(old).encode())
+    previous = store.read_snapshot("files", "seg_a")
+    compact, _calls = compacting(store, s3, tmp_path, None)
+    # When the diff in Athena commits a change past the compaction threshold
+    commit_compacting(store, tmp_path, previous, compact)
+    # Then the pointer names Athena's new base alone, and the file the old pointer named is gone
+    doc = pointer_doc(s3)
+    assert doc["format"] == 3 and doc["deltas"] == []
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket="state-b", Prefix=f"{FOLDER}/")["Contents"]]
+    assert key not in listed and all(k.endswith("current.json") or "/lake-run-3-" in k for k in listed)
+
+
+def test_a_lake_delta_stands_when_clearing_its_in_doubt_record_fails(store, s3, tmp_path, monkeypatch):
+    # Given a base Athena wrote, and a store that cannot clear in-doubt records
+    commit(s3, tmp_path, {"part-0": ["a", "b"]})
+    previous = store.read_snapshot("files", "seg_a")
+
+    def fail(*args, **kwargs):
+        raise OSError("state store unreachable")
+
+    monkeypatch.setattr(store, "clear_in_doubt", fail)
+    # When the run commits its delta, then the commit stands (the record is superseded by the commit anyway)
+    commit_delta(store, tmp_path, previous)
+    assert pointer_doc(s3)["run_id"] == "run-3"
