@@ -119,6 +119,7 @@ class ExecutingAthena:
         self.stopped: list[str] = []
         self.fail_next: str | None = None  # a state to end the next query in (FAILED, CANCELLED)
         self.hang = False  # queries stay RUNNING until stopped
+        self.files_per_unload = 2  # an UNLOAD's rows are split over this many files (fewer rows: a file each)
         self._states: dict[str, str] = {}
         self._scanned: dict[str, int] = {}
 
@@ -187,9 +188,17 @@ class ExecutingAthena:
                     scanned += self._register(con, table.db, table.name, tmp, named)
             out = tmp / "out.parquet"
             con.execute(f"copy ({select}) to '{out}' (format parquet)")
-            if con.execute(f"select count(*) from read_parquet('{out}')").fetchall()[0][0]:
-                bucket, _, prefix = m["to"][5:].partition("/")
-                self.s3.upload_file(str(out), bucket, f"{prefix.rstrip('/')}/{uuid.uuid4().hex}.parquet")
+            rows = con.execute(f"select count(*) from read_parquet('{out}')").fetchall()[0][0]
+            bucket, _, prefix = m["to"][5:].partition("/")
+            # Athena's writers each write a file of their share of the rows (none for no rows at all)
+            parts = min(self.files_per_unload, rows)
+            for n in range(parts):
+                part = tmp / f"part-{n}.parquet"
+                con.execute(
+                    f"copy (select * exclude (_n) from (select *, row_number() over () as _n "
+                    f"from read_parquet('{out}')) where _n % {parts} = {n}) to '{part}' (format parquet)"
+                )
+                self.s3.upload_file(str(part), bucket, f"{prefix.rstrip('/')}/{uuid.uuid4().hex}.parquet")
         finally:
             con.close()
             shutil.rmtree(tmp, ignore_errors=True)

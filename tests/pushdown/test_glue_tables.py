@@ -78,3 +78,17 @@ def test_what_killed_runs_left_is_dropped_across_pages_except_this_runs(stubbed)
     # When the segment's leftovers are dropped, then only the dead runs' tables are, on every page
     dropped = tables.drop_matching(re.compile(r"seg_r[0-9]_(snap|key)"), keep="seg_r2")
     assert dropped == [dead, gone]
+
+
+def test_segments_in_two_databases_each_get_the_tables_of_their_own_database_in_one_run():
+    # Given the diff in Athena of one run, and segments whose models live in two databases
+    from types import SimpleNamespace
+
+    from sync.run.pushdown.lake import LakeDiff
+
+    diff = LakeDiff(None, boto3.client("glue", region_name="us-east-1"), None, "files", "run-1")  # type: ignore[arg-type]
+    a, b = (SimpleNamespace(name=f"seg_{n}", relation=SimpleNamespace(schema=f"db_{n}")) for n in "ab")
+    # When each segment's tables are taken, then each registers in its own model's database, once per database
+    tables_a, tables_b = diff._tables_for(a, sweep=False), diff._tables_for(b, sweep=False)
+    assert (tables_a.database, tables_b.database) == ("db_a", "db_b")
+    assert diff._tables_for(a, sweep=False) is tables_a

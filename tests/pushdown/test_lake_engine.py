@@ -19,7 +19,7 @@ from sync.core import failpoints
 from sync.readers.athena import AthenaReader
 from sync.state.deltas import Compaction
 from tests.engine.harness import EngineHarness, Scripted, by_segment
-from tests.pushdown.lake_harness import BUCKET, DATABASE, LakeHarness
+from tests.pushdown.lake_harness import BUCKET, DATABASE, STAGING, LakeHarness
 
 COLS = {"endpoint_id": "Id", "tier": "User.UserAttributes.Tier", "city": "Location.City"}
 EXIT = {"User.UserAttributes.Tier": "former", "Location.City": ""}
@@ -579,11 +579,17 @@ def test_every_glue_table_a_run_makes_is_named_for_its_destination_segment_and_r
         "provide-client-params.glue.CreateTable", lambda params, **_kw: made.append(params["TableInput"]["Name"])
     )
     # When the next run diffs it (its key, its snapshot and the rows to resend as tables)
+    before = len(lake.athena.executed)
     report = lake.lake_run()
     # Then each table it made carries the run's own tag for this destination and segment
     tag = table_tag("files", "seg_a", report.run_id)
     assert sorted(made) == sorted(f"{tag}_{kind}" for kind in ("key", "snap", "dirty"))
     assert all(run_tables("files", "seg_a").fullmatch(name) for name in made)
+    # And the rows to send were unloaded under the staging dir's prefix for the diff, named for the run
+    targets = [q.rsplit(" TO '", 1)[1].split("'", 1)[0] for q in lake.athena.executed[before:]]
+    assert any(t.startswith(f"{STAGING}lakeseg-diff/{report.run_id}-") for t in targets), targets
+    # And the scratch file of the rows to resend went with the run
+    assert lake.keys_under("lakeseg/state/lake-scratch/") == []
 
 
 def test_a_leaver_not_sent_is_not_recorded_in_doubt_by_the_diff_in_athena(lake):
