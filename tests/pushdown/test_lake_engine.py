@@ -95,6 +95,7 @@ def test_each_run_in_athena_sends_what_the_duckdb_diff_sends(lake, twin, builds,
         # Then they end alike, count alike and send the very same rows
         assert mine.status == theirs.status and mine.plan, (n, mine.reason, theirs.reason)
         keys = ("rows", "entered", "changed", "exited", "unchanged", "exit_rows", "to_send", "full_refresh")
+        keys += ("first_sync", "full_refresh_reason", "previous_rows")
         assert {k: mine.plan[k] for k in keys} == {k: theirs.plan[k] for k in keys}, n
         assert _rows(lake.delivered(got, "seg_a")) == _rows(twin.delivered(want, "seg_a")), n
         assert "diffed in Athena (diff.engine): only the rows to send left the lake" in mine.notes
@@ -609,3 +610,31 @@ def test_a_leaver_not_sent_is_not_recorded_in_doubt_by_the_diff_in_athena(lake):
     report = lake.lake_run(destination=Looking(lake.exports))
     # Then the delivery carried the changed member alone, and the record names that one Id, not the leaver
     assert [r["Id"] for r in lake.delivered(report, "seg_a")] == ["e000"] and seen == [1]
+
+
+def test_a_segment_whose_scratch_cannot_be_dropped_leaves_the_other_segments_clean(lake, monkeypatch):
+    # Given two segments in Athena, each with a row the platform refused (the next run resends it from scratch)
+    lake.segment("seg_a", COLS, members(6))
+    lake.segment(
+        "seg_b",
+        {"endpoint_id": "Id", "plan": "User.UserAttributes.Plan", "zone": "User.UserAttributes.Zone"},
+        members(6),
+    )
+    lake.lake_run()
+    for name in ("seg_a", "seg_b"):
+        lake.rebuild(name, [(i, "moved" if i == "e002" else t, c) for i, t, c in members(6)])
+    lake.lake_run(destination=Scripted(lake.exports, rejected={"e002": "no"}))
+    # When the next run's clean-up cannot drop seg_a's scratch files
+    drop = lake.state.drop_scratch
+
+    def failing(destination, segment, **kw):
+        if segment == "seg_a" and kw.get("only"):
+            raise OSError("state store unreachable")
+        return drop(destination, segment, **kw)
+
+    monkeypatch.setattr(lake.state, "drop_scratch", failing)
+    got = lake.lake_run()
+    assert got.status == "succeeded", [(s.segment, s.status, s.reason) for s in got.segments]
+    # Then seg_b's are gone all the same, and seg_a's wait for the next run's sweep
+    assert lake.keys_under("lakeseg/state/lake-scratch/files/seg_b/") == []
+    assert lake.keys_under("lakeseg/state/lake-scratch/files/seg_a/")
