@@ -57,23 +57,27 @@ def test_athena_where_the_deployment_cannot_push_down_is_a_configuration_error(
     with pytest.raises(ConfigError) as refused:
         check_engine("athena", problem)
     assert str(refused.value) == f"diff.engine is athena, but {words}: use auto or duckdb"
+    with pytest.raises(ConfigError, match="^diff.engine is athena, but "):
+        choose_engine("athena", 0, problem=problem, previous_rows=10**9)
     assert choose_engine("auto", 0, problem=problem, previous_rows=10**9) == "duckdb"
 
 
 @pytest.mark.parametrize(
-    ("rows", "in_lake", "engine"),
+    ("rows", "in_lake", "engine", "threshold"),
     [
-        pytest.param(1_000, False, "athena", id="at-the-threshold-moves-in"),
-        pytest.param(999, False, "duckdb", id="below-it-stays-on-the-runner"),
-        pytest.param(999, True, "athena", id="in-the-lake-stays-just-below"),
-        pytest.param(500, True, "athena", id="in-the-lake-stays-at-half"),
-        pytest.param(499, True, "duckdb", id="below-half-moves-out"),
+        pytest.param(1_000, False, "athena", 1_000, id="at-the-threshold-moves-in"),
+        pytest.param(999, False, "duckdb", 1_000, id="below-it-stays-on-the-runner"),
+        pytest.param(999, True, "athena", 1_000, id="in-the-lake-stays-just-below"),
+        pytest.param(500, True, "athena", 1_000, id="in-the-lake-stays-at-half"),
+        pytest.param(499, True, "duckdb", 1_000, id="below-half-moves-out"),
+        pytest.param(500, True, "duckdb", 1_001, id="below-an-odd-thresholds-half-moves-out"),
+        pytest.param(501, True, "athena", 1_001, id="above-an-odd-thresholds-half-stays"),
     ],
 )
-def test_auto_moves_a_segment_near_the_threshold_once_not_back_and_forth(rows, in_lake, engine):
-    # Given auto with a threshold of 1,000 and a segment on either side of it
+def test_auto_moves_a_segment_near_the_threshold_once_not_back_and_forth(rows, in_lake, engine, threshold):
+    # Given auto with a threshold (1,000 unless said) and a segment on either side of it
     # When choosing, then a segment in the lake leaves it only below half the threshold
-    assert choose_engine("auto", 1_000, problem=None, previous_rows=rows, in_lake=in_lake) == engine
+    assert choose_engine("auto", threshold, problem=None, previous_rows=rows, in_lake=in_lake) == engine
 
 
 def test_a_deployment_that_can_push_down_has_no_problem():

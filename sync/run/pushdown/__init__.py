@@ -64,6 +64,6 @@ def choose_engine(
         return "athena"
     if problem is not None or previous_rows is None:
         return "duckdb"
-    if previous_rows >= min_rows or (in_lake and previous_rows >= min_rows // 2):
+    if previous_rows >= min_rows or (in_lake and 2 * previous_rows >= min_rows):
         return "athena"
     return "duckdb"
