@@ -66,6 +66,27 @@ def test_scratch_is_dropped_for_one_run_or_for_all_runs_but_one(store, tmp_path)
     ]
 
 
+def test_a_scratch_file_that_cannot_be_deleted_leaves_the_others_dropped_and_raises_nothing(
+    store, tmp_path, monkeypatch
+):
+    # Given two dead runs' scratch files, and a store that cannot delete the first
+    data = tmp_path / "ids.parquet"
+    data.write_bytes(b"PAR1")
+    for run in ("r1", "r2"):
+        store.put_scratch("files", "seg_a", run, "dirty", data)
+    delete = store._delete
+
+    def failing(key):
+        if "/r1/" in key:
+            raise OSError("permission denied")
+        delete(key)
+
+    monkeypatch.setattr(store, "_delete", failing)
+    # When a run sweeps the segment's scratch, then it goes on past the failure (the next sweep tries again)
+    store.drop_scratch("files", "seg_a", keep="r3")
+    assert scratch_files(store) == ["lake-scratch/files/seg_a/r1/dirty/dirty.parquet"]
+
+
 # ---- the lake digest's key tables: one folder per key, stored once --------------------------------------------
 def test_each_key_table_is_stored_once_in_a_folder_of_its_own_which_is_returned(store, tmp_path):
     # Given two digest keys' tables, and the first key's stored again by a later run with other bytes
