@@ -92,3 +92,12 @@ def test_segments_in_two_databases_each_get_the_tables_of_their_own_database_in_
     tables_a, tables_b = diff._tables_for(a, sweep=False), diff._tables_for(b, sweep=False)
     assert (tables_a.database, tables_b.database) == ("db_a", "db_b")
     assert diff._tables_for(a, sweep=False) is tables_a
+
+
+def test_a_run_names_a_segments_tables_in_glues_letters_with_an_eight_digit_owner_hash():
+    # Given a segment name and a run id with letters Glue does not keep (capitals, dots, dashes)
+    from sync.run.pushdown.lake import table_tag
+
+    # When the run names the segment's tables, then they read lakeseg_diff_<segment>_<hash>__<run>
+    tag = table_tag("files", "web.Users-2", "20261207T050000000Z-abc123")
+    assert re.fullmatch(r"lakeseg_diff_web_users_2_[0-9a-f]{8}__20261207t050000000z_abc123", tag), tag
