@@ -47,6 +47,25 @@ def test_a_scratch_name_that_could_leave_its_folder_is_refused_naming_it(store, 
     assert scratch_files(store) == []
 
 
+@pytest.mark.parametrize(
+    "destination,segment,message",
+    [
+        ("../files", "seg_a", "destination name '../files' cannot be used in state keys (letters, digits, _ . - only)"),
+        ("files", "seg/a", "segment name 'seg/a' cannot be used in state keys (letters, digits, _ . - only)"),
+    ],
+    ids=["destination-escaping", "segment-with-a-slash"],
+)
+def test_a_scratch_folder_whose_destination_or_segment_could_leave_it_is_refused_naming_it(
+    store, tmp_path, destination, segment, message
+):
+    data = tmp_path / "ids.parquet"
+    data.write_bytes(b"PAR1")
+    with pytest.raises(ConfigError) as refused:
+        store.put_scratch(destination, segment, "r1", "dirty", data)
+    assert str(refused.value) == message
+    assert scratch_files(store) == []
+
+
 def test_scratch_is_dropped_for_one_run_or_for_all_runs_but_one(store, tmp_path):
     data = tmp_path / "ids.parquet"
     data.write_bytes(b"PAR1")
