@@ -82,3 +82,9 @@ def test_auto_moves_a_segment_near_the_threshold_once_not_back_and_forth(rows, i
 
 def test_a_deployment_that_can_push_down_has_no_problem():
     assert pushdown_problem(athena_target=True, state_on_s3=True, expires=False) is None
+
+
+def test_an_engine_lakeseg_does_not_have_is_refused_naming_the_choices():
+    with pytest.raises(ConfigError) as refused:
+        choose_engine("spark", 0, problem=None, previous_rows=1)
+    assert str(refused.value) == "diff.engine 'spark': choose one of auto, duckdb, athena"
