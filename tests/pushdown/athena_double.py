@@ -28,6 +28,7 @@ import sqlglot
 from sqlglot import exp
 
 _UNLOAD = re.compile(r"^\s*UNLOAD\s*\((?P<select>.*)\)\s*TO\s*'(?P<to>s3://[^']+)'\s*WITH\s*\(.*\)\s*$", re.S | re.I)
+_WRITERS = 2  # an UNLOAD's rows are split over this many files (fewer rows: a file each)
 _TYPES = {"string": "varchar", "bigint": "bigint", "boolean": "boolean", "binary": "blob", "int": "integer"}
 _M64 = (1 << 64) - 1
 _P1, _P2, _P3, _P4, _P5 = (
@@ -119,7 +120,9 @@ class ExecutingAthena:
         self.stopped: list[str] = []
         self.fail_next: str | None = None  # a state to end the next query in (FAILED, CANCELLED)
         self.hang = False  # queries stay RUNNING until stopped
-        self.files_per_unload = 2  # an UNLOAD's rows are split over this many files (fewer rows: a file each)
+        # botocore checks a string's least length only; Athena refuses a query over the model's greatest too
+        shape = athena.meta.service_model.operation_model("StartQueryExecution").input_shape
+        self._max_query = shape.members["QueryString"].metadata["max"]
         self._states: dict[str, str] = {}
         self._scanned: dict[str, int] = {}
 
@@ -127,12 +130,10 @@ class ExecutingAthena:
         return getattr(self._athena, name)
 
     def start_query_execution(self, **kwargs):
-        # botocore checks a string's least length only; Athena refuses a query over the model's greatest too
-        shape = self._athena.meta.service_model.operation_model("StartQueryExecution").input_shape
-        limit = shape.members["QueryString"].metadata["max"]
-        if len(kwargs["QueryString"]) > limit:
+        if len(kwargs["QueryString"]) > self._max_query:
+            error = {"Code": "InvalidRequestException", "Message": f"query longer than {self._max_query} characters"}
             raise self.exceptions.InvalidRequestException(
-                {"Error": {"Code": "InvalidRequestException", "Message": f"query longer than {limit} characters"}},
+                {"Error": error},
                 "StartQueryExecution",
             )
         got = self._athena.start_query_execution(**kwargs)
@@ -161,6 +162,10 @@ class ExecutingAthena:
         self.stopped.append(QueryExecutionId)
         self._states[QueryExecutionId] = "CANCELLED"
         return self._athena.stop_query_execution(QueryExecutionId=QueryExecutionId)
+
+    def unload_targets(self, since: int = 0) -> list[str]:
+        """The S3 folders the UNLOADs run since the ``since``-th query wrote to, in order."""
+        return [m["to"] for q in self.executed[since:] if (m := _UNLOAD.match(q))]
 
     # ------------------------------------------------------------------ execution
     def execute(self, sql: str) -> int:
@@ -191,7 +196,7 @@ class ExecutingAthena:
             rows = con.execute(f"select count(*) from read_parquet('{out}')").fetchall()[0][0]
             bucket, _, prefix = m["to"][5:].partition("/")
             # Athena's writers each write a file of their share of the rows (none for no rows at all)
-            parts = min(self.files_per_unload, rows)
+            parts = min(_WRITERS, rows)
             for n in range(parts):
                 part = tmp / f"part-{n}.parquet"
                 con.execute(

@@ -587,7 +587,7 @@ def test_every_glue_table_a_run_makes_is_named_for_its_destination_segment_and_r
     assert sorted(made) == sorted(f"{tag}_{kind}" for kind in ("key", "snap", "dirty"))
     assert all(run_tables("files", "seg_a").fullmatch(name) for name in made)
     # And the rows to send were unloaded under the staging dir's prefix for the diff, named for the run
-    targets = [q.rsplit(" TO '", 1)[1].split("'", 1)[0] for q in lake.athena.executed[before:]]
+    targets = lake.athena.unload_targets(since=before)
     assert any(t.startswith(f"{STAGING}lakeseg-diff/{report.run_id}-") for t in targets), targets
     # And the scratch file of the rows to resend went with the run
     assert lake.keys_under("lakeseg/state/lake-scratch/") == []
