@@ -109,6 +109,20 @@ def _binary_substr(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _to_duckdb(select: str) -> exp.Expression:
+    """An Athena SELECT as the tree DuckDB runs (its dialect, with the UDFs above for Trino's functions)."""
+    return sqlglot.parse_one(select, read="athena").transform(_binary_substr)
+
+
+def evaluate(select: str) -> list[tuple]:
+    """The rows of a SELECT that reads no table (Athena's dialect), computed as ``ExecutingAthena`` computes them."""
+    con = _connect()
+    try:
+        return con.execute(_to_duckdb(select).sql(dialect="duckdb")).fetchall()
+    finally:
+        con.close()
+
+
 class ExecutingAthena:
     """Wraps a moto Athena client; ``glue`` and ``s3`` are moto clients of the same account."""
 
@@ -173,7 +187,7 @@ class ExecutingAthena:
         m = _UNLOAD.match(sql)
         if not m:
             raise AssertionError(f"the double runs UNLOAD statements only: {sql[:80]}")
-        tree = sqlglot.parse_one(m["select"], read="athena").transform(_binary_substr)
+        tree = _to_duckdb(m["select"])
         select = tree.sql(dialect="duckdb")
         tmp = Path(tempfile.mkdtemp(prefix="athena-double-"))
         con = _connect()
