@@ -21,6 +21,7 @@ from sync.state import base
 from sync.state.base import SNAPSHOT_SCHEMA_LAKE
 from sync.state.deltas import Compaction
 from sync.state.s3 import S3StateStore
+from tests.state.test_state_store import SNAPSHOT_READERS
 
 FOLDER = "p/snapshots/files/seg_a"
 LAKE = "lake-run-2-0123abcd"
@@ -176,13 +177,7 @@ def test_a_base_that_names_no_file_for_some_members_is_refused(store, s3, tmp_pa
     )
 
 
-READERS = {
-    "downloaded-by-the-runner": lambda store, tmp_path: load(store, tmp_path / "w"),
-    "read-by-the-diff-in-athena": lambda store, _tmp_path: store.read_snapshot("files", "seg_a"),
-}
-
-
-@pytest.mark.parametrize("reader", sorted(READERS))
+@pytest.mark.parametrize("reader", sorted(SNAPSHOT_READERS))
 @pytest.mark.parametrize(
     "elsewhere",
     ["snapshots/files/seg_b/lake-run-2-0123abcd/part-0", "lake-run-2-0123abcd/part-0"],
@@ -197,18 +192,18 @@ def test_a_pointer_naming_a_file_outside_its_base_folder_is_refused_naming_it(st
     assert named
     # Then it is refused before anything is read, naming the file and the folder it must be in
     with pytest.raises(SegmentRefused) as refused:
-        READERS[reader](store, tmp_path)
+        SNAPSHOT_READERS[reader](store, tmp_path)
     assert str(refused.value) == (
         f"snapshot pointer for {WHERE} names {elsewhere!r}, outside its folder snapshots/files/seg_a/{LAKE}/; "
         "refusing to read it. Restore it, or delete it to resend the whole segment"
     )
 
 
-@pytest.mark.parametrize("reader", sorted(READERS))
+@pytest.mark.parametrize("reader", sorted(SNAPSHOT_READERS))
 def test_a_corrupt_pointer_is_refused_naming_it_whoever_reads_it(store, s3, tmp_path, reader):
     s3.put_object(Bucket="state-b", Key=f"{FOLDER}/current.json", Body=b'{"format": 3, "rows": "many"}')
     with pytest.raises(SegmentRefused) as refused:
-        READERS[reader](store, tmp_path)
+        SNAPSHOT_READERS[reader](store, tmp_path)
     assert str(refused.value).startswith(f"snapshot pointer for {WHERE} is corrupt (")
     assert str(refused.value).endswith(
         "); refusing to treat it as empty. Restore it, or delete it to resend the whole segment"

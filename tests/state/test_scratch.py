@@ -16,14 +16,20 @@ def store(tmp_path):
     return open_state_store(str(tmp_path / "state"))
 
 
+@pytest.fixture
+def data(tmp_path):
+    """A run's scratch file to store (its bytes are not read)."""
+    path = tmp_path / "ids.parquet"
+    path.write_bytes(b"PAR1")
+    return path
+
+
 def scratch_files(store) -> list[str]:
     root = Path(store.root)
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
-def test_a_scratch_file_is_stored_in_its_runs_own_folder_which_is_returned(store, tmp_path):
-    data = tmp_path / "ids.parquet"
-    data.write_bytes(b"PAR1")
+def test_a_scratch_file_is_stored_in_its_runs_own_folder_which_is_returned(store, data):
     folder = store.put_scratch("files", "seg_a", "r1", "dirty", data)
     assert folder == f"{store.root}/lake-scratch/files/seg_a/r1/dirty/"
     assert scratch_files(store) == ["lake-scratch/files/seg_a/r1/dirty/dirty.parquet"]
@@ -38,9 +44,7 @@ def test_a_scratch_file_is_stored_in_its_runs_own_folder_which_is_returned(store
     ],
     ids=["run-id-escaping", "file-name-with-a-slash"],
 )
-def test_a_scratch_name_that_could_leave_its_folder_is_refused_naming_it(store, tmp_path, run_id, name, message):
-    data = tmp_path / "ids.parquet"
-    data.write_bytes(b"PAR1")
+def test_a_scratch_name_that_could_leave_its_folder_is_refused_naming_it(store, data, run_id, name, message):
     with pytest.raises(ConfigError) as refused:
         store.put_scratch("files", "seg_a", run_id, name, data)
     assert str(refused.value) == message
@@ -56,19 +60,15 @@ def test_a_scratch_name_that_could_leave_its_folder_is_refused_naming_it(store, 
     ids=["destination-escaping", "segment-with-a-slash"],
 )
 def test_a_scratch_folder_whose_destination_or_segment_could_leave_it_is_refused_naming_it(
-    store, tmp_path, destination, segment, message
+    store, data, destination, segment, message
 ):
-    data = tmp_path / "ids.parquet"
-    data.write_bytes(b"PAR1")
     with pytest.raises(ConfigError) as refused:
         store.put_scratch(destination, segment, "r1", "dirty", data)
     assert str(refused.value) == message
     assert scratch_files(store) == []
 
 
-def test_scratch_is_dropped_for_one_run_or_for_all_runs_but_one(store, tmp_path):
-    data = tmp_path / "ids.parquet"
-    data.write_bytes(b"PAR1")
+def test_scratch_is_dropped_for_one_run_or_for_all_runs_but_one(store, data):
     for run in ("r1", "r2", "r3"):
         store.put_scratch("files", "seg_a", run, "dirty", data)
     store.put_scratch("files", "seg_b", "r1", "dirty", data)
@@ -85,12 +85,8 @@ def test_scratch_is_dropped_for_one_run_or_for_all_runs_but_one(store, tmp_path)
     ]
 
 
-def test_a_scratch_file_that_cannot_be_deleted_leaves_the_others_dropped_and_raises_nothing(
-    store, tmp_path, monkeypatch
-):
+def test_a_scratch_file_that_cannot_be_deleted_leaves_the_others_dropped_and_raises_nothing(store, data, monkeypatch):
     # Given two dead runs' scratch files, and a store that cannot delete the first
-    data = tmp_path / "ids.parquet"
-    data.write_bytes(b"PAR1")
     for run in ("r1", "r2"):
         store.put_scratch("files", "seg_a", run, "dirty", data)
     delete = store._delete

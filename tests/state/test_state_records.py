@@ -17,7 +17,7 @@ import pytest
 from sync.core.errors import ConfigError, LockHeld, SegmentRefused
 from sync.state import base, open_state_store
 from sync.state.base import LockInfo, QuarantinedRow, _age_seconds, safe_name, sha256_file
-from tests.state.test_state_store import commit, parquet
+from tests.state.test_state_store import SNAPSHOT_READERS, commit, parquet
 
 FOLDER = "snapshots/files/seg_a"
 
@@ -350,14 +350,11 @@ def test_a_corrupt_pointer_refuses_the_segment_saying_why(store, tmp_path, doc, 
     ],
     ids=["other-folder", "subfolder", "not-parquet", "no-name", "unsafe-name", "no-folder"],
 )
-@pytest.mark.parametrize("reader", ["downloaded-by-the-runner", "read-by-the-diff-in-athena"])
+@pytest.mark.parametrize("reader", sorted(SNAPSHOT_READERS))
 def test_a_pointer_naming_a_file_outside_its_folder_is_refused(store, tmp_path, data_key, reader):
     path = write_pointer(store, {"file": data_key, "sha256": "0" * 64, "rows": 1})
     with pytest.raises(SegmentRefused) as refused:
-        if reader == "downloaded-by-the-runner":
-            store.load_snapshot("files", "seg_a", tmp_path / "w")
-        else:
-            store.read_snapshot("files", "seg_a")
+        SNAPSHOT_READERS[reader](store, tmp_path)
     assert str(refused.value) == (
         f"snapshot pointer for files/seg_a at {path} names {data_key!r}, outside its folder "
         f"{FOLDER}/; refusing to read it. Restore it, or delete it to resend the whole segment"

@@ -31,6 +31,14 @@ def store(request, tmp_path):
         yield open_state_store(f"s3://{BUCKET}/prod/lakeseg", s3_client=s3)
 
 
+# The two ways a segment's committed snapshot is read: downloaded by the runner for the DuckDB diff, or
+# resolved to its files by the diff in Athena (both check the pointer alike).
+SNAPSHOT_READERS = {
+    "downloaded-by-the-runner": lambda store, tmp_path: store.load_snapshot("files", "seg_a", tmp_path / "w"),
+    "read-by-the-diff-in-athena": lambda store, _tmp_path: store.read_snapshot("files", "seg_a"),
+}
+
+
 def parquet(tmp_path: Path, ids: list[str], name="snap.parquet") -> Path:
     path = tmp_path / name
     con = duckdb.connect()
