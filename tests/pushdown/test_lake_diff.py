@@ -253,3 +253,43 @@ def test_a_statement_over_athenas_length_limit_is_refused_by_the_double_as_by_at
     with pytest.raises(lake.athena.exceptions.InvalidRequestException, match="262144"):
         lake.athena.start_query_execution(QueryString=too_long, WorkGroup="primary")
     assert lake.athena.executed == []
+
+
+# Snapshot rows (Id, k1, k2, digest, deleted); keys stand for each Id's and are the same in every file
+_ROWS = {
+    "base": [("a", 1, 1, 10, False), ("b", 2, 2, 20, False)],
+    "delta": [("a", 1, 1, None, True), ("c", 3, 3, 30, False)],  # a leaves, c enters
+    "stray": [("z", 9, 9, 90, False)],  # in the folder, but named by no pointer
+}
+
+
+@pytest.mark.parametrize(
+    ("base", "deltas", "members"),
+    [
+        pytest.param([], [], set(), id="nothing-committed"),
+        pytest.param(["base"], [], {"a", "b"}, id="a-base"),
+        pytest.param(["base"], [["delta"]], {"b", "c"}, id="a-base-and-a-delta"),
+        pytest.param([], [["delta"]], {"c"}, id="a-delta-without-a-base"),
+    ],
+)
+@pytest.mark.parametrize("native", [True, False], ids=["this-scheme", "another-scheme"])
+def test_the_committed_membership_is_read_from_exactly_the_files_the_pointer_names(
+    lake, tmp_path, base, deltas, members, native
+):
+    # Given snapshot files in the segment's folder, one of them named by no pointer
+    urls = {}
+    con = duckdb.connect()
+    for name, rows in _ROWS.items():
+        local = tmp_path / f"{name}.parquet"
+        con.execute("create or replace table r (id varchar, k1 bigint, k2 bigint, digest bigint, deleted boolean)")
+        con.executemany("insert into r values (?, ?, ?, ?, ?)", rows)
+        con.execute(f"copy r to '{local}' (format parquet)")
+        lake.s3.upload_file(str(local), BUCKET, f"{STATE}/{name}/part-0.parquet")
+        urls[name] = f"s3://{BUCKET}/{STATE}/{name}/part-0.parquet"
+    # When the committed membership over the files a pointer names is read in Athena
+    rel = sql.previous_sql(lake.snap, [urls[b] for b in base], [[urls[d] for d in ds] for ds in deltas], native)
+    out = f"lakeseg/athena/members-{native}"
+    lake.reader.run_query(_unload(f"select Id from {rel} m", f"s3://{BUCKET}/{out}/"))
+    # Then it is the base with each delta applied in turn, whatever else the folder holds
+    got = {r[0] for f in lake._files(out) for r in con.execute(f"select * from '{lake._local(f)}'").fetchall()}
+    assert got == members
