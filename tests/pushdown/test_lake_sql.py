@@ -9,6 +9,8 @@ scheme ``ak1`` that the snapshot's mapping hash names.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import struct
 
 import pytest
@@ -59,3 +61,19 @@ def test_columns_and_fields_that_do_not_pair_up_are_refused(columns):
     # (a column dropped from the pairing would leave the digest blind to it)
     with pytest.raises(ValueError, match="zip"):
         sql.current_sql("seg", columns, FIELDS, "key_t")
+
+
+def test_a_members_lake_digest_is_the_hmac_of_its_serialised_id_and_values_under_a_subkey_of_the_secret():
+    # given the digest key's secret, and a member with a value, a NULL and an empty value
+    secret = "s" * 32
+    subkey = hashlib.sha256(b"lakeseg athena digest subkey\0" + secret.encode("utf-8")).digest()
+    values = [ql("Gold"), "cast(null as varchar)", ql(""), ql("Zoë")]
+    # when Athena computes the member's digest under the subkey the runner derives
+    assert sql.athena_subkey(secret) == subkey
+    digest = sql.digest_sql(ql("m-1"), values, f"from_hex('{subkey.hex()}')")
+    got = evaluate(classify.to_engine(f"select {digest}", "athena"))
+    # then it is the first 64 bits of HMAC-SHA256 over each field as s<length>:<text> (n for NULL): the digest
+    # a stored lake snapshot holds, so a changed derivation or serialisation would resend every member
+    serial = "s3:m-1" + "s4:Gold" + "n" + "s0:" + "s3:Zoë"
+    mac = hmac.new(subkey, serial.encode("utf-8"), hashlib.sha256).digest()
+    assert got == [(struct.unpack(">q", mac[:8])[0],)]
