@@ -258,6 +258,22 @@ def test_a_delta_beside_a_base_athena_wrote_is_named_by_a_pointer_holding_its_ru
     assert delta["file"].startswith("snapshots/files/seg_a/delta-run-3-") and doc["lake_base"]["folder"] == LAKE
 
 
+def test_the_runner_commits_a_new_base_after_a_base_athena_wrote_never_a_delta_beside_it(store, s3, tmp_path):
+    # Given a base Athena wrote, loaded by a runner that diffs the segment itself (on DuckDB)
+    commit(s3, tmp_path, {"part-0": ["a", "b"]})
+    snapshot = load(store, tmp_path / "w")
+    # When the runner commits the membership it worked out, under the same mapping
+    store.commit_snapshot(
+        "files", "seg_a", snapshot.path, fields=("Id",), mapping_hash=snapshot.mapping_hash, rows=2, run_id="run-3"
+    )
+    # Then it is a new base of the runner's (a format-1 pointer, which has no format key, naming one file), and it
+    # loads as committed
+    doc = pointer_doc(s3)
+    assert "format" not in doc and "lake_base" not in doc and "deltas" not in doc
+    assert doc["file"].startswith("snapshots/files/seg_a/run-3-")
+    assert members(load(store, tmp_path / "w2")) == ["a", "b"]
+
+
 def test_a_delta_is_not_committed_once_the_pointer_moved_since_the_run_read_it(store, s3, tmp_path):
     # Given a base as the run read it, then its pointer rewritten by another run
     commit(s3, tmp_path, {"part-0": ["a", "b"]})

@@ -208,6 +208,33 @@ def test_a_damaged_delta_pointer_refuses_never_empty(store, tmp_path, damage, sa
         store.load_snapshot("files", "seg_a", tmp_path / "w2")
 
 
+@pytest.mark.parametrize(
+    "damage, why",
+    [("missing-delta", "is missing"), ("delta-checksum", "fails its checksum")],
+    ids=["missing", "failing-its-checksum"],
+)
+def test_a_damaged_delta_is_refused_naming_the_delta_its_segment_and_its_pointer(store, tmp_path, damage, why):
+    # Given a base and a delta
+    commit(store, tmp_path, BASE, "run-1")
+    load(store, tmp_path, "w1")
+    commit(store, tmp_path, NEXT, "run-2")
+    doc = pointer(store)
+    delta = doc["deltas"][0]["file"]
+    # When the delta is gone or is not the file its pointer committed
+    if damage == "missing-delta":
+        store._delete(delta)
+    else:
+        doc["deltas"][0]["sha256"] = "0" * 64
+        store._write(POINTER, json.dumps(doc).encode())
+    # Then loading refuses the segment, naming the delta as a delta, the segment and the pointer that names it
+    with pytest.raises(SegmentRefused) as refused:
+        store.load_snapshot("files", "seg_a", tmp_path / "w2")
+    assert str(refused.value) == (
+        f"snapshot delta data {store._location(delta)} for files/seg_a at {store._location(POINTER)} {why}; "
+        "refusing to treat it as empty"
+    )
+
+
 class _Killed(BaseException):
     pass
 
