@@ -9,7 +9,7 @@ from sync.state.deltas import Compaction, current_sql, delta_sql
 
 
 def _rel(con, name: str, rows: list[tuple], columns: list[str]) -> str:
-    types = {"Id": "varchar", "k1": "ubigint", "k2": "ubigint", "digest": "ubigint"}
+    types = {"Id": "varchar", "k1": "ubigint", "k2": "ubigint", "digest": "ubigint", "confirmed_at": "timestamp"}
     con.execute(f"create table {name} ({', '.join(f'{c} {types[c]}' for c in columns)})")
     if rows:
         con.executemany(f"insert into {name} values ({', '.join('?' for _ in columns)})", rows)
@@ -31,6 +31,18 @@ def test_a_delta_holds_new_and_changed_rows_and_a_bare_tombstone_per_leaver():
     assert sorted(con.execute(current_sql(old, ["delta"], cols)).fetchall()) == sorted(
         con.execute(f"select * from {new}").fetchall()
     )
+
+
+def test_a_member_whose_digest_or_confirmation_time_changed_is_an_upsert_in_a_snapshot_kept_with_confirmations():
+    # Given memberships that keep when each member was last confirmed: b's digest changes, c is confirmed again
+    con = duckdb.connect()
+    cols = ["Id", "k1", "k2", "digest", "confirmed_at"]
+    t1, t2 = "2026-12-01 05:00:00", "2026-12-07 05:00:00"
+    old = _rel(con, "old", [("a", 1, 1, 10, t1), ("b", 2, 2, 20, t1), ("c", 3, 3, 30, t1)], cols)
+    new = _rel(con, "new", [("a", 1, 1, 10, t1), ("b", 2, 2, 21, t1), ("c", 3, 3, 30, t2)], cols)
+    # When the delta is worked out, then b and c are upserts and a is not in it
+    got = con.execute(f"select Id, deleted from ({delta_sql(new, old, cols)}) order by Id").fetchall()
+    assert got == [("b", False), ("c", False)]
 
 
 def test_memberships_of_ids_and_keys_alone_have_entries_and_exits_only():
