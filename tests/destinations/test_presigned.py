@@ -3,6 +3,7 @@ answered, HTTPS with a certificate of its own for verification; failures never q
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import socket
 import ssl
@@ -170,3 +171,47 @@ def test_an_unexpected_failure_quoting_the_url_loses_the_signed_query(tmp_path):
     assert str(failed.value) == (
         "An HTTP Client raised an unhandled exception: unexpected failure for https://bucket.s3.amazonaws.com/p"
     )
+
+
+def _answer_then_cut(listener: socket.socket, answer: bytes) -> None:
+    """Read one request in full, send ``answer``, then close the connection."""
+    try:
+        conn, _ = listener.accept()
+    except OSError:  # nobody came (the listener timed out)
+        return
+    with conn, conn.makefile("rb") as request:
+        conn.settimeout(5)
+        request.readline()  # PUT /upload/part?... HTTP/1.1
+        headers = http.client.parse_headers(request)
+        request.read(int(headers["Content-Length"]))
+        conn.sendall(answer)
+
+
+@pytest.fixture
+def cut_off_server():
+    """A server that answers 200 with a Content-Length of 100, sends 5 bytes of the body and hangs up."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(10)
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"12345"
+        thread = threading.Thread(target=_answer_then_cut, args=(listener, answer), daemon=True)
+        thread.start()
+        yield listener.getsockname()[1]
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_a_connection_cut_in_the_middle_of_the_answer_body_is_a_failed_put(cut_off_server, tmp_path):
+    # Given a server that answers 200 and hangs up 5 bytes into a body of 100
+    url = f"http://127.0.0.1:{cut_off_server}/upload/part?{SIGNED}"
+    # When a file is PUT
+    with pytest.raises(presigned.PutFailed) as failed:
+        presigned.put_file(presigned.pool(False, 5), url, _file(tmp_path), {})
+    # Then it fails as a connection closed before a valid response, naming the URL without its signed query
+    message = str(failed.value)
+    assert message == (
+        "Connection was closed before we received a valid response from endpoint URL: "
+        f'"http://127.0.0.1:{cut_off_server}/upload/part".'
+    )
+    assert "deadbeef" not in message and "AKIA" not in message

@@ -243,3 +243,38 @@ def test_duckdbs_own_rotation_over_rows_of_varied_width_gives_files_within_the_l
         and len(note) == (int(eid[9:]) * 7919) % 300 + len(f', "q" {int(eid[9:])}')
         for eid, note in seen
     )
+
+
+def test_a_file_exactly_at_the_limit_is_delivered_as_duckdb_wrote_it(tmp_path):
+    # Given DuckDB's output as one file, with an empty value (which DuckDB writes as "", unlike a NULL)
+    con = duckdb.connect()
+    sql = "select 'ep-' || i as \"Id\", '' as \"Attributes.Note\", 'x' as \"Attributes.Tier\" from range(200) t(i)"
+    [whole] = write_import_files(con, sql, tmp_path / "whole", 10_000_000)
+    # When the limit is exactly that file's size
+    files = write_import_files(con, sql, tmp_path / "out", whole.stat().st_size)
+    # Then the file is within the limit and delivered as it is, byte for byte (never split again)
+    assert len(files) == 1 and files[0].read_bytes() == whole.read_bytes()
+
+
+def test_duckdbs_files_under_the_limit_are_delivered_as_it_wrote_them(tmp_path):
+    # Given rows with an empty value, and a limit DuckDB's own rotation (aiming below it) keeps every file under
+    con = duckdb.connect()
+    sql = "select 'id-' || i as \"Id\", '' as \"Attributes.Note\", 'x' as \"Attributes.Tier\" from range(400000) t(i)"
+    # When written
+    files = write_import_files(con, sql, tmp_path / "out", 2_000_000)
+    # Then there are several files, none split again: every record is as DuckDB wrote it, its empty value quoted
+    assert len(files) > 1 and all(f.stat().st_size <= 2_000_000 for f in files)
+    assert sum(f.read_bytes().count(b',"",x\r\n') for f in files) == 400000
+
+
+def test_rows_keep_the_querys_order_across_more_than_ten_files(tmp_path):
+    # Given an ordered query whose rows DuckDB writes as more than ten files (a file per row group of 122,880
+    # rows here), where raw-10 sorts before raw-2 as text
+    con = duckdb.connect()
+    sql = "select lpad(i::varchar, 7, '0') as \"Id\", 'x' as \"Attributes.W\" from range(1500000) t(i) order by 1"
+    # When written
+    files = write_import_files(con, sql, tmp_path / "out", 1_300_000)
+    # Then the files, in their names' order, hold the rows in the query's order
+    assert len(files) > 10
+    firsts = [f.read_bytes().split(b"\r\n", 2)[1] for f in files]
+    assert firsts == sorted(firsts) and firsts[0].startswith(b"0000000,")
