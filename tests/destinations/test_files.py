@@ -161,6 +161,26 @@ def test_a_delivery_that_fails_on_a_full_disk_leaves_no_staging_folder(tmp_path,
     assert list((tmp_path / "exports" / ".incoming").iterdir()) == []
 
 
+def test_a_delivery_that_fails_before_its_staging_folder_exists_raises_its_own_error(tmp_path, monkeypatch):
+    # Given a delivery, and a disk too full for its staging folder to be made
+    files = [write_csv(tmp_path / "import" / "part-00000.csv", rows=5)]
+    dest = FilesDestination(tmp_path / "exports")
+    dest.preflight()
+    mkdir = type(tmp_path).mkdir
+
+    def disk_full_for_staging(self, *args, **kwargs):
+        if self.parent.name == ".incoming":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", disk_full_for_staging)
+    # When it is delivered, then the error says what failed (the clean-up of a folder never made hides nothing)
+    with pytest.raises(OSError, match="No space left") as failed:
+        dest.deliver(delivery(files, segment=SEGMENT))
+    assert failed.value.errno == errno.ENOSPC
+    assert list((tmp_path / "exports" / ".incoming").iterdir()) == []
+
+
 DEAD_RUN, LIVE_RUN = "20261125T020000000Z-dead01", "20261125T040000000Z-11fe01"
 
 

@@ -81,3 +81,11 @@ def test_compaction_takes_the_settings_unless_the_environment_overrides_them(mon
 )
 def test_when_a_commit_compacts(base, deltas, new, compacts):
     assert Compaction(0.2, 8).compacts(base, deltas, new) is compacts
+
+
+@pytest.mark.parametrize("share", [0.5, 0.8, 1.0], ids=["half", "four-fifths", "whole"])
+@pytest.mark.parametrize("base", [0, 1], ids=["an-empty-base", "a-base-of-one"])
+def test_a_base_of_at_most_one_member_compacts_on_any_change_at_any_share_up_to_the_whole(base, share):
+    # Given a base of no member or one, when one member changes, then the new base is written (a share of a
+    # base under one member is counted against one member)
+    assert Compaction(share, 8).compacts(base, [], 1) is True

@@ -287,18 +287,22 @@ def test_the_state_stores_duckdb_spills_inside_the_work_folder_never_the_working
 ):
     from sync.state import base
 
-    spills = []
+    spills, settings = [], []
     real = base._connect
 
     def recording(spill):
         spills.append(spill)
-        return real(spill)
+        con = real(spill)
+        settings.append(con.execute("select current_setting('temp_directory')").fetchone()[0])
+        return con
 
     monkeypatch.setattr(base, "_connect", recording)
-    # Given a delta committed and the membership read back through base and delta
+    # Given a delta committed and the membership read back through base and delta, in work folders whose
+    # paths hold a quote
     commit(store, tmp_path, BASE, "run-1")
-    load(store, tmp_path, "w1")
+    load(store, tmp_path, "o'w1")
     commit(store, tmp_path, NEXT, "run-2")
-    load(store, tmp_path, "w2")
-    # Then every DuckDB the store opened spills into a hidden folder inside the run's own folders
+    load(store, tmp_path, "o'w2")
+    # Then every DuckDB the store opened spills into a hidden folder inside the run's own folders, quote and all
     assert spills and all(s.name == ".spill" and tmp_path in s.parents for s in spills)
+    assert settings == [str(s) for s in spills] and any("'" in s for s in settings)

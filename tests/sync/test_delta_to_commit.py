@@ -90,3 +90,61 @@ def test_with_confirmation_times_the_restamped_members_are_in_the_delta(con, tmp
     assert applied(con, first.new_snapshot, delta) == committed(
         con, snapshot_to_commit(con, prepared, frozenset({"d"}))
     )
+
+
+def in_doubt(con, tmp_path: Path, member_id: str) -> Path:
+    """A file of Ids in doubt (an unconfirmed delivery) naming ``member_id``."""
+    path = tmp_path / "dirty.parquet"
+    con.execute(f"copy (select ? as Id) to '{path}' (format parquet)", [member_id])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("tracked", "expected"),
+    [(False, {}), (True, {"a": False})],
+    ids=["no-confirmation-times-no-row", "confirmation-times-restamp-it"],
+)
+def test_an_unchanged_member_resent_in_doubt_is_in_the_delta_only_when_it_is_restamped(
+    con, tmp_path, tracked, expected
+):
+    # Given a committed snapshot (stamped on day 0 when confirmation times are kept)
+    seg = make_segment()
+    first, _, _ = sync_once(con, seg, BEFORE, None, tmp_path, "d0", expiry=expiry(0) if tracked else None)
+    snap = Snap(first.new_snapshot, 4, first.mapping_hash, confirmed=tracked)
+    # And a run on day 1 over the same rows, with the unchanged member a in doubt
+    prepared, sent, _ = sync_once(
+        con,
+        seg,
+        BEFORE,
+        snap,
+        tmp_path,
+        "d1",
+        dirty=in_doubt(con, tmp_path, "a"),
+        expiry=expiry(1) if tracked else None,
+    )
+    assert [row["Id"] for row in sent] == ["a"] and prepared.plan.resent == 1
+    # When the delta is derived
+    save_delta_rows(con, prepared)
+    delta = delta_to_commit(con, prepared, frozenset())
+    # Then only a restamped a is in it: without confirmation times its row does not change
+    assert delta is not None
+    assert dict(con.execute(f"select Id, {DELETED} from read_parquet('{delta}')").fetchall()) == expected
+    assert applied(con, first.new_snapshot, delta) == committed(con, prepared.new_snapshot)
+
+
+def test_a_leaver_from_a_snapshot_without_confirmation_times_is_a_bare_tombstone(con, tmp_path):
+    # Given a snapshot committed without confirmation times, and a run that keeps them where c leaves
+    seg = make_segment()
+    _, _, snap = sync_once(con, seg, BEFORE, None, tmp_path, "r1")
+    assert not snap.confirmed
+    prepared, _, _ = sync_once(con, seg, AFTER, snap, tmp_path, "r2", expiry=expiry(1))
+    # When the delta is derived
+    save_delta_rows(con, prepared)
+    delta = delta_to_commit(con, prepared, frozenset())
+    # Then c's tombstone carries its Id and neither a digest nor a confirmation time (the snapshot had none)
+    assert delta is not None
+    rows = con.execute(f"select Id, digest, confirmed_at, {DELETED} from read_parquet('{delta}')").fetchall()
+    assert [r[:3] for r in rows if r[3]] == [("c", None, None)]
+    # And every member is upserted, stamped now: an unstamped snapshot makes them all due
+    now = expiry(1).now.replace(tzinfo=None)
+    assert sorted((r[0], r[2]) for r in rows if not r[3]) == [(i, now) for i in ("a", "b", "d", "e")]
