@@ -234,6 +234,16 @@ def test_exactly_the_allowed_number_of_refused_rows_is_confirmed(tmp_path):
     assert result.confirmed and sorted(result.rejected) == ["a", "b"]
 
 
+def test_rows_named_refused_past_the_allowance_stop_the_search_for_the_others(tmp_path):
+    # Given a job of four rows of which the platform refuses three, its messages naming two of them
+    platform = Platform(bad={"a", "b", "c"}, extra_messages=["row a: bad plan", "row b: bad plan"])
+    # When delivered with one refused row allowed
+    result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c", "d"]), max_rejected_rows=1)
+    # Then the two named rows already exceed it: the delivery fails and no isolation job looks for the third
+    assert not result.confirmed and sorted(result.rejected) == ["a", "b"]
+    assert [label for label, _ in platform.jobs] == ["1"]
+
+
 def test_no_refused_row_allowed_fails_without_isolating(tmp_path):
     platform = Platform(bad={"b"})
     result = deliver(platform, delivery_of(tmp_path, ["a", "b", "c"]), max_rejected_rows=0)
