@@ -111,6 +111,27 @@ def test_a_work_folder_of_unknown_owner_is_removed_once_a_day_old(tmp_path, owne
     ]
 
 
+def test_a_work_folder_removed_by_another_run_while_this_one_looks_at_it_is_skipped(tmp_path, monkeypatch):
+    from sync.run import engine
+
+    # Given a work folder that another run removes just as this one reads its owner from the name
+    h = EngineHarness(tmp_path)
+    h.segment("seg_a", {"endpoint_id": "Id", "plan": "Attributes.Plan"}, [("e1", "pro")])
+    folder = h.work / "left"
+    folder.mkdir(parents=True)
+    real = engine.owners.owner_of
+
+    def removed_meanwhile(name):
+        if name == "left" and folder.exists():
+            folder.rmdir()
+        return real(name)
+
+    monkeypatch.setattr(engine.owners, "owner_of", removed_meanwhile)
+    # When a sync runs, then the folder that is gone is skipped and the run goes on
+    assert h.run().status == "succeeded"
+    assert not folder.exists()
+
+
 def test_a_work_folder_exactly_a_day_old_is_kept(tmp_path, monkeypatch):
     from sync.run import engine
 
