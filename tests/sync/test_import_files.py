@@ -278,3 +278,20 @@ def test_rows_keep_the_querys_order_across_more_than_ten_files(tmp_path):
     assert len(files) > 10
     firsts = [f.read_bytes().split(b"\r\n", 2)[1] for f in files]
     assert firsts == sorted(firsts) and firsts[0].startswith(b"0000000,")
+
+
+def test_a_split_closes_each_piece_it_finishes(tmp_path):
+    import gc
+    import warnings
+
+    from sync.core.import_files import _split
+
+    # Given a file that splits into several pieces
+    _csv_file(tmp_path / "part-0.csv", [[f"ep-{i}", "x" * 40] for i in range(30)])
+    # When it is split, with every warning recorded
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pieces = _split(tmp_path / "part-0.csv", 300)
+        gc.collect()
+    # Then no piece was left for the garbage collector to close (each was closed, and so flushed, in turn)
+    assert len(pieces) > 2 and not [w for w in caught if issubclass(w.category, ResourceWarning)]
