@@ -303,3 +303,17 @@ def test_an_s3_error_reading_the_pointer_is_not_a_first_sync(aws, tmp_path, code
         with pytest.raises(ClientError, match=code):
             store.load_snapshot("files", "seg_a", tmp_path / "w")
         stubber.assert_no_pending_responses()
+
+
+def test_an_unfinished_search_round_trips_in_order_from_a_new_work_folder_and_an_empty_one_clears_it(store, tmp_path):
+    # Given groups of suspect Ids, saved from a work folder not made yet
+    groups = [("c", "a"), ("b",), ()]
+    store.save_search(
+        "files", "seg_a", groups, fields=("Id", "Attributes.Plan"), run_id="run-1", workdir=tmp_path / "w" / "s"
+    )
+    # When read back, then the non-empty groups come back in order, each in its own order, with header and run
+    saved = store.load_search("files", "seg_a", tmp_path / "r")
+    assert (saved.groups, saved.fields, saved.run_id) == ((("c", "a"), ("b",)), ("Id", "Attributes.Plan"), "run-1")
+    # And saving no group clears it
+    store.save_search("files", "seg_a", [()], fields=("Id",), run_id="run-2", workdir=tmp_path / "w2")
+    assert store.load_search("files", "seg_a", tmp_path / "r2") is None
