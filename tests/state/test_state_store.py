@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import stat
 from pathlib import Path
 
 import boto3
@@ -311,6 +312,8 @@ def test_an_unfinished_search_round_trips_in_order_from_a_new_work_folder_and_an
     store.save_search(
         "files", "seg_a", groups, fields=("Id", "Attributes.Plan"), run_id="run-1", workdir=tmp_path / "w" / "s"
     )
+    # Then the folder it made for them is private to the runner
+    assert stat.S_IMODE((tmp_path / "w" / "s").stat().st_mode) == 0o700
     # When read back, then the non-empty groups come back in order, each in its own order, with header and run
     saved = store.load_search("files", "seg_a", tmp_path / "r")
     assert (saved.groups, saved.fields, saved.run_id) == ((("c", "a"), ("b",)), ("Id", "Attributes.Plan"), "run-1")
