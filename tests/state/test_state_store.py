@@ -306,14 +306,30 @@ def test_an_s3_error_reading_the_pointer_is_not_a_first_sync(aws, tmp_path, code
         stubber.assert_no_pending_responses()
 
 
-def test_an_unfinished_search_round_trips_in_order_from_a_new_work_folder_and_an_empty_one_clears_it(store, tmp_path):
-    # Given groups of suspect Ids, saved from a work folder not made yet
+def test_an_unfinished_search_round_trips_in_order_from_a_new_work_folder_and_an_empty_one_clears_it(
+    store, tmp_path, open_umask, monkeypatch
+):
+    from datetime import UTC, datetime
+
+    from sync.state import base
+
+    monkeypatch.setattr(base, "utcnow", lambda: datetime(2026, 12, 7, 3, 0, 0, tzinfo=UTC))
+    # Given groups of suspect Ids, saved from a work folder not made yet whose path holds a quote (under a
+    # umask that lets others read)
     groups = [("c", "a"), ("b",), ()]
-    store.save_search(
-        "files", "seg_a", groups, fields=("Id", "Attributes.Plan"), run_id="run-1", workdir=tmp_path / "w" / "s"
+    work = tmp_path / "o'w" / "s"
+    store.save_search("files", "seg_a", groups, fields=("Id", "Attributes.Plan"), run_id="run-1", workdir=work)
+    # Then the folder it made for them is private to the runner, and the pointer counts Ids and groups and says
+    # with which header and when
+    assert stat.S_IMODE(work.stat().st_mode) == 0o700
+    doc = json.loads(store._read("snapshots/files/seg_a/search.json"))
+    assert (doc["rows"], doc["groups"], doc["fields"], doc["run_id"], doc["recorded_at"]) == (
+        3,
+        2,
+        ["Id", "Attributes.Plan"],
+        "run-1",
+        "2026-12-07T03:00:00+00:00",
     )
-    # Then the folder it made for them is private to the runner
-    assert stat.S_IMODE((tmp_path / "w" / "s").stat().st_mode) == 0o700
     # When read back, then the non-empty groups come back in order, each in its own order, with header and run
     saved = store.load_search("files", "seg_a", tmp_path / "r")
     assert (saved.groups, saved.fields, saved.run_id) == ((("c", "a"), ("b",)), ("Id", "Attributes.Plan"), "run-1")
