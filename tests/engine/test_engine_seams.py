@@ -10,7 +10,8 @@ import pytest
 
 from sync.readers.duckdb import DuckDBReader
 from sync.run.engine import _Workspace
-from tests.engine.harness import EngineHarness
+from sync.state import open_state_store
+from tests.engine.harness import EngineHarness, Scripted
 
 COLS = {"endpoint_id": "Id", "plan": "Attributes.Plan"}
 
@@ -105,3 +106,17 @@ def test_a_delivery_handed_over_releases_the_segments_lock_in_the_pool_once(tmp_
     # Then the pool released the lock, once; the stack left with the caller holds nothing more
     held.close()
     assert released == ["lock"]
+
+
+def test_a_delivery_carries_the_segments_job_ledger_in_the_state_store(h):
+    # Given a destination that notes a job it creates in the ledger its delivery carries
+    def note_a_job(delivery):
+        delivery.ledger.remember("lakeseg-seg_a-1", "job-1", delivery.run_id)
+
+    destination = Scripted(h.exports, check=note_a_job)
+    # When the segment syncs
+    report = h.run(destination=destination)
+    # Then the job is in the segment's ledger in the state store, for a later run to find
+    entries = open_state_store(str(h.state_dir)).job_ledger("files", "seg_a").entries()
+    assert report.status == "succeeded"
+    assert [(e["name"], e["job_id"], e["run_id"]) for e in entries] == [("lakeseg-seg_a-1", "job-1", report.run_id)]

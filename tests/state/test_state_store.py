@@ -333,6 +333,7 @@ def test_an_unfinished_search_round_trips_in_order_from_a_new_work_folder_and_an
     # When read back, then the non-empty groups come back in order, each in its own order, with header and run
     saved = store.load_search("files", "seg_a", tmp_path / "r")
     assert (saved.groups, saved.fields, saved.run_id) == ((("c", "a"), ("b",)), ("Id", "Attributes.Plan"), "run-1")
-    # And saving no group clears it
+    # And saving no group clears it: its pointer and its file of Ids
     store.save_search("files", "seg_a", [()], fields=("Id",), run_id="run-2", workdir=tmp_path / "w2")
     assert store.load_search("files", "seg_a", tmp_path / "r2") is None
+    assert [k for k in store._list("snapshots/files/seg_a/") if "search" in k.rsplit("/", 1)[1]] == []
