@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from sync.core.errors import LakesegError
 from sync.destinations.files import FilesDestination
 from sync.state import open_state_store
 from tests.engine.harness import EngineHarness, by_segment
@@ -102,3 +103,43 @@ def test_the_platforms_words_on_a_refused_row_go_to_the_debug_log_only(h, caplog
     assert by_segment(report)["seg_a"].status == "partial"
     assert "seg_a: the platform refused e1: bad value 'Smith, Jr.'" in records(caplog, logging.DEBUG)
     assert not any("Smith" in m for level in (logging.INFO, logging.WARNING) for m in records(caplog, level))
+
+
+class QuotingError(LakesegError):
+    """A lakeseg error carrying another system's words (which may quote data), as a query engine's does."""
+
+    @property
+    def public(self) -> str:
+        return "the platform refused the import (its words are in the local log at debug level)"
+
+
+class Quoting(FilesDestination):
+    """The files destination, whose delivery fails with ``error``."""
+
+    def __init__(self, exports, error: Exception):
+        super().__init__(exports)
+        self.error = error
+
+    def deliver(self, delivery, progress=None):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "debug"),
+    [
+        pytest.param(
+            QuotingError("value 'Smith, Jr.' is not allowed"),
+            ["delivery of seg_a: value 'Smith, Jr.' is not allowed"],
+            id="its-words-differ-from-the-public-ones",
+        ),
+        pytest.param(LakesegError("destination.path is not writable"), [], id="its-words-are-the-public-ones"),
+    ],
+)
+def test_a_lakeseg_error_in_delivery_reports_its_public_words_and_logs_any_others_at_debug(h, caplog, error, debug):
+    # Given a delivery that fails with a lakeseg error
+    # When the segment syncs, with debug logging on
+    with caplog.at_level(logging.DEBUG, logger="sync.run.engine"):
+        report = h.run(destination=Quoting(h.exports, error))
+    # Then the report keeps its public words, and only words beyond them go to the debug log
+    assert by_segment(report)["seg_a"].reason == error.public
+    assert [m for m in records(caplog, logging.DEBUG) if m.startswith("delivery of seg_a")] == debug

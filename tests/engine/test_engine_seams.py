@@ -120,3 +120,17 @@ def test_a_delivery_carries_the_segments_job_ledger_in_the_state_store(h):
     entries = open_state_store(str(h.state_dir)).job_ledger("files", "seg_a").entries()
     assert report.status == "succeeded"
     assert [(e["name"], e["job_id"], e["run_id"]) for e in entries] == [("lakeseg-seg_a-1", "job-1", report.run_id)]
+
+
+def test_a_delivery_carries_the_unfinished_search_with_the_header_it_was_found_with(h):
+    # Given a segment synced once, then an unfinished search for refused rows kept in its state
+    assert h.run().status == "succeeded"
+    state = open_state_store(str(h.state_dir))
+    fields = ("Id", "Attributes.Plan")
+    state.save_search("files", "seg_a", [("e1",)], fields=fields, run_id="r0", workdir=h.work / "saved")
+    seen = []
+    # When the next run delivers
+    report = h.run(destination=Scripted(h.exports, check=lambda d: seen.append(d.search)))
+    # Then its delivery continues that search: the same groups, found with the same header
+    assert report.status == "succeeded"
+    assert [(s.groups, s.fields) for s in seen] == [((("e1",),), fields)]
