@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from sync.core.errors import LakesegError
+from sync.destinations.base import DeliveryResult, JobRecord
 from sync.destinations.files import FilesDestination
 from sync.state import open_state_store
 from tests.engine.harness import EngineHarness, by_segment
@@ -143,3 +144,27 @@ def test_a_lakeseg_error_in_delivery_reports_its_public_words_and_logs_any_other
     # Then the report keeps its public words, and only words beyond them go to the debug log
     assert by_segment(report)["seg_a"].reason == error.public
     assert [m for m in records(caplog, logging.DEBUG) if m.startswith("delivery of seg_a")] == debug
+
+
+class Unconfirmed(FilesDestination):
+    """A platform that took nothing: its job failed, with its words on the job, the delivery and a refused row."""
+
+    def deliver(self, delivery, progress=None):
+        job = JobRecord("job-1", "FAILED", 1, 1, failures=["row 1: 'Smith, Jr.' too long"])
+        return DeliveryResult(
+            confirmed=False, jobs=[job], errors=["import FAILED near 'Smith, Jr.'"], rejected={"e1": "'Smith, Jr.'"}
+        )
+
+
+def test_an_unconfirmed_deliverys_platform_words_go_to_the_debug_log_each_naming_the_segment(h, caplog):
+    # Given a delivery the platform did not take, its job, errors and refused row quoting a value
+    # When the segment syncs, with debug logging on
+    with caplog.at_level(logging.DEBUG, logger="sync.run.engine"):
+        report = h.run(destination=Unconfirmed(h.exports))
+    # Then each of the platform's words is a debug line naming the segment, and none reaches a higher level
+    assert by_segment(report)["seg_a"].status == "failed"
+    debug = records(caplog, logging.DEBUG)
+    assert "seg_a job job-1: row 1: 'Smith, Jr.' too long" in debug
+    assert "seg_a: import FAILED near 'Smith, Jr.'" in debug
+    assert "seg_a: the platform refused e1: 'Smith, Jr.'" in debug
+    assert not any("Smith" in m for level in (logging.INFO, logging.WARNING) for m in records(caplog, level))
