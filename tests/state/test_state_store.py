@@ -337,3 +337,9 @@ def test_an_unfinished_search_round_trips_in_order_from_a_new_work_folder_and_an
     store.save_search("files", "seg_a", [()], fields=("Id",), run_id="run-2", workdir=tmp_path / "w2")
     assert store.load_search("files", "seg_a", tmp_path / "r2") is None
     assert [k for k in store._list("snapshots/files/seg_a/") if "search" in k.rsplit("/", 1)[1]] == []
+
+
+def test_a_search_of_a_run_whose_id_cannot_name_a_file_is_refused_naming_the_run_id(store, tmp_path):
+    # Given a run id that could leave the segment's folder, when its unfinished search is saved, then it is refused
+    with pytest.raises(ConfigError, match=r"^run id name '\.\./x' cannot be used in state keys"):
+        store.save_search("files", "seg_a", [("a",)], fields=("Id",), run_id="../x", workdir=tmp_path / "w")
