@@ -2,7 +2,8 @@
 
 A lake snapshot keeps each member's keys (k1, k2) and digest; the next run's
 statements must compute them exactly as the run that wrote it did, or every
-member reads as leaving and entering. The keys are XXH64 (Trino's
+member reads as leaving and entering (other keys) or as changed (another
+digest). The keys are XXH64 (Trino's
 ``xxhash64``) of the Id, and of the Id, a NUL and the salt ``lakeseg`` (the
 scheme ``ak1`` that the snapshot's mapping hash names); the digest is
 HMAC-SHA256 of the serialised member under a subkey of the secret (``ad1``).

@@ -27,13 +27,6 @@ def store(tmp_path):
     return open_state_store(str(tmp_path / "state"))
 
 
-@pytest.fixture
-def frozen(monkeypatch):
-    now = datetime(2026, 11, 26, 8, 0, 0, tzinfo=timezone.utc)
-    monkeypatch.setattr(base, "utcnow", lambda: now)
-    return now
-
-
 def write_pointer(store, doc, name="current.json") -> Path:
     path = Path(store.root) / FOLDER / name
     path.parent.mkdir(parents=True, exist_ok=True)

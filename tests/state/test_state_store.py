@@ -307,13 +307,8 @@ def test_an_s3_error_reading_the_pointer_is_not_a_first_sync(aws, tmp_path, code
 
 
 def test_an_unfinished_search_round_trips_in_order_from_a_new_work_folder_and_an_empty_one_clears_it(
-    store, tmp_path, open_umask, monkeypatch
+    store, tmp_path, open_umask, frozen
 ):
-    from datetime import UTC, datetime
-
-    from sync.state import base
-
-    monkeypatch.setattr(base, "utcnow", lambda: datetime(2026, 12, 7, 3, 0, 0, tzinfo=UTC))
     # Given groups of suspect Ids, saved from a work folder not made yet whose path holds a quote (under a
     # umask that lets others read)
     groups = [("c", "a"), ("b",), ()]
@@ -328,7 +323,7 @@ def test_an_unfinished_search_round_trips_in_order_from_a_new_work_folder_and_an
         2,
         ["Id", "Attributes.Plan"],
         "run-1",
-        "2026-12-07T03:00:00+00:00",
+        "2026-11-26T08:00:00+00:00",
     )
     # When read back, then the non-empty groups come back in order, each in its own order, with header and run
     saved = store.load_search("files", "seg_a", tmp_path / "r")
