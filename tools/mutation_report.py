@@ -10,20 +10,28 @@ target (``--target``, 90%).
     python tools/mutation_report.py [--target 90] [--show-diffs]
     python tools/mutation_report.py --to-run   # the mutants `make mutation` still runs
     python tools/mutation_report.py --renumber # follow listed equivalents whose mutant was renumbered
+
+A module whose result file is missing, empty or unreadable (a run killed while
+mutmut rewrote it) has lost its results: the report names it and exits 1, and
+``--to-run`` removes its mutated copy, so that mutmut makes the module's
+mutants afresh, and prints a pattern that runs all of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from mutmut.mutation.data import SourceFileMutationData
 from mutmut.mutation.diff_apply import get_diff_for_mutant
 from mutmut.stats import status_by_exit_code
 from mutmut.utils.file_utils import walk_mutatable_files
+from mutmut.utils.format_utils import get_mutant_name
 from rich.console import Console
 from rich.table import Table
 
@@ -55,10 +63,40 @@ def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, tuple[str, str]]:
     return entries
 
 
-def collect() -> dict[str, dict[str, str]]:
-    """``module path -> {mutant name: status}`` for every mutated module."""
+def lost_results(paths: list[Path], mutants: Path = Path("mutants")) -> list[Path]:
+    """The modules of ``paths`` mutated under ``mutants`` whose result file is missing, empty or unreadable."""
+    lost = []
+    for path in paths:
+        if not (mutants / path).exists():
+            continue  # not mutated yet: nothing to lose
+        try:
+            results = json.loads((mutants / f"{path}.meta").read_text())["exit_code_by_key"]
+        except (OSError, ValueError, KeyError, TypeError):
+            lost.append(path)
+            continue
+        if not isinstance(results, dict):
+            lost.append(path)
+    return lost
+
+
+def forget(path: Path, mutants: Path = Path("mutants")) -> str:
+    """Remove ``path``'s mutated copy and result file, so mutmut makes them afresh; the pattern naming its mutants."""
+    for leftover in (mutants / path, mutants / f"{path}.meta"):
+        leftover.unlink(missing_ok=True)
+    return mutants_of(path)
+
+
+def mutants_of(path: Path) -> str:
+    """The pattern matching every mutant name of module ``path``: mutmut names functions x_name, methods xǁClassǁname."""
+    return get_mutant_name(path, "x[_ǁ]*")
+
+
+def collect(lost: Sequence[Path] = ()) -> dict[str, dict[str, str]]:
+    """``module path -> {mutant name: status}`` for every mutated module but those in ``lost``."""
     by_module: dict[str, dict[str, str]] = {}
     for path in walk_mutatable_files():
+        if path in lost:
+            continue
         data = SourceFileMutationData(path=path)
         data.load()
         if data.exit_code_by_key:
@@ -176,8 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    by_module = collect()
-    if not by_module:
+    lost = lost_results(list(walk_mutatable_files()))
+    by_module = collect(lost)
+    if args.to_run:
+        for path in lost:
+            print(f"{path}: its results were lost; all its mutants run again", file=sys.stderr)
+        equivalents = load_equivalents()
+        names = to_run(by_module, equivalents, lambda name, module: get_diff_for_mutant(name, path=module))
+        print("\n".join([*names, *(forget(path) for path in lost)]))
+        return 0
+    if not by_module and not lost:
         print("No mutation results under mutants/: run `make mutation`.", file=sys.stderr)
         return 2
     equivalents = load_equivalents()
@@ -196,9 +242,6 @@ def main(argv: list[str] | None = None) -> int:
         for old, new in renamed:
             print(f"{old} -> {new}")
         print(f"{len(renamed)} entries renamed in {EQUIVALENTS.name}")
-        return 0
-    if args.to_run:
-        print("\n".join(to_run(by_module, equivalents, lambda name, module: get_diff_for_mutant(name, path=module))))
         return 0
     table = Table(title="Mutation testing: kill rate = killed / (mutants - equivalent - not checked)")
     for col in ("module", "mutants", "killed", "survived", "equivalent", "no tests", "not checked", "kill rate"):
@@ -244,10 +287,13 @@ def main(argv: list[str] | None = None) -> int:
             text = diff if args.show_diffs else changed_lines(diff)
             console.print(f"  {name} ({status}): {text}", markup=False, highlight=False)
     # Stale: listed for a module this run checked, but no longer a surviving mutant with that line.
+    lost_patterns = [mutants_of(path) for path in lost]
     stale = sorted(
         name
         for name in equivalents
-        if name not in matched and (name in run_names or not any(name in s for s in by_module.values()))
+        if name not in matched
+        and (name in run_names or not any(name in s for s in by_module.values()))
+        and not any(fnmatchcase(name, pattern) for pattern in lost_patterns)
     )
     if stale:
         console.print(f"{len(stale)} entries of {EQUIVALENTS.name} match no surviving mutant (stale):")
@@ -256,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     if not_run:
         console.print(f"Not run (every mutant unchecked): {', '.join(not_run)}")
+    if lost:
+        console.print(
+            f"Results lost (result file missing or damaged; `make mutation-resume` runs them again): {', '.join(map(str, lost))}"
+        )
+        failing.extend(map(str, lost))
     if failing:
         console.print(f"Below the {args.target:.0f}% target: {', '.join(failing)}")
         return 1

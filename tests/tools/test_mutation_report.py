@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +115,40 @@ def test_an_equivalent_follows_its_mutant_when_an_edit_renumbers_its_function():
     # Then only the entry with exactly one new match is renamed, its line and reason kept
     assert renamed == [("m.x_f__mutmut_4", "m.x_f__mutmut_6")]
     assert new == text.replace("m.x_f__mutmut_4 |", "m.x_f__mutmut_6 |")
+
+
+def test_a_module_whose_result_file_a_kill_emptied_is_found_and_forgotten_so_all_its_mutants_run_again(tmp_path):
+    # Given mutated modules whose result files are intact, emptied mid-write, damaged or gone, and an unmutated one
+    mutants = tmp_path / "mutants"
+    intact, emptied, damaged, gone, unmutated = (
+        Path(f"sync/{name}.py") for name in ("intact", "emptied", "damaged", "gone", "unmutated")
+    )
+    for path in (intact, emptied, damaged, gone):
+        (mutants / path).parent.mkdir(parents=True, exist_ok=True)
+        (mutants / path).write_text("# mutated\n")
+    (mutants / f"{intact}.meta").write_text(json.dumps({"exit_code_by_key": {"sync.intact.x_f__mutmut_1": 1}}))
+    (mutants / f"{emptied}.meta").write_text("")
+    (mutants / f"{damaged}.meta").write_text(json.dumps({"exit_code_by_key": None}))
+    # When the lost results are looked for
+    lost = mr.lost_results([intact, emptied, damaged, gone, unmutated], mutants)
+    # Then every mutated module without readable results is lost, and only those
+    assert lost == [emptied, damaged, gone]
+    # And forgetting one removes its mutated copy and result file, so that mutmut makes both afresh
+    assert mr.forget(emptied, mutants) == "sync.emptied.x[_ǁ]*"
+    assert not (mutants / emptied).exists() and not (mutants / f"{emptied}.meta").exists()
+    assert (mutants / intact).exists() and (mutants / f"{intact}.meta").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "matches"),
+    [
+        pytest.param("sync/state/base.py", "sync.state.base.x_load__mutmut_3", True, id="function"),
+        pytest.param("sync/state/base.py", "sync.state.base.xǁStoreǁsave__mutmut_1", True, id="method"),
+        pytest.param("sync/state/base.py", "sync.state.based.x_load__mutmut_3", False, id="longer-module-name"),
+        pytest.param("sync/state/base.py", "sync.state.base.inner.x_f__mutmut_1", False, id="submodule"),
+        pytest.param("sync/state/__init__.py", "sync.state.x_open__mutmut_2", True, id="package-function"),
+        pytest.param("sync/state/__init__.py", "sync.state.base.x_load__mutmut_3", False, id="package-not-its-modules"),
+    ],
+)
+def test_the_pattern_of_a_forgotten_module_names_its_mutants_and_no_other(module, name, matches):
+    assert fnmatch.fnmatchcase(name, mr.mutants_of(Path(module))) is matches
