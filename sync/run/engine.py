@@ -499,9 +499,8 @@ class SyncRun:
         return now
 
     def _record(self, rep: SegmentReport) -> None:
-        seg = next((s for s in self._segments if s.name == rep.segment), None)
-        if seg is not None and rep.data_scanned_bytes is None:
-            rep.data_scanned_bytes = (self.reader.stats_for(seg.relation) or {}).get("data_scanned_bytes")
+        seg = next(s for s in self._segments if s.name == rep.segment)  # each report is of a segment chosen from these
+        rep.data_scanned_bytes = (self.reader.stats_for(seg.relation) or {}).get("data_scanned_bytes")
         with self._history_lock:
             self.report.segments.append(rep)
             if not self.options.dry_run:

@@ -233,3 +233,53 @@ def test_an_export_folder_that_takes_no_new_folder_is_refused_by_preflight(tmp_p
     # When the destination is checked before a run, then it is a configuration error naming the folder
     with pytest.raises(ConfigError, match=f"destination.path {exports} is not writable"):
         FilesDestination(exports).preflight()
+
+
+def test_a_staging_folder_exactly_as_old_as_the_limit_stays_and_one_a_second_older_goes(tmp_path, monkeypatch):
+    import os
+    from types import SimpleNamespace
+
+    # Given two staging folders of unknown runs, one exactly a day old and one a second older, at a fixed now
+    now = 1_800_000_000
+    incoming = tmp_path / "exports" / ".incoming"
+    for name, age in (("at-the-limit", 86400), ("past-the-limit", 86401)):
+        (incoming / name).mkdir(parents=True)
+        os.utime(incoming / name, (now - age, now - age))
+    monkeypatch.setattr("sync.destinations.files.time", SimpleNamespace(time=lambda: float(now)))
+    # When debris older than a day is collected
+    removed = FilesDestination(tmp_path / "exports").collect_debris(set(), 86400)
+    # Then only the one older than the limit goes
+    assert removed == ["past-the-limit"]
+    assert sorted(p.name for p in incoming.iterdir()) == ["at-the-limit"]
+
+
+def test_a_staging_folder_another_run_removes_meanwhile_is_skipped_and_the_rest_collected(tmp_path, monkeypatch):
+    # Given the staging folders of two dead runs, one of which another run's clean-up removes as this one gets to it
+    incoming = tmp_path / "exports" / ".incoming"
+    names = [f"{DEAD_RUN}-{segment}" for segment in ("seg_a", "seg_b")]
+    for name in names:
+        (incoming / name).mkdir(parents=True)
+    rmtree = shutil.rmtree
+
+    def removed_by_another_run_first(path, *args, **kwargs):
+        rmtree(path, *args, **kwargs)
+        if path.name == names[0]:
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(shutil, "rmtree", removed_by_another_run_first)
+    # When this run collects the dead runs' debris
+    removed = FilesDestination(tmp_path / "exports").collect_debris({DEAD_RUN}, 86400)
+    # Then the vanished one is no error and not claimed, and the other is collected
+    assert removed == [names[1]]
+    assert list(incoming.iterdir()) == []
+
+
+def test_preflight_passes_over_a_probe_folder_a_killed_run_with_the_same_pid_left(tmp_path):
+    import os
+
+    # Given the empty probe folder a run killed during its preflight left, under this process's pid
+    exports = tmp_path / "exports"
+    (exports / f".probe-{os.getpid()}").mkdir(parents=True)
+    # When the destination is checked, then it passes and takes the leftover with it
+    FilesDestination(exports).preflight()
+    assert sorted(p.name for p in exports.iterdir()) == [".incoming"]
