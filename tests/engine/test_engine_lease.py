@@ -91,10 +91,18 @@ def test_a_run_that_lost_its_lease_hands_nothing_over(h):
 
 
 class ScanningReader(DuckDBReader):
-    """The DuckDB reader, reporting what a warehouse query scanned (as the Athena reader does)."""
+    """The DuckDB reader, reporting what each relation's query scanned once staged (as the Athena reader does)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scanned: dict[str, dict] = {}
+
+    def stage(self, con, relation, *args, **kwargs):
+        self.scanned[str(relation)] = {"query_id": "q-1", "data_scanned_bytes": 123_456}
+        return super().stage(con, relation, *args, **kwargs)
 
     def stats_for(self, relation):
-        return {"query_id": "q-1", "data_scanned_bytes": 123_456}
+        return self.scanned.get(str(relation))
 
 
 def test_bytes_scanned_per_segment_reach_history_and_metrics(h):
