@@ -152,6 +152,7 @@ def test_a_work_folder_exactly_a_day_old_is_kept(tmp_path, monkeypatch):
 def test_the_runs_work_folder_is_private_while_it_runs_and_removed_after(tmp_path):
     from sync.destinations.files import FilesDestination
 
+    # Given a segment, and a destination that looks at the run's work folder while it delivers
     h = EngineHarness(tmp_path)
     h.segment("seg_a", {"endpoint_id": "Id", "plan": "Attributes.Plan"}, [("e1", "pro")])
     seen = {}
@@ -160,11 +161,14 @@ def test_the_runs_work_folder_is_private_while_it_runs_and_removed_after(tmp_pat
         def deliver(self, delivery, progress=None):
             run_dir = h.work / os.listdir(h.work)[0]
             seen["mode"] = stat.S_IMODE(run_dir.stat().st_mode)
+            seen["segment's mode"] = stat.S_IMODE((run_dir / "seg_a").stat().st_mode)
             seen["owner"] = json.loads((run_dir / OWNER_FILE).read_text())
             return super().deliver(delivery, progress)
 
+    # When it runs
     report = h.run(destination=Peek(h.exports))
-    assert seen["mode"] == 0o700
+    # Then the run's folder and the segment's inside it are the owner's alone, and nothing is left after
+    assert seen["mode"] == seen["segment's mode"] == 0o700
     assert seen["owner"] == {"host": HERE, "pid": os.getpid(), "run_id": report.run_id}
     assert list(h.work.iterdir()) == []
 
