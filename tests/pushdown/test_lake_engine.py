@@ -638,3 +638,17 @@ def test_a_segment_whose_scratch_cannot_be_dropped_leaves_the_other_segments_cle
     # Then seg_b's are gone all the same, and seg_a's wait for the next run's sweep
     assert lake.keys_under("lakeseg/state/lake-scratch/files/seg_b/") == []
     assert lake.keys_under("lakeseg/state/lake-scratch/files/seg_a/")
+
+
+def test_a_run_in_athena_reports_its_query_and_bytes_for_the_segment_and_times_the_diff(lake):
+    # Given a segment diffed in Athena
+    lake.segment("seg_a", COLS, members(6))
+    # When it syncs
+    report = lake.lake_run()
+    # Then the segment's notes name the query Athena ran for it and what it scanned, as a read through Athena does
+    (query,) = lake.readers[-1].stats.values()
+    assert f"athena query {query['query_id']} scanned {query['data_scanned_bytes']} bytes" in (
+        by_segment(report)["seg_a"].notes
+    )
+    # And the time it took counts as the run's diff
+    assert "diff" in report.phases
