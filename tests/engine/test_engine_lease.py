@@ -104,6 +104,10 @@ class ScanningReader(DuckDBReader):
     def stats_for(self, relation):
         return self.scanned.get(str(relation))
 
+    def notes_for(self, relation):
+        got = self.scanned.get(str(relation))
+        return [f"query {got['query_id']} scanned {got['data_scanned_bytes']} bytes"] if got else []
+
 
 def test_bytes_scanned_per_segment_reach_history_and_metrics(h):
     from sync.output.metrics import segment_documents
@@ -112,8 +116,9 @@ def test_bytes_scanned_per_segment_reach_history_and_metrics(h):
     store = open_state_store(str(h.state_dir))
     # When the segment is synced
     report = h.run(state=store, reader=ScanningReader(h.database))
-    # Then the segment report, the run history and the segment's metric line carry it
+    # Then the segment report, its notes, the run history and the segment's metric line carry it
     assert by_segment(report)[SEG].data_scanned_bytes == 123_456
+    assert "query q-1 scanned 123456 bytes" in by_segment(report)[SEG].notes
     assert store.get_run(report.run_id)["segments"][0]["data_scanned_bytes"] == 123_456
     doc = segment_documents(store.get_run(report.run_id))[0]
     assert doc["DataScannedBytes"] == 123_456
