@@ -167,6 +167,36 @@ def test_the_next_run_collects_the_temp_files_and_staging_folders_of_dead_runs_a
     assert [p.name for p in h.work.iterdir()] == [f"{live_run}.{live_pid}@{here}"]
 
 
+def test_a_dead_runs_staging_is_collected_for_the_run_its_owner_file_names_whatever_its_folder_is_called(h):
+    # Given a dead run's work folder under a name that does not carry its run id, whose owner file names the run,
+    # and that run's fresh staging folder in the export folder
+    folder = h.work / "renamed"
+    folder.mkdir(parents=True)
+    (folder / OWNER_FILE).write_text(json.dumps({"host": owners.host_label(), "pid": GONE, "run_id": DEAD_RUN}))
+    staging = h.exports / ".incoming" / f"{DEAD_RUN}-seg_a"
+    staging.mkdir(parents=True)
+    # When the next run syncs
+    assert by_segment(h.run())["seg_a"].status == "synced"
+    # Then the folder and the staging of the run its owner file names are gone at once
+    assert not folder.exists() and not staging.exists()
+
+
+def test_a_link_in_the_work_folder_is_never_followed_into_what_it_points_at(h, tmp_path):
+    # Given a link in the work root to a folder elsewhere that looks like a dead run's work folder, a day old
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / OWNER_FILE).write_text(json.dumps({"host": owners.host_label(), "pid": GONE, "run_id": DEAD_RUN}))
+    (elsewhere / "precious.csv").write_text("kept\n")
+    old = time.time() - 2 * 86400
+    os.utime(elsewhere, (old, old))
+    h.work.mkdir(parents=True, exist_ok=True)
+    (h.work / f"{DEAD_RUN}.{GONE}@{owners.host_label()}").symlink_to(elsewhere, target_is_directory=True)
+    # When the next run syncs
+    assert by_segment(h.run())["seg_a"].status == "synced"
+    # Then nothing it points at is touched
+    assert everything_under(elsewhere) == [OWNER_FILE, "precious.csv"]
+
+
 CHILD = """
 import sys
 from tests.engine.harness import EngineHarness

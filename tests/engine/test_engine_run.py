@@ -145,7 +145,9 @@ def test_an_expiring_destination_resends_members_due_for_a_refresh_with_a_note(h
 
     h.segment("seg_a", COLS, [("e1", "pro"), ("e2", "basic")])
     start = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
-    h.run(destination=Expiring(h.exports), clock=lambda: start)
+    first = by_segment(h.run(destination=Expiring(h.exports), clock=lambda: start))["seg_a"]
+    # the first run sends both as new: none is due for a refresh, and no note says one is
+    assert first.plan["refresh"] == 0 and not [n for n in first.notes if "due for a refresh" in n]
     later = start + timedelta(days=31)
     # 31 days on, both members were confirmed before the 30-day cutoff: they are sent again
     report = h.run(destination=Expiring(h.exports), clock=lambda: later)

@@ -477,6 +477,22 @@ def test_a_run_is_one_line_of_json_named_by_start_and_run_id(store):
     assert store.get_run("r2") is None
 
 
+def test_a_value_json_has_no_form_for_is_kept_in_the_history_as_its_text(store):
+    class Opaque:
+        def __str__(self):
+            return "opaque-7"
+
+    # Given a run whose report carries, beside JSON's own values, one JSON has no form for (a caller's object)
+    store.write_run({"run_id": "r1", "phases": {"read": 1.5}, "notes": [Opaque()], "extra": {"kind": Opaque()}})
+    # When it is read back, then the run is all there and the object is its text, as json.dumps(default=str) wrote it
+    assert store.get_run("r1") == {
+        "run_id": "r1",
+        "phases": {"read": 1.5},
+        "notes": ["opaque-7"],
+        "extra": {"kind": "opaque-7"},
+    }
+
+
 def test_history_lists_the_newest_runs_up_to_the_limit_and_skips_a_corrupt_one(store, caplog):
     for n in range(1, 5):
         store.write_run({"run_id": f"r{n}", "started_at": f"2026-11-2{n}T08:00:00+00:00"})
