@@ -197,6 +197,61 @@ def test_a_link_in_the_work_folder_is_never_followed_into_what_it_points_at(h, t
     assert everything_under(elsewhere) == [OWNER_FILE, "precious.csv"]
 
 
+def test_a_dead_runs_staging_is_collected_by_its_folders_name_when_the_host_has_dots(h, monkeypatch):
+    import socket
+
+    # Given a host whose name has dots, and a folder a dead run here left without its owner file
+    monkeypatch.setattr(socket, "gethostname", lambda: "runner-1.eu-west-1.compute.internal")
+    (h.work / f"{DEAD_RUN}.{GONE}@{owners.host_label()}").mkdir(parents=True)
+    staging = h.exports / ".incoming" / f"{DEAD_RUN}-seg_a"
+    staging.mkdir(parents=True)
+    # When the next run syncs
+    assert by_segment(h.run())["seg_a"].status == "synced"
+    # Then the run its folder's name starts with is dead, and its staging folder is gone at once
+    assert not staging.exists() and list(h.work.iterdir()) == []
+
+
+def test_the_destinations_debris_is_collected_when_the_state_stores_collection_fails(h, monkeypatch):
+    from sync.state.local import LocalStateStore
+
+    # Given a dead run's staging folder, and a state store whose collection of debris fails
+    (h.work / f"{DEAD_RUN}.{GONE}@{owners.host_label()}").mkdir(parents=True)
+    staging = h.exports / ".incoming" / f"{DEAD_RUN}-seg_a"
+    staging.mkdir(parents=True)
+
+    def fails(self, is_dead, max_age_seconds):
+        raise OSError("state store unreachable")
+
+    monkeypatch.setattr(LocalStateStore, "collect_debris", fails)
+    # When the next run syncs
+    assert by_segment(h.run())["seg_a"].status == "synced"
+    # Then the destination's debris is collected all the same
+    assert not staging.exists()
+
+
+def test_removing_a_work_folder_passes_over_its_owner_file_and_removes_it_last(tmp_path):
+    from sync.run.engine import remove_work_folder
+
+    class OwnerFileFirst(type(Path())):
+        """A folder that lists its owner file before anything else."""
+
+        def iterdir(self):
+            return iter(sorted(super().iterdir(), key=lambda p: p.name != OWNER_FILE))
+
+    # Given a work folder whose listing starts with its owner file, then a file and a folder
+    folder = OwnerFileFirst(tmp_path / "work")
+    (folder / "seg_a").mkdir(parents=True)
+    (folder / OWNER_FILE).write_text("{}")
+    (folder / "seg_a" / "part-00000.csv").write_text("Id\ne1\n")
+    (folder / "notes.txt").write_text("x")
+    stages = []
+    # When it is removed
+    remove_work_folder(folder, failpoint=lambda stage: stages.append((stage, everything_under(folder))))
+    # Then everything past the owner file went before it, and the folder with it
+    assert stages[1] == ("cleanup-after-contents", [OWNER_FILE])
+    assert not folder.exists()
+
+
 CHILD = """
 import sys
 from tests.engine.harness import EngineHarness
