@@ -252,6 +252,25 @@ def test_removing_a_work_folder_passes_over_its_owner_file_and_removes_it_last(t
     assert not folder.exists()
 
 
+def test_a_work_folder_another_run_removes_just_before_the_last_step_is_no_error(tmp_path):
+    import shutil
+
+    from sync.run.engine import remove_work_folder
+
+    # Given a work folder that another run's clean-up removes just as this one comes to remove the folder itself
+    folder = tmp_path / "work"
+    (folder / "seg_a").mkdir(parents=True)
+    (folder / OWNER_FILE).write_text("{}")
+
+    def removed_by_another_run(stage):
+        if stage == "cleanup-after-owner-file":
+            shutil.rmtree(folder)
+
+    # When it is removed, then nothing is raised and the folder is gone
+    remove_work_folder(folder, failpoint=removed_by_another_run)
+    assert not folder.exists()
+
+
 CHILD = """
 import sys
 from tests.engine.harness import EngineHarness
