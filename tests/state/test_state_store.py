@@ -338,3 +338,33 @@ def test_a_search_of_a_run_whose_id_cannot_name_a_file_is_refused_naming_the_run
     # Given a run id that could leave the segment's folder, when its unfinished search is saved, then it is refused
     with pytest.raises(ConfigError, match=r"^run id name '\.\./x' cannot be used in state keys"):
         store.save_search("files", "seg_a", [("a",)], fields=("Id",), run_id="../x", workdir=tmp_path / "w")
+
+
+def test_a_search_saved_from_the_folder_it_was_read_into_outlives_the_next_snapshot_commit(store, tmp_path):
+    # Given an unfinished search read back into a work folder, and a new one saved from that same folder (a run
+    # reads the segment's search, then saves what is still suspect where it read it)
+    work = tmp_path / "w" / "search"
+    store.save_search("files", "seg_a", [("a", "b")], fields=("Id",), run_id="run-1", workdir=tmp_path / "w1")
+    assert store.load_search("files", "seg_a", work) is not None and work.is_dir()
+    store.save_search("files", "seg_a", [("b",)], fields=("Id",), run_id="run-2", workdir=work)
+    # When the run then commits the segment's snapshot (which sweeps the files no pointer names)
+    commit(store, tmp_path, ["a", "b"], "run-2")
+    # Then the search is still there to be read
+    assert store.load_search("files", "seg_a", tmp_path / "r").groups == (("b",),)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        pytest.param(lambda store, key: store._write(key, b"{not json"), "pointer for .* is corrupt", id="pointer"),
+        pytest.param(lambda store, key: store._delete(key), "data .* is missing", id="data"),
+    ],
+)
+def test_a_damaged_search_is_refused_named_as_the_search(store, tmp_path, damage, reason):
+    # Given a saved search whose pointer or file of Ids is damaged
+    store.save_search("files", "seg_a", [("a",)], fields=("Id",), run_id="run-1", workdir=tmp_path / "w")
+    pointer = "snapshots/files/seg_a/search.json"
+    damage(store, pointer if "pointer" in reason else json.loads(store._read(pointer))["file"])
+    # When it is read, then it is refused, named as the segment's search
+    with pytest.raises(SegmentRefused, match=f"^search {reason}"):
+        store.load_search("files", "seg_a", tmp_path / "r")
