@@ -356,8 +356,8 @@ def test_a_search_saved_from_the_folder_it_was_read_into_outlives_the_next_snaps
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
-        pytest.param(lambda store, key: store._write(key, b"{not json"), "pointer for .* is corrupt", id="pointer"),
-        pytest.param(lambda store, key: store._delete(key), "data .* is missing", id="data"),
+        pytest.param(lambda store, key: store._write(key, b"{not json"), "pointer for {at} is corrupt", id="pointer"),
+        pytest.param(lambda store, key: store._delete(key), "data \\S+ for {at} is missing", id="data"),
     ],
 )
 def test_a_damaged_search_is_refused_named_as_the_search(store, tmp_path, damage, reason):
@@ -365,6 +365,7 @@ def test_a_damaged_search_is_refused_named_as_the_search(store, tmp_path, damage
     store.save_search("files", "seg_a", [("a",)], fields=("Id",), run_id="run-1", workdir=tmp_path / "w")
     pointer = "snapshots/files/seg_a/search.json"
     damage(store, pointer if "pointer" in reason else json.loads(store._read(pointer))["file"])
-    # When it is read, then it is refused, named as the segment's search
-    with pytest.raises(SegmentRefused, match=f"^search {reason}"):
+    # When it is read, then it is refused, named as the segment's search and by its pointer's place
+    at = r"files/seg_a at \S*snapshots/files/seg_a/search\.json"
+    with pytest.raises(SegmentRefused, match="^search " + reason.format(at=at)):
         store.load_search("files", "seg_a", tmp_path / "r")
