@@ -10,6 +10,7 @@ import pytest
 from sync.core.errors import LakesegError
 from sync.destinations.base import DeliveryResult, JobRecord
 from sync.destinations.files import FilesDestination
+from sync.readers.duckdb import DuckDBReader
 from sync.state import open_state_store
 from tests.engine.harness import EngineHarness, by_segment
 
@@ -149,6 +150,38 @@ def test_a_lakeseg_error_in_delivery_reports_its_public_words_and_logs_any_other
     # Then the report keeps its public words, and only words beyond them go to the debug log
     assert by_segment(report)["seg_a"].reason == error.public
     assert [m for m in records(caplog, logging.DEBUG) if m.startswith("delivery of seg_a")] == debug
+
+
+class FailingRead(DuckDBReader):
+    """The DuckDB reader, whose read of the segment fails with ``error``."""
+
+    def __init__(self, database, error: Exception):
+        super().__init__(database)
+        self.error = error
+
+    def stage(self, con, relation, columns, workdir):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "debug"),
+    [
+        pytest.param(
+            QuotingError("value 'Smith, Jr.' is not allowed"),
+            ["seg_a: value 'Smith, Jr.' is not allowed"],
+            id="its-words-differ-from-the-public-ones",
+        ),
+        pytest.param(LakesegError("the relation is gone"), [], id="its-words-are-the-public-ones"),
+    ],
+)
+def test_a_lakeseg_error_before_delivery_reports_its_public_words_and_logs_any_others_at_debug(h, caplog, error, debug):
+    # Given a read of the segment that fails with a lakeseg error
+    # When the segment syncs, with debug logging on
+    with caplog.at_level(logging.DEBUG, logger="sync.run.engine"):
+        report = h.run(reader=FailingRead(h.database, error))
+    # Then the report keeps its public words, and only words beyond them go to the debug log
+    assert by_segment(report)["seg_a"].reason == error.public
+    assert [m for m in records(caplog, logging.DEBUG) if m.startswith("seg_a: ")] == debug
 
 
 class Unconfirmed(FilesDestination):
