@@ -369,3 +369,23 @@ def test_a_damaged_search_is_refused_named_as_the_search(store, tmp_path, damage
     at = r"files/seg_a at \S*snapshots/files/seg_a/search\.json"
     with pytest.raises(SegmentRefused, match="^search " + reason.format(at=at)):
         store.load_search("files", "seg_a", tmp_path / "r")
+
+
+SUPERSEDED = {
+    "in-doubt": lambda store, tmp_path, run_id: store.record_in_doubt(
+        "files", "seg_a", ids_parquet(tmp_path, ["a"], f"{run_id}.parquet"), rows=1, run_id=run_id
+    ),
+    "search": lambda store, tmp_path, run_id: store.save_search(
+        "files", "seg_a", [("a",)], fields=("Id",), run_id=run_id, workdir=tmp_path / run_id
+    ),
+}
+
+
+@pytest.mark.parametrize("record", list(SUPERSEDED.values()), ids=list(SUPERSEDED))
+def test_a_superseded_record_leaves_only_the_newest_file_of_ids_behind(store, tmp_path, record):
+    # Given a segment's in-doubt record or unfinished search, then a later run's
+    record(store, tmp_path, "run-1")
+    record(store, tmp_path, "run-2")
+    # Then the segment's folder holds the later run's file of Ids, and no other data file
+    data = [k.rsplit("/", 1)[1] for k in store._list("snapshots/files/seg_a/") if k.endswith(".parquet")]
+    assert len(data) == 1 and "run-2" in data[0], data
