@@ -16,7 +16,7 @@ from sync.core.errors import SegmentRefused
 from sync.dbt.check import ValueRule, value_rules
 from sync.dbt.contract import FieldMapping, Segment
 from sync.readers.base import RelationRef
-from sync.run.diff import checked_id_sql, prepare
+from sync.run.diff import checked_id_sql, prepare, rule_sql
 
 COLUMNS = (
     ("endpoint_id", "Id"),
@@ -193,3 +193,9 @@ def test_a_columns_own_accepted_values_test_replaces_pinpoints_list_for_that_col
     # Then the column is held to that test's values alone, not to Pinpoint's list as well
     rules = [r for r in value_rules(_segment(), tests) if r.kind == "accepted_values"]
     assert rules == [ValueRule("opt_out", "OptOut", "accepted_values", "accepted_values", values=("NONE",))]
+
+
+def test_a_value_rule_of_a_kind_the_diff_does_not_know_is_a_programming_error_naming_the_kind():
+    # Given a rule of a kind value_rules never makes, when it is turned into SQL, then it is refused by its kind
+    with pytest.raises(ValueError, match=r"^unknown value rule kind 'min_length'$"):
+        rule_sql(ValueRule("c", "A.b", "pinpoint_min_length", "min_length", limit=1))
