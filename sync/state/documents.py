@@ -80,13 +80,14 @@ def parse(model: type[M], raw: bytes | str) -> M:
 
 def reason(exc: ValidationError) -> str:
     """The first error as ``field: what is wrong`` (``quarantine[0].id: Field required``)."""
-    error = exc.errors(include_url=False)[0]
+    error = exc.errors()[0]
     if error["type"] == "json_invalid":
         return "not JSON"
     if error["type"] == "model_type" and not error["loc"]:
         return "not a JSON object"
-    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
-    return f"{where}: {error['msg']}" if where else str(error["msg"])
+    # Past those two, an error is always in a field: its place starts with the field's name.
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+    return f"{where.removeprefix('.')}: {error['msg']}"
 
 
 class QuarantineEntry(Document):

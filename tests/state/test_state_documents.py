@@ -204,6 +204,9 @@ def test_a_foreign_document_as_a_pointer_is_one_error_naming_the_field(store, tm
 def test_a_model_parse_error_names_the_nested_field():
     with pytest.raises(DocumentError, match=r"quarantine\[0\]\.id: Field required"):
         parse(SnapshotPointer, json.dumps({"file": "f", "sha256": "0" * 64, "rows": 0, "quarantine": [{}]}))
+    # a nested document that is not an object is named by its place, not taken for the whole document
+    with pytest.raises(DocumentError, match=r"^quarantine\[0\]: Input should be an object$"):
+        parse(SnapshotPointer, json.dumps({"file": "f", "sha256": "0" * 64, "rows": 0, "quarantine": [1]}))
     assert parse(LockDocument, b'{"owner": "someone"}').owner == {}
 
 
