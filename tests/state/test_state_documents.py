@@ -14,7 +14,7 @@ from sync.core.errors import SegmentRefused
 from sync.run.lease import _load as load_lease
 from sync.state import open_state_store
 from sync.state.base import QuarantinedRow, sha256_file
-from sync.state.documents import DocumentError, LockDocument, SnapshotPointer, parse
+from sync.state.documents import DocumentError, LockDocument, NamedFiles, SnapshotPointer, parse
 
 FOLDER = "snapshots/files/seg_a"
 
@@ -234,3 +234,36 @@ def test_a_format_3_pointer_names_the_files_athena_wrote_and_has_no_single_data_
     with pytest.raises(DocumentError) as refused:
         pointer.parts()
     assert str(refused.value) == "a format-3 snapshot's base is files Athena wrote (lake_base), not one data file"
+
+
+@pytest.mark.parametrize(
+    ("pointer", "named"),
+    [
+        pytest.param({"format": 1, "file": "s/a.parquet", "rows": 1}, {"s/a.parquet"}, id="one-data-file"),
+        pytest.param(
+            {
+                "format": 2,
+                "base": {"file": "s/b.parquet"},
+                "deltas": [{"file": "s/d1.parquet"}, {"file": "s/d2.parquet"}],
+            },
+            {"s/b.parquet", "s/d1.parquet", "s/d2.parquet"},
+            id="a-base-and-its-deltas",
+        ),
+        pytest.param(
+            {
+                "format": 3,
+                "lake_base": {"folder": "lake-r1", "parts": [{"file": "s/lake-r1/p0"}, {"file": "s/lake-r1/p1"}]},
+                "deltas": [{"file": "s/d1.parquet"}],
+            },
+            {"s/lake-r1/p0", "s/lake-r1/p1", "s/d1.parquet"},
+            id="the-files-athena-wrote-and-deltas",
+        ),
+        pytest.param(
+            {"base": "s/b.parquet", "deltas": {"file": "s/d.parquet"}, "lake_base": {"parts": "p"}, "file": 5},
+            set(),
+            id="pieces-of-the-wrong-shape-name-nothing",
+        ),
+    ],
+)
+def test_a_superseded_pointer_names_every_data_file_it_points_to_and_nothing_else(pointer, named):
+    assert parse(NamedFiles, json.dumps(pointer)).keys() == named
