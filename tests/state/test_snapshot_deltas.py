@@ -306,3 +306,41 @@ def test_the_state_stores_duckdb_spills_inside_the_work_folder_never_the_working
     # Then every DuckDB the store opened spills into a hidden folder inside the run's own folders, quote and all
     assert spills and all(s.name == ".spill" and tmp_path in s.parents for s in spills)
     assert settings == [str(s) for s in spills] and any("'" in s for s in settings)
+
+
+def test_a_commit_given_the_runs_delta_stores_that_file_as_it_is_without_joining_the_memberships(
+    store, tmp_path, monkeypatch
+):
+    import sync.state.base as base
+    from sync.state.base import sha256_file
+
+    # Given a loaded base, and the delta the run derived for the next membership (one change, one exit)
+    commit(store, tmp_path, BASE, "run-1")
+    load(store, tmp_path, "w1")
+    derived = tmp_path / "derived.parquet"
+    con = duckdb.connect()
+    con.execute("create table d (Id varchar, k1 ubigint, k2 ubigint, digest ubigint, deleted boolean)")
+    con.execute("insert into d values ('m01', hash('m01'), hash('m01' || 'x'), 101, false)")
+    con.execute("insert into d values ('m00', hash('m00'), hash('m00' || 'x'), 0, true)")
+    con.execute("copy d to '" + str(derived).replace("'", "''") + "' (format parquet)")
+    new = {k: v for k, v in BASE.items() if k != "m00"} | {"m01": 101}
+
+    def no_join(*args, **kwargs):
+        raise AssertionError("the memberships were joined though the run's delta was given")
+
+    monkeypatch.setattr(base, "_write_delta", no_join)
+    # When the run commits the membership with its delta
+    store.commit_snapshot(
+        "files",
+        "seg_a",
+        members(tmp_path, new, "run-2.parquet"),
+        fields=("Id", "Attributes.A"),
+        mapping_hash="m1",
+        rows=len(new),
+        run_id="run-2",
+        delta=derived,
+    )
+    # Then the delta stored is that very file, and the snapshot reads as the new membership
+    (stored,) = pointer(store)["deltas"]
+    assert (stored["sha256"], stored["upserts"], stored["tombstones"]) == (sha256_file(derived), 1, 1)
+    assert load(store, tmp_path, "w2") == new
