@@ -344,3 +344,18 @@ def test_a_commit_given_the_runs_delta_stores_that_file_as_it_is_without_joining
     (stored,) = pointer(store)["deltas"]
     assert (stored["sha256"], stored["upserts"], stored["tombstones"]) == (sha256_file(derived), 1, 1)
     assert load(store, tmp_path, "w2") == new
+
+
+def test_a_superseded_data_file_is_deleted_though_its_name_is_not_one_this_lakeseg_gives(store, tmp_path):
+    # Given a committed snapshot whose data file has a name today's lakeseg never gives (an earlier one's)
+    commit(store, tmp_path, BASE, "run-1")
+    doc = pointer(store)
+    old = f"{FOLDER}/membership.parquet"
+    store._write(old, store._read(doc["file"]))
+    store._delete(doc["file"])
+    store._write(POINTER, json.dumps({**doc, "file": old}).encode())
+    # When the next run commits a new membership as a new base (it loaded nothing)
+    commit(store, tmp_path, NEXT, "run-2")
+    # Then the file the pointer named before is deleted all the same
+    assert "membership.parquet" not in files(store) and len(files(store)) == 2
+    assert load(store, tmp_path, "w2") == NEXT
