@@ -359,3 +359,36 @@ def test_a_superseded_data_file_is_deleted_though_its_name_is_not_one_this_lakes
     # Then the file the pointer named before is deleted all the same
     assert "membership.parquet" not in files(store) and len(files(store)) == 2
     assert load(store, tmp_path, "w2") == NEXT
+
+
+def test_a_commit_after_another_writer_moved_the_pointer_writes_a_base(store, tmp_path):
+    # Given a committed base, loaded by this run, then replaced by another writer's commit (another process)
+    commit(store, tmp_path, BASE, "run-1")
+    load(store, tmp_path, "w1")
+    other = open_state_store(store.url, s3_client=getattr(store, "s3", None))
+    commit(other, tmp_path, {**BASE, "m05": 555}, "run-x")
+    # When this run commits, then it writes a whole base: a delta would be against what it loaded, no longer current
+    commit(store, tmp_path, NEXT, "run-2")
+    assert "format" not in pointer(store) and load(store, tmp_path, "w2") == NEXT
+
+
+def test_a_commit_past_the_most_deltas_writes_a_base_without_working_out_a_delta(store, tmp_path, monkeypatch):
+    import sync.state.base as base
+
+    # Given max_deltas 3 and three one-row deltas, the last of them loaded
+    rows = dict(BASE)
+    commit(store, tmp_path, rows, "run-0")
+    for n in range(1, 4):
+        load(store, tmp_path, f"w{n}")
+        rows = {**rows, f"m0{n}": 1000 + n}
+        commit(store, tmp_path, rows, f"run-{n}")
+    load(store, tmp_path, "w4")
+
+    def no_join(*args, **kwargs):
+        raise AssertionError("a delta was worked out for a commit that cannot store one")
+
+    monkeypatch.setattr(base, "_write_delta", no_join)
+    # When a fourth change is committed, then it is a base, and no delta was worked out for it
+    rows = {**rows, "m09": 9999}
+    commit(store, tmp_path, rows, "run-4")
+    assert "deltas" not in pointer(store) and load(store, tmp_path, "w5") == rows
