@@ -331,6 +331,23 @@ def test_a_run_reports_the_time_of_each_phase(h):
     assert set(h.run().phases) == {"select", "read", "diff"}
 
 
+def test_a_phase_adds_up_the_seconds_spent_in_it_to_the_millisecond(monkeypatch):
+    import threading
+    import types
+
+    from sync.run import engine
+
+    # Given a run's report, and a clock that reads 12.5 s, then 13.1234 s
+    clock = iter([12.5, 13.1234])
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    run = types.SimpleNamespace(report=types.SimpleNamespace(phases={}), _history_lock=threading.Lock())
+    # When the read took from 10 s to 12.5 s, and again from 12.5 s on
+    now = engine.SyncRun._spent(run, "read", 10.0)
+    engine.SyncRun._spent(run, "read", now)
+    # Then the phase holds their sum, rounded to the millisecond
+    assert now == 12.5 and run.report.phases == {"read": 3.123}
+
+
 def test_a_change_is_committed_as_a_delta_beside_the_base_not_a_whole_new_base(h, monkeypatch):
     # Given a segment of 20 members, synced
     rows = [(f"e{i:02d}", "pro", "Paris") for i in range(20)]
