@@ -392,3 +392,14 @@ def test_a_commit_past_the_most_deltas_writes_a_base_without_working_out_a_delta
     rows = {**rows, "m09": 9999}
     commit(store, tmp_path, rows, "run-4")
     assert "deltas" not in pointer(store) and load(store, tmp_path, "w5") == rows
+
+
+def test_members_leaving_count_toward_compaction_as_much_as_members_changing(store, tmp_path):
+    # Given a loaded base of 10 members and max_share 0.5
+    commit(store, tmp_path, BASE, "run-1")
+    load(store, tmp_path, "w1")
+    # When half of them leave (5 tombstones, no upsert)
+    rest = {k: v for k, v in BASE.items() if k >= "m05"}
+    commit(store, tmp_path, rest, "run-2")
+    # Then the delta reaches the share and a new base is written instead
+    assert "deltas" not in pointer(store) and load(store, tmp_path, "w2") == rest
