@@ -131,27 +131,6 @@ class Quoting(FilesDestination):
         raise self.error
 
 
-@pytest.mark.parametrize(
-    ("error", "debug"),
-    [
-        pytest.param(
-            QuotingError("value 'Smith, Jr.' is not allowed"),
-            ["delivery of seg_a: value 'Smith, Jr.' is not allowed"],
-            id="its-words-differ-from-the-public-ones",
-        ),
-        pytest.param(LakesegError("destination.path is not writable"), [], id="its-words-are-the-public-ones"),
-    ],
-)
-def test_a_lakeseg_error_in_delivery_reports_its_public_words_and_logs_any_others_at_debug(h, caplog, error, debug):
-    # Given a delivery that fails with a lakeseg error
-    # When the segment syncs, with debug logging on
-    with caplog.at_level(logging.DEBUG, logger="sync.run.engine"):
-        report = h.run(destination=Quoting(h.exports, error))
-    # Then the report keeps its public words, and only words beyond them go to the debug log
-    assert by_segment(report)["seg_a"].reason == error.public
-    assert [m for m in records(caplog, logging.DEBUG) if m.startswith("delivery of seg_a")] == debug
-
-
 class FailingRead(DuckDBReader):
     """The DuckDB reader, whose read of the segment fails with ``error``."""
 
@@ -163,25 +142,36 @@ class FailingRead(DuckDBReader):
         raise self.error
 
 
+# Where a lakeseg error is raised: what the run is given to raise it there, and how its debug line starts.
+FAILING = {
+    "reading": (lambda h, error: {"reader": FailingRead(h.database, error)}, "seg_a: "),
+    "delivering": (lambda h, error: {"destination": Quoting(h.exports, error)}, "delivery of seg_a: "),
+}
+
+
+@pytest.mark.parametrize("where", list(FAILING))
 @pytest.mark.parametrize(
     ("error", "debug"),
     [
         pytest.param(
             QuotingError("value 'Smith, Jr.' is not allowed"),
-            ["seg_a: value 'Smith, Jr.' is not allowed"],
+            ["value 'Smith, Jr.' is not allowed"],
             id="its-words-differ-from-the-public-ones",
         ),
         pytest.param(LakesegError("the relation is gone"), [], id="its-words-are-the-public-ones"),
     ],
 )
-def test_a_lakeseg_error_before_delivery_reports_its_public_words_and_logs_any_others_at_debug(h, caplog, error, debug):
-    # Given a read of the segment that fails with a lakeseg error
+def test_a_lakeseg_error_reports_its_public_words_and_logs_any_others_at_debug_naming_the_segment(
+    h, caplog, where, error, debug
+):
+    # Given a read of the segment, or its delivery, that fails with a lakeseg error
+    failing, starts = FAILING[where]
     # When the segment syncs, with debug logging on
     with caplog.at_level(logging.DEBUG, logger="sync.run.engine"):
-        report = h.run(reader=FailingRead(h.database, error))
-    # Then the report keeps its public words, and only words beyond them go to the debug log
+        report = h.run(**failing(h, error))
+    # Then the report keeps its public words, and only words beyond them go to the debug log, naming the segment
     assert by_segment(report)["seg_a"].reason == error.public
-    assert [m for m in records(caplog, logging.DEBUG) if m.startswith("seg_a: ")] == debug
+    assert [m.removeprefix(starts) for m in records(caplog, logging.DEBUG) if m.startswith(starts)] == debug
 
 
 class Unconfirmed(FilesDestination):

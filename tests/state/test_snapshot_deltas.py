@@ -110,7 +110,9 @@ def test_deltas_stack_until_compaction_writes_a_new_base(store, tmp_path):
     assert load(store, tmp_path, "w4") == fourth
 
 
-def test_more_deltas_than_allowed_compact(store, tmp_path):
+def test_more_deltas_than_allowed_compact_without_working_out_a_delta(store, tmp_path, monkeypatch):
+    import sync.state.base as base
+
     # Given max_deltas 3 and three one-row deltas
     rows = dict(BASE)
     commit(store, tmp_path, rows, "run-0")
@@ -119,7 +121,12 @@ def test_more_deltas_than_allowed_compact(store, tmp_path):
         rows = {**rows, f"m0{n}": 1000 + n}
         commit(store, tmp_path, rows, f"run-{n}")
     assert len(pointer(store)["deltas"]) == 3
-    # When a fourth is committed, then it compacts
+
+    def no_join(*args, **kwargs):
+        raise AssertionError("a delta was worked out for a commit that cannot store one")
+
+    monkeypatch.setattr(base, "_write_delta", no_join)
+    # When a fourth is committed, then it compacts, and no delta was worked out for it
     load(store, tmp_path, "w4")
     rows = {**rows, "m09": 9999}
     commit(store, tmp_path, rows, "run-4")
@@ -370,28 +377,6 @@ def test_a_commit_after_another_writer_moved_the_pointer_writes_a_base(store, tm
     # When this run commits, then it writes a whole base: a delta would be against what it loaded, no longer current
     commit(store, tmp_path, NEXT, "run-2")
     assert "format" not in pointer(store) and load(store, tmp_path, "w2") == NEXT
-
-
-def test_a_commit_past_the_most_deltas_writes_a_base_without_working_out_a_delta(store, tmp_path, monkeypatch):
-    import sync.state.base as base
-
-    # Given max_deltas 3 and three one-row deltas, the last of them loaded
-    rows = dict(BASE)
-    commit(store, tmp_path, rows, "run-0")
-    for n in range(1, 4):
-        load(store, tmp_path, f"w{n}")
-        rows = {**rows, f"m0{n}": 1000 + n}
-        commit(store, tmp_path, rows, f"run-{n}")
-    load(store, tmp_path, "w4")
-
-    def no_join(*args, **kwargs):
-        raise AssertionError("a delta was worked out for a commit that cannot store one")
-
-    monkeypatch.setattr(base, "_write_delta", no_join)
-    # When a fourth change is committed, then it is a base, and no delta was worked out for it
-    rows = {**rows, "m09": 9999}
-    commit(store, tmp_path, rows, "run-4")
-    assert "deltas" not in pointer(store) and load(store, tmp_path, "w5") == rows
 
 
 def test_members_leaving_count_toward_compaction_as_much_as_members_changing(store, tmp_path):
