@@ -14,7 +14,8 @@ target (``--target``, 90%).
 A module whose result file is missing, empty or unreadable (a run killed while
 mutmut rewrote it) has lost its results: the report names it and exits 1, and
 ``--to-run`` removes its mutated copy, so that mutmut makes the module's
-mutants afresh, and prints a pattern that runs all of them.
+mutants afresh, and the record of which tests reach which function, so that
+mutmut collects it afresh, and prints a pattern that runs all of them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from rich.table import Table
 
 EQUIVALENTS = Path(__file__).with_name("mutation-equivalents.txt")
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
+STATS = "mutmut-stats.json"  # which tests reach which function, as mutmut collected it
 
 
 def changed_lines(diff: str) -> str:
@@ -80,8 +82,13 @@ def lost_results(paths: list[Path], mutants: Path = Path("mutants")) -> list[Pat
 
 
 def forget(path: Path, mutants: Path = Path("mutants")) -> str:
-    """Remove ``path``'s mutated copy and result file, so mutmut makes them afresh; the pattern naming its mutants."""
-    for leftover in (mutants / path, mutants / f"{path}.meta"):
+    """Remove ``path``'s mutated copy and result file, so mutmut makes them afresh; the pattern naming its mutants.
+
+    The record of which tests reach which function goes too: a run that found the module's result file gone
+    dropped the module's functions from it, and mutmut maps tests only for new tests after that, so without a
+    full collection each mutant of the module would run no test, or only the newest ones.
+    """
+    for leftover in (mutants / path, mutants / f"{path}.meta", mutants / STATS):
         leftover.unlink(missing_ok=True)
     return mutants_of(path)
 

@@ -133,9 +133,12 @@ def test_a_module_whose_result_file_a_kill_emptied_is_found_and_forgotten_so_all
     lost = mr.lost_results([intact, emptied, damaged, gone, unmutated], mutants)
     # Then every mutated module without readable results is lost, and only those
     assert lost == [emptied, damaged, gone]
-    # And forgetting one removes its mutated copy and result file, so that mutmut makes both afresh
+    # And forgetting one removes its mutated copy and result file, so that mutmut makes both afresh, and the
+    # record of which tests reach which function (a run without the module's results dropped its functions)
+    (mutants / "mutmut-stats.json").write_text("{}")
     assert mr.forget(emptied, mutants) == "sync.emptied.x[_ǁ]*"
     assert not (mutants / emptied).exists() and not (mutants / f"{emptied}.meta").exists()
+    assert not (mutants / "mutmut-stats.json").exists()
     assert (mutants / intact).exists() and (mutants / f"{intact}.meta").exists()
 
 
