@@ -38,6 +38,18 @@ def everything_under(folder) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
+def dead_runs_folder(h) -> Path:
+    """Where the dead run DEAD_RUN, on this host, had its work folder (not made): its name says whose it was."""
+    return h.work / f"{DEAD_RUN}.{GONE}@{owners.host_label()}"
+
+
+def staging_of(h, run_id: str) -> Path:
+    """The staging folder ``run_id`` made for seg_a in the export folder."""
+    folder = h.exports / ".incoming" / f"{run_id}-seg_a"
+    folder.mkdir(parents=True)
+    return folder
+
+
 def run_killed_at(h: EngineHarness, monkeypatch, stage: str):
     """A run by a process (pid GONE) that is killed at ``stage``; returns its work folder."""
 
@@ -87,7 +99,7 @@ def test_a_run_killed_at_each_step_of_its_clean_up_leaves_a_folder_the_next_run_
 def test_a_dead_runs_folder_whose_owner_file_is_gone_is_still_removed_at_once(h):
     # Given a folder a dead run here left holding an import file with last names, its owner file gone already
     # (an older lakeseg removed it first)
-    folder = h.work / f"{DEAD_RUN}.{GONE}@{owners.host_label()}"
+    folder = dead_runs_folder(h)
     (folder / "seg_a" / "import").mkdir(parents=True)
     (folder / "seg_a" / "import" / "part-00000.csv").write_text("Id,User.UserAttributes.LastName\ne1,Smith\n")
     # When the next run starts, within the day
@@ -145,9 +157,8 @@ def test_the_next_run_collects_the_temp_files_and_staging_folders_of_dead_runs_a
     here = owners.host_label()
     live_run = "20261206T020000000Z-11fe01"
     # Given a dead run here that left its work folder, a staging folder and a temp file in the state store
-    (h.work / f"{DEAD_RUN}.{GONE}@{here}").mkdir(parents=True)
-    dead_staging = h.exports / ".incoming" / f"{DEAD_RUN}-seg_a"
-    dead_staging.mkdir(parents=True)
+    dead_runs_folder(h).mkdir(parents=True)
+    dead_staging = staging_of(h, DEAD_RUN)
     (dead_staging / "part-00000.csv").write_text("Id\ne1\n")
     state_folder = h.state_dir / "snapshots" / "files" / "seg_a"
     state_folder.mkdir(parents=True)
@@ -155,8 +166,7 @@ def test_the_next_run_collects_the_temp_files_and_staging_folders_of_dead_runs_a
     dead_temp.write_text('{"half')
     # and a live run here with the same three
     (h.work / f"{live_run}.{live_pid}@{here}").mkdir(parents=True)
-    live_staging = h.exports / ".incoming" / f"{live_run}-seg_a"
-    live_staging.mkdir(parents=True)
+    live_staging = staging_of(h, live_run)
     live_temp = state_folder / f".current.json.{live_pid}@{here}.e5f6a7b8.tmp"
     live_temp.write_text('{"being written')
     # When the next run syncs
@@ -173,8 +183,7 @@ def test_a_dead_runs_staging_is_collected_for_the_run_its_owner_file_names_whate
     folder = h.work / "renamed"
     folder.mkdir(parents=True)
     (folder / OWNER_FILE).write_text(json.dumps({"host": owners.host_label(), "pid": GONE, "run_id": DEAD_RUN}))
-    staging = h.exports / ".incoming" / f"{DEAD_RUN}-seg_a"
-    staging.mkdir(parents=True)
+    staging = staging_of(h, DEAD_RUN)
     # When the next run syncs
     assert by_segment(h.run())["seg_a"].status == "synced"
     # Then the folder and the staging of the run its owner file names are gone at once
@@ -190,7 +199,7 @@ def test_a_link_in_the_work_folder_is_never_followed_into_what_it_points_at(h, t
     old = time.time() - 2 * 86400
     os.utime(elsewhere, (old, old))
     h.work.mkdir(parents=True, exist_ok=True)
-    (h.work / f"{DEAD_RUN}.{GONE}@{owners.host_label()}").symlink_to(elsewhere, target_is_directory=True)
+    dead_runs_folder(h).symlink_to(elsewhere, target_is_directory=True)
     # When the next run syncs
     assert by_segment(h.run())["seg_a"].status == "synced"
     # Then nothing it points at is touched
@@ -202,9 +211,8 @@ def test_a_dead_runs_staging_is_collected_by_its_folders_name_when_the_host_has_
 
     # Given a host whose name has dots, and a folder a dead run here left without its owner file
     monkeypatch.setattr(socket, "gethostname", lambda: "runner-1.eu-west-1.compute.internal")
-    (h.work / f"{DEAD_RUN}.{GONE}@{owners.host_label()}").mkdir(parents=True)
-    staging = h.exports / ".incoming" / f"{DEAD_RUN}-seg_a"
-    staging.mkdir(parents=True)
+    dead_runs_folder(h).mkdir(parents=True)
+    staging = staging_of(h, DEAD_RUN)
     # When the next run syncs
     assert by_segment(h.run())["seg_a"].status == "synced"
     # Then the run its folder's name starts with is dead, and its staging folder is gone at once
@@ -215,9 +223,8 @@ def test_the_destinations_debris_is_collected_when_the_state_stores_collection_f
     from sync.state.local import LocalStateStore
 
     # Given a dead run's staging folder, and a state store whose collection of debris fails
-    (h.work / f"{DEAD_RUN}.{GONE}@{owners.host_label()}").mkdir(parents=True)
-    staging = h.exports / ".incoming" / f"{DEAD_RUN}-seg_a"
-    staging.mkdir(parents=True)
+    dead_runs_folder(h).mkdir(parents=True)
+    staging = staging_of(h, DEAD_RUN)
 
     def fails(self, is_dead, max_age_seconds):
         raise OSError("state store unreachable")

@@ -61,6 +61,17 @@ def load(store, tmp_path, name="w") -> dict[str, int]:
     return dict(got)
 
 
+@pytest.fixture
+def no_join(monkeypatch):
+    """A store that must not work out a delta by joining two memberships (sync.state.base._write_delta)."""
+    import sync.state.base as base
+
+    def joined(*args, **kwargs):
+        raise AssertionError("the memberships were joined where no delta had to be worked out")
+
+    monkeypatch.setattr(base, "_write_delta", joined)
+
+
 def pointer(store) -> dict:
     return json.loads(store._read(POINTER))
 
@@ -110,9 +121,7 @@ def test_deltas_stack_until_compaction_writes_a_new_base(store, tmp_path):
     assert load(store, tmp_path, "w4") == fourth
 
 
-def test_more_deltas_than_allowed_compact_without_working_out_a_delta(store, tmp_path, monkeypatch):
-    import sync.state.base as base
-
+def test_more_deltas_than_allowed_compact_without_working_out_a_delta(store, tmp_path, request):
     # Given max_deltas 3 and three one-row deltas
     rows = dict(BASE)
     commit(store, tmp_path, rows, "run-0")
@@ -121,11 +130,7 @@ def test_more_deltas_than_allowed_compact_without_working_out_a_delta(store, tmp
         rows = {**rows, f"m0{n}": 1000 + n}
         commit(store, tmp_path, rows, f"run-{n}")
     assert len(pointer(store)["deltas"]) == 3
-
-    def no_join(*args, **kwargs):
-        raise AssertionError("a delta was worked out for a commit that cannot store one")
-
-    monkeypatch.setattr(base, "_write_delta", no_join)
+    request.getfixturevalue("no_join")  # from here on
     # When a fourth is committed, then it compacts, and no delta was worked out for it
     load(store, tmp_path, "w4")
     rows = {**rows, "m09": 9999}
@@ -316,9 +321,8 @@ def test_the_state_stores_duckdb_spills_inside_the_work_folder_never_the_working
 
 
 def test_a_commit_given_the_runs_delta_stores_that_file_as_it_is_without_joining_the_memberships(
-    store, tmp_path, monkeypatch
+    store, tmp_path, no_join
 ):
-    import sync.state.base as base
     from sync.state.base import sha256_file
 
     # Given a loaded base, and the delta the run derived for the next membership (one change, one exit)
@@ -331,11 +335,6 @@ def test_a_commit_given_the_runs_delta_stores_that_file_as_it_is_without_joining
     con.execute("insert into d values ('m00', hash('m00'), hash('m00' || 'x'), 0, true)")
     con.execute("copy d to '" + str(derived).replace("'", "''") + "' (format parquet)")
     new = {k: v for k, v in BASE.items() if k != "m00"} | {"m01": 101}
-
-    def no_join(*args, **kwargs):
-        raise AssertionError("the memberships were joined though the run's delta was given")
-
-    monkeypatch.setattr(base, "_write_delta", no_join)
     # When the run commits the membership with its delta
     store.commit_snapshot(
         "files",
