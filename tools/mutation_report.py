@@ -65,7 +65,7 @@ def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, tuple[str, str]]:
     return entries
 
 
-def lost_results(paths: list[Path], mutants: Path = Path("mutants")) -> list[Path]:
+def lost_results(paths: Sequence[Path], mutants: Path = Path("mutants")) -> list[Path]:
     """The modules of ``paths`` mutated under ``mutants`` whose result file is missing, empty or unreadable."""
     lost = []
     for path in paths:
@@ -98,10 +98,10 @@ def mutants_of(path: Path) -> str:
     return get_mutant_name(path, "x[_ǁ]*")
 
 
-def collect(lost: Sequence[Path] = ()) -> dict[str, dict[str, str]]:
-    """``module path -> {mutant name: status}`` for every mutated module but those in ``lost``."""
+def collect(paths: Sequence[Path], lost: Sequence[Path] = ()) -> dict[str, dict[str, str]]:
+    """``module path -> {mutant name: status}`` for every mutated module of ``paths`` but those in ``lost``."""
     by_module: dict[str, dict[str, str]] = {}
-    for path in walk_mutatable_files():
+    for path in paths:
         if path in lost:
             continue
         data = SourceFileMutationData(path=path)
@@ -221,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    lost = lost_results(list(walk_mutatable_files()))
-    by_module = collect(lost)
+    paths = list(walk_mutatable_files())
+    lost = lost_results(paths)
+    by_module = collect(paths, lost)
     if args.to_run:
         for path in lost:
             print(f"{path}: its results were lost; all its mutants run again", file=sys.stderr)
