@@ -97,7 +97,7 @@ MUTATION_TMP ?= $(if $(wildcard /dev/shm),/dev/shm/lakeseg-mutation,$(CURDIR)/bu
 # was listed, and a survivor costs every test that reaches its function). MUTATION_EQUIVALENTS=run
 # runs those too.
 MUTATION_EQUIVALENTS ?= skip
-MUTMUT = TMPDIR=$(MUTATION_TMP) $(BIN)/mutmut run --max-children 2
+MUTMUT = PATH=$(CURDIR)/$(BIN):$$PATH TMPDIR=$(MUTATION_TMP) $(BIN)/mutmut run --max-children 2
 
 mutation: install ## mutation testing: kill rate per module, survivors (tools/mutation-equivalents.txt)
 	rm -rf mutants $(MUTATION_TMP) && mkdir -p build $(MUTATION_TMP)
