@@ -37,7 +37,8 @@ from rich.console import Console
 from rich.table import Table
 
 EQUIVALENTS = Path(__file__).with_name("mutation-equivalents.txt")
-KILLED = {"killed", "timeout", "caught by type check", "segfault"}
+TYPE_CHECKED = "caught by type check"  # type_check_command in [tool.mutmut]: mypy refused the mutant
+KILLED = {"killed", "timeout", TYPE_CHECKED, "segfault"}
 STATS = "mutmut-stats.json"  # which tests reach which function, as mutmut collected it
 
 
@@ -130,6 +131,8 @@ def tally(
     for name, status in sorted(statuses.items()):
         if status in KILLED:
             counts["killed"] += 1
+            if status == TYPE_CHECKED:
+                counts["by mypy"] += 1  # of the killed: refused by mypy, no test run
             continue
         if status == "not checked" and name not in equivalents:
             counts["not checked"] += 1
@@ -252,14 +255,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(renamed)} entries renamed in {EQUIVALENTS.name}")
         return 0
     table = Table(title="Mutation testing: kill rate = killed / (mutants - equivalent - not checked)")
-    for col in ("module", "mutants", "killed", "survived", "equivalent", "no tests", "not checked", "kill rate"):
+    columns = ("killed", "by mypy", "survived", "equivalent", "no tests", "not checked")
+    for col in ("module", "mutants", *columns, "kill rate"):
         table.add_column(col, justify="left" if col == "module" else "right")
 
     def add_row(label: str, counts: Counter, mutants: int, **style) -> None:
         table.add_row(
             label,
             str(mutants),
-            *(str(counts[k]) for k in ("killed", "survived", "equivalent", "no tests", "not checked")),
+            *(str(counts[k]) for k in columns),
             f"{kill_rate(counts, mutants):.1f}%",
             **style,
         )

@@ -35,6 +35,7 @@ def test_a_module_is_tallied_by_status_and_an_equivalent_counts_only_while_its_l
     statuses = {
         "m.k": "killed",
         "m.t": "timeout",
+        "m.y": "caught by type check",
         "m.n": "not checked",
         "m.s": "survived",
         "m.o": "no tests",
@@ -51,14 +52,17 @@ def test_a_module_is_tallied_by_status_and_an_equivalent_counts_only_while_its_l
 
     # When tallied
     counts, survivors, matched = mr.tally(statuses, equivalents, diff_of)
-    # Then killed and timed-out mutants are kills, unchecked ones are set apart, and no diff of theirs is read
-    assert counts == Counter({"killed": 2, "not checked": 1, "survived": 2, "no tests": 1, "equivalent": 1})
+    # Then killed, timed-out and type-checked mutants are kills (those mypy refused also counted apart),
+    # unchecked ones are set apart, and no diff of theirs is read
+    assert counts == Counter(
+        {"killed": 3, "by mypy": 1, "not checked": 1, "survived": 2, "no tests": 1, "equivalent": 1}
+    )
     assert sorted(read) == ["m.e", "m.moved", "m.o", "m.s"]
     # And only the equivalent whose line still matches counts as one; the moved one is a survivor again
     assert matched == {"m.e"}
     assert [(n, s) for n, s, _ in survivors] == [("m.moved", "survived"), ("m.o", "no tests"), ("m.s", "survived")]
-    # And the rate leaves out equivalents and unchecked mutants: 2 / (7 - 1 - 1)
-    assert mr.kill_rate(counts, len(statuses)) == pytest.approx(40.0)
+    # And the rate leaves out equivalents and unchecked mutants: 3 / (8 - 1 - 1)
+    assert mr.kill_rate(counts, len(statuses)) == pytest.approx(50.0)
     assert mr.kill_rate(Counter({"not checked": 3}), 3) == 100.0
 
 
