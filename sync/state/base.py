@@ -531,6 +531,7 @@ class StateStore(abc.ABC):
         self._delete_files(folder, _named_files(pointer_bytes) - {keep})
 
     def _delete_files(self, folder: str, keys) -> None:
+        """Delete each key directly in ``folder``; a key anywhere else (a tampered pointer can name any) stays."""
         for old in keys:
             if isinstance(old, str) and old.startswith(folder + "/") and "/" not in old[len(folder) + 1 :]:
                 with contextlib.suppress(Exception):
@@ -790,7 +791,7 @@ class StateStore(abc.ABC):
         every file of a base Athena wrote that the pointer does not name."""
         listed = self._list(folder + "/")
         garbage = _named_files(previous_raw or b"") | {k for k in listed if _SNAPSHOT_FILE.match(k[len(folder) + 1 :])}
-        self._delete_files(folder, {k for k in garbage if "/" not in k[len(folder) + 1 :]} - named)
+        self._delete_files(folder, garbage - named)  # only files directly in the folder (see _delete_files)
         for key in listed:
             if key not in named and _LAKE_FILE.match(key[len(folder) + 1 :]):
                 with contextlib.suppress(Exception):

@@ -190,7 +190,7 @@ def test_an_old_single_file_snapshot_loads_and_takes_a_delta(store, tmp_path):
 @pytest.mark.parametrize(
     "damage, says",
     [
-        ("unknown-format", "format 4 is not one this lakeseg reads"),
+        ("unknown-format", r"format 4 is not one this lakeseg reads \(1 or 2 or 3\)"),
         ("deltas-not-a-list", "deltas: Input should be a valid array"),
         ("missing-delta", "is missing"),
         ("delta-checksum", "fails its checksum"),

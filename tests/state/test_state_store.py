@@ -389,3 +389,23 @@ def test_a_superseded_record_leaves_only_the_newest_file_of_ids_behind(store, tm
     # Then the segment's folder holds the later run's file of Ids, and no other data file
     data = [k.rsplit("/", 1)[1] for k in store._list("snapshots/files/seg_a/") if k.endswith(".parquet")]
     assert len(data) == 1 and "run-2" in data[0], data
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        "snapshots/files/other/x.parquet",
+        "snapshots/files/seg_a/sub/x.parquet",
+        "snapshots/files/seg_a//x.parquet",
+    ],
+    ids=["another-folder", "a-subfolder", "an-empty-folder-name"],
+)
+def test_a_commit_over_a_pointer_naming_a_file_outside_its_folder_deletes_no_such_file(store, tmp_path, named):
+    # Given a file outside the segment's own files, and a (damaged or hand-edited) pointer that names it
+    store._write(named, b"not this segment's")
+    store._write("snapshots/files/seg_a/current.json", json.dumps({"file": named, "sha256": "0" * 64}).encode())
+    # When the next run commits the segment (which deletes what the previous pointer named and no longer does)
+    commit(store, tmp_path, ["a"], "run-1")
+    # Then the file is still there, and the new snapshot reads back
+    assert store._read(named) == b"not this segment's"
+    assert store.load_snapshot("files", "seg_a", tmp_path / "w").rows == 1
