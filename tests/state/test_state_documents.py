@@ -201,6 +201,14 @@ def test_a_foreign_document_as_a_pointer_is_one_error_naming_the_field(store, tm
         store.load_snapshot("files", "seg_a", tmp_path / "w")
 
 
+@pytest.mark.parametrize("field", ["fields", "quarantine"])
+def test_a_null_list_in_a_pointer_reads_as_an_empty_one(field):
+    # Given a pointer whose list is written as null (an earlier writer's, or a hand-edited one)
+    raw = json.dumps({"file": "f", "sha256": "0" * 64, "rows": 0, field: None})
+    # When it is read, then the list is empty, not refused
+    assert getattr(parse(SnapshotPointer, raw), field) == ()
+
+
 def test_a_model_parse_error_names_the_nested_field():
     with pytest.raises(DocumentError, match=r"quarantine\[0\]\.id: Field required"):
         parse(SnapshotPointer, json.dumps({"file": "f", "sha256": "0" * 64, "rows": 0, "quarantine": [{}]}))
